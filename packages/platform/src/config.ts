@@ -1,0 +1,103 @@
+// The one place that reads the environment: parsed once at start-up, defaults applied, secrets
+// kept out of what gets logged.
+import { z } from '@hodei/types';
+
+export const SERVICES = ['orchestrator', 'scheduler', 'worker-manager'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+const DEFAULT_PORTS: Record<ServiceName, number> = { orchestrator: 8080, scheduler: 8081, 'worker-manager': 8082 };
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const ms = z.coerce.number().int().min(1);
+
+const EnvSchema = z.object({
+  /** Postgres; each service keeps its tables in its own schema of this database. */
+  DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/hodei'),
+  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  /** Prefix of every NATS subject and stream name: lets installations (and tests) share one NATS. */
+  HODEI_NATS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('hodei'),
+  /** When set, every /api/v1 route needs `Authorization: Bearer <token>`. */
+  HODEI_API_TOKEN: z.string().min(1).optional(),
+  /** Interface to listen on; without a token the services only ever bind to 127.0.0.1. */
+  HODEI_HOST: z.string().default('0.0.0.0'),
+  HODEI_ORCHESTRATOR_PORT: port.default(DEFAULT_PORTS.orchestrator),
+  HODEI_SCHEDULER_PORT: port.default(DEFAULT_PORTS.scheduler),
+  HODEI_WORKER_MANAGER_PORT: port.default(DEFAULT_PORTS['worker-manager']),
+  HODEI_ORCHESTRATOR_URL: z.url().optional(),
+  HODEI_SCHEDULER_URL: z.url().optional(),
+  HODEI_WORKER_MANAGER_URL: z.url().optional(),
+  /** Comma-separated browser origins allowed by CORS; default any localhost / 127.0.0.1 origin. */
+  HODEI_CORS_ORIGINS: z.string().optional(),
+  HODEI_BODY_LIMIT: z.string().default('1mb'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HODEI_HEARTBEAT_INTERVAL_MS: ms.default(1000),
+  HODEI_HEARTBEAT_TIMEOUT_MS: ms.optional(),
+  /** Time between SIGTERM and SIGKILL when a job is cancelled or times out. */
+  HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
+  HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
+});
+
+export type Env = Record<string, string | undefined>;
+
+export interface Config {
+  service: ServiceName;
+  version: string;
+  host: string;
+  port: number;
+  databaseUrl: string;
+  natsUrl: string;
+  natsPrefix: string;
+  apiToken: string | undefined;
+  corsOrigins: string[] | undefined;
+  bodyLimit: string;
+  logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
+  urls: Record<ServiceName, string>;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  killGraceMs: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(service: ServiceName, env: Env = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  const ports: Record<ServiceName, number> = {
+    orchestrator: e.HODEI_ORCHESTRATOR_PORT,
+    scheduler: e.HODEI_SCHEDULER_PORT,
+    'worker-manager': e.HODEI_WORKER_MANAGER_PORT,
+  };
+  const local = (s: ServiceName) => `http://127.0.0.1:${ports[s]}`;
+  return {
+    service,
+    version: '0.1.0',
+    host: e.HODEI_API_TOKEN ? e.HODEI_HOST : '127.0.0.1',
+    port: ports[service],
+    databaseUrl: e.DATABASE_URL,
+    natsUrl: e.NATS_URL,
+    natsPrefix: e.HODEI_NATS_PREFIX,
+    apiToken: e.HODEI_API_TOKEN,
+    corsOrigins: e.HODEI_CORS_ORIGINS?.split(',').map((s) => s.trim()).filter(Boolean),
+    bodyLimit: e.HODEI_BODY_LIMIT,
+    logLevel: e.LOG_LEVEL,
+    urls: {
+      orchestrator: e.HODEI_ORCHESTRATOR_URL ?? local('orchestrator'),
+      scheduler: e.HODEI_SCHEDULER_URL ?? local('scheduler'),
+      'worker-manager': e.HODEI_WORKER_MANAGER_URL ?? local('worker-manager'),
+    },
+    heartbeatIntervalMs: e.HODEI_HEARTBEAT_INTERVAL_MS,
+    heartbeatTimeoutMs: e.HODEI_HEARTBEAT_TIMEOUT_MS ?? 3 * e.HODEI_HEARTBEAT_INTERVAL_MS,
+    killGraceMs: e.HODEI_KILL_GRACE_MS,
+    shutdownTimeoutMs: e.HODEI_SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+/** The config as it may be logged: the token replaced, the database password hidden. */
+export function redactConfig(c: Config): Record<string, unknown> {
+  return { ...c, apiToken: c.apiToken ? '***' : undefined, databaseUrl: c.databaseUrl.replace(/:[^:@/]*@/, ':***@') };
+}

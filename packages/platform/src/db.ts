@@ -1,0 +1,125 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { Logger } from './logger.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+// BIGINT counts (COUNT(*), sums) arrive as numbers; none of ours come near 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+/** A pool whose connections work inside `schema` (search_path), with an error handler. */
+export function createPool(databaseUrl: string, schema: string, logger: Logger, max = 10): Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    options: `-c search_path=${quoteIdent(schema)},public`,
+    application_name: `hodei-${schema}`,
+  });
+  pool.on('error', (err) => logger.error({ err }, 'idle postgres connection failed'));
+  return pool;
+}
+
+export function quoteIdent(name: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`invalid identifier ${name}`);
+  return `"${name}"`;
+}
+
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+interface MigrationFile {
+  id: number;
+  name: string;
+  path: string;
+}
+
+async function migrationFiles(dir: string): Promise<MigrationFile[]> {
+  const names = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort();
+  return names.map((name) => {
+    const m = /^(\d+)_/.exec(name);
+    if (!m) throw new Error(`migration ${name} must start with its number (001_what.sql)`);
+    return { id: Number(m[1]), name, path: join(dir, name) };
+  });
+}
+
+/**
+ * Applies the numbered `.sql` files of `dir` to `schema`, each in its own transaction with the row
+ * that records it, under an advisory lock so replicas starting together take turns. Refuses to run
+ * against a database that is newer than the code.
+ */
+export async function migrate(pool: Pool, schema: string, dir: string, logger: Logger): Promise<number> {
+  const files = await migrationFiles(dir);
+  const s = quoteIdent(schema);
+  const lockKey = `hodei-migrate:${schema}`;
+  let applied = 0;
+  for (const file of [null, ...files]) {
+    await withTransaction(pool, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      if (file === null) {
+        const { rows } = await client.query<{ max: number | null }>(`SELECT max(id) AS max FROM ${s}.migrations`);
+        const latest = files.at(-1)?.id ?? 0;
+        if ((rows[0]?.max ?? 0) > latest)
+          throw new Error(`database schema ${schema} is at migration ${rows[0]?.max}, newer than this code (${latest})`);
+        return;
+      }
+      const done = await client.query(`SELECT 1 FROM ${s}.migrations WHERE id = $1`, [file.id]);
+      if (done.rowCount) return;
+      await client.query(`SET LOCAL search_path TO ${s}, public`);
+      await client.query(await readFile(file.path, 'utf8'));
+      await client.query(`INSERT INTO ${s}.migrations (id, name) VALUES ($1, $2)`, [file.id, file.name]);
+      applied += 1;
+      logger.info({ migration: file.name, schema }, 'migration applied');
+    });
+  }
+  return applied;
+}
+
+/** Creates the database of `databaseUrl` when it does not exist yet (connecting to `postgres`). */
+export async function ensureDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.slice(1));
+  url.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (!rowCount) await client.query(`CREATE DATABASE ${quoteIdent(name)}`).catch((err: { code?: string }) => {
+      if (err.code !== '42P04') throw err; // created meanwhile by a sibling service
+    });
+  } finally {
+    await client.end();
+  }
+}
+
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.slice(1));
+  url.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
+export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);

@@ -1,0 +1,59 @@
+// Typed errors: routes and stores throw these, the one error middleware turns them into
+// application/problem+json with the matching status.
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    detail?: string,
+    readonly errors?: FieldError[],
+  ) {
+    super(detail ?? title);
+  }
+}
+
+export class BadRequestError extends HttpError {
+  constructor(detail: string, errors?: FieldError[]) {
+    super(400, 'Bad Request', detail, errors);
+  }
+}
+export class UnauthorizedError extends HttpError {
+  constructor(detail = 'missing or invalid bearer token') {
+    super(401, 'Unauthorized', detail);
+  }
+}
+export class NotFoundError extends HttpError {
+  constructor(what: string, id?: string) {
+    super(404, 'Not Found', id === undefined ? `${what} not found` : `${what} ${id} not found`);
+  }
+}
+export class ConflictError extends HttpError {
+  constructor(detail: string) {
+    super(409, 'Conflict', detail);
+  }
+}
+export class PayloadTooLargeError extends HttpError {
+  constructor(detail: string) {
+    super(413, 'Payload Too Large', detail);
+  }
+}
+export class UnsupportedMediaTypeError extends HttpError {
+  constructor(detail: string) {
+    super(415, 'Unsupported Media Type', detail);
+  }
+}
+export class ServiceUnavailableError extends HttpError {
+  constructor(detail: string) {
+    super(503, 'Service Unavailable', detail);
+  }
+}
+/** A dependency (another service) answered badly: the caller's request was fine. */
+export class BadGatewayError extends HttpError {
+  constructor(detail: string) {
+    super(502, 'Bad Gateway', detail);
+  }
+}

@@ -1,0 +1,161 @@
+// One declaration per route: the zod schemas validate the request, type the handler and describe
+// the route in the service's OpenAPI document.
+import { OpenApiGeneratorV3, OpenAPIRegistry, type RouteConfig } from '@asteasolutions/zod-to-openapi';
+import { ProblemDetails, z } from '@hodei/types';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
+import express from 'express';
+import { parseDocument } from 'yaml';
+import { BadRequestError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
+
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+type Schema = z.ZodType;
+type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+export interface RouteDef<P extends Schema | undefined, Q extends Schema | undefined, B extends Schema | undefined> {
+  method: Method;
+  /** Express-style path, e.g. `/api/v1/jobs/:id`. */
+  path: string;
+  summary: string;
+  tag: string;
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** The body may also come as YAML (`application/yaml`, `application/x-yaml`). */
+  yaml?: boolean;
+  responses: Record<number, { description: string; schema?: Schema; contentType?: string }>;
+}
+
+export interface RouteInput<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+}
+
+export type RouteHandler<P, Q, B> = (input: RouteInput<P, Q, B>, req: Request, res: Response) => Promise<void> | void;
+
+const JSON_TYPES = ['application/json', 'application/*+json'];
+export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
+
+export function zodIssuesToFields(error: z.ZodError): FieldError[] {
+  return error.issues.map((i) => ({ path: i.path.map(String).join('.') || 'body', message: i.message }));
+}
+
+function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: 'path' | 'query' | 'body'): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const errors = zodIssuesToFields(result.error);
+  const names = [...new Set(errors.map((e) => e.path))].join(', ');
+  throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${names}`, errors);
+}
+
+/** Parses a YAML text body; a syntax error becomes a 400 that gives line and column. */
+export function parseYamlBody(text: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true });
+  const err = doc.errors[0];
+  if (err) {
+    const pos = err.linePos?.[0];
+    const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
+    throw new BadRequestError(`YAML error at ${where}: ${err.message.split('\n')[0]}`, [
+      { path: 'body', message: `${where}: ${err.message.split('\n')[0]}` },
+    ]);
+  }
+  return doc.toJS();
+}
+
+function hasBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+export class Api {
+  readonly registry = new OpenAPIRegistry();
+  readonly router: Router = express.Router();
+
+  constructor() {
+    this.registry.register('Problem', ProblemDetails);
+    this.registry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  }
+
+  route<P extends Schema | undefined = undefined, Q extends Schema | undefined = undefined, B extends Schema | undefined = undefined>(
+    def: RouteDef<P, Q, B>,
+    handler: RouteHandler<Out<P>, Out<Q>, Out<B>>,
+  ): void {
+    this.document(def);
+    const run: RequestHandler = async (req: Request, res: Response, next: NextFunction) => {
+      try {
+        const params = def.params ? parseOrThrow(def.params, req.params, 'path') : undefined;
+        const query = def.query ? parseOrThrow(def.query, req.query, 'query') : undefined;
+        let body: unknown;
+        if (def.body) {
+          let raw: unknown = req.body;
+          if (hasBody(req)) {
+            if (req.is(YAML_TYPES)) {
+              if (!def.yaml) throw new UnsupportedMediaTypeError('this route takes application/json');
+              raw = parseYamlBody(String(req.body ?? ''));
+            } else if (!req.is(JSON_TYPES)) {
+              throw new UnsupportedMediaTypeError(
+                `Content-Type must be application/json${def.yaml ? ' or application/yaml' : ''}`,
+              );
+            }
+          }
+          body = parseOrThrow(def.body, raw ?? {}, 'body');
+        }
+        await handler({ params, query, body } as RouteInput<Out<P>, Out<Q>, Out<B>>, req, res);
+      } catch (err) {
+        next(err);
+      }
+    };
+    this.router[def.method](def.path, run);
+  }
+
+  private document(def: RouteDef<Schema | undefined, Schema | undefined, Schema | undefined>): void {
+    const responses: RouteConfig['responses'] = {};
+    for (const [status, r] of Object.entries(def.responses)) {
+      responses[status] = r.schema
+        ? { description: r.description, content: { [r.contentType ?? 'application/json']: { schema: r.schema } } }
+        : { description: r.description };
+    }
+    for (const status of [400, 401]) {
+      responses[status] ??= {
+        description: status === 400 ? 'invalid request' : 'missing or invalid token',
+        content: { 'application/problem+json': { schema: ProblemDetails } },
+      };
+    }
+    const bodyContent: Record<string, { schema: Schema }> = {};
+    if (def.body) {
+      bodyContent['application/json'] = { schema: def.body };
+      if (def.yaml) bodyContent['application/yaml'] = { schema: def.body };
+    }
+    this.registry.registerPath({
+      method: def.method,
+      path: def.path.replace(/:([A-Za-z_]+)/g, '{$1}'),
+      summary: def.summary,
+      tags: [def.tag],
+      security: def.path.startsWith('/api/') ? [{ bearer: [] }] : [],
+      request: {
+        // both are z.object schemas; the registry's own type for them is narrower than ours
+        params: def.params as never,
+        query: def.query as never,
+        body: def.body ? { content: bodyContent, required: true } : undefined,
+      },
+      responses,
+    });
+  }
+
+  openApiDocument(title: string, version: string, description: string): object {
+    return new OpenApiGeneratorV3(this.registry.definitions).generateDocument({
+      openapi: '3.0.3',
+      info: { title, version, description },
+    });
+  }
+}
+
+/** Sends a list the way every list endpoint does: a plain array plus `X-Total-Count`. */
+export function sendList(res: Response, items: unknown[], total: number): void {
+  res.setHeader('X-Total-Count', String(total));
+  res.json(items);
+}
+
+/** `201 Created` with the resource and its `Location`. */
+export function sendCreated(res: Response, location: string, resource: unknown): void {
+  res.status(201).location(location).json(resource);
+}

@@ -1,0 +1,178 @@
+// The Express app every service shares: request ids and logs, CORS, token auth, body limits,
+// metrics, health, OpenAPI + Swagger UI, and the one error middleware that answers problem+json.
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import cors from 'cors';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import { pinoHttp } from 'pino-http';
+import { Histogram, type Registry } from 'prom-client';
+import swaggerUi from 'swagger-ui-express';
+import type { Config } from '../config.js';
+import { HttpError, NotFoundError, UnauthorizedError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { YAML_TYPES, type Api } from './api.js';
+
+export type HealthCheck = () => Promise<void>;
+
+export interface AppOptions {
+  config: Config;
+  logger: Logger;
+  api: Api;
+  metrics: Registry;
+  checks: Record<string, HealthCheck>;
+  title: string;
+  description: string;
+  startedAt: number;
+}
+
+const LOCALHOST_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
+
+function bearerAuth(token: string): RequestHandler {
+  const expected = Buffer.from(`Bearer ${token}`);
+  return (req, _res, next) => {
+    const got = Buffer.from(req.headers.authorization ?? '');
+    if (got.length === expected.length && timingSafeEqual(got, expected)) return next();
+    next(new UnauthorizedError());
+  };
+}
+
+function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  return Promise.race([p, new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
+}
+
+export function createApp(o: AppOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+
+  const duration = new Histogram({
+    name: 'hodei_http_request_duration_seconds',
+    help: 'HTTP request duration by method, route and status',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [o.metrics],
+  });
+  app.use((req, res, next) => {
+    const end = duration.startTimer();
+    res.on('finish', () => {
+      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      end({ method: req.method, route, status: String(res.statusCode) });
+    });
+    next();
+  });
+
+  app.use(
+    pinoHttp({
+      logger: o.logger,
+      genReqId: (req, res) => {
+        const id = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      autoLogging: { ignore: (req) => req.url === '/health' || req.url === '/metrics' },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'debug'),
+    }),
+  );
+
+  app.use(
+    cors({
+      origin: (origin, cb) => cb(null, !origin || (o.config.corsOrigins ? o.config.corsOrigins.includes(origin) : LOCALHOST_ORIGIN.test(origin))),
+      exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id'],
+    }),
+  );
+
+  app.get('/health', async (_req, res) => {
+    const checks: Record<string, string> = {};
+    await Promise.all(
+      Object.entries(o.checks).map(async ([name, check]) => {
+        try {
+          await withTimeout(check(), 2000);
+          checks[name] = 'ok';
+        } catch (err) {
+          checks[name] = `error: ${(err as Error).message}`;
+        }
+      }),
+    );
+    const ok = Object.values(checks).every((c) => c === 'ok');
+    res.status(ok ? 200 : 503).json({
+      status: ok ? 'ok' : 'degraded',
+      service: o.config.service,
+      version: o.config.version,
+      uptime_seconds: Math.round((Date.now() - o.startedAt) / 1000),
+      checks,
+    });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(o.metrics.contentType).send(await o.metrics.metrics());
+  });
+  const doc = o.api.openApiDocument(o.title, o.config.version, o.description);
+  app.get('/openapi.json', (_req, res) => {
+    res.json(doc);
+  });
+  app.use('/swagger-ui', swaggerUi.serve, swaggerUi.setup(doc, { customSiteTitle: o.title }));
+
+  if (o.config.apiToken) app.use('/api/v1', bearerAuth(o.config.apiToken));
+  app.use(express.json({ limit: o.config.bodyLimit, type: ['application/json', 'application/*+json'] }));
+  app.use(express.text({ limit: o.config.bodyLimit, type: YAML_TYPES }));
+  app.use(o.api.router);
+
+  app.use((req, _res, next) => next(new NotFoundError(`route ${req.method} ${req.path}`)));
+  app.use(errorHandler(o.logger));
+  return app;
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  message?: string;
+}
+
+const PG_CLIENT_ERRORS: Record<string, [number, string]> = {
+  '23505': [409, 'a resource with these values already exists'],
+  '23503': [409, 'the resource is referenced by, or refers to, another one'],
+  '22P02': [400, 'a value has the wrong format'],
+  '22003': [400, 'a number is out of range'],
+  '22001': [400, 'a value is too long'],
+};
+
+function toHttpError(err: unknown): HttpError | null {
+  if (err instanceof HttpError) return err;
+  const e = err as BodyParserError & { code?: string };
+  switch (e?.type) {
+    case 'entity.parse.failed':
+      return new HttpError(400, 'Bad Request', `malformed JSON body: ${e.message}`, [{ path: 'body', message: 'malformed JSON' }]);
+    case 'entity.too.large':
+      return new HttpError(413, 'Payload Too Large', 'the request body is larger than the limit');
+    case 'charset.unsupported':
+    case 'encoding.unsupported':
+      return new HttpError(415, 'Unsupported Media Type', e.message);
+    case 'request.aborted':
+      return new HttpError(400, 'Bad Request', 'the request was aborted');
+  }
+  const pg = e?.code ? PG_CLIENT_ERRORS[e.code] : undefined;
+  if (pg) return new HttpError(pg[0], pg[0] === 409 ? 'Conflict' : 'Bad Request', pg[1]);
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'Bad Request', e.message);
+  return null;
+}
+
+function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const known = toHttpError(err);
+    const problem = known ?? new HttpError(500, 'Internal Server Error', 'an unexpected error occurred; it has been logged');
+    if (problem.status >= 500) logger.error({ err, path: req.path, req_id: req.id }, 'request failed');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res
+      .status(problem.status)
+      .type('application/problem+json')
+      .json({
+        type: 'about:blank',
+        title: problem.title,
+        status: problem.status,
+        detail: problem.message,
+        instance: req.originalUrl,
+        ...(problem.errors ? { errors: problem.errors } : {}),
+      });
+  };
+}

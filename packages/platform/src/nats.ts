@@ -1,0 +1,57 @@
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { subjects, type Subjects } from '@hodei/types';
+import type { Logger } from './logger.js';
+
+export type { NatsConnection, JetStreamClient, JetStreamManager };
+
+export interface Bus {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  subjects: Subjects;
+}
+
+const DAY_NS = 24 * 3600 * 1e9;
+
+/** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */
+export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {
+  const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn({ nats: s.type }, `nats ${s.type}`);
+    }
+  })();
+  const jsm = await jetstreamManager(nc);
+  const subs = subjects(prefix);
+  await ensureStream(jsm, subs.eventsStream, subs.eventsSubjects, 7 * DAY_NS);
+  await ensureStream(jsm, subs.logsStream, subs.logsSubjects, 1 * DAY_NS);
+  return { nc, js: jetstream(nc), jsm, subjects: subs };
+}
+
+async function ensureStream(jsm: JetStreamManager, name: string, subjectList: string[], maxAgeNs: number): Promise<void> {
+  const config = { name, subjects: subjectList, retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: maxAgeNs };
+  try {
+    await jsm.streams.info(name);
+    await jsm.streams.update(name, { subjects: subjectList, max_age: maxAgeNs });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add(config).catch(async (addErr: unknown) => {
+      // a sibling service created it between our two calls
+      if (!String(addErr).includes('already in use')) throw addErr;
+    });
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return String((err as Error)?.message ?? err).toLowerCase().includes('not found');
+}
+
+export async function deleteStreams(bus: Bus): Promise<void> {
+  for (const name of [bus.subjects.eventsStream, bus.subjects.logsStream]) {
+    await bus.jsm.streams.delete(name).catch(() => undefined);
+  }
+}
+
+export const encodeJson = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+export const decodeJson = (data: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(data));

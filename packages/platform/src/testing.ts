@@ -1,0 +1,45 @@
+// Isolation for tests: a database and a NATS prefix of their own per test file, dropped after.
+import { randomBytes } from 'node:crypto';
+import { loadConfig, type Config, type ServiceName } from './config.js';
+import { dropDatabase } from './db.js';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { subjects } from '@hodei/types';
+
+export interface TestEnv {
+  databaseUrl: string;
+  natsPrefix: string;
+  /** Config for one service of this test's installation (port 0: any free port). */
+  config: (service: ServiceName, overrides?: Partial<Config>) => Config;
+  cleanup: () => Promise<void>;
+}
+
+export function createTestEnv(): TestEnv {
+  const id = randomBytes(5).toString('hex');
+  const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+  base.pathname = `/hodei_test_${id}`;
+  const databaseUrl = base.toString();
+  const natsPrefix = `t${id}`;
+  return {
+    databaseUrl,
+    natsPrefix,
+    config: (service, overrides = {}) => ({
+      ...loadConfig(service, {
+        DATABASE_URL: databaseUrl,
+        NATS_URL: process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+        HODEI_NATS_PREFIX: natsPrefix,
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      }),
+      port: 0,
+      ...overrides,
+    }),
+    cleanup: async () => {
+      await dropDatabase(databaseUrl);
+      const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+      const jsm = await jetstreamManager(nc);
+      const s = subjects(natsPrefix);
+      for (const name of [s.eventsStream, s.logsStream]) await jsm.streams.delete(name).catch(() => undefined);
+      await nc.close();
+    },
+  };
+}

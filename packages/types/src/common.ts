@@ -1,0 +1,66 @@
+import { z } from './zod.js';
+
+export const Id = z.uuid().openapi({ example: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' });
+export const Timestamp = z.string().openapi({ example: '2026-11-22T04:07:01.123Z', format: 'date-time' });
+export const IdParams = z.object({ id: Id });
+
+/** Status of a job (from its latest execution) and of one execution. */
+export const ExecutionStatus = z.enum([
+  'pending', 'queued', 'running', 'completed', 'failed', 'cancelled', 'timed_out', 'lost',
+]);
+export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
+export const FINAL_STATUSES: readonly ExecutionStatus[] = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
+export const isFinalStatus = (s: ExecutionStatus): boolean => FINAL_STATUSES.includes(s);
+
+export const PRIORITY_NAMES = { low: 1, normal: 5, high: 10, critical: 15 } as const;
+/** 1..15, higher runs first; the names low/normal/high/critical are accepted as input. */
+export const Priority = z
+  .union([z.number().int().min(1).max(15), z.enum(['low', 'normal', 'high', 'critical'])])
+  .transform((p) => (typeof p === 'number' ? p : PRIORITY_NAMES[p]))
+  .openapi({ description: '1..15 (higher first) or low|normal|high|critical', example: 5 });
+
+export const Labels = z.record(z.string().min(1).max(100), z.string().max(500));
+export const Env = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name'), z.string());
+
+export const Resources = z.object({
+  cpu_cores: z.number().positive().max(1024).optional(),
+  memory_bytes: z.number().int().positive().max(2 ** 50).optional(),
+});
+export type Resources = z.infer<typeof Resources>;
+
+export const Capacity = z.object({
+  slots: z.number().int().min(1).max(1024).default(4),
+  cpu_cores: z.number().positive().max(1024).default(1),
+  memory_bytes: z.number().int().positive().max(2 ** 50).default(1024 ** 3),
+});
+export type Capacity = z.infer<typeof Capacity>;
+
+const queryInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+export const Paging = z.object({
+  limit: queryInt(1, 1000).default(50),
+  offset: queryInt(0, Number.MAX_SAFE_INTEGER).default(0),
+});
+export type Paging = z.infer<typeof Paging>;
+
+export const ProblemDetails = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    instance: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi('Problem');
+export type ProblemDetails = z.infer<typeof ProblemDetails>;
+
+export const Health = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    service: z.string(),
+    version: z.string(),
+    uptime_seconds: z.number(),
+    checks: z.record(z.string(), z.string()),
+  })
+  .openapi('Health');
+export type Health = z.infer<typeof Health>;

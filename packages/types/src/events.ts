@@ -1,0 +1,99 @@
+// NATS subjects and the payloads that travel on them. Every subject starts with a prefix
+// (`hodei` by default) so that tests and side-by-side installations never see each other's traffic.
+import { ExecutionStatus, Id, Timestamp } from './common.js';
+import { JobSpec } from './job-spec.js';
+import { LogStream, Progress } from './worker-manager.js';
+import { z } from './zod.js';
+
+export function subjects(prefix = 'hodei') {
+  const p = prefix;
+  return {
+    prefix: p,
+    /** JetStream stream of durable events (`<p>.execution.>`, `<p>.job.>`, `<p>.schedule.>`, `<p>.worker.>`). */
+    eventsStream: `${p.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_EVENTS`,
+    /** JetStream stream of log batches (`<p>.logs.<execution_id>`). */
+    logsStream: `${p.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_LOGS`,
+    eventsSubjects: [`${p}.execution.>`, `${p}.job.>`, `${p}.schedule.>`, `${p}.worker.>`],
+    logsSubjects: [`${p}.logs.>`],
+
+    executionQueued: `${p}.execution.queued`,
+    executionStatus: (executionId: string) => `${p}.execution.${executionId}.status`,
+    executionStatusAll: `${p}.execution.*.status`,
+    executionFinished: `${p}.execution.finished`,
+    executionCancel: `${p}.execution.cancel`,
+    logs: (executionId: string) => `${p}.logs.${executionId}`,
+    logsAll: `${p}.logs.*`,
+    jobEvent: (kind: string) => `${p}.job.${kind}`,
+    scheduleFired: `${p}.schedule.fired`,
+    workerEvent: (workerId: string, kind: string) => `${p}.worker.${workerId}.${kind}`,
+
+    // Core NATS (request/reply, not stored in a stream).
+    assign: (workerId: string) => `${p}_rpc.assign.${workerId}`,
+    control: (workerId: string) => `${p}_rpc.control.${workerId}`,
+    heartbeat: (workerId: string) => `${p}_rpc.heartbeat.${workerId}`,
+    heartbeatAll: `${p}_rpc.heartbeat.*`,
+    placementKick: `${p}_rpc.placement.kick`,
+  };
+}
+export type Subjects = ReturnType<typeof subjects>;
+
+export const ExecutionQueuedEvent = z.object({
+  execution_id: Id,
+  job_id: Id.nullable(),
+  priority: z.number().int(),
+  spec: JobSpec,
+  attempt: z.number().int(),
+  created_at: Timestamp,
+  traceparent: z.string().optional(),
+});
+export type ExecutionQueuedEvent = z.infer<typeof ExecutionQueuedEvent>;
+
+/** Sent by the scheduler to one worker (request/reply); the worker answers with an `AssignmentAck`. */
+export const Assignment = z.object({
+  execution_id: Id,
+  job_id: Id.nullable(),
+  attempt: z.number().int(),
+  spec: JobSpec,
+  traceparent: z.string().optional(),
+});
+export type Assignment = z.infer<typeof Assignment>;
+export const AssignmentAck = z.object({ accepted: z.boolean(), reason: z.string().optional() });
+export type AssignmentAck = z.infer<typeof AssignmentAck>;
+
+export const WorkerControl = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('cancel'), execution_id: Id, reason: z.enum(['cancelled', 'timed_out']).default('cancelled') }),
+  z.object({ action: z.literal('drain') }),
+  z.object({ action: z.literal('stop'), force: z.boolean() }),
+]);
+export type WorkerControl = z.infer<typeof WorkerControl>;
+
+export const LogBatch = z.object({
+  execution_id: Id,
+  lines: z.array(z.object({ seq: z.number().int(), stream: LogStream, line: z.string(), timestamp: Timestamp })),
+});
+export type LogBatch = z.infer<typeof LogBatch>;
+
+export const ExecutionStatusEvent = z.object({
+  execution_id: Id,
+  job_id: Id.nullable(),
+  worker_id: Id.nullable(),
+  status: ExecutionStatus,
+  exit_code: z.number().int().nullable().optional(),
+  signal: z.string().nullable().optional(),
+  message: z.string().nullable().optional(),
+  progress: Progress.nullable().optional(),
+  last_seq: z.number().int().optional(),
+  started_at: Timestamp.nullable().optional(),
+  finished_at: Timestamp.nullable().optional(),
+  duration_ms: z.number().int().nullable().optional(),
+  timestamp: Timestamp,
+});
+export type ExecutionStatusEvent = z.infer<typeof ExecutionStatusEvent>;
+
+export const WorkerHeartbeat = z.object({
+  worker_id: Id,
+  status: z.enum(['online', 'draining']),
+  running_executions: z.array(Id),
+  timestamp: Timestamp,
+});
+export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeat>;

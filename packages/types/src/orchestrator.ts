@@ -1,0 +1,145 @@
+import { ExecutionStatus, Id, Paging, Priority, Timestamp } from './common.js';
+import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
+import { z } from './zod.js';
+
+const Name = z.string().trim().min(1).max(200);
+const Tags = z.array(z.string().min(1).max(100)).max(100);
+
+// ---- jobs ----
+
+const JobFields = {
+  name: Name.optional(),
+  description: z.string().max(10_000).nullable().optional(),
+  pipeline_id: Id.nullable().optional(),
+  tags: Tags.optional(),
+  depends_on: z.array(Id).max(1000).optional(),
+  ...JobSpecFields,
+};
+
+export const JobCreate = z.object(JobFields).strict().refine(oneOfCommandOrScript, commandOrScriptIssue).openapi('JobCreate');
+export type JobCreate = z.infer<typeof JobCreate>;
+export const JobPatch = z.object(JobFields).strict().partial().refine(oneOfCommandOrScript, commandOrScriptIssue).openapi('JobPatch');
+export type JobPatch = z.infer<typeof JobPatch>;
+
+export const ExecutionSummary = z
+  .object({
+    id: Id,
+    status: ExecutionStatus,
+    exit_code: z.number().int().nullable(),
+    started_at: Timestamp.nullable(),
+    finished_at: Timestamp.nullable(),
+    duration_ms: z.number().int().nullable(),
+  })
+  .openapi('ExecutionSummary');
+export type ExecutionSummary = z.infer<typeof ExecutionSummary>;
+
+export const Job = z
+  .object({
+    id: Id,
+    name: z.string(),
+    description: z.string().nullable(),
+    pipeline_id: Id.nullable(),
+    status: ExecutionStatus,
+    command: z.string().nullable(),
+    script: z.string().nullable(),
+    args: z.array(z.string()),
+    env: z.record(z.string(), z.string()),
+    working_dir: z.string().nullable(),
+    timeout_seconds: z.number().int().nullable(),
+    priority: z.number().int(),
+    resources: z.object({ cpu_cores: z.number().optional(), memory_bytes: z.number().optional() }),
+    tags: z.array(z.string()),
+    labels: z.record(z.string(), z.string()),
+    max_retries: z.number().int(),
+    retry_backoff_seconds: z.number().int(),
+    depends_on: z.array(Id),
+    last_execution: ExecutionSummary.nullable(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  })
+  .openapi('Job');
+export type Job = z.infer<typeof Job>;
+
+export const JobListQuery = Paging.extend({
+  status: ExecutionStatus.optional(),
+  pipeline_id: Id.optional(),
+  tag: z.string().optional(),
+  priority: z.coerce.number().int().min(1).max(15).or(z.enum(['low', 'normal', 'high', 'critical'])).optional(),
+  name: z.string().optional(),
+});
+export type JobListQuery = z.infer<typeof JobListQuery>;
+
+// ---- pipelines ----
+
+/** A job written inside a pipeline file: `depends_on` names other jobs of the same file. */
+export const InlineJob = z
+  .object({ ...JobFields, name: Name, depends_on: z.array(Name).max(1000).optional(), pipeline_id: z.never().optional() })
+  .strict()
+  .refine(oneOfCommandOrScript, commandOrScriptIssue)
+  .openapi('InlineJob');
+export type InlineJob = z.infer<typeof InlineJob>;
+
+export const PipelineStatus = z.enum(['active', 'archived']);
+
+export const PipelineCreate = z
+  .object({
+    name: Name,
+    description: z.string().max(10_000).nullable().optional(),
+    jobs: z.array(InlineJob).max(1000).optional(),
+  })
+  .strict()
+  .openapi('PipelineCreate');
+export type PipelineCreate = z.infer<typeof PipelineCreate>;
+
+export const PipelinePatch = z
+  .object({ name: Name, description: z.string().max(10_000).nullable(), status: PipelineStatus })
+  .strict()
+  .partial()
+  .openapi('PipelinePatch');
+export type PipelinePatch = z.infer<typeof PipelinePatch>;
+
+export const PipelineJobRef = z.object({
+  id: Id,
+  name: z.string(),
+  depends_on: z.array(Id),
+  status: ExecutionStatus,
+});
+
+export const Pipeline = z
+  .object({
+    id: Id,
+    name: z.string(),
+    description: z.string().nullable(),
+    status: PipelineStatus,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    jobs: z.array(PipelineJobRef).optional(),
+  })
+  .openapi('Pipeline');
+export type Pipeline = z.infer<typeof Pipeline>;
+
+export const PipelineListQuery = Paging.extend({ status: PipelineStatus.optional(), name: z.string().optional() });
+
+// ---- stats and cleanup ----
+
+export const Stats = z
+  .object({
+    total_jobs: z.number().int(),
+    by_status: z.record(z.string(), z.number().int()),
+    by_priority: z.record(z.string(), z.number().int()),
+    success_rate: z.number().nullable(),
+    avg_duration_ms: z.number().nullable(),
+    storage: z.record(z.string(), z.object({ rows: z.number().int(), bytes: z.number().int() })),
+  })
+  .openapi('Stats');
+export type Stats = z.infer<typeof Stats>;
+
+export const CleanupRequest = z
+  .object({ older_than_days: z.number().min(0).max(36_500), dry_run: z.boolean().default(false) })
+  .strict()
+  .openapi('CleanupRequest');
+export const CleanupResult = z
+  .object({ dry_run: z.boolean(), jobs: z.number().int(), job_ids: z.array(Id), executions: z.number().int().nullable() })
+  .openapi('CleanupResult');
+
+export { Priority };

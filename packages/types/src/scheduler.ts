@@ -1,0 +1,133 @@
+import { Capacity, Id, Labels, Paging, Timestamp } from './common.js';
+import { z } from './zod.js';
+
+export const OverlapPolicy = z.enum(['forbid', 'allow', 'replace']);
+export const MisfirePolicy = z.enum(['run_once', 'skip']);
+
+export const ScheduleCreate = z
+  .object({
+    name: z.string().trim().min(1).max(200).optional(),
+    job_id: Id.optional(),
+    pipeline_id: Id.optional(),
+    cron: z.string().trim().min(1).max(200).optional(),
+    run_at: z.iso.datetime({ offset: true }).optional(),
+    timezone: z.string().min(1).max(100).default('UTC'),
+    enabled: z.boolean().default(true),
+    overlap_policy: OverlapPolicy.default('forbid'),
+    misfire_policy: MisfirePolicy.default('run_once'),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if ((v.job_id === undefined) === (v.pipeline_id === undefined))
+      ctx.addIssue({ code: 'custom', path: ['job_id'], message: 'give exactly one of job_id or pipeline_id' });
+    if ((v.cron === undefined) === (v.run_at === undefined))
+      ctx.addIssue({ code: 'custom', path: ['cron'], message: 'give exactly one of cron or run_at' });
+  })
+  .openapi('ScheduleCreate');
+export type ScheduleCreate = z.infer<typeof ScheduleCreate>;
+
+export const SchedulePatch = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    cron: z.string().trim().min(1).max(200),
+    run_at: z.iso.datetime({ offset: true }),
+    timezone: z.string().min(1).max(100),
+    enabled: z.boolean(),
+    overlap_policy: OverlapPolicy,
+    misfire_policy: MisfirePolicy,
+  })
+  .strict()
+  .partial()
+  .openapi('SchedulePatch');
+export type SchedulePatch = z.infer<typeof SchedulePatch>;
+
+export const Schedule = z
+  .object({
+    id: Id,
+    name: z.string().nullable(),
+    job_id: Id.nullable(),
+    pipeline_id: Id.nullable(),
+    cron: z.string().nullable(),
+    run_at: Timestamp.nullable(),
+    timezone: z.string(),
+    enabled: z.boolean(),
+    status: z.enum(['scheduled', 'paused', 'completed']),
+    overlap_policy: OverlapPolicy,
+    misfire_policy: MisfirePolicy,
+    next_run_at: Timestamp.nullable(),
+    last_run_at: Timestamp.nullable(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  })
+  .openapi('Schedule');
+export type Schedule = z.infer<typeof Schedule>;
+
+export const ScheduleListQuery = Paging.extend({
+  job_id: Id.optional(),
+  enabled: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+});
+
+export const ScheduleRun = z
+  .object({
+    id: Id,
+    schedule_id: Id,
+    scheduled_at: Timestamp,
+    fired_at: Timestamp.nullable(),
+    execution_id: Id.nullable(),
+    outcome: z.enum(['pending', 'fired', 'skipped', 'failed']),
+    message: z.string().nullable(),
+  })
+  .openapi('ScheduleRun');
+export type ScheduleRun = z.infer<typeof ScheduleRun>;
+
+// ---- worker registry ----
+
+export const RegistryWorkerStatus = z.enum(['online', 'draining', 'offline', 'stopped']);
+export type RegistryWorkerStatus = z.infer<typeof RegistryWorkerStatus>;
+
+export const WorkerRegister = z
+  .object({
+    id: Id.optional().openapi({ description: 'an agent registers under the id worker-manager gave it' }),
+    type: z.enum(['shell']).default('shell'),
+    name: z.string().trim().min(1).max(200).optional(),
+    labels: Labels.default({}),
+    capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
+    host: z.string().max(255).optional(),
+    pid: z.number().int().positive().optional(),
+  })
+  .strict()
+  .openapi('WorkerRegister');
+export type WorkerRegister = z.infer<typeof WorkerRegister>;
+
+export const FreeCapacity = z.object({ slots: z.number().int(), cpu_cores: z.number(), memory_bytes: z.number() });
+
+export const RegistryWorker = z
+  .object({
+    id: Id,
+    type: z.string(),
+    name: z.string().nullable(),
+    status: RegistryWorkerStatus,
+    labels: z.record(z.string(), z.string()),
+    capacity: Capacity,
+    free: FreeCapacity,
+    running_executions: z.array(Id),
+    host: z.string().nullable(),
+    pid: z.number().int().nullable(),
+    registered_at: Timestamp,
+    last_heartbeat_at: Timestamp.nullable(),
+  })
+  .openapi('RegistryWorker');
+export type RegistryWorker = z.infer<typeof RegistryWorker>;
+
+export const WorkerListQuery = Paging.extend({ status: RegistryWorkerStatus.optional() });
+
+export const HeartbeatBody = z
+  .object({
+    status: z.enum(['online', 'draining']).optional(),
+    running_executions: z.array(Id).max(10_000).optional(),
+  })
+  .strict()
+  .openapi('Heartbeat');
+export type HeartbeatBody = z.infer<typeof HeartbeatBody>;
+
+export const HeartbeatAck = z.object({ id: Id, status: RegistryWorkerStatus, last_heartbeat_at: Timestamp }).openapi('HeartbeatAck');

@@ -1,0 +1,134 @@
+import { Capacity, ExecutionStatus, Id, Labels, Paging, Timestamp } from './common.js';
+import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
+import { z } from './zod.js';
+
+// ---- worker processes ----
+
+export const ManagedWorkerStatus = z.enum(['starting', 'running', 'draining', 'stopped', 'exited']);
+export type ManagedWorkerStatus = z.infer<typeof ManagedWorkerStatus>;
+
+export const WorkerStart = z
+  .object({
+    type: z.enum(['shell']).default('shell'),
+    name: z.string().trim().min(1).max(200).optional(),
+    labels: Labels.default({}),
+    capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
+  })
+  .strict()
+  .openapi('WorkerStart');
+export type WorkerStart = z.infer<typeof WorkerStart>;
+
+export const ManagedWorker = z
+  .object({
+    id: Id,
+    type: z.string(),
+    name: z.string().nullable(),
+    status: ManagedWorkerStatus,
+    pid: z.number().int().nullable(),
+    host: z.string().nullable(),
+    labels: z.record(z.string(), z.string()),
+    capacity: Capacity,
+    exit_code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    started_at: Timestamp,
+    stopped_at: Timestamp.nullable(),
+  })
+  .openapi('ManagedWorker');
+export type ManagedWorker = z.infer<typeof ManagedWorker>;
+
+export const ManagedWorkerListQuery = Paging.extend({ status: ManagedWorkerStatus.optional() });
+export const WorkerStopQuery = z.object({ force: z.enum(['true', 'false']).transform((v) => v === 'true').default(false) });
+
+export const WorkerStatusView = z
+  .object({
+    id: Id,
+    status: ManagedWorkerStatus,
+    pid: z.number().int().nullable(),
+    running_executions: z.array(Id),
+    last_heartbeat_at: Timestamp.nullable(),
+    uptime_seconds: z.number(),
+  })
+  .openapi('WorkerStatus');
+
+// ---- executions ----
+
+export const ExecuteRequest = z
+  .object({
+    job_id: Id.optional(),
+    name: z.string().trim().min(1).max(200).optional(),
+    ...JobSpecFields,
+  })
+  .strict()
+  .refine(oneOfCommandOrScript, commandOrScriptIssue)
+  .refine((v) => v.job_id !== undefined || v.command !== undefined || v.script !== undefined, {
+    message: 'give job_id, command or script',
+    path: ['job_id'],
+  })
+  .openapi('ExecuteRequest');
+export type ExecuteRequest = z.infer<typeof ExecuteRequest>;
+
+export const Progress = z
+  .object({
+    current: z.number().nullable(),
+    total: z.number().nullable(),
+    percent: z.number().nullable(),
+    message: z.string().nullable(),
+    updated_at: Timestamp,
+  })
+  .openapi('Progress');
+export type Progress = z.infer<typeof Progress>;
+
+export const Execution = z
+  .object({
+    id: Id,
+    job_id: Id.nullable(),
+    name: z.string(),
+    worker_id: Id.nullable(),
+    attempt: z.number().int(),
+    retry_of: Id.nullable(),
+    status: ExecutionStatus,
+    priority: z.number().int(),
+    exit_code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    message: z.string().nullable(),
+    waiting: z.string().nullable().openapi({ description: 'why a queued execution is not placed yet' }),
+    progress: Progress.nullable(),
+    spec: JobSpec,
+    created_at: Timestamp,
+    started_at: Timestamp.nullable(),
+    finished_at: Timestamp.nullable(),
+    duration_ms: z.number().int().nullable(),
+    log_lines: z.number().int(),
+  })
+  .openapi('Execution');
+export type Execution = z.infer<typeof Execution>;
+
+export const ExecutionListQuery = Paging.extend({
+  job_id: Id.optional(),
+  status: ExecutionStatus.optional(),
+  worker_id: Id.optional(),
+});
+
+// ---- logs ----
+
+export const LogStream = z.enum(['stdout', 'stderr']);
+export type LogStream = z.infer<typeof LogStream>;
+
+export const LogLine = z
+  .object({ seq: z.number().int().min(1), stream: LogStream, line: z.string(), timestamp: Timestamp })
+  .openapi('LogLine');
+export type LogLine = z.infer<typeof LogLine>;
+
+export const LogsQuery = z.object({
+  since_seq: z.coerce.number().int().min(0).optional(),
+  tail: z.coerce.number().int().min(1).max(100_000).optional(),
+  stream: LogStream.optional(),
+  grep: z.string().max(1000).optional(),
+  limit: z.coerce.number().int().min(1).max(100_000).default(10_000),
+});
+export type LogsQuery = z.infer<typeof LogsQuery>;
+
+export const LogsResponse = z
+  .object({ execution_id: Id, lines: z.array(LogLine), next_seq: z.number().int() })
+  .openapi('Logs');
+export type LogsResponse = z.infer<typeof LogsResponse>;

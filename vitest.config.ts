@@ -1,0 +1,21 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+
+// Tests import workspace packages from source, so `make test` needs no build of the libraries.
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@hodei/types': src('types'),
+      '@hodei/platform': src('platform'),
+      '@hodei/worker': src('worker'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+  },
+});
