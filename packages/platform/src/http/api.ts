@@ -55,9 +55,8 @@ export function parseYamlBody(text: string): unknown {
   if (err) {
     const pos = err.linePos?.[0];
     const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
-    throw new BadRequestError(`YAML error at ${where}: ${err.message.split('\n')[0]}`, [
-      { path: 'body', message: `${where}: ${err.message.split('\n')[0]}` },
-    ]);
+    const message = (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    throw new BadRequestError(`YAML error at ${where}: ${message}`, [{ path: 'body', message: `${where}: ${message}` }]);
   }
   return doc.toJS();
 }
