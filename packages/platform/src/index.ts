@@ -8,3 +8,5 @@ export * from './metrics.js';
 export * from './nats.js';
 export * from './service.js';
 export * from './testing.js';
+export * from './client.js';
+export * from './ids.js';
