@@ -37,6 +37,8 @@ export function subjects(prefix = 'hodei') {
 }
 export type Subjects = ReturnType<typeof subjects>;
 
+export const ExecutionCancelEvent = z.object({ execution_id: Id });
+
 export const ExecutionQueuedEvent = z.object({
   execution_id: Id,
   job_id: Id.nullable(),
@@ -86,6 +88,9 @@ export const ExecutionStatusEvent = z.object({
   started_at: Timestamp.nullable().optional(),
   finished_at: Timestamp.nullable().optional(),
   duration_ms: z.number().int().nullable().optional(),
+  /** Final event only: the JSON the job wrote to $HODEI_RESULT_FILE, or why it could not be read. */
+  result: z.unknown().optional(),
+  result_error: z.string().optional(),
   timestamp: Timestamp,
 });
 export type ExecutionStatusEvent = z.infer<typeof ExecutionStatusEvent>;
