@@ -1,0 +1,163 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from '@hodei/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootService, ConflictError, createTestEnv, sendCreated, type RunningService } from '../src/index.js';
+
+const env = createTestEnv();
+const TOKEN = 's3cret-token';
+let svc: RunningService;
+let open: RunningService;
+const ID = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
+
+async function boot(overrides: Parameters<typeof env.config>[1]) {
+  const dir = await mkdtemp(join(tmpdir(), 'hodei-app-'));
+  await writeFile(join(dir, '001_init.sql'), 'CREATE TABLE notes (id uuid PRIMARY KEY, n int NOT NULL);');
+  return bootService(
+    {
+      title: 'Test service',
+      description: 'app factory test',
+      schema: 'orchestrator',
+      migrationsDir: dir,
+      setup: ({ api, db }) => {
+        api.route(
+          {
+            method: 'post',
+            path: '/api/v1/notes/:id',
+            tag: 'notes',
+            summary: 'create a note',
+            params: z.object({ id: z.uuid() }),
+            body: z.object({ n: z.number().int().min(0).max(10), kind: z.enum(['a', 'b']).optional() }).strict(),
+            yaml: true,
+            responses: { 201: { description: 'created' } },
+          },
+          async ({ params, body }, _req, res) => {
+            const { rowCount } = await db.query('INSERT INTO notes VALUES ($1, $2) ON CONFLICT DO NOTHING', [params.id, body.n]);
+            if (!rowCount) throw new ConflictError(`note ${params.id} exists`);
+            sendCreated(res, `/api/v1/notes/${params.id}`, { id: params.id, ...body });
+          },
+        );
+        return {};
+      },
+    },
+    env.config('orchestrator', overrides),
+  );
+}
+
+const post = (base: string, body: string, type = 'application/json', headers: Record<string, string> = {}) =>
+  fetch(`${base}/api/v1/notes/${ID}`, { method: 'POST', headers: { 'content-type': type, ...headers }, body });
+
+beforeAll(async () => {
+  svc = await boot({ apiToken: TOKEN });
+  open = await boot({ apiToken: undefined });
+});
+afterAll(async () => {
+  await svc?.stop();
+  await open?.stop();
+  await env.cleanup();
+});
+
+describe('app factory', () => {
+  it('answers /health with both checks', async () => {
+    const res = await fetch(`${svc.url}/health`);
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toMatchObject({ status: 'ok', service: 'orchestrator', checks: { postgres: 'ok', nats: 'ok' } });
+    expect(typeof body.uptime_seconds).toBe('number');
+  });
+
+  it('requires the bearer token on /api/v1 only', async () => {
+    const res = await post(svc.url, '{"n":1}');
+    expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    expect((await post(svc.url, '{"n":1}', 'application/json', { authorization: 'Bearer wrong' })).status).toBe(401);
+    const ok = await post(svc.url, '{"n":1}', 'application/json', { authorization: `Bearer ${TOKEN}` });
+    expect(ok.status).toBe(201);
+    expect(ok.headers.get('location')).toBe(`/api/v1/notes/${ID}`);
+    expect((await fetch(`${svc.url}/metrics`)).status).toBe(200);
+    expect((await fetch(`${svc.url}/openapi.json`)).status).toBe(200);
+  });
+
+  it('binds to 127.0.0.1 without a token', () => {
+    expect(open.ctx.config.host).toBe('127.0.0.1');
+    expect(open.server.address()).toMatchObject({ address: '127.0.0.1' });
+  });
+
+  it('maps client mistakes to 4xx problem+json naming the field', async () => {
+    const cases: Array<[Promise<Response>, number, string?]> = [
+      [post(open.url, '{"n":'), 400, 'body'],
+      [post(open.url, '{"n":"x"}'), 400, 'n'],
+      [post(open.url, '{"n":-1}'), 400, 'n'],
+      [post(open.url, '{"n":1e300}'), 400, 'n'],
+      [post(open.url, '{"n":1,"kind":"zzz"}'), 400, 'kind'],
+      [post(open.url, '{"n":1,"extra":true}'), 400],
+      [post(open.url, 'n: [1', 'application/yaml'), 400, 'body'],
+      [post(open.url, 'hello', 'text/plain'), 415],
+      [post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(2 * 1024 * 1024) })), 413],
+      [fetch(`${open.url}/api/v1/notes/not-a-uuid`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
+      [fetch(`${open.url}/api/v1/nothing`), 404],
+    ];
+    for (const [pending, status, field] of cases) {
+      const res = await pending;
+      expect(res.status).toBe(status);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      const problem = await res.json();
+      expect(problem.status).toBe(status);
+      expect(JSON.stringify(problem)).not.toMatch(/at .*\.ts:\d+|SELECT|INSERT/);
+      if (field) expect(problem.errors.map((e: { path: string }) => e.path)).toContain(field);
+    }
+    expect((await fetch(`${open.url}/health`)).status).toBe(200);
+  });
+
+  it('gives YAML syntax errors with line and column, and accepts valid YAML', async () => {
+    const bad = await post(open.url, 'n: 1\nkind: [a\n', 'application/yaml');
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).detail).toMatch(/line \d+, column \d+/);
+    const good = await fetch(`${open.url}/api/v1/notes/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a12`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/yaml' },
+      body: 'n: 2\nkind: b\n',
+    });
+    expect(good.status).toBe(201);
+    expect(await good.json()).toMatchObject({ n: 2, kind: 'b' });
+  });
+
+  it('maps a state conflict to 409', async () => {
+    const first = await post(open.url, '{"n":3}');
+    expect([201, 409]).toContain(first.status);
+    const again = await post(open.url, '{"n":3}');
+    expect(again.status).toBe(409);
+  });
+
+  it('documents routes in OpenAPI and serves Swagger UI', async () => {
+    const doc = await (await fetch(`${open.url}/openapi.json`)).json();
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(doc.paths['/api/v1/notes/{id}'].post.requestBody.content).toHaveProperty('application/yaml');
+    const ui = await fetch(`${open.url}/swagger-ui/`);
+    expect(ui.status).toBe(200);
+    expect(await ui.text()).toContain('swagger-ui');
+  });
+
+  it('counts requests by route in /metrics', async () => {
+    const text = await (await fetch(`${open.url}/metrics`)).text();
+    expect(text).toMatch(/hodei_http_request_duration_seconds_count\{[^}]*route="\/api\/v1\/notes\/:id"[^}]*status="201"/);
+  });
+
+  it('allows localhost browser origins by default', async () => {
+    const res = await fetch(`${open.url}/health`, { headers: { origin: 'http://localhost:3000' } });
+    expect(res.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
+    const other = await fetch(`${open.url}/health`, { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('answers 503 naming the failing dependency', async () => {
+    await open.ctx.bus.nc.close();
+    const res = await fetch(`${open.url}/health`);
+    expect(res.status).toBe(503);
+    const body = await res.json();
+    expect(body.status).toBe('degraded');
+    expect(body.checks.postgres).toBe('ok');
+    expect(body.checks.nats).toMatch(/^error: /);
+  });
+});
