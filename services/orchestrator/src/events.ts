@@ -1,0 +1,125 @@
+// Job status follows its executions: durable JetStream consumers on worker-manager's (and the
+// scheduler's) execution events record each execution and set the job's status from its newest.
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { decodeJson, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
+import type { Counter } from 'prom-client';
+import { newestStatus, recordExecution, type ExecutionUpdate } from './store/executions.js';
+import { lockJob, setJobStatus } from './store/jobs.js';
+
+const SECOND_NS = 1e9;
+
+/** Applies one execution event; false when the job is unknown (the event is ignored). */
+export async function applyExecutionEvent(db: Pool, u: ExecutionUpdate): Promise<boolean> {
+  return withTransaction(db, async (c) => {
+    if (!(await lockJob(c, u.job_id))) return false;
+    await recordExecution(c, u);
+    await setJobStatus(c, u.job_id, await newestStatus(c, u.job_id));
+    return true;
+  });
+}
+
+function toUpdate(kind: 'queued' | 'status', data: unknown): ExecutionUpdate | null | 'invalid' {
+  if (kind === 'queued') {
+    const e = ExecutionQueuedEvent.safeParse(data);
+    if (!e.success) return 'invalid';
+    return e.data.job_id ? { execution_id: e.data.execution_id, job_id: e.data.job_id, status: 'queued' } : null;
+  }
+  const e = ExecutionStatusEvent.safeParse(data);
+  if (!e.success) return 'invalid';
+  const v = e.data;
+  if (!v.job_id) return null;
+  return {
+    execution_id: v.execution_id,
+    job_id: v.job_id,
+    status: v.status,
+    exit_code: v.exit_code,
+    started_at: v.started_at,
+    finished_at: v.finished_at,
+    duration_ms: v.duration_ms,
+  };
+}
+
+export interface ExecutionConsumers {
+  start: () => Promise<void>;
+  stop: () => Promise<void>;
+}
+
+export function executionConsumers(bus: Bus, db: Pool, logger: Logger, eventsCounter: Counter): ExecutionConsumers {
+  const s = bus.subjects;
+  const specs = [
+    { durable: 'orchestrator-queued', subject: s.executionQueued, kind: 'queued' as const },
+    { durable: 'orchestrator-status', subject: s.executionStatusAll, kind: 'status' as const },
+    { durable: 'orchestrator-finished', subject: s.executionFinished, kind: 'status' as const },
+  ];
+  const running: Array<{ messages: ConsumerMessages; loop: Promise<void> }> = [];
+  let stopping = false;
+
+  const handle = async (m: JsMsg, kind: 'queued' | 'status', log: Logger) => {
+    let data: unknown;
+    try {
+      data = decodeJson(m.data);
+    } catch {
+      data = undefined;
+    }
+    const update = toUpdate(kind, data);
+    if (update === 'invalid') {
+      log.warn({ subject: m.subject, seq: m.seq }, 'ignoring an execution event that does not match its schema');
+      eventsCounter.inc({ kind, outcome: 'invalid' });
+      m.term();
+      return;
+    }
+    if (update === null) {
+      eventsCounter.inc({ kind, outcome: 'ignored' });
+      m.ack();
+      return;
+    }
+    try {
+      const known = await applyExecutionEvent(db, update);
+      eventsCounter.inc({ kind, outcome: known ? 'applied' : 'unknown_job' });
+      m.ack();
+    } catch (err) {
+      // Postgres hiccup: let JetStream deliver it again shortly.
+      log.error({ err, execution_id: update.execution_id }, 'recording an execution event failed; will retry');
+      m.nak(1000);
+    }
+  };
+
+  return {
+    start: async () => {
+      for (const spec of specs) {
+        const log = logger.child({ consumer: spec.durable });
+        await bus.jsm.consumers
+          .add(s.eventsStream, {
+            durable_name: spec.durable,
+            filter_subject: spec.subject,
+            ack_policy: AckPolicy.Explicit,
+            deliver_policy: DeliverPolicy.All,
+            ack_wait: 30 * SECOND_NS,
+          })
+          .catch((err: unknown) => {
+            // a replica created it first with the same settings
+            if (!String(err).includes('already')) throw err;
+          });
+        const consumer = await bus.js.consumers.get(s.eventsStream, spec.durable);
+        const messages = await consumer.consume({ max_messages: 64 });
+        const loop = (async () => {
+          for await (const m of messages) {
+            if (stopping) break; // left unacked: redelivered to whoever runs next
+            await handle(m, spec.kind, log);
+          }
+        })().catch((err: unknown) => log.error({ err }, 'consumer stopped with an error'));
+        running.push({ messages, loop });
+      }
+    },
+    stop: async () => {
+      stopping = true;
+      await Promise.all(
+        running.splice(0).map(async ({ messages, loop }) => {
+          await messages.close().catch(() => undefined);
+          await loop;
+        }),
+      );
+    },
+  };
+}

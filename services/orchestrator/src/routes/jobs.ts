@@ -1,0 +1,226 @@
+// /api/v1/jobs: job definitions, their status (from their newest execution) and cancel.
+import {
+  BadRequestError,
+  ConflictError,
+  newId,
+  NotFoundError,
+  sendCreated,
+  sendList,
+  withTransaction,
+  type Api,
+  type Pool,
+} from '@hodei/platform';
+import { DEFAULT_SPEC, IdParams, Job, JobCreate, JobListQuery, JobPatch, ProblemDetails, z } from '@hodei/types';
+import type { Counter } from 'prom-client';
+import { findCycle } from '../dag.js';
+import type { Db } from '../store/db.js';
+import * as jobs from '../store/jobs.js';
+import { getPipeline } from '../store/pipelines.js';
+import type { WorkerManagerClient } from '../worker-manager.js';
+
+const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
+
+export interface JobRouteDeps {
+  db: Pool;
+  workerManager: WorkerManagerClient;
+  metrics: { jobsCreated: Counter; jobsCancelled: Counter };
+}
+
+const field = (path: string, message: string) => new BadRequestError(`invalid body: ${path}`, [{ path, message }]);
+
+/** The pipeline a job is put in must exist and be active. */
+async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
+  const p = await getPipeline(db, pipelineId, true);
+  if (!p) throw field('pipeline_id', `no pipeline ${pipelineId}`);
+  if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived: it takes no new jobs`);
+}
+
+/** depends_on names jobs of the same pipeline, and (for an existing job) closes no cycle. */
+async function checkDependsOn(db: Db, jobId: string, pipelineId: string | null, dependsOn: string[]): Promise<void> {
+  if (!dependsOn.length) return;
+  if (!pipelineId) throw field('depends_on', 'a job can only depend on jobs of its pipeline: set pipeline_id');
+  const self = dependsOn.indexOf(jobId);
+  if (self >= 0) throw field(`depends_on.${self}`, 'a job cannot depend on itself');
+  const outside = await jobs.idsOutsidePipeline(db, pipelineId, dependsOn);
+  if (outside.length) {
+    const i = dependsOn.indexOf(outside[0]!);
+    throw field(`depends_on.${i}`, `${outside[0]} is not a job of pipeline ${pipelineId}`);
+  }
+  const graph = await jobs.pipelineGraph(db, pipelineId);
+  graph.set(jobId, dependsOn);
+  if (findCycle(graph)) throw field('depends_on', 'these dependencies would make a cycle');
+}
+
+export function jobRoutes(api: Api, deps: JobRouteDeps): void {
+  const { db, workerManager } = deps;
+
+  api.route(
+    {
+      method: 'post',
+      path: '/api/v1/jobs',
+      tag: 'jobs',
+      summary: 'Define a job (JSON or YAML); `{pipeline_id}` alone creates a job with no command yet',
+      body: JobCreate,
+      yaml: true,
+      responses: { 201: { description: 'the job, status pending', schema: Job }, 409: problem('the pipeline is archived') },
+    },
+    async ({ body }, _req, res) => {
+      const id = newId();
+      const pipelineId = body.pipeline_id ?? null;
+      const dependsOn = [...new Set(body.depends_on ?? [])];
+      await withTransaction(db, async (c) => {
+        if (pipelineId) await checkPipeline(c, pipelineId);
+        await checkDependsOn(c, id, pipelineId, dependsOn);
+        await jobs.insertJob(c, id, {
+          name: body.name ?? `job-${id.slice(-8)}`,
+          description: body.description ?? null,
+          pipeline_id: pipelineId,
+          command: body.command ?? null,
+          script: body.script ?? null,
+          args: body.args ?? DEFAULT_SPEC.args,
+          env: body.env ?? DEFAULT_SPEC.env,
+          working_dir: body.working_dir ?? null,
+          timeout_seconds: body.timeout_seconds ?? null,
+          priority: body.priority ?? DEFAULT_SPEC.priority,
+          resources: body.resources ?? {},
+          tags: [...new Set(body.tags ?? [])],
+          labels: body.labels ?? DEFAULT_SPEC.labels,
+          max_retries: body.max_retries ?? DEFAULT_SPEC.max_retries,
+          retry_backoff_seconds: body.retry_backoff_seconds ?? DEFAULT_SPEC.retry_backoff_seconds,
+          depends_on: dependsOn,
+        });
+      });
+      deps.metrics.jobsCreated.inc();
+      sendCreated(res, `/api/v1/jobs/${id}`, await jobs.getJob(db, id));
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/jobs',
+      tag: 'jobs',
+      summary: 'List jobs, newest first (filters: status, pipeline_id, tag, priority number or name, exact name)',
+      query: JobListQuery,
+      responses: { 200: { description: 'array of jobs; X-Total-Count has the total', schema: z.array(Job) } },
+    },
+    async ({ query }, _req, res) => {
+      const { items, total } = await jobs.listJobs(db, query);
+      sendList(res, items, total);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/jobs/:id',
+      tag: 'jobs',
+      summary: 'A job: its definition, status and last execution',
+      params: IdParams,
+      responses: { 200: { description: 'the job', schema: Job }, 404: problem('no such job') },
+    },
+    async ({ params }, _req, res) => {
+      const job = await jobs.getJob(db, params.id);
+      if (!job) throw new NotFoundError('job', params.id);
+      res.json(job);
+    },
+  );
+
+  api.route(
+    {
+      method: 'patch',
+      path: '/api/v1/jobs/:id',
+      tag: 'jobs',
+      summary: 'Change a job definition (JSON or YAML); setting command clears script and the other way round',
+      params: IdParams,
+      body: JobPatch,
+      yaml: true,
+      responses: {
+        200: { description: 'the job', schema: Job },
+        404: problem('no such job'),
+        409: problem('other jobs depend on it and it would leave their pipeline, or the target pipeline is archived'),
+      },
+    },
+    async ({ params, body }, _req, res) => {
+      await withTransaction(db, async (c) => {
+        const current = await jobs.lockJob(c, params.id);
+        if (!current) throw new NotFoundError('job', params.id);
+        const existing = (await jobs.getJob(c, params.id))!;
+        const pipelineId = body.pipeline_id !== undefined ? body.pipeline_id : existing.pipeline_id;
+        const movesPipeline = pipelineId !== existing.pipeline_id;
+        if (movesPipeline) {
+          if (pipelineId) await checkPipeline(c, pipelineId);
+          if ((await jobs.dependents(c, params.id)).length)
+            throw new ConflictError('other jobs of its pipeline depend on this job: it cannot move to another pipeline');
+        }
+        const dependsOn = body.depends_on !== undefined ? [...new Set(body.depends_on)] : existing.depends_on;
+        if (body.depends_on !== undefined || movesPipeline) await checkDependsOn(c, params.id, pipelineId, dependsOn);
+        await jobs.updateJob(c, params.id, {
+          name: body.name,
+          description: body.description,
+          pipeline_id: pipelineId,
+          command: body.command ?? (body.script !== undefined ? null : undefined),
+          script: body.script ?? (body.command !== undefined ? null : undefined),
+          args: body.args,
+          env: body.env,
+          working_dir: body.working_dir,
+          timeout_seconds: body.timeout_seconds,
+          priority: body.priority,
+          resources: body.resources,
+          tags: body.tags ? [...new Set(body.tags)] : undefined,
+          labels: body.labels,
+          max_retries: body.max_retries,
+          retry_backoff_seconds: body.retry_backoff_seconds,
+          depends_on: dependsOn,
+        });
+      });
+      res.json(await jobs.getJob(db, params.id));
+    },
+  );
+
+  api.route(
+    {
+      method: 'delete',
+      path: '/api/v1/jobs/:id',
+      tag: 'jobs',
+      summary: 'Delete a job (not while it is queued or running)',
+      params: IdParams,
+      responses: { 204: { description: 'deleted' }, 404: problem('no such job'), 409: problem('the job is queued or running') },
+    },
+    async ({ params }, _req, res) => {
+      await withTransaction(db, async (c) => {
+        const job = await jobs.lockJob(c, params.id);
+        if (!job) throw new NotFoundError('job', params.id);
+        if (job.status === 'queued' || job.status === 'running')
+          throw new ConflictError(`job ${params.id} is ${job.status}: cancel it before deleting it`);
+        await jobs.deleteJob(c, params.id);
+      });
+      res.status(204).end();
+    },
+  );
+
+  api.route(
+    {
+      method: 'post',
+      path: '/api/v1/jobs/:id/cancel',
+      tag: 'jobs',
+      summary: "Cancel the job's queued and running executions (through worker-manager)",
+      params: IdParams,
+      responses: {
+        202: { description: 'the job as it is now; its status follows once the executions stop', schema: Job },
+        404: problem('no such job'),
+        502: problem('worker-manager answered badly'),
+        503: problem('worker-manager did not answer'),
+      },
+    },
+    async ({ params }, _req, res) => {
+      const job = await jobs.getJob(db, params.id);
+      if (!job) throw new NotFoundError('job', params.id);
+      const active = await workerManager.activeExecutions(params.id);
+      let cancelled = 0;
+      for (const e of active) if (await workerManager.cancel(e.id)) cancelled += 1;
+      deps.metrics.jobsCancelled.inc(cancelled);
+      res.status(202).json((await jobs.getJob(db, params.id)) ?? job);
+    },
+  );
+}

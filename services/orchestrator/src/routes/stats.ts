@@ -1,0 +1,56 @@
+// /api/v1/stats and /api/v1/cleanup.
+import { withTransaction, type Api, type Pool } from '@hodei/platform';
+import { CleanupRequest, CleanupResult, ProblemDetails, Stats } from '@hodei/types';
+import * as jobs from '../store/jobs.js';
+import { jobStats, tableStorage } from '../store/stats.js';
+import type { WorkerManagerClient } from '../worker-manager.js';
+
+const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
+const DAY_MS = 24 * 3600 * 1000;
+/** One cleanup request deletes at most this many jobs; call again for more. */
+const CLEANUP_BATCH = 10_000;
+
+export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerManagerClient }): void {
+  const { db, workerManager } = deps;
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/stats',
+      tag: 'stats',
+      summary: "Job counts by status and priority, success rate, mean duration, and storage (worker-manager's when it answers)",
+      responses: { 200: { description: 'statistics', schema: Stats } },
+    },
+    async (_input, _req, res) => {
+      const [stats, own, remote] = await Promise.all([jobStats(db), tableStorage(db), workerManager.storage()]);
+      res.json({ ...stats, storage: { ...own, ...(remote ?? {}) } });
+    },
+  );
+
+  api.route(
+    {
+      method: 'post',
+      path: '/api/v1/cleanup',
+      tag: 'stats',
+      summary: 'Delete finished jobs untouched for older_than_days, with their executions and logs (dry_run only lists them)',
+      body: CleanupRequest,
+      responses: {
+        200: { description: 'what was (or would be) deleted', schema: CleanupResult },
+        502: problem('worker-manager answered badly; nothing was deleted'),
+        503: problem('worker-manager did not answer; nothing was deleted'),
+      },
+    },
+    async ({ body }, _req, res) => {
+      const cutoff = new Date(Date.now() - body.older_than_days * DAY_MS);
+      const ids = await jobs.finishedJobsBefore(db, cutoff, CLEANUP_BATCH);
+      if (body.dry_run || ids.length === 0) {
+        res.json({ dry_run: body.dry_run, jobs: ids.length, job_ids: ids, executions: body.dry_run ? null : 0 });
+        return;
+      }
+      // worker-manager first: when it cannot delete the executions, the jobs stay too.
+      const executions = await workerManager.cleanup(ids);
+      const deleted = await withTransaction(db, (c) => jobs.deleteFinishedJobs(c, ids, cutoff));
+      res.json({ dry_run: false, jobs: deleted.length, job_ids: deleted, executions });
+    },
+  );
+}

@@ -1,0 +1,38 @@
+// The orchestrator: pipelines and jobs, their status from execution events, stats and cleanup.
+import { fileURLToPath } from 'node:url';
+import { bootService, Counter, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { executionConsumers } from './events.js';
+import { jobRoutes } from './routes/jobs.js';
+import { pipelineRoutes } from './routes/pipelines.js';
+import { statsRoutes } from './routes/stats.js';
+import { WorkerManagerClient } from './worker-manager.js';
+
+export const definition: ServiceDefinition = {
+  title: 'Hodei Jobs orchestrator',
+  description: 'Pipelines and jobs: definitions, dependencies, status, statistics and cleanup.',
+  schema: 'orchestrator',
+  migrationsDir: fileURLToPath(new URL('../migrations', import.meta.url)),
+  setup: (ctx) => {
+    const registers = [ctx.metrics];
+    const metrics = {
+      jobsCreated: new Counter({ name: 'hodei_jobs_created_total', help: 'Jobs defined', registers }),
+      pipelinesCreated: new Counter({ name: 'hodei_pipelines_created_total', help: 'Pipelines created', registers }),
+      jobsCancelled: new Counter({ name: 'hodei_job_cancel_requests_total', help: 'Executions asked to cancel through a job', registers }),
+      events: new Counter({
+        name: 'hodei_orchestrator_execution_events_total',
+        help: 'Execution events consumed, by kind and outcome',
+        labelNames: ['kind', 'outcome'],
+        registers,
+      }),
+    };
+    const workerManager = new WorkerManagerClient(ctx.config.urls['worker-manager'], ctx.config.apiToken, ctx.logger);
+    pipelineRoutes(ctx.api, { db: ctx.db, metrics });
+    jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics });
+    statsRoutes(ctx.api, { db: ctx.db, workerManager });
+    return executionConsumers(ctx.bus, ctx.db, ctx.logger, metrics.events);
+  },
+};
+
+export function startOrchestrator(config: Config, logger?: Logger): Promise<RunningService> {
+  return bootService(definition, config, logger);
+}

@@ -1,0 +1,25 @@
+import type { Pool, PoolClient } from '@hodei/platform';
+
+/** A pool or a client inside a transaction: store functions take either. */
+export type Db = Pool | PoolClient;
+
+/** `WHERE` clauses built from fixed SQL fragments with numbered parameters. */
+export class Where {
+  readonly clauses: string[] = [];
+  readonly values: unknown[] = [];
+
+  add(sql: (param: string) => string, value: unknown): this {
+    this.values.push(value);
+    this.clauses.push(sql(`$${this.values.length}`));
+    return this;
+  }
+
+  param(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+
+  toString(): string {
+    return this.clauses.length ? `WHERE ${this.clauses.join(' AND ')}` : '';
+  }
+}

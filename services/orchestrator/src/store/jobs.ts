@@ -1,0 +1,225 @@
+// SQL for job definitions and their current status.
+import { iso } from '@hodei/platform';
+import { PRIORITY_NAMES, type ExecutionStatus, type Job, type JobListQuery } from '@hodei/types';
+import type { Db } from './db.js';
+import { Where } from './db.js';
+
+/** A job definition as written to the table (defaults already applied). */
+export interface JobValues {
+  name: string;
+  description: string | null;
+  pipeline_id: string | null;
+  command: string | null;
+  script: string | null;
+  args: string[];
+  env: Record<string, string>;
+  working_dir: string | null;
+  timeout_seconds: number | null;
+  priority: number;
+  resources: { cpu_cores?: number; memory_bytes?: number };
+  tags: string[];
+  labels: Record<string, string>;
+  max_retries: number;
+  retry_backoff_seconds: number;
+  depends_on: string[];
+}
+
+interface JobRow {
+  id: string;
+  name: string;
+  description: string | null;
+  pipeline_id: string | null;
+  command: string | null;
+  script: string | null;
+  args: string[];
+  env: Record<string, string>;
+  working_dir: string | null;
+  timeout_seconds: number | null;
+  priority: number;
+  resources: { cpu_cores?: number; memory_bytes?: number };
+  tags: string[];
+  labels: Record<string, string>;
+  max_retries: number;
+  retry_backoff_seconds: number;
+  depends_on: string[];
+  status: ExecutionStatus;
+  created_at: Date;
+  updated_at: Date;
+  e_id: string | null;
+  e_status: ExecutionStatus | null;
+  e_exit_code: number | null;
+  e_started_at: Date | null;
+  e_finished_at: Date | null;
+  e_duration_ms: number | null;
+}
+
+function toJob(r: JobRow): Job {
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    pipeline_id: r.pipeline_id,
+    status: r.status,
+    command: r.command,
+    script: r.script,
+    args: r.args,
+    env: r.env,
+    working_dir: r.working_dir,
+    timeout_seconds: r.timeout_seconds,
+    priority: r.priority,
+    resources: r.resources,
+    tags: r.tags,
+    labels: r.labels,
+    max_retries: r.max_retries,
+    retry_backoff_seconds: r.retry_backoff_seconds,
+    depends_on: r.depends_on,
+    last_execution:
+      r.e_id && r.e_status
+        ? {
+            id: r.e_id,
+            status: r.e_status,
+            exit_code: r.e_exit_code,
+            started_at: iso(r.e_started_at),
+            finished_at: iso(r.e_finished_at),
+            duration_ms: r.e_duration_ms === null ? null : Number(r.e_duration_ms),
+          }
+        : null,
+    created_at: iso(r.created_at)!,
+    updated_at: iso(r.updated_at)!,
+  };
+}
+
+const SELECT_JOB = `
+  SELECT j.*, e.execution_id AS e_id, e.status AS e_status, e.exit_code AS e_exit_code,
+         e.started_at AS e_started_at, e.finished_at AS e_finished_at, e.duration_ms AS e_duration_ms
+  FROM jobs j
+  LEFT JOIN LATERAL (
+    SELECT * FROM job_executions x WHERE x.job_id = j.id ORDER BY x.execution_id DESC LIMIT 1
+  ) e ON true`;
+
+const COLUMNS = [
+  'name', 'description', 'pipeline_id', 'command', 'script', 'args', 'env', 'working_dir', 'timeout_seconds',
+  'priority', 'resources', 'tags', 'labels', 'max_retries', 'retry_backoff_seconds', 'depends_on',
+] as const;
+const JSON_COLUMNS = new Set(['args', 'env', 'resources', 'labels']);
+
+const dbValue = (column: string, value: unknown): unknown => (JSON_COLUMNS.has(column) ? JSON.stringify(value) : value);
+
+export async function insertJob(db: Db, id: string, v: JobValues): Promise<void> {
+  const values = COLUMNS.map((c) => dbValue(c, v[c]));
+  const params = COLUMNS.map((_, i) => `$${i + 2}`).join(', ');
+  await db.query(`INSERT INTO jobs (id, ${COLUMNS.join(', ')}) VALUES ($1, ${params})`, [id, ...values]);
+}
+
+export async function getJob(db: Db, id: string): Promise<Job | null> {
+  const { rows } = await db.query<JobRow>(`${SELECT_JOB} WHERE j.id = $1`, [id]);
+  return rows[0] ? toJob(rows[0]) : null;
+}
+
+/** Locks the job row for the rest of the transaction; null when it does not exist. */
+export async function lockJob(db: Db, id: string): Promise<{ id: string; pipeline_id: string | null; status: ExecutionStatus } | null> {
+  const { rows } = await db.query<{ id: string; pipeline_id: string | null; status: ExecutionStatus }>(
+    'SELECT id, pipeline_id, status FROM jobs WHERE id = $1 FOR UPDATE',
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+export async function listJobs(db: Db, q: JobListQuery): Promise<{ items: Job[]; total: number }> {
+  const w = new Where();
+  if (q.status) w.add((p) => `j.status = ${p}`, q.status);
+  if (q.pipeline_id) w.add((p) => `j.pipeline_id = ${p}`, q.pipeline_id);
+  if (q.tag) w.add((p) => `${p} = ANY (j.tags)`, q.tag);
+  if (q.priority !== undefined) w.add((p) => `j.priority = ${p}`, typeof q.priority === 'number' ? q.priority : PRIORITY_NAMES[q.priority]);
+  if (q.name) w.add((p) => `j.name = ${p}`, q.name);
+  const count = await db.query<{ n: number }>(`SELECT count(*) AS n FROM jobs j ${w}`, w.values);
+  const limit = w.param(q.limit);
+  const offset = w.param(q.offset);
+  const { rows } = await db.query<JobRow>(`${SELECT_JOB} ${w} ORDER BY j.created_at DESC, j.id DESC LIMIT ${limit} OFFSET ${offset}`, w.values);
+  return { items: rows.map(toJob), total: count.rows[0]?.n ?? 0 };
+}
+
+/** Jobs of one pipeline in the order they were defined. */
+export async function pipelineJobs(db: Db, pipelineId: string): Promise<Array<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>> {
+  const { rows } = await db.query<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>(
+    'SELECT id, name, depends_on, status FROM jobs WHERE pipeline_id = $1 ORDER BY id',
+    [pipelineId],
+  );
+  return rows;
+}
+
+export async function updateJob(db: Db, id: string, v: Partial<JobValues>): Promise<void> {
+  const sets: string[] = [];
+  const values: unknown[] = [id];
+  for (const c of COLUMNS) {
+    if (v[c] === undefined) continue;
+    values.push(dbValue(c, v[c]));
+    sets.push(`${c} = $${values.length}`);
+  }
+  sets.push('updated_at = now()');
+  await db.query(`UPDATE jobs SET ${sets.join(', ')} WHERE id = $1`, values);
+}
+
+/** Deletes a job and drops it from the depends_on of its pipeline's other jobs. */
+export async function deleteJob(db: Db, id: string): Promise<void> {
+  await db.query('DELETE FROM jobs WHERE id = $1', [id]);
+  await db.query('UPDATE jobs SET depends_on = array_remove(depends_on, $1::uuid) WHERE $1::uuid = ANY (depends_on)', [id]);
+}
+
+/** Ids among `ids` that are not jobs of `pipelineId`. */
+export async function idsOutsidePipeline(db: Db, pipelineId: string, ids: string[]): Promise<string[]> {
+  if (!ids.length) return [];
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM jobs WHERE pipeline_id = $1 AND id = ANY ($2::uuid[])', [pipelineId, ids]);
+  const found = new Set(rows.map((r) => r.id));
+  return ids.filter((id) => !found.has(id));
+}
+
+/** Jobs whose depends_on names `id`. */
+export async function dependents(db: Db, id: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM jobs WHERE $1::uuid = ANY (depends_on)', [id]);
+  return rows.map((r) => r.id);
+}
+
+/** The dependency edges of a pipeline: job id → ids it depends on. */
+export async function pipelineGraph(db: Db, pipelineId: string): Promise<Map<string, string[]>> {
+  const { rows } = await db.query<{ id: string; depends_on: string[] }>('SELECT id, depends_on FROM jobs WHERE pipeline_id = $1', [pipelineId]);
+  return new Map(rows.map((r) => [r.id, r.depends_on]));
+}
+
+export async function countActiveInPipeline(db: Db, pipelineId: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    "SELECT count(*) AS n FROM jobs WHERE pipeline_id = $1 AND status IN ('queued', 'running')",
+    [pipelineId],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+export async function setJobStatus(db: Db, id: string, status: ExecutionStatus): Promise<void> {
+  await db.query('UPDATE jobs SET status = $2, updated_at = now() WHERE id = $1 AND status IS DISTINCT FROM $2', [id, status]);
+}
+
+/** Jobs with a final status untouched since before `cutoff`, oldest first. */
+export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND updated_at < $1
+     ORDER BY updated_at LIMIT $2`,
+    [cutoff, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Deletes those of `ids` that are still final and older than `cutoff`; returns the ids deleted. */
+export async function deleteFinishedJobs(db: Db, ids: string[], cutoff: Date): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `DELETE FROM jobs WHERE id = ANY ($1::uuid[]) AND updated_at < $2
+       AND status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') RETURNING id`,
+    [ids, cutoff],
+  );
+  const deleted = rows.map((r) => r.id);
+  if (deleted.length)
+    await db.query(
+      'UPDATE jobs SET depends_on = ARRAY(SELECT d FROM unnest(depends_on) d WHERE d <> ALL ($1::uuid[])) WHERE depends_on && $1::uuid[]',
+      [deleted],
+    );
+  return deleted;
+}

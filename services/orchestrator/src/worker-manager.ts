@@ -1,0 +1,72 @@
+// What the orchestrator asks worker-manager: a job's live executions, cancelling them, the size of
+// its tables, and deleting the executions and logs of cleaned-up jobs.
+import { BadGatewayError, HttpError, ServiceClient, type Logger } from '@hodei/platform';
+import type { Execution } from '@hodei/types';
+
+export class WorkerManagerClient {
+  private readonly client: ServiceClient;
+  private readonly quick: ServiceClient;
+
+  constructor(baseUrl: string, token: string | undefined, private readonly logger: Logger) {
+    this.client = new ServiceClient(baseUrl, token, 10_000);
+    // stats must answer even when worker-manager hangs
+    this.quick = new ServiceClient(baseUrl, token, 2_000);
+  }
+
+  /** The job's queued and running executions. */
+  async activeExecutions(jobId: string): Promise<Execution[]> {
+    const out: Execution[] = [];
+    for (const status of ['queued', 'running'] as const) {
+      const page = await this.upstream(() =>
+        this.client.find<Execution[]>(`/api/v1/executions?job_id=${encodeURIComponent(jobId)}&status=${status}&limit=1000`),
+      );
+      if (!Array.isArray(page)) throw new BadGatewayError('worker-manager answered executions with something that is not a list');
+      out.push(...page);
+    }
+    return out;
+  }
+
+  /** Asks for a cancel; `false` when the execution already ended or is gone (409/404). */
+  async cancel(executionId: string): Promise<boolean> {
+    try {
+      await this.client.send('POST', `/api/v1/executions/${encodeURIComponent(executionId)}/cancel`);
+      return true;
+    } catch (err) {
+      if (err instanceof HttpError && (err.status === 409 || err.status === 404)) return false;
+      throw err;
+    }
+  }
+
+  /** Rows and bytes of worker-manager's executions and logs; null when it does not answer. */
+  async storage(): Promise<Record<string, { rows: number; bytes: number }> | null> {
+    try {
+      const s = await this.quick.find<Record<string, { rows?: unknown; bytes?: unknown }>>('/api/v1/storage');
+      if (!s || typeof s !== 'object') return null;
+      const out: Record<string, { rows: number; bytes: number }> = {};
+      for (const key of ['executions', 'logs']) {
+        const v = s[key];
+        if (v && typeof v.rows === 'number' && typeof v.bytes === 'number') out[key] = { rows: v.rows, bytes: v.bytes };
+      }
+      return out;
+    } catch (err) {
+      this.logger.warn({ err }, 'worker-manager storage unavailable');
+      return null;
+    }
+  }
+
+  /** Deletes the executions and logs of `jobIds`; returns how many executions went. */
+  async cleanup(jobIds: string[]): Promise<number> {
+    const r = await this.upstream(() => this.client.send<{ executions?: unknown }>('POST', '/api/v1/executions/cleanup', { job_ids: jobIds }));
+    return typeof r?.executions === 'number' ? r.executions : 0;
+  }
+
+  /** A 4xx from worker-manager is its problem with our request, not the user's: answer 502. */
+  private async upstream<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof HttpError && err.status < 500) throw new BadGatewayError(`worker-manager answered ${err.status}: ${err.message}`);
+      throw err;
+    }
+  }
+}
