@@ -1,0 +1,347 @@
+// One execution on this worker: spawn, read and number its output, ship logs and status, enforce
+// the timeout, honour cancel, and clean up every process and temp file it leaves.
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
+import { encodeJson, type Logger } from '@hodei/platform';
+import { LineSplitter } from './lines.js';
+import { parseProgress } from './progress.js';
+import type { Reaper } from './reaper.js';
+import { delay, LogShipper } from './shipper.js';
+import { commandRequest, scriptRequest, spawnJob, type JobProcess, type SpawnRequest } from './spawn.js';
+
+/** After the main process exits, how long output already in the pipes may still be read. */
+export const EXIT_DRAIN_MS = 50;
+export const MAX_RESULT_BYTES = 1024 * 1024;
+const PROGRESS_INTERVAL_MS = 100;
+
+export interface ExecutionDeps {
+  js: JetStreamClient;
+  subjects: Subjects;
+  workerId: string;
+  baseEnv: Record<string, string>;
+  tmpDir: string;
+  reaper: Reaper;
+  logger: Logger;
+}
+
+export type KillReason = 'cancelled' | 'timed_out';
+
+export interface ExecutionOutcome {
+  status: ExecutionStatus;
+  exitCode: number | null;
+  signal: string | null;
+}
+
+export class Execution {
+  readonly id: string;
+  /** Resolves once the final status is published (or given up on). */
+  readonly finished: Promise<ExecutionOutcome>;
+  private resolveFinished!: (o: ExecutionOutcome) => void;
+  private child: JobProcess | undefined;
+  private killReason: KillReason | undefined;
+  private ended = false;
+  private seq = 0;
+  private readTimestamp = '';
+  private readonly shipper: LogShipper;
+  private readonly log: Logger;
+  private statusChain: Promise<void> = Promise.resolve();
+  private lastProgressAt = 0;
+  private pendingProgress: Progress | null = null;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private startedAt = new Date();
+  private readonly resultPath: string;
+  private scriptPath: string | undefined;
+
+  constructor(
+    private readonly deps: ExecutionDeps,
+    readonly assignment: Assignment,
+  ) {
+    this.id = assignment.execution_id;
+    this.log = deps.logger.child({ execution_id: this.id });
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    this.shipper = new LogShipper(deps.js, deps.subjects.logs(this.id), this.id, this.log, (pause) => this.onPressure(pause));
+    this.resultPath = path.join(deps.tmpDir, `hodei-result-${this.id}.json`);
+  }
+
+  start(): void {
+    this.run().catch((err: unknown) => {
+      this.log.error({ err }, 'execution failed inside the worker');
+      this.resolveFinished({ status: 'failed', exitCode: null, signal: null });
+    });
+  }
+
+  /** SIGTERM to everything of the execution, SIGKILL after the grace period. False when already over. */
+  kill(reason: KillReason): boolean {
+    if (this.ended) return false;
+    this.killReason ??= reason;
+    this.deps.reaper.terminate(this.id, this.child?.pid);
+    return true;
+  }
+
+  private async run(): Promise<void> {
+    const spec = this.assignment.spec;
+    const env: Record<string, string> = {
+      ...this.deps.baseEnv,
+      ...spec.env,
+      HODEI_EXECUTION_ID: this.id,
+      HODEI_RESULT_FILE: this.resultPath,
+    };
+    if (this.assignment.job_id) env.HODEI_JOB_ID = this.assignment.job_id;
+    else delete env.HODEI_JOB_ID;
+    if (this.assignment.traceparent) env.TRACEPARENT = this.assignment.traceparent;
+    const cwd = spec.working_dir ?? undefined;
+
+    // A result file from an earlier attempt must not pass for this one's.
+    await rm(this.resultPath, { force: true });
+    let req: SpawnRequest;
+    if (spec.script !== null) {
+      this.scriptPath = path.join(this.deps.tmpDir, `hodei-script-${this.id}`);
+      await writeFile(this.scriptPath, spec.script, { mode: 0o700 });
+      req = scriptRequest(this.scriptPath, spec.script, spec.args, env, cwd);
+    } else if (spec.command !== null) {
+      req = commandRequest(spec.command, spec.args, env, cwd);
+    } else {
+      return this.failBeforeStart('the job has neither a command nor a script');
+    }
+
+    this.startedAt = new Date();
+    const child = spawnJob(req);
+    this.child = child;
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>(
+      (resolve) => {
+        child.once('exit', (code, signal) => resolve({ code, signal }));
+        child.once('error', (error) => resolve({ error }));
+      },
+    );
+    if (child.pid === undefined) {
+      const outcome = await exited;
+      const error = 'error' in outcome ? outcome.error : new Error('the process did not start');
+      return this.failBeforeStart(await this.describeSpawnError(error, req));
+    }
+
+    this.publishStatus({ status: 'running', started_at: this.startedAt.toISOString() });
+    if (spec.timeout_seconds) {
+      this.timeoutTimer = setTimeout(() => this.kill('timed_out'), spec.timeout_seconds * 1000);
+    }
+    if (this.killReason) this.deps.reaper.terminate(this.id, child.pid); // cancelled while spawning
+
+    const out = new LineSplitter((line) => this.emitLine('stdout', line));
+    const err = new LineSplitter((line) => this.emitLine('stderr', line));
+    const streamsClosed = Promise.all([this.pipe(child.stdout, out), this.pipe(child.stderr, err)]);
+
+    const outcome = await exited;
+    const finishedAt = new Date();
+    this.ended = true;
+    clearTimeout(this.timeoutTimer);
+    // The main process is gone; read what is already in the pipes, but do not wait for a
+    // descendant that keeps them open.
+    child.stdout.resume();
+    child.stderr.resume();
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([streamsClosed, new Promise<void>((r) => (drainTimer = setTimeout(r, EXIT_DRAIN_MS)))]);
+    clearTimeout(drainTimer);
+    child.stdout.destroy();
+    child.stderr.destroy();
+    this.readTimestamp = new Date().toISOString();
+    out.end();
+    err.end();
+    this.deps.reaper.cleanup(this.id, child.pid);
+
+    let status: ExecutionStatus;
+    let exitCode: number | null = null;
+    let signal: string | null = null;
+    let message: string;
+    if ('error' in outcome) {
+      status = 'failed';
+      message = `process error: ${outcome.error.message}`;
+    } else {
+      exitCode = outcome.code;
+      signal = outcome.signal;
+      if (this.killReason === 'timed_out') {
+        status = 'timed_out';
+        message = `timed out after ${spec.timeout_seconds ?? 0} s`;
+      } else if (this.killReason === 'cancelled') {
+        status = 'cancelled';
+        message = 'cancelled';
+      } else if (exitCode === 0) {
+        status = 'completed';
+        message = 'exited with code 0';
+      } else {
+        status = 'failed';
+        message = exitCode !== null ? `exited with code ${exitCode}` : `killed by signal ${signal ?? 'unknown'}`;
+      }
+    }
+    const result = await this.readResult();
+    await this.removeTempFiles();
+    await this.finish(status, exitCode, signal, message, finishedAt, result);
+  }
+
+  private pipe(stream: NodeJS.ReadableStream & { destroyed?: boolean }, splitter: LineSplitter): Promise<void> {
+    return new Promise<void>((resolve) => {
+      stream.on('data', (chunk: Buffer) => {
+        this.readTimestamp = new Date().toISOString();
+        splitter.push(chunk);
+      });
+      stream.once('end', () => resolve());
+      stream.once('close', () => resolve());
+      stream.on('error', () => resolve());
+    });
+  }
+
+  private onPressure(pause: boolean): void {
+    const child = this.child;
+    if (!child || this.ended) return;
+    if (pause) {
+      this.log.debug('log backlog over the high-water mark: pausing the pipes');
+      child.stdout.pause();
+      child.stderr.pause();
+    } else {
+      child.stdout.resume();
+      child.stderr.resume();
+    }
+  }
+
+  private emitLine(stream: LogStream, line: string): void {
+    this.seq += 1;
+    this.shipper.add(this.seq, stream, line, this.readTimestamp);
+    if (line.startsWith('::progress')) {
+      const progress = parseProgress(line, this.readTimestamp);
+      if (progress) this.onProgress(progress);
+    }
+  }
+
+  /** At most one progress event per PROGRESS_INTERVAL_MS; the latest one always goes out. */
+  private onProgress(progress: Progress): void {
+    this.pendingProgress = progress;
+    if (this.progressTimer) return;
+    const wait = this.lastProgressAt + PROGRESS_INTERVAL_MS - Date.now();
+    if (wait <= 0) return this.sendProgress();
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      this.sendProgress();
+    }, wait);
+  }
+
+  private sendProgress(): void {
+    const progress = this.pendingProgress;
+    if (!progress) return;
+    this.pendingProgress = null;
+    this.lastProgressAt = Date.now();
+    this.publishStatus({ status: 'running', started_at: this.startedAt.toISOString(), progress });
+  }
+
+  private async failBeforeStart(message: string): Promise<void> {
+    const now = new Date();
+    this.ended = true;
+    this.readTimestamp = now.toISOString();
+    this.emitLine('stderr', `hodei: ${message}`);
+    this.log.warn({ reason: message }, 'execution could not start');
+    await this.removeTempFiles();
+    await this.finish('failed', null, null, message, now, {});
+  }
+
+  private async describeSpawnError(error: NodeJS.ErrnoException, req: SpawnRequest): Promise<string> {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR' || error.code === 'EACCES') {
+      if (req.cwd !== undefined) {
+        const dir = await stat(req.cwd).catch(() => null);
+        if (!dir) return `working directory does not exist: ${req.cwd}`;
+        if (!dir.isDirectory()) return `working directory is not a directory: ${req.cwd}`;
+      }
+      const script = this.assignment.spec.script;
+      if (script !== null && script.startsWith('#!')) {
+        const shebang = script.slice(0, Math.max(2, script.indexOf('\n'))).trim();
+        return `cannot run the script: its interpreter (${shebang}) was not found or is not executable`;
+      }
+      if (error.code === 'EACCES' && req.cwd !== undefined) return `working directory is not accessible: ${req.cwd}`;
+    }
+    return `cannot start the process: ${error.message}`;
+  }
+
+  private async readResult(): Promise<{ result?: unknown; result_error?: string }> {
+    const info = await stat(this.resultPath).catch(() => null);
+    if (!info) return {};
+    if (!info.isFile()) return { result_error: 'result file is not a regular file' };
+    if (info.size > MAX_RESULT_BYTES) return { result_error: `result file is larger than 1 MiB (${info.size} bytes)` };
+    try {
+      const text = await readFile(this.resultPath, 'utf8');
+      try {
+        return { result: JSON.parse(text) as unknown };
+      } catch (err) {
+        return { result_error: `result file is not valid JSON: ${(err as Error).message}` };
+      }
+    } catch (err) {
+      return { result_error: `result file could not be read: ${(err as Error).message}` };
+    }
+  }
+
+  private async removeTempFiles(): Promise<void> {
+    const files = [this.resultPath, this.scriptPath].filter((f): f is string => f !== undefined);
+    await Promise.all(files.map((f) => rm(f, { force: true }).catch(() => undefined)));
+  }
+
+  private async finish(
+    status: ExecutionStatus,
+    exitCode: number | null,
+    signal: string | null,
+    message: string,
+    finishedAt: Date,
+    result: { result?: unknown; result_error?: string },
+  ): Promise<void> {
+    // Every log line is acknowledged before the final status goes out.
+    await this.shipper.flush();
+    clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
+    this.sendProgress();
+    this.publishStatus({
+      status,
+      exit_code: exitCode,
+      signal,
+      message,
+      last_seq: this.seq,
+      started_at: this.startedAt.toISOString(),
+      finished_at: finishedAt.toISOString(),
+      duration_ms: Math.max(0, finishedAt.getTime() - this.startedAt.getTime()),
+      ...result,
+    });
+    await this.statusChain;
+    this.log.debug({ status, exit_code: exitCode, signal, last_seq: this.seq }, 'execution finished');
+    this.resolveFinished({ status, exitCode, signal });
+  }
+
+  /** Status events go out one after another, in the order they were made. */
+  private publishStatus(fields: Partial<ExecutionStatusEvent> & { status: ExecutionStatus }): void {
+    const event: ExecutionStatusEvent = {
+      execution_id: this.id,
+      job_id: this.assignment.job_id,
+      worker_id: this.deps.workerId,
+      timestamp: new Date().toISOString(),
+      ...fields,
+    };
+    const subject = this.deps.subjects.executionStatus(this.id);
+    const payload = encodeJson(event);
+    const msgID = `${this.id}:status:${event.status}:${event.timestamp}:${event.progress ? 'p' : ''}`;
+    this.statusChain = this.statusChain.then(async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.deps.js.publish(subject, payload, { msgID });
+          return;
+        } catch (err) {
+          if (this.aborted) return;
+          if (attempt === 0 || attempt % 20 === 0) this.log.warn({ err, status: event.status }, 'status publish failed; retrying');
+          await delay(Math.min(1000, 25 * 2 ** Math.min(attempt, 6)));
+        }
+      }
+    });
+  }
+
+  private aborted = false;
+
+  /** The worker is going away without NATS: stop retrying publishes. */
+  abort(): void {
+    this.aborted = true;
+    this.shipper.abort();
+  }
+}

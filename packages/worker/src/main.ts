@@ -1,0 +1,36 @@
+// `node packages/worker/dist/main.js`: a worker agent configured from the environment.
+// SIGTERM/SIGINT drain (running jobs finish, then exit 0); a second signal force-stops.
+import { createLogger } from '@hodei/platform';
+import { loadWorkerConfig, redactWorkerConfig, type WorkerConfig } from './config.js';
+import { startWorker } from './worker.js';
+
+let config: WorkerConfig;
+try {
+  config = loadWorkerConfig();
+} catch (err) {
+  createLogger('worker').fatal({ err }, (err as Error).message);
+  process.exit(1);
+}
+const logger = createLogger('worker', config.logLevel);
+try {
+  logger.info({ config: redactWorkerConfig(config) }, 'starting worker');
+  const worker = await startWorker({ ...config, logger });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      logger.info({ signal }, 'draining (send the signal again to force)');
+      void worker.drain();
+    } else {
+      logger.warn({ signal }, 'force stop');
+      void worker.stop({ force: true });
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  await worker.done;
+  process.exit(0);
+} catch (err) {
+  logger.fatal({ err }, 'worker failed');
+  process.exit(1);
+}

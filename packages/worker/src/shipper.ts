@@ -1,0 +1,128 @@
+// Ships one execution's log lines to JetStream in order, in small batches. A batch leaves as soon
+// as the previous one is acknowledged (at once when nothing is in flight: the lines of one pipe
+// read travel together), holding at most MAX_BATCH_LINES lines / MAX_BATCH_BYTES bytes. So a slow
+// ack batches more instead of blocking the pipes; past HIGH_WATER bytes waiting, the owner is
+// told to pause reading until the backlog falls under LOW_WATER.
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { LogBatch, LogStream } from '@hodei/types';
+import type { Logger } from '@hodei/platform';
+
+export const MAX_BATCH_LINES = 200;
+export const MAX_BATCH_BYTES = 256 * 1024;
+const MAX_PAYLOAD = 900 * 1024; // NATS max_payload is 1 MiB; stay clear of it
+const HIGH_WATER = 8 * 1024 * 1024;
+const LOW_WATER = 4 * 1024 * 1024;
+const LINE_OVERHEAD = 80; // seq, stream, timestamp and JSON punctuation
+
+type Line = LogBatch['lines'][number];
+
+export class LogShipper {
+  private pending: Line[] = [];
+  private pendingBytes = 0;
+  private inflightBytes = 0;
+  private pumping = false;
+  private scheduled = false;
+  private paused = false;
+  private aborted = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly encoder = new TextEncoder();
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly subject: string,
+    private readonly executionId: string,
+    private readonly logger: Logger,
+    private readonly onPressure: (pause: boolean) => void,
+  ) {}
+
+  add(seq: number, stream: LogStream, line: string, timestamp: string): void {
+    this.pending.push({ seq, stream, line, timestamp });
+    this.pendingBytes += line.length + LINE_OVERHEAD;
+    if (!this.paused && this.pendingBytes + this.inflightBytes > HIGH_WATER) {
+      this.paused = true;
+      this.onPressure(true);
+    }
+    if (!this.pumping && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.kick();
+      });
+    }
+  }
+
+  /** Resolves once every line added so far is acknowledged by JetStream. */
+  flush(): Promise<void> {
+    if (this.pending.length === 0 && !this.pumping) return Promise.resolve();
+    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.kick();
+    return idle;
+  }
+
+  /** Give up on lines not yet acknowledged (the worker is being torn down). */
+  abort(): void {
+    this.aborted = true;
+  }
+
+  private kick(): void {
+    if (this.pumping || this.pending.length === 0) return;
+    this.pumping = true;
+    void this.pump().finally(() => {
+      this.pumping = false;
+      if (this.pending.length > 0 && !this.aborted) return this.kick();
+      for (const w of this.idleWaiters.splice(0)) w();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (this.pending.length > 0 && !this.aborted) {
+      let n = 0;
+      let bytes = 0;
+      while (n < this.pending.length && n < MAX_BATCH_LINES && (n === 0 || bytes < MAX_BATCH_BYTES)) {
+        bytes += this.pending[n]!.line.length + LINE_OVERHEAD;
+        n++;
+      }
+      const lines = this.pending.splice(0, n);
+      const batchBytes = bytes;
+      this.pendingBytes -= batchBytes;
+      this.inflightBytes += batchBytes;
+      try {
+        await this.publish(lines);
+      } finally {
+        this.inflightBytes -= batchBytes;
+        if (this.paused && this.pendingBytes + this.inflightBytes < LOW_WATER) {
+          this.paused = false;
+          this.onPressure(false);
+        }
+      }
+    }
+  }
+
+  private async publish(lines: Line[]): Promise<void> {
+    const payload = this.encoder.encode(JSON.stringify({ execution_id: this.executionId, lines } satisfies LogBatch));
+    if (payload.length > MAX_PAYLOAD && lines.length > 1) {
+      const half = lines.length >> 1;
+      await this.publish(lines.slice(0, half));
+      await this.publish(lines.slice(half));
+      return;
+    }
+    const first = lines[0]!.seq;
+    const last = lines[lines.length - 1]!.seq;
+    // msgID: a retried publish that did reach the stream is not stored twice.
+    const msgID = `${this.executionId}:${first}-${last}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.js.publish(this.subject, payload, { msgID });
+        return;
+      } catch (err) {
+        if (this.aborted) return;
+        if (attempt === 0 || attempt % 20 === 0) {
+          this.logger.warn({ err, execution_id: this.executionId, first_seq: first, attempt }, 'log batch publish failed; retrying');
+        }
+        await delay(Math.min(1000, 25 * 2 ** Math.min(attempt, 6)));
+      }
+    }
+  }
+}
+
+export const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

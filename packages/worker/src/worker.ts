@@ -1,0 +1,267 @@
+// The worker agent: registers with the scheduler, beats, takes assignments and control messages
+// over NATS, and runs each assignment as an Execution within its slots.
+import os from 'node:os';
+import { jetstream } from '@nats-io/jetstream';
+import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { Assignment, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
+import { createLogger, decodeJson, encodeJson, type Logger } from '@hodei/platform';
+import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
+import { Execution } from './execution.js';
+import { Reaper } from './reaper.js';
+import { delay } from './shipper.js';
+
+export interface StartWorkerOptions extends WorkerOptions {
+  logger?: Logger;
+}
+
+export interface WorkerHandle {
+  id: string;
+  config: WorkerConfig;
+  /** Graceful (default): drain. `force`: kill every running job (reported `cancelled`), then exit. */
+  stop(options?: { force?: boolean }): Promise<void>;
+  /** No new work; running work finishes; then the worker stops. */
+  drain(): Promise<void>;
+  /** Resolves once the worker has stopped. */
+  done: Promise<void>;
+  /** Ids of the executions running now. */
+  running(): string[];
+}
+
+export async function startWorker(options: StartWorkerOptions = {}): Promise<WorkerHandle> {
+  const { logger: givenLogger, ...rest } = options;
+  const config = resolveWorkerConfig(rest);
+  const logger = (givenLogger ?? createLogger('worker', config.logLevel)).child({ worker_id: config.id });
+  const nc = await connect({
+    servers: config.natsUrl,
+    name: `hodei-worker-${config.id}`,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    waitOnFirstConnect: true,
+  });
+  const agent = new WorkerAgent(config, nc, logger);
+  agent.begin();
+  return {
+    id: config.id,
+    config,
+    stop: (o) => agent.stop(o?.force ?? false),
+    drain: () => agent.drain(),
+    done: agent.done,
+    running: () => [...agent.executions.keys()],
+  };
+}
+
+class WorkerAgent {
+  readonly executions = new Map<string, Execution>();
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private readonly subjects;
+  private readonly js;
+  private readonly reaper: Reaper;
+  private draining = false;
+  private shuttingDown = false;
+  private subs: Subscription[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly abortRegistration = new AbortController();
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly nc: NatsConnection,
+    private readonly logger: Logger,
+  ) {
+    this.subjects = makeSubjects(config.natsPrefix);
+    this.js = jetstream(nc);
+    this.reaper = new Reaper(config.killGraceMs, logger);
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  begin(): void {
+    this.subs.push(this.nc.subscribe(this.subjects.assign(this.config.id), { callback: (err, msg) => { if (!err) this.onAssign(msg); } }));
+    this.subs.push(this.nc.subscribe(this.subjects.control(this.config.id), { callback: (err, msg) => { if (!err) this.onControl(msg); } }));
+    this.heartbeat();
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.heartbeatIntervalMs);
+    if (this.config.registerWithScheduler) void this.register();
+    void this.watchConnection();
+    this.logger.info({ slots: this.config.capacity.slots, labels: this.config.labels }, 'worker started');
+  }
+
+  private onAssign(msg: Msg): void {
+    let ack: AssignmentAck;
+    let toStart: Execution | undefined;
+    try {
+      const parsed = Assignment.safeParse(decodeJson(msg.data));
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        ack = { accepted: false, reason: `invalid assignment: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim() };
+      } else if (this.executions.has(parsed.data.execution_id)) {
+        ack = { accepted: true }; // a re-sent assignment we already run: never run it twice
+      } else if (this.draining || this.shuttingDown) {
+        ack = { accepted: false, reason: 'worker is draining' };
+      } else if (this.executions.size >= this.config.capacity.slots) {
+        ack = { accepted: false, reason: `no free slot (${this.executions.size}/${this.config.capacity.slots} busy)` };
+      } else {
+        toStart = new Execution(
+          {
+            js: this.js,
+            subjects: this.subjects,
+            workerId: this.config.id,
+            baseEnv: this.config.baseEnv,
+            tmpDir: this.config.tmpDir,
+            reaper: this.reaper,
+            logger: this.logger,
+          },
+          parsed.data,
+        );
+        this.executions.set(toStart.id, toStart);
+        ack = { accepted: true };
+      }
+    } catch (err) {
+      ack = { accepted: false, reason: `invalid assignment: ${(err as Error).message}` };
+    }
+    msg.respond(encodeJson(ack));
+    if (!toStart) {
+      this.logger.debug({ reason: ack.reason }, 'assignment refused');
+      return;
+    }
+    const execution = toStart;
+    execution.start();
+    void execution.finished.then(() => {
+      this.executions.delete(execution.id);
+      if (this.draining && this.executions.size === 0) void this.shutdown();
+    });
+  }
+
+  private onControl(msg: Msg): void {
+    let reply: { ok: boolean; reason?: string };
+    let after: (() => void) | undefined;
+    try {
+      const parsed = WorkerControl.safeParse(decodeJson(msg.data));
+      if (!parsed.success) {
+        reply = { ok: false, reason: `invalid control message: ${parsed.error.issues[0]?.message ?? ''}` };
+      } else {
+        const c = parsed.data;
+        if (c.action === 'cancel') {
+          const execution = this.executions.get(c.execution_id);
+          reply = execution?.kill(c.reason) ? { ok: true } : { ok: false, reason: 'execution is not running on this worker' };
+        } else if (c.action === 'drain' || (c.action === 'stop' && !c.force)) {
+          reply = { ok: true };
+          after = () => void this.drain();
+        } else {
+          reply = { ok: true };
+          after = () => void this.stop(true);
+        }
+      }
+    } catch (err) {
+      reply = { ok: false, reason: `invalid control message: ${(err as Error).message}` };
+    }
+    if (msg.reply) msg.respond(encodeJson(reply));
+    after?.();
+  }
+
+  drain(): Promise<void> {
+    if (!this.draining) {
+      this.draining = true;
+      this.logger.info({ running: this.executions.size }, 'draining: no new work, waiting for running executions');
+      this.heartbeat();
+      if (this.executions.size === 0) void this.shutdown();
+    }
+    return this.done;
+  }
+
+  async stop(force: boolean): Promise<void> {
+    if (!force) return this.drain();
+    this.draining = true;
+    this.logger.info({ running: this.executions.size }, 'force stop: cancelling running executions');
+    const running = [...this.executions.values()];
+    for (const execution of running) execution.kill('cancelled');
+    await Promise.all(running.map((e) => e.finished));
+    await this.shutdown();
+  }
+
+  private heartbeat(): void {
+    if (this.shuttingDown || this.nc.isClosed()) return;
+    const beat: WorkerHeartbeat = {
+      worker_id: this.config.id,
+      status: this.draining ? 'draining' : 'online',
+      running_executions: [...this.executions.keys()],
+      timestamp: new Date().toISOString(),
+    };
+    try {
+      this.nc.publish(this.subjects.heartbeat(this.config.id), encodeJson(beat));
+    } catch (err) {
+      this.logger.warn({ err }, 'heartbeat publish failed');
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.shuttingDown) return this.done;
+    this.shuttingDown = true;
+    clearInterval(this.heartbeatTimer);
+    this.abortRegistration.abort();
+    for (const sub of this.subs) sub.unsubscribe();
+    // Executions still running here means a forced path without NATS: do not leave processes behind.
+    for (const execution of this.executions.values()) {
+      execution.kill('cancelled');
+      execution.abort();
+    }
+    this.reaper.killPendingNow();
+    try {
+      await this.nc.drain();
+    } catch (err) {
+      this.logger.warn({ err }, 'closing the NATS connection failed');
+    }
+    this.logger.info('worker stopped');
+    this.resolveDone();
+  }
+
+  private async watchConnection(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect') this.logger.warn({ nats: s.type }, `nats ${s.type}`);
+    }
+  }
+
+  /** POST the registry entry until the scheduler answers; logs a failure once per kind of failure. */
+  private async register(): Promise<void> {
+    const url = new URL('/api/v1/workers', this.config.schedulerUrl);
+    const body = JSON.stringify({
+      id: this.config.id,
+      type: 'shell',
+      name: this.config.name,
+      labels: this.config.labels,
+      capacity: this.config.capacity,
+      host: os.hostname(),
+      pid: process.pid,
+    });
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (this.config.apiToken) headers.authorization = `Bearer ${this.config.apiToken}`;
+    let lastFailure = '';
+    for (let attempt = 0; !this.abortRegistration.signal.aborted; attempt++) {
+      let failure: string;
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.any([this.abortRegistration.signal, AbortSignal.timeout(5000)]),
+        });
+        const text = await res.text();
+        if (res.ok) {
+          this.logger.info({ scheduler: this.config.schedulerUrl }, 'registered with the scheduler');
+          return;
+        }
+        if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+          this.logger.error({ status: res.status, body: text.slice(0, 500) }, 'the scheduler refused the registration');
+          return;
+        }
+        failure = `status ${res.status}`;
+      } catch (err) {
+        if (this.abortRegistration.signal.aborted) return;
+        failure = `unreachable: ${(err as Error).message}`;
+      }
+      if (failure !== lastFailure) {
+        this.logger.warn({ scheduler: this.config.schedulerUrl, failure }, 'registration failed; retrying');
+        lastFailure = failure;
+      }
+      await delay(Math.min(5000, 200 * 2 ** Math.min(attempt, 5)));
+    }
+  }
+}
