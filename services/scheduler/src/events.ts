@@ -1,0 +1,154 @@
+// What the scheduler hears over NATS: queued / finished / cancelled executions (durable JetStream
+// consumers), worker heartbeats (core NATS) and worker exits (JetStream).
+import { decodeJson, type Bus, type Logger } from '@hodei/platform';
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
+import { ExecutionCancelEvent, ExecutionQueuedEvent, WorkerHeartbeat, z } from '@hodei/types';
+
+export interface EventHandlers {
+  queued: (ev: ExecutionQueuedEvent) => Promise<void>;
+  finished: (executionId: string) => Promise<void>;
+  cancelled: (executionId: string) => Promise<void>;
+  workerExited: (workerId: string) => Promise<void>;
+  heartbeat: (hb: WorkerHeartbeat) => Promise<void>;
+  /** All durable consumers have delivered everything that was pending at start-up. */
+  caughtUp: () => void;
+}
+
+interface ConsumerSpec {
+  durable: string;
+  subject: string;
+  handle: (m: JsMsg) => Promise<void>;
+}
+
+const ACK_WAIT_NS = 30 * 1e9;
+const CATCH_UP_MAX_MS = 5000;
+
+export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHandlers): Promise<() => Promise<void>> {
+  const s = bus.subjects;
+  const parse = <T extends z.ZodType>(schema: T, m: JsMsg): z.output<T> | null => {
+    try {
+      const r = schema.safeParse(decodeJson(m.data));
+      if (r.success) return r.data;
+      logger.warn({ subject: m.subject, issues: r.error.issues }, 'dropping malformed event');
+    } catch (err) {
+      logger.warn({ err, subject: m.subject }, 'dropping event that is not JSON');
+    }
+    return null;
+  };
+  // finished carries an ExecutionStatusEvent; only its id matters here
+  const FinishedEvent = z.object({ execution_id: z.uuid() });
+
+  const specs: ConsumerSpec[] = [
+    {
+      durable: 'scheduler-queue',
+      subject: s.executionQueued,
+      handle: async (m) => {
+        const ev = parse(ExecutionQueuedEvent, m);
+        if (ev) await h.queued(ev);
+      },
+    },
+    {
+      durable: 'scheduler-finished',
+      subject: s.executionFinished,
+      handle: async (m) => {
+        const ev = parse(FinishedEvent, m);
+        if (ev) await h.finished(ev.execution_id);
+      },
+    },
+    {
+      durable: 'scheduler-cancel',
+      subject: s.executionCancel,
+      handle: async (m) => {
+        const ev = parse(ExecutionCancelEvent, m);
+        if (ev) await h.cancelled(ev.execution_id);
+      },
+    },
+    {
+      durable: 'scheduler-worker-exited',
+      subject: s.workerEvent('*', 'exited'),
+      handle: async (m) => {
+        const workerId = m.subject.split('.').at(-2) ?? '';
+        if (z.uuid().safeParse(workerId).success) await h.workerExited(workerId);
+      },
+    },
+  ];
+
+  let pendingConsumers = specs.length;
+  let announced = false;
+  const announce = () => {
+    if (announced) return;
+    announced = true;
+    clearTimeout(fallback);
+    h.caughtUp();
+  };
+  const markCaughtUp = () => {
+    pendingConsumers -= 1;
+    if (pendingConsumers === 0) announce();
+  };
+  // Unacked messages of a crashed predecessor come back only after ack_wait: do not wait that long.
+  const fallback = setTimeout(announce, CATCH_UP_MAX_MS);
+  fallback.unref();
+
+  const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
+  for (const spec of specs) {
+    const config = {
+      durable_name: spec.durable,
+      filter_subject: spec.subject,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: ACK_WAIT_NS,
+      max_ack_pending: 10_000,
+    };
+    try {
+      await bus.jsm.consumers.add(s.eventsStream, config);
+    } catch {
+      await bus.jsm.consumers.update(s.eventsStream, spec.durable, { filter_subject: spec.subject, ack_wait: ACK_WAIT_NS });
+    }
+    const consumer = await bus.js.consumers.get(s.eventsStream, spec.durable);
+    const info = await consumer.info();
+    let caught = info.num_pending === 0;
+    if (caught) markCaughtUp();
+    const messages = await consumer.consume({ max_messages: 1000 });
+    const done = (async () => {
+      for await (const m of messages) {
+        try {
+          await spec.handle(m);
+          m.ack();
+        } catch (err) {
+          // left unacked: JetStream redelivers it after ack_wait
+          logger.error({ err, subject: m.subject }, 'event handling failed');
+          m.nak(1000);
+        }
+        if (!caught && m.info.pending === 0) {
+          caught = true;
+          markCaughtUp();
+        }
+      }
+    })();
+    running.push({ messages, done });
+  }
+
+  const heartbeats: Subscription = bus.nc.subscribe(s.heartbeatAll, {
+    queue: 'scheduler',
+    callback: (err, msg) => {
+      if (err) return;
+      let hb: WorkerHeartbeat;
+      try {
+        const r = WorkerHeartbeat.safeParse(decodeJson(msg.data));
+        if (!r.success) return void logger.warn({ subject: msg.subject }, 'dropping malformed heartbeat');
+        hb = r.data;
+      } catch {
+        return void logger.warn({ subject: msg.subject }, 'dropping heartbeat that is not JSON');
+      }
+      h.heartbeat(hb).catch((e: unknown) => logger.error({ err: e, worker_id: hb.worker_id }, 'heartbeat failed'));
+    },
+  });
+
+  return async () => {
+    clearTimeout(fallback);
+    heartbeats.unsubscribe();
+    for (const r of running) await r.messages.close();
+    await Promise.allSettled(running.map((r) => r.done));
+  };
+}

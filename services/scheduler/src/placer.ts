@@ -1,0 +1,216 @@
+// Placement: waiting executions (priority DESC, created_at ASC) onto online workers whose labels
+// and free capacity fit. One round at a time in this process; the claim (waiting → assigning) is a
+// conditional UPDATE, so two replicas never hand out the same execution.
+import { decodeJson, encodeJson, type Bus, type Logger } from '@hodei/platform';
+import { AssignmentAck, type Assignment, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
+import type { Counter } from 'prom-client';
+import type { QueueEntry, QueueStore } from './store/queue.js';
+import type { WorkerStore } from './store/workers.js';
+
+const ROUND_LIMIT = 1000;
+const ASSIGN_TIMEOUT_MS = 2000;
+/** How long a worker that did not answer (or refused an entry) is passed over. */
+const UNRESPONSIVE_MS = 3000;
+const REFUSED_MS = 2000;
+const EPSILON = 1e-9;
+
+interface Slot {
+  worker: RegistryWorker;
+  slots: number;
+  cpu: number;
+  memory: number;
+}
+
+const labelsMatch = (want: Record<string, string>, have: Record<string, string>) =>
+  Object.entries(want).every(([k, v]) => have[k] === v);
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1 && n % 1024 === 0) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${n} ${units[i]}`;
+}
+
+const needs = (e: QueueEntry) => `needs 1 slot, ${e.cpu_cores} cpu_cores, ${formatBytes(e.memory_bytes)} memory`;
+
+export class Placer {
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private ready = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly unresponsive = new Map<string, number>();
+  private readonly refused = new Map<string, number>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly queue: QueueStore,
+    private readonly workers: WorkerStore,
+    private readonly placements: Counter<'outcome'>,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Placement starts only once the event consumers have caught up (no placing of replayed, finished work). */
+  setReady(): void {
+    if (this.ready) return;
+    this.ready = true;
+    this.kick();
+  }
+
+  /** Asks for a round; rounds never overlap, and a kick during one runs another right after. */
+  kick(): void {
+    if (!this.ready || this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        try {
+          await this.round();
+        } catch (err) {
+          this.logger.error({ err }, 'placement round failed');
+        }
+      } while (this.again && !this.stopped);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private async round(): Promise<void> {
+    const [entries, online] = await Promise.all([this.queue.waiting(ROUND_LIMIT), this.workers.placeable()]);
+    if (!entries.length) return;
+    const now = Date.now();
+    const slots: Slot[] = online
+      .filter((w) => (this.unresponsive.get(w.id) ?? 0) <= now)
+      .map((w) => ({ worker: w, slots: w.free.slots, cpu: w.free.cpu_cores, memory: w.free.memory_bytes }));
+
+    const chosen: { entry: QueueEntry; worker: RegistryWorker }[] = [];
+    const waiting: { entry: QueueEntry; reason: string }[] = [];
+    for (const entry of entries) {
+      let best: Slot | undefined;
+      for (const s of slots) {
+        if (s.slots < 1 || s.cpu + EPSILON < entry.cpu_cores || s.memory < entry.memory_bytes) continue;
+        if (!labelsMatch(entry.spec.labels, s.worker.labels)) continue;
+        if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
+        if (!best || s.slots > best.slots || (s.slots === best.slots && s.cpu > best.cpu)) best = s;
+      }
+      if (best) {
+        best.slots -= 1;
+        best.cpu -= entry.cpu_cores;
+        best.memory -= entry.memory_bytes;
+        chosen.push({ entry, worker: best.worker });
+      } else {
+        waiting.push({ entry, reason: this.whyWaiting(entry, online, now) });
+      }
+    }
+
+    if (chosen.length) {
+      const claimed = await this.queue.claim(chosen.map((c) => ({ execution_id: c.entry.execution_id, worker_id: c.worker.id })));
+      for (const c of chosen) {
+        if (!claimed.has(c.entry.execution_id)) continue;
+        const p = this.assign(c.entry, c.worker.id).finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      }
+    }
+    const changed = waiting.filter((w) => w.entry.waiting_reason !== w.reason);
+    if (changed.length) await Promise.all(changed.map((w) => this.announceWaiting(w.entry, w.reason)));
+    this.forgetExpired(now);
+  }
+
+  private whyWaiting(entry: QueueEntry, online: RegistryWorker[], now: number): string {
+    if (!online.length) return 'no online worker';
+    const want = Object.entries(entry.spec.labels);
+    const labelled = online.filter((w) => labelsMatch(entry.spec.labels, w.labels));
+    if (!labelled.length) {
+      const missing = want.find(([k, v]) => !online.some((w) => w.labels[k] === v));
+      return missing
+        ? `no worker with label ${missing[0]}=${missing[1]}`
+        : `no worker with labels ${want.map(([k, v]) => `${k}=${v}`).join(', ')}`;
+    }
+    const bigEnough = labelled.filter(
+      (w) => w.capacity.cpu_cores + EPSILON >= entry.cpu_cores && w.capacity.memory_bytes >= entry.memory_bytes,
+    );
+    if (!bigEnough.length) return `no worker large enough (${needs(entry)})`;
+    const avoided = bigEnough.every(
+      (w) => (this.unresponsive.get(w.id) ?? 0) > now || (this.refused.get(`${entry.execution_id}:${w.id}`) ?? 0) > now,
+    );
+    if (avoided) return 'no worker accepted the assignment yet; retrying';
+    return `all workers busy (${needs(entry)})`;
+  }
+
+  private async announceWaiting(entry: QueueEntry, reason: string): Promise<void> {
+    try {
+      if (!(await this.queue.setReason(entry.execution_id, reason))) return;
+      const event: ExecutionStatusEvent = {
+        execution_id: entry.execution_id,
+        job_id: entry.job_id,
+        worker_id: null,
+        status: 'queued',
+        message: reason,
+        timestamp: new Date().toISOString(),
+      };
+      await this.bus.js.publish(this.bus.subjects.executionStatus(entry.execution_id), encodeJson(event));
+    } catch (err) {
+      this.logger.warn({ err, execution_id: entry.execution_id }, 'could not announce why an execution waits');
+    }
+  }
+
+  private async assign(entry: QueueEntry, workerId: string): Promise<void> {
+    const log = this.logger.child({ execution_id: entry.execution_id, worker_id: workerId });
+    const assignment: Assignment = {
+      execution_id: entry.execution_id,
+      job_id: entry.job_id,
+      attempt: entry.attempt,
+      spec: entry.spec,
+      ...(entry.traceparent ? { traceparent: entry.traceparent } : {}),
+    };
+    let accepted = false;
+    let why = '';
+    try {
+      const reply = await this.bus.nc.request(this.bus.subjects.assign(workerId), encodeJson(assignment), { timeout: ASSIGN_TIMEOUT_MS });
+      const ack = AssignmentAck.safeParse(decodeJson(reply.data));
+      if (ack.success && ack.data.accepted) accepted = true;
+      else {
+        why = ack.success ? `refused: ${ack.data.reason ?? 'no reason given'}` : 'malformed acknowledgement';
+        this.refused.set(`${entry.execution_id}:${workerId}`, Date.now() + REFUSED_MS);
+      }
+    } catch (err) {
+      why = `no answer: ${(err as Error).message}`;
+      this.unresponsive.set(workerId, Date.now() + UNRESPONSIVE_MS);
+    }
+    try {
+      if (accepted) {
+        await this.queue.confirm(entry.execution_id, workerId);
+        this.placements.inc({ outcome: 'accepted' });
+        log.debug('execution placed');
+      } else {
+        await this.queue.release(entry.execution_id, workerId);
+        this.placements.inc({ outcome: why.startsWith('refused') ? 'refused' : 'no_answer' });
+        log.warn({ why }, 'worker did not take the assignment; placing it again');
+        this.kick();
+      }
+    } catch (err) {
+      log.error({ err }, 'could not record the assignment outcome');
+    }
+  }
+
+  private forgetExpired(now: number): void {
+    for (const [k, until] of this.refused) if (until <= now) this.refused.delete(k);
+    for (const [k, until] of this.unresponsive) if (until <= now) this.unresponsive.delete(k);
+  }
+}

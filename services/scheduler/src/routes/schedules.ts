@@ -1,0 +1,182 @@
+// Schedules: create (core alias /schedule), list (core alias /scheduled), read, pause/resume, delete, firings.
+import { BadRequestError, NotFoundError, sendCreated, sendList, ServiceClient, type Api } from '@hodei/platform';
+import { IdParams, Paging, Schedule, ScheduleCreate, ScheduleListQuery, SchedulePatch, ScheduleRun, z } from '@hodei/types';
+import { nextCronRun, parseCron } from '../cron.js';
+import type { ScheduleStore, ScheduleValues } from '../store/schedules.js';
+
+const TAG = 'schedules';
+
+/** Checks with the orchestrator that the job (or pipeline) a schedule runs exists. */
+async function assertTargetExists(orchestrator: ServiceClient, v: { job_id: string | null; pipeline_id: string | null }): Promise<void> {
+  if (v.job_id !== null) {
+    const job = await orchestrator.find(`/api/v1/jobs/${v.job_id}`);
+    if (!job) throw new BadRequestError(`job ${v.job_id} does not exist`, [{ path: 'job_id', message: `job ${v.job_id} does not exist` }]);
+  }
+  if (v.pipeline_id !== null) {
+    const p = await orchestrator.find(`/api/v1/pipelines/${v.pipeline_id}`);
+    if (!p)
+      throw new BadRequestError(`pipeline ${v.pipeline_id} does not exist`, [
+        { path: 'pipeline_id', message: `pipeline ${v.pipeline_id} does not exist` },
+      ]);
+  }
+}
+
+/** Validates cron/run_at/timezone and returns when the schedule fires next (null when paused or done). */
+function computeNext(v: ScheduleValues & { completed?: boolean }, now = new Date()): Date | null {
+  if (v.cron !== null) {
+    parseCron(v.cron, v.timezone);
+    return v.enabled && !v.completed ? nextCronRun(v.cron, v.timezone, now) : null;
+  }
+  return v.enabled && !v.completed ? v.run_at : null;
+}
+
+function assertFuture(runAt: Date, now = new Date()): void {
+  if (runAt.getTime() <= now.getTime())
+    throw new BadRequestError('run_at is in the past', [{ path: 'run_at', message: `${runAt.toISOString()} is in the past` }]);
+}
+
+export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestrator: ServiceClient, onChange: () => void): void {
+  const create = async (body: z.output<typeof ScheduleCreate>) => {
+    const v: ScheduleValues = {
+      name: body.name ?? null,
+      job_id: body.job_id ?? null,
+      pipeline_id: body.pipeline_id ?? null,
+      cron: body.cron ?? null,
+      run_at: body.run_at ? new Date(body.run_at) : null,
+      timezone: body.timezone,
+      enabled: body.enabled,
+      overlap_policy: body.overlap_policy,
+      misfire_policy: body.misfire_policy,
+      next_run_at: null,
+    };
+    if (v.run_at) assertFuture(v.run_at);
+    v.next_run_at = computeNext(v);
+    await assertTargetExists(orchestrator, v);
+    const s = await store.create(v);
+    onChange();
+    return s;
+  };
+
+  for (const path of ['/api/v1/schedules', '/api/v1/schedule']) {
+    api.route(
+      {
+        method: 'post',
+        path,
+        tag: TAG,
+        summary: path.endsWith('schedule') ? 'Schedule a job (core alias of POST /api/v1/schedules)' : 'Schedule a job or pipeline (cron or one-shot run_at)',
+        body: ScheduleCreate,
+        responses: { 201: { description: 'created', schema: Schedule }, 503: { description: 'orchestrator unreachable' } },
+      },
+      async ({ body }, _req, res) => {
+        const s = await create(body);
+        sendCreated(res, `/api/v1/schedules/${s.id}`, s);
+      },
+    );
+  }
+
+  for (const path of ['/api/v1/schedules', '/api/v1/scheduled']) {
+    api.route(
+      {
+        method: 'get',
+        path,
+        tag: TAG,
+        summary: path.endsWith('scheduled') ? 'List schedules (core alias of GET /api/v1/schedules)' : 'List schedules, newest first',
+        query: ScheduleListQuery,
+        responses: { 200: { description: 'schedules', schema: z.array(Schedule) } },
+      },
+      async ({ query }, _req, res) => {
+        const { items, total } = await store.list(query);
+        sendList(res, items, total);
+      },
+    );
+  }
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/schedules/:id',
+      tag: TAG,
+      summary: 'Read a schedule',
+      params: IdParams,
+      responses: { 200: { description: 'the schedule', schema: Schedule }, 404: { description: 'no such schedule' } },
+    },
+    async ({ params }, _req, res) => {
+      const s = await store.get(params.id);
+      if (!s) throw new NotFoundError('schedule', params.id);
+      res.json(s);
+    },
+  );
+
+  api.route(
+    {
+      method: 'patch',
+      path: '/api/v1/schedules/:id',
+      tag: TAG,
+      summary: 'Change a schedule; `enabled:false` pauses it, `enabled:true` resumes it',
+      params: IdParams,
+      body: SchedulePatch,
+      responses: { 200: { description: 'the schedule', schema: Schedule }, 404: { description: 'no such schedule' } },
+    },
+    async ({ params, body }, _req, res) => {
+      const cur = await store.values(params.id);
+      if (!cur) throw new NotFoundError('schedule', params.id);
+      if (body.cron !== undefined && body.run_at !== undefined)
+        throw new BadRequestError('give either cron or run_at', [{ path: 'cron', message: 'give either cron or run_at, not both' }]);
+      const next = { ...cur };
+      if (body.name !== undefined) next.name = body.name;
+      if (body.timezone !== undefined) next.timezone = body.timezone;
+      if (body.enabled !== undefined) next.enabled = body.enabled;
+      if (body.overlap_policy !== undefined) next.overlap_policy = body.overlap_policy;
+      if (body.misfire_policy !== undefined) next.misfire_policy = body.misfire_policy;
+      if (body.cron !== undefined) {
+        next.cron = body.cron;
+        next.run_at = null;
+        next.completed = false;
+      }
+      if (body.run_at !== undefined) {
+        next.run_at = new Date(body.run_at);
+        next.cron = null;
+        next.completed = false;
+        assertFuture(next.run_at);
+      }
+      next.next_run_at = computeNext(next);
+      const s = await store.update(params.id, next);
+      if (!s) throw new NotFoundError('schedule', params.id);
+      onChange();
+      res.json(s);
+    },
+  );
+
+  api.route(
+    {
+      method: 'delete',
+      path: '/api/v1/schedules/:id',
+      tag: TAG,
+      summary: 'Delete a schedule and its firing history',
+      params: IdParams,
+      responses: { 204: { description: 'deleted' }, 404: { description: 'no such schedule' } },
+    },
+    async ({ params }, _req, res) => {
+      if (!(await store.delete(params.id))) throw new NotFoundError('schedule', params.id);
+      onChange();
+      res.status(204).end();
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/schedules/:id/runs',
+      tag: TAG,
+      summary: 'Every firing of a schedule, newest first',
+      params: IdParams,
+      query: Paging,
+      responses: { 200: { description: 'firings', schema: z.array(ScheduleRun) }, 404: { description: 'no such schedule' } },
+    },
+    async ({ params, query }, _req, res) => {
+      if (!(await store.get(params.id))) throw new NotFoundError('schedule', params.id);
+      const { items, total } = await store.runs(params.id, query.limit, query.offset);
+      sendList(res, items, total);
+    },
+  );
+}

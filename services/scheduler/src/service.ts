@@ -1,0 +1,130 @@
+// The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
+// queued executions on workers.
+import { fileURLToPath } from 'node:url';
+import { bootService, Counter, Gauge, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { startEventConsumers } from './events.js';
+import { Placer } from './placer.js';
+import { registerScheduleRoutes } from './routes/schedules.js';
+import { registerWorkerRoutes } from './routes/workers.js';
+import { QueueStore } from './store/queue.js';
+import { ScheduleStore } from './store/schedules.js';
+import { WorkerStore } from './store/workers.js';
+
+const SAFETY_TICK_MS = 1000;
+/** An `assigning` claim older than this belongs to a process that died mid-request. */
+const STALE_CLAIM_MS = 10_000;
+/** The events stream keeps 7 days; tombstones must outlive the messages they guard against. */
+const TOMBSTONE_DAYS = 8;
+
+export const definition: ServiceDefinition = {
+  title: 'Hodei Jobs scheduler',
+  description: 'Cron schedules, worker registry and heartbeats, and placement of queued executions on workers.',
+  schema: 'scheduler',
+  migrationsDir: fileURLToPath(new URL('../migrations', import.meta.url)),
+  setup: (ctx) => {
+    const { config, logger, db, bus, api, metrics } = ctx;
+    const schedules = new ScheduleStore(db);
+    const workers = new WorkerStore(db);
+    const queue = new QueueStore(db);
+    const orchestrator = new ServiceClient(config.urls.orchestrator, config.apiToken);
+
+    const placements = new Counter({
+      name: 'hodei_placements_total',
+      help: 'Assignments sent to workers, by outcome (accepted, refused, no_answer)',
+      labelNames: ['outcome'] as const,
+      registers: [metrics],
+    });
+    new Gauge({
+      name: 'hodei_queue_depth',
+      help: 'Executions waiting for a worker',
+      registers: [metrics],
+      async collect() {
+        this.set(await queue.depth());
+      },
+    });
+    new Gauge({
+      name: 'hodei_workers',
+      help: 'Registered workers by status',
+      labelNames: ['status'] as const,
+      registers: [metrics],
+      async collect() {
+        const counts = await workers.countByStatus();
+        for (const status of ['online', 'draining', 'offline', 'stopped']) this.set({ status }, counts[status] ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'hodei_worker_heartbeat_age_seconds',
+      help: 'Seconds since the last heartbeat of each worker that is not stopped',
+      labelNames: ['worker'] as const,
+      registers: [metrics],
+      async collect() {
+        this.reset();
+        for (const { id, age } of await workers.heartbeatAges()) this.set({ worker: id }, age);
+      },
+    });
+
+    const placer = new Placer(bus, queue, workers, placements, logger.child({ component: 'placer' }));
+    registerScheduleRoutes(api, schedules, orchestrator, () => undefined);
+    registerWorkerRoutes(api, workers, () => placer.kick());
+
+    let stopConsumers: (() => Promise<void>) | undefined;
+    const timers: NodeJS.Timeout[] = [];
+    let lastPrune = 0;
+
+    const safetyTick = async () => {
+      const released = await queue.expireClaims(STALE_CLAIM_MS);
+      if (released) logger.warn({ released }, 'released stale claims');
+      if (Date.now() - lastPrune > 3600_000) {
+        lastPrune = Date.now();
+        await queue.prune(TOMBSTONE_DAYS);
+      }
+      placer.kick();
+    };
+    const expireWorkers = async () => {
+      const gone = await workers.expire(config.heartbeatTimeoutMs);
+      for (const id of gone) logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
+    };
+    const every = (ms: number, fn: () => Promise<void>, what: string) => {
+      const t = setInterval(() => void fn().catch((err: unknown) => logger.error({ err }, `${what} failed`)), ms);
+      t.unref();
+      timers.push(t);
+    };
+
+    return {
+      start: async () => {
+        stopConsumers = await startEventConsumers(bus, logger, {
+          queued: async (ev) => {
+            if (await queue.enqueue(ev)) placer.kick();
+          },
+          finished: async (id) => {
+            await queue.finish(id);
+            placer.kick();
+          },
+          cancelled: async (id) => {
+            if (await queue.cancel(id)) logger.debug({ execution_id: id }, 'cancelled while waiting: dropped from the queue');
+          },
+          workerExited: async (id) => {
+            if (await workers.setStatus(id, 'offline', ['online', 'draining'])) logger.warn({ worker_id: id }, 'worker process exited: offline');
+          },
+          heartbeat: async (hb) => {
+            const r = await workers.heartbeat(hb.worker_id, hb.status);
+            if (!r) return void logger.debug({ worker_id: hb.worker_id }, 'heartbeat from an unregistered worker ignored');
+            if (r.status === 'online' && r.previous !== 'online') placer.kick();
+          },
+          caughtUp: () => placer.setReady(),
+        });
+        every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
+        every(Math.max(50, Math.floor(config.heartbeatTimeoutMs / 2)), expireWorkers, 'heartbeat time-out check');
+      },
+      stop: async () => {
+        for (const t of timers) clearInterval(t);
+        await placer.stop();
+        await stopConsumers?.();
+      },
+    };
+  },
+};
+
+export function startScheduler(config: Config, logger?: Logger): Promise<RunningService> {
+  return bootService(definition, config, logger);
+}

@@ -1,0 +1,162 @@
+// SQL for schedules and their firings.
+import { iso, newId, type Pool } from '@hodei/platform';
+import type { Schedule, ScheduleRun } from '@hodei/types';
+
+interface ScheduleRow {
+  id: string;
+  name: string | null;
+  job_id: string | null;
+  pipeline_id: string | null;
+  cron: string | null;
+  run_at: Date | null;
+  timezone: string;
+  enabled: boolean;
+  completed: boolean;
+  overlap_policy: Schedule['overlap_policy'];
+  misfire_policy: Schedule['misfire_policy'];
+  next_run_at: Date | null;
+  last_run_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function toSchedule(r: ScheduleRow): Schedule {
+  return {
+    id: r.id,
+    name: r.name,
+    job_id: r.job_id,
+    pipeline_id: r.pipeline_id,
+    cron: r.cron,
+    run_at: iso(r.run_at),
+    timezone: r.timezone,
+    enabled: r.enabled,
+    status: r.completed ? 'completed' : r.enabled ? 'scheduled' : 'paused',
+    overlap_policy: r.overlap_policy,
+    misfire_policy: r.misfire_policy,
+    next_run_at: iso(r.next_run_at),
+    last_run_at: iso(r.last_run_at),
+    created_at: iso(r.created_at)!,
+    updated_at: iso(r.updated_at)!,
+  };
+}
+
+interface RunRow {
+  id: string;
+  schedule_id: string;
+  scheduled_at: Date;
+  fired_at: Date | null;
+  execution_id: string | null;
+  outcome: ScheduleRun['outcome'];
+  message: string | null;
+}
+
+function toRun(r: RunRow): ScheduleRun {
+  return {
+    id: r.id,
+    schedule_id: r.schedule_id,
+    scheduled_at: iso(r.scheduled_at)!,
+    fired_at: iso(r.fired_at),
+    execution_id: r.execution_id,
+    outcome: r.outcome,
+    message: r.message,
+  };
+}
+
+export interface ScheduleValues {
+  name: string | null;
+  job_id: string | null;
+  pipeline_id: string | null;
+  cron: string | null;
+  run_at: Date | null;
+  timezone: string;
+  enabled: boolean;
+  overlap_policy: Schedule['overlap_policy'];
+  misfire_policy: Schedule['misfire_policy'];
+  next_run_at: Date | null;
+}
+
+export class ScheduleStore {
+  constructor(private readonly db: Pool) {}
+
+  async create(v: ScheduleValues): Promise<Schedule> {
+    const { rows } = await this.db.query<ScheduleRow>(
+      `INSERT INTO schedules (id, name, job_id, pipeline_id, cron, run_at, timezone, enabled, overlap_policy, misfire_policy, next_run_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
+      [newId(), v.name, v.job_id, v.pipeline_id, v.cron, v.run_at, v.timezone, v.enabled, v.overlap_policy, v.misfire_policy, v.next_run_at],
+    );
+    return toSchedule(rows[0]!);
+  }
+
+  async get(id: string): Promise<Schedule | null> {
+    const { rows } = await this.db.query<ScheduleRow>('SELECT * FROM schedules WHERE id = $1', [id]);
+    return rows[0] ? toSchedule(rows[0]) : null;
+  }
+
+  /** The stored values, for a PATCH to merge into. */
+  async values(id: string): Promise<(ScheduleValues & { completed: boolean }) | null> {
+    const { rows } = await this.db.query<ScheduleRow>('SELECT * FROM schedules WHERE id = $1', [id]);
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      name: r.name,
+      job_id: r.job_id,
+      pipeline_id: r.pipeline_id,
+      cron: r.cron,
+      run_at: r.run_at,
+      timezone: r.timezone,
+      enabled: r.enabled,
+      overlap_policy: r.overlap_policy,
+      misfire_policy: r.misfire_policy,
+      next_run_at: r.next_run_at,
+      completed: r.completed,
+    };
+  }
+
+  async update(id: string, v: ScheduleValues & { completed: boolean }): Promise<Schedule | null> {
+    const { rows } = await this.db.query<ScheduleRow>(
+      `UPDATE schedules SET name = $2, cron = $3, run_at = $4, timezone = $5, enabled = $6, overlap_policy = $7,
+         misfire_policy = $8, next_run_at = $9, completed = $10, updated_at = now()
+       WHERE id = $1 RETURNING *`,
+      [id, v.name, v.cron, v.run_at, v.timezone, v.enabled, v.overlap_policy, v.misfire_policy, v.next_run_at, v.completed],
+    );
+    return rows[0] ? toSchedule(rows[0]) : null;
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const { rowCount } = await this.db.query('DELETE FROM schedules WHERE id = $1', [id]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async list(f: { job_id?: string | undefined; enabled?: boolean | undefined; limit: number; offset: number }): Promise<{ items: Schedule[]; total: number }> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (f.job_id !== undefined) where.push(`job_id = $${args.push(f.job_id)}`);
+    if (f.enabled !== undefined) where.push(`enabled = $${args.push(f.enabled)}`);
+    const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const { rows } = await this.db.query<ScheduleRow & { total: number }>(
+      `SELECT *, count(*) OVER () AS total FROM schedules ${w} ORDER BY created_at DESC, id DESC LIMIT $${args.push(f.limit)} OFFSET $${args.push(f.offset)}`,
+      args,
+    );
+    const total = rows[0]?.total ?? (f.offset > 0 ? await this.count(w, args.slice(0, -2)) : 0);
+    return { items: rows.map(toSchedule), total };
+  }
+
+  private async count(where: string, args: unknown[]): Promise<number> {
+    const { rows } = await this.db.query<{ n: number }>(`SELECT count(*) AS n FROM schedules ${where}`, args);
+    return rows[0]?.n ?? 0;
+  }
+
+  async runs(scheduleId: string, limit: number, offset: number): Promise<{ items: ScheduleRun[]; total: number }> {
+    const { rows } = await this.db.query<RunRow & { total: number }>(
+      `SELECT *, count(*) OVER () AS total FROM schedule_runs WHERE schedule_id = $1
+       ORDER BY scheduled_at DESC LIMIT $2 OFFSET $3`,
+      [scheduleId, limit, offset],
+    );
+    let total = rows[0]?.total ?? 0;
+    if (!rows.length && offset > 0) {
+      const c = await this.db.query<{ n: number }>('SELECT count(*) AS n FROM schedule_runs WHERE schedule_id = $1', [scheduleId]);
+      total = c.rows[0]?.n ?? 0;
+    }
+    return { items: rows.map(toRun), total };
+  }
+}

@@ -1,0 +1,191 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startScheduler } from '../src/service.js';
+
+// A real HTTP server standing in for the orchestrator's job and pipeline lookups.
+const knownJob = newId();
+const knownPipeline = newId();
+let orchestrator: Server;
+let env: TestEnv;
+let svc: RunningService;
+
+const post = (path: string, body: unknown) =>
+  fetch(`${svc.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const patch = (path: string, body: unknown) =>
+  fetch(`${svc.url}${path}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+async function expectProblem(res: Response, status: number, field?: string) {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+  const body = (await res.json()) as { errors?: { path: string; message: string }[]; detail: string };
+  if (field) expect(body.errors?.map((e) => e.path)).toContain(field);
+  return body;
+}
+
+beforeAll(async () => {
+  orchestrator = createServer((req, res) => {
+    const found = req.url === `/api/v1/jobs/${knownJob}` || req.url === `/api/v1/pipelines/${knownPipeline}`;
+    res.writeHead(found ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(found ? { id: 'x' } : { detail: 'not found' }));
+  });
+  await new Promise<void>((r) => orchestrator.listen(0, '127.0.0.1', r));
+  env = createTestEnv();
+  const port = (orchestrator.address() as AddressInfo).port;
+  const base = env.config('scheduler');
+  svc = await startScheduler({ ...base, urls: { ...base.urls, orchestrator: `http://127.0.0.1:${port}` } });
+});
+
+afterAll(async () => {
+  await svc?.stop();
+  await env?.cleanup();
+  await new Promise((r) => orchestrator?.close(r));
+});
+
+describe('schedules', () => {
+  it('creates a cron schedule through the core alias with Location and next_run_at', async () => {
+    const before = Date.now();
+    const res = await post('/api/v1/schedule', { job_id: knownJob, cron: '*/5 * * * *' });
+    expect(res.status).toBe(201);
+    const s = await res.json();
+    expect(res.headers.get('location')).toBe(`/api/v1/schedules/${s.id}`);
+    expect(s).toMatchObject({ job_id: knownJob, cron: '*/5 * * * *', timezone: 'UTC', status: 'scheduled', enabled: true });
+    const next = new Date(s.next_run_at);
+    expect(next.getTime()).toBeGreaterThan(before);
+    expect(next.getTime() - before).toBeLessThanOrEqual(5 * 60_000);
+    expect(next.getUTCMinutes() % 5).toBe(0);
+    expect(next.getUTCSeconds()).toBe(0);
+    expect(s.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+
+  it('computes next_run_at for a 6-field cron with seconds and for nicknames', async () => {
+    const s = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '*/10 * * * * *' })).json();
+    const next = new Date(s.next_run_at);
+    expect(next.getUTCSeconds() % 10).toBe(0);
+    expect(next.getTime() - Date.now()).toBeLessThanOrEqual(10_000);
+    const h = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '@hourly' })).json();
+    expect(h.next_run_at).toMatch(/T\d\d:00:00\.000Z$/);
+  });
+
+  it('follows the DST change in Europe/Madrid', async () => {
+    // 09:00 Madrid is 08:00Z in winter (CET) and 07:00Z in summer (CEST); the clocks change on the last Sunday of March
+    const res = await post('/api/v1/schedules', { job_id: knownJob, cron: '0 9 * * *', timezone: 'Europe/Madrid' });
+    const s = await res.json();
+    expect(s.timezone).toBe('Europe/Madrid');
+    expect(new Date(s.next_run_at).toLocaleTimeString('en-GB', { timeZone: 'Europe/Madrid' })).toBe('09:00:00');
+    const { nextCronRun } = await import('../src/cron.js');
+    expect(nextCronRun('0 9 * * *', 'Europe/Madrid', new Date('2027-03-27T12:00:00Z'))?.toISOString()).toBe('2027-03-28T07:00:00.000Z');
+    expect(nextCronRun('0 9 * * *', 'Europe/Madrid', new Date('2027-03-26T12:00:00Z'))?.toISOString()).toBe('2027-03-27T08:00:00.000Z');
+    expect(nextCronRun('0 9 * * *', 'Europe/Madrid', new Date('2027-10-30T12:00:00Z'))?.toISOString()).toBe('2027-10-31T08:00:00.000Z');
+  });
+
+  it('creates a one-shot run_at schedule and a pipeline schedule', async () => {
+    const runAt = new Date(Date.now() + 3600_000).toISOString();
+    const res = await post('/api/v1/schedules', { job_id: knownJob, run_at: runAt });
+    expect(res.status).toBe(201);
+    const s = await res.json();
+    expect(s).toMatchObject({ cron: null, run_at: runAt, next_run_at: runAt, status: 'scheduled' });
+    const p = await post('/api/v1/schedules', { pipeline_id: knownPipeline, cron: '0 0 * * *' });
+    expect(p.status).toBe(201);
+    expect((await p.json()).pipeline_id).toBe(knownPipeline);
+  });
+
+  it('answers 400 naming the field for bad input', async () => {
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: 'not a cron' }), 400, 'cron');
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '61 * * * *' }), 400, 'cron');
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * * * *' }), 400, 'cron');
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * *', timezone: 'Mars/Olympus' }), 400, 'timezone');
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: '2001-01-01T00:00:00Z' }), 400, 'run_at');
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob }), 400, 'cron');
+    await expectProblem(await post('/api/v1/schedules', { cron: '* * * * *' }), 400, 'job_id');
+    await expectProblem(await post('/api/v1/schedules', { job_id: 'nope', cron: '* * * * *' }), 400, 'job_id');
+    const unknown = newId();
+    const body = await expectProblem(await post('/api/v1/schedule', { job_id: unknown, cron: '* * * * *' }), 400, 'job_id');
+    expect(body.detail).toBe(`job ${unknown} does not exist`);
+    await expectProblem(await post('/api/v1/schedules', { pipeline_id: newId(), cron: '* * * * *' }), 400, 'pipeline_id');
+    await expectProblem(
+      await fetch(`${svc.url}/api/v1/schedules`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{bad' }),
+      400,
+      'body',
+    );
+  });
+
+  it('answers 503 when the orchestrator is unreachable', async () => {
+    const dead = createTestEnv();
+    const base = dead.config('scheduler');
+    const other = await startScheduler({ ...base, urls: { ...base.urls, orchestrator: 'http://127.0.0.1:1' } });
+    try {
+      const res = await fetch(`${other.url}/api/v1/schedules`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ job_id: knownJob, cron: '* * * * *' }),
+      });
+      await expectProblem(res, 503);
+    } finally {
+      await other.stop();
+      await dead.cleanup();
+    }
+  });
+
+  it('lists newest first with X-Total-Count, filters and paging; the core alias gives the same array', async () => {
+    const otherJob = knownPipeline; // any id: listed by job_id filter only
+    const res = await fetch(`${svc.url}/api/v1/schedules?limit=2`);
+    expect(res.status).toBe(200);
+    const total = Number(res.headers.get('x-total-count'));
+    expect(total).toBeGreaterThanOrEqual(5);
+    const page = await res.json();
+    expect(page).toHaveLength(2);
+    expect(page[0].created_at >= page[1].created_at).toBe(true);
+    const all = await (await fetch(`${svc.url}/api/v1/scheduled?limit=1000`)).json();
+    expect(Array.isArray(all)).toBe(true);
+    expect(all).toHaveLength(total);
+    expect(all[0].id).toBe(page[0].id);
+    const second = await (await fetch(`${svc.url}/api/v1/schedules?limit=2&offset=1`)).json();
+    expect(second[0].id).toBe(page[1].id);
+    const byJob = await fetch(`${svc.url}/api/v1/schedules?job_id=${otherJob}`);
+    expect(await byJob.json()).toEqual([]);
+    expect(byJob.headers.get('x-total-count')).toBe('0');
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules?limit=0`), 400, 'limit');
+  });
+
+  it('pauses and resumes with PATCH enabled, filters by enabled, and deletes', async () => {
+    const s = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 * * * *' })).json();
+    const paused = await patch(`/api/v1/schedules/${s.id}`, { enabled: false });
+    expect(paused.status).toBe(200);
+    expect(await paused.json()).toMatchObject({ id: s.id, enabled: false, status: 'paused', next_run_at: null });
+    const disabled = await (await fetch(`${svc.url}/api/v1/schedules?enabled=false`)).json();
+    expect(disabled.map((x: { id: string }) => x.id)).toEqual([s.id]);
+    const resumed = await (await patch(`/api/v1/schedules/${s.id}`, { enabled: true })).json();
+    expect(resumed).toMatchObject({ enabled: true, status: 'scheduled' });
+    expect(resumed.next_run_at).toMatch(/T\d\d:00:00\.000Z$/);
+    const moved = await (await patch(`/api/v1/schedules/${s.id}`, { cron: '30 6 * * *', timezone: 'Europe/Madrid' })).json();
+    expect(new Date(moved.next_run_at).toLocaleTimeString('en-GB', { timeZone: 'Europe/Madrid' })).toBe('06:30:00');
+    await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { cron: 'x y' }), 400, 'cron');
+    await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { timezone: 'No/Where' }), 400, 'timezone');
+    await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { run_at: '2000-01-01T00:00:00Z' }), 400, 'run_at');
+    await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { enabled: 'yes' }), 400, 'enabled');
+
+    const got = await fetch(`${svc.url}/api/v1/schedules/${s.id}`);
+    expect((await got.json()).cron).toBe('30 6 * * *');
+    const runs = await fetch(`${svc.url}/api/v1/schedules/${s.id}/runs`);
+    expect(runs.status).toBe(200);
+    expect(await runs.json()).toEqual([]);
+    expect((await fetch(`${svc.url}/api/v1/schedules/${s.id}`, { method: 'DELETE' })).status).toBe(204);
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules/${s.id}`), 404);
+  });
+
+  it('answers 404 for unknown schedules and 400 for bad ids', async () => {
+    const id = newId();
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules/${id}`), 404);
+    await expectProblem(await patch(`/api/v1/schedules/${id}`, { enabled: false }), 404);
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules/${id}`, { method: 'DELETE' }), 404);
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules/${id}/runs`), 404);
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules/not-a-uuid`), 400, 'id');
+  });
+
+  it('documents every route in the OpenAPI document', async () => {
+    const doc = await (await fetch(`${svc.url}/openapi.json`)).json();
+    for (const p of ['/api/v1/schedule', '/api/v1/scheduled', '/api/v1/schedules', '/api/v1/schedules/{id}', '/api/v1/schedules/{id}/runs', '/api/v1/workers', '/api/v1/workers/{id}', '/api/v1/workers/{id}/heartbeat'])
+      expect(Object.keys(doc.paths)).toContain(p);
+  });
+});
