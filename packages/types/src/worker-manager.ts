@@ -132,3 +132,42 @@ export const LogsResponse = z
   .object({ execution_id: Id, lines: z.array(LogLine), next_seq: z.number().int() })
   .openapi('Logs');
 export type LogsResponse = z.infer<typeof LogsResponse>;
+
+/** Query of `GET /api/v1/executions/:id/logs`; `grep_regex=true` makes `grep` a POSIX regex (PostgreSQL `~`). */
+export const LogsQueryFull = LogsQuery.extend({
+  grep_regex: z.enum(['true', 'false']).transform((v) => v === 'true').default(false),
+});
+export type LogsQueryFull = z.infer<typeof LogsQueryFull>;
+
+/** Query of the log SSE stream: history from `since_seq` (exclusive, like `Last-Event-ID`) or the last `tail` lines. */
+export const LogStreamQuery = z.object({
+  since_seq: z.coerce.number().int().min(0).optional(),
+  tail: z.coerce.number().int().min(0).max(1_000_000).optional(),
+});
+
+// ---- storage and cleanup (used by the orchestrator's stats and cleanup) ----
+
+const StorageFigures = z.object({ rows: z.number().int(), bytes: z.number().int() });
+export const WorkerManagerStorage = z
+  .object({ executions: StorageFigures, logs: StorageFigures })
+  .openapi('WorkerManagerStorage');
+export type WorkerManagerStorage = z.infer<typeof WorkerManagerStorage>;
+
+export const ExecutionsCleanupRequest = z
+  .object({ job_ids: z.array(Id).max(100_000) })
+  .strict()
+  .openapi('ExecutionsCleanupRequest');
+export const ExecutionsCleanupResult = z.object({ executions: z.number().int() }).openapi('ExecutionsCleanupResult');
+
+/** `data` of a `job_event` SSE event. */
+export const ExecutionEventData = z
+  .object({
+    type: z.literal('status_changed'),
+    execution_id: Id,
+    job_id: Id.nullable(),
+    status: ExecutionStatus,
+    message: z.string().nullable(),
+    timestamp: Timestamp,
+  })
+  .openapi('ExecutionEvent');
+export type ExecutionEventData = z.infer<typeof ExecutionEventData>;

@@ -1,0 +1,165 @@
+// Durable JetStream consumers: log batches (fanned out at once, stored in coalesced inserts, acked
+// after the insert) and execution status events (applied one at a time, in order).
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { decodeJson, type ServiceContext } from '@hodei/platform';
+import { ExecutionStatusEvent, type LogLine } from '@hodei/types';
+import type { Executions } from './executions.js';
+import type { LogHub } from './live/log-hub.js';
+import type { WmMetrics } from './metrics.js';
+import { insertLines, type StoredLine } from './store/logs.js';
+
+/** At most this many lines per INSERT; more waiting lines go in the next one. */
+const MAX_INSERT_LINES = 20_000;
+/** Stop pulling while this many lines wait for their insert (bounds memory). */
+const MAX_BUFFERED_LINES = 100_000;
+
+interface Batch {
+  execution_id: string;
+  lines: LogLine[];
+}
+
+/** Cheap structural check of a batch (a million lines go through here; no schema walk per line). */
+function parseBatch(data: Uint8Array): Batch | null {
+  const v = decodeJson(data) as Partial<Batch>;
+  if (!v || typeof v.execution_id !== 'string' || !Array.isArray(v.lines)) return null;
+  for (const l of v.lines) {
+    if (!l || typeof l.seq !== 'number' || typeof l.line !== 'string' || typeof l.timestamp !== 'string') return null;
+    if (l.stream !== 'stdout' && l.stream !== 'stderr') return null;
+  }
+  return v as Batch;
+}
+
+async function durable(ctx: ServiceContext, stream: string, name: string, filter: string, maxAckPending: number) {
+  const { jsm, js } = ctx.bus;
+  const config = {
+    durable_name: name,
+    filter_subject: filter,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: maxAckPending,
+    ack_wait: 30_000_000_000,
+  };
+  try {
+    await jsm.consumers.info(stream, name);
+  } catch {
+    await jsm.consumers.add(stream, config).catch(async (err: unknown) => {
+      if (!String(err).includes('already')) throw err;
+    });
+  }
+  return js.consumers.get(stream, name);
+}
+
+export class Consumers {
+  private logMessages: ConsumerMessages | undefined;
+  private statusMessages: ConsumerMessages | undefined;
+  private loops: Promise<void>[] = [];
+  private buffered: { msg: JsMsg; batch: Batch }[] = [];
+  private bufferedLines = 0;
+  private flushing: Promise<void> | null = null;
+  private roomWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly hub: LogHub,
+    private readonly executions: Executions,
+    private readonly metrics: WmMetrics,
+  ) {}
+
+  async start(): Promise<void> {
+    const s = this.ctx.bus.subjects;
+    const logs = await durable(this.ctx, s.logsStream, 'worker-manager-logs', s.logsAll, 10_000);
+    const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000);
+    this.logMessages = await logs.consume({ max_messages: 500 });
+    this.statusMessages = await status.consume({ max_messages: 200 });
+    this.loops.push(this.logLoop(this.logMessages), this.statusLoop(this.statusMessages));
+  }
+
+  async stop(): Promise<void> {
+    await this.logMessages?.close().catch(() => undefined);
+    await this.statusMessages?.close().catch(() => undefined);
+    await Promise.allSettled(this.loops);
+    await this.flushing;
+  }
+
+  private async logLoop(messages: ConsumerMessages): Promise<void> {
+    for await (const msg of messages) {
+      let batch: Batch | null = null;
+      try {
+        batch = parseBatch(msg.data);
+      } catch {
+        batch = null;
+      }
+      if (!batch) {
+        this.ctx.logger.warn({ subject: msg.subject }, 'dropping a malformed log batch');
+        msg.term('malformed log batch');
+        continue;
+      }
+      this.hub.publish(batch.execution_id, batch.lines);
+      this.buffered.push({ msg, batch });
+      this.bufferedLines += batch.lines.length;
+      this.flushing ??= this.flushAll();
+      if (this.bufferedLines > MAX_BUFFERED_LINES) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+  }
+
+  /** Inserts whatever arrived, as few statements as possible, until nothing waits. */
+  private async flushAll(): Promise<void> {
+    try {
+      while (this.buffered.length) {
+        const take: { msg: JsMsg; batch: Batch }[] = [];
+        let n = 0;
+        while (this.buffered.length && (n === 0 || n + this.buffered[0]!.batch.lines.length <= MAX_INSERT_LINES)) {
+          const b = this.buffered.shift()!;
+          take.push(b);
+          n += b.batch.lines.length;
+        }
+        const rows: StoredLine[] = new Array(n);
+        let i = 0;
+        for (const { batch } of take) {
+          for (const l of batch.lines) rows[i++] = { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
+        }
+        try {
+          await insertLines(this.ctx.db, rows);
+        } catch (err) {
+          this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
+          for (const { msg } of take) msg.nak(1000);
+          this.release(n);
+          continue;
+        }
+        for (const { msg, batch } of take) {
+          msg.ack();
+          this.hub.persisted(batch.execution_id, batch.lines.map((l) => l.seq));
+        }
+        this.metrics.linesIngested.inc(n);
+        this.release(n);
+      }
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private release(n: number): void {
+    this.bufferedLines -= n;
+    if (this.bufferedLines <= MAX_BUFFERED_LINES) for (const w of this.roomWaiters.splice(0)) w();
+  }
+
+  private async statusLoop(messages: ConsumerMessages): Promise<void> {
+    for await (const msg of messages) {
+      let event: ExecutionStatusEvent;
+      try {
+        event = ExecutionStatusEvent.parse(decodeJson(msg.data));
+      } catch (err) {
+        this.ctx.logger.warn({ err, subject: msg.subject }, 'dropping a malformed status event');
+        msg.term('malformed status event');
+        continue;
+      }
+      try {
+        await this.executions.apply(event);
+        msg.ack();
+      } catch (err) {
+        this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');
+        msg.nak(1000);
+      }
+    }
+  }
+}

@@ -1,0 +1,216 @@
+// What happens to executions: created (execute), cancelled, and moved along by the status events
+// workers and the scheduler publish. Routes and the status consumer both go through here.
+import { BadRequestError, ConflictError, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, type ServiceContext } from '@hodei/platform';
+import {
+  DEFAULT_SPEC,
+  isFinalStatus,
+  type ExecuteRequest,
+  type Execution,
+  type ExecutionQueuedEvent,
+  type ExecutionStatusEvent,
+  type Job,
+  type JobSpec,
+} from '@hodei/types';
+import type { EventHub } from './live/event-hub.js';
+import type { LogHub } from './live/log-hub.js';
+import type { WmMetrics } from './metrics.js';
+import * as store from './store/executions.js';
+import type { ExecutionRow } from './store/executions.js';
+
+export class Executions {
+  private readonly orchestrator: ServiceClient;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly logs: LogHub,
+    private readonly events: EventHub,
+    private readonly metrics: WmMetrics,
+  ) {
+    this.orchestrator = new ServiceClient(ctx.config.urls.orchestrator, ctx.config.apiToken);
+  }
+
+  async get(id: string): Promise<ExecutionRow> {
+    const row = await store.getExecution(this.ctx.db, id);
+    if (!row) throw new NotFoundError('execution', id);
+    return row;
+  }
+
+  async execute(body: ExecuteRequest): Promise<Execution> {
+    let job: Job | null = null;
+    if (body.job_id) {
+      job = await this.orchestrator.find<Job>(`/api/v1/jobs/${body.job_id}`);
+      if (!job) {
+        throw Object.assign(new NotFoundError('job', body.job_id), {
+          errors: [{ path: 'job_id', message: `job ${body.job_id} not found` }],
+        });
+      }
+    }
+    const spec = resolveSpec(body, job);
+    if (spec.command === null && spec.script === null) {
+      throw new BadRequestError(`job ${job?.id ?? ''} has neither command nor script; give one in the request`, [
+        { path: 'command', message: 'the job has no command or script: give command or script' },
+      ]);
+    }
+    const row = await store.insertExecution(this.ctx.db, {
+      id: newId(),
+      job_id: job?.id ?? null,
+      name: spec.name,
+      priority: spec.priority,
+      spec,
+      attempt: 1,
+    });
+    const event: ExecutionQueuedEvent = {
+      execution_id: row.id,
+      job_id: row.job_id,
+      priority: row.priority,
+      spec,
+      attempt: row.attempt,
+      created_at: row.created_at.toISOString(),
+    };
+    try {
+      await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionQueued, encodeJson(event), { msgID: row.id });
+    } catch (err) {
+      await store.deleteExecution(this.ctx.db, row.id).catch(() => undefined);
+      this.ctx.logger.error({ err, execution_id: row.id }, 'publishing the queued execution failed');
+      throw new ServiceUnavailableError('the message bus did not accept the execution; try again');
+    }
+    this.emitStatus(row, 'queued');
+    return store.toExecution(row);
+  }
+
+  async cancel(id: string): Promise<Execution> {
+    const row = await this.get(id);
+    if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
+    if (row.status === 'queued') {
+      const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started' });
+      if (done) {
+        await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionCancel, encodeJson({ execution_id: id }));
+        await this.finished(done, { execution_id: id, job_id: done.job_id, worker_id: null, status: 'cancelled', timestamp: new Date().toISOString() });
+        return store.toExecution(done);
+      }
+      // it started (or ended) meanwhile: cancel it where it runs
+      return this.cancel(id);
+    }
+    if (!row.worker_id) throw new ConflictError(`execution ${id} is ${row.status} on no known worker`);
+    try {
+      await this.ctx.bus.nc.request(
+        this.ctx.bus.subjects.control(row.worker_id),
+        encodeJson({ action: 'cancel', execution_id: id, reason: 'cancelled' }),
+        { timeout: 3000 },
+      );
+    } catch (err) {
+      throw new ServiceUnavailableError(`worker ${row.worker_id} did not answer the cancel request (${(err as Error).message})`);
+    }
+    return store.toExecution((await store.getExecution(this.ctx.db, id)) ?? row);
+  }
+
+  /** One status event (from a worker or the scheduler); idempotent, never overwrites a final status. */
+  async apply(e: ExecutionStatusEvent): Promise<void> {
+    const db = this.ctx.db;
+    if (e.status === 'queued' || e.status === 'pending') {
+      await store.setWaiting(db, e.execution_id, e.message ?? null);
+      return;
+    }
+    if (e.status === 'running') {
+      const before = await store.getExecution(db, e.execution_id);
+      const row = await store.markRunning(db, e.execution_id, {
+        worker_id: e.worker_id,
+        started_at: e.started_at ?? null,
+        progress: e.progress ?? null,
+      });
+      if (!row) return;
+      if (before?.status !== 'running') this.emitStatus(row, e.message ?? null);
+      if (e.progress) this.events.emit({ kind: 'progress', execution_id: row.id, progress: e.progress });
+      return;
+    }
+    const hasResult = e.result !== undefined;
+    const row = await store.markFinal(db, e.execution_id, {
+      status: e.status,
+      worker_id: e.worker_id,
+      exit_code: e.exit_code,
+      signal: e.signal,
+      message: e.message,
+      started_at: e.started_at,
+      finished_at: e.finished_at,
+      duration_ms: e.duration_ms,
+      last_seq: e.last_seq,
+      has_result: hasResult,
+      result: e.result,
+      result_error: e.result_error,
+    });
+    if (row) {
+      await this.finished(row, e);
+      return;
+    }
+    // already final: a redelivery after a failed publish must still reach the orchestrator
+    const current = await store.getExecution(db, e.execution_id);
+    if (current && current.status === e.status) await this.publishFinished(current, e);
+  }
+
+  private async finished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {
+    await this.publishFinished(row, e);
+    this.metrics.finished.inc({ status: row.status });
+    if (row.duration_ms !== null) this.metrics.duration.observe({ status: row.status }, row.duration_ms / 1000);
+    this.logs.finish(row.id, { status: row.status, exit_code: row.exit_code, duration_ms: row.duration_ms, last_seq: row.last_seq ?? 0 });
+    this.emitStatus(row, row.message);
+  }
+
+  private async publishFinished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {
+    const event: ExecutionStatusEvent = {
+      execution_id: row.id,
+      job_id: row.job_id,
+      worker_id: row.worker_id,
+      status: row.status,
+      exit_code: row.exit_code,
+      signal: row.signal,
+      message: row.message,
+      progress: row.progress,
+      last_seq: row.last_seq ?? 0,
+      started_at: row.started_at?.toISOString() ?? null,
+      finished_at: row.finished_at?.toISOString() ?? null,
+      duration_ms: row.duration_ms,
+      timestamp: e.timestamp,
+    };
+    await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });
+  }
+
+  private emitStatus(row: ExecutionRow, message: string | null): void {
+    this.events.emit({
+      kind: 'status',
+      final: isFinalStatus(row.status),
+      data: {
+        type: 'status_changed',
+        execution_id: row.id,
+        job_id: row.job_id,
+        status: row.status,
+        message,
+        timestamp: new Date().toISOString(),
+      },
+    });
+  }
+}
+
+/** The snapshot an execution runs with: the request's fields over the job's, over the defaults. */
+export function resolveSpec(body: ExecuteRequest, job: Job | null): JobSpec {
+  const inlineCode = body.command !== undefined || body.script !== undefined;
+  const command = inlineCode ? (body.command ?? null) : (job?.command ?? null);
+  const script = inlineCode ? (body.script ?? null) : (job?.script ?? null);
+  const firstLine = (command ?? script ?? '').split('\n').find((l) => l.trim() && !l.startsWith('#!')) ?? 'execution';
+  return {
+    name: body.name ?? job?.name ?? firstLine.trim().slice(0, 100),
+    command,
+    script,
+    args: body.args ?? job?.args ?? DEFAULT_SPEC.args,
+    env: { ...(job?.env ?? {}), ...(body.env ?? {}) },
+    working_dir: body.working_dir ?? job?.working_dir ?? null,
+    timeout_seconds: body.timeout_seconds ?? job?.timeout_seconds ?? null,
+    priority: body.priority ?? job?.priority ?? DEFAULT_SPEC.priority,
+    resources: {
+      cpu_cores: body.resources?.cpu_cores ?? job?.resources.cpu_cores ?? DEFAULT_SPEC.resources.cpu_cores,
+      memory_bytes: body.resources?.memory_bytes ?? job?.resources.memory_bytes ?? DEFAULT_SPEC.resources.memory_bytes,
+    },
+    labels: body.labels ?? job?.labels ?? DEFAULT_SPEC.labels,
+    max_retries: body.max_retries ?? job?.max_retries ?? DEFAULT_SPEC.max_retries,
+    retry_backoff_seconds: body.retry_backoff_seconds ?? job?.retry_backoff_seconds ?? DEFAULT_SPEC.retry_backoff_seconds,
+  };
+}

@@ -1,0 +1,247 @@
+// Live log fan-out. Lines reach subscribers as soon as a batch arrives (before it is stored), and
+// stay in `pending` until their insert commits, so a subscriber that reads history from Postgres
+// and then goes live never misses a line that fell between the two. Every subscriber sends lines
+// strictly in seq order, each once: late or redelivered lines below its position are dropped,
+// lines ahead of a gap wait in a small buffer.
+import type { Pool } from '@hodei/platform';
+import type { LogLine } from '@hodei/types';
+import { readPage } from '../store/logs.js';
+import { logFrame, type SseConnection } from './sse.js';
+
+export interface FinalInfo {
+  status: string;
+  exit_code: number | null;
+  duration_ms: number | null;
+  last_seq: number;
+}
+
+interface Framed {
+  line: LogLine;
+  frame: string;
+}
+
+const PAGE = 2000;
+/** A subscriber holding more out-of-order lines than this drops them and re-reads from the store. */
+const MAX_BUFFER = 20_000;
+/** After the final status, how long to wait for the last lines before re-reading the store and completing anyway. */
+const FINAL_GRACE_MS = 10_000;
+
+class Channel {
+  readonly pending = new Map<number, Framed>();
+  readonly subs = new Set<LogSubscriber>();
+}
+
+export class LogSubscriber {
+  nextSeq: number;
+  private catchingUp = true;
+  private readonly buffer = new Map<number, Framed>();
+  private overflow = false;
+  private final: FinalInfo | null = null;
+  private finalTimer: NodeJS.Timeout | undefined;
+  done = false;
+
+  constructor(
+    private readonly hub: LogHub,
+    private readonly channel: Channel,
+    readonly executionId: string,
+    private readonly conn: SseConnection,
+    fromSeq: number,
+  ) {
+    this.nextSeq = fromSeq;
+  }
+
+  /** Called by the hub with live lines (any order, possibly repeated). */
+  deliver(lines: Framed[]): void {
+    if (this.done) return;
+    let out = '';
+    for (const f of lines) {
+      const seq = f.line.seq;
+      if (seq < this.nextSeq) continue;
+      if (this.catchingUp || seq !== this.nextSeq) {
+        this.hold(f);
+        continue;
+      }
+      out += f.frame;
+      this.nextSeq++;
+    }
+    if (!this.catchingUp && this.buffer.size) out += this.takeBuffered();
+    if (out) this.conn.write(out);
+    if (this.overflow && !this.catchingUp) void this.catchUp();
+    this.checkComplete();
+  }
+
+  setFinal(final: FinalInfo): void {
+    if (this.final) return;
+    this.final = final;
+    this.checkComplete();
+    if (!this.done) {
+      const arm = () => {
+        this.finalTimer = setTimeout(() => {
+          if (this.catchingUp) return arm();
+          void this.catchUp().then(() => this.complete());
+        }, FINAL_GRACE_MS);
+        this.finalTimer.unref();
+      };
+      arm();
+    }
+  }
+
+  /**
+   * History: repeated until a pass makes no progress. Each pass snapshots `pending` before reading
+   * the store, so a line is always in one of them (it leaves `pending` only after its insert committed).
+   */
+  async catchUp(): Promise<void> {
+    this.catchingUp = true;
+    try {
+      for (;;) {
+        this.overflow = false;
+        const start = this.nextSeq;
+        const snapshot = [...this.channel.pending.values()];
+        for (;;) {
+          const page = await readPage(this.hub.db, this.executionId, this.nextSeq - 1, PAGE);
+          if (this.done) return;
+          let out = '';
+          let gap = false;
+          for (const line of page) {
+            if (line.seq < this.nextSeq) continue;
+            if (line.seq !== this.nextSeq) {
+              gap = true;
+              break;
+            }
+            out += logFrame(line);
+            this.nextSeq++;
+          }
+          if (out && !this.conn.write(out)) await this.conn.drained();
+          if (this.done || this.conn.closed) return;
+          if (gap || page.length < PAGE) break;
+        }
+        for (const f of snapshot) if (f.line.seq >= this.nextSeq) this.buffer.set(f.line.seq, f);
+        const rest = this.takeBuffered();
+        if (rest) this.conn.write(rest);
+        if (this.nextSeq === start && !this.overflow) break;
+      }
+    } finally {
+      this.catchingUp = false;
+    }
+    const rest = this.takeBuffered();
+    if (rest) this.conn.write(rest);
+    this.checkComplete();
+  }
+
+  private hold(f: Framed): void {
+    if (this.overflow) return;
+    this.buffer.set(f.line.seq, f);
+    if (this.buffer.size > MAX_BUFFER) {
+      this.buffer.clear();
+      this.overflow = true;
+    }
+  }
+
+  private takeBuffered(): string {
+    let out = '';
+    for (let f = this.buffer.get(this.nextSeq); f; f = this.buffer.get(this.nextSeq)) {
+      this.buffer.delete(this.nextSeq);
+      out += f.frame;
+      this.nextSeq++;
+    }
+    if (this.buffer.size) for (const seq of this.buffer.keys()) if (seq < this.nextSeq) this.buffer.delete(seq);
+    return out;
+  }
+
+  private checkComplete(): void {
+    if (!this.done && !this.catchingUp && this.final && this.nextSeq > this.final.last_seq) this.complete();
+  }
+
+  private complete(): void {
+    if (this.done || !this.final) return;
+    const { status, exit_code, duration_ms } = this.final;
+    this.conn.event('completed', { status, exit_code, duration_ms });
+    this.close();
+    this.conn.end();
+  }
+
+  close(): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.finalTimer);
+    this.hub.remove(this);
+  }
+
+  get chan(): Channel {
+    return this.channel;
+  }
+}
+
+export class LogHub {
+  private readonly channels = new Map<string, Channel>();
+  onSubscribersChanged: (delta: number) => void = () => undefined;
+
+  constructor(readonly db: Pool) {}
+
+  /** Fans a batch out at once and keeps it in memory until `persisted`. */
+  publish(executionId: string, lines: LogLine[]): void {
+    const ch = this.channel(executionId);
+    const framed: Framed[] = new Array(lines.length);
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      const f = { line, frame: logFrame(line) };
+      framed[i] = f;
+      ch.pending.set(line.seq, f);
+    }
+    for (const sub of ch.subs) sub.deliver(framed);
+  }
+
+  /** The insert of these lines committed: they can leave memory. */
+  persisted(executionId: string, seqs: number[]): void {
+    const ch = this.channels.get(executionId);
+    if (!ch) return;
+    for (const s of seqs) ch.pending.delete(s);
+    this.gc(executionId, ch);
+  }
+
+  /** Registers a subscriber; its position and history are set up by the caller via `start`. */
+  subscribe(executionId: string, conn: SseConnection, fromSeq: number): LogSubscriber {
+    const ch = this.channel(executionId);
+    const sub = new LogSubscriber(this, ch, executionId, conn, fromSeq);
+    ch.subs.add(sub);
+    this.onSubscribersChanged(1);
+    conn.onClose(() => sub.close());
+    return sub;
+  }
+
+  /** Highest seq held in memory for an execution (not yet stored), 0 when none. */
+  pendingMax(executionId: string): number {
+    let max = 0;
+    const ch = this.channels.get(executionId);
+    if (ch) for (const s of ch.pending.keys()) if (s > max) max = s;
+    return max;
+  }
+
+  finish(executionId: string, final: FinalInfo): void {
+    const ch = this.channels.get(executionId);
+    if (ch) for (const sub of [...ch.subs]) sub.setFinal(final);
+  }
+
+  remove(sub: LogSubscriber): void {
+    const ch = sub.chan;
+    if (ch.subs.delete(sub)) this.onSubscribersChanged(-1);
+    this.gc(sub.executionId, ch);
+  }
+
+  closeAll(): void {
+    for (const ch of this.channels.values()) for (const sub of [...ch.subs]) sub.close();
+  }
+
+  private channel(executionId: string): Channel {
+    let ch = this.channels.get(executionId);
+    if (!ch) {
+      ch = new Channel();
+      this.channels.set(executionId, ch);
+    }
+    return ch;
+  }
+
+  private gc(executionId: string, ch: Channel): void {
+    if (ch.subs.size === 0 && ch.pending.size === 0 && this.channels.get(executionId) === ch) this.channels.delete(executionId);
+  }
+}

@@ -1,0 +1,4 @@
+import { loadConfig, runMain } from '@hodei/platform';
+import { definition } from './service.js';
+
+await runMain(definition, loadConfig('worker-manager'));

@@ -1,0 +1,30 @@
+import { Counter, Gauge, Histogram, type Registry } from '@hodei/platform';
+
+export interface WmMetrics {
+  finished: Counter<'status'>;
+  duration: Histogram<'status'>;
+  linesIngested: Counter;
+  sseSubscribers: Gauge;
+  workerProcesses: Gauge;
+}
+
+export function createWmMetrics(registry: Registry): WmMetrics {
+  return {
+    finished: new Counter({
+      name: 'hodei_executions_finished_total',
+      help: 'Executions that reached a final status, by status',
+      labelNames: ['status'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'hodei_execution_duration_seconds',
+      help: 'Duration of finished executions (started to finished)',
+      labelNames: ['status'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
+      registers: [registry],
+    }),
+    linesIngested: new Counter({ name: 'hodei_log_lines_ingested_total', help: 'Log lines stored', registers: [registry] }),
+    sseSubscribers: new Gauge({ name: 'hodei_sse_subscribers', help: 'Open SSE streams (logs and events)', registers: [registry] }),
+    workerProcesses: new Gauge({ name: 'hodei_worker_processes', help: 'Worker agent processes this service runs', registers: [registry] }),
+  };
+}

@@ -1,0 +1,164 @@
+// Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
+// the status event streams.
+import { BadRequestError, NotFoundError, type Api, type Pool } from '@hodei/platform';
+import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, z } from '@hodei/types';
+import type { EventHub, LiveEvent } from '../live/event-hub.js';
+import type { LogHub } from '../live/log-hub.js';
+import { SseConnection } from '../live/sse.js';
+import type { WmMetrics } from '../metrics.js';
+import * as executions from '../store/executions.js';
+import { maxStoredSeq, readLines } from '../store/logs.js';
+
+const tag = 'Logs';
+const SSE = { description: 'text/event-stream', schema: z.string(), contentType: 'text/event-stream' };
+
+export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: EventHub, metrics: WmMetrics): void {
+  const find = async (id: string) => {
+    const row = await executions.getExecution(db, id);
+    if (!row) throw new NotFoundError('execution', id);
+    return row;
+  };
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/executions/:id/logs',
+      tag,
+      summary:
+        'Stored log lines in seq order. since_seq: lines after that seq; tail: the last N (after the other filters); ' +
+        'stream: stdout|stderr; grep: case-sensitive substring, or a POSIX regular expression with grep_regex=true; ' +
+        'limit (default 10000). next_seq is the seq of the last line returned: pass it as since_seq to continue. ' +
+        'Accept: text/plain gives the lines as raw text.',
+      params: IdParams,
+      query: LogsQueryFull,
+      responses: {
+        200: { description: 'lines', schema: LogsResponse },
+        404: { description: 'no such execution' },
+      },
+    },
+    async ({ params, query }, req, res) => {
+      await find(params.id);
+      let lines;
+      try {
+        lines = await readLines(db, params.id, query);
+      } catch (err) {
+        if ((err as { code?: string }).code === '2201B')
+          throw new BadRequestError('grep is not a valid regular expression', [{ path: 'grep', message: (err as Error).message }]);
+        throw err;
+      }
+      if (req.accepts(['application/json', 'text/plain']) === 'text/plain') {
+        res.type('text/plain; charset=utf-8').send(lines.map((l) => `${l.line}\n`).join(''));
+        return;
+      }
+      const next = lines.length ? lines[lines.length - 1]!.seq : (query.since_seq ?? 0);
+      res.json({ execution_id: params.id, lines, next_seq: next });
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/executions/:id/logs/stream',
+      tag,
+      summary:
+        'Live log lines (SSE): `connected`, history (all, ?tail=N, or after ?since_seq= / Last-Event-ID), live lines ' +
+        'with no gap and no duplicate (`id` = seq), then `completed` and the stream closes.',
+      params: IdParams,
+      query: LogStreamQuery,
+      responses: { 200: SSE, 404: { description: 'no such execution' } },
+    },
+    async ({ params, query }, req, res) => {
+      const head = await find(params.id);
+      const lastEventId = req.get('last-event-id');
+      let since = query.since_seq;
+      if (lastEventId !== undefined && lastEventId !== '') {
+        const n = Number(lastEventId);
+        if (!Number.isInteger(n) || n < 0) throw new BadRequestError('Last-Event-ID must be a seq', [{ path: 'Last-Event-ID', message: 'must be a non-negative integer' }]);
+        since = n;
+      }
+      const conn = new SseConnection(req, res);
+      metrics.sseSubscribers.inc();
+      conn.onClose(() => metrics.sseSubscribers.dec());
+      conn.event('connected', { execution_id: params.id, status: head.status });
+      // register before reading anything, so no live line can fall between history and live
+      const sub = hub.subscribe(params.id, conn, (since ?? 0) + 1);
+      const row = await executions.getExecution(db, params.id);
+      if (since === undefined && query.tail !== undefined) {
+        const max = Math.max(row?.last_seq ?? 0, await maxStoredSeq(db, params.id), hub.pendingMax(params.id));
+        sub.nextSeq = Math.max(1, max - query.tail + 1);
+      }
+      if (row && isFinalStatus(row.status)) {
+        sub.setFinal({ status: row.status, exit_code: row.exit_code, duration_ms: row.duration_ms, last_seq: row.last_seq ?? 0 });
+      }
+      await sub.catchUp();
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/executions/:id/events/stream',
+      tag,
+      summary:
+        'Status changes of one execution (SSE): `connected`, `job_event` {type:"status_changed",…} for the current ' +
+        'status and every change, `progress` events; closes after the final status.',
+      params: IdParams,
+      responses: { 200: SSE, 404: { description: 'no such execution' } },
+    },
+    async ({ params }, req, res) => {
+      const head = await find(params.id);
+      const conn = new SseConnection(req, res);
+      metrics.sseSubscribers.inc();
+      conn.onClose(() => metrics.sseSubscribers.dec());
+      const queued: LiveEvent[] = [];
+      let ready = false;
+      const send = (e: LiveEvent) => {
+        if (e.kind === 'progress') conn.event('progress', { execution_id: e.execution_id, ...e.progress });
+        else {
+          conn.event('job_event', e.data);
+          if (e.final) conn.end();
+        }
+      };
+      const off = events.on(params.id, (e) => (ready ? send(e) : queued.push(e)));
+      conn.onClose(off);
+      conn.event('connected', { execution_id: params.id, status: head.status });
+      const row = (await executions.getExecution(db, params.id)) ?? head;
+      const final = isFinalStatus(row.status);
+      conn.event('job_event', {
+        type: 'status_changed',
+        execution_id: row.id,
+        job_id: row.job_id,
+        status: row.status,
+        message: row.status === 'queued' ? row.waiting : row.message,
+        timestamp: (row.finished_at ?? row.started_at ?? row.created_at).toISOString(),
+      });
+      if (row.progress) conn.event('progress', { execution_id: row.id, ...row.progress });
+      if (final) {
+        conn.end();
+        return;
+      }
+      ready = true;
+      for (const e of queued.splice(0)) if (!conn.closed) send(e);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/events/stream',
+      tag,
+      summary: 'Every execution\'s status changes (SSE, for dashboards): `job_event` {type:"status_changed",execution_id,job_id,status,message,timestamp}',
+      responses: { 200: SSE },
+    },
+    async (_input, req, res) => {
+      const conn = new SseConnection(req, res);
+      metrics.sseSubscribers.inc();
+      conn.onClose(() => metrics.sseSubscribers.dec());
+      conn.event('connected', {});
+      const off = events.on(null, (e) => {
+        if (e.kind === 'status') conn.event('job_event', e.data);
+      });
+      conn.onClose(off);
+    },
+  );
+}

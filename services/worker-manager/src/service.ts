@@ -1,0 +1,60 @@
+// worker-manager: the worker agent processes it starts, executions and their logs, results and
+// live streams.
+import { fileURLToPath } from 'node:url';
+import { bootService, decodeJson, type Config, type Logger, type ServiceDefinition } from '@hodei/platform';
+import { WorkerHeartbeat } from '@hodei/types';
+import { Consumers } from './consumers.js';
+import { Executions } from './executions.js';
+import { EventHub } from './live/event-hub.js';
+import { LogHub } from './live/log-hub.js';
+import { createWmMetrics } from './metrics.js';
+import { registerExecutionRoutes } from './routes/executions.js';
+import { registerLogRoutes } from './routes/logs.js';
+import { registerWorkerRoutes } from './routes/workers.js';
+import { Supervisor } from './workers/supervisor.js';
+
+export const definition: ServiceDefinition = {
+  title: 'Hodei Jobs — Worker Manager',
+  description: 'Worker processes, executions, log lines and their live streams, results.',
+  schema: 'worker_manager',
+  migrationsDir: fileURLToPath(new URL('../migrations', import.meta.url)),
+  setup: async (ctx) => {
+    const metrics = createWmMetrics(ctx.metrics);
+    const logHub = new LogHub(ctx.db);
+    const events = new EventHub();
+    const executions = new Executions(ctx, logHub, events, metrics);
+    const supervisor = new Supervisor(ctx, metrics);
+    const consumers = new Consumers(ctx, logHub, executions, metrics);
+
+    registerWorkerRoutes(ctx.api, ctx.db, supervisor);
+    registerExecutionRoutes(ctx.api, ctx.db, executions);
+    registerLogRoutes(ctx.api, ctx.db, logHub, events, metrics);
+
+    await supervisor.reconcile();
+    const heartbeats = ctx.bus.nc.subscribe(ctx.bus.subjects.heartbeatAll, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const hb = WorkerHeartbeat.parse(decodeJson(msg.data));
+          supervisor.noteHeartbeat(hb.worker_id, hb.timestamp);
+        } catch {
+          ctx.logger.debug({ subject: msg.subject }, 'ignoring a malformed heartbeat');
+        }
+      },
+    });
+
+    return {
+      start: () => consumers.start(),
+      stop: async () => {
+        heartbeats.unsubscribe();
+        await supervisor.stopAll(Math.min(5000, Math.floor(ctx.config.shutdownTimeoutMs / 2)));
+        await consumers.stop();
+        logHub.closeAll();
+      },
+    };
+  },
+};
+
+export function startWorkerManager(config: Config, logger?: Logger) {
+  return bootService(definition, config, logger);
+}
