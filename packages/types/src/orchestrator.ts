@@ -72,8 +72,9 @@ export type JobListQuery = z.infer<typeof JobListQuery>;
 // ---- pipelines ----
 
 /** A job written inside a pipeline file: `depends_on` names other jobs of the same file. */
+const { pipeline_id: _inlineJobsTakeTheirPipeline, ...InlineJobFields } = JobFields;
 export const InlineJob = z
-  .object({ ...JobFields, name: Name, depends_on: z.array(Name).max(1000).optional(), pipeline_id: z.never().optional() })
+  .object({ ...InlineJobFields, name: Name, depends_on: z.array(Name).max(1000).optional() })
   .strict()
   .refine(oneOfCommandOrScript, commandOrScriptIssue)
   .openapi('InlineJob');

@@ -1,0 +1,195 @@
+// Job status follows execution events on JetStream; cancel goes through worker-manager; data and
+// consumer positions survive a restart.
+import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../src/service.js';
+import { call, deadUrl, eventually, fakeWorkerManager, type FakeWorkerManager } from './helpers.js';
+
+let env: TestEnv;
+let svc: RunningService;
+let wm: FakeWorkerManager;
+const api = (method: string, path: string, body?: unknown) => call(svc.url, method, path, body);
+const now = () => new Date().toISOString();
+
+const spec = {
+  name: 'x', command: 'true', script: null, args: [], env: {}, working_dir: null, timeout_seconds: null, priority: 5,
+  resources: { cpu_cores: 0.1, memory_bytes: 1024 }, labels: {}, max_retries: 0, retry_backoff_seconds: 10,
+};
+
+async function publishQueued(jobId: string | null, executionId: string): Promise<void> {
+  const e: ExecutionQueuedEvent = { execution_id: executionId, job_id: jobId, priority: 5, spec, attempt: 1, created_at: now() };
+  await svc.ctx.bus.js.publish(svc.ctx.bus.subjects.executionQueued, encodeJson(e));
+}
+
+async function publishStatus(e: Partial<ExecutionStatusEvent> & Pick<ExecutionStatusEvent, 'execution_id' | 'job_id' | 'status'>, finished = false): Promise<void> {
+  const full: ExecutionStatusEvent = { worker_id: null, timestamp: now(), ...e };
+  const subject = finished ? svc.ctx.bus.subjects.executionFinished : svc.ctx.bus.subjects.executionStatus(e.execution_id);
+  await svc.ctx.bus.js.publish(subject, encodeJson(full));
+}
+
+const jobStatus = (id: string, status: string) => async () => {
+  const r = await api('GET', `/api/v1/jobs/${id}`);
+  return r.body.status === status ? r.body : undefined;
+};
+
+beforeAll(async () => {
+  env = createTestEnv();
+  wm = await fakeWorkerManager();
+  const base = env.config('orchestrator');
+  svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+});
+afterAll(async () => {
+  await svc?.stop();
+  await wm?.close();
+  await env?.cleanup();
+});
+
+describe('job status from execution events', () => {
+  it('follows queued → running → completed with exit code and duration', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'follows', command: 'true' })).body;
+    const eid = newId();
+    await publishQueued(job.id, eid);
+    const queued = await eventually(jobStatus(job.id, 'queued'));
+    expect(queued.last_execution).toMatchObject({ id: eid, status: 'queued', exit_code: null, duration_ms: null });
+
+    const started = '2026-11-22T04:07:01.123Z';
+    await publishStatus({ execution_id: eid, job_id: job.id, status: 'running', worker_id: newId(), started_at: started });
+    await eventually(jobStatus(job.id, 'running'));
+
+    await publishStatus({ execution_id: eid, job_id: job.id, status: 'completed', exit_code: 0, started_at: started, finished_at: '2026-11-22T04:07:02.655Z', duration_ms: 1532 });
+    const done = await eventually(jobStatus(job.id, 'completed'));
+    expect(done.last_execution).toEqual({
+      id: eid, status: 'completed', exit_code: 0, started_at: started, finished_at: '2026-11-22T04:07:02.655Z', duration_ms: 1532,
+    });
+    const listed = await api('GET', '/api/v1/jobs?status=completed');
+    expect(listed.body.map((j: { id: string }) => j.id)).toContain(job.id);
+  });
+
+  it('never lets a late non-final event overwrite a final status', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'final-stays', command: 'false' })).body;
+    const eid = newId();
+    await publishStatus({ execution_id: eid, job_id: job.id, status: 'failed', exit_code: 3, duration_ms: 20, finished_at: now() }, true);
+    await eventually(jobStatus(job.id, 'failed'));
+    // late events on both subjects, then a marker job to know they were processed
+    await publishStatus({ execution_id: eid, job_id: job.id, status: 'running', started_at: now() });
+    await publishQueued(job.id, eid);
+    // one marker per consumer: once both show, the late events before them were processed
+    const m1 = (await api('POST', '/api/v1/jobs', { name: 'marker-1' })).body;
+    const m2 = (await api('POST', '/api/v1/jobs', { name: 'marker-2' })).body;
+    await publishStatus({ execution_id: newId(), job_id: m1.id, status: 'running' });
+    await publishQueued(m2.id, newId());
+    await eventually(jobStatus(m1.id, 'running'));
+    await eventually(jobStatus(m2.id, 'queued'));
+    const r = await api('GET', `/api/v1/jobs/${job.id}`);
+    expect(r.body.status).toBe('failed');
+    expect(r.body.last_execution).toMatchObject({ id: eid, status: 'failed', exit_code: 3, duration_ms: 20 });
+  });
+
+  it('takes status from the newest execution', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'newest', command: 'true' })).body;
+    const older = newId();
+    const newer = newId();
+    await publishStatus({ execution_id: newer, job_id: job.id, status: 'timed_out', duration_ms: 1000 });
+    await eventually(jobStatus(job.id, 'timed_out'));
+    await publishStatus({ execution_id: older, job_id: job.id, status: 'running' });
+    const otherJob = (await api('POST', '/api/v1/jobs', { name: 'sync' })).body;
+    await publishStatus({ execution_id: newId(), job_id: otherJob.id, status: 'running' });
+    await eventually(jobStatus(otherJob.id, 'running'));
+    const r = await api('GET', `/api/v1/jobs/${job.id}`);
+    expect(r.body.status).toBe('timed_out');
+    expect(r.body.last_execution.id).toBe(newer);
+  });
+
+  it('acks and ignores events for unknown jobs, no job, and bad payloads', async () => {
+    await publishStatus({ execution_id: newId(), job_id: newId(), status: 'running' });
+    await publishStatus({ execution_id: newId(), job_id: null, status: 'running' });
+    await svc.ctx.bus.js.publish(svc.ctx.bus.subjects.executionFinished, new TextEncoder().encode('{not json'));
+    const job = (await api('POST', '/api/v1/jobs', { name: 'after-junk' })).body;
+    await publishStatus({ execution_id: newId(), job_id: job.id, status: 'running' });
+    await eventually(jobStatus(job.id, 'running'));
+    const health = await api('GET', '/health');
+    expect(health.status).toBe(200);
+  });
+
+  it('refuses to delete a running job or its pipeline (409), then allows it once finished', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'busy', jobs: [{ name: 'a', command: 'sleep 5' }] })).body;
+    const jobId = p.jobs[0].id;
+    const eid = newId();
+    await publishStatus({ execution_id: eid, job_id: jobId, status: 'running' });
+    await eventually(jobStatus(jobId, 'running'));
+    expect((await api('GET', `/api/v1/pipelines/${p.id}`)).body.jobs[0].status).toBe('running');
+    const delJob = await api('DELETE', `/api/v1/jobs/${jobId}`);
+    expect(delJob.status).toBe(409);
+    expect(delJob.headers.get('content-type')).toContain('application/problem+json');
+    expect((await api('DELETE', `/api/v1/pipelines/${p.id}`)).status).toBe(409);
+    await publishStatus({ execution_id: eid, job_id: jobId, status: 'cancelled' }, true);
+    await eventually(jobStatus(jobId, 'cancelled'));
+    expect((await api('DELETE', `/api/v1/pipelines/${p.id}`)).status).toBe(204);
+  });
+});
+
+describe('cancel', () => {
+  it("cancels the job's queued and running executions through worker-manager", async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'to-cancel', command: 'sleep 100' })).body;
+    const queued = newId();
+    const running = newId();
+    const gone = newId();
+    wm.requests.length = 0;
+    wm.handler = (req) => {
+      if (req.method === 'GET' && req.path === '/api/v1/executions' && req.query.get('job_id') === job.id) {
+        const status = req.query.get('status');
+        if (status === 'queued') return { status: 200, body: [{ id: queued, job_id: job.id, status: 'queued' }] };
+        if (status === 'running') return { status: 200, body: [{ id: running, job_id: job.id, status: 'running' }, { id: gone, job_id: job.id, status: 'running' }] };
+      }
+      if (req.method === 'POST' && req.path === `/api/v1/executions/${gone}/cancel`) return { status: 409, body: { title: 'Conflict', status: 409 } };
+      if (req.method === 'POST' && req.path.endsWith('/cancel')) return { status: 202, body: { status: 'cancelled' } };
+      return undefined;
+    };
+    const r = await api('POST', `/api/v1/jobs/${job.id}/cancel`);
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({ id: job.id, name: 'to-cancel' });
+    const cancels = wm.requests.filter((q) => q.method === 'POST').map((q) => q.path).sort();
+    expect(cancels).toEqual([queued, running, gone].map((id) => `/api/v1/executions/${id}/cancel`).sort());
+  });
+
+  it('answers 404 for an unknown job and 503 when worker-manager is down', async () => {
+    expect((await api('POST', `/api/v1/jobs/${newId()}/cancel`)).status).toBe(404);
+    const base = env.config('orchestrator');
+    const lonely = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': await deadUrl() } });
+    try {
+      const job = (await call(lonely.url, 'POST', '/api/v1/jobs', { command: 'true' })).body;
+      const r = await call(lonely.url, 'POST', `/api/v1/jobs/${job.id}/cancel`);
+      expect(r.status).toBe(503);
+      expect(r.headers.get('content-type')).toContain('application/problem+json');
+      expect((await call(lonely.url, 'GET', '/health')).status).toBe(200);
+    } finally {
+      await lonely.stop();
+    }
+  });
+});
+
+describe('restart', () => {
+  it('keeps pipelines, jobs and statuses, and picks up events published while it was down', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'durable', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const [a, b] = p.jobs;
+    await publishStatus({ execution_id: newId(), job_id: a.id, status: 'completed', exit_code: 0, duration_ms: 5 }, true);
+    await eventually(jobStatus(a.id, 'completed'));
+    await svc.stop();
+
+    // published while no orchestrator runs: the durable consumer delivers it after the restart
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstream } = await import('@nats-io/jetstream');
+    const nc = await connect({ servers: svc.ctx.config.natsUrl });
+    const eid = newId();
+    await jetstream(nc).publish(svc.ctx.bus.subjects.executionStatus(eid), encodeJson({ execution_id: eid, job_id: b.id, worker_id: null, status: 'running', timestamp: now() }));
+    await nc.close();
+
+    const base = env.config('orchestrator');
+    svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+    const got = await api('GET', `/api/v1/pipelines/${p.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ name: 'durable', jobs: [{ id: a.id, status: 'completed' }, { id: b.id, depends_on: [a.id] }] });
+    await eventually(jobStatus(b.id, 'running'));
+  });
+});

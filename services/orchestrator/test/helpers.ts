@@ -1,0 +1,90 @@
+// Test helpers: JSON requests against a running service, and a small stand-in for worker-manager's
+// REST API (the orchestrator only calls it over HTTP) that records what it was asked.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+export async function call(base: string, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': contentType },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+export const fieldPaths = (r: Reply): string[] => ((r.body?.errors ?? []) as Array<{ path: string }>).map((e) => e.path);
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  body: unknown;
+}
+
+export type FakeHandler = (req: RecordedRequest) => { status: number; body?: unknown } | undefined;
+
+export interface FakeWorkerManager {
+  url: string;
+  requests: RecordedRequest[];
+  handler: FakeHandler;
+  close: () => Promise<void>;
+}
+
+export async function fakeWorkerManager(handler: FakeHandler = () => undefined): Promise<FakeWorkerManager> {
+  const fake: FakeWorkerManager = { url: '', requests: [], handler, close: async () => undefined };
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const text = Buffer.concat(chunks).toString();
+      const recorded = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, body: text ? JSON.parse(text) : undefined };
+      fake.requests.push(recorded);
+      const out = fake.handler(recorded) ?? { status: 404, body: { title: 'Not Found', status: 404 } };
+      res.writeHead(out.status, { 'content-type': 'application/json' });
+      res.end(out.body === undefined ? '' : JSON.stringify(out.body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  fake.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return fake;
+}
+
+/** A URL nothing listens on (a port we opened and closed again). */
+export async function deadUrl(): Promise<string> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Polls `check` until it returns a value (not undefined) or `ms` pass. */
+export async function eventually<T>(check: () => Promise<T | undefined>, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`condition not met in ${ms} ms${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

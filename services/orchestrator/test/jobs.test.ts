@@ -1,0 +1,200 @@
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../src/service.js';
+import { call, fieldPaths } from './helpers.js';
+
+let env: TestEnv;
+let svc: RunningService;
+const api = (method: string, path: string, body?: unknown, type?: string) => call(svc.url, method, path, body, type);
+const MISSING = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
+
+beforeAll(async () => {
+  env = createTestEnv();
+  svc = await startOrchestrator(env.config('orchestrator'));
+});
+afterAll(async () => {
+  await svc?.stop();
+  await env?.cleanup();
+});
+
+async function pipeline(name = 'p'): Promise<string> {
+  return (await api('POST', '/api/v1/pipelines', { name })).body.id;
+}
+
+describe('jobs', () => {
+  it('creates a job from {pipeline_id} alone: pending, default name, no command', async () => {
+    const pid = await pipeline();
+    const r = await api('POST', '/api/v1/jobs', { pipeline_id: pid });
+    expect(r.status).toBe(201);
+    expect(r.headers.get('location')).toBe(`/api/v1/jobs/${r.body.id}`);
+    expect(r.body).toMatchObject({
+      pipeline_id: pid,
+      status: 'pending',
+      command: null,
+      script: null,
+      args: [],
+      env: {},
+      priority: 5,
+      tags: [],
+      labels: {},
+      max_retries: 0,
+      depends_on: [],
+      last_execution: null,
+    });
+    expect(r.body.name).toMatch(/^job-[0-9a-f]{8}$/);
+    expect(r.body.created_at).toMatch(/\.\d{3}Z$/);
+    const got = await api('GET', `/api/v1/jobs/${r.body.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body).toEqual(r.body);
+  });
+
+  it('creates a full job definition', async () => {
+    const body = {
+      name: 'nightly-etl',
+      description: 'load it all',
+      command: 'echo hi; sleep 1',
+      args: ['--fast'],
+      env: { KEY: 'value' },
+      working_dir: '/tmp',
+      timeout_seconds: 1800,
+      priority: 'critical',
+      resources: { cpu_cores: 1.5, memory_bytes: 268435456 },
+      tags: ['etl', 'nightly'],
+      labels: { pool: 'default' },
+      max_retries: 2,
+      retry_backoff_seconds: 30,
+    };
+    const r = await api('POST', '/api/v1/jobs', body);
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({ ...body, priority: 15, pipeline_id: null, status: 'pending' });
+  });
+
+  it('takes a YAML job', async () => {
+    const yaml = 'name: from-yaml\ncommand: |\n  echo one\n  echo two\npriority: low\ntags: [yaml]\nenv:\n  A: "1"\n';
+    const r = await api('POST', '/api/v1/jobs', yaml, 'application/yaml');
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({ name: 'from-yaml', command: 'echo one\necho two\n', priority: 1, tags: ['yaml'], env: { A: '1' } });
+  });
+
+  it('answers a YAML syntax error with line and column', async () => {
+    const r = await api('POST', '/api/v1/jobs', 'name: a\ncommand: "unterminated\n', 'application/yaml');
+    expect(r.status).toBe(400);
+    expect(r.body.detail).toMatch(/line \d+, column \d+/);
+  });
+
+  it('rejects an unknown pipeline_id naming the field', async () => {
+    const r = await api('POST', '/api/v1/jobs', { pipeline_id: MISSING });
+    expect(r.status).toBe(400);
+    expect(fieldPaths(r)).toEqual(['pipeline_id']);
+  });
+
+  it('checks depends_on: same pipeline only, and no cycles through PATCH', async () => {
+    const pid = await pipeline('deps');
+    const other = await pipeline('other');
+    const a = (await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'a', command: 'true' })).body;
+    const elsewhere = (await api('POST', '/api/v1/jobs', { pipeline_id: other, name: 'x' })).body;
+    const b = await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'b', depends_on: [a.id] });
+    expect(b.status).toBe(201);
+    expect(b.body.depends_on).toEqual([a.id]);
+
+    const foreign = await api('POST', '/api/v1/jobs', { pipeline_id: pid, depends_on: [a.id, elsewhere.id] });
+    expect(foreign.status).toBe(400);
+    expect(fieldPaths(foreign)).toEqual(['depends_on.1']);
+    const noPipeline = await api('POST', '/api/v1/jobs', { command: 'true', depends_on: [a.id] });
+    expect(noPipeline.status).toBe(400);
+    expect(fieldPaths(noPipeline)).toEqual(['depends_on']);
+
+    const cycle = await api('PATCH', `/api/v1/jobs/${a.id}`, { depends_on: [b.body.id] });
+    expect(cycle.status).toBe(400);
+    expect(fieldPaths(cycle)).toEqual(['depends_on']);
+    const self = await api('PATCH', `/api/v1/jobs/${a.id}`, { depends_on: [a.id] });
+    expect(self.status).toBe(400);
+    expect(fieldPaths(self)).toEqual(['depends_on.0']);
+
+    // a moves away while b depends on it → conflict
+    const move = await api('PATCH', `/api/v1/jobs/${a.id}`, { pipeline_id: other });
+    expect(move.status).toBe(409);
+
+    // deleting a drops it from b's depends_on
+    expect((await api('DELETE', `/api/v1/jobs/${a.id}`)).status).toBe(204);
+    expect((await api('GET', `/api/v1/jobs/${b.body.id}`)).body.depends_on).toEqual([]);
+    const p = await api('GET', `/api/v1/pipelines/${pid}`);
+    expect(p.body.jobs).toEqual([{ id: b.body.id, name: 'b', depends_on: [], status: 'pending' }]);
+  });
+
+  it('patches a job; command and script replace each other', async () => {
+    const j = (await api('POST', '/api/v1/jobs', { name: 'p1', command: 'echo a', tags: ['x'] })).body;
+    const r = await api('PATCH', `/api/v1/jobs/${j.id}`, { script: '#!/bin/sh\necho b', priority: 'high', description: 'now a script' });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ id: j.id, name: 'p1', command: null, script: '#!/bin/sh\necho b', priority: 10, description: 'now a script', tags: ['x'] });
+    expect(r.body.updated_at >= j.updated_at).toBe(true);
+    const y = await api('PATCH', `/api/v1/jobs/${j.id}`, 'command: echo c\n', 'application/yaml');
+    expect(y.body).toMatchObject({ command: 'echo c', script: null });
+    const both = await api('PATCH', `/api/v1/jobs/${j.id}`, { command: 'a', script: 'b' });
+    expect(both.status).toBe(400);
+    expect(fieldPaths(both)).toEqual(['script']);
+    expect((await api('PATCH', `/api/v1/jobs/${MISSING}`, { name: 'x' })).status).toBe(404);
+  });
+
+  it('lists with filters, paging and X-Total-Count, newest first', async () => {
+    const pid = await pipeline('listing');
+    const made: string[] = [];
+    const specs = [
+      { name: 'l-a', tags: ['red'], priority: 1 },
+      { name: 'l-b', tags: ['red', 'blue'], priority: 10 },
+      { name: 'l-c', tags: ['blue'], priority: 10 },
+      { name: 'l-d', tags: [], priority: 15 },
+    ];
+    for (const s of specs) made.push((await api('POST', '/api/v1/jobs', { pipeline_id: pid, command: 'true', ...s })).body.id);
+    const all = await api('GET', `/api/v1/jobs?pipeline_id=${pid}`);
+    expect(all.status).toBe(200);
+    expect(all.body.map((j: { id: string }) => j.id)).toEqual([...made].reverse());
+    expect(all.headers.get('x-total-count')).toBe('4');
+
+    const ids = async (q: string) => (await api('GET', `/api/v1/jobs?pipeline_id=${pid}&${q}`)).body.map((j: { id: string }) => j.id);
+    expect(await ids('tag=red')).toEqual([made[1], made[0]]);
+    expect(await ids('priority=10')).toEqual([made[2], made[1]]);
+    expect(await ids('priority=high')).toEqual([made[2], made[1]]);
+    expect(await ids('priority=critical')).toEqual([made[3]]);
+    expect(await ids('name=l-c')).toEqual([made[2]]);
+    expect(await ids('status=pending')).toHaveLength(4);
+    expect(await ids('status=running')).toEqual([]);
+
+    const page = await api('GET', `/api/v1/jobs?pipeline_id=${pid}&limit=2&offset=1`);
+    expect(page.body.map((j: { id: string }) => j.id)).toEqual([made[2], made[1]]);
+    expect(page.headers.get('x-total-count')).toBe('4');
+    const beyond = await api('GET', `/api/v1/jobs?pipeline_id=${pid}&offset=100`);
+    expect(beyond.body).toEqual([]);
+    expect(beyond.headers.get('x-total-count')).toBe('4');
+  });
+
+  it('rejects bad list queries naming the parameter', async () => {
+    for (const [q, field] of [
+      ['status=done', 'status'],
+      ['priority=urgent', 'priority'],
+      ['priority=16', 'priority'],
+      ['limit=0', 'limit'],
+      ['limit=1001', 'limit'],
+      ['offset=-1', 'offset'],
+      ['pipeline_id=nope', 'pipeline_id'],
+    ] as const) {
+      const r = await api('GET', `/api/v1/jobs?${q}`);
+      expect(r.status, q).toBe(400);
+      expect(fieldPaths(r), q).toContain(field);
+    }
+  });
+
+  it('deletes a job; 404 afterwards and for unknown ids', async () => {
+    const j = (await api('POST', '/api/v1/jobs', { command: 'true' })).body;
+    expect((await api('DELETE', `/api/v1/jobs/${j.id}`)).status).toBe(204);
+    expect((await api('GET', `/api/v1/jobs/${j.id}`)).status).toBe(404);
+    expect((await api('DELETE', `/api/v1/jobs/${j.id}`)).status).toBe(404);
+    expect((await api('GET', '/api/v1/jobs/12345')).status).toBe(400);
+  });
+
+  it('counts created jobs in /metrics', async () => {
+    const text = (await api('GET', '/metrics')).body as string;
+    const m = /hodei_jobs_created_total\{[^}]*\} (\d+)/.exec(text);
+    expect(Number(m?.[1])).toBeGreaterThan(5);
+  });
+});
