@@ -1,0 +1,205 @@
+import { mkdtempSync, realpathSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setup, text } from './harness.js';
+
+let h: Awaited<ReturnType<typeof setup>>;
+beforeAll(async () => {
+  h = await setup();
+});
+afterAll(async () => {
+  await h.teardown();
+});
+
+describe('running a job', () => {
+  it('reports completed with exit code 0, running first with started_at', async () => {
+    const run = await h.assign({ command: 'echo hello' });
+    expect(run.ack).toEqual({ accepted: true });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'completed', exit_code: 0, signal: null, last_seq: 1, worker_id: h.worker.id });
+    expect(run.statuses[0]).toMatchObject({ status: 'running', worker_id: h.worker.id });
+    expect(run.statuses[0]!.started_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(final.finished_at! >= final.started_at!).toBe(true);
+    expect(final.duration_ms).toBeGreaterThanOrEqual(0);
+    expect(text(run.lines)).toEqual(['hello']);
+    expect(final.result).toBeUndefined();
+    expect(final.result_error).toBeUndefined();
+  });
+
+  it('reports failed with exit code 3', async () => {
+    const run = await h.assign({ command: 'echo about to fail; exit 3' });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'failed', exit_code: 3, last_seq: 1, message: 'exited with code 3' });
+  });
+
+  it('numbers stdout and stderr lines together in the order written', async () => {
+    const run = await h.assign({ command: 'echo a; sleep 0.05; echo b >&2; sleep 0.05; echo c; sleep 0.05; printf "d\\r\\ne" >&2' });
+    await run.final;
+    expect(run.lines.map((l) => [l.seq, l.stream, l.line])).toEqual([
+      [1, 'stdout', 'a'],
+      [2, 'stderr', 'b'],
+      [3, 'stdout', 'c'],
+      [4, 'stderr', 'd'],
+      [5, 'stderr', 'e'],
+    ]);
+    for (const l of run.lines) expect(l.timestamp).toMatch(/\.\d{3}Z$/);
+  });
+
+  it('passes args to a command as $1..', async () => {
+    const run = await h.assign({ command: 'echo "$0:$1:$2"', args: ['one', 'two words'] });
+    await run.final;
+    expect(text(run.lines)).toEqual(['sh:one:two words']);
+  });
+
+  it('runs a script by its bash shebang (bash-only syntax) and removes the file after', async () => {
+    const script = '#!/usr/bin/env bash\nset -euo pipefail\ndeclare -A m=([k]=v)\narr=(x y z)\necho "${m[k]} ${#arr[@]} ${BASH_VERSION%%.*}" "$1"\necho "$0"\n';
+    const run = await h.assign({ script, args: ['arg1'] });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    const [first, scriptPath] = text(run.lines);
+    expect(first).toMatch(/^v 3 \d+ arg1$/);
+    expect(scriptPath).toContain('hodei-script-');
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(scriptPath!)).toBe(false);
+  });
+
+  it('runs a script without a shebang through /bin/sh', async () => {
+    const run = await h.assign({ script: 'echo from sh; exit 7' });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'failed', exit_code: 7 });
+    expect(text(run.lines)).toEqual(['from sh']);
+  });
+
+  it('gives the job its env, the HODEI_* variables and working_dir, but never the API token', async () => {
+    const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'hodei-wd-')));
+    const w = await h.start({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HODEI_API_TOKEN_X: 'fine', KEEP: 'base' } });
+    const run = await h.assign(
+      {
+        command: 'pwd; echo "$GREETING|$KEEP|$HODEI_EXECUTION_ID|$HODEI_JOB_ID|$TRACEPARENT|${HODEI_API_TOKEN:-none}"; test -n "$HODEI_RESULT_FILE" && echo has-result-file',
+        env: { GREETING: 'hi there', KEEP: 'job wins' },
+        working_dir: dir,
+      },
+      { to: w, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', jobId: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' },
+    );
+    await run.final;
+    expect(text(run.lines)).toEqual([
+      dir,
+      `hi there|job wins|${run.id}|01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11|00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01|none`,
+      'has-result-file',
+    ]);
+    await w.stop();
+  });
+
+  it('strips HODEI_API_TOKEN from the environment read at start', async () => {
+    const w = await h.start({ env: { HODEI_API_TOKEN: 'secret-token', PATH: process.env.PATH } });
+    const run = await h.assign({ command: 'env' }, { to: w });
+    await run.final;
+    expect(text(run.lines).some((l) => l.includes('secret-token'))).toBe(false);
+    expect(text(run.lines)).toContain(`HODEI_EXECUTION_ID=${run.id}`);
+    await w.stop();
+  });
+
+  it('closes stdin', async () => {
+    const run = await h.assign({ command: 'cat; echo "cat exited $?"' });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(text(run.lines)).toEqual(['cat exited 0']);
+  });
+
+  it('reports the JSON written to $HODEI_RESULT_FILE', async () => {
+    const run = await h.assign({ command: `printf '{"rows": 42, "ok": true, "names": ["a"]}' > "$HODEI_RESULT_FILE"` });
+    const final = await run.final;
+    expect(final.result).toEqual({ rows: 42, ok: true, names: ['a'] });
+    expect(final.result_error).toBeUndefined();
+  });
+
+  it('reports an invalid result file as result_error, never as a result', async () => {
+    const run = await h.assign({ command: `echo '{"rows": 4' > "$HODEI_RESULT_FILE"; exit 0` });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(final.result).toBeUndefined();
+    expect(final.result_error).toMatch(/^result file is not valid JSON: /);
+  });
+
+  it('rejects a result file over 1 MiB', async () => {
+    const run = await h.assign({ command: `head -c 1100000 /dev/zero | tr '\\0' 1 > "$HODEI_RESULT_FILE"` });
+    const final = await run.final;
+    expect(final.result).toBeUndefined();
+    expect(final.result_error).toMatch(/larger than 1 MiB/);
+  });
+
+  it('fails with a clear message when working_dir does not exist', async () => {
+    const run = await h.assign({ command: 'echo never', working_dir: '/nonexistent/hodei-dir' });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'failed', exit_code: null, last_seq: 1 });
+    expect(final.message).toBe('working directory does not exist: /nonexistent/hodei-dir');
+    expect(run.lines).toEqual([expect.objectContaining({ seq: 1, stream: 'stderr', line: 'hodei: working directory does not exist: /nonexistent/hodei-dir' })]);
+  });
+
+  it('fails with a clear message when the shebang interpreter is missing', async () => {
+    const run = await h.assign({ script: '#!/nonexistent/interpreter\necho hi\n' });
+    const final = await run.final;
+    expect(final.status).toBe('failed');
+    expect(final.message).toContain('#!/nonexistent/interpreter');
+    expect(run.lines[0]).toMatchObject({ stream: 'stderr' });
+  });
+
+  it('reports a job killed by a signal', async () => {
+    const run = await h.assign({ command: 'kill -9 $$' });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'failed', exit_code: null, signal: 'SIGKILL', message: 'killed by signal SIGKILL' });
+  });
+
+  it('turns ::progress lines into progress events and keeps them in the log', async () => {
+    const run = await h.assign({ command: 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "::progress $i/10 step $i"; done; echo "::progress 100%"' });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(run.lines).toHaveLength(11);
+    const progress = run.statuses.filter((s) => s.progress).map((s) => s.progress!);
+    // throttled: fewer events than lines, but the last one always arrives
+    expect(progress.length).toBeGreaterThanOrEqual(1);
+    expect(progress.length).toBeLessThan(11);
+    expect(progress[progress.length - 1]).toMatchObject({ percent: 100, current: null, total: null, message: null });
+    expect(run.statuses[run.statuses.length - 1]!.status).toBe('completed');
+  });
+});
+
+describe('assignments', () => {
+  it('refuses an invalid assignment with a reason', async () => {
+    const reply = await h.bus.nc.request(h.bus.subjects.assign(h.worker.id), new TextEncoder().encode('{"execution_id":"nope"}'), { timeout: 2000 });
+    const ack = JSON.parse(new TextDecoder().decode(reply.data));
+    expect(ack.accepted).toBe(false);
+    expect(ack.reason).toMatch(/invalid assignment/);
+  });
+
+  it('refuses work beyond its slots and takes it again once a slot frees', async () => {
+    const w = await h.start({ capacity: { slots: 1, cpu_cores: 1, memory_bytes: 1e9 } });
+    const first = await h.assign({ command: 'sleep 0.3' }, { to: w });
+    expect(first.ack.accepted).toBe(true);
+    const second = await h.assign({ command: 'true' }, { to: w });
+    expect(second.ack).toEqual({ accepted: false, reason: 'no free slot (1/1 busy)' });
+    // the same assignment re-sent is acknowledged, not run twice
+    const again = await h.assign({ command: 'sleep 0.3' }, { to: w, id: first.id });
+    expect(again.ack.accepted).toBe(true);
+    await first.final;
+    const third = await h.assign({ command: 'true' }, { to: w });
+    expect(third.ack.accepted).toBe(true);
+    expect((await third.final).status).toBe('completed');
+    expect(first.statuses.filter((s) => s.status === 'running' && !s.progress)).toHaveLength(1);
+    await w.stop();
+  });
+
+  it('beats with its running executions', async () => {
+    const beats: Array<{ running_executions: string[]; status: string }> = [];
+    const sub = h.bus.nc.subscribe(h.bus.subjects.heartbeat(h.worker.id), {
+      callback: (_e, m) => beats.push(JSON.parse(new TextDecoder().decode(m.data))),
+    });
+    const run = await h.assign({ command: 'sleep 0.4' });
+    await run.final;
+    sub.unsubscribe();
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    expect(beats.some((b) => b.running_executions.includes(run.id))).toBe(true);
+    expect(beats.every((b) => b.status === 'online')).toBe(true);
+  });
+});

@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '@hodei/platform';
+import { alive, setup, waitFor } from './harness.js';
+
+let h: Awaited<ReturnType<typeof setup>>;
+beforeAll(async () => {
+  h = await setup({ killGraceMs: 500 });
+});
+afterAll(async () => {
+  await h.teardown();
+});
+
+/** A job that records its shell, a background child, a setsid child and a double-forked daemon. */
+function spawnTree(pidFile: string, extra = '') {
+  return [
+    `sleep 60 & echo "bg $!" >> ${pidFile}`,
+    `setsid sleep 60 > /dev/null 2>&1 & echo "setsid $!" >> ${pidFile}`,
+    `( ( sleep 60 < /dev/null > /dev/null 2>&1 & echo "daemon $!" >> ${pidFile} ) & )`,
+    `echo "shell $$" >> ${pidFile}`,
+    extra,
+    'echo ready',
+    'wait',
+  ].join('\n');
+}
+
+async function pidsOf(pidFile: string, count: number): Promise<Record<string, number>> {
+  const read = () => {
+    try {
+      return readFileSync(pidFile, 'utf8').trim().split('\n');
+    } catch {
+      return [];
+    }
+  };
+  await waitFor(() => read().length >= count, 5000);
+  return Object.fromEntries(read().map((l) => l.split(' ')).map(([k, v]) => [k!, Number(v)]));
+}
+
+describe('timeout and cancel', () => {
+  it('timeout kills the shell, its background child, a setsid child and a double-forked daemon', async () => {
+    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const run = await h.assign({ command: spawnTree(pidFile), timeout_seconds: 1 });
+    const pids = await pidsOf(pidFile, 4);
+    expect(Object.keys(pids).sort()).toEqual(['bg', 'daemon', 'setsid', 'shell']);
+    for (const pid of Object.values(pids)) expect(alive(pid)).toBe(true);
+    const final = await run.final;
+    expect(final.status).toBe('timed_out');
+    expect(final.message).toBe('timed out after 1 s');
+    expect(final.signal).toBe('SIGTERM');
+    expect(final.duration_ms).toBeGreaterThanOrEqual(1000);
+    expect(final.duration_ms).toBeLessThan(2500);
+    expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
+  });
+
+  it('cancel ends a running job as cancelled and kills its processes', async () => {
+    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const run = await h.assign({ command: spawnTree(pidFile) });
+    const pids = await pidsOf(pidFile, 4);
+    const sentAt = Date.now();
+    const reply = await h.control(h.worker, { action: 'cancel', execution_id: run.id });
+    expect(reply).toEqual({ ok: true });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'cancelled', signal: 'SIGTERM', exit_code: null, message: 'cancelled' });
+    expect(Date.now() - sentAt).toBeLessThan(1000);
+    expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
+  });
+
+  it('SIGKILLs after the grace period what ignores SIGTERM', async () => {
+    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const run = await h.assign({
+      command: `setsid sh -c 'trap "" TERM; echo "stubborn $$" >> ${pidFile}; while :; do sleep 0.05; done' & trap "" TERM; echo "shell $$" >> ${pidFile}; while :; do sleep 0.05; done`,
+    });
+    const pids = await pidsOf(pidFile, 2);
+    await h.control(h.worker, { action: 'cancel', execution_id: run.id });
+    await new Promise((r) => setTimeout(r, 250));
+    expect(alive(pids.stubborn!)).toBe(true); // still within the grace period
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'cancelled', signal: 'SIGKILL' });
+    expect(await waitFor(() => !alive(pids.stubborn!) && !alive(pids.shell!), 3000)).toBe(true);
+  });
+
+  it('answers a cancel for an execution it does not run', async () => {
+    const reply = await h.control(h.worker, { action: 'cancel', execution_id: newId() });
+    expect(reply.ok).toBe(false);
+    expect(reply.reason).toMatch(/not running/);
+  });
+
+  it('rejects an invalid control message', async () => {
+    const reply = await h.control(h.worker, { action: 'explode' });
+    expect(reply.ok).toBe(false);
+  });
+});

@@ -1,0 +1,116 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '@hodei/platform';
+import { setup } from './harness.js';
+
+let h: Awaited<ReturnType<typeof setup>>;
+beforeAll(async () => {
+  h = await setup();
+});
+afterAll(async () => {
+  await h.teardown();
+});
+
+describe('drain and stop', () => {
+  it('drain: the running job finishes, new work is refused, then the worker is done', async () => {
+    const w = await h.start();
+    const beats: string[] = [];
+    const sub = h.bus.nc.subscribe(h.bus.subjects.heartbeat(w.id), {
+      callback: (_e, m) => beats.push(JSON.parse(new TextDecoder().decode(m.data)).status),
+    });
+    const run = await h.assign({ command: 'sleep 0.5; echo finished' }, { to: w });
+    await run.running;
+    expect(await h.control(w, { action: 'drain' })).toEqual({ ok: true });
+    const refused = await h.assign({ command: 'true' }, { to: w });
+    expect(refused.ack).toEqual({ accepted: false, reason: 'worker is draining' });
+    let done = false;
+    void w.done.then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(done).toBe(false); // still waiting for the running job
+    expect(beats).toContain('draining');
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(run.lines.map((l) => l.line)).toEqual(['finished']);
+    await w.done;
+    sub.unsubscribe();
+  });
+
+  it('drain of an idle worker is done at once', async () => {
+    const w = await h.start();
+    await w.drain();
+    await w.done;
+  });
+
+  it('force stop cancels the running jobs, then the worker is done', async () => {
+    const w = await h.start();
+    const a = await h.assign({ command: 'sleep 30' }, { to: w });
+    const b = await h.assign({ command: 'trap "" TERM; while :; do sleep 0.05; done' }, { to: w });
+    await Promise.all([a.running, b.running]);
+    expect(await h.control(w, { action: 'stop', force: true })).toEqual({ ok: true });
+    const [fa, fb] = await Promise.all([a.final, b.final]);
+    expect(fa.status).toBe('cancelled');
+    expect(fb).toMatchObject({ status: 'cancelled', signal: 'SIGKILL' });
+    await w.done;
+  });
+
+  it('stop() without force drains', async () => {
+    const w = await h.start();
+    const run = await h.assign({ command: 'sleep 0.2' }, { to: w });
+    await run.running;
+    await w.stop();
+    expect((await run.final).status).toBe('completed');
+  });
+});
+
+describe('registration', () => {
+  it('registers with the scheduler, retrying until it answers, with the bearer token', async () => {
+    const requests: Array<{ body: Record<string, unknown>; auth: string | undefined }> = [];
+    let failures = 2;
+    const server = http.createServer((req, res) => {
+      let data = '';
+      req.on('data', (c) => (data += c));
+      req.on('end', () => {
+        requests.push({ body: JSON.parse(data), auth: req.headers.authorization });
+        if (failures-- > 0) {
+          res.writeHead(503).end();
+          return;
+        }
+        res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const id = newId();
+    const w = await h.start({
+      id,
+      registerWithScheduler: true,
+      schedulerUrl: `http://127.0.0.1:${port}`,
+      apiToken: 'tok',
+      name: 'w1',
+      labels: { pool: 'gpu' },
+      capacity: { slots: 2, cpu_cores: 1.5, memory_bytes: 1000 },
+    });
+    try {
+      expect(w.id).toBe(id);
+      const until = Date.now() + 5000;
+      while (requests.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      expect(requests).toHaveLength(3);
+      expect(requests[2]!.auth).toBe('Bearer tok');
+      expect(requests[2]!.body).toMatchObject({
+        id,
+        type: 'shell',
+        name: 'w1',
+        labels: { pool: 'gpu' },
+        capacity: { slots: 2, cpu_cores: 1.5, memory_bytes: 1000 },
+        pid: process.pid,
+      });
+      expect(typeof requests[2]!.body.host).toBe('string');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(requests).toHaveLength(3); // registered: no more attempts
+    } finally {
+      await w.stop();
+      server.close();
+    }
+  });
+});

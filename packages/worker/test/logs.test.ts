@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '../src/index.js';
+import { alive, setup, text, waitFor } from './harness.js';
+
+let h: Awaited<ReturnType<typeof setup>>;
+beforeAll(async () => {
+  h = await setup();
+});
+afterAll(async () => {
+  await h.teardown();
+});
+
+describe('log lines', () => {
+  it('delivers 100,000 lines in order, none twice, in batches', async () => {
+    const run = await h.assign({ command: 'seq 1 100000; seq 1 3 >&2' });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'completed', last_seq: 100_003 });
+    expect(run.lines).toHaveLength(100_003);
+    const stdout = run.lines.filter((l) => l.stream === 'stdout');
+    expect(stdout.map((l) => Number(l.line))).toEqual(Array.from({ length: 100_000 }, (_, i) => i + 1));
+    expect(run.lines.map((l) => l.seq)).toEqual(Array.from({ length: 100_003 }, (_, i) => i + 1));
+    // batched, and no batch over 200 lines
+    expect(run.batches).toBeLessThan(100_003 / 10);
+    expect(run.batches).toBeGreaterThanOrEqual(100_003 / 200);
+  }, 60_000);
+
+  it('ships lines while the job runs, not bunched at the end', async () => {
+    const run = await h.assign({ command: 'for i in 1 2 3 4 5 6; do echo "tick $i"; sleep 0.2; done' });
+    const final = await run.final;
+    const finishedAt = Date.parse(final.finished_at!);
+    expect(text(run.lines)).toEqual(['tick 1', 'tick 2', 'tick 3', 'tick 4', 'tick 5', 'tick 6']);
+    const gaps = run.lines.slice(1).map((l, i) => l.received_at - run.lines[i]!.received_at);
+    for (const gap of gaps) expect(gap).toBeGreaterThan(120);
+    // the first line arrived about a second before the job ended
+    expect(finishedAt - run.lines[0]!.received_at).toBeGreaterThan(800);
+    // the read timestamp is close to the arrival
+    for (const l of run.lines) expect(Math.abs(l.received_at - Date.parse(l.timestamp))).toBeLessThan(100);
+  });
+
+  it('splits a 1 MiB line into marked 64 KiB pieces without losing a byte', async () => {
+    const size = 1024 * 1024;
+    const run = await h.assign({ command: `head -c ${size} /dev/zero | tr '\\0' x; echo; echo after` });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    const pieces = text(run.lines);
+    expect(pieces[pieces.length - 1]).toBe('after');
+    const longPieces = pieces.slice(0, -1);
+    expect(longPieces).toHaveLength(size / MAX_LINE_BYTES);
+    for (const p of longPieces.slice(0, -1)) {
+      expect(p.endsWith(LINE_CONTINUES_SUFFIX)).toBe(true);
+      expect(p.length - LINE_CONTINUES_SUFFIX.length).toBe(MAX_LINE_BYTES);
+    }
+    expect(longPieces[longPieces.length - 1]!.endsWith(LINE_CONTINUES_SUFFIX)).toBe(false);
+    const joined = longPieces.map((p) => (p.endsWith(LINE_CONTINUES_SUFFIX) ? p.slice(0, -LINE_CONTINUES_SUFFIX.length) : p)).join('');
+    expect(joined).toBe('x'.repeat(size));
+  });
+
+  it('does not cut a multi-byte character when splitting', async () => {
+    // 65535 ASCII bytes then "é" (2 bytes) straddling the 64 KiB boundary
+    const run = await h.assign({ command: `head -c 65535 /dev/zero | tr '\\0' a; printf '\\303\\251tail\\n'` });
+    await run.final;
+    const [a, b] = text(run.lines);
+    expect(a).toBe('a'.repeat(65535) + LINE_CONTINUES_SUFFIX);
+    expect(b).toBe('étail');
+  });
+
+  it('replaces invalid UTF-8 and keeps going', async () => {
+    const run = await h.assign({ command: `printf 'ok \\377\\376 bytes\\n'; head -c 20000 /dev/urandom; printf '\\nstill alive\\n'` });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    const lines = text(run.lines);
+    expect(lines[0]).toBe('ok \uFFFD\uFFFD bytes');
+    expect(lines[lines.length - 1]).toBe('still alive');
+    expect(run.lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+  });
+
+  it('keeps a last line that has no newline', async () => {
+    const run = await h.assign({ command: `printf 'one\\ntwo'; printf 'err-no-newline' >&2` });
+    await run.final;
+    expect(text(run.lines).sort()).toEqual(['err-no-newline', 'one', 'two']);
+  });
+
+  it('ends when the main process exits even if a setsid child keeps stdout open', async () => {
+    const started = Date.now();
+    const run = await h.assign({
+      command: `echo before; setsid sh -c 'echo $$ > "$HODEI_RESULT_FILE.pid"; sleep 30' & sleep 0.1; cat "$HODEI_RESULT_FILE.pid" | sed 's/^/pid /'; echo done`,
+    });
+    const final = await run.final;
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(final.status).toBe('completed');
+    const lines = text(run.lines);
+    expect(lines[0]).toBe('before');
+    expect(lines[lines.length - 1]).toBe('done');
+    const pid = Number(lines.find((l) => l.startsWith('pid '))!.slice(4));
+    // what the job left behind is cleaned up
+    expect(await waitFor(() => !alive(pid), 3000)).toBe(true);
+  });
+});

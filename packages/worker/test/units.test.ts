@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { LineSplitter, LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '../src/lines.js';
+import { loadWorkerConfig, parseLabels, parseProgress, WorkerConfigError } from '../src/index.js';
+
+const split = (...chunks: Buffer[]) => {
+  const out: string[] = [];
+  const s = new LineSplitter((l) => out.push(l));
+  for (const c of chunks) s.push(c);
+  s.end();
+  return out;
+};
+
+describe('LineSplitter', () => {
+  it('joins lines across chunks and strips \\r', () => {
+    expect(split(Buffer.from('ab'), Buffer.from('c\r\nd'), Buffer.from('\n\ne'))).toEqual(['abc', 'd', '', 'e']);
+  });
+
+  it('splits an overlong line arriving in small chunks', () => {
+    const chunks = Array.from({ length: 40 }, () => Buffer.alloc(5000, 'z'));
+    const out = split(...chunks, Buffer.from('\n'));
+    expect(out).toHaveLength(Math.ceil(200_000 / MAX_LINE_BYTES));
+    expect(out.slice(0, -1).every((l) => l.endsWith(LINE_CONTINUES_SUFFIX))).toBe(true);
+    expect(out.map((l) => l.replace(LINE_CONTINUES_SUFFIX, '')).join('')).toBe('z'.repeat(200_000));
+  });
+
+  it('keeps a multi-byte character split across chunks whole', () => {
+    const euro = Buffer.from('€');
+    expect(split(Buffer.concat([Buffer.from('a'), euro.subarray(0, 1)]), Buffer.concat([euro.subarray(1), Buffer.from('b\n')]))).toEqual(['a€b']);
+  });
+});
+
+describe('parseProgress', () => {
+  const now = '2026-11-22T04:07:01.123Z';
+  it('reads CURRENT/TOTAL with a message', () => {
+    expect(parseProgress('::progress 3/12 copying files', now)).toEqual({ current: 3, total: 12, percent: 25, message: 'copying files', updated_at: now });
+  });
+  it('reads a percentage', () => {
+    expect(parseProgress('::progress 42%', now)).toEqual({ current: null, total: null, percent: 42, message: null, updated_at: now });
+  });
+  it('ignores lines that only look alike', () => {
+    expect(parseProgress('::progress soon', now)).toBeNull();
+    expect(parseProgress('::progressive 1/2', now)).toBeNull();
+    expect(parseProgress('echo ::progress 1/2', now)).toBeNull();
+  });
+});
+
+describe('worker config', () => {
+  it('applies defaults', () => {
+    const c = loadWorkerConfig({});
+    expect(c.capacity.slots).toBe(4);
+    expect(c.capacity.cpu_cores).toBeGreaterThan(0);
+    expect(c.capacity.memory_bytes).toBeGreaterThan(0);
+    expect(c.schedulerUrl).toBe('http://127.0.0.1:8081');
+    expect(c.heartbeatIntervalMs).toBe(1000);
+    expect(c.killGraceMs).toBe(5000);
+    expect(c.id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+  it('parses labels as JSON or k=v pairs', () => {
+    expect(parseLabels('{"pool":"gpu"}')).toEqual({ pool: 'gpu' });
+    expect(parseLabels('pool=gpu, zone = a')).toEqual({ pool: 'gpu', zone: 'a' });
+    expect(loadWorkerConfig({ HODEI_WORKER_LABELS: 'a=1' }).labels).toEqual({ a: '1' });
+  });
+  it('names the bad variable', () => {
+    expect(() => loadWorkerConfig({ HODEI_WORKER_SLOTS: 'many' })).toThrow(WorkerConfigError);
+    expect(() => loadWorkerConfig({ HODEI_WORKER_LABELS: 'novalue' })).toThrow(/HODEI_WORKER_LABELS/);
+    expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
+  });
+  it('keeps the API token out of the job environment', () => {
+    const c = loadWorkerConfig({ HODEI_API_TOKEN: 's3cret', FOO: 'bar' });
+    expect(c.apiToken).toBe('s3cret');
+    expect(c.baseEnv).toEqual({ FOO: 'bar' });
+  });
+});
