@@ -1,0 +1,89 @@
+// `hodei logs`: an execution's (or a job's latest execution's) output, past or live.
+import { Command, Option } from 'commander';
+import { LogsResponse, type LogLine } from '@hodei/types';
+import { context } from '../context.js';
+import { followLogs } from '../follow.js';
+import { statusText } from '../output.js';
+import { formatDuration, parseInteger } from '../parse.js';
+import { LogPrinter } from '../printer.js';
+import { resolveExecutionOrJob } from '../resources.js';
+
+interface LogsFlags {
+  follow?: boolean;
+  tail?: number;
+  sinceSeq?: number;
+  stream?: 'stdout' | 'stderr';
+  grep?: string;
+  timestamps: boolean;
+  raw?: boolean;
+}
+
+function matcher(pattern: string | undefined): (line: string) => boolean {
+  if (!pattern) return () => true;
+  try {
+    const re = new RegExp(pattern);
+    return (l) => re.test(l);
+  } catch {
+    return (l) => l.includes(pattern);
+  }
+}
+
+export function registerLogs(program: Command): void {
+  program
+    .command('logs')
+    .summary("print an execution's output (or a job's latest execution's)")
+    .argument('<id>', 'execution or job id (a unique prefix of 4+ characters is enough)')
+    .option('-f, --follow', 'keep streaming new lines until the execution ends')
+    .option('--tail <n>', 'only the last N lines', parseInteger(1, 100_000))
+    .option('--since-seq <n>', 'only lines after this sequence number', parseInteger(0, Number.MAX_SAFE_INTEGER))
+    .addOption(new Option('--stream <stream>', 'only one stream').choices(['stdout', 'stderr']))
+    .option('--grep <pattern>', 'only lines matching this regular expression')
+    .option('--no-timestamps', 'no timestamps in front of lines')
+    .option('--raw', 'print only the lines themselves')
+    .action(async (id: string, flags: LogsFlags, cmd: Command) => {
+      const { client, out } = context(cmd);
+      const { executionId } = await resolveExecutionOrJob(client, id);
+      const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar: null });
+      const emit = (l: LogLine) => (out.json ? out.line(JSON.stringify(l)) : printer.print(l));
+
+      if (flags.follow) {
+        const grep = matcher(flags.grep);
+        const done = await followLogs(client, {
+          executionId,
+          sinceSeq: flags.sinceSeq,
+          tail: flags.tail,
+          onLine: (l) => {
+            if (flags.stream && l.stream !== flags.stream) return;
+            if (!grep(l.line)) return;
+            emit(l);
+          },
+        });
+        if (!out.json)
+          out.note(
+            out.err('gray', '── ') +
+              `${statusText(out.err, done.status)}${done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : ''}` +
+              (done.duration_ms !== null && done.duration_ms !== undefined ? ` in ${formatDuration(done.duration_ms)}` : ''),
+          );
+        return;
+      }
+
+      const lines: LogLine[] = [];
+      let since = flags.sinceSeq;
+      const limit = 10_000;
+      for (;;) {
+        const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, {
+          since_seq: since,
+          tail: flags.tail,
+          stream: flags.stream,
+          grep: flags.grep,
+          limit,
+        });
+        lines.push(...page.lines);
+        if (flags.tail !== undefined || page.lines.length < limit) break;
+        // since_seq is exclusive: continue after the last line of this page
+        since = page.lines[page.lines.length - 1]?.seq ?? since;
+      }
+      if (out.json) out.printJson({ execution_id: executionId, lines });
+      else for (const l of lines) printer.print(l);
+    });
+}

@@ -1,0 +1,227 @@
+// `hodei run`: create a job, execute it, stream its output live and exit with its exit code.
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { Command } from 'commander';
+import { Execution, Job, type LogLine } from '@hodei/types';
+import { parse as parseYaml } from 'yaml';
+import { context, exitCodeFor, type Ctx } from '../context.js';
+import { CliError } from '../errors.js';
+import { followLogs, type Completed } from '../follow.js';
+import { statusText } from '../output.js';
+import {
+  collectList, collectPair, formatDuration, parseDurationSeconds, parseInteger, parsePositiveNumber, parsePriority, parseSizeBytes,
+} from '../parse.js';
+import { LogPrinter } from '../printer.js';
+import { ProgressBar } from '../progress.js';
+
+interface RunFlags {
+  file?: string;
+  name?: string;
+  command?: string;
+  script?: string;
+  arg?: string[];
+  env?: Record<string, string>;
+  cpu?: number;
+  memory?: number;
+  timeout?: number;
+  priority?: number;
+  label?: Record<string, string>;
+  tag?: string[];
+  retries?: number;
+  workdir?: string;
+  description?: string;
+  detach?: boolean;
+  timestamps: boolean;
+  raw?: boolean;
+}
+
+export const ExecutionRef = Execution.pick({ id: true, status: true });
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .summary('run a command or a script as a job and stream its output')
+    .description(
+      'Create a job, execute it and follow its output live. Lines go to stdout ([OUT]) and stderr ([ERR]);\n' +
+        "a summary ends on stderr and hodei exits with the job's exit code (124 timed out, 130 cancelled).\n" +
+        'Ctrl-C once cancels the execution and waits for the summary; twice detaches.',
+    )
+    .option('-f, --file <job.yaml>', 'a job file (the job definition in YAML); flags override its fields')
+    .option('-n, --name <name>', 'job name (default: from the command or script)')
+    .option('-c, --command <command>', 'command line, run with /bin/sh -c')
+    .option('-s, --script <file>', 'script file to run (its shebang picks the interpreter; - reads stdin)')
+    .option('--arg <arg>', 'argument passed to the script or command (repeatable)', collectList)
+    .option('-e, --env <KEY=VALUE>', 'environment variable (repeatable)', collectPair)
+    .option('--cpu <cores>', 'CPU cores requested, e.g. 2 or 0.5', parsePositiveNumber)
+    .option('--memory <size>', 'memory requested, e.g. 512MB, 4GiB', parseSizeBytes)
+    .option('--timeout <duration>', 'kill the job after this long, e.g. 90s, 30m, 1h30m', parseDurationSeconds)
+    .option('-p, --priority <priority>', 'low|normal|high|critical or 1..15 (higher first)', parsePriority)
+    .option('-l, --label <key=value>', 'worker label the job needs (repeatable)', collectPair)
+    .option('-t, --tag <tag>', 'tag (repeatable)', collectList)
+    .option('--retries <n>', 'retries when the worker is lost', parseInteger(0, 100))
+    .option('--workdir <dir>', 'working directory on the worker')
+    .option('--description <text>', 'job description')
+    .option('-d, --detach', 'print the job and execution ids and exit at once')
+    .option('--no-timestamps', 'no timestamps in front of lines')
+    .option('--raw', 'print only the lines themselves (no timestamp, no [OUT]/[ERR])')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 2GiB\n  hodei run -f examples/jobs/long-running.yaml',
+    )
+    .action(async (flags: RunFlags, cmd: Command) => {
+      const c = context(cmd);
+      const body = await buildJobBody(flags);
+      process.exitCode = await runJob(c, body, flags);
+    });
+}
+
+/** The job file (if any) with the flags laid over it. */
+export async function buildJobBody(flags: RunFlags): Promise<Record<string, unknown>> {
+  let base: Record<string, unknown> = {};
+  if (flags.file) {
+    const text = await readText(flags.file);
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new CliError(`${flags.file}: ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new CliError(`${flags.file}: a job file is a YAML mapping (name:, command:, …)`);
+    base = doc as Record<string, unknown>;
+  }
+  const body: Record<string, unknown> = { ...base };
+  if (flags.command !== undefined) {
+    body.command = flags.command;
+    delete body.script;
+  }
+  if (flags.script !== undefined) {
+    body.script = await readText(flags.script);
+    delete body.command;
+  }
+  if (flags.name !== undefined) body.name = flags.name;
+  if (flags.description !== undefined) body.description = flags.description;
+  if (flags.arg) body.args = flags.arg;
+  if (flags.env) body.env = { ...(base.env as Record<string, string> | undefined), ...flags.env };
+  if (flags.label) body.labels = { ...(base.labels as Record<string, string> | undefined), ...flags.label };
+  if (flags.tag) body.tags = flags.tag;
+  if (flags.cpu !== undefined || flags.memory !== undefined) {
+    const r = { ...(base.resources as Record<string, number> | undefined) };
+    if (flags.cpu !== undefined) r.cpu_cores = flags.cpu;
+    if (flags.memory !== undefined) r.memory_bytes = flags.memory;
+    body.resources = r;
+  }
+  if (flags.timeout !== undefined) body.timeout_seconds = Math.max(1, Math.ceil(flags.timeout));
+  if (flags.priority !== undefined) body.priority = flags.priority;
+  if (flags.retries !== undefined) body.max_retries = flags.retries;
+  if (flags.workdir !== undefined) body.working_dir = flags.workdir;
+  if (body.command === undefined && body.script === undefined)
+    throw new CliError('nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)');
+  if (body.name === undefined) body.name = defaultName(flags, body);
+  return body;
+}
+
+function defaultName(flags: RunFlags, body: Record<string, unknown>): string {
+  if (flags.script && flags.script !== '-') return basename(flags.script);
+  if (typeof body.command === 'string') return body.command.trim().split(/\s+/)[0]?.slice(0, 60) || 'job';
+  return 'script';
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    if (file === '-') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    }
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CliError(`cannot read ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  }
+}
+
+/** Create + execute + follow. Returns the exit code. */
+export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<RunFlags, 'detach' | 'timestamps' | 'raw'>): Promise<number> {
+  const { client, out, config } = c;
+  const job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, body);
+  const execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id });
+
+  if (flags.detach) {
+    if (out.json) out.printJson({ job: job.id, execution: execution.id, name: job.name, status: execution.status });
+    else {
+      out.line(`job        ${job.id}`);
+      out.line(`execution  ${execution.id}`);
+      out.note(`follow it with: hodei logs -f ${execution.id}`);
+    }
+    return 0;
+  }
+
+  const started = Date.now();
+  const bar = !out.json && !flags.raw && config.tty.stderr ? new ProgressBar(process.stderr, out.err, started) : null;
+  const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar });
+  const collected: LogLine[] = [];
+
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      bar?.clear();
+      out.note(out.err('yellow', `cancelling execution ${execution.id}… (Ctrl-C again to detach)`));
+      bar?.restore();
+      client
+        .send('worker-manager', 'POST', `/api/v1/executions/${execution.id}/cancel`, null)
+        .catch((err: Error) => out.note(out.err('red', `could not cancel: ${err.message}`)));
+      return;
+    }
+    bar?.stop();
+    out.note(`detached; execution ${execution.id} goes on: hodei logs -f ${execution.id}`);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSigint);
+
+  let done: Completed;
+  try {
+    done = await followLogs(client, {
+      executionId: execution.id,
+      onLine: (l) => {
+        if (out.json) collected.push(l);
+        else printer.print(l);
+      },
+    });
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+  }
+
+  const lines = out.json ? collected.length : printer.count;
+  const code = exitCodeFor(done.status, done.exit_code);
+  const duration = done.duration_ms ?? Date.now() - started;
+  if (out.json) {
+    out.printJson({
+      job: job.id,
+      execution: execution.id,
+      name: job.name,
+      status: done.status,
+      exit_code: done.exit_code ?? null,
+      signal: done.signal ?? null,
+      duration_ms: duration,
+      line_count: lines,
+      lines: collected,
+    });
+  } else {
+    out.note(out.err('gray', '─'.repeat(40)));
+    const pairs: [string, string][] = [
+      ['name', job.name],
+      ['job', job.id],
+      ['execution', execution.id],
+      ['status', statusText(out.err, done.status)],
+      ['exit code', done.exit_code === null || done.exit_code === undefined ? '-' : String(done.exit_code)],
+      ['lines', String(lines)],
+      ['duration', formatDuration(duration)],
+    ];
+    if (done.signal) pairs.splice(5, 0, ['signal', done.signal]);
+    if (done.message) pairs.push(['message', done.message]);
+    out.fields(pairs, 'stderr');
+  }
+  return code;
+}

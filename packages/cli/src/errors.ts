@@ -1,0 +1,28 @@
+// Errors the CLI reports as one line (plus field errors) and an exit code, never a stack trace.
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+    readonly details: string[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** The service did not answer at all: exit code 2 so scripts can tell "down" from "refused". */
+export class UnreachableError extends CliError {
+  constructor(service: string, url: string, reason: string) {
+    super(`cannot reach the ${service} at ${url} (${reason})`, 2);
+  }
+}
+
+/** The service answered with a problem (4xx/5xx). */
+export class ApiError extends CliError {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly fieldErrors: { path: string; message: string }[] = [],
+  ) {
+    super(message, status >= 500 ? 2 : 1, fieldErrors.map((e) => `${e.path || '(body)'}: ${e.message}`));
+  }
+}

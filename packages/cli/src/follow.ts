@@ -1,0 +1,95 @@
+// Following an execution's log stream (SSE): history then live lines, reconnecting with
+// Last-Event-ID when the connection breaks, never delivering a seq twice.
+import { ExecutionStatus, LogLine, z } from '@hodei/types';
+import { CliError, UnreachableError } from './errors.js';
+import { isAbort, type HodeiClient } from './http.js';
+import { readSse } from './sse.js';
+
+export const Completed = z.object({
+  status: ExecutionStatus,
+  exit_code: z.number().int().nullable().optional(),
+  signal: z.string().nullable().optional(),
+  message: z.string().nullable().optional(),
+  duration_ms: z.number().nullable().optional(),
+});
+export type Completed = z.infer<typeof Completed>;
+
+const Connected = z.object({ execution_id: z.string().optional(), status: ExecutionStatus.optional() });
+
+export interface FollowOptions {
+  executionId: string;
+  /** Only lines after this seq. */
+  sinceSeq?: number;
+  /** Only the last N lines of history (first connection only). */
+  tail?: number;
+  onLine: (line: LogLine) => void;
+  onConnected?: (status: ExecutionStatus | undefined, reconnect: boolean) => void;
+  /** Give up after the stream has been down this long (ms). */
+  giveUpAfterMs?: number;
+}
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export async function followLogs(client: HodeiClient, opts: FollowOptions): Promise<Completed> {
+  let lastSeq = opts.sinceSeq ?? 0;
+  let attempt = 0;
+  let downSince: number | null = null;
+  const giveUp = opts.giveUpAfterMs ?? 60_000;
+  const path = `/api/v1/executions/${opts.executionId}/logs/stream`;
+  for (;;) {
+    const reconnect = attempt > 0;
+    attempt++;
+    let res: Response;
+    try {
+      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      if (lastSeq > 0) headers['last-event-id'] = String(lastSeq);
+      const query = lastSeq > 0 ? { since_seq: lastSeq } : reconnect ? {} : { tail: opts.tail };
+      res = await client.fetch('worker-manager', 'GET', path, { headers, query, timeoutMs: null });
+    } catch (err) {
+      if (!(err instanceof UnreachableError) || !reconnect) throw err;
+      downSince ??= Date.now();
+      if (Date.now() - downSince > giveUp) throw err;
+      await pause(Math.min(2000, 200 * attempt));
+      continue;
+    }
+    if (!res.ok || !res.body) {
+      // a real answer: problem+json through the normal error path
+      await client.request('worker-manager', 'GET', path, null, { headers: { accept: 'application/json' } });
+      throw new CliError(`the worker-manager answered ${res.status} to the log stream`);
+    }
+    downSince = null;
+    try {
+      for await (const ev of readSse(res.body)) {
+        if (ev.event === 'connected') {
+          const c = Connected.safeParse(safeJson(ev.data));
+          opts.onConnected?.(c.success ? c.data.status : undefined, reconnect);
+        } else if (ev.event === 'log') {
+          const parsed = LogLine.safeParse(safeJson(ev.data));
+          if (!parsed.success) continue;
+          if (parsed.data.seq <= lastSeq) continue;
+          lastSeq = parsed.data.seq;
+          opts.onLine(parsed.data);
+        } else if (ev.event === 'completed') {
+          const done = Completed.safeParse(safeJson(ev.data));
+          if (!done.success) throw new CliError('unexpected completed event on the log stream', 1, done.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+          return done.data;
+        }
+      }
+    } catch (err) {
+      // anything else is the connection breaking mid-stream: reconnect below
+      if (err instanceof CliError || isAbort(err)) throw err;
+    }
+    downSince ??= Date.now();
+    if (Date.now() - downSince > giveUp)
+      throw new UnreachableError('worker-manager', client.config.urls['worker-manager'], 'log stream kept breaking');
+    await pause(Math.min(2000, 100 * attempt));
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,153 @@
+// HTTP to the three services: bearer token, problem+json → ApiError, no answer → UnreachableError,
+// every response body checked against the zod schema it is supposed to match.
+import { z } from '@hodei/types';
+import type { CliConfig, ServiceName } from './config.js';
+import { ApiError, CliError, UnreachableError } from './errors.js';
+
+export type Query = Record<string, string | number | boolean | undefined | null>;
+
+export interface RequestOptions {
+  query?: Query;
+  /** JSON body. */
+  body?: unknown;
+  /** Raw body with its content type (e.g. YAML). */
+  raw?: { text: string; contentType: string };
+  /** Per-request timeout; streams pass `null` (no timeout). */
+  timeoutMs?: number | null;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface ApiResponse<T> {
+  data: T;
+  status: number;
+  headers: Headers;
+}
+
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host not found',
+  ETIMEDOUT: 'timed out',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_SOCKET: 'connection closed',
+};
+
+/** Why fetch failed, in a few words. */
+export function networkReason(err: unknown): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string; errors?: { code?: string }[] } };
+  if (e?.name === 'TimeoutError') return 'timed out';
+  const code = e?.cause?.code ?? e?.cause?.errors?.[0]?.code;
+  if (code) return REASONS[code] ?? code;
+  return e?.cause?.message ?? e?.message ?? 'no answer';
+}
+
+export function isAbort(err: unknown): boolean {
+  return (err as { name?: string })?.name === 'AbortError';
+}
+
+export class HodeiClient {
+  constructor(readonly config: CliConfig) {}
+
+  url(service: ServiceName, path: string, query?: Query): URL {
+    const url = new URL(this.config.urls[service] + path);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
+    return url;
+  }
+
+  /** The raw response of any status; throws UnreachableError when nothing answers. */
+  async fetch(service: ServiceName, method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers };
+    if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
+    let body: string | undefined;
+    if (opts.raw) {
+      body = opts.raw.text;
+      headers['content-type'] = opts.raw.contentType;
+    } else if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] = 'application/json';
+    }
+    const signals: AbortSignal[] = [];
+    if (opts.signal) signals.push(opts.signal);
+    const timeout = opts.timeoutMs === undefined ? 30_000 : opts.timeoutMs;
+    if (timeout !== null) signals.push(AbortSignal.timeout(timeout));
+    try {
+      return await fetch(this.url(service, path, opts.query), {
+        method,
+        headers,
+        body,
+        signal: signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals),
+      });
+    } catch (err) {
+      if (isAbort(err)) throw err;
+      throw new UnreachableError(service, this.config.urls[service], networkReason(err));
+    }
+  }
+
+  /** A request whose 2xx body must match `schema`; any other status becomes an ApiError. */
+  async request<S extends z.ZodType>(
+    service: ServiceName,
+    method: string,
+    path: string,
+    schema: S | null,
+    opts: RequestOptions = {},
+  ): Promise<ApiResponse<z.infer<S>>> {
+    const res = await this.fetch(service, method, path, opts);
+    const text = await res.text().catch((err: unknown) => {
+      throw new UnreachableError(service, this.config.urls[service], networkReason(err));
+    });
+    if (!res.ok) throw problemError(service, this.config.urls[service], res, text);
+    let json: unknown = undefined;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new CliError(`the ${service} answered ${method} ${path} with something that is not JSON`);
+      }
+    }
+    if (!schema) return { data: json as z.infer<S>, status: res.status, headers: res.headers };
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+      throw new CliError(`unexpected answer from the ${service} to ${method} ${path}`, 1, issues);
+    }
+    return { data: parsed.data, status: res.status, headers: res.headers };
+  }
+
+  get<S extends z.ZodType>(service: ServiceName, path: string, schema: S, query?: Query) {
+    return this.request(service, 'GET', path, schema, { query }).then((r) => r.data);
+  }
+
+  send<S extends z.ZodType>(service: ServiceName, method: 'POST' | 'PATCH' | 'PUT' | 'DELETE', path: string, schema: S | null, body?: unknown) {
+    return this.request(service, method, path, schema, { body }).then((r) => r.data);
+  }
+
+  /** GET a list, with the total the service reports in X-Total-Count. */
+  async list<S extends z.ZodType>(service: ServiceName, path: string, item: S, query?: Query): Promise<{ items: z.infer<S>[]; total: number | null }> {
+    const res = await this.request(service, 'GET', path, z.array(item), { query });
+    const total = res.headers.get('x-total-count');
+    return { items: res.data as z.infer<S>[], total: total === null ? null : Number(total) };
+  }
+}
+
+function problemError(service: ServiceName, baseUrl: string, res: Response, text: string): CliError {
+  let problem: { title?: string; detail?: string; errors?: { path?: string; message?: string }[] } = {};
+  try {
+    problem = JSON.parse(text) as typeof problem;
+  } catch {
+    // not problem+json (a proxy page, plain text): say what status came back
+  }
+  const fields = Array.isArray(problem.errors)
+    ? problem.errors.map((e) => ({ path: String(e.path ?? ''), message: String(e.message ?? '') }))
+    : [];
+  if (res.status === 401)
+    return new ApiError(401, `${problem.detail ?? 'unauthorized'}: set HODEI_API_TOKEN or pass --token`);
+  if (res.status >= 500) {
+    const what = problem.detail ?? problem.title ?? res.statusText;
+    return new ApiError(res.status, `the ${service} at ${baseUrl} answered ${res.status}: ${what}`);
+  }
+  return new ApiError(res.status, problem.detail ?? problem.title ?? `${res.status} ${res.statusText}`, fields);
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// The `hodei` command: parse the command line, run one command, turn any failure into one line
+// on stderr and an exit code (1 refused, 2 unreachable), never a stack trace.
+import { buildProgram } from './program.js';
+import { ConfigError } from './config.js';
+import { CliError } from './errors.js';
+
+function report(err: unknown): number {
+  const paint = (s: string) => s;
+  if (err instanceof CliError) {
+    process.stderr.write(`hodei: ${err.message}\n`);
+    for (const d of err.details) process.stderr.write(`  ${paint(d)}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof ConfigError) {
+    process.stderr.write(`hodei: ${err.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`hodei: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
+  return 1;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = report(err);
+}
+// Open keep-alive sockets or timers must not keep a finished command alive.
+process.exit(process.exitCode ?? 0);

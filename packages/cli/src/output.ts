@@ -1,0 +1,87 @@
+// Terminal output: colours (only when allowed), local timestamps, aligned tables, key/value views.
+import type { CliConfig } from './config.js';
+
+const CODES = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, gray: 90, bold: 1, dim: 2 } as const;
+export type Colour = keyof typeof CODES;
+
+export type Paint = (c: Colour, text: string) => string;
+export const painter = (enabled: boolean): Paint => (c, text) => (enabled ? `\x1b[${CODES[c]}m${text}\x1b[0m` : text);
+
+const VISIBLE = /\x1b\[[0-9;]*m/g;
+const width = (s: string) => s.replace(VISIBLE, '').length;
+
+/** `HH:MM:SS.mmm` of an ISO timestamp, in local time. */
+export function clock(iso: string | Date): string {
+  const d = typeof iso === 'string' ? new Date(iso) : iso;
+  if (Number.isNaN(d.getTime())) return '--:--:--.---';
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+/** `2026-11-22 05:07:01` local, or `-`. */
+export function when(iso: string | null | undefined): string {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+const STATUS_COLOURS: Record<string, Colour> = {
+  completed: 'green', running: 'cyan', queued: 'yellow', pending: 'gray', failed: 'red', timed_out: 'red',
+  lost: 'magenta', cancelled: 'yellow', online: 'green', offline: 'red', stopped: 'gray', exited: 'gray',
+  draining: 'yellow', starting: 'yellow', scheduled: 'green', paused: 'yellow', active: 'green', archived: 'gray',
+};
+export const statusText = (paint: Paint, status: string) => paint(STATUS_COLOURS[status] ?? 'bold', status);
+
+export class Output {
+  readonly out: Paint;
+  readonly err: Paint;
+  constructor(readonly config: CliConfig) {
+    this.out = painter(config.color.stdout);
+    this.err = painter(config.color.stderr);
+  }
+
+  get json(): boolean {
+    return this.config.json;
+  }
+
+  line(text = ''): void {
+    process.stdout.write(`${text}\n`);
+  }
+
+  note(text: string): void {
+    process.stderr.write(`${text}\n`);
+  }
+
+  printJson(value: unknown): void {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  }
+
+  /** Columns padded to the widest cell; the header in bold on a terminal. */
+  table(headers: string[], rows: string[][], empty = '(none)'): void {
+    if (rows.length === 0) {
+      this.note(empty);
+      return;
+    }
+    const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i] ?? ''))));
+    const fmt = (cells: string[]) =>
+      cells
+        .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - width(c))))
+        .join('  ')
+        .trimEnd();
+    this.line(this.out('bold', fmt(headers)));
+    for (const r of rows) this.line(fmt(r));
+  }
+
+  /** Aligned `key  value` lines. */
+  fields(pairs: [string, string][], stream: 'stdout' | 'stderr' = 'stdout', indent = ''): void {
+    const w = Math.max(...pairs.map(([k]) => k.length));
+    const paint = stream === 'stdout' ? this.out : this.err;
+    const text = pairs.map(([k, v]) => `${indent}${paint('gray', k.padEnd(w))}  ${v}`).join('\n');
+    (stream === 'stdout' ? process.stdout : process.stderr).write(`${text}\n`);
+  }
+}
+
+export const labelsText = (labels: Record<string, string> | undefined | null) =>
+  Object.entries(labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-';

@@ -1,0 +1,65 @@
+// Short ids: any unique prefix of at least 4 characters (or, where things have names, an exact
+// name) stands for the full id; an ambiguous prefix lists what it matches.
+import type { z } from '@hodei/types';
+import type { ServiceName } from './config.js';
+import { CliError } from './errors.js';
+import type { HodeiClient, Query } from './http.js';
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const MIN_PREFIX = 4;
+
+export interface Candidate {
+  id: string;
+  kind: string;
+  /** Shown when the prefix is ambiguous. */
+  label: string;
+  name?: string | null;
+  created_at?: string;
+}
+
+/** Every item of a list endpoint, page by page (bounded). */
+export async function listAll<S extends z.ZodType>(
+  client: HodeiClient,
+  service: ServiceName,
+  path: string,
+  item: S,
+  query: Query = {},
+  maxPages = 20,
+): Promise<z.infer<S>[]> {
+  const all: z.infer<S>[] = [];
+  for (let page = 0; page < maxPages; page++) {
+    const { items } = await client.list(service, path, item, { ...query, limit: 1000, offset: page * 1000 });
+    all.push(...items);
+    if (items.length < 1000) break;
+  }
+  return all;
+}
+
+export function checkPrefix(input: string, kind: string): string {
+  const text = input.trim().toLowerCase();
+  if (UUID.test(text)) return text;
+  if (text.length < MIN_PREFIX && !/[^0-9a-f-]/.test(text))
+    throw new CliError(`"${input}" is too short: give at least ${MIN_PREFIX} characters of the ${kind} id`);
+  return text;
+}
+
+/** Pick the one candidate `input` names: a full id, a unique id prefix, or (when given) an exact name. */
+export function pick(input: string, kind: string, candidates: Candidate[]): Candidate {
+  const text = input.trim().toLowerCase();
+  const exact = candidates.find((c) => c.id.toLowerCase() === text);
+  if (exact) return exact;
+  let matches = text.length >= MIN_PREFIX ? candidates.filter((c) => c.id.toLowerCase().startsWith(text)) : [];
+  if (matches.length === 0) {
+    // names are unique per kind in practice; several → the newest wins only if the user asked by name
+    matches = candidates.filter((c) => c.name && c.name === input.trim());
+    if (matches.length > 1) {
+      matches.sort((a, b) => (b.created_at ?? '').localeCompare(a.created_at ?? ''));
+      return matches[0] as Candidate;
+    }
+  }
+  if (matches.length === 1) return matches[0] as Candidate;
+  if (matches.length === 0) throw new CliError(`no ${kind} matches "${input}"`);
+  const shown = matches.slice(0, 20).map((c) => `${c.id}  ${c.kind.padEnd(9)}  ${c.label}`);
+  if (matches.length > 20) shown.push(`… and ${matches.length - 20} more`);
+  throw new CliError(`"${input}" is ambiguous: it matches ${matches.length} ${kind}s; give more characters`, 1, shown);
+}

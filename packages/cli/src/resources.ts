@@ -1,0 +1,79 @@
+// Resolving what the user typed (full id, unique prefix, name) to the resource it means.
+import { Execution, Id, Job, ManagedWorker, Pipeline, Schedule, z } from '@hodei/types';
+import { CliError } from './errors.js';
+import { ApiError } from './errors.js';
+import type { HodeiClient } from './http.js';
+import { checkPrefix, listAll, pick, UUID, type Candidate } from './resolve.js';
+
+export async function resolveJob(client: HodeiClient, input: string): Promise<string> {
+  const text = checkPrefix(input, 'job');
+  if (UUID.test(text)) return text;
+  const jobs = await listAll(client, 'orchestrator', '/api/v1/jobs', Job);
+  return pick(input, 'job', jobs.map(jobCandidate)).id;
+}
+
+export async function resolvePipeline(client: HodeiClient, input: string): Promise<string> {
+  const text = checkPrefix(input, 'pipeline');
+  if (UUID.test(text)) return text;
+  const all = await listAll(client, 'orchestrator', '/api/v1/pipelines', Pipeline);
+  return pick(input, 'pipeline', all.map((p) => ({ id: p.id, kind: 'pipeline', label: p.name, name: p.name, created_at: p.created_at }))).id;
+}
+
+export async function resolveSchedule(client: HodeiClient, input: string): Promise<string> {
+  const text = checkPrefix(input, 'schedule');
+  if (UUID.test(text)) return text;
+  const all = await listAll(client, 'scheduler', '/api/v1/schedules', Schedule);
+  return pick(
+    input,
+    'schedule',
+    all.map((s) => ({ id: s.id, kind: 'schedule', label: `${s.name ?? ''} ${s.cron ?? s.run_at ?? ''}`.trim(), name: s.name, created_at: s.created_at })),
+  ).id;
+}
+
+export async function resolveWorker(client: HodeiClient, input: string): Promise<string> {
+  const text = checkPrefix(input, 'worker');
+  if (UUID.test(text)) return text;
+  const all = await listAll(client, 'worker-manager', '/api/v1/workers', ManagedWorker);
+  return pick(input, 'worker', all.map((w) => ({ id: w.id, kind: 'worker', label: `${w.name ?? ''} ${w.status}`.trim(), name: w.name, created_at: w.started_at }))).id;
+}
+
+export async function resolveExecution(client: HodeiClient, input: string): Promise<string> {
+  const text = checkPrefix(input, 'execution');
+  if (UUID.test(text)) return text;
+  const all = await listAll(client, 'worker-manager', '/api/v1/executions', Execution);
+  return pick(input, 'execution', all.map(executionCandidate)).id;
+}
+
+const jobCandidate = (j: Job): Candidate => ({ id: j.id, kind: 'job', label: `${j.name} (${j.status})`, name: j.name, created_at: j.created_at });
+const executionCandidate = (e: Execution): Candidate => ({ id: e.id, kind: 'execution', label: `${e.name} (${e.status})`, created_at: e.created_at });
+
+const LatestRef = z.object({ id: Id });
+
+/** The newest execution of a job. */
+export async function latestExecutionOf(client: HodeiClient, jobId: string): Promise<string> {
+  const { items } = await client.list('worker-manager', '/api/v1/executions', LatestRef, { job_id: jobId, limit: 1 });
+  const first = items[0];
+  if (!first) throw new CliError(`job ${jobId} has not run yet`);
+  return first.id;
+}
+
+/** An execution id, or a job id standing for its latest execution. */
+export async function resolveExecutionOrJob(client: HodeiClient, input: string): Promise<{ executionId: string; jobId: string | null }> {
+  const text = checkPrefix(input, 'execution or job');
+  if (UUID.test(text)) {
+    try {
+      const e = await client.get('worker-manager', `/api/v1/executions/${text}`, Execution.pick({ id: true, job_id: true }));
+      return { executionId: e.id, jobId: e.job_id };
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
+    }
+    return { executionId: await latestExecutionOf(client, text), jobId: text };
+  }
+  const [executions, jobs] = await Promise.all([
+    listAll(client, 'worker-manager', '/api/v1/executions', Execution),
+    listAll(client, 'orchestrator', '/api/v1/jobs', Job),
+  ]);
+  const chosen = pick(input, 'execution or job', [...executions.map(executionCandidate), ...jobs.map(jobCandidate)]);
+  if (chosen.kind === 'execution') return { executionId: chosen.id, jobId: executions.find((e) => e.id === chosen.id)?.job_id ?? null };
+  return { executionId: await latestExecutionOf(client, chosen.id), jobId: chosen.id };
+}
