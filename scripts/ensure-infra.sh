@@ -22,11 +22,19 @@ pg_up() {
 }
 nats_up() { port_open "$NATS_HOST" "$NATS_PORT"; }
 
-docker_engine() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; }
+# A Docker engine that answers, and a compose client (the v2 plugin or the v1 docker-compose).
+COMPOSE=()
+docker_engine() {
+  command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || return 1
+  if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then COMPOSE=(docker-compose)
+  else return 1
+  fi
+}
 
 compose_up() {
-  say "starting $* with docker compose"
-  (cd "$ROOT" && docker compose up -d "$@")
+  say "starting $* with ${COMPOSE[*]} (docker-compose.yml)"
+  (cd "$ROOT" && "${COMPOSE[@]}" up -d "$@")
 }
 
 start_postgres() {
