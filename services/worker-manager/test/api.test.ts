@@ -1,0 +1,179 @@
+// Routes without a worker: executions are created inline and moved along by publishing what a
+// worker and the scheduler publish.
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorkerManager } from '../src/service.js';
+import { publishLines, publishStatus, lines, until } from './helpers.js';
+
+let env: TestEnv;
+let svc: RunningService;
+const post = (path: string, body: unknown) =>
+  fetch(`${svc.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const get = (path: string, headers: Record<string, string> = {}) => fetch(`${svc.url}${path}`, { headers });
+
+beforeAll(async () => {
+  env = createTestEnv();
+  // no orchestrator listens on this port: job_id lookups must fail cleanly
+  svc = await startWorkerManager(env.config('worker-manager', { urls: { orchestrator: 'http://127.0.0.1:1', scheduler: 'http://127.0.0.1:1', 'worker-manager': '' } }));
+});
+afterAll(async () => {
+  await svc?.stop();
+  await env?.cleanup();
+});
+
+async function execute(body: unknown) {
+  const res = await post('/api/v1/execute', body);
+  expect(res.status).toBe(202);
+  return { res, body: (await res.json()) as { id: string; status: string; [k: string]: unknown } };
+}
+
+describe('executions API', () => {
+  it('queues an inline execution with its spec and publishes it', async () => {
+    const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionQueued, { max: 1 });
+    const { res, body } = await execute({ command: 'echo hi', timeout_seconds: 30, env: { A: '1' }, priority: 'high' });
+    expect(res.headers.get('location')).toBe(`/api/v1/executions/${body.id}`);
+    expect(body).toMatchObject({ status: 'queued', job_id: null, priority: 10, worker_id: null, log_lines: 0, waiting: null });
+    expect(body.spec).toMatchObject({ command: 'echo hi', script: null, timeout_seconds: 30, env: { A: '1' }, name: 'echo hi' });
+    expect(body.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    for await (const m of sub) {
+      const e = JSON.parse(new TextDecoder().decode(m.data));
+      expect(e).toMatchObject({ execution_id: body.id, priority: 10, attempt: 1 });
+      break;
+    }
+    const one = await get(`/api/v1/executions/${body.id}`);
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({ id: body.id, status: 'queued' });
+  });
+
+  it('answers 400 naming the field, 404 for unknown ids', async () => {
+    let res = await post('/api/v1/execute', { timeout_seconds: 5 });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect((await res.json()).errors.map((e: { path: string }) => e.path)).toContain('job_id');
+    res = await post('/api/v1/execute', { command: 'true', timeout_seconds: -1 });
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0].path).toBe('timeout_seconds');
+    res = await post('/api/v1/execute', { command: 'true', script: 'true' });
+    expect(res.status).toBe(400);
+    res = await get('/api/v1/executions/not-a-uuid');
+    expect(res.status).toBe(400);
+    res = await get('/api/v1/executions/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11');
+    expect(res.status).toBe(404);
+    res = await get('/api/v1/executions/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11/logs');
+    expect(res.status).toBe(404);
+    res = await get('/api/v1/executions?status=bogus');
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0].path).toBe('status');
+  });
+
+  it('a job_id while the orchestrator is down is a 503, not a 500', async () => {
+    const res = await post('/api/v1/execute', { job_id: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' });
+    expect(res.status).toBe(503);
+  });
+
+  it('lists newest first with filters and X-Total-Count', async () => {
+    const a = (await execute({ command: 'true' })).body;
+    const b = (await execute({ command: 'true' })).body;
+    const res = await get('/api/v1/executions?limit=2');
+    expect(res.headers.get('x-total-count')).not.toBeNull();
+    const list = (await res.json()) as { id: string }[];
+    expect(list.map((e) => e.id)).toEqual([b.id, a.id]);
+    const queued = await get('/api/v1/executions?status=completed');
+    expect(await queued.json()).toEqual([]);
+  });
+
+  it('cancels a queued execution at once, and refuses to cancel a finished one', async () => {
+    const { body } = await execute({ command: 'sleep 100' });
+    const cancelSub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionCancel, { max: 1 });
+    let res = await post(`/api/v1/executions/${body.id}/cancel`, {});
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ status: 'cancelled' });
+    for await (const m of cancelSub) {
+      expect(JSON.parse(new TextDecoder().decode(m.data))).toEqual({ execution_id: body.id });
+      break;
+    }
+    res = await post(`/api/v1/executions/${body.id}/cancel`, {});
+    expect(res.status).toBe(409);
+    expect((await res.json()).detail).toContain('cancelled');
+  });
+
+  it('follows status events: waiting, running, final (never overwritten), finished event, result', async () => {
+    const { body } = await execute({ command: 'x' });
+    const id = body.id;
+    const workerId = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a12';
+    const finished = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionFinished);
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'queued', message: 'no worker with label pool=gpu' });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).waiting === 'no worker with label pool=gpu', 5000, 'waiting');
+    const startedAt = new Date().toISOString();
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'running', worker_id: workerId, started_at: startedAt });
+    const running = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${id}`)).json();
+      return e.status === 'running' && e;
+    });
+    expect(running).toMatchObject({ worker_id: workerId, started_at: startedAt, waiting: null });
+    await publishLines(svc.ctx.bus, id, lines(1, 3));
+    await publishStatus(svc.ctx.bus, {
+      execution_id: id, status: 'failed', worker_id: workerId, exit_code: 3, last_seq: 3, duration_ms: 1234,
+      started_at: startedAt, finished_at: new Date().toISOString(), result: { ok: false, n: [1, 2] },
+    });
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0 });
+    const final = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${id}`)).json();
+      return e.status === 'failed' && e.log_lines === 3 && e;
+    });
+    expect(final).toMatchObject({ exit_code: 3, duration_ms: 1234 });
+    for await (const m of finished) {
+      const e = JSON.parse(new TextDecoder().decode(m.data));
+      if (e.execution_id !== id) continue;
+      expect(e).toMatchObject({ status: 'failed', exit_code: 3, last_seq: 3 });
+      break;
+    }
+    // a later "completed" must not overwrite the final status
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await (await get(`/api/v1/executions/${id}`)).json()).status).toBe('failed');
+    const result = await get(`/api/v1/executions/${id}/result`);
+    expect(result.status).toBe(200);
+    expect(await result.json()).toEqual({ ok: false, n: [1, 2] });
+    const cancel = await post(`/api/v1/executions/${id}/cancel`, {});
+    expect(cancel.status).toBe(409);
+  });
+
+  it('result: 404 when none, 422 with the reason when the file was unusable', async () => {
+    const a = (await execute({ command: 'x' })).body.id;
+    const b = (await execute({ command: 'x' })).body.id;
+    await publishStatus(svc.ctx.bus, { execution_id: a, status: 'completed', exit_code: 0, last_seq: 0 });
+    await publishStatus(svc.ctx.bus, { execution_id: b, status: 'completed', exit_code: 0, last_seq: 0, result_error: 'invalid JSON at position 3' });
+    await until(async () => (await (await get(`/api/v1/executions/${b}`)).json()).status === 'completed');
+    await until(async () => (await (await get(`/api/v1/executions/${a}`)).json()).status === 'completed');
+    expect((await get(`/api/v1/executions/${a}/result`)).status).toBe(404);
+    const bad = await get(`/api/v1/executions/${b}/result`);
+    expect(bad.status).toBe(422);
+    expect((await bad.json()).detail).toContain('invalid JSON at position 3');
+  });
+
+  it('storage figures and cleanup by job ids', async () => {
+    const res = await get('/api/v1/storage');
+    expect(res.status).toBe(200);
+    const s = await res.json();
+    expect(s.executions.rows).toBeGreaterThan(0);
+    expect(s.logs.rows).toBeGreaterThanOrEqual(0);
+    const c = await post('/api/v1/executions/cleanup', { job_ids: ['01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11'] });
+    expect(c.status).toBe(200);
+    expect(await c.json()).toEqual({ executions: 0 });
+    const bad = await post('/api/v1/executions/cleanup', { job_ids: ['nope'] });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors[0].path).toBe('job_ids.0');
+  });
+
+  it('workers: 404 for unknown, 400 for bad bodies, openapi lists the routes', async () => {
+    expect((await get('/api/v1/workers/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11')).status).toBe(404);
+    expect((await get('/api/v1/workers/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11/status')).status).toBe(404);
+    const res = await post('/api/v1/workers', { type: 'docker' });
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0].path).toBe('type');
+    const doc = await (await get('/openapi.json')).json();
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([
+      '/api/v1/workers', '/api/v1/execute', '/api/v1/executions/{id}/logs/stream', '/api/v1/events/stream', '/api/v1/storage',
+    ]));
+  });
+});

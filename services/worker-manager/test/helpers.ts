@@ -1,0 +1,114 @@
+// Test helpers: an SSE client over fetch, and publishing what a worker would publish.
+import { encodeJson, type Bus } from '@hodei/platform';
+import type { ExecutionStatusEvent, LogLine } from '@hodei/types';
+
+export interface SseEvent {
+  id?: string;
+  event: string;
+  data: string;
+  at: number;
+}
+
+export interface SseClient {
+  status: number;
+  headers: Headers;
+  events: SseEvent[];
+  /** Resolves when the server closed the stream. */
+  ended: Promise<void>;
+  waitFor: (pred: (e: SseEvent) => boolean, timeoutMs?: number) => Promise<SseEvent>;
+  close: () => void;
+}
+
+export async function openSse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+  const ac = new AbortController();
+  const res = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: ac.signal });
+  const events: SseEvent[] = [];
+  const waiters: (() => void)[] = [];
+  const notify = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const ended = (async () => {
+    if (!res.body) return;
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const e: SseEvent = { event: 'message', data: '', at: performance.now() };
+          let isEvent = false;
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue;
+            const c = line.indexOf(':');
+            const field = c < 0 ? line : line.slice(0, c);
+            const value = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+            isEvent = true;
+            if (field === 'id') e.id = value;
+            else if (field === 'event') e.event = value;
+            else if (field === 'data') e.data = e.data ? `${e.data}\n${value}` : value;
+          }
+          if (isEvent) events.push(e);
+        }
+        notify();
+      }
+    } catch {
+      // aborted by close()
+    } finally {
+      notify();
+    }
+  })();
+  let over = false;
+  void ended.then(() => (over = true));
+  const waitFor = async (pred: (e: SseEvent) => boolean, timeoutMs = 10_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = events.find(pred);
+      if (found) return found;
+      if (over) throw new Error(`stream ended without the awaited event; got ${events.map((e) => e.event).join(',')}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for an event; got ${events.length} events`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  };
+  return { status: res.status, headers: res.headers, events, ended, waitFor, close: () => ac.abort() };
+}
+
+export const logEvents = (c: SseClient) => c.events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data) as LogLine);
+
+export function lines(from: number, to: number, stream: 'stdout' | 'stderr' = 'stdout', text = (n: number) => `line ${n}`): LogLine[] {
+  const out: LogLine[] = [];
+  for (let s = from; s <= to; s++) out.push({ seq: s, stream, line: text(s), timestamp: new Date().toISOString() });
+  return out;
+}
+
+/** What a worker does: a batch of lines on `<p>.logs.<id>`. */
+export async function publishLines(bus: Bus, executionId: string, batch: LogLine[]): Promise<void> {
+  await bus.js.publish(bus.subjects.logs(executionId), encodeJson({ execution_id: executionId, lines: batch }));
+}
+
+export async function publishStatus(bus: Bus, e: Partial<ExecutionStatusEvent> & Pick<ExecutionStatusEvent, 'execution_id' | 'status'>): Promise<void> {
+  const event: ExecutionStatusEvent = { job_id: null, worker_id: null, timestamp: new Date().toISOString(), ...e };
+  await bus.js.publish(bus.subjects.executionStatus(e.execution_id), encodeJson(event));
+}
+
+export async function until<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

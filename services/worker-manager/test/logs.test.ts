@@ -1,0 +1,217 @@
+// Log ingestion, the logs API and the SSE streams, fed the way a worker feeds them: log batches
+// and status events published on JetStream.
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import type { LogLine } from '@hodei/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorkerManager } from '../src/service.js';
+import { lines, logEvents, openSse, publishLines, publishStatus, until } from './helpers.js';
+
+let env: TestEnv;
+let svc: RunningService;
+const get = (path: string, headers: Record<string, string> = {}) => fetch(`${svc.url}${path}`, { headers });
+
+beforeAll(async () => {
+  env = createTestEnv();
+  svc = await startWorkerManager(env.config('worker-manager'));
+});
+afterAll(async () => {
+  await svc?.stop();
+  await env?.cleanup();
+});
+
+async function newExecution(): Promise<string> {
+  const res = await fetch(`${svc.url}/api/v1/execute`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ command: 'seq 1 100' }),
+  });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function stored(id: string, n: number) {
+  return until(async () => {
+    const e = await (await get(`/api/v1/executions/${id}/logs?limit=100000`)).json();
+    return e.lines.length >= n && (e.lines as LogLine[]);
+  }, 15_000, `${n} stored lines`);
+}
+
+const seqs = (ls: { seq: number }[]) => ls.map((l) => l.seq);
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+describe('logs API', () => {
+  it('filters by since_seq, tail, stream, grep (substring and regex), limit; text/plain', async () => {
+    const id = await newExecution();
+    const batch: LogLine[] = [];
+    for (let s = 1; s <= 20; s++) batch.push({ seq: s, stream: s % 2 ? 'stdout' : 'stderr', line: s % 5 === 0 ? `Error ${s}` : `ok ${s}`, timestamp: new Date().toISOString() });
+    await publishLines(svc.ctx.bus, id, batch.slice(0, 10));
+    await publishLines(svc.ctx.bus, id, batch.slice(10));
+    const all = await stored(id, 20);
+    expect(seqs(all)).toEqual(range(1, 20));
+    expect(all[1]).toMatchObject({ seq: 2, stream: 'stderr', line: 'ok 2' });
+    expect(all[0]!.timestamp).toMatch(/\.\d{3}Z$/);
+
+    const q = async (qs: string) => (await (await get(`/api/v1/executions/${id}/logs?${qs}`)).json()) as { lines: LogLine[]; next_seq: number };
+    let r = await q('since_seq=15');
+    expect(seqs(r.lines)).toEqual(range(16, 20));
+    expect(r.next_seq).toBe(20);
+    r = await q('tail=3');
+    expect(seqs(r.lines)).toEqual([18, 19, 20]);
+    r = await q('stream=stderr&tail=2');
+    expect(seqs(r.lines)).toEqual([18, 20]);
+    r = await q('grep=Error');
+    expect(seqs(r.lines)).toEqual([5, 10, 15, 20]);
+    r = await q('grep=error');
+    expect(r.lines).toEqual([]);
+    r = await q(`grep=${encodeURIComponent('^Error 1[05]$')}&grep_regex=true`);
+    expect(seqs(r.lines)).toEqual([10, 15]);
+    r = await q('limit=4&since_seq=2');
+    expect(seqs(r.lines)).toEqual([3, 4, 5, 6]);
+    expect(r.next_seq).toBe(6);
+
+    const bad = await get(`/api/v1/executions/${id}/logs?grep=${encodeURIComponent('(')}&grep_regex=true`);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors[0].path).toBe('grep');
+    const badStream = await get(`/api/v1/executions/${id}/logs?stream=stdin`);
+    expect(badStream.status).toBe(400);
+    expect((await badStream.json()).errors[0].path).toBe('stream');
+
+    const text = await get(`/api/v1/executions/${id}/logs?since_seq=17`, { accept: 'text/plain' });
+    expect(text.headers.get('content-type')).toContain('text/plain');
+    expect(await text.text()).toBe('ok 18\nok 19\nError 20\n');
+  });
+
+  it('stores redelivered and out-of-order batches once, in seq order', async () => {
+    const id = await newExecution();
+    await publishLines(svc.ctx.bus, id, lines(6, 10));
+    await publishLines(svc.ctx.bus, id, lines(1, 5));
+    await publishLines(svc.ctx.bus, id, lines(1, 5));
+    await publishLines(svc.ctx.bus, id, lines(4, 8));
+    const all = await stored(id, 10);
+    await new Promise((r) => setTimeout(r, 200));
+    const again = (await (await get(`/api/v1/executions/${id}/logs`)).json()).lines as LogLine[];
+    expect(seqs(all)).toEqual(range(1, 10));
+    expect(seqs(again)).toEqual(range(1, 10));
+  });
+});
+
+describe('log stream (SSE)', () => {
+  it('sends connected, history, live lines, then completed and closes', async () => {
+    const id = await newExecution();
+    await publishLines(svc.ctx.bus, id, lines(1, 30));
+    await stored(id, 30);
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'running', started_at: new Date().toISOString() });
+    const c = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
+    expect(c.status).toBe(200);
+    expect(c.headers.get('content-type')).toContain('text/event-stream');
+    expect(c.headers.get('cache-control')).toBe('no-cache');
+    expect(c.headers.get('x-accel-buffering')).toBe('no');
+    await c.waitFor((e) => e.event === 'log' && e.id === '30');
+    expect(c.events[0]!.event).toBe('connected');
+    expect(JSON.parse(c.events[0]!.data)).toMatchObject({ execution_id: id });
+    await publishLines(svc.ctx.bus, id, lines(31, 60, 'stderr'));
+    await c.waitFor((e) => e.event === 'log' && e.id === '60');
+    await publishLines(svc.ctx.bus, id, lines(61, 80));
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'failed', exit_code: 3, last_seq: 80, duration_ms: 1532 });
+    const done = await c.waitFor((e) => e.event === 'completed');
+    expect(JSON.parse(done.data)).toEqual({ status: 'failed', exit_code: 3, duration_ms: 1532 });
+    await c.ended;
+    expect(seqs(logEvents(c))).toEqual(range(1, 80));
+    expect(logEvents(c)[40]).toMatchObject({ seq: 41, stream: 'stderr', line: 'line 41' });
+    expect(c.events.at(-1)!.event).toBe('completed');
+  });
+
+  it('waits for lines up to last_seq even when the final status arrives first', async () => {
+    const id = await newExecution();
+    const c = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
+    await c.waitFor((e) => e.event === 'connected');
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 10, duration_ms: 5 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(c.events.some((e) => e.event === 'completed')).toBe(false);
+    await publishLines(svc.ctx.bus, id, lines(6, 10));
+    await publishLines(svc.ctx.bus, id, lines(1, 5));
+    await c.waitFor((e) => e.event === 'completed');
+    expect(seqs(logEvents(c))).toEqual(range(1, 10));
+  });
+
+  it('Last-Event-ID: 50 resumes at 51; tail=N gives the last N; after the end it replays and completes at once', async () => {
+    const id = await newExecution();
+    await publishLines(svc.ctx.bus, id, lines(1, 100));
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 100, duration_ms: 10 });
+    await stored(id, 100);
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).status === 'completed');
+
+    const resumed = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`, { 'last-event-id': '50' });
+    await resumed.ended;
+    expect(seqs(logEvents(resumed))).toEqual(range(51, 100));
+    expect(resumed.events.at(-1)!.event).toBe('completed');
+
+    const tail = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream?tail=5`);
+    await tail.ended;
+    expect(seqs(logEvents(tail))).toEqual(range(96, 100));
+
+    const replay = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
+    await replay.ended;
+    expect(seqs(logEvents(replay))).toEqual(range(1, 100));
+    expect(JSON.parse(replay.events.at(-1)!.data)).toEqual({ status: 'completed', exit_code: 0, duration_ms: 10 });
+  });
+
+  it('no gap and no duplicate while history and live overlap, with redeliveries', async () => {
+    const id = await newExecution();
+    const total = 20_000;
+    const clients = [];
+    let next = 1;
+    const feed = async (n: number) => {
+      const to = Math.min(total, next + n - 1);
+      await publishLines(svc.ctx.bus, id, lines(next, to));
+      // a redelivered older batch
+      if (next > 200) await publishLines(svc.ctx.bus, id, lines(next - 150, next - 100));
+      next = to + 1;
+    };
+    while (next <= total) {
+      await feed(250);
+      if (next % 2500 < 250) clients.push(await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`));
+    }
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: total, duration_ms: 1 });
+    for (const c of clients) {
+      await c.ended;
+      expect(seqs(logEvents(c))).toEqual(range(1, total));
+      expect(c.events.at(-1)!.event).toBe('completed');
+    }
+    expect(clients.length).toBeGreaterThan(3);
+    const all = await stored(id, total);
+    expect(seqs(all)).toEqual(range(1, total));
+  });
+
+  it('unknown execution is a 404', async () => {
+    const res = await get('/api/v1/executions/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11/logs/stream');
+    expect(res.status).toBe(404);
+  });
+});
+
+describe('events streams', () => {
+  it('per execution: current status, changes and progress, closes at the end; global stream sees every change', async () => {
+    const all = await openSse(`${svc.url}/api/v1/events/stream`);
+    await all.waitFor((e) => e.event === 'connected');
+    const id = await newExecution();
+    const c = await openSse(`${svc.url}/api/v1/executions/${id}/events/stream`);
+    await c.waitFor((e) => e.event === 'job_event' && JSON.parse(e.data).status === 'queued');
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'running', started_at: new Date().toISOString() });
+    const progress = { current: 3, total: 10, percent: 30, message: 'step', updated_at: new Date().toISOString() };
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'running', progress });
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0 });
+    await c.ended;
+    const statuses = c.events.filter((e) => e.event === 'job_event').map((e) => JSON.parse(e.data).status);
+    expect(statuses).toEqual(['queued', 'running', 'completed']);
+    const p = c.events.find((e) => e.event === 'progress');
+    expect(JSON.parse(p!.data)).toMatchObject({ execution_id: id, current: 3, total: 10, percent: 30 });
+    const mine = await all.waitFor((e) => e.event === 'job_event' && JSON.parse(e.data).status === 'completed' && JSON.parse(e.data).execution_id === id);
+    expect(JSON.parse(mine.data)).toMatchObject({ type: 'status_changed', execution_id: id, job_id: null, status: 'completed' });
+    expect(all.events.filter((e) => e.event === 'job_event' && JSON.parse(e.data).execution_id === id).map((e) => JSON.parse(e.data).status)).toEqual([
+      'queued', 'running', 'completed',
+    ]);
+    all.close();
+    const exec = await (await get(`/api/v1/executions/${id}`)).json();
+    expect(exec.progress).toMatchObject({ current: 3, total: 10 });
+  });
+});
