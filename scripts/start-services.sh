@@ -9,7 +9,12 @@ cd "$ROOT"
 HEALTH_TIMEOUT="${HODEI_START_TIMEOUT:-60}"
 started_at=$SECONDS
 
-"$ROOT/scripts/build.sh"
+if [[ "${HODEI_SKIP_BUILD:-}" == 1 ]]; then
+  "$ROOT/scripts/ensure-pnpm.sh"
+  echo "build: skipped (HODEI_SKIP_BUILD=1)"
+else
+  "$ROOT/scripts/build.sh"
+fi
 "$ROOT/scripts/ensure-infra.sh"
 mkdir -p "$STATE_DIR" "$LOG_DIR"
 
@@ -60,9 +65,9 @@ for svc in "${to_wait[@]}"; do
 done
 
 say "Hodei Jobs is up ($((SECONDS - started_at))s)"
-printf '%-16s %-24s %-36s %s\n' SERVICE API DOCS METRICS
+printf '%-16s %-30s %-34s %s\n' SERVICE API DOCS METRICS
 for svc in "${SERVICES[@]}"; do
   u="$(service_url "$svc")"
-  printf '%-16s %-24s %-36s %s\n' "$svc" "$u/api/v1" "$u/swagger-ui" "$u/metrics"
+  printf '%-16s %-30s %-34s %s\n' "$svc" "$u/api/v1" "$u/swagger-ui" "$u/metrics"
 done
 echo "logs: make logs   status: make status   stop: make stop-services"
