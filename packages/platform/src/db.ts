@@ -102,7 +102,8 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) await client.query(`CREATE DATABASE ${quoteIdent(name)}`).catch((err: { code?: string }) => {
-      if (err.code !== '42P04') throw err; // created meanwhile by a sibling service
+      // created meanwhile by a sibling service: 42P04, or 23505 when both inserts race in pg_database
+      if (err.code !== '42P04' && err.code !== '23505') throw err;
     });
   } finally {
     await client.end();

@@ -1,0 +1,143 @@
+// Bad input on every route that takes a body or an id: always a 4xx problem naming the field,
+// never a 500, and the service stays healthy.
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../src/service.js';
+import { call, fieldPaths, type Reply } from './helpers.js';
+
+let env: TestEnv;
+let svc: RunningService;
+let jobId: string;
+let pipelineId: string;
+const api = (method: string, path: string, body?: unknown, type?: string) => call(svc.url, method, path, body, type);
+
+beforeAll(async () => {
+  env = createTestEnv();
+  svc = await startOrchestrator(env.config('orchestrator'));
+  pipelineId = (await api('POST', '/api/v1/pipelines', { name: 'input' })).body.id;
+  jobId = (await api('POST', '/api/v1/jobs', { name: 'input', command: 'true' })).body.id;
+});
+afterAll(async () => {
+  await svc?.stop();
+  await env?.cleanup();
+});
+
+const writes = () => [
+  { method: 'POST', path: '/api/v1/pipelines' },
+  { method: 'PATCH', path: `/api/v1/pipelines/${pipelineId}` },
+  { method: 'POST', path: '/api/v1/jobs' },
+  { method: 'PATCH', path: `/api/v1/jobs/${jobId}` },
+  { method: 'POST', path: '/api/v1/cleanup' },
+];
+
+function expectProblem(r: Reply, status: number, what: string): void {
+  expect(r.status, what).toBe(status);
+  expect(r.headers.get('content-type'), what).toContain('application/problem+json');
+  expect(r.body.status, what).toBe(status);
+  expect(JSON.stringify(r.body), what).not.toMatch(/at .*\.ts:\d+|SELECT|INSERT/);
+}
+
+describe('bad input', () => {
+  it('malformed JSON → 400 naming the body', async () => {
+    for (const w of writes()) {
+      const r = await api(w.method, w.path, '{"name": "x",');
+      expectProblem(r, 400, `${w.method} ${w.path}`);
+      expect(fieldPaths(r)).toEqual(['body']);
+    }
+  });
+
+  it('text/plain → 415', async () => {
+    for (const w of writes()) expectProblem(await api(w.method, w.path, 'name=x', 'text/plain'), 415, `${w.method} ${w.path}`);
+  });
+
+  it('a 2 MiB body → 413', async () => {
+    const big = JSON.stringify({ name: 'x', description: 'a'.repeat(2 * 1024 * 1024) });
+    for (const w of writes()) expectProblem(await api(w.method, w.path, big), 413, `${w.method} ${w.path}`);
+    const bigYaml = `name: x\ndescription: ${'a'.repeat(2 * 1024 * 1024)}\n`;
+    expectProblem(await api('POST', '/api/v1/jobs', bigYaml, 'application/yaml'), 413, 'yaml job');
+  });
+
+  it('a body that is not an object → 400', async () => {
+    for (const w of writes()) {
+      for (const body of ['[]', '"x"', '42', 'null']) expectProblem(await api(w.method, w.path, body), 400, `${w.method} ${w.path} ${body}`);
+    }
+    expectProblem(await api('POST', '/api/v1/jobs', '- a\n- b\n', 'application/yaml'), 400, 'yaml list');
+  });
+
+  it('wrong types, unknown enum values and out-of-range numbers name the field', async () => {
+    const cases: Array<[string, string, unknown, string]> = [
+      ['POST', '/api/v1/pipelines', { name: 42 }, 'name'],
+      ['POST', '/api/v1/pipelines', { name: '' }, 'name'],
+      ['POST', '/api/v1/pipelines', { name: '   ' }, 'name'],
+      ['POST', '/api/v1/pipelines', { name: 'x'.repeat(201) }, 'name'],
+      ['POST', '/api/v1/pipelines', { description: 'no name' }, 'name'],
+      ['POST', '/api/v1/pipelines', { name: 'x', jobs: {} }, 'jobs'],
+      ['POST', '/api/v1/pipelines', { name: 'x', jobs: [{ command: 'true' }] }, 'jobs.0.name'],
+      ['POST', '/api/v1/pipelines', { name: 'x', jobs: [{ name: 'a', pipeline_id: pipelineId }] }, 'jobs.0'],
+      ['POST', '/api/v1/pipelines', { name: 'x', jobs: [{ name: 'a', priority: 99 }] }, 'jobs.0.priority'],
+      ['POST', '/api/v1/pipelines', { name: 'x', status: 'archived' }, 'body'],
+      ['PATCH', `/api/v1/pipelines/${pipelineId}`, { status: 'paused' }, 'status'],
+      ['PATCH', `/api/v1/pipelines/${pipelineId}`, { name: null }, 'name'],
+      ['POST', '/api/v1/jobs', { pipeline_id: 'nope' }, 'pipeline_id'],
+      ['POST', '/api/v1/jobs', { command: 42 }, 'command'],
+      ['POST', '/api/v1/jobs', { command: '' }, 'command'],
+      ['POST', '/api/v1/jobs', { command: 'a', script: 'b' }, 'script'],
+      ['POST', '/api/v1/jobs', { priority: 'urgent' }, 'priority'],
+      ['POST', '/api/v1/jobs', { priority: 0 }, 'priority'],
+      ['POST', '/api/v1/jobs', { priority: 2.5 }, 'priority'],
+      ['POST', '/api/v1/jobs', { timeout_seconds: -1 }, 'timeout_seconds'],
+      ['POST', '/api/v1/jobs', { timeout_seconds: 1e12 }, 'timeout_seconds'],
+      ['POST', '/api/v1/jobs', { max_retries: -3 }, 'max_retries'],
+      ['POST', '/api/v1/jobs', { max_retries: 1e20 }, 'max_retries'],
+      ['POST', '/api/v1/jobs', { resources: { cpu_cores: -1 } }, 'resources.cpu_cores'],
+      ['POST', '/api/v1/jobs', { resources: { memory_bytes: 2 ** 60 } }, 'resources.memory_bytes'],
+      ['POST', '/api/v1/jobs', { env: { 'BAD-NAME': 'x' } }, 'env.BAD-NAME'],
+      ['POST', '/api/v1/jobs', { env: { A: 1 } }, 'env.A'],
+      ['POST', '/api/v1/jobs', { args: 'not-a-list' }, 'args'],
+      ['POST', '/api/v1/jobs', { tags: [1] }, 'tags.0'],
+      ['POST', '/api/v1/jobs', { depends_on: ['x'] }, 'depends_on.0'],
+      ['POST', '/api/v1/jobs', { status: 'running' }, 'body'],
+      ['PATCH', `/api/v1/jobs/${jobId}`, { priority: 'huge' }, 'priority'],
+      ['PATCH', `/api/v1/jobs/${jobId}`, { timeout_seconds: 0 }, 'timeout_seconds'],
+      ['PATCH', `/api/v1/jobs/${jobId}`, { pipeline_id: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' }, 'pipeline_id'],
+    ];
+    for (const [method, path, body, field] of cases) {
+      const r = await api(method, path, body);
+      const what = `${method} ${path} ${JSON.stringify(body)}`;
+      expectProblem(r, 400, what);
+      expect(fieldPaths(r), what).toContain(field);
+    }
+  });
+
+  it('a non-UUID id in the path → 400 naming id', async () => {
+    for (const [method, path] of [
+      ['GET', '/api/v1/pipelines/abc'],
+      ['PATCH', '/api/v1/pipelines/abc'],
+      ['DELETE', '/api/v1/pipelines/abc'],
+      ['GET', '/api/v1/jobs/abc'],
+      ['PATCH', '/api/v1/jobs/abc'],
+      ['DELETE', '/api/v1/jobs/abc'],
+      ['POST', '/api/v1/jobs/abc/cancel'],
+      ['GET', "/api/v1/jobs/1'%20OR%201=1"],
+    ] as const) {
+      const r = await api(method, path, method === 'PATCH' ? { name: 'x' } : undefined);
+      expectProblem(r, 400, `${method} ${path}`);
+      expect(fieldPaths(r)).toEqual(['id']);
+    }
+  });
+
+  it('an unknown route → 404 problem', async () => {
+    expectProblem(await api('GET', '/api/v1/nothing'), 404, 'unknown route');
+  });
+
+  it('the service is still healthy and unchanged afterwards', async () => {
+    const h = await api('GET', '/health');
+    expect(h.status).toBe(200);
+    expect(h.body).toMatchObject({ status: 'ok', service: 'orchestrator', checks: { postgres: 'ok', nats: 'ok' } });
+    const jobs = await api('GET', '/api/v1/jobs');
+    expect(jobs.body.map((j: { id: string }) => j.id)).toEqual([jobId]);
+    const pipelines = await api('GET', '/api/v1/pipelines');
+    expect(pipelines.body.map((p: { id: string }) => p.id)).toEqual([pipelineId]);
+    expect((await api('GET', `/api/v1/pipelines/${pipelineId}`)).body.name).toBe('input');
+  });
+});
