@@ -1,13 +1,8 @@
 // `hodei worker`: run a worker agent in this process, against a remote installation.
-import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { context } from '../context.js';
 import { CliError } from '../errors.js';
 import { collectPair, parseInteger, parsePositiveNumber, parseSizeBytes } from '../parse.js';
-
-interface WorkerModule {
-  startWorker: (opts: Record<string, unknown>) => Promise<{ id: string; stop: (o: { force: boolean }) => Promise<void> }>;
-}
 
 export function registerWorker(program: Command): void {
   program
@@ -16,12 +11,12 @@ export function registerWorker(program: Command): void {
     .option('--nats <url>', 'NATS server of the installation [env NATS_URL]')
     .option('--scheduler <url>', 'scheduler URL to register with [env HODEI_SCHEDULER_URL]')
     .option('--prefix <prefix>', 'NATS subject prefix of the installation [env HODEI_NATS_PREFIX]')
-    .option('-n, --name <name>', 'worker name', hostname())
+    .option('-n, --name <name>', 'worker name (default: host name and id)')
     .option('--slots <n>', 'executions it runs at once', parseInteger(1, 1024))
     .option('--cpu <cores>', 'CPU cores it offers', parsePositiveNumber)
     .option('--memory <size>', 'memory it offers, e.g. 8GiB', parseSizeBytes)
     .option('-l, --label <key=value>', 'label jobs can select (repeatable)', collectPair)
-    .action(async (f: { nats?: string; scheduler?: string; prefix?: string; name: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string> }, cmd: Command) => {
+    .action(async (f: { nats?: string; scheduler?: string; prefix?: string; name?: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string> }, cmd: Command) => {
       const { config, out } = context(cmd);
       await runWorkerAgent(config, out, f);
     });
@@ -30,39 +25,38 @@ export function registerWorker(program: Command): void {
 async function runWorkerAgent(
   config: ReturnType<typeof context>['config'],
   out: ReturnType<typeof context>['out'],
-  f: { nats?: string; scheduler?: string; prefix?: string; name: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string> },
+  f: { nats?: string; scheduler?: string; prefix?: string; name?: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string> },
 ): Promise<void> {
-  const specifier = '@hodei/worker';
-  const { startWorker } = (await import(specifier).catch((err: Error) => {
-    throw new CliError(`the worker agent (@hodei/worker) is not available: ${err.message}`);
-  })) as WorkerModule;
-  const capacity: Record<string, number> = {};
-  if (f.slots !== undefined) capacity.slots = f.slots;
-  if (f.cpu !== undefined) capacity.cpu_cores = f.cpu;
-  if (f.memory !== undefined) capacity.memory_bytes = f.memory;
-  const worker = await startWorker({
-    natsUrl: f.nats ?? config.env.NATS_URL ?? 'nats://127.0.0.1:4222',
-    natsPrefix: f.prefix ?? config.env.HODEI_NATS_PREFIX ?? 'hodei',
-    schedulerUrl: f.scheduler ?? config.urls.scheduler,
-    apiToken: config.token,
-    name: f.name,
-    labels: f.label ?? {},
-    capacity,
-  });
-  out.note(`worker ${worker.id} running (Ctrl-C to drain and stop)`);
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (force: boolean) => {
-      if (stopping && !force) return;
-      stopping = true;
-      out.note(force ? 'stopping now' : 'draining: waiting for running executions (Ctrl-C again to stop now)');
-      void worker.stop({ force }).then(resolve, (err: Error) => {
-        out.note(`hodei: worker stop failed: ${err.message}`);
-        resolve();
-      });
-    };
-    let signals = 0;
-    process.on('SIGINT', () => stop(++signals > 1));
-    process.on('SIGTERM', () => stop(false));
-  });
+  // loaded only here: the agent pulls in NATS and the platform, which no other command needs
+  const { startWorker } = await import('@hodei/worker');
+  // Flags become the agent's own variables, so its config applies the defaults for what is not given.
+  const env: Record<string, string | undefined> = { ...config.env };
+  if (f.nats) env.NATS_URL = f.nats;
+  if (f.prefix) env.HODEI_NATS_PREFIX = f.prefix;
+  env.HODEI_SCHEDULER_URL = f.scheduler ?? config.urls.scheduler;
+  if (config.token) env.HODEI_API_TOKEN = config.token;
+  if (f.slots !== undefined) env.HODEI_WORKER_SLOTS = String(f.slots);
+  if (f.cpu !== undefined) env.HODEI_WORKER_CPU_CORES = String(f.cpu);
+  if (f.memory !== undefined) env.HODEI_WORKER_MEMORY_BYTES = String(f.memory);
+  let worker;
+  try {
+    worker = await startWorker({ env, name: f.name, ...(f.label ? { labels: f.label } : {}) });
+  } catch (err) {
+    throw new CliError(`the worker could not start: ${(err as Error).message}`);
+  }
+  out.note(`worker ${worker.id} (${worker.config.name}) running with ${worker.config.capacity.slots} slots against ${worker.config.natsUrl}; Ctrl-C drains and stops it`);
+  let signals = 0;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) {
+      out.note('draining: running executions finish first (Ctrl-C again to kill them and stop now)');
+      void worker.stop({ force: false });
+    } else {
+      out.note('stopping now');
+      void worker.stop({ force: true });
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  await worker.done;
 }
