@@ -53,6 +53,9 @@ const WorkerEnvSchema = z.object({
   /** Bearer token for the scheduler; never passed on to jobs. */
   HODEI_API_TOKEN: z.string().min(1).optional(),
   HODEI_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),
+  /** Cut off from NATS this long (default 3 × the heartbeat interval), the scheduler counts the
+   *  worker as gone and may run its jobs elsewhere: the worker kills them (status `lost`). */
+  HODEI_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(10).optional(),
   /** Time between SIGTERM and SIGKILL when a job is cancelled, times out or leaves processes behind. */
   HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
   /** Directory for job scripts and result files (default: the OS temp dir). */
@@ -70,6 +73,8 @@ export interface WorkerConfig {
   schedulerUrl: string;
   apiToken: string | undefined;
   heartbeatIntervalMs: number;
+  /** Disconnected from NATS this long → running jobs are killed and reported `lost`. */
+  natsLostTimeoutMs: number;
   killGraceMs: number;
   tmpDir: string;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -112,6 +117,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     schedulerUrl: e.HODEI_SCHEDULER_URL,
     apiToken: e.HODEI_API_TOKEN,
     heartbeatIntervalMs: e.HODEI_HEARTBEAT_INTERVAL_MS,
+    natsLostTimeoutMs: e.HODEI_HEARTBEAT_TIMEOUT_MS ?? 3 * e.HODEI_HEARTBEAT_INTERVAL_MS,
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     tmpDir: e.HODEI_WORKER_TMPDIR ?? os.tmpdir(),
     logLevel: e.LOG_LEVEL,

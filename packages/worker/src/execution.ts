@@ -26,7 +26,7 @@ export interface ExecutionDeps {
   logger: Logger;
 }
 
-export type KillReason = 'cancelled' | 'timed_out';
+export type KillReason = 'cancelled' | 'timed_out' | 'lost';
 
 export interface ExecutionOutcome {
   status: ExecutionStatus;
@@ -166,6 +166,9 @@ export class Execution {
       } else if (this.killReason === 'cancelled') {
         status = 'cancelled';
         message = 'cancelled';
+      } else if (this.killReason === 'lost') {
+        status = 'lost';
+        message = 'killed: the worker lost its NATS connection, so the job may be placed elsewhere';
       } else if (exitCode === 0) {
         status = 'completed';
         message = 'exited with code 0';

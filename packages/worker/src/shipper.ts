@@ -18,6 +18,8 @@ type Line = LogBatch['lines'][number];
 
 export class LogShipper {
   private pending: Line[] = [];
+  /** Index of the first line not yet taken into a batch (avoids shifting a long array per batch). */
+  private head = 0;
   private pendingBytes = 0;
   private inflightBytes = 0;
   private pumping = false;
@@ -53,7 +55,7 @@ export class LogShipper {
 
   /** Resolves once every line added so far is acknowledged by JetStream. */
   flush(): Promise<void> {
-    if (this.pending.length === 0 && !this.pumping) return Promise.resolve();
+    if (this.pending.length === this.head && !this.pumping) return Promise.resolve();
     const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.kick();
     return idle;
@@ -65,24 +67,33 @@ export class LogShipper {
   }
 
   private kick(): void {
-    if (this.pumping || this.pending.length === 0) return;
+    if (this.pumping || this.pending.length === this.head) return;
     this.pumping = true;
     void this.pump().finally(() => {
       this.pumping = false;
-      if (this.pending.length > 0 && !this.aborted) return this.kick();
+      if (this.pending.length > this.head && !this.aborted) return this.kick();
       for (const w of this.idleWaiters.splice(0)) w();
     });
   }
 
   private async pump(): Promise<void> {
-    while (this.pending.length > 0 && !this.aborted) {
+    while (this.pending.length > this.head && !this.aborted) {
       let n = 0;
       let bytes = 0;
-      while (n < this.pending.length && n < MAX_BATCH_LINES && (n === 0 || bytes < MAX_BATCH_BYTES)) {
-        bytes += this.pending[n]!.line.length + LINE_OVERHEAD;
+      const available = this.pending.length - this.head;
+      while (n < available && n < MAX_BATCH_LINES && (n === 0 || bytes < MAX_BATCH_BYTES)) {
+        bytes += this.pending[this.head + n]!.line.length + LINE_OVERHEAD;
         n++;
       }
-      const lines = this.pending.splice(0, n);
+      const lines = this.pending.slice(this.head, this.head + n);
+      this.head += n;
+      if (this.head === this.pending.length) {
+        this.pending = [];
+        this.head = 0;
+      } else if (this.head > 4096 && this.head * 2 > this.pending.length) {
+        this.pending = this.pending.slice(this.head); // compact now and then, not per batch
+        this.head = 0;
+      }
       const batchBytes = bytes;
       this.pendingBytes -= batchBytes;
       this.inflightBytes += batchBytes;

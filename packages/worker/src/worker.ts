@@ -39,7 +39,7 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     waitOnFirstConnect: true,
   });
   const agent = new WorkerAgent(config, nc, logger);
-  agent.begin();
+  await agent.begin();
   return {
     id: config.id,
     config,
@@ -74,13 +74,15 @@ class WorkerAgent {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
-  begin(): void {
+  /** Resolves once the subscriptions are live on the server: the worker can be assigned work. */
+  async begin(): Promise<void> {
     this.subs.push(this.nc.subscribe(this.subjects.assign(this.config.id), { callback: (err, msg) => { if (!err) this.onAssign(msg); } }));
     this.subs.push(this.nc.subscribe(this.subjects.control(this.config.id), { callback: (err, msg) => { if (!err) this.onControl(msg); } }));
     this.heartbeat();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.heartbeatIntervalMs);
     if (this.config.registerWithScheduler) void this.register();
     void this.watchConnection();
+    await this.nc.flush();
     this.logger.info({ slots: this.config.capacity.slots, labels: this.config.labels }, 'worker started');
   }
 
@@ -213,10 +215,28 @@ class WorkerAgent {
     this.resolveDone();
   }
 
+  /** Cut off from NATS past the heartbeat timeout, this worker counts as gone: its jobs may be
+   *  placed elsewhere, so it kills them rather than let one job run twice at once. */
   private async watchConnection(): Promise<void> {
+    let lostTimer: NodeJS.Timeout | undefined;
     for await (const s of this.nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect') this.logger.warn({ nats: s.type }, `nats ${s.type}`);
+      if (s.type === 'disconnect') {
+        this.logger.warn({ nats: s.type }, 'nats disconnected');
+        lostTimer ??= setTimeout(() => {
+          if (this.executions.size === 0) return;
+          this.logger.error({ running: [...this.executions.keys()], after_ms: this.config.natsLostTimeoutMs }, 'NATS unreachable: killing running jobs');
+          for (const execution of this.executions.values()) execution.kill('lost');
+        }, this.config.natsLostTimeoutMs);
+      } else if (s.type === 'reconnect') {
+        this.logger.warn({ nats: s.type }, 'nats reconnected');
+        clearTimeout(lostTimer);
+        lostTimer = undefined;
+        this.heartbeat();
+      } else if (s.type === 'close') {
+        clearTimeout(lostTimer);
+      }
     }
+    clearTimeout(lostTimer);
   }
 
   /** POST the registry entry until the scheduler answers; logs a failure once per kind of failure. */

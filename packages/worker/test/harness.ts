@@ -52,7 +52,7 @@ export async function setup(options: StartWorkerOptions = {}) {
   const worker = await start();
 
   /** Subscribes to the execution's status and logs, then sends the assignment. */
-  async function assign(s: Partial<JobSpec>, opts: { to?: WorkerHandle; id?: string; traceparent?: string; jobId?: string | null } = {}): Promise<Run> {
+  async function assign(s: Partial<JobSpec>, opts: { to?: { id: string }; id?: string; traceparent?: string; jobId?: string | null } = {}): Promise<Run> {
     const id = opts.id ?? newId();
     const statuses: ExecutionStatusEvent[] = [];
     const lines: Line[] = [];

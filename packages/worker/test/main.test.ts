@@ -1,0 +1,81 @@
+// The agent as its own OS process: `node dist/main.js`, configured from the environment.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '@hodei/platform';
+import { NATS_URL, setup } from './harness.js';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+let h: Awaited<ReturnType<typeof setup>>;
+beforeAll(async () => {
+  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: root, stdio: 'ignore' });
+  h = await setup();
+});
+afterAll(async () => {
+  await h.teardown();
+});
+
+function startAgent(id: string, extra: Record<string, string> = {}): { proc: ChildProcess; exit: Promise<number | null>; ready: Promise<void> } {
+  const proc = spawn(process.execPath, [main], {
+    env: {
+      PATH: process.env.PATH,
+      NATS_URL,
+      HODEI_NATS_PREFIX: h.env.natsPrefix,
+      HODEI_WORKER_ID: id,
+      HODEI_SCHEDULER_URL: 'http://127.0.0.1:9', // nothing listens: registration keeps retrying in the background
+      HODEI_HEARTBEAT_INTERVAL_MS: '100',
+      HODEI_KILL_GRACE_MS: '300',
+      LOG_LEVEL: 'info',
+      ...extra,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const ready = new Promise<void>((r) => {
+    let out = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('worker started')) r();
+    });
+  });
+  return { proc, exit, ready };
+}
+
+describe('dist/main.js', () => {
+  it('SIGTERM drains: the running job completes, then the process exits 0', async () => {
+    const id = newId();
+    const agent = startAgent(id);
+    await agent.ready;
+    const run = await h.assign({ command: 'sleep 0.5; echo done' }, { to: { id } });
+    expect(run.ack.accepted).toBe(true);
+    await run.running;
+    agent.proc.kill('SIGTERM');
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(await agent.exit).toBe(0);
+  });
+
+  it('a second signal force-stops: the job is cancelled, exit 0', async () => {
+    const id = newId();
+    const agent = startAgent(id);
+    await agent.ready;
+    const run = await h.assign({ command: 'sleep 30' }, { to: { id } });
+    await run.running;
+    agent.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    agent.proc.kill('SIGINT');
+    const final = await run.final;
+    expect(final.status).toBe('cancelled');
+    expect(await agent.exit).toBe(0);
+  });
+
+  it('exits 1 naming a bad variable', async () => {
+    const agent = startAgent(newId(), { HODEI_WORKER_SLOTS: 'lots' });
+    let err = '';
+    agent.proc.stdout!.on('data', (c: Buffer) => (err += c.toString()));
+    expect(await agent.exit).toBe(1);
+    expect(err).toContain('HODEI_WORKER_SLOTS');
+  });
+});
