@@ -1,0 +1,235 @@
+// The real path: scheduler + orchestrator + worker-manager on one test installation, a real worker
+// agent process spawned through POST /api/v1/workers, real shell commands.
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import type { Execution, LogLine } from '@hodei/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../../orchestrator/src/service.js';
+import { startScheduler } from '../../scheduler/src/service.js';
+import { startWorkerManager } from '../src/service.js';
+import { logEvents, openSse, until } from './helpers.js';
+
+let env: TestEnv;
+let sched: RunningService;
+let orch: RunningService;
+let wm: RunningService;
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+
+const call = (base: string, method: string, path: string, body?: unknown) =>
+  fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+
+async function execute(body: unknown): Promise<Execution> {
+  const res = await call(wm.url, 'POST', '/api/v1/execute', body);
+  expect(res.status).toBe(202);
+  return (await res.json()) as Execution;
+}
+const getExecution = async (id: string) => (await (await call(wm.url, 'GET', `/api/v1/executions/${id}`)).json()) as Execution;
+const FINAL = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
+const finished = (id: string, ms = 20_000) =>
+  until(async () => {
+    const e = await getExecution(id);
+    return FINAL.includes(e.status) && e;
+  }, ms, `execution ${id} to finish`);
+const logs = async (id: string) =>
+  ((await (await call(wm.url, 'GET', `/api/v1/executions/${id}/logs?limit=100000`)).json()) as { lines: LogLine[] }).lines;
+const pidGone = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+};
+
+async function startWorker(labels: Record<string, string>, slots = 4) {
+  const res = await call(wm.url, 'POST', '/api/v1/workers', { type: 'shell', labels, capacity: { slots, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
+  expect(res.status).toBe(201);
+  const w = (await res.json()) as { id: string; pid: number; status: string };
+  expect(w.status).toBe('running');
+  // online in the scheduler's registry = ready for placement
+  await until(async () => {
+    const r = await call(sched.url, 'GET', `/api/v1/workers/${w.id}`);
+    return r.status === 200 && ((await r.json()) as { status: string }).status === 'online';
+  }, 15_000, 'worker online');
+  return w;
+}
+
+beforeAll(async () => {
+  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
+  env = createTestEnv();
+  const [sp, op, wp] = [await freePort(), await freePort(), await freePort()];
+  const urls = { scheduler: `http://127.0.0.1:${sp}`, orchestrator: `http://127.0.0.1:${op}`, 'worker-manager': `http://127.0.0.1:${wp}` };
+  const common = { urls, killGraceMs: 1000, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 3000 };
+  sched = await startScheduler(env.config('scheduler', { ...common, port: sp }));
+  orch = await startOrchestrator(env.config('orchestrator', { ...common, port: op }));
+  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: wp }));
+}, 120_000);
+
+afterAll(async () => {
+  await wm?.stop();
+  await orch?.stop();
+  await sched?.stop();
+  await env?.cleanup();
+}, 60_000);
+
+describe('real executions on a spawned worker', () => {
+  let worker: { id: string; pid: number };
+
+  beforeAll(async () => {
+    worker = await startWorker({ pool: 'main' }, 8);
+  }, 30_000);
+
+  it('the worker is a live process with a status view', async () => {
+    expect(pidGone(worker.pid)).toBe(false);
+    const s = await until(async () => {
+      const v = (await (await call(wm.url, 'GET', `/api/v1/workers/${worker.id}/status`)).json()) as { last_heartbeat_at: string | null };
+      return v.last_heartbeat_at && v;
+    }, 5000, 'a heartbeat');
+    expect(s).toMatchObject({ id: worker.id, status: 'running', pid: worker.pid, running_executions: [] });
+    const list = (await (await call(wm.url, 'GET', '/api/v1/workers')).json()) as { id: string }[];
+    expect(list.map((w) => w.id)).toContain(worker.id);
+  });
+
+  it('exit code 3, stdout and stderr in order', async () => {
+    const e = await execute({ command: 'echo hi; echo err >&2; exit 3', labels: { pool: 'main' } });
+    const done = await finished(e.id);
+    expect(done).toMatchObject({ status: 'failed', exit_code: 3, worker_id: worker.id, log_lines: 2 });
+    expect(done.started_at).not.toBeNull();
+    expect(done.duration_ms).not.toBeNull();
+    const ls = await logs(e.id);
+    expect(ls.map((l) => [l.seq, l.stream, l.line])).toEqual([
+      [1, 'stdout', 'hi'],
+      [2, 'stderr', 'err'],
+    ]);
+  });
+
+  it('runs a job from the orchestrator by job_id; unknown job_id is a 404 naming it', async () => {
+    const jr = await call(orch.url, 'POST', '/api/v1/jobs', { name: 'from-job', command: 'echo "$GREETING from job"', env: { GREETING: 'hello' }, labels: { pool: 'main' } });
+    expect(jr.status).toBe(201);
+    const job = (await jr.json()) as { id: string };
+    const e = await execute({ job_id: job.id });
+    expect(e).toMatchObject({ job_id: job.id, name: 'from-job' });
+    const done = await finished(e.id);
+    expect(done.status).toBe('completed');
+    expect((await logs(e.id)).map((l) => l.line)).toEqual(['hello from job']);
+    const missing = await call(wm.url, 'POST', '/api/v1/execute', { job_id: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' });
+    expect(missing.status).toBe(404);
+    expect((await missing.json()).errors[0].path).toBe('job_id');
+  });
+
+  it('100,000 lines all stored, in order, none twice', async () => {
+    const e = await execute({ command: 'seq 1 100000', labels: { pool: 'main' } });
+    const done = await finished(e.id, 60_000);
+    expect(done).toMatchObject({ status: 'completed', exit_code: 0, log_lines: 100_000 });
+    // the final status and the log batches travel on two streams: the last lines may land just after
+    await until(async () => {
+      const r = await call(wm.url, 'GET', `/api/v1/executions/${e.id}/logs?since_seq=99999`);
+      return ((await r.json()) as { lines: LogLine[] }).lines.length === 1;
+    }, 20_000, 'the last line stored');
+    const ls = await logs(e.id);
+    expect(ls.length).toBe(100_000);
+    for (let i = 0; i < ls.length; i++) {
+      if (ls[i]!.seq !== i + 1 || ls[i]!.line !== String(i + 1)) throw new Error(`line ${i + 1} is ${JSON.stringify(ls[i])}`);
+    }
+  }, 90_000);
+
+  it('a line every 200 ms reaches an SSE client while the job runs', async () => {
+    const e = await execute({ command: 'for i in 1 2 3 4 5 6; do echo "tick $i"; sleep 0.2; done', labels: { pool: 'main' } });
+    const c = await openSse(`${wm.url}/api/v1/executions/${e.id}/logs/stream`);
+    const first = await c.waitFor((ev) => ev.event === 'log', 10_000);
+    // the job is still running when its first line arrives
+    expect((await getExecution(e.id)).status).toBe('running');
+    const done = await c.waitFor((ev) => ev.event === 'completed', 10_000);
+    await c.ended;
+    const got = logEvents(c);
+    expect(got.map((l) => l.line)).toEqual(['tick 1', 'tick 2', 'tick 3', 'tick 4', 'tick 5', 'tick 6']);
+    const arrivals = c.events.filter((ev) => ev.event === 'log').map((ev) => ev.at);
+    expect(arrivals.at(-1)! - first.at).toBeGreaterThan(700);
+    for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThan(100);
+    expect(JSON.parse(done.data)).toMatchObject({ status: 'completed', exit_code: 0 });
+  });
+
+  it('timeout ends timed_out', async () => {
+    const e = await execute({ command: 'sleep 30', timeout_seconds: 1, labels: { pool: 'main' } });
+    const done = await finished(e.id, 15_000);
+    expect(done.status).toBe('timed_out');
+    expect(done.duration_ms!).toBeLessThan(5000);
+  });
+
+  it('cancel of a running execution', async () => {
+    const e = await execute({ command: 'echo started; sleep 30', labels: { pool: 'main' } });
+    await until(async () => (await logs(e.id)).length === 1, 10_000, 'the job to start');
+    const res = await call(wm.url, 'POST', `/api/v1/executions/${e.id}/cancel`);
+    expect(res.status).toBe(202);
+    const done = await finished(e.id, 10_000);
+    expect(done.status).toBe('cancelled');
+    expect((await call(wm.url, 'POST', `/api/v1/executions/${e.id}/cancel`)).status).toBe(409);
+  });
+
+  it('cancel of a queued execution that no worker can take', async () => {
+    const e = await execute({ command: 'echo never', labels: { pool: 'gpu' } });
+    const waiting = await until(async () => (await getExecution(e.id)).waiting, 10_000, 'a waiting reason');
+    expect(waiting).toContain('pool');
+    const res = await call(wm.url, 'POST', `/api/v1/executions/${e.id}/cancel`);
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ status: 'cancelled' });
+    expect(await logs(e.id)).toEqual([]);
+  });
+});
+
+describe('stopping workers', () => {
+  it('drain: running work finishes, then the worker exits (stopped)', async () => {
+    const w = await startWorker({ pool: 'drain' });
+    const e = await execute({ command: 'sleep 1; echo done', labels: { pool: 'drain' } });
+    await until(async () => (await getExecution(e.id)).status === 'running', 10_000, 'running');
+    const res = await call(wm.url, 'DELETE', `/api/v1/workers/${w.id}`);
+    expect([200, 202]).toContain(res.status);
+    const done = await finished(e.id, 10_000);
+    expect(done.status).toBe('completed');
+    expect((await logs(e.id)).map((l) => l.line)).toEqual(['done']);
+    const stopped = await until(async () => {
+      const v = (await (await call(wm.url, 'GET', `/api/v1/workers/${w.id}`)).json()) as { status: string };
+      return v.status === 'stopped' && v;
+    }, 10_000, 'the worker to stop');
+    expect(stopped).toMatchObject({ id: w.id, status: 'stopped' });
+    expect(pidGone(w.pid)).toBe(true);
+  }, 40_000);
+
+  it('force: the worker and its job are killed at once', async () => {
+    const w = await startWorker({ pool: 'force' });
+    const e = await execute({ command: 'sleep 30', labels: { pool: 'force' } });
+    await until(async () => (await getExecution(e.id)).status === 'running', 10_000, 'running');
+    const t0 = Date.now();
+    const res = await call(wm.url, 'DELETE', `/api/v1/workers/${w.id}?force=true`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: w.id, status: 'stopped' });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(pidGone(w.pid)).toBe(true);
+    const done = await finished(e.id, 15_000);
+    expect(['cancelled', 'lost', 'failed']).toContain(done.status);
+  }, 40_000);
+
+  it('a worker that dies is noticed at once (exited)', async () => {
+    const w = await startWorker({ pool: 'dies' });
+    process.kill(w.pid, 'SIGKILL');
+    const v = await until(async () => {
+      const r = (await (await call(wm.url, 'GET', `/api/v1/workers/${w.id}`)).json()) as { status: string; signal: string | null };
+      return r.status === 'exited' && r;
+    }, 3000, 'exited');
+    expect(v.signal).toBe('SIGKILL');
+  }, 30_000);
+});
