@@ -94,7 +94,7 @@ export const definition: ServiceDefinition = {
       start: async () => {
         stopConsumers = await startEventConsumers(bus, logger, {
           queued: async (ev) => {
-            if (await queue.enqueue(ev)) placer.kick();
+            await placer.admit(ev);
           },
           finished: async (id) => {
             await queue.finish(id);

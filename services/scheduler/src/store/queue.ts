@@ -12,11 +12,35 @@ export interface QueueEntry {
   cpu_cores: number;
   memory_bytes: number;
   waiting_reason: string | null;
+  /** When the execution was queued (ms since epoch): the tie-breaker after priority. */
+  created_ms: number;
 }
 
-interface QueueRow extends QueueEntry {}
+interface QueueRow extends Omit<QueueEntry, 'created_ms'> {
+  created_at: Date;
+}
 
-const toEntry = (r: QueueRow): QueueEntry => ({ ...r });
+const toEntry = ({ created_at, ...r }: QueueRow): QueueEntry => ({ ...r, created_ms: created_at.getTime() });
+
+/** The entry a queued event becomes, before (or without) reading it back. */
+export function entryOf(ev: ExecutionQueuedEvent): QueueEntry {
+  return {
+    execution_id: ev.execution_id,
+    job_id: ev.job_id,
+    priority: ev.priority,
+    attempt: ev.attempt,
+    spec: ev.spec,
+    traceparent: ev.traceparent ?? null,
+    cpu_cores: ev.spec.resources.cpu_cores,
+    memory_bytes: Math.round(ev.spec.resources.memory_bytes),
+    waiting_reason: null,
+    created_ms: Date.parse(ev.created_at),
+  };
+}
+
+/** priority DESC, then oldest first, then id: the order the queue is served in. */
+export const queueOrder = (a: QueueEntry, b: QueueEntry): number =>
+  b.priority - a.priority || a.created_ms - b.created_ms || (a.execution_id < b.execution_id ? -1 : a.execution_id > b.execution_id ? 1 : 0);
 
 export class QueueStore {
   constructor(private readonly db: Pool) {}
@@ -64,7 +88,7 @@ export class QueueStore {
 
   async waiting(limit: number): Promise<QueueEntry[]> {
     const { rows } = await this.db.query<QueueRow>(
-      `SELECT execution_id, job_id, priority, attempt, spec, traceparent, cpu_cores, memory_bytes::float8 AS memory_bytes, waiting_reason
+      `SELECT execution_id, job_id, priority, attempt, spec, traceparent, cpu_cores, memory_bytes::float8 AS memory_bytes, waiting_reason, created_at
        FROM queue WHERE state = 'waiting' ORDER BY priority DESC, created_at, execution_id LIMIT $1`,
       [limit],
     );

@@ -1,0 +1,161 @@
+import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { subjects, type WorkerHeartbeat } from '@hodei/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startScheduler } from '../src/service.js';
+
+let env: TestEnv;
+let svc: RunningService;
+let nc: NatsConnection;
+const TIMEOUT_MS = 400;
+
+const post = (path: string, body?: unknown) =>
+  fetch(`${svc.url}${path}`, {
+    method: 'POST',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+const getWorker = async (id: string) => (await fetch(`${svc.url}/api/v1/workers/${id}`)).json();
+
+async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+beforeAll(async () => {
+  env = createTestEnv();
+  svc = await startScheduler(env.config('scheduler', { heartbeatIntervalMs: 100, heartbeatTimeoutMs: TIMEOUT_MS }));
+  nc = await connect({ servers: svc.ctx.config.natsUrl });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await svc?.stop();
+  await env?.cleanup();
+});
+
+describe('worker registry', () => {
+  it('registers a worker with defaults (201) and lists it with free capacity', async () => {
+    const res = await post('/api/v1/workers', { type: 'shell' });
+    expect(res.status).toBe(201);
+    const w = await res.json();
+    expect(res.headers.get('location')).toBe(`/api/v1/workers/${w.id}`);
+    expect(w).toMatchObject({
+      type: 'shell',
+      status: 'online',
+      labels: {},
+      capacity: { slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 },
+      free: { slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 },
+      running_executions: [],
+    });
+    expect(w.registered_at).toMatch(/\.\d{3}Z$/);
+    expect(w.last_heartbeat_at).toMatch(/\.\d{3}Z$/);
+    const list = await fetch(`${svc.url}/api/v1/workers`);
+    expect(list.headers.get('x-total-count')).toBe('1');
+    expect((await list.json()).map((x: { id: string }) => x.id)).toEqual([w.id]);
+  });
+
+  it('re-registering an existing id updates it and answers 200', async () => {
+    const id = newId();
+    const first = await post('/api/v1/workers', { id, type: 'shell', name: 'a', labels: { pool: 'x' }, capacity: { slots: 2, cpu_cores: 2, memory_bytes: 1000 } });
+    expect(first.status).toBe(201);
+    await svc.ctx.db.query(`UPDATE workers SET status = 'offline' WHERE id = $1`, [id]);
+    const again = await post('/api/v1/workers', { id, type: 'shell', name: 'b', labels: { pool: 'y' }, host: 'h1', pid: 42 });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ id, name: 'b', status: 'online', labels: { pool: 'y' }, host: 'h1', pid: 42, capacity: { slots: 4 } });
+  });
+
+  it('lists by status with paging, newest first', async () => {
+    const a = await (await post('/api/v1/workers', { name: 'p1' })).json();
+    const b = await (await post('/api/v1/workers', { name: 'p2' })).json();
+    const page = await (await fetch(`${svc.url}/api/v1/workers?status=online&limit=2`)).json();
+    expect(page.map((x: { id: string }) => x.id)).toEqual([b.id, a.id]);
+    const stoppedRes = await fetch(`${svc.url}/api/v1/workers?status=stopped`);
+    expect(await stoppedRes.json()).toEqual([]);
+    const bad = await fetch(`${svc.url}/api/v1/workers?status=sleepy`);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors[0].path).toBe('status');
+  });
+
+  it('answers 400 naming the field and 404 for unknown workers', async () => {
+    const bad = await post('/api/v1/workers', { type: 'docker' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors.map((e: { path: string }) => e.path)).toContain('type');
+    const slots = await post('/api/v1/workers', { capacity: { slots: 0 } });
+    expect((await slots.json()).errors.map((e: { path: string }) => e.path)).toContain('capacity.slots');
+    const id = newId();
+    expect((await fetch(`${svc.url}/api/v1/workers/${id}`)).status).toBe(404);
+    expect((await post(`/api/v1/workers/${id}/heartbeat`)).status).toBe(404);
+    expect((await fetch(`${svc.url}/api/v1/workers/${id}`, { method: 'DELETE' })).status).toBe(404);
+    expect((await fetch(`${svc.url}/api/v1/workers/nope`)).status).toBe(400);
+  });
+
+  it('takes REST heartbeats, with or without a body, and draining', async () => {
+    const w = await (await post('/api/v1/workers', { name: 'rest' })).json();
+    await new Promise((r) => setTimeout(r, 20));
+    const res = await post(`/api/v1/workers/${w.id}/heartbeat`);
+    expect(res.status).toBe(200);
+    const hb = await res.json();
+    expect(Object.keys(hb).sort()).toEqual(['id', 'last_heartbeat_at', 'status']);
+    expect(hb.status).toBe('online');
+    expect(hb.last_heartbeat_at > w.last_heartbeat_at).toBe(true);
+    const draining = await (await post(`/api/v1/workers/${w.id}/heartbeat`, { status: 'draining' })).json();
+    expect(draining.status).toBe('draining');
+    expect((await getWorker(w.id)).status).toBe('draining');
+    const bad = await post(`/api/v1/workers/${w.id}/heartbeat`, { status: 'asleep' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors[0].path).toBe('status');
+  });
+
+  it('takes NATS heartbeats, and a silent worker goes offline after the time-out', async () => {
+    const w = await (await post('/api/v1/workers', { name: 'nats' })).json();
+    const s = subjects(svc.ctx.config.natsPrefix);
+    const beat = (status: 'online' | 'draining' = 'online') => {
+      const hb: WorkerHeartbeat = { worker_id: w.id, status, running_executions: [], timestamp: new Date().toISOString() };
+      nc.publish(s.heartbeat(w.id), encodeJson(hb));
+    };
+    // beating faster than the time-out keeps it online well past the time-out
+    const timer = setInterval(() => beat(), 100);
+    await new Promise((r) => setTimeout(r, TIMEOUT_MS * 3));
+    const alive = await getWorker(w.id);
+    expect(alive.status).toBe('online');
+    expect(Date.now() - Date.parse(alive.last_heartbeat_at)).toBeLessThan(TIMEOUT_MS);
+    clearInterval(timer);
+    const silentSince = Date.now();
+    const off = await until(() => getWorker(w.id), (x) => x.status === 'offline');
+    expect(off.status).toBe('offline');
+    expect(Date.now() - silentSince).toBeLessThan(TIMEOUT_MS * 3);
+    // a heartbeat brings it back
+    beat('draining');
+    expect((await until(() => getWorker(w.id), (x) => x.status === 'draining')).status).toBe('draining');
+    beat('online');
+    expect((await until(() => getWorker(w.id), (x) => x.status === 'online')).status).toBe('online');
+    const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`hodei_worker_heartbeat_age_seconds\\{worker="${w.id}"`));
+    expect(metrics).toMatch(/hodei_workers\{status="online"/);
+  });
+
+  it('marks a worker offline at once when worker-manager reports its process exited', async () => {
+    const w = await (await post('/api/v1/workers', { name: 'exits' })).json();
+    const s = subjects(svc.ctx.config.natsPrefix);
+    const t0 = Date.now();
+    await svc.ctx.bus.js.publish(s.workerEvent(w.id, 'exited'), encodeJson({ worker_id: w.id, exit_code: 1 }));
+    const off = await until(() => getWorker(w.id), (x) => x.status === 'offline', 2000);
+    expect(off.status).toBe('offline');
+    expect(Date.now() - t0).toBeLessThan(TIMEOUT_MS);
+  });
+
+  it('deregisters with DELETE: stopped, and heartbeats do not revive it', async () => {
+    const w = await (await post('/api/v1/workers', { name: 'bye' })).json();
+    const res = await fetch(`${svc.url}/api/v1/workers/${w.id}`, { method: 'DELETE' });
+    expect(res.status).toBe(200);
+    expect((await res.json()).status).toBe('stopped');
+    expect((await (await post(`/api/v1/workers/${w.id}/heartbeat`)).json()).status).toBe('stopped');
+    const stopped = await (await fetch(`${svc.url}/api/v1/workers?status=stopped`)).json();
+    expect(stopped.map((x: { id: string }) => x.id)).toContain(w.id);
+  });
+});
