@@ -1,0 +1,76 @@
+// Running the built `hodei` as a subprocess and recording when each output line arrived.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+export function buildCli(): void {
+  execFileSync('npx', ['tsc', '-b', 'packages/cli'], { cwd: ROOT, stdio: 'pipe' });
+}
+
+export interface Line {
+  at: number;
+  text: string;
+}
+
+export interface Run {
+  child: ChildProcess;
+  stdoutLines: Line[];
+  stderrLines: Line[];
+  /** Resolves when the process exits. */
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; exitedAt: number }>;
+  /** Resolves when a stdout or stderr line matches. */
+  waitFor: (re: RegExp, timeoutMs?: number) => Promise<Line>;
+}
+
+export function hodei(args: string[], env: Record<string, string>): Run {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdoutLines: Line[] = [];
+  const stderrLines: Line[] = [];
+  let stdout = '';
+  let stderr = '';
+  const waiters: { re: RegExp; resolve: (l: Line) => void }[] = [];
+  const splitter = (sink: Line[], append: (s: string) => void) => {
+    let partial = '';
+    return (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      append(text);
+      partial += text;
+      const parts = partial.split('\n');
+      partial = parts.pop() ?? '';
+      for (const p of parts) {
+        const line = { at: Date.now(), text: p };
+        sink.push(line);
+        for (const w of [...waiters]) if (w.re.test(p)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    };
+  };
+  child.stdout!.on('data', splitter(stdoutLines, (s) => (stdout += s)));
+  child.stderr!.on('data', splitter(stderrLines, (s) => (stderr += s)));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; exitedAt: number }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, exitedAt: Date.now() })),
+  );
+  const waitFor = (re: RegExp, timeoutMs = 20_000) =>
+    new Promise<Line>((resolve, reject) => {
+      const seen = [...stdoutLines, ...stderrLines].find((l) => re.test(l.text));
+      if (seen) return resolve(seen);
+      const timer = setTimeout(() => reject(new Error(`no line matched ${re} within ${timeoutMs}ms:\n${stdout}\n${stderr}`)), timeoutMs);
+      waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+    });
+  return { child, stdoutLines, stderrLines, done, waitFor };
+}
+
+/** Run to the end. */
+export async function hodeiDone(args: string[], env: Record<string, string>) {
+  const r = hodei(args, env);
+  const res = await r.done;
+  return { ...res, stdoutLines: r.stdoutLines, stderrLines: r.stderrLines };
+}

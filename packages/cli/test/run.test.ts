@@ -1,0 +1,243 @@
+// `hodei run` and friends as a user meets them: a subprocess against the real services and a real worker.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCli, hodei, hodeiDone } from './helpers.js';
+import { startStack, type Stack } from './stack.js';
+
+let stack: Stack;
+let env: Record<string, string>;
+let dir: string;
+
+beforeAll(async () => {
+  buildCli();
+  stack = await startStack();
+  env = stack.cliEnv;
+  dir = await mkdtemp(join(tmpdir(), 'hodei-cli-'));
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** A port nothing listens on. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const OUT_LINE = /^\d\d:\d\d:\d\d\.\d{3} \[OUT\] /;
+const ERR_LINE = /^\d\d:\d\d:\d\d\.\d{3} \[ERR\] /;
+
+describe('hodei run', () => {
+  it('streams [OUT] to stdout and [ERR] to stderr with local timestamps, then a summary, exit 0', async () => {
+    const r = await hodeiDone(['run', '--name', 'fmt', '--command', 'echo hello; echo oops >&2; echo bye'], env);
+    expect(r.code).toBe(0);
+    const out = r.stdoutLines.map((l) => l.text);
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatch(OUT_LINE);
+    expect(out[0]).toMatch(/ \[OUT\] hello$/);
+    expect(out[1]).toMatch(/ \[OUT\] bye$/);
+    const errLines = r.stderrLines.map((l) => l.text);
+    expect(errLines.filter((l) => ERR_LINE.test(l))).toEqual([expect.stringMatching(/ \[ERR\] oops$/)]);
+    // the timestamp is the line's, in local time (within a minute of now)
+    const [hh, mm] = (out[0] as string).split(':').map(Number);
+    const now = new Date();
+    expect(Math.abs((hh as number) * 60 + (mm as number) - (now.getHours() * 60 + now.getMinutes())) % (24 * 60)).toBeLessThanOrEqual(1);
+    expect(r.stderr).toMatch(/name\s+fmt/);
+    expect(r.stderr).toMatch(/status\s+completed/);
+    expect(r.stderr).toMatch(/exit code\s+0/);
+    expect(r.stderr).toMatch(/lines\s+3/);
+    expect(r.stderr).toMatch(/execution\s+[0-9a-f-]{36}/);
+    expect(r.stderr).toMatch(/duration\s+\d/);
+  });
+
+  it("exits with the job's exit code", async () => {
+    const r = await hodeiDone(['run', '--name', 'three', '--command', 'echo about to fail; exit 3'], env);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/status\s+failed/);
+    expect(r.stderr).toMatch(/exit code\s+3/);
+  });
+
+  it('exits 124 when the job times out', async () => {
+    const started = Date.now();
+    const r = await hodeiDone(['run', '--name', 'slow', '--command', 'echo start; sleep 30', '--timeout', '1s'], env);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/status\s+timed_out/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('shows each line as it is printed, not at the end', async () => {
+    const r = await hodeiDone(['run', '--name', 'ticks', '--command', 'for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done'], env);
+    expect(r.code).toBe(0);
+    const ticks = r.stdoutLines.filter((l) => / \[OUT\] tick \d$/.test(l.text));
+    expect(ticks.map((l) => l.text.replace(OUT_LINE, ''))).toEqual(['tick 1', 'tick 2', 'tick 3', 'tick 4', 'tick 5', 'tick 6']);
+    const first = ticks[0]!.at;
+    const last = ticks[5]!.at;
+    // 5 gaps of 300 ms at the job: the CLI must see them spread out, and the first long before exit
+    expect(last - first).toBeGreaterThanOrEqual(1000);
+    expect(r.exitedAt - first).toBeGreaterThanOrEqual(1000);
+    for (let i = 1; i < ticks.length; i++) expect(ticks[i]!.at - ticks[i - 1]!.at).toBeGreaterThanOrEqual(100);
+  });
+
+  it('runs a --script with a bash shebang, passing --arg and --env', async () => {
+    const file = join(dir, 'bashy.sh');
+    await writeFile(file, '#!/usr/bin/env bash\nset -euo pipefail\nwords=(alpha beta gamma)\necho "bash array of ${#words[@]}; args: $*; greeting: $GREETING"\n[[ -n "${BASH_VERSION}" ]] && echo "is bash"\n');
+    const r = await hodeiDone(['run', '--script', file, '--arg', 'one', '--arg', 'two', '--env', 'GREETING=hi there', '--no-timestamps'], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['[OUT] bash array of 3; args: one two; greeting: hi there', '[OUT] is bash']);
+    expect(r.stderr).toMatch(/name\s+bashy\.sh/);
+  });
+
+  it('--json prints one JSON object with the job, execution, status, exit code and lines', async () => {
+    const r = await hodeiDone(['run', '--json', '--name', 'json', '--command', 'echo a; echo b >&2; exit 2'], env);
+    expect(r.code).toBe(2);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({ name: 'json', status: 'failed', exit_code: 2, line_count: 2 });
+    expect(doc.job).toMatch(/^[0-9a-f-]{36}$/);
+    expect(doc.execution).toMatch(/^[0-9a-f-]{36}$/);
+    expect(doc.lines.map((l: { stream: string; line: string }) => `${l.stream}:${l.line}`).sort()).toEqual(['stderr:b', 'stdout:a']);
+  });
+
+  it('--detach prints the ids and exits 0 at once; logs -f follows it to the end', async () => {
+    const r = await hodeiDone(['run', '--detach', '--json', '--name', 'detached', '--command', 'sleep 0.5; echo later'], env);
+    expect(r.code).toBe(0);
+    const ids = JSON.parse(r.stdout) as { job: string; execution: string };
+    const logs = await hodeiDone(['logs', '-f', ids.execution.slice(0, 30), '--raw'], env);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toBe('later\n');
+  });
+
+  it('Ctrl-C cancels the execution on the server and exits 130 after the summary', async () => {
+    const run = hodei(['run', '--name', 'interrupted', '--command', 'for i in $(seq 1 100); do echo n $i; sleep 0.2; done'], env);
+    await run.waitFor(/\[OUT\] n 2$/);
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/cancelling execution/);
+    expect(r.stderr).toMatch(/status\s+cancelled/);
+    const execution = /execution\s+([0-9a-f-]{36})/.exec(r.stderr)![1];
+    const res = await fetch(`${stack.workerManager.url}/api/v1/executions/${execution}`);
+    expect(((await res.json()) as { status: string }).status).toBe('cancelled');
+    // it stopped well before its 20 s
+    expect(run.stdoutLines.length).toBeLessThan(60);
+  });
+
+  it('reconnects with Last-Event-ID when the stream breaks, showing no line twice', async () => {
+    // a proxy in front of worker-manager that cuts every open connection once
+    const sockets = new Set<Socket>();
+    const target = new URL(stack.workerManager.url);
+    const proxy = createServer((client) => {
+      const upstream = new Socket();
+      upstream.connect(Number(target.port), target.hostname);
+      client.pipe(upstream).pipe(client);
+      sockets.add(client).add(upstream);
+      const drop = () => (client.destroy(), upstream.destroy());
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as { port: number }).port;
+    try {
+      const run = hodei(['run', '--name', 'reconnect', '--command', 'for i in $(seq 1 10); do echo r $i; sleep 0.2; done'], {
+        ...env,
+        HODEI_WORKER_MANAGER_URL: `http://127.0.0.1:${port}`,
+      });
+      await run.waitFor(/\[OUT\] r 3$/);
+      for (const s of sockets) s.destroy();
+      const r = await run.done;
+      expect(r.code).toBe(0);
+      const got = run.stdoutLines.map((l) => l.text.replace(OUT_LINE, ''));
+      expect(got).toEqual(Array.from({ length: 10 }, (_, i) => `r ${i + 1}`));
+      expect(r.stderr).toMatch(/lines\s+10/);
+    } finally {
+      proxy.close();
+    }
+  });
+});
+
+describe('errors', () => {
+  it('an unreachable service gives exit 2 and exactly one line on stderr', async () => {
+    const port = await closedPort();
+    const r = await hodeiDone(['run', '--name', 'x', '--command', 'true'], { ...env, HODEI_ORCHESTRATOR_URL: `http://127.0.0.1:${port}` });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`hodei: cannot reach the orchestrator at http://127.0.0.1:${port} (connection refused)\n`);
+    // HODEI_URL: one host, default ports, a per-service URL wins
+    const l = await hodeiDone(['workers', 'list'], { HODEI_URL: 'http://127.0.0.1', HODEI_WORKER_MANAGER_URL: `http://127.0.0.1:${port}` });
+    expect(l.code).toBe(2);
+    expect(l.stderr.trimEnd().split('\n')).toEqual([`hodei: cannot reach the worker-manager at http://127.0.0.1:${port} (connection refused)`]);
+  });
+
+  it('a 4xx shows the detail and the field, exit 1, no stack', async () => {
+    const r = await hodeiDone(['run', '--name', 'bad', '--command', 'true', '--env', 'NOT-A-NAME=1'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^hodei: /);
+    expect(r.stderr).toContain('env.NOT-A-NAME');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const bad = await hodeiDone(['run', '--command', 'true', '--memory', 'lots'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('"lots" is not a size');
+  });
+});
+
+describe('ids and other commands', () => {
+  it('a unique prefix resolves; an ambiguous one lists the matches and exits 1', async () => {
+    const a = JSON.parse((await hodeiDone(['run', '--json', '--name', 'prefix-a', '--command', 'echo from a'], env)).stdout) as { job: string; execution: string };
+    const b = JSON.parse((await hodeiDone(['run', '--json', '--name', 'prefix-b', '--command', 'echo from b'], env)).stdout) as { job: string };
+    // UUIDv7 ids made a moment apart share their first characters: find the shortest unique prefix of a
+    let n = 4;
+    while (a.job.slice(0, n) === b.job.slice(0, n)) n++;
+    const common = a.job.slice(0, Math.max(4, n - 1));
+    const amb = await hodeiDone(['jobs', 'show', common], env);
+    expect(amb.code).toBe(1);
+    expect(amb.stderr).toMatch(/ambiguous/);
+    expect(amb.stderr).toContain(a.job);
+    expect(amb.stderr).toContain(b.job);
+
+    const unique = a.job.slice(0, Math.max(n, 4) + 2);
+    const show = await hodeiDone(['jobs', 'show', unique, '--json'], env);
+    expect(show.code).toBe(0);
+    expect(JSON.parse(show.stdout)).toMatchObject({ id: a.job, name: 'prefix-a', status: 'completed' });
+
+    // a job id prefix stands for its latest execution's logs
+    const logs = await hodeiDone(['logs', unique, '--raw'], env);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toBe('from a\n');
+
+    const short = await hodeiDone(['jobs', 'show', 'abc'], env);
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/at least 4 characters/);
+  });
+
+  it('lists jobs as an aligned table and filters by status', async () => {
+    const r = await hodeiDone(['jobs', 'list', '--status', 'failed'], env);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+PRIO/);
+    const statusCol = lines[0]!.indexOf('STATUS');
+    for (const l of lines.slice(1)) expect(l.slice(statusCol).startsWith('failed')).toBe(true);
+    expect(lines.some((l) => /\bthree\b/.test(l))).toBe(true);
+  });
+
+  it('logs --tail and --stream select lines', async () => {
+    const j = JSON.parse((await hodeiDone(['run', '--json', '--name', 'many', '--command', 'for i in 1 2 3 4 5; do echo o$i; echo e$i >&2; done'], env)).stdout) as { execution: string };
+    const tail = await hodeiDone(['logs', j.execution, '--stream', 'stderr', '--raw'], env);
+    expect(tail.stdout).toBe('');
+    expect(tail.stderr.trimEnd().split('\n')).toEqual(['e1', 'e2', 'e3', 'e4', 'e5']);
+    const t = await hodeiDone(['logs', j.execution, '--stream', 'stdout', '--tail', '2', '--json'], env);
+    expect(JSON.parse(t.stdout).lines.map((l: { line: string }) => l.line)).toEqual(['o4', 'o5']);
+  });
+
+  it('workers list shows the running worker; --json parses', async () => {
+    const r = await hodeiDone(['workers', 'list', '--json'], env);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ id: stack.workerId, status: 'running' })]));
+  });
+});
