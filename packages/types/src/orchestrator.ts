@@ -143,4 +143,39 @@ export const CleanupResult = z
   .object({ dry_run: z.boolean(), jobs: z.number().int(), job_ids: z.array(Id), executions: z.number().int().nullable() })
   .openapi('CleanupResult');
 
+// ---- pipeline runs ----
+
+/** Status of one job inside a pipeline run: an execution status, or why it has none yet. */
+export const PipelineRunJobStatus = z.enum([
+  'waiting', 'starting', 'queued', 'running', 'completed', 'failed', 'cancelled', 'timed_out', 'lost', 'skipped',
+]);
+export type PipelineRunJobStatus = z.infer<typeof PipelineRunJobStatus>;
+export const PipelineRunStatus = z.enum(['running', 'completed', 'failed', 'cancelled']);
+export type PipelineRunStatus = z.infer<typeof PipelineRunStatus>;
+
+export const PipelineRunJob = z.object({
+  job_id: Id,
+  name: z.string(),
+  depends_on: z.array(Id),
+  status: PipelineRunJobStatus,
+  execution_id: Id.nullable(),
+  message: z.string().nullable(),
+});
+export type PipelineRunJob = z.infer<typeof PipelineRunJob>;
+
+export const PipelineRun = z
+  .object({
+    id: Id,
+    pipeline_id: Id,
+    status: PipelineRunStatus,
+    jobs: z.array(PipelineRunJob),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    finished_at: Timestamp.nullable(),
+  })
+  .openapi('PipelineRun');
+export type PipelineRun = z.infer<typeof PipelineRun>;
+
+export const PipelineRunListQuery = Paging.extend({ status: PipelineRunStatus.optional() });
+
 export { Priority };

@@ -45,7 +45,14 @@ export interface ExecutionConsumers {
   stop: () => Promise<void>;
 }
 
-export function executionConsumers(bus: Bus, db: Pool, logger: Logger, eventsCounter: Counter): ExecutionConsumers {
+export function executionConsumers(
+  bus: Bus,
+  db: Pool,
+  logger: Logger,
+  eventsCounter: Counter,
+  /** Called after an event of a known job was recorded (pipeline runs advance here). */
+  onRecorded: (u: ExecutionUpdate) => Promise<void>,
+): ExecutionConsumers {
   const s = bus.subjects;
   const specs = [
     { durable: 'orchestrator-queued', subject: s.executionQueued, kind: 'queued' as const },
@@ -76,11 +83,12 @@ export function executionConsumers(bus: Bus, db: Pool, logger: Logger, eventsCou
     }
     try {
       const known = await applyExecutionEvent(db, update);
+      if (known) await onRecorded(update);
       eventsCounter.inc({ kind, outcome: known ? 'applied' : 'unknown_job' });
       m.ack();
     } catch (err) {
       // Postgres hiccup: let JetStream deliver it again shortly.
-      log.error({ err, execution_id: update.execution_id }, 'recording an execution event failed; will retry');
+      log.error({ err, execution_id: update.execution_id }, 'handling an execution event failed; will retry');
       m.nak(1000);
     }
   };

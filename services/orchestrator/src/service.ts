@@ -4,12 +4,14 @@ import { bootService, Counter, type Config, type Logger, type RunningService, ty
 import { executionConsumers } from './events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { pipelineRoutes } from './routes/pipelines.js';
+import { runRoutes } from './routes/runs.js';
 import { statsRoutes } from './routes/stats.js';
+import { PipelineRunner } from './runs.js';
 import { WorkerManagerClient } from './worker-manager.js';
 
 export const definition: ServiceDefinition = {
   title: 'Hodei Jobs orchestrator',
-  description: 'Pipelines and jobs: definitions, dependencies, status, statistics and cleanup.',
+  description: 'Pipelines and jobs: definitions, dependencies, pipeline runs, status, statistics and cleanup.',
   schema: 'orchestrator',
   migrationsDir: fileURLToPath(new URL('../migrations', import.meta.url)),
   setup: (ctx) => {
@@ -28,8 +30,10 @@ export const definition: ServiceDefinition = {
     const workerManager = new WorkerManagerClient(ctx.config.urls['worker-manager'], ctx.config.apiToken, ctx.logger);
     pipelineRoutes(ctx.api, { db: ctx.db, metrics });
     jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics });
+    const runner = new PipelineRunner(ctx.db, workerManager, ctx.logger.child({ component: 'pipeline-runs' }));
+    runRoutes(ctx.api, { db: ctx.db, runner });
     statsRoutes(ctx.api, { db: ctx.db, workerManager });
-    return executionConsumers(ctx.bus, ctx.db, ctx.logger, metrics.events);
+    return executionConsumers(ctx.bus, ctx.db, ctx.logger, metrics.events, (u) => runner.onExecution(u.execution_id, u.job_id));
   },
 };
 

@@ -26,6 +26,13 @@ export class WorkerManagerClient {
     return out;
   }
 
+  /** Queues an execution of the job (worker-manager reads its definition from us); returns its id. */
+  async execute(jobId: string): Promise<string> {
+    const r = await this.client.send<{ id?: unknown }>('POST', '/api/v1/execute', { job_id: jobId });
+    if (typeof r?.id !== 'string') throw new BadGatewayError('worker-manager answered execute without an execution id');
+    return r.id;
+  }
+
   /** Asks for a cancel; `false` when the execution already ended or is gone (409/404). */
   async cancel(executionId: string): Promise<boolean> {
     try {

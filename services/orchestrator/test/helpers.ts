@@ -34,7 +34,8 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-export type FakeHandler = (req: RecordedRequest) => { status: number; body?: unknown } | undefined;
+type FakeReply = { status: number; body?: unknown } | undefined;
+export type FakeHandler = (req: RecordedRequest) => FakeReply | Promise<FakeReply>;
 
 export interface FakeWorkerManager {
   url: string;
@@ -53,9 +54,17 @@ export async function fakeWorkerManager(handler: FakeHandler = () => undefined):
       const text = Buffer.concat(chunks).toString();
       const recorded = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, body: text ? JSON.parse(text) : undefined };
       fake.requests.push(recorded);
-      const out = fake.handler(recorded) ?? { status: 404, body: { title: 'Not Found', status: 404 } };
-      res.writeHead(out.status, { 'content-type': 'application/json' });
-      res.end(out.body === undefined ? '' : JSON.stringify(out.body));
+      void Promise.resolve(fake.handler(recorded)).then(
+        (reply) => {
+          const out = reply ?? { status: 404, body: { title: 'Not Found', status: 404 } };
+          res.writeHead(out.status, { 'content-type': 'application/json' });
+          res.end(out.body === undefined ? '' : JSON.stringify(out.body));
+        },
+        (err: unknown) => {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ title: String(err) }));
+        },
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -75,7 +75,7 @@ describe('stats', () => {
     try {
       const r = await call(lonely.url, 'GET', '/api/v1/stats');
       expect(r.status).toBe(200);
-      expect(Object.keys(r.body.storage).sort()).toEqual(['job_executions', 'jobs', 'pipelines']);
+      expect(Object.keys(r.body.storage).sort()).toEqual(['job_executions', 'jobs', 'pipeline_run_jobs', 'pipeline_runs', 'pipelines']);
     } finally {
       await lonely.stop();
     }

@@ -223,3 +223,12 @@ export async function deleteFinishedJobs(db: Db, ids: string[], cutoff: Date): P
     );
   return deleted;
 }
+
+/** Jobs of the pipeline that have something to run (a command or a script). */
+export async function runnableJobIds(db: Db, pipelineId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    'SELECT id FROM jobs WHERE pipeline_id = $1 AND (command IS NOT NULL OR script IS NOT NULL)',
+    [pipelineId],
+  );
+  return rows.map((r) => r.id);
+}

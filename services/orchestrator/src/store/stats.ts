@@ -29,7 +29,7 @@ export async function jobStats(db: Db): Promise<JobStats> {
   };
 }
 
-const TABLES = ['pipelines', 'jobs', 'job_executions'] as const;
+const TABLES = ['pipelines', 'jobs', 'job_executions', 'pipeline_runs', 'pipeline_run_jobs'] as const;
 
 /** Rows and on-disk bytes (table + indexes + toast) of the orchestrator's tables. */
 export async function tableStorage(db: Db): Promise<Record<string, { rows: number; bytes: number }>> {

@@ -1,0 +1,65 @@
+// /api/v1/pipelines/:id/runs and /api/v1/pipeline-runs/:id.
+import { NotFoundError, sendList, type Api, type Pool } from '@hodei/platform';
+import { IdParams, PipelineRun, PipelineRunListQuery, ProblemDetails, z } from '@hodei/types';
+import type { PipelineRunner } from '../runs.js';
+import { getPipeline } from '../store/pipelines.js';
+import * as runs from '../store/runs.js';
+
+const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
+
+export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner }): void {
+  const { db, runner } = deps;
+
+  api.route(
+    {
+      method: 'post',
+      path: '/api/v1/pipelines/:id/runs',
+      tag: 'pipelines',
+      summary: 'Run every job of the pipeline in dependency order (a job starts once all it depends on completed)',
+      params: IdParams,
+      responses: {
+        202: { description: 'the run as it is now', schema: PipelineRun },
+        404: problem('no such pipeline'),
+        409: problem('the pipeline is archived, has no jobs, or has jobs with nothing to run'),
+        503: problem('worker-manager did not answer; no run was created'),
+      },
+    },
+    async ({ params }, _req, res) => {
+      const run = await runner.create(params.id);
+      res.status(202).location(`/api/v1/pipeline-runs/${run.id}`).json(run);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/pipelines/:id/runs',
+      tag: 'pipelines',
+      summary: 'Runs of a pipeline, newest first',
+      params: IdParams,
+      query: PipelineRunListQuery,
+      responses: { 200: { description: 'array of runs; X-Total-Count has the total', schema: z.array(PipelineRun) }, 404: problem('no such pipeline') },
+    },
+    async ({ params, query }, _req, res) => {
+      if (!(await getPipeline(db, params.id))) throw new NotFoundError('pipeline', params.id);
+      const { items, total } = await runs.listRuns(db, params.id, query);
+      sendList(res, items, total);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/pipeline-runs/:id',
+      tag: 'pipelines',
+      summary: "A pipeline run: its status and each job's status and execution",
+      params: IdParams,
+      responses: { 200: { description: 'the run', schema: PipelineRun }, 404: problem('no such run') },
+    },
+    async ({ params }, _req, res) => {
+      const run = await runs.getRun(db, params.id);
+      if (!run) throw new NotFoundError('pipeline run', params.id);
+      res.json(run);
+    },
+  );
+}

@@ -1,0 +1,143 @@
+// SQL for pipeline runs and the state of each job inside a run.
+import { iso } from '@hodei/platform';
+import type { ExecutionStatus, PipelineRun, PipelineRunJobStatus, PipelineRunStatus } from '@hodei/types';
+import type { Db } from './db.js';
+import { Where } from './db.js';
+
+interface RunRow {
+  id: string;
+  pipeline_id: string;
+  status: PipelineRunStatus;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+export interface RunJobRow {
+  job_id: string;
+  name: string;
+  depends_on: string[];
+  status: PipelineRunJobStatus;
+  execution_id: string | null;
+  message: string | null;
+}
+
+function toRun(r: RunRow, jobs: RunJobRow[]): PipelineRun {
+  return {
+    id: r.id,
+    pipeline_id: r.pipeline_id,
+    status: r.status,
+    jobs: jobs.map((j) => ({
+      job_id: j.job_id,
+      name: j.name,
+      depends_on: j.depends_on,
+      status: j.status,
+      execution_id: j.execution_id,
+      message: j.message,
+    })),
+    created_at: iso(r.created_at)!,
+    updated_at: iso(r.updated_at)!,
+    finished_at: iso(r.finished_at),
+  };
+}
+
+export async function insertRun(db: Db, id: string, pipelineId: string, jobs: Array<{ id: string; name: string; depends_on: string[] }>): Promise<void> {
+  await db.query('INSERT INTO pipeline_runs (id, pipeline_id) VALUES ($1, $2)', [id, pipelineId]);
+  await db.query(
+    `INSERT INTO pipeline_run_jobs (run_id, position, job_id, name, depends_on)
+     SELECT $1, j.position, j.job_id, j.name, ARRAY(SELECT jsonb_array_elements_text(j.depends_on))::uuid[]
+     FROM jsonb_to_recordset($2::jsonb) AS j(position integer, job_id uuid, name text, depends_on jsonb)`,
+    [id, JSON.stringify(jobs.map((j, position) => ({ position, job_id: j.id, name: j.name, depends_on: j.depends_on })))],
+  );
+}
+
+export async function runJobs(db: Db, runId: string): Promise<RunJobRow[]> {
+  const { rows } = await db.query<RunJobRow>(
+    'SELECT job_id, name, depends_on, status, execution_id, message FROM pipeline_run_jobs WHERE run_id = $1 ORDER BY position',
+    [runId],
+  );
+  return rows;
+}
+
+export async function getRun(db: Db, id: string): Promise<PipelineRun | null> {
+  const { rows } = await db.query<RunRow>('SELECT * FROM pipeline_runs WHERE id = $1', [id]);
+  return rows[0] ? toRun(rows[0], await runJobs(db, id)) : null;
+}
+
+export async function lockRun(db: Db, id: string): Promise<boolean> {
+  const { rowCount } = await db.query('SELECT 1 FROM pipeline_runs WHERE id = $1 FOR UPDATE', [id]);
+  return Boolean(rowCount);
+}
+
+export async function deleteRun(db: Db, id: string): Promise<void> {
+  await db.query('DELETE FROM pipeline_runs WHERE id = $1', [id]);
+}
+
+export async function listRuns(
+  db: Db,
+  pipelineId: string,
+  q: { status?: PipelineRunStatus | undefined; limit: number; offset: number },
+): Promise<{ items: PipelineRun[]; total: number }> {
+  const w = new Where().add((p) => `pipeline_id = ${p}`, pipelineId);
+  if (q.status) w.add((p) => `status = ${p}`, q.status);
+  const count = await db.query<{ n: number }>(`SELECT count(*) AS n FROM pipeline_runs ${w}`, w.values);
+  const limit = w.param(q.limit);
+  const offset = w.param(q.offset);
+  const { rows } = await db.query<RunRow>(`SELECT * FROM pipeline_runs ${w} ORDER BY id DESC LIMIT ${limit} OFFSET ${offset}`, w.values);
+  const items: PipelineRun[] = [];
+  for (const r of rows) items.push(toRun(r, await runJobs(db, r.id)));
+  return { items, total: count.rows[0]?.n ?? 0 };
+}
+
+/** Runs with a job on this execution, or waiting for a retry of this job after a lost execution. */
+export async function runsForExecution(db: Db, executionId: string, jobId: string): Promise<string[]> {
+  const { rows } = await db.query<{ run_id: string }>(
+    `SELECT DISTINCT run_id FROM pipeline_run_jobs WHERE execution_id = $1 OR (job_id = $2 AND status = 'lost')`,
+    [executionId, jobId],
+  );
+  return rows.map((r) => r.run_id);
+}
+
+/** Current status of the given executions, from job_executions. */
+export async function executionStatuses(db: Db, ids: string[]): Promise<Map<string, ExecutionStatus>> {
+  if (!ids.length) return new Map();
+  const { rows } = await db.query<{ execution_id: string; status: ExecutionStatus }>(
+    'SELECT execution_id, status FROM job_executions WHERE execution_id = ANY ($1::uuid[])',
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.execution_id, r.status]));
+}
+
+/** The job's newest execution created after `afterId` (a retry of a lost one), if any. */
+export async function newestExecutionAfter(db: Db, jobId: string, afterId: string): Promise<{ execution_id: string; status: ExecutionStatus } | null> {
+  const { rows } = await db.query<{ execution_id: string; status: ExecutionStatus }>(
+    'SELECT execution_id, status FROM job_executions WHERE job_id = $1 AND execution_id > $2 ORDER BY execution_id DESC LIMIT 1',
+    [jobId, afterId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function updateRunJob(
+  db: Db,
+  runId: string,
+  jobId: string,
+  v: { status: PipelineRunJobStatus; execution_id?: string | null; message?: string | null },
+  onlyIfStatus?: PipelineRunJobStatus,
+): Promise<void> {
+  await db.query(
+    `UPDATE pipeline_run_jobs SET status = $3,
+       execution_id = CASE WHEN $4 THEN $5::uuid ELSE execution_id END,
+       message = CASE WHEN $6 THEN $7 ELSE message END
+     WHERE run_id = $1 AND job_id = $2 AND ($8::text IS NULL OR status = $8)`,
+    [runId, jobId, v.status, v.execution_id !== undefined, v.execution_id ?? null, v.message !== undefined, v.message ?? null, onlyIfStatus ?? null],
+  );
+}
+
+export async function setRunStatus(db: Db, runId: string, status: PipelineRunStatus): Promise<void> {
+  await db.query(
+    `UPDATE pipeline_runs SET status = $2, updated_at = now(),
+       finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE coalesce(finished_at, now()) END
+     WHERE id = $1 AND status IS DISTINCT FROM $2`,
+    [runId, status],
+  );
+}

@@ -1,0 +1,211 @@
+// Pipeline runs: jobs start in dependency order as their dependencies complete (execution events),
+// failures skip what depends on them, and the run's status aggregates its jobs.
+import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import type { ExecutionStatusEvent } from '@hodei/types';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../src/service.js';
+import { call, deadUrl, eventually, fakeWorkerManager, type FakeWorkerManager } from './helpers.js';
+
+let env: TestEnv;
+let svc: RunningService;
+let wm: FakeWorkerManager;
+/** job id → execution ids worker-manager handed out for it */
+let executed: Map<string, string[]>;
+const api = (method: string, path: string, body?: unknown) => call(svc.url, method, path, body);
+
+async function publish(executionId: string, jobId: string, status: ExecutionStatusEvent['status']): Promise<void> {
+  const e: ExecutionStatusEvent = { execution_id: executionId, job_id: jobId, worker_id: null, status, timestamp: new Date().toISOString() };
+  const final = !['queued', 'running'].includes(status);
+  await svc.ctx.bus.js.publish(final ? svc.ctx.bus.subjects.executionFinished : svc.ctx.bus.subjects.executionStatus(executionId), encodeJson(e));
+}
+
+const executeHandler = (req: { method: string; path: string; body: unknown }) => {
+  if (req.method === 'POST' && req.path === '/api/v1/execute') {
+    const jobId = (req.body as { job_id: string }).job_id;
+    const id = newId();
+    executed.set(jobId, [...(executed.get(jobId) ?? []), id]);
+    return { status: 202, body: { id, job_id: jobId, status: 'queued', created_at: new Date().toISOString() } };
+  }
+  return undefined;
+};
+
+async function runState(runId: string, check: (run: any) => boolean): Promise<any> {
+  return eventually(async () => {
+    const r = await api('GET', `/api/v1/pipeline-runs/${runId}`);
+    return check(r.body) ? r.body : undefined;
+  });
+}
+const byName = (run: any) => Object.fromEntries(run.jobs.map((j: any) => [j.name, j]));
+
+beforeAll(async () => {
+  env = createTestEnv();
+  wm = await fakeWorkerManager();
+  const base = env.config('orchestrator');
+  svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+});
+beforeEach(() => {
+  executed = new Map();
+  wm.handler = executeHandler;
+});
+afterAll(async () => {
+  await svc?.stop();
+  await wm?.close();
+  await env?.cleanup();
+});
+
+const diamond = {
+  name: 'diamond',
+  jobs: [
+    { name: 'a', command: 'echo a' },
+    { name: 'b', command: 'echo b', depends_on: ['a'] },
+    { name: 'c', command: 'echo c', depends_on: ['a'] },
+    { name: 'd', command: 'echo d', depends_on: ['b', 'c'] },
+  ],
+};
+
+describe('pipeline runs', () => {
+  it('runs jobs in dependency order and completes', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', diamond)).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const r = await api('POST', `/api/v1/pipelines/${p.id}/runs`);
+    expect(r.status).toBe(202);
+    expect(r.headers.get('location')).toBe(`/api/v1/pipeline-runs/${r.body.id}`);
+    expect(r.body).toMatchObject({ pipeline_id: p.id, status: 'running', finished_at: null });
+    let jobs = byName(r.body);
+    expect(jobs.a).toMatchObject({ status: 'queued', execution_id: executed.get(ids.a)![0] });
+    expect([jobs.b.status, jobs.c.status, jobs.d.status]).toEqual(['waiting', 'waiting', 'waiting']);
+    expect([...executed.keys()]).toEqual([ids.a]);
+
+    await publish(executed.get(ids.a)![0]!, ids.a, 'running');
+    await runState(r.body.id, (run) => byName(run).a.status === 'running');
+    await publish(executed.get(ids.a)![0]!, ids.a, 'completed');
+    let run = await runState(r.body.id, (x) => byName(x).b.status === 'queued' && byName(x).c.status === 'queued');
+    jobs = byName(run);
+    expect(jobs.a.status).toBe('completed');
+    expect(jobs.d.status).toBe('waiting');
+    expect(executed.get(ids.b)).toHaveLength(1);
+    expect(executed.get(ids.c)).toHaveLength(1);
+    expect(executed.has(ids.d)).toBe(false);
+
+    await publish(executed.get(ids.b)![0]!, ids.b, 'completed');
+    await runState(r.body.id, (x) => byName(x).b.status === 'completed');
+    expect(executed.has(ids.d)).toBe(false); // c still runs
+    await publish(executed.get(ids.c)![0]!, ids.c, 'completed');
+    run = await runState(r.body.id, (x) => byName(x).d.status === 'queued');
+    expect(run.status).toBe('running');
+    await publish(executed.get(ids.d)![0]!, ids.d, 'completed');
+    run = await runState(r.body.id, (x) => x.status === 'completed');
+    expect(run.finished_at).toMatch(/\.\d{3}Z$/);
+    expect(run.jobs.every((j: { status: string }) => j.status === 'completed')).toBe(true);
+    // every job ran exactly once, and the jobs' own status followed
+    expect([...executed.values()].map((v) => v.length)).toEqual([1, 1, 1, 1]);
+    expect((await api('GET', `/api/v1/jobs/${ids.d}`)).body.status).toBe('completed');
+
+    const list = await api('GET', `/api/v1/pipelines/${p.id}/runs`);
+    expect(list.status).toBe(200);
+    expect(list.headers.get('x-total-count')).toBe('1');
+    expect(list.body.map((x: { id: string }) => x.id)).toEqual([r.body.id]);
+    expect((await api('GET', `/api/v1/pipelines/${p.id}/runs?status=running`)).body).toEqual([]);
+  });
+
+  it('a failed job skips what depends on it and fails the run', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { ...diamond, name: 'failing' })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    await publish(executed.get(ids.a)![0]!, ids.a, 'completed');
+    await runState(r.id, (x) => byName(x).c.status === 'queued');
+    await publish(executed.get(ids.c)![0]!, ids.c, 'failed');
+    let run = await runState(r.id, (x) => byName(x).d.status === 'skipped');
+    expect(run.status).toBe('running'); // b is still queued
+    await publish(executed.get(ids.b)![0]!, ids.b, 'completed');
+    run = await runState(r.id, (x) => x.status === 'failed');
+    expect(byName(run)).toMatchObject({ a: { status: 'completed' }, b: { status: 'completed' }, c: { status: 'failed' }, d: { status: 'skipped', execution_id: null } });
+    expect(executed.has(ids.d)).toBe(false);
+  });
+
+  it('a cancelled job makes the run cancelled', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'chain', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const a = p.jobs[0].id;
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    await publish(executed.get(a)![0]!, a, 'cancelled');
+    const run = await runState(r.id, (x) => x.status === 'cancelled');
+    expect(byName(run).b.status).toBe('skipped');
+  });
+
+  it('follows an execution whose events arrive before worker-manager answered execute', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'fast', jobs: [{ name: 'quick', command: 'true' }, { name: 'next', command: 'true', depends_on: ['quick'] }] })).body;
+    const quick = p.jobs[0].id;
+    wm.handler = async (req) => {
+      const reply = executeHandler(req);
+      const jobId = (req.body as { job_id?: string } | undefined)?.job_id;
+      if (reply && jobId === quick) {
+        const eid = (reply.body as { id: string }).id;
+        await publish(eid, quick, 'completed');
+        await eventually(async () => ((await api('GET', `/api/v1/jobs/${quick}`)).body.status === 'completed' ? true : undefined));
+      }
+      return reply;
+    };
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const run = await runState(r.id, (x) => byName(x).next.status === 'queued');
+    expect(byName(run).quick.status).toBe('completed');
+  });
+
+  it('a lost execution retried by worker-manager keeps the run going', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'lossy', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const a = p.jobs[0].id;
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    await publish(executed.get(a)![0]!, a, 'lost');
+    await runState(r.id, (x) => x.status === 'failed' && byName(x).b.status === 'skipped');
+    const retry = newId();
+    await publish(retry, a, 'running');
+    let run = await runState(r.id, (x) => byName(x).a.status === 'running');
+    expect(run.status).toBe('running');
+    expect(byName(run).a.execution_id).toBe(retry);
+    expect(byName(run).b.status).toBe('waiting');
+    await publish(retry, a, 'completed');
+    run = await runState(r.id, (x) => byName(x).b.status === 'queued');
+    expect(run.finished_at).toBeNull();
+  });
+
+  it('a job worker-manager refuses to start fails, with the reason', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'refused', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    wm.handler = (req) => (req.path === '/api/v1/execute' ? { status: 400, body: { title: 'Bad Request', status: 400, detail: 'no worker can run it' } } : undefined);
+    const r = await api('POST', `/api/v1/pipelines/${p.id}/runs`);
+    expect(r.status).toBe(202);
+    expect(r.body.status).toBe('failed');
+    expect(byName(r.body).a).toMatchObject({ status: 'failed', execution_id: null });
+    expect(byName(r.body).a.message).toContain('no worker can run it');
+    expect(byName(r.body).b.status).toBe('skipped');
+  });
+
+  it('refuses runs that cannot start', async () => {
+    expect((await api('POST', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);
+    expect((await api('GET', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);
+    expect((await api('GET', `/api/v1/pipeline-runs/${newId()}`)).status).toBe(404);
+    expect((await api('GET', '/api/v1/pipeline-runs/nope')).status).toBe(400);
+    const empty = (await api('POST', '/api/v1/pipelines', { name: 'empty' })).body;
+    expect((await api('POST', `/api/v1/pipelines/${empty.id}/runs`)).status).toBe(409);
+    const idle = (await api('POST', '/api/v1/pipelines', { name: 'idle', jobs: [{ name: 'nothing-to-do' }] })).body;
+    const r = await api('POST', `/api/v1/pipelines/${idle.id}/runs`);
+    expect(r.status).toBe(409);
+    expect(r.body.detail).toContain('nothing-to-do');
+    const archived = (await api('POST', '/api/v1/pipelines', { name: 'old', jobs: [{ name: 'a', command: 'true' }] })).body;
+    await api('PATCH', `/api/v1/pipelines/${archived.id}`, { status: 'archived' });
+    expect((await api('POST', `/api/v1/pipelines/${archived.id}/runs`)).status).toBe(409);
+    expect(executed.size).toBe(0);
+  });
+
+  it('answers 503 and keeps no run when worker-manager is down', async () => {
+    const base = env.config('orchestrator');
+    const lonely = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': await deadUrl() } });
+    try {
+      const p = (await call(lonely.url, 'POST', '/api/v1/pipelines', { name: 'unreachable', jobs: [{ name: 'a', command: 'true' }] })).body;
+      const r = await call(lonely.url, 'POST', `/api/v1/pipelines/${p.id}/runs`);
+      expect(r.status).toBe(503);
+      const list = await call(lonely.url, 'GET', `/api/v1/pipelines/${p.id}/runs`);
+      expect(list.body).toEqual([]);
+    } finally {
+      await lonely.stop();
+    }
+  });
+});
