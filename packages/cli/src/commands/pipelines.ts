@@ -25,7 +25,7 @@ function parsePipelineFile(file: string, text: string): { name: string; descript
   try {
     doc = parseYaml(text);
   } catch (err) {
-    throw new CliError(`${file}: ${(err as Error).message.split('\n')[0]}`);
+    throw new CliError(`${file}: ${(err as Error).message.split('\n')[0]?.replace(/:$/, '')}`);
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new CliError(`${file}: a pipeline file is a YAML mapping (name:, jobs:)`);
   const d = doc as Record<string, unknown>;

@@ -84,7 +84,7 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
     try {
       doc = parseYaml(text);
     } catch (err) {
-      throw new CliError(`${flags.file}: ${(err as Error).message.split('\n')[0]}`);
+      throw new CliError(`${flags.file}: ${(err as Error).message.split('\n')[0]?.replace(/:$/, '')}`);
     }
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new CliError(`${flags.file}: a job file is a YAML mapping (name:, command:, …)`);
     base = doc as Record<string, unknown>;
