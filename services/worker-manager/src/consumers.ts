@@ -4,18 +4,26 @@ import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@na
 import { decodeJson, type ServiceContext } from '@hodei/platform';
 import { ExecutionStatusEvent, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
-import type { LogHub } from './live/log-hub.js';
+import type { LogHub, PendingBatch } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
 import { insertLines, type StoredLine } from './store/logs.js';
 
 /** At most this many lines per INSERT; more waiting lines go in the next one. */
-const MAX_INSERT_LINES = 20_000;
+const MAX_INSERT_LINES = 5000;
 /** Stop pulling while this many lines wait for their insert (bounds memory). */
-const MAX_BUFFERED_LINES = 100_000;
+const MAX_BUFFERED_LINES = 40_000;
+/** Inserts running at once (each on its own pooled connection). */
+const INSERT_CONCURRENCY = 3;
 
 interface Batch {
   execution_id: string;
   lines: LogLine[];
+}
+
+interface Buffered {
+  msg: JsMsg;
+  batch: Batch;
+  pending: PendingBatch;
 }
 
 /** Cheap structural check of a batch (a million lines go through here; no schema walk per line). */
@@ -53,9 +61,10 @@ export class Consumers {
   private logMessages: ConsumerMessages | undefined;
   private statusMessages: ConsumerMessages | undefined;
   private loops: Promise<void>[] = [];
-  private buffered: { msg: JsMsg; batch: Batch }[] = [];
+  private buffered: Buffered[] = [];
   private bufferedLines = 0;
-  private flushing: Promise<void> | null = null;
+  private flushers = 0;
+  private flushed: Promise<void>[] = [];
   private roomWaiters: (() => void)[] = [];
 
   constructor(
@@ -69,7 +78,7 @@ export class Consumers {
     const s = this.ctx.bus.subjects;
     const logs = await durable(this.ctx, s.logsStream, 'worker-manager-logs', s.logsAll, 10_000);
     const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000);
-    this.logMessages = await logs.consume({ max_messages: 500 });
+    this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = await status.consume({ max_messages: 200 });
     this.loops.push(this.logLoop(this.logMessages), this.statusLoop(this.statusMessages));
   }
@@ -78,7 +87,7 @@ export class Consumers {
     await this.logMessages?.close().catch(() => undefined);
     await this.statusMessages?.close().catch(() => undefined);
     await Promise.allSettled(this.loops);
-    await this.flushing;
+    await Promise.allSettled(this.flushed);
   }
 
   private async logLoop(messages: ConsumerMessages): Promise<void> {
@@ -94,10 +103,15 @@ export class Consumers {
         msg.term('malformed log batch');
         continue;
       }
-      this.hub.publish(batch.execution_id, batch.lines);
-      this.buffered.push({ msg, batch });
+      const pending = this.hub.publish(batch.execution_id, batch.lines);
+      this.buffered.push({ msg, batch, pending });
       this.bufferedLines += batch.lines.length;
-      this.flushing ??= this.flushAll();
+      if (this.flushers < INSERT_CONCURRENCY) {
+        this.flushers++;
+        const p = this.flushAll();
+        this.flushed.push(p);
+        void p.finally(() => (this.flushed = this.flushed.filter((x) => x !== p)));
+      }
       if (this.bufferedLines > MAX_BUFFERED_LINES) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
   }
@@ -106,7 +120,7 @@ export class Consumers {
   private async flushAll(): Promise<void> {
     try {
       while (this.buffered.length) {
-        const take: { msg: JsMsg; batch: Batch }[] = [];
+        const take: Buffered[] = [];
         let n = 0;
         while (this.buffered.length && (n === 0 || n + this.buffered[0]!.batch.lines.length <= MAX_INSERT_LINES)) {
           const b = this.buffered.shift()!;
@@ -126,15 +140,15 @@ export class Consumers {
           this.release(n);
           continue;
         }
-        for (const { msg, batch } of take) {
+        for (const { msg, batch, pending } of take) {
           msg.ack();
-          this.hub.persisted(batch.execution_id, batch.lines.map((l) => l.seq));
+          this.hub.persisted(batch.execution_id, pending);
         }
         this.metrics.linesIngested.inc(n);
         this.release(n);
       }
     } finally {
-      this.flushing = null;
+      this.flushers--;
     }
   }
 

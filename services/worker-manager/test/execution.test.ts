@@ -151,8 +151,8 @@ describe('real executions on a spawned worker', () => {
     const e = await execute({ command: 'for i in 1 2 3 4 5 6; do echo "tick $i"; sleep 0.2; done', labels: { pool: 'main' } });
     const c = await openSse(`${wm.url}/api/v1/executions/${e.id}/logs/stream`);
     const first = await c.waitFor((ev) => ev.event === 'log', 10_000);
-    // the job is still running when its first line arrives
-    expect((await getExecution(e.id)).status).toBe('running');
+    // the job has not finished when its first line arrives
+    expect(FINAL).not.toContain((await getExecution(e.id)).status);
     const done = await c.waitFor((ev) => ev.event === 'completed', 10_000);
     await c.ended;
     const got = logEvents(c);
@@ -160,6 +160,7 @@ describe('real executions on a spawned worker', () => {
     const arrivals = c.events.filter((ev) => ev.event === 'log').map((ev) => ev.at);
     expect(arrivals.at(-1)! - first.at).toBeGreaterThan(700);
     for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThan(100);
+    expect(done.at - first.at).toBeGreaterThan(800);
     expect(JSON.parse(done.data)).toMatchObject({ status: 'completed', exit_code: 0 });
   });
 

@@ -26,9 +26,19 @@ const MAX_BUFFER = 20_000;
 /** After the final status, how long to wait for the last lines before re-reading the store and completing anyway. */
 const FINAL_GRACE_MS = 10_000;
 
+/** Batches are kept whole (not line by line): cheap to add and to drop once stored. */
+export interface PendingBatch {
+  lines: LogLine[];
+  framed?: Framed[];
+}
+
 class Channel {
-  readonly pending = new Map<number, Framed>();
+  readonly pending = new Set<PendingBatch>();
   readonly subs = new Set<LogSubscriber>();
+}
+
+function framedOf(b: PendingBatch): Framed[] {
+  return (b.framed ??= b.lines.map((line) => ({ line, frame: logFrame(line) })));
 }
 
 export class LogSubscriber {
@@ -96,7 +106,7 @@ export class LogSubscriber {
       for (;;) {
         this.overflow = false;
         const start = this.nextSeq;
-        const snapshot = [...this.channel.pending.values()];
+        const snapshot = [...this.channel.pending];
         for (;;) {
           const page = await readPage(this.hub.db, this.executionId, this.nextSeq - 1, PAGE);
           if (this.done) return;
@@ -115,7 +125,10 @@ export class LogSubscriber {
           if (this.done || this.conn.closed) return;
           if (gap || page.length < PAGE) break;
         }
-        for (const f of snapshot) if (f.line.seq >= this.nextSeq) this.buffer.set(f.line.seq, f);
+        for (const b of snapshot) {
+          if (b.lines.length && b.lines[b.lines.length - 1]!.seq < this.nextSeq) continue;
+          for (const f of framedOf(b)) if (f.line.seq >= this.nextSeq) this.buffer.set(f.line.seq, f);
+        }
         const rest = this.takeBuffered();
         if (rest) this.conn.write(rest);
         if (this.nextSeq === start && !this.overflow) break;
@@ -178,24 +191,23 @@ export class LogHub {
 
   constructor(readonly db: Pool) {}
 
-  /** Fans a batch out at once and keeps it in memory until `persisted`. */
-  publish(executionId: string, lines: LogLine[]): void {
+  /** Fans a batch out at once and keeps it in memory until `persisted`; frames are only built when someone listens. */
+  publish(executionId: string, lines: LogLine[]): PendingBatch {
     const ch = this.channel(executionId);
-    const framed: Framed[] = new Array(lines.length);
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      const f = { line, frame: logFrame(line) };
-      framed[i] = f;
-      ch.pending.set(line.seq, f);
+    const batch: PendingBatch = { lines };
+    ch.pending.add(batch);
+    if (ch.subs.size) {
+      const framed = framedOf(batch);
+      for (const sub of ch.subs) sub.deliver(framed);
     }
-    for (const sub of ch.subs) sub.deliver(framed);
+    return batch;
   }
 
-  /** The insert of these lines committed: they can leave memory. */
-  persisted(executionId: string, seqs: number[]): void {
+  /** The insert of this batch committed: it can leave memory. */
+  persisted(executionId: string, batch: PendingBatch): void {
     const ch = this.channels.get(executionId);
     if (!ch) return;
-    for (const s of seqs) ch.pending.delete(s);
+    ch.pending.delete(batch);
     this.gc(executionId, ch);
   }
 
@@ -213,7 +225,7 @@ export class LogHub {
   pendingMax(executionId: string): number {
     let max = 0;
     const ch = this.channels.get(executionId);
-    if (ch) for (const s of ch.pending.keys()) if (s > max) max = s;
+    if (ch) for (const b of ch.pending) for (const l of b.lines) if (l.seq > max) max = l.seq;
     return max;
   }
 
