@@ -1,6 +1,7 @@
 // One execution on this worker: spawn, read and number its output, ship logs and status, enforce
 // the timeout, honour cancel, and clean up every process and temp file it leaves.
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
@@ -24,6 +25,9 @@ export interface ExecutionDeps {
   tmpDir: string;
   reaper: Reaper;
   logger: Logger;
+  /** The process is over and its logs are shipped: called just before the final status goes out,
+   *  so the slot is free by the time anyone hears of the end. */
+  onSlotFree: (executionId: string) => void;
 }
 
 export type KillReason = 'cancelled' | 'timed_out' | 'lost';
@@ -63,7 +67,8 @@ export class Execution {
     this.log = deps.logger.child({ execution_id: this.id });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     this.shipper = new LogShipper(deps.js, deps.subjects.logs(this.id), this.id, this.log, (pause) => this.onPressure(pause));
-    this.resultPath = path.join(deps.tmpDir, `hodei-result-${this.id}.json`);
+    // A fresh name per run: a file left by an earlier attempt can never pass for this one's.
+    this.resultPath = path.join(deps.tmpDir, `hodei-result-${this.id}-${randomBytes(4).toString('hex')}.json`);
   }
 
   start(): void {
@@ -94,8 +99,6 @@ export class Execution {
     if (this.assignment.traceparent) env.TRACEPARENT = this.assignment.traceparent;
     const cwd = spec.working_dir ?? undefined;
 
-    // A result file from an earlier attempt must not pass for this one's.
-    await rm(this.resultPath, { force: true });
     let req: SpawnRequest;
     if (spec.script !== null) {
       this.scriptPath = path.join(this.deps.tmpDir, `hodei-script-${this.id}`);
@@ -177,8 +180,7 @@ export class Execution {
         message = exitCode !== null ? `exited with code ${exitCode}` : `killed by signal ${signal ?? 'unknown'}`;
       }
     }
-    const result = await this.readResult();
-    await this.removeTempFiles();
+    const [result] = await Promise.all([this.readResult(), this.removeScript()]);
     await this.finish(status, exitCode, signal, message, finishedAt, result);
   }
 
@@ -242,7 +244,7 @@ export class Execution {
     this.readTimestamp = now.toISOString();
     this.emitLine('stderr', `hodei: ${message}`);
     this.log.warn({ reason: message }, 'execution could not start');
-    await this.removeTempFiles();
+    await this.removeScript();
     await this.finish('failed', null, null, message, now, {});
   }
 
@@ -263,13 +265,20 @@ export class Execution {
     return `cannot start the process: ${error.message}`;
   }
 
+  /** The result file, read and removed; nothing when the job wrote none. */
   private async readResult(): Promise<{ result?: unknown; result_error?: string }> {
-    const info = await stat(this.resultPath).catch(() => null);
-    if (!info) return {};
-    if (!info.isFile()) return { result_error: 'result file is not a regular file' };
-    if (info.size > MAX_RESULT_BYTES) return { result_error: `result file is larger than 1 MiB (${info.size} bytes)` };
+    let handle;
     try {
-      const text = await readFile(this.resultPath, 'utf8');
+      handle = await open(this.resultPath, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      return { result_error: `result file could not be read: ${(err as Error).message}` };
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) return { result_error: 'result file is not a regular file' };
+      if (info.size > MAX_RESULT_BYTES) return { result_error: `result file is larger than 1 MiB (${info.size} bytes)` };
+      const text = await handle.readFile('utf8');
       try {
         return { result: JSON.parse(text) as unknown };
       } catch (err) {
@@ -277,12 +286,14 @@ export class Execution {
       }
     } catch (err) {
       return { result_error: `result file could not be read: ${(err as Error).message}` };
+    } finally {
+      await handle.close().catch(() => undefined);
+      await unlink(this.resultPath).catch(() => undefined);
     }
   }
 
-  private async removeTempFiles(): Promise<void> {
-    const files = [this.resultPath, this.scriptPath].filter((f): f is string => f !== undefined);
-    await Promise.all(files.map((f) => rm(f, { force: true }).catch(() => undefined)));
+  private async removeScript(): Promise<void> {
+    if (this.scriptPath) await unlink(this.scriptPath).catch(() => undefined);
   }
 
   private async finish(
@@ -298,6 +309,7 @@ export class Execution {
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
     this.sendProgress();
+    this.deps.onSlotFree(this.id);
     this.publishStatus({
       status,
       exit_code: exitCode,

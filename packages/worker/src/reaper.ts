@@ -1,68 +1,178 @@
 // Kills what is left of executions: SIGTERM to the process group and to every process carrying the
 // execution's HODEI_EXECUTION_ID, then SIGKILL after the grace period to whatever remains.
-// Clean-ups after a normal exit are coalesced, so one /proc scan serves every execution that
-// ended in the same turn of the event loop.
+// Scanning /proc costs 1-2 ms of blocking file reads, so it runs on a small worker thread; scans
+// requested while one is under way are merged into the next.
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '@hodei/platform';
 import { findExecutionProcesses, signalGroup, signalPids } from './procs.js';
 
+type Signal = 'SIGTERM' | 'SIGKILL';
+
+// Plain JS so the thread loads the same way from src (tests) and dist. It mirrors
+// findExecutionProcesses() and signals what it finds itself, saving a round trip.
+const SCAN_THREAD = `
+const { parentPort } = require('node:worker_threads');
+const { readdirSync, readFileSync } = require('node:fs');
+parentPort.on('message', ({ seq, ids, signal }) => {
+  const needles = ids.map((id) => [id, Buffer.from('HODEI_EXECUTION_ID=' + id + '\\0')]);
+  const found = {};
+  let entries = [];
+  try { entries = readdirSync('/proc'); } catch {}
+  const self = String(process.pid);
+  for (const name of entries) {
+    const c = name.charCodeAt(0);
+    if (c < 48 || c > 57 || name === self) continue;
+    let environ;
+    try { environ = readFileSync('/proc/' + name + '/environ'); } catch { continue; }
+    if (environ.length === 0) continue;
+    for (const [id, needle] of needles) {
+      if (environ.indexOf(needle) !== -1) {
+        (found[id] ??= []).push(Number(name));
+        try { process.kill(Number(name), signal); } catch {}
+      }
+    }
+  }
+  parentPort.postMessage({ seq, found });
+});
+`;
+
+interface Pending {
+  ids: Map<string, number | undefined>;
+  resolvers: Array<(found: Map<string, number[]>) => void>;
+}
+
 export class Reaper {
-  private queued = new Map<string, number | undefined>();
-  private scanScheduled = false;
-  private kills = new Map<NodeJS.Timeout, () => void>();
+  private kills = new Map<NodeJS.Timeout, { executionId: string; pgid: number | undefined }>();
+  private thread: Worker | undefined;
+  private threadFailed = false;
+  private closed = false;
+  private inFlight = new Map<number, { ids: string[]; signal: Signal; resolve: (found: Map<string, number[]>) => void }>();
+  private nextSeq = 1;
+  /** Per signal: ids waiting for the next scan. */
+  private queued = new Map<Signal, Pending>();
+  private scanning = new Set<Signal>();
 
   constructor(
     private readonly graceMs: number,
     private readonly logger: Logger,
   ) {}
 
-  /** Cancel / timeout: SIGTERM everything of the execution now (synchronously), SIGKILL later. */
+  /** Cancel / timeout: SIGTERM everything of the execution now, SIGKILL after the grace period. */
   terminate(executionId: string, pgid: number | undefined): void {
     signalGroup(pgid, 'SIGTERM');
-    const pids = findExecutionProcesses([executionId]).get(executionId) ?? [];
-    signalPids(pids, 'SIGTERM');
+    void this.scan(executionId, pgid, 'SIGTERM');
     this.scheduleKill(executionId, pgid);
   }
 
   /** After the main process exited: whatever it left behind goes too. */
   cleanup(executionId: string, pgid: number | undefined): void {
-    this.queued.set(executionId, pgid);
-    if (this.scanScheduled) return;
-    this.scanScheduled = true;
-    setImmediate(() => this.scanQueued());
+    const group = signalGroup(pgid, 'SIGTERM');
+    void this.scan(executionId, pgid, 'SIGTERM').then((pids) => {
+      if (!group && pids.length === 0) return;
+      this.logger.info({ execution_id: executionId, leftover_pids: pids }, 'terminating processes the job left behind');
+      this.scheduleKill(executionId, pgid);
+    });
   }
 
-  private scanQueued(): void {
-    this.scanScheduled = false;
-    const batch = this.queued;
-    this.queued = new Map();
-    const found = findExecutionProcesses(batch.keys());
-    for (const [executionId, pgid] of batch) {
-      const group = signalGroup(pgid, 'SIGTERM');
-      const pids = found.get(executionId) ?? [];
-      if (!group && pids.length === 0) continue;
-      this.logger.info({ execution_id: executionId, leftover_pids: pids }, 'terminating processes the job left behind');
-      signalPids(pids, 'SIGTERM');
-      this.scheduleKill(executionId, pgid);
+  /** Worker exit: the pending SIGKILLs happen now rather than leave processes behind. */
+  killPendingNow(): void {
+    const ids: string[] = [];
+    for (const [timer, { executionId, pgid }] of this.kills) {
+      clearTimeout(timer);
+      signalGroup(pgid, 'SIGKILL');
+      ids.push(executionId);
     }
+    this.kills.clear();
+    for (const pids of findExecutionProcesses(ids).values()) signalPids(pids, 'SIGKILL');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const thread = this.thread;
+    this.thread = undefined;
+    if (thread) await thread.terminate();
   }
 
   private scheduleKill(executionId: string, pgid: number | undefined): void {
-    const kill = () => {
+    const timer = setTimeout(() => {
       this.kills.delete(timer);
       signalGroup(pgid, 'SIGKILL');
-      const pids = findExecutionProcesses([executionId]).get(executionId) ?? [];
-      if (pids.length > 0) this.logger.warn({ execution_id: executionId, pids }, 'SIGKILL to processes that ignored SIGTERM');
-      signalPids(pids, 'SIGKILL');
-    };
-    const timer = setTimeout(kill, this.graceMs);
-    this.kills.set(timer, kill);
+      void this.scan(executionId, pgid, 'SIGKILL').then((pids) => {
+        if (pids.length > 0) this.logger.warn({ execution_id: executionId, pids }, 'SIGKILL to processes that ignored SIGTERM');
+      });
+    }, this.graceMs);
+    this.kills.set(timer, { executionId, pgid });
   }
 
-  /** Worker exit: do the pending SIGKILLs now rather than leave processes behind. */
-  killPendingNow(): void {
-    for (const [timer, kill] of this.kills) {
-      clearTimeout(timer);
-      kill();
-    }
+  /** Finds the execution's processes and sends them `signal`; resolves with their pids. */
+  private scan(executionId: string, pgid: number | undefined, signal: Signal): Promise<number[]> {
+    return new Promise((resolve) => {
+      let pending = this.queued.get(signal);
+      if (!pending) {
+        pending = { ids: new Map(), resolvers: [] };
+        this.queued.set(signal, pending);
+      }
+      pending.ids.set(executionId, pgid);
+      pending.resolvers.push((found) => resolve(found.get(executionId) ?? []));
+      this.pump(signal);
+    });
   }
+
+  private pump(signal: Signal): void {
+    if (this.scanning.has(signal)) return;
+    const pending = this.queued.get(signal);
+    if (!pending) return;
+    this.queued.delete(signal);
+    this.scanning.add(signal);
+    void this.scanIds([...pending.ids.keys()], signal).then((found) => {
+      this.scanning.delete(signal);
+      for (const r of pending.resolvers) r(found);
+      this.pump(signal);
+    });
+  }
+
+  private scanIds(ids: string[], signal: Signal): Promise<Map<string, number[]>> {
+    const thread = this.ensureThread();
+    if (!thread) return Promise.resolve(scanInline(ids, signal));
+    const seq = this.nextSeq++;
+    return new Promise((resolve) => {
+      this.inFlight.set(seq, { ids, signal, resolve });
+      thread.postMessage({ seq, ids, signal });
+    });
+  }
+
+  private ensureThread(): Worker | undefined {
+    if (this.thread || this.threadFailed || this.closed) return this.thread;
+    try {
+      const thread = new Worker(SCAN_THREAD, { eval: true });
+      thread.unref();
+      thread.on('message', ({ seq, found }: { seq: number; found: Record<string, number[]> }) => {
+        const request = this.inFlight.get(seq);
+        this.inFlight.delete(seq);
+        request?.resolve(new Map(Object.entries(found)));
+      });
+      thread.on('error', (err) => this.onThreadDown(err));
+      thread.on('exit', () => this.onThreadDown(undefined));
+      this.thread = thread;
+    } catch (err) {
+      this.onThreadDown(err);
+    }
+    return this.thread;
+  }
+
+  /** Without the thread, scans run inline: slower for the event loop, never skipped. */
+  private onThreadDown(err: unknown): void {
+    if (err) this.logger.error({ err }, 'process scan thread failed; scanning inline');
+    this.threadFailed = true;
+    this.thread = undefined;
+    const waiting = [...this.inFlight.values()];
+    this.inFlight.clear();
+    for (const { ids, signal, resolve } of waiting) resolve(scanInline(ids, signal));
+  }
+}
+
+function scanInline(ids: string[], signal: Signal): Map<string, number[]> {
+  const found = findExecutionProcesses(ids);
+  for (const pids of found.values()) signalPids(pids, signal);
+  return found;
 }

@@ -51,7 +51,10 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
 }
 
 class WorkerAgent {
+  /** Executions until their final status is published. */
   readonly executions = new Map<string, Execution>();
+  /** Executions holding a slot: the process runs or its logs are still being shipped. */
+  private readonly busy = new Set<string>();
   readonly done: Promise<void>;
   private resolveDone!: () => void;
   private readonly subjects;
@@ -98,8 +101,8 @@ class WorkerAgent {
         ack = { accepted: true }; // a re-sent assignment we already run: never run it twice
       } else if (this.draining || this.shuttingDown) {
         ack = { accepted: false, reason: 'worker is draining' };
-      } else if (this.executions.size >= this.config.capacity.slots) {
-        ack = { accepted: false, reason: `no free slot (${this.executions.size}/${this.config.capacity.slots} busy)` };
+      } else if (this.busy.size >= this.config.capacity.slots) {
+        ack = { accepted: false, reason: `no free slot (${this.busy.size}/${this.config.capacity.slots} busy)` };
       } else {
         toStart = new Execution(
           {
@@ -110,10 +113,12 @@ class WorkerAgent {
             tmpDir: this.config.tmpDir,
             reaper: this.reaper,
             logger: this.logger,
+            onSlotFree: (id) => this.busy.delete(id),
           },
           parsed.data,
         );
         this.executions.set(toStart.id, toStart);
+        this.busy.add(toStart.id);
         ack = { accepted: true };
       }
     } catch (err) {
@@ -127,6 +132,7 @@ class WorkerAgent {
     const execution = toStart;
     execution.start();
     void execution.finished.then(() => {
+      this.busy.delete(execution.id);
       this.executions.delete(execution.id);
       if (this.draining && this.executions.size === 0) void this.shutdown();
     });
@@ -206,6 +212,7 @@ class WorkerAgent {
       execution.abort();
     }
     this.reaper.killPendingNow();
+    await this.reaper.close();
     try {
       await this.nc.drain();
     } catch (err) {

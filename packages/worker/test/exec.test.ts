@@ -193,7 +193,7 @@ describe('assignments', () => {
   it('beats with its running executions', async () => {
     const beats: Array<{ running_executions: string[]; status: string }> = [];
     const sub = h.bus.nc.subscribe(h.bus.subjects.heartbeat(h.worker.id), {
-      callback: (_e, m) => beats.push(JSON.parse(new TextDecoder().decode(m.data))),
+      callback: (_e, m) => void beats.push(JSON.parse(new TextDecoder().decode(m.data))),
     });
     const run = await h.assign({ command: 'sleep 0.4' });
     await run.final;

@@ -17,7 +17,7 @@ describe('drain and stop', () => {
     const w = await h.start();
     const beats: string[] = [];
     const sub = h.bus.nc.subscribe(h.bus.subjects.heartbeat(w.id), {
-      callback: (_e, m) => beats.push(JSON.parse(new TextDecoder().decode(m.data)).status),
+      callback: (_e, m) => void beats.push(JSON.parse(new TextDecoder().decode(m.data)).status),
     });
     const run = await h.assign({ command: 'sleep 0.5; echo finished' }, { to: w });
     await run.running;
