@@ -131,3 +131,21 @@ export const HeartbeatBody = z
 export type HeartbeatBody = z.infer<typeof HeartbeatBody>;
 
 export const HeartbeatAck = z.object({ id: Id, status: RegistryWorkerStatus, last_heartbeat_at: Timestamp }).openapi('HeartbeatAck');
+
+// ---- events ----
+
+/** Published on `<p>.schedule.fired` (JetStream) after each firing a scheduler made. */
+export const ScheduleFiredEvent = z
+  .object({
+    schedule_id: Id,
+    run_id: Id,
+    job_id: Id.nullable(),
+    pipeline_id: Id.nullable(),
+    scheduled_at: Timestamp,
+    fired_at: Timestamp,
+    execution_id: Id.nullable(),
+    outcome: z.enum(['fired', 'skipped', 'failed']),
+    message: z.string().nullable(),
+  })
+  .openapi('ScheduleFiredEvent');
+export type ScheduleFiredEvent = z.infer<typeof ScheduleFiredEvent>;

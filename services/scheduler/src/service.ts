@@ -1,8 +1,9 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { bootService, Counter, Gauge, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { bootService, Counter, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import { startEventConsumers } from './events.js';
+import { Firer } from './firer.js';
 import { Placer } from './placer.js';
 import { registerScheduleRoutes } from './routes/schedules.js';
 import { registerWorkerRoutes } from './routes/workers.js';
@@ -63,8 +64,29 @@ export const definition: ServiceDefinition = {
       },
     });
 
+    const firer = new Firer(
+      schedules,
+      new ServiceClient(config.urls['worker-manager'], config.apiToken),
+      orchestrator,
+      bus,
+      {
+        lateness: new Histogram({
+          name: 'hodei_schedule_lateness_seconds',
+          help: 'Time from a firing\'s scheduled second to the moment the scheduler fired it',
+          buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 60],
+          registers: [metrics],
+        }),
+        firings: new Counter({
+          name: 'hodei_schedule_firings_total',
+          help: 'Schedule firings by outcome (fired, skipped, failed, missed)',
+          labelNames: ['outcome'] as const,
+          registers: [metrics],
+        }),
+      },
+      logger.child({ component: 'cron' }),
+    );
     const placer = new Placer(bus, queue, workers, placements, logger.child({ component: 'placer' }));
-    registerScheduleRoutes(api, schedules, orchestrator, () => undefined);
+    registerScheduleRoutes(api, schedules, orchestrator, () => firer.kick());
     registerWorkerRoutes(api, workers, () => placer.kick());
 
     let stopConsumers: (() => Promise<void>) | undefined;
@@ -113,11 +135,13 @@ export const definition: ServiceDefinition = {
           },
           caughtUp: () => placer.setReady(),
         });
+        firer.kick();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
         every(Math.max(50, Math.floor(config.heartbeatTimeoutMs / 2)), expireWorkers, 'heartbeat time-out check');
       },
       stop: async () => {
         for (const t of timers) clearInterval(t);
+        await firer.stop();
         await placer.stop();
         await stopConsumers?.();
       },

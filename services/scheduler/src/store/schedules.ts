@@ -159,4 +159,88 @@ export class ScheduleStore {
     }
     return { items: rows.map(toRun), total };
   }
+
+  // ---- firing ----
+
+  /** Enabled schedules due at `now`, oldest first. */
+  async due(now: Date, limit = 500): Promise<DueSchedule[]> {
+    const { rows } = await this.db.query<ScheduleRow>(
+      `SELECT * FROM schedules WHERE enabled AND NOT completed AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      job_id: r.job_id,
+      pipeline_id: r.pipeline_id,
+      cron: r.cron,
+      timezone: r.timezone,
+      overlap_policy: r.overlap_policy,
+      misfire_policy: r.misfire_policy,
+      next_run_at: r.next_run_at!,
+    }));
+  }
+
+  /** When the next enabled schedule is due, if any. */
+  async earliest(): Promise<Date | null> {
+    const { rows } = await this.db.query<{ at: Date | null }>(`SELECT min(next_run_at) AS at FROM schedules WHERE enabled AND NOT completed`);
+    return rows[0]?.at ?? null;
+  }
+
+  /**
+   * Records the firing of (schedule, scheduled_at). Only one caller ever gets `true` for a pair
+   * (unique constraint): that caller, and only it, starts the execution.
+   */
+  async claimRun(scheduleId: string, scheduledAt: Date): Promise<string | null> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `INSERT INTO schedule_runs (id, schedule_id, scheduled_at, fired_at) VALUES ($1, $2, $3, clock_timestamp())
+       ON CONFLICT (schedule_id, scheduled_at) DO NOTHING RETURNING id`,
+      [newId(), scheduleId, scheduledAt],
+    );
+    return rows[0]?.id ?? null;
+  }
+
+  /** Moves a schedule past a firing; a no-op when another replica already moved it. */
+  async advance(id: string, from: Date, next: Date | null, lastRunAt: Date | null): Promise<void> {
+    await this.db.query(
+      `UPDATE schedules SET next_run_at = $3, completed = (cron IS NULL AND $3::timestamptz IS NULL),
+         last_run_at = coalesce($4, last_run_at), updated_at = now()
+       WHERE id = $1 AND next_run_at = $2`,
+      [id, from, next, lastRunAt],
+    );
+  }
+
+  async finishRun(runId: string, outcome: ScheduleRun['outcome'], executionId: string | null, message: string | null): Promise<void> {
+    await this.db.query(
+      `UPDATE schedule_runs SET outcome = $2, execution_id = $3, message = $4,
+         fired_at = CASE WHEN $2 = 'skipped' THEN NULL ELSE fired_at END
+       WHERE id = $1`,
+      [runId, outcome, executionId, message],
+    );
+  }
+
+  /**
+   * The execution a previous firing started that has not finished yet. Finished (or cancelled)
+   * executions are the queue's `done` rows, kept 8 days; no execution runs longer than 7.
+   */
+  async activeExecution(scheduleId: string): Promise<string | null> {
+    const { rows } = await this.db.query<{ execution_id: string }>(
+      `SELECT r.execution_id FROM schedule_runs r
+       WHERE r.schedule_id = $1 AND r.execution_id IS NOT NULL AND r.fired_at > now() - interval '8 days'
+         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.execution_id = r.execution_id AND q.state = 'done')
+       ORDER BY r.scheduled_at DESC LIMIT 1`,
+      [scheduleId],
+    );
+    return rows[0]?.execution_id ?? null;
+  }
+}
+
+export interface DueSchedule {
+  id: string;
+  job_id: string | null;
+  pipeline_id: string | null;
+  cron: string | null;
+  timezone: string;
+  overlap_policy: Schedule['overlap_policy'];
+  misfire_policy: Schedule['misfire_policy'];
+  next_run_at: Date;
 }

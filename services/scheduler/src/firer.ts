@@ -1,0 +1,153 @@
+// Cron firing: a timer set for the earliest due schedule (not a polling loop). Each firing is one
+// schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
+// asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
+import { encodeJson, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
+import type { ScheduleFiredEvent } from '@hodei/types';
+import type { Counter, Histogram } from 'prom-client';
+import { nextCronRun } from './cron.js';
+import type { DueSchedule, ScheduleStore } from './store/schedules.js';
+
+/** Later than this and the firing counts as missed (downtime): misfire_policy decides. */
+const MISFIRE_GRACE_MS = 1000;
+/** Longest sleep: schedules created through another replica are seen within this. */
+const MAX_SLEEP_MS = 1000;
+/** A due schedule that another replica is firing right now: look again shortly. */
+const BUSY_RETRY_MS = 10;
+
+export interface FirerMetrics {
+  lateness: Histogram;
+  firings: Counter<'outcome'>;
+}
+
+export class Firer {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private current: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: ScheduleStore,
+    private readonly workerManager: ServiceClient,
+    private readonly orchestrator: ServiceClient,
+    private readonly bus: Bus,
+    private readonly metrics: FirerMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Fires what is due and re-arms the timer; called on start, on every schedule change and by the timer. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    this.current = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        try {
+          await this.tick();
+        } catch (err) {
+          this.logger.error({ err }, 'firing schedules failed');
+          this.arm(MAX_SLEEP_MS);
+        }
+      } while (this.again && !this.stopped);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.current;
+  }
+
+  private arm(delayMs: number): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => this.kick(), delayMs);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    const now = new Date();
+    const due = await this.store.due(now);
+    await Promise.all(due.map((d) => this.fire(d, now)));
+    const at = await this.store.earliest();
+    if (!at) return this.arm(MAX_SLEEP_MS);
+    const wait = at.getTime() - Date.now();
+    this.arm(wait <= 0 ? BUSY_RETRY_MS : Math.min(wait, MAX_SLEEP_MS));
+  }
+
+  private async fire(d: DueSchedule, now: Date): Promise<void> {
+    const log = this.logger.child({ schedule_id: d.id });
+    const scheduledAt = d.next_run_at;
+    const lateMs = now.getTime() - scheduledAt.getTime();
+    const next = d.cron ? nextCronRun(d.cron, d.timezone, new Date(Math.max(now.getTime(), scheduledAt.getTime()))) : null;
+
+    if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip') {
+      // missed while no scheduler ran: skip it (and everything else missed), resume on time
+      await this.store.advance(d.id, scheduledAt, next, null);
+      this.metrics.firings.inc({ outcome: 'missed' });
+      log.warn({ scheduled_at: scheduledAt.toISOString(), late_ms: lateMs }, 'missed firing skipped (misfire_policy skip)');
+      return;
+    }
+    const runId = await this.store.claimRun(d.id, scheduledAt);
+    // run_once after downtime: this one catch-up firing, then straight to the next one after now
+    await this.store.advance(d.id, scheduledAt, next, runId ? scheduledAt : null);
+    if (!runId) return; // another replica inserted the row: it fires
+    this.metrics.lateness.observe(Math.max(0, Date.now() - scheduledAt.getTime()) / 1000);
+
+    let outcome: ScheduleFiredEvent['outcome'] = 'fired';
+    let executionId: string | null = null;
+    let message: string | null = null;
+    try {
+      const active = d.overlap_policy === 'allow' ? null : await this.store.activeExecution(d.id);
+      if (active && d.overlap_policy === 'forbid') {
+        outcome = 'skipped';
+        message = `previous run ${active} is still active (overlap_policy forbid)`;
+      } else {
+        if (active) {
+          await this.workerManager.send('POST', `/api/v1/executions/${active}/cancel`).catch((err: unknown) => {
+            log.warn({ err, execution_id: active }, 'could not cancel the previous run (overlap_policy replace)');
+          });
+          message = `replaced ${active}`;
+        }
+        if (d.job_id) {
+          const ex = await this.workerManager.send<{ id: string }>('POST', '/api/v1/execute', { job_id: d.job_id });
+          executionId = ex.id;
+        } else {
+          const run = await this.orchestrator.send<{ id: string }>('POST', `/api/v1/pipelines/${d.pipeline_id}/runs`, {});
+          message = `pipeline run ${run.id}${message ? `; ${message}` : ''}`;
+        }
+      }
+    } catch (err) {
+      outcome = 'failed';
+      message = (err as Error).message;
+      log.error({ err }, 'firing failed');
+    }
+    await this.store.finishRun(runId, outcome, executionId, message);
+    this.metrics.firings.inc({ outcome });
+    const event: ScheduleFiredEvent = {
+      schedule_id: d.id,
+      run_id: runId,
+      job_id: d.job_id,
+      pipeline_id: d.pipeline_id,
+      scheduled_at: scheduledAt.toISOString(),
+      fired_at: new Date().toISOString(),
+      execution_id: executionId,
+      outcome,
+      message,
+    };
+    await this.bus.js.publish(this.bus.subjects.scheduleFired, encodeJson(event)).catch((err: unknown) => {
+      log.warn({ err }, 'could not publish schedule.fired');
+    });
+    log.debug({ scheduled_at: event.scheduled_at, outcome, execution_id: executionId }, 'schedule fired');
+  }
+}
