@@ -1,7 +1,8 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { bootService, Counter, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { bootService, Counter, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import type { ExecutionStatusEvent } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
 import { Placer } from './placer.js';
@@ -102,9 +103,30 @@ export const definition: ServiceDefinition = {
       }
       placer.kick();
     };
+    /** A worker that went offline ran its executions to nowhere: they are `lost` (worker-manager records it and retries). */
+    const workerGone = async (workerId: string, why: string) => {
+      const lost = await queue.loseWorker(workerId);
+      const now = new Date().toISOString();
+      for (const e of lost) {
+        const event: ExecutionStatusEvent = {
+          execution_id: e.execution_id,
+          job_id: e.job_id,
+          worker_id: workerId,
+          status: 'lost',
+          message: why,
+          finished_at: now,
+          timestamp: now,
+        };
+        await bus.js.publish(bus.subjects.executionStatus(e.execution_id), encodeJson(event), { msgID: `${e.execution_id}-lost` });
+      }
+      if (lost.length) logger.warn({ worker_id: workerId, executions: lost.map((e) => e.execution_id) }, 'executions lost with their worker');
+    };
     const expireWorkers = async () => {
       const gone = await workers.expire(config.heartbeatTimeoutMs);
-      for (const id of gone) logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
+      for (const id of gone) {
+        logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
+        await workerGone(id, `worker ${id} sent no heartbeat for ${config.heartbeatTimeoutMs} ms`);
+      }
     };
     const every = (ms: number, fn: () => Promise<void>, what: string) => {
       const t = setInterval(() => void fn().catch((err: unknown) => logger.error({ err }, `${what} failed`)), ms);
@@ -127,6 +149,7 @@ export const definition: ServiceDefinition = {
           },
           workerExited: async (id) => {
             if (await workers.setStatus(id, 'offline', ['online', 'draining'])) logger.warn({ worker_id: id }, 'worker process exited: offline');
+            await workerGone(id, `worker ${id} exited`);
           },
           heartbeat: async (hb) => {
             const r = await workers.heartbeat(hb.worker_id, hb.status);

@@ -217,6 +217,25 @@ describe('placement', () => {
     expect(w.ids()).toEqual([later]);
   });
 
+  it('a worker that exits loses what it ran; the rest goes to another worker', async () => {
+    const doomed = await worker({ t: 'exit' }, { slots: 8 });
+    const a = await enqueue({ labels: { t: 'exit' } });
+    await until(() => doomed.got.length, (n) => n > 0);
+    await until(() => getWorker(doomed.id), (x) => x.running_executions.length === 1);
+    doomed.stop();
+    await svc.ctx.bus.js.publish(s.workerEvent(doomed.id, 'exited'), encodeJson({ worker_id: doomed.id }));
+    const lost = await until(
+      () => statuses.filter((e) => e.execution_id === a && e.status === 'lost'),
+      (l) => l.length > 0,
+    );
+    expect(lost[0]).toMatchObject({ worker_id: doomed.id, message: `worker ${doomed.id} exited` });
+    expect(await getWorker(doomed.id)).toMatchObject({ status: 'offline', running_executions: [] });
+    const spare = await worker({ t: 'exit' });
+    const b = await enqueue({ labels: { t: 'exit' } });
+    await until(() => spare.got.length, (n) => n > 0);
+    expect(spare.ids()).toEqual([b]);
+  });
+
   it('places a queued execution on an idle worker within a few milliseconds', async () => {
     const w = await worker({ t: 'fast' }, { slots: 1000, cpu_cores: 1000, memory_bytes: 2 ** 45 });
     const times: number[] = [];

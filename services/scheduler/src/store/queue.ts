@@ -142,6 +142,16 @@ export class QueueStore {
     return (rowCount ?? 0) > 0;
   }
 
+  /** The worker is gone: whatever was placed on it is over (lost); returns those executions. */
+  async loseWorker(workerId: string): Promise<{ execution_id: string; job_id: string | null }[]> {
+    const { rows } = await this.db.query<{ execution_id: string; job_id: string | null }>(
+      `UPDATE queue SET state = 'done', done_at = now()
+       WHERE worker_id = $1 AND state IN ('assigning', 'assigned') RETURNING execution_id, job_id`,
+      [workerId],
+    );
+    return rows;
+  }
+
   /** Tombstones live as long as the events stream keeps the messages they guard against. */
   async prune(olderThanDays: number): Promise<void> {
     await this.db.query(`DELETE FROM queue WHERE state = 'done' AND done_at < now() - make_interval(days => $1)`, [olderThanDays]);
