@@ -1,6 +1,7 @@
 // Durable JetStream consumers: log batches (fanned out at once, stored in coalesced inserts, acked
 // after the insert) and execution status events (applied one at a time, in order).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/nats-core';
 import { decodeJson, type ServiceContext } from '@hodei/platform';
 import { ExecutionStatusEvent, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
@@ -61,6 +62,7 @@ export class Consumers {
   private logMessages: ConsumerMessages | undefined;
   private statusMessages: ConsumerMessages | undefined;
   private loops: Promise<void>[] = [];
+  private liveSub: Subscription | undefined;
   private buffered: Buffered[] = [];
   private bufferedLines = 0;
   private flushers = 0;
@@ -81,9 +83,25 @@ export class Consumers {
     this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = await status.consume({ max_messages: 200 });
     this.loops.push(this.logLoop(this.logMessages), this.statusLoop(this.statusMessages));
+    // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
+    const cut = s.logs('').length;
+    this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
+      callback: (err, msg) => {
+        if (err) return;
+        const id = msg.subject.slice(cut);
+        if (!this.hub.hasSubscribers(id)) return;
+        try {
+          const batch = parseBatch(msg.data);
+          if (batch && batch.execution_id === id) this.hub.live(id, batch.lines);
+        } catch {
+          // malformed: the durable consumer reports it
+        }
+      },
+    });
   }
 
   async stop(): Promise<void> {
+    this.liveSub?.unsubscribe();
     await this.logMessages?.close().catch(() => undefined);
     await this.statusMessages?.close().catch(() => undefined);
     await Promise.allSettled(this.loops);

@@ -203,6 +203,22 @@ export class LogHub {
     return batch;
   }
 
+  /**
+   * Lines seen on the core NATS subject (the fast path, no pull round trip): delivered to current
+   * subscribers only. The same batch arrives again from the durable consumer, which is the one
+   * that keeps it pending until stored; subscribers drop the repeat by seq.
+   */
+  live(executionId: string, lines: LogLine[]): void {
+    const ch = this.channels.get(executionId);
+    if (!ch || ch.subs.size === 0) return;
+    const framed = framedOf({ lines });
+    for (const sub of ch.subs) sub.deliver(framed);
+  }
+
+  hasSubscribers(executionId: string): boolean {
+    return (this.channels.get(executionId)?.subs.size ?? 0) > 0;
+  }
+
   /** The insert of this batch committed: it can leave memory. */
   persisted(executionId: string, batch: PendingBatch): void {
     const ch = this.channels.get(executionId);
