@@ -69,8 +69,26 @@ export class PipelineRunner {
     }
   }
 
+  /**
+   * Cancels a running run: nothing more starts, waiting jobs are skipped, and its queued or running
+   * executions are asked to stop (their final events then settle the run).
+   */
+  async cancel(runId: string): Promise<PipelineRun> {
+    const active = await withTransaction(this.db, async (c) => {
+      const run = await runs.lockRun(c, runId);
+      if (!run) throw new NotFoundError('pipeline run', runId);
+      if (run.status !== 'running') throw new ConflictError(`pipeline run ${runId} is already ${run.status}`);
+      await runs.requestCancel(c, runId);
+      return (await runs.runJobs(c, runId)).filter((j) => j.execution_id && (j.status === 'queued' || j.status === 'running'));
+    });
+    await this.sync(runId); // waiting jobs end as skipped at once
+    for (const j of active) await this.workerManager.cancel(j.execution_id!);
+    return (await runs.getRun(this.db, runId))!;
+  }
+
   private async derive(c: Parameters<typeof runs.runJobs>[0], runId: string): Promise<string[]> {
-    if (!(await runs.lockRun(c, runId))) return [];
+    const run = await runs.lockRun(c, runId);
+    if (!run) return [];
     const rows = await runs.runJobs(c, runId);
     const execs = await runs.executionStatuses(c, rows.flatMap((r) => (r.execution_id ? [r.execution_id] : [])));
     const status = new Map<string, PipelineRunJobStatus>();
@@ -103,9 +121,11 @@ export class PipelineRunner {
         const deps = byId.get(jobId)!.depends_on.map((d) => status.get(d) ?? 'completed'); // a deleted job blocks nothing
         const next: PipelineRunJobStatus = deps.some((d) => UNSUCCESSFUL.has(d))
           ? 'skipped'
-          : deps.every((d) => d === 'completed')
-            ? 'starting'
-            : 'waiting';
+          : run.cancel_requested
+            ? 'skipped'
+            : deps.every((d) => d === 'completed')
+              ? 'starting'
+              : 'waiting';
         if (next !== status.get(jobId)) {
           status.set(jobId, next);
           changed = true;

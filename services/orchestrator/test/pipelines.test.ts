@@ -182,7 +182,7 @@ describe('pipelines', () => {
 
   it('documents every route in the OpenAPI document', async () => {
     const doc = (await api('GET', '/openapi.json')).body;
-    for (const path of ['/api/v1/pipelines', '/api/v1/pipelines/{id}', '/api/v1/jobs', '/api/v1/jobs/{id}', '/api/v1/jobs/{id}/cancel', '/api/v1/stats', '/api/v1/cleanup', '/api/v1/pipelines/{id}/runs', '/api/v1/pipeline-runs/{id}'])
+    for (const path of ['/api/v1/pipelines', '/api/v1/pipelines/{id}', '/api/v1/jobs', '/api/v1/jobs/{id}', '/api/v1/jobs/{id}/cancel', '/api/v1/stats', '/api/v1/cleanup', '/api/v1/pipelines/{id}/runs', '/api/v1/pipeline-runs/{id}', '/api/v1/pipeline-runs/{id}/cancel'])
       expect(Object.keys(doc.paths)).toContain(path);
   });
 });

@@ -178,6 +178,31 @@ describe('pipeline runs', () => {
     expect(byName(r.body).b.status).toBe('skipped');
   });
 
+  it('cancels a run: waiting jobs are skipped, active executions are cancelled', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { ...diamond, name: 'to-cancel' })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const aExec = executed.get(ids.a)![0]!;
+    await publish(aExec, ids.a, 'running');
+    await runState(r.id, (x) => byName(x).a.status === 'running');
+    wm.requests.length = 0;
+    wm.handler = (req) => (req.path.endsWith('/cancel') ? { status: 202, body: {} } : executeHandler(req));
+    const c = await api('POST', `/api/v1/pipeline-runs/${r.id}/cancel`);
+    expect(c.status).toBe(202);
+    expect(byName(c.body)).toMatchObject({ a: { status: 'running' }, b: { status: 'skipped' }, c: { status: 'skipped' }, d: { status: 'skipped' } });
+    expect(c.body.status).toBe('running');
+    expect(wm.requests.map((q) => `${q.method} ${q.path}`)).toEqual([`POST /api/v1/executions/${aExec}/cancel`]);
+    // even if a completes after all, nothing more starts
+    await publish(aExec, ids.a, 'completed');
+    const run = await runState(r.id, (x) => x.status !== 'running');
+    expect(run.status).toBe('cancelled');
+    expect(run.finished_at).not.toBeNull();
+    expect(executed.has(ids.b)).toBe(false);
+    const again = await api('POST', `/api/v1/pipeline-runs/${r.id}/cancel`);
+    expect(again.status).toBe(409);
+    expect((await api('POST', `/api/v1/pipeline-runs/${newId()}/cancel`)).status).toBe(404);
+  });
+
   it('refuses runs that cannot start', async () => {
     expect((await api('POST', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);
     expect((await api('GET', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);

@@ -62,4 +62,23 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner }):
       res.json(run);
     },
   );
+
+  api.route(
+    {
+      method: 'post',
+      path: '/api/v1/pipeline-runs/:id/cancel',
+      tag: 'pipelines',
+      summary: 'Cancel a run: nothing more starts, waiting jobs are skipped, queued and running executions are cancelled',
+      params: IdParams,
+      responses: {
+        202: { description: 'the run as it is now; it ends once its executions stopped', schema: PipelineRun },
+        404: problem('no such run'),
+        409: problem('the run already ended'),
+        503: problem('worker-manager did not answer; nothing more will start, but running executions may go on'),
+      },
+    },
+    async ({ params }, _req, res) => {
+      res.status(202).json(await runner.cancel(params.id));
+    },
+  );
 }

@@ -64,9 +64,17 @@ export async function getRun(db: Db, id: string): Promise<PipelineRun | null> {
   return rows[0] ? toRun(rows[0], await runJobs(db, id)) : null;
 }
 
-export async function lockRun(db: Db, id: string): Promise<boolean> {
-  const { rowCount } = await db.query('SELECT 1 FROM pipeline_runs WHERE id = $1 FOR UPDATE', [id]);
-  return Boolean(rowCount);
+/** Locks the run row for the rest of the transaction; null when it does not exist. */
+export async function lockRun(db: Db, id: string): Promise<{ status: PipelineRunStatus; cancel_requested: boolean } | null> {
+  const { rows } = await db.query<{ status: PipelineRunStatus; cancel_requested: boolean }>(
+    'SELECT status, cancel_requested FROM pipeline_runs WHERE id = $1 FOR UPDATE',
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+export async function requestCancel(db: Db, id: string): Promise<void> {
+  await db.query('UPDATE pipeline_runs SET cancel_requested = true, updated_at = now() WHERE id = $1', [id]);
 }
 
 export async function deleteRun(db: Db, id: string): Promise<void> {
