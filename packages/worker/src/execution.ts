@@ -72,9 +72,14 @@ export class Execution {
   }
 
   start(): void {
-    this.run().catch((err: unknown) => {
+    this.run().catch(async (err: unknown) => {
+      // A bug here must still end the execution for everyone watching it, not leave it running.
       this.log.error({ err }, 'execution failed inside the worker');
-      this.resolveFinished({ status: 'failed', exitCode: null, signal: null });
+      if (this.finalSent) return;
+      if (this.child?.pid) this.deps.reaper.terminate(this.id, this.child.pid);
+      await this.finish('failed', null, null, `internal worker error: ${(err as Error).message}`, new Date(), {}).catch(() =>
+        this.resolveFinished({ status: 'failed', exitCode: null, signal: null }),
+      );
     });
   }
 
@@ -102,7 +107,11 @@ export class Execution {
     let req: SpawnRequest;
     if (spec.script !== null) {
       this.scriptPath = path.join(this.deps.tmpDir, `hodei-script-${this.id}`);
-      await writeFile(this.scriptPath, spec.script, { mode: 0o700 });
+      try {
+        await writeFile(this.scriptPath, spec.script, { mode: 0o700 });
+      } catch (err) {
+        return this.failBeforeStart(`cannot write the script file ${this.scriptPath}: ${(err as Error).message}`);
+      }
       req = scriptRequest(this.scriptPath, spec.script, spec.args, env, cwd);
     } else if (spec.command !== null) {
       req = commandRequest(spec.command, spec.args, env, cwd);
@@ -111,7 +120,13 @@ export class Execution {
     }
 
     this.startedAt = new Date();
-    const child = spawnJob(req);
+    let child: JobProcess;
+    try {
+      child = spawnJob(req);
+    } catch (err) {
+      // invalid arguments (e.g. a NUL byte in an argument or env value) throw synchronously
+      return this.failBeforeStart(`cannot start the process: ${(err as Error).message}`);
+    }
     this.child = child;
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>(
       (resolve) => {
@@ -310,6 +325,7 @@ export class Execution {
     this.progressTimer = undefined;
     this.sendProgress();
     this.deps.onSlotFree(this.id);
+    this.finalSent = true;
     this.publishStatus({
       status,
       exit_code: exitCode,
@@ -353,6 +369,7 @@ export class Execution {
   }
 
   private aborted = false;
+  private finalSent = false;
 
   /** The worker is going away without NATS: stop retrying publishes. */
   abort(): void {

@@ -130,7 +130,9 @@ class WorkerAgent {
       return;
     }
     const execution = toStart;
-    execution.start();
+    // The client flushes the ack in a microtask queued by respond(); spawning in the next one
+    // sends the ack before the fork rather than after it.
+    queueMicrotask(() => execution.start());
     void execution.finished.then(() => {
       this.busy.delete(execution.id);
       this.executions.delete(execution.id);

@@ -145,6 +145,23 @@ describe('running a job', () => {
     expect(run.lines[0]).toMatchObject({ stream: 'stderr' });
   });
 
+  it('fails cleanly on an argument the OS cannot take (NUL byte)', async () => {
+    const run = await h.assign({ command: 'echo "$1"', args: ['a\u0000b'] });
+    const final = await run.final;
+    expect(final.status).toBe('failed');
+    expect(final.message).toMatch(/^cannot start the process: /);
+    expect(run.lines[0]).toMatchObject({ stream: 'stderr' });
+  });
+
+  it('fails cleanly when the script file cannot be written', async () => {
+    const w = await h.start({ tmpDir: '/nonexistent/hodei-tmp' });
+    const run = await h.assign({ script: 'echo hi' }, { to: w });
+    const final = await run.final;
+    expect(final.status).toBe('failed');
+    expect(final.message).toMatch(/^cannot write the script file /);
+    await w.stop();
+  });
+
   it('reports a job killed by a signal', async () => {
     const run = await h.assign({ command: 'kill -9 $$' });
     const final = await run.final;
