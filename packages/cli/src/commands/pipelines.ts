@@ -143,8 +143,8 @@ export function registerPipelines(program: Command): void {
       const { items, total } = await client.list('orchestrator', '/api/v1/pipelines', Pipeline, { limit: f.limit });
       if (out.json) return out.printJson(items);
       out.table(
-        ['ID', 'NAME', 'STATUS', 'JOBS', 'CREATED'],
-        items.map((p) => [p.id, p.name, statusText(out.out, p.status), p.jobs ? String(p.jobs.length) : '-', when(p.created_at)]),
+        ['ID', 'NAME', 'STATUS', 'CREATED', 'DESCRIPTION'],
+        items.map((p) => [p.id, p.name, statusText(out.out, p.status), when(p.created_at), p.description ?? '-']),
         'no pipelines',
       );
       if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} pipelines`));

@@ -53,7 +53,7 @@ export function registerSchedules(program: Command): void {
       };
       const s = await client.send('scheduler', 'POST', '/api/v1/schedules', Schedule, body);
       if (out.json) return out.printJson(s);
-      out.line(`schedule ${s.id} created; next run ${when(s.next_run_at)} (${s.timezone === 'UTC' ? 'local time shown' : s.timezone})`);
+      out.line(`schedule ${s.id} created; next run ${when(s.next_run_at)} (local time; cron in ${s.timezone})`);
     });
 
   sch
