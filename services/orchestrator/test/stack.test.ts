@@ -1,0 +1,117 @@
+// The orchestrator with the real worker-manager, scheduler and a worker process: pipeline runs,
+// job status, cancel, stats and cleanup end to end.
+import { createServer } from 'node:net';
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startScheduler } from '../../scheduler/src/service.js';
+import { startWorkerManager } from '../../worker-manager/src/service.js';
+import { startOrchestrator } from '../src/service.js';
+import { call, eventually } from './helpers.js';
+
+let env: TestEnv;
+let orchestrator: RunningService;
+let scheduler: RunningService;
+let workerManager: RunningService;
+let workerId: string | undefined;
+const api = (method: string, path: string, body?: unknown) => call(orchestrator.url, method, path, body);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  env = createTestEnv();
+  const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
+  const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
+  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: po }));
+  scheduler = await startScheduler(env.config('scheduler', { urls, port: ps }));
+  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: pw, killGraceMs: 1000 }));
+  const w = await call(workerManager.url, 'POST', '/api/v1/workers', { type: 'shell', name: 'orchestrator-test', capacity: { slots: 4, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
+  expect(w.status).toBe(201);
+  workerId = w.body.id;
+  await eventually(async () => ((await call(scheduler.url, 'GET', `/api/v1/workers/${workerId}`)).body?.status === 'online' ? true : undefined), 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  if (workerId) await call(workerManager.url, 'DELETE', `/api/v1/workers/${workerId}?force=true`).catch(() => undefined);
+  await workerManager?.stop();
+  await orchestrator?.stop();
+  await scheduler?.stop();
+  await env?.cleanup();
+});
+
+const job = async (jobId: string) => (await api('GET', `/api/v1/jobs/${jobId}`)).body;
+
+describe('with the real services', () => {
+  it('runs a pipeline in dependency order on a worker; a failure skips the rest', async () => {
+    const p = await api('POST', '/api/v1/pipelines', {
+      name: 'real',
+      jobs: [
+        { name: 'first', command: 'echo first' },
+        { name: 'second', command: 'echo second; exit 3', depends_on: ['first'] },
+        { name: 'third', command: 'echo third', depends_on: ['second'] },
+        { name: 'side', command: 'echo side', depends_on: ['first'] },
+      ],
+    });
+    expect(p.status).toBe(201);
+    const ids = Object.fromEntries(p.body.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const r = await api('POST', `/api/v1/pipelines/${p.body.id}/runs`);
+    expect(r.status).toBe(202);
+    const run = await eventually(async () => {
+      const x = (await api('GET', `/api/v1/pipeline-runs/${r.body.id}`)).body;
+      return x.status !== 'running' ? x : undefined;
+    }, 20_000);
+    const byName = Object.fromEntries(run.jobs.map((j: { name: string }) => [j.name, j]));
+    expect(run.status).toBe('failed');
+    expect(byName.first.status).toBe('completed');
+    expect(byName.side.status).toBe('completed');
+    expect(byName.second.status).toBe('failed');
+    expect(byName.third).toMatchObject({ status: 'skipped', execution_id: null });
+
+    const second = await eventually(async () => {
+      const j = await job(ids.second);
+      return j.last_execution?.exit_code === 3 ? j : undefined;
+    });
+    expect(second.status).toBe('failed');
+    expect(second.last_execution.duration_ms).toBeGreaterThanOrEqual(0);
+    expect((await job(ids.third)).status).toBe('pending');
+    const logs = await call(workerManager.url, 'GET', `/api/v1/executions/${byName.second.execution_id}/logs`);
+    expect(logs.body.lines.map((l: { line: string }) => l.line)).toEqual(['second']);
+  }, 30_000);
+
+  it('cancels a running job through worker-manager', async () => {
+    const j = (await api('POST', '/api/v1/jobs', { name: 'sleeper', command: 'sleep 30' })).body;
+    const e = await call(workerManager.url, 'POST', '/api/v1/execute', { job_id: j.id });
+    expect(e.status).toBe(202);
+    await eventually(async () => ((await job(j.id)).status === 'running' ? true : undefined), 15_000);
+    const c = await api('POST', `/api/v1/jobs/${j.id}/cancel`);
+    expect(c.status).toBe(202);
+    const done = await eventually(async () => {
+      const x = await job(j.id);
+      return x.status === 'cancelled' ? x : undefined;
+    }, 15_000);
+    expect(done.last_execution.id).toBe(e.body.id);
+  }, 30_000);
+
+  it("reports worker-manager's storage in stats, and cleanup deletes executions there too", async () => {
+    const stats = (await api('GET', '/api/v1/stats')).body;
+    expect(stats.storage.executions.rows).toBeGreaterThan(0);
+    expect(stats.storage.logs.rows).toBeGreaterThan(0);
+    expect(stats.by_status.failed).toBeGreaterThanOrEqual(1);
+
+    const cleaned = await api('POST', '/api/v1/cleanup', { older_than_days: 0 });
+    expect(cleaned.status).toBe(200);
+    expect(cleaned.body.jobs).toBeGreaterThanOrEqual(4);
+    expect(cleaned.body.executions).toBe(cleaned.body.jobs);
+    const left = await call(workerManager.url, 'GET', '/api/v1/executions');
+    const gone = new Set(cleaned.body.job_ids);
+    expect(left.body.filter((x: { job_id: string }) => gone.has(x.job_id))).toEqual([]);
+  }, 30_000);
+});
