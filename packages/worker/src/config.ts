@@ -60,6 +60,8 @@ const WorkerEnvSchema = z.object({
   HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
   /** Directory for job scripts and result files (default: the OS temp dir). */
   HODEI_WORKER_TMPDIR: z.string().min(1).optional(),
+  /** Fork job processes on a spawner thread (default) or on the main thread (`false`). */
+  HODEI_WORKER_SPAWN_THREAD: z.enum(['true', 'false', '1', '0']).default('true'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
 });
 
@@ -77,6 +79,8 @@ export interface WorkerConfig {
   natsLostTimeoutMs: number;
   killGraceMs: number;
   tmpDir: string;
+  /** Fork on a spawner thread, keeping the event loop free (false: on the main thread). */
+  spawnThread: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
   /** Register with the scheduler's registry at start (off in unit tests that have no scheduler). */
   registerWithScheduler: boolean;
@@ -120,6 +124,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     natsLostTimeoutMs: e.HODEI_HEARTBEAT_TIMEOUT_MS ?? 3 * e.HODEI_HEARTBEAT_INTERVAL_MS,
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     tmpDir: e.HODEI_WORKER_TMPDIR ?? os.tmpdir(),
+    spawnThread: e.HODEI_WORKER_SPAWN_THREAD === 'true' || e.HODEI_WORKER_SPAWN_THREAD === '1',
     logLevel: e.LOG_LEVEL,
     registerWithScheduler: true,
     baseEnv: jobBaseEnv(env),

@@ -10,7 +10,7 @@ import { LineSplitter } from './lines.js';
 import { parseProgress } from './progress.js';
 import type { Reaper } from './reaper.js';
 import { delay, LogShipper } from './shipper.js';
-import { commandRequest, scriptRequest, spawnJob, type JobProcess, type SpawnRequest } from './spawn.js';
+import { commandRequest, scriptRequest, type JobHandle, type SpawnRequest, type Spawner } from './spawn.js';
 
 /** After the main process exits, how long output already in the pipes may still be read. */
 export const EXIT_DRAIN_MS = 50;
@@ -24,6 +24,7 @@ export interface ExecutionDeps {
   baseEnv: Record<string, string>;
   tmpDir: string;
   reaper: Reaper;
+  spawner: Spawner;
   logger: Logger;
   /** The process is over and its logs are shipped: called just before the final status goes out,
    *  so the slot is free by the time anyone hears of the end. */
@@ -43,7 +44,7 @@ export class Execution {
   /** Resolves once the final status is published (or given up on). */
   readonly finished: Promise<ExecutionOutcome>;
   private resolveFinished!: (o: ExecutionOutcome) => void;
-  private child: JobProcess | undefined;
+  private child: JobHandle | undefined;
   private killReason: KillReason | undefined;
   private ended = false;
   private seq = 0;
@@ -120,25 +121,13 @@ export class Execution {
     }
 
     this.startedAt = new Date();
-    let child: JobProcess;
+    let child: JobHandle;
     try {
-      child = spawnJob(req);
+      child = await this.deps.spawner.spawn(req);
     } catch (err) {
-      // invalid arguments (e.g. a NUL byte in an argument or env value) throw synchronously
-      return this.failBeforeStart(`cannot start the process: ${(err as Error).message}`);
+      return this.failBeforeStart(await this.describeSpawnError(err as NodeJS.ErrnoException, req));
     }
     this.child = child;
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>(
-      (resolve) => {
-        child.once('exit', (code, signal) => resolve({ code, signal }));
-        child.once('error', (error) => resolve({ error }));
-      },
-    );
-    if (child.pid === undefined) {
-      const outcome = await exited;
-      const error = 'error' in outcome ? outcome.error : new Error('the process did not start');
-      return this.failBeforeStart(await this.describeSpawnError(error, req));
-    }
 
     this.publishStatus({ status: 'running', started_at: this.startedAt.toISOString() });
     if (spec.timeout_seconds) {
@@ -148,21 +137,22 @@ export class Execution {
 
     const out = new LineSplitter((line) => this.emitLine('stdout', line));
     const err = new LineSplitter((line) => this.emitLine('stderr', line));
-    const streamsClosed = Promise.all([this.pipe(child.stdout, out), this.pipe(child.stderr, err)]);
+    child.onData((stream, chunk) => {
+      this.readTimestamp = new Date().toISOString();
+      (stream === 'stdout' ? out : err).push(chunk);
+    });
 
-    const outcome = await exited;
+    const outcome = await child.exited;
     const finishedAt = new Date();
     this.ended = true;
     clearTimeout(this.timeoutTimer);
     // The main process is gone; read what is already in the pipes, but do not wait for a
     // descendant that keeps them open.
-    child.stdout.resume();
-    child.stderr.resume();
+    child.resume();
     let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([streamsClosed, new Promise<void>((r) => (drainTimer = setTimeout(r, EXIT_DRAIN_MS)))]);
+    await Promise.race([child.closed, new Promise<void>((r) => (drainTimer = setTimeout(r, EXIT_DRAIN_MS)))]);
     clearTimeout(drainTimer);
-    child.stdout.destroy();
-    child.stderr.destroy();
+    child.destroy();
     this.readTimestamp = new Date().toISOString();
     out.end();
     err.end();
@@ -172,9 +162,9 @@ export class Execution {
     let exitCode: number | null = null;
     let signal: string | null = null;
     let message: string;
-    if ('error' in outcome) {
+    if (outcome.error !== undefined) {
       status = 'failed';
-      message = `process error: ${outcome.error.message}`;
+      message = `process error: ${outcome.error}`;
     } else {
       exitCode = outcome.code;
       signal = outcome.signal;
@@ -199,28 +189,14 @@ export class Execution {
     await this.finish(status, exitCode, signal, message, finishedAt, result);
   }
 
-  private pipe(stream: NodeJS.ReadableStream & { destroyed?: boolean }, splitter: LineSplitter): Promise<void> {
-    return new Promise<void>((resolve) => {
-      stream.on('data', (chunk: Buffer) => {
-        this.readTimestamp = new Date().toISOString();
-        splitter.push(chunk);
-      });
-      stream.once('end', () => resolve());
-      stream.once('close', () => resolve());
-      stream.on('error', () => resolve());
-    });
-  }
-
   private onPressure(pause: boolean): void {
     const child = this.child;
     if (!child || this.ended) return;
     if (pause) {
       this.log.debug('log backlog over the high-water mark: pausing the pipes');
-      child.stdout.pause();
-      child.stderr.pause();
+      child.pause();
     } else {
-      child.stdout.resume();
-      child.stderr.resume();
+      child.resume();
     }
   }
 

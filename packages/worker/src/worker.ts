@@ -8,6 +8,7 @@ import { createLogger, decodeJson, encodeJson, type Logger } from '@hodei/platfo
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
+import { InlineSpawner, ThreadSpawner, type Spawner } from './spawn.js';
 import { delay } from './shipper.js';
 
 export interface StartWorkerOptions extends WorkerOptions {
@@ -60,6 +61,7 @@ class WorkerAgent {
   private readonly subjects;
   private readonly js;
   private readonly reaper: Reaper;
+  private readonly spawner: Spawner;
   private draining = false;
   private shuttingDown = false;
   private subs: Subscription[] = [];
@@ -74,6 +76,7 @@ class WorkerAgent {
     this.subjects = makeSubjects(config.natsPrefix);
     this.js = jetstream(nc);
     this.reaper = new Reaper(config.killGraceMs, logger);
+    this.spawner = config.spawnThread ? new ThreadSpawner(logger) : new InlineSpawner();
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -112,6 +115,7 @@ class WorkerAgent {
             baseEnv: this.config.baseEnv,
             tmpDir: this.config.tmpDir,
             reaper: this.reaper,
+            spawner: this.spawner,
             logger: this.logger,
             onSlotFree: (id) => this.busy.delete(id),
           },
@@ -215,6 +219,7 @@ class WorkerAgent {
     }
     this.reaper.killPendingNow();
     await this.reaper.close();
+    await this.spawner.close();
     try {
       await this.nc.drain();
     } catch (err) {

@@ -41,6 +41,8 @@ export async function setup(options: StartWorkerOptions = {}) {
       natsPrefix: env.natsPrefix,
       registerWithScheduler: false,
       killGraceMs: 300,
+      // TEST_WORKER_SPAWN_THREAD=false runs the suite with the inline spawner
+      spawnThread: process.env.TEST_WORKER_SPAWN_THREAD !== 'false',
       heartbeatIntervalMs: 100,
       logLevel: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent',
       ...options,
