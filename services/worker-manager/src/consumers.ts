@@ -3,7 +3,7 @@
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
 import { decodeJson, type ServiceContext } from '@hodei/platform';
-import { ExecutionStatusEvent, type LogLine } from '@hodei/types';
+import { ExecutionStatusEvent, isFinalStatus, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
@@ -15,6 +15,8 @@ const MAX_INSERT_LINES = 5000;
 const MAX_BUFFERED_LINES = 40_000;
 /** Inserts running at once (each on its own pooled connection). */
 const INSERT_CONCURRENCY = 3;
+/** Final statuses being applied at once (each may wait for its execution's last log lines). */
+const MAX_FINALS_IN_FLIGHT = 200;
 
 interface Batch {
   execution_id: string;
@@ -63,6 +65,7 @@ export class Consumers {
   private statusMessages: ConsumerMessages | undefined;
   private loops: Promise<void>[] = [];
   private liveSub: Subscription | undefined;
+  private readonly chains = new Map<string, Promise<void>>();
   private buffered: Buffered[] = [];
   private bufferedLines = 0;
   private flushers = 0;
@@ -185,13 +188,31 @@ export class Consumers {
         msg.term('malformed status event');
         continue;
       }
-      try {
-        await this.executions.apply(event);
-        msg.ack();
-      } catch (err) {
-        this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');
-        msg.nak(1000);
+      const id = event.execution_id;
+      const before = this.chains.get(id);
+      if (!before && !isFinalStatus(event.status)) {
+        await this.applyAndAck(msg, event);
+        continue;
       }
+      // a final status may wait a moment for its last log lines: other executions go on meanwhile,
+      // later events of the same execution queue up behind it
+      const work = (before ?? Promise.resolve()).then(() => this.applyAndAck(msg, event));
+      this.chains.set(id, work);
+      void work.finally(() => {
+        if (this.chains.get(id) === work) this.chains.delete(id);
+      });
+      if (this.chains.size >= MAX_FINALS_IN_FLIGHT) await Promise.race(this.chains.values());
+    }
+    await Promise.allSettled(this.chains.values());
+  }
+
+  private async applyAndAck(msg: JsMsg, event: ExecutionStatusEvent): Promise<void> {
+    try {
+      await this.executions.apply(event);
+      msg.ack();
+    } catch (err) {
+      this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');
+      msg.nak(1000);
     }
   }
 }

@@ -16,6 +16,10 @@ import type { LogHub } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
 import * as store from './store/executions.js';
 import type { ExecutionRow } from './store/executions.js';
+import { maxStoredSeq } from './store/logs.js';
+
+/** How long a final status waits for the execution's last log lines to be stored. */
+const LOG_WAIT_MS = 3000;
 
 export class Executions {
   private readonly orchestrator: ServiceClient;
@@ -123,6 +127,9 @@ export class Executions {
       if (e.progress) this.events.emit({ kind: 'progress', execution_id: row.id, progress: e.progress });
       return;
     }
+    // the log batches travel on another stream: let them land first, so that a finished execution
+    // shows all its lines (bounded: lines that never come do not hold the status back for long)
+    if (e.last_seq) await this.logsStored(e.execution_id, e.last_seq, LOG_WAIT_MS);
     const hasResult = e.result !== undefined;
     const row = await store.markFinal(db, e.execution_id, {
       status: e.status,
@@ -145,6 +152,15 @@ export class Executions {
     // already final: a redelivery after a failed publish must still reach the orchestrator
     const current = await store.getExecution(db, e.execution_id);
     if (current && current.status === e.status) await this.publishFinished(current, e);
+  }
+
+  private async logsStored(id: string, lastSeq: number, waitMs: number): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
+      if (!this.logs.hasPending(id) && (await maxStoredSeq(this.ctx.db, id)) >= lastSeq) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq }, 'final status recorded before all its log lines arrived');
   }
 
   private async finished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {

@@ -215,6 +215,11 @@ export class LogHub {
     for (const sub of ch.subs) sub.deliver(framed);
   }
 
+  /** Lines of this execution received but not stored yet. */
+  hasPending(executionId: string): boolean {
+    return (this.channels.get(executionId)?.pending.size ?? 0) > 0;
+  }
+
   hasSubscribers(executionId: string): boolean {
     return (this.channels.get(executionId)?.subs.size ?? 0) > 0;
   }
