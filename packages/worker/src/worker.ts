@@ -155,7 +155,9 @@ class WorkerAgent {
         const c = parsed.data;
         if (c.action === 'cancel') {
           const execution = this.executions.get(c.execution_id);
-          reply = execution?.kill(c.reason) ? { ok: true } : { ok: false, reason: 'execution is not running on this worker' };
+          if (!execution) reply = { ok: false, reason: 'execution is not running on this worker' };
+          else if (execution.kill(c.reason)) reply = { ok: true };
+          else reply = { ok: false, reason: 'execution already ended; its final status is on its way' };
         } else if (c.action === 'drain' || (c.action === 'stop' && !c.force)) {
           reply = { ok: true };
           after = () => void this.drain();
