@@ -68,30 +68,38 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       const id = newId();
       const pipelineId = body.pipeline_id ?? null;
       const dependsOn = [...new Set(body.depends_on ?? [])];
-      await withTransaction(db, async (c) => {
-        if (pipelineId) await checkPipeline(c, pipelineId);
-        await checkDependsOn(c, id, pipelineId, dependsOn);
-        await jobs.insertJob(c, id, {
-          name: body.name ?? `job-${id.slice(-8)}`,
-          description: body.description ?? null,
-          pipeline_id: pipelineId,
-          command: body.command ?? null,
-          script: body.script ?? null,
-          args: body.args ?? DEFAULT_SPEC.args,
-          env: body.env ?? DEFAULT_SPEC.env,
-          working_dir: body.working_dir ?? null,
-          timeout_seconds: body.timeout_seconds ?? null,
-          priority: body.priority ?? DEFAULT_SPEC.priority,
-          resources: body.resources ?? {},
-          tags: [...new Set(body.tags ?? [])],
-          labels: body.labels ?? DEFAULT_SPEC.labels,
-          max_retries: body.max_retries ?? DEFAULT_SPEC.max_retries,
-          retry_backoff_seconds: body.retry_backoff_seconds ?? DEFAULT_SPEC.retry_backoff_seconds,
-          depends_on: dependsOn,
+      const values: jobs.JobValues = {
+        name: body.name ?? `job-${id.slice(-8)}`,
+        description: body.description ?? null,
+        pipeline_id: pipelineId,
+        command: body.command ?? null,
+        script: body.script ?? null,
+        args: body.args ?? DEFAULT_SPEC.args,
+        env: body.env ?? DEFAULT_SPEC.env,
+        working_dir: body.working_dir ?? null,
+        timeout_seconds: body.timeout_seconds ?? null,
+        priority: body.priority ?? DEFAULT_SPEC.priority,
+        resources: body.resources ?? {},
+        tags: [...new Set(body.tags ?? [])],
+        labels: body.labels ?? DEFAULT_SPEC.labels,
+        max_retries: body.max_retries ?? DEFAULT_SPEC.max_retries,
+        retry_backoff_seconds: body.retry_backoff_seconds ?? DEFAULT_SPEC.retry_backoff_seconds,
+        depends_on: dependsOn,
+      };
+      let job: Job;
+      if (pipelineId) {
+        job = await withTransaction(db, async (c) => {
+          await checkPipeline(c, pipelineId);
+          await checkDependsOn(c, id, pipelineId, dependsOn);
+          return jobs.insertJob(c, id, values);
         });
-      });
+      } else {
+        // outside any pipeline there is nothing to check against: one statement, no transaction
+        await checkDependsOn(db, id, null, dependsOn);
+        job = await jobs.insertJob(db, id, values);
+      }
       deps.metrics.jobsCreated.inc();
-      sendCreated(res, `/api/v1/jobs/${id}`, await jobs.getJob(db, id));
+      sendCreated(res, `/api/v1/jobs/${id}`, job);
     },
   );
 

@@ -74,7 +74,7 @@ function toJob(r: JobRow): Job {
     retry_backoff_seconds: r.retry_backoff_seconds,
     depends_on: r.depends_on,
     last_execution:
-      r.e_id && r.e_status
+      r.e_id && r.e_status // absent on a row straight from INSERT … RETURNING
         ? {
             id: r.e_id,
             status: r.e_status,
@@ -105,14 +105,19 @@ const JSON_COLUMNS = new Set(['args', 'env', 'resources', 'labels']);
 
 const dbValue = (column: string, value: unknown): unknown => (JSON_COLUMNS.has(column) ? JSON.stringify(value) : value);
 
-export async function insertJob(db: Db, id: string, v: JobValues): Promise<void> {
+// The two hottest statements are named, so each connection parses and plans them once.
+const INSERT_JOB = `INSERT INTO jobs (id, ${COLUMNS.join(', ')}) VALUES ($1, ${COLUMNS.map((_, i) => `$${i + 2}`).join(', ')}) RETURNING *`;
+const GET_JOB = `${SELECT_JOB} WHERE j.id = $1`;
+
+/** Inserts a job and returns it as created (no execution yet). */
+export async function insertJob(db: Db, id: string, v: JobValues): Promise<Job> {
   const values = COLUMNS.map((c) => dbValue(c, v[c]));
-  const params = COLUMNS.map((_, i) => `$${i + 2}`).join(', ');
-  await db.query(`INSERT INTO jobs (id, ${COLUMNS.join(', ')}) VALUES ($1, ${params})`, [id, ...values]);
+  const { rows } = await db.query<JobRow>({ name: 'orchestrator-insert-job', text: INSERT_JOB, values: [id, ...values] });
+  return toJob(rows[0]!);
 }
 
 export async function getJob(db: Db, id: string): Promise<Job | null> {
-  const { rows } = await db.query<JobRow>(`${SELECT_JOB} WHERE j.id = $1`, [id]);
+  const { rows } = await db.query<JobRow>({ name: 'orchestrator-get-job', text: GET_JOB, values: [id] });
   return rows[0] ? toJob(rows[0]) : null;
 }
 
