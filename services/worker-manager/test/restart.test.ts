@@ -1,0 +1,85 @@
+// Restarts: log batches published while worker-manager is down are stored when it comes back
+// (durable consumer, ack after insert); stop() stops the workers it started; records of workers
+// whose process is gone become `exited` at start-up.
+import { execFileSync } from 'node:child_process';
+import { hostname } from 'node:os';
+import { connectBus, createLogger, createTestEnv, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import type { LogLine } from '@hodei/types';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startScheduler } from '../../scheduler/src/service.js';
+import { startWorkerManager } from '../src/service.js';
+import { lines, publishLines, publishStatus, until } from './helpers.js';
+
+let env: TestEnv;
+let sched: RunningService;
+let wm: RunningService;
+let wmConfig: Config;
+
+beforeAll(async () => {
+  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
+  env = createTestEnv();
+  sched = await startScheduler(env.config('scheduler', { heartbeatIntervalMs: 300 }));
+  wmConfig = env.config('worker-manager', { heartbeatIntervalMs: 300, killGraceMs: 500, urls: { ...env.config('worker-manager').urls, scheduler: sched.url } });
+  wm = await startWorkerManager(wmConfig);
+}, 120_000);
+
+afterAll(async () => {
+  await wm?.stop();
+  await sched?.stop();
+  await env?.cleanup();
+}, 60_000);
+
+const pidGone = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+};
+
+it('lines and statuses published while worker-manager is down are there after it restarts', async () => {
+  const res = await fetch(`${wm.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'x' }) });
+  const id = ((await res.json()) as { id: string }).id;
+  await publishLines(wm.ctx.bus, id, lines(1, 10));
+  await until(async () => ((await (await fetch(`${wm.url}/api/v1/executions/${id}/logs`)).json()) as { lines: LogLine[] }).lines.length === 10);
+  await wm.stop();
+
+  // what a worker publishes meanwhile (through a connection of its own)
+  const other = await connectBus(wmConfig.natsUrl, wmConfig.natsPrefix, 'test-worker', createLogger('test', 'silent'));
+  await publishLines(other, id, lines(11, 500));
+  await publishStatus(other, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 500, duration_ms: 10 });
+  await other.nc.close();
+
+  wm = await startWorkerManager(wmConfig);
+  const stored = await until(async () => {
+    const r = (await (await fetch(`${wm.url}/api/v1/executions/${id}/logs?limit=1000`)).json()) as { lines: LogLine[] };
+    return r.lines.length === 500 && r.lines;
+  }, 15_000, 'all 500 lines');
+  expect(stored.map((l) => l.seq)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+  const e = await until(async () => {
+    const r = await (await fetch(`${wm.url}/api/v1/executions/${id}`)).json();
+    return r.status === 'completed' && r;
+  });
+  expect(e.log_lines).toBe(500);
+}, 60_000);
+
+it('stop() stops the workers it started; a record whose process is gone becomes exited at start-up', async () => {
+  const res = await fetch(`${wm.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'shell' }) });
+  expect(res.status).toBe(201);
+  const w = (await res.json()) as { id: string; pid: number };
+  expect(pidGone(w.pid)).toBe(false);
+  // a record left "running" by an earlier run whose process no longer exists
+  const ghost = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a99';
+  await wm.ctx.db.query(
+    `INSERT INTO workers (id, type, status, pid, host, labels, capacity) VALUES ($1, 'shell', 'running', 2147483646, $2, '{}', '{"slots":1,"cpu_cores":1,"memory_bytes":1}')`,
+    [ghost, hostname()],
+  );
+  await wm.stop();
+  expect(pidGone(w.pid)).toBe(true);
+  wm = await startWorkerManager(wmConfig);
+  const stopped = await (await fetch(`${wm.url}/api/v1/workers/${w.id}`)).json();
+  expect(stopped).toMatchObject({ status: 'stopped' });
+  const g = await (await fetch(`${wm.url}/api/v1/workers/${ghost}`)).json();
+  expect(g).toMatchObject({ status: 'exited' });
+}, 60_000);
