@@ -55,7 +55,9 @@ export class Reaper {
   constructor(
     private readonly graceMs: number,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.ensureThread(); // started now: the first cancel must not wait ~30 ms for a thread to boot
+  }
 
   /** Cancel / timeout: SIGTERM everything of the execution now, SIGKILL after the grace period. */
   terminate(executionId: string, pgid: number | undefined): void {
