@@ -67,6 +67,7 @@ class WorkerAgent {
   private subs: Subscription[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly abortRegistration = new AbortController();
+  private registered = false;
 
   constructor(
     private readonly config: WorkerConfig,
@@ -221,6 +222,7 @@ class WorkerAgent {
     }
     this.reaper.killPendingNow();
     await this.reaper.close();
+    if (this.registered) await this.deregister();
     await this.spawner.close();
     try {
       await this.nc.drain();
@@ -255,6 +257,23 @@ class WorkerAgent {
     clearTimeout(lostTimer);
   }
 
+  /** Leaving cleanly: the registry marks this worker stopped now rather than after missed beats. */
+  private async deregister(): Promise<void> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.config.apiToken) headers.authorization = `Bearer ${this.config.apiToken}`;
+    try {
+      const res = await fetch(new URL(`/api/v1/workers/${this.config.id}`, this.config.schedulerUrl), {
+        method: 'DELETE',
+        headers,
+        signal: AbortSignal.timeout(2000),
+      });
+      await res.body?.cancel();
+      if (!res.ok && res.status !== 404) this.logger.warn({ status: res.status }, 'the scheduler refused the deregistration');
+    } catch (err) {
+      this.logger.warn({ err }, 'could not deregister from the scheduler (it will mark this worker offline)');
+    }
+  }
+
   /** POST the registry entry until the scheduler answers; logs a failure once per kind of failure. */
   private async register(): Promise<void> {
     const url = new URL('/api/v1/workers', this.config.schedulerUrl);
@@ -281,6 +300,7 @@ class WorkerAgent {
         });
         const text = await res.text();
         if (res.ok) {
+          this.registered = true;
           this.logger.info({ scheduler: this.config.schedulerUrl }, 'registered with the scheduler');
           return;
         }

@@ -66,11 +66,17 @@ describe('drain and stop', () => {
 describe('registration', () => {
   it('registers with the scheduler, retrying until it answers, with the bearer token', async () => {
     const requests: Array<{ body: Record<string, unknown>; auth: string | undefined }> = [];
+    const deletes: Array<{ url: string | undefined; auth: string | undefined }> = [];
     let failures = 2;
     const server = http.createServer((req, res) => {
       let data = '';
       req.on('data', (c) => (data += c));
       req.on('end', () => {
+        if (req.method === 'DELETE') {
+          deletes.push({ url: req.url, auth: req.headers.authorization });
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+          return;
+        }
         requests.push({ body: JSON.parse(data), auth: req.headers.authorization });
         if (failures-- > 0) {
           res.writeHead(503).end();
@@ -108,6 +114,10 @@ describe('registration', () => {
       expect(typeof requests[2]!.body.host).toBe('string');
       await new Promise((r) => setTimeout(r, 300));
       expect(requests).toHaveLength(3); // registered: no more attempts
+      expect(deletes).toHaveLength(0);
+      await w.stop();
+      // leaving cleanly deregisters
+      expect(deletes).toEqual([{ url: `/api/v1/workers/${id}`, auth: 'Bearer tok' }]);
     } finally {
       await w.stop();
       server.close();
