@@ -118,11 +118,23 @@ describe('bad input', () => {
       ['PATCH', '/api/v1/jobs/abc'],
       ['DELETE', '/api/v1/jobs/abc'],
       ['POST', '/api/v1/jobs/abc/cancel'],
+      ['POST', '/api/v1/pipelines/abc/runs'],
+      ['GET', '/api/v1/pipelines/abc/runs'],
+      ['GET', '/api/v1/pipeline-runs/abc'],
+      ['POST', '/api/v1/pipeline-runs/abc/cancel'],
       ['GET', "/api/v1/jobs/1'%20OR%201=1"],
     ] as const) {
       const r = await api(method, path, method === 'PATCH' ? { name: 'x' } : undefined);
       expectProblem(r, 400, `${method} ${path}`);
       expect(fieldPaths(r)).toEqual(['id']);
+    }
+  });
+
+  it('bad run list queries name the parameter', async () => {
+    for (const [q, field] of [['status=done', 'status'], ['limit=5000', 'limit'], ['offset=x', 'offset']] as const) {
+      const r = await api('GET', `/api/v1/pipelines/${pipelineId}/runs?${q}`);
+      expectProblem(r, 400, q);
+      expect(fieldPaths(r)).toEqual([field]);
     }
   });
 
