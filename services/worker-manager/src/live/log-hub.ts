@@ -23,6 +23,8 @@ interface Framed {
 const PAGE = 2000;
 /** A subscriber holding more out-of-order lines than this drops them and re-reads from the store. */
 const MAX_BUFFER = 20_000;
+/** A subscriber whose socket holds more than this unsent switches to reading from the store. */
+const MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
 /** After the final status, how long to wait for the last lines before re-reading the store and completing anyway. */
 const FINAL_GRACE_MS = 10_000;
 
@@ -76,6 +78,12 @@ export class LogSubscriber {
     }
     if (!this.catchingUp && this.buffer.size) out += this.takeBuffered();
     if (out) this.conn.write(out);
+    if (!this.catchingUp && this.conn.backlog > MAX_BACKLOG_BYTES) {
+      // a slow client: stop queueing in memory, continue from the store once it caught up
+      this.catchingUp = true;
+      void this.conn.drained().then(() => this.catchUp());
+      return;
+    }
     if (this.overflow && !this.catchingUp) void this.catchUp();
     this.checkComplete();
   }

@@ -35,6 +35,11 @@ export class SseConnection {
     return this.write(`${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 
+  /** Bytes written but not yet taken by the socket (a slow or stalled client). */
+  get backlog(): number {
+    return this.res.writableLength;
+  }
+
   drained(): Promise<void> {
     if (this.closed || !this.res.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
