@@ -158,7 +158,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         const movesPipeline = pipelineId !== existing.pipeline_id;
         if (movesPipeline) {
           if (pipelineId) await checkPipeline(c, pipelineId);
-          if ((await jobs.dependents(c, params.id)).length)
+          if ((await jobs.dependents(c, params.id, existing.pipeline_id)).length)
             throw new ConflictError('other jobs of its pipeline depend on this job: it cannot move to another pipeline');
         }
         const dependsOn = body.depends_on !== undefined ? [...new Set(body.depends_on)] : existing.depends_on;
@@ -201,7 +201,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         if (!job) throw new NotFoundError('job', params.id);
         if (job.status === 'queued' || job.status === 'running')
           throw new ConflictError(`job ${params.id} is ${job.status}: cancel it before deleting it`);
-        await jobs.deleteJob(c, params.id);
+        await jobs.deleteJob(c, params.id, job.pipeline_id);
       });
       res.status(204).end();
     },

@@ -166,9 +166,14 @@ export async function updateJob(db: Db, id: string, v: Partial<JobValues>): Prom
 }
 
 /** Deletes a job and drops it from the depends_on of its pipeline's other jobs. */
-export async function deleteJob(db: Db, id: string): Promise<void> {
+export async function deleteJob(db: Db, id: string, pipelineId: string | null): Promise<void> {
   await db.query('DELETE FROM jobs WHERE id = $1', [id]);
-  await db.query('UPDATE jobs SET depends_on = array_remove(depends_on, $1::uuid) WHERE $1::uuid = ANY (depends_on)', [id]);
+  // only jobs of the same pipeline can depend on it
+  if (pipelineId)
+    await db.query(
+      'UPDATE jobs SET depends_on = array_remove(depends_on, $1::uuid) WHERE pipeline_id = $2 AND $1::uuid = ANY (depends_on)',
+      [id, pipelineId],
+    );
 }
 
 /** Ids among `ids` that are not jobs of `pipelineId`. */
@@ -180,8 +185,9 @@ export async function idsOutsidePipeline(db: Db, pipelineId: string, ids: string
 }
 
 /** Jobs whose depends_on names `id`. */
-export async function dependents(db: Db, id: string): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>('SELECT id FROM jobs WHERE $1::uuid = ANY (depends_on)', [id]);
+export async function dependents(db: Db, id: string, pipelineId: string | null): Promise<string[]> {
+  if (!pipelineId) return [];
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM jobs WHERE pipeline_id = $2 AND $1::uuid = ANY (depends_on)', [id, pipelineId]);
   return rows.map((r) => r.id);
 }
 
