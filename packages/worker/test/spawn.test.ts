@@ -7,7 +7,7 @@ const logger = createLogger('test', 'silent');
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
 
 async function collect(job: JobHandle) {
-  const out: Record<string, string> = { stdout: '', stderr: '' };
+  const out = { stdout: '', stderr: '' };
   job.onData((stream, chunk) => (out[stream] += chunk.toString()));
   const exit = await job.exited;
   await job.closed;
