@@ -32,6 +32,7 @@ export interface RecordedRequest {
   path: string;
   query: URLSearchParams;
   body: unknown;
+  authorization: string | undefined;
 }
 
 type FakeReply = { status: number; body?: unknown } | undefined;
@@ -52,7 +53,13 @@ export async function fakeWorkerManager(handler: FakeHandler = () => undefined):
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       const text = Buffer.concat(chunks).toString();
-      const recorded = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, body: text ? JSON.parse(text) : undefined };
+      const recorded = {
+        method: req.method ?? 'GET',
+        path: url.pathname,
+        query: url.searchParams,
+        body: text ? JSON.parse(text) : undefined,
+        authorization: req.headers.authorization,
+      };
       fake.requests.push(recorded);
       void Promise.resolve(fake.handler(recorded)).then(
         (reply) => {

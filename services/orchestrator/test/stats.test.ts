@@ -82,6 +82,27 @@ describe('stats', () => {
   });
 });
 
+describe('token', () => {
+  it('with HODEI_API_TOKEN set, needs the bearer token and passes it on to worker-manager', async () => {
+    const base = env.config('orchestrator');
+    const guarded = await startOrchestrator({ ...base, apiToken: 's3cret', urls: { ...base.urls, 'worker-manager': wm.url } });
+    try {
+      wm.requests.length = 0;
+      wm.handler = (req) => (req.path === '/api/v1/storage' ? { status: 200, body: { executions: { rows: 1, bytes: 1 }, logs: { rows: 1, bytes: 1 } } } : undefined);
+      const anonymous = await call(guarded.url, 'GET', '/api/v1/stats');
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('content-type')).toContain('application/problem+json');
+      const res = await fetch(`${guarded.url}/api/v1/stats`, { headers: { authorization: 'Bearer s3cret' } });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { storage: Record<string, unknown> }).storage.executions).toEqual({ rows: 1, bytes: 1 });
+      expect(wm.requests.map((r) => r.authorization)).toEqual(['Bearer s3cret']);
+      expect((await call(guarded.url, 'GET', '/health')).status).toBe(200);
+    } finally {
+      await guarded.stop();
+    }
+  });
+});
+
 describe('cleanup', () => {
   it('lists finished jobs on dry_run, deletes them and asks worker-manager for their executions', async () => {
     const fresh = (await api('POST', '/api/v1/jobs', { name: 'fresh' })).body;
