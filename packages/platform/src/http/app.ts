@@ -3,7 +3,6 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import cors from 'cors';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
-import { pinoHttp } from 'pino-http';
 import { Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
@@ -51,34 +50,31 @@ export function createApp(o: AppOptions): Express {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [o.metrics],
   });
+  // One middleware for the request id, the duration histogram and the access log: a per-request
+  // child logger (pino-http) cost a third of the throughput of a simple GET.
+  const logAccess = o.logger.isLevelEnabled('debug');
   app.use((req, res, next) => {
-    const end = duration.startTimer();
+    const started = process.hrtime.bigint();
+    const id = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
+    res.setHeader('X-Request-Id', id);
     res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      end({ method: req.method, route, status: String(res.statusCode) });
+      duration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+      // failures are logged with their error by the error handler
+      if (logAccess) {
+        o.logger.debug({ req_id: id, method: req.method, url: req.originalUrl, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+      }
     });
     next();
   });
 
-  app.use(
-    pinoHttp({
-      logger: o.logger,
-      genReqId: (req, res) => {
-        const id = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      autoLogging: { ignore: (req) => req.url === '/health' || req.url === '/metrics' },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'debug'),
-    }),
-  );
-
-  app.use(
-    cors({
-      origin: (origin, cb) => cb(null, !origin || (o.config.corsOrigins ? o.config.corsOrigins.includes(origin) : LOCALHOST_ORIGIN.test(origin))),
-      exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id'],
-    }),
-  );
+  const corsHandler = cors({
+    origin: (origin, cb) => cb(null, !origin || (o.config.corsOrigins ? o.config.corsOrigins.includes(origin) : LOCALHOST_ORIGIN.test(origin))),
+    exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id'],
+  });
+  // Only browsers send Origin; other clients skip the CORS work.
+  app.use((req, res, next) => (req.headers.origin ? corsHandler(req, res, next) : next()));
 
   app.get('/health', async (_req, res) => {
     const checks: Record<string, string> = {};
@@ -158,7 +154,7 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const known = toHttpError(err);
     const problem = known ?? new HttpError(500, 'Internal Server Error', 'an unexpected error occurred; it has been logged');
-    if (problem.status >= 500) logger.error({ err, path: req.path, req_id: req.id }, 'request failed');
+    if (problem.status >= 500) logger.error({ err, path: req.path, req_id: res.getHeader('X-Request-Id') }, 'request failed');
     if (res.headersSent) {
       res.end();
       return;
