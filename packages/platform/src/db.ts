@@ -92,35 +92,33 @@ export async function migrate(pool: Pool, schema: string, dir: string, logger: L
   return applied;
 }
 
-/** Creates the database of `databaseUrl` when it does not exist yet (connecting to `postgres`). */
-export async function ensureDatabase(databaseUrl: string): Promise<void> {
+/** Runs `fn` on a connection to the server's `postgres` database, with the name of `databaseUrl`'s database. */
+async function onMaintenanceDb(databaseUrl: string, fn: (client: pg.Client, name: string) => Promise<void>): Promise<void> {
   const url = new URL(databaseUrl);
   const name = decodeURIComponent(url.pathname.slice(1));
   url.pathname = '/postgres';
   const client = new pg.Client({ connectionString: url.toString() });
   await client.connect();
   try {
+    await fn(client, name);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates the database of `databaseUrl` when it does not exist yet. */
+export function ensureDatabase(databaseUrl: string): Promise<void> {
+  return onMaintenanceDb(databaseUrl, async (client, name) => {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) await client.query(`CREATE DATABASE ${quoteIdent(name)}`).catch((err: { code?: string }) => {
       // created meanwhile by a sibling service: 42P04, or 23505 when both inserts race in pg_database
       if (err.code !== '42P04' && err.code !== '23505') throw err;
     });
-  } finally {
-    await client.end();
-  }
+  });
 }
 
-export async function dropDatabase(databaseUrl: string): Promise<void> {
-  const url = new URL(databaseUrl);
-  const name = decodeURIComponent(url.pathname.slice(1));
-  url.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: url.toString() });
-  await client.connect();
-  try {
+export function dropDatabase(databaseUrl: string): Promise<void> {
+  return onMaintenanceDb(databaseUrl, async (client, name) => {
     await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
+  });
 }
-
-export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
