@@ -24,6 +24,9 @@ export function subjects(prefix = 'hodei') {
     logs: (executionId: string) => `${p}.logs.${executionId}`,
     logsAll: `${p}.logs.*`,
     jobEvent: (kind: string) => `${p}.job.${kind}`,
+    /** Pipeline run changes (`PipelineRunEvent`), one subject per run. */
+    pipelineRun: (runId: string) => `${p}.job.run.${runId}`,
+    pipelineRunAll: `${p}.job.run.*`,
     scheduleFired: `${p}.schedule.fired`,
     workerEvent: (workerId: string, kind: string) => `${p}.worker.${workerId}.${kind}`,
 

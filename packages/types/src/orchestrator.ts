@@ -1,4 +1,4 @@
-import { ExecutionStatus, Id, Paging, Priority, Timestamp } from './common.js';
+import { Env, ExecutionStatus, Id, Paging, Priority, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -160,6 +160,11 @@ export const PipelineRunJob = z.object({
   status: PipelineRunJobStatus,
   execution_id: Id.nullable(),
   message: z.string().nullable(),
+  /** From the job's execution in this run; null until known. */
+  exit_code: z.number().int().nullable().optional(),
+  started_at: Timestamp.nullable().optional(),
+  finished_at: Timestamp.nullable().optional(),
+  duration_ms: z.number().int().nullable().optional(),
 });
 export type PipelineRunJob = z.infer<typeof PipelineRunJob>;
 
@@ -169,12 +174,41 @@ export const PipelineRun = z
     pipeline_id: Id,
     status: PipelineRunStatus,
     jobs: z.array(PipelineRunJob),
+    /** Environment every job of the run receives (over the job's own `env`). */
+    env: z.record(z.string(), z.string()).optional(),
     created_at: Timestamp,
     updated_at: Timestamp,
     finished_at: Timestamp.nullable(),
   })
   .openapi('PipelineRun');
 export type PipelineRun = z.infer<typeof PipelineRun>;
+
+/** Body of `POST /api/v1/pipelines/:id/runs` (optional). */
+export const PipelineRunRequest = z
+  .object({ env: Env.optional().openapi({ description: 'passed to every job of the run, over the job\'s own env' }) })
+  .strict()
+  .openapi('PipelineRunRequest');
+export type PipelineRunRequest = z.infer<typeof PipelineRunRequest>;
+
+/**
+ * A change in a pipeline run, published on `<p>.job.run.<run_id>` and sent on the orchestrator's
+ * run event streams: `job` when one job's status (or execution) changed, `run` when the run's did.
+ */
+export const PipelineRunEvent = z
+  .object({
+    type: z.enum(['job', 'run']),
+    run_id: Id,
+    pipeline_id: Id,
+    status: z.string(),
+    job_id: Id.optional(),
+    name: z.string().optional(),
+    execution_id: Id.nullable().optional(),
+    exit_code: z.number().int().nullable().optional(),
+    message: z.string().nullable().optional(),
+    timestamp: Timestamp,
+  })
+  .openapi('PipelineRunEvent');
+export type PipelineRunEvent = z.infer<typeof PipelineRunEvent>;
 
 export const PipelineRunListQuery = Paging.extend({ status: PipelineRunStatus.optional() });
 

@@ -1,8 +1,11 @@
 // Pipeline runs: start every job of a pipeline once the jobs it depends on completed. A run's
-// state is derived again from its jobs' executions each time one of them changes (sync), so
-// events arriving in any order, or twice, lead to the same result.
-import { ConflictError, HttpError, newId, NotFoundError, ServiceUnavailableError, withTransaction, type Logger, type Pool } from '@hodei/platform';
-import { type ExecutionStatus, type PipelineRun, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
+// state lives in Postgres and is derived again from its jobs' executions each time one of them
+// changes (sync), so events arriving in any order, or twice, or after a restart, lead to the same
+// result. A job is started at most once per run: moving its row to `starting` under the run's row
+// lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
+// checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
+import { ConflictError, encodeJson, HttpError, newId, NotFoundError, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import * as jobs from './store/jobs.js';
 import { getPipeline } from './store/pipelines.js';
 import * as runs from './store/runs.js';
@@ -10,6 +13,11 @@ import type { WorkerManagerClient } from './worker-manager.js';
 
 const UNSUCCESSFUL = new Set<PipelineRunJobStatus>(['failed', 'cancelled', 'timed_out', 'lost', 'skipped']);
 const ACTIVE = new Set<PipelineRunJobStatus>(['waiting', 'starting', 'queued', 'running']);
+/** Every job of a run gets these, so a start can be recognised at worker-manager after a restart. */
+export const RUN_ID_ENV = 'HODEI_PIPELINE_RUN_ID';
+export const PIPELINE_ID_ENV = 'HODEI_PIPELINE_ID';
+/** Executions asked for at once when many jobs become ready together (a fan-out). */
+const START_CONCURRENCY = 16;
 
 function runStatus(statuses: PipelineRunJobStatus[]): PipelineRunStatus {
   if (statuses.some((s) => ACTIVE.has(s))) return 'running';
@@ -18,15 +26,55 @@ function runStatus(statuses: PipelineRunJobStatus[]): PipelineRunStatus {
   return 'cancelled';
 }
 
+type Db = Parameters<typeof runs.runJobs>[0];
+
+interface Derived {
+  run: runs.LockedRun | null;
+  toStart: string[];
+  events: PipelineRunEvent[];
+}
+
+export interface RunnerOptions {
+  /** A start claimed longer ago than this without an execution is taken over (above the 10 s execute timeout). */
+  staleStartMs?: number;
+  /** How often stale starts are looked for. */
+  sweepMs?: number;
+}
+
 export class PipelineRunner {
+  private sweeper: NodeJS.Timeout | null = null;
+  private sweeping: Promise<void> | null = null;
+  private readonly staleStartMs: number;
+  private readonly sweepMs: number;
+
   constructor(
     private readonly db: Pool,
     private readonly workerManager: WorkerManagerClient,
+    private readonly bus: Bus,
     private readonly logger: Logger,
-  ) {}
+    opts: RunnerOptions = {},
+  ) {
+    this.staleStartMs = opts.staleStartMs ?? 15_000;
+    this.sweepMs = opts.sweepMs ?? 5_000;
+  }
+
+  /** Brings every running run up to date (events handled while we were down already are), then sweeps stale starts now and then. */
+  async start(): Promise<void> {
+    this.sweeping = this.sweep(true);
+    this.sweeper = setInterval(() => {
+      if (!this.sweeping) this.sweeping = this.sweep(false);
+    }, this.sweepMs);
+    this.sweeper.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+    await this.sweeping;
+  }
 
   /** Creates a run of every job of the pipeline and starts those without dependencies. */
-  async create(pipelineId: string): Promise<PipelineRun> {
+  async create(pipelineId: string, env: Record<string, string> = {}): Promise<PipelineRun> {
     const id = newId();
     await withTransaction(this.db, async (c) => {
       const p = await getPipeline(c, pipelineId, true);
@@ -37,8 +85,9 @@ export class PipelineRunner {
       const runnable = new Set(await jobs.runnableJobIds(c, pipelineId));
       const idle = list.filter((j) => !runnable.has(j.id)).map((j) => j.name);
       if (idle.length) throw new ConflictError(`these jobs have no command or script yet: ${idle.join(', ')}`);
-      await runs.insertRun(c, id, pipelineId, list);
+      await runs.insertRun(c, id, pipelineId, list, env);
     });
+    this.publish([{ type: 'run', run_id: id, pipeline_id: pipelineId, status: 'running', timestamp: new Date().toISOString() }]);
     try {
       await this.sync(id, true);
     } catch (err) {
@@ -60,12 +109,12 @@ export class PipelineRunner {
    */
   async sync(runId: string, failIfUnreachable = false): Promise<void> {
     for (;;) {
-      const toStart = await withTransaction(this.db, (c) => this.derive(c, runId));
-      if (!toStart.length) return;
-      for (const jobId of toStart) {
-        await this.start(runId, jobId, failIfUnreachable);
-        failIfUnreachable = false; // once something started, the run stays and records failures
-      }
+      const d = await withTransaction(this.db, (c) => this.derive(c, runId));
+      this.publish(d.events);
+      if (!d.toStart.length || !d.run) return;
+      await this.startAll(runId, d.run, d.toStart, failIfUnreachable);
+      failIfUnreachable = false; // once something started, the run stays and records failures
+      // and again: an execution may have finished before its id was recorded, or a start failed
     }
   }
 
@@ -86,9 +135,20 @@ export class PipelineRunner {
     return (await runs.getRun(this.db, runId))!;
   }
 
-  private async derive(c: Parameters<typeof runs.runJobs>[0], runId: string): Promise<string[]> {
+  private publish(events: PipelineRunEvent[]): void {
+    for (const e of events) {
+      try {
+        // core publish: no round trip; the subject is in the events stream, so it is kept too
+        this.bus.nc.publish(this.bus.subjects.pipelineRun(e.run_id), encodeJson(e));
+      } catch (err) {
+        this.logger.warn({ err, run_id: e.run_id }, 'publishing a pipeline run event failed');
+      }
+    }
+  }
+
+  private async derive(c: Db, runId: string): Promise<Derived> {
     const run = await runs.lockRun(c, runId);
-    if (!run) return [];
+    if (!run) return { run: null, toStart: [], events: [] };
     const rows = await runs.runJobs(c, runId);
     const execs = await runs.executionStatuses(c, rows.flatMap((r) => (r.execution_id ? [r.execution_id] : [])));
     const status = new Map<string, PipelineRunJobStatus>();
@@ -98,7 +158,8 @@ export class PipelineRunner {
       execution.set(r.job_id, r.execution_id);
       if (r.execution_id) {
         let s: ExecutionStatus = execs.get(r.execution_id) ?? (r.status === 'starting' ? 'queued' : (r.status as ExecutionStatus));
-        if (s === 'lost') {
+        if (s === 'lost' || s === 'failed') {
+          // worker-manager retries lost and failed executions while max_retries allows: follow the newest attempt
           const retry = await runs.newestExecutionAfter(c, r.job_id, r.execution_id);
           if (retry) {
             s = retry.status;
@@ -132,20 +193,52 @@ export class PipelineRunner {
         }
       }
     }
+    const now = new Date().toISOString();
+    const events: PipelineRunEvent[] = [];
     for (const r of rows) {
       const s = status.get(r.job_id)!;
       const e = execution.get(r.job_id) ?? null;
       if (s === 'starting' && r.status !== 'starting' && !r.execution_id) toStart.push(r.job_id);
-      if (s !== r.status || e !== r.execution_id) await runs.updateRunJob(c, runId, r.job_id, { status: s, execution_id: e });
+      if (s !== r.status || e !== r.execution_id) {
+        await runs.updateRunJob(c, runId, r.job_id, { status: s, execution_id: e });
+        events.push({
+          type: 'job',
+          run_id: runId,
+          pipeline_id: run.pipeline_id,
+          job_id: r.job_id,
+          name: r.name,
+          status: s,
+          execution_id: e,
+          exit_code: e === r.execution_id ? r.exit_code : null,
+          message: r.message,
+          timestamp: now,
+        });
+      }
     }
-    await runs.setRunStatus(c, runId, runStatus([...status.values()]));
-    return toStart;
+    const next = runStatus([...status.values()]);
+    await runs.setRunStatus(c, runId, next);
+    if (next !== run.status) events.push({ type: 'run', run_id: runId, pipeline_id: run.pipeline_id, status: next, timestamp: now });
+    return { run, toStart, events };
   }
 
-  private async start(runId: string, jobId: string, failIfUnreachable: boolean): Promise<void> {
+  private async startAll(runId: string, run: runs.LockedRun, jobIds: string[], failIfUnreachable: boolean): Promise<void> {
+    const queue = [...jobIds];
+    const worker = async () => {
+      for (let jobId = queue.shift(); jobId; jobId = queue.shift()) await this.startJob(runId, run, jobId, failIfUnreachable);
+    };
+    const results = await Promise.allSettled(Array.from({ length: Math.min(START_CONCURRENCY, queue.length) }, worker));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private runEnv(runId: string, run: { pipeline_id: string; env: Record<string, string> }): Record<string, string> {
+    return { ...run.env, [RUN_ID_ENV]: runId, [PIPELINE_ID_ENV]: run.pipeline_id };
+  }
+
+  private async startJob(runId: string, run: { pipeline_id: string; env: Record<string, string> }, jobId: string, failIfUnreachable: boolean): Promise<void> {
     let executionId: string;
     try {
-      executionId = await this.workerManager.execute(jobId);
+      executionId = await this.workerManager.execute(jobId, this.runEnv(runId, run));
     } catch (err) {
       if (failIfUnreachable && err instanceof ServiceUnavailableError) throw err;
       const message = `could not start: ${err instanceof HttpError ? err.message : String(err)}`;
@@ -153,7 +246,39 @@ export class PipelineRunner {
       await runs.updateRunJob(this.db, runId, jobId, { status: 'failed', message }, 'starting');
       return;
     }
+    await this.recordStart(runId, run.pipeline_id, jobId, executionId);
+  }
+
+  private async recordStart(runId: string, pipelineId: string, jobId: string, executionId: string): Promise<void> {
     await runs.updateRunJob(this.db, runId, jobId, { status: 'queued', execution_id: executionId }, 'starting');
+    this.publish([
+      { type: 'job', run_id: runId, pipeline_id: pipelineId, job_id: jobId, status: 'queued', execution_id: executionId, timestamp: new Date().toISOString() },
+    ]);
+    // a cancel that came while this start was on its way did not see the execution
+    const run = await runs.getRunState(this.db, runId);
+    if (run?.cancel_requested) await this.workerManager.cancel(executionId).catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'cancelling a just-started job failed'));
+  }
+
+  /** Running runs brought up to date (at start), and starts left behind by a stopped orchestrator taken over. */
+  private async sweep(all: boolean): Promise<void> {
+    try {
+      if (all) for (const runId of await runs.runningRunIds(this.db)) await this.sync(runId);
+      for (const claim of await runs.claimStaleStarts(this.db, this.staleStartMs)) {
+        const log = this.logger.child({ run_id: claim.run_id, job_id: claim.job_id });
+        const existing = await this.workerManager.findExecutionWithEnv(claim.job_id, RUN_ID_ENV, claim.run_id);
+        if (existing) {
+          log.info({ execution_id: existing }, 'a start left behind had reached worker-manager: following its execution');
+          await this.recordStart(claim.run_id, claim.pipeline_id, claim.job_id, existing);
+        } else {
+          log.info('a start left behind never reached worker-manager: starting it now');
+          await this.startJob(claim.run_id, claim, claim.job_id, false);
+        }
+        await this.sync(claim.run_id);
+      }
+    } catch (err) {
+      this.logger.warn({ err }, 'sweeping pipeline runs failed; will try again');
+    } finally {
+      this.sweeping = null;
+    }
   }
 }
-

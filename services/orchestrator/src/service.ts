@@ -30,10 +30,20 @@ export const definition: ServiceDefinition = {
     const workerManager = new WorkerManagerClient(ctx.config.urls['worker-manager'], ctx.config.apiToken, ctx.logger);
     pipelineRoutes(ctx.api, { db: ctx.db, metrics });
     jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics });
-    const runner = new PipelineRunner(ctx.db, workerManager, ctx.logger.child({ component: 'pipeline-runs' }));
-    runRoutes(ctx.api, { db: ctx.db, runner });
+    const runner = new PipelineRunner(ctx.db, workerManager, ctx.bus, ctx.logger.child({ component: 'pipeline-runs' }));
+    runRoutes(ctx.api, { db: ctx.db, runner, bus: ctx.bus, logger: ctx.logger });
     statsRoutes(ctx.api, { db: ctx.db, workerManager });
-    return executionConsumers(ctx.bus, ctx.db, ctx.logger, metrics.events, (u) => runner.onExecution(u.execution_id, u.job_id));
+    const consumers = executionConsumers(ctx.bus, ctx.db, ctx.logger, metrics.events, (u) => runner.onExecution(u.execution_id, u.job_id));
+    return {
+      start: async () => {
+        await consumers.start();
+        await runner.start();
+      },
+      stop: async () => {
+        await runner.stop();
+        await consumers.stop();
+      },
+    };
   },
 };
 

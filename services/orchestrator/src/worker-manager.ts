@@ -27,10 +27,17 @@ export class WorkerManagerClient {
   }
 
   /** Queues an execution of the job (worker-manager reads its definition from us); returns its id. */
-  async execute(jobId: string): Promise<string> {
-    const r = await this.client.send<{ id?: unknown }>('POST', '/api/v1/execute', { job_id: jobId });
+  async execute(jobId: string, env?: Record<string, string>): Promise<string> {
+    const r = await this.client.send<{ id?: unknown }>('POST', '/api/v1/execute', env ? { job_id: jobId, env } : { job_id: jobId });
     if (typeof r?.id !== 'string') throw new BadGatewayError('worker-manager answered execute without an execution id');
     return r.id;
+  }
+
+  /** The job's newest execution whose environment has `name=value` (a pipeline run's start that was never recorded). */
+  async findExecutionWithEnv(jobId: string, name: string, value: string): Promise<string | null> {
+    const page = await this.upstream(() => this.client.find<Execution[]>(`/api/v1/executions?job_id=${encodeURIComponent(jobId)}&limit=1000`));
+    if (!Array.isArray(page)) throw new BadGatewayError('worker-manager answered executions with something that is not a list');
+    return page.find((e) => e.spec?.env?.[name] === value)?.id ?? null;
   }
 
   /** Asks for a cancel; `false` when the execution already ended or is gone (409/404). */

@@ -1,13 +1,14 @@
 // /api/v1/pipelines/:id/runs and /api/v1/pipeline-runs/:id.
-import { NotFoundError, sendList, type Api, type Pool } from '@hodei/platform';
-import { IdParams, PipelineRun, PipelineRunListQuery, ProblemDetails, z } from '@hodei/types';
+import { NotFoundError, sendList, type Api, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { IdParams, PipelineRun, PipelineRunEvent, PipelineRunListQuery, PipelineRunRequest, ProblemDetails, z } from '@hodei/types';
+import { streamAllRuns, streamRun } from '../runs-sse.js';
 import type { PipelineRunner } from '../runs.js';
 import { getPipeline } from '../store/pipelines.js';
 import * as runs from '../store/runs.js';
 
 const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
 
-export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner }): void {
+export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bus: Bus; logger: Logger }): void {
   const { db, runner } = deps;
 
   api.route(
@@ -17,6 +18,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner }):
       tag: 'pipelines',
       summary: 'Run every job of the pipeline in dependency order (a job starts once all it depends on completed)',
       params: IdParams,
+      body: PipelineRunRequest,
       responses: {
         202: { description: 'the run as it is now', schema: PipelineRun },
         404: problem('no such pipeline'),
@@ -24,8 +26,8 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner }):
         503: problem('worker-manager did not answer; no run was created'),
       },
     },
-    async ({ params }, _req, res) => {
-      const run = await runner.create(params.id);
+    async ({ params, body }, _req, res) => {
+      const run = await runner.create(params.id, body.env ?? {});
       res.status(202).location(`/api/v1/pipeline-runs/${run.id}`).json(run);
     },
   );
@@ -44,6 +46,39 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner }):
       if (!(await getPipeline(db, params.id))) throw new NotFoundError('pipeline', params.id);
       const { items, total } = await runs.listRuns(db, params.id, query);
       sendList(res, items, total);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/pipeline-runs/events/stream',
+      tag: 'pipelines',
+      summary: 'Server-Sent Events of every pipeline run: `run_event` with a PipelineRunEvent for each job or run status change',
+      responses: { 200: { description: 'event stream (`connected`, then `run_event`…)', schema: PipelineRunEvent, contentType: 'text/event-stream' } },
+    },
+    async (_input, req, res) => {
+      streamAllRuns(req, res, deps);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/api/v1/pipeline-runs/:id/events/stream',
+      tag: 'pipelines',
+      summary:
+        "Server-Sent Events of one run: `snapshot` (the run), `job` (a job's new status, execution, exit code, timing), then `completed` (the final run) and the end of the stream",
+      params: IdParams,
+      responses: {
+        200: { description: 'event stream', schema: PipelineRun, contentType: 'text/event-stream' },
+        404: problem('no such run'),
+      },
+    },
+    async ({ params }, req, res) => {
+      const run = await runs.getRun(db, params.id);
+      if (!run) throw new NotFoundError('pipeline run', params.id);
+      streamRun(req, res, deps, run);
     },
   );
 

@@ -11,6 +11,7 @@ interface RunRow {
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
+  env: Record<string, string>;
 }
 
 export interface RunJobRow {
@@ -20,6 +21,10 @@ export interface RunJobRow {
   status: PipelineRunJobStatus;
   execution_id: string | null;
   message: string | null;
+  exit_code: number | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  duration_ms: string | number | null;
 }
 
 function toRun(r: RunRow, jobs: RunJobRow[]): PipelineRun {
@@ -34,15 +39,26 @@ function toRun(r: RunRow, jobs: RunJobRow[]): PipelineRun {
       status: j.status,
       execution_id: j.execution_id,
       message: j.message,
+      exit_code: j.exit_code,
+      started_at: iso(j.started_at),
+      finished_at: iso(j.finished_at),
+      duration_ms: j.duration_ms === null ? null : Number(j.duration_ms),
     })),
+    env: r.env,
     created_at: iso(r.created_at)!,
     updated_at: iso(r.updated_at)!,
     finished_at: iso(r.finished_at),
   };
 }
 
-export async function insertRun(db: Db, id: string, pipelineId: string, jobs: Array<{ id: string; name: string; depends_on: string[] }>): Promise<void> {
-  await db.query('INSERT INTO pipeline_runs (id, pipeline_id) VALUES ($1, $2)', [id, pipelineId]);
+export async function insertRun(
+  db: Db,
+  id: string,
+  pipelineId: string,
+  jobs: Array<{ id: string; name: string; depends_on: string[] }>,
+  env: Record<string, string>,
+): Promise<void> {
+  await db.query('INSERT INTO pipeline_runs (id, pipeline_id, env) VALUES ($1, $2, $3)', [id, pipelineId, JSON.stringify(env)]);
   await db.query(
     `INSERT INTO pipeline_run_jobs (run_id, position, job_id, name, depends_on)
      SELECT $1, j.position, j.job_id, j.name, ARRAY(SELECT jsonb_array_elements_text(j.depends_on))::uuid[]
@@ -53,7 +69,10 @@ export async function insertRun(db: Db, id: string, pipelineId: string, jobs: Ar
 
 export async function runJobs(db: Db, runId: string): Promise<RunJobRow[]> {
   const { rows } = await db.query<RunJobRow>(
-    'SELECT job_id, name, depends_on, status, execution_id, message FROM pipeline_run_jobs WHERE run_id = $1 ORDER BY position',
+    `SELECT j.job_id, j.name, j.depends_on, j.status, j.execution_id, j.message,
+            e.exit_code, e.started_at, e.finished_at, e.duration_ms
+     FROM pipeline_run_jobs j LEFT JOIN job_executions e ON e.execution_id = j.execution_id
+     WHERE j.run_id = $1 ORDER BY j.position`,
     [runId],
   );
   return rows;
@@ -65,9 +84,16 @@ export async function getRun(db: Db, id: string): Promise<PipelineRun | null> {
 }
 
 /** Locks the run row for the rest of the transaction; null when it does not exist. */
-export async function lockRun(db: Db, id: string): Promise<{ status: PipelineRunStatus; cancel_requested: boolean } | null> {
-  const { rows } = await db.query<{ status: PipelineRunStatus; cancel_requested: boolean }>(
-    'SELECT status, cancel_requested FROM pipeline_runs WHERE id = $1 FOR UPDATE',
+export interface LockedRun {
+  pipeline_id: string;
+  status: PipelineRunStatus;
+  cancel_requested: boolean;
+  env: Record<string, string>;
+}
+
+export async function lockRun(db: Db, id: string): Promise<LockedRun | null> {
+  const { rows } = await db.query<LockedRun>(
+    'SELECT pipeline_id, status, cancel_requested, env FROM pipeline_runs WHERE id = $1 FOR UPDATE',
     [id],
   );
   return rows[0] ?? null;
@@ -97,10 +123,10 @@ export async function listRuns(
   return { items, total: count.rows[0]?.n ?? 0 };
 }
 
-/** Runs with a job on this execution, or waiting for a retry of this job after a lost execution. */
+/** Runs with a job on this execution, or waiting for a retry of this job after a lost or failed execution. */
 export async function runsForExecution(db: Db, executionId: string, jobId: string): Promise<string[]> {
   const { rows } = await db.query<{ run_id: string }>(
-    `SELECT DISTINCT run_id FROM pipeline_run_jobs WHERE execution_id = $1 OR (job_id = $2 AND status = 'lost')`,
+    `SELECT DISTINCT run_id FROM pipeline_run_jobs WHERE execution_id = $1 OR (job_id = $2 AND status IN ('lost', 'failed'))`,
     [executionId, jobId],
   );
   return rows.map((r) => r.run_id);
@@ -134,6 +160,7 @@ export async function updateRunJob(
 ): Promise<void> {
   await db.query(
     `UPDATE pipeline_run_jobs SET status = $3,
+       starting_at = CASE WHEN $3 = 'starting' THEN now() ELSE starting_at END,
        execution_id = CASE WHEN $4 THEN $5::uuid ELSE execution_id END,
        message = CASE WHEN $6 THEN $7 ELSE message END
      WHERE run_id = $1 AND job_id = $2 AND ($8::text IS NULL OR status = $8)`,
@@ -148,4 +175,31 @@ export async function setRunStatus(db: Db, runId: string, status: PipelineRunSta
      WHERE id = $1 AND status IS DISTINCT FROM $2`,
     [runId, status],
   );
+}
+
+/**
+ * Takes over starts claimed more than `staleMs` ago that never recorded an execution (whoever
+ * claimed them stopped mid-start); each returned row is claimed again, for `staleMs` more.
+ */
+export async function claimStaleStarts(db: Db, staleMs: number): Promise<Array<{ run_id: string; job_id: string; pipeline_id: string; env: Record<string, string> }>> {
+  const { rows } = await db.query<{ run_id: string; job_id: string; pipeline_id: string; env: Record<string, string> }>(
+    `UPDATE pipeline_run_jobs j SET starting_at = now()
+     FROM pipeline_runs r
+     WHERE r.id = j.run_id AND j.status = 'starting' AND j.execution_id IS NULL
+       AND coalesce(j.starting_at, '-infinity') < now() - make_interval(secs => $1::double precision / 1000)
+     RETURNING j.run_id, j.job_id, r.pipeline_id, r.env`,
+    [staleMs],
+  );
+  return rows;
+}
+
+/** Ids of the runs still running. */
+export async function runningRunIds(db: Db): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>("SELECT id FROM pipeline_runs WHERE status = 'running' ORDER BY id");
+  return rows.map((r) => r.id);
+}
+
+export async function getRunState(db: Db, id: string): Promise<{ status: PipelineRunStatus; cancel_requested: boolean } | null> {
+  const { rows } = await db.query<{ status: PipelineRunStatus; cancel_requested: boolean }>('SELECT status, cancel_requested FROM pipeline_runs WHERE id = $1', [id]);
+  return rows[0] ?? null;
 }
