@@ -10,3 +10,4 @@ export * from './service.js';
 export * from './testing.js';
 export * from './client.js';
 export * from './ids.js';
+export * from './telemetry/trace.js';

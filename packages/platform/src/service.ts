@@ -10,6 +10,7 @@ import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { connectBus, type Bus } from './nats.js';
+import { flushTelemetry } from './telemetry/trace.js';
 
 export interface ServiceContext {
   config: Config;
@@ -117,10 +118,10 @@ export function handleSignals(target: { stop: () => Promise<void> }, logger: Log
     }, timeoutMs);
     deadline.unref();
     target.stop().then(
-      () => process.exit(0),
+      () => flushTelemetry().then(() => process.exit(0)),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
-        process.exit(1);
+        void flushTelemetry().then(() => process.exit(1));
       },
     );
   };

@@ -63,6 +63,10 @@ const WorkerEnvSchema = z.object({
   /** Fork job processes on a spawner thread (default) or on the main thread (`false`). */
   HODEI_WORKER_SPAWN_THREAD: z.enum(['true', 'false', '1', '0']).default('true'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  /** Serve Prometheus metrics on this port at /metrics when the agent runs standalone (unset: off). */
+  HODEI_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  /** Interface of the metrics endpoint. */
+  HODEI_WORKER_METRICS_HOST: z.string().min(1).default('0.0.0.0'),
 });
 
 export interface WorkerConfig {
@@ -82,6 +86,9 @@ export interface WorkerConfig {
   /** Fork on a spawner thread, keeping the event loop free (false: on the main thread). */
   spawnThread: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Port of the standalone agent's /metrics endpoint; undefined: none. */
+  metricsPort: number | undefined;
+  metricsHost: string;
   /** Register with the scheduler's registry at start (off in unit tests that have no scheduler). */
   registerWithScheduler: boolean;
   /** The environment every job starts from (the worker's own, secrets removed). */
@@ -126,6 +133,8 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     tmpDir: e.HODEI_WORKER_TMPDIR ?? os.tmpdir(),
     spawnThread: e.HODEI_WORKER_SPAWN_THREAD === 'true' || e.HODEI_WORKER_SPAWN_THREAD === '1',
     logLevel: e.LOG_LEVEL,
+    metricsPort: e.HODEI_WORKER_METRICS_PORT,
+    metricsHost: e.HODEI_WORKER_METRICS_HOST,
     registerWithScheduler: true,
     baseEnv: jobBaseEnv(env),
   };

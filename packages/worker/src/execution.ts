@@ -5,7 +5,7 @@ import { open, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
-import { encodeJson, type Logger } from '@hodei/platform';
+import { currentTraceparent, encodeJson, publishTraced, SpanKind, startSpan, type Context as TraceContext, type Logger, type Span } from '@hodei/platform';
 import { LineSplitter } from './lines.js';
 import { parseProgress } from './progress.js';
 import type { Reaper } from './reaper.js';
@@ -59,6 +59,8 @@ export class Execution {
   private startedAt = new Date();
   private readonly resultPath: string;
   private scriptPath: string | undefined;
+  /** The run as a span of the execution's trace: the job's TRACEPARENT and the status events descend from it. */
+  private readonly trace: { span: Span; ctx: TraceContext };
 
   constructor(
     private readonly deps: ExecutionDeps,
@@ -67,6 +69,11 @@ export class Execution {
     this.id = assignment.execution_id;
     this.log = deps.logger.child({ execution_id: this.id });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    this.trace = startSpan('worker run', {
+      kind: SpanKind.CONSUMER,
+      parent: assignment.traceparent ?? null,
+      attributes: { 'hodei.execution_id': this.id, 'hodei.worker_id': deps.workerId, 'hodei.attempt': assignment.attempt },
+    });
     this.shipper = new LogShipper(deps.js, deps.subjects.logs(this.id), this.id, this.log, (pause) => this.onPressure(pause));
     // A fresh name per run: a file left by an earlier attempt can never pass for this one's.
     this.resultPath = path.join(deps.tmpDir, `hodei-result-${this.id}-${randomBytes(4).toString('hex')}.json`);
@@ -102,7 +109,8 @@ export class Execution {
     };
     if (this.assignment.job_id) env.HODEI_JOB_ID = this.assignment.job_id;
     else delete env.HODEI_JOB_ID;
-    if (this.assignment.traceparent) env.TRACEPARENT = this.assignment.traceparent;
+    const traceparent = currentTraceparent(this.trace.ctx) ?? this.assignment.traceparent;
+    if (traceparent) env.TRACEPARENT = traceparent;
     const cwd = spec.working_dir ?? undefined;
 
     let req: SpawnRequest;
@@ -314,6 +322,8 @@ export class Execution {
       ...result,
     });
     await this.statusChain;
+    this.trace.span.setAttributes({ 'hodei.status': status, ...(exitCode !== null ? { 'process.exit.code': exitCode } : {}) });
+    this.trace.span.end();
     this.log.debug({ status, exit_code: exitCode, signal, last_seq: this.seq }, 'execution finished');
     this.resolveFinished({ status, exitCode, signal });
   }
@@ -333,7 +343,7 @@ export class Execution {
     this.statusChain = this.statusChain.then(async () => {
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.deps.js.publish(subject, payload, { msgID });
+          await publishTraced(this.deps.js, subject, payload, { msgID }, this.trace.ctx);
           return;
         } catch (err) {
           if (this.aborted) return;

@@ -1,8 +1,9 @@
 // `node packages/worker/dist/main.js`: a worker agent configured from the environment.
 // SIGTERM/SIGINT drain (running jobs finish, then exit 0); a second signal force-stops.
-import { createLogger } from '@hodei/platform';
+import { createLogger, flushTelemetry } from '@hodei/platform';
 import { loadWorkerConfig, redactWorkerConfig, type WorkerConfig } from './config.js';
-import { startWorker } from './worker.js';
+import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js';
+import { startWorker, type WorkerHandle } from './worker.js';
 
 let config: WorkerConfig;
 try {
@@ -14,7 +15,13 @@ try {
 const logger = createLogger('worker', config.logLevel);
 try {
   logger.info({ config: redactWorkerConfig(config) }, 'starting worker');
-  const worker = await startWorker({ ...config, logger });
+  let worker: WorkerHandle | undefined;
+  let metrics: WorkerMetrics | undefined;
+  if (config.metricsPort !== undefined) {
+    metrics = createWorkerMetrics({ running: () => worker?.running().length ?? 0, slots: config.capacity.slots });
+    await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost, logger);
+  }
+  worker = await startWorker({ ...config, logger, metrics });
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
@@ -29,6 +36,7 @@ try {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   await worker.done;
+  await flushTelemetry();
   process.exit(0);
 } catch (err) {
   logger.fatal({ err }, 'worker failed');

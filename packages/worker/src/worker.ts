@@ -9,10 +9,13 @@ import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './co
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
 import { InlineSpawner, ThreadSpawner, type Spawner } from './spawn.js';
+import type { WorkerMetrics } from './metrics.js';
 import { delay } from './shipper.js';
 
 export interface StartWorkerOptions extends WorkerOptions {
   logger?: Logger;
+  /** Counted into when given (the standalone agent's /metrics). */
+  metrics?: WorkerMetrics;
 }
 
 export interface WorkerHandle {
@@ -29,7 +32,7 @@ export interface WorkerHandle {
 }
 
 export async function startWorker(options: StartWorkerOptions = {}): Promise<WorkerHandle> {
-  const { logger: givenLogger, ...rest } = options;
+  const { logger: givenLogger, metrics, ...rest } = options;
   const config = resolveWorkerConfig(rest);
   const logger = (givenLogger ?? createLogger('worker', config.logLevel)).child({ worker_id: config.id });
   const nc = await connect({
@@ -39,7 +42,7 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
   });
-  const agent = new WorkerAgent(config, nc, logger);
+  const agent = new WorkerAgent(config, nc, logger, metrics);
   await agent.begin();
   return {
     id: config.id,
@@ -73,6 +76,7 @@ class WorkerAgent {
     private readonly config: WorkerConfig,
     private readonly nc: NatsConnection,
     private readonly logger: Logger,
+    private readonly metrics?: WorkerMetrics,
   ) {
     this.subjects = makeSubjects(config.natsPrefix);
     this.js = jetstream(nc);
@@ -130,6 +134,7 @@ class WorkerAgent {
       ack = { accepted: false, reason: `invalid assignment: ${(err as Error).message}` };
     }
     msg.respond(encodeJson(ack));
+    this.metrics?.assignments.inc({ outcome: ack.accepted ? 'accepted' : 'refused' });
     if (!toStart) {
       this.logger.debug({ reason: ack.reason }, 'assignment refused');
       return;
@@ -138,7 +143,8 @@ class WorkerAgent {
     // The client flushes the ack in a microtask queued by respond(); spawning in the next one
     // sends the ack before the fork rather than after it.
     queueMicrotask(() => execution.start());
-    void execution.finished.then(() => {
+    void execution.finished.then((outcome) => {
+      this.metrics?.finished.inc({ status: outcome.status });
       this.busy.delete(execution.id);
       this.executions.delete(execution.id);
       if (this.draining && this.executions.size === 0) void this.shutdown();

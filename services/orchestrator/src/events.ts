@@ -1,7 +1,7 @@
 // Job status follows its executions: durable JetStream consumers on worker-manager's (and the
 // scheduler's) execution events record each execution and set the job's status from its newest.
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { decodeJson, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { decodeJson, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { newestStatus, recordExecution, type ExecutionUpdate } from './store/executions.js';
@@ -114,7 +114,7 @@ export function executionConsumers(
         const loop = (async () => {
           for await (const m of messages) {
             if (stopping) break; // left unacked: redelivered to whoever runs next
-            await handle(m, spec.kind, log);
+            await withConsumedSpan(`orchestrator ${spec.durable}`, m, () => handle(m, spec.kind, log));
           }
         })().catch((err: unknown) => log.error({ err }, 'consumer stopped with an error'));
         running.push({ messages, loop });

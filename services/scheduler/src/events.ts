@@ -1,6 +1,6 @@
 // What the scheduler hears over NATS: queued / finished / cancelled executions (durable JetStream
 // consumers), worker heartbeats (core NATS) and worker exits (JetStream).
-import { decodeJson, type Bus, type Logger } from '@hodei/platform';
+import { currentTraceparent, decodeJson, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ExecutionCancelEvent, ExecutionQueuedEvent, WorkerHeartbeat, z } from '@hodei/types';
@@ -45,7 +45,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
       subject: s.executionQueued,
       handle: async (m) => {
         const ev = parse(ExecutionQueuedEvent, m);
-        if (ev) await h.queued(ev);
+        if (ev) await h.queued({ ...ev, traceparent: currentTraceparent() ?? ev.traceparent });
       },
     },
     {
@@ -113,7 +113,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     const done = (async () => {
       for await (const m of messages) {
         try {
-          await spec.handle(m);
+          await withConsumedSpan(`scheduler ${spec.durable}`, m, () => spec.handle(m));
           m.ack();
         } catch (err) {
           // left unacked: JetStream redelivers it after ack_wait

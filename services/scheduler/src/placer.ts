@@ -1,7 +1,7 @@
 // Placement: waiting executions (priority DESC, created_at ASC) onto online workers whose labels
 // and free capacity fit. One round at a time in this process; the claim (waiting → assigning) is a
 // conditional UPDATE, so two replicas never hand out the same execution.
-import { decodeJson, encodeJson, type Bus, type Logger } from '@hodei/platform';
+import { decodeJson, encodeJson, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
 import { AssignmentAck, type Assignment, type ExecutionQueuedEvent, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { entryOf, queueOrder, type QueueEntry, type QueueStore } from './store/queue.js';
@@ -196,7 +196,15 @@ export class Placer {
     }
   }
 
-  private async assign(entry: QueueEntry, workerId: string): Promise<void> {
+  /** The placement as a span of the execution's trace (its parent stored with the queue entry). */
+  private assign(entry: QueueEntry, workerId: string): Promise<void> {
+    return withSpan('scheduler place', () => this.assignTo(entry, workerId), {
+      parent: entry.traceparent,
+      attributes: { 'hodei.execution_id': entry.execution_id, 'hodei.worker_id': workerId },
+    });
+  }
+
+  private async assignTo(entry: QueueEntry, workerId: string): Promise<void> {
     const log = this.logger.child({ execution_id: entry.execution_id, worker_id: workerId });
     const assignment: Assignment = {
       execution_id: entry.execution_id,
@@ -204,11 +212,16 @@ export class Placer {
       attempt: entry.attempt,
       spec: entry.spec,
       ...(entry.traceparent ? { traceparent: entry.traceparent } : {}),
+      ...traceField(), // the placement span, when traced
     };
     let accepted = false;
     let why = '';
     try {
-      const reply = await this.bus.nc.request(this.bus.subjects.assign(workerId), encodeJson(assignment), { timeout: ASSIGN_TIMEOUT_MS });
+      const headers = traceHeaders();
+      const reply = await this.bus.nc.request(this.bus.subjects.assign(workerId), encodeJson(assignment), {
+        timeout: ASSIGN_TIMEOUT_MS,
+        ...(headers ? { headers } : {}),
+      });
       const ack = AssignmentAck.safeParse(decodeJson(reply.data));
       if (ack.success && ack.data.accepted) accepted = true;
       else {

@@ -2,7 +2,7 @@
 // after the insert) and execution status events (applied one at a time, in order).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
-import { decodeJson, type ServiceContext } from '@hodei/platform';
+import { decodeJson, withConsumedSpan, type ServiceContext } from '@hodei/platform';
 import { ExecutionStatusEvent, isFinalStatus, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
@@ -208,7 +208,7 @@ export class Consumers {
 
   private async applyAndAck(msg: JsMsg, event: ExecutionStatusEvent): Promise<void> {
     try {
-      await this.executions.apply(event);
+      await withConsumedSpan('worker-manager execution.status', msg, () => this.executions.apply(event));
       msg.ack();
     } catch (err) {
       this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');

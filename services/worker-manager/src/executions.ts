@@ -1,6 +1,6 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
-import { BadRequestError, ConflictError, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, type ServiceContext } from '@hodei/platform';
+import { BadRequestError, ConflictError, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, publishTraced, traceField, type ServiceContext } from '@hodei/platform';
 import {
   DEFAULT_SPEC,
   isFinalStatus,
@@ -70,9 +70,10 @@ export class Executions {
       spec,
       attempt: row.attempt,
       created_at: row.created_at.toISOString(),
+      ...traceField(),
     };
     try {
-      await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionQueued, encodeJson(event), { msgID: row.id });
+      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionQueued, encodeJson(event), { msgID: row.id });
     } catch (err) {
       await store.deleteExecution(this.ctx.db, row.id).catch(() => undefined);
       this.ctx.logger.error({ err, execution_id: row.id }, 'publishing the queued execution failed');
@@ -187,7 +188,7 @@ export class Executions {
       duration_ms: row.duration_ms,
       timestamp: e.timestamp,
     };
-    await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });
+    await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });
   }
 
   private emitStatus(row: ExecutionRow, message: string | null): void {

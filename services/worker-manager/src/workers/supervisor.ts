@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { encodeJson, newId, ServiceUnavailableError, type ServiceContext } from '@hodei/platform';
+import { encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type ServiceContext } from '@hodei/platform';
 import type { ManagedWorker, WorkerStart } from '@hodei/types';
 import { inheritedEnv } from '../config.js';
 import type { WmMetrics } from '../metrics.js';
@@ -75,7 +75,11 @@ export class Supervisor {
       LOG_LEVEL: c.logLevel,
     };
     if (c.apiToken) env.HODEI_API_TOKEN = c.apiToken;
-    const child = spawn(process.execPath, [WORKER_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // traced like this service: the same OTLP endpoint (inherited OTEL_* env), under its own name
+    const traced = telemetryActive();
+    if (traced) env.OTEL_SERVICE_NAME = 'hodei-worker';
+    const args = traced ? ['--import', TELEMETRY_REGISTER, WORKER_MAIN] : [WORKER_MAIN];
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const pid = child.pid;
     if (pid === undefined) {
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));

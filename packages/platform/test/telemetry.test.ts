@@ -1,0 +1,239 @@
+// Traces end to end: the three services and a worker run as real processes preloaded with the
+// telemetry register (as scripts/start-services.sh and compose start them), exporting OTLP/HTTP JSON
+// to a receiver this test runs; one execution must be one trace across all of them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestEnv, TELEMETRY_REGISTER, type TestEnv } from '@hodei/platform';
+import { loadTelemetryConfig, serviceNameFromScript } from '../src/telemetry/config.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const SERVICES = ['orchestrator', 'scheduler', 'worker-manager'] as const;
+type Svc = (typeof SERVICES)[number];
+
+interface ReceivedSpan {
+  service: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: number;
+}
+
+/** A minimal OTLP/HTTP receiver (JSON encoding): POST /v1/traces. */
+async function startReceiver(): Promise<{ server: Server; url: string; spans: ReceivedSpan[]; requests: () => number }> {
+  const spans: ReceivedSpan[] = [];
+  let requests = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      requests += 1;
+      if (req.method !== 'POST' || req.url !== '/v1/traces' || !String(req.headers['content-type']).includes('json')) {
+        res.writeHead(415).end();
+        return;
+      }
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        resourceSpans: {
+          resource: { attributes: { key: string; value: { stringValue?: string } }[] };
+          scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number }[] }[];
+        }[];
+      };
+      for (const rs of body.resourceSpans) {
+        const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+        for (const ss of rs.scopeSpans) {
+          for (const s of ss.spans) spans.push({ service, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind });
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests };
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+function stopProcess(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => p.kill('SIGKILL'), 15_000);
+    p.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    p.kill('SIGTERM');
+  });
+}
+
+describe('telemetry config', () => {
+  it('is off without an endpoint and names services after their entry script', () => {
+    expect(loadTelemetryConfig({}, ['node', '/app/services/scheduler/dist/main.js'])).toEqual({
+      endpoint: undefined,
+      serviceName: 'scheduler',
+      serviceNameFromEnv: false,
+    });
+    const on = loadTelemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318', OTEL_SERVICE_NAME: 'wm' }, ['node', 'x.js']);
+    expect(on).toEqual({ endpoint: 'http://jaeger:4318', serviceName: 'wm', serviceNameFromEnv: true });
+    expect(loadTelemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://x:4318', OTEL_SDK_DISABLED: 'true' }).endpoint).toBeUndefined();
+    expect(serviceNameFromScript('/w/packages/worker/dist/main.js')).toBe('worker');
+    expect(serviceNameFromScript('/tmp/other.js')).toBe('hodei');
+  });
+
+  it('starts no SDK when OTEL_EXPORTER_OTLP_ENDPOINT is not set', async () => {
+    const { OTEL_EXPORTER_OTLP_ENDPOINT: _a, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: _b, ...env } = process.env;
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn(process.execPath, ['--import', TELEMETRY_REGISTER, '-e', "console.log(String(Boolean(globalThis[Symbol.for('hodei.telemetry.sdk')])))"], {
+        env,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let text = '';
+      p.stdout.on('data', (c: Buffer) => (text += c.toString()));
+      p.once('error', reject);
+      p.once('exit', (code) => (code === 0 ? resolve(text.trim()) : reject(new Error(`exit ${code}`))));
+    });
+    expect(out).toBe('false');
+  });
+});
+
+describe('one execution, one trace across the services and the worker', () => {
+  let env: TestEnv;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  const procs = new Map<Svc, ChildProcess>();
+  const output = new Map<Svc, string>();
+  const urls = {} as Record<Svc, string>;
+
+  beforeAll(async () => {
+    for (const svc of SERVICES) {
+      const main = `${ROOT}services/${svc}/dist/main.js`;
+      if (!existsSync(main)) throw new Error(`${main} is missing: build first (make build)`);
+    }
+    if (!existsSync(TELEMETRY_REGISTER)) throw new Error(`${TELEMETRY_REGISTER} is missing: build first (make build)`);
+    env = createTestEnv();
+    receiver = await startReceiver();
+    const ports = { orchestrator: await freePort(), scheduler: await freePort(), 'worker-manager': await freePort() };
+    for (const svc of SERVICES) urls[svc] = `http://127.0.0.1:${ports[svc]}`;
+    const base: Record<string, string | undefined> = {
+      ...process.env,
+      DATABASE_URL: env.databaseUrl,
+      NATS_URL: process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+      HODEI_NATS_PREFIX: env.natsPrefix,
+      HODEI_ORCHESTRATOR_PORT: String(ports.orchestrator),
+      HODEI_SCHEDULER_PORT: String(ports.scheduler),
+      HODEI_WORKER_MANAGER_PORT: String(ports['worker-manager']),
+      HODEI_ORCHESTRATOR_URL: urls.orchestrator,
+      HODEI_SCHEDULER_URL: urls.scheduler,
+      HODEI_WORKER_MANAGER_URL: urls['worker-manager'],
+      LOG_LEVEL: 'warn',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      OTEL_SERVICE_NAME: undefined,
+    };
+    // one at a time: they share a fresh database, and each creates its own schema
+    for (const svc of SERVICES) {
+      const p = spawn(process.execPath, ['--import', TELEMETRY_REGISTER, `${ROOT}services/${svc}/dist/main.js`], {
+        env: base,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      output.set(svc, '');
+      const keep = (c: Buffer) => output.set(svc, ((output.get(svc) ?? '') + c.toString()).slice(-4000));
+      p.stdout?.on('data', keep);
+      p.stderr?.on('data', keep);
+      procs.set(svc, p);
+      await waitFor(`${svc} /health`, async () => {
+        if (p.exitCode !== null) throw new Error(`${svc} exited ${p.exitCode}: ${output.get(svc)}`);
+        const r = await fetch(`${urls[svc]}/health`);
+        return r.status === 200 ? true : undefined;
+      });
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    // worker-manager stops the workers it started
+    await Promise.all([...procs.values()].map(stopProcess));
+    await new Promise((r) => receiver?.server.close(r));
+    await env?.cleanup();
+  }, 60_000);
+
+  it('exports spans that share the execution trace id from every process, and the job gets TRACEPARENT', async () => {
+    const post = async (url: string, body: unknown) => {
+      const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    const wm = urls['worker-manager'];
+    const job = await post(`${urls.orchestrator}/api/v1/jobs`, { name: 'traced', command: 'echo "tp=$TRACEPARENT"' });
+    expect(job.status).toBe(201);
+    const worker = await post(`${wm}/api/v1/workers`, { type: 'shell', capacity: { slots: 1, cpu_cores: 1, memory_bytes: 268435456 } });
+    expect(worker.status).toBe(201);
+    const exec = await post(`${wm}/api/v1/execute`, { job_id: job.body.id });
+    expect(exec.status).toBe(202);
+    const id = exec.body.id as string;
+
+    const done = await waitFor('the execution to finish', async () => {
+      const r = (await (await fetch(`${wm}/api/v1/executions/${id}`)).json()) as { status: string };
+      return ['completed', 'failed', 'timed_out', 'cancelled', 'lost'].includes(r.status) ? r : undefined;
+    }, 90_000);
+    expect(done.status).toBe('completed');
+
+    const logs = (await (await fetch(`${wm}/api/v1/executions/${id}/logs`)).json()) as { lines: { line: string }[] };
+    const line = logs.lines.map((l) => l.line).find((l) => l.startsWith('tp='));
+    const m = /^tp=00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(line ?? '');
+    expect(m, `job output: ${JSON.stringify(logs.lines)}`).not.toBeNull();
+    const traceId = m![1]!;
+
+    // the orchestrator's consumer of execution.finished is the last hop; spans arrive in batches
+    const inTrace = await waitFor(
+      'spans of every process in the trace',
+      () => {
+        const spans = receiver.spans.filter((s) => s.traceId === traceId);
+        const services = new Set(spans.map((s) => s.service));
+        const complete =
+          ['worker-manager', 'scheduler', 'hodei-worker', 'orchestrator'].every((s) => services.has(s)) &&
+          spans.some((s) => s.service === 'orchestrator' && s.name.includes('orchestrator'));
+        return complete ? spans : undefined;
+      },
+      60_000,
+    );
+
+    const by = (service: string, name: string) => inTrace.find((s) => s.service === service && s.name.includes(name));
+    // the trace starts at the HTTP request that queued the execution
+    const root = inTrace.find((s) => !s.parentSpanId);
+    expect(root?.service).toBe('worker-manager');
+    expect(root?.name).toMatch(/POST/);
+    const place = by('scheduler', 'scheduler place');
+    const run = by('hodei-worker', 'worker run');
+    expect(place).toBeDefined();
+    expect(run).toBeDefined();
+    // the worker's run descends from the placement, and the job's TRACEPARENT is the run span
+    expect(run!.parentSpanId).toBe(place!.spanId);
+    expect(m![2]).toBe(run!.spanId);
+    expect(by('worker-manager', 'worker-manager execution.status')).toBeDefined();
+    expect(by('orchestrator', 'orchestrator')).toBeDefined();
+    // pg queries are traced too (within a request or consumer span)
+    expect(inTrace.some((s) => s.service === 'worker-manager' && /INSERT|SELECT|pg/i.test(s.name))).toBe(true);
+  }, 180_000);
+});
