@@ -1,0 +1,748 @@
+// Execution benchmarks (issue 3): real services, a real worker process, real jobs; every figure
+// printed next to the machine's own limit measured in the same run (a bare Node spawn loop, a raw
+// spawn, a raw NATS round trip, a raw batched INSERT).
+//
+//   tsx exec.ts [--only throughput,latency,logs,cancel,ingest,fanout] [--rounds 2] [--json]
+//               [--jobs 300] [--samples 100] [--lines 1000000] [--log-seconds 5] [--cancels 20]
+//
+// The orchestrator, scheduler and worker-manager built by `pnpm build` start in-process on a
+// throwaway database and NATS prefix (createTestEnv), except for the ingest benchmark, which runs
+// worker-manager as its own process (node services/worker-manager/dist/main.js) so that its RSS is
+// its own. Workers are spawned through POST /api/v1/workers as in production.
+// With --rounds R every benchmark runs R times; the table shows the best round and the spread.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { connect } from '@nats-io/transport-node';
+import pg from 'pg';
+import type { TestEnv } from '@hodei/platform';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+
+// ---- clocks ---------------------------------------------------------------------------------
+/** Wall clock in ms with µs resolution (CLOCK_REALTIME, as `date +%s%N` in a job). */
+const wallMs = () => performance.timeOrigin + performance.now();
+/** CLOCK_MONOTONIC in µs: the same clock in every process of the machine (perl's clock_gettime). */
+const monoUs = () => Number(process.hrtime.bigint() / 1000n);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+async function until<T>(fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs: number, what: string, everyMs = 20): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+// ---- HTTP and SSE clients -------------------------------------------------------------------
+async function call(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any; at: number }> {
+  const res = await fetch(url + path, {
+    method,
+    headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const at = wallMs();
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined, at };
+}
+
+interface SseEvent {
+  id?: string;
+  event: string;
+  data: string;
+}
+
+/** Reads a text/event-stream; `onEvent` gets each event with the time its chunk arrived (monotonic µs). */
+async function openSse(url: string, onEvent: (e: SseEvent, atUs: number) => void): Promise<{ done: Promise<void>; close: () => void }> {
+  const ac = new AbortController();
+  const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: ac.signal });
+  if (res.status !== 200 || !res.body) throw new Error(`SSE ${url}: status ${res.status}`);
+  const reader = res.body.getReader();
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { done: end, value } = await reader.read();
+        if (end) return;
+        const at = monoUs();
+        buf += decoder.decode(value, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const e: SseEvent = { event: 'message', data: '' };
+          let any = false;
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':') || line === '') continue;
+            const c = line.indexOf(':');
+            const field = c < 0 ? line : line.slice(0, c);
+            const v = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+            any = true;
+            if (field === 'id') e.id = v;
+            else if (field === 'event') e.event = v;
+            else if (field === 'data') e.data = e.data ? `${e.data}\n${v}` : v;
+          }
+          if (any) onEvent(e, at);
+        }
+      }
+    } catch (err) {
+      if (!ac.signal.aborted) throw err;
+    }
+  })();
+  return { done, close: () => ac.abort() };
+}
+
+// ---- the stack ------------------------------------------------------------------------------
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+interface Stack {
+  env: TestEnv;
+  wm: string;
+  scheduler: string;
+  /** worker-manager's pid when it runs as its own process. */
+  wmPid?: number;
+  /** Final statuses seen on worker-manager's /api/v1/events/stream, by execution id. */
+  finals: Map<string, { status: string; at: number }>;
+  waitFinal: (id: string, timeoutMs?: number) => Promise<string>;
+  startWorker: (slots: number) => Promise<string>;
+  stopWorker: (id: string) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+type Starter = (config: unknown) => Promise<{ url: string; stop: () => Promise<void> }>;
+async function load(svc: string, fn: string): Promise<Starter> {
+  const path = resolve(root, `services/${svc}/dist/service.js`);
+  const mod = (await import(pathToFileURL(path).href).catch((err: unknown) => {
+    throw new Error(`cannot load ${path} (run pnpm build first): ${String(err)}`);
+  })) as Record<string, Starter>;
+  return mod[fn]!;
+}
+
+const FINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out', 'lost']);
+
+async function startStack(options: { wmProcess?: boolean } = {}): Promise<Stack> {
+  const { createTestEnv } = await import('@hodei/platform');
+  const env = createTestEnv();
+  const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
+  const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
+  const stops: Array<() => Promise<void>> = [];
+  const orchestrator = await (await load('orchestrator', 'startOrchestrator'))(env.config('orchestrator', { urls, port: po }));
+  stops.push(orchestrator.stop);
+  const scheduler = await (await load('scheduler', 'startScheduler'))(env.config('scheduler', { urls, port: ps }));
+  stops.push(scheduler.stop);
+  let wmPid: number | undefined;
+  if (options.wmProcess) {
+    const child: ChildProcess = spawn(process.execPath, [resolve(root, 'services/worker-manager/dist/main.js')], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: env.databaseUrl,
+        NATS_URL: process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+        HODEI_NATS_PREFIX: env.natsPrefix,
+        HODEI_WORKER_MANAGER_PORT: String(pw),
+        HODEI_ORCHESTRATOR_URL: urls.orchestrator,
+        HODEI_SCHEDULER_URL: urls.scheduler,
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    wmPid = child.pid;
+    const exited = once(child, 'exit');
+    stops.unshift(async () => {
+      child.kill('SIGTERM');
+      await exited;
+    });
+    await until(async () => (await fetch(`${urls['worker-manager']}/health`).catch(() => undefined))?.ok, 30_000, 'worker-manager /health', 100);
+  } else {
+    const wm = await (await load('worker-manager', 'startWorkerManager'))(env.config('worker-manager', { urls, port: pw }));
+    stops.unshift(wm.stop);
+  }
+  const wmUrl = urls['worker-manager'];
+  const finals = new Map<string, { status: string; at: number }>();
+  const waiters = new Map<string, () => void>();
+  const events = await openSse(`${wmUrl}/api/v1/events/stream`, (e) => {
+    if (e.event !== 'job_event') return;
+    const d = JSON.parse(e.data) as { execution_id: string; status: string };
+    if (!FINAL.has(d.status) || finals.has(d.execution_id)) return;
+    finals.set(d.execution_id, { status: d.status, at: wallMs() });
+    waiters.get(d.execution_id)?.();
+  });
+  const workers = new Set<string>();
+  const stack: Stack = {
+    env,
+    wm: wmUrl,
+    scheduler: urls.scheduler,
+    wmPid,
+    finals,
+    waitFinal: async (id, timeoutMs = 60_000) => {
+      if (!finals.has(id)) {
+        await new Promise<void>((ok, fail) => {
+          const t = setTimeout(() => fail(new Error(`execution ${id} did not finish within ${timeoutMs} ms`)), timeoutMs);
+          waiters.set(id, () => {
+            clearTimeout(t);
+            ok();
+          });
+        });
+        waiters.delete(id);
+      }
+      return finals.get(id)!.status;
+    },
+    startWorker: async (slots) => {
+      const w = await call(wmUrl, 'POST', '/api/v1/workers', {
+        type: 'shell',
+        name: `bench-${slots}`,
+        capacity: { slots, cpu_cores: 64, memory_bytes: 64 * 1024 ** 3 },
+      });
+      if (w.status !== 201) throw new Error(`POST /api/v1/workers: ${w.status} ${JSON.stringify(w.body)}`);
+      workers.add(w.body.id);
+      await until(async () => (await call(urls.scheduler, 'GET', `/api/v1/workers/${w.body.id}`)).body?.status === 'online', 30_000, 'worker online', 50);
+      return w.body.id as string;
+    },
+    stopWorker: async (id) => {
+      workers.delete(id);
+      await call(wmUrl, 'DELETE', `/api/v1/workers/${id}?force=true`);
+      await until(async () => (await call(urls.scheduler, 'GET', `/api/v1/workers/${id}`)).body?.status !== 'online', 10_000, 'worker gone', 50).catch(() => undefined);
+    },
+    close: async () => {
+      for (const id of workers) await call(wmUrl, 'DELETE', `/api/v1/workers/${id}?force=true`).catch(() => undefined);
+      events.close();
+      for (const stop of stops) await stop().catch(() => undefined);
+      await env.cleanup();
+    },
+  };
+  return stack;
+}
+
+async function execute(stack: Stack, command: string): Promise<{ id: string; at: number; sentAt: number }> {
+  const sentAt = wallMs();
+  const r = await call(stack.wm, 'POST', '/api/v1/execute', { command });
+  if (r.status !== 202) throw new Error(`POST /api/v1/execute: ${r.status} ${JSON.stringify(r.body)}`);
+  return { id: r.body.id, at: r.at, sentAt };
+}
+
+async function logLines(stack: Stack, id: string): Promise<string[]> {
+  const r = await call(stack.wm, 'GET', `/api/v1/executions/${id}/logs`);
+  return (r.body.lines as Array<{ line: string }>).map((l) => l.line);
+}
+
+// ---- results --------------------------------------------------------------------------------
+interface Figure {
+  bench: string;
+  metric: string;
+  value: number;
+  unit: string;
+  /** The machine's own limit measured in the same run, same unit. */
+  baseline?: { label: string; value: number };
+  /** Goal, and whether higher is better. */
+  target?: { text: string; ok: (v: number, base?: number) => boolean };
+  /** Lower is better (latencies) or higher (rates, ratios). */
+  better: 'lower' | 'higher';
+  note?: string;
+}
+
+// ---- 1. throughput --------------------------------------------------------------------------
+async function bareSpawnLoop(total: number, parallel: number): Promise<number> {
+  let started = 0;
+  const t0 = performance.now();
+  const one = (): Promise<void> =>
+    new Promise((ok, fail) => {
+      const c = spawn('/bin/sh', ['-c', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      c.stdout!.resume();
+      c.stderr!.resume();
+      c.once('error', fail);
+      c.once('close', () => ok());
+    });
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (started < total) {
+        started++;
+        await one();
+      }
+    }),
+  );
+  return total / ((performance.now() - t0) / 1000);
+}
+
+async function benchThroughput(jobs: number): Promise<Figure[]> {
+  const base = await bareSpawnLoop(jobs, 8);
+  const stack = await startStack();
+  try {
+    const worker = await stack.startWorker(8);
+    // warm-up: the first job pays for lazy start-up paths
+    await stack.waitFinal((await execute(stack, 'true')).id);
+    const ids: string[] = [];
+    const t0 = wallMs();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < jobs) {
+          next++;
+          ids.push((await execute(stack, 'true')).id);
+        }
+      }),
+    );
+    const submitted = wallMs();
+    const statuses = await Promise.all(ids.map((id) => stack.waitFinal(id, 120_000)));
+    const end = Math.max(...ids.map((id) => stack.finals.get(id)!.at));
+    const bad = statuses.filter((s) => s !== 'completed').length;
+    if (bad) throw new Error(`${bad} of ${jobs} jobs did not complete`);
+    await stack.stopWorker(worker);
+    const rate = jobs / ((end - t0) / 1000);
+    return [
+      {
+        bench: 'throughput',
+        metric: `${jobs} \`true\` jobs, 1 worker × 8 slots (submit → all completed)`,
+        value: rate,
+        unit: 'jobs/s',
+        baseline: { label: 'bare Node loop, /bin/sh -c true, 8 at a time', value: base },
+        target: { text: '≥ 0.8× baseline', ok: (v, b) => v >= 0.8 * b! },
+        better: 'higher',
+        note: `submitting took ${((submitted - t0) / 1000).toFixed(2)} s`,
+      },
+    ];
+  } finally {
+    await stack.close();
+  }
+}
+
+// ---- 2. latency: execute accepted → process running ----------------------------------------
+async function rawSpawnLatency(samples: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const t0 = wallMs();
+    const c = spawn('/bin/sh', ['-c', 'date +%s%N'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    c.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+    await once(c, 'close');
+    out.push(Number(BigInt(text.trim()) / 1000n) / 1000 - t0);
+    await sleep(10);
+  }
+  return out;
+}
+
+async function benchLatency(samples: number): Promise<Figure[]> {
+  const raw = await rawSpawnLatency(samples);
+  const stack = await startStack();
+  try {
+    const worker = await stack.startWorker(8);
+    const lat: number[] = [];
+    const fromSend: number[] = [];
+    for (let i = 0; i < samples + 3; i++) {
+      const e = await execute(stack, 'date +%s%N');
+      await stack.waitFinal(e.id);
+      const [line] = await logLines(stack, e.id);
+      const ran = Number(BigInt(line!) / 1000n) / 1000;
+      if (i >= 3) {
+        lat.push(ran - e.at);
+        fromSend.push(ran - e.sentAt);
+      }
+      await sleep(20); // idle worker: the previous job's final status has settled everywhere
+    }
+    await stack.stopWorker(worker);
+    const row = (metric: string, q: number, goal: number): Figure => ({
+      bench: 'latency',
+      metric,
+      value: quantile(lat, q),
+      unit: 'ms',
+      baseline: { label: `raw spawn /bin/sh -c 'date +%s%N' p${q * 100}`, value: quantile(raw, q) },
+      target: { text: `≤ ${goal} ms`, ok: (v) => v <= goal },
+      better: 'lower',
+    });
+    return [
+      row(`202 accepted → job running p50 (${samples} samples, idle worker)`, 0.5, 6),
+      row(`202 accepted → job running p99`, 0.99, 12),
+      {
+        bench: 'latency',
+        metric: 'request sent → job running p50 / p99 (incl. the POST itself)',
+        value: quantile(fromSend, 0.5),
+        unit: 'ms',
+        better: 'lower',
+        note: `p99 ${quantile(fromSend, 0.99).toFixed(2)} ms`,
+      },
+    ];
+  } finally {
+    await stack.close();
+  }
+}
+
+// ---- 3. live logs: line written → SSE client -------------------------------------------------
+/** A job printing its CLOCK_MONOTONIC (µs) `count` times at `perSecond`, after `delayMs`. */
+const tickerJob = (count: number, perSecond: number, delayMs: number) =>
+  `perl -MTime::HiRes=clock_gettime,CLOCK_MONOTONIC,usleep -e '$|=1; usleep ${delayMs * 1000}; for (1..${count}) { printf "%.0f\\n", clock_gettime(CLOCK_MONOTONIC)*1e6; usleep ${Math.round(1e6 / perSecond)} }'`;
+
+async function natsRoundTrip(samples: number): Promise<{ core: number[]; js: number[] }> {
+  const url = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  const a = await connect({ servers: url });
+  const b = await connect({ servers: url });
+  const subject = `bench_rtt_${process.pid}_${Date.now()}`;
+  b.subscribe(subject, { callback: (_e, m) => void m.respond(m.data) });
+  await b.flush();
+  const core: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    await a.request(subject, new Uint8Array(64), { timeout: 2000 });
+    core.push(performance.now() - t0);
+  }
+  await a.close();
+  await b.close();
+  return { core, js: [] };
+}
+
+async function benchLogs(seconds: number): Promise<Figure[]> {
+  const rtt = await natsRoundTrip(1000);
+  const stack = await startStack();
+  try {
+    const worker = await stack.startWorker(64);
+    const perSecond = 100;
+    const count = seconds * perSecond;
+    const skip = 5; // lines that may arrive as history rather than live
+    const runJobs = async (n: number): Promise<{ lat: number[]; received: number; expected: number }> => {
+      const lat: number[] = [];
+      let received = 0;
+      const runs = await Promise.all(
+        Array.from({ length: n }, async () => {
+          const e = await execute(stack, tickerJob(count, perSecond, 300));
+          const sse = await openSse(`${stack.wm}/api/v1/executions/${e.id}/logs/stream`, (ev, at) => {
+            if (ev.event === 'completed') return;
+            if (ev.event !== 'log') return;
+            const d = JSON.parse(ev.data) as { seq: number; line: string };
+            received++;
+            if (d.seq > skip) lat.push((at - Number(d.line)) / 1000);
+          });
+          return { e, sse };
+        }),
+      );
+      for (const r of runs) {
+        const status = await stack.waitFinal(r.e.id, 120_000);
+        if (status !== 'completed') throw new Error(`ticker job ${r.e.id} ended ${status}`);
+      }
+      await Promise.race([Promise.all(runs.map((r) => r.sse.done)), sleep(15_000)]);
+      for (const r of runs) r.sse.close();
+      return { lat, received, expected: n * count };
+    };
+    const one = await runJobs(1);
+    const fifty = await runJobs(50);
+    await stack.stopWorker(worker);
+    const base = (q: number) => ({ label: `raw NATS request/reply p${q * 100}`, value: quantile(rtt.core, q) });
+    return [
+      { bench: 'logs', metric: `1 job × ${perSecond} lines/s: line written → SSE client p50`, value: quantile(one.lat, 0.5), unit: 'ms', baseline: base(0.5), target: { text: '≤ 1 ms', ok: (v) => v <= 1 }, better: 'lower' },
+      { bench: 'logs', metric: `1 job × ${perSecond} lines/s: p99`, value: quantile(one.lat, 0.99), unit: 'ms', baseline: base(0.99), target: { text: '≤ 3 ms', ok: (v) => v <= 3 }, better: 'lower', note: `${one.received}/${one.expected} lines` },
+      { bench: 'logs', metric: `50 jobs × ${perSecond} lines/s each: p99`, value: quantile(fifty.lat, 0.99), unit: 'ms', baseline: base(0.99), target: { text: '≤ 20 ms', ok: (v) => v <= 20 }, better: 'lower', note: `p50 ${quantile(fifty.lat, 0.5).toFixed(2)} ms, ${fifty.received}/${fifty.expected} lines` },
+    ];
+  } finally {
+    await stack.close();
+  }
+}
+
+// ---- 4. cancel → every process gone ----------------------------------------------------------
+// The job leaves a background child, a `setsid` child, a double-forked daemon in its own session,
+// and a double-forked child in the job's group; all of them must die.
+const CANCEL_JOB = `sleep 300 & setsid sleep 300 & (setsid sh -c 'sleep 300 & exit' &) ; (sleep 300 &) ; echo ready; wait`;
+
+function processesOf(executionId: string): number[] {
+  const needle = `HODEI_EXECUTION_ID=${executionId}\0`;
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (`${readFileSync(`/proc/${name}/environ`, 'latin1')}\0`.includes(needle) && alive(Number(name))) pids.push(Number(name));
+    } catch {
+      // gone meanwhile, or not ours
+    }
+  }
+  return pids;
+}
+
+/** A zombie is dead: it only waits for its parent to read its status. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function benchCancel(samples: number): Promise<Figure[]> {
+  const stack = await startStack();
+  try {
+    const worker = await stack.startWorker(8);
+    const gone: number[] = [];
+    const fromSend: number[] = [];
+    let leftovers = 0;
+    for (let i = 0; i < samples; i++) {
+      const e = await execute(stack, CANCEL_JOB);
+      // the shell plus four sleeps, the intermediate shells gone
+      const pids = await until(() => {
+        const p = processesOf(e.id);
+        const sleeps = p.filter((pid) => readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'sleep');
+        return sleeps.length === 4 && p.length === 5 ? p : undefined;
+      }, 20_000, 'the job and its descendants', 5);
+      const sent = wallMs();
+      const r = await call(stack.wm, 'POST', `/api/v1/executions/${e.id}/cancel`);
+      if (r.status !== 202) throw new Error(`cancel: ${r.status} ${JSON.stringify(r.body)}`);
+      const deadline = Date.now() + 10_000;
+      while (pids.some(alive) && Date.now() < deadline) await new Promise((ok) => setImmediate(ok));
+      const t = wallMs();
+      if (pids.some(alive)) leftovers++;
+      gone.push(Math.max(0, t - r.at));
+      fromSend.push(t - sent);
+      const status = await stack.waitFinal(e.id);
+      if (status !== 'cancelled') throw new Error(`cancelled job ended ${status}`);
+    }
+    await stack.stopWorker(worker);
+    return [
+      {
+        bench: 'cancel',
+        metric: `202 accepted → all 5 processes gone p50 (${samples} samples; setsid + double-forked)`,
+        value: quantile(gone, 0.5),
+        unit: 'ms',
+        target: { text: '≤ 5 ms', ok: (v) => v <= 5 },
+        better: 'lower',
+        note: `request sent → gone p50 ${quantile(fromSend, 0.5).toFixed(2)} ms`,
+      },
+      {
+        bench: 'cancel',
+        metric: '202 accepted → all gone, max',
+        value: Math.max(...gone),
+        unit: 'ms',
+        target: { text: '≤ 5 ms', ok: (v) => v <= 5 },
+        better: 'lower',
+        note: leftovers ? `${leftovers} samples left processes alive after 10 s` : 'no process left alive',
+      },
+    ];
+  } finally {
+    await stack.close();
+  }
+}
+
+// ---- 5. ingest: seq 1 N → every line stored in order ----------------------------------------
+async function benchIngest(lines: number): Promise<Figure[]> {
+  const stack = await startStack({ wmProcess: true });
+  const db = new pg.Client({ connectionString: stack.env.databaseUrl });
+  await db.connect();
+  let peakRss = 0;
+  const rssTimer = setInterval(() => {
+    try {
+      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${stack.wmPid}/status`, 'utf8'));
+      if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
+    } catch {
+      // exited
+    }
+  }, 50);
+  try {
+    const worker = await stack.startWorker(8);
+    const e = await execute(stack, `seq 1 ${lines}`);
+    const q = (sql: string, params: unknown[] = []) => db.query(sql, params).then((r) => r.rows[0]);
+    await until(async () => (await q('SELECT max(seq) AS m FROM worker_manager.log_lines WHERE execution_id = $1', [e.id])).m >= lines, 600_000, 'the last line stored', 100);
+    await until(async () => (await q('SELECT count(*)::int AS n FROM worker_manager.log_lines WHERE execution_id = $1', [e.id])).n >= lines, 600_000, 'every line stored', 50);
+    const stored = wallMs();
+    const status = await stack.waitFinal(e.id, 60_000);
+    clearInterval(rssTimer);
+    const check = await q(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE line <> seq::text)::int AS wrong, min(seq) AS lo, max(seq) AS hi
+       FROM worker_manager.log_lines WHERE execution_id = $1`,
+      [e.id],
+    );
+    const inOrder = check.n === lines && check.wrong === 0 && check.lo === 1 && check.hi === lines;
+    const ingestRate = lines / ((stored - e.at) / 1000);
+    await stack.stopWorker(worker);
+
+    // the machine's own limit: the same rows, multi-row inserts of 5000 from one client, into a
+    // table of the same shape (same primary key)
+    const rows = await db.query('SELECT seq, stream, line, ts FROM worker_manager.log_lines WHERE execution_id = $1 ORDER BY seq', [e.id]);
+    await db.query('CREATE TABLE public.bench_raw_lines (LIKE worker_manager.log_lines INCLUDING ALL)');
+    const r0 = performance.now();
+    const B = 5000;
+    for (let s = 0; s < rows.rows.length; s += B) {
+      const part = rows.rows.slice(s, s + B);
+      await db.query(
+        'INSERT INTO public.bench_raw_lines (execution_id, seq, stream, line, ts) SELECT * FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::text[], $5::timestamptz[])',
+        [part.map(() => e.id), part.map((r) => r.seq), part.map((r) => r.stream), part.map((r) => r.line), part.map((r) => r.ts)],
+      );
+    }
+    const rawRate = rows.rows.length / ((performance.now() - r0) / 1000);
+    return [
+      {
+        bench: 'ingest',
+        metric: `seq 1 ${lines}: 202 → every line stored (${inOrder ? 'all in order' : 'NOT all stored in order'}; final ${status})`,
+        value: ingestRate,
+        unit: 'lines/s',
+        baseline: { label: 'raw INSERT … unnest of the same rows, 5000 a statement', value: rawRate },
+        target: { text: '≥ 0.5× baseline', ok: (v, b) => inOrder && v >= 0.5 * b! },
+        better: 'higher',
+      },
+      {
+        bench: 'ingest',
+        metric: 'worker-manager peak RSS (own process, /proc/<pid>/status every 50 ms)',
+        value: peakRss / 1024 ** 2,
+        unit: 'MiB',
+        target: { text: '< 300 MiB', ok: (v) => v < 300 },
+        better: 'lower',
+      },
+    ];
+  } finally {
+    clearInterval(rssTimer);
+    await db.query('DROP TABLE IF EXISTS public.bench_raw_lines').catch(() => undefined);
+    await db.end();
+    await stack.close();
+  }
+}
+
+// ---- 6. fan-out: 100 SSE subscribers on one execution ----------------------------------------
+async function benchFanout(subscribers: number, count: number): Promise<Figure[]> {
+  const stack = await startStack();
+  try {
+    const worker = await stack.startWorker(8);
+    const e = await execute(stack, tickerJob(count, 500, 500));
+    const got = Array.from({ length: subscribers }, () => ({ seqs: [] as number[], completed: false }));
+    const lat: number[] = [];
+    const clients = await Promise.all(
+      got.map((g) =>
+        openSse(`${stack.wm}/api/v1/executions/${e.id}/logs/stream`, (ev, at) => {
+          if (ev.event === 'completed') g.completed = true;
+          if (ev.event !== 'log') return;
+          const d = JSON.parse(ev.data) as { seq: number; line: string };
+          g.seqs.push(d.seq);
+          lat.push((at - Number(d.line)) / 1000);
+        }),
+      ),
+    );
+    await stack.waitFinal(e.id, 120_000);
+    await Promise.race([Promise.all(clients.map((c) => c.done)), sleep(20_000)]);
+    for (const c of clients) c.close();
+    await stack.stopWorker(worker);
+    const complete = got.filter((g) => g.completed && g.seqs.length === count && g.seqs.every((s, i) => s === i + 1)).length;
+    const received = got.reduce((n, g) => n + g.seqs.length, 0);
+    return [
+      {
+        bench: 'fanout',
+        metric: `${subscribers} SSE subscribers × ${count} lines (500 lines/s): subscribers with every line, in order, then completed`,
+        value: complete,
+        unit: `of ${subscribers}`,
+        target: { text: `all ${subscribers}`, ok: (v) => v === subscribers },
+        better: 'higher',
+        note: `${received}/${subscribers * count} lines; line written → received p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms`,
+      },
+    ];
+  } finally {
+    await stack.close();
+  }
+}
+
+// ---- main -----------------------------------------------------------------------------------
+const BENCHES = ['throughput', 'latency', 'logs', 'cancel', 'ingest', 'fanout'] as const;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      rounds: { type: 'string', default: '1' },
+      json: { type: 'boolean', default: false },
+      jobs: { type: 'string', default: '300' },
+      samples: { type: 'string', default: '100' },
+      lines: { type: 'string', default: '1000000' },
+      'log-seconds': { type: 'string', default: '5' },
+      cancels: { type: 'string', default: '20' },
+      subscribers: { type: 'string', default: '100' },
+    },
+  });
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...BENCHES];
+  for (const o of only) if (!(BENCHES as readonly string[]).includes(o)) throw new Error(`--only: unknown benchmark ${o} (one of ${BENCHES.join(', ')})`);
+  const rounds = Number(values.rounds);
+  const runs: Record<string, () => Promise<Figure[]>> = {
+    throughput: () => benchThroughput(Number(values.jobs)),
+    latency: () => benchLatency(Number(values.samples)),
+    logs: () => benchLogs(Number(values['log-seconds'])),
+    cancel: () => benchCancel(Number(values.cancels)),
+    ingest: () => benchIngest(Number(values.lines)),
+    fanout: () => benchFanout(Number(values.subscribers), 1000),
+  };
+  const all: Figure[][] = [];
+  const loads: string[] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const name of only) {
+      process.stderr.write(`round ${r + 1}/${rounds}: ${name} (load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')})\n`);
+      const figures = await runs[name]!();
+      figures.forEach((f, i) => ((all[BENCHES.indexOf(name as (typeof BENCHES)[number]) * 10 + i] ??= []).push(f)));
+    }
+    loads.push(readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '));
+  }
+  report(all.filter(Boolean), rounds, loads, values.json);
+}
+
+function report(groups: Figure[][], rounds: number, loads: string[], asJson: boolean): void {
+  const machine = {
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model ?? 'unknown',
+    memory_gib: Math.round(os.totalmem() / 1024 ** 3),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+  const rows = groups.map((g) => {
+    const best = g.reduce((a, b) => (g[0]!.better === 'lower' ? (b.value < a.value ? b : a) : b.value > a.value ? b : a));
+    const values = g.map((f) => f.value);
+    const ok = best.target ? best.target.ok(best.value, best.baseline?.value) : undefined;
+    return {
+      bench: best.bench,
+      metric: best.metric,
+      value: best.value,
+      unit: best.unit,
+      spread: [Math.min(...values), Math.max(...values)],
+      baseline: best.baseline,
+      ratio: best.baseline && best.baseline.value ? best.value / best.baseline.value : undefined,
+      target: best.target?.text,
+      met: ok,
+      note: best.note,
+    };
+  });
+  if (asJson) {
+    process.stdout.write(`${JSON.stringify({ machine, rounds, load_average_after_each_round: loads, results: rows }, null, 2)}\n`);
+    return;
+  }
+  const f = (x: number) => (Math.abs(x) >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(2));
+  const out = [
+    `machine: ${machine.cpus} CPU (${machine.cpu_model}), ${machine.memory_gib} GiB, Node ${machine.node}, ${machine.platform}`,
+    `rounds: ${rounds} (best shown, spread = min–max over rounds); load average after each round: ${loads.join(' | ')}`,
+    '',
+    '| bench | what | result | spread | machine limit, same run | ratio | target | met |',
+    '|---|---|---:|---:|---|---:|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.bench} | ${r.metric}${r.note ? ` (${r.note})` : ''} | ${f(r.value)} ${r.unit} | ${rounds > 1 ? `${f(r.spread[0]!)}–${f(r.spread[1]!)}` : ''} | ${r.baseline ? `${r.baseline.label}: ${f(r.baseline.value)}` : ''} | ${r.ratio !== undefined ? `${r.ratio.toFixed(2)}×` : ''} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : 'NO'} |`,
+    ),
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
