@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help build start-services stop-services restart-services status logs infra test test-e2e bench clean
+.PHONY: help build start-services stop-services restart-services status logs infra test test-e2e bench bench-exec clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-e2e: ## the end-to-end suite in e2e/ (when it exists)
 
 bench: ## HTTP benchmark: orchestrator next to a bare Express hello-world
 	@scripts/bench.sh
+
+bench-exec: ## execution benchmarks: throughput, latency, live logs, cancel, ingest, fan-out (BENCH_ARGS="--rounds 2")
+	@scripts/bench.sh exec
 
 clean: ## remove build output and local state
 	@scripts/clean.sh
