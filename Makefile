@@ -31,7 +31,7 @@ infra: ## only make sure Postgres and NATS answer
 test: ## build, then the whole vitest suite against real Postgres + NATS
 	@scripts/test.sh
 
-test-e2e: ## the end-to-end suite in e2e/ (when it exists)
+test-e2e: ## the end-to-end suite in e2e/: services as real processes (E2E_INFRA=testcontainers|local|auto)
 	@scripts/test-e2e.sh
 
 bench: ## HTTP benchmark: orchestrator next to a bare Express hello-world
