@@ -50,6 +50,8 @@ export const ExecutionQueuedEvent = z.object({
   attempt: z.number().int(),
   created_at: Timestamp,
   traceparent: z.string().optional(),
+  /** A retry: workers the earlier attempts ran on; the placer prefers any other worker that fits. */
+  avoid_workers: z.array(Id).optional(),
 });
 export type ExecutionQueuedEvent = z.infer<typeof ExecutionQueuedEvent>;
 

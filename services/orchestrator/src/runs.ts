@@ -164,6 +164,8 @@ export class PipelineRunner {
           if (retry) {
             s = retry.status;
             execution.set(r.job_id, retry.execution_id);
+          } else if (await runs.retryExpected(c, r.job_id, runId)) {
+            s = 'queued'; // its retry is on the way: the run neither fails nor skips dependents meanwhile
           }
         }
         status.set(r.job_id, s === 'pending' ? 'queued' : s);

@@ -9,7 +9,8 @@ export interface EventHandlers {
   queued: (ev: ExecutionQueuedEvent) => Promise<void>;
   finished: (executionId: string) => Promise<void>;
   cancelled: (executionId: string) => Promise<void>;
-  workerExited: (workerId: string) => Promise<void>;
+  /** `stopping`: worker-manager had asked it to stop (it ends `stopped`, not `offline`). */
+  workerExited: (workerId: string, stopping: boolean) => Promise<void>;
   heartbeat: (hb: WorkerHeartbeat) => Promise<void>;
   /** All durable consumers have delivered everything that was pending at start-up. */
   caughtUp: () => void;
@@ -69,7 +70,13 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
       subject: s.workerEvent('*', 'exited'),
       handle: async (m) => {
         const workerId = m.subject.split('.').at(-2) ?? '';
-        if (z.uuid().safeParse(workerId).success) await h.workerExited(workerId);
+        let stopping = false;
+        try {
+          stopping = (decodeJson(m.data) as { stopping?: unknown } | null)?.stopping === true;
+        } catch {
+          // no body: an unexpected exit
+        }
+        if (z.uuid().safeParse(workerId).success) await h.workerExited(workerId, stopping);
       },
     },
   ];

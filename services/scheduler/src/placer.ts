@@ -133,6 +133,13 @@ export class Placer {
         if (s.slots < 1 || s.cpu + EPSILON < entry.cpu_cores || s.memory < entry.memory_bytes) continue;
         if (!labelsMatch(entry.spec.labels, s.worker.labels)) continue;
         if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
+        // a retry goes back to a worker an earlier attempt ran on only when no other one fits
+        const avoided = (w: Slot) => entry.avoid_workers.includes(w.worker.id);
+        if (best && avoided(best) !== avoided(s)) {
+          if (avoided(s)) continue;
+          best = s;
+          continue;
+        }
         if (!best || s.slots > best.slots || (s.slots === best.slots && s.cpu > best.cpu)) best = s;
       }
       if (best) {

@@ -147,8 +147,10 @@ export const definition: ServiceDefinition = {
           cancelled: async (id) => {
             if (await queue.cancel(id)) logger.debug({ execution_id: id }, 'cancelled while waiting: dropped from the queue');
           },
-          workerExited: async (id) => {
-            if (await workers.setStatus(id, 'offline', ['online', 'draining'])) logger.warn({ worker_id: id }, 'worker process exited: offline');
+          workerExited: async (id, stopping) => {
+            if (stopping) {
+              if (await workers.setStatus(id, 'stopped', ['online', 'draining', 'offline'])) logger.info({ worker_id: id }, 'worker process stopped');
+            } else if (await workers.setStatus(id, 'offline', ['online', 'draining'])) logger.warn({ worker_id: id }, 'worker process exited: offline');
             await workerGone(id, `worker ${id} exited`);
           },
           heartbeat: async (hb) => {

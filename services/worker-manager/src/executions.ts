@@ -14,6 +14,7 @@ import {
 import type { EventHub } from './live/event-hub.js';
 import type { LogHub } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
+import type { Retries } from './retries.js';
 import * as store from './store/executions.js';
 import type { ExecutionRow } from './store/executions.js';
 import { maxStoredSeq } from './store/logs.js';
@@ -29,6 +30,7 @@ export class Executions {
     private readonly logs: LogHub,
     private readonly events: EventHub,
     private readonly metrics: WmMetrics,
+    private readonly retries: Retries,
   ) {
     this.orchestrator = new ServiceClient(ctx.config.urls.orchestrator, ctx.config.apiToken);
   }
@@ -147,12 +149,20 @@ export class Executions {
       result_error: e.result_error,
     });
     if (row) {
-      await this.finished(row, e);
+      await this.finished(await this.retryIfAllowed(row), e);
       return;
     }
-    // already final: a redelivery after a failed publish must still reach the orchestrator
+    // already final: a redelivery after a failed publish must still reach the orchestrator (and
+    // the retry, when the first delivery stopped before creating it)
     const current = await store.getExecution(db, e.execution_id);
-    if (current && current.status === e.status) await this.publishFinished(current, e);
+    if (current && current.status === e.status) await this.publishFinished(await this.retryIfAllowed(current), e);
+  }
+
+  /** Creates the next attempt when the spec allows one; returns the execution as it is now. */
+  private async retryIfAllowed(row: ExecutionRow): Promise<ExecutionRow> {
+    const { retry, row: now } = await this.retries.afterFinal(row);
+    if (retry) this.emitStatus(retry, retry.waiting);
+    return now;
   }
 
   private async logsStored(id: string, lastSeq: number, waitMs: number): Promise<void> {

@@ -10,6 +10,7 @@ import { LogHub } from './live/log-hub.js';
 import { createWmMetrics } from './metrics.js';
 import { registerExecutionRoutes } from './routes/executions.js';
 import { registerLogRoutes } from './routes/logs.js';
+import { Retries } from './retries.js';
 import { registerWorkerRoutes } from './routes/workers.js';
 import { Supervisor } from './workers/supervisor.js';
 
@@ -22,7 +23,8 @@ export const definition: ServiceDefinition = {
     const metrics = createWmMetrics(ctx.metrics);
     const logHub = new LogHub(ctx.db);
     const events = new EventHub();
-    const executions = new Executions(ctx, logHub, events, metrics);
+    const retries = new Retries(ctx);
+    const executions = new Executions(ctx, logHub, events, metrics, retries);
     const supervisor = new Supervisor(ctx, metrics);
     const consumers = new Consumers(ctx, logHub, executions, metrics);
 
@@ -44,9 +46,13 @@ export const definition: ServiceDefinition = {
     });
 
     return {
-      start: () => consumers.start(),
+      start: async () => {
+        await consumers.start();
+        await retries.start();
+      },
       stop: async () => {
         heartbeats.unsubscribe();
+        await retries.stop();
         await supervisor.stopAll(Math.min(5000, Math.floor(ctx.config.shutdownTimeoutMs / 2)));
         await consumers.stop();
         logHub.closeAll();

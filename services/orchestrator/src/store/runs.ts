@@ -123,10 +123,11 @@ export async function listRuns(
   return { items, total: count.rows[0]?.n ?? 0 };
 }
 
-/** Runs with a job on this execution, or waiting for a retry of this job after a lost or failed execution. */
+/** Runs with a job on this execution, or on an earlier one of the same job that a retry follows (lost, failed, or queued awaiting the retry). */
 export async function runsForExecution(db: Db, executionId: string, jobId: string): Promise<string[]> {
   const { rows } = await db.query<{ run_id: string }>(
-    `SELECT DISTINCT run_id FROM pipeline_run_jobs WHERE execution_id = $1 OR (job_id = $2 AND status IN ('lost', 'failed'))`,
+    `SELECT DISTINCT run_id FROM pipeline_run_jobs
+     WHERE execution_id = $1 OR (job_id = $2 AND execution_id < $1 AND status IN ('lost', 'failed', 'queued'))`,
     [executionId, jobId],
   );
   return rows.map((r) => r.run_id);
@@ -140,6 +141,19 @@ export async function executionStatuses(db: Db, ids: string[]): Promise<Map<stri
     [ids],
   );
   return new Map(rows.map((r) => [r.execution_id, r.status]));
+}
+
+/**
+ * Whether worker-manager will retry the job's latest failed or lost execution in this run: the
+ * executions of the job since the run began (UUIDv7 ids sort by time) have not used up max_retries.
+ */
+export async function retryExpected(db: Db, jobId: string, runId: string): Promise<boolean> {
+  const { rows } = await db.query<{ expected: boolean }>(
+    `SELECT (SELECT count(*) FROM job_executions e WHERE e.job_id = j.id AND e.execution_id > $2) <= j.max_retries AS expected
+     FROM jobs j WHERE j.id = $1`,
+    [jobId, runId],
+  );
+  return rows[0]?.expected ?? false;
 }
 
 /** The job's newest execution created after `afterId` (a retry of a lost one), if any. */

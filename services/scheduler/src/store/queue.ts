@@ -12,6 +12,8 @@ export interface QueueEntry {
   cpu_cores: number;
   memory_bytes: number;
   waiting_reason: string | null;
+  /** Workers earlier attempts ran on (a retry): chosen only when no other worker fits. */
+  avoid_workers: string[];
   /** When the execution was queued (ms since epoch): the tie-breaker after priority. */
   created_ms: number;
 }
@@ -34,6 +36,7 @@ export function entryOf(ev: ExecutionQueuedEvent): QueueEntry {
     cpu_cores: ev.spec.resources.cpu_cores,
     memory_bytes: Math.round(ev.spec.resources.memory_bytes),
     waiting_reason: null,
+    avoid_workers: ev.avoid_workers ?? [],
     created_ms: Date.parse(ev.created_at),
   };
 }
@@ -48,8 +51,8 @@ export class QueueStore {
   /** Stores a queued execution; false when it is already known (redelivery, or already finished/cancelled). */
   async enqueue(ev: ExecutionQueuedEvent): Promise<boolean> {
     const { rowCount } = await this.db.query(
-      `INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (execution_id) DO NOTHING`,
+      `INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes, avoid_workers)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid[]) ON CONFLICT (execution_id) DO NOTHING`,
       [
         ev.execution_id,
         ev.job_id,
@@ -60,6 +63,7 @@ export class QueueStore {
         ev.created_at,
         ev.spec.resources.cpu_cores,
         Math.round(ev.spec.resources.memory_bytes),
+        ev.avoid_workers ?? [],
       ],
     );
     return (rowCount ?? 0) > 0;
@@ -88,7 +92,8 @@ export class QueueStore {
 
   async waiting(limit: number): Promise<QueueEntry[]> {
     const { rows } = await this.db.query<QueueRow>(
-      `SELECT execution_id, job_id, priority, attempt, spec, traceparent, cpu_cores, memory_bytes::float8 AS memory_bytes, waiting_reason, created_at
+      `SELECT execution_id, job_id, priority, attempt, spec, traceparent, cpu_cores, memory_bytes::float8 AS memory_bytes, waiting_reason,
+              avoid_workers::text[] AS avoid_workers, created_at
        FROM queue WHERE state = 'waiting' ORDER BY priority DESC, created_at, execution_id LIMIT $1`,
       [limit],
     );

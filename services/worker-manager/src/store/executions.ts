@@ -29,7 +29,7 @@ export interface ExecutionRow {
 }
 
 /** Everything but the result, which can be 1 MiB: read it only for `/result`. */
-const COLUMNS = `id, job_id, name, worker_id, attempt, retry_of, status, priority, exit_code, signal, message, waiting,
+export const COLUMNS = `id, job_id, name, worker_id, attempt, retry_of, status, priority, exit_code, signal, message, waiting,
   progress, spec, created_at, started_at, finished_at, duration_ms, last_seq, has_result, result_error,
   COALESCE(last_seq, (SELECT max(seq) FROM log_lines l WHERE l.execution_id = executions.id), 0) AS log_lines`;
 

@@ -1,0 +1,179 @@
+// Retries: a `failed` or `lost` execution whose spec allows another attempt (attempt <= max_retries)
+// gets a new execution (attempt + 1, retry_of) that waits out retry_backoff_seconds × 2^(attempt-1)
+// (±20 % jitter, capped at an hour) and is then announced to the scheduler, which prefers a worker
+// other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
+// restart of this service does not lose it: start() arms the timer for whatever is due.
+import { Counter, encodeJson, Gauge, newId, type ServiceContext } from '@hodei/platform';
+import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
+import type { ExecutionRow } from './store/executions.js';
+import * as store from './store/retries.js';
+import type { RetryRow } from './store/retries.js';
+
+const MAX_BACKOFF_MS = 3600_000;
+const JITTER = 0.2;
+/** Also look at the table this often: retries created by another replica that stopped. */
+const POLL_MS = 10_000;
+/** An announcement that failed is tried again after this long. */
+const REPUBLISH_MS = 1000;
+const CLAIM_BATCH = 500;
+
+/** The back-off before attempt `attempt + 1`, jitter included (`random` in [0, 1)). */
+export function backoffMs(backoffSeconds: number, attempt: number, random = Math.random()): number {
+  const base = Math.min(backoffSeconds * 1000 * 2 ** Math.max(0, attempt - 1), MAX_BACKOFF_MS);
+  return Math.round(Math.min(base * (1 - JITTER + 2 * JITTER * random), MAX_BACKOFF_MS));
+}
+
+export function shouldRetry(row: ExecutionRow): boolean {
+  return (row.status === 'failed' || row.status === 'lost') && row.attempt <= row.spec.max_retries;
+}
+
+export class Retries {
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private poll: NodeJS.Timeout | undefined;
+  private stopped = true;
+  private dispatching: Promise<void> | undefined;
+  private again = false;
+  private readonly counter: Counter<'reason'>;
+
+  constructor(private readonly ctx: ServiceContext) {
+    this.counter = new Counter({
+      name: 'hodei_retries_total',
+      help: 'New attempts created for executions that ended failed or lost, by reason',
+      labelNames: ['reason'] as const,
+      registers: [ctx.metrics],
+    });
+    new Gauge({
+      name: 'hodei_retries_waiting',
+      help: 'Retries waiting out their back-off',
+      registers: [ctx.metrics],
+      async collect() {
+        this.set(await store.countWaiting(ctx.db));
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    this.poll = setInterval(() => void this.arm(), POLL_MS);
+    this.poll.unref();
+    await this.arm();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.poll);
+    clearTimeout(this.timer);
+    this.timerAt = Number.POSITIVE_INFINITY;
+    await this.dispatching;
+  }
+
+  /**
+   * Called with an execution that just reached a final status (or whose final status came again):
+   * creates its retry when the spec allows one. Returns the retry it created (null: none, or it
+   * already existed) and the execution as it is now (its message names the retry).
+   */
+  async afterFinal(row: ExecutionRow): Promise<{ retry: RetryRow | null; row: ExecutionRow }> {
+    if (!shouldRetry(row)) return { retry: null, row };
+    const delay = backoffMs(row.spec.retry_backoff_seconds, row.attempt);
+    const due = new Date(Date.now() + delay);
+    const avoid = row.worker_id ? [row.worker_id] : [];
+    const attempt = row.attempt + 1;
+    const created = await store.insertRetry(this.ctx.db, {
+      id: newId(),
+      previous: row,
+      due_at: due,
+      avoid_workers: avoid,
+      waiting: `retry of ${row.id} (${row.status}), attempt ${attempt} of ${row.spec.max_retries + 1}: back-off until ${due.toISOString()}`,
+    });
+    if (!created) return { retry: null, row };
+    const { retry } = created;
+    this.counter.inc({ reason: row.status });
+    this.ctx.logger.info(
+      { execution_id: row.id, retry_id: retry.id, attempt, reason: row.status, backoff_ms: delay },
+      'execution will be retried',
+    );
+    // the orchestrator learns of the new attempt now (the job shows queued while it waits)
+    const event: ExecutionStatusEvent = {
+      execution_id: retry.id,
+      job_id: retry.job_id,
+      worker_id: null,
+      status: 'queued',
+      message: retry.waiting,
+      timestamp: new Date().toISOString(),
+    };
+    try {
+      await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionStatus(retry.id), encodeJson(event), { msgID: `${retry.id}-retry` });
+    } catch (err) {
+      this.ctx.logger.warn({ err, execution_id: retry.id }, 'announcing a waiting retry failed; it is announced when due');
+    }
+    this.schedule(due.getTime());
+    return { retry, row: created.previous };
+  }
+
+  /** Sets the timer for `at` unless it already fires sooner. */
+  private schedule(at: number): void {
+    if (this.stopped || at >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    // setTimeout's limit is ~24.8 days; a back-off is at most an hour
+    this.timer = setTimeout(() => {
+      this.timerAt = Number.POSITIVE_INFINITY;
+      this.kick();
+    }, Math.max(0, at - Date.now()));
+    this.timer.unref();
+  }
+
+  /** Reads when the next retry is due and sets the timer. */
+  private async arm(): Promise<void> {
+    try {
+      const due = await store.nextDue(this.ctx.db);
+      if (due) this.schedule(due.getTime());
+    } catch (err) {
+      this.ctx.logger.error({ err }, 'reading waiting retries failed');
+    }
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.dispatching) {
+      this.again = true;
+      return;
+    }
+    this.dispatching = (async () => {
+      do {
+        this.again = false;
+        await this.dispatchDue().catch((err: unknown) => this.ctx.logger.error({ err }, 'dispatching due retries failed'));
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.dispatching = undefined;
+      void this.arm();
+    });
+  }
+
+  /** Announces every retry whose back-off is over (ExecutionQueuedEvent, like a new execution). */
+  private async dispatchDue(): Promise<void> {
+    for (;;) {
+      const due = await store.claimDue(this.ctx.db, CLAIM_BATCH);
+      for (const r of due) {
+        const event: ExecutionQueuedEvent = {
+          execution_id: r.id,
+          job_id: r.job_id,
+          priority: r.priority,
+          spec: r.spec,
+          attempt: r.attempt,
+          created_at: r.created_at.toISOString(),
+          ...(r.avoid_workers.length ? { avoid_workers: r.avoid_workers } : {}),
+        };
+        try {
+          await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionQueued, encodeJson(event), { msgID: r.id });
+          this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt }, 'retry queued');
+        } catch (err) {
+          this.ctx.logger.warn({ err, execution_id: r.id }, 'queueing a retry failed; trying again shortly');
+          await store.unclaim(this.ctx.db, r.id, new Date(Date.now() + REPUBLISH_MS));
+        }
+      }
+      if (due.length < CLAIM_BATCH) return;
+    }
+  }
+}
