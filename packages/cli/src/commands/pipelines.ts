@@ -1,15 +1,43 @@
 // `hodei pipelines …` and `hodei apply -f pipeline.yaml`.
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { Id, Job, Pipeline, z } from '@hodei/types';
+import { Job, Pipeline } from '@hodei/types';
 import { parse as parseYaml } from 'yaml';
 import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { statusText, when } from '../output.js';
-import { parseInteger } from '../parse.js';
+import { collectPair, parseInteger } from '../parse.js';
 import { resolvePipeline } from '../resources.js';
+import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
 
-const PipelineRun = z.object({ id: Id, status: z.string() }).loose();
+/** Follows the run with Ctrl-C wired: once cancels the run and keeps following, twice detaches. */
+async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<number> {
+  const { client, out } = c;
+  if (!out.json) out.note(out.err('gray', `pipeline run ${runId} (Ctrl-C cancels it)`));
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      out.note(out.err('yellow', `cancelling pipeline run ${runId}… (Ctrl-C again to detach)`));
+      client
+        .send('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null)
+        .catch((err: Error) => out.note(out.err('red', `could not cancel: ${err.message}`)));
+      return;
+    }
+    out.note(`detached; the run goes on: hodei pipelines follow ${runId}`);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const run = await followRun(c, runId, { timestamps });
+    if (out.json) out.printJson(run);
+    else printRunSummary(c, run);
+    return runExitCode(run.status);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
 
 async function readFileText(file: string): Promise<string> {
   try {
@@ -163,14 +191,49 @@ export function registerPipelines(program: Command): void {
 
   pipelines
     .command('run')
-    .summary('run every job of a pipeline in dependency order')
+    .summary('run every job of a pipeline in dependency order; --follow shows status changes and logs until it ends')
     .argument('<id>', 'pipeline id, unique prefix (4+ chars) or name')
-    .action(async (id: string, _f: unknown, cmd: Command) => {
+    .option('-f, --follow', "show each job's status changes and its log lines (prefixed with the job name) until the run ends; exit 1 when it fails")
+    .option('-e, --env <KEY=VALUE>', 'environment variable every job of the run receives (repeatable)', collectPair)
+    .option('--no-timestamps', 'log lines without the time')
+    .action(async (id: string, f: { follow?: boolean; env?: Record<string, string>; timestamps: boolean }, cmd: Command) => {
+      const c = context(cmd);
+      const { client, out } = c;
+      const pid = await resolvePipeline(client, id);
+      const run = await client.send('orchestrator', 'POST', `/api/v1/pipelines/${pid}/runs`, PipelineRun, f.env ? { env: f.env } : {});
+      if (!f.follow) {
+        if (out.json) return out.printJson(run);
+        out.line(`pipeline run ${run.id} ${run.status}`);
+        out.note(out.err('gray', `follow it with: hodei pipelines follow ${run.id}`));
+        return;
+      }
+      process.exitCode = await followToEnd(c, run.id, f.timestamps);
+    });
+
+  pipelines
+    .command('follow')
+    .summary("follow a pipeline run: job status changes and logs until it ends (exit 0 completed, 1 failed, 130 cancelled)")
+    .argument('<run-id>', 'pipeline run id')
+    .option('--no-timestamps', 'log lines without the time')
+    .action(async (runId: string, f: { timestamps: boolean }, cmd: Command) => {
+      process.exitCode = await followToEnd(context(cmd), runId, f.timestamps);
+    });
+
+  pipelines
+    .command('runs')
+    .summary('runs of a pipeline, newest first')
+    .argument('<id>', 'pipeline id, unique prefix (4+ chars) or name')
+    .option('--limit <n>', 'at most N', parseInteger(1, 1000), 20)
+    .action(async (id: string, f: { limit: number }, cmd: Command) => {
       const { client, out } = context(cmd);
       const pid = await resolvePipeline(client, id);
-      const run = await client.send('orchestrator', 'POST', `/api/v1/pipelines/${pid}/runs`, PipelineRun);
-      if (out.json) return out.printJson(run);
-      out.line(`pipeline run ${run.id} ${run.status}`);
+      const { items } = await client.list('orchestrator', `/api/v1/pipelines/${pid}/runs`, PipelineRun, { limit: f.limit });
+      if (out.json) return out.printJson(items);
+      out.table(
+        ['RUN', 'STATUS', 'STARTED', 'JOBS'],
+        items.map((r) => [r.id, statusText(out.out, r.status), when(typeof r.created_at === 'string' ? r.created_at : null), r.jobs.map((j) => `${j.name}:${j.status}`).join(' ')]),
+        'no runs',
+      );
     });
 
   pipelines

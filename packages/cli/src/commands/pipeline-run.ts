@@ -1,0 +1,145 @@
+// `hodei pipelines run ID [--follow]`: start a run, then (with --follow) print each job's status
+// change from the run's event stream and the log lines of its executions prefixed with the job
+// name, until the run ends. Exit 0 completed, 1 failed, 130 cancelled.
+import { Id, LogLine, z } from '@hodei/types';
+import type { Ctx } from '../context.js';
+import { CliError, UnreachableError } from '../errors.js';
+import { followLogs } from '../follow.js';
+import { isAbort } from '../http.js';
+import { clock, statusText } from '../output.js';
+import { readSse } from '../sse.js';
+
+export const RunJob = z
+  .object({
+    job_id: Id,
+    name: z.string(),
+    status: z.string(),
+    execution_id: Id.nullable(),
+    message: z.string().nullable().optional(),
+    exit_code: z.number().int().nullable().optional(),
+    duration_ms: z.number().nullable().optional(),
+  })
+  .loose();
+export const PipelineRun = z.object({ id: Id, pipeline_id: Id, status: z.string(), jobs: z.array(RunJob) }).loose();
+export type PipelineRun = z.infer<typeof PipelineRun>;
+type RunJob = z.infer<typeof RunJob>;
+
+export function runExitCode(status: string): number {
+  return status === 'completed' ? 0 : status === 'cancelled' ? 130 : 1;
+}
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function parse<S extends z.ZodType>(schema: S, text: string): z.infer<S> | undefined {
+  try {
+    const r = schema.safeParse(JSON.parse(text));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Follows a run to its end; returns the final run. */
+export async function followRun(c: Ctx, runId: string, opts: { timestamps: boolean }): Promise<PipelineRun> {
+  const { client, out } = c;
+  const shown = new Map<string, string>(); // job id → status|execution printed last
+  const followed = new Set<string>(); // execution ids whose logs are streaming
+  const logs: Promise<void>[] = [];
+  const width = { name: 0 };
+
+  const prefix = (name: string, ts: string) => `${opts.timestamps ? `${out.out('gray', clock(ts))} ` : ''}${out.out('cyan', `[${name}]`)}`;
+  const followExecution = (job: RunJob) => {
+    const id = job.execution_id;
+    if (!id || followed.has(id)) return;
+    followed.add(id);
+    logs.push(
+      followLogs(client, {
+        executionId: id,
+        onLine: (l: LogLine) => {
+          const text = `${prefix(job.name, l.timestamp)} ${l.line}\n`;
+          if (out.json) return;
+          (l.stream === 'stderr' ? process.stderr : process.stdout).write(text);
+        },
+      }).then(
+        () => undefined,
+        (err: Error) => {
+          if (!out.json) out.note(out.err('yellow', `[${job.name}] logs unavailable: ${err.message}`));
+        },
+      ),
+    );
+  };
+  const onJob = (job: RunJob, at: string) => {
+    const key = `${job.status}|${job.execution_id ?? ''}`;
+    if (shown.get(job.job_id) !== key) {
+      shown.set(job.job_id, key);
+      if (!out.json) {
+        width.name = Math.max(width.name, job.name.length);
+        const extra =
+          job.status === 'failed' || job.status === 'completed'
+            ? job.exit_code !== null && job.exit_code !== undefined
+              ? ` (exit ${job.exit_code})`
+              : job.message
+                ? ` (${job.message})`
+                : ''
+            : '';
+        out.note(`${out.err('gray', clock(at))} ${job.name.padEnd(width.name)}  ${statusText(out.err, job.status)}${extra}`);
+      }
+    }
+    // a job that ended before we saw it run still has its lines replayed
+    if (job.execution_id) followExecution(job);
+  };
+
+  let downSince: number | null = null;
+  for (let attempt = 0; ; attempt++) {
+    let res: Response;
+    try {
+      res = await client.fetch('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}/events/stream`, { headers: { accept: 'text/event-stream' }, timeoutMs: null });
+    } catch (err) {
+      if (!(err instanceof UnreachableError) || attempt === 0) throw err;
+      downSince ??= Date.now();
+      if (Date.now() - downSince > 60_000) throw err;
+      await pause(Math.min(2000, 200 * attempt));
+      continue;
+    }
+    if (!res.ok || !res.body) {
+      await client.request('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}`, null);
+      throw new CliError(`the orchestrator answered ${res.status} to the run's event stream`);
+    }
+    downSince = null;
+    try {
+      for await (const ev of readSse(res.body)) {
+        const now = new Date().toISOString();
+        if (ev.event === 'snapshot' || ev.event === 'completed') {
+          const run = parse(PipelineRun, ev.data);
+          if (!run) throw new CliError(`unexpected ${ev.event} event on the run's event stream`);
+          for (const j of run.jobs) onJob(j, now);
+          if (ev.event === 'completed') {
+            await Promise.all(logs);
+            return run;
+          }
+        } else if (ev.event === 'job') {
+          const job = parse(RunJob, ev.data);
+          if (job) onJob(job, now);
+        }
+      }
+    } catch (err) {
+      if (err instanceof CliError || isAbort(err)) throw err;
+    }
+    downSince ??= Date.now();
+    if (Date.now() - downSince > 60_000) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
+    await pause(Math.min(2000, 100 * (attempt + 1)));
+  }
+}
+
+/** The end of a followed run: one line per job on stderr. */
+export function printRunSummary(c: Ctx, run: PipelineRun): void {
+  const { out } = c;
+  out.note(out.err('gray', '─'.repeat(40)));
+  const w = Math.max(...run.jobs.map((j) => j.name.length), 3);
+  for (const j of run.jobs) {
+    const exit = j.exit_code !== null && j.exit_code !== undefined ? `  exit ${j.exit_code}` : '';
+    const took = j.duration_ms !== null && j.duration_ms !== undefined ? `  ${j.duration_ms}ms` : '';
+    out.note(`${j.name.padEnd(w)}  ${statusText(out.err, j.status)}${exit}${took}`);
+  }
+  out.note(`run ${run.id} ${statusText(out.err, run.status)}`);
+}

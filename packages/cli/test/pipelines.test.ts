@@ -1,0 +1,91 @@
+// `hodei pipelines run --follow` as a user meets it: a subprocess against the real services and a
+// real worker; status changes, prefixed log lines, and the exit code of the run.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCli, hodeiDone } from './helpers.js';
+import { startStack, type Stack } from './stack.js';
+
+let stack: Stack;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  buildCli();
+  stack = await startStack();
+  env = stack.cliEnv;
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function pipeline(body: unknown): Promise<void> {
+  const res = await fetch(`${stack.orchestrator.url}/api/v1/pipelines`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(res.status).toBe(201);
+}
+
+describe('hodei pipelines run', () => {
+  it('--follow prints status changes and prefixed logs, passes --env to every job, exits 0 when the run completes', async () => {
+    await pipeline({
+      name: 'cli-etl',
+      jobs: [
+        { name: 'extract', command: 'echo "extracted for $WHO"' },
+        { name: 'transform', command: 'echo transforming; echo "warn: $WHO" >&2', depends_on: ['extract'] },
+        { name: 'load', command: 'echo "loaded for $WHO"', depends_on: ['transform'] },
+      ],
+    });
+    const r = await hodeiDone(['pipelines', 'run', 'cli-etl', '--follow', '--env', 'WHO=cli'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdoutLines.map((l) => l.text);
+    expect(out).toEqual([
+      expect.stringMatching(/^\d\d:\d\d:\d\d\.\d{3} \[extract\] extracted for cli$/),
+      expect.stringMatching(/ \[transform\] transforming$/),
+      expect.stringMatching(/ \[load\] loaded for cli$/),
+    ]);
+    expect(r.stderr).toMatch(/\[transform\] warn: cli/);
+    // each job's status changes, in order
+    const statuses = (name: string) =>
+      r.stderrLines.map((l) => new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ${name}\\s+(\\w+)`).exec(l.text)?.[1]).filter(Boolean);
+    expect(statuses('load')[0]).toBe('waiting');
+    expect(statuses('load').at(-1)).toBe('completed');
+    expect(statuses('extract').at(-1)).toBe('completed');
+    expect(r.stderr).toMatch(/^run [0-9a-f-]{36} completed$/m);
+  }, 60_000);
+
+  it('--follow exits 1 when the run fails; the dependent job shows as skipped', async () => {
+    await pipeline({
+      name: 'cli-broken',
+      jobs: [
+        { name: 'build', command: 'echo compiling; exit 3' },
+        { name: 'deploy', command: 'echo deploying', depends_on: ['build'] },
+      ],
+    });
+    const r = await hodeiDone(['pipelines', 'run', 'cli-broken', '--follow', '--no-timestamps'], env);
+    expect(r.code).toBe(1);
+    expect(r.stdoutLines.map((l) => l.text)).toEqual(['[build] compiling']);
+    expect(r.stderr).toMatch(/build\s+failed \(exit 3\)/);
+    expect(r.stderr).toMatch(/deploy\s+skipped/);
+    expect(r.stderr).toMatch(/^run [0-9a-f-]{36} failed$/m);
+  }, 60_000);
+
+  it('without --follow prints the run and exits 0; `pipelines runs` lists it', async () => {
+    await pipeline({ name: 'cli-detached', jobs: [{ name: 'only', command: 'true' }] });
+    const r = await hodeiDone(['pipelines', 'run', 'cli-detached'], env);
+    expect(r.code).toBe(0);
+    const id = /^pipeline run ([0-9a-f-]{36}) running$/m.exec(r.stdout)?.[1];
+    expect(id).toBeDefined();
+    const f = await hodeiDone(['pipelines', 'follow', id!], env);
+    expect(f.code).toBe(0);
+    const list = await hodeiDone(['pipelines', 'runs', 'cli-detached'], env);
+    expect(list.stdout).toContain(id!);
+    expect(list.stdout).toMatch(/completed/);
+  }, 60_000);
+
+  it('a bad --env name is refused with the field named, exit 1', async () => {
+    const r = await hodeiDone(['pipelines', 'run', 'cli-detached', '--env', 'NOT-A-NAME=1'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/env\.NOT-A-NAME/);
+  }, 30_000);
+});
