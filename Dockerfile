@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for the three services (and the worker agent they start): install + build once, then a
 # runtime stage with production dependencies only. Pick the service with the SERVICE build arg
-# (default orchestrator) or with the container command: node services/<svc>/dist/main.js.
+# (default orchestrator) or with the container command:
+# node --import /app/packages/platform/dist/telemetry/register.js services/<svc>/dist/main.js.
 
 FROM node:20-bookworm-slim AS build
 RUN npm install -g pnpm@10.34.9 && pnpm --version
@@ -34,4 +35,5 @@ ENV HODEI_SERVICE=${SERVICE}
 USER node
 EXPOSE 8080 8081 8082
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["sh", "-c", "exec node services/${HODEI_SERVICE}/dist/main.js"]
+# The telemetry preload exports traces when OTEL_EXPORTER_OTLP_ENDPOINT is set and does nothing otherwise.
+CMD ["sh", "-c", "exec node --import /app/packages/platform/dist/telemetry/register.js services/${HODEI_SERVICE}/dist/main.js"]

@@ -40,7 +40,8 @@ for svc in "${SERVICES[@]}"; do
     die "$svc: port $port is already in use by a process this script did not start (see: ss -ltnp 'sport = :$port'); stop it or set HODEI_$(echo "${svc//-/_}" | tr a-z A-Z)_PORT"
   fi
   echo "--- $(date -u +%FT%TZ) start-services" >>"$(log_file "$svc")"
-  spawn_bg "$pidf" "$(log_file "$svc")" node "$main"
+  # the telemetry preload traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, else does nothing
+  spawn_bg "$pidf" "$(log_file "$svc")" node --import "$ROOT/packages/platform/dist/telemetry/register.js" "$main"
   echo "$svc: started (pid $(cat "$pidf")), log $(log_file "$svc")"
   to_wait+=("$svc")
 done

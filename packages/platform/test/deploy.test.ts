@@ -1,0 +1,73 @@
+// deploy/ stays in step with the code: every metric the Grafana dashboard queries is one a service
+// (or the worker agent) declares, and the provisioning points at the datasource the panels use.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+function sources(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name === 'dist' || name === 'test') continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) sources(p, out);
+    else if (p.endsWith('.ts')) out.push(p);
+  }
+  return out;
+}
+
+/** Metric names declared in code (`name: 'hodei_…'`), plus the suffixes Prometheus derives. */
+function declaredMetrics(): Set<string> {
+  const names = new Set<string>();
+  for (const root of ['packages', 'services']) {
+    for (const file of sources(join(ROOT, root))) {
+      for (const m of readFileSync(file, 'utf8').matchAll(/name:\s*'(hodei_[a-z0-9_]+)'/g)) {
+        const n = m[1]!;
+        for (const suffix of ['', '_bucket', '_count', '_sum']) names.add(n + suffix);
+      }
+    }
+  }
+  return names;
+}
+
+interface Panel {
+  title: string;
+  datasource: { uid: string };
+  targets: { expr: string }[];
+}
+
+describe('deploy/grafana', () => {
+  const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy/grafana/dashboards/hodei.json'), 'utf8')) as { uid: string; panels: Panel[] };
+
+  it('queries only metrics the code declares', () => {
+    const declared = declaredMetrics();
+    expect(declared.has('hodei_queue_depth')).toBe(true); // the scan itself works
+    const used = new Set<string>();
+    for (const p of dashboard.panels) for (const t of p.targets) for (const m of t.expr.matchAll(/\bhodei_[a-z0-9_]+/g)) used.add(m[0]);
+    expect(used.size).toBeGreaterThan(8);
+    expect([...used].filter((n) => !declared.has(n))).toEqual([]);
+  });
+
+  it('has the panels operators look for, on the provisioned Prometheus datasource', () => {
+    const titles = dashboard.panels.map((p) => p.title);
+    for (const t of ['Queue depth', 'Executions finished by status', 'Execution duration', 'Log lines per second', 'Schedule lateness', 'Worker heartbeat age', 'HTTP latency p95 by route']) {
+      expect(titles).toContain(t);
+    }
+    const ds = YAML.parse(readFileSync(join(ROOT, 'deploy/grafana/provisioning/datasources/datasources.yml'), 'utf8')) as {
+      datasources: { uid: string; type: string; url: string }[];
+    };
+    const prom = ds.datasources.find((d) => d.type === 'prometheus');
+    expect(prom?.url).toBe('http://prometheus:9090');
+    for (const p of dashboard.panels) expect(p.datasource.uid).toBe(prom?.uid);
+  });
+
+  it('prometheus scrapes the three services', () => {
+    const prom = YAML.parse(readFileSync(join(ROOT, 'deploy/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+    };
+    const targets = prom.scrape_configs.flatMap((j) => j.static_configs.flatMap((s) => s.targets));
+    expect(targets).toEqual(expect.arrayContaining(['orchestrator:8080', 'scheduler:8081', 'worker-manager:8082']));
+  });
+});

@@ -1,0 +1,99 @@
+// The standalone agent's Prometheus endpoint (HODEI_WORKER_METRICS_PORT): off by default, and
+// counting what the agent does when on.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '@hodei/platform';
+import { NATS_URL, setup } from './harness.js';
+
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+let h: Awaited<ReturnType<typeof setup>>;
+const procs: ChildProcess[] = [];
+beforeAll(async () => {
+  h = await setup();
+});
+afterAll(async () => {
+  for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+  await h.teardown();
+});
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function startAgent(id: string, extra: Record<string, string>): { exit: Promise<number | null>; ready: Promise<void>; proc: ChildProcess } {
+  const proc = spawn(process.execPath, [main], {
+    env: {
+      PATH: process.env.PATH,
+      NATS_URL,
+      HODEI_NATS_PREFIX: h.env.natsPrefix,
+      HODEI_WORKER_ID: id,
+      HODEI_WORKER_SLOTS: '2',
+      HODEI_SCHEDULER_URL: 'http://127.0.0.1:9',
+      LOG_LEVEL: 'info',
+      ...extra,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  procs.push(proc);
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const ready = new Promise<void>((r) => {
+    let out = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('worker started')) r();
+    });
+  });
+  return { exit, ready, proc };
+}
+
+const sample = (text: string, series: string): number | undefined => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+
+describe('worker /metrics', () => {
+  it('serves hodei_worker_* metrics on HODEI_WORKER_METRICS_PORT and counts assignments and outcomes', async () => {
+    const port = await freePort();
+    const id = newId();
+    const agent = startAgent(id, { HODEI_WORKER_METRICS_PORT: String(port), HODEI_WORKER_METRICS_HOST: '127.0.0.1' });
+    await agent.ready;
+    const url = `http://127.0.0.1:${port}/metrics`;
+    const before = await fetch(url);
+    expect(before.status).toBe(200);
+    expect(before.headers.get('content-type')).toContain('text/plain');
+    const text0 = await before.text();
+    expect(sample(text0, 'hodei_worker_slots{service="worker"}')).toBe(2);
+    expect(sample(text0, 'hodei_worker_executions_running{service="worker"}')).toBe(0);
+    expect(text0).toContain('hodei_process_cpu_seconds_total');
+    expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
+
+    const ok = await h.assign({ command: 'echo fine' }, { to: { id } });
+    expect((await ok.final).status).toBe('completed');
+    const bad = await h.assign({ command: 'exit 3' }, { to: { id } });
+    expect((await bad.final).status).toBe('failed');
+
+    const text = await (await fetch(url)).text();
+    expect(sample(text, 'hodei_worker_assignments_total{outcome="accepted",service="worker"}')).toBe(2);
+    expect(sample(text, 'hodei_worker_executions_finished_total{status="completed",service="worker"}')).toBe(1);
+    expect(sample(text, 'hodei_worker_executions_finished_total{status="failed",service="worker"}')).toBe(1);
+
+    agent.proc.kill('SIGTERM');
+    expect(await agent.exit).toBe(0);
+  });
+
+  it('is off by default', async () => {
+    const port = await freePort();
+    const agent = startAgent(newId(), {});
+    await agent.ready;
+    await expect(fetch(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
+    agent.proc.kill('SIGTERM');
+    expect(await agent.exit).toBe(0);
+  });
+});
