@@ -1,6 +1,7 @@
 // A small client for one service calling another's REST API (e.g. worker-manager reading a job
 // from the orchestrator). Failures become typed errors the caller can pass on.
 import { BadGatewayError, HttpError, ServiceUnavailableError } from './errors.js';
+import { currentTraceparent } from './telemetry/trace.js';
 
 export class ServiceClient {
   constructor(
@@ -25,6 +26,9 @@ export class ServiceClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    // fetch is not instrumented: carry the trace to the other service by hand
+    const traceparent = currentTraceparent();
+    if (traceparent) headers.traceparent = traceparent;
     try {
       return await fetch(new URL(path, this.baseUrl), {
         method,

@@ -233,6 +233,9 @@ describe('one execution, one trace across the services and the worker', () => {
     expect(m![2]).toBe(run!.spanId);
     expect(by('worker-manager', 'worker-manager execution.status')).toBeDefined();
     expect(by('orchestrator', 'orchestrator')).toBeDefined();
+    // worker-manager read the job from the orchestrator within the request (ServiceClient carries the trace)
+    const lookup = inTrace.find((s) => s.service === 'orchestrator' && s.kind === 2 /* SERVER */);
+    expect(lookup?.name).toMatch(/^GET/);
     // pg queries are traced too (within a request or consumer span)
     expect(inTrace.some((s) => s.service === 'worker-manager' && /INSERT|SELECT|pg/i.test(s.name))).toBe(true);
   }, 180_000);
