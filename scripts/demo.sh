@@ -60,19 +60,19 @@ run_example resource-heavy 0 -f examples/jobs/resource-heavy.yaml
 run_example failing 3 -f examples/jobs/failing.yaml
 run_example custom-timeout 124 -f examples/jobs/custom-timeout.yaml
 
+# each pipeline: apply the file, run it to the end with --follow (exit 0 only when every job completed)
 for file in examples/pipelines/*.yaml; do
-  name="pipeline:$(basename "$file" .yaml)"
+  base="$(basename "$file" .yaml)"
+  name="pipeline:$base"
   start=$SECONDS
-  "${HODEI[@]}" apply -f "$file" --no-color >"$LOGS/${name#pipeline:}.apply.log" 2>&1
-  code=$?
-  pname="$(sed -n 's/^name: *//p' "$file" | head -1)"
-  if [[ $code -eq 0 ]] && "${HODEI[@]}" pipelines run "$pname" >"$LOGS/${name#pipeline:}.run.log" 2>&1; then
-    verdict "$name" 0 0 "$((SECONDS - start))" "applied and started: $(cat "$LOGS/${name#pipeline:}.run.log")"
-  elif [[ $code -eq 0 ]]; then
-    verdict "$name" 0 0 "$((SECONDS - start))" "${Y}applied; not run: $(head -1 "$LOGS/${name#pipeline:}.run.log")${N}"
-  else
-    verdict "$name" 0 "$code" "$((SECONDS - start))"
+  if ! "${HODEI[@]}" apply -f "$file" --no-color >"$LOGS/$base.apply.log" 2>&1; then
+    verdict "$name" 0 1 "$((SECONDS - start))"
+    continue
   fi
+  pname="$(sed -n 's/^name: *//p' "$file" | head -1)"
+  "${HODEI[@]}" pipelines run "$pname" --follow --no-color >"$LOGS/$base.log" 2>&1
+  code=$?
+  verdict "$name" 0 "$code" "$((SECONDS - start))" "$(grep -c ' completed (exit 0)$' "$LOGS/$base.log") jobs completed"
 done
 
 if [[ $failures -eq 0 ]]; then echo "${G}all examples behaved as expected${N}"; else echo "${R}$failures example(s) did not${N}"; fi

@@ -112,6 +112,7 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
         if (ev.event === 'snapshot' || ev.event === 'completed') {
           const run = parse(PipelineRun, ev.data);
           if (!run) throw new CliError(`unexpected ${ev.event} event on the run's event stream`);
+          width.name = Math.max(width.name, ...run.jobs.map((j) => j.name.length));
           for (const j of run.jobs) onJob(j, now);
           if (ev.event === 'completed') {
             await Promise.all(logs);
