@@ -22,7 +22,12 @@ export interface StackOptions {
   natsUrl: string;
   /** Extra environment for the three services. */
   env?: Record<string, string>;
+  /** Preload the platform's OpenTelemetry register and export OTLP/HTTP to this base URL. */
+  otlpEndpoint?: string;
 }
+
+/** The platform's telemetry preload (group C2's work); absent in builds without it. */
+export const TELEMETRY_REGISTER = join(ROOT, 'packages', 'platform', 'dist', 'telemetry', 'register.js');
 
 export interface Stack {
   id: string;
@@ -83,7 +88,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     env[`${PORT_VARS[s]}_PORT`] = String(ports[s]);
     env[`${PORT_VARS[s]}_URL`] = urls[s];
   }
+  if (opts.otlpEndpoint) Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: opts.otlpEndpoint, OTEL_BSP_SCHEDULE_DELAY: '200' });
   Object.assign(env, opts.env ?? {});
+  const preload = opts.otlpEndpoint ? ['--import', TELEMETRY_REGISTER] : [];
 
   // One creates the database up front, so three processes do not race to.
   await withAdmin(databaseUrl, async (c, name) => {
@@ -95,7 +102,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const logFile = (s: ServiceName) => join(logDir, `${s}.log`);
   for (const s of SERVICE_NAMES) {
     const fd = openSync(logFile(s), 'a');
-    const child = spawn(process.execPath, [join(ROOT, 'services', s, 'dist', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
+    const child = spawn(process.execPath, [...preload, join(ROOT, 'services', s, 'dist', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     child.on('exit', (code, signal) => exited.set(s, `exited with ${signal ?? code}`));
     procs.set(s, child);

@@ -1,0 +1,121 @@
+// NATS and Postgres restarted while jobs run: the services recover and nothing accepted is lost.
+// Both servers are this file's own (a private nats-server and a private PostgreSQL cluster), so
+// killing them touches no one else.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findNatsServer, findPostgresBin, startPrivateNats, startPrivatePostgres } from '../src/private-servers.js';
+import { infra } from '../src/context.js';
+import { call, eventually } from '../src/http.js';
+import { SERVICE_NAMES, startStack, type Stack } from '../src/stack.js';
+
+const natsBin = findNatsServer();
+const pgBin = findPostgresBin();
+let stack: Stack;
+let nats: Awaited<ReturnType<typeof startPrivateNats>> | undefined;
+let pgServer: Awaited<ReturnType<typeof startPrivatePostgres>> | undefined;
+let failed = false;
+const wm = (m: string, p: string, b?: unknown) => call(stack.urls['worker-manager'], m, p, b);
+
+const LINES = 40;
+// ~4 s of output, one line every 100 ms
+const COUNTING = `for i in $(seq 1 ${LINES}); do echo line-$i; sleep 0.1; done`;
+
+const finished = (id: string, timeoutMs = 60_000) =>
+  eventually(async () => {
+    const r = await wm('GET', `/api/v1/executions/${id}`);
+    return ['completed', 'failed', 'cancelled', 'timed_out', 'lost'].includes(r.body?.status) ? r.body : undefined;
+  }, timeoutMs, `execution ${id} to finish`, 250);
+
+const storedLines = async (id: string) => ((await wm('GET', `/api/v1/executions/${id}/logs`)).body?.lines ?? []) as { seq: number; line: string }[];
+
+async function allHealthy(): Promise<void> {
+  await eventually(async () => {
+    const codes = await Promise.all(SERVICE_NAMES.map((s) => fetch(`${stack.urls[s]}/health`).then((r) => r.status, () => 0)));
+    return codes.every((c) => c === 200) ? true : undefined;
+  }, 60_000, 'every service healthy again', 250);
+}
+
+function expectEveryLine(lines: { seq: number; line: string }[]): void {
+  expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: LINES }, (_, i) => i + 1));
+  expect(lines.map((l) => l.line)).toEqual(Array.from({ length: LINES }, (_, i) => `line-${i + 1}`));
+}
+
+beforeAll(async () => {
+  if (!natsBin) return;
+  nats = await startPrivateNats(natsBin);
+  if (pgBin) pgServer = await startPrivatePostgres(pgBin);
+  stack = await startStack({
+    databaseUrl: pgServer?.url ?? infra().databaseUrl,
+    natsUrl: nats.url,
+    // a worker kills its jobs when cut off from NATS for 3 heartbeats: give the restart room
+    env: { HODEI_HEARTBEAT_INTERVAL_MS: '2000' },
+  });
+  await stack.startWorker({ name: 'e2e-resilience', slots: 4 });
+});
+
+afterAll(async () => {
+  if (failed && stack) process.stderr.write(`${stack.logTail(20)}\n`);
+  await nats?.start().catch(() => undefined); // stop() deletes the streams through it
+  await stack?.stop();
+  await nats?.stop();
+  await pgServer?.stop();
+});
+
+describe('infrastructure restarts', () => {
+  it.skipIf(!natsBin)('NATS killed and restarted mid-job: every log line arrives, the job completes, a job accepted meanwhile runs', async (ctx) => {
+    ctx.onTestFailed(() => void (failed = true));
+    const ex = await wm('POST', '/api/v1/execute', { name: 'e2e-nats-restart', command: COUNTING });
+    expect(ex.status).toBe(202);
+    await eventually(async () => ((await storedLines(ex.body.id)).length >= 5 ? true : undefined), 30_000, 'the first lines stored');
+
+    await nats!.kill('SIGKILL');
+    // a request while NATS is down: either refused (5xx problem) or accepted, and then it must run
+    const during = await wm('POST', '/api/v1/execute', { name: 'e2e-during-nats-outage', command: 'echo survived' });
+    expect([202, 503]).toContain(during.status);
+    await nats!.start();
+
+    const done = await finished(ex.body.id);
+    expect(done.status).toBe('completed');
+    expect(done.log_lines).toBe(LINES);
+    expectEveryLine(await storedLines(ex.body.id));
+    if (during.status === 202) {
+      const d = await finished(during.body.id);
+      expect(d.status).toBe('completed');
+      expect((await storedLines(during.body.id)).map((l) => l.line)).toEqual(['survived']);
+    }
+    await allHealthy();
+    // and new work flows as before
+    const after = await wm('POST', '/api/v1/execute', { name: 'e2e-after-nats', command: 'echo after' });
+    expect((await finished(after.body.id)).status).toBe('completed');
+  });
+
+  it.skipIf(!natsBin || !pgBin)('Postgres crashed and restarted mid-job: the services recover, no accepted job or log line is lost', async (ctx) => {
+    ctx.onTestFailed(() => void (failed = true));
+    const first = await wm('POST', '/api/v1/execute', { name: 'e2e-pg-restart', command: COUNTING });
+    expect(first.status).toBe(202);
+    const queuedBehind = await wm('POST', '/api/v1/execute', { name: 'e2e-pg-second', command: 'echo second; sleep 1; echo second-done' });
+    expect(queuedBehind.status).toBe(202);
+    await eventually(async () => ((await storedLines(first.body.id)).length >= 5 ? true : undefined), 30_000, 'the first lines stored');
+
+    await pgServer!.crash();
+    // while it is down the services say so, in problem+json, and do not die
+    const health = await fetch(`${stack.urls['worker-manager']}/health`);
+    expect(health.status).toBe(503);
+    const refused = await wm('POST', '/api/v1/execute', { name: 'e2e-during-pg-outage', command: 'echo nope' });
+    expect(refused.status).toBeGreaterThanOrEqual(500);
+    expect(refused.headers.get('content-type') ?? '').toMatch(/problem\+json/);
+    expect(stack.alive()).toEqual({ orchestrator: true, scheduler: true, 'worker-manager': true });
+    await pgServer!.start();
+    await allHealthy();
+
+    const done = await finished(first.body.id);
+    expect(done.status).toBe('completed');
+    expect(done.log_lines).toBe(LINES);
+    expectEveryLine(await storedLines(first.body.id));
+    const second = await finished(queuedBehind.body.id);
+    expect(second.status).toBe('completed');
+    expect((await storedLines(queuedBehind.body.id)).map((l) => l.line)).toEqual(['second', 'second-done']);
+    const after = await wm('POST', '/api/v1/execute', { name: 'e2e-after-pg', command: 'echo after' });
+    expect(after.status).toBe(202);
+    expect((await finished(after.body.id)).status).toBe('completed');
+  });
+});
