@@ -294,6 +294,7 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     const worker = await stack.startWorker(8);
     // warm-up: the first job pays for lazy start-up paths
     await stack.waitFinal((await execute(stack, 'true')).id);
+    const trace = traceNats ? await startTrace(stack) : undefined;
     const ids: string[] = [];
     const t0 = wallMs();
     let next = 0;
@@ -311,6 +312,7 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     const bad = statuses.filter((s) => s !== 'completed').length;
     if (bad) throw new Error(`${bad} of ${jobs} jobs did not complete`);
     await stack.stopWorker(worker);
+    if (trace) process.stderr.write(`${await trace.report()}\n`);
     const rate = jobs / ((end - t0) / 1000);
     return [
       {
@@ -328,6 +330,55 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     await stack.close();
   }
 }
+
+/** --trace: every message of the installation's subjects with its arrival time, then the median
+ *  time between the stages of one execution (where a job's time goes, for profiling). */
+async function startTrace(stack: Stack): Promise<{ report: () => Promise<string> }> {
+  const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+  const p = stack.env.natsPrefix;
+  const seen = new Map<string, Record<string, number>>();
+  const mark = (id: string | undefined, stage: string) => {
+    if (!id) return;
+    const r = seen.get(id) ?? {};
+    r[stage] ??= wallMs();
+    seen.set(id, r);
+  };
+  const dec = new TextDecoder();
+  for (const subject of [`${p}.>`, `${p}_rpc.>`]) {
+    nc.subscribe(subject, {
+      callback: (_e, m) => {
+        if (m.subject.includes('.heartbeat.')) return;
+        let body: { execution_id?: string; status?: string } = {};
+        try {
+          body = JSON.parse(dec.decode(m.data));
+        } catch {
+          return;
+        }
+        if (m.subject === `${p}.execution.queued`) mark(body.execution_id, '1 queued published');
+        else if (m.subject.startsWith(`${p}_rpc.assign.`)) mark(body.execution_id, '2 assign request');
+        else if (m.subject === `${p}.execution.finished`) mark(body.execution_id, '5 finished published (wm)');
+        else if (m.subject.endsWith('.status') && body.status === 'running') mark(body.execution_id, '3 running (worker)');
+        else if (m.subject.endsWith('.status') && FINAL.has(body.status ?? '')) mark(body.execution_id, '4 final status (worker)');
+      },
+    });
+  }
+  await nc.flush();
+  return {
+    report: async () => {
+      await nc.close();
+      const gaps = new Map<string, number[]>();
+      for (const r of seen.values()) {
+        const stages = Object.entries(r).sort((a, b) => a[0].localeCompare(b[0]));
+        for (let i = 1; i < stages.length; i++) {
+          const k = `${stages[i - 1]![0]} → ${stages[i]![0]}`;
+          gaps.set(k, [...(gaps.get(k) ?? []), stages[i]![1] - stages[i - 1]![1]]);
+        }
+      }
+      return [...gaps].sort().map(([k, v]) => `  ${k}: p50 ${quantile(v, 0.5).toFixed(2)} ms, p90 ${quantile(v, 0.9).toFixed(2)} ms (${v.length})`).join('\n');
+    },
+  };
+}
+let traceNats = false;
 
 // ---- 2. latency: execute accepted → process running ----------------------------------------
 async function rawSpawnLatency(samples: number): Promise<number[]> {
@@ -669,11 +720,13 @@ async function main(): Promise<void> {
       'log-seconds': { type: 'string', default: '5' },
       cancels: { type: 'string', default: '20' },
       subscribers: { type: 'string', default: '100' },
+      trace: { type: 'boolean', default: false },
     },
   });
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...BENCHES];
   for (const o of only) if (!(BENCHES as readonly string[]).includes(o)) throw new Error(`--only: unknown benchmark ${o} (one of ${BENCHES.join(', ')})`);
   const rounds = Number(values.rounds);
+  traceNats = values.trace;
   const runs: Record<string, () => Promise<Figure[]>> = {
     throughput: () => benchThroughput(Number(values.jobs)),
     latency: () => benchLatency(Number(values.samples)),
