@@ -550,7 +550,13 @@ async function benchCancel(samples: number): Promise<Figure[]> {
       // the shell plus four sleeps, the intermediate shells gone
       const pids = await until(() => {
         const p = processesOf(e.id);
-        const sleeps = p.filter((pid) => readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'sleep');
+        const sleeps = p.filter((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'sleep';
+          } catch {
+            return false; // an intermediate shell that just exited
+          }
+        });
         return sleeps.length === 4 && p.length === 5 ? p : undefined;
       }, 20_000, 'the job and its descendants', 5);
       const sent = wallMs();
