@@ -184,7 +184,8 @@ export const definition: ServiceDefinition = {
         });
         firer.kick();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
-        every(Math.max(50, Math.floor(config.heartbeatTimeoutMs / 2)), expireWorkers, 'heartbeat time-out check');
+        // checked often (a cheap indexed UPDATE) so that offline follows the time-out closely, not up to timeout/2 later
+        every(Math.max(50, Math.min(200, Math.floor(config.heartbeatTimeoutMs / 10))), expireWorkers, 'heartbeat time-out check');
       },
       stop: async () => {
         for (const t of timers) clearInterval(t);
