@@ -38,13 +38,15 @@ export async function startPrivateNats(bin: string) {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'hodei-e2e-nats-'));
   let proc: ChildProcess | undefined;
+  const running = () => proc !== undefined && proc.exitCode === null && proc.signalCode === null;
   const start = async () => {
+    if (running()) return;
     proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: 'ignore' });
     await waitPort(port, true, 20_000, 'nats-server');
   };
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const p = proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    if (!p || !running()) return;
     const gone = new Promise<void>((resolve) => p.once('exit', () => resolve()));
     p.kill(signal);
     await gone;
