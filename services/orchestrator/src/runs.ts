@@ -99,8 +99,8 @@ export class PipelineRunner {
   }
 
   /** Re-derives the runs that involve this execution (called after each execution event). */
-  async onExecution(executionId: string, jobId: string): Promise<void> {
-    for (const runId of await runs.runsForExecution(this.db, executionId, jobId)) await this.sync(runId);
+  async onExecution(executionId: string, jobId: string, status?: string): Promise<void> {
+    for (const runId of await runs.runsForExecution(this.db, executionId, jobId, status)) await this.sync(runId);
   }
 
   /**
@@ -112,9 +112,11 @@ export class PipelineRunner {
       const d = await withTransaction(this.db, (c) => this.derive(c, runId));
       this.publish(d.events);
       if (!d.toStart.length || !d.run) return;
-      await this.startAll(runId, d.run, d.toStart, failIfUnreachable);
+      const again = await this.startAll(runId, d.run, d.toStart, failIfUnreachable);
       failIfUnreachable = false; // once something started, the run stays and records failures
-      // and again: an execution may have finished before its id was recorded, or a start failed
+      // again only when a start failed (its dependents are skipped) or its execution moved on
+      // before its id was recorded (those events found no run to advance)
+      if (!again) return;
     }
   }
 
@@ -150,14 +152,13 @@ export class PipelineRunner {
     const run = await runs.lockRun(c, runId);
     if (!run) return { run: null, toStart: [], events: [] };
     const rows = await runs.runJobs(c, runId);
-    const execs = await runs.executionStatuses(c, rows.flatMap((r) => (r.execution_id ? [r.execution_id] : [])));
     const status = new Map<string, PipelineRunJobStatus>();
     const execution = new Map<string, string | null>();
     const derived: string[] = [];
     for (const r of rows) {
       execution.set(r.job_id, r.execution_id);
       if (r.execution_id) {
-        let s: ExecutionStatus = execs.get(r.execution_id) ?? (r.status === 'starting' ? 'queued' : (r.status as ExecutionStatus));
+        let s: ExecutionStatus = r.execution_status ?? (r.status === 'starting' ? 'queued' : (r.status as ExecutionStatus));
         if (s === 'lost' || s === 'failed') {
           // worker-manager retries lost and failed executions while max_retries allows: follow the newest attempt
           const retry = await runs.newestExecutionAfter(c, r.job_id, r.execution_id);
@@ -218,26 +219,30 @@ export class PipelineRunner {
       }
     }
     const next = runStatus([...status.values()]);
-    await runs.setRunStatus(c, runId, next);
+    if (next !== run.status) await runs.setRunStatus(c, runId, next);
     if (next !== run.status) events.push({ type: 'run', run_id: runId, pipeline_id: run.pipeline_id, status: next, timestamp: now });
     return { run, toStart, events };
   }
 
-  private async startAll(runId: string, run: runs.LockedRun, jobIds: string[], failIfUnreachable: boolean): Promise<void> {
+  /** Starts the jobs (a few at a time); true when the run must be derived again. */
+  private async startAll(runId: string, run: runs.LockedRun, jobIds: string[], failIfUnreachable: boolean): Promise<boolean> {
     const queue = [...jobIds];
+    let again = false;
     const worker = async () => {
-      for (let jobId = queue.shift(); jobId; jobId = queue.shift()) await this.startJob(runId, run, jobId, failIfUnreachable);
+      for (let jobId = queue.shift(); jobId; jobId = queue.shift()) if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
     };
     const results = await Promise.allSettled(Array.from({ length: Math.min(START_CONCURRENCY, queue.length) }, worker));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+    return again;
   }
 
   private runEnv(runId: string, run: { pipeline_id: string; env: Record<string, string> }): Record<string, string> {
     return { ...run.env, [RUN_ID_ENV]: runId, [PIPELINE_ID_ENV]: run.pipeline_id };
   }
 
-  private async startJob(runId: string, run: { pipeline_id: string; env: Record<string, string> }, jobId: string, failIfUnreachable: boolean): Promise<void> {
+  /** Starts one job; true when the run must be derived again (see sync). */
+  private async startJob(runId: string, run: { pipeline_id: string; env: Record<string, string> }, jobId: string, failIfUnreachable: boolean): Promise<boolean> {
     let executionId: string;
     try {
       executionId = await this.workerManager.execute(jobId, this.runEnv(runId, run));
@@ -246,19 +251,20 @@ export class PipelineRunner {
       const message = `could not start: ${err instanceof HttpError ? err.message : String(err)}`;
       this.logger.warn({ err, run_id: runId, job_id: jobId }, 'starting a pipeline job failed');
       await runs.updateRunJob(this.db, runId, jobId, { status: 'failed', message }, 'starting');
-      return;
+      return true;
     }
-    await this.recordStart(runId, run.pipeline_id, jobId, executionId);
+    return this.recordStart(runId, run.pipeline_id, jobId, executionId);
   }
 
-  private async recordStart(runId: string, pipelineId: string, jobId: string, executionId: string): Promise<void> {
+  private async recordStart(runId: string, pipelineId: string, jobId: string, executionId: string): Promise<boolean> {
     await runs.updateRunJob(this.db, runId, jobId, { status: 'queued', execution_id: executionId }, 'starting');
     this.publish([
       { type: 'job', run_id: runId, pipeline_id: pipelineId, job_id: jobId, status: 'queued', execution_id: executionId, timestamp: new Date().toISOString() },
     ]);
     // a cancel that came while this start was on its way did not see the execution
-    const run = await runs.getRunState(this.db, runId);
-    if (run?.cancel_requested) await this.workerManager.cancel(executionId).catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'cancelling a just-started job failed'));
+    const after = await runs.afterStart(this.db, runId, executionId);
+    if (after.cancel_requested) await this.workerManager.cancel(executionId).catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'cancelling a just-started job failed'));
+    return after.execution_status !== null && after.execution_status !== 'queued';
   }
 
   /** Running runs brought up to date (at start), and starts left behind by a stopped orchestrator taken over. */

@@ -25,6 +25,8 @@ export interface RunJobRow {
   started_at: Date | null;
   finished_at: Date | null;
   duration_ms: string | number | null;
+  /** Status of the recorded execution as its events said (null before the first one). */
+  execution_status: ExecutionStatus | null;
 }
 
 function toRun(r: RunRow, jobs: RunJobRow[]): PipelineRun {
@@ -70,7 +72,7 @@ export async function insertRun(
 export async function runJobs(db: Db, runId: string): Promise<RunJobRow[]> {
   const { rows } = await db.query<RunJobRow>(
     `SELECT j.job_id, j.name, j.depends_on, j.status, j.execution_id, j.message,
-            e.exit_code, e.started_at, e.finished_at, e.duration_ms
+            e.exit_code, e.started_at, e.finished_at, e.duration_ms, e.status AS execution_status
      FROM pipeline_run_jobs j LEFT JOIN job_executions e ON e.execution_id = j.execution_id
      WHERE j.run_id = $1 ORDER BY j.position`,
     [runId],
@@ -123,24 +125,19 @@ export async function listRuns(
   return { items, total: count.rows[0]?.n ?? 0 };
 }
 
-/** Runs with a job on this execution, or on an earlier one of the same job that a retry follows (lost, failed, or queued awaiting the retry). */
-export async function runsForExecution(db: Db, executionId: string, jobId: string): Promise<string[]> {
+/**
+ * Runs with a job on this execution, or on an earlier one of the same job that a retry follows (lost, failed, or queued awaiting the retry).
+ * With `status`, a run whose job already shows that status for this execution is left out: a repeated event (progress, or
+ * worker-manager's copy of the worker's final status) has nothing to change there.
+ */
+export async function runsForExecution(db: Db, executionId: string, jobId: string, status?: string): Promise<string[]> {
   const { rows } = await db.query<{ run_id: string }>(
     `SELECT DISTINCT run_id FROM pipeline_run_jobs
-     WHERE execution_id = $1 OR (job_id = $2 AND execution_id < $1 AND status IN ('lost', 'failed', 'queued'))`,
-    [executionId, jobId],
+     WHERE (execution_id = $1 AND ($3::text IS NULL OR status IS DISTINCT FROM $3))
+        OR (job_id = $2 AND execution_id < $1 AND status IN ('lost', 'failed', 'queued'))`,
+    [executionId, jobId, status ?? null],
   );
   return rows.map((r) => r.run_id);
-}
-
-/** Current status of the given executions, from job_executions. */
-export async function executionStatuses(db: Db, ids: string[]): Promise<Map<string, ExecutionStatus>> {
-  if (!ids.length) return new Map();
-  const { rows } = await db.query<{ execution_id: string; status: ExecutionStatus }>(
-    'SELECT execution_id, status FROM job_executions WHERE execution_id = ANY ($1::uuid[])',
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.execution_id, r.status]));
 }
 
 /**
@@ -213,7 +210,16 @@ export async function runningRunIds(db: Db): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
-export async function getRunState(db: Db, id: string): Promise<{ status: PipelineRunStatus; cancel_requested: boolean } | null> {
-  const { rows } = await db.query<{ status: PipelineRunStatus; cancel_requested: boolean }>('SELECT status, cancel_requested FROM pipeline_runs WHERE id = $1', [id]);
-  return rows[0] ?? null;
+/**
+ * After recording a job's execution: whether the run was asked to cancel meanwhile, and what the
+ * execution's events said so far (read after the record committed, so an event handled before it
+ * is seen here, and one handled after it finds the record).
+ */
+export async function afterStart(db: Db, runId: string, executionId: string): Promise<{ cancel_requested: boolean; execution_status: ExecutionStatus | null }> {
+  const { rows } = await db.query<{ cancel_requested: boolean; execution_status: ExecutionStatus | null }>(
+    `SELECT r.cancel_requested, (SELECT status FROM job_executions WHERE execution_id = $2) AS execution_status
+     FROM pipeline_runs r WHERE r.id = $1`,
+    [runId, executionId],
+  );
+  return rows[0] ?? { cancel_requested: false, execution_status: null };
 }
