@@ -565,7 +565,17 @@ async function benchCancel(samples: number): Promise<Figure[]> {
       const deadline = Date.now() + 10_000;
       while (pids.some(alive) && Date.now() < deadline) await new Promise((ok) => setImmediate(ok));
       const t = wallMs();
-      if (pids.some(alive)) leftovers++;
+      if (pids.some(alive)) {
+        leftovers++;
+        const left = pids.filter(alive).map((pid) => {
+          try {
+            return `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim()} [${readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.slice(0, 12)}]`;
+          } catch {
+            return `${pid} gone`;
+          }
+        });
+        process.stderr.write(`cancel: still alive 10 s after the cancel of ${e.id}: ${left.join('; ')}\n`);
+      }
       gone.push(Math.max(0, t - r.at));
       fromSend.push(t - sent);
       const status = await stack.waitFinal(e.id);
