@@ -89,7 +89,7 @@ export class Executions {
     const row = await this.get(id);
     if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
     if (row.status === 'queued') {
-      const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started' });
+      const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started', from: ['queued'] });
       if (done) {
         await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionCancel, encodeJson({ execution_id: id }));
         await this.finished(done, { execution_id: id, job_id: done.job_id, worker_id: null, status: 'cancelled', timestamp: new Date().toISOString() });
@@ -111,6 +111,14 @@ export class Executions {
     return store.toExecution((await store.getExecution(this.ctx.db, id)) ?? row);
   }
 
+  private stopOnWorker(executionId: string, workerId: string): void {
+    this.ctx.bus.nc
+      .request(this.ctx.bus.subjects.control(workerId), encodeJson({ action: 'cancel', execution_id: executionId, reason: 'cancelled' }), {
+        timeout: 3000,
+      })
+      .catch((err: unknown) => this.ctx.logger.warn({ err, execution_id: executionId, worker_id: workerId }, 'could not stop a cancelled execution that started'));
+  }
+
   /** One status event (from a worker or the scheduler); idempotent, never overwrites a final status. */
   async apply(e: ExecutionStatusEvent): Promise<void> {
     const db = this.ctx.db;
@@ -119,14 +127,20 @@ export class Executions {
       return;
     }
     if (e.status === 'running') {
-      const before = await store.getExecution(db, e.execution_id);
+      const wasRunning = (await store.getExecution(db, e.execution_id))?.status === 'running';
       const row = await store.markRunning(db, e.execution_id, {
         worker_id: e.worker_id,
         started_at: e.started_at ?? null,
         progress: e.progress ?? null,
       });
-      if (!row) return;
-      if (before?.status !== 'running') this.emitStatus(row, e.message ?? null);
+      if (!row) {
+        // Cancelled while the scheduler was handing it to a worker: the worker started it anyway,
+        // so it is stopped where it runs (the recorded status stays cancelled).
+        const now = await store.getExecution(db, e.execution_id);
+        if (now?.status === 'cancelled' && e.worker_id) this.stopOnWorker(e.execution_id, e.worker_id);
+        return;
+      }
+      if (!wasRunning) this.emitStatus(row, e.message ?? null);
       if (e.progress) this.events.emit({ kind: 'progress', execution_id: row.id, progress: e.progress });
       return;
     }

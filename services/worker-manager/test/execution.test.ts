@@ -181,6 +181,20 @@ describe('real executions on a spawned worker', () => {
     expect((await call(wm.url, 'POST', `/api/v1/executions/${e.id}/cancel`)).status).toBe(409);
   });
 
+  it('cancel right after execute never leaves the job running, whatever moment it lands', async () => {
+    const dir = execFileSync('mktemp', ['-d']).toString().trim();
+    const ids: string[] = [];
+    for (let i = 0; i < 15; i++) {
+      const e = await execute({ command: `echo $$ > ${dir}/${i}.pid; exec sleep 60`, labels: { pool: 'main' } });
+      ids.push(e.id);
+      if (i % 3) await new Promise((r) => setTimeout(r, i));
+      expect((await call(wm.url, 'POST', `/api/v1/executions/${e.id}/cancel`)).status).toBe(202);
+    }
+    for (const id of ids) expect((await finished(id, 15_000)).status).toBe('cancelled');
+    const pids = execFileSync('sh', ['-c', `cat ${dir}/*.pid 2>/dev/null || true`]).toString().split(/\s+/).filter(Boolean).map(Number);
+    await until(async () => pids.every(pidGone), 15_000, `every started job (${pids.join(', ')}) to be killed`);
+  });
+
   it('cancel of a queued execution that no worker can take', async () => {
     const e = await execute({ command: 'echo never', labels: { pool: 'gpu' } });
     const waiting = await until(async () => (await getExecution(e.id)).waiting, 10_000, 'a waiting reason');

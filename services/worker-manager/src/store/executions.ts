@@ -148,6 +148,8 @@ export interface FinalUpdate {
   has_result?: boolean;
   result?: unknown;
   result_error?: string | undefined;
+  /** Only from these statuses (e.g. a cancel that must not end an execution that just started). */
+  from?: ExecutionStatus[];
 }
 
 /** Records a final status; a final status is never overwritten (null when the execution already ended). */
@@ -161,7 +163,7 @@ export async function markFinal(db: Pool, id: string, u: FinalUpdate): Promise<E
                        ELSE (extract(epoch FROM (COALESCE($8, now()) - COALESCE(started_at, $7))) * 1000)::integer END),
        last_seq = COALESCE($10, last_seq, (SELECT max(seq) FROM log_lines l WHERE l.execution_id = executions.id), 0),
        has_result = $11, result = $12::jsonb, result_error = $13
-     WHERE id = $1 AND status <> ALL($14::text[]) RETURNING ${COLUMNS}`,
+     WHERE id = $1 AND status <> ALL($14::text[]) AND ($15::text[] IS NULL OR status = ANY($15::text[])) RETURNING ${COLUMNS}`,
     [
       id,
       u.status,
@@ -177,6 +179,7 @@ export async function markFinal(db: Pool, id: string, u: FinalUpdate): Promise<E
       u.has_result ? JSON.stringify(u.result ?? null) : null,
       u.result_error ?? null,
       FINAL_STATUSES,
+      u.from ?? null,
     ],
   );
   return rows[0] ?? null;
