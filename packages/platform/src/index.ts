@@ -3,6 +3,7 @@ export * from './db.js';
 export * from './errors.js';
 export * from './http/api.js';
 export * from './http/app.js';
+export * from './http/sse.js';
 export * from './logger.js';
 export * from './metrics.js';
 export * from './nats.js';

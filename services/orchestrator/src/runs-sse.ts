@@ -3,69 +3,21 @@
 // events come in order with no gap), then `completed` with the final run and the end of the
 // stream. Every run: the `PipelineRunEvent`s of `<p>.job.run.*` as they are published.
 import type { Request, Response } from 'express';
-import { decodeJson, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { decodeJson, SseConnection, type Bus, type Logger, type Pool } from '@hodei/platform';
 import type { PipelineRun, PipelineRunJob } from '@hodei/types';
 import * as runs from './store/runs.js';
 
-const KEEP_ALIVE_MS = 15_000;
 /** A safety net for a change notice lost on the way (a NATS reconnect): read the run again this often. */
 const REFRESH_MS = 5_000;
-
-class Sse {
-  closed = false;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly onClose: Array<() => void> = [];
-
-  constructor(req: Request, private readonly res: Response) {
-    res.status(200);
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    res.setHeader('Cache-Control', 'no-cache');
-    res.setHeader('Connection', 'keep-alive');
-    res.setHeader('X-Accel-Buffering', 'no');
-    res.flushHeaders();
-    req.socket.setNoDelay(true);
-    req.socket.setTimeout(0);
-    this.every(KEEP_ALIVE_MS, () => this.res.write(': keep-alive\n\n'));
-    res.on('close', () => this.cleanup());
-  }
-
-  every(ms: number, fn: () => void): void {
-    const t = setInterval(fn, ms);
-    t.unref();
-    this.timers.push(t);
-  }
-
-  event(event: string, data: unknown): void {
-    if (!this.closed) this.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  }
-
-  closing(fn: () => void): void {
-    if (this.closed) fn();
-    else this.onClose.push(fn);
-  }
-
-  end(): void {
-    if (this.closed) return;
-    this.res.end();
-    this.cleanup();
-  }
-
-  private cleanup(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const t of this.timers) clearInterval(t);
-    for (const fn of this.onClose.splice(0)) fn();
-  }
-}
 
 const jobKey = (j: PipelineRunJob) => `${j.status}|${j.execution_id ?? ''}`;
 
 /** Streams one run until it ends; `first` is the run as read before the response started. */
 export function streamRun(req: Request, res: Response, deps: { db: Pool; bus: Bus; logger: Logger }, first: PipelineRun): void {
-  const sse = new Sse(req, res);
+  const sse = new SseConnection(req, res);
   // subscribe before the snapshot is read again, so no change falls between the two
   const sub = deps.bus.nc.subscribe(deps.bus.subjects.pipelineRun(first.id));
-  sse.closing(() => sub.unsubscribe());
+  sse.onClose(() => sub.unsubscribe());
   const sent = new Map<string, string>();
   let busy = false;
   let dirty = false;
@@ -116,15 +68,17 @@ export function streamRun(req: Request, res: Response, deps: { db: Pool; bus: Bu
       void refresh();
     }
   })();
-  sse.every(REFRESH_MS, () => void refresh());
+  const refreshTimer = setInterval(() => void refresh(), REFRESH_MS);
+  refreshTimer.unref();
+  sse.onClose(() => clearInterval(refreshTimer));
   void refresh(); // anything that changed between the first read and the subscription
 }
 
 /** Streams every run's events (dashboards) until the client goes away. */
 export function streamAllRuns(req: Request, res: Response, deps: { bus: Bus; logger: Logger }): void {
-  const sse = new Sse(req, res);
+  const sse = new SseConnection(req, res);
   const sub = deps.bus.nc.subscribe(deps.bus.subjects.pipelineRunAll);
-  sse.closing(() => sub.unsubscribe());
+  sse.onClose(() => sub.unsubscribe());
   sse.event('connected', { subject: deps.bus.subjects.pipelineRunAll });
   void (async () => {
     for await (const m of sub) {

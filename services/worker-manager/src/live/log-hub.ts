@@ -6,7 +6,8 @@
 import type { Pool } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { readPage } from '../store/logs.js';
-import { logFrame, type SseConnection } from './sse.js';
+import type { SseConnection } from '@hodei/platform';
+import { logFrame } from './sse.js';
 
 export interface FinalInfo {
   status: string;

@@ -1,10 +1,9 @@
 // Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
 // the status event streams.
-import { BadRequestError, NotFoundError, type Api, type Pool } from '@hodei/platform';
+import { BadRequestError, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, z } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import type { LogHub } from '../live/log-hub.js';
-import { SseConnection } from '../live/sse.js';
 import type { WmMetrics } from '../metrics.js';
 import * as executions from '../store/executions.js';
 import { maxStoredSeq, readLines } from '../store/logs.js';

@@ -1,0 +1,73 @@
+// A Server-Sent Events response: headers, immediate flushing, keep-alive comments, backpressure.
+import type { Request, Response } from 'express';
+
+export const KEEP_ALIVE_MS = 15_000;
+
+export class SseConnection {
+  closed = false;
+  private readonly keepAlive: NodeJS.Timeout;
+  private readonly closeHandlers: (() => void)[] = [];
+
+  constructor(
+    req: Request,
+    private readonly res: Response,
+  ) {
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache');
+    res.setHeader('Connection', 'keep-alive');
+    res.setHeader('X-Accel-Buffering', 'no');
+    res.flushHeaders();
+    req.socket.setNoDelay(true);
+    req.socket.setTimeout(0);
+    this.keepAlive = setInterval(() => this.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
+    this.keepAlive.unref();
+    res.on('close', () => this.cleanup());
+  }
+
+  /** Writes raw SSE text; false when the socket buffer is full (await `drained()` before more history). */
+  write(text: string): boolean {
+    if (this.closed) return false;
+    return this.res.write(text);
+  }
+
+  event(event: string, data: unknown, id?: number | string): boolean {
+    return this.write(`${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** Bytes written but not yet taken by the socket (a slow or stalled client). */
+  get backlog(): number {
+    return this.res.writableLength;
+  }
+
+  drained(): Promise<void> {
+    if (this.closed || !this.res.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      this.res.once('drain', done);
+      this.res.once('close', done);
+    });
+  }
+
+  onClose(fn: () => void): void {
+    if (this.closed) fn();
+    else this.closeHandlers.push(fn);
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.res.end();
+    this.cleanup();
+  }
+
+  private cleanup(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.keepAlive);
+    for (const fn of this.closeHandlers.splice(0)) fn();
+  }
+}
