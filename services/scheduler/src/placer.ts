@@ -8,6 +8,13 @@ import { entryOf, queueOrder, type QueueEntry, type QueueStore } from './store/q
 import type { WorkerStore } from './store/workers.js';
 
 const ROUND_LIMIT = 1000;
+/**
+ * A round after a finish or an arrival reads only the head of the queue: with a backlog, reading
+ * (and re-checking) every waiting entry each time a slot frees made a round cost 10–40 ms. When
+ * the head does not fill every free slot, the round reads on up to ROUND_LIMIT; the safety tick
+ * and worker changes ask for a full round, which also refreshes every waiting reason.
+ */
+const HEAD_LIMIT = 64;
 const ASSIGN_TIMEOUT_MS = 2000;
 /** How long a worker that did not answer (or refused an entry) is passed over. */
 const UNRESPONSIVE_MS = 3000;
@@ -39,6 +46,7 @@ const needs = (e: QueueEntry) => `needs 1 slot, ${e.cpu_cores} cpu_cores, ${form
 export class Placer {
   private running = false;
   private again = false;
+  private fullWanted = true;
   private stopped = false;
   private ready = false;
   private readonly inFlight = new Set<Promise<void>>();
@@ -70,13 +78,17 @@ export class Placer {
     const inserted = this.queue.enqueue(ev);
     if (this.ready && !this.stopped) {
       this.arrivals.push({ entry: entryOf(ev), inserted });
-      this.kick();
+      this.kick(false);
     }
     return inserted;
   }
 
-  /** Asks for a round; rounds never overlap, and a kick during one runs another right after. */
-  kick(): void {
+  /**
+   * Asks for a round; rounds never overlap, and a kick during one runs another right after.
+   * `full`: read every waiting entry (worker set changed, safety tick), not only the queue's head.
+   */
+  kick(full = true): void {
+    if (full) this.fullWanted = true;
     if (!this.ready || this.stopped) return;
     if (this.running) {
       this.again = true;
@@ -108,23 +120,54 @@ export class Placer {
 
   private async round(): Promise<void> {
     const arrivals = this.arrivals.splice(0);
-    const [stored, online, fresh] = await Promise.all([
-      this.queue.waiting(ROUND_LIMIT),
+    let limit = this.fullWanted ? ROUND_LIMIT : HEAD_LIMIT;
+    this.fullWanted = false;
+    const [head, online, fresh] = await Promise.all([
+      this.queue.waiting(limit),
       this.workers.placeable(),
       Promise.all(arrivals.map((a) => a.inserted.catch(() => false))),
     ]);
-    const entries = stored;
-    const known = new Set(stored.map((e) => e.execution_id));
-    arrivals.forEach((a, i) => {
-      if (fresh[i] && !known.has(a.entry.execution_id)) entries.push(a.entry);
-    });
-    if (arrivals.length) entries.sort(queueOrder);
-    if (!entries.length) return;
     const now = Date.now();
+    /** The stored entries plus the fresh arrivals; after a truncated read, only arrivals that sort
+     *  before its last entry (one behind it must not overtake the unread entries ahead of it). */
+    const withArrivals = (stored: QueueEntry[], truncated: boolean): QueueEntry[] => {
+      const entries = [...stored];
+      const known = new Set(stored.map((e) => e.execution_id));
+      const last = stored.at(-1);
+      arrivals.forEach((a, i) => {
+        if (!fresh[i] || known.has(a.entry.execution_id)) return;
+        if (truncated && last && queueOrder(a.entry, last) > 0) return;
+        entries.push(a.entry);
+      });
+      if (arrivals.length) entries.sort(queueOrder);
+      return entries;
+    };
+    const truncated = head.length === limit && limit < ROUND_LIMIT;
+    let plan = this.plan(withArrivals(head, truncated), online, now);
+    // Only the head was read and a slot is still free: what waits behind the head may fit it.
+    if (truncated && plan.slots.some((s) => s.slots >= 1)) {
+      plan = this.plan(withArrivals(await this.queue.waiting(ROUND_LIMIT), false), online, now);
+    }
+    const { chosen, waiting } = plan;
+
+    if (chosen.length) {
+      const claimed = await this.queue.claim(chosen.map((c) => ({ execution_id: c.entry.execution_id, worker_id: c.worker.id })));
+      for (const c of chosen) {
+        if (!claimed.has(c.entry.execution_id)) continue;
+        const p = this.assign(c.entry, c.worker.id).finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      }
+    }
+    const changed = waiting.filter((w) => w.entry.waiting_reason !== w.reason);
+    if (changed.length) await Promise.all(changed.map((w) => this.announceWaiting(w.entry, w.reason)));
+    this.forgetExpired(now);
+  }
+
+  /** Best-fit of the entries (in queue order) onto the free capacity of the online workers. */
+  private plan(entries: QueueEntry[], online: RegistryWorker[], now: number) {
     const slots: Slot[] = online
       .filter((w) => (this.unresponsive.get(w.id) ?? 0) <= now)
       .map((w) => ({ worker: w, slots: w.free.slots, cpu: w.free.cpu_cores, memory: w.free.memory_bytes }));
-
     const chosen: { entry: QueueEntry; worker: RegistryWorker }[] = [];
     const waiting: { entry: QueueEntry; reason: string }[] = [];
     for (const entry of entries) {
@@ -151,18 +194,7 @@ export class Placer {
         waiting.push({ entry, reason: this.whyWaiting(entry, online, now) });
       }
     }
-
-    if (chosen.length) {
-      const claimed = await this.queue.claim(chosen.map((c) => ({ execution_id: c.entry.execution_id, worker_id: c.worker.id })));
-      for (const c of chosen) {
-        if (!claimed.has(c.entry.execution_id)) continue;
-        const p = this.assign(c.entry, c.worker.id).finally(() => this.inFlight.delete(p));
-        this.inFlight.add(p);
-      }
-    }
-    const changed = waiting.filter((w) => w.entry.waiting_reason !== w.reason);
-    if (changed.length) await Promise.all(changed.map((w) => this.announceWaiting(w.entry, w.reason)));
-    this.forgetExpired(now);
+    return { chosen, waiting, slots };
   }
 
   private whyWaiting(entry: QueueEntry, online: RegistryWorker[], now: number): string {

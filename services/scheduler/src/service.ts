@@ -144,7 +144,7 @@ export const definition: ServiceDefinition = {
           },
           finished: async (id) => {
             await queue.finish(id);
-            placer.kick();
+            placer.kick(false);
           },
           cancelled: async (id) => {
             if (await queue.cancel(id)) logger.debug({ execution_id: id }, 'cancelled while waiting: dropped from the queue');
@@ -177,7 +177,7 @@ export const definition: ServiceDefinition = {
             if (typeof ev.execution_id !== 'string' || typeof ev.worker_id !== 'string' || ev.status === 'lost') return;
             if (!isFinalStatus(ev.status as ExecutionStatus)) return;
             queue.finish(ev.execution_id).then(
-              () => placer.kick(),
+              () => placer.kick(false),
               (e: unknown) => logger.warn({ err: e, execution_id: ev.execution_id }, 'freeing a finished execution\'s slot failed (its finished event will)'),
             );
           },
