@@ -5,7 +5,7 @@
 // lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
 import { ConflictError, encodeJson, HttpError, newId, NotFoundError, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
-import { type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
+import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import * as jobs from './store/jobs.js';
 import { getPipeline } from './store/pipelines.js';
 import * as runs from './store/runs.js';
@@ -18,6 +18,9 @@ export const RUN_ID_ENV = 'HODEI_PIPELINE_RUN_ID';
 export const PIPELINE_ID_ENV = 'HODEI_PIPELINE_ID';
 /** Executions asked for at once when many jobs become ready together (a fan-out). */
 const START_CONCURRENCY = 16;
+const FINAL = new Set<string>(FINAL_STATUSES);
+/** How many handled final events are remembered, so their second copy is skipped. */
+const HANDLED_FINAL_MAX = 10_000;
 
 function runStatus(statuses: PipelineRunJobStatus[]): PipelineRunStatus {
   if (statuses.some((s) => ACTIVE.has(s))) return 'running';
@@ -46,6 +49,9 @@ export class PipelineRunner {
   private sweeping: Promise<void> | null = null;
   private readonly staleStartMs: number;
   private readonly sweepMs: number;
+  /** Final events being handled (execution id + status) and the last ones handled, oldest first. */
+  private readonly finalInFlight = new Map<string, Promise<void>>();
+  private readonly handledFinal = new Set<string>();
 
   constructor(
     private readonly db: Pool,
@@ -100,7 +106,34 @@ export class PipelineRunner {
 
   /** Re-derives the runs that involve this execution (called after each execution event). */
   async onExecution(executionId: string, jobId: string, status?: string): Promise<void> {
-    for (const runId of await runs.runsForExecution(this.db, executionId, jobId, status)) await this.sync(runId);
+    if (status === 'running') {
+      // a job of a run moving from queued to running changes nothing else in the run: no derive, no run lock
+      const moved = await runs.markRunning(this.db, executionId);
+      const now = new Date().toISOString();
+      this.publish(moved.map((m) => ({ type: 'job' as const, ...m, status: 'running' as const, execution_id: executionId, exit_code: null, timestamp: now })));
+    }
+    if (!status || !FINAL.has(status)) {
+      for (const runId of await runs.runsForExecution(this.db, executionId, jobId, status)) await this.sync(runId);
+      return;
+    }
+    // A final status comes twice (the worker's status, then worker-manager's finished): the runs
+    // advance on whichever is handled first; the other waits for it and then has nothing to do.
+    // (Memory only: a restart derives every running run again anyway.)
+    const key = `${executionId} ${status}`;
+    if (this.handledFinal.has(key)) return;
+    const pending = this.finalInFlight.get(key);
+    if (pending && (await pending.then(() => true, () => false))) return;
+    const work = (async () => {
+      for (const runId of await runs.runsForExecution(this.db, executionId, jobId, status)) await this.sync(runId);
+    })();
+    this.finalInFlight.set(key, work);
+    try {
+      await work;
+      this.handledFinal.add(key);
+      if (this.handledFinal.size > HANDLED_FINAL_MAX) this.handledFinal.delete(this.handledFinal.values().next().value!);
+    } finally {
+      if (this.finalInFlight.get(key) === work) this.finalInFlight.delete(key);
+    }
   }
 
   /**

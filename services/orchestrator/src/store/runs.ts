@@ -223,3 +223,18 @@ export async function afterStart(db: Db, runId: string, executionId: string): Pr
   );
   return rows[0] ?? { cancel_requested: false, execution_status: null };
 }
+
+/**
+ * The run jobs on this execution that were `queued` now show `running` (nothing else in a run
+ * follows from that); returns what a job event needs.
+ */
+export async function markRunning(db: Db, executionId: string): Promise<Array<{ run_id: string; pipeline_id: string; job_id: string; name: string; message: string | null }>> {
+  const { rows } = await db.query<{ run_id: string; pipeline_id: string; job_id: string; name: string; message: string | null }>(
+    `UPDATE pipeline_run_jobs j SET status = 'running'
+     FROM pipeline_runs r
+     WHERE r.id = j.run_id AND j.execution_id = $1 AND j.status = 'queued'
+     RETURNING j.run_id, r.pipeline_id, j.job_id, j.name, j.message`,
+    [executionId],
+  );
+  return rows;
+}
