@@ -148,6 +148,26 @@ describe('placement', () => {
     expect(reasons(low2).filter((r) => r?.startsWith('all workers busy'))).toHaveLength(1);
   });
 
+  it('behind a long head of entries no worker fits, a freed slot still goes to the first one that fits', async () => {
+    const w = await worker({ t: 'deep' }, { slots: 1 });
+    const first = await enqueue({ labels: { t: 'deep' } });
+    await until(() => w.got.length, (n) => n > 0);
+    // more than a round's head (64) of higher-priority entries that no worker has the label for
+    const blockers: string[] = [];
+    for (let i = 0; i < 70; i++) blockers.push(await enqueue({ priority: 10, labels: { t: 'deep', pool: 'none' } }));
+    const low = await enqueue({ priority: 1, labels: { t: 'deep' } });
+    const later = await enqueue({ priority: 1, labels: { t: 'deep' } });
+    await until(() => reasons(later), (r) => r.length > 0);
+    await finish(first, w.id);
+    await until(() => w.got.length, (n) => n > 1);
+    await settle();
+    expect(w.ids()).toEqual([first, low]);
+    await finish(low, w.id);
+    await until(() => w.got.length, (n) => n > 2);
+    expect(w.ids()).toEqual([first, low, later]);
+    expect(reasons(blockers[69]!)).toEqual(['no worker with label pool=none']);
+  });
+
   it('routes by labels and says which label no worker has', async () => {
     const cpu = await worker({ t: 'lbl', pool: 'cpu' });
     const gpu = await worker({ t: 'lbl', pool: 'gpu', zone: 'a' });
