@@ -8,6 +8,8 @@ import { newestStatus, recordExecution, type ExecutionUpdate } from './store/exe
 import { lockJob, setJobStatus } from './store/jobs.js';
 
 const SECOND_NS = 1e9;
+/** Events of one consumer handled at once (each takes a database connection while it runs). */
+const HANDLE_CONCURRENCY = 4;
 
 /** Applies one execution event; false when the job is unknown (the event is ignored). */
 export async function applyExecutionEvent(db: Pool, u: ExecutionUpdate): Promise<boolean> {
@@ -62,13 +64,7 @@ export function executionConsumers(
   const running: Array<{ messages: ConsumerMessages; loop: Promise<void> }> = [];
   let stopping = false;
 
-  const handle = async (m: JsMsg, kind: 'queued' | 'status', log: Logger) => {
-    let data: unknown;
-    try {
-      data = decodeJson(m.data);
-    } catch {
-      data = undefined;
-    }
+  const handle = async (m: JsMsg, data: unknown, kind: 'queued' | 'status', log: Logger) => {
     const update = toUpdate(kind, data);
     if (update === 'invalid') {
       log.warn({ subject: m.subject, seq: m.seq }, 'ignoring an execution event that does not match its schema');
@@ -112,9 +108,34 @@ export function executionConsumers(
         const consumer = await bus.js.consumers.get(s.eventsStream, spec.durable);
         const messages = await consumer.consume({ max_messages: 64 });
         const loop = (async () => {
-          for await (const m of messages) {
-            if (stopping) break; // left unacked: redelivered to whoever runs next
-            await withConsumedSpan(`orchestrator ${spec.durable}`, m, () => handle(m, spec.kind, log));
+          // Events of different executions are handled side by side (a fan-out's hundreds of events
+          // would otherwise wait for each other's transactions); those of one execution in order.
+          const chains = new Map<string, Promise<void>>();
+          const inFlight = new Set<Promise<void>>();
+          try {
+            for await (const m of messages) {
+              if (stopping) break; // left unacked: redelivered to whoever runs next
+              let data: unknown;
+              try {
+                data = decodeJson(m.data);
+              } catch {
+                data = undefined;
+              }
+              const id = (data as { execution_id?: unknown } | undefined)?.execution_id;
+              const key = typeof id === 'string' ? id : '';
+              while (inFlight.size >= HANDLE_CONCURRENCY) await Promise.race(inFlight);
+              const p = (chains.get(key) ?? Promise.resolve())
+                .then(() => withConsumedSpan(`orchestrator ${spec.durable}`, m, () => handle(m, data, spec.kind, log)))
+                .catch((err: unknown) => log.error({ err, seq: m.seq }, 'handling an execution event failed'));
+              chains.set(key, p);
+              inFlight.add(p);
+              void p.finally(() => {
+                inFlight.delete(p);
+                if (chains.get(key) === p) chains.delete(key);
+              });
+            }
+          } finally {
+            await Promise.all(inFlight);
           }
         })().catch((err: unknown) => log.error({ err }, 'consumer stopped with an error'));
         running.push({ messages, loop });

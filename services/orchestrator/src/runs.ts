@@ -124,7 +124,8 @@ export class PipelineRunner {
     const pending = this.finalInFlight.get(key);
     if (pending && (await pending.then(() => true, () => false))) return;
     const work = (async () => {
-      for (const runId of await runs.runsForExecution(this.db, executionId, jobId, status)) await this.sync(runId);
+      const leaf = status === 'completed' ? executionId : undefined;
+      for (const runId of await runs.runsForExecution(this.db, executionId, jobId, status)) await this.sync(runId, false, leaf);
     })();
     this.finalInFlight.set(key, work);
     try {
@@ -140,9 +141,9 @@ export class PipelineRunner {
    * Brings a run up to date: job statuses from their executions, skipped when a dependency did not
    * succeed, started when all dependencies completed; then the run's own status.
    */
-  async sync(runId: string, failIfUnreachable = false): Promise<void> {
-    for (;;) {
-      const d = await withTransaction(this.db, (c) => this.derive(c, runId));
+  async sync(runId: string, failIfUnreachable = false, completedExecution?: string): Promise<void> {
+    for (let hint = completedExecution; ; hint = undefined) {
+      const d = await withTransaction(this.db, (c) => (hint ? this.deriveCompleted(c, runId, hint) : this.derive(c, runId)));
       this.publish(d.events);
       if (!d.toStart.length || !d.run) return;
       const again = await this.startAll(runId, d.run, d.toStart, failIfUnreachable);
@@ -179,6 +180,32 @@ export class PipelineRunner {
         this.logger.warn({ err, run_id: e.run_id }, 'publishing a pipeline run event failed');
       }
     }
+  }
+
+  /**
+   * A job that no other job of the run depends on completed (a fan-out's leaf): only its row
+   * changes, unless it was the run's last active job (then the whole run is derived).
+   */
+  private async deriveCompleted(c: Db, runId: string, executionId: string): Promise<Derived> {
+    const run = await runs.lockRun(c, runId);
+    if (!run) return { run: null, toStart: [], events: [] };
+    const leaf = run.status === 'running' ? await runs.completeLeaf(c, runId, executionId) : null;
+    if (!leaf) return this.derive(c, runId);
+    const event: PipelineRunEvent = {
+      type: 'job',
+      run_id: runId,
+      pipeline_id: run.pipeline_id,
+      job_id: leaf.job_id,
+      name: leaf.name,
+      status: 'completed',
+      execution_id: executionId,
+      exit_code: leaf.exit_code,
+      message: leaf.message,
+      timestamp: new Date().toISOString(),
+    };
+    if (leaf.others_active) return { run, toStart: [], events: [event] };
+    const d = await this.derive(c, runId);
+    return { ...d, events: [event, ...d.events] };
   }
 
   private async derive(c: Db, runId: string): Promise<Derived> {

@@ -123,6 +123,40 @@ describe('pipeline runs', () => {
     expect(executed.has(ids.d)).toBe(false);
   });
 
+  it('a fan-out: each leaf completes on its own, a final event and its copy advance the run once', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'fan', jobs: ['x', 'y', 'z'].map((name) => ({ name, command: 'true' })) })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const seen: any[] = [];
+    const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.pipelineRun(r.id), { callback: (_e, m) => seen.push(m.json()) });
+    try {
+      const exec = (name: string) => executed.get(ids[name])![0]!;
+      await publish(exec('x'), ids.x, 'completed');
+      let run = await runState(r.id, (x) => byName(x).x.status === 'completed');
+      expect(run.status).toBe('running');
+      expect([byName(run).y.status, byName(run).z.status]).toEqual(['queued', 'queued']);
+      // the worker's own final status and worker-manager's finished copy of it
+      const e: ExecutionStatusEvent = { execution_id: exec('y'), job_id: ids.y, worker_id: null, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
+      await Promise.all([
+        svc.ctx.bus.js.publish(svc.ctx.bus.subjects.executionStatus(exec('y')), encodeJson(e)),
+        svc.ctx.bus.js.publish(svc.ctx.bus.subjects.executionFinished, encodeJson(e)),
+      ]);
+      run = await runState(r.id, (x) => byName(x).y.status === 'completed');
+      expect(byName(run).y.exit_code).toBe(0);
+      expect(run.status).toBe('running');
+      await publish(exec('z'), ids.z, 'completed');
+      run = await runState(r.id, (x) => x.status === 'completed');
+      expect(run.finished_at).not.toBeNull();
+      await eventually(async () => (seen.some((x) => x.type === 'run' && x.status === 'completed') ? true : undefined));
+      const yDone = seen.filter((x) => x.type === 'job' && x.job_id === ids.y && x.status === 'completed');
+      expect(yDone).toHaveLength(1);
+      expect(yDone[0]).toMatchObject({ execution_id: exec('y'), exit_code: 0 });
+      expect(seen.filter((x) => x.type === 'run' && x.status === 'completed')).toHaveLength(1);
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+
   it('a cancelled job makes the run cancelled', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'chain', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
     const a = p.jobs[0].id;

@@ -238,3 +238,33 @@ export async function markRunning(db: Db, executionId: string): Promise<Array<{ 
   );
   return rows;
 }
+
+/**
+ * Under the run's lock: the run job on this execution shows `completed` when the execution's
+ * recorded status is `completed`, the job was queued or running, and no job of the run depends
+ * on it; null when any of that is not so (derive the whole run instead). `others_active`: another
+ * job of the run is still waiting, starting, queued or running.
+ */
+export async function completeLeaf(
+  db: Db,
+  runId: string,
+  executionId: string,
+): Promise<{ job_id: string; name: string; message: string | null; exit_code: number | null; others_active: boolean } | null> {
+  const { rows } = await db.query<{ job_id: string; name: string; message: string | null; exit_code: number | null; others_active: boolean }>(
+    `WITH done AS (
+       UPDATE pipeline_run_jobs j SET status = 'completed'
+       FROM job_executions e
+       WHERE j.run_id = $1 AND j.execution_id = $2 AND j.status IN ('queued', 'running')
+         AND e.execution_id = j.execution_id AND e.status = 'completed'
+         AND NOT EXISTS (SELECT 1 FROM pipeline_run_jobs d WHERE d.run_id = $1 AND j.job_id = ANY(d.depends_on))
+       RETURNING j.job_id, j.name, j.message, e.exit_code
+     )
+     SELECT done.*, EXISTS (
+         SELECT 1 FROM pipeline_run_jobs a
+         WHERE a.run_id = $1 AND a.job_id <> done.job_id AND a.status IN ('waiting', 'starting', 'queued', 'running')
+       ) AS others_active
+     FROM done`,
+    [runId, executionId],
+  );
+  return rows[0] ?? null;
+}
