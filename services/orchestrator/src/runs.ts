@@ -258,12 +258,13 @@ export class PipelineRunner {
     }
     const now = new Date().toISOString();
     const events: PipelineRunEvent[] = [];
+    const changes: runs.RunJobChange[] = [];
     for (const r of rows) {
       const s = status.get(r.job_id)!;
       const e = execution.get(r.job_id) ?? null;
       if (s === 'starting' && r.status !== 'starting' && !r.execution_id) toStart.push(r.job_id);
       if (s !== r.status || e !== r.execution_id) {
-        await runs.updateRunJob(c, runId, r.job_id, { status: s, execution_id: e });
+        changes.push({ job_id: r.job_id, status: s, execution_id: e });
         events.push({
           type: 'job',
           run_id: runId,
@@ -278,6 +279,7 @@ export class PipelineRunner {
         });
       }
     }
+    await runs.updateRunJobs(c, runId, changes); // one statement, however many jobs a fan-out changes
     const next = runStatus([...status.values()]);
     if (next !== run.status) await runs.setRunStatus(c, runId, next);
     if (next !== run.status) events.push({ type: 'run', run_id: runId, pipeline_id: run.pipeline_id, status: next, timestamp: now });

@@ -179,6 +179,25 @@ export async function updateRunJob(
   );
 }
 
+export interface RunJobChange {
+  job_id: string;
+  status: PipelineRunJobStatus;
+  execution_id: string | null;
+}
+
+/** Sets the status and execution of several jobs of a run in one statement (as updateRunJob without a message). */
+export async function updateRunJobs(db: Db, runId: string, changes: RunJobChange[]): Promise<void> {
+  if (!changes.length) return;
+  await db.query(
+    `UPDATE pipeline_run_jobs j SET status = c.status,
+       starting_at = CASE WHEN c.status = 'starting' THEN now() ELSE j.starting_at END,
+       execution_id = c.execution_id
+     FROM jsonb_to_recordset($2::jsonb) AS c(job_id uuid, status text, execution_id uuid)
+     WHERE j.run_id = $1 AND j.job_id = c.job_id`,
+    [runId, JSON.stringify(changes)],
+  );
+}
+
 export async function setRunStatus(db: Db, runId: string, status: PipelineRunStatus): Promise<void> {
   await db.query(
     `UPDATE pipeline_runs SET status = $2, updated_at = now(),
