@@ -24,24 +24,8 @@ export interface JobValues {
   depends_on: string[];
 }
 
-interface JobRow {
+interface JobRow extends JobValues {
   id: string;
-  name: string;
-  description: string | null;
-  pipeline_id: string | null;
-  command: string | null;
-  script: string | null;
-  args: string[];
-  env: Record<string, string>;
-  working_dir: string | null;
-  timeout_seconds: number | null;
-  priority: number;
-  resources: { cpu_cores?: number; memory_bytes?: number };
-  tags: string[];
-  labels: Record<string, string>;
-  max_retries: number;
-  retry_backoff_seconds: number;
-  depends_on: string[];
   status: ExecutionStatus;
   created_at: Date;
   updated_at: Date;
