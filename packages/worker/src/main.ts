@@ -21,10 +21,11 @@ try {
     metrics = createWorkerMetrics({ running: () => worker?.running().length ?? 0, slots: config.capacity.slots });
     await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost, logger);
   }
-  worker = await startWorker({ ...config, logger, metrics });
+  // Signal handlers go in before the worker starts: a signal during start-up drains right after it.
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
+    if (!worker) return logger.info({ signal }, 'signal during start-up: draining once started');
     if (signals === 1) {
       logger.info({ signal }, 'draining (send the signal again to force)');
       void worker.drain();
@@ -35,6 +36,8 @@ try {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  worker = await startWorker({ ...config, logger, metrics });
+  if (signals > 0) void worker.drain();
   await worker.done;
   await flushTelemetry();
   process.exit(0);

@@ -141,14 +141,16 @@ export async function runsForExecution(db: Db, executionId: string, jobId: strin
 }
 
 /**
- * Whether worker-manager will retry the job's latest failed or lost execution in this run: the
- * executions of the job since the run began (UUIDv7 ids sort by time) have not used up max_retries.
+ * Whether worker-manager will retry `failedId`, the job's latest failed or lost execution in this
+ * run: the attempts of the job since the run began, up to that one (UUIDv7 ids sort by time), have
+ * not used up max_retries. Later executions do not count: a retry recorded while this is being
+ * derived must not make its own predecessor look final.
  */
-export async function retryExpected(db: Db, jobId: string, runId: string): Promise<boolean> {
+export async function retryExpected(db: Db, jobId: string, runId: string, failedId: string): Promise<boolean> {
   const { rows } = await db.query<{ expected: boolean }>(
-    `SELECT (SELECT count(*) FROM job_executions e WHERE e.job_id = j.id AND e.execution_id > $2) <= j.max_retries AS expected
+    `SELECT (SELECT count(*) FROM job_executions e WHERE e.job_id = j.id AND e.execution_id > $2 AND e.execution_id <= $3) <= j.max_retries AS expected
      FROM jobs j WHERE j.id = $1`,
-    [jobId, runId],
+    [jobId, runId, failedId],
   );
   return rows[0]?.expected ?? false;
 }
