@@ -79,7 +79,13 @@ describe('worker /metrics', () => {
     const bad = await h.assign({ command: 'exit 3' }, { to: { id } });
     expect((await bad.final).status).toBe('failed');
 
-    const text = await (await fetch(url)).text();
+    // the counters move once the final status is out: read until they have, within a deadline
+    const finishedSeries = 'hodei_worker_executions_finished_total{status="failed",service="worker"}';
+    let text = '';
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      text = await (await fetch(url)).text();
+      if (sample(text, finishedSeries) === 1) break;
+    }
     expect(sample(text, 'hodei_worker_assignments_total{outcome="accepted",service="worker"}')).toBe(2);
     expect(sample(text, 'hodei_worker_executions_finished_total{status="completed",service="worker"}')).toBe(1);
     expect(sample(text, 'hodei_worker_executions_finished_total{status="failed",service="worker"}')).toBe(1);
