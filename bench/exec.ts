@@ -13,7 +13,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -108,16 +107,6 @@ async function openSse(url: string, onEvent: (e: SseEvent, atUs: number) => void
 }
 
 // ---- the stack ------------------------------------------------------------------------------
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
-  });
-}
 
 interface Stack {
   env: TestEnv;
@@ -145,7 +134,7 @@ async function load(svc: string, fn: string): Promise<Starter> {
 const FINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out', 'lost']);
 
 async function startStack(options: { wmProcess?: boolean } = {}): Promise<Stack> {
-  const { createTestEnv } = await import('@hodei/platform');
+  const { createTestEnv, freePort } = await import('@hodei/platform');
   const env = createTestEnv();
   const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
   const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };

@@ -1,6 +1,5 @@
 // The three services built by `pnpm build`, in-process on a throwaway database and NATS prefix
 // (createTestEnv), for the time-and-failure benchmarks (cron-lateness.ts, failover.ts).
-import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Config, TestEnv } from '@hodei/platform';
@@ -35,16 +34,6 @@ export async function call(url: string, method: string, path: string, body?: unk
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
-}
 
 type Starter = (config: Config) => Promise<{ url: string; stop: () => Promise<void> }>;
 async function load(svc: string, fn: string): Promise<Starter> {
@@ -66,7 +55,7 @@ export interface Stack {
 }
 
 export async function startStack(overrides: Partial<Config> = {}): Promise<Stack> {
-  const { createTestEnv } = await import('@hodei/platform');
+  const { createTestEnv, freePort } = await import('@hodei/platform');
   const env = createTestEnv();
   const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
   const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };

@@ -1,8 +1,7 @@
 // A whole installation for CLI tests: the three services on one test database and NATS prefix,
 // and one worker process started through the worker-manager. Run directly
 // (`npx tsx packages/cli/test/stack.ts`) it stays up and prints the variables to point hodei at it.
-import { createServer } from 'node:net';
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startScheduler } from '../../../services/scheduler/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
@@ -58,16 +57,6 @@ export async function startStack(opts: { slots?: number } = {}): Promise<Stack> 
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForOnline(schedulerUrl: string, workerId: string): Promise<void> {
   const deadline = Date.now() + 20_000;

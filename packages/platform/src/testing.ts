@@ -1,5 +1,6 @@
 // Isolation for tests: a database and a NATS prefix of their own per test file, dropped after.
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { loadConfig, type Config, type ServiceName } from './config.js';
 import { dropDatabase } from './db.js';
 import { connect } from '@nats-io/transport-node';
@@ -42,4 +43,16 @@ export function createTestEnv(): TestEnv {
       await nc.close();
     },
   };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for services that must know their peers' URLs before they start). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }

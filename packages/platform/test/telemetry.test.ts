@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestEnv, TELEMETRY_REGISTER, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, TELEMETRY_REGISTER, type TestEnv } from '@hodei/platform';
 import { loadTelemetryConfig, serviceNameFromScript } from '../src/telemetry/config.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -55,13 +55,6 @@ async function startReceiver(): Promise<{ server: Server; url: string; spans: Re
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests };
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

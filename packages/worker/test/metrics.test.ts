@@ -1,10 +1,9 @@
 // The standalone agent's Prometheus endpoint (HODEI_WORKER_METRICS_PORT): off by default, and
 // counting what the agent does when on.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '@hodei/platform';
+import { freePort, newId } from '@hodei/platform';
 import { NATS_URL, setup } from './harness.js';
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -19,13 +18,6 @@ afterAll(async () => {
   await h.teardown();
 });
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function startAgent(id: string, extra: Record<string, string>): { exit: Promise<number | null>; ready: Promise<void>; proc: ChildProcess } {
   const proc = spawn(process.execPath, [main], {

@@ -1,8 +1,7 @@
 // Pipeline runs end to end: the real scheduler, worker-manager and a worker process with 4 slots.
 // Diamond timing, failure and cancel, run env, the run event stream, cron-fired runs, and an
 // orchestrator restarted mid-run that still finishes the run with every job executed once.
-import { createServer } from 'node:net';
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
@@ -18,16 +17,6 @@ let urls: Record<'orchestrator' | 'scheduler' | 'worker-manager', string>;
 let orchestratorPort: number;
 const api = (method: string, path: string, body?: unknown) => call(orchestrator.url, method, path, body);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   env = createTestEnv();

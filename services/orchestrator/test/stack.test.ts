@@ -1,7 +1,6 @@
 // The orchestrator with the real worker-manager, scheduler and a worker process: pipeline runs,
 // job status, cancel, stats and cleanup end to end.
-import { createServer } from 'node:net';
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
@@ -15,16 +14,6 @@ let workerManager: RunningService;
 let workerId: string | undefined;
 const api = (method: string, path: string, body?: unknown) => call(orchestrator.url, method, path, body);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   env = createTestEnv();

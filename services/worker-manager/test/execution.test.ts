@@ -1,8 +1,7 @@
 // The real path: scheduler + orchestrator + worker-manager on one test installation, a real worker
 // agent process spawned through POST /api/v1/workers, real shell commands.
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
@@ -15,15 +14,6 @@ let sched: RunningService;
 let orch: RunningService;
 let wm: RunningService;
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 const call = (base: string, method: string, path: string, body?: unknown) =>
   fetch(`${base}${path}`, {

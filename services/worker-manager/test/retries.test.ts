@@ -3,10 +3,9 @@
 // retried with back-off, and a retry that waits through a worker-manager restart.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestEnv, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
@@ -25,15 +24,6 @@ let wm: RunningService;
 let wmConfig: Config;
 let scratch: string;
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 const call = (base: string, method: string, path: string, body?: unknown) =>
   fetch(`${base}${path}`, {
