@@ -2,12 +2,12 @@
 // agent process spawned through POST /api/v1/workers, real shell commands.
 import { execFileSync } from 'node:child_process';
 import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
-import type { Execution, LogLine } from '@hodei/types';
+import { FINAL_STATUSES, type Execution, type LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../src/service.js';
-import { logEvents, openSse, until } from './helpers.js';
+import { call, executeOn, finishedOn, getExecutionOn, logEvents, openSse, until } from './helpers.js';
 
 let env: TestEnv;
 let sched: RunningService;
@@ -15,25 +15,9 @@ let orch: RunningService;
 let wm: RunningService;
 
 
-const call = (base: string, method: string, path: string, body?: unknown) =>
-  fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-
-async function execute(body: unknown): Promise<Execution> {
-  const res = await call(wm.url, 'POST', '/api/v1/execute', body);
-  expect(res.status).toBe(202);
-  return (await res.json()) as Execution;
-}
-const getExecution = async (id: string) => (await (await call(wm.url, 'GET', `/api/v1/executions/${id}`)).json()) as Execution;
-const FINAL = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
-const finished = (id: string, ms = 20_000) =>
-  until(async () => {
-    const e = await getExecution(id);
-    return FINAL.includes(e.status) && e;
-  }, ms, `execution ${id} to finish`);
+const execute = (body: unknown) => executeOn(wm.url, body);
+const getExecution = (id: string) => getExecutionOn(wm.url, id);
+const finished = (id: string, ms = 20_000) => finishedOn(wm.url, id, ms);
 const logs = async (id: string) =>
   ((await (await call(wm.url, 'GET', `/api/v1/executions/${id}/logs?limit=100000`)).json()) as { lines: LogLine[] }).lines;
 const pidGone = (pid: number) => {
@@ -142,7 +126,7 @@ describe('real executions on a spawned worker', () => {
     const c = await openSse(`${wm.url}/api/v1/executions/${e.id}/logs/stream`);
     const first = await c.waitFor((ev) => ev.event === 'log', 10_000);
     // the job has not finished when its first line arrives
-    expect(FINAL).not.toContain((await getExecution(e.id)).status);
+    expect(FINAL_STATUSES).not.toContain((await getExecution(e.id)).status);
     const done = await c.waitFor((ev) => ev.event === 'completed', 10_000);
     await c.ended;
     const got = logEvents(c);

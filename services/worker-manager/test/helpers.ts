@@ -1,6 +1,8 @@
-// Test helpers: an SSE client over fetch, and publishing what a worker would publish.
+// Test helpers: an SSE client over fetch, publishing what a worker would publish, and the REST
+// calls the real-path tests make.
 import { encodeJson, type Bus } from '@hodei/platform';
-import type { ExecutionStatusEvent, LogLine } from '@hodei/types';
+import { isFinalStatus, type Execution, type ExecutionStatusEvent, type LogLine } from '@hodei/types';
+import { expect } from 'vitest';
 
 export interface SseEvent {
   id?: string;
@@ -112,3 +114,27 @@ export async function until<T>(fn: () => Promise<T | undefined | null | false>, 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+export const call = (base: string, method: string, path: string, body?: unknown) =>
+  fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+
+/** POST /api/v1/execute on worker-manager at `base`; it must be accepted (202). */
+export async function executeOn(base: string, body: unknown): Promise<Execution> {
+  const res = await call(base, 'POST', '/api/v1/execute', body);
+  expect(res.status).toBe(202);
+  return (await res.json()) as Execution;
+}
+
+export const getExecutionOn = async (base: string, id: string) =>
+  (await (await call(base, 'GET', `/api/v1/executions/${id}`)).json()) as Execution;
+
+/** The execution once it has a final status. */
+export const finishedOn = (base: string, id: string, ms: number) =>
+  until(async () => {
+    const e = await getExecutionOn(base, id);
+    return isFinalStatus(e.status) && e;
+  }, ms, `execution ${id} to finish`);

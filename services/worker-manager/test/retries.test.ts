@@ -12,7 +12,7 @@ import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startScheduler } from '../../scheduler/src/service.js';
 import { backoffMs } from '../src/retries.js';
 import { startWorkerManager } from '../src/service.js';
-import { until } from './helpers.js';
+import { call, executeOn, finishedOn, getExecutionOn, until } from './helpers.js';
 
 const HEARTBEAT_MS = 300;
 const TIMEOUT_MS = 1200;
@@ -25,25 +25,9 @@ let wmConfig: Config;
 let scratch: string;
 
 
-const call = (base: string, method: string, path: string, body?: unknown) =>
-  fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-
-async function execute(body: unknown): Promise<Execution> {
-  const res = await call(wm.url, 'POST', '/api/v1/execute', body);
-  expect(res.status).toBe(202);
-  return (await res.json()) as Execution;
-}
-const getExecution = async (id: string) => (await (await call(wm.url, 'GET', `/api/v1/executions/${id}`)).json()) as Execution;
-const FINAL = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
-const finished = (id: string, ms = 30_000) =>
-  until(async () => {
-    const e = await getExecution(id);
-    return FINAL.includes(e.status) && e;
-  }, ms, `execution ${id} to finish`);
+const execute = (body: unknown) => executeOn(wm.url, body);
+const getExecution = (id: string) => getExecutionOn(wm.url, id);
+const finished = (id: string, ms = 30_000) => finishedOn(wm.url, id, ms);
 /** The execution that retries `id` (its message names it). */
 const retryOf = (id: string, ms = 10_000) =>
   until(async () => {
