@@ -4,7 +4,7 @@ import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } f
 import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
-import { call, deadUrl, eventually, fakeWorkerManager, type FakeWorkerManager } from './helpers.js';
+import { call, deadUrl, eventually, fakeWorkerManager, withWorkerManager, type FakeWorkerManager } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -37,7 +37,7 @@ beforeAll(async () => {
   env = createTestEnv();
   wm = await fakeWorkerManager();
   const base = env.config('orchestrator');
-  svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+  svc = await startOrchestrator(withWorkerManager(base, wm.url));
 });
 afterAll(async () => {
   await svc?.stop();
@@ -156,7 +156,7 @@ describe('cancel', () => {
   it('answers 404 for an unknown job and 503 when worker-manager is down', async () => {
     expect((await api('POST', `/api/v1/jobs/${newId()}/cancel`)).status).toBe(404);
     const base = env.config('orchestrator');
-    const lonely = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': await deadUrl() } });
+    const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
     try {
       const job = (await call(lonely.url, 'POST', '/api/v1/jobs', { command: 'true' })).body;
       const r = await call(lonely.url, 'POST', `/api/v1/jobs/${job.id}/cancel`);
@@ -186,7 +186,7 @@ describe('restart', () => {
     await nc.close();
 
     const base = env.config('orchestrator');
-    svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+    svc = await startOrchestrator(withWorkerManager(base, wm.url));
     const got = await api('GET', `/api/v1/pipelines/${p.id}`);
     expect(got.status).toBe(200);
     expect(got.body).toMatchObject({ name: 'durable', jobs: [{ id: a.id, status: 'completed' }, { id: b.id, depends_on: [a.id] }] });

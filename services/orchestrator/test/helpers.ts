@@ -2,6 +2,7 @@
 // REST API (the orchestrator only calls it over HTTP) that records what it was asked.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Config } from '@hodei/platform';
 
 export interface Reply {
   status: number;
@@ -104,3 +105,6 @@ export async function eventually<T>(check: () => Promise<T | undefined>, ms = 50
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** An orchestrator config whose worker-manager is at `url` (a stand-in, or a dead address). */
+export const withWorkerManager = (config: Config, url: string): Config => ({ ...config, urls: { ...config.urls, 'worker-manager': url } });

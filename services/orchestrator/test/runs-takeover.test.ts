@@ -4,7 +4,7 @@
 import { createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
-import { call, eventually, fakeWorkerManager, type FakeWorkerManager } from './helpers.js';
+import { call, eventually, fakeWorkerManager, withWorkerManager, type FakeWorkerManager } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -25,7 +25,7 @@ beforeAll(async () => {
     return undefined;
   });
   const base = env.config('orchestrator');
-  svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+  svc = await startOrchestrator(withWorkerManager(base, wm.url));
 });
 afterAll(async () => {
   await svc?.stop();

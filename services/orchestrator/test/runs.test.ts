@@ -4,7 +4,7 @@ import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } f
 import type { ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
-import { call, deadUrl, eventually, fakeWorkerManager, type FakeWorkerManager } from './helpers.js';
+import { call, deadUrl, eventually, fakeWorkerManager, withWorkerManager, type FakeWorkerManager } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -41,7 +41,7 @@ beforeAll(async () => {
   env = createTestEnv();
   wm = await fakeWorkerManager();
   const base = env.config('orchestrator');
-  svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+  svc = await startOrchestrator(withWorkerManager(base, wm.url));
 });
 beforeEach(() => {
   executed = new Map();
@@ -256,7 +256,7 @@ describe('pipeline runs', () => {
 
   it('answers 503 and keeps no run when worker-manager is down', async () => {
     const base = env.config('orchestrator');
-    const lonely = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': await deadUrl() } });
+    const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
     try {
       const p = (await call(lonely.url, 'POST', '/api/v1/pipelines', { name: 'unreachable', jobs: [{ name: 'a', command: 'true' }] })).body;
       const r = await call(lonely.url, 'POST', `/api/v1/pipelines/${p.id}/runs`);

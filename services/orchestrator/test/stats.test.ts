@@ -3,7 +3,7 @@ import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } f
 import type { ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
-import { call, deadUrl, eventually, fakeWorkerManager, fieldPaths, type FakeWorkerManager } from './helpers.js';
+import { call, deadUrl, eventually, fakeWorkerManager, fieldPaths, withWorkerManager, type FakeWorkerManager } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -22,7 +22,7 @@ beforeAll(async () => {
   env = createTestEnv();
   wm = await fakeWorkerManager();
   const base = env.config('orchestrator');
-  svc = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': wm.url } });
+  svc = await startOrchestrator(withWorkerManager(base, wm.url));
 });
 afterAll(async () => {
   await svc?.stop();
@@ -71,7 +71,7 @@ describe('stats', () => {
     expect(failing.body.storage.jobs).toBeDefined();
 
     const base = env.config('orchestrator');
-    const lonely = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': await deadUrl() } });
+    const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
     try {
       const r = await call(lonely.url, 'GET', '/api/v1/stats');
       expect(r.status).toBe(200);
@@ -85,7 +85,7 @@ describe('stats', () => {
 describe('token', () => {
   it('with HODEI_API_TOKEN set, needs the bearer token and passes it on to worker-manager', async () => {
     const base = env.config('orchestrator');
-    const guarded = await startOrchestrator({ ...base, apiToken: 's3cret', urls: { ...base.urls, 'worker-manager': wm.url } });
+    const guarded = await startOrchestrator(withWorkerManager({ ...base, apiToken: 's3cret' }, wm.url));
     try {
       wm.requests.length = 0;
       wm.handler = (req) => (req.path === '/api/v1/storage' ? { status: 200, body: { executions: { rows: 1, bytes: 1 }, logs: { rows: 1, bytes: 1 } } } : undefined);
@@ -142,7 +142,7 @@ describe('cleanup', () => {
     const j = (await api('POST', '/api/v1/jobs', { name: 'kept' })).body;
     await finish(j.id, 'failed', 10);
     const base = env.config('orchestrator');
-    const lonely = await startOrchestrator({ ...base, urls: { ...base.urls, 'worker-manager': await deadUrl() } });
+    const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
     try {
       const r = await call(lonely.url, 'POST', '/api/v1/cleanup', { older_than_days: 0 });
       expect(r.status).toBe(503);
