@@ -1,6 +1,8 @@
 // Test harness: a worker started in-process on this file's own NATS prefix, and helpers to send an
 // assignment and collect everything it publishes about that execution.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { connectBus, createLogger, createTestEnv, decodeJson, encodeJson, newId, type Bus } from '@hodei/platform';
 import { DEFAULT_SPEC, type AssignmentAck, type ExecutionStatusEvent, type JobSpec, type LogBatch } from '@hodei/types';
 import { startWorker, type StartWorkerOptions, type WorkerHandle } from '../src/index.js';
@@ -131,3 +133,35 @@ export async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<b
 }
 
 export const text = (lines: Line[]) => lines.map((l) => l.line);
+
+export interface AgentProcess {
+  proc: ChildProcess;
+  exit: Promise<number | null>;
+  /** Resolves once the agent logged that it started. */
+  ready: Promise<void>;
+}
+
+/** `node dist/main.js` as its own process, on `prefix`, with a scheduler URL nothing listens on (registration keeps retrying in the background). */
+export function startAgentProcess(prefix: string, id: string, extra: Record<string, string> = {}): AgentProcess {
+  const proc = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], {
+    env: {
+      PATH: process.env.PATH,
+      NATS_URL,
+      HODEI_NATS_PREFIX: prefix,
+      HODEI_WORKER_ID: id,
+      HODEI_SCHEDULER_URL: 'http://127.0.0.1:9',
+      LOG_LEVEL: 'info',
+      ...extra,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const ready = new Promise<void>((r) => {
+    let out = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('worker started')) r();
+    });
+  });
+  return { proc, exit, ready };
+}

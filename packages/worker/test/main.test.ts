@@ -1,12 +1,11 @@
 // The agent as its own OS process: `node dist/main.js`, configured from the environment.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@hodei/platform';
-import { NATS_URL, setup } from './harness.js';
+import { setup, startAgentProcess } from './harness.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
-const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
 let h: Awaited<ReturnType<typeof setup>>;
 beforeAll(async () => {
@@ -17,31 +16,8 @@ afterAll(async () => {
   await h.teardown();
 });
 
-function startAgent(id: string, extra: Record<string, string> = {}): { proc: ChildProcess; exit: Promise<number | null>; ready: Promise<void> } {
-  const proc = spawn(process.execPath, [main], {
-    env: {
-      PATH: process.env.PATH,
-      NATS_URL,
-      HODEI_NATS_PREFIX: h.env.natsPrefix,
-      HODEI_WORKER_ID: id,
-      HODEI_SCHEDULER_URL: 'http://127.0.0.1:9', // nothing listens: registration keeps retrying in the background
-      HODEI_HEARTBEAT_INTERVAL_MS: '100',
-      HODEI_KILL_GRACE_MS: '300',
-      LOG_LEVEL: 'info',
-      ...extra,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const ready = new Promise<void>((r) => {
-    let out = '';
-    proc.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('worker started')) r();
-    });
-  });
-  return { proc, exit, ready };
-}
+const startAgent = (id: string, extra: Record<string, string> = {}) =>
+  startAgentProcess(h.env.natsPrefix, id, { HODEI_HEARTBEAT_INTERVAL_MS: '100', HODEI_KILL_GRACE_MS: '300', ...extra });
 
 describe('dist/main.js', () => {
   it('SIGTERM drains: the running job completes, then the process exits 0', async () => {

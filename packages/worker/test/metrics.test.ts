@@ -1,12 +1,9 @@
 // The standalone agent's Prometheus endpoint (HODEI_WORKER_METRICS_PORT): off by default, and
 // counting what the agent does when on.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, newId } from '@hodei/platform';
-import { NATS_URL, setup } from './harness.js';
-
-const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+import { setup, startAgentProcess } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 const procs: ChildProcess[] = [];
@@ -18,31 +15,10 @@ afterAll(async () => {
   await h.teardown();
 });
 
-
-function startAgent(id: string, extra: Record<string, string>): { exit: Promise<number | null>; ready: Promise<void>; proc: ChildProcess } {
-  const proc = spawn(process.execPath, [main], {
-    env: {
-      PATH: process.env.PATH,
-      NATS_URL,
-      HODEI_NATS_PREFIX: h.env.natsPrefix,
-      HODEI_WORKER_ID: id,
-      HODEI_WORKER_SLOTS: '2',
-      HODEI_SCHEDULER_URL: 'http://127.0.0.1:9',
-      LOG_LEVEL: 'info',
-      ...extra,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  procs.push(proc);
-  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const ready = new Promise<void>((r) => {
-    let out = '';
-    proc.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('worker started')) r();
-    });
-  });
-  return { exit, ready, proc };
+function startAgent(id: string, extra: Record<string, string>) {
+  const agent = startAgentProcess(h.env.natsPrefix, id, { HODEI_WORKER_SLOTS: '2', ...extra });
+  procs.push(agent.proc);
+  return agent;
 }
 
 const sample = (text: string, series: string): number | undefined => {
