@@ -16,10 +16,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import type { TestEnv } from '@hodei/platform';
+import { load } from './failure-stack.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -122,14 +123,6 @@ interface Stack {
   close: () => Promise<void>;
 }
 
-type Starter = (config: unknown) => Promise<{ url: string; stop: () => Promise<void> }>;
-async function load(svc: string, fn: string): Promise<Starter> {
-  const path = resolve(root, `services/${svc}/dist/service.js`);
-  const mod = (await import(pathToFileURL(path).href).catch((err: unknown) => {
-    throw new Error(`cannot load ${path} (run pnpm build first): ${String(err)}`);
-  })) as Record<string, Starter>;
-  return mod[fn]!;
-}
 
 const FINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out', 'lost']);
 

@@ -36,7 +36,8 @@ export async function call(url: string, method: string, path: string, body?: unk
 
 
 type Starter = (config: Config) => Promise<{ url: string; stop: () => Promise<void> }>;
-async function load(svc: string, fn: string): Promise<Starter> {
+/** A service's `start…` function from its build (`services/<svc>/dist`). */
+export async function load(svc: string, fn: string): Promise<Starter> {
   const path = resolve(root, `services/${svc}/dist/service.js`);
   const mod = (await import(pathToFileURL(path).href).catch((err: unknown) => {
     throw new Error(`cannot load ${path} (run pnpm build first): ${String(err)}`);
