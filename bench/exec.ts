@@ -382,6 +382,7 @@ async function benchLatency(samples: number): Promise<Figure[]> {
   const stack = await startStack();
   try {
     const worker = await stack.startWorker(8);
+    const trace = traceNats ? await startTrace(stack) : undefined;
     const lat: number[] = [];
     const fromSend: number[] = [];
     for (let i = 0; i < samples + 3; i++) {
@@ -396,6 +397,7 @@ async function benchLatency(samples: number): Promise<Figure[]> {
       await sleep(20); // idle worker: the previous job's final status has settled everywhere
     }
     await stack.stopWorker(worker);
+    if (trace) process.stderr.write(`${await trace.report()}\n`);
     const row = (metric: string, q: number, goal: number): Figure => ({
       bench: 'latency',
       metric,

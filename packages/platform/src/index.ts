@@ -12,3 +12,4 @@ export * from './testing.js';
 export * from './client.js';
 export * from './ids.js';
 export * from './telemetry/trace.js';
+export * from './batch.js';

@@ -16,7 +16,8 @@ const DAY_NS = 24 * 3600 * 1e9;
 
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */
 export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {
-  const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false });
+  // noAsyncTraces: no Error (with its stack) built for every request, only to be dropped when it succeeds
+  const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false, noAsyncTraces: true });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn({ nats: s.type }, `nats ${s.type}`);

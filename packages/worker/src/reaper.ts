@@ -10,26 +10,50 @@ type Signal = 'SIGTERM' | 'SIGKILL';
 
 // Plain JS so the thread loads the same way from src (tests) and dist. It mirrors
 // findExecutionProcesses() and signals what it finds itself, saving a round trip.
+// A busy worker scans after every job, and reading every environ each time cost about 1 ms of CPU
+// per job: so the execution id found in each pid's environ (or none) is remembered while scans come
+// less than CACHE_MS apart. A pid can only be reused after the kernel has handed out every other
+// pid, which takes far longer than CACHE_MS, and a pid that left the listing is forgotten.
+// The one process whose environ changes under a pid is a job's main process (forked by the spawner
+// without the id, exec'd with it); it leads the process group, which is signalled as a group.
 const SCAN_THREAD = `
 const { parentPort } = require('node:worker_threads');
 const { readdirSync, readFileSync } = require('node:fs');
+const CACHE_MS = 1000;
+const KEY = Buffer.from('HODEI_EXECUTION_ID=');
+let known = new Map();
+let lastScan = 0;
+function idOf(environ) {
+  const at = environ.indexOf(KEY);
+  if (at === -1) return '';
+  const end = environ.indexOf(0, at);
+  return environ.toString('latin1', at + KEY.length, end === -1 ? environ.length : end);
+}
 parentPort.on('message', ({ seq, ids, signal }) => {
-  const needles = ids.map((id) => [id, Buffer.from('HODEI_EXECUTION_ID=' + id + '\\0')]);
+  const wanted = new Set(ids);
   const found = {};
   let entries = [];
   try { entries = readdirSync('/proc'); } catch {}
+  const now = Date.now();
+  const previous = now - lastScan < CACHE_MS ? known : new Map();
+  lastScan = now;
+  known = new Map();
   const self = String(process.pid);
   for (const name of entries) {
     const c = name.charCodeAt(0);
     if (c < 48 || c > 57 || name === self) continue;
-    let environ;
-    try { environ = readFileSync('/proc/' + name + '/environ'); } catch { continue; }
-    if (environ.length === 0) continue;
-    for (const [id, needle] of needles) {
-      if (environ.indexOf(needle) !== -1) {
-        (found[id] ??= []).push(Number(name));
-        try { process.kill(Number(name), signal); } catch {}
-      }
+    let id = previous.get(name);
+    // a remembered match is read again: the process may be a zombie by now (an empty environ)
+    if (id === undefined || (id !== '' && wanted.has(id))) {
+      let environ;
+      try { environ = readFileSync('/proc/' + name + '/environ'); } catch { continue; }
+      if (environ.length === 0) continue;
+      id = idOf(environ);
+    }
+    known.set(name, id);
+    if (id !== '' && wanted.has(id)) {
+      (found[id] ??= []).push(Number(name));
+      try { process.kill(Number(name), signal); } catch {}
     }
   }
   parentPort.postMessage({ seq, found });

@@ -41,6 +41,7 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
+    noAsyncTraces: true, // no Error (with its stack) built for every JetStream publish
   });
   const agent = new WorkerAgent(config, nc, logger, metrics);
   await agent.begin();

@@ -6,7 +6,8 @@ import type { Subscription } from '@nats-io/transport-node';
 import { ExecutionCancelEvent, ExecutionQueuedEvent, WorkerHeartbeat, z } from '@hodei/types';
 
 export interface EventHandlers {
-  queued: (ev: ExecutionQueuedEvent) => Promise<void>;
+  /** `firstDelivery`: this event was never handed out before (no earlier attempt may have placed it). */
+  queued: (ev: ExecutionQueuedEvent, firstDelivery: boolean) => Promise<void>;
   finished: (executionId: string) => Promise<void>;
   cancelled: (executionId: string) => Promise<void>;
   /** `stopping`: worker-manager had asked it to stop (it ends `stopped`, not `offline`). */
@@ -20,10 +21,14 @@ interface ConsumerSpec {
   durable: string;
   subject: string;
   handle: (m: JsMsg) => Promise<void>;
+  /** Messages handled side by side (each acked when its own handling is done); order does not
+   *  matter for these, and their database writes then share statements. */
+  parallel?: number;
 }
 
 const ACK_WAIT_NS = 30 * 1e9;
 const CATCH_UP_MAX_MS = 5000;
+const PARALLEL = 64;
 
 export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHandlers): Promise<() => Promise<void>> {
   const s = bus.subjects;
@@ -44,14 +49,16 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     {
       durable: 'scheduler-queue',
       subject: s.executionQueued,
+      parallel: PARALLEL,
       handle: async (m) => {
         const ev = parse(ExecutionQueuedEvent, m);
-        if (ev) await h.queued({ ...ev, traceparent: currentTraceparent() ?? ev.traceparent });
+        if (ev) await h.queued({ ...ev, traceparent: currentTraceparent() ?? ev.traceparent }, !m.redelivered);
       },
     },
     {
       durable: 'scheduler-finished',
       subject: s.executionFinished,
+      parallel: PARALLEL,
       handle: async (m) => {
         const ev = parse(FinishedEvent, m);
         if (ev) await h.finished(ev.execution_id);
@@ -117,21 +124,29 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     let caught = info.num_pending === 0;
     if (caught) markCaughtUp();
     const messages = await consumer.consume({ max_messages: 1000 });
+    const inFlight = new Set<Promise<void>>();
+    const handleOne = async (m: JsMsg) => {
+      try {
+        await withConsumedSpan(`scheduler ${spec.durable}`, m, () => spec.handle(m));
+        m.ack();
+      } catch (err) {
+        // redelivered after a second
+        logger.error({ err, subject: m.subject }, 'event handling failed');
+        m.nak(1000);
+      }
+      if (!caught && m.info.pending === 0) {
+        caught = true;
+        // caught up once the messages before this one are handled too
+        void Promise.allSettled([...inFlight]).then(markCaughtUp);
+      }
+    };
     const done = (async () => {
       for await (const m of messages) {
-        try {
-          await withConsumedSpan(`scheduler ${spec.durable}`, m, () => spec.handle(m));
-          m.ack();
-        } catch (err) {
-          // left unacked: JetStream redelivers it after ack_wait
-          logger.error({ err, subject: m.subject }, 'event handling failed');
-          m.nak(1000);
-        }
-        if (!caught && m.info.pending === 0) {
-          caught = true;
-          markCaughtUp();
-        }
+        const p = handleOne(m).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+        if (inFlight.size >= (spec.parallel ?? 1)) await Promise.race(inFlight);
       }
+      await Promise.allSettled(inFlight);
     })();
     running.push({ messages, done });
   }

@@ -1,7 +1,7 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import { isFinalStatus, type ExecutionStatus, type ExecutionStatusEvent } from '@hodei/types';
 import type { Subscription } from '@nats-io/transport-node';
 import { startEventConsumers } from './events.js';
@@ -14,6 +14,7 @@ import { ScheduleStore } from './store/schedules.js';
 import { WorkerStore } from './store/workers.js';
 
 const SAFETY_TICK_MS = 1000;
+const FINISHED_REMEMBERED = 10_000;
 /** An `assigning` claim older than this belongs to a process that died mid-request. */
 const STALE_CLAIM_MS = 10_000;
 /** The events stream keeps 7 days; tombstones must outlive the messages they guard against. */
@@ -105,8 +106,23 @@ export const definition: ServiceDefinition = {
       }
       placer.kick();
     };
+    // Every execution is finished twice (the worker's status, then worker-manager's event): the
+    // second finds it in `finishedHere` and costs nothing. Finishes of one moment share a statement.
+    const finishedHere = new Set<string>();
+    const finishing = new Batcher<string>(async (ids) => {
+      await queue.finish(ids);
+      return [];
+    });
+    const finish = async (id: string) => {
+      if (finishedHere.has(id)) return;
+      await finishing.add(id);
+      finishedHere.add(id);
+      if (finishedHere.size > FINISHED_REMEMBERED) finishedHere.delete(finishedHere.values().next().value!);
+      placer.kick(false);
+    };
     /** A worker that went offline ran its executions to nowhere: they are `lost` (worker-manager records it and retries). */
     const workerGone = async (workerId: string, why: string) => {
+      placer.kick(); // no more placing on it from what the last round saw
       const lost = await queue.loseWorker(workerId);
       const now = new Date().toISOString();
       for (const e of lost) {
@@ -139,13 +155,10 @@ export const definition: ServiceDefinition = {
     return {
       start: async () => {
         stopConsumers = await startEventConsumers(bus, logger, {
-          queued: async (ev) => {
-            await placer.admit(ev);
+          queued: async (ev, firstDelivery) => {
+            await placer.admit(ev, firstDelivery);
           },
-          finished: async (id) => {
-            await queue.finish(id);
-            placer.kick(false);
-          },
+          finished: finish,
           cancelled: async (id) => {
             if (await queue.cancel(id)) logger.debug({ execution_id: id }, 'cancelled while waiting: dropped from the queue');
           },
@@ -158,7 +171,7 @@ export const definition: ServiceDefinition = {
           heartbeat: async (hb) => {
             const r = await workers.heartbeat(hb.worker_id, hb.status);
             if (!r) return void logger.debug({ worker_id: hb.worker_id }, 'heartbeat from an unregistered worker ignored');
-            if (r.status === 'online' && r.previous !== 'online') placer.kick();
+            if (r.status !== r.previous) placer.kick();
           },
           caughtUp: () => placer.setReady(),
         });
@@ -176,9 +189,8 @@ export const definition: ServiceDefinition = {
             }
             if (typeof ev.execution_id !== 'string' || typeof ev.worker_id !== 'string' || ev.status === 'lost') return;
             if (!isFinalStatus(ev.status as ExecutionStatus)) return;
-            queue.finish(ev.execution_id).then(
-              () => placer.kick(false),
-              (e: unknown) => logger.warn({ err: e, execution_id: ev.execution_id }, 'freeing a finished execution\'s slot failed (its finished event will)'),
+            finish(ev.execution_id).catch((e: unknown) =>
+              logger.warn({ err: e, execution_id: ev.execution_id }, 'freeing a finished execution\'s slot failed (its finished event will)'),
             );
           },
         });

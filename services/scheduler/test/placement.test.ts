@@ -237,6 +237,35 @@ describe('placement', () => {
     expect(w.ids()).toEqual([later]);
   });
 
+  it('on an idle worker, an arrival is placed and recorded; one whose cancel came first does not stay on it', async () => {
+    const w = await worker({ t: 'idle' }, { slots: 2 });
+    const controls: Array<{ action: string; execution_id?: string }> = [];
+    nc.subscribe(s.control(w.id), {
+      callback: (_e, m) => {
+        controls.push(decodeJson(m.data) as (typeof controls)[number]);
+        m.respond(encodeJson({ ok: true }));
+      },
+    });
+    await nc.flush();
+    await settle(); // the round after the registration has seen the worker idle
+    const a = await enqueue({ labels: { t: 'idle' } });
+    await until(() => w.got.length, (n) => n > 0);
+    expect(w.ids()).toEqual([a]);
+    expect((await until(() => getWorker(w.id), (x) => x.running_executions.length === 1)).running_executions).toEqual([a]);
+    await finish(a, w.id);
+    await until(() => getWorker(w.id), (x) => x.running_executions.length === 0);
+    await settle();
+
+    const early = newId();
+    await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: early }));
+    await settle();
+    await enqueue({ labels: { t: 'idle' } }, early);
+    await settle();
+    // sent before its tombstone was seen (the assignment leaves while the entry is stored), it is stopped at once
+    if (w.ids().includes(early)) expect(controls).toContainEqual({ action: 'cancel', execution_id: early, reason: 'cancelled' });
+    expect((await getWorker(w.id)).running_executions).toEqual([]);
+  });
+
   it('a worker that exits loses what it ran; the rest goes to another worker', async () => {
     const doomed = await worker({ t: 'exit' }, { slots: 8 });
     const a = await enqueue({ labels: { t: 'exit' } });

@@ -1,6 +1,6 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
-import { BadRequestError, ConflictError, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, publishTraced, traceField, type ServiceContext } from '@hodei/platform';
+import { Batcher, BadRequestError, ConflictError, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, publishTraced, traceField, type ServiceContext } from '@hodei/platform';
 import {
   DEFAULT_SPEC,
   isFinalStatus,
@@ -24,6 +24,12 @@ const LOG_WAIT_MS = 3000;
 
 export class Executions {
   private readonly orchestrator: ServiceClient;
+  // Status writes of many executions at one moment share a statement (a backlog of short jobs
+  // otherwise costs the database a round trip per event).
+  private readonly inserts: Batcher<store.NewExecution, ExecutionRow>;
+  private readonly waits: Batcher<{ id: string; waiting: string | null }>;
+  private readonly starts: Batcher<store.RunningUpdate, { row: ExecutionRow; wasRunning: boolean } | null>;
+  private readonly finals: Batcher<{ id: string; update: store.FinalUpdate }, ExecutionRow | null>;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -33,6 +39,13 @@ export class Executions {
     private readonly retries: Retries,
   ) {
     this.orchestrator = new ServiceClient(ctx.config.urls.orchestrator, ctx.config.apiToken);
+    this.inserts = new Batcher((items) => store.insertExecutions(ctx.db, items));
+    this.waits = new Batcher(async (items) => {
+      await store.setWaiting(ctx.db, items);
+      return [];
+    });
+    this.starts = new Batcher((items) => store.markRunning(ctx.db, items));
+    this.finals = new Batcher((items) => store.markFinals(ctx.db, items));
   }
 
   async get(id: string): Promise<ExecutionRow> {
@@ -57,7 +70,7 @@ export class Executions {
         { path: 'command', message: 'the job has no command or script: give command or script' },
       ]);
     }
-    const row = await store.insertExecution(this.ctx.db, {
+    const row = await this.inserts.add({
       id: newId(),
       job_id: job?.id ?? null,
       name: spec.name,
@@ -123,23 +136,24 @@ export class Executions {
   async apply(e: ExecutionStatusEvent): Promise<void> {
     const db = this.ctx.db;
     if (e.status === 'queued' || e.status === 'pending') {
-      await store.setWaiting(db, e.execution_id, e.message ?? null);
+      await this.waits.add({ id: e.execution_id, waiting: e.message ?? null });
       return;
     }
     if (e.status === 'running') {
-      const wasRunning = (await store.getExecution(db, e.execution_id))?.status === 'running';
-      const row = await store.markRunning(db, e.execution_id, {
+      const started = await this.starts.add({
+        id: e.execution_id,
         worker_id: e.worker_id,
         started_at: e.started_at ?? null,
         progress: e.progress ?? null,
       });
-      if (!row) {
+      if (!started) {
         // Cancelled while the scheduler was handing it to a worker: the worker started it anyway,
         // so it is stopped where it runs (the recorded status stays cancelled).
         const now = await store.getExecution(db, e.execution_id);
         if (now?.status === 'cancelled' && e.worker_id) this.stopOnWorker(e.execution_id, e.worker_id);
         return;
       }
+      const { row, wasRunning } = started;
       if (!wasRunning) this.emitStatus(row, e.message ?? null);
       if (e.progress) this.events.emit({ kind: 'progress', execution_id: row.id, progress: e.progress });
       return;
@@ -148,19 +162,22 @@ export class Executions {
     // shows all its lines (bounded: lines that never come do not hold the status back for long)
     if (e.last_seq) await this.logsStored(e.execution_id, e.last_seq, LOG_WAIT_MS);
     const hasResult = e.result !== undefined;
-    const row = await store.markFinal(db, e.execution_id, {
-      status: e.status,
-      worker_id: e.worker_id,
-      exit_code: e.exit_code,
-      signal: e.signal,
-      message: e.message,
-      started_at: e.started_at,
-      finished_at: e.finished_at,
-      duration_ms: e.duration_ms,
-      last_seq: e.last_seq,
-      has_result: hasResult,
-      result: e.result,
-      result_error: e.result_error,
+    const row = await this.finals.add({
+      id: e.execution_id,
+      update: {
+        status: e.status,
+        worker_id: e.worker_id,
+        exit_code: e.exit_code,
+        signal: e.signal,
+        message: e.message,
+        started_at: e.started_at,
+        finished_at: e.finished_at,
+        duration_ms: e.duration_ms,
+        last_seq: e.last_seq,
+        has_result: hasResult,
+        result: e.result,
+        result_error: e.result_error,
+      },
     });
     if (row) {
       await this.finished(await this.retryIfAllowed(row), e);

@@ -24,6 +24,11 @@ interface QueueRow extends Omit<QueueEntry, 'created_ms'> {
 
 const toEntry = ({ created_at, ...r }: QueueRow): QueueEntry => ({ ...r, created_ms: created_at.getTime() });
 
+export interface Stored {
+  stored: boolean;
+  known: { state: string; worker_id: string | null } | null;
+}
+
 /** The entry a queued event becomes, before (or without) reading it back. */
 export function entryOf(ev: ExecutionQueuedEvent): QueueEntry {
   return {
@@ -48,34 +53,55 @@ export const queueOrder = (a: QueueEntry, b: QueueEntry): number =>
 export class QueueStore {
   constructor(private readonly db: Pool) {}
 
-  /** Stores a queued execution; false when it is already known (redelivery, or already finished/cancelled). */
-  async enqueue(ev: ExecutionQueuedEvent): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      `INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes, avoid_workers)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid[]) ON CONFLICT (execution_id) DO NOTHING`,
+  /** Stores queued executions, each waiting or, with `claimFor`, claimed for that worker at once.
+   *  Per item: stored, or not because the entry is known already (redelivery, finished, cancelled,
+   *  or the same event twice in the list), with the known entry's state as it was. */
+  async enqueue(items: { event: ExecutionQueuedEvent; claimFor?: string | undefined }[]): Promise<Stored[]> {
+    const { rows } = await this.db.query<{ execution_id: string; inserted: boolean; state: string | null; worker_id: string | null }>(
+      `WITH ins AS (INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes, avoid_workers,
+                          state, worker_id, claimed_at)
+       SELECT v_id, v_job, v_priority, v_attempt, v_spec, v_traceparent, v_created, v_cpu, v_memory,
+              ARRAY(SELECT jsonb_array_elements_text(v_avoid))::uuid[],
+              CASE WHEN v_worker IS NULL THEN 'waiting' ELSE 'assigning' END, v_worker,
+              CASE WHEN v_worker IS NULL THEN NULL ELSE clock_timestamp() END
+       FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_job uuid, v_priority integer, v_attempt integer, v_spec jsonb,
+            v_traceparent text, v_created timestamptz, v_cpu float8, v_memory bigint, v_avoid jsonb, v_worker uuid)
+       ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id)
+       SELECT v_id AS execution_id, ins.execution_id IS NOT NULL AS inserted, q.state, q.worker_id
+       FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid)
+       LEFT JOIN ins ON ins.execution_id = v_id LEFT JOIN queue q ON q.execution_id = v_id`,
       [
-        ev.execution_id,
-        ev.job_id,
-        ev.priority,
-        ev.attempt,
-        JSON.stringify(ev.spec),
-        ev.traceparent ?? null,
-        ev.created_at,
-        ev.spec.resources.cpu_cores,
-        Math.round(ev.spec.resources.memory_bytes),
-        ev.avoid_workers ?? [],
+        JSON.stringify(
+          items.map(({ event: ev, claimFor }) => ({
+            v_id: ev.execution_id,
+            v_job: ev.job_id,
+            v_priority: ev.priority,
+            v_attempt: ev.attempt,
+            v_spec: ev.spec,
+            v_traceparent: ev.traceparent ?? null,
+            v_created: ev.created_at,
+            v_cpu: ev.spec.resources.cpu_cores,
+            v_memory: Math.round(ev.spec.resources.memory_bytes),
+            v_avoid: ev.avoid_workers ?? [],
+            v_worker: claimFor ?? null,
+          })),
+        ),
       ],
     );
-    return (rowCount ?? 0) > 0;
+    const inserted = new Set(rows.filter((r) => r.inserted).map((r) => r.execution_id));
+    const known = new Map(rows.filter((r) => r.state !== null).map((r) => [r.execution_id, { state: r.state!, worker_id: r.worker_id }]));
+    return items.map((i) =>
+      inserted.delete(i.event.execution_id) ? { stored: true, known: null } : { stored: false, known: known.get(i.event.execution_id) ?? null },
+    );
   }
 
-  /** The execution finished: whatever it held is released. Leaves a tombstone when it was never seen. */
-  async finish(executionId: string): Promise<void> {
+  /** The executions finished: whatever they held is released. Leaves a tombstone for one never seen. */
+  async finish(executionIds: string[]): Promise<void> {
     await this.db.query(
       `INSERT INTO queue (execution_id, priority, attempt, spec, created_at, cpu_cores, memory_bytes, state, done_at)
-       VALUES ($1, 0, 0, '{}', now(), 0, 0, 'done', now())
+       SELECT id, 0, 0, '{}', now(), 0, 0, 'done', now() FROM unnest($1::uuid[]) AS id
        ON CONFLICT (execution_id) DO UPDATE SET state = 'done', done_at = now()`,
-      [executionId],
+      [[...new Set(executionIds)]],
     );
   }
 
@@ -113,10 +139,13 @@ export class QueueStore {
     return new Set(rows.map((r) => r.execution_id));
   }
 
-  async confirm(executionId: string, workerId: string): Promise<void> {
+  /** The workers took these executions. */
+  async confirm(pairs: { execution_id: string; worker_id: string }[]): Promise<void> {
     await this.db.query(
-      `UPDATE queue SET state = 'assigned', waiting_reason = NULL WHERE execution_id = $1 AND worker_id = $2 AND state = 'assigning'`,
-      [executionId, workerId],
+      `UPDATE queue q SET state = 'assigned', waiting_reason = NULL
+       FROM unnest($1::uuid[], $2::uuid[]) AS v(execution_id, worker_id)
+       WHERE q.execution_id = v.execution_id AND q.worker_id = v.worker_id AND q.state = 'assigning'`,
+      [pairs.map((p) => p.execution_id), pairs.map((p) => p.worker_id)],
     );
   }
 
@@ -138,13 +167,16 @@ export class QueueStore {
     return rowCount ?? 0;
   }
 
-  /** Records why an entry waits; true only when the reason changed (so it is announced once). */
-  async setReason(executionId: string, reason: string): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      `UPDATE queue SET waiting_reason = $2 WHERE execution_id = $1 AND state = 'waiting' AND waiting_reason IS DISTINCT FROM $2`,
-      [executionId, reason],
+  /** Records why entries wait; returns those whose reason changed (so each is announced once). */
+  async setReasons(reasons: { execution_id: string; reason: string }[]): Promise<Set<string>> {
+    const { rows } = await this.db.query<{ execution_id: string }>(
+      `UPDATE queue q SET waiting_reason = v.reason
+       FROM unnest($1::uuid[], $2::text[]) AS v(execution_id, reason)
+       WHERE q.execution_id = v.execution_id AND q.state = 'waiting' AND q.waiting_reason IS DISTINCT FROM v.reason
+       RETURNING q.execution_id`,
+      [reasons.map((r) => r.execution_id), reasons.map((r) => r.reason)],
     );
-    return (rowCount ?? 0) > 0;
+    return new Set(rows.map((r) => r.execution_id));
   }
 
   /** The worker is gone: whatever was placed on it is over (lost); returns those executions. */

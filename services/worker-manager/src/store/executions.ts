@@ -66,13 +66,22 @@ export interface NewExecution {
   attempt: number;
 }
 
-export async function insertExecution(db: Pool, e: NewExecution): Promise<ExecutionRow> {
+/** Many inserts in one statement; the rows in the order given. */
+export async function insertExecutions(db: Pool, es: NewExecution[]): Promise<ExecutionRow[]> {
   const { rows } = await db.query<ExecutionRow>(
     `INSERT INTO executions (id, job_id, name, status, priority, spec, attempt)
-     VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING ${COLUMNS}`,
-    [e.id, e.job_id, e.name, e.priority, JSON.stringify(e.spec), e.attempt],
+     SELECT v_id, v_job, v_name, 'queued', v_priority, v_spec, v_attempt
+     FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_job uuid, v_name text, v_priority integer, v_spec jsonb, v_attempt integer)
+     RETURNING ${COLUMNS}`,
+    [JSON.stringify(es.map((e) => ({ v_id: e.id, v_job: e.job_id, v_name: e.name, v_priority: e.priority, v_spec: e.spec, v_attempt: e.attempt })))],
   );
-  return rows[0]!;
+  return inOrder(es, rows);
+}
+
+/** The returned rows lined up with the items (RETURNING has no order); null where none came back. */
+function inOrder<R extends { id: string }>(items: { id: string }[], rows: R[]): R[] {
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  return items.map((i) => byId.get(i.id) ?? (null as unknown as R));
 }
 
 export async function deleteExecution(db: Pool, id: string): Promise<void> {
@@ -116,23 +125,36 @@ export async function runningOnWorker(db: Pool, workerId: string): Promise<strin
 }
 
 /** `waiting` only means something while queued: the scheduler's reason for not placing it yet. */
-export async function setWaiting(db: Pool, id: string, waiting: string | null): Promise<void> {
-  await db.query(`UPDATE executions SET waiting = $2 WHERE id = $1 AND status = 'queued'`, [id, waiting]);
+export async function setWaiting(db: Pool, items: { id: string; waiting: string | null }[]): Promise<void> {
+  await db.query(
+    `UPDATE executions SET waiting = v_waiting
+     FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_waiting text)
+     WHERE id = v_id AND status = 'queued'`,
+    [JSON.stringify(items.map((i) => ({ v_id: i.id, v_waiting: i.waiting })))],
+  );
 }
 
-export async function markRunning(
-  db: Pool,
-  id: string,
-  u: { worker_id: string | null; started_at: string | null; progress: Progress | null },
-): Promise<ExecutionRow | null> {
-  const { rows } = await db.query<ExecutionRow>(
-    `UPDATE executions SET status = 'running', waiting = NULL,
-       worker_id = COALESCE($2, worker_id), started_at = COALESCE(started_at, $3, now()),
-       progress = COALESCE($4, progress)
-     WHERE id = $1 AND status IN ('queued', 'running') RETURNING ${COLUMNS}`,
-    [id, u.worker_id, u.started_at, u.progress === null ? null : JSON.stringify(u.progress)],
+export interface RunningUpdate {
+  id: string;
+  worker_id: string | null;
+  started_at: string | null;
+  progress: Progress | null;
+}
+
+/** Marks executions running (or updates their progress); per item the row and whether it was
+ *  running already, or null when it is not queued or running (ended, cancelled, unknown). */
+export async function markRunning(db: Pool, items: RunningUpdate[]): Promise<Array<{ row: ExecutionRow; wasRunning: boolean } | null>> {
+  const { rows } = await db.query<ExecutionRow & { was_running: boolean }>(
+    `WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_worker uuid, v_started timestamptz, v_progress jsonb)),
+          before AS (SELECT e.id AS b_id, e.status AS b_status FROM executions e JOIN v ON e.id = v.v_id FOR UPDATE OF e)
+     UPDATE executions SET status = 'running', waiting = NULL,
+       worker_id = COALESCE(v_worker, worker_id), started_at = COALESCE(started_at, v_started, now()),
+       progress = COALESCE(v_progress, progress)
+     FROM v JOIN before ON b_id = v_id
+     WHERE id = v_id AND status IN ('queued', 'running') RETURNING ${COLUMNS}, b_status = 'running' AS was_running`,
+    [JSON.stringify(items.map((i) => ({ v_id: i.id, v_worker: i.worker_id, v_started: i.started_at, v_progress: i.progress })))],
   );
-  return rows[0] ?? null;
+  return inOrder(items, rows).map((r) => (r ? { row: r, wasRunning: r.was_running } : null));
 }
 
 export interface FinalUpdate {
@@ -152,37 +174,53 @@ export interface FinalUpdate {
   from?: ExecutionStatus[];
 }
 
+const FINAL_SET = `status = v_status, waiting = NULL,
+       worker_id = COALESCE(v_worker, worker_id), exit_code = v_exit, signal = v_signal, message = v_message,
+       started_at = COALESCE(started_at, v_started),
+       finished_at = COALESCE(v_finished, now()),
+       duration_ms = COALESCE(v_duration, CASE WHEN COALESCE(started_at, v_started) IS NULL THEN NULL
+                       ELSE (extract(epoch FROM (COALESCE(v_finished, now()) - COALESCE(started_at, v_started))) * 1000)::integer END),
+       last_seq = COALESCE(v_last_seq, last_seq, (SELECT max(seq) FROM log_lines l WHERE l.execution_id = executions.id), 0),
+       has_result = v_has_result, result = CASE WHEN v_has_result THEN v_result END, result_error = v_result_error`;
+
+const finalRecord = (id: string, u: FinalUpdate) => ({
+  v_id: id,
+  v_status: u.status,
+  v_worker: u.worker_id ?? null,
+  v_exit: u.exit_code ?? null,
+  v_signal: u.signal ?? null,
+  v_message: u.message ?? null,
+  v_started: u.started_at ?? null,
+  v_finished: u.finished_at ?? null,
+  v_duration: u.duration_ms ?? null,
+  v_last_seq: u.last_seq ?? null,
+  v_has_result: u.has_result ?? false,
+  v_result: u.has_result ? (u.result ?? null) : null,
+  v_result_error: u.result_error ?? null,
+});
+
+const FINAL_RECORD = `jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_status text, v_worker uuid, v_exit integer, v_signal text,
+  v_message text, v_started timestamptz, v_finished timestamptz, v_duration integer, v_last_seq integer, v_has_result boolean,
+  v_result jsonb, v_result_error text)`;
+
 /** Records a final status; a final status is never overwritten (null when the execution already ended). */
 export async function markFinal(db: Pool, id: string, u: FinalUpdate): Promise<ExecutionRow | null> {
   const { rows } = await db.query<ExecutionRow>(
-    `UPDATE executions SET status = $2, waiting = NULL,
-       worker_id = COALESCE($3, worker_id), exit_code = $4, signal = $5, message = $6,
-       started_at = COALESCE(started_at, $7),
-       finished_at = COALESCE($8, now()),
-       duration_ms = COALESCE($9, CASE WHEN COALESCE(started_at, $7) IS NULL THEN NULL
-                       ELSE (extract(epoch FROM (COALESCE($8, now()) - COALESCE(started_at, $7))) * 1000)::integer END),
-       last_seq = COALESCE($10, last_seq, (SELECT max(seq) FROM log_lines l WHERE l.execution_id = executions.id), 0),
-       has_result = $11, result = $12::jsonb, result_error = $13
-     WHERE id = $1 AND status <> ALL($14::text[]) AND ($15::text[] IS NULL OR status = ANY($15::text[])) RETURNING ${COLUMNS}`,
-    [
-      id,
-      u.status,
-      u.worker_id ?? null,
-      u.exit_code ?? null,
-      u.signal ?? null,
-      u.message ?? null,
-      u.started_at ?? null,
-      u.finished_at ?? null,
-      u.duration_ms ?? null,
-      u.last_seq ?? null,
-      u.has_result ?? false,
-      u.has_result ? JSON.stringify(u.result ?? null) : null,
-      u.result_error ?? null,
-      FINAL_STATUSES,
-      u.from ?? null,
-    ],
+    `UPDATE executions SET ${FINAL_SET} FROM ${FINAL_RECORD}
+     WHERE id = v_id AND status <> ALL($2::text[]) AND ($3::text[] IS NULL OR status = ANY($3::text[])) RETURNING ${COLUMNS}`,
+    [JSON.stringify([finalRecord(id, u)]), FINAL_STATUSES, u.from ?? null],
   );
   return rows[0] ?? null;
+}
+
+/** Many final statuses in one statement; per item the row, or null when it had ended already. */
+export async function markFinals(db: Pool, items: Array<{ id: string; update: FinalUpdate }>): Promise<Array<ExecutionRow | null>> {
+  const { rows } = await db.query<ExecutionRow>(
+    `UPDATE executions SET ${FINAL_SET} FROM ${FINAL_RECORD}
+     WHERE id = v_id AND status <> ALL($2::text[]) RETURNING ${COLUMNS}`,
+    [JSON.stringify(items.map((i) => finalRecord(i.id, i.update))), FINAL_STATUSES],
+  );
+  return inOrder(items, rows);
 }
 
 export async function getResult(db: Pool, id: string): Promise<{ has_result: boolean; result: unknown; result_error: string | null } | null> {
