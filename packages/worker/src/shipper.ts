@@ -1,8 +1,8 @@
-// Ships one execution's log lines to JetStream in order, in small batches. A batch leaves as soon
-// as the previous one is acknowledged (at once when nothing is in flight: the lines of one pipe
-// read travel together), holding at most MAX_BATCH_LINES lines / MAX_BATCH_BYTES bytes. So a slow
-// ack batches more instead of blocking the pipes; past HIGH_WATER bytes waiting, the owner is
-// told to pause reading until the backlog falls under LOW_WATER.
+// Ships one execution's log lines to JetStream in order, in small batches. What was read in one
+// turn of the event loop leaves at once as one batch (at most MAX_BATCH_LINES lines /
+// MAX_BATCH_BYTES bytes), without waiting for the acknowledgement of the batch before it: up to
+// WINDOW batches are in flight. Past HIGH_WATER bytes waiting, the owner is told to pause reading
+// until the backlog falls under LOW_WATER.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { LogBatch, LogStream } from '@hodei/types';
 import type { Logger } from '@hodei/platform';
@@ -13,9 +13,13 @@ const MAX_PAYLOAD = 900 * 1024; // NATS max_payload is 1 MiB; stay clear of it
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 4 * 1024 * 1024;
 const LINE_OVERHEAD = 80; // seq, stream, timestamp and JSON punctuation
-/** Batches in flight at once. 1 keeps the stream in seq order even when a publish is retried;
- *  measured here, more did not help (encoding and the server, not the round trip, set the pace). */
-const WINDOW = 1;
+/**
+ * Batches in flight at once. Waiting for each ack before the next batch (a window of 1) held a
+ * line that came while an ack was on its way for that round trip: with 50 jobs writing, the ack
+ * took milliseconds and so did every line. They leave in order on the one connection; a publish
+ * that is retried can land after later ones, which worker-manager accepts (it orders by seq).
+ */
+const WINDOW = 8;
 
 type Line = LogBatch['lines'][number];
 
@@ -30,6 +34,8 @@ export class LogShipper {
   private paused = false;
   private aborted = false;
   private idleWaiters: Array<() => void> = [];
+  /** Batches sent and not yet acknowledged, oldest first. */
+  private readonly inflight: Array<Promise<void>> = [];
   private readonly encoder = new TextEncoder();
 
   constructor(
@@ -58,10 +64,18 @@ export class LogShipper {
 
   /** Resolves once every line added so far is acknowledged by JetStream. */
   flush(): Promise<void> {
-    if (this.pending.length === this.head && !this.pumping) return Promise.resolve();
+    if (this.idle()) return Promise.resolve();
     const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.kick();
     return idle;
+  }
+
+  private idle(): boolean {
+    return this.pending.length === this.head && !this.pumping && this.inflight.length === 0;
+  }
+
+  private settle(): void {
+    if (this.idle() || this.aborted) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Give up on lines not yet acknowledged (the worker is being torn down). */
@@ -75,13 +89,15 @@ export class LogShipper {
     void this.pump().finally(() => {
       this.pumping = false;
       if (this.pending.length > this.head && !this.aborted) return this.kick();
-      for (const w of this.idleWaiters.splice(0)) w();
+      this.settle();
     });
   }
 
+  /** Sends what is pending; returns once it is all sent (not acknowledged), so that lines read
+   *  while acks are on their way leave at once in the next pump. */
   private async pump(): Promise<void> {
     // Up to WINDOW batches in flight; their publishes leave in order on the one connection.
-    const inflight: Array<Promise<void>> = [];
+    const inflight = this.inflight;
     while (this.pending.length > this.head && !this.aborted) {
       let n = 0;
       let bytes = 0;
@@ -101,19 +117,18 @@ export class LogShipper {
       }
       this.pendingBytes -= bytes;
       this.inflightBytes += bytes;
-      const sent = Promise.all(this.encode(lines).map((m) => this.publishOne(m.payload, m.msgID, m.first))).then(() => {
+      const sent: Promise<void> = Promise.all(this.encode(lines).map((m) => this.publishOne(m.payload, m.msgID, m.first))).then(() => {
         this.inflightBytes -= bytes;
+        inflight.splice(inflight.indexOf(sent), 1);
         if (this.paused && this.pendingBytes + this.inflightBytes < LOW_WATER) {
           this.paused = false;
           this.onPressure(false);
         }
+        this.settle();
       });
       inflight.push(sent);
-      if (inflight.length >= WINDOW) await inflight.shift();
-      // let lines read meanwhile join the next batch rather than leave one by one
-      else if (this.pending.length - this.head < MAX_BATCH_LINES) await inflight.shift();
+      if (inflight.length >= WINDOW) await inflight[0];
     }
-    await Promise.all(inflight);
   }
 
   /** One or more payloads (split while over MAX_PAYLOAD), in seq order. */

@@ -21,6 +21,7 @@ import { maxStoredSeq } from './store/logs.js';
 
 /** How long a final status waits for the execution's last log lines to be stored. */
 const LOG_WAIT_MS = 3000;
+const LOG_RECHECK_MS = 50;
 
 export class Executions {
   private readonly orchestrator: ServiceClient;
@@ -200,7 +201,9 @@ export class Executions {
     const deadline = Date.now() + waitMs;
     while (Date.now() < deadline) {
       if (!this.logs.hasPending(id) && (await maxStoredSeq(this.ctx.db, id)) >= lastSeq) return;
-      await new Promise((r) => setTimeout(r, 10));
+      // woken by this process's next insert of the execution's lines; the timeout covers lines
+      // stored by another replica
+      await this.logs.nextStored(id, Math.min(LOG_RECHECK_MS, Math.max(1, deadline - Date.now())));
     }
     this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq }, 'final status recorded before all its log lines arrived');
   }

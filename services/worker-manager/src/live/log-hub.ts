@@ -196,6 +196,7 @@ export class LogSubscriber {
 
 export class LogHub {
   private readonly channels = new Map<string, Channel>();
+  private readonly storeWaiters = new Map<string, Set<() => void>>();
   onSubscribersChanged: (delta: number) => void = () => undefined;
 
   constructor(readonly db: Pool) {}
@@ -239,6 +240,24 @@ export class LogHub {
     if (!ch) return;
     ch.pending.delete(batch);
     this.gc(executionId, ch);
+    const waiters = this.storeWaiters.get(executionId);
+    if (waiters) for (const wake of waiters) wake();
+  }
+
+  /** Resolves when the next batch of this execution is stored, or after `ms` (whichever is first). */
+  nextStored(executionId: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let waiters = this.storeWaiters.get(executionId);
+      if (!waiters) this.storeWaiters.set(executionId, (waiters = new Set()));
+      const wake = () => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (waiters.size === 0 && this.storeWaiters.get(executionId) === waiters) this.storeWaiters.delete(executionId);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      waiters.add(wake);
+    });
   }
 
   /** Registers a subscriber; its position and history are set up by the caller via `start`. */
