@@ -67,6 +67,17 @@ describe('timeout and cancel', () => {
     expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
   });
 
+  it('finds every process of a job the scans just before had already seen (the scan remembers pids for a second)', async () => {
+    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const run = await h.assign({ command: spawnTree(pidFile) });
+    const pids = await pidsOf(pidFile, 4);
+    // short jobs ending now scan /proc for what they left: they see (and remember) this job's processes
+    for (let i = 0; i < 3; i++) expect((await (await h.assign({ command: 'true' })).final).status).toBe('completed');
+    await h.control(h.worker, { action: 'cancel', execution_id: run.id });
+    expect((await run.final).status).toBe('cancelled');
+    expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
+  });
+
   it('SIGKILLs after the grace period what ignores SIGTERM', async () => {
     const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
     const run = await h.assign({
