@@ -127,43 +127,52 @@ interface Stack {
 
 const FINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out', 'lost']);
 
-async function startStack(options: { wmProcess?: boolean } = {}): Promise<Stack> {
+type Svc = 'orchestrator' | 'scheduler' | 'worker-manager';
+const STARTERS: Record<Svc, string> = { orchestrator: 'startOrchestrator', scheduler: 'startScheduler', 'worker-manager': 'startWorkerManager' };
+
+/**
+ * The three services on a throwaway database and NATS prefix. In-process by default (one event
+ * loop for all three); `processes` lists those that run as their own `node services/<svc>/dist/main.js`
+ * instead, as deployed.
+ */
+async function startStack(options: { processes?: Svc[] } = {}): Promise<Stack> {
   const { createTestEnv, freePort } = await import('@hodei/platform');
   const env = createTestEnv();
   const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
+  const ports: Record<Svc, number> = { orchestrator: po, scheduler: ps, 'worker-manager': pw };
   const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
   const stops: Array<() => Promise<void>> = [];
-  const orchestrator = await (await load('orchestrator', 'startOrchestrator'))(env.config('orchestrator', { urls, port: po }));
-  stops.push(orchestrator.stop);
-  const scheduler = await (await load('scheduler', 'startScheduler'))(env.config('scheduler', { urls, port: ps }));
-  stops.push(scheduler.stop);
-  let wmPid: number | undefined;
-  if (options.wmProcess) {
-    const child: ChildProcess = spawn(process.execPath, [resolve(root, 'services/worker-manager/dist/main.js')], {
+  const pids: Partial<Record<Svc, number>> = {};
+  for (const svc of ['orchestrator', 'scheduler', 'worker-manager'] as const) {
+    if (!options.processes?.includes(svc)) {
+      const started = await (await load(svc, STARTERS[svc]))(env.config(svc, { urls, port: ports[svc] }));
+      stops.unshift(started.stop);
+      continue;
+    }
+    const child: ChildProcess = spawn(process.execPath, [resolve(root, `services/${svc}/dist/main.js`)], {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
         DATABASE_URL: env.databaseUrl,
         NATS_URL: process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
         HODEI_NATS_PREFIX: env.natsPrefix,
-        HODEI_WORKER_MANAGER_PORT: String(pw),
+        [`HODEI_${svc.toUpperCase().replace('-', '_')}_PORT`]: String(ports[svc]),
         HODEI_ORCHESTRATOR_URL: urls.orchestrator,
         HODEI_SCHEDULER_URL: urls.scheduler,
+        HODEI_WORKER_MANAGER_URL: urls['worker-manager'],
         LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    wmPid = child.pid;
+    pids[svc] = child.pid;
     const exited = once(child, 'exit');
     stops.unshift(async () => {
       child.kill('SIGTERM');
       await exited;
     });
-    await until(async () => (await fetch(`${urls['worker-manager']}/health`).catch(() => undefined))?.ok, 30_000, 'worker-manager /health', 100);
-  } else {
-    const wm = await (await load('worker-manager', 'startWorkerManager'))(env.config('worker-manager', { urls, port: pw }));
-    stops.unshift(wm.stop);
+    await until(async () => (await fetch(`${urls[svc]}/health`).catch(() => undefined))?.ok, 30_000, `${svc} /health`, 100);
   }
+  const wmPid = pids['worker-manager'];
   const wmUrl = urls['worker-manager'];
   const finals = new Map<string, { status: string; at: number }>();
   const waiters = new Map<string, () => void>();
@@ -289,7 +298,9 @@ function cpuByRole(): Record<string, number> {
     const own = (Number(f[11]) + Number(f[12])) * tick;
     const children = (Number(f[13]) + Number(f[14])) * tick;
     let role: string | undefined;
-    if (Number(name) === process.pid) role = 'services + client (this process)';
+    const svc = /services\/([a-z-]+)\/dist\/main\.js/.exec(cmd)?.[1];
+    if (Number(name) === process.pid) role = ownProcesses.length ? 'client (this process)' : 'services + client (this process)';
+    else if (svc) role = svc;
     else if (cmd.includes('packages/worker/dist/main.js')) {
       role = 'worker agent';
       roles['job processes'] = (roles['job processes'] ?? 0) + children;
@@ -308,7 +319,7 @@ function cpuPerJob(before: Record<string, number>, after: Record<string, number>
 
 async function benchThroughput(jobs: number): Promise<Figure[]> {
   const base = await bareSpawnLoop(jobs, 8);
-  const stack = await startStack();
+  const stack = await startStack({ processes: ownProcesses });
   try {
     const worker = await stack.startWorker(8);
     // warm-up: the first job pays for lazy start-up paths
@@ -400,6 +411,8 @@ async function startTrace(stack: Stack): Promise<{ report: () => Promise<string>
   };
 }
 let traceNats = false;
+/** --processes: every benchmark runs the three services as their own processes, as deployed. */
+let ownProcesses: Svc[] = [];
 
 // ---- 2. latency: execute accepted → process running ----------------------------------------
 async function rawSpawnLatency(samples: number): Promise<number[]> {
@@ -418,7 +431,7 @@ async function rawSpawnLatency(samples: number): Promise<number[]> {
 
 async function benchLatency(samples: number): Promise<Figure[]> {
   const raw = await rawSpawnLatency(samples);
-  const stack = await startStack();
+  const stack = await startStack({ processes: ownProcesses });
   try {
     const worker = await stack.startWorker(8);
     const trace = traceNats ? await startTrace(stack) : undefined;
@@ -542,7 +555,7 @@ function readSseElsewhere(urls: string[], skip: number): Promise<{ lat: number[]
 async function benchLogs(seconds: number): Promise<Figure[]> {
   const rtt = await natsRoundTrip(1000);
   // worker-manager in its own process, as deployed (not sharing an event loop with the other two)
-  const stack = await startStack({ wmProcess: true });
+  const stack = await startStack({ processes: [...new Set([...ownProcesses, 'worker-manager' as const])] });
   try {
     const worker = await stack.startWorker(64);
     const perSecond = 100;
@@ -606,7 +619,7 @@ function alive(pid: number): boolean {
 }
 
 async function benchCancel(samples: number): Promise<Figure[]> {
-  const stack = await startStack();
+  const stack = await startStack({ processes: ownProcesses });
   try {
     const worker = await stack.startWorker(8);
     const gone: number[] = [];
@@ -676,7 +689,7 @@ async function benchCancel(samples: number): Promise<Figure[]> {
 
 // ---- 5. ingest: seq 1 N → every line stored in order ----------------------------------------
 async function benchIngest(lines: number): Promise<Figure[]> {
-  const stack = await startStack({ wmProcess: true });
+  const stack = await startStack({ processes: [...new Set([...ownProcesses, 'worker-manager' as const])] });
   const db = new pg.Client({ connectionString: stack.env.databaseUrl });
   await db.connect();
   let peakRss = 0;
@@ -749,7 +762,7 @@ async function benchIngest(lines: number): Promise<Figure[]> {
 
 // ---- 6. fan-out: 100 SSE subscribers on one execution ----------------------------------------
 async function benchFanout(subscribers: number, count: number): Promise<Figure[]> {
-  const stack = await startStack();
+  const stack = await startStack({ processes: ownProcesses });
   try {
     const worker = await stack.startWorker(8);
     const e = await execute(stack, tickerJob(count, 500, 500));
@@ -804,12 +817,14 @@ async function main(): Promise<void> {
       cancels: { type: 'string', default: '20' },
       subscribers: { type: 'string', default: '100' },
       trace: { type: 'boolean', default: false },
+      processes: { type: 'boolean', default: false },
     },
   });
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...BENCHES];
   for (const o of only) if (!(BENCHES as readonly string[]).includes(o)) throw new Error(`--only: unknown benchmark ${o} (one of ${BENCHES.join(', ')})`);
   const rounds = Number(values.rounds);
   traceNats = values.trace;
+  if (values.processes) ownProcesses = ['orchestrator', 'scheduler', 'worker-manager'];
   const runs: Record<string, () => Promise<Figure[]>> = {
     throughput: () => benchThroughput(Number(values.jobs)),
     latency: () => benchLatency(Number(values.samples)),

@@ -1,6 +1,7 @@
 // One execution on this worker: spawn, read and number its output, ship logs and status, enforce
 // the timeout, honour cancel, and clean up every process and temp file it leaves.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { open, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
@@ -266,6 +267,8 @@ export class Execution {
 
   /** The result file, read and removed; nothing when the job wrote none. */
   private async readResult(): Promise<{ result?: unknown; result_error?: string }> {
+    // most jobs write none: a stat here is cheaper than a failed open on the thread pool
+    if (!existsSync(this.resultPath)) return {};
     let handle;
     try {
       handle = await open(this.resultPath, 'r');

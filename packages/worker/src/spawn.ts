@@ -60,15 +60,29 @@ class Relay implements JobHandle {
   private early: Array<[LogStream, Buffer]> = [];
   readonly exited: Promise<ExitInfo>;
   readonly closed: Promise<void>;
-  exit!: (info: ExitInfo) => void;
-  close!: () => void;
+  private paused = false;
+  hasExited = false;
+  isClosed = false;
+  private resolveExit!: (info: ExitInfo) => void;
+  private resolveClose!: () => void;
 
+  /** Only what changes something reaches `control` (a message to the spawner thread costs). */
   constructor(
     readonly pid: number,
     private readonly control: (op: 'pause' | 'resume' | 'destroy') => void,
   ) {
-    this.exited = new Promise((r) => (this.exit = r));
-    this.closed = new Promise((r) => (this.close = r));
+    this.exited = new Promise((r) => (this.resolveExit = r));
+    this.closed = new Promise((r) => (this.resolveClose = r));
+  }
+
+  exit(info: ExitInfo): void {
+    this.hasExited = true;
+    this.resolveExit(info);
+  }
+
+  close(): void {
+    this.isClosed = true;
+    this.resolveClose();
   }
 
   data(stream: LogStream, chunk: Buffer): void {
@@ -82,13 +96,16 @@ class Relay implements JobHandle {
   }
 
   pause(): void {
+    this.paused = true;
     this.control('pause');
   }
   resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
     this.control('resume');
   }
   destroy(): void {
-    this.control('destroy');
+    if (!this.isClosed) this.control('destroy');
   }
 }
 
@@ -164,14 +181,16 @@ parentPort.on('message', (m) => {
   children.set(m.id, child);
   post({ type: 'spawned', id: m.id, pid: child.pid });
   let open = 2;
+  let over = 0; // exit and close: the parent asks nothing more of a child it saw both of
+  const done = () => { if (++over === 2) children.delete(m.id); };
   for (const name of ['stdout', 'stderr']) {
     const s = child[name];
     s.on('data', (chunk) => post({ type: 'data', id: m.id, stream: name }, chunk));
-    let done = false;
-    const end = () => { if (done) return; done = true; if (--open === 0) post({ type: 'closed', id: m.id }); };
+    let ended = false;
+    const end = () => { if (ended) return; ended = true; if (--open === 0) { done(); post({ type: 'closed', id: m.id }); } };
     s.once('end', end); s.once('close', end); s.on('error', end);
   }
-  child.once('exit', (code, signal) => post({ type: 'exit', id: m.id, code, signal }));
+  child.once('exit', (code, signal) => { done(); post({ type: 'exit', id: m.id, code, signal }); });
   child.on('error', (err) => post({ type: 'exit', id: m.id, code: null, signal: null, error: err.message }));
 });
 `;
@@ -230,10 +249,12 @@ export class ThreadSpawner implements Spawner {
       waiter?.reject(Object.assign(new Error(m.message), { code: m.code }));
     } else if (m.type === 'data') {
       this.jobs.get(m.id)?.data(m.stream, Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
-    } else if (m.type === 'exit') {
-      this.jobs.get(m.id)?.exit({ code: m.code, signal: m.signal, error: m.error });
     } else {
-      this.jobs.get(m.id)?.close();
+      const relay = this.jobs.get(m.id);
+      if (!relay) return;
+      if (m.type === 'exit') relay.exit({ code: m.code, signal: m.signal, error: m.error });
+      else relay.close();
+      if (relay.hasExited && relay.isClosed) this.jobs.delete(m.id);
     }
   }
 

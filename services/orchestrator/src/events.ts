@@ -121,7 +121,13 @@ export function executionConsumers(
               } catch {
                 data = undefined;
               }
-              const id = (data as { execution_id?: unknown } | undefined)?.execution_id;
+              const { execution_id: id, job_id: jobId } = (data ?? {}) as { execution_id?: unknown; job_id?: unknown };
+              if (jobId === null && typeof id === 'string') {
+                // an execution of no job (most of them, with `hodei run`): nothing here follows from it
+                eventsCounter.inc({ kind: spec.kind, outcome: 'ignored' });
+                m.ack();
+                continue;
+              }
               const key = typeof id === 'string' ? id : '';
               while (inFlight.size >= HANDLE_CONCURRENCY) await Promise.race(inFlight);
               const p = (chains.get(key) ?? Promise.resolve())
