@@ -58,6 +58,9 @@ const WorkerEnvSchema = z.object({
   HODEI_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(10).optional(),
   /** Time between SIGTERM and SIGKILL when a job is cancelled, times out or leaves processes behind. */
   HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
+  /** `running` is reported this long after the start, and not at all for a job over by then
+   *  (it goes from queued straight to its final status, which carries started_at). */
+  HODEI_WORKER_RUNNING_AFTER_MS: z.coerce.number().int().min(0).max(60_000).default(20),
   /** Directory for job scripts and result files (default: the OS temp dir). */
   HODEI_WORKER_TMPDIR: z.string().min(1).optional(),
   /** Fork job processes on a spawner thread (default) or on the main thread (`false`). */
@@ -82,6 +85,8 @@ export interface WorkerConfig {
   /** Disconnected from NATS this long → running jobs are killed and reported `lost`. */
   natsLostTimeoutMs: number;
   killGraceMs: number;
+  /** Delay of the `running` report (0: at once). */
+  runningAfterMs: number;
   tmpDir: string;
   /** Fork on a spawner thread, keeping the event loop free (false: on the main thread). */
   spawnThread: boolean;
@@ -130,6 +135,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     heartbeatIntervalMs: e.HODEI_HEARTBEAT_INTERVAL_MS,
     natsLostTimeoutMs: e.HODEI_HEARTBEAT_TIMEOUT_MS ?? 3 * e.HODEI_HEARTBEAT_INTERVAL_MS,
     killGraceMs: e.HODEI_KILL_GRACE_MS,
+    runningAfterMs: e.HODEI_WORKER_RUNNING_AFTER_MS,
     tmpDir: e.HODEI_WORKER_TMPDIR ?? os.tmpdir(),
     spawnThread: e.HODEI_WORKER_SPAWN_THREAD === 'true' || e.HODEI_WORKER_SPAWN_THREAD === '1',
     logLevel: e.LOG_LEVEL,

@@ -120,6 +120,7 @@ class WorkerAgent {
             workerId: this.config.id,
             baseEnv: this.config.baseEnv,
             tmpDir: this.config.tmpDir,
+            runningAfterMs: this.config.runningAfterMs,
             reaper: this.reaper,
             spawner: this.spawner,
             logger: this.logger,

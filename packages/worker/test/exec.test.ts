@@ -13,18 +13,26 @@ afterAll(async () => {
 });
 
 describe('running a job', () => {
-  it('reports completed with exit code 0, running first with started_at', async () => {
-    const run = await h.assign({ command: 'echo hello' });
+  it('reports completed with exit code 0 and started_at; over before `running` is due, it reports only that', async () => {
+    const patient = await h.start({ runningAfterMs: 5000 });
+    const run = await h.assign({ command: 'echo hello' }, { to: patient });
     expect(run.ack).toEqual({ accepted: true });
     const final = await run.final;
-    expect(final).toMatchObject({ status: 'completed', exit_code: 0, signal: null, last_seq: 1, worker_id: h.worker.id });
-    expect(run.statuses[0]).toMatchObject({ status: 'running', worker_id: h.worker.id });
-    expect(run.statuses[0]!.started_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(final).toMatchObject({ status: 'completed', exit_code: 0, signal: null, last_seq: 1, worker_id: patient.id });
+    expect(run.statuses.map((s) => s.status)).toEqual(['completed']);
+    expect(final.started_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(final.finished_at! >= final.started_at!).toBe(true);
     expect(final.duration_ms).toBeGreaterThanOrEqual(0);
     expect(text(run.lines)).toEqual(['hello']);
     expect(final.result).toBeUndefined();
     expect(final.result_error).toBeUndefined();
+  });
+
+  it('reports running (with started_at) once the job has run for HODEI_WORKER_RUNNING_AFTER_MS', async () => {
+    const run = await h.assign({ command: 'sleep 0.3; echo done' });
+    const final = await run.final;
+    expect(run.statuses.map((s) => s.status)).toEqual(['running', 'completed']);
+    expect(run.statuses[0]).toMatchObject({ worker_id: h.worker.id, started_at: final.started_at });
   });
 
   it('reports failed with exit code 3', async () => {

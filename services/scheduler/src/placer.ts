@@ -383,7 +383,7 @@ export class Placer {
       // Its cancel, its end or an earlier copy of the event was there first. The worker runs it
       // once whatever it is sent; only a second run elsewhere (or after its end) is stopped.
       const sameRun = claim.known?.worker_id === workerId && (claim.known.state === 'assigning' || claim.known.state === 'assigned');
-      if (accepted && !sameRun) this.stopOn(entry.execution_id, workerId, log);
+      if (accepted && !sameRun) this.stopOn(entry.execution_id, workerId);
       return;
     }
     try {
@@ -402,11 +402,12 @@ export class Placer {
     }
   }
 
-  private stopOn(executionId: string, workerId: string, log: Logger): void {
+  /** Cancels an execution on the worker it was placed on (answers are not awaited). */
+  stopOn(executionId: string, workerId: string): void {
     const cancel: WorkerControl = { action: 'cancel', execution_id: executionId, reason: 'cancelled' };
     this.bus.nc
       .request(this.bus.subjects.control(workerId), encodeJson(cancel), { timeout: ASSIGN_TIMEOUT_MS })
-      .catch((err: unknown) => log.warn({ err }, 'could not stop an execution placed twice'));
+      .catch((err: unknown) => this.logger.warn({ err, execution_id: executionId, worker_id: workerId }, 'could not stop a cancelled execution on its worker'));
   }
 
   private forgetExpired(now: number): void {

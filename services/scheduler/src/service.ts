@@ -160,7 +160,10 @@ export const definition: ServiceDefinition = {
           },
           finished: finish,
           cancelled: async (id) => {
-            if (await queue.cancel(id)) logger.debug({ execution_id: id }, 'cancelled while waiting: dropped from the queue');
+            const { dropped, placedOn } = await queue.cancel(id);
+            if (dropped) logger.debug({ execution_id: id }, 'cancelled while waiting: dropped from the queue');
+            // placed before worker-manager heard it started: stop it where it runs
+            if (placedOn) placer.stopOn(id, placedOn);
           },
           workerExited: async (id, stopping) => {
             if (stopping) {

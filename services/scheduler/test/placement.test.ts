@@ -266,6 +266,22 @@ describe('placement', () => {
     expect((await getWorker(w.id)).running_executions).toEqual([]);
   });
 
+  it('a cancel of an execution already placed (worker-manager still saw it queued) goes to its worker', async () => {
+    const w = await worker({ t: 'placed-cancel' });
+    const controls: Array<{ action: string; execution_id?: string }> = [];
+    nc.subscribe(s.control(w.id), {
+      callback: (_e, m) => {
+        controls.push(decodeJson(m.data) as (typeof controls)[number]);
+        m.respond(encodeJson({ ok: true }));
+      },
+    });
+    await nc.flush();
+    const id = await enqueue({ labels: { t: 'placed-cancel' } });
+    await until(() => w.got.length, (n) => n > 0);
+    await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: id }));
+    expect(await until(() => controls, (c) => c.length > 0)).toEqual([{ action: 'cancel', execution_id: id, reason: 'cancelled' }]);
+  });
+
   it('a worker that exits loses what it ran; the rest goes to another worker', async () => {
     const doomed = await worker({ t: 'exit' }, { slots: 8 });
     const a = await enqueue({ labels: { t: 'exit' } });

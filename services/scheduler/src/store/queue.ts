@@ -105,15 +105,23 @@ export class QueueStore {
     );
   }
 
-  /** Cancelled while queued: dropped if still waiting (a placed one ends with its finished event). */
-  async cancel(executionId: string): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      `INSERT INTO queue (execution_id, priority, attempt, spec, created_at, cpu_cores, memory_bytes, state, done_at)
-       VALUES ($1, 0, 0, '{}', now(), 0, 0, 'done', now())
-       ON CONFLICT (execution_id) DO UPDATE SET state = 'done', done_at = now() WHERE queue.state = 'waiting'`,
+  /**
+   * Cancelled while queued as far as worker-manager knew: dropped if still waiting (a tombstone if
+   * never seen). Answers the worker it was already placed on, if any: the cancel must reach it there.
+   */
+  async cancel(executionId: string): Promise<{ dropped: boolean; placedOn: string | null }> {
+    const { rows } = await this.db.query<{ state: string; worker_id: string | null; dropped: boolean }>(
+      `WITH before AS (SELECT state, worker_id FROM queue WHERE execution_id = $1 FOR UPDATE),
+            up AS (INSERT INTO queue (execution_id, priority, attempt, spec, created_at, cpu_cores, memory_bytes, state, done_at)
+                   VALUES ($1, 0, 0, '{}', now(), 0, 0, 'done', now())
+                   ON CONFLICT (execution_id) DO UPDATE SET state = 'done', done_at = now() WHERE queue.state = 'waiting'
+                   RETURNING 1)
+       SELECT (SELECT state FROM before) AS state, (SELECT worker_id FROM before) AS worker_id, EXISTS (SELECT 1 FROM up) AS dropped`,
       [executionId],
     );
-    return (rowCount ?? 0) > 0;
+    const r = rows[0]!;
+    const placed = r.state === 'assigning' || r.state === 'assigned';
+    return { dropped: r.dropped, placedOn: placed ? r.worker_id : null };
   }
 
   async waiting(limit: number): Promise<QueueEntry[]> {
