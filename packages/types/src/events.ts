@@ -11,7 +11,7 @@ export function subjects(prefix = 'hodei') {
     prefix: p,
     /** JetStream stream of durable events (`<p>.execution.>`, `<p>.job.>`, `<p>.schedule.>`, `<p>.worker.>`). */
     eventsStream: `${p.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_EVENTS`,
-    /** JetStream stream of log batches (`<p>.logs.<execution_id>`). */
+    /** JetStream stream of log messages (`<p>.logs.<worker_id>`, or `<p>.logs.<execution_id>` for a single batch). */
     logsStream: `${p.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_LOGS`,
     eventsSubjects: [`${p}.execution.>`, `${p}.job.>`, `${p}.schedule.>`, `${p}.worker.>`],
     logsSubjects: [`${p}.logs.>`],
@@ -22,6 +22,7 @@ export function subjects(prefix = 'hodei') {
     executionFinished: `${p}.execution.finished`,
     executionCancel: `${p}.execution.cancel`,
     logs: (executionId: string) => `${p}.logs.${executionId}`,
+    workerLogs: (workerId: string) => `${p}.logs.${workerId}`,
     logsAll: `${p}.logs.*`,
     jobEvent: (kind: string) => `${p}.job.${kind}`,
     /** Pipeline run changes (`PipelineRunEvent`), one subject per run. */
@@ -79,6 +80,12 @@ export const LogBatch = z.object({
   lines: z.array(z.object({ seq: z.number().int(), stream: LogStream, line: z.string(), timestamp: Timestamp })),
 });
 export type LogBatch = z.infer<typeof LogBatch>;
+
+/** What a worker publishes on `<p>.logs.<worker_id>`: the lines of one or more of its executions
+ *  read at one moment, each batch in seq order. (A bare `LogBatch` on `<p>.logs.<execution_id>`
+ *  is accepted too.) */
+export const LogMessage = z.object({ worker_id: Id, batches: z.array(LogBatch) });
+export type LogMessage = z.infer<typeof LogMessage>;
 
 export const ExecutionStatusEvent = z.object({
   execution_id: Id,

@@ -10,7 +10,7 @@ import { currentTraceparent, encodeJson, publishTraced, SpanKind, startSpan, typ
 import { LineSplitter } from './lines.js';
 import { parseProgress } from './progress.js';
 import type { Reaper } from './reaper.js';
-import { delay, LogShipper } from './shipper.js';
+import { delay, type ExecutionLog, type LogShipper } from './shipper.js';
 import { commandRequest, scriptRequest, type JobHandle, type SpawnRequest, type Spawner } from './spawn.js';
 
 /** After the main process exits, how long output already in the pipes may still be read. */
@@ -25,6 +25,8 @@ export interface ExecutionDeps {
   baseEnv: Record<string, string>;
   tmpDir: string;
   runningAfterMs: number;
+  /** The worker's log shipper (one for all its executions). */
+  logs: LogShipper;
   reaper: Reaper;
   spawner: Spawner;
   logger: Logger;
@@ -51,7 +53,7 @@ export class Execution {
   private ended = false;
   private seq = 0;
   private readTimestamp = '';
-  private readonly shipper: LogShipper;
+  private readonly shipper: ExecutionLog;
   private readonly log: Logger;
   private statusChain: Promise<void> = Promise.resolve();
   private lastProgressAt = 0;
@@ -78,7 +80,7 @@ export class Execution {
       parent: assignment.traceparent ?? null,
       attributes: { 'hodei.execution_id': this.id, 'hodei.worker_id': deps.workerId, 'hodei.attempt': assignment.attempt },
     });
-    this.shipper = new LogShipper(deps.js, deps.subjects.logs(this.id), this.id, this.log, (pause) => this.onPressure(pause));
+    this.shipper = deps.logs.open(this.id, (pause) => this.onPressure(pause));
     // A fresh name per run: a file left by an earlier attempt can never pass for this one's.
     this.resultPath = path.join(deps.tmpDir, `hodei-result-${this.id}-${randomBytes(4).toString('hex')}.json`);
   }

@@ -1,10 +1,12 @@
-// Ships one execution's log lines to JetStream in order, in small batches. What was read in one
-// turn of the event loop leaves at once as one batch (at most MAX_BATCH_LINES lines /
-// MAX_BATCH_BYTES bytes), without waiting for the acknowledgement of the batch before it: up to
-// WINDOW batches are in flight. Past HIGH_WATER bytes waiting, the owner is told to pause reading
-// until the backlog falls under LOW_WATER.
+// Ships the log lines of every execution on this worker to JetStream, in order per execution, in
+// small messages. What was read in one turn of the event loop leaves at once, the lines of all
+// executions together in one `LogMessage` (at most MAX_BATCH_LINES lines / MAX_BATCH_BYTES bytes),
+// without waiting for the acknowledgement of the message before it: up to WINDOW are in flight.
+// Fifty jobs printing a line each 10 ms were 5,000 messages a second, one per line, each stored,
+// acked and delivered twice; read together they are a few hundred. Past HIGH_WATER bytes waiting
+// for one execution, its owner is told to pause reading until they fall under LOW_WATER.
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { LogBatch, LogStream } from '@hodei/types';
+import type { LogBatch, LogMessage, LogStream } from '@hodei/types';
 import type { Logger } from '@hodei/platform';
 
 export const MAX_BATCH_LINES = 200;
@@ -14,36 +16,30 @@ const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 4 * 1024 * 1024;
 const LINE_OVERHEAD = 80; // seq, stream, timestamp and JSON punctuation
 /**
- * Batches in flight at once. Waiting for each ack before the next batch (a window of 1) held a
- * line that came while an ack was on its way for that round trip: with 50 jobs writing, the ack
- * took milliseconds and so did every line. They leave in order on the one connection; a publish
- * that is retried can land after later ones, which worker-manager accepts (it orders by seq).
+ * Messages in flight at once. Waiting for each ack before the next message held a line that came
+ * while an ack was on its way for that round trip (milliseconds with 50 jobs writing). They leave
+ * in order on the one connection; a publish that is retried can land after later ones, which
+ * worker-manager accepts (it orders by seq).
  */
 const WINDOW = 8;
 
 type Line = LogBatch['lines'][number];
 
-export class LogShipper {
-  private pending: Line[] = [];
-  /** Index of the first line not yet taken into a batch (avoids shifting a long array per batch). */
-  private head = 0;
-  private pendingBytes = 0;
-  private inflightBytes = 0;
-  private pumping = false;
-  private scheduled = false;
-  private paused = false;
-  private aborted = false;
-  private idleWaiters: Array<() => void> = [];
-  /** Batches sent and not yet acknowledged, oldest first. */
-  private readonly inflight: Array<Promise<void>> = [];
-  private readonly encoder = new TextEncoder();
+/** One execution's lines: those waiting to be sent, and how many sent ones are not acked yet. */
+export class ExecutionLog {
+  pending: Line[] = [];
+  /** Index of the first line not yet taken into a message (no shifting of a long array per message). */
+  head = 0;
+  pendingBytes = 0;
+  inflightBytes = 0;
+  unacked = 0;
+  paused = false;
+  idleWaiters: Array<() => void> = [];
 
   constructor(
-    private readonly js: JetStreamClient,
-    private readonly subject: string,
-    private readonly executionId: string,
-    private readonly logger: Logger,
-    private readonly onPressure: (pause: boolean) => void,
+    private readonly shipper: LogShipper,
+    readonly executionId: string,
+    readonly onPressure: (pause: boolean) => void,
   ) {}
 
   add(seq: number, stream: LogStream, line: string, timestamp: string): void {
@@ -53,29 +49,90 @@ export class LogShipper {
       this.paused = true;
       this.onPressure(true);
     }
-    if (!this.pumping && !this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        this.kick();
-      });
-    }
+    this.shipper.wake(this);
   }
 
   /** Resolves once every line added so far is acknowledged by JetStream. */
   flush(): Promise<void> {
     if (this.idle()) return Promise.resolve();
-    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-    this.kick();
-    return idle;
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private idle(): boolean {
-    return this.pending.length === this.head && !this.pumping && this.inflight.length === 0;
+  waiting(): number {
+    return this.pending.length - this.head;
   }
 
-  private settle(): void {
-    if (this.idle() || this.aborted) for (const w of this.idleWaiters.splice(0)) w();
+  idle(): boolean {
+    return this.waiting() === 0 && this.unacked === 0;
+  }
+
+  /** Takes up to `max` lines / `maxBytes` bytes (at least one line) into a message. */
+  take(max: number, maxBytes: number): { lines: Line[]; bytes: number } {
+    let n = 0;
+    let bytes = 0;
+    const available = this.waiting();
+    while (n < available && n < max && (n === 0 || bytes < maxBytes)) {
+      bytes += this.pending[this.head + n]!.line.length + LINE_OVERHEAD;
+      n++;
+    }
+    const lines = this.pending.slice(this.head, this.head + n);
+    this.head += n;
+    if (this.head === this.pending.length) {
+      this.pending = [];
+      this.head = 0;
+    } else if (this.head > 4096 && this.head * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.head); // compact now and then, not per message
+      this.head = 0;
+    }
+    this.pendingBytes -= bytes;
+    this.inflightBytes += bytes;
+    this.unacked += n;
+    return { lines, bytes };
+  }
+
+  acked(lines: number, bytes: number): void {
+    this.unacked -= lines;
+    this.inflightBytes -= bytes;
+    if (this.paused && this.pendingBytes + this.inflightBytes < LOW_WATER) {
+      this.paused = false;
+      this.onPressure(false);
+    }
+    this.settle();
+  }
+
+  settle(): void {
+    if (this.idle()) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Lines not yet sent are given up (the worker is going away without NATS). */
+  abort(): void {
+    this.pending = [];
+    this.head = 0;
+    this.pendingBytes = 0;
+    this.unacked = 0;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+}
+
+export class LogShipper {
+  /** Executions with lines waiting to be sent, in the order they first had some. */
+  private readonly ready = new Set<ExecutionLog>();
+  private readonly inflight: Array<Promise<void>> = [];
+  private pumping = false;
+  private scheduled = false;
+  private aborted = false;
+  private sent = 0;
+  private readonly encoder = new TextEncoder();
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly subject: string,
+    private readonly workerId: string,
+    private readonly logger: Logger,
+  ) {}
+
+  open(executionId: string, onPressure: (pause: boolean) => void): ExecutionLog {
+    return new ExecutionLog(this, executionId, onPressure);
   }
 
   /** Give up on lines not yet acknowledged (the worker is being torn down). */
@@ -83,83 +140,104 @@ export class LogShipper {
     this.aborted = true;
   }
 
-  private kick(): void {
-    if (this.pumping || this.pending.length === this.head) return;
-    this.pumping = true;
-    void this.pump().finally(() => {
-      this.pumping = false;
-      if (this.pending.length > this.head && !this.aborted) return this.kick();
-      this.settle();
+  wake(log: ExecutionLog): void {
+    this.ready.add(log);
+    if (this.pumping || this.scheduled) return;
+    // the lines read in this turn of the event loop, of every execution, leave together
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.kick();
     });
   }
 
-  /** Sends what is pending; returns once it is all sent (not acknowledged), so that lines read
-   *  while acks are on their way leave at once in the next pump. */
+  private kick(): void {
+    if (this.pumping || this.ready.size === 0) return;
+    this.pumping = true;
+    void this.pump().finally(() => {
+      this.pumping = false;
+      if (this.ready.size && !this.aborted) this.kick();
+    });
+  }
+
+  /** Sends what is waiting; returns once it is sent (not acknowledged), so that lines read while
+   *  acks are on their way leave at once. */
   private async pump(): Promise<void> {
-    // Up to WINDOW batches in flight; their publishes leave in order on the one connection.
-    const inflight = this.inflight;
-    while (this.pending.length > this.head && !this.aborted) {
-      let n = 0;
+    while (this.ready.size && !this.aborted) {
+      const batches: LogBatch[] = [];
+      const taken: Array<{ log: ExecutionLog; lines: number; bytes: number }> = [];
+      let lines = 0;
       let bytes = 0;
-      const available = this.pending.length - this.head;
-      while (n < available && n < MAX_BATCH_LINES && (n === 0 || bytes < MAX_BATCH_BYTES)) {
-        bytes += this.pending[this.head + n]!.line.length + LINE_OVERHEAD;
-        n++;
+      const ready = [...this.ready];
+      for (const [i, log] of ready.entries()) {
+        if (lines >= MAX_BATCH_LINES || bytes >= MAX_BATCH_BYTES) break;
+        // an even share of the room left for each execution still to come (a flood in one does
+        // not hold the others' lines back)
+        const share = Math.max(1, Math.floor((MAX_BATCH_LINES - lines) / (ready.length - i)));
+        const part = log.take(share, MAX_BATCH_BYTES - bytes);
+        batches.push({ execution_id: log.executionId, lines: part.lines });
+        taken.push({ log, lines: part.lines.length, bytes: part.bytes });
+        lines += part.lines.length;
+        bytes += part.bytes;
+        // the next message starts with the others: a job printing a flood does not hold theirs back
+        this.ready.delete(log);
+        if (log.waiting() > 0) this.ready.add(log);
       }
-      const lines = this.pending.slice(this.head, this.head + n);
-      this.head += n;
-      if (this.head === this.pending.length) {
-        this.pending = [];
-        this.head = 0;
-      } else if (this.head > 4096 && this.head * 2 > this.pending.length) {
-        this.pending = this.pending.slice(this.head); // compact now and then, not per batch
-        this.head = 0;
-      }
-      this.pendingBytes -= bytes;
-      this.inflightBytes += bytes;
-      const sent: Promise<void> = Promise.all(this.encode(lines).map((m) => this.publishOne(m.payload, m.msgID, m.first))).then(() => {
-        this.inflightBytes -= bytes;
-        inflight.splice(inflight.indexOf(sent), 1);
-        if (this.paused && this.pendingBytes + this.inflightBytes < LOW_WATER) {
-          this.paused = false;
-          this.onPressure(false);
-        }
-        this.settle();
+      const sent: Promise<void> = Promise.all(this.encode(batches).map((m) => this.publishOne(m.payload, m.msgID))).then(() => {
+        this.inflight.splice(this.inflight.indexOf(sent), 1);
+        for (const t of taken) t.log.acked(t.lines, t.bytes);
       });
-      inflight.push(sent);
-      if (inflight.length >= WINDOW) await inflight[0];
+      this.inflight.push(sent);
+      if (this.inflight.length >= WINDOW) await this.inflight[0];
     }
   }
 
-  /** One or more payloads (split while over MAX_PAYLOAD), in seq order. */
-  private encode(lines: Line[]): Array<{ payload: Uint8Array; msgID: string; first: number }> {
-    const payload = this.encoder.encode(JSON.stringify({ execution_id: this.executionId, lines } satisfies LogBatch));
-    if (payload.length > MAX_PAYLOAD && lines.length > 1) {
-      const half = lines.length >> 1;
-      return [...this.encode(lines.slice(0, half)), ...this.encode(lines.slice(half))];
+  /** One or more payloads (split while over MAX_PAYLOAD), each with a msgID of its own. */
+  private encode(batches: LogBatch[]): Array<{ payload: Uint8Array; msgID: string }> {
+    const payload = this.encoder.encode(JSON.stringify({ worker_id: this.workerId, batches } satisfies LogMessage));
+    const lineCount = batches.reduce((n, b) => n + b.lines.length, 0);
+    if (payload.length > MAX_PAYLOAD && lineCount > 1) {
+      // halve by lines, keeping each execution's lines in order
+      const [a, b] = splitBatches(batches, lineCount >> 1);
+      return [...this.encode(a), ...this.encode(b)];
     }
-    const first = lines[0]!.seq;
-    const last = lines[lines.length - 1]!.seq;
-    // msgID: a retried publish that did reach the stream is not stored twice.
-    return [{ payload, msgID: `${this.executionId}:${first}-${last}`, first }];
+    // msgID: a retried publish that did reach the stream is not stored twice
+    return [{ payload, msgID: `${this.workerId}:${++this.sent}` }];
   }
 
   /** The first attempt is sent synchronously (keeping wire order); retries follow with backoff. */
-  private publishOne(payload: Uint8Array, msgID: string, first: number): Promise<void> {
+  private publishOne(payload: Uint8Array, msgID: string): Promise<void> {
     const attempt = (n: number): Promise<void> =>
       this.js.publish(this.subject, payload, { msgID }).then(
         () => undefined,
         async (err: unknown) => {
           if (this.aborted) return;
-          if (n === 0 || n % 20 === 0) {
-            this.logger.warn({ err, execution_id: this.executionId, first_seq: first, attempt: n }, 'log batch publish failed; retrying');
-          }
+          if (n === 0 || n % 20 === 0) this.logger.warn({ err, msg_id: msgID, attempt: n }, 'log message publish failed; retrying');
           await delay(Math.min(1000, 25 * 2 ** Math.min(n, 6)));
           return attempt(n + 1);
         },
       );
     return attempt(0);
   }
+}
+
+function splitBatches(batches: LogBatch[], firstLines: number): [LogBatch[], LogBatch[]] {
+  const a: LogBatch[] = [];
+  const b: LogBatch[] = [];
+  let left = firstLines;
+  for (const batch of batches) {
+    if (left >= batch.lines.length) {
+      a.push(batch);
+      left -= batch.lines.length;
+    } else if (left > 0) {
+      a.push({ execution_id: batch.execution_id, lines: batch.lines.slice(0, left) });
+      b.push({ execution_id: batch.execution_id, lines: batch.lines.slice(left) });
+      left = 0;
+    } else {
+      b.push(batch);
+    }
+  }
+  return [a, b];
 }
 
 export const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

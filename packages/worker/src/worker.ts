@@ -10,7 +10,7 @@ import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
 import { InlineSpawner, ThreadSpawner, type Spawner } from './spawn.js';
 import type { WorkerMetrics } from './metrics.js';
-import { delay } from './shipper.js';
+import { delay, LogShipper } from './shipper.js';
 
 export interface StartWorkerOptions extends WorkerOptions {
   logger?: Logger;
@@ -66,6 +66,7 @@ class WorkerAgent {
   private readonly js;
   private readonly reaper: Reaper;
   private readonly spawner: Spawner;
+  private readonly logs: LogShipper;
   private draining = false;
   private shuttingDown = false;
   private subs: Subscription[] = [];
@@ -83,6 +84,7 @@ class WorkerAgent {
     this.js = jetstream(nc);
     this.reaper = new Reaper(config.killGraceMs, logger);
     this.spawner = config.spawnThread ? new ThreadSpawner(logger) : new InlineSpawner();
+    this.logs = new LogShipper(this.js, this.subjects.workerLogs(config.id), config.id, logger);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -121,6 +123,7 @@ class WorkerAgent {
             baseEnv: this.config.baseEnv,
             tmpDir: this.config.tmpDir,
             runningAfterMs: this.config.runningAfterMs,
+            logs: this.logs,
             reaper: this.reaper,
             spawner: this.spawner,
             logger: this.logger,
@@ -228,6 +231,7 @@ class WorkerAgent {
       execution.kill('cancelled');
       execution.abort();
     }
+    this.logs.abort();
     this.reaper.killPendingNow();
     await this.reaper.close();
     if (this.registered) await this.deregister();

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { connectBus, createLogger, createTestEnv, decodeJson, encodeJson, newId, type Bus } from '@hodei/platform';
-import { DEFAULT_SPEC, type AssignmentAck, type ExecutionStatusEvent, type JobSpec, type LogBatch } from '@hodei/types';
+import { DEFAULT_SPEC, type AssignmentAck, type ExecutionStatusEvent, type JobSpec, type LogBatch, type LogMessage } from '@hodei/types';
 import { startWorker, type StartWorkerOptions, type WorkerHandle } from '../src/index.js';
 
 export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -77,11 +77,12 @@ export async function setup(options: StartWorkerOptions = {}) {
         }
       },
     });
-    const logSub = bus.nc.subscribe(bus.subjects.logs(id), {
+    const logSub = bus.nc.subscribe(bus.subjects.logsAll, {
       callback: (_err, msg) => {
         const now = Date.now();
-        batches += 1;
-        for (const l of (decodeJson(msg.data) as LogBatch).lines) lines.push({ ...l, received_at: now });
+        const own = (decodeJson(msg.data) as LogMessage).batches.filter((b) => b.execution_id === id);
+        if (own.length) batches += 1;
+        for (const b of own) for (const l of b.lines) lines.push({ ...l, received_at: now });
       },
     });
     await bus.nc.flush();

@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, decodeJson, newId } from '@hodei/platform';
+import type { LogMessage } from '@hodei/types';
 import { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '../src/index.js';
+import { LogShipper, MAX_BATCH_LINES } from '../src/shipper.js';
 import { alive, setup, text, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
@@ -94,5 +97,36 @@ describe('log lines', () => {
     const pid = Number(lines.find((l) => l.startsWith('pid '))!.slice(4));
     // what the job left behind is cleaned up
     expect(await waitFor(() => !alive(pid), 3000)).toBe(true);
+  });
+});
+
+describe('log shipper', () => {
+  const nowIso = () => new Date().toISOString();
+
+  it('lines of several executions read at one moment leave in one message; a flood in one does not hold the others back', async () => {
+    const messages: LogMessage[] = [];
+    const sub = h.bus.nc.subscribe(h.bus.subjects.workerLogs(h.worker.id + '-shipper-test'), {
+      callback: (_e, m) => messages.push(decodeJson(m.data) as LogMessage),
+    });
+    await h.bus.nc.flush();
+    const workerId = newId();
+    const shipper = new LogShipper(h.bus.js, h.bus.subjects.workerLogs(h.worker.id + '-shipper-test'), workerId, createLogger('test', 'silent'));
+    const [a, b, c] = [newId(), newId(), newId()].map((id) => shipper.open(id, () => undefined));
+    for (let i = 1; i <= 1000; i++) a!.add(i, 'stdout', `a${i}`, nowIso());
+    b!.add(1, 'stdout', 'b1', nowIso());
+    c!.add(1, 'stderr', 'c1', nowIso());
+    await Promise.all([a!.flush(), b!.flush(), c!.flush()]);
+    await h.bus.nc.flush();
+    sub.unsubscribe();
+    // the first message carries an even share of a's lines (a third of 200) and b's and c's one line each
+    expect(messages[0]!.worker_id).toBe(workerId);
+    expect(messages[0]!.batches.map((x) => [x.execution_id, x.lines.length])).toEqual([
+      [a!.executionId, 66],
+      [b!.executionId, 1],
+      [c!.executionId, 1],
+    ]);
+    const aLines = messages.flatMap((m) => m.batches.filter((x) => x.execution_id === a!.executionId).flatMap((x) => x.lines.map((l) => l.seq)));
+    expect(aLines).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(messages.every((m) => m.batches.reduce((n, x) => n + x.lines.length, 0) <= MAX_BATCH_LINES)).toBe(true);
   });
 });

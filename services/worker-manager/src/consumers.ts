@@ -25,19 +25,26 @@ interface Batch {
 
 interface Buffered {
   msg: JsMsg;
-  batch: Batch;
-  pending: PendingBatch;
+  batches: Batch[];
+  pending: PendingBatch[];
+  lines: number;
 }
 
-/** Cheap structural check of a batch (a million lines go through here; no schema walk per line). */
-function parseBatch(data: Uint8Array): Batch | null {
-  const v = decodeJson(data) as Partial<Batch>;
-  if (!v || typeof v.execution_id !== 'string' || !Array.isArray(v.lines)) return null;
+/** Cheap structural check of one execution's batch (a million lines go through here; no schema walk per line). */
+function validBatch(v: Partial<Batch> | null | undefined): v is Batch {
+  if (!v || typeof v.execution_id !== 'string' || !Array.isArray(v.lines)) return false;
   for (const l of v.lines) {
-    if (!l || typeof l.seq !== 'number' || typeof l.line !== 'string' || typeof l.timestamp !== 'string') return null;
-    if (l.stream !== 'stdout' && l.stream !== 'stderr') return null;
+    if (!l || typeof l.seq !== 'number' || typeof l.line !== 'string' || typeof l.timestamp !== 'string') return false;
+    if (l.stream !== 'stdout' && l.stream !== 'stderr') return false;
   }
-  return v as Batch;
+  return true;
+}
+
+/** A worker's `LogMessage` (batches of several executions) or a single `LogBatch`; null when malformed. */
+function parseLogMessage(data: Uint8Array): Batch[] | null {
+  const v = decodeJson(data) as { batches?: unknown } & Partial<Batch>;
+  if (v && Array.isArray(v.batches)) return v.batches.every((b) => validBatch(b as Partial<Batch>)) ? (v.batches as Batch[]) : null;
+  return validBatch(v) ? [v] : null;
 }
 
 async function durable(ctx: ServiceContext, stream: string, name: string, filter: string, maxAckPending: number) {
@@ -87,15 +94,11 @@ export class Consumers {
     this.statusMessages = await status.consume({ max_messages: 200 });
     this.loops.push(this.logLoop(this.logMessages), this.statusLoop(this.statusMessages));
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
-    const cut = s.logs('').length;
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
-        if (err) return;
-        const id = msg.subject.slice(cut);
-        if (!this.hub.hasSubscribers(id)) return;
+        if (err || !this.hub.listening()) return;
         try {
-          const batch = parseBatch(msg.data);
-          if (batch && batch.execution_id === id) this.hub.live(id, batch.lines);
+          for (const batch of parseLogMessage(msg.data) ?? []) this.hub.live(batch.execution_id, batch.lines);
         } catch {
           // malformed: the durable consumer reports it
         }
@@ -113,20 +116,21 @@ export class Consumers {
 
   private async logLoop(messages: ConsumerMessages): Promise<void> {
     for await (const msg of messages) {
-      let batch: Batch | null = null;
+      let batches: Batch[] | null = null;
       try {
-        batch = parseBatch(msg.data);
+        batches = parseLogMessage(msg.data);
       } catch {
-        batch = null;
+        batches = null;
       }
-      if (!batch) {
-        this.ctx.logger.warn({ subject: msg.subject }, 'dropping a malformed log batch');
-        msg.term('malformed log batch');
+      if (!batches) {
+        this.ctx.logger.warn({ subject: msg.subject }, 'dropping a malformed log message');
+        msg.term('malformed log message');
         continue;
       }
-      const pending = this.hub.publish(batch.execution_id, batch.lines);
-      this.buffered.push({ msg, batch, pending });
-      this.bufferedLines += batch.lines.length;
+      const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
+      const lines = batches.reduce((n, b) => n + b.lines.length, 0);
+      this.buffered.push({ msg, batches, pending, lines });
+      this.bufferedLines += lines;
       if (this.flushers < INSERT_CONCURRENCY) {
         this.flushers++;
         const p = this.flushAll();
@@ -143,15 +147,17 @@ export class Consumers {
       while (this.buffered.length) {
         const take: Buffered[] = [];
         let n = 0;
-        while (this.buffered.length && (n === 0 || n + this.buffered[0]!.batch.lines.length <= MAX_INSERT_LINES)) {
+        while (this.buffered.length && (n === 0 || n + this.buffered[0]!.lines <= MAX_INSERT_LINES)) {
           const b = this.buffered.shift()!;
           take.push(b);
-          n += b.batch.lines.length;
+          n += b.lines;
         }
         const rows: StoredLine[] = new Array(n);
         let i = 0;
-        for (const { batch } of take) {
-          for (const l of batch.lines) rows[i++] = { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
+        for (const { batches } of take) {
+          for (const batch of batches) {
+            for (const l of batch.lines) rows[i++] = { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
+          }
         }
         try {
           await insertLines(this.ctx.db, rows);
@@ -161,9 +167,9 @@ export class Consumers {
           this.release(n);
           continue;
         }
-        for (const { msg, batch, pending } of take) {
+        for (const { msg, batches, pending } of take) {
           msg.ack();
-          this.hub.persisted(batch.execution_id, pending);
+          batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));
         }
         this.metrics.linesIngested.inc(n);
         this.release(n);

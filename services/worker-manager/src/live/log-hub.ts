@@ -197,6 +197,7 @@ export class LogSubscriber {
 export class LogHub {
   private readonly channels = new Map<string, Channel>();
   private readonly storeWaiters = new Map<string, Set<() => void>>();
+  private subscribers = 0;
   onSubscribersChanged: (delta: number) => void = () => undefined;
 
   constructor(readonly db: Pool) {}
@@ -230,8 +231,9 @@ export class LogHub {
     return (this.channels.get(executionId)?.pending.size ?? 0) > 0;
   }
 
-  hasSubscribers(executionId: string): boolean {
-    return (this.channels.get(executionId)?.subs.size ?? 0) > 0;
+  /** Someone follows the logs of some execution here. */
+  listening(): boolean {
+    return this.subscribers > 0;
   }
 
   /** The insert of this batch committed: it can leave memory. */
@@ -265,6 +267,7 @@ export class LogHub {
     const ch = this.channel(executionId);
     const sub = new LogSubscriber(this, ch, executionId, conn, fromSeq);
     ch.subs.add(sub);
+    this.subscribers++;
     this.onSubscribersChanged(1);
     conn.onClose(() => sub.close());
     return sub;
@@ -285,7 +288,10 @@ export class LogHub {
 
   remove(sub: LogSubscriber): void {
     const ch = sub.chan;
-    if (ch.subs.delete(sub)) this.onSubscribersChanged(-1);
+    if (ch.subs.delete(sub)) {
+      this.subscribers--;
+      this.onSubscribersChanged(-1);
+    }
     this.gc(sub.executionId, ch);
   }
 
