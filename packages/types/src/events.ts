@@ -34,6 +34,9 @@ export function subjects(prefix = 'hodei') {
     // Core NATS (request/reply, not stored in a stream).
     assign: (workerId: string) => `${p}_rpc.assign.${workerId}`,
     control: (workerId: string) => `${p}_rpc.control.${workerId}`,
+    /** A cancel for whichever worker runs the execution (`WorkerControl{cancel}`, no reply): sent
+     *  when worker-manager does not know the worker yet. */
+    cancelAnywhere: `${p}_rpc.cancel`,
     heartbeat: (workerId: string) => `${p}_rpc.heartbeat.${workerId}`,
     heartbeatAll: `${p}_rpc.heartbeat.*`,
     placementKick: `${p}_rpc.placement.kick`,

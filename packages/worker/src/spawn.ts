@@ -152,11 +152,25 @@ const SPAWN_THREAD = `
 const { parentPort } = require('node:worker_threads');
 const { spawn } = require('node:child_process');
 const children = new Map();
+// What happens in one turn of this thread's loop (the output of many jobs, exits) goes to the main
+// thread as one message, in order: a message per pipe read woke the main thread thousands of times
+// a second with many jobs writing.
+let queue = [];
+let transfer = [];
+const flush = () => {
+  const msgs = queue;
+  const moved = transfer;
+  queue = [];
+  transfer = [];
+  try { parentPort.postMessage(msgs, moved); } catch { parentPort.postMessage(msgs); }
+};
 const post = (msg, chunk) => {
-  if (!chunk) return parentPort.postMessage(msg);
-  const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length ? chunk : Uint8Array.prototype.slice.call(chunk);
-  msg.chunk = new Uint8Array(own.buffer, own.byteOffset, own.length);
-  try { parentPort.postMessage(msg, [own.buffer]); } catch { parentPort.postMessage(msg); }
+  if (chunk) {
+    const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length ? chunk : Uint8Array.prototype.slice.call(chunk);
+    msg.chunk = new Uint8Array(own.buffer, own.byteOffset, own.length);
+    if (!transfer.includes(own.buffer)) transfer.push(own.buffer);
+  }
+  if (queue.push(msg) === 1) setImmediate(flush);
 };
 parentPort.on('message', (m) => {
   if (m.type !== 'spawn') {
@@ -214,7 +228,9 @@ export class ThreadSpawner implements Spawner {
   constructor(private readonly logger: Logger) {
     this.thread = new Worker(SPAWN_THREAD, { eval: true });
     this.thread.unref();
-    this.thread.on('message', (m: ThreadMsg) => this.onMessage(m));
+    this.thread.on('message', (batch: ThreadMsg[]) => {
+      for (const m of batch) this.onMessage(m);
+    });
     this.thread.on('error', (err) => this.onDown(err));
     this.thread.on('exit', () => this.onDown(undefined));
   }

@@ -92,6 +92,7 @@ class WorkerAgent {
   async begin(): Promise<void> {
     this.subs.push(this.nc.subscribe(this.subjects.assign(this.config.id), { callback: (err, msg) => { if (!err) this.onAssign(msg); } }));
     this.subs.push(this.nc.subscribe(this.subjects.control(this.config.id), { callback: (err, msg) => { if (!err) this.onControl(msg); } }));
+    this.subs.push(this.nc.subscribe(this.subjects.cancelAnywhere, { callback: (err, msg) => { if (!err) this.onCancelAnywhere(msg); } }));
     this.heartbeat();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.heartbeatIntervalMs);
     if (this.config.registerWithScheduler) void this.register();
@@ -183,6 +184,19 @@ class WorkerAgent {
     }
     if (msg.reply) msg.respond(encodeJson(reply));
     after?.();
+  }
+
+  /** A cancel sent to every worker: only the one running the execution acts, and answers. */
+  private onCancelAnywhere(msg: Msg): void {
+    let parsed;
+    try {
+      parsed = WorkerControl.safeParse(decodeJson(msg.data));
+    } catch {
+      return; // not JSON: nothing to cancel
+    }
+    if (!parsed.success || parsed.data.action !== 'cancel') return;
+    const execution = this.executions.get(parsed.data.execution_id);
+    if (execution?.kill(parsed.data.reason) && msg.reply) msg.respond(encodeJson({ ok: true }));
   }
 
   drain(): Promise<void> {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '@hodei/platform';
+import { decodeJson, encodeJson, newId } from '@hodei/platform';
 import { alive, setup, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
@@ -90,6 +90,16 @@ describe('timeout and cancel', () => {
     const final = await run.final;
     expect(final).toMatchObject({ status: 'cancelled', signal: 'SIGKILL' });
     expect(await waitFor(() => !alive(pids.stubborn!) && !alive(pids.shell!), 3000)).toBe(true);
+  });
+
+  it('a cancel sent to every worker is answered and acted on only by the one running the execution', async () => {
+    const run = await h.assign({ command: 'echo ready; while :; do sleep 0.05; done' });
+    await waitFor(() => run.lines.length > 0, 5000);
+    const body = (id: string) => encodeJson({ action: 'cancel', execution_id: id, reason: 'cancelled' });
+    await expect(h.bus.nc.request(h.bus.subjects.cancelAnywhere, body(newId()), { timeout: 300 })).rejects.toThrow();
+    const reply = await h.bus.nc.request(h.bus.subjects.cancelAnywhere, body(run.id), { timeout: 2000 });
+    expect(decodeJson(reply.data)).toEqual({ ok: true });
+    expect(await run.final).toMatchObject({ status: 'cancelled', signal: 'SIGTERM' });
   });
 
   it('answers a cancel for an execution it does not run', async () => {

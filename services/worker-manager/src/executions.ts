@@ -1,6 +1,6 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
-import { Batcher, BadRequestError, ConflictError, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, publishTraced, traceField, type ServiceContext } from '@hodei/platform';
+import { Batcher, BadRequestError, ConflictError, decodeJson, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, publishTraced, traceField, type ServiceContext } from '@hodei/platform';
 import {
   DEFAULT_SPEC,
   isFinalStatus,
@@ -22,6 +22,8 @@ import { maxStoredSeq } from './store/logs.js';
 /** How long a final status waits for the execution's last log lines to be stored. */
 const LOG_WAIT_MS = 3000;
 const LOG_RECHECK_MS = 50;
+/** How long a cancel waits for the worker running a seemingly queued execution to answer. */
+const CANCEL_ANYWHERE_MS = 25;
 
 export class Executions {
   private readonly orchestrator: ServiceClient;
@@ -103,6 +105,10 @@ export class Executions {
     const row = await this.get(id);
     if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
     if (row.status === 'queued') {
+      // It may run already: a job reports running only after HODEI_WORKER_RUNNING_AFTER_MS. The
+      // worker that runs it (if any) stops it and says so; then its own final status records the
+      // end. Otherwise it ends here without having started.
+      if (await this.cancelWherever(id)) return store.toExecution((await store.getExecution(this.ctx.db, id)) ?? row);
       const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started', from: ['queued'] });
       if (done) {
         await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionCancel, encodeJson({ execution_id: id }));
@@ -123,6 +129,20 @@ export class Executions {
       throw new ServiceUnavailableError(`worker ${row.worker_id} did not answer the cancel request (${(err as Error).message})`);
     }
     return store.toExecution((await store.getExecution(this.ctx.db, id)) ?? row);
+  }
+
+  /** Asks every worker to cancel the execution; true when the one running it answered. */
+  private async cancelWherever(id: string): Promise<boolean> {
+    try {
+      const reply = await this.ctx.bus.nc.request(
+        this.ctx.bus.subjects.cancelAnywhere,
+        encodeJson({ action: 'cancel', execution_id: id, reason: 'cancelled' }),
+        { timeout: CANCEL_ANYWHERE_MS },
+      );
+      return (decodeJson(reply.data) as { ok?: unknown }).ok === true;
+    } catch {
+      return false; // no worker runs it (only the one that does answers), or none is connected
+    }
   }
 
   private stopOnWorker(executionId: string, workerId: string): void {
