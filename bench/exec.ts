@@ -11,6 +11,7 @@
 // its own. Workers are spawned through POST /api/v1/workers as in production.
 // With --rounds R every benchmark runs R times; the table shows the best round and the spread.
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -50,15 +51,34 @@ async function until<T>(fn: () => Promise<T | undefined | null | false> | T | un
 }
 
 // ---- HTTP and SSE clients -------------------------------------------------------------------
-async function call(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any; at: number }> {
-  const res = await fetch(url + path, {
-    method,
-    headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
+/** Keep-alive connections and node:http rather than fetch: the load generator shares the 2 cores
+ *  with what it measures, and fetch costs about 0.3 ms more CPU per request here. */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function call(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any; at: number }> {
+  return new Promise((ok, fail) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      url + path,
+      { method, agent, headers: payload === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' } },
+      (res) => {
+        const at = wallMs();
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          try {
+            ok({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined, at });
+          } catch (err) {
+            fail(err as Error);
+          }
+        });
+        res.on('error', fail);
+      },
+    );
+    req.on('error', fail);
+    req.end(payload);
   });
-  const at = wallMs();
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined, at };
 }
 
 interface SseEvent {
@@ -318,7 +338,9 @@ function cpuPerJob(before: Record<string, number>, after: Record<string, number>
 }
 
 async function benchThroughput(jobs: number): Promise<Figure[]> {
-  const base = await bareSpawnLoop(jobs, 8);
+  // the machine's limit: the best of three runs (one run swung between 350 and 650 /s here)
+  let base = 0;
+  for (let i = 0; i < 3; i++) base = Math.max(base, await bareSpawnLoop(jobs, 8));
   const stack = await startStack({ processes: ownProcesses });
   try {
     const worker = await stack.startWorker(8);
