@@ -363,6 +363,8 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     const statuses = await Promise.all(ids.map((id) => stack.waitFinal(id, 120_000)));
     const end = Math.max(...ids.map((id) => stack.finals.get(id)!.at));
     const cpu = cpuPerJob(cpu0, cpuByRole(), jobs);
+    // an assignment the worker refused (it had no free slot) means the scheduler over-filled it
+    const refused = /hodei_placements_total\{outcome="refused"[^}]*\} (\d+)/.exec(await (await fetch(`${stack.scheduler}/metrics`)).text())?.[1] ?? '0';
     const bad = statuses.filter((s) => s !== 'completed').length;
     if (bad) throw new Error(`${bad} of ${jobs} jobs did not complete`);
     await stack.stopWorker(worker);
@@ -377,7 +379,7 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
         baseline: { label: 'bare Node loop, /bin/sh -c true, 8 at a time', value: base },
         target: { text: '≥ 0.8× baseline', ok: (v, b) => v >= 0.8 * b! },
         better: 'higher',
-        note: `submitting took ${((submitted - t0) / 1000).toFixed(2)} s; CPU per job: ${cpu}`,
+        note: `submitting took ${((submitted - t0) / 1000).toFixed(2)} s; assignments refused: ${refused}; CPU per job: ${cpu}`,
       },
     ];
   } finally {

@@ -84,6 +84,9 @@ export class Placer {
   private readonly inserts: Batcher<{ event: ExecutionQueuedEvent; claimFor?: string }, Stored>;
   /** Executions this process has seen queued (the latest SEEN_REMEMBERED): a copy of the event never takes the fast path. */
   private readonly seen = new Set<string>();
+  /** Fast-path claims being stored: a round reads capacity only once they are (else it would
+   *  count their slots free, over-fill the worker and have the assignment refused). */
+  private readonly fastClaims = new Set<Promise<Stored>>();
   private readonly confirms: Batcher<{ execution_id: string; worker_id: string }>;
 
   constructor(
@@ -120,6 +123,11 @@ export class Placer {
     if (worker) {
       // the assignment goes out while the claimed row is being stored
       const claimed = this.inserts.add({ event: ev, claimFor: worker.id });
+      this.fastClaims.add(claimed);
+      void claimed.then(
+        () => this.fastClaims.delete(claimed),
+        () => this.fastClaims.delete(claimed),
+      );
       this.track(this.assign(entry, worker.id, claimed));
       return claimed.then((r) => r.stored);
     }
@@ -173,6 +181,7 @@ export class Placer {
   }
 
   private async round(): Promise<void> {
+    if (this.fastClaims.size) await Promise.allSettled([...this.fastClaims]);
     const arrivals = this.arrivals.splice(0);
     let limit = this.fullWanted ? ROUND_LIMIT : HEAD_LIMIT;
     this.fullWanted = false;

@@ -282,6 +282,57 @@ describe('placement', () => {
     expect(await until(() => controls, (c) => c.length > 0)).toEqual([{ action: 'cancel', execution_id: id, reason: 'cancelled' }]);
   });
 
+  it('a stream of short executions on a busy worker: never more assigned than it has slots, none refused', async () => {
+    const id = newId();
+    const running = new Set<string>();
+    let refused = 0;
+    let most = 0;
+    const done: string[] = [];
+    const sub = nc.subscribe(s.assign(id), {
+      callback: (_err, m) => {
+        const a = decodeJson(m.data) as Assignment;
+        if (running.size >= 8) {
+          refused++;
+          return m.respond(encodeJson({ accepted: false, reason: 'no free slot (8/8 busy)' }));
+        }
+        running.add(a.execution_id);
+        most = Math.max(most, running.size);
+        m.respond(encodeJson({ accepted: true }));
+        // a short job: over a few ms later
+        setTimeout(() => {
+          running.delete(a.execution_id);
+          done.push(a.execution_id);
+          // as a worker reports it: the final status, which frees the slot at once
+          const final: ExecutionStatusEvent = { execution_id: a.execution_id, job_id: null, worker_id: id, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
+          void svc.ctx.bus.js.publish(s.executionStatus(a.execution_id), encodeJson(final));
+        }, 2 + Math.random() * 10);
+      },
+    });
+    await nc.flush();
+    const res = await fetch(`${svc.url}/api/v1/workers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id, type: 'shell', labels: { t: 'stream' }, capacity: { slots: 8, cpu_cores: 64, memory_bytes: 64 * 1024 ** 3 } }),
+    });
+    expect(res.status).toBe(201);
+    registered.push(id);
+    await settle();
+    const ids: string[] = [];
+    // arrivals from 16 clients at once, about as fast as slots free up: placed now by a round
+    // after a finish, now straight from the last round's view
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (n++ < 300) ids.push(await enqueue({ labels: { t: 'stream' } }));
+      }),
+    );
+    await until(() => done.length, (n) => n >= ids.length, 15_000);
+    sub.unsubscribe();
+    expect(new Set(done)).toEqual(new Set(ids));
+    expect(most).toBeLessThanOrEqual(8);
+    expect(refused).toBe(0);
+  });
+
   it('a worker that exits loses what it ran; the rest goes to another worker', async () => {
     const doomed = await worker({ t: 'exit' }, { slots: 8 });
     const a = await enqueue({ labels: { t: 'exit' } });
