@@ -19,6 +19,7 @@ const ASSIGN_TIMEOUT_MS = 2000;
 /** How long a worker that did not answer (or refused an entry) is passed over. */
 const UNRESPONSIVE_MS = 3000;
 const REFUSED_MS = 2000;
+const REFUSED_FULL_MS = 100;
 const EPSILON = 1e-9;
 const SEEN_REMEMBERED = 10_000;
 const CLAIMED: Promise<Stored> = Promise.resolve({ stored: true, known: null });
@@ -373,7 +374,9 @@ export class Placer {
       if (ack.success && ack.data.accepted) accepted = true;
       else {
         why = ack.success ? `refused: ${ack.data.reason ?? 'no reason given'}` : 'malformed acknowledgement';
-        this.refused.set(`${entry.execution_id}:${workerId}`, Date.now() + REFUSED_MS);
+        // a full worker frees a slot soon (it was over-filled: say, by another replica)
+        const full = ack.success && (ack.data.reason ?? '').startsWith('no free slot');
+        this.refused.set(`${entry.execution_id}:${workerId}`, Date.now() + (full ? REFUSED_FULL_MS : REFUSED_MS));
       }
     } catch (err) {
       why = `no answer: ${(err as Error).message}`;
