@@ -56,6 +56,19 @@ async function worker(labels: Record<string, string>, capacity: { slots?: number
   return { id, got, next, ids: () => got.map((a) => a.execution_id), stop: () => sub.unsubscribe() };
 }
 
+/** Records the control messages sent to a worker, answering each as a worker would. */
+async function controlsTo(workerId: string) {
+  const controls: Array<{ action: string; execution_id?: string; reason?: string }> = [];
+  nc.subscribe(s.control(workerId), {
+    callback: (_e, m) => {
+      controls.push(decodeJson(m.data) as (typeof controls)[number]);
+      m.respond(encodeJson({ ok: true }));
+    },
+  });
+  await nc.flush();
+  return controls;
+}
+
 let clock = Date.parse('2026-01-01T00:00:00.000Z');
 async function enqueue(o: { priority?: number; labels?: Record<string, string>; cpu?: number; memory?: number } = {}, id = newId()) {
   const priority = o.priority ?? 5;
@@ -239,14 +252,7 @@ describe('placement', () => {
 
   it('on an idle worker, an arrival is placed and recorded; one whose cancel came first does not stay on it', async () => {
     const w = await worker({ t: 'idle' }, { slots: 2 });
-    const controls: Array<{ action: string; execution_id?: string }> = [];
-    nc.subscribe(s.control(w.id), {
-      callback: (_e, m) => {
-        controls.push(decodeJson(m.data) as (typeof controls)[number]);
-        m.respond(encodeJson({ ok: true }));
-      },
-    });
-    await nc.flush();
+    const controls = await controlsTo(w.id);
     await settle(); // the round after the registration has seen the worker idle
     const a = await enqueue({ labels: { t: 'idle' } });
     await until(() => w.got.length, (n) => n > 0);
@@ -268,14 +274,7 @@ describe('placement', () => {
 
   it('a cancel of an execution already placed (worker-manager still saw it queued) goes to its worker', async () => {
     const w = await worker({ t: 'placed-cancel' });
-    const controls: Array<{ action: string; execution_id?: string }> = [];
-    nc.subscribe(s.control(w.id), {
-      callback: (_e, m) => {
-        controls.push(decodeJson(m.data) as (typeof controls)[number]);
-        m.respond(encodeJson({ ok: true }));
-      },
-    });
-    await nc.flush();
+    const controls = await controlsTo(w.id);
     const id = await enqueue({ labels: { t: 'placed-cancel' } });
     await until(() => w.got.length, (n) => n > 0);
     await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: id }));
