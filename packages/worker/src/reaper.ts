@@ -7,19 +7,22 @@ import type { Logger } from '@hodei/platform';
 import { findExecutionProcesses, signalGroup, signalPids } from './procs.js';
 
 type Signal = 'SIGTERM' | 'SIGKILL';
+const WARM_MS = 1000;
 
 // Plain JS so the thread loads the same way from src (tests) and dist. It mirrors
 // findExecutionProcesses() and signals what it finds itself, saving a round trip.
 // A busy worker scans after every job, and reading every environ each time cost about 1 ms of CPU
 // per job: so the execution id found in each pid's environ (or none) is remembered while scans come
-// less than CACHE_MS apart. A pid can only be reused after the kernel has handed out every other
-// pid, which takes far longer than CACHE_MS, and a pid that left the listing is forgotten.
+// less than CACHE_MS apart (while jobs run, a refresh every WARM_MS keeps it so, and a cancel reads
+// only the processes started since). A pid can only be reused after the kernel has handed out
+// every other pid (32,768 by default: far more forks than fit in CACHE_MS), and a pid that left
+// the listing is forgotten.
 // The one process whose environ changes under a pid is a job's main process (forked by the spawner
 // without the id, exec'd with it); it leads the process group, which is signalled as a group.
 const SCAN_THREAD = `
 const { parentPort } = require('node:worker_threads');
 const { readdirSync, readFileSync } = require('node:fs');
-const CACHE_MS = 1000;
+const CACHE_MS = 3000;
 const KEY = Buffer.from('HODEI_EXECUTION_ID=');
 let known = new Map();
 let lastScan = 0;
@@ -30,7 +33,10 @@ function idOf(environ) {
   return environ.toString('latin1', at + KEY.length, end === -1 ? environ.length : end);
 }
 parentPort.on('message', ({ seq, ids, signal }) => {
-  const wanted = new Set(ids);
+  const found = scan(new Set(ids), signal);
+  if (seq) parentPort.postMessage({ seq, found });
+});
+function scan(wanted, signal) {
   const found = {};
   let entries = [];
   try { entries = readdirSync('/proc'); } catch {}
@@ -56,8 +62,8 @@ parentPort.on('message', ({ seq, ids, signal }) => {
       try { process.kill(Number(name), signal); } catch {}
     }
   }
-  parentPort.postMessage({ seq, found });
-});
+  return found;
+}
 `;
 
 interface Pending {
@@ -75,6 +81,7 @@ export class Reaper {
   /** Per signal: ids waiting for the next scan. */
   private queued = new Map<Signal, Pending>();
   private scanning = new Set<Signal>();
+  private warmTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly graceMs: number,
@@ -112,7 +119,20 @@ export class Reaper {
     for (const pids of findExecutionProcesses(ids).values()) signalPids(pids, 'SIGKILL');
   }
 
+  /** While jobs run, the scan thread refreshes what it knows of /proc every WARM_MS, so that a
+   *  cancel reads only the processes started since. */
+  keepWarm(on: boolean): void {
+    if (on && !this.warmTimer) {
+      this.warmTimer = setInterval(() => this.thread?.postMessage({ seq: 0, ids: [], signal: null }), WARM_MS);
+      this.warmTimer.unref();
+    } else if (!on && this.warmTimer) {
+      clearInterval(this.warmTimer);
+      this.warmTimer = undefined;
+    }
+  }
+
   async close(): Promise<void> {
+    this.keepWarm(false);
     this.closed = true;
     const thread = this.thread;
     this.thread = undefined;

@@ -134,6 +134,7 @@ class WorkerAgent {
         );
         this.executions.set(toStart.id, toStart);
         this.busy.add(toStart.id);
+        this.reaper.keepWarm(true);
         ack = { accepted: true };
       }
     } catch (err) {
@@ -153,6 +154,7 @@ class WorkerAgent {
       this.metrics?.finished.inc({ status: outcome.status });
       this.busy.delete(execution.id);
       this.executions.delete(execution.id);
+      if (this.executions.size === 0) this.reaper.keepWarm(false);
       if (this.draining && this.executions.size === 0) void this.shutdown();
     });
   }
