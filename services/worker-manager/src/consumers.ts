@@ -1,5 +1,6 @@
-// Durable JetStream consumers: log batches (fanned out at once, stored in coalesced inserts, acked
-// after the insert) and execution status events (applied one at a time, in order).
+// Durable JetStream consumers: log messages (each execution's lines fanned out at once, stored in
+// coalesced inserts, the message acked after the insert) and execution status events (applied side
+// by side across executions, in order within one).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
 import { decodeJson, withConsumedSpan, type ServiceContext } from '@hodei/platform';
