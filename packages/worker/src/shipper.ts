@@ -171,6 +171,10 @@ export class LogShipper {
       const ready = [...this.ready];
       for (const [i, log] of ready.entries()) {
         if (lines >= MAX_BATCH_LINES || bytes >= MAX_BATCH_BYTES) break;
+        if (log.waiting() === 0) {
+          this.ready.delete(log); // given up (aborted) since it had lines waiting
+          continue;
+        }
         // an even share of the room left for each execution still to come (a flood in one does
         // not hold the others' lines back)
         const share = Math.max(1, Math.floor((MAX_BATCH_LINES - lines) / (ready.length - i)));
@@ -183,6 +187,7 @@ export class LogShipper {
         this.ready.delete(log);
         if (log.waiting() > 0) this.ready.add(log);
       }
+      if (batches.length === 0) continue;
       const sent: Promise<void> = Promise.all(this.encode(batches).map((m) => this.publishOne(m.payload, m.msgID))).then(() => {
         this.inflight.splice(this.inflight.indexOf(sent), 1);
         for (const t of taken) t.log.acked(t.lines, t.bytes);
