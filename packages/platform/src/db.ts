@@ -21,9 +21,10 @@ export function createPool(databaseUrl: string, schema: string, logger: Logger, 
   return pool;
 }
 
+/** A Postgres identifier, quoted: any name a database may have (capitals, dashes, quotes). */
 export function quoteIdent(name: string): string {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`invalid identifier ${name}`);
-  return `"${name}"`;
+  if (name.length === 0 || name.includes('\0') || Buffer.byteLength(name) > 63) throw new Error(`invalid identifier ${JSON.stringify(name)}`);
+  return `"${name.replace(/"/g, '""')}"`;
 }
 
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, createPool, createTestEnv, ensureDatabase, migrate, type Pool } from '../src/index.js';
+import { createLogger, createPool, createTestEnv, dropDatabase, ensureDatabase, migrate, type Pool } from '../src/index.js';
 
 const logger = createLogger('test', 'silent');
 const env = createTestEnv();
@@ -67,5 +67,26 @@ describe('migrate', () => {
     expect(rows).toEqual([{ id: 1 }]);
     const half = await pool.query("SELECT to_regclass('svc_bad.half') AS t");
     expect(half.rows[0].t).toBeNull();
+  });
+});
+
+describe('ensureDatabase', () => {
+  it('creates and drops a database whose name has capitals, a dash and a quote', async () => {
+    const name = `Hodei-Test "q" ${Date.now()}`;
+    const url = new URL(env.databaseUrl);
+    url.pathname = `/${encodeURIComponent(name)}`;
+    const exists = async () => {
+      const other = createPool(env.databaseUrl, 'svc_test', logger);
+      try {
+        return (await other.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
+      } finally {
+        await other.end();
+      }
+    };
+    await ensureDatabase(url.toString());
+    await ensureDatabase(url.toString()); // a second time: nothing to do
+    expect(await exists()).toBe(true);
+    await dropDatabase(url.toString());
+    expect(await exists()).toBe(false);
   });
 });
