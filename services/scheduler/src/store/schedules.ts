@@ -199,12 +199,18 @@ export class ScheduleStore {
     return rows[0]?.id ?? null;
   }
 
-  /** Moves a schedule past a firing; a no-op when another replica already moved it. */
+  /**
+   * Moves a schedule past a firing, unless another replica (or an edit, a pause) moved it already.
+   * `lastRunAt`, given only by the one caller that claimed the run, is recorded either way: a run
+   * fired while the schedule was being paused is still its last run.
+   */
   async advance(id: string, from: Date, next: Date | null, lastRunAt: Date | null): Promise<void> {
     await this.db.query(
-      `UPDATE schedules SET next_run_at = $3, completed = (cron IS NULL AND $3::timestamptz IS NULL),
-         last_run_at = coalesce($4, last_run_at), updated_at = now()
-       WHERE id = $1 AND next_run_at = $2`,
+      `UPDATE schedules SET
+         next_run_at = CASE WHEN next_run_at = $2 THEN $3 ELSE next_run_at END,
+         completed = CASE WHEN next_run_at = $2 THEN (cron IS NULL AND $3::timestamptz IS NULL) ELSE completed END,
+         last_run_at = greatest(last_run_at, $4), updated_at = now()
+       WHERE id = $1 AND (next_run_at = $2 OR $4::timestamptz IS NOT NULL)`,
       [id, from, next, lastRunAt],
     );
   }
