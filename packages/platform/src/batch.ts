@@ -9,9 +9,10 @@ export class Batcher<T, R = void> {
   private flushing = false;
   private scheduled = false;
 
-  /** `flush` gets the items in the order they were added and answers one result per item. */
+  /** `flush` gets the items in the order they were added and answers one result per item
+   *  (or nothing, when the callers wait only for the write). */
   constructor(
-    private readonly flush: (items: T[]) => Promise<R[]>,
+    private readonly flush: (items: T[]) => Promise<R[] | void>,
     private readonly maxItems = 500,
   ) {}
 
@@ -39,11 +40,11 @@ export class Batcher<T, R = void> {
     const waiters = this.waiters.splice(0, items.length);
     try {
       const results = await this.flush(items);
-      waiters.forEach((w, i) => w.resolve(results[i] as R));
+      waiters.forEach((w, i) => w.resolve(results?.[i] as R));
     } catch (err) {
       if (items.length === 1) waiters[0]!.reject(err);
       // one bad item (say, text the database refuses) must not fail the others: each on its own
-      else await Promise.all(items.map((item, i) => this.flush([item]).then((r) => waiters[i]!.resolve(r[0] as R), waiters[i]!.reject)));
+      else await Promise.all(items.map((item, i) => this.flush([item]).then((r) => waiters[i]!.resolve(r?.[0] as R), waiters[i]!.reject)));
     } finally {
       this.flushing = false;
       if (this.items.length) this.schedule();

@@ -21,8 +21,8 @@ export function subjects(prefix = 'hodei') {
     executionStatusAll: `${p}.execution.*.status`,
     executionFinished: `${p}.execution.finished`,
     executionCancel: `${p}.execution.cancel`,
-    logs: (executionId: string) => `${p}.logs.${executionId}`,
-    workerLogs: (workerId: string) => `${p}.logs.${workerId}`,
+    /** A worker's log messages (`<p>.logs.<worker_id>`); a bare `LogBatch` may use the execution id. */
+    logs: (id: string) => `${p}.logs.${id}`,
     logsAll: `${p}.logs.*`,
     jobEvent: (kind: string) => `${p}.job.${kind}`,
     /** Pipeline run changes (`PipelineRunEvent`), one subject per run. */

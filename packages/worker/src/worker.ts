@@ -84,7 +84,7 @@ class WorkerAgent {
     this.js = jetstream(nc);
     this.reaper = new Reaper(config.killGraceMs, logger);
     this.spawner = config.spawnThread ? new ThreadSpawner(logger) : new InlineSpawner();
-    this.logs = new LogShipper(this.js, this.subjects.workerLogs(config.id), config.id, logger);
+    this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 

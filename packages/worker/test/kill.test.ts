@@ -67,7 +67,7 @@ describe('timeout and cancel', () => {
     expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
   });
 
-  it('finds every process of a job the scans just before had already seen (the scan remembers pids for a second)', async () => {
+  it('finds every process of a job the scans just before had already seen (the scan remembers pids for a few seconds)', async () => {
     const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile) });
     const pids = await pidsOf(pidFile, 4);

@@ -105,12 +105,12 @@ describe('log shipper', () => {
 
   it('lines of several executions read at one moment leave in one message; a flood in one does not hold the others back', async () => {
     const messages: LogMessage[] = [];
-    const sub = h.bus.nc.subscribe(h.bus.subjects.workerLogs(h.worker.id + '-shipper-test'), {
+    const sub = h.bus.nc.subscribe(h.bus.subjects.logs(h.worker.id + '-shipper-test'), {
       callback: (_e, m) => messages.push(decodeJson(m.data) as LogMessage),
     });
     await h.bus.nc.flush();
     const workerId = newId();
-    const shipper = new LogShipper(h.bus.js, h.bus.subjects.workerLogs(h.worker.id + '-shipper-test'), workerId, createLogger('test', 'silent'));
+    const shipper = new LogShipper(h.bus.js, h.bus.subjects.logs(h.worker.id + '-shipper-test'), workerId, createLogger('test', 'silent'));
     const [a, b, c] = [newId(), newId(), newId()].map((id) => shipper.open(id, () => undefined));
     for (let i = 1; i <= 1000; i++) a!.add(i, 'stdout', `a${i}`, nowIso());
     b!.add(1, 'stdout', 'b1', nowIso());

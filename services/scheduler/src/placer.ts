@@ -46,6 +46,10 @@ interface Slot {
   memory: number;
 }
 
+/** The workers with what a plan left free on them. */
+const withFree = (slots: Slot[]): RegistryWorker[] =>
+  slots.map((s) => ({ ...s.worker, free: { slots: s.slots, cpu_cores: s.cpu, memory_bytes: s.memory } }));
+
 const labelsMatch = (want: Record<string, string>, have: Record<string, string>) =>
   Object.entries(want).every(([k, v]) => have[k] === v);
 
@@ -98,10 +102,7 @@ export class Placer {
     private readonly logger: Logger,
   ) {
     this.inserts = new Batcher((items) => queue.enqueue(items));
-    this.confirms = new Batcher(async (pairs) => {
-      await queue.confirm(pairs);
-      return [];
-    });
+    this.confirms = new Batcher((pairs) => queue.confirm(pairs));
   }
 
   /** Placement starts only once the event consumers have caught up (no placing of replayed, finished work). */
@@ -220,7 +221,7 @@ export class Placer {
     this.saturated = online.length > 0 && plan.slots.every((s) => s.slots < 1);
     this.view =
       complete && waiting.every((w) => w.kind === 'lasting') && this.arrivals.length === 0
-        ? { workers: plan.slots.map((s) => ({ ...s.worker, free: { slots: s.slots, cpu_cores: s.cpu, memory_bytes: s.memory } })), at: now }
+        ? { workers: withFree(plan.slots), at: now }
         : null;
 
     if (chosen.length) {
@@ -245,7 +246,7 @@ export class Placer {
     const { chosen, slots } = this.plan([entry], view.workers, now);
     const worker = chosen[0]?.worker;
     if (!worker) return undefined;
-    view.workers = slots.map((s) => ({ ...s.worker, free: { slots: s.slots, cpu_cores: s.cpu, memory_bytes: s.memory } }));
+    view.workers = withFree(slots);
     return worker;
   }
 

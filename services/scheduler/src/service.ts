@@ -109,10 +109,7 @@ export const definition: ServiceDefinition = {
     // Every execution is finished twice (the worker's status, then worker-manager's event): the
     // second finds it in `finishedHere` and costs nothing. Finishes of one moment share a statement.
     const finishedHere = new Set<string>();
-    const finishing = new Batcher<string>(async (ids) => {
-      await queue.finish(ids);
-      return [];
-    });
+    const finishing = new Batcher<string>((ids) => queue.finish(ids));
     const finish = async (id: string) => {
       if (finishedHere.has(id)) return;
       await finishing.add(id);

@@ -10,6 +10,7 @@ import {
   type ExecutionStatusEvent,
   type Job,
   type JobSpec,
+  type WorkerControl,
 } from '@hodei/types';
 import type { EventHub } from './live/event-hub.js';
 import type { LogHub } from './live/log-hub.js';
@@ -24,6 +25,9 @@ const LOG_WAIT_MS = 3000;
 const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for the worker running a seemingly queued execution to answer. */
 const CANCEL_ANYWHERE_MS = 25;
+
+const cancelControl = (executionId: string) =>
+  encodeJson({ action: 'cancel', execution_id: executionId, reason: 'cancelled' } satisfies WorkerControl);
 
 export class Executions {
   private readonly orchestrator: ServiceClient;
@@ -43,10 +47,7 @@ export class Executions {
   ) {
     this.orchestrator = new ServiceClient(ctx.config.urls.orchestrator, ctx.config.apiToken);
     this.inserts = new Batcher((items) => store.insertExecutions(ctx.db, items));
-    this.waits = new Batcher(async (items) => {
-      await store.setWaiting(ctx.db, items);
-      return [];
-    });
+    this.waits = new Batcher((items) => store.setWaiting(ctx.db, items));
     this.starts = new Batcher((items) => store.markRunning(ctx.db, items));
     this.finals = new Batcher((items) => store.markFinals(ctx.db, items));
   }
@@ -122,7 +123,7 @@ export class Executions {
     try {
       await this.ctx.bus.nc.request(
         this.ctx.bus.subjects.control(row.worker_id),
-        encodeJson({ action: 'cancel', execution_id: id, reason: 'cancelled' }),
+        cancelControl(id),
         { timeout: 3000 },
       );
     } catch (err) {
@@ -136,7 +137,7 @@ export class Executions {
     try {
       const reply = await this.ctx.bus.nc.request(
         this.ctx.bus.subjects.cancelAnywhere,
-        encodeJson({ action: 'cancel', execution_id: id, reason: 'cancelled' }),
+        cancelControl(id),
         { timeout: CANCEL_ANYWHERE_MS },
       );
       return (decodeJson(reply.data) as { ok?: unknown }).ok === true;
@@ -147,7 +148,7 @@ export class Executions {
 
   private stopOnWorker(executionId: string, workerId: string): void {
     this.ctx.bus.nc
-      .request(this.ctx.bus.subjects.control(workerId), encodeJson({ action: 'cancel', execution_id: executionId, reason: 'cancelled' }), {
+      .request(this.ctx.bus.subjects.control(workerId), cancelControl(executionId), {
         timeout: 3000,
       })
       .catch((err: unknown) => this.ctx.logger.warn({ err, execution_id: executionId, worker_id: workerId }, 'could not stop a cancelled execution that started'));

@@ -58,18 +58,18 @@ export class QueueStore {
    *  or the same event twice in the list), with the known entry's state as it was. */
   async enqueue(items: { event: ExecutionQueuedEvent; claimFor?: string | undefined }[]): Promise<Stored[]> {
     const { rows } = await this.db.query<{ execution_id: string; inserted: boolean; state: string | null; worker_id: string | null }>(
-      `WITH ins AS (INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes, avoid_workers,
-                          state, worker_id, claimed_at)
-       SELECT v_id, v_job, v_priority, v_attempt, v_spec, v_traceparent, v_created, v_cpu, v_memory,
-              ARRAY(SELECT jsonb_array_elements_text(v_avoid))::uuid[],
-              CASE WHEN v_worker IS NULL THEN 'waiting' ELSE 'assigning' END, v_worker,
-              CASE WHEN v_worker IS NULL THEN NULL ELSE clock_timestamp() END
-       FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_job uuid, v_priority integer, v_attempt integer, v_spec jsonb,
-            v_traceparent text, v_created timestamptz, v_cpu float8, v_memory bigint, v_avoid jsonb, v_worker uuid)
-       ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id)
+      `WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_job uuid, v_priority integer, v_attempt integer,
+                    v_spec jsonb, v_traceparent text, v_created timestamptz, v_cpu float8, v_memory bigint, v_avoid jsonb, v_worker uuid)),
+            ins AS (INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes,
+                                       avoid_workers, state, worker_id, claimed_at)
+                    SELECT v_id, v_job, v_priority, v_attempt, v_spec, v_traceparent, v_created, v_cpu, v_memory,
+                           ARRAY(SELECT jsonb_array_elements_text(v_avoid))::uuid[],
+                           CASE WHEN v_worker IS NULL THEN 'waiting' ELSE 'assigning' END, v_worker,
+                           CASE WHEN v_worker IS NULL THEN NULL ELSE clock_timestamp() END
+                    FROM v
+                    ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id)
        SELECT v_id AS execution_id, ins.execution_id IS NOT NULL AS inserted, q.state, q.worker_id
-       FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid)
-       LEFT JOIN ins ON ins.execution_id = v_id LEFT JOIN queue q ON q.execution_id = v_id`,
+       FROM v LEFT JOIN ins ON ins.execution_id = v_id LEFT JOIN queue q ON q.execution_id = v_id`,
       [
         JSON.stringify(
           items.map(({ event: ev, claimFor }) => ({

@@ -75,13 +75,14 @@ export async function insertExecutions(db: Pool, es: NewExecution[]): Promise<Ex
      RETURNING ${COLUMNS}`,
     [JSON.stringify(es.map((e) => ({ v_id: e.id, v_job: e.job_id, v_name: e.name, v_priority: e.priority, v_spec: e.spec, v_attempt: e.attempt })))],
   );
-  return inOrder(es, rows);
+  // an insert without ON CONFLICT returns every row or fails as a whole
+  return inOrder(es, rows).map((r) => r!);
 }
 
 /** The returned rows lined up with the items (RETURNING has no order); null where none came back. */
-function inOrder<R extends { id: string }>(items: { id: string }[], rows: R[]): R[] {
+function inOrder<R extends { id: string }>(items: { id: string }[], rows: R[]): Array<R | null> {
   const byId = new Map(rows.map((r) => [r.id, r]));
-  return items.map((i) => byId.get(i.id) ?? (null as unknown as R));
+  return items.map((i) => byId.get(i.id) ?? null);
 }
 
 export async function deleteExecution(db: Pool, id: string): Promise<void> {
