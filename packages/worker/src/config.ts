@@ -7,6 +7,8 @@ import { z } from '@hodei/types';
 export type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const SPAWNERS = ['process', 'thread', 'inline'] as const;
+export type SpawnerKind = (typeof SPAWNERS)[number];
 
 /** `{"pool":"gpu"}` or `pool=gpu,zone=a`. */
 export function parseLabels(text: string): Record<string, string> {
@@ -63,8 +65,9 @@ const WorkerEnvSchema = z.object({
   HODEI_WORKER_RUNNING_AFTER_MS: z.coerce.number().int().min(0).max(60_000).default(20),
   /** Directory for job scripts and result files (default: the OS temp dir). */
   HODEI_WORKER_TMPDIR: z.string().min(1).optional(),
-  /** Fork job processes on a spawner thread (default) or on the main thread (`false`). */
-  HODEI_WORKER_SPAWN_THREAD: z.enum(['true', 'false', '1', '0']).default('true'),
+  /** Who forks job processes: a small perl process (default; the agent's thread when perl is
+   *  missing), a thread of the agent, or its main thread. */
+  HODEI_WORKER_SPAWNER: z.enum(SPAWNERS).default('process'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   /** Serve Prometheus metrics on this port at /metrics when the agent runs standalone (unset: off). */
   HODEI_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
@@ -88,8 +91,8 @@ export interface WorkerConfig {
   /** Delay of the `running` report (0: at once). */
   runningAfterMs: number;
   tmpDir: string;
-  /** Fork on a spawner thread, keeping the event loop free (false: on the main thread). */
-  spawnThread: boolean;
+  /** Who forks job processes (see HODEI_WORKER_SPAWNER). */
+  spawner: SpawnerKind;
   logLevel: (typeof LOG_LEVELS)[number];
   /** Port of the standalone agent's /metrics endpoint; undefined: none. */
   metricsPort: number | undefined;
@@ -137,7 +140,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     runningAfterMs: e.HODEI_WORKER_RUNNING_AFTER_MS,
     tmpDir: e.HODEI_WORKER_TMPDIR ?? os.tmpdir(),
-    spawnThread: e.HODEI_WORKER_SPAWN_THREAD === 'true' || e.HODEI_WORKER_SPAWN_THREAD === '1',
+    spawner: e.HODEI_WORKER_SPAWNER,
     logLevel: e.LOG_LEVEL,
     metricsPort: e.HODEI_WORKER_METRICS_PORT,
     metricsHost: e.HODEI_WORKER_METRICS_HOST,

@@ -3,10 +3,15 @@
 // the job's pipes and relays their bytes; the event loop that handles NATS and log shipping stays
 // free. The inline spawner does the same work on the main thread (fallback, and for comparison).
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { once } from 'node:events';
+import os from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '@hodei/platform';
 import type { LogStream } from '@hodei/types';
+import type { SpawnerKind } from './config.js';
 
 export interface SpawnRequest {
   /** Executable, or /bin/sh for commands and scripts without a shebang. */
@@ -36,6 +41,21 @@ export interface JobHandle {
   resume(): void;
   /** Stop reading and close the pipes. */
   destroy(): void;
+}
+
+/** The spawner HODEI_WORKER_SPAWNER asks for; without perl, the process spawner gives way to the thread. */
+export async function createSpawner(kind: SpawnerKind, logger: Logger, perl = 'perl'): Promise<Spawner> {
+  if (kind === 'inline') return new InlineSpawner();
+  if (kind === 'process') {
+    const spawner = new ProcessSpawner(logger, perl);
+    try {
+      await spawner.ready;
+      return spawner;
+    } catch (err) {
+      logger.warn({ err }, 'cannot run the spawner process (is perl installed?): forking jobs from a thread of the agent instead');
+    }
+  }
+  return new ThreadSpawner(logger);
 }
 
 export interface Spawner {
@@ -216,16 +236,94 @@ type ThreadMsg =
   | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null; error?: string }
   | { type: 'closed'; id: number };
 
-export class ThreadSpawner implements Spawner {
-  private readonly thread: Worker;
+type ControlOp = 'pause' | 'resume' | 'destroy';
+
+/** Forking happens elsewhere (a thread, a process): requests go out by id, and what comes back is
+ *  routed to the job's Relay. Once that elsewhere is gone, spawns run inline. */
+abstract class RemoteSpawner implements Spawner {
   private nextId = 1;
-  private readonly starting = new Map<number, { resolve: (h: JobHandle) => void; reject: (e: Error) => void }>();
+  private readonly starting = new Map<number, { file: string; resolve: (h: JobHandle) => void; reject: (e: Error) => void }>();
   private readonly jobs = new Map<number, Relay>();
-  private down = false;
-  private closing = false;
+  protected down = false;
+  protected closing = false;
   private readonly fallback = new InlineSpawner();
 
-  constructor(private readonly logger: Logger) {
+  /** `where` names the elsewhere in errors and logs ("spawner thread"). */
+  constructor(
+    private readonly logger: Logger,
+    private readonly where: string,
+  ) {}
+
+  spawn(req: SpawnRequest): Promise<JobHandle> {
+    if (this.down) return this.fallback.spawn(req);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.starting.set(id, { file: req.file, resolve, reject });
+      try {
+        this.request(id, req);
+      } catch (err) {
+        this.starting.delete(id);
+        reject(err as Error);
+      }
+    });
+  }
+
+  abstract close(): Promise<void>;
+  /** Sends the spawn request; throws what spawn() would refuse before forking. */
+  protected abstract request(id: number, req: SpawnRequest): void;
+  protected abstract control(id: number, op: ControlOp): void;
+
+  protected started(id: number, pid: number): void {
+    const waiter = this.starting.get(id);
+    this.starting.delete(id);
+    const relay = new Relay(pid, (op) => {
+      if (op === 'destroy') this.jobs.delete(id);
+      if (!this.down) this.control(id, op);
+    });
+    this.jobs.set(id, relay);
+    waiter?.resolve(relay);
+  }
+
+  /** The process could not start: the error as Node's spawn() reports it (`code` e.g. ENOENT). */
+  protected failed(id: number, message: string | ((file: string) => string), code: string | undefined): void {
+    const waiter = this.starting.get(id);
+    this.starting.delete(id);
+    waiter?.reject(Object.assign(new Error(typeof message === 'string' ? message : message(waiter.file)), { code }));
+  }
+
+  protected output(id: number, stream: LogStream, chunk: Buffer): void {
+    this.jobs.get(id)?.data(stream, chunk);
+  }
+
+  protected ended(id: number, what: { exit: ExitInfo } | 'closed'): void {
+    const relay = this.jobs.get(id);
+    if (!relay) return;
+    if (what === 'closed') relay.close();
+    else relay.exit(what.exit);
+    if (relay.hasExited && relay.isClosed) this.jobs.delete(id);
+  }
+
+  /** The elsewhere is gone: later spawns run inline; what it was starting or watching fails. */
+  protected onDown(err: unknown): void {
+    if (this.down) return;
+    this.down = true;
+    if (!this.closing) this.logger.error({ err }, `${this.where} died; spawning on the main thread from now on`);
+    // Never re-spawn these: they may have started already.
+    for (const { reject } of this.starting.values()) reject(new Error(`the ${this.where} stopped before confirming the start`));
+    this.starting.clear();
+    for (const relay of this.jobs.values()) {
+      relay.exit({ code: null, signal: null, error: `the ${this.where} stopped watching the process` });
+      relay.close();
+    }
+    this.jobs.clear();
+  }
+}
+
+export class ThreadSpawner extends RemoteSpawner {
+  private readonly thread: Worker;
+
+  constructor(logger: Logger) {
+    super(logger, 'spawner thread');
     this.thread = new Worker(SPAWN_THREAD, { eval: true });
     this.thread.unref();
     this.thread.on('message', (batch: ThreadMsg[]) => {
@@ -235,57 +333,116 @@ export class ThreadSpawner implements Spawner {
     this.thread.on('exit', () => this.onDown(undefined));
   }
 
-  spawn(req: SpawnRequest): Promise<JobHandle> {
-    if (this.down) return this.fallback.spawn(req);
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.starting.set(id, { resolve, reject });
-      this.thread.postMessage({ type: 'spawn', id, ...req });
-    });
-  }
-
   async close(): Promise<void> {
     this.closing = true;
     await this.thread.terminate();
   }
 
-  private onMessage(m: ThreadMsg): void {
-    if (m.type === 'spawned') {
-      const waiter = this.starting.get(m.id);
-      this.starting.delete(m.id);
-      const relay = new Relay(m.pid, (op) => {
-        if (op === 'destroy') this.jobs.delete(m.id);
-        if (!this.down) this.thread.postMessage({ type: op, id: m.id });
-      });
-      this.jobs.set(m.id, relay);
-      waiter?.resolve(relay);
-    } else if (m.type === 'error') {
-      const waiter = this.starting.get(m.id);
-      this.starting.delete(m.id);
-      waiter?.reject(Object.assign(new Error(m.message), { code: m.code }));
-    } else if (m.type === 'data') {
-      this.jobs.get(m.id)?.data(m.stream, Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
-    } else {
-      const relay = this.jobs.get(m.id);
-      if (!relay) return;
-      if (m.type === 'exit') relay.exit({ code: m.code, signal: m.signal, error: m.error });
-      else relay.close();
-      if (relay.hasExited && relay.isClosed) this.jobs.delete(m.id);
-    }
+  protected request(id: number, req: SpawnRequest): void {
+    this.thread.postMessage({ type: 'spawn', id, ...req });
   }
 
-  /** The thread is gone: later spawns run inline; what it was starting or watching fails. */
-  private onDown(err: unknown): void {
+  protected control(id: number, op: ControlOp): void {
+    this.thread.postMessage({ type: op, id });
+  }
+
+  private onMessage(m: ThreadMsg): void {
+    if (m.type === 'spawned') this.started(m.id, m.pid);
+    else if (m.type === 'error') this.failed(m.id, m.message, m.code);
+    else if (m.type === 'data') this.output(m.id, m.stream, Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
+    else this.ended(m.id, m.type === 'exit' ? { exit: { code: m.code, signal: m.signal, error: m.error } } : 'closed');
+  }
+}
+
+/** Where spawner.pl lives: the package root, one level above both src/ and dist/. */
+const SPAWNER_SCRIPT = fileURLToPath(new URL('../spawner.pl', import.meta.url));
+const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+const EMPTY: Buffer = Buffer.alloc(0);
+const OPS: Record<ControlOp, string> = { pause: 'H', resume: 'R', destroy: 'K' };
+
+/** spawner.pl, a small perl process of its own, forks the jobs and relays their output (the
+ *  protocol is in the script). A fork there costs a fraction of a fork of the agent. */
+export class ProcessSpawner extends RemoteSpawner {
+  /** Resolves once the script runs; rejects when it cannot (no perl on PATH). */
+  readonly ready: Promise<void>;
+  private readonly proc: ChildProcessByStdio<Writable, Readable, null>;
+  private pending = EMPTY;
+  private corked = false;
+  private settleReady!: (err?: Error) => void;
+
+  constructor(logger: Logger, perl = 'perl') {
+    super(logger, 'spawner process');
+    this.ready = new Promise((resolve, reject) => (this.settleReady = (err) => (err ? reject(err) : resolve())));
+    this.ready.catch(() => undefined); // awaited by whoever cares: never an unhandled rejection
+    this.proc = spawn(perl, [SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc.stdin.on('error', () => undefined); // EPIPE once it is gone: 'exit' says so
+    this.proc.stdout.on('data', (chunk: Buffer) => this.onOutput(chunk));
+    this.proc.on('error', (err) => this.onDown(err));
+    this.proc.on('exit', (code, signal) => this.onDown(new Error(`the spawner process exited (${signal ?? `code ${code}`})`)));
+  }
+
+  protected override onDown(err: unknown): void {
+    this.settleReady(err as Error);
+    super.onDown(err);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
     if (this.down) return;
-    this.down = true;
-    if (!this.closing) this.logger.error({ err }, 'spawner thread died; spawning on the main thread from now on');
-    // Never re-spawn these: the thread may have started them already.
-    for (const { reject } of this.starting.values()) reject(new Error('the spawner thread stopped before confirming the start'));
-    this.starting.clear();
-    for (const relay of this.jobs.values()) {
-      relay.exit({ code: null, signal: null, error: 'the spawner thread stopped watching the process' });
-      relay.close();
+    const exited = once(this.proc, 'exit');
+    this.proc.stdin.end(); // it exits at end of file
+    await exited;
+  }
+
+  protected request(id: number, req: SpawnRequest): void {
+    const fields = [req.file, req.cwd ?? '', String(req.args.length), ...req.args, ...Object.entries(req.env).map(([k, v]) => `${k}=${v}`)];
+    if (fields.some((f) => f.includes('\0'))) {
+      throw Object.assign(new TypeError('the command, its arguments, environment and working directory must not contain NUL bytes'), { code: 'ERR_INVALID_ARG_VALUE' });
     }
-    this.jobs.clear();
+    this.send('P', id, Buffer.from(fields.join('\0')));
+  }
+
+  protected control(id: number, op: ControlOp): void {
+    this.send(OPS[op], id);
+  }
+
+  /** What one turn of the event loop asks leaves in one write. */
+  private send(op: string, id: number, payload = EMPTY): void {
+    const stdin = this.proc.stdin;
+    if (!this.corked) {
+      this.corked = true;
+      stdin.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        stdin.uncork();
+      });
+    }
+    stdin.write(`${op} ${id} ${payload.length}\n`, 'latin1');
+    if (payload.length) stdin.write(payload);
+  }
+
+  private onOutput(chunk: Buffer): void {
+    const buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    let at = 0;
+    for (let nl = buf.indexOf(10, at); nl !== -1; nl = buf.indexOf(10, at)) {
+      const [type, idText, a = '', b = ''] = buf.toString('latin1', at, nl).split(' ');
+      const id = Number(idText);
+      if (type === 'D') {
+        const end = nl + 1 + Number(b);
+        if (buf.length < end) break;
+        this.output(id, a === 'o' ? 'stdout' : 'stderr', buf.subarray(nl + 1, end));
+        at = end;
+        continue;
+      }
+      at = nl + 1;
+      if (type === 'Y') this.settleReady();
+      else if (type === 'S') this.started(id, Number(a));
+      else if (type === 'F') {
+        const code = getSystemErrorName(-Number(a));
+        this.failed(id, (file) => `spawn ${file} ${code}`, code);
+      } else if (type === 'X') this.ended(id, { exit: a === '-1' ? { code: null, signal: SIGNAL_NAMES.get(Number(b)) ?? null } : { code: Number(a), signal: null } });
+      else if (type === 'C') this.ended(id, 'closed');
+    }
+    this.pending = at < buf.length ? buf.subarray(at) : EMPTY;
   }
 }

@@ -8,7 +8,7 @@ import { createLogger, decodeJson, encodeJson, type Logger } from '@hodei/platfo
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
-import { InlineSpawner, ThreadSpawner, type Spawner } from './spawn.js';
+import { createSpawner, type Spawner } from './spawn.js';
 import type { WorkerMetrics } from './metrics.js';
 import { delay, LogShipper } from './shipper.js';
 
@@ -43,7 +43,7 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     waitOnFirstConnect: true,
     noAsyncTraces: true, // no Error (with its stack) built for every JetStream publish
   });
-  const agent = new WorkerAgent(config, nc, logger, metrics);
+  const agent = new WorkerAgent(config, nc, await createSpawner(config.spawner, logger), logger, metrics);
   await agent.begin();
   return {
     id: config.id,
@@ -65,7 +65,6 @@ class WorkerAgent {
   private readonly subjects;
   private readonly js;
   private readonly reaper: Reaper;
-  private readonly spawner: Spawner;
   private readonly logs: LogShipper;
   private draining = false;
   private shuttingDown = false;
@@ -77,13 +76,13 @@ class WorkerAgent {
   constructor(
     private readonly config: WorkerConfig,
     private readonly nc: NatsConnection,
+    private readonly spawner: Spawner,
     private readonly logger: Logger,
     private readonly metrics?: WorkerMetrics,
   ) {
     this.subjects = makeSubjects(config.natsPrefix);
     this.js = jetstream(nc);
     this.reaper = new Reaper(config.killGraceMs, logger);
-    this.spawner = config.spawnThread ? new ThreadSpawner(logger) : new InlineSpawner();
     this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }

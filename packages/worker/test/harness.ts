@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { connectBus, createLogger, createTestEnv, decodeJson, encodeJson, newId, type Bus } from '@hodei/platform';
 import { DEFAULT_SPEC, type AssignmentAck, type ExecutionStatusEvent, type JobSpec, type LogBatch, type LogMessage } from '@hodei/types';
+import type { SpawnerKind } from '../src/config.js';
 import { startWorker, type StartWorkerOptions, type WorkerHandle } from '../src/index.js';
 
 export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -43,8 +44,8 @@ export async function setup(options: StartWorkerOptions = {}) {
       natsPrefix: env.natsPrefix,
       registerWithScheduler: false,
       killGraceMs: 300,
-      // TEST_WORKER_SPAWN_THREAD=false runs the suite with the inline spawner
-      spawnThread: process.env.TEST_WORKER_SPAWN_THREAD !== 'false',
+      // TEST_WORKER_SPAWNER=thread|inline runs the suite with another spawner
+      spawner: (process.env.TEST_WORKER_SPAWNER as SpawnerKind | undefined) ?? 'process',
       heartbeatIntervalMs: 100,
       logLevel: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent',
       ...options,

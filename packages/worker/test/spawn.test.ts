@@ -1,7 +1,7 @@
-// The spawners on their own: same behaviour on the main thread and on the spawner thread.
+// The spawners on their own: the same behaviour from the perl spawner process, a thread, the main thread.
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@hodei/platform';
-import { commandRequest, InlineSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
+import { commandRequest, createSpawner, InlineSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
 
 const logger = createLogger('test', 'silent');
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
@@ -18,6 +18,7 @@ async function collect(job: JobHandle) {
 for (const [name, make] of [
   ['inline', () => new InlineSpawner()],
   ['thread', () => new ThreadSpawner(logger)],
+  ['process', () => new ProcessSpawner(logger)],
 ] as Array<[string, () => Spawner]>) {
   describe(`${name} spawner`, () => {
     it('runs a process in its own group and relays both streams and the exit code', async () => {
@@ -42,10 +43,72 @@ for (const [name, make] of [
     it('rejects with the OS error code when the process cannot start', async () => {
       const s = make();
       await expect(s.spawn(commandRequest('true', [], env, '/nonexistent/dir'))).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(s.spawn({ file: '/nonexistent/interpreter', args: [], env, cwd: undefined })).rejects.toMatchObject({ code: 'ENOENT' });
+      await s.close();
+    });
+
+    it('reports the signal that ended a process, and sets its working directory and environment', async () => {
+      const s = make();
+      const killed = await s.spawn(commandRequest('kill -TERM $$', [], env, undefined));
+      expect((await collect(killed)).exit).toEqual({ code: null, signal: 'SIGTERM' });
+      const job = await s.spawn(commandRequest('pwd; echo "$ONLY_THIS"; env | grep -c . ; cat', [], { ...env, ONLY_THIS: 'a=b c' }, '/tmp'));
+      const { exit, out } = await collect(job);
+      expect(exit.code).toBe(0);
+      // stdin is closed (cat ends at once); the environment is exactly the one asked for (+ PWD from sh)
+      expect(out.stdout.split('\n').slice(0, 2)).toEqual(['/tmp', 'a=b c']);
+      expect(Number(out.stdout.split('\n')[2])).toBeLessThanOrEqual(4);
+      await s.close();
+    });
+
+    it('holds output back while paused and delivers it all on resume', async () => {
+      const s = make();
+      const job = await s.spawn(commandRequest('seq 1 3000000', [], env, undefined));
+      job.pause();
+      let bytes = 0;
+      let exited = false;
+      job.onData((_, chunk) => (bytes += chunk.length));
+      void job.exited.then(() => (exited = true));
+      // what was read before the pause took effect still arrives; then nothing, and the job waits
+      await new Promise((r) => setTimeout(r, 150));
+      const during = bytes;
+      await new Promise((r) => setTimeout(r, 150));
+      expect(bytes).toBe(during);
+      expect(bytes).toBeLessThan(22_888_896);
+      expect(exited).toBe(false);
+      job.resume();
+      await job.exited;
+      await job.closed;
+      expect(bytes).toBe(22_888_896); // every byte of `seq 1 3000000`
       await s.close();
     });
   });
 }
+
+describe('process spawner', () => {
+  it('is not ready without perl, and createSpawner then forks from a thread', async () => {
+    const s = new ProcessSpawner(logger, '/nonexistent/perl');
+    await expect(s.ready).rejects.toThrow(/ENOENT/);
+    const job = await s.spawn(commandRequest('echo inline', [], env, undefined));
+    expect((await collect(job)).out.stdout).toBe('inline\n');
+    const fallback = await createSpawner('process', logger, '/nonexistent/perl');
+    expect(fallback).toBeInstanceOf(ThreadSpawner);
+    await fallback.close();
+  });
+
+  it('ends what it watched when the process dies, then spawns from the agent', async () => {
+    const s = new ProcessSpawner(logger);
+    await s.ready;
+    const job = await s.spawn(commandRequest('echo $PPID; sleep 5', [], env, undefined));
+    let out = '';
+    job.onData((_, chunk) => (out += chunk.toString()));
+    while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 10));
+    process.kill(Number(out), 'SIGKILL'); // the job's parent: the spawner process
+    expect((await job.exited).error).toMatch(/spawner process/);
+    process.kill(-job.pid, 'SIGKILL');
+    const after = await s.spawn(commandRequest('echo after', [], env, undefined));
+    expect((await collect(after)).out.stdout).toBe('after\n');
+  });
+});
 
 describe('thread spawner', () => {
   it('spawns on the main thread once its thread is gone', async () => {

@@ -1,0 +1,194 @@
+#!/usr/bin/perl
+# The worker agent's spawner (packages/worker/src/spawn.ts, ProcessSpawner): starts job processes
+# and relays their output and exit. fork() copies the page tables of the process that calls it and
+# the agent then pays a copy-on-write fault for every page it touches until the child has exec'd:
+# from a Node process of 110 MiB that is 2 ms of CPU per job, from this one a tenth of that.
+# Only perl-base modules, which every Debian and Ubuntu system (and node:*-bookworm-slim) has.
+#
+# Requests on stdin, each "<op> <id> <length>\n" followed by <length> bytes:
+#   P  spawn: file \0 cwd \0 argc \0 argv[1..argc] \0 "KEY=value"... (NUL-separated; cwd "" = inherit)
+#   H  pause reading the job's pipes    R  resume    K  close them
+# Events on stdout, in order for each job, S or F first:
+#   S <id> <pid>                       started (exec succeeded)
+#   F <id> <errno>                     could not start (chdir or exec failed); nothing follows
+#   D <id> <o|e> <length>\n<bytes>     output read from stdout (o) or stderr (e)
+#   X <id> <code> <signal>             the main process ended (code -1 when killed by a signal)
+#   C <id>                             both pipes reached end of file (or were closed by K)
+#   Y <pid>                            once, when the script is running
+# Exit is seen through a pidfd (Linux 5.3+) in the same select() as the pipes, so no signal can
+# fall between a check and the wait; without pidfd, children are polled every 10 ms.
+use strict;
+use warnings;
+use POSIX ();
+
+my $SYS_pidfd_open = 434;    # the same number on every architecture Linux added it to
+my $have_pidfd = 1;
+my %jobs;                    # id => job
+my %owner;                   # fileno => [job, kind]: kind is o, e (output), s (exec status), p (pidfd)
+my %ORDER = (s => 0, o => 1, e => 2, p => 3);
+my $in = '';
+my $out = '';
+binmode STDIN;
+binmode STDOUT;
+
+sub emit { $out .= $_[0] }
+
+sub flush_out {
+    while (length $out) {
+        my $n = syswrite(STDOUT, $out);
+        if (!defined $n) { next if $!{EINTR}; exit 0 }    # the agent is gone
+        substr($out, 0, $n, '');
+    }
+}
+
+sub watch { my ($job, $kind, $fh) = @_; $job->{$kind} = $fh; $owner{ fileno $fh } = [ $job, $kind ] }
+
+sub unwatch {
+    my ($job, $kind) = @_;
+    my $fh = delete $job->{$kind} or return;
+    delete $owner{ fileno $fh };
+    close $fh;
+}
+
+sub forget {
+    my $job = shift;
+    return unless $job->{exited} && $job->{closed};
+    unwatch($job, $_) for qw(o e s p);
+    delete $jobs{ $job->{id} };
+}
+
+sub pipes_closed {
+    my $job = shift;
+    return if $job->{closed};
+    $job->{closed} = 1;
+    unwatch($job, $_) for qw(o e);
+    emit("C $job->{id}\n") unless $job->{failed};
+    forget($job);
+}
+
+sub reap {
+    my $job = shift;
+    my $r = waitpid($job->{pid}, POSIX::WNOHANG());
+    return if $r == 0 || ($r < 0 && !$!{ECHILD});
+    my $status = $r < 0 ? 0 : $?;
+    $job->{exited} = 1;
+    unwatch($job, 'p');
+    my ($code, $signal) = ($status & 127) ? (-1, $status & 127) : ($status >> 8, 0);
+    emit("X $job->{id} $code $signal\n") unless $job->{failed};
+    forget($job);
+}
+
+sub start {
+    my ($id, $payload) = @_;
+    my @f = split /\0/, $payload, -1;
+    my ($file, $cwd, $argc) = splice(@f, 0, 3);
+    my @args = splice(@f, 0, $argc);
+    my ($or, $ow, $er, $ew, $sr, $sw);
+    unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { emit("F $id " . ($! + 0) . "\n"); return }
+    my $pid = fork();
+    if (!defined $pid) { emit("F $id " . ($! + 0) . "\n"); return }
+    if ($pid == 0) {
+        # $sw is close-on-exec (like every descriptor perl opens above 2): end of file on $sr means
+        # the exec succeeded, an errno means it did not.
+        POSIX::setsid();
+        open(STDIN, '<', '/dev/null');
+        POSIX::dup2(fileno $ow, 1);
+        POSIX::dup2(fileno $ew, 2);
+        if (length $cwd && !chdir $cwd) { syswrite($sw, $! + 0); POSIX::_exit(127) }
+        %ENV = map { split /=/, $_, 2 } @f;
+        { no warnings 'exec'; exec { $file } $file, @args; }
+        syswrite($sw, $! + 0);
+        POSIX::_exit(127);
+    }
+    close $ow;
+    close $ew;
+    close $sw;
+    my $job = { id => $id, pid => $pid, started => 0, paused => 0 };
+    $jobs{$id} = $job;
+    watch($job, 'o', $or);
+    watch($job, 'e', $er);
+    watch($job, 's', $sr);
+    my $pidfd = $have_pidfd ? syscall($SYS_pidfd_open, $pid, 0) : -1;
+    if ($pidfd >= 0) {
+        open(my $pfh, '<&=', $pidfd) or die "pidfd: $!";
+        watch($job, 'p', $pfh);
+    } else {
+        $have_pidfd = 0;
+    }
+}
+
+sub request {
+    my ($op, $id, $payload) = @_;
+    return start($id, $payload) if $op eq 'P';
+    my $job = $jobs{$id} or return;
+    if ($op eq 'H') { $job->{paused} = 1 }
+    elsif ($op eq 'R') { $job->{paused} = 0 }
+    elsif ($op eq 'K') { pipes_closed($job) }
+}
+
+sub read_requests {
+    my $n = sysread(STDIN, $in, 65536, length $in);
+    return if !defined $n && $!{EINTR};
+    if (!$n) { flush_out(); exit 0 }    # the agent is gone; the jobs run on in their own sessions
+    while ($in =~ /\A(\w) (\d+) (\d+)\n/) {
+        my ($op, $id, $len) = ($1, $2, $3);
+        my $head = length($1) + length($2) + length($3) + 3;
+        last if length($in) < $head + $len;
+        my $payload = substr($in, $head, $len);
+        substr($in, 0, $head + $len, '');
+        request($op, $id, $payload);
+    }
+}
+
+sub ready {
+    my ($job, $kind, $fh) = @_;
+    if ($kind eq 's') {
+        my $n = sysread($fh, my $errno, 16);
+        return if !defined $n && $!{EINTR};
+        unwatch($job, 's');
+        if ($n) {
+            $job->{failed} = 1;
+            emit("F $job->{id} $errno\n");
+        } else {
+            $job->{started} = 1;
+            emit("S $job->{id} $job->{pid}\n");
+        }
+    } elsif ($kind eq 'p') {
+        reap($job);
+    } else {
+        my $n = sysread($fh, my $data, 65536);
+        return if !defined $n && ($!{EINTR} || $!{EAGAIN});
+        if ($n) {
+            emit("D $job->{id} $kind $n\n$data") unless $job->{failed};
+            return;
+        }
+        unwatch($job, $kind);
+        pipes_closed($job) unless $job->{o} || $job->{e};
+    }
+}
+
+emit("Y $$\n");
+flush_out();
+for (;;) {
+    my $rin = '';
+    vec($rin, fileno(STDIN), 1) = 1;
+    for my $fd (keys %owner) {
+        my ($job, $kind) = @{ $owner{$fd} };
+        # output and exit only after S: the agent knows the job once it has started
+        next if ($kind eq 'o' || $kind eq 'e') && ($job->{paused} || !($job->{started} || $job->{failed}));
+        next if $kind eq 'p' && !($job->{started} || $job->{failed});
+        vec($rin, $fd, 1) = 1;
+    }
+    my $nfound = select(my $rout = $rin, undef, undef, $have_pidfd ? undef : 0.01);
+    if ($nfound > 0) {
+        # a job's S before its output, its output before its exit
+        my @fds = grep { $_ != fileno(STDIN) && vec($rout, $_, 1) } keys %owner;
+        for my $fd (sort { $ORDER{ $owner{$a}[1] } <=> $ORDER{ $owner{$b}[1] } || $a <=> $b } @fds) {
+            my $o = $owner{$fd} or next;
+            ready(@$o, $o->[0]{ $o->[1] });
+        }
+        read_requests() if vec($rout, fileno(STDIN), 1);
+    }
+    if (!$have_pidfd) { reap($_) for grep { !$_->{exited} && ($_->{started} || $_->{failed}) } values %jobs }
+    flush_out();
+}
