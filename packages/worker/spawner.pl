@@ -12,18 +12,27 @@
 #   S <id> <pid>                       started (exec succeeded)
 #   F <id> <errno>                     could not start (chdir or exec failed); nothing follows
 #   D <id> <o|e> <length>\n<bytes>     output read from stdout (o) or stderr (e)
-#   X <id> <code> <signal>             the main process ended (code -1 when killed by a signal)
+#   X <id> <code> <signal> <alone>     the main process ended (code -1 when killed by a signal);
+#                                      alone 1: no process of any ended job is left (below)
 #   C <id>                             both pipes reached end of file (or were closed by K)
 #   Y <pid>                            once, when the script is running
 # Exit is seen through a pidfd (Linux 5.3+) in the same select() as the pipes, so no signal can
 # fall between a check and the wait; without pidfd, children are polled every 10 ms.
+# This process is a child subreaper (Linux 3.4+): whatever a job leaves behind (a background or
+# setsid child, a double-forked daemon) becomes its child when its parent dies. So when every
+# child is a job still running, nothing is left of the jobs that ended, and the agent can skip
+# searching /proc for leftovers; orphans are reaped here when they exit.
 use strict;
 use warnings;
 use POSIX ();
 
 my $SYS_pidfd_open = 434;    # the same number on every architecture Linux added it to
 my $have_pidfd = 1;
+my $SYS_prctl = { x86_64 => 157, aarch64 => 167 }->{ (POSIX::uname())[4] };
+my $PR_SET_CHILD_SUBREAPER = 36;
+my $subreaper = defined $SYS_prctl && syscall($SYS_prctl, $PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
 my %jobs;                    # id => job
+my %by_pid;                  # pid => job, until reaped
 my %owner;                   # fileno => [job, kind]: kind is o, e (output), s (exec status), p (pidfd)
 my %ORDER = (s => 0, o => 1, e => 2, p => 3);
 my $in = '';
@@ -66,16 +75,32 @@ sub pipes_closed {
     forget($job);
 }
 
-sub reap {
+# 1 when every child of this process is a job that has not been reaped
+sub alone {
+    return 0 unless $subreaper;
+    open(my $fh, '<', "/proc/$$/task/$$/children") or return 0;
+    my $children = <$fh> // '';
+    for my $pid (split ' ', $children) { return 0 unless $by_pid{$pid} }
+    return 1;
+}
+
+# once the job's S or F is out (its exit may be collected before its exec status is read)
+sub exited {
     my $job = shift;
-    my $r = waitpid($job->{pid}, POSIX::WNOHANG());
-    return if $r == 0 || ($r < 0 && !$!{ECHILD});
-    my $status = $r < 0 ? 0 : $?;
     $job->{exited} = 1;
     unwatch($job, 'p');
+    my $status = $job->{status};
     my ($code, $signal) = ($status & 127) ? (-1, $status & 127) : ($status >> 8, 0);
-    emit("X $job->{id} $code $signal\n") unless $job->{failed};
+    emit("X $job->{id} $code $signal " . alone() . "\n") unless $job->{failed};
     forget($job);
+}
+
+sub reap_all {
+    while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
+        my $job = delete $by_pid{$pid} or next;    # an orphan a job left: nothing to report
+        $job->{status} = $?;
+        exited($job) if $job->{started} || $job->{failed};
+    }
 }
 
 sub start {
@@ -105,6 +130,7 @@ sub start {
     close $sw;
     my $job = { id => $id, pid => $pid, started => 0, paused => 0 };
     $jobs{$id} = $job;
+    $by_pid{$pid} = $job;
     watch($job, 'o', $or);
     watch($job, 'e', $er);
     watch($job, 's', $sr);
@@ -153,8 +179,9 @@ sub ready {
             $job->{started} = 1;
             emit("S $job->{id} $job->{pid}\n");
         }
+        exited($job) if defined $job->{status};
     } elsif ($kind eq 'p') {
-        reap($job);
+        unwatch($job, 'p');    # it has exited: reap_all collects it
     } else {
         my $n = sysread($fh, my $data, 65536);
         return if !defined $n && ($!{EINTR} || $!{EAGAIN});
@@ -167,6 +194,9 @@ sub ready {
     }
 }
 
+# An orphan's exit interrupts select(): reaped at once, it does not linger as a zombie. Should the
+# signal land between reap_all() and select(), the next wake-up (at most a second later) reaps it.
+$SIG{CHLD} = sub { };
 emit("Y $$\n");
 flush_out();
 for (;;) {
@@ -179,7 +209,7 @@ for (;;) {
         next if $kind eq 'p' && !($job->{started} || $job->{failed});
         vec($rin, $fd, 1) = 1;
     }
-    my $nfound = select(my $rout = $rin, undef, undef, $have_pidfd ? undef : 0.01);
+    my $nfound = select(my $rout = $rin, undef, undef, $have_pidfd ? 1 : 0.01);
     if ($nfound > 0) {
         # a job's S before its output, its output before its exit
         my @fds = grep { $_ != fileno(STDIN) && vec($rout, $_, 1) } keys %owner;
@@ -189,6 +219,6 @@ for (;;) {
         }
         read_requests() if vec($rout, fileno(STDIN), 1);
     }
-    if (!$have_pidfd) { reap($_) for grep { !$_->{exited} && ($_->{started} || $_->{failed}) } values %jobs }
+    reap_all();
     flush_out();
 }

@@ -173,7 +173,7 @@ export class Execution {
     this.readTimestamp = new Date().toISOString();
     out.end();
     err.end();
-    this.deps.reaper.cleanup(this.id, child.pid);
+    if (!outcome.alone) this.deps.reaper.cleanup(this.id, child.pid);
 
     let status: ExecutionStatus;
     let exitCode: number | null = null;

@@ -26,6 +26,9 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
   /** Set when the process could not be watched to its end (the spawner thread died). */
   error?: string;
+  /** The spawner knows that no process of any ended job is left (see spawner.pl): nothing to
+   *  search /proc for. Unset: it does not know. */
+  alone?: boolean;
 }
 
 /** A running job process: own process group, stdin closed, stdout/stderr as raw bytes. */
@@ -425,7 +428,7 @@ export class ProcessSpawner extends RemoteSpawner {
     const buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     let at = 0;
     for (let nl = buf.indexOf(10, at); nl !== -1; nl = buf.indexOf(10, at)) {
-      const [type, idText, a = '', b = ''] = buf.toString('latin1', at, nl).split(' ');
+      const [type, idText, a = '', b = '', c] = buf.toString('latin1', at, nl).split(' ');
       const id = Number(idText);
       if (type === 'D') {
         const end = nl + 1 + Number(b);
@@ -440,7 +443,10 @@ export class ProcessSpawner extends RemoteSpawner {
       else if (type === 'F') {
         const code = getSystemErrorName(-Number(a));
         this.failed(id, (file) => `spawn ${file} ${code}`, code);
-      } else if (type === 'X') this.ended(id, { exit: a === '-1' ? { code: null, signal: SIGNAL_NAMES.get(Number(b)) ?? null } : { code: Number(a), signal: null } });
+      } else if (type === 'X') {
+        const exit = a === '-1' ? { code: null, signal: SIGNAL_NAMES.get(Number(b)) ?? null } : { code: Number(a), signal: null };
+        this.ended(id, { exit: { ...exit, alone: c === '1' } });
+      }
       else if (type === 'C') this.ended(id, 'closed');
     }
     this.pending = at < buf.length ? buf.subarray(at) : EMPTY;

@@ -1,4 +1,5 @@
 // The spawners on their own: the same behaviour from the perl spawner process, a thread, the main thread.
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@hodei/platform';
 import { commandRequest, createSpawner, InlineSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
@@ -25,7 +26,7 @@ for (const [name, make] of [
       const s = make();
       const job = await s.spawn(commandRequest('echo "$1"; echo err >&2; ps -o pgid= -p $$; exit 4', ['arg'], env, undefined));
       const { exit, out } = await collect(job);
-      expect(exit).toEqual({ code: 4, signal: null });
+      expect(exit).toMatchObject({ code: 4, signal: null });
       expect(out.stdout.split('\n')[0]).toBe('arg');
       expect(Number(out.stdout.split('\n')[1])).toBe(job.pid); // process group id = its own pid
       expect(out.stderr).toBe('err\n');
@@ -50,7 +51,7 @@ for (const [name, make] of [
     it('reports the signal that ended a process, and sets its working directory and environment', async () => {
       const s = make();
       const killed = await s.spawn(commandRequest('kill -TERM $$', [], env, undefined));
-      expect((await collect(killed)).exit).toEqual({ code: null, signal: 'SIGTERM' });
+      expect((await collect(killed)).exit).toMatchObject({ code: null, signal: 'SIGTERM' });
       const job = await s.spawn(commandRequest('pwd; echo "$ONLY_THIS"; env | grep -c . ; cat', [], { ...env, ONLY_THIS: 'a=b c' }, '/tmp'));
       const { exit, out } = await collect(job);
       expect(exit.code).toBe(0);
@@ -93,6 +94,27 @@ describe('process spawner', () => {
     const fallback = await createSpawner('process', logger, '/nonexistent/perl');
     expect(fallback).toBeInstanceOf(ThreadSpawner);
     await fallback.close();
+  });
+
+  it('says whether a job left processes behind, and reaps them once they end', async () => {
+    const s = new ProcessSpawner(logger);
+    await s.ready;
+    expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
+    // the orphan holds the pipes open: read the line, do not wait for the end of file
+    const messy = await s.spawn(commandRequest('setsid sleep 30 >/dev/null 2>&1 & echo $! $PPID', [], env, undefined));
+    let out = '';
+    messy.onData((_, chunk) => (out += chunk.toString()));
+    expect((await messy.exited).alone).toBe(false);
+    await messy.closed;
+    const [orphan, spawnerPid] = out.trim().split(' ').map(Number);
+    // the orphan is the spawner's child now (it is a child subreaper), not init's
+    expect(readFileSync(`/proc/${orphan}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]).toBe(String(spawnerPid));
+    process.kill(orphan!, 'SIGKILL');
+    const deadline = Date.now() + 2000;
+    while (existsSync(`/proc/${orphan}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(existsSync(`/proc/${orphan}`)).toBe(false); // reaped, not left a zombie
+    expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
+    await s.close();
   });
 
   it('ends what it watched when the process dies, then spawns from the agent', async () => {
