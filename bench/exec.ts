@@ -156,11 +156,9 @@ const STARTERS: Record<Svc, string> = { orchestrator: 'startOrchestrator', sched
  * instead, as deployed.
  */
 async function startStack(options: { processes?: Svc[] } = {}): Promise<Stack> {
-  const { createTestEnv, freePort } = await import('@hodei/platform');
+  const { createTestEnv, serviceAddresses, workerOnline } = await import('@hodei/platform');
   const env = createTestEnv();
-  const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
-  const ports: Record<Svc, number> = { orchestrator: po, scheduler: ps, 'worker-manager': pw };
-  const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
+  const { ports, urls } = await serviceAddresses();
   const stops: Array<() => Promise<void>> = [];
   const pids: Partial<Record<Svc, number>> = {};
   for (const svc of ['orchestrator', 'scheduler', 'worker-manager'] as const) {
@@ -231,7 +229,7 @@ async function startStack(options: { processes?: Svc[] } = {}): Promise<Stack> {
       });
       if (w.status !== 201) throw new Error(`POST /api/v1/workers: ${w.status} ${JSON.stringify(w.body)}`);
       workers.add(w.body.id);
-      await until(async () => (await call(urls.scheduler, 'GET', `/api/v1/workers/${w.body.id}`)).body?.status === 'online', 30_000, 'worker online', 50);
+      await workerOnline(urls.scheduler, w.body.id);
       return w.body.id as string;
     },
     stopWorker: async (id) => {

@@ -56,16 +56,15 @@ export interface Stack {
 }
 
 export async function startStack(overrides: Partial<Config> = {}): Promise<Stack> {
-  const { createTestEnv, freePort } = await import('@hodei/platform');
+  const { createTestEnv, serviceAddresses, workerOnline } = await import('@hodei/platform');
   const env = createTestEnv();
-  const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
-  const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
+  const { ports, urls } = await serviceAddresses();
   const config = { urls, ...overrides };
   const stops: Array<() => Promise<void>> = [];
   try {
-    stops.unshift((await (await load('orchestrator', 'startOrchestrator'))(env.config('orchestrator', { ...config, port: po }))).stop);
-    stops.unshift((await (await load('scheduler', 'startScheduler'))(env.config('scheduler', { ...config, port: ps }))).stop);
-    stops.unshift((await (await load('worker-manager', 'startWorkerManager'))(env.config('worker-manager', { ...config, port: pw }))).stop);
+    stops.unshift((await (await load('orchestrator', 'startOrchestrator'))(env.config('orchestrator', { ...config, port: ports.orchestrator }))).stop);
+    stops.unshift((await (await load('scheduler', 'startScheduler'))(env.config('scheduler', { ...config, port: ports.scheduler }))).stop);
+    stops.unshift((await (await load('worker-manager', 'startWorkerManager'))(env.config('worker-manager', { ...config, port: ports['worker-manager'] }))).stop);
   } catch (err) {
     for (const stop of stops) await stop().catch(() => undefined);
     await env.cleanup();
@@ -80,7 +79,7 @@ export async function startStack(overrides: Partial<Config> = {}): Promise<Stack
     startWorker: async (labels, slots = 2) => {
       const w = await call(urls['worker-manager'], 'POST', '/api/v1/workers', { type: 'shell', labels, capacity: { slots, cpu_cores: 8, memory_bytes: 8 * 1024 ** 3 } });
       if (w.status !== 201) throw new Error(`POST /api/v1/workers: ${w.status} ${JSON.stringify(w.body)}`);
-      await until(async () => (await call(urls.scheduler, 'GET', `/api/v1/workers/${w.body.id}`)).body?.status === 'online', 30_000, 'worker online', 50);
+      await workerOnline(urls.scheduler, w.body.id);
       return { id: w.body.id as string, pid: w.body.pid as number };
     },
     close: async () => {

@@ -1,7 +1,7 @@
 // A whole installation for CLI tests: the three services on one test database and NATS prefix,
 // and one worker process started through the worker-manager. Run directly
 // (`npx tsx packages/cli/test/stack.ts`) it stays up and prints the variables to point hodei at it.
-import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startScheduler } from '../../../services/scheduler/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
@@ -19,12 +19,10 @@ export interface Stack {
 
 export async function startStack(opts: { slots?: number } = {}): Promise<Stack> {
   const env = createTestEnv();
-  // the services call each other, so every URL must be known before the first starts: take free ports first
-  const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
-  const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
-  const orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: po }));
-  const scheduler = await startScheduler(env.config('scheduler', { urls, port: ps }));
-  const workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: pw, killGraceMs: 1000 }));
+  const { ports, urls } = await serviceAddresses();
+  const orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
+  const scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
+  const workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], killGraceMs: 1000 }));
 
   const res = await fetch(`${workerManager.url}/api/v1/workers`, {
     method: 'POST',
@@ -33,7 +31,7 @@ export async function startStack(opts: { slots?: number } = {}): Promise<Stack> 
   });
   if (res.status !== 201) throw new Error(`starting a worker answered ${res.status}: ${await res.text()}`);
   const worker = (await res.json()) as { id: string };
-  await waitForOnline(scheduler.url, worker.id);
+  await workerOnline(scheduler.url, worker.id, 20_000);
 
   const cliEnv = {
     HODEI_ORCHESTRATOR_URL: orchestrator.url,
@@ -57,16 +55,6 @@ export async function startStack(opts: { slots?: number } = {}): Promise<Stack> 
   };
 }
 
-
-async function waitForOnline(schedulerUrl: string, workerId: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const res = await fetch(`${schedulerUrl}/api/v1/workers/${workerId}`);
-    if (res.ok && ((await res.json()) as { status: string }).status === 'online') return;
-    if (Date.now() > deadline) throw new Error(`worker ${workerId} did not come online in the scheduler`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const stack = await startStack();

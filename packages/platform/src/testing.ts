@@ -56,3 +56,23 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Ports for the three services of one test installation, and the URLs they call each other at:
+ *  the services call each other, so every URL must be known before the first one starts. */
+export async function serviceAddresses(): Promise<{ ports: Record<ServiceName, number>; urls: Record<ServiceName, string> }> {
+  const ports = { orchestrator: await freePort(), scheduler: await freePort(), 'worker-manager': await freePort() };
+  const url = (svc: ServiceName) => `http://127.0.0.1:${ports[svc]}`;
+  return { ports, urls: { orchestrator: url('orchestrator'), scheduler: url('scheduler'), 'worker-manager': url('worker-manager') } };
+}
+
+/** Resolves once the scheduler's registry lists the worker `online`: ready for placement. */
+export async function workerOnline(schedulerUrl: string, workerId: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${schedulerUrl}/api/v1/workers/${workerId}`).catch(() => undefined);
+    const body = res?.ok ? ((await res.json()) as { status?: string }) : undefined;
+    if (body?.status === 'online') return;
+    if (Date.now() > deadline) throw new Error(`worker ${workerId} did not come online in the scheduler within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,6 +1,6 @@
 // The orchestrator with the real worker-manager, scheduler and a worker process: pipeline runs,
 // job status, cancel, stats and cleanup end to end.
-import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
@@ -17,15 +17,14 @@ const api = (method: string, path: string, body?: unknown) => call(orchestrator.
 
 beforeAll(async () => {
   env = createTestEnv();
-  const [po, ps, pw] = [await freePort(), await freePort(), await freePort()];
-  const urls = { orchestrator: `http://127.0.0.1:${po}`, scheduler: `http://127.0.0.1:${ps}`, 'worker-manager': `http://127.0.0.1:${pw}` };
-  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: po }));
-  scheduler = await startScheduler(env.config('scheduler', { urls, port: ps }));
-  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: pw, killGraceMs: 1000 }));
+  const { ports, urls } = await serviceAddresses();
+  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
+  scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
+  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], killGraceMs: 1000 }));
   const w = await call(workerManager.url, 'POST', '/api/v1/workers', { type: 'shell', name: 'orchestrator-test', capacity: { slots: 4, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
   expect(w.status).toBe(201);
   workerId = w.body.id;
-  await eventually(async () => ((await call(scheduler.url, 'GET', `/api/v1/workers/${workerId}`)).body?.status === 'online' ? true : undefined), 20_000);
+  await workerOnline(scheduler.url, w.body.id, 20_000);
 }, 60_000);
 
 afterAll(async () => {

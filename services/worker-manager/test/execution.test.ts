@@ -1,7 +1,7 @@
 // The real path: scheduler + orchestrator + worker-manager on one test installation, a real worker
 // agent process spawned through POST /api/v1/workers, real shell commands.
 import { execFileSync } from 'node:child_process';
-import { createTestEnv, freePort, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { FINAL_STATUSES, type Execution, type LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
@@ -34,23 +34,18 @@ async function startWorker(labels: Record<string, string>, slots = 4) {
   expect(res.status).toBe(201);
   const w = (await res.json()) as { id: string; pid: number; status: string };
   expect(w.status).toBe('running');
-  // online in the scheduler's registry = ready for placement
-  await until(async () => {
-    const r = await call(sched.url, 'GET', `/api/v1/workers/${w.id}`);
-    return r.status === 200 && ((await r.json()) as { status: string }).status === 'online';
-  }, 15_000, 'worker online');
+  await workerOnline(sched.url, w.id, 15_000);
   return w;
 }
 
 beforeAll(async () => {
   execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
   env = createTestEnv();
-  const [sp, op, wp] = [await freePort(), await freePort(), await freePort()];
-  const urls = { scheduler: `http://127.0.0.1:${sp}`, orchestrator: `http://127.0.0.1:${op}`, 'worker-manager': `http://127.0.0.1:${wp}` };
+  const { ports, urls } = await serviceAddresses();
   const common = { urls, killGraceMs: 1000, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 3000 };
-  sched = await startScheduler(env.config('scheduler', { ...common, port: sp }));
-  orch = await startOrchestrator(env.config('orchestrator', { ...common, port: op }));
-  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: wp }));
+  sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
+  orch = await startOrchestrator(env.config('orchestrator', { ...common, port: ports.orchestrator }));
+  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: ports['worker-manager'] }));
 }, 120_000);
 
 afterAll(async () => {

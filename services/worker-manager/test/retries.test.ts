@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestEnv, freePort, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
@@ -40,10 +40,7 @@ async function startWorker(labels: Record<string, string>, slots = 2) {
   const res = await call(wm.url, 'POST', '/api/v1/workers', { type: 'shell', labels, capacity: { slots, cpu_cores: 2, memory_bytes: 2 * 1024 ** 3 } });
   expect(res.status).toBe(201);
   const w = (await res.json()) as { id: string; pid: number };
-  await until(async () => {
-    const r = await call(sched.url, 'GET', `/api/v1/workers/${w.id}`);
-    return r.status === 200 && ((await r.json()) as { status: string }).status === 'online';
-  }, 20_000, 'worker online');
+  await workerOnline(sched.url, w.id, 20_000);
   return w;
 }
 const schedWorker = async (id: string) => (await (await call(sched.url, 'GET', `/api/v1/workers/${id}`)).json()) as { status: string };
@@ -58,12 +55,11 @@ beforeAll(async () => {
   execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
   scratch = mkdtempSync(join(tmpdir(), 'hodei-retries-'));
   env = createTestEnv();
-  const [sp, op, wp] = [await freePort(), await freePort(), await freePort()];
-  const urls = { scheduler: `http://127.0.0.1:${sp}`, orchestrator: `http://127.0.0.1:${op}`, 'worker-manager': `http://127.0.0.1:${wp}` };
+  const { ports, urls } = await serviceAddresses();
   const common = { urls, killGraceMs: 500, heartbeatIntervalMs: HEARTBEAT_MS, heartbeatTimeoutMs: TIMEOUT_MS };
-  sched = await startScheduler(env.config('scheduler', { ...common, port: sp }));
-  orch = await startOrchestrator(env.config('orchestrator', { ...common, port: op }));
-  wmConfig = env.config('worker-manager', { ...common, port: wp });
+  sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
+  orch = await startOrchestrator(env.config('orchestrator', { ...common, port: ports.orchestrator }));
+  wmConfig = env.config('worker-manager', { ...common, port: ports['worker-manager'] });
   wm = await startWorkerManager(wmConfig);
 }, 120_000);
 
