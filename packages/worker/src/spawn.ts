@@ -377,7 +377,10 @@ export class ProcessSpawner extends RemoteSpawner {
     super(logger, 'spawner process');
     this.ready = new Promise((resolve, reject) => (this.settleReady = (err) => (err ? reject(err) : resolve())));
     this.ready.catch(() => undefined); // awaited by whoever cares: never an unhandled rejection
-    this.proc = spawn(perl, [SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // A session of its own: Ctrl-C in a terminal (SIGINT to the agent's process group) or a hang-up
+    // drains the agent and must not kill the process that watches its jobs. It exits when the
+    // agent does (end of file on its stdin).
+    this.proc = spawn(perl, [SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.proc.stdin.on('error', () => undefined); // EPIPE once it is gone: 'exit' says so
     this.proc.stdout.on('data', (chunk: Buffer) => this.onOutput(chunk));
     this.proc.on('error', (err) => this.onDown(err));

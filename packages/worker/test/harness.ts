@@ -144,7 +144,8 @@ export interface AgentProcess {
 }
 
 /** `node dist/main.js` as its own process, on `prefix`, with a scheduler URL nothing listens on (registration keeps retrying in the background). */
-export function startAgentProcess(prefix: string, id: string, extra: Record<string, string> = {}): AgentProcess {
+/** `ownGroup`: the agent leads a process group of its own, as in a terminal (Ctrl-C signals the group). */
+export function startAgentProcess(prefix: string, id: string, extra: Record<string, string> = {}, ownGroup = false): AgentProcess {
   const proc = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], {
     env: {
       PATH: process.env.PATH,
@@ -156,6 +157,7 @@ export function startAgentProcess(prefix: string, id: string, extra: Record<stri
       ...extra,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownGroup,
   });
   const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   const ready = new Promise<void>((r) => {

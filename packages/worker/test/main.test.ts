@@ -1,5 +1,6 @@
 // The agent as its own OS process: `node dist/main.js`, configured from the environment.
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@hodei/platform';
@@ -16,8 +17,8 @@ afterAll(async () => {
   await h.teardown();
 });
 
-const startAgent = (id: string, extra: Record<string, string> = {}) =>
-  startAgentProcess(h.env.natsPrefix, id, { HODEI_HEARTBEAT_INTERVAL_MS: '100', HODEI_KILL_GRACE_MS: '300', ...extra });
+const startAgent = (id: string, extra: Record<string, string> = {}, ownGroup = false) =>
+  startAgentProcess(h.env.natsPrefix, id, { HODEI_HEARTBEAT_INTERVAL_MS: '100', HODEI_KILL_GRACE_MS: '300', ...extra }, ownGroup);
 
 describe('dist/main.js', () => {
   it('SIGTERM drains: the running job completes, then the process exits 0', async () => {
@@ -33,6 +34,19 @@ describe('dist/main.js', () => {
     expect(await agent.exit).toBe(0);
   });
 
+  it('Ctrl-C in a terminal (SIGINT to its whole process group) drains the same way', async () => {
+    const id = newId();
+    const agent = startAgent(id, {}, true);
+    await agent.ready;
+    const run = await h.assign({ command: 'sleep 0.5; echo done' }, { to: { id } });
+    await run.running;
+    process.kill(-agent.proc.pid!, 'SIGINT');
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(run.lines.map((l) => l.line)).toEqual(['done']);
+    expect(await agent.exit).toBe(0);
+  });
+
   it('a second signal force-stops: the job is cancelled, exit 0', async () => {
     const id = newId();
     const agent = startAgent(id);
@@ -45,6 +59,20 @@ describe('dist/main.js', () => {
     const final = await run.final;
     expect(final.status).toBe('cancelled');
     expect(await agent.exit).toBe(0);
+  });
+
+  it('its spawner process does not outlive it (kill -9)', async () => {
+    const agent = startAgent(newId());
+    await agent.ready;
+    const pid = agent.proc.pid!;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').map(Number);
+    const spawner = children.find((c) => readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('spawner.pl'));
+    expect(spawner).toBeDefined();
+    agent.proc.kill('SIGKILL');
+    await agent.exit;
+    const deadline = Date.now() + 3000;
+    while (existsSync(`/proc/${spawner}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(existsSync(`/proc/${spawner}`)).toBe(false);
   });
 
   it('exits 1 naming a bad variable', async () => {
