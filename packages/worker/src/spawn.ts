@@ -1,7 +1,10 @@
-// Starting job processes. spawn() blocks the calling thread for a millisecond or more (fork copies
-// the page tables of the whole process), so by default it happens on a spawner thread that owns
-// the job's pipes and relays their bytes; the event loop that handles NATS and log shipping stays
-// free. The inline spawner does the same work on the main thread (fallback, and for comparison).
+// Starting job processes. A fork copies the page tables of the process that calls it, and that
+// process then pays a copy-on-write fault for every page it touches until the child has exec'd:
+// 2 ms of CPU per job from the agent. So by default the jobs are forked by spawner.pl, a small perl
+// process that owns their pipes and relays their bytes (ProcessSpawner). Without perl, a thread of
+// the agent does it (ThreadSpawner: the event loop that handles NATS and log shipping does not
+// wait, but the fork is the agent's); the inline spawner forks on the main thread (the fallback of
+// both once they are gone, and for comparison).
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import os from 'node:os';
@@ -24,7 +27,7 @@ export interface SpawnRequest {
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** Set when the process could not be watched to its end (the spawner thread died). */
+  /** Set when the process could not be watched to its end (the spawner process or thread died). */
   error?: string;
   /** The spawner knows that no process of any ended job is left (see spawner.pl): nothing to
    *  search /proc for. Unset: it does not know. */
