@@ -26,9 +26,10 @@ use strict;
 use warnings;
 use POSIX ();
 
+my $linux = $^O eq 'linux';
 my $SYS_pidfd_open = 434;    # the same number on every architecture Linux added it to
-my $have_pidfd = 1;
-my $SYS_prctl = { x86_64 => 157, aarch64 => 167 }->{ (POSIX::uname())[4] };
+my $have_pidfd = $linux;
+my $SYS_prctl = $linux ? { x86_64 => 157, aarch64 => 167 }->{ (POSIX::uname())[4] } : undef;
 my $PR_SET_CHILD_SUBREAPER = 36;
 my $subreaper = defined $SYS_prctl && syscall($SYS_prctl, $PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
 my %jobs;                    # id => job
