@@ -1,5 +1,7 @@
 // The spawners on their own: the same behaviour from the perl spawner process, a thread, the main thread.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@hodei/platform';
 import { commandRequest, createSpawner, InlineSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
@@ -94,6 +96,33 @@ describe('process spawner', () => {
     const fallback = await createSpawner('process', logger, '/nonexistent/perl');
     expect(fallback).toBeInstanceOf(ThreadSpawner);
     await fallback.close();
+  });
+
+  it('refuses a spawn with EMFILE when out of descriptors, and leaks none', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hodei-spawner-'));
+    const perl = join(dir, 'perl');
+    writeFileSync(perl, '#!/bin/sh\nulimit -n 24\nexec perl "$@"\n', { mode: 0o755 });
+    const s = new ProcessSpawner(logger, perl);
+    await s.ready;
+    const fill = async () => {
+      const jobs: JobHandle[] = [];
+      for (;;) {
+        try {
+          jobs.push(await s.spawn(commandRequest('sleep 0.3', [], env, undefined)));
+        } catch (err) {
+          expect((err as NodeJS.ErrnoException).code).toBe('EMFILE');
+          break;
+        }
+        expect(jobs.length).toBeLessThan(24);
+      }
+      await Promise.all(jobs.map((j) => collect(j)));
+      return jobs.length;
+    };
+    const first = await fill();
+    expect(first).toBeGreaterThan(0);
+    expect(await fill()).toBe(first); // the refused spawns left no descriptor behind
+    await s.close();
+    rmSync(dir, { recursive: true });
   });
 
   it('says whether a job left processes behind, and reaps them once they end', async () => {
