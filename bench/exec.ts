@@ -416,11 +416,11 @@ async function startTrace(stack: Stack): Promise<{ report: () => Promise<string>
         } catch {
           return;
         }
-        if (m.subject === `${p}.execution.queued`) mark(body.execution_id, '1 queued published');
+        if (m.subject.startsWith(`${p}.execution.queued`)) mark(body.execution_id, '1 queued published');
         else if (m.subject.startsWith(`${p}_rpc.assign.`)) mark(body.execution_id, '2 assign request');
-        else if (m.subject === `${p}.execution.finished`) mark(body.execution_id, '5 finished published (wm)');
-        else if (m.subject.endsWith('.status') && body.status === 'running') mark(body.execution_id, '3 running (worker)');
-        else if (m.subject.endsWith('.status') && FINAL.has(body.status ?? '')) mark(body.execution_id, '4 final status (worker)');
+        else if (m.subject.startsWith(`${p}.execution.finished`)) mark(body.execution_id, '5 finished published (wm)');
+        else if (/\.status(\.adhoc)?$/.test(m.subject) && body.status === 'running') mark(body.execution_id, '3 running (worker)');
+        else if (/\.status(\.adhoc)?$/.test(m.subject) && FINAL.has(body.status ?? '')) mark(body.execution_id, '4 final status (worker)');
       },
     });
   }

@@ -20,6 +20,20 @@ export function subjects(prefix = 'hodei') {
     executionStatus: (executionId: string) => `${p}.execution.${executionId}.status`,
     executionStatusAll: `${p}.execution.*.status`,
     executionFinished: `${p}.execution.finished`,
+    /** The same three events of an execution without a job (`POST /execute` of a command): the
+     *  subjects above with `.adhoc` appended. The orchestrator, which follows jobs, never sees them. */
+    executionQueuedAdhoc: `${p}.execution.queued.adhoc`,
+    executionStatusAdhocAll: `${p}.execution.*.status.adhoc`,
+    executionFinishedAdhoc: `${p}.execution.finished.adhoc`,
+    /** Where the events of an execution go, by whether it belongs to a job. */
+    forExecution: (jobId: string | null) => {
+      const t = jobId === null ? '.adhoc' : '';
+      return {
+        queued: `${p}.execution.queued${t}`,
+        status: (executionId: string) => `${p}.execution.${executionId}.status${t}`,
+        finished: `${p}.execution.finished${t}`,
+      };
+    },
     executionCancel: `${p}.execution.cancel`,
     /** A worker's log messages (`<p>.logs.<worker_id>`); a bare `LogBatch` may use the execution id. */
     logs: (id: string) => `${p}.logs.${id}`,

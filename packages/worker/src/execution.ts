@@ -356,7 +356,7 @@ export class Execution {
       timestamp: new Date().toISOString(),
       ...fields,
     };
-    const subject = this.deps.subjects.executionStatus(this.id);
+    const subject = this.deps.subjects.forExecution(this.assignment.job_id).status(this.id);
     const payload = encodeJson(event);
     const msgID = `${this.id}:status:${event.status}:${event.timestamp}:${event.progress ? 'p' : ''}`;
     this.statusChain = this.statusChain.then(async () => {

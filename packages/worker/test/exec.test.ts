@@ -99,6 +99,12 @@ describe('running a job', () => {
     await w.stop();
   });
 
+  it('reports an execution without a job on its own status subject, without HODEI_JOB_ID', async () => {
+    const run = await h.assign({ command: 'echo "job=${HODEI_JOB_ID:-none}"' }, { jobId: null });
+    expect(await run.final).toMatchObject({ status: 'completed', job_id: null });
+    expect(text(run.lines)).toEqual(['job=none']);
+  });
+
   it('strips HODEI_API_TOKEN from the environment read at start', async () => {
     const w = await h.start({ env: { HODEI_API_TOKEN: 'secret-token', PATH: process.env.PATH } });
     const run = await h.assign({ command: 'env' }, { to: w });

@@ -59,6 +59,8 @@ export async function setup(options: StartWorkerOptions = {}) {
   /** Subscribes to the execution's status and logs, then sends the assignment. */
   async function assign(s: Partial<JobSpec>, opts: { to?: { id: string }; id?: string; traceparent?: string; jobId?: string | null } = {}): Promise<Run> {
     const id = opts.id ?? newId();
+    const jobId = opts.jobId === undefined ? newId() : opts.jobId;
+    // where worker-manager listens for this execution's statuses: by whether it has a job
     const statuses: ExecutionStatusEvent[] = [];
     const lines: Line[] = [];
     let batches = 0;
@@ -66,7 +68,7 @@ export async function setup(options: StartWorkerOptions = {}) {
     let resolveRunning!: (e: ExecutionStatusEvent) => void;
     const final = new Promise<ExecutionStatusEvent>((r) => (resolveFinal = r));
     const running = new Promise<ExecutionStatusEvent>((r) => (resolveRunning = r));
-    const statusSub = bus.nc.subscribe(bus.subjects.executionStatus(id), {
+    const statusSub = bus.nc.subscribe(bus.subjects.forExecution(jobId).status(id), {
       callback: (_err, msg) => {
         const e = decodeJson(msg.data) as ExecutionStatusEvent;
         statuses.push(e);
@@ -90,7 +92,7 @@ export async function setup(options: StartWorkerOptions = {}) {
     const target = opts.to ?? worker;
     const reply = await bus.nc.request(
       bus.subjects.assign(target.id),
-      encodeJson({ execution_id: id, job_id: opts.jobId === undefined ? newId() : opts.jobId, attempt: 1, spec: spec(s), traceparent: opts.traceparent }),
+      encodeJson({ execution_id: id, job_id: jobId, attempt: 1, spec: spec(s), traceparent: opts.traceparent }),
       { timeout: 5000 },
     );
     const ack = decodeJson(reply.data) as AssignmentAck;

@@ -45,25 +45,20 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   // finished carries an ExecutionStatusEvent; only its id matters here
   const FinishedEvent = z.object({ execution_id: z.uuid() });
 
+  const onQueued = async (m: JsMsg) => {
+    const ev = parse(ExecutionQueuedEvent, m);
+    if (ev) await h.queued({ ...ev, traceparent: currentTraceparent() ?? ev.traceparent }, !m.redelivered);
+  };
+  const onFinished = async (m: JsMsg) => {
+    const ev = parse(FinishedEvent, m);
+    if (ev) await h.finished(ev.execution_id);
+  };
+  // executions of jobs, and those without one (their own subjects: see Subjects)
   const specs: ConsumerSpec[] = [
-    {
-      durable: 'scheduler-queue',
-      subject: s.executionQueued,
-      parallel: PARALLEL,
-      handle: async (m) => {
-        const ev = parse(ExecutionQueuedEvent, m);
-        if (ev) await h.queued({ ...ev, traceparent: currentTraceparent() ?? ev.traceparent }, !m.redelivered);
-      },
-    },
-    {
-      durable: 'scheduler-finished',
-      subject: s.executionFinished,
-      parallel: PARALLEL,
-      handle: async (m) => {
-        const ev = parse(FinishedEvent, m);
-        if (ev) await h.finished(ev.execution_id);
-      },
-    },
+    { durable: 'scheduler-queue', subject: s.executionQueued, parallel: PARALLEL, handle: onQueued },
+    { durable: 'scheduler-queue-adhoc', subject: s.executionQueuedAdhoc, parallel: PARALLEL, handle: onQueued },
+    { durable: 'scheduler-finished', subject: s.executionFinished, parallel: PARALLEL, handle: onFinished },
+    { durable: 'scheduler-finished-adhoc', subject: s.executionFinishedAdhoc, parallel: PARALLEL, handle: onFinished },
     {
       durable: 'scheduler-cancel',
       subject: s.executionCancel,

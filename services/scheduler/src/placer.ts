@@ -336,7 +336,7 @@ export class Placer {
             timestamp,
           };
           try {
-            await this.bus.js.publish(this.bus.subjects.executionStatus(entry.execution_id), encodeJson(event));
+            await this.bus.js.publish(this.bus.subjects.forExecution(entry.job_id).status(entry.execution_id), encodeJson(event));
           } catch (err) {
             this.logger.warn({ err, execution_id: entry.execution_id }, 'could not announce why an execution waits');
           }

@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import { isFinalStatus, type ExecutionStatus, type ExecutionStatusEvent } from '@hodei/types';
-import type { Subscription } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
 import { Placer } from './placer.js';
@@ -93,7 +93,7 @@ export const definition: ServiceDefinition = {
     registerWorkerRoutes(api, workers, () => placer.kick());
 
     let stopConsumers: (() => Promise<void>) | undefined;
-    let finalStatuses: Subscription | undefined;
+    let finalStatuses: Subscription[] = [];
     const timers: NodeJS.Timeout[] = [];
     let lastPrune = 0;
 
@@ -132,7 +132,7 @@ export const definition: ServiceDefinition = {
           finished_at: now,
           timestamp: now,
         };
-        await bus.js.publish(bus.subjects.executionStatus(e.execution_id), encodeJson(event), { msgID: `${e.execution_id}-lost` });
+        await bus.js.publish(bus.subjects.forExecution(e.job_id).status(e.execution_id), encodeJson(event), { msgID: `${e.execution_id}-lost` });
       }
       if (lost.length) logger.warn({ worker_id: workerId, executions: lost.map((e) => e.execution_id) }, 'executions lost with their worker');
     };
@@ -178,22 +178,21 @@ export const definition: ServiceDefinition = {
         // Fast path: a worker's own final status frees its slot at once (core NATS sees the
         // JetStream publish too). worker-manager's durable `finished` event, sent once it recorded
         // the status, stays the guarantee; this only saves its database round trips (tens of ms).
-        finalStatuses = bus.nc.subscribe(bus.subjects.executionStatusAll, {
-          callback: (err, msg) => {
-            if (err) return;
-            let ev: { execution_id?: unknown; status?: unknown; worker_id?: unknown };
-            try {
-              ev = decodeJson(msg.data) as typeof ev;
-            } catch {
-              return;
-            }
-            if (typeof ev.execution_id !== 'string' || typeof ev.worker_id !== 'string' || ev.status === 'lost') return;
-            if (!isFinalStatus(ev.status as ExecutionStatus)) return;
-            finish(ev.execution_id).catch((e: unknown) =>
-              logger.warn({ err: e, execution_id: ev.execution_id }, 'freeing a finished execution\'s slot failed (its finished event will)'),
-            );
-          },
-        });
+        const onStatus = (err: Error | null, msg: Msg) => {
+          if (err) return;
+          let ev: { execution_id?: unknown; status?: unknown; worker_id?: unknown };
+          try {
+            ev = decodeJson(msg.data) as typeof ev;
+          } catch {
+            return;
+          }
+          if (typeof ev.execution_id !== 'string' || typeof ev.worker_id !== 'string' || ev.status === 'lost') return;
+          if (!isFinalStatus(ev.status as ExecutionStatus)) return;
+          finish(ev.execution_id).catch((e: unknown) =>
+            logger.warn({ err: e, execution_id: ev.execution_id }, "freeing a finished execution's slot failed (its finished event will)"),
+          );
+        };
+        finalStatuses = [bus.subjects.executionStatusAll, bus.subjects.executionStatusAdhocAll].map((subject) => bus.nc.subscribe(subject, { callback: onStatus }));
         firer.kick();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
         // checked often (a cheap indexed UPDATE) so that offline follows the time-out closely, not up to timeout/2 later
@@ -203,7 +202,7 @@ export const definition: ServiceDefinition = {
         for (const t of timers) clearInterval(t);
         await firer.stop();
         await placer.stop();
-        finalStatuses?.unsubscribe();
+        for (const sub of finalStatuses) sub.unsubscribe();
         await stopConsumers?.();
       },
     };

@@ -70,12 +70,13 @@ async function controlsTo(workerId: string) {
 }
 
 let clock = Date.parse('2026-01-01T00:00:00.000Z');
-async function enqueue(o: { priority?: number; labels?: Record<string, string>; cpu?: number; memory?: number } = {}, id = newId()) {
+/** Published where worker-manager publishes it: the subjects of executions without a job, unless `jobId`. */
+async function enqueue(o: { priority?: number; labels?: Record<string, string>; cpu?: number; memory?: number; jobId?: string } = {}, id = newId()) {
   const priority = o.priority ?? 5;
   clock += 1000;
   const ev: ExecutionQueuedEvent = {
     execution_id: id,
-    job_id: null,
+    job_id: o.jobId ?? null,
     priority,
     attempt: 1,
     created_at: new Date(clock).toISOString(),
@@ -85,13 +86,13 @@ async function enqueue(o: { priority?: number; labels?: Record<string, string>; 
       labels: o.labels ?? {}, max_retries: 0, retry_backoff_seconds: 10,
     },
   };
-  await svc.ctx.bus.js.publish(s.executionQueued, encodeJson(ev), { msgID: `${id}-${clock}` });
+  await svc.ctx.bus.js.publish(s.forExecution(ev.job_id).queued, encodeJson(ev), { msgID: `${id}-${clock}` });
   return id;
 }
 
-async function finish(executionId: string, workerId: string) {
-  const ev: ExecutionStatusEvent = { execution_id: executionId, job_id: null, worker_id: workerId, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
-  await svc.ctx.bus.js.publish(s.executionFinished, encodeJson(ev));
+async function finish(executionId: string, workerId: string, jobId: string | null = null) {
+  const ev: ExecutionStatusEvent = { execution_id: executionId, job_id: jobId, worker_id: workerId, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
+  await svc.ctx.bus.js.publish(s.forExecution(jobId).finished, encodeJson(ev));
 }
 
 const reasons = (id: string) => statuses.filter((e) => e.execution_id === id).map((e) => e.message);
@@ -103,7 +104,9 @@ beforeAll(async () => {
   svc = await startScheduler(env.config('scheduler'));
   s = subjects(svc.ctx.config.natsPrefix);
   nc = await connect({ servers: svc.ctx.config.natsUrl });
-  nc.subscribe(s.executionStatusAll, { callback: (_e, m) => statuses.push(decodeJson(m.data) as ExecutionStatusEvent) });
+  for (const subject of [s.executionStatusAll, s.executionStatusAdhocAll]) {
+    nc.subscribe(subject, { callback: (_e, m) => statuses.push(decodeJson(m.data) as ExecutionStatusEvent) });
+  }
   await nc.flush();
 });
 
@@ -139,6 +142,16 @@ describe('placement', () => {
     expect(metrics).toMatch(/hodei_placements_total\{[^}]*outcome="accepted"[^}]*\} 1/);
     await finish(id, w.id);
     expect((await until(() => getWorker(w.id), (x) => x.free.slots === 4)).running_executions).toEqual([]);
+  });
+
+  it("places an execution of a job (the job subjects) like one without, and its finish frees the slot", async () => {
+    const jobId = newId();
+    const w = await worker({ t: 'job' }, { slots: 1 });
+    const id = await enqueue({ labels: { t: 'job' }, jobId });
+    await until(() => w.got.length, (n) => n > 0);
+    expect(w.got[0]).toMatchObject({ execution_id: id, job_id: jobId });
+    await finish(id, w.id, jobId);
+    expect((await until(() => getWorker(w.id), (x) => x.free.slots === 1)).running_executions).toEqual([]);
   });
 
   it('places by priority, then oldest first, when slots are scarce; finishing frees the slot for the next', async () => {

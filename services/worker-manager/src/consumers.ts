@@ -70,7 +70,7 @@ async function durable(ctx: ServiceContext, stream: string, name: string, filter
 
 export class Consumers {
   private logMessages: ConsumerMessages | undefined;
-  private statusMessages: ConsumerMessages | undefined;
+  private statusMessages: ConsumerMessages[] = [];
   private loops: Promise<void>[] = [];
   private liveSub: Subscription | undefined;
   private readonly chains = new Map<string, Promise<void>>();
@@ -90,10 +90,12 @@ export class Consumers {
   async start(): Promise<void> {
     const s = this.ctx.bus.subjects;
     const logs = await durable(this.ctx, s.logsStream, 'worker-manager-logs', s.logsAll, 10_000);
+    // statuses of executions of jobs, and of those without one (their own subjects: see Subjects)
     const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000);
+    const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000);
     this.logMessages = await logs.consume({ max_messages: 100 });
-    this.statusMessages = await status.consume({ max_messages: 200 });
-    this.loops.push(this.logLoop(this.logMessages), this.statusLoop(this.statusMessages));
+    this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
+    this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
@@ -110,7 +112,7 @@ export class Consumers {
   async stop(): Promise<void> {
     this.liveSub?.unsubscribe();
     await this.logMessages?.close().catch(() => undefined);
-    await this.statusMessages?.close().catch(() => undefined);
+    for (const m of this.statusMessages) await m.close().catch(() => undefined);
     await Promise.allSettled(this.loops);
     await Promise.allSettled(this.flushed);
   }

@@ -92,7 +92,7 @@ export class Executions {
       ...traceField(),
     };
     try {
-      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionQueued, encodeJson(event), { msgID: row.id });
+      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(row.job_id).queued, encodeJson(event), { msgID: row.id });
     } catch (err) {
       await store.deleteExecution(this.ctx.db, row.id).catch(() => undefined);
       this.ctx.logger.error({ err, execution_id: row.id }, 'publishing the queued execution failed');
@@ -253,7 +253,7 @@ export class Executions {
       duration_ms: row.duration_ms,
       timestamp: e.timestamp,
     };
-    await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });
+    await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(row.job_id).finished, encodeJson(event), { msgID: `${row.id}-finished` });
   }
 
   private emitStatus(row: ExecutionRow, message: string | null): void {

@@ -103,7 +103,7 @@ export class Retries {
       timestamp: new Date().toISOString(),
     };
     try {
-      await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionStatus(retry.id), encodeJson(event), { msgID: `${retry.id}-retry` });
+      await this.ctx.bus.js.publish(this.ctx.bus.subjects.forExecution(retry.job_id).status(retry.id), encodeJson(event), { msgID: `${retry.id}-retry` });
     } catch (err) {
       this.ctx.logger.warn({ err, execution_id: retry.id }, 'announcing a waiting retry failed; it is announced when due');
     }
@@ -166,7 +166,7 @@ export class Retries {
           ...(r.avoid_workers.length ? { avoid_workers: r.avoid_workers } : {}),
         };
         try {
-          await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionQueued, encodeJson(event), { msgID: r.id });
+          await this.ctx.bus.js.publish(this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });
           this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt }, 'retry queued');
         } catch (err) {
           this.ctx.logger.warn({ err, execution_id: r.id }, 'queueing a retry failed; trying again shortly');

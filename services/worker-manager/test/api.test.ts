@@ -28,8 +28,8 @@ async function execute(body: unknown) {
 }
 
 describe('executions API', () => {
-  it('queues an inline execution with its spec and publishes it', async () => {
-    const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionQueued, { max: 1 });
+  it('queues an inline execution with its spec and publishes it (on the subject of executions without a job)', async () => {
+    const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionQueuedAdhoc, { max: 1 });
     const { res, body } = await execute({ command: 'echo hi', timeout_seconds: 30, env: { A: '1' }, priority: 'high' });
     expect(res.headers.get('location')).toBe(`/api/v1/executions/${body.id}`);
     expect(body).toMatchObject({ status: 'queued', job_id: null, priority: 10, worker_id: null, log_lines: 0, waiting: null });
@@ -101,7 +101,7 @@ describe('executions API', () => {
     const { body } = await execute({ command: 'x' });
     const id = body.id;
     const workerId = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a12';
-    const finished = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionFinished);
+    const finished = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionFinishedAdhoc);
     await publishStatus(svc.ctx.bus, { execution_id: id, status: 'queued', message: 'no worker with label pool=gpu' });
     await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).waiting === 'no worker with label pool=gpu', 5000, 'waiting');
     const startedAt = new Date().toISOString();
