@@ -5,8 +5,14 @@ import { JobSpec } from './job-spec.js';
 import { LogStream, Progress } from './worker-manager.js';
 import { z } from './zod.js';
 
+/** Appended to an execution's queued / status / finished subject when it belongs to no job. */
+const ADHOC = '.adhoc';
+
 export function subjects(prefix = 'hodei') {
   const p = prefix;
+  const queued = `${p}.execution.queued`;
+  const status = (executionId: string) => `${p}.execution.${executionId}.status`;
+  const finished = `${p}.execution.finished`;
   return {
     prefix: p,
     /** JetStream stream of durable events (`<p>.execution.>`, `<p>.job.>`, `<p>.schedule.>`, `<p>.worker.>`). */
@@ -16,23 +22,19 @@ export function subjects(prefix = 'hodei') {
     eventsSubjects: [`${p}.execution.>`, `${p}.job.>`, `${p}.schedule.>`, `${p}.worker.>`],
     logsSubjects: [`${p}.logs.>`],
 
-    executionQueued: `${p}.execution.queued`,
-    executionStatus: (executionId: string) => `${p}.execution.${executionId}.status`,
-    executionStatusAll: `${p}.execution.*.status`,
-    executionFinished: `${p}.execution.finished`,
+    executionQueued: queued,
+    executionStatus: status,
+    executionStatusAll: status('*'),
+    executionFinished: finished,
     /** The same three events of an execution without a job (`POST /execute` of a command): the
      *  subjects above with `.adhoc` appended. The orchestrator, which follows jobs, never sees them. */
-    executionQueuedAdhoc: `${p}.execution.queued.adhoc`,
-    executionStatusAdhocAll: `${p}.execution.*.status.adhoc`,
-    executionFinishedAdhoc: `${p}.execution.finished.adhoc`,
+    executionQueuedAdhoc: queued + ADHOC,
+    executionStatusAdhocAll: status('*') + ADHOC,
+    executionFinishedAdhoc: finished + ADHOC,
     /** Where the events of an execution go, by whether it belongs to a job. */
     forExecution: (jobId: string | null) => {
-      const t = jobId === null ? '.adhoc' : '';
-      return {
-        queued: `${p}.execution.queued${t}`,
-        status: (executionId: string) => `${p}.execution.${executionId}.status${t}`,
-        finished: `${p}.execution.finished${t}`,
-      };
+      const t = jobId === null ? ADHOC : '';
+      return { queued: queued + t, status: (executionId: string) => status(executionId) + t, finished: finished + t };
     },
     executionCancel: `${p}.execution.cancel`,
     /** A worker's log messages (`<p>.logs.<worker_id>`); a bare `LogBatch` may use the execution id. */

@@ -290,11 +290,12 @@ abstract class RemoteSpawner implements Spawner {
     waiter?.resolve(relay);
   }
 
-  /** The process could not start: the error as Node's spawn() reports it (`code` e.g. ENOENT). */
-  protected failed(id: number, message: string | ((file: string) => string), code: string | undefined): void {
+  /** The process could not start: the error as Node's spawn() reports it (`code` e.g. ENOENT;
+   *  without a message, Node's own form: `spawn <file> <code>`). */
+  protected failed(id: number, code: string | undefined, message?: string): void {
     const waiter = this.starting.get(id);
     this.starting.delete(id);
-    waiter?.reject(Object.assign(new Error(typeof message === 'string' ? message : message(waiter.file)), { code }));
+    waiter?.reject(Object.assign(new Error(message ?? `spawn ${waiter.file} ${code}`), { code }));
   }
 
   protected output(id: number, stream: LogStream, chunk: Buffer): void {
@@ -354,7 +355,7 @@ export class ThreadSpawner extends RemoteSpawner {
 
   private onMessage(m: ThreadMsg): void {
     if (m.type === 'spawned') this.started(m.id, m.pid);
-    else if (m.type === 'error') this.failed(m.id, m.message, m.code);
+    else if (m.type === 'error') this.failed(m.id, m.code, m.message);
     else if (m.type === 'data') this.output(m.id, m.stream, Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
     else this.ended(m.id, m.type === 'exit' ? { exit: { code: m.code, signal: m.signal, error: m.error } } : 'closed');
   }
@@ -446,14 +447,11 @@ export class ProcessSpawner extends RemoteSpawner {
       at = nl + 1;
       if (type === 'Y') this.settleReady();
       else if (type === 'S') this.started(id, Number(a));
-      else if (type === 'F') {
-        const code = getSystemErrorName(-Number(a));
-        this.failed(id, (file) => `spawn ${file} ${code}`, code);
-      } else if (type === 'X') {
+      else if (type === 'F') this.failed(id, getSystemErrorName(-Number(a)));
+      else if (type === 'X') {
         const exit = a === '-1' ? { code: null, signal: SIGNAL_NAMES.get(Number(b)) ?? null } : { code: Number(a), signal: null };
         this.ended(id, { exit: { ...exit, alone: c === '1' } });
-      }
-      else if (type === 'C') this.ended(id, 'closed');
+      } else if (type === 'C') this.ended(id, 'closed');
     }
     this.pending = at < buf.length ? buf.subarray(at) : EMPTY;
   }
