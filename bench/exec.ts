@@ -624,6 +624,8 @@ async function benchLogs(seconds: number): Promise<Figure[]> {
 // ---- 4. cancel → every process gone ----------------------------------------------------------
 // The job leaves a background child, a `setsid` child, a double-forked daemon in its own session,
 // and a double-forked child in the job's group; all of them must die.
+/** A job is cancelled once it has run this long (its start-up work done: the `running` report). */
+const CANCEL_AFTER_MS = 100;
 const CANCEL_JOB = `sleep 300 & setsid sleep 300 & (setsid sh -c 'sleep 300 & exit' &) ; (sleep 300 &) ; echo ready; wait`;
 
 function processesOf(executionId: string): number[] {
@@ -671,12 +673,16 @@ async function benchCancel(samples: number): Promise<Figure[]> {
         });
         return sleeps.length === 4 && p.length === 5 ? p : undefined;
       }, 20_000, 'the job and its descendants', 5);
+      await sleep(CANCEL_AFTER_MS);
+      // watched while the request is on its way (every millisecond: a busy loop would take one of
+      // the two cores from the services it measures)
       const sent = wallMs();
-      const r = await call(stack.wm, 'POST', `/api/v1/executions/${e.id}/cancel`);
-      if (r.status !== 202) throw new Error(`cancel: ${r.status} ${JSON.stringify(r.body)}`);
+      const answered = call(stack.wm, 'POST', `/api/v1/executions/${e.id}/cancel`);
       const deadline = Date.now() + 10_000;
-      while (pids.some(alive) && Date.now() < deadline) await new Promise((ok) => setImmediate(ok));
+      while (pids.some(alive) && Date.now() < deadline) await sleep(1);
       const t = wallMs();
+      const r = await answered;
+      if (r.status !== 202) throw new Error(`cancel: ${r.status} ${JSON.stringify(r.body)}`);
       if (pids.some(alive)) {
         leftovers++;
         const left = pids.filter(alive).map((pid) => {
@@ -697,12 +703,20 @@ async function benchCancel(samples: number): Promise<Figure[]> {
     return [
       {
         bench: 'cancel',
-        metric: `202 accepted → all 5 processes gone p50 (${samples} samples; setsid + double-forked)`,
+        metric: `202 accepted → all 5 processes gone p50 (${samples} samples; setsid + double-forked; cancelled ${CANCEL_AFTER_MS} ms after they all run)`,
         value: quantile(gone, 0.5),
         unit: 'ms',
         target: { text: '≤ 5 ms', ok: (v) => v <= 5 },
         better: 'lower',
-        note: `request sent → gone p50 ${quantile(fromSend, 0.5).toFixed(2)} ms`,
+      },
+      {
+        bench: 'cancel',
+        metric: `request sent → all 5 processes gone p50 (the request's own time included)`,
+        value: quantile(fromSend, 0.5),
+        unit: 'ms',
+        target: { text: '≤ 5 ms', ok: (v) => v <= 5 },
+        better: 'lower',
+        note: `p99 ${quantile(fromSend, 0.99).toFixed(2)} ms`,
       },
       {
         bench: 'cancel',

@@ -2,10 +2,12 @@
 // left the group (setsid, double fork) but still carries HODEI_EXECUTION_ID in its environment.
 import { readdirSync, readFileSync } from 'node:fs';
 
+const needleOf = (executionId: string) => Buffer.from(`HODEI_EXECUTION_ID=${executionId}\0`);
+
 /** Pids (not zombies) whose initial environment has HODEI_EXECUTION_ID=<one of ids>. */
 export function findExecutionProcesses(executionIds: Iterable<string>): Map<string, number[]> {
   const needles = new Map<string, Buffer>();
-  for (const id of executionIds) needles.set(id, Buffer.from(`HODEI_EXECUTION_ID=${id}\0`));
+  for (const id of executionIds) needles.set(id, needleOf(id));
   const found = new Map<string, number[]>();
   if (needles.size === 0) return found;
   let entries: string[];
@@ -34,6 +36,56 @@ export function findExecutionProcesses(executionIds: Iterable<string>): Map<stri
     }
   }
   return found;
+}
+
+/** Children of `pid`, forked by any of its threads (empty when it is gone or there is no procfs). */
+function childrenOf(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const tid of tasks) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'latin1');
+    } catch {
+      continue; // the thread ended, or a kernel without CONFIG_PROC_CHILDREN
+    }
+    for (const c of text.split(' ')) if (c.trim()) out.push(Number(c));
+  }
+  return out;
+}
+
+/**
+ * The execution's processes found by parentage, without a scan of /proc: the tree under its main
+ * process (a setsid child is still its parent's child), and the orphans its processes left (a
+ * double-forked daemon), which are children of the subreaper that spawned the job and still carry
+ * the execution's id. A handful of small reads, so a cancel can signal them at once; a process
+ * re-parented anywhere else is left to findExecutionProcesses().
+ */
+export function executionTree(executionId: string, mainPid: number | undefined, subreaper: number | undefined): number[] {
+  const needle = needleOf(executionId);
+  const roots = mainPid ? [mainPid] : [];
+  if (subreaper) {
+    for (const pid of childrenOf(subreaper)) {
+      if (pid === mainPid) continue;
+      try {
+        if (readFileSync(`/proc/${pid}/environ`).indexOf(needle) !== -1) roots.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  const seen = new Set<number>();
+  for (let pid = roots.pop(); pid !== undefined; pid = roots.pop()) {
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    roots.push(...childrenOf(pid));
+  }
+  return [...seen];
 }
 
 export function signalGroup(pgid: number | undefined, signal: NodeJS.Signals): boolean {

@@ -1,10 +1,12 @@
 // Kills what is left of executions: SIGTERM to the process group and to every process carrying the
 // execution's HODEI_EXECUTION_ID, then SIGKILL after the grace period to whatever remains.
-// Scanning /proc costs 1-2 ms of blocking file reads, so it runs on a small worker thread; scans
-// requested while one is under way are merged into the next.
+// A cancel signals the processes found by parentage at once (executionTree: a few reads); the scan
+// of all of /proc, which also finds those re-parented elsewhere, costs 1-2 ms of blocking file
+// reads, so it runs on a small worker thread; scans requested while one is under way are merged
+// into the next.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '@hodei/platform';
-import { findExecutionProcesses, signalGroup, signalPids } from './procs.js';
+import { executionTree, findExecutionProcesses, signalGroup, signalPids } from './procs.js';
 
 type Signal = 'SIGTERM' | 'SIGKILL';
 const WARM_MS = 1000;
@@ -86,6 +88,8 @@ export class Reaper {
   constructor(
     private readonly graceMs: number,
     private readonly logger: Logger,
+    /** The pid that adopts the orphans of jobs (the spawner process), if any. */
+    private readonly subreaper: () => number | undefined = () => undefined,
   ) {
     this.ensureThread(); // started now: the first cancel must not wait ~30 ms for a thread to boot
   }
@@ -93,6 +97,9 @@ export class Reaper {
   /** Cancel / timeout: SIGTERM everything of the execution now, SIGKILL after the grace period. */
   terminate(executionId: string, pgid: number | undefined): void {
     signalGroup(pgid, 'SIGTERM');
+    // measured on a 2-core VM: the descendants that left the group went 5-10 ms later when they
+    // waited for the scan thread
+    signalPids(executionTree(executionId, pgid, this.subreaper()), 'SIGTERM');
     void this.scan(executionId, pgid, 'SIGTERM');
     this.scheduleKill(executionId, pgid);
   }

@@ -68,6 +68,8 @@ export interface Spawner {
   /** Rejects with the OS error (its `code`, e.g. ENOENT) when the process cannot start. */
   spawn(req: SpawnRequest): Promise<JobHandle>;
   close(): Promise<void>;
+  /** The process that adopts what a job leaves behind (a child subreaper), when there is one. */
+  readonly subreaper?: number | undefined;
 }
 
 /** `command` runs as `/bin/sh -c <command> sh <args...>`, so $1.. are the job's args. */
@@ -389,6 +391,10 @@ export class ProcessSpawner extends RemoteSpawner {
     this.proc.stdout.on('data', (chunk: Buffer) => this.onOutput(chunk));
     this.proc.on('error', (err) => this.onDown(err));
     this.proc.on('exit', (code, signal) => this.onDown(new Error(`the spawner process exited (${signal ?? `code ${code}`})`)));
+  }
+
+  get subreaper(): number | undefined {
+    return this.down ? undefined : this.proc.pid;
   }
 
   protected override onDown(err: unknown): void {

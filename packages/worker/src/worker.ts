@@ -82,7 +82,7 @@ class WorkerAgent {
   ) {
     this.subjects = makeSubjects(config.natsPrefix);
     this.js = jetstream(nc);
-    this.reaper = new Reaper(config.killGraceMs, logger);
+    this.reaper = new Reaper(config.killGraceMs, logger, () => spawner.subreaper);
     this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }

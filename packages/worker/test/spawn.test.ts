@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@hodei/platform';
+import { executionTree, signalPids } from '../src/procs.js';
 import { commandRequest, createSpawner, InlineSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
 
 const logger = createLogger('test', 'silent');
@@ -144,6 +145,37 @@ describe('process spawner', () => {
     expect(existsSync(`/proc/${orphan}`)).toBe(false); // reaped, not left a zombie
     expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
     await s.close();
+  });
+
+  it('finds an execution\'s processes by parentage: setsid children under the job, double-forked orphans under the spawner', async () => {
+    const s = new ProcessSpawner(logger);
+    await s.ready;
+    const id = 'tree-test';
+    const dir = mkdtempSync(join(tmpdir(), 'hodei-tree-'));
+    const other = await s.spawn(commandRequest('sleep 30', [], { ...env, HODEI_EXECUTION_ID: 'another' }, undefined));
+    const job = await s.spawn(
+      commandRequest(
+        'setsid sleep 30 >/dev/null 2>&1 & s=$!; (sleep 30 >/dev/null 2>&1 & echo $! > "$1") ; until [ -s "$1" ]; do :; done; echo "$s $(cat "$1")"; exec sleep 30',
+        [join(dir, 'pid')],
+        { ...env, HODEI_EXECUTION_ID: id },
+        undefined,
+      ),
+    );
+    let out = '';
+    job.onData((_, chunk) => (out += chunk.toString()));
+    const deadline = Date.now() + 5000;
+    while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const [setsidChild, orphan] = out.trim().split(' ').map(Number);
+    expect(readFileSync(`/proc/${orphan}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]).toBe(String(s.subreaper));
+    const tree = executionTree(id, job.pid, s.subreaper);
+    expect(tree.sort()).toEqual([job.pid, setsidChild!, orphan!].sort());
+    // without the subreaper, only what is still under the job
+    expect(executionTree(id, job.pid, undefined).sort()).toEqual([job.pid, setsidChild!].sort());
+    signalPids([...tree, other.pid], 'SIGKILL');
+    expect((await job.exited).signal).toBe('SIGKILL');
+    await other.exited;
+    await s.close();
+    rmSync(dir, { recursive: true });
   });
 
   it('ends what it watched when the process dies, then spawns from the agent', async () => {

@@ -103,13 +103,16 @@ export class Executions {
   }
 
   async cancel(id: string): Promise<Execution> {
+    // The worker running it (if any) is asked while the row is read: it stops the processes at
+    // once and reports the final status itself. A finished or unknown execution runs nowhere, so
+    // nobody answers and the read decides (409 / 404).
+    const anywhere = this.cancelWherever(id);
     const row = await this.get(id);
     if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
+    if (await anywhere) return store.toExecution(row);
     if (row.status === 'queued') {
-      // It may run already: a job reports running only after HODEI_WORKER_RUNNING_AFTER_MS. The
-      // worker that runs it (if any) stops it and says so; then its own final status records the
-      // end. Otherwise it ends here without having started.
-      if (await this.cancelWherever(id)) return store.toExecution((await store.getExecution(this.ctx.db, id)) ?? row);
+      // Not running anywhere (a job reports running only after HODEI_WORKER_RUNNING_AFTER_MS):
+      // it ends here without having started.
       const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started', from: ['queued'] });
       if (done) {
         await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionCancel, encodeJson({ execution_id: id }));
@@ -120,16 +123,13 @@ export class Executions {
       return this.cancel(id);
     }
     if (!row.worker_id) throw new ConflictError(`execution ${id} is ${row.status} on no known worker`);
+    // its worker did not answer the quick ask in time (busy): ask it directly, and wait longer
     try {
-      await this.ctx.bus.nc.request(
-        this.ctx.bus.subjects.control(row.worker_id),
-        cancelControl(id),
-        { timeout: 3000 },
-      );
+      await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(row.worker_id), cancelControl(id), { timeout: 3000 });
     } catch (err) {
       throw new ServiceUnavailableError(`worker ${row.worker_id} did not answer the cancel request (${(err as Error).message})`);
     }
-    return store.toExecution((await store.getExecution(this.ctx.db, id)) ?? row);
+    return store.toExecution(row);
   }
 
   /** Asks every worker to cancel the execution; true when the one running it answered. */

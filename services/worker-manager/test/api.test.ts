@@ -97,6 +97,47 @@ describe('executions API', () => {
     expect((await res.json()).detail).toContain('cancelled');
   });
 
+  it('cancel of a running execution: the worker that answers the cancel sent to all stops it; one that does not is asked directly', async () => {
+    const bus = svc.ctx.bus;
+    const reply = (subject: string, seen: string[]) =>
+      bus.nc.subscribe(subject, {
+        callback: (_err, m) => {
+          const c = JSON.parse(new TextDecoder().decode(m.data)) as { action: string; execution_id: string };
+          seen.push(`${c.action} ${c.execution_id}`);
+          m.respond(new TextEncoder().encode(JSON.stringify({ ok: true })));
+        },
+      });
+    const running = async (workerId: string) => {
+      const { body } = await execute({ command: 'sleep 100' });
+      await publishStatus(bus, { execution_id: body.id, status: 'running', worker_id: workerId, started_at: new Date().toISOString() });
+      await until(async () => (await (await get(`/api/v1/executions/${body.id}`)).json()).status === 'running', 5000, 'running');
+      return body.id;
+    };
+    // a worker that answers the cancel sent to every worker: no direct request follows
+    const quick = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a21';
+    const toAll: string[] = [];
+    const toQuick: string[] = [];
+    const subs = [reply(bus.subjects.cancelAnywhere, toAll), reply(bus.subjects.control(quick), toQuick)];
+    await bus.nc.flush();
+    const a = await running(quick);
+    let res = await post(`/api/v1/executions/${a}/cancel`, {});
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ id: a, status: 'running', worker_id: quick });
+    expect(toAll).toEqual([`cancel ${a}`]);
+    expect(toQuick).toEqual([]);
+    for (const s of subs) s.unsubscribe();
+    // a worker that listens only on its own control subject is asked there
+    const slow = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a22';
+    const toSlow: string[] = [];
+    const sub = reply(bus.subjects.control(slow), toSlow);
+    await bus.nc.flush();
+    const b = await running(slow);
+    res = await post(`/api/v1/executions/${b}/cancel`, {});
+    expect(res.status).toBe(202);
+    expect(toSlow).toEqual([`cancel ${b}`]);
+    sub.unsubscribe();
+  });
+
   it('follows status events: waiting, running, final (never overwritten), finished event, result', async () => {
     const { body } = await execute({ command: 'x' });
     const id = body.id;
