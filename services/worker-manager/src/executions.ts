@@ -20,7 +20,8 @@ import * as store from './store/executions.js';
 import type { ExecutionRow } from './store/executions.js';
 import { maxStoredSeq } from './store/logs.js';
 
-/** How long a final status waits for the execution's last log lines to be stored. */
+/** How long a final status waits for the execution's next log lines to be stored (it waits on
+ *  while they keep coming: a million lines may be stored well after the process ended). */
 const LOG_WAIT_MS = 3000;
 const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for the worker running a seemingly queued execution to answer. */
@@ -218,15 +219,23 @@ export class Executions {
     return now;
   }
 
-  private async logsStored(id: string, lastSeq: number, waitMs: number): Promise<void> {
-    const deadline = Date.now() + waitMs;
-    while (Date.now() < deadline) {
-      if (!this.logs.hasPending(id) && (await maxStoredSeq(this.ctx.db, id)) >= lastSeq) return;
+  /** Waits until every line up to `lastSeq` is stored, for as long as lines keep being stored:
+   *  gives up after `idleMs` without one (lines that never come: a worker that lost them). */
+  private async logsStored(id: string, lastSeq: number, idleMs: number): Promise<void> {
+    let stored = -1;
+    let deadline = 0;
+    for (;;) {
+      const now = await maxStoredSeq(this.ctx.db, id);
+      if (now >= lastSeq && !this.logs.hasPending(id)) return;
+      if (now > stored) {
+        stored = now;
+        deadline = Date.now() + idleMs;
+      } else if (Date.now() >= deadline) break;
       // woken by this process's next insert of the execution's lines; the timeout covers lines
       // stored by another replica
       await this.logs.nextStored(id, Math.min(LOG_RECHECK_MS, Math.max(1, deadline - Date.now())));
     }
-    this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq }, 'final status recorded before all its log lines arrived');
+    this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq, stored_seq: stored }, `final status recorded without its last log lines (none stored for ${idleMs} ms)`);
   }
 
   private async finished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {

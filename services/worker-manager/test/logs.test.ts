@@ -134,6 +134,27 @@ describe('log stream (SSE)', () => {
     expect(seqs(logEvents(c))).toEqual(range(1, 10));
   });
 
+  it('a final status waits for its lines as long as they keep being stored, and gives up 3 s after the last', async () => {
+    const slow = await newExecution();
+    const short = await newExecution();
+    const status = async (id: string) => ((await (await get(`/api/v1/executions/${id}`)).json()) as { status: string }).status;
+    await publishStatus(svc.ctx.bus, { execution_id: slow, status: 'completed', exit_code: 0, last_seq: 40, duration_ms: 5 });
+    await publishStatus(svc.ctx.bus, { execution_id: short, status: 'completed', exit_code: 0, last_seq: 10, duration_ms: 5 });
+    await publishLines(svc.ctx.bus, short, lines(1, 9)); // line 10 never comes
+    const began = Date.now();
+    // 40 lines over 4.5 s, 1.5 s apart: longer than the 3 s it waits without new lines
+    for (let i = 0; i < 4; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 1500));
+      expect(await status(slow)).toBe('queued');
+      await publishLines(svc.ctx.bus, slow, lines(i * 10 + 1, i * 10 + 10));
+    }
+    await until(async () => (await status(slow)) === 'completed', 5000, 'the slow execution to complete');
+    const stored40 = ((await (await get(`/api/v1/executions/${slow}/logs`)).json()) as { lines: LogLine[] }).lines;
+    expect(seqs(stored40)).toEqual(range(1, 40));
+    await until(async () => (await status(short)) === 'completed', 5000, 'the short one to complete without its last line');
+    expect(Date.now() - began).toBeGreaterThanOrEqual(2500);
+  }, 20_000);
+
   it('Last-Event-ID: 50 resumes at 51; tail=N gives the last N; after the end it replays and completes at once', async () => {
     const id = await newExecution();
     await publishLines(svc.ctx.bus, id, lines(1, 100));
