@@ -10,6 +10,8 @@
 // worker-manager as its own process (node services/worker-manager/dist/main.js) so that its RSS is
 // its own. Workers are spawned through POST /api/v1/workers as in production.
 // With --rounds R every benchmark runs R times; the table shows the best round and the spread.
+// PROF_DIR=<dir> with --processes: each service writes a V8 CPU profile to <dir>/<service> when it
+// stops (node --cpu-prof), for Chrome DevTools or a script.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { once } from 'node:events';
@@ -167,7 +169,7 @@ async function startStack(options: { processes?: Svc[] } = {}): Promise<Stack> {
       stops.unshift(started.stop);
       continue;
     }
-    const child: ChildProcess = spawn(process.execPath, [resolve(root, `services/${svc}/dist/main.js`)], {
+    const child: ChildProcess = spawn(process.execPath, [...(process.env.PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PROF_DIR}/${svc}`] : []), resolve(root, `services/${svc}/dist/main.js`)], {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
