@@ -14,7 +14,7 @@ import { insertLines, type StoredLine } from './store/logs.js';
 const MAX_INSERT_LINES = 5000;
 /** Stop pulling while this many lines wait for their insert (bounds memory). */
 const MAX_BUFFERED_LINES = 40_000;
-/** Inserts running at once (each on its own pooled connection). */
+/** Inserts running at once under a flood of lines (each on its own pooled connection). */
 const INSERT_CONCURRENCY = 3;
 /** Executions whose status events are being applied at once (a final one may wait for its last log lines). */
 const MAX_FINALS_IN_FLIGHT = 200;
@@ -134,9 +134,13 @@ export class Consumers {
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
       this.buffered.push({ msg, batches, pending, lines });
       this.bufferedLines += lines;
-      if (this.flushers < INSERT_CONCURRENCY) {
+      // One insert at a time while a statement's worth does not wait (what comes meanwhile joins
+      // the next one); more side by side only for a flood. Fifty jobs printing 100 lines a second
+      // each otherwise cost an insert per message, three at a time.
+      if (this.flushers === 0 || (this.flushers < INSERT_CONCURRENCY && this.bufferedLines >= MAX_INSERT_LINES)) {
         this.flushers++;
-        const p = this.flushAll();
+        // after this turn of the event loop: the messages delivered with this one join its insert
+        const p = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flushAll());
         this.flushed.push(p);
         void p.finally(() => (this.flushed = this.flushed.filter((x) => x !== p)));
       }
