@@ -5,14 +5,13 @@ import { JobSpec } from './job-spec.js';
 import { LogStream, Progress } from './worker-manager.js';
 import { z } from './zod.js';
 
-/** Appended to an execution's queued / status / finished subject when it belongs to no job. */
+/** Appended to an execution's queued / status subject when it belongs to no job. */
 const ADHOC = '.adhoc';
 
 export function subjects(prefix = 'hodei') {
   const p = prefix;
   const queued = `${p}.execution.queued`;
   const status = (executionId: string) => `${p}.execution.${executionId}.status`;
-  const finished = `${p}.execution.finished`;
   return {
     prefix: p,
     /** JetStream stream of durable events (`<p>.execution.>`, `<p>.job.>`, `<p>.schedule.>`, `<p>.worker.>`). */
@@ -25,16 +24,17 @@ export function subjects(prefix = 'hodei') {
     executionQueued: queued,
     executionStatus: status,
     executionStatusAll: status('*'),
-    executionFinished: finished,
-    /** The same three events of an execution without a job (`POST /execute` of a command): the
-     *  subjects above with `.adhoc` appended. The orchestrator, which follows jobs, never sees them. */
+    /** A job's execution as worker-manager recorded its end (for the orchestrator); an execution
+     *  without a job has none: nobody follows it but the scheduler, which takes the worker's status. */
+    executionFinished: `${p}.execution.finished`,
+    /** The queued and status events of an execution without a job (`POST /execute` of a command):
+     *  the subjects above with `.adhoc` appended. The orchestrator, which follows jobs, never sees them. */
     executionQueuedAdhoc: queued + ADHOC,
     executionStatusAdhocAll: status('*') + ADHOC,
-    executionFinishedAdhoc: finished + ADHOC,
     /** Where the events of an execution go, by whether it belongs to a job. */
     forExecution: (jobId: string | null) => {
       const t = jobId === null ? ADHOC : '';
-      return { queued: queued + t, status: (executionId: string) => status(executionId) + t, finished: finished + t };
+      return { queued: queued + t, status: (executionId: string) => status(executionId) + t };
     },
     executionCancel: `${p}.execution.cancel`,
     /** A worker's log messages (`<p>.logs.<worker_id>`); a bare `LogBatch` may use the execution id. */
@@ -50,8 +50,8 @@ export function subjects(prefix = 'hodei') {
     // Core NATS (request/reply, not stored in a stream).
     assign: (workerId: string) => `${p}_rpc.assign.${workerId}`,
     control: (workerId: string) => `${p}_rpc.control.${workerId}`,
-    /** A cancel for whichever worker runs the execution (`WorkerControl{cancel}`, no reply): sent
-     *  when worker-manager does not know the worker yet. */
+    /** A cancel for whichever worker runs the execution (`WorkerControl{cancel}`): sent to every
+     *  worker; only the one running it answers. */
     cancelAnywhere: `${p}_rpc.cancel`,
     heartbeat: (workerId: string) => `${p}_rpc.heartbeat.${workerId}`,
     heartbeatAll: `${p}_rpc.heartbeat.*`,

@@ -1,13 +1,15 @@
-// What the scheduler hears over NATS: queued / finished / cancelled executions (durable JetStream
-// consumers), worker heartbeats (core NATS) and worker exits (JetStream).
+// What the scheduler hears over NATS: queued / cancelled executions and their status events (durable
+// JetStream consumers; a final status frees the execution's slot), worker heartbeats (core NATS)
+// and worker exits (JetStream).
 import { currentTraceparent, decodeJson, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
-import { ExecutionCancelEvent, ExecutionQueuedEvent, WorkerHeartbeat, z } from '@hodei/types';
+import { ExecutionCancelEvent, ExecutionQueuedEvent, isFinalStatus, WorkerHeartbeat, z, type ExecutionStatus } from '@hodei/types';
 
 export interface EventHandlers {
   /** `firstDelivery`: this event was never handed out before (no earlier attempt may have placed it). */
   queued: (ev: ExecutionQueuedEvent, firstDelivery: boolean) => Promise<void>;
+  /** Its final status, as its worker (or this scheduler: `lost`) published it. */
   finished: (executionId: string) => Promise<void>;
   cancelled: (executionId: string) => Promise<void>;
   /** `stopping`: worker-manager had asked it to stop (it ends `stopped`, not `offline`). */
@@ -42,23 +44,23 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     }
     return null;
   };
-  // finished carries an ExecutionStatusEvent; only its id matters here
-  const FinishedEvent = z.object({ execution_id: z.uuid() });
+  // only the id and the status matter here (a status event's full schema is worker-manager's business)
+  const StatusEvent = z.object({ execution_id: z.uuid(), status: z.string() });
 
   const onQueued = async (m: JsMsg) => {
     const ev = parse(ExecutionQueuedEvent, m);
     if (ev) await h.queued({ ...ev, traceparent: currentTraceparent() ?? ev.traceparent }, !m.redelivered);
   };
-  const onFinished = async (m: JsMsg) => {
-    const ev = parse(FinishedEvent, m);
-    if (ev) await h.finished(ev.execution_id);
+  const onStatus = async (m: JsMsg) => {
+    const ev = parse(StatusEvent, m);
+    if (ev && isFinalStatus(ev.status as ExecutionStatus)) await h.finished(ev.execution_id);
   };
   // executions of jobs, and those without one (their own subjects: see Subjects)
   const specs: ConsumerSpec[] = [
     { durable: 'scheduler-queue', subject: s.executionQueued, parallel: PARALLEL, handle: onQueued },
     { durable: 'scheduler-queue-adhoc', subject: s.executionQueuedAdhoc, parallel: PARALLEL, handle: onQueued },
-    { durable: 'scheduler-finished', subject: s.executionFinished, parallel: PARALLEL, handle: onFinished },
-    { durable: 'scheduler-finished-adhoc', subject: s.executionFinishedAdhoc, parallel: PARALLEL, handle: onFinished },
+    { durable: 'scheduler-status', subject: s.executionStatusAll, parallel: PARALLEL, handle: onStatus },
+    { durable: 'scheduler-status-adhoc', subject: s.executionStatusAdhocAll, parallel: PARALLEL, handle: onStatus },
     {
       durable: 'scheduler-cancel',
       subject: s.executionCancel,
@@ -145,6 +147,10 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     })();
     running.push({ messages, done });
   }
+
+  // Before 2026-11-30 a slot was freed by worker-manager's `finished` event: those consumers go
+  // (the status consumers above start from the beginning of the stream, so nothing falls between).
+  for (const old of ['scheduler-finished', 'scheduler-finished-adhoc']) await bus.jsm.consumers.delete(s.eventsStream, old).catch(() => false);
 
   const heartbeats: Subscription = bus.nc.subscribe(s.heartbeatAll, {
     queue: 'scheduler',

@@ -2,8 +2,7 @@
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
 import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
-import { isFinalStatus, type ExecutionStatus, type ExecutionStatusEvent } from '@hodei/types';
-import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { ExecutionStatusEvent } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
 import { Placer } from './placer.js';
@@ -93,7 +92,6 @@ export const definition: ServiceDefinition = {
     registerWorkerRoutes(api, workers, () => placer.kick());
 
     let stopConsumers: (() => Promise<void>) | undefined;
-    let finalStatuses: Subscription[] = [];
     const timers: NodeJS.Timeout[] = [];
     let lastPrune = 0;
 
@@ -106,8 +104,9 @@ export const definition: ServiceDefinition = {
       }
       placer.kick();
     };
-    // Every execution is finished twice (the worker's status, then worker-manager's event): the
-    // second finds it in `finishedHere` and costs nothing. Finishes of one moment share a statement.
+    // A final status delivered again (or the `lost` this service published itself, after freeing
+    // the slot) finds its execution in `finishedHere` and costs nothing. Finishes of one moment
+    // share a statement.
     const finishedHere = new Set<string>();
     const finishing = new Batcher<string>((ids) => queue.finish(ids));
     const finish = async (id: string) => {
@@ -175,24 +174,6 @@ export const definition: ServiceDefinition = {
           },
           caughtUp: () => placer.setReady(),
         });
-        // Fast path: a worker's own final status frees its slot at once (core NATS sees the
-        // JetStream publish too). worker-manager's durable `finished` event, sent once it recorded
-        // the status, stays the guarantee; this only saves its database round trips (tens of ms).
-        const onStatus = (err: Error | null, msg: Msg) => {
-          if (err) return;
-          let ev: { execution_id?: unknown; status?: unknown; worker_id?: unknown };
-          try {
-            ev = decodeJson(msg.data) as typeof ev;
-          } catch {
-            return;
-          }
-          if (typeof ev.execution_id !== 'string' || typeof ev.worker_id !== 'string' || ev.status === 'lost') return;
-          if (!isFinalStatus(ev.status as ExecutionStatus)) return;
-          finish(ev.execution_id).catch((e: unknown) =>
-            logger.warn({ err: e, execution_id: ev.execution_id }, "freeing a finished execution's slot failed (its finished event will)"),
-          );
-        };
-        finalStatuses = [bus.subjects.executionStatusAll, bus.subjects.executionStatusAdhocAll].map((subject) => bus.nc.subscribe(subject, { callback: onStatus }));
         firer.kick();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
         // checked often (a cheap indexed UPDATE) so that offline follows the time-out closely, not up to timeout/2 later
@@ -202,7 +183,6 @@ export const definition: ServiceDefinition = {
         for (const t of timers) clearInterval(t);
         await firer.stop();
         await placer.stop();
-        for (const sub of finalStatuses) sub.unsubscribe();
         await stopConsumers?.();
       },
     };

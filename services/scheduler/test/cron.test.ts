@@ -113,7 +113,7 @@ describe('cron firing', () => {
     }
     // the first run finishes: the next firing runs again
     await svc.ctx.bus.js.publish(
-      svc.ctx.bus.subjects.executionFinished,
+      svc.ctx.bus.subjects.executionStatus(r[0]!.execution_id!),
       encodeJson({ execution_id: r[0]!.execution_id, job_id: job, worker_id: null, status: 'completed', timestamp: new Date().toISOString() }),
     );
     await sleep(1300);

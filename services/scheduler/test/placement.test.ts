@@ -1,4 +1,5 @@
 import { createTestEnv, decodeJson, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects, type Assignment, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -92,7 +93,7 @@ async function enqueue(o: { priority?: number; labels?: Record<string, string>; 
 
 async function finish(executionId: string, workerId: string, jobId: string | null = null) {
   const ev: ExecutionStatusEvent = { execution_id: executionId, job_id: jobId, worker_id: workerId, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
-  await svc.ctx.bus.js.publish(s.forExecution(jobId).finished, encodeJson(ev));
+  await svc.ctx.bus.js.publish(s.forExecution(jobId).status(executionId), encodeJson(ev));
 }
 
 const reasons = (id: string) => statuses.filter((e) => e.execution_id === id).map((e) => e.message);
@@ -144,12 +145,18 @@ describe('placement', () => {
     expect((await until(() => getWorker(w.id), (x) => x.free.slots === 4)).running_executions).toEqual([]);
   });
 
-  it("places an execution of a job (the job subjects) like one without, and its finish frees the slot", async () => {
+  it("places an execution of a job (the job subjects) like one without; only its worker's final status frees the slot", async () => {
     const jobId = newId();
     const w = await worker({ t: 'job' }, { slots: 1 });
     const id = await enqueue({ labels: { t: 'job' }, jobId });
     await until(() => w.got.length, (n) => n > 0);
     expect(w.got[0]).toMatchObject({ execution_id: id, job_id: jobId });
+    const running: ExecutionStatusEvent = { execution_id: id, job_id: jobId, worker_id: w.id, status: 'running', timestamp: new Date().toISOString() };
+    await svc.ctx.bus.js.publish(s.forExecution(jobId).status(id), encodeJson(running));
+    // worker-manager's `finished` event (for the orchestrator) is not what frees it
+    await svc.ctx.bus.js.publish(s.executionFinished, encodeJson({ ...running, status: 'completed' }));
+    await settle();
+    expect((await getWorker(w.id)).running_executions).toEqual([id]);
     await finish(id, w.id, jobId);
     expect((await until(() => getWorker(w.id), (x) => x.free.slots === 1)).running_executions).toEqual([]);
   });
@@ -380,5 +387,25 @@ describe('placement', () => {
     // a few ms on an idle machine (publish ack + insert + one round); the bound leaves room for a
     // loaded CI box but fails when placement waits for the 1 s safety tick instead of the event
     expect(p50).toBeLessThan(50);
+  });
+  it('after an upgrade from the consumers of `finished` events: they are removed, and a final status published while it was down frees its slot', async () => {
+    const w = await worker({ t: 'upgrade' }, { slots: 1 });
+    const a = await enqueue({ labels: { t: 'upgrade' } });
+    await until(() => w.got.length, (n) => n > 0);
+    await svc.stop();
+    // the stream as the earlier version left it: its consumer of finished events, none of status events
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(s.eventsStream, { durable_name: 'scheduler-finished-adhoc', filter_subject: `${s.executionFinished}.adhoc`, ack_policy: AckPolicy.Explicit });
+    await jsm.consumers.delete(s.eventsStream, 'scheduler-status-adhoc');
+    const done: ExecutionStatusEvent = { execution_id: a, job_id: null, worker_id: w.id, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
+    await jetstream(nc).publish(s.forExecution(null).status(a), encodeJson(done));
+    svc = await startScheduler(env.config('scheduler'));
+    const b = await enqueue({ labels: { t: 'upgrade' } });
+    await until(() => w.got.length, (n) => n > 1, 10_000);
+    expect(w.ids()).toEqual([a, b]);
+    const consumers: string[] = [];
+    for await (const c of jsm.consumers.list(s.eventsStream)) consumers.push(c.name);
+    expect(consumers).toContain('scheduler-status-adhoc');
+    expect(consumers).not.toContain('scheduler-finished-adhoc');
   });
 });

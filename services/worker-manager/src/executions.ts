@@ -246,7 +246,9 @@ export class Executions {
     this.emitStatus(row, row.message);
   }
 
+  /** For the orchestrator: the end of a job's execution, as recorded here. */
   private async publishFinished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {
+    if (row.job_id === null) return;
     const event: ExecutionStatusEvent = {
       execution_id: row.id,
       job_id: row.job_id,
@@ -262,7 +264,7 @@ export class Executions {
       duration_ms: row.duration_ms,
       timestamp: e.timestamp,
     };
-    await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(row.job_id).finished, encodeJson(event), { msgID: `${row.id}-finished` });
+    await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });
   }
 
   private emitStatus(row: ExecutionRow, message: string | null): void {
