@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
-import type { TestEnv } from '@hodei/platform';
+import { parseSseBlock, type TestEnv } from '@hodei/platform';
 import { load } from './failure-stack.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -109,19 +109,8 @@ function openSse(url: string, onEvent: (e: SseEvent, atUs: number) => void): Pro
           while ((i = buf.indexOf('\n\n')) >= 0) {
             const block = buf.slice(0, i);
             buf = buf.slice(i + 2);
-            const e: SseEvent = { event: 'message', data: '' };
-            let any = false;
-            for (const line of block.split('\n')) {
-              if (line.startsWith(':') || line === '') continue;
-              const c = line.indexOf(':');
-              const field = c < 0 ? line : line.slice(0, c);
-              const v = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
-              any = true;
-              if (field === 'id') e.id = v;
-              else if (field === 'event') e.event = v;
-              else if (field === 'data') e.data = e.data ? `${e.data}\n${v}` : v;
-            }
-            if (any) onEvent(e, at);
+            const e = parseSseBlock(block);
+            if (e) onEvent(e, at);
           }
         });
         res.on('end', resolve);

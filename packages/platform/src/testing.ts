@@ -76,3 +76,21 @@ export async function workerOnline(schedulerUrl: string, workerId: string, timeo
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** One event of a text/event-stream (the text between two blank lines), for test and bench
+ *  clients; null when the block holds only comments. */
+export function parseSseBlock(block: string): { id?: string; event: string; data: string } | null {
+  const e: { id?: string; event: string; data: string } = { event: 'message', data: '' };
+  let any = false;
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':') || line === '') continue;
+    const c = line.indexOf(':');
+    const field = c < 0 ? line : line.slice(0, c);
+    const value = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+    any = true;
+    if (field === 'id') e.id = value;
+    else if (field === 'event') e.event = value;
+    else if (field === 'data') e.data = e.data ? `${e.data}\n${value}` : value;
+  }
+  return any ? e : null;
+}

@@ -1,6 +1,6 @@
 // Test helpers: an SSE client over fetch, publishing what a worker would publish, and the REST
 // calls the real-path tests make.
-import { encodeJson, type Bus } from '@hodei/platform';
+import { encodeJson, parseSseBlock, type Bus } from '@hodei/platform';
 import { isFinalStatus, type Execution, type ExecutionStatusEvent, type LogLine } from '@hodei/types';
 import { expect } from 'vitest';
 
@@ -43,19 +43,8 @@ export async function openSse(url: string, headers: Record<string, string> = {})
         while ((i = buf.indexOf('\n\n')) >= 0) {
           const block = buf.slice(0, i);
           buf = buf.slice(i + 2);
-          const e: SseEvent = { event: 'message', data: '', at: performance.now() };
-          let isEvent = false;
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const c = line.indexOf(':');
-            const field = c < 0 ? line : line.slice(0, c);
-            const value = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
-            isEvent = true;
-            if (field === 'id') e.id = value;
-            else if (field === 'event') e.event = value;
-            else if (field === 'data') e.data = e.data ? `${e.data}\n${value}` : value;
-          }
-          if (isEvent) events.push(e);
+          const e = parseSseBlock(block);
+          if (e) events.push({ ...e, at: performance.now() });
         }
         notify();
       }
