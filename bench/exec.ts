@@ -426,7 +426,7 @@ async function startTrace(stack: Stack): Promise<{ report: () => Promise<string>
         }
         if (m.subject.startsWith(`${p}.execution.queued`)) mark(body.execution_id, '1 queued published');
         else if (m.subject.startsWith(`${p}_rpc.assign.`)) mark(body.execution_id, '2 assign request');
-        else if (m.subject.startsWith(`${p}.execution.finished`)) mark(body.execution_id, '5 finished published (wm)');
+        else if (m.subject.startsWith(`${p}.execution.finished`)) mark(body.execution_id, '5 finished published (wm; executions of jobs only)');
         else if (/\.status(\.adhoc)?$/.test(m.subject)) {
           if (body.status === 'running') mark(body.execution_id, '3 running (worker)');
           else if (FINAL.has(body.status ?? '')) mark(body.execution_id, '4 final status (worker)');
