@@ -338,16 +338,10 @@ function cpuByRole(): Record<string, number> {
   return roles;
 }
 
-function cpuPerJob(before: Record<string, number>, after: Record<string, number>, jobs: number): string {
+/** Each role's CPU time between two cpuByRole() readings, as `format` writes it. */
+function cpuSpent(before: Record<string, number>, after: Record<string, number>, format: (ms: number) => string): string {
   return Object.keys(after)
-    .map((k) => `${k} ${((after[k]! - (before[k] ?? 0)) / jobs).toFixed(2)} ms`)
-    .join(', ');
-}
-
-/** Each role's CPU over `wallMs`, as a share of one core. */
-function cpuShare(before: Record<string, number>, after: Record<string, number>, wallMs: number): string {
-  return Object.keys(after)
-    .map((k) => `${k} ${Math.round((100 * (after[k]! - (before[k] ?? 0))) / wallMs)}%`)
+    .map((k) => `${k} ${format(after[k]! - (before[k] ?? 0))}`)
     .join(', ');
 }
 
@@ -376,7 +370,7 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     const submitted = wallMs();
     const statuses = await Promise.all(ids.map((id) => stack.waitFinal(id, 120_000)));
     const end = Math.max(...ids.map((id) => stack.finals.get(id)!.at));
-    const cpu = cpuPerJob(cpu0, cpuByRole(), jobs);
+    const cpu = cpuSpent(cpu0, cpuByRole(), (ms) => `${(ms / jobs).toFixed(2)} ms`);
     // an assignment the worker refused (it had no free slot) means the scheduler over-filled it
     const refused = /hodei_placements_total\{outcome="refused"[^}]*\} (\d+)/.exec(await (await fetch(`${stack.scheduler}/metrics`)).text())?.[1] ?? '0';
     const bad = statuses.filter((s) => s !== 'completed').length;
@@ -634,7 +628,8 @@ async function benchLogs(seconds: number): Promise<Figure[]> {
     const cpu0 = cpuByRole();
     const t0 = performance.now();
     const fifty = await runJobs(50);
-    const cpu = cpuShare(cpu0, cpuByRole(), performance.now() - t0);
+    const wallMs = performance.now() - t0;
+    const cpu = cpuSpent(cpu0, cpuByRole(), (ms) => `${Math.round((100 * ms) / wallMs)}%`); // of one core
     await stack.stopWorker(worker);
     const base = (q: number) => ({ label: `raw NATS request/reply p${q * 100}`, value: quantile(rtt.core, q) });
     return [

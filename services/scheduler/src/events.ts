@@ -4,7 +4,7 @@
 import { currentTraceparent, decodeJson, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
-import { ExecutionCancelEvent, ExecutionQueuedEvent, isFinalStatus, WorkerHeartbeat, z, type ExecutionStatus } from '@hodei/types';
+import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z } from '@hodei/types';
 
 export interface EventHandlers {
   /** `firstDelivery`: this event was never handed out before (no earlier attempt may have placed it). */
@@ -44,8 +44,8 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     }
     return null;
   };
-  // only the id and the status matter here (a status event's full schema is worker-manager's business)
-  const StatusEvent = z.object({ execution_id: z.uuid(), status: z.string() });
+  // only the id and the status matter here (the rest of a status event is worker-manager's business)
+  const StatusEvent = ExecutionStatusEvent.pick({ execution_id: true, status: true });
 
   const onQueued = async (m: JsMsg) => {
     const ev = parse(ExecutionQueuedEvent, m);
@@ -53,7 +53,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   };
   const onStatus = async (m: JsMsg) => {
     const ev = parse(StatusEvent, m);
-    if (ev && isFinalStatus(ev.status as ExecutionStatus)) await h.finished(ev.execution_id);
+    if (ev && isFinalStatus(ev.status)) await h.finished(ev.execution_id);
   };
   // executions of jobs, and those without one (their own subjects: see Subjects)
   const specs: ConsumerSpec[] = [

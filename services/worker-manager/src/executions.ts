@@ -24,7 +24,8 @@ import { maxStoredSeq } from './store/logs.js';
  *  while they keep coming: a million lines may be stored well after the process ended). */
 const LOG_WAIT_MS = 3000;
 const LOG_RECHECK_MS = 50;
-/** How long a cancel waits for the worker running a seemingly queued execution to answer. */
+/** How long a cancel waits for an answer to the cancel sent to every worker; then a queued
+ *  execution ends where it is, and a running one's worker is asked on its own subject. */
 const CANCEL_ANYWHERE_MS = 25;
 
 const cancelControl = (executionId: string) =>
