@@ -1,5 +1,5 @@
 // SQL for the queue of executions waiting for (or placed on) a worker.
-import type { Pool } from '@hodei/platform';
+import { fromRecords, records, type Pool } from '@hodei/platform';
 import type { ExecutionQueuedEvent, JobSpec } from '@hodei/types';
 
 export interface QueueEntry {
@@ -58,8 +58,11 @@ export class QueueStore {
    *  or the same event twice in the list), with the known entry's state as it was. */
   async enqueue(items: { event: ExecutionQueuedEvent; claimFor?: string | undefined }[]): Promise<Stored[]> {
     const { rows } = await this.db.query<{ execution_id: string; inserted: boolean; state: string | null; worker_id: string | null }>(
-      `WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_job uuid, v_priority integer, v_attempt integer,
-                    v_spec jsonb, v_traceparent text, v_created timestamptz, v_cpu float8, v_memory bigint, v_avoid jsonb, v_worker uuid)),
+      `WITH v AS (SELECT v.* FROM ${fromRecords(
+        '$1',
+        `v_id uuid, v_job uuid, v_priority integer, v_attempt integer, v_spec jsonb, v_traceparent text, v_created timestamptz,
+         v_cpu float8, v_memory bigint, v_avoid jsonb, v_worker uuid`,
+      )}),
             ins AS (INSERT INTO queue (execution_id, job_id, priority, attempt, spec, traceparent, created_at, cpu_cores, memory_bytes,
                                        avoid_workers, state, worker_id, claimed_at)
                     SELECT v_id, v_job, v_priority, v_attempt, v_spec, v_traceparent, v_created, v_cpu, v_memory,
@@ -71,7 +74,7 @@ export class QueueStore {
        SELECT v_id AS execution_id, ins.execution_id IS NOT NULL AS inserted, q.state, q.worker_id
        FROM v LEFT JOIN ins ON ins.execution_id = v_id LEFT JOIN queue q ON q.execution_id = v_id`,
       [
-        JSON.stringify(
+        records(
           items.map(({ event: ev, claimFor }) => ({
             v_id: ev.execution_id,
             v_job: ev.job_id,

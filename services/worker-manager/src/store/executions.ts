@@ -1,5 +1,5 @@
 // SQL of the executions table: one row per run of a job (or of an inline definition).
-import { iso, withTransaction, type Pool } from '@hodei/platform';
+import { fromRecords, iso, records, withTransaction, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type JobSpec, type Progress } from '@hodei/types';
 
 export interface ExecutionRow {
@@ -129,9 +129,9 @@ export async function runningOnWorker(db: Pool, workerId: string): Promise<strin
 export async function setWaiting(db: Pool, items: { id: string; waiting: string | null }[]): Promise<void> {
   await db.query(
     `UPDATE executions SET waiting = v_waiting
-     FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_waiting text)
+     FROM ${fromRecords('$1', 'v_id uuid, v_waiting text')}
      WHERE id = v_id AND status = 'queued'`,
-    [JSON.stringify(items.map((i) => ({ v_id: i.id, v_waiting: i.waiting })))],
+    [records(items.map((i) => ({ v_id: i.id, v_waiting: i.waiting })))],
   );
 }
 
@@ -146,14 +146,14 @@ export interface RunningUpdate {
  *  running already, or null when it is not queued or running (ended, cancelled, unknown). */
 export async function markRunning(db: Pool, items: RunningUpdate[]): Promise<Array<{ row: ExecutionRow; wasRunning: boolean } | null>> {
   const { rows } = await db.query<ExecutionRow & { was_running: boolean }>(
-    `WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_worker uuid, v_started timestamptz, v_progress jsonb)),
+    `WITH v AS (SELECT v.* FROM ${fromRecords('$1', 'v_id uuid, v_worker uuid, v_started timestamptz, v_progress jsonb')}),
           before AS (SELECT e.id AS b_id, e.status AS b_status FROM executions e JOIN v ON e.id = v.v_id FOR UPDATE OF e)
      UPDATE executions SET status = 'running', waiting = NULL,
        worker_id = COALESCE(v_worker, worker_id), started_at = COALESCE(started_at, v_started, now()),
        progress = COALESCE(v_progress, progress)
      FROM v JOIN before ON b_id = v_id
      WHERE id = v_id AND status IN ('queued', 'running') RETURNING ${COLUMNS}, b_status = 'running' AS was_running`,
-    [JSON.stringify(items.map((i) => ({ v_id: i.id, v_worker: i.worker_id, v_started: i.started_at, v_progress: i.progress })))],
+    [records(items.map((i) => ({ v_id: i.id, v_worker: i.worker_id, v_started: i.started_at, v_progress: i.progress })))],
   );
   return inOrder(items, rows).map((r) => (r ? { row: r, wasRunning: r.was_running } : null));
 }
@@ -200,16 +200,18 @@ const finalRecord = (id: string, u: FinalUpdate) => ({
   v_result_error: u.result_error ?? null,
 });
 
-const FINAL_RECORD = `jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_status text, v_worker uuid, v_exit integer, v_signal text,
-  v_message text, v_started timestamptz, v_finished timestamptz, v_duration integer, v_last_seq integer, v_has_result boolean,
-  v_result jsonb, v_result_error text)`;
+const FINAL_RECORD = fromRecords(
+  '$1',
+  `v_id uuid, v_status text, v_worker uuid, v_exit integer, v_signal text, v_message text, v_started timestamptz,
+   v_finished timestamptz, v_duration integer, v_last_seq integer, v_has_result boolean, v_result jsonb, v_result_error text`,
+);
 
 /** Records a final status; a final status is never overwritten (null when the execution already ended). */
 export async function markFinal(db: Pool, id: string, u: FinalUpdate): Promise<ExecutionRow | null> {
   const { rows } = await db.query<ExecutionRow>(
     `UPDATE executions SET ${FINAL_SET} FROM ${FINAL_RECORD}
      WHERE id = v_id AND status <> ALL($2::text[]) AND ($3::text[] IS NULL OR status = ANY($3::text[])) RETURNING ${COLUMNS}`,
-    [JSON.stringify([finalRecord(id, u)]), FINAL_STATUSES, u.from ?? null],
+    [records([finalRecord(id, u)]), FINAL_STATUSES, u.from ?? null],
   );
   return rows[0] ?? null;
 }
@@ -219,7 +221,7 @@ export async function markFinals(db: Pool, items: Array<{ id: string; update: Fi
   const { rows } = await db.query<ExecutionRow>(
     `UPDATE executions SET ${FINAL_SET} FROM ${FINAL_RECORD}
      WHERE id = v_id AND status <> ALL($2::text[]) RETURNING ${COLUMNS}`,
-    [JSON.stringify(items.map((i) => finalRecord(i.id, i.update))), FINAL_STATUSES],
+    [records(items.map((i) => finalRecord(i.id, i.update))), FINAL_STATUSES],
   );
   return inOrder(items, rows);
 }
