@@ -33,7 +33,12 @@ export interface ExecutionDeps {
   /** The process is over and its logs are shipped: called just before the final status goes out,
    *  so the slot is free by the time anyone hears of the end. */
   onSlotFree: (executionId: string) => void;
+  /** The largest message the NATS server takes (its `max_payload`, headers included). */
+  maxPayload: () => number;
 }
+
+/** Room left in a status message for its headers (message id, trace context). */
+const STATUS_HEADROOM = 4096;
 
 export type KillReason = 'cancelled' | 'timed_out' | 'lost';
 
@@ -357,7 +362,17 @@ export class Execution {
       ...fields,
     };
     const subject = this.deps.subjects.forExecution(this.assignment.job_id).status(this.id);
-    const payload = encodeJson(event);
+    let payload = encodeJson(event);
+    const room = this.deps.maxPayload() - STATUS_HEADROOM;
+    if (payload.length > room && event.result !== undefined) {
+      // a publish over max_payload fails every time: the final status would never go out
+      const { result: _tooLarge, ...rest } = event;
+      const size = encodeJson(event.result).length;
+      payload = encodeJson({
+        ...rest,
+        result_error: `the result is ${size} bytes of JSON: with its status it does not fit in one NATS message (max_payload ${this.deps.maxPayload()} bytes)`,
+      });
+    }
     const msgID = `${this.id}:status:${event.status}:${event.timestamp}:${event.progress ? 'p' : ''}`;
     this.statusChain = this.statusChain.then(async () => {
       for (let attempt = 0; ; attempt++) {

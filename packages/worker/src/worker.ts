@@ -128,6 +128,7 @@ class WorkerAgent {
             spawner: this.spawner,
             logger: this.logger,
             onSlotFree: (id) => this.busy.delete(id),
+            maxPayload: () => this.nc.info?.max_payload ?? 1024 * 1024,
           },
           parsed.data,
         );

@@ -143,6 +143,23 @@ describe('running a job', () => {
     expect(final.result_error).toMatch(/larger than 1 MiB/);
   });
 
+  it('reports a result of almost 1 MiB intact', async () => {
+    const run = await h.assign({ command: `{ printf '"'; head -c 1000000 /dev/zero | tr '\\0' a; printf '"'; } > "$HODEI_RESULT_FILE"` });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(final.result_error).toBeUndefined();
+    expect(final.result).toBe('a'.repeat(1_000_000));
+  });
+
+  it('ends a job whose result of 1 MiB cannot travel with its status, and says why', async () => {
+    const run = await h.assign({ command: `{ printf '"'; head -c 1048574 /dev/zero | tr '\\0' a; printf '"'; } > "$HODEI_RESULT_FILE"` });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(final.exit_code).toBe(0);
+    expect(final.result).toBeUndefined();
+    expect(final.result_error).toMatch(/^the result is 1048576 bytes of JSON: with its status it does not fit in one NATS message \(max_payload \d+ bytes\)$/);
+  });
+
   it('fails with a clear message when working_dir does not exist', async () => {
     const run = await h.assign({ command: 'echo never', working_dir: '/nonexistent/hodei-dir' });
     const final = await run.final;

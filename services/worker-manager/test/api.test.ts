@@ -181,6 +181,18 @@ describe('executions API', () => {
     expect(cancel.status).toBe(409);
   });
 
+  it('result: a large one with quotes, backslashes, braces and unicode comes back as written', async () => {
+    const id = (await execute({ command: 'x' })).body.id;
+    const awkward = 'say "hi" \\ {a,b} ünïcødé ✓ 🚀\n';
+    const result = { rows: Array.from({ length: 12_000 }, (_, i) => ({ i, s: awkward })), nothing: null };
+    expect(JSON.stringify(result).length).toBeGreaterThan(600_000);
+    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0, result });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).status === 'completed');
+    const res = await get(`/api/v1/executions/${id}/result`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual(result);
+  });
+
   it('result: 404 when none, 422 with the reason when the file was unusable', async () => {
     const a = (await execute({ command: 'x' })).body.id;
     const b = (await execute({ command: 'x' })).body.id;
