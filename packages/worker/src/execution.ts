@@ -363,14 +363,14 @@ export class Execution {
     };
     const subject = this.deps.subjects.forExecution(this.assignment.job_id).status(this.id);
     let payload = encodeJson(event);
-    const room = this.deps.maxPayload() - STATUS_HEADROOM;
-    if (payload.length > room && event.result !== undefined) {
+    const maxPayload = this.deps.maxPayload();
+    if (payload.length > maxPayload - STATUS_HEADROOM && event.result !== undefined) {
       // a publish over max_payload fails every time: the final status would never go out
       const { result: _tooLarge, ...rest } = event;
       const size = encodeJson(event.result).length;
       payload = encodeJson({
         ...rest,
-        result_error: `the result is ${size} bytes of JSON: with its status it does not fit in one NATS message (max_payload ${this.deps.maxPayload()} bytes)`,
+        result_error: `the result is ${size} bytes of JSON: with its status it does not fit in one NATS message (max_payload ${maxPayload} bytes)`,
       });
     }
     const msgID = `${this.id}:status:${event.status}:${event.timestamp}:${event.progress ? 'p' : ''}`;
