@@ -13,3 +13,4 @@ export * from './client.js';
 export * from './ids.js';
 export * from './telemetry/trace.js';
 export * from './batch.js';
+export * from './result-parts.js';

@@ -37,6 +37,9 @@ export function subjects(prefix = 'hodei') {
       return { queued: queued + t, status: (executionId: string) => status(executionId) + t };
     },
     executionCancel: `${p}.execution.cancel`,
+    /** Part `n` (from 0) of a result too large to travel inside its final status. */
+    executionResultPart: (executionId: string, n: number) => `${p}.execution.${executionId}.result.${n}`,
+    executionResultParts: (executionId: string) => `${p}.execution.${executionId}.result.*`,
     /** A worker's log messages (`<p>.logs.<worker_id>`); a bare `LogBatch` may use the execution id. */
     logs: (id: string) => `${p}.logs.${id}`,
     logsAll: `${p}.logs.*`,
@@ -122,6 +125,9 @@ export const ExecutionStatusEvent = z.object({
   /** Final event only: the JSON the job wrote to $HODEI_RESULT_FILE, or why it could not be read. */
   result: z.unknown().optional(),
   result_error: z.string().optional(),
+  /** Final event only, instead of `result`: the result's JSON did not fit in this message and went
+   *  ahead of it in this many parts, on `<p>.execution.<id>.result.<n>` (n from 0). */
+  result_parts: z.number().int().positive().optional(),
   timestamp: Timestamp,
 });
 export type ExecutionStatusEvent = z.infer<typeof ExecutionStatusEvent>;

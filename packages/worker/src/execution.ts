@@ -6,7 +6,19 @@ import { open, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
-import { currentTraceparent, encodeJson, publishTraced, SpanKind, startSpan, type Context as TraceContext, type Logger, type Span } from '@hodei/platform';
+import {
+  currentTraceparent,
+  encodeJson,
+  MESSAGE_HEADROOM,
+  publishTraced,
+  resultPartBytes,
+  SpanKind,
+  splitResult,
+  startSpan,
+  type Context as TraceContext,
+  type Logger,
+  type Span,
+} from '@hodei/platform';
 import { LineSplitter } from './lines.js';
 import { parseProgress } from './progress.js';
 import type { Reaper } from './reaper.js';
@@ -36,9 +48,6 @@ export interface ExecutionDeps {
   /** The largest message the NATS server takes (its `max_payload`, headers included). */
   maxPayload: () => number;
 }
-
-/** Room left in a status message for its headers (message id, trace context). */
-const STATUS_HEADROOM = 4096;
 
 export type KillReason = 'cancelled' | 'timed_out' | 'lost';
 
@@ -364,28 +373,34 @@ export class Execution {
     const subject = this.deps.subjects.forExecution(this.assignment.job_id).status(this.id);
     let payload = encodeJson(event);
     const maxPayload = this.deps.maxPayload();
-    if (payload.length > maxPayload - STATUS_HEADROOM && event.result !== undefined) {
-      // a publish over max_payload fails every time: the final status would never go out
-      const { result: _tooLarge, ...rest } = event;
-      const size = encodeJson(event.result).length;
-      payload = encodeJson({
-        ...rest,
-        result_error: `the result is ${size} bytes of JSON: with its status it does not fit in one NATS message (max_payload ${maxPayload} bytes)`,
-      });
+    // a publish over max_payload fails every time: a result that does not fit goes ahead in parts
+    let parts: Uint8Array[] = [];
+    if (payload.length > maxPayload - MESSAGE_HEADROOM && event.result !== undefined) {
+      const { result, ...rest } = event;
+      parts = splitResult(encodeJson(result), resultPartBytes(maxPayload));
+      payload = encodeJson({ ...rest, result_parts: parts.length });
     }
     const msgID = `${this.id}:status:${event.status}:${event.timestamp}:${event.progress ? 'p' : ''}`;
     this.statusChain = this.statusChain.then(async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await publishTraced(this.deps.js, subject, payload, { msgID }, this.trace.ctx);
-          return;
-        } catch (err) {
-          if (this.aborted) return;
-          if (attempt === 0 || attempt % 20 === 0) this.log.warn({ err, status: event.status }, 'status publish failed; retrying');
-          await delay(Math.min(1000, 25 * 2 ** Math.min(attempt, 6)));
-        }
+      for (const [n, part] of parts.entries()) {
+        await this.publishUntilStored(this.deps.subjects.executionResultPart(this.id, n), part, `${this.id}:result:${n}`, event.status);
       }
+      await this.publishUntilStored(subject, payload, msgID, event.status);
     });
+  }
+
+  /** Publishes to JetStream, retrying until the stream has it (or the worker is going away). */
+  private async publishUntilStored(subject: string, payload: Uint8Array, msgID: string, status: ExecutionStatus): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await publishTraced(this.deps.js, subject, payload, { msgID }, this.trace.ctx);
+        return;
+      } catch (err) {
+        if (this.aborted) return;
+        if (attempt === 0 || attempt % 20 === 0) this.log.warn({ err, status, subject }, 'status publish failed; retrying');
+        await delay(Math.min(1000, 25 * 2 ** Math.min(attempt, 6)));
+      }
+    }
   }
 
   private aborted = false;

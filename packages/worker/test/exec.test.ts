@@ -2,6 +2,7 @@ import { mkdtempSync, realpathSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readResultParts } from '@hodei/platform';
 import { setup, text } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
@@ -151,13 +152,23 @@ describe('running a job', () => {
     expect(final.result).toBe('a'.repeat(1_000_000));
   });
 
-  it('ends a job whose result of 1 MiB cannot travel with its status, and says why', async () => {
-    const run = await h.assign({ command: `{ printf '"'; head -c 1048574 /dev/zero | tr '\\0' a; printf '"'; } > "$HODEI_RESULT_FILE"` });
+  it('sends a result of 1 MiB, too large for one message with its status, ahead of it in parts', async () => {
+    // a JSON string of 1,048,576 bytes with escapes and 2-byte characters: each `é\\\"` is 6 bytes
+    // in the file and 3 characters in the result; with the default max_payload (1 MiB) it goes in
+    // 3 parts, and both cuts fall inside an `é`
+    const script = String.raw`#!/bin/sh
+{ printf '"abcd'; yes 'é\\\"' | head -n 174761 | tr -d '\n'; printf 'wxyz"'; } > "$HODEI_RESULT_FILE"
+wc -c < "$HODEI_RESULT_FILE"`;
+    const run = await h.assign({ script });
     const final = await run.final;
-    expect(final.status).toBe('completed');
-    expect(final.exit_code).toBe(0);
+    expect(final).toMatchObject({ status: 'completed', exit_code: 0 });
     expect(final.result).toBeUndefined();
-    expect(final.result_error).toMatch(/^the result is 1048576 bytes of JSON: with its status it does not fit in one NATS message \(max_payload \d+ bytes\)$/);
+    expect(final.result_error).toBeUndefined();
+    expect(final.result_parts).toBeGreaterThan(1);
+    const back = await readResultParts(h.bus.jsm, h.bus.subjects, run.id, final.result_parts!);
+    expect(back.result_error).toBeUndefined();
+    expect(text(run.lines)).toEqual(['1048576']);
+    expect(back.result).toBe(`abcd${'é\\"'.repeat(174_761)}wxyz`);
   });
 
   it('fails with a clear message when working_dir does not exist', async () => {

@@ -1,6 +1,21 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
-import { Batcher, BadRequestError, ConflictError, decodeJson, encodeJson, NotFoundError, ServiceClient, ServiceUnavailableError, newId, publishTraced, traceField, type ServiceContext } from '@hodei/platform';
+import {
+  Batcher,
+  BadRequestError,
+  ConflictError,
+  decodeJson,
+  dropResultParts,
+  encodeJson,
+  NotFoundError,
+  ServiceClient,
+  ServiceUnavailableError,
+  newId,
+  publishTraced,
+  readResultParts,
+  traceField,
+  type ServiceContext,
+} from '@hodei/platform';
 import {
   DEFAULT_SPEC,
   isFinalStatus,
@@ -185,7 +200,9 @@ export class Executions {
     // the log batches travel on another stream: let them land first, so that a finished execution
     // shows all its lines (bounded: lines that never come do not hold the status back for long)
     if (e.last_seq) await this.logsStored(e.execution_id, e.last_seq, LOG_WAIT_MS);
-    const hasResult = e.result !== undefined;
+    const parts = e.result_parts ? await readResultParts(this.ctx.bus.jsm, this.ctx.bus.subjects, e.execution_id, e.result_parts) : undefined;
+    const result = parts ?? { result: e.result, result_error: e.result_error };
+    const hasResult = result.result !== undefined;
     const row = await this.finals.add({
       id: e.execution_id,
       update: {
@@ -199,10 +216,11 @@ export class Executions {
         duration_ms: e.duration_ms,
         last_seq: e.last_seq,
         has_result: hasResult,
-        result: e.result,
-        result_error: e.result_error,
+        result: result.result,
+        result_error: result.result_error,
       },
     });
+    if (parts) await this.removeResultParts(e.execution_id);
     if (row) {
       await this.finished(await this.retryIfAllowed(row), e);
       return;
@@ -211,6 +229,13 @@ export class Executions {
     // the retry, when the first delivery stopped before creating it)
     const current = await store.getExecution(db, e.execution_id);
     if (current && current.status === e.status) await this.publishFinished(await this.retryIfAllowed(current), e);
+  }
+
+  /** Once a result sent in parts is stored (or was already), its parts leave the stream. */
+  private async removeResultParts(id: string): Promise<void> {
+    await dropResultParts(this.ctx.bus.jsm, this.ctx.bus.subjects, id).catch((err: unknown) =>
+      this.ctx.logger.warn({ err, execution_id: id }, "removing the result's parts from the stream failed; they expire with the stream's max age"),
+    );
   }
 
   /** Creates the next attempt when the spec allows one; returns the execution as it is now. */

@@ -1,6 +1,6 @@
 // Routes without a worker: executions are created inline and moved along by publishing what a
 // worker and the scheduler publish.
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, encodeJson, splitResult, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
 import { publishLines, publishStatus, lines, until } from './helpers.js';
@@ -191,6 +191,32 @@ describe('executions API', () => {
     const res = await get(`/api/v1/executions/${id}/result`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual(result);
+  });
+
+  it('result: one sent ahead of its status in parts is put back together, then its parts leave the stream', async () => {
+    const { bus } = svc.ctx;
+    const id = (await execute({ command: 'x' })).body.id;
+    const result = { text: 'ünïcødé "quoted" \\ '.repeat(40_000) };
+    const parts = splitResult(encodeJson(result), 300_001); // odd size: cuts fall inside characters
+    expect(parts.length).toBeGreaterThan(2);
+    for (const [n, part] of parts.entries()) await bus.js.publish(bus.subjects.executionResultPart(id, n), part);
+    await publishStatus(bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0, result_parts: parts.length });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).status === 'completed');
+    const res = await get(`/api/v1/executions/${id}/result`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual(result);
+    await until(async () => (await bus.jsm.streams.getMessage(bus.subjects.eventsStream, { last_by_subj: bus.subjects.executionResultPart(id, 0) })) === null);
+  });
+
+  it('result: a part missing from the stream makes the result a 422 that says so, and the status is still recorded', async () => {
+    const { bus } = svc.ctx;
+    const id = (await execute({ command: 'x' })).body.id;
+    await bus.js.publish(bus.subjects.executionResultPart(id, 0), encodeJson('only the first'));
+    await publishStatus(bus, { execution_id: id, status: 'failed', exit_code: 2, last_seq: 0, result_parts: 2 });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).status === 'failed');
+    const res = await get(`/api/v1/executions/${id}/result`);
+    expect(res.status).toBe(422);
+    expect((await res.json()).detail).toContain('part 2 of 2 of the result is missing');
   });
 
   it('result: 404 when none, 422 with the reason when the file was unusable', async () => {

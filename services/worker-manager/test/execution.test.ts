@@ -100,6 +100,15 @@ describe('real executions on a spawned worker', () => {
     expect((await missing.json()).errors[0].path).toBe('job_id');
   });
 
+  it('a result file of 1 MiB comes back whole from GET /result', async () => {
+    // 2 + 1,048,574 bytes: too large to travel in one NATS message with its status
+    const e = await execute({ command: `{ printf '"'; head -c 1048574 /dev/zero | tr '\\0' r; printf '"'; } > "$HODEI_RESULT_FILE"`, labels: { pool: 'main' } });
+    expect((await finished(e.id)).status).toBe('completed');
+    const res = await call(wm.url, 'GET', `/api/v1/executions/${e.id}/result`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toBe('r'.repeat(1_048_574));
+  });
+
   it('100,000 lines all stored, in order, none twice', async () => {
     const e = await execute({ command: 'seq 1 100000', labels: { pool: 'main' } });
     const done = await finished(e.id, 60_000);
