@@ -4,6 +4,7 @@
 import { buildProgram } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError } from './errors.js';
+import { exitWhenWritten } from './output.js';
 
 function report(err: unknown): number {
   const paint = (s: string) => s;
@@ -20,10 +21,18 @@ function report(err: unknown): number {
   return 1;
 }
 
+// the reader went away (`hodei logs … | head`): what is left to print has nowhere to go
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {
   process.exitCode = report(err);
 }
 // Open keep-alive sockets or timers must not keep a finished command alive.
-process.exit(process.exitCode ?? 0);
+exitWhenWritten(Number(process.exitCode ?? 0));

@@ -34,6 +34,19 @@ const STATUS_COLOURS: Record<string, Colour> = {
 };
 export const statusText = (paint: Paint, status: string) => paint(STATUS_COLOURS[status] ?? 'bold', status);
 
+/**
+ * Exits once everything written to stdout and stderr has left the process. Output to a pipe is
+ * written asynchronously: process.exit() alone cut `hodei logs … | grep` off at 64 KiB.
+ */
+export function exitWhenWritten(code: number): void {
+  let open = 2;
+  const written = () => {
+    if (--open === 0) process.exit(code);
+  };
+  process.stdout.write('', written);
+  process.stderr.write('', written);
+}
+
 export class Output {
   readonly out: Paint;
   readonly err: Paint;

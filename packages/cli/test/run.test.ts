@@ -235,6 +235,21 @@ describe('ids and other commands', () => {
     expect(JSON.parse(t.stdout).lines.map((l: { line: string }) => l.line)).toEqual(['o4', 'o5']);
   });
 
+  it('output through a pipe arrives whole before hodei exits: 100,000 log lines, a 1 MiB result', async () => {
+    const command = `seq 1 100000; { printf '"'; head -c 1048574 /dev/zero | tr '\\0' r; printf '"'; } > "$HODEI_RESULT_FILE"`;
+    const j = JSON.parse((await hodeiDone(['run', '--json', '--name', 'big-output', '--command', command], env)).stdout) as { execution: string; status: string };
+    expect(j.status).toBe('completed');
+    const logs = await hodeiDone(['logs', j.execution, '--raw'], env);
+    expect(logs.code).toBe(0);
+    const lines = logs.stdout.split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines).toHaveLength(100_000);
+    expect(lines.at(-1)).toBe('100000');
+    const result = await hodeiDone(['jobs', 'result', 'big-output'], env);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toBe('r'.repeat(1_048_574));
+  }, 60_000);
+
   it('workers list shows the running worker; --json parses', async () => {
     const r = await hodeiDone(['workers', 'list', '--json'], env);
     expect(r.code).toBe(0);

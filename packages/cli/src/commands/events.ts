@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { z } from '@hodei/types';
 import { context } from '../context.js';
 import { CliError } from '../errors.js';
-import { clock, statusText } from '../output.js';
+import { clock, exitWhenWritten, statusText } from '../output.js';
 import { readSse } from '../sse.js';
 
 const JobEvent = z
@@ -31,7 +31,7 @@ export function registerEvents(program: Command): void {
         throw new CliError(`the worker-manager answered ${res.status} to the event stream`);
       }
       if (!out.json) out.note(out.err('gray', 'streaming events (Ctrl-C to stop)'));
-      process.on('SIGINT', () => process.exit(0));
+      process.on('SIGINT', () => exitWhenWritten(0));
       for await (const ev of readSse(res.body)) {
         if (ev.event === 'connected') continue;
         let data: unknown;

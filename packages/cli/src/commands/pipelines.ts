@@ -5,7 +5,7 @@ import { Job, Pipeline } from '@hodei/types';
 import { parse as parseYaml } from 'yaml';
 import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
-import { statusText, when } from '../output.js';
+import { exitWhenWritten, statusText, when } from '../output.js';
 import { collectPair, parseInteger } from '../parse.js';
 import { resolvePipeline } from '../resources.js';
 import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
@@ -25,7 +25,7 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<
       return;
     }
     out.note(`detached; the run goes on: hodei pipelines follow ${runId}`);
-    process.exit(130);
+    exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
   try {

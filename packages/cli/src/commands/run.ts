@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { context, exitCodeFor, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
-import { statusText } from '../output.js';
+import { exitWhenWritten, statusText } from '../output.js';
 import {
   collectList, collectPair, formatDuration, parseDurationSeconds, parseInteger, parsePositiveNumber, parsePriority, parseSizeBytes,
 } from '../parse.js';
@@ -175,7 +175,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     }
     bar?.stop();
     out.note(`detached; execution ${execution.id} goes on: hodei logs -f ${execution.id}`);
-    process.exit(130);
+    exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
 
