@@ -4,6 +4,7 @@ import { ExecutionStatus, LogLine, z } from '@hodei/types';
 import { CliError, UnreachableError } from './errors.js';
 import { isAbort, type HodeiClient } from './http.js';
 import { readSse } from './sse.js';
+import { watchWaiting } from './waiting.js';
 
 export const Completed = z.object({
   status: ExecutionStatus,
@@ -26,11 +27,22 @@ export interface FollowOptions {
   onConnected?: (status: ExecutionStatus | undefined, reconnect: boolean) => void;
   /** Give up after the stream has been down this long (ms). */
   giveUpAfterMs?: number;
+  /** While the execution is queued: why it waits (each new reason once). */
+  onWaiting?: (reason: string) => void;
 }
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function followLogs(client: HodeiClient, opts: FollowOptions): Promise<Completed> {
+  const waiting = opts.onWaiting ? watchWaiting(client, opts.executionId, opts.onWaiting) : undefined;
+  try {
+    return await follow(client, { ...opts, onLine: (l) => (waiting?.stop(), opts.onLine(l)) });
+  } finally {
+    waiting?.stop();
+  }
+}
+
+async function follow(client: HodeiClient, opts: FollowOptions): Promise<Completed> {
   let lastSeq = opts.sinceSeq ?? 0;
   let attempt = 0;
   let downSince: number | null = null;

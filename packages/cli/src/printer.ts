@@ -39,4 +39,11 @@ export class LogPrinter {
     (err ? process.stderr : process.stdout).write(`${text}\n`);
     bar?.restore();
   }
+
+  /** A note of hodei's own on stderr, between the lines (never under the progress bar). */
+  note(text: string): void {
+    this.opts.bar?.clear();
+    this.out.note(text);
+    this.opts.bar?.restore();
+  }
 }

@@ -129,6 +129,19 @@ describe('hodei run', () => {
     expect(run.stdoutLines.length).toBeLessThan(60);
   });
 
+  it('says why a queued job waits, once, while it waits', async () => {
+    const run = hodei(['run', '--name', 'nowhere', '--label', 'pool=nowhere', '--command', 'echo never'], env);
+    await run.waitFor(/^waiting: no worker with label pool=nowhere$/, 10_000);
+    // asked again every 2 s: the same reason is not repeated
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.match(/^waiting: /gm)).toHaveLength(1);
+    expect(r.stderr).toMatch(/status\s+cancelled/);
+  }, 30_000);
+
   it('reconnects with Last-Event-ID when the stream breaks, showing no line twice', async () => {
     // a proxy in front of worker-manager that cuts every open connection once
     const sockets = new Set<Socket>();

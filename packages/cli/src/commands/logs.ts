@@ -57,6 +57,7 @@ export function registerLogs(program: Command): void {
             if (!grep(l.line)) return;
             emit(l);
           },
+          onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
         });
         if (!out.json)
           out.note(

@@ -187,6 +187,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
         if (out.json) collected.push(l);
         else printer.print(l);
       },
+      onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
     });
   } finally {
     bar?.stop();
