@@ -18,8 +18,28 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 export const fromRecords = (param: string, columns: string): string =>
   `unnest(${param}::jsonb[]) AS rec(j) CROSS JOIN LATERAL jsonb_to_record(rec.j) AS v(${columns})`;
 
-/** The parameter for `fromRecords`: one JSON text per record. */
-export const records = (items: readonly object[]): string[] => items.map((i) => JSON.stringify(i));
+/**
+ * PostgreSQL's text and jsonb hold no NUL character. Strings from outside (a worker's message or
+ * progress) are stored with U+FFFD in its place, as log lines are: a statement that fails on NUL
+ * would fail again on every redelivery of the event, and the execution would never move on.
+ */
+const withoutNul = (_key: string, v: unknown): unknown => (typeof v === 'string' && v.includes('\u0000') ? v.replaceAll('\u0000', '\uFFFD') : v);
+
+/** The path (`a.b.0`) of the first string or key in a JSON value that holds a NUL character. */
+export function nulPath(value: unknown, path = ''): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const here = path ? `${path}.${k}` : k;
+    if (k.includes('\u0000')) return here;
+    const found = nulPath(v, here);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** The parameter for `fromRecords`: one JSON text per record (NUL characters replaced). */
+export const records = (items: readonly object[]): string[] => items.map((i) => JSON.stringify(i, withoutNul));
 
 /** A pool whose connections work inside `schema` (search_path), with an error handler. */
 export function createPool(databaseUrl: string, schema: string, logger: Logger, max = 10): Pool {

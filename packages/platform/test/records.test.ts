@@ -29,6 +29,12 @@ describe('fromRecords', () => {
     expect(rows).toEqual(items);
   });
 
+  it('stores a NUL character, which PostgreSQL refuses in text and jsonb, as U+FFFD', async () => {
+    const items = [{ v_id: 1, v_text: 'a\u0000b', v_doc: { progress: { message: 'x\u0000' } } }];
+    const { rows } = await pool.query(`SELECT v.* FROM ${fromRecords('$1', 'v_id integer, v_text text, v_doc jsonb')}`, [records(items)]);
+    expect(rows).toEqual([{ v_id: 1, v_text: 'a\uFFFDb', v_doc: { progress: { message: 'x\uFFFD' } } }]);
+  });
+
   it('is planned for the rows it holds: a join looks them up by index instead of scanning the table', async () => {
     const { rows } = await pool.query(
       `EXPLAIN UPDATE items SET note = v_note FROM ${fromRecords('$1', 'v_id integer, v_note text')} WHERE id = v_id`,

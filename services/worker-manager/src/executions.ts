@@ -11,6 +11,7 @@ import {
   ServiceClient,
   ServiceUnavailableError,
   newId,
+  nulPath,
   publishTraced,
   readResultParts,
   traceField,
@@ -201,7 +202,7 @@ export class Executions {
     // shows all its lines (bounded: lines that never come do not hold the status back for long)
     if (e.last_seq) await this.logsStored(e.execution_id, e.last_seq, LOG_WAIT_MS);
     const parts = e.result_parts ? await readResultParts(this.ctx.bus.jsm, this.ctx.bus.subjects, e.execution_id, e.result_parts) : undefined;
-    const result = parts ?? { result: e.result, result_error: e.result_error };
+    const result = storable(parts ?? { result: e.result, result_error: e.result_error });
     const hasResult = result.result !== undefined;
     const row = await this.finals.add({
       id: e.execution_id,
@@ -307,6 +308,13 @@ export class Executions {
       },
     });
   }
+}
+
+/** A result the database cannot hold (a NUL character in a string or key) is reported, not altered. */
+function storable(r: { result?: unknown; result_error?: string }): { result?: unknown; result_error?: string } {
+  const at = r.result === undefined ? undefined : nulPath(r.result);
+  if (at === undefined) return r;
+  return { result_error: `the result cannot be stored: it holds a NUL character (\\u0000) at ${at || 'its top level'}` };
 }
 
 /** The snapshot an execution runs with: the request's fields over the job's, over the defaults. */

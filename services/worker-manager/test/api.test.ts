@@ -219,6 +219,22 @@ describe('executions API', () => {
     expect((await res.json()).detail).toContain('part 2 of 2 of the result is missing');
   });
 
+  it('a NUL character from a worker never holds an execution back: progress keeps U+FFFD, a result holding one is reported', async () => {
+    const { bus } = svc.ctx;
+    const id = (await execute({ command: 'x' })).body.id;
+    await publishStatus(bus, { execution_id: id, status: 'running', started_at: new Date().toISOString(), progress: { current: 1, total: 2, percent: 50, message: 'a\u0000b', updated_at: new Date().toISOString() } });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).progress?.message === 'a\uFFFDb');
+    await publishStatus(bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0, message: 'done\u0000', result: { rows: [{ k: 'x\u0000y' }] } });
+    const done = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${id}`)).json();
+      return e.status === 'completed' && e;
+    });
+    expect(done.message).toBe('done\uFFFD');
+    const res = await get(`/api/v1/executions/${id}/result`);
+    expect(res.status).toBe(422);
+    expect((await res.json()).detail).toContain('the result cannot be stored: it holds a NUL character (\\u0000) at rows.0.k');
+  });
+
   it('result: 404 when none, 422 with the reason when the file was unusable', async () => {
     const a = (await execute({ command: 'x' })).body.id;
     const b = (await execute({ command: 'x' })).body.id;

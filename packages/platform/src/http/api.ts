@@ -6,6 +6,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import express from 'express';
 import { parseDocument } from 'yaml';
 import { BadRequestError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
+import { nulPath } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Schema = z.ZodType;
@@ -41,6 +42,11 @@ export function zodIssuesToFields(error: z.ZodError): FieldError[] {
 }
 
 function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: 'path' | 'query' | 'body'): z.output<S> {
+  const nul = nulPath(value);
+  if (nul !== undefined) {
+    const field = nul || 'body';
+    throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${field}`, [{ path: field, message: 'must not contain the NUL character (\\u0000)' }]);
+  }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const errors = zodIssuesToFields(result.error);
