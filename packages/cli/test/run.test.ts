@@ -58,6 +58,16 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/duration\s+\d/);
   });
 
+  it('runs the command given after --, each word as typed (quotes, spaces, $)', async () => {
+    const r = await hodeiDone(['run', '--raw', '--', 'sh', '-c', 'printf "%s|" "$@"; echo', '_', 'a  b', "it's", '$HOME', ''], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("a  b|it's|$HOME||\n");
+    expect(r.stderr).toMatch(/^name\s+sh$/m);
+    const both = await hodeiDone(['run', '--command', 'true', '--', 'echo', 'hi'], env);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toBe('hodei: give the command after -- or with --command / --script, not both\n');
+  });
+
   it("exits with the job's exit code", async () => {
     const r = await hodeiDone(['run', '--name', 'three', '--command', 'echo about to fail; exit 3'], env);
     expect(r.code).toBe(3);

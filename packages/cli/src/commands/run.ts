@@ -46,6 +46,7 @@ export function registerRun(program: Command): void {
         "a summary ends on stderr and hodei exits with the job's exit code (124 timed out, 130 cancelled).\n" +
         'Ctrl-C once cancels the execution and waits for the summary; twice detaches.',
     )
+    .argument('[command...]', 'the command to run, instead of --command; after -- when it has options of its own (each word is quoted for /bin/sh)')
     .option('-f, --file <job.yaml>', 'a job file (the job definition in YAML); flags override its fields')
     .option('-n, --name <name>', 'job name (default: from the command or script)')
     .option('-c, --command <command>', 'command line, run with /bin/sh -c')
@@ -66,10 +67,14 @@ export function registerRun(program: Command): void {
     .option('--raw', 'print only the lines themselves (no timestamp, no [OUT]/[ERR])')
     .addHelpText(
       'after',
-      '\nExamples:\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 2GiB\n  hodei run -f examples/jobs/long-running.yaml',
+      '\nExamples:\n  hodei run -- make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 2GiB\n  hodei run -f examples/jobs/long-running.yaml',
     )
-    .action(async (flags: RunFlags, cmd: Command) => {
+    .action(async (words: string[], flags: RunFlags, cmd: Command) => {
       const c = context(cmd);
+      if (words.length) {
+        if (flags.command !== undefined || flags.script !== undefined) throw new CliError('give the command after -- or with --command / --script, not both');
+        flags.command = words.map(shellWord).join(' ');
+      }
       const body = await buildJobBody(flags);
       process.exitCode = await runJob(c, body, flags);
     });
@@ -118,6 +123,11 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
     throw new CliError('nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)');
   if (body.name === undefined) body.name = defaultName(flags, body);
   return body;
+}
+
+/** A word as /bin/sh reads it back unchanged: bare when it is plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 function defaultName(flags: RunFlags, body: Record<string, unknown>): string {
