@@ -25,21 +25,45 @@ export const fromRecords = (param: string, columns: string): string =>
  */
 const withoutNul = (_key: string, v: unknown): unknown => (typeof v === 'string' && v.includes('\u0000') ? v.replaceAll('\u0000', '\uFFFD') : v);
 
-/** The path (`a.b.0`) of the first string or key in a JSON value that holds a NUL character. */
-export function nulPath(value: unknown, path = ''): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
-  if (typeof value !== 'object' || value === null) return undefined;
-  for (const [k, v] of Object.entries(value)) {
-    const here = path ? `${path}.${k}` : k;
-    if (k.includes('\u0000')) return here;
-    const found = nulPath(v, here);
-    if (found !== undefined) return found;
+/**
+ * The path (`a.b.0`) of a string or key in a JSON value that holds a NUL character ('' for the value
+ * itself). Without recursion: a request body may nest deeper than the call stack goes.
+ */
+export function nulPath(value: unknown): string | undefined {
+  interface Node {
+    value: unknown;
+    key: string;
+    parent: Node | undefined;
+  }
+  const pathOf = (node: Node, last?: string): string => {
+    const keys = last === undefined ? [] : [last];
+    for (let at: Node | undefined = node; at?.parent; at = at.parent) keys.push(at.key);
+    return keys.reverse().join('.');
+  };
+  const stack: Node[] = [{ value, key: '', parent: undefined }];
+  for (let node = stack.pop(); node; node = stack.pop()) {
+    const v = node.value;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return pathOf(node);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [k, child] of Object.entries(v)) {
+        if (k.includes('\u0000')) return pathOf(node, k);
+        stack.push({ value: child, key: k, parent: node });
+      }
+    }
   }
   return undefined;
 }
 
+/** One record's JSON text, NUL characters replaced (JSON writes one as `\u0000`; a literal
+ *  backslash before `u0000` only costs a second pass). */
+function recordText(item: object): string {
+  const text = JSON.stringify(item);
+  return text.includes('\\u0000') ? JSON.stringify(item, withoutNul) : text;
+}
+
 /** The parameter for `fromRecords`: one JSON text per record (NUL characters replaced). */
-export const records = (items: readonly object[]): string[] => items.map((i) => JSON.stringify(i, withoutNul));
+export const records = (items: readonly object[]): string[] => items.map(recordText);
 
 /** A pool whose connections work inside `schema` (search_path), with an error handler. */
 export function createPool(databaseUrl: string, schema: string, logger: Logger, max = 10): Pool {
