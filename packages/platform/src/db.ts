@@ -41,11 +41,13 @@ export function nulPath(value: unknown): string | undefined {
     return keys.reverse().join('.');
   };
   const stack: Node[] = [{ value, key: '', parent: undefined }];
+  const seen = new Set<object>(); // a value built from YAML aliases can hold itself
   for (let node = stack.pop(); node; node = stack.pop()) {
     const v = node.value;
     if (typeof v === 'string') {
       if (v.includes('\u0000')) return pathOf(node);
-    } else if (typeof v === 'object' && v !== null) {
+    } else if (typeof v === 'object' && v !== null && !seen.has(v)) {
+      seen.add(v);
       for (const [k, child] of Object.entries(v)) {
         if (k.includes('\u0000')) return pathOf(node, k);
         stack.push({ value: child, key: k, parent: node });

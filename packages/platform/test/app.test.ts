@@ -96,6 +96,9 @@ describe('app factory', () => {
       // PostgreSQL stores no NUL character: refused up front, by name, before it could become a 500
       [post(open.url, '{"n":1,"kind":"a\\u0000"}'), 400, 'kind'],
       [post(open.url, 'n: 1\nkind: "b\\0"', 'application/yaml'), 400, 'kind'],
+      // YAML aliases: one inside itself, and a "billion laughs" that multiplies them
+      [post(open.url, 'n: &a [*a]', 'application/yaml'), 400, 'body'],
+      [post(open.url, ['a: &a [x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`)].join('\n'), 'application/yaml'), 400, 'body'],
       // nested deeper than any call stack
       [post(open.url, '['.repeat(100_000) + ']'.repeat(100_000)), 400, 'body'],
       [post(open.url, `{"n":1,"kind":${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}}`), 400, 'kind'],

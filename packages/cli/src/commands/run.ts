@@ -92,6 +92,11 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
       throw new CliError(`${flags.file}: ${(err as Error).message.split('\n')[0]?.replace(/:$/, '')}`);
     }
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new CliError(`${flags.file}: a job file is a YAML mapping (name:, command:, …)`);
+    try {
+      JSON.stringify(doc);
+    } catch {
+      throw new CliError(`${flags.file}: a YAML alias refers to a node that contains it`);
+    }
     base = doc as Record<string, unknown>;
   }
   const body: Record<string, unknown> = { ...base };

@@ -64,7 +64,16 @@ export function parseYamlBody(text: string): unknown {
     const message = (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
     throw new BadRequestError(`YAML error at ${where}: ${message}`, [{ path: 'body', message: `${where}: ${message}` }]);
   }
-  return doc.toJS();
+  try {
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    JSON.stringify(value); // throws on an alias that contains itself
+    return value;
+  } catch (e) {
+    // an alias inside itself (`a: &a [*a]`) or aliases that multiply (a "billion laughs" document)
+    const why = /circular/i.test((e as Error).message) ? 'an alias refers to a node that contains it' : (e as Error).message.split('\n')[0];
+    const message = `YAML aliases cannot be expanded: ${why}`;
+    throw new BadRequestError(message, [{ path: 'body', message }]);
+  }
 }
 
 function hasBody(req: Request): boolean {
