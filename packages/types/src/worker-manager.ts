@@ -119,8 +119,11 @@ export const LogLine = z
   .openapi('LogLine');
 export type LogLine = z.infer<typeof LogLine>;
 
+/** A log line's seq is a 32-bit integer in the store. */
+export const MAX_SEQ = 2_147_483_647;
+
 export const LogsQuery = z.object({
-  since_seq: z.coerce.number().int().min(0).optional(),
+  since_seq: z.coerce.number().int().min(0).max(MAX_SEQ).optional(),
   tail: z.coerce.number().int().min(1).max(100_000).optional(),
   stream: LogStream.optional(),
   grep: z.string().max(1000).optional(),
@@ -141,7 +144,7 @@ export type LogsQueryFull = z.infer<typeof LogsQueryFull>;
 
 /** Query of the log SSE stream: history from `since_seq` (exclusive, like `Last-Event-ID`) or the last `tail` lines. */
 export const LogStreamQuery = z.object({
-  since_seq: z.coerce.number().int().min(0).optional(),
+  since_seq: z.coerce.number().int().min(0).max(MAX_SEQ).optional(),
   tail: z.coerce.number().int().min(0).max(1_000_000).optional(),
 });
 

@@ -175,6 +175,23 @@ describe('log stream (SSE)', () => {
     await replay.ended;
     expect(seqs(logEvents(replay))).toEqual(range(1, 100));
     expect(JSON.parse(replay.events.at(-1)!.data)).toEqual({ status: 'completed', exit_code: 0, duration_ms: 10 });
+
+    // the largest seq there can be: nothing after it, and the stream still completes
+    const last = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`, { 'last-event-id': '2147483647' });
+    await last.ended;
+    expect(logEvents(last)).toEqual([]);
+    expect(last.events.at(-1)!.event).toBe('completed');
+    // past it, or not a plain number: a 400 naming the field, not a stream that closes without completed
+    for (const [path, headers, field] of [
+      ['logs/stream?since_seq=2147483648', {}, 'since_seq'],
+      ['logs?since_seq=2147483648', {}, 'since_seq'],
+      ['logs/stream', { 'last-event-id': '1e99' }, 'Last-Event-ID'],
+      ['logs/stream', { 'last-event-id': '2147483648' }, 'Last-Event-ID'],
+    ] as const) {
+      const res = await get(`/api/v1/executions/${id}/${path}`, headers);
+      expect(res.status, path).toBe(400);
+      expect((await res.json()).errors.map((e: { path: string }) => e.path)).toEqual([field]);
+    }
   });
 
   it('no gap and no duplicate while history and live overlap, with redeliveries', async () => {

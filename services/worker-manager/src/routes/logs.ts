@@ -1,7 +1,7 @@
 // Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
 // the status event streams.
 import { BadRequestError, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
-import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, z } from '@hodei/types';
+import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, z } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import type { LogHub } from '../live/log-hub.js';
 import type { WmMetrics } from '../metrics.js';
@@ -71,8 +71,8 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       const lastEventId = req.get('last-event-id');
       let since = query.since_seq;
       if (lastEventId !== undefined && lastEventId !== '') {
-        const n = Number(lastEventId);
-        if (!Number.isInteger(n) || n < 0) throw new BadRequestError('Last-Event-ID must be a seq', [{ path: 'Last-Event-ID', message: 'must be a non-negative integer' }]);
+        const n = /^\d{1,10}$/.test(lastEventId) ? Number(lastEventId) : NaN;
+        if (!(n <= MAX_SEQ)) throw new BadRequestError('Last-Event-ID must be a seq', [{ path: 'Last-Event-ID', message: `must be an integer from 0 to ${MAX_SEQ}` }]);
         since = n;
       }
       const conn = new SseConnection(req, res);
