@@ -20,7 +20,24 @@ export const Priority = z
   .openapi({ description: '1..15 (higher first) or low|normal|high|critical', example: 5 });
 
 export const Labels = z.record(z.string().min(1).max(100), z.string().max(500));
-export const Env = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name'), z.string());
+/** Linux takes at most 128 KiB (NUL included) for one argument or one `NAME=value` of the environment. */
+export const MAX_ARG_BYTES = 128 * 1024 - 1;
+const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
+
+/** A string that reaches the job as one argument (with `reserve` bytes of it taken by a `NAME=`);
+ *  longer ones could never start (E2BIG). */
+export const argString = (instead: string, reserve = 0) =>
+  z.string().superRefine((value, ctx) => {
+    const max = MAX_ARG_BYTES - reserve;
+    if (value.length * 3 <= max) return;
+    const bytes = utf8Bytes(value);
+    if (bytes > max) ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes; the kernel takes at most ${max} here: ${instead}` });
+  });
+
+export const Env = z.record(
+  z.string().max(255).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name'),
+  argString('pass more data in a file, or in the script', 257),
+);
 
 export const Resources = z.object({
   cpu_cores: z.number().positive().max(1024).optional(),

@@ -1,14 +1,14 @@
 // What a job runs: shared by job definitions (orchestrator), inline executions and the snapshot
 // an execution keeps of its job (worker-manager), and the assignment a worker receives.
-import { Env, Labels, Priority, Resources } from './common.js';
+import { argString, Env, Labels, Priority, Resources } from './common.js';
 import { z } from './zod.js';
 
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 
 export const JobSpecFields = {
-  command: z.string().min(1).max(256 * 1024).optional(),
+  command: argString('send a longer one as `script`').min(1).optional(),
   script: z.string().min(1).max(1024 * 1024).optional(),
-  args: z.array(z.string().max(64 * 1024)).max(1000).optional(),
+  args: z.array(argString('pass more data in a file')).max(1000).optional(),
   env: Env.optional(),
   working_dir: z.string().min(1).max(4096).optional(),
   timeout_seconds: z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).optional(),

@@ -64,6 +64,20 @@ describe('executions API', () => {
     res = await get('/api/v1/executions?status=bogus');
     expect(res.status).toBe(400);
     expect((await res.json()).errors[0].path).toBe('status');
+    // one argument or NAME=value over the kernel's 128 KiB could never start (E2BIG): refused
+    const tooLong: Array<[unknown, string]> = [
+      [{ command: 'x'.repeat(131_072) }, 'command'],
+      [{ command: `echo ${'é'.repeat(65_534)}` }, 'command'],
+      [{ command: 'true', args: ['a', 'x'.repeat(131_072)] }, 'args.1'],
+      [{ command: 'true', env: { BIG: 'x'.repeat(131_000) } }, 'env.BIG'],
+    ];
+    for (const [body, field] of tooLong) {
+      res = await post('/api/v1/execute', body);
+      expect(res.status, field).toBe(400);
+      const problem = await res.json();
+      expect(problem.errors[0].path).toBe(field);
+      expect(problem.errors[0].message).toMatch(/bytes; the kernel takes at most \d+ here/);
+    }
   });
 
   it('a job_id while the orchestrator is down is a 503, not a 500', async () => {

@@ -100,6 +100,14 @@ describe('real executions on a spawned worker', () => {
     expect((await missing.json()).errors[0].path).toBe('job_id');
   });
 
+  it('a command of 131,071 bytes, the most one argument can be, runs', async () => {
+    const command = `echo ${'x'.repeat(131_058)} | wc -c`;
+    expect(command).toHaveLength(131_071);
+    const e = await execute({ command, labels: { pool: 'main' } });
+    expect((await finished(e.id)).status).toBe('completed');
+    expect((await logs(e.id)).map((l) => l.line.trim())).toEqual(['131059']);
+  });
+
   it('a result file of 1 MiB comes back whole from GET /result', async () => {
     // 2 + 1,048,574 bytes: too large to travel in one NATS message with its status
     const e = await execute({ command: `{ printf '"'; head -c 1048574 /dev/zero | tr '\\0' r; printf '"'; } > "$HODEI_RESULT_FILE"`, labels: { pool: 'main' } });
