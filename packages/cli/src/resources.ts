@@ -53,7 +53,13 @@ const LatestRef = z.object({ id: Id });
 export async function latestExecutionOf(client: HodeiClient, jobId: string): Promise<string> {
   const { items } = await client.list('worker-manager', '/api/v1/executions', LatestRef, { job_id: jobId, limit: 1 });
   const first = items[0];
-  if (!first) throw new CliError(`job ${jobId} has not run yet`);
+  if (!first) {
+    const job = await client.request('orchestrator', 'GET', `/api/v1/jobs/${jobId}`, null).catch((err: unknown) => {
+      if (err instanceof ApiError && err.status === 404) return null;
+      throw err;
+    });
+    throw new CliError(job ? `job ${jobId} has not run yet` : `no execution or job has the id ${jobId}`);
+  }
   return first.id;
 }
 

@@ -75,6 +75,12 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/exit code\s+3/);
   });
 
+  it('refuses --timeout 0 rather than make it a 1 s timeout', async () => {
+    const r = await hodeiDone(['run', '--timeout', '0s', '--', 'true'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('hodei: --timeout must be longer than 0 (leave it out for no timeout)\n');
+  });
+
   it('exits 124 when the job times out', async () => {
     const started = Date.now();
     const r = await hodeiDone(['run', '--name', 'slow', '--command', 'echo start; sleep 30', '--timeout', '1s'], env);
@@ -256,6 +262,15 @@ describe('ids and other commands', () => {
     expect(tail.stderr.trimEnd().split('\n')).toEqual(['e1', 'e2', 'e3', 'e4', 'e5']);
     const t = await hodeiDone(['logs', j.execution, '--stream', 'stdout', '--tail', '2', '--json'], env);
     expect(JSON.parse(t.stdout).lines.map((l: { line: string }) => l.line)).toEqual(['o4', 'o5']);
+    // --grep is a regular expression, paged or followed
+    expect((await hodeiDone(['logs', j.execution, '--raw', '--grep', '^e[24]$'], env)).stderr).toBe('e2\ne4\n');
+    expect((await hodeiDone(['logs', j.execution, '--raw', '-f', '--grep', '^o[13]$'], env)).stdout).toBe('o1\no3\n');
+    const bad = await hodeiDone(['logs', j.execution, '--grep', '('], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^hodei: --grep: Invalid regular expression/);
+    const unknown = await hodeiDone(['logs', '00000000-0000-4000-8000-000000000000'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe('hodei: no execution or job has the id 00000000-0000-4000-8000-000000000000\n');
   });
 
   it('output through a pipe arrives whole before hodei exits: 100,000 log lines, a 1 MiB result', async () => {

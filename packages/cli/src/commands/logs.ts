@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { LogsResponse, type LogLine } from '@hodei/types';
 import { context } from '../context.js';
+import { CliError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { statusText } from '../output.js';
 import { formatDuration, parseInteger } from '../parse.js';
@@ -23,8 +24,8 @@ function matcher(pattern: string | undefined): (line: string) => boolean {
   try {
     const re = new RegExp(pattern);
     return (l) => re.test(l);
-  } catch {
-    return (l) => l.includes(pattern);
+  } catch (err) {
+    throw new CliError(`--grep: ${(err as Error).message}`);
   }
 }
 
@@ -46,8 +47,8 @@ export function registerLogs(program: Command): void {
       const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar: null });
       const emit = (l: LogLine) => (out.json ? out.line(JSON.stringify(l)) : printer.print(l));
 
+      const grep = matcher(flags.grep);
       if (flags.follow) {
-        const grep = matcher(flags.grep);
         const done = await followLogs(client, {
           executionId,
           sinceSeq: flags.sinceSeq,
@@ -77,6 +78,7 @@ export function registerLogs(program: Command): void {
           tail: flags.tail,
           stream: flags.stream,
           grep: flags.grep,
+          grep_regex: flags.grep === undefined ? undefined : 'true',
           limit,
         });
         lines.push(...page.lines);

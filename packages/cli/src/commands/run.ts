@@ -120,7 +120,10 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
     if (flags.memory !== undefined) r.memory_bytes = flags.memory;
     body.resources = r;
   }
-  if (flags.timeout !== undefined) body.timeout_seconds = Math.max(1, Math.ceil(flags.timeout));
+  if (flags.timeout !== undefined) {
+    if (!(flags.timeout > 0)) throw new CliError('--timeout must be longer than 0 (leave it out for no timeout)');
+    body.timeout_seconds = Math.max(1, Math.ceil(flags.timeout));
+  }
   if (flags.priority !== undefined) body.priority = flags.priority;
   if (flags.retries !== undefined) body.max_retries = flags.retries;
   if (flags.workdir !== undefined) body.working_dir = flags.workdir;
