@@ -10,13 +10,33 @@ export function assertTimezone(timezone: string): void {
   }
 }
 
+const NICKNAMES: Record<string, string> = { '@midnight': '0 0 * * *' };
+
+/**
+ * The pattern as croner should read it. `?` (Quartz: no specific value, for a day field) is `*`:
+ * croner would put the moment of parsing in its place, so `0 0 ? * *` fired monthly, on the day it
+ * was created. `@midnight` is `@daily`, as in Vixie cron.
+ */
+function normalize(pattern: string): string {
+  const p = pattern.trim();
+  return NICKNAMES[p.toLowerCase()] ?? p.split(/\s+/).map((f) => (f === '?' ? '*' : f)).join(' ');
+}
+
 /** A paused croner instance for `pattern`, or a 400 naming `cron`. */
 export function parseCron(pattern: string, timezone: string): Cron {
   assertTimezone(timezone);
   try {
-    return new Cron(pattern, { timezone, paused: true });
+    return new Cron(normalize(pattern), { timezone, paused: true });
   } catch (err) {
     const message = (err as Error).message.replace(/^CronPattern: /, '');
+    throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
+  }
+}
+
+/** As parseCron, and a 400 for a pattern that can never fire (`0 0 31 2 *`: February 31). */
+export function assertCron(pattern: string, timezone: string): void {
+  if (parseCron(pattern, timezone).nextRun() === null) {
+    const message = 'never fires: no date matches it (e.g. February 31)';
     throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
   }
 }

@@ -65,6 +65,12 @@ describe('schedules', () => {
     expect(next.getTime() - Date.now()).toBeLessThanOrEqual(10_000);
     const h = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '@hourly' })).json();
     expect(h.next_run_at).toMatch(/T\d\d:00:00\.000Z$/);
+    // daily, whatever the moment it was created: `?` is "any" and @midnight is @daily
+    const tomorrow = new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1)).toISOString();
+    for (const cron of ['0 0 ? * *', '0 0 * * ?', '@midnight', '@daily']) {
+      const d = await (await post('/api/v1/schedules', { job_id: knownJob, cron })).json();
+      expect(d.next_run_at, cron).toBe(tomorrow);
+    }
   });
 
   it('follows the DST change in Europe/Madrid', async () => {
@@ -94,6 +100,8 @@ describe('schedules', () => {
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: 'not a cron' }), 400, 'cron');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '61 * * * *' }), 400, 'cron');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * * * *' }), 400, 'cron');
+    const never = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 31 2 *' }), 400, 'cron');
+    expect(never.detail).toBe('invalid cron expression: never fires: no date matches it (e.g. February 31)');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * *', timezone: 'Mars/Olympus' }), 400, 'timezone');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: '2001-01-01T00:00:00Z' }), 400, 'run_at');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob }), 400, 'cron');
