@@ -10,6 +10,21 @@ export interface PrintOptions {
   bar: ProgressBar | null;
 }
 
+const CONTROL = /\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * A job's line as the terminal should show it: colours (SGR sequences) kept where colour is on,
+ * any other control character shown (`^[`, `^M`, `\x9b`) instead of obeyed, so that output cannot
+ * retitle the terminal, clear it or move the cursor. `--raw` prints lines untouched.
+ */
+export function visible(line: string, colour: boolean): string {
+  return line.replace(CONTROL, (c) => {
+    if (c.length > 1) return colour ? c : '';
+    const code = c.charCodeAt(0);
+    return code < 0x20 ? `^${String.fromCharCode(code + 0x40)}` : code === 0x7f ? '^?' : `\\x${code.toString(16)}`;
+  });
+}
+
 export class LogPrinter {
   count = 0;
   constructor(
@@ -33,7 +48,8 @@ export class LogPrinter {
     if (this.opts.raw) text = l.line;
     else {
       const tag = err ? paint('red', '[ERR]') : paint('cyan', '[OUT]');
-      text = this.opts.timestamps ? `${paint('gray', clock(l.timestamp))} ${tag} ${l.line}` : `${tag} ${l.line}`;
+      const line = visible(l.line, err ? this.out.config.color.stderr : this.out.config.color.stdout);
+      text = this.opts.timestamps ? `${paint('gray', clock(l.timestamp))} ${tag} ${line}` : `${tag} ${line}`;
     }
     bar?.clear();
     (err ? process.stderr : process.stdout).write(`${text}\n`);

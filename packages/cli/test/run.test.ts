@@ -75,6 +75,14 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/exit code\s+3/);
   });
 
+  it("shows a job's control characters instead of letting them drive the terminal; --raw passes them", async () => {
+    const printf = ['printf', 'x\\033]0;pwned\\007\\033[2Jy\\033[31mred\\033[0m\\r\\tz\\n'];
+    const shown = await hodeiDone(['run', '--no-timestamps', '--', ...printf], env);
+    expect(shown.stdout).toBe('[OUT] x^[]0;pwned^G^[[2Jyred^M\tz\n'); // no colour without a terminal
+    const raw = await hodeiDone(['run', '--raw', '--', ...printf], env);
+    expect(raw.stdout).toBe('x\x1b]0;pwned\x07\x1b[2Jy\x1b[31mred\x1b[0m\r\tz\n');
+  });
+
   it('refuses --timeout 0 rather than make it a 1 s timeout', async () => {
     const r = await hodeiDone(['run', '--timeout', '0s', '--', 'true'], env);
     expect(r.code).toBe(1);
