@@ -287,8 +287,10 @@ export class Execution {
       }
       const script = this.assignment.spec.script;
       if (script !== null && script.startsWith('#!')) {
-        const shebang = script.slice(0, Math.max(2, script.indexOf('\n'))).trim();
-        return `cannot run the script: its interpreter (${shebang}) was not found or is not executable`;
+        const line = script.slice(0, Math.max(2, script.indexOf('\n')));
+        if (line.endsWith('\r'))
+          return `cannot run the script: it has Windows line endings (CRLF), so its first line asks for "${line.slice(2, -1).trim()}\\r"; convert it to LF (dos2unix)`;
+        return `cannot run the script: its interpreter (${line.trim()}) was not found or is not executable`;
       }
       if (error.code === 'EACCES' && req.cwd !== undefined) return `working directory is not accessible: ${req.cwd}`;
     }

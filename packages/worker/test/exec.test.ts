@@ -187,6 +187,13 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(run.lines[0]).toMatchObject({ stream: 'stderr' });
   });
 
+  it('says so when a script fails to start because of Windows line endings', async () => {
+    const run = await h.assign({ script: '#!/bin/sh\r\necho hi\r\n' });
+    const final = await run.final;
+    expect(final.status).toBe('failed');
+    expect(final.message).toBe('cannot run the script: it has Windows line endings (CRLF), so its first line asks for "/bin/sh\\r"; convert it to LF (dos2unix)');
+  });
+
   it('fails cleanly on an argument the OS cannot take (NUL byte)', async () => {
     const run = await h.assign({ command: 'echo "$1"', args: ['a\u0000b'] });
     const final = await run.final;
