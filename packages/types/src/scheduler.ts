@@ -64,6 +64,7 @@ export type Schedule = z.infer<typeof Schedule>;
 
 export const ScheduleListQuery = Paging.extend({
   job_id: Id.optional(),
+  pipeline_id: Id.optional(),
   enabled: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
 });
 

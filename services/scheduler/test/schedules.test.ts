@@ -154,6 +154,10 @@ describe('schedules', () => {
     expect(await byJob.json()).toEqual([]);
     expect(byJob.headers.get('x-total-count')).toBe('0');
     await expectProblem(await fetch(`${svc.url}/api/v1/schedules?limit=0`), 400, 'limit');
+    const byPipeline = (await (await fetch(`${svc.url}/api/v1/schedules?pipeline_id=${knownPipeline}&limit=1000`)).json()) as Array<{ pipeline_id: string }>;
+    expect(byPipeline.length).toBeGreaterThan(0);
+    expect(byPipeline.every((x) => x.pipeline_id === knownPipeline)).toBe(true);
+    await expectProblem(await fetch(`${svc.url}/api/v1/schedules?pipeline_id=x`), 400, 'pipeline_id');
   });
 
   it('pauses and resumes with PATCH enabled, filters by enabled, and deletes', async () => {

@@ -127,10 +127,11 @@ export class ScheduleStore {
     return (rowCount ?? 0) > 0;
   }
 
-  async list(f: { job_id?: string | undefined; enabled?: boolean | undefined; limit: number; offset: number }): Promise<{ items: Schedule[]; total: number }> {
+  async list(f: { job_id?: string | undefined; pipeline_id?: string | undefined; enabled?: boolean | undefined; limit: number; offset: number }): Promise<{ items: Schedule[]; total: number }> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (f.job_id !== undefined) where.push(`job_id = $${args.push(f.job_id)}`);
+    if (f.pipeline_id !== undefined) where.push(`pipeline_id = $${args.push(f.pipeline_id)}`);
     if (f.enabled !== undefined) where.push(`enabled = $${args.push(f.enabled)}`);
     const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const { rows } = await this.db.query<ScheduleRow & { total: number }>(
