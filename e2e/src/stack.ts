@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, readFileSync, rmSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -47,15 +47,27 @@ export interface Stack {
   stop: () => Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/** `n` distinct free ports: all held open at once, then released. One at a time, the kernel can
+ *  hand the same port out twice (two services of one installation then fought over it). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const srv = createServer();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => (srv.address() as { port: number }).port);
+  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
+  return ports;
 }
 
 const PORT_VARS: Record<ServiceName, string> = {
@@ -72,7 +84,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const databaseUrl = dbUrl.toString();
   const logDir = mkdtempSync(join(tmpdir(), `hodei-e2e-${id}-`));
 
-  const ports = { orchestrator: await freePort(), scheduler: await freePort(), 'worker-manager': await freePort() };
+  const [orchestrator, scheduler, workerManager] = (await freePorts(3)) as [number, number, number];
+  const ports = { orchestrator, scheduler, 'worker-manager': workerManager };
   const urls = Object.fromEntries(SERVICE_NAMES.map((s) => [s, `http://127.0.0.1:${ports[s]}`])) as Record<ServiceName, string>;
   const env: Record<string, string> = {
     ...settings.baseEnv(),

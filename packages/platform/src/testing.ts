@@ -1,6 +1,6 @@
 // Isolation for tests: a database and a NATS prefix of their own per test file, dropped after.
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { loadConfig, type Config, type ServiceName } from './config.js';
 import { dropDatabase } from './db.js';
 import { connect } from '@nats-io/transport-node';
@@ -46,21 +46,34 @@ export function createTestEnv(): TestEnv {
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (for services that must know their peers' URLs before they start). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/** `n` distinct free ports: all held open at once, then released. One at a time, the kernel can
+ *  hand the same port out twice (two services of one installation then fought over it). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const srv = createServer();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => (srv.address() as AddressInfo).port);
+  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
+  return ports;
 }
 
 /** Ports for the three services of one test installation, and the URLs they call each other at:
  *  the services call each other, so every URL must be known before the first one starts. */
 export async function serviceAddresses(): Promise<{ ports: Record<ServiceName, number>; urls: Record<ServiceName, string> }> {
-  const ports = { orchestrator: await freePort(), scheduler: await freePort(), 'worker-manager': await freePort() };
+  const [orchestrator, scheduler, workerManager] = (await freePorts(3)) as [number, number, number];
+  const ports = { orchestrator, scheduler, 'worker-manager': workerManager };
   const url = (svc: ServiceName) => `http://127.0.0.1:${ports[svc]}`;
   return { ports, urls: { orchestrator: url('orchestrator'), scheduler: url('scheduler'), 'worker-manager': url('worker-manager') } };
 }

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestEnv, freePort, TELEMETRY_REGISTER, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, TELEMETRY_REGISTER, type TestEnv } from '@hodei/platform';
 import { loadTelemetryConfig, serviceNameFromScript } from '../src/telemetry/config.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -128,7 +128,7 @@ describe('one execution, one trace across the services and the worker', () => {
     if (!existsSync(TELEMETRY_REGISTER)) throw new Error(`${TELEMETRY_REGISTER} is missing: build first (make build)`);
     env = createTestEnv();
     receiver = await startReceiver();
-    const ports = { orchestrator: await freePort(), scheduler: await freePort(), 'worker-manager': await freePort() };
+    const { ports } = await serviceAddresses();
     for (const svc of SERVICES) urls[svc] = `http://127.0.0.1:${ports[svc]}`;
     const base: Record<string, string | undefined> = {
       ...process.env,
