@@ -39,10 +39,12 @@ export const Env = z.record(
   argString('pass more data in a file, or in the script', 257),
 );
 
-export const Resources = z.object({
-  cpu_cores: z.number().positive().max(1024).optional(),
-  memory_bytes: z.number().int().positive().max(2 ** 50).optional(),
-});
+export const Resources = z
+  .object({
+    cpu_cores: z.number().positive().max(1024).optional(),
+    memory_bytes: z.number().int().positive().max(2 ** 50).optional(),
+  })
+  .strict(); // `{"memory": "4GiB"}` is a 400, not a job that asks for nothing
 export type Resources = z.infer<typeof Resources>;
 
 export const Capacity = z.object({

@@ -71,6 +71,9 @@ describe('executions API', () => {
       [{ command: 'true', args: ['a', 'x'.repeat(131_072)] }, 'args.1'],
       [{ command: 'true', env: { BIG: 'x'.repeat(131_000) } }, 'env.BIG'],
     ];
+    res = await post('/api/v1/execute', { command: 'true', resources: { memory: '4GiB' } });
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0]).toMatchObject({ path: 'resources', message: expect.stringContaining('memory') });
     for (const [body, field] of tooLong) {
       res = await post('/api/v1/execute', body);
       expect(res.status, field).toBe(400);
