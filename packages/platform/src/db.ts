@@ -19,11 +19,12 @@ export const fromRecords = (param: string, columns: string): string =>
   `unnest(${param}::jsonb[]) AS rec(j) CROSS JOIN LATERAL jsonb_to_record(rec.j) AS v(${columns})`;
 
 /**
- * PostgreSQL's text and jsonb hold no NUL character. Strings from outside (a worker's message or
- * progress) are stored with U+FFFD in its place, as log lines are: a statement that fails on NUL
- * would fail again on every redelivery of the event, and the execution would never move on.
+ * PostgreSQL's text and jsonb hold no NUL character. Text from outside (a log line, a worker's
+ * message or progress) is stored with U+FFFD in its place: a statement that fails on NUL would
+ * fail again on every redelivery of the event, and the execution would never move on.
  */
-const withoutNul = (_key: string, v: unknown): unknown => (typeof v === 'string' && v.includes('\u0000') ? v.replaceAll('\u0000', '\uFFFD') : v);
+export const withoutNul = (text: string): string => (text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text);
+const nulReplacer = (_key: string, v: unknown): unknown => (typeof v === 'string' ? withoutNul(v) : v);
 
 /**
  * The path (`a.b.0`) of a string or key in a JSON value that holds a NUL character ('' for the value
@@ -61,7 +62,7 @@ export function nulPath(value: unknown): string | undefined {
  *  backslash before `u0000` only costs a second pass). */
 function recordText(item: object): string {
   const text = JSON.stringify(item);
-  return text.includes('\\u0000') ? JSON.stringify(item, withoutNul) : text;
+  return text.includes('\\u0000') ? JSON.stringify(item, nulReplacer) : text;
 }
 
 /** The parameter for `fromRecords`: one JSON text per record (NUL characters replaced). */

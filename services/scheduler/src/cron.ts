@@ -33,12 +33,13 @@ export function parseCron(pattern: string, timezone: string): Cron {
   }
 }
 
-/** As parseCron, and a 400 for a pattern that can never fire (`0 0 31 2 *`: February 31). */
-export function assertCron(pattern: string, timezone: string): void {
-  if (parseCron(pattern, timezone).nextRun() === null) {
-    const message = 'never fires: no date matches it (e.g. February 31)';
-    throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
-  }
+/** The first firing strictly after `after`; a 400 naming `cron` for a pattern that is invalid or
+ *  can never fire (`0 0 31 2 *`: February 31). */
+export function firstCronRun(pattern: string, timezone: string, after: Date): Date {
+  const next = parseCron(pattern, timezone).nextRun(after);
+  if (next !== null) return next;
+  const message = 'never fires: no date matches it (e.g. February 31)';
+  throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
 }
 
 /** The first firing strictly after `after`, or null when the pattern never fires again. */

@@ -1,7 +1,7 @@
 // Schedules: create (core alias /schedule), list (core alias /scheduled), read, pause/resume, delete, firings.
 import { BadRequestError, NotFoundError, sendCreated, sendList, ServiceClient, type Api } from '@hodei/platform';
 import { IdParams, Paging, Schedule, ScheduleCreate, ScheduleListQuery, SchedulePatch, ScheduleRun, z } from '@hodei/types';
-import { assertCron, nextCronRun } from '../cron.js';
+import { firstCronRun } from '../cron.js';
 import type { ScheduleStore, ScheduleValues } from '../store/schedules.js';
 
 const TAG = 'schedules';
@@ -24,8 +24,8 @@ async function assertTargetExists(orchestrator: ServiceClient, v: { job_id: stri
 /** Validates cron/run_at/timezone and returns when the schedule fires next (null when paused or done). */
 function computeNext(v: ScheduleValues & { completed?: boolean }, now = new Date()): Date | null {
   if (v.cron !== null) {
-    assertCron(v.cron, v.timezone);
-    return v.enabled && !v.completed ? nextCronRun(v.cron, v.timezone, now) : null;
+    const next = firstCronRun(v.cron, v.timezone, now);
+    return v.enabled && !v.completed ? next : null;
   }
   return v.enabled && !v.completed ? v.run_at : null;
 }

@@ -1,6 +1,6 @@
 // SQL of the log_lines table: batched inserts (one statement per flush, whatever the number of
 // batches it coalesces) and the reads behind the logs API and the SSE history.
-import { iso, type Pool } from '@hodei/platform';
+import { iso, withoutNul, type Pool } from '@hodei/platform';
 import type { LogLine, LogStream } from '@hodei/types';
 
 export interface StoredLine extends LogLine {
@@ -36,8 +36,7 @@ export async function insertLines(db: Pool, lines: StoredLine[]): Promise<void> 
     ids[i] = l.execution_id;
     seqs[i] = l.seq;
     streams[i] = STREAM_CODE[l.stream];
-    // PostgreSQL text cannot hold NUL
-    texts[i] = l.line.includes('\u0000') ? l.line.replaceAll('\u0000', '\uFFFD') : l.line;
+    texts[i] = withoutNul(l.line);
     ts[i] = l.timestamp;
   }
   await db.query(
