@@ -7,11 +7,16 @@
 // for one execution, its owner is told to pause reading until they fall under LOW_WATER.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { LogBatch, LogMessage, LogStream } from '@hodei/types';
-import type { Logger } from '@hodei/platform';
+import { MESSAGE_HEADROOM, type Logger } from '@hodei/platform';
+import { MAX_LINE_BYTES } from './lines.js';
 
 export const MAX_BATCH_LINES = 200;
 export const MAX_BATCH_BYTES = 256 * 1024;
-const MAX_PAYLOAD = 900 * 1024; // NATS max_payload is 1 MiB; stay clear of it
+/**
+ * The smallest NATS `max_payload` a worker runs with: one message must hold one line of
+ * MAX_LINE_BYTES even when every byte is a control character that JSON writes as `\u00XX`.
+ */
+export const MIN_MAX_PAYLOAD = MAX_LINE_BYTES * 6 + 2 * MESSAGE_HEADROOM;
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 4 * 1024 * 1024;
 const LINE_OVERHEAD = 80; // seq, stream, timestamp and JSON punctuation
@@ -129,6 +134,8 @@ export class LogShipper {
     private readonly subject: string,
     private readonly workerId: string,
     private readonly logger: Logger,
+    /** The largest message the server takes (its `max_payload`); a message over it fails every time. */
+    private readonly maxPayload: () => number,
   ) {}
 
   open(executionId: string, onPressure: (pause: boolean) => void): ExecutionLog {
@@ -197,14 +204,14 @@ export class LogShipper {
     }
   }
 
-  /** One or more payloads (split while over MAX_PAYLOAD), each with a msgID of its own. */
-  private encode(batches: LogBatch[]): Array<{ payload: Uint8Array; msgID: string }> {
+  /** One or more payloads (halved while over the server's limit), each with a msgID of its own. */
+  private encode(batches: LogBatch[], limit = this.maxPayload() - MESSAGE_HEADROOM): Array<{ payload: Uint8Array; msgID: string }> {
     const payload = this.encoder.encode(JSON.stringify({ worker_id: this.workerId, batches } satisfies LogMessage));
     const lineCount = batches.reduce((n, b) => n + b.lines.length, 0);
-    if (payload.length > MAX_PAYLOAD && lineCount > 1) {
+    if (payload.length > limit && lineCount > 1) {
       // halve by lines, keeping each execution's lines in order
       const [a, b] = splitBatches(batches, lineCount >> 1);
-      return [...this.encode(a), ...this.encode(b)];
+      return [...this.encode(a, limit), ...this.encode(b, limit)];
     }
     // msgID: a retried publish that did reach the stream is not stored twice
     return [{ payload, msgID: `${this.workerId}:${++this.sent}` }];

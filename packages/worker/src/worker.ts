@@ -10,7 +10,8 @@ import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
 import { createSpawner, type Spawner } from './spawn.js';
 import type { WorkerMetrics } from './metrics.js';
-import { delay, LogShipper } from './shipper.js';
+import { MAX_LINE_BYTES } from './lines.js';
+import { delay, LogShipper, MIN_MAX_PAYLOAD } from './shipper.js';
 
 export interface StartWorkerOptions extends WorkerOptions {
   logger?: Logger;
@@ -43,6 +44,13 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     waitOnFirstConnect: true,
     noAsyncTraces: true, // no Error (with its stack) built for every JetStream publish
   });
+  const maxPayload = nc.info?.max_payload;
+  if (maxPayload !== undefined && maxPayload < MIN_MAX_PAYLOAD) {
+    await nc.close();
+    throw new Error(
+      `NATS at ${config.natsUrl} takes messages of at most ${maxPayload} bytes (max_payload); a worker needs ${MIN_MAX_PAYLOAD} to ship a ${MAX_LINE_BYTES}-byte log line: raise max_payload in the server's configuration (default 1 MiB)`,
+    );
+  }
   const agent = new WorkerAgent(config, nc, await createSpawner(config.spawner, logger), logger, metrics);
   await agent.begin();
   return {
@@ -83,8 +91,12 @@ class WorkerAgent {
     this.subjects = makeSubjects(config.natsPrefix);
     this.js = jetstream(nc);
     this.reaper = new Reaper(config.killGraceMs, logger, () => spawner.subreaper);
-    this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger);
+    this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger, () => this.maxPayload());
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  private maxPayload(): number {
+    return this.nc.info?.max_payload ?? 1024 * 1024;
   }
 
   /** Resolves once the subscriptions are live on the server: the worker can be assigned work. */
@@ -128,7 +140,7 @@ class WorkerAgent {
             spawner: this.spawner,
             logger: this.logger,
             onSlotFree: (id) => this.busy.delete(id),
-            maxPayload: () => this.nc.info?.max_payload ?? 1024 * 1024,
+            maxPayload: () => this.maxPayload(),
           },
           parsed.data,
         );

@@ -110,7 +110,7 @@ describe('log shipper', () => {
     });
     await h.bus.nc.flush();
     const workerId = newId();
-    const shipper = new LogShipper(h.bus.js, h.bus.subjects.logs(h.worker.id + '-shipper-test'), workerId, createLogger('test', 'silent'));
+    const shipper = new LogShipper(h.bus.js, h.bus.subjects.logs(h.worker.id + '-shipper-test'), workerId, createLogger('test', 'silent'), () => 1024 * 1024);
     const [a, b, c] = [newId(), newId(), newId()].map((id) => shipper.open(id, () => undefined));
     for (let i = 1; i <= 1000; i++) a!.add(i, 'stdout', `a${i}`, nowIso());
     b!.add(1, 'stdout', 'b1', nowIso());
@@ -128,5 +128,28 @@ describe('log shipper', () => {
     const aLines = messages.flatMap((m) => m.batches.filter((x) => x.execution_id === a!.executionId).flatMap((x) => x.lines.map((l) => l.seq)));
     expect(aLines).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
     expect(messages.every((m) => m.batches.reduce((n, x) => n + x.lines.length, 0) <= MAX_BATCH_LINES)).toBe(true);
+  });
+  it('keeps every message under the server\'s max_payload, whatever the escaping costs', async () => {
+    const subject = h.bus.subjects.logs(h.worker.id + '-small-payload');
+    const sizes: number[] = [];
+    const lines: number[] = [];
+    const sub = h.bus.nc.subscribe(subject, {
+      callback: (_e, m) => {
+        sizes.push(m.data.length);
+        for (const b of (decodeJson(m.data) as LogMessage).batches) lines.push(...b.lines.map((l) => l.seq));
+      },
+    });
+    await h.bus.nc.flush();
+    const maxPayload = 100_000;
+    const shipper = new LogShipper(h.bus.js, subject, newId(), createLogger('test', 'silent'), () => maxPayload);
+    const log = shipper.open(newId(), () => undefined);
+    // 10,000 control characters a line: 60,000 bytes of JSON (\u0001 each), two lines overflow
+    for (let i = 1; i <= 12; i++) log.add(i, 'stdout', '\u0001'.repeat(10_000), nowIso());
+    await log.flush();
+    await h.bus.nc.flush();
+    sub.unsubscribe();
+    expect(lines).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(maxPayload);
+    expect(sizes.length).toBeGreaterThanOrEqual(12);
   });
 });
