@@ -22,6 +22,10 @@
 # setsid child, a double-forked daemon) becomes its child when its parent dies. So when every
 # child is a job still running, nothing is left of the jobs that ended, and the agent can skip
 # searching /proc for leftovers; orphans are reaped here when they exit.
+#
+# Argument: the kill grace in ms (default 5000). When the agent goes away (end of file on stdin)
+# while jobs run, nobody watches them any more and the scheduler may run them again elsewhere: every
+# process under this one gets SIGTERM, SIGKILL after the grace, and then this process exits.
 use strict;
 use warnings;
 use POSIX ();
@@ -36,6 +40,7 @@ my %jobs;                    # id => job
 my %by_pid;                  # pid => job, until reaped
 my %owner;                   # fileno => [job, kind]: kind is o, e (output), s (exec status), p (pidfd)
 my %ORDER = (s => 0, o => 1, e => 2, p => 3);
+my $grace_ms = $ARGV[0] // 5000;
 my $in = '';
 my $out = '';
 my $rin = '';
@@ -173,7 +178,7 @@ sub request {
 sub read_requests {
     my $n = sysread(STDIN, $in, 65536, length $in);
     return if !defined $n && $!{EINTR};
-    if (!$n) { flush_out(); exit 0 }    # the agent is gone; the jobs run on in their own sessions
+    abandon() if !$n;
     while ($in =~ /\A(\w) (\d+) (\d+)\n/) {
         my ($op, $id, $len) = ($1, $2, $3);
         my $head = length($1) + length($2) + length($3) + 3;
@@ -182,6 +187,42 @@ sub read_requests {
         substr($in, 0, $head + $len, '');
         request($op, $id, $payload);
     }
+}
+
+# Every process under this one: the jobs, what they started, and (as subreaper) what they left.
+sub descendants {
+    my @todo = ($$);
+    my @all;
+    while (defined(my $pid = shift @todo)) {
+        for my $task (glob "/proc/$pid/task/*") {
+            open(my $fh, '<', "$task/children") or next;
+            my @children = split ' ', (<$fh> // '');
+            push @all, @children;
+            push @todo, @children;
+        }
+    }
+    return @all;
+}
+
+sub signal_all {
+    my $signal = shift;
+    kill $signal, map { -$_ } keys %by_pid;    # the process group of each job not yet reaped
+    kill $signal, descendants();
+}
+
+sub abandon {
+    $SIG{PIPE} = 'IGNORE';    # no more forks, and no one reads what is left to say
+    if (%by_pid || descendants()) {
+        signal_all('TERM');
+        for (1 .. $grace_ms / 20) {
+            1 while waitpid(-1, POSIX::WNOHANG()) > 0;
+            last unless descendants();
+            select(undef, undef, undef, 0.02);
+        }
+        signal_all('KILL');
+        1 while waitpid(-1, POSIX::WNOHANG()) > 0;
+    }
+    exit 0;
 }
 
 sub ready {

@@ -50,10 +50,10 @@ export interface JobHandle {
 }
 
 /** The spawner HODEI_WORKER_SPAWNER asks for; without perl, the process spawner gives way to the thread. */
-export async function createSpawner(kind: SpawnerKind, logger: Logger, perl = 'perl'): Promise<Spawner> {
+export async function createSpawner(kind: SpawnerKind, logger: Logger, perl = 'perl', killGraceMs = 5000): Promise<Spawner> {
   if (kind === 'inline') return new InlineSpawner();
   if (kind === 'process') {
-    const spawner = new ProcessSpawner(logger, perl);
+    const spawner = new ProcessSpawner(logger, perl, killGraceMs);
     try {
       await spawner.ready;
       return spawner;
@@ -379,14 +379,15 @@ export class ProcessSpawner extends RemoteSpawner {
   private corked = false;
   private settleReady!: (err?: Error) => void;
 
-  constructor(logger: Logger, perl = 'perl') {
+  /** `killGraceMs`: should the agent die, the spawner kills the jobs it leaves (SIGTERM, then SIGKILL after this). */
+  constructor(logger: Logger, perl = 'perl', killGraceMs = 5000) {
     super(logger, 'spawner process');
     this.ready = new Promise((resolve, reject) => (this.settleReady = (err) => (err ? reject(err) : resolve())));
     this.ready.catch(() => undefined); // awaited by whoever cares: never an unhandled rejection
     // A session of its own: Ctrl-C in a terminal (SIGINT to the agent's process group) or a hang-up
     // drains the agent and must not kill the process that watches its jobs. It exits when the
-    // agent does (end of file on its stdin).
-    this.proc = spawn(perl, [SPAWNER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    // agent does (end of file on its stdin), and kills whatever jobs are still running then.
+    this.proc = spawn(perl, [SPAWNER_SCRIPT, String(killGraceMs)], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.proc.stdin.on('error', () => undefined); // EPIPE once it is gone: 'exit' says so
     this.proc.stdout.on('data', (chunk: Buffer) => this.onOutput(chunk));
     this.proc.on('error', (err) => this.onDown(err));
