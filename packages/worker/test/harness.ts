@@ -1,7 +1,7 @@
 // Test harness: a worker started in-process on this file's own NATS prefix, and helpers to send an
 // assignment and collect everything it publishes about that execution.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { connectBus, createLogger, createTestEnv, decodeJson, encodeJson, newId, type Bus } from '@hodei/platform';
 import { DEFAULT_SPEC, type AssignmentAck, type ExecutionStatusEvent, type JobSpec, type LogBatch, type LogMessage } from '@hodei/types';
@@ -143,6 +143,8 @@ export interface AgentProcess {
   exit: Promise<number | null>;
   /** Resolves once the agent logged that it started. */
   ready: Promise<void>;
+  /** Its stdout so far (JSON log lines). */
+  stdout: () => string;
 }
 
 /** `node dist/main.js` as its own process, on `prefix`, with a scheduler URL nothing listens on (registration keeps retrying in the background). */
@@ -162,12 +164,35 @@ export function startAgentProcess(prefix: string, id: string, extra: Record<stri
     detached: ownGroup,
   });
   const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  let out = '';
   const ready = new Promise<void>((r) => {
-    let out = '';
     proc.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       if (out.includes('worker started')) r();
     });
   });
-  return { proc, exit, ready };
+  return { proc, exit, ready, stdout: () => out };
+}
+
+/** TCP ports process `pid` listens on: its socket inodes matched against the LISTEN rows of /proc/<pid>/net/tcp{,6}. */
+export function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let link = '';
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m) inodes.add(m[1]!);
+  }
+  const ports: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const row of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').trim().split('\n').slice(1)) {
+      const [, local, , state, , , , , , inode] = row.trim().split(/\s+/);
+      if (state === '0A' && inodes.has(inode!)) ports.push(parseInt(local!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
 }

@@ -2,8 +2,8 @@
 // counting what the agent does when on.
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, newId } from '@hodei/platform';
-import { setup, startAgentProcess } from './harness.js';
+import { newId } from '@hodei/platform';
+import { listeningPorts, setup, startAgentProcess } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 const procs: ChildProcess[] = [];
@@ -21,6 +21,13 @@ function startAgent(id: string, extra: Record<string, string>) {
   return agent;
 }
 
+/** The port the agent logged it serves /metrics on (it was told port 0: any free one). */
+function metricsPortLogged(stdout: string): number {
+  const line = stdout.split('\n').find((l) => l.includes('"metrics on /metrics"'));
+  if (!line) throw new Error(`the agent did not log its metrics port; it wrote:\n${stdout}`);
+  return (JSON.parse(line) as { port: number }).port;
+}
+
 const sample = (text: string, series: string): number | undefined => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
@@ -28,10 +35,11 @@ const sample = (text: string, series: string): number | undefined => {
 
 describe('worker /metrics', () => {
   it('serves hodei_worker_* metrics on HODEI_WORKER_METRICS_PORT and counts assignments and outcomes', async () => {
-    const port = await freePort();
     const id = newId();
-    const agent = startAgent(id, { HODEI_WORKER_METRICS_PORT: String(port), HODEI_WORKER_METRICS_HOST: '127.0.0.1' });
+    const agent = startAgent(id, { HODEI_WORKER_METRICS_PORT: '0', HODEI_WORKER_METRICS_HOST: '127.0.0.1' });
     await agent.ready;
+    const port = metricsPortLogged(agent.stdout());
+    expect(listeningPorts(agent.proc.pid!)).toEqual([port]);
     const url = `http://127.0.0.1:${port}/metrics`;
     const before = await fetch(url);
     expect(before.status).toBe(200);
@@ -63,10 +71,10 @@ describe('worker /metrics', () => {
   });
 
   it('is off by default', async () => {
-    const port = await freePort();
     const agent = startAgent(newId(), {});
     await agent.ready;
-    await expect(fetch(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
+    expect(listeningPorts(agent.proc.pid!)).toEqual([]);
+    expect(agent.stdout()).not.toContain('metrics on /metrics');
     agent.proc.kill('SIGTERM');
     expect(await agent.exit).toBe(0);
   });
