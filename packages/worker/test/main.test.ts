@@ -1,16 +1,11 @@
 // The agent as its own OS process: `node dist/main.js`, configured from the environment.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@hodei/platform';
 import { setup, startAgentProcess } from './harness.js';
 
-const root = fileURLToPath(new URL('../../..', import.meta.url));
-
 let h: Awaited<ReturnType<typeof setup>>;
 beforeAll(async () => {
-  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: root, stdio: 'ignore' });
   h = await setup();
 });
 afterAll(async () => {

@@ -39,7 +39,6 @@ async function startWorker(labels: Record<string, string>, slots = 4) {
 }
 
 beforeAll(async () => {
-  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
   env = createTestEnv();
   const { ports, urls } = await serviceAddresses();
   const common = { urls, killGraceMs: 1000, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 3000 };

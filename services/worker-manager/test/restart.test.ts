@@ -1,7 +1,6 @@
 // Restarts: log batches published while worker-manager is down are stored when it comes back
 // (durable consumer, ack after insert); stop() stops the workers it started; records of workers
 // whose process is gone become `exited` at start-up.
-import { execFileSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { connectBus, createLogger, createTestEnv, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
@@ -16,7 +15,6 @@ let wm: RunningService;
 let wmConfig: Config;
 
 beforeAll(async () => {
-  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
   env = createTestEnv();
   sched = await startScheduler(env.config('scheduler', { heartbeatIntervalMs: 300 }));
   wmConfig = env.config('worker-manager', { heartbeatIntervalMs: 300, killGraceMs: 500, urls: { ...env.config('worker-manager').urls, scheduler: sched.url } });

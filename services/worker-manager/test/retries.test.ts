@@ -1,7 +1,6 @@
 // Failure and retries with real processes: scheduler + orchestrator + worker-manager, worker agents
 // spawned through POST /api/v1/workers, a worker killed with SIGKILL mid-job, failing commands
 // retried with back-off, and a retry that waits through a worker-manager restart.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +51,6 @@ const metric = async (name: string, label: string) => {
 };
 
 beforeAll(async () => {
-  execFileSync('npx', ['tsc', '-b', 'packages/worker'], { cwd: new URL('../../..', import.meta.url).pathname, stdio: 'ignore' });
   scratch = mkdtempSync(join(tmpdir(), 'hodei-retries-'));
   env = createTestEnv();
   const { ports, urls } = await serviceAddresses();
