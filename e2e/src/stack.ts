@@ -7,7 +7,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync, closeSync } from 'node:fs'
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { ROOT, settings } from './config.js';
@@ -26,7 +26,7 @@ export interface StackOptions {
   otlpEndpoint?: string;
 }
 
-/** The platform's telemetry preload (group C2's work); absent in builds without it. */
+/** The platform's telemetry preload (built by `pnpm build`). */
 export const TELEMETRY_REGISTER = join(ROOT, 'packages', 'platform', 'dist', 'telemetry', 'register.js');
 
 export interface Stack {
@@ -79,6 +79,7 @@ const PORT_VARS: Record<ServiceName, string> = {
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const id = randomBytes(5).toString('hex');
   const prefix = `e2e${id}`;
+  const streams = streamNames(prefix);
   const dbUrl = new URL(opts.databaseUrl);
   dbUrl.pathname = `/hodei_e2e_${id}`;
   const databaseUrl = dbUrl.toString();
@@ -148,7 +149,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await withAdmin(databaseUrl, async (c, name) => {
       await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     }).catch(() => undefined);
-    await deleteStreams(opts.natsUrl, prefix).catch(() => undefined);
+    await deleteStreams(opts.natsUrl, streams);
     if (!settings.keepLogs) rmSync(logDir, { recursive: true, force: true });
   };
 
@@ -224,12 +225,22 @@ async function withAdmin(databaseUrl: string, fn: (c: pg.Client, name: string) =
   }
 }
 
-export async function deleteStreams(natsUrl: string, prefix: string): Promise<void> {
+/** The services' stream names for a NATS prefix, as `subjects()` in packages/types/src/events.ts makes them. */
+function streamNames(prefix: string): string[] {
+  const base = prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
+  return [`${base}_EVENTS`, `${base}_LOGS`];
+}
+
+/** Deletes the streams; one that does not exist (a service never made it) is not an error. */
+export async function deleteStreams(natsUrl: string, streams: string[]): Promise<void> {
   const nc = await connect({ servers: natsUrl, timeout: 5000 });
   try {
     const jsm = await jetstreamManager(nc);
-    const base = prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
-    for (const name of [`${base}_EVENTS`, `${base}_LOGS`]) await jsm.streams.delete(name).catch(() => undefined);
+    for (const name of streams) {
+      await jsm.streams.delete(name).catch((err: unknown) => {
+        if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+      });
+    }
   } finally {
     await nc.close();
   }

@@ -69,7 +69,7 @@ describe('end to end', () => {
     const scheduled = await sched('GET', '/api/v1/scheduled');
     expect(scheduled.status).toBe(200);
     expect(scheduled.body.map((x: { id: string }) => x.id)).toContain(s.body.id);
-    expect((await sched('DELETE', `/api/v1/schedules/${s.body.id}`)).status).toBeLessThan(300);
+    expect((await sched('DELETE', `/api/v1/schedules/${s.body.id}`)).status).toBe(204);
 
     // a worker registered directly in the scheduler (as a remote agent would), heartbeat, deregistered
     const reg = await sched('POST', '/api/v1/workers', { type: 'shell', name: 'e2e-registered', labels: { pool: 'e2e-none' } });
@@ -80,7 +80,9 @@ describe('end to end', () => {
     expect(hb.status).toBe(200);
     expectFields(hb.body, ['id', 'status', 'last_heartbeat_at'], 'heartbeat');
     expect((await sched('GET', `/api/v1/workers/${reg.body.id}`)).body.id).toBe(reg.body.id);
-    expect((await sched('DELETE', `/api/v1/workers/${reg.body.id}`)).status).toBeLessThan(300);
+    const dereg = await sched('DELETE', `/api/v1/workers/${reg.body.id}`);
+    expect(dereg.status).toBe(200);
+    expect(dereg.body).toMatchObject({ id: reg.body.id, status: 'stopped' });
 
     // a worker process started by worker-manager
     const w = await wm('POST', '/api/v1/workers', { type: 'shell', name: 'e2e-started', capacity: { slots: 2, cpu_cores: 2, memory_bytes: 2 ** 30 } });
