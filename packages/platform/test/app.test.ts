@@ -10,6 +10,8 @@ const TOKEN = 's3cret-token';
 let svc: RunningService;
 let open: RunningService;
 const ID = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
+/** Used by the conflict test only (svc and open share one database, and ID is taken). */
+const CONFLICT_ID = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a13';
 
 async function boot(overrides: Parameters<typeof env.config>[1]) {
   const dir = await mkdtemp(join(tmpdir(), 'hodei-app-'));
@@ -133,10 +135,13 @@ describe('app factory', () => {
   });
 
   it('maps a state conflict to 409', async () => {
-    const first = await post(open.url, '{"n":3}');
-    expect([201, 409]).toContain(first.status);
-    const again = await post(open.url, '{"n":3}');
+    const note = (n: number) =>
+      fetch(`${open.url}/api/v1/notes/${CONFLICT_ID}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) });
+    expect((await note(3)).status).toBe(201);
+    const again = await note(4);
     expect(again.status).toBe(409);
+    expect(again.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    expect((await again.json()).detail).toBe(`note ${CONFLICT_ID} exists`);
   });
 
   it('documents routes in OpenAPI and serves Swagger UI', async () => {

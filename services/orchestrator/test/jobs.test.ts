@@ -192,9 +192,17 @@ describe('jobs', () => {
     expect((await api('GET', '/api/v1/jobs/12345')).status).toBe(400);
   });
 
-  it('counts created jobs in /metrics', async () => {
-    const text = (await api('GET', '/metrics')).body as string;
-    const m = /hodei_jobs_created_total\{[^}]*\} (\d+)/.exec(text);
-    expect(Number(m?.[1])).toBeGreaterThan(5);
+  it('counts created jobs in /metrics: standalone and inline in a pipeline, not refused ones', async () => {
+    const created = async () => {
+      const m = /hodei_jobs_created_total\{[^}]*\} (\d+)/.exec((await api('GET', '/metrics')).body as string);
+      expect(m, 'hodei_jobs_created_total in /metrics').not.toBeNull();
+      return Number(m![1]);
+    };
+    const before = await created();
+    expect((await api('POST', '/api/v1/jobs', { command: 'true' })).status).toBe(201);
+    expect((await api('POST', '/api/v1/jobs', { command: 'true', priority: 99 })).status).toBe(400);
+    const p = await api('POST', '/api/v1/pipelines', { name: 'counted', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true' }] });
+    expect(p.status).toBe(201);
+    expect((await created()) - before).toBe(3);
   });
 });
