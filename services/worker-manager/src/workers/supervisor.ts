@@ -1,7 +1,9 @@
 // The worker agent processes this service starts: spawn, watch, drain, stop. A worker's exit is
 // noticed at once (its 'exit' event), recorded, and announced on `<p>.worker.<id>.exited`.
+// Workers started by an earlier run of this service that still live are adopted at start-up:
+// watched through /proc (an exit is noticed within POLL_MS), drained and stopped like the others.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -15,12 +17,19 @@ export const WORKER_MAIN = fileURLToPath(new URL('../../../../packages/worker/di
 
 interface Managed {
   id: string;
-  child: ChildProcess;
+  pid: number;
+  /** null: adopted from an earlier run of this service, not our child */
+  child: ChildProcess | null;
   stopping: boolean;
   exited: Promise<void>;
 }
 
 const CONTROL_TIMEOUT_MS = 2000;
+/** A force stop waits the agent's kill grace plus this for it to kill its jobs, report them
+ *  `cancelled` and exit, before it is killed itself. */
+const FORCE_MARGIN_MS = 3000;
+const POLL_MS = 200;
+const HAS_PROC = existsSync('/proc/self/environ');
 
 export class Supervisor {
   private readonly children = new Map<string, Managed>();
@@ -44,12 +53,53 @@ export class Supervisor {
     return this.children.has(id);
   }
 
-  /** Records left running by a previous run whose process is gone become `exited`. */
+  /** Workers a previous run left on this host: adopted while their process lives, else `exited`. */
   async reconcile(): Promise<void> {
     for (const w of await store.liveOnHost(this.ctx.db, this.host)) {
-      if (w.pid !== null && pidAlive(w.pid)) continue;
+      if (w.pid !== null && isWorkerProcess(w.pid, w.id)) {
+        this.adopt(w.id, w.pid);
+        continue;
+      }
       await store.markWorkerGone(this.ctx.db, w.id, { status: 'exited', exit_code: null, signal: null });
       this.ctx.logger.info({ worker_id: w.id, pid: w.pid }, 'worker of a previous run is gone');
+    }
+  }
+
+  private adopt(id: string, pid: number): void {
+    const log = this.ctx.logger.child({ worker_id: id, pid });
+    const managed: Managed = {
+      id,
+      pid,
+      child: null,
+      stopping: false,
+      exited: new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          if (isWorkerProcess(pid, id)) return;
+          clearInterval(timer);
+          this.children.delete(id);
+          this.metrics.workerProcesses.dec();
+          log.info({ stopping: managed.stopping }, 'adopted worker process exited');
+          void this.recordExit(id, managed.stopping, null, null).finally(resolve);
+        }, POLL_MS);
+        timer.unref();
+      }),
+    };
+    this.children.set(id, managed);
+    this.metrics.workerProcesses.inc();
+    log.info('adopted a worker process of a previous run');
+  }
+
+  private signal(m: Managed, signal: NodeJS.Signals): void {
+    if (m.child) {
+      m.child.kill(signal);
+      return;
+    }
+    // not our child: its pid may have been reused since the last look
+    if (!isWorkerProcess(m.pid, m.id)) return;
+    try {
+      process.kill(m.pid, signal);
+    } catch {
+      // gone meanwhile: the poller records the exit
     }
   }
 
@@ -93,6 +143,7 @@ export class Supervisor {
     }
     const managed: Managed = {
       id,
+      pid,
       child,
       stopping: false,
       exited: new Promise<void>((resolve) => {
@@ -142,29 +193,33 @@ export class Supervisor {
     m.stopping = true;
     await store.setWorkerStatus(this.ctx.db, id, 'draining');
     const answered = await this.control(id, { action: 'drain' });
-    if (!answered) m.child.kill('SIGTERM');
+    if (!answered) this.signal(m, 'SIGTERM');
     return waitFor(m.exited, waitMs);
   }
 
-  /** Force: tell the agent to stop now (killing its jobs), SIGKILL after the grace period. */
+  /** Force: the agent kills its jobs (reported `cancelled`) and exits; SIGKILL only when it has
+   *  not exited after its own kill grace plus a margin. */
   async kill(id: string): Promise<void> {
     const m = this.children.get(id);
     if (!m) return;
     m.stopping = true;
     const answered = await this.control(id, { action: 'stop', force: true });
-    if (!answered) m.child.kill('SIGTERM');
-    if (!(await waitFor(m.exited, Math.max(this.ctx.config.killGraceMs, 500)))) m.child.kill('SIGKILL');
+    if (!answered) {
+      // the agent drains on its first signal and force-stops on the second
+      this.signal(m, 'SIGTERM');
+      this.signal(m, 'SIGINT');
+    }
+    if (!(await waitFor(m.exited, this.ctx.config.killGraceMs + FORCE_MARGIN_MS))) this.signal(m, 'SIGKILL');
     await m.exited;
   }
 
-  /** Service shutdown: drain every worker with a deadline, then kill what is left. */
+  /** Service shutdown: drain every worker with a deadline, then force-stop what is left. */
   async stopAll(deadlineMs: number): Promise<void> {
     const all = [...this.children.values()];
     await Promise.all(
       all.map(async (m) => {
         if (await this.drain(m.id, deadlineMs).catch(() => false)) return;
-        m.child.kill('SIGKILL');
-        await m.exited;
+        await this.kill(m.id);
       }),
     );
   }
@@ -179,12 +234,21 @@ export class Supervisor {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** `pid` is live and is the agent of worker `id` (its environment says so), not a process that
+ *  got the pid since; a zombie's environment reads empty. Without /proc, any live process counts. */
+function isWorkerProcess(pid: number, id: string): boolean {
+  if (!HAS_PROC) {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  }
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    return `\0${readFileSync(`/proc/${pid}/environ`, 'latin1')}`.includes(`\0HODEI_WORKER_ID=${id}\0`);
+  } catch {
+    return false;
   }
 }
 

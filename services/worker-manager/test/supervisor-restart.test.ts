@@ -1,0 +1,178 @@
+// Workers outlive a kill -9 of worker-manager; the next run adopts them: DELETE drains or
+// force-stops them, their death is noticed, and a graceful stop of the service stops them (drain,
+// then force: a job still running ends `cancelled`).
+// Force-stopping a worker mid-job ends the job `cancelled` and leaves none of its processes.
+// worker-manager runs as a real process here (services/worker-manager/dist/main.js) so it can be
+// killed with SIGKILL.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startScheduler } from '../../scheduler/src/service.js';
+import { call, executeOn, finishedOn, getExecutionOn, until } from './helpers.js';
+
+const WM_MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+const KILL_GRACE_MS = 1000;
+
+let env: TestEnv;
+let sched: RunningService;
+let wmUrl: string;
+let wmEnv: Record<string, string>;
+let logDir: string;
+let wm: { proc: ChildProcess; exited: Promise<number | null> } | undefined;
+const workerPids: number[] = [];
+
+/** Gone, or a zombie nobody reaped yet: either way no longer running. */
+const processGone = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').startsWith('Z');
+  } catch {
+    return true;
+  }
+};
+
+/** Live processes whose environment carries HODEI_EXECUTION_ID=<id>. */
+function processesOf(executionId: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').split('\0').includes(`HODEI_EXECUTION_ID=${executionId}`) && !processGone(Number(name))) found.push(Number(name));
+    } catch {
+      // ended meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+async function startWm(): Promise<void> {
+  const fd = openSync(join(logDir, 'worker-manager.log'), 'a');
+  const proc = spawn(process.execPath, [WM_MAIN], { env: wmEnv, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  wm = { proc, exited };
+  await until(async () => (await fetch(`${wmUrl}/health`).catch(() => undefined))?.ok, 60_000, 'worker-manager to answer /health');
+}
+
+async function killWm(): Promise<void> {
+  wm?.proc.kill('SIGKILL');
+  await wm?.exited;
+  wm = undefined;
+}
+
+async function startWorker(pool: string) {
+  const res = await call(wmUrl, 'POST', '/api/v1/workers', { type: 'shell', labels: { pool } });
+  expect(res.status).toBe(201);
+  const w = (await res.json()) as { id: string; pid: number };
+  workerPids.push(w.pid);
+  await workerOnline(sched.url, w.id, 15_000);
+  return w;
+}
+
+const workerRow = async (id: string) => (await (await call(wmUrl, 'GET', `/api/v1/workers/${id}`)).json()) as { status: string; pid: number };
+const schedulerStatus = async (id: string) => ((await (await fetch(`${sched.url}/api/v1/workers/${id}`)).json()) as { status: string }).status;
+
+/** A job that ignores SIGTERM and leaves a background and a setsid child behind. */
+const STUBBORN = 'trap "" TERM; (sleep 301 &); setsid sleep 302 & for i in $(seq 1 100); do echo f-$i; sleep 0.2; done';
+
+async function forceStopMidJob(w: { id: string; pid: number }, pool: string) {
+  const e = await executeOn(wmUrl, { command: STUBBORN, labels: { pool } });
+  await until(async () => (await getExecutionOn(wmUrl, e.id)).status === 'running' && processesOf(e.id).length >= 3, 10_000, 'the job and its children');
+  const res = await call(wmUrl, 'DELETE', `/api/v1/workers/${w.id}?force=true`);
+  expect(res.status).toBe(200);
+  expect(await res.json()).toMatchObject({ id: w.id, status: 'stopped' });
+  expect(processGone(w.pid)).toBe(true);
+  const done = await finishedOn(wmUrl, e.id, 15_000);
+  expect(done.status).toBe('cancelled');
+  expect(processesOf(e.id)).toEqual([]);
+}
+
+beforeAll(async () => {
+  env = createTestEnv();
+  logDir = mkdtempSync(join(tmpdir(), 'hodei-wm-restart-'));
+  const { ports, urls } = await serviceAddresses();
+  const common = { urls, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 3000, killGraceMs: KILL_GRACE_MS };
+  sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
+  wmUrl = urls['worker-manager'];
+  wmEnv = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    DATABASE_URL: env.databaseUrl,
+    NATS_URL: process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+    HODEI_NATS_PREFIX: env.natsPrefix,
+    HODEI_WORKER_MANAGER_PORT: String(ports['worker-manager']),
+    HODEI_ORCHESTRATOR_URL: urls.orchestrator,
+    HODEI_SCHEDULER_URL: urls.scheduler,
+    HODEI_WORKER_MANAGER_URL: urls['worker-manager'],
+    HODEI_HEARTBEAT_INTERVAL_MS: '300',
+    HODEI_HEARTBEAT_TIMEOUT_MS: '3000',
+    HODEI_KILL_GRACE_MS: String(KILL_GRACE_MS),
+    LOG_LEVEL: 'info',
+  };
+  await startWm();
+}, 120_000);
+
+afterAll(async () => {
+  await killWm();
+  for (const pid of workerPids) if (!processGone(pid)) process.kill(pid, 'SIGKILL');
+  await sched?.stop();
+  await env?.cleanup();
+  rmSync(logDir, { recursive: true, force: true });
+}, 60_000);
+
+describe('force stop during a job', () => {
+  it('of a worker this run started: the job ends cancelled, none of its processes is left', async () => {
+    await forceStopMidJob(await startWorker('fresh'), 'fresh');
+  }, 40_000);
+});
+
+describe('workers of a worker-manager killed with SIGKILL are adopted by the next run', () => {
+  let drained: { id: string; pid: number };
+  let dies: { id: string; pid: number };
+  let forced: { id: string; pid: number };
+  let last: { id: string; pid: number };
+
+  beforeAll(async () => {
+    drained = await startWorker('drained');
+    dies = await startWorker('dies');
+    forced = await startWorker('forced');
+    last = await startWorker('last');
+    await killWm();
+    for (const w of [drained, dies, forced, last]) expect(processGone(w.pid)).toBe(false);
+    await startWm();
+  }, 120_000);
+
+  it('DELETE drains it: the answer says so, the process exits, the record ends stopped', async () => {
+    const res = await call(wmUrl, 'DELETE', `/api/v1/workers/${drained.id}`);
+    expect([200, 202]).toContain(res.status);
+    expect(['draining', 'stopped']).toContain(((await res.json()) as { status: string }).status);
+    await until(async () => (await workerRow(drained.id)).status === 'stopped', 10_000, 'the record to say stopped');
+    expect(processGone(drained.pid)).toBe(true);
+    await until(async () => (await schedulerStatus(drained.id)) !== 'online', 10_000, 'the scheduler to see it leave');
+  }, 30_000);
+
+  it('its death is noticed: exited in worker-manager, offline in the scheduler', async () => {
+    process.kill(dies.pid, 'SIGKILL');
+    await until(async () => (await workerRow(dies.id)).status === 'exited', 5000, 'the record to say exited');
+    await until(async () => (await schedulerStatus(dies.id)) === 'offline', 5000, 'offline in the scheduler');
+  }, 30_000);
+
+  it('DELETE ?force=true during a job: the job ends cancelled, none of its processes is left', async () => {
+    await forceStopMidJob(forced, 'forced');
+  }, 40_000);
+
+  it('a graceful stop of worker-manager drains it, then force-stops it: its job ends cancelled', async () => {
+    const e = await executeOn(wmUrl, { command: 'sleep 60', labels: { pool: 'last' } });
+    await until(async () => (await getExecutionOn(wmUrl, e.id)).status === 'running', 10_000, 'running');
+    wm!.proc.kill('SIGTERM');
+    expect(await wm!.exited).toBe(0);
+    wm = undefined;
+    expect(processGone(last.pid)).toBe(true);
+    expect(processesOf(e.id)).toEqual([]);
+    await startWm();
+    expect(await workerRow(last.id)).toMatchObject({ status: 'stopped' });
+    expect((await finishedOn(wmUrl, e.id, 10_000)).status).toBe('cancelled');
+  }, 60_000);
+});
