@@ -1,13 +1,15 @@
-import { createTestEnv, decodeJson, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
-import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { createTestEnv, decodeJson, encodeJson, newId, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { subjects, type Assignment, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
+import { isFinalStatus, subjects, type Assignment, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
+import { startWorker } from '@hodei/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../src/service.js';
 
 let env: TestEnv;
 let svc: RunningService;
 let nc: NatsConnection;
+let jsm: JetStreamManager;
 let s: ReturnType<typeof subjects>;
 const statuses: ExecutionStatusEvent[] = [];
 const registered: string[] = [];
@@ -16,15 +18,21 @@ async function until<T>(fn: () => T | Promise<T>, ok: (v: T) => boolean, ms = 50
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
-    if (ok(v) || Date.now() > end) return v;
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${ok.toString()}; last value: ${JSON.stringify(v)}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
 
 type Behaviour = 'accept' | 'refuse' | 'silent';
 
-/** A test worker: answers assignments on its subject like a real agent would, and records them. */
-async function worker(labels: Record<string, string>, capacity: { slots?: number; cpu_cores?: number; memory_bytes?: number } = {}, behaviour: Behaviour = 'accept') {
+/**
+ * A stand-in for a worker agent on its assign subject: records each assignment and accepts it,
+ * refuses it or never answers, as told. Its executions end only when the test publishes their
+ * final status (`finish`): the control over refusals, silence and the moment a slot frees that a
+ * placement test needs and a real worker does not give.
+ */
+async function fakeWorker(labels: Record<string, string>, capacity: { slots?: number; cpu_cores?: number; memory_bytes?: number } = {}, behaviour: Behaviour = 'accept') {
   const id = newId();
   const got: Assignment[] = [];
   let waiter: (() => void) | undefined;
@@ -97,14 +105,30 @@ async function finish(executionId: string, workerId: string, jobId: string | nul
 }
 
 const reasons = (id: string) => statuses.filter((e) => e.execution_id === id).map((e) => e.message);
+/** The scheduler's count of assignments with this outcome. */
+const placements = async (outcome: string) => {
+  const text = await (await fetch(`${svc.url}/metrics`)).text();
+  return Number(new RegExp(`^hodei_placements_total\\{[^}]*outcome="${outcome}"[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+};
 const getWorker = async (id: string) => (await fetch(`${svc.url}/api/v1/workers/${id}`)).json();
-const settle = () => new Promise((r) => setTimeout(r, 300));
+/** Waits until the registry records the last assignment `w` received: the round that sent it is over. */
+const recorded = (w: { id: string; ids: () => string[] }) =>
+  until(() => getWorker(w.id), (x) => x.running_executions.includes(w.ids().at(-1)));
+/** Waits until the scheduler has handled (acked) every event published so far to its consumer `durable`. */
+const handled = (durable: string) =>
+  until(() => jsm.consumers.info(s.eventsStream, durable), (c) => c.num_pending === 0 && c.num_ack_pending === 0);
+/** The state of an execution in the scheduler's queue table (`done` for a cancel's tombstone). */
+const queueState = async (id: string) =>
+  (await svc.ctx.db.query<{ state: string }>('SELECT state FROM queue WHERE execution_id = $1', [id])).rows[0]?.state;
+const waitingIds = async () =>
+  (await svc.ctx.db.query<{ execution_id: string }>(`SELECT execution_id FROM queue WHERE state = 'waiting'`)).rows.map((r) => r.execution_id);
 
 beforeAll(async () => {
   env = createTestEnv();
   svc = await startScheduler(env.config('scheduler'));
   s = subjects(svc.ctx.config.natsPrefix);
   nc = await connect({ servers: svc.ctx.config.natsUrl });
+  jsm = await jetstreamManager(nc);
   for (const subject of [s.executionStatusAll, s.executionStatusAdhocAll]) {
     nc.subscribe(subject, { callback: (_e, m) => statuses.push(decodeJson(m.data) as ExecutionStatusEvent) });
   }
@@ -114,6 +138,9 @@ beforeAll(async () => {
 afterEach(async () => {
   // each test's workers leave the registry so they take nothing of the next test's work
   for (const id of registered.splice(0)) await fetch(`${svc.url}/api/v1/workers/${id}`, { method: 'DELETE' });
+  // and what no worker took is cancelled, as worker-manager would, so that no later test finds it queued
+  for (const id of await waitingIds()) await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: id }));
+  await until(waitingIds, (ids) => ids.length === 0);
 });
 
 afterAll(async () => {
@@ -127,8 +154,8 @@ describe('placement', () => {
     const id = await enqueue();
     expect(await until(() => reasons(id), (r) => r.length > 0)).toEqual(['no online worker']);
     const depth = await (await fetch(`${svc.url}/metrics`)).text();
-    expect(depth).toMatch(/hodei_queue_depth\{[^}]*\} 1/);
-    const w = await worker({});
+    expect(depth).toMatch(/^hodei_queue_depth\{[^}]*\} 1$/m);
+    const w = await fakeWorker({});
     await until(() => w.got.length, (n) => n > 0);
     expect(w.got[0]).toMatchObject({ execution_id: id, job_id: null, attempt: 1, spec: { command: 'true' } });
     const view = await until(() => getWorker(w.id), (x) => x.running_executions.length === 1);
@@ -136,26 +163,27 @@ describe('placement', () => {
     expect(view.free).toEqual({ slots: 3, cpu_cores: 3.9, memory_bytes: 1024 ** 3 - 64 * 1024 * 1024 });
     // the same queued event again (a redelivery) is not placed twice
     await enqueue({}, id);
-    await settle();
+    await handled('scheduler-queue-adhoc');
     expect(w.got).toHaveLength(1);
     expect(reasons(id)).toEqual(['no online worker']);
     const metrics = await (await fetch(`${svc.url}/metrics`)).text();
-    expect(metrics).toMatch(/hodei_placements_total\{[^}]*outcome="accepted"[^}]*\} 1/);
+    expect(metrics).toMatch(/^hodei_placements_total\{[^}]*outcome="accepted"[^}]*\} 1$/m);
     await finish(id, w.id);
     expect((await until(() => getWorker(w.id), (x) => x.free.slots === 4)).running_executions).toEqual([]);
   });
 
   it("places an execution of a job (the job subjects) like one without; only its worker's final status frees the slot", async () => {
     const jobId = newId();
-    const w = await worker({ t: 'job' }, { slots: 1 });
+    const w = await fakeWorker({ t: 'job' }, { slots: 1 });
     const id = await enqueue({ labels: { t: 'job' }, jobId });
     await until(() => w.got.length, (n) => n > 0);
     expect(w.got[0]).toMatchObject({ execution_id: id, job_id: jobId });
     const running: ExecutionStatusEvent = { execution_id: id, job_id: jobId, worker_id: w.id, status: 'running', timestamp: new Date().toISOString() };
-    await svc.ctx.bus.js.publish(s.forExecution(jobId).status(id), encodeJson(running));
-    // worker-manager's `finished` event (for the orchestrator) is not what frees it
+    // worker-manager's `finished` event (for the orchestrator) is not what frees it: the status
+    // published after it is handled, and the slot is still held
     await svc.ctx.bus.js.publish(s.executionFinished, encodeJson({ ...running, status: 'completed' }));
-    await settle();
+    await svc.ctx.bus.js.publish(s.forExecution(jobId).status(id), encodeJson(running));
+    await handled('scheduler-status');
     expect((await getWorker(w.id)).running_executions).toEqual([id]);
     await finish(id, w.id, jobId);
     expect((await until(() => getWorker(w.id), (x) => x.free.slots === 1)).running_executions).toEqual([]);
@@ -169,11 +197,11 @@ describe('placement', () => {
     const high2 = await enqueue({ priority: 10, labels: t });
     const crit = await enqueue({ priority: 15, labels: t });
     await until(() => reasons(low2), (r) => r.length > 0);
-    const w = await worker(t, { slots: 1 });
+    const w = await fakeWorker(t, { slots: 1 });
     const order = [crit, high1, high2, low1, low2];
     for (let i = 0; i < order.length; i++) {
       await until(() => w.got.length, (n) => n > i);
-      await settle();
+      await recorded(w);
       expect(w.ids()).toEqual(order.slice(0, i + 1)); // one at a time: the single slot is taken
       await finish(order[i]!, w.id);
     }
@@ -182,7 +210,7 @@ describe('placement', () => {
   });
 
   it('behind a long head of entries no worker fits, a freed slot still goes to the first one that fits', async () => {
-    const w = await worker({ t: 'deep' }, { slots: 1 });
+    const w = await fakeWorker({ t: 'deep' }, { slots: 1 });
     const first = await enqueue({ labels: { t: 'deep' } });
     await until(() => w.got.length, (n) => n > 0);
     // more than a round's head (64) of higher-priority entries that no worker has the label for
@@ -193,7 +221,7 @@ describe('placement', () => {
     await until(() => reasons(later), (r) => r.length > 0);
     await finish(first, w.id);
     await until(() => w.got.length, (n) => n > 1);
-    await settle();
+    await recorded(w);
     expect(w.ids()).toEqual([first, low]);
     await finish(low, w.id);
     await until(() => w.got.length, (n) => n > 2);
@@ -202,8 +230,8 @@ describe('placement', () => {
   });
 
   it('routes by labels and says which label no worker has', async () => {
-    const cpu = await worker({ t: 'lbl', pool: 'cpu' });
-    const gpu = await worker({ t: 'lbl', pool: 'gpu', zone: 'a' });
+    const cpu = await fakeWorker({ t: 'lbl', pool: 'cpu' });
+    const gpu = await fakeWorker({ t: 'lbl', pool: 'gpu', zone: 'a' });
     const a = await enqueue({ labels: { t: 'lbl', pool: 'gpu' } });
     const b = await enqueue({ labels: { t: 'lbl', pool: 'cpu' } });
     const c = await enqueue({ labels: { t: 'lbl', pool: 'tpu' } });
@@ -217,8 +245,8 @@ describe('placement', () => {
   });
 
   it('respects slots, cpu and memory, and prefers the worker with the most free slots', async () => {
-    const small = await worker({ t: 'cap' }, { slots: 1, cpu_cores: 2, memory_bytes: 512 * 1024 ** 2 });
-    const big = await worker({ t: 'cap' }, { slots: 3, cpu_cores: 2, memory_bytes: 512 * 1024 ** 2 });
+    const small = await fakeWorker({ t: 'cap' }, { slots: 1, cpu_cores: 2, memory_bytes: 512 * 1024 ** 2 });
+    const big = await fakeWorker({ t: 'cap' }, { slots: 3, cpu_cores: 2, memory_bytes: 512 * 1024 ** 2 });
     const first = await enqueue({ labels: { t: 'cap' }, cpu: 1.5 });
     await until(() => big.got.length, (n) => n > 0);
     expect(big.ids()).toEqual([first]); // 3 free slots beat 1
@@ -238,14 +266,14 @@ describe('placement', () => {
   });
 
   it('places on another worker when the first refuses or does not answer', async () => {
-    const refusing = await worker({ t: 'ack' }, { slots: 8 }, 'refuse');
-    const ok = await worker({ t: 'ack' }, { slots: 2 });
+    const refusing = await fakeWorker({ t: 'ack' }, { slots: 8 }, 'refuse');
+    const ok = await fakeWorker({ t: 'ack' }, { slots: 2 });
     const a = await enqueue({ labels: { t: 'ack' } });
     await until(() => ok.got.length, (n) => n > 0);
     expect(refusing.ids()).toEqual([a]);
     expect(ok.ids()).toEqual([a]);
 
-    const silent = await worker({ t: 'ack' }, { slots: 16 }, 'silent');
+    const silent = await fakeWorker({ t: 'ack' }, { slots: 16 }, 'silent');
     const b = await enqueue({ labels: { t: 'ack' } });
     await until(() => ok.got.length, (n) => n > 1, 6000);
     expect(silent.ids()).toEqual([b]);
@@ -260,40 +288,47 @@ describe('placement', () => {
     await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: waiting }));
     const early = newId();
     await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: early }));
-    await settle();
+    await handled('scheduler-cancel');
     await enqueue({ labels: { t: 'cancel' } }, early);
     const later = await enqueue({ labels: { t: 'cancel' } });
-    await settle();
-    const w = await worker({ t: 'cancel' });
+    await handled('scheduler-queue-adhoc');
+    const w = await fakeWorker({ t: 'cancel' });
     await until(() => w.got.length, (n) => n > 0);
-    await settle();
+    await recorded(w);
     expect(w.ids()).toEqual([later]);
   });
 
   it('on an idle worker, an arrival is placed and recorded; one whose cancel came first does not stay on it', async () => {
-    const w = await worker({ t: 'idle' }, { slots: 2 });
+    const w = await fakeWorker({ t: 'idle' }, { slots: 3, cpu_cores: 1 });
     const controls = await controlsTo(w.id);
-    await settle(); // the round after the registration has seen the worker idle
-    const a = await enqueue({ labels: { t: 'idle' } });
+    const a = await enqueue({ labels: { t: 'idle' }, cpu: 0.6 });
     await until(() => w.got.length, (n) => n > 0);
-    expect(w.ids()).toEqual([a]);
-    expect((await until(() => getWorker(w.id), (x) => x.running_executions.length === 1)).running_executions).toEqual([a]);
-    await finish(a, w.id);
-    await until(() => getWorker(w.id), (x) => x.running_executions.length === 0);
-    await settle();
-
+    const b = await enqueue({ labels: { t: 'idle' }, cpu: 0.6 });
+    await until(() => queueState(b), (state) => state === 'waiting');
     const early = newId();
     await svc.ctx.bus.js.publish(s.executionCancel, encodeJson({ execution_id: early }));
-    await settle();
+    await until(() => queueState(early), (state) => state === 'done');
+    // the round after a's end places b and leaves a view of the worker's free capacity (2 slots,
+    // 0.4 cpu) that arrivals within the next second are placed on without a round
+    await finish(a, w.id);
+    await until(() => w.got.length, (n) => n > 1);
+    const c = await enqueue({ labels: { t: 'idle' } });
+    await until(() => w.got.length, (n) => n > 2);
+    expect(w.ids()).toEqual([a, b, c]);
+    expect((await until(() => getWorker(w.id), (x) => x.running_executions.length === 2)).running_executions.sort()).toEqual([b, c].sort());
+
     await enqueue({ labels: { t: 'idle' } }, early);
-    await settle();
-    // sent before its tombstone was seen (the assignment leaves while the entry is stored), it is stopped at once
-    if (w.ids().includes(early)) expect(controls).toContainEqual({ action: 'cancel', execution_id: early, reason: 'cancelled' });
-    expect((await getWorker(w.id)).running_executions).toEqual([]);
+    await handled('scheduler-queue-adhoc');
+    // Sent before its tombstone was read (the assignment leaves while the entry is stored), it is
+    // stopped at once; placed by a round instead (one was running), it is never sent at all.
+    const sent = w.ids().includes(early);
+    const stopped = await until(() => controls.filter((x) => x.execution_id === early), (x) => x.length === Number(sent));
+    expect(stopped).toEqual(sent ? [{ action: 'cancel', execution_id: early, reason: 'cancelled' }] : []);
+    expect((await getWorker(w.id)).running_executions.sort()).toEqual([b, c].sort());
   });
 
   it('a cancel of an execution already placed (worker-manager still saw it queued) goes to its worker', async () => {
-    const w = await worker({ t: 'placed-cancel' });
+    const w = await fakeWorker({ t: 'placed-cancel' });
     const controls = await controlsTo(w.id);
     const id = await enqueue({ labels: { t: 'placed-cancel' } });
     await until(() => w.got.length, (n) => n > 0);
@@ -301,59 +336,47 @@ describe('placement', () => {
     expect(await until(() => controls, (c) => c.length > 0)).toEqual([{ action: 'cancel', execution_id: id, reason: 'cancelled' }]);
   });
 
-  it('a stream of short executions on a busy worker: never more assigned than it has slots, none refused', async () => {
-    const id = newId();
-    const running = new Set<string>();
-    let refused = 0;
-    let most = 0;
-    const done: string[] = [];
-    const sub = nc.subscribe(s.assign(id), {
-      callback: (_err, m) => {
-        const a = decodeJson(m.data) as Assignment;
-        if (running.size >= 8) {
-          refused++;
-          return m.respond(encodeJson({ accepted: false, reason: 'no free slot (8/8 busy)' }));
-        }
-        running.add(a.execution_id);
-        most = Math.max(most, running.size);
-        m.respond(encodeJson({ accepted: true }));
-        // a short job: over a few ms later
-        setTimeout(() => {
-          running.delete(a.execution_id);
-          done.push(a.execution_id);
-          // as a worker reports it: the final status, which frees the slot at once
-          const final: ExecutionStatusEvent = { execution_id: a.execution_id, job_id: null, worker_id: id, status: 'completed', exit_code: 0, timestamp: new Date().toISOString() };
-          void svc.ctx.bus.js.publish(s.executionStatus(a.execution_id), encodeJson(final));
-        }, 2 + Math.random() * 10);
-      },
+  it('a stream of short jobs on a busy real worker: all complete, none refused (never more assigned than it has slots)', async () => {
+    const agent = await startWorker({
+      natsUrl: svc.ctx.config.natsUrl,
+      natsPrefix: svc.ctx.config.natsPrefix,
+      schedulerUrl: svc.url,
+      labels: { t: 'stream' },
+      capacity: { slots: 8, cpu_cores: 64, memory_bytes: 64 * 1024 ** 3 },
+      logLevel: 'silent',
     });
-    await nc.flush();
-    const res = await fetch(`${svc.url}/api/v1/workers`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id, type: 'shell', labels: { t: 'stream' }, capacity: { slots: 8, cpu_cores: 64, memory_bytes: 64 * 1024 ** 3 } }),
-    });
-    expect(res.status).toBe(201);
-    registered.push(id);
-    await settle();
-    const ids: string[] = [];
-    // arrivals from 16 clients at once, about as fast as slots free up: placed now by a round
-    // after a finish, now straight from the last round's view
-    let n = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (n++ < 300) ids.push(await enqueue({ labels: { t: 'stream' } }));
-      }),
-    );
-    await until(() => done.length, (n) => n >= ids.length, 15_000);
-    sub.unsubscribe();
-    expect(new Set(done)).toEqual(new Set(ids));
-    expect(most).toBeLessThanOrEqual(8);
-    expect(refused).toBe(0);
+    try {
+      await workerOnline(svc.url, agent.id, 10_000);
+      registered.push(agent.id);
+      const refusedBefore = await placements('refused');
+      const unansweredBefore = await placements('no_answer');
+      const ids: string[] = [];
+      // arrivals from 16 clients at once, about as fast as slots free up: placed now by a round
+      // after a finish, now straight from the last round's view
+      let n = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (n++ < 300) ids.push(await enqueue({ labels: { t: 'stream' } }));
+        }),
+      );
+      const mine = new Set(ids);
+      const finals = await until(
+        () => statuses.filter((e) => mine.has(e.execution_id) && isFinalStatus(e.status)),
+        (f) => f.length >= ids.length,
+        25_000,
+      );
+      expect(new Set(finals.map((e) => e.execution_id))).toEqual(mine);
+      expect(finals.filter((e) => e.status !== 'completed' || e.exit_code !== 0)).toEqual([]);
+      // the worker refuses an assignment beyond its slots: the scheduler never sent one
+      expect(await placements('refused')).toBe(refusedBefore);
+      expect(await placements('no_answer')).toBe(unansweredBefore);
+    } finally {
+      await agent.stop({ force: true });
+    }
   });
 
   it('a worker that exits loses what it ran; the rest goes to another worker', async () => {
-    const doomed = await worker({ t: 'exit' }, { slots: 8 });
+    const doomed = await fakeWorker({ t: 'exit' }, { slots: 8 });
     const a = await enqueue({ labels: { t: 'exit' } });
     await until(() => doomed.got.length, (n) => n > 0);
     await until(() => getWorker(doomed.id), (x) => x.running_executions.length === 1);
@@ -365,14 +388,14 @@ describe('placement', () => {
     );
     expect(lost[0]).toMatchObject({ worker_id: doomed.id, message: `worker ${doomed.id} exited` });
     expect(await getWorker(doomed.id)).toMatchObject({ status: 'offline', running_executions: [] });
-    const spare = await worker({ t: 'exit' });
+    const spare = await fakeWorker({ t: 'exit' });
     const b = await enqueue({ labels: { t: 'exit' } });
     await until(() => spare.got.length, (n) => n > 0);
     expect(spare.ids()).toEqual([b]);
   });
 
-  it('places a queued execution on an idle worker within a few milliseconds', async () => {
-    const w = await worker({ t: 'fast' }, { slots: 1000, cpu_cores: 1000, memory_bytes: 2 ** 45 });
+  it('places a queued execution on an idle worker when it arrives, not on the next safety tick', async () => {
+    const w = await fakeWorker({ t: 'fast' }, { slots: 1000, cpu_cores: 1000, memory_bytes: 2 ** 45 });
     const times: number[] = [];
     for (let i = 0; i < 50; i++) {
       const arrived = w.next();
@@ -384,12 +407,12 @@ describe('placement', () => {
     times.sort((x, y) => x - y);
     const p50 = times[Math.floor(times.length / 2)]!;
     expect(w.got).toHaveLength(50);
-    // a few ms on an idle machine (publish ack + insert + one round); the bound leaves room for a
-    // loaded CI box but fails when placement waits for the 1 s safety tick instead of the event
-    expect(p50).toBeLessThan(50);
+    // a few ms on an idle machine (bench/exec.ts measures it); this bound leaves a loaded box ample
+    // room but fails when placement waits for the 1 s safety tick instead of the event
+    expect(p50).toBeLessThan(500);
   });
   it('after an upgrade from the consumers of `finished` events: they are removed, and a final status published while it was down frees its slot', async () => {
-    const w = await worker({ t: 'upgrade' }, { slots: 1 });
+    const w = await fakeWorker({ t: 'upgrade' }, { slots: 1 });
     const a = await enqueue({ labels: { t: 'upgrade' } });
     await until(() => w.got.length, (n) => n > 0);
     await svc.stop();
