@@ -13,6 +13,8 @@ afterAll(async () => {
   await h.teardown();
 });
 
+const TREE = ['bg', 'daemon', 'setsid', 'shell'];
+
 /** A job that records its shell, a background child, a setsid child and a double-forked daemon. */
 function spawnTree(pidFile: string, extra = '') {
   return [
@@ -26,24 +28,25 @@ function spawnTree(pidFile: string, extra = '') {
   ].join('\n');
 }
 
-async function pidsOf(pidFile: string, count: number): Promise<Record<string, number>> {
-  const read = () => {
+/** The pids the job wrote to `pidFile`, once it has written one for each of `keys`. */
+async function pidsOf(pidFile: string, keys: string[]): Promise<Record<string, number>> {
+  const read = (): Record<string, number> => {
     try {
-      return readFileSync(pidFile, 'utf8').trim().split('\n');
+      return Object.fromEntries(readFileSync(pidFile, 'utf8').trim().split('\n').map((l) => l.split(' ')).map(([k, v]) => [k!, Number(v)]));
     } catch {
-      return [];
+      return {};
     }
   };
-  await waitFor(() => read().length >= count, 5000);
-  return Object.fromEntries(read().map((l) => l.split(' ')).map(([k, v]) => [k!, Number(v)]));
+  if (!(await waitFor(() => keys.every((k) => read()[k]! > 0), 5000))) throw new Error(`${pidFile} has not every pid of ${keys.join(', ')}: ${JSON.stringify(read())}`);
+  return read();
 }
 
 describe('timeout and cancel', () => {
   it('timeout kills the shell, its background child, a setsid child and a double-forked daemon', async () => {
     const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile), timeout_seconds: 1 });
-    const pids = await pidsOf(pidFile, 4);
-    expect(Object.keys(pids).sort()).toEqual(['bg', 'daemon', 'setsid', 'shell']);
+    const pids = await pidsOf(pidFile, TREE);
+    expect(Object.keys(pids).sort()).toEqual(TREE);
     for (const pid of Object.values(pids)) expect(alive(pid)).toBe(true);
     const final = await run.final;
     expect(final.status).toBe('timed_out');
@@ -57,7 +60,7 @@ describe('timeout and cancel', () => {
   it('cancel ends a running job as cancelled and kills its processes', async () => {
     const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile) });
-    const pids = await pidsOf(pidFile, 4);
+    const pids = await pidsOf(pidFile, TREE);
     const sentAt = Date.now();
     const reply = await h.control(h.worker, { action: 'cancel', execution_id: run.id });
     expect(reply).toEqual({ ok: true });
@@ -70,25 +73,29 @@ describe('timeout and cancel', () => {
   it('finds every process of a job the scans just before had already seen (the scan remembers pids for a few seconds)', async () => {
     const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile) });
-    const pids = await pidsOf(pidFile, 4);
+    const pids = await pidsOf(pidFile, TREE);
     // short jobs ending now scan /proc for what they left: they see (and remember) this job's processes
     for (let i = 0; i < 3; i++) expect((await (await h.assign({ command: 'true' })).final).status).toBe('completed');
-    await h.control(h.worker, { action: 'cancel', execution_id: run.id });
+    expect(await h.control(h.worker, { action: 'cancel', execution_id: run.id })).toEqual({ ok: true });
     expect((await run.final).status).toBe('cancelled');
     expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
   });
 
   it('SIGKILLs after the grace period what ignores SIGTERM', async () => {
+    const graceMs = 2000;
+    const w = await h.start({ killGraceMs: graceMs });
     const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
     const run = await h.assign({
       command: `setsid sh -c 'trap "" TERM; echo "stubborn $$" >> ${pidFile}; while :; do sleep 0.05; done' & trap "" TERM; echo "shell $$" >> ${pidFile}; while :; do sleep 0.05; done`,
-    });
-    const pids = await pidsOf(pidFile, 2);
-    await h.control(h.worker, { action: 'cancel', execution_id: run.id });
-    await new Promise((r) => setTimeout(r, 250));
-    expect(alive(pids.stubborn!)).toBe(true); // still within the grace period
+    }, { to: w });
+    const pids = await pidsOf(pidFile, ['shell', 'stubborn']);
+    const sentAt = Date.now();
+    expect(await h.control(w, { action: 'cancel', execution_id: run.id })).toEqual({ ok: true });
+    await new Promise((r) => setTimeout(r, 300));
+    expect([alive(pids.stubborn!), alive(pids.shell!)]).toEqual([true, true]); // SIGTERM ignored, within the grace period
     const final = await run.final;
     expect(final).toMatchObject({ status: 'cancelled', signal: 'SIGKILL' });
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(graceMs - 50);
     expect(await waitFor(() => !alive(pids.stubborn!) && !alive(pids.shell!), 3000)).toBe(true);
   });
 
