@@ -1,8 +1,11 @@
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@hodei/platform';
-import { setup } from './harness.js';
+import { setup, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 beforeAll(async () => {
@@ -19,16 +22,19 @@ describe('drain and stop', () => {
     const sub = h.bus.nc.subscribe(h.bus.subjects.heartbeat(w.id), {
       callback: (_e, m) => void beats.push(JSON.parse(new TextDecoder().decode(m.data)).status),
     });
-    const run = await h.assign({ command: 'sleep 0.5; echo finished' }, { to: w });
+    // the job runs until the test lets it end
+    const release = path.join(os.tmpdir(), `hodei-release-${newId()}`);
+    const run = await h.assign({ command: `while [ ! -e ${release} ]; do sleep 0.05; done; echo finished` }, { to: w });
     await run.running;
     expect(await h.control(w, { action: 'drain' })).toEqual({ ok: true });
     const refused = await h.assign({ command: 'true' }, { to: w });
     expect(refused.ack).toEqual({ accepted: false, reason: 'worker is draining' });
     let done = false;
     void w.done.then(() => (done = true));
+    expect(await waitFor(() => beats.includes('draining'))).toBe(true);
     await new Promise((r) => setTimeout(r, 200));
     expect(done).toBe(false); // still waiting for the running job
-    expect(beats).toContain('draining');
+    writeFileSync(release, '');
     const final = await run.final;
     expect(final.status).toBe('completed');
     expect(run.lines.map((l) => l.line)).toEqual(['finished']);
@@ -36,10 +42,12 @@ describe('drain and stop', () => {
     sub.unsubscribe();
   });
 
-  it('drain of an idle worker is done at once', async () => {
+  it('drain of an idle worker is done at once, and it takes no more work', async () => {
     const w = await h.start();
+    const started = Date.now();
     await w.drain();
-    await w.done;
+    expect(Date.now() - started).toBeLessThan(3000);
+    await expect(h.assign({ command: 'true' }, { to: w })).rejects.toThrow(/no responders/);
   });
 
   it('force stop cancels the running jobs, then the worker is done', async () => {
