@@ -1,77 +1,96 @@
-// GET /api/v1/stats and POST /api/v1/cleanup, with worker-manager answering, failing or absent.
-import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
-import type { ExecutionStatusEvent } from '@hodei/types';
+// GET /api/v1/stats and POST /api/v1/cleanup against the real worker-manager, scheduler and a
+// worker process: counts of jobs that really ran, worker-manager's storage, and cleanup deleting
+// the executions and logs there; worker-manager refusing (wrong token) or absent.
+import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startScheduler } from '../../scheduler/src/service.js';
+import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { startOrchestrator } from '../src/service.js';
-import { call, deadUrl, eventually, fakeWorkerManager, fieldPaths, withWorkerManager, type FakeWorkerManager } from './helpers.js';
+import { call, deadUrl, eventually, fieldPaths, withWorkerManager } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
-let wm: FakeWorkerManager;
+let scheduler: RunningService;
+let workerManager: RunningService;
+let workerId: string | undefined;
 const api = (method: string, path: string, body?: unknown, type?: string) => call(svc.url, method, path, body, type);
+const wm = (method: string, path: string, body?: unknown) => call(workerManager.url, method, path, body);
+const FINAL = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
 
-async function finish(jobId: string, status: ExecutionStatusEvent['status'], duration_ms: number): Promise<void> {
-  const e: ExecutionStatusEvent = {
-    execution_id: newId(), job_id: jobId, worker_id: null, status, exit_code: status === 'completed' ? 0 : 1, duration_ms, timestamp: new Date().toISOString(),
-  };
-  await svc.ctx.bus.js.publish(svc.ctx.bus.subjects.executionFinished, encodeJson(e));
-  await eventually(async () => ((await api('GET', `/api/v1/jobs/${jobId}`)).body.status === status ? true : undefined));
+async function job(body: Record<string, unknown>): Promise<string> {
+  const r = await api('POST', '/api/v1/jobs', body);
+  expect(r.status).toBe(201);
+  return r.body.id;
+}
+
+/** Executes the job on the worker and waits until worker-manager and the orchestrator both saw it end. */
+async function run(jobId: string): Promise<{ id: string; status: string; duration_ms: number }> {
+  const e = await wm('POST', '/api/v1/execute', { job_id: jobId });
+  expect(e.status).toBe(202);
+  const done = await eventually(async () => {
+    const x = (await wm('GET', `/api/v1/executions/${e.body.id}`)).body;
+    return FINAL.includes(x.status) ? x : undefined;
+  }, 30_000);
+  await eventually(async () => ((await api('GET', `/api/v1/jobs/${jobId}`)).body.last_execution?.status === done.status ? true : undefined), 15_000);
+  return done;
 }
 
 beforeAll(async () => {
   env = createTestEnv();
-  wm = await fakeWorkerManager();
-  const base = env.config('orchestrator');
-  svc = await startOrchestrator(withWorkerManager(base, wm.url));
-});
+  const { ports, urls } = await serviceAddresses();
+  svc = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
+  scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
+  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], killGraceMs: 1000 }));
+  const w = await wm('POST', '/api/v1/workers', { type: 'shell', name: 'stats-test', capacity: { slots: 4, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
+  expect(w.status).toBe(201);
+  workerId = w.body.id;
+  await workerOnline(scheduler.url, w.body.id, 30_000);
+}, 60_000);
 afterAll(async () => {
+  if (workerId) await wm('DELETE', `/api/v1/workers/${workerId}?force=true`).catch(() => undefined);
+  await workerManager?.stop();
   await svc?.stop();
-  await wm?.close();
+  await scheduler?.stop();
   await env?.cleanup();
 });
 
 describe('stats', () => {
-  it('counts jobs by status and priority, success rate, mean duration and storage', async () => {
+  it('counts jobs by status and priority, success rate, mean duration, and both services\' storage', async () => {
     const empty = await api('GET', '/api/v1/stats');
     expect(empty.status).toBe(200);
     expect(empty.body).toMatchObject({ total_jobs: 0, by_status: {}, by_priority: {}, success_rate: null, avg_duration_ms: null });
+    expect(empty.body.storage.executions).toEqual({ rows: 0, bytes: expect.any(Number) });
+    expect(empty.body.storage.logs).toEqual({ rows: 0, bytes: expect.any(Number) });
 
-    const a = (await api('POST', '/api/v1/jobs', { name: 'a', priority: 'high' })).body;
-    const b = (await api('POST', '/api/v1/jobs', { name: 'b', priority: 10 })).body;
-    await api('POST', '/api/v1/jobs', { name: 'c' });
-    const d = (await api('POST', '/api/v1/jobs', { name: 'd', priority: 1 })).body;
-    await finish(a.id, 'completed', 100);
-    await finish(b.id, 'completed', 300);
-    await finish(d.id, 'failed', 200);
+    const a = await job({ name: 'a', priority: 'high', command: 'echo a1; echo a2' });
+    const b = await job({ name: 'b', priority: 10, command: 'echo b; exit 1' });
+    await job({ name: 'c', command: 'true' });
+    const d = await job({ name: 'd', priority: 1, command: 'sleep 0.2; echo d' });
+    const ran = [await run(a), await run(b), await run(d)];
+    expect(ran.map((e) => e.status)).toEqual(['completed', 'failed', 'completed']);
 
-    wm.handler = (req) =>
-      req.path === '/api/v1/storage' ? { status: 200, body: { executions: { rows: 7, bytes: 8192 }, logs: { rows: 70, bytes: 16384 } } } : undefined;
     const r = await api('GET', '/api/v1/stats');
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({
       total_jobs: 4,
       by_status: { completed: 2, failed: 1, pending: 1 },
       by_priority: { '1': 1, '5': 1, '10': 2 },
-      avg_duration_ms: 200,
+      avg_duration_ms: Math.round(ran.reduce((sum, e) => sum + e.duration_ms, 0) / ran.length),
     });
     expect(r.body.success_rate).toBeCloseTo(2 / 3, 5);
     expect(r.body.storage.jobs.rows).toBe(4);
     expect(r.body.storage.jobs.bytes).toBeGreaterThan(0);
     expect(r.body.storage.job_executions.rows).toBe(3);
     expect(r.body.storage.pipelines).toEqual({ rows: 0, bytes: expect.any(Number) });
-    expect(r.body.storage.executions).toEqual({ rows: 7, bytes: 8192 });
-    expect(r.body.storage.logs).toEqual({ rows: 70, bytes: 16384 });
-  });
+    // worker-manager's tables: three executions, four log lines (a1, a2, b, d)
+    expect(r.body.storage.executions).toEqual({ rows: 3, bytes: expect.any(Number) });
+    expect(r.body.storage.logs).toEqual({ rows: 4, bytes: expect.any(Number) });
+    expect(r.body.storage.executions.bytes).toBeGreaterThan(0);
+    expect(r.body.storage.logs.bytes).toBeGreaterThan(0);
+  }, 60_000);
 
   it('still answers, without worker-manager storage, when worker-manager is down', async () => {
-    wm.handler = () => ({ status: 500, body: { title: 'boom' } });
-    const failing = await api('GET', '/api/v1/stats');
-    expect(failing.status).toBe(200);
-    expect(failing.body.storage.executions).toBeUndefined();
-    expect(failing.body.storage.jobs).toBeDefined();
-
-    const base = env.config('orchestrator');
-    const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
+    const lonely = await startOrchestrator(withWorkerManager(env.config('orchestrator'), await deadUrl()));
     try {
       const r = await call(lonely.url, 'GET', '/api/v1/stats');
       expect(r.status).toBe(200);
@@ -83,75 +102,88 @@ describe('stats', () => {
 });
 
 describe('token', () => {
-  it('with HODEI_API_TOKEN set, needs the bearer token and passes it on to worker-manager', async () => {
-    const base = env.config('orchestrator');
-    const guarded = await startOrchestrator(withWorkerManager({ ...base, apiToken: 's3cret' }, wm.url));
+  it('with HODEI_API_TOKEN set, needs the bearer token and passes it on to worker-manager; a wrong one there leaves its storage out', async () => {
+    // an installation of its own, every service requiring the token
+    const guardedEnv = createTestEnv();
+    const { ports, urls } = await serviceAddresses();
+    const guardedWm = await startWorkerManager(guardedEnv.config('worker-manager', { urls, port: ports['worker-manager'], apiToken: 's3cret' }));
+    const guarded = await startOrchestrator(guardedEnv.config('orchestrator', { urls, port: ports.orchestrator, apiToken: 's3cret' }));
+    const mismatched = await startOrchestrator(withWorkerManager(guardedEnv.config('orchestrator', { apiToken: 'other' }), urls['worker-manager']));
     try {
-      wm.requests.length = 0;
-      wm.handler = (req) => (req.path === '/api/v1/storage' ? { status: 200, body: { executions: { rows: 1, bytes: 1 }, logs: { rows: 1, bytes: 1 } } } : undefined);
       const anonymous = await call(guarded.url, 'GET', '/api/v1/stats');
       expect(anonymous.status).toBe(401);
       expect(anonymous.headers.get('content-type')).toContain('application/problem+json');
+      expect((await call(guardedWm.url, 'GET', '/api/v1/storage')).status).toBe(401);
       const res = await fetch(`${guarded.url}/api/v1/stats`, { headers: { authorization: 'Bearer s3cret' } });
       expect(res.status).toBe(200);
-      expect(((await res.json()) as { storage: Record<string, unknown> }).storage.executions).toEqual({ rows: 1, bytes: 1 });
-      expect(wm.requests.map((r) => r.authorization)).toEqual(['Bearer s3cret']);
+      const storage = ((await res.json()) as { storage: Record<string, unknown> }).storage;
+      expect(storage.executions).toEqual({ rows: 0, bytes: expect.any(Number) });
+      expect(storage.logs).toEqual({ rows: 0, bytes: expect.any(Number) });
+
+      const refused = await fetch(`${mismatched.url}/api/v1/stats`, { headers: { authorization: 'Bearer other' } });
+      expect(refused.status).toBe(200);
+      const partial = ((await refused.json()) as { storage: Record<string, unknown> }).storage;
+      expect(Object.keys(partial).sort()).toEqual(['job_executions', 'jobs', 'pipeline_run_jobs', 'pipeline_runs', 'pipelines']);
       expect((await call(guarded.url, 'GET', '/health')).status).toBe(200);
     } finally {
+      await mismatched.stop();
       await guarded.stop();
+      await guardedWm.stop();
+      await guardedEnv.cleanup();
     }
-  });
+  }, 60_000);
 });
 
 describe('cleanup', () => {
-  it('lists finished jobs on dry_run, deletes them and asks worker-manager for their executions', async () => {
-    const fresh = (await api('POST', '/api/v1/jobs', { name: 'fresh' })).body;
-    const old = (await api('POST', '/api/v1/jobs', { name: 'old' })).body;
-    await finish(old.id, 'completed', 10);
-    const oldRunning = (await api('POST', '/api/v1/jobs', { name: 'old-running' })).body;
-    await svc.ctx.bus.js.publish(
-      svc.ctx.bus.subjects.executionStatus(newId()),
-      encodeJson({ execution_id: newId(), job_id: oldRunning.id, worker_id: null, status: 'running', timestamp: new Date().toISOString() }),
-    );
-    await eventually(async () => ((await api('GET', `/api/v1/jobs/${oldRunning.id}`)).body.status === 'running' ? true : undefined));
+  it('lists finished jobs on dry_run, deletes them and their executions and logs in worker-manager', async () => {
+    const fresh = await job({ name: 'fresh', command: 'echo fresh' });
+    const old = await job({ name: 'old', command: 'echo old' });
+    const oldRunning = await job({ name: 'old-running', command: 'sleep 30' });
+    const freshExec = await run(fresh);
+    const oldExec = await run(old);
+    const running = await wm('POST', '/api/v1/execute', { job_id: oldRunning });
+    expect(running.status).toBe(202);
+    await eventually(async () => ((await api('GET', `/api/v1/jobs/${oldRunning}`)).body.status === 'running' ? true : undefined), 15_000);
     // age them: two days since their last change
-    await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '2 days' WHERE id = ANY ($1::uuid[])", [[old.id, oldRunning.id, fresh.id]]);
-
-    wm.requests.length = 0;
-    wm.handler = (req) => (req.path === '/api/v1/executions/cleanup' ? { status: 200, body: { executions: 1 } } : undefined);
+    await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '2 days' WHERE id = ANY ($1::uuid[])", [[old, oldRunning]]);
 
     const none = await api('POST', '/api/v1/cleanup', { older_than_days: 3, dry_run: true });
     expect(none.body).toEqual({ dry_run: true, jobs: 0, job_ids: [], executions: null });
 
     const dry = await api('POST', '/api/v1/cleanup', { older_than_days: 1, dry_run: true });
     expect(dry.status).toBe(200);
-    expect(dry.body).toEqual({ dry_run: true, jobs: 1, job_ids: [old.id], executions: null });
-    expect((await api('GET', `/api/v1/jobs/${old.id}`)).status).toBe(200);
-    expect(wm.requests).toHaveLength(0);
+    expect(dry.body).toEqual({ dry_run: true, jobs: 1, job_ids: [old], executions: null });
+    expect((await api('GET', `/api/v1/jobs/${old}`)).status).toBe(200);
+    expect((await wm('GET', `/api/v1/executions/${oldExec.id}`)).status).toBe(200);
 
     const real = await api('POST', '/api/v1/cleanup', { older_than_days: 1 });
     expect(real.status).toBe(200);
-    expect(real.body).toEqual({ dry_run: false, jobs: 1, job_ids: [old.id], executions: 1 });
-    expect(wm.requests).toEqual([expect.objectContaining({ method: 'POST', path: '/api/v1/executions/cleanup', body: { job_ids: [old.id] } })]);
-    expect((await api('GET', `/api/v1/jobs/${old.id}`)).status).toBe(404);
-    expect((await api('GET', `/api/v1/jobs/${oldRunning.id}`)).status).toBe(200);
-    expect((await api('GET', `/api/v1/jobs/${fresh.id}`)).status).toBe(200);
-  });
+    expect(real.body).toEqual({ dry_run: false, jobs: 1, job_ids: [old], executions: 1 });
+    expect((await api('GET', `/api/v1/jobs/${old}`)).status).toBe(404);
+    expect((await wm('GET', `/api/v1/executions/${oldExec.id}`)).status).toBe(404);
+    expect((await wm('GET', `/api/v1/executions?job_id=${old}`)).body).toEqual([]);
+    // the others, and their executions and lines, stay
+    expect((await api('GET', `/api/v1/jobs/${oldRunning}`)).status).toBe(200);
+    expect((await api('GET', `/api/v1/jobs/${fresh}`)).status).toBe(200);
+    expect((await wm('GET', `/api/v1/executions/${running.body.id}`)).body.status).toBe('running');
+    const freshLines = (await wm('GET', `/api/v1/executions/${freshExec.id}/logs`)).body.lines.map((l: { line: string }) => l.line);
+    expect(freshLines).toEqual(['fresh']);
+    expect((await wm('POST', `/api/v1/executions/${running.body.id}/cancel`)).status).toBe(202);
+  }, 60_000);
 
   it('deletes nothing and answers 503 when worker-manager does not answer', async () => {
-    const j = (await api('POST', '/api/v1/jobs', { name: 'kept' })).body;
-    await finish(j.id, 'failed', 10);
-    const base = env.config('orchestrator');
-    const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
+    const kept = await job({ name: 'kept', command: 'exit 1' });
+    expect((await run(kept)).status).toBe('failed');
+    const lonely = await startOrchestrator(withWorkerManager(env.config('orchestrator'), await deadUrl()));
     try {
       const r = await call(lonely.url, 'POST', '/api/v1/cleanup', { older_than_days: 0 });
       expect(r.status).toBe(503);
       expect(r.headers.get('content-type')).toContain('application/problem+json');
-      expect((await api('GET', `/api/v1/jobs/${j.id}`)).status).toBe(200);
+      expect((await api('GET', `/api/v1/jobs/${kept}`)).status).toBe(200);
     } finally {
       await lonely.stop();
     }
-  });
+  }, 60_000);
 
   it('rejects bad cleanup bodies naming the field', async () => {
     for (const [body, field] of [
