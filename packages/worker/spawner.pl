@@ -7,6 +7,7 @@
 #
 # Requests on stdin, each "<op> <id> <length>\n" followed by <length> bytes:
 #   P  spawn: file \0 cwd \0 argc \0 argv[1..argc] \0 "KEY=value"... (NUL-separated; cwd "" = inherit)
+#   Q  spawn as P, its pipes paused (as after H)
 #   H  pause reading the job's pipes    R  resume    K  close them
 # Events on stdout, in order for each job, S or F first:
 #   S <id> <pid>                       started (exec succeeded)
@@ -126,7 +127,7 @@ sub reap_all {
 }
 
 sub start {
-    my ($id, $payload) = @_;
+    my ($id, $payload, $paused) = @_;
     my @f = split /\0/, $payload, -1;
     my ($file, $cwd, $argc) = splice(@f, 0, 3);
     my @args = splice(@f, 0, $argc);
@@ -150,7 +151,7 @@ sub start {
     close $ow;
     close $ew;
     close $sw;
-    my $job = { id => $id, pid => $pid, started => 0, paused => 0 };
+    my $job = { id => $id, pid => $pid, started => 0, paused => $paused ? 1 : 0 };
     $jobs{$id} = $job;
     $by_pid{$pid} = $job;
     watch($job, 'o', $or);
@@ -168,7 +169,7 @@ sub start {
 
 sub request {
     my ($op, $id, $payload) = @_;
-    return start($id, $payload) if $op eq 'P';
+    return start($id, $payload, $op eq 'Q') if $op eq 'P' || $op eq 'Q';
     my $job = $jobs{$id} or return;
     if ($op eq 'H') { $job->{paused} = 1; arm($job) }
     elsif ($op eq 'R') { $job->{paused} = 0; arm($job) }

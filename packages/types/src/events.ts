@@ -58,6 +58,8 @@ export function subjects(prefix = 'hodei') {
     cancelAnywhere: `${p}_rpc.cancel`,
     heartbeat: (workerId: string) => `${p}_rpc.heartbeat.${workerId}`,
     heartbeatAll: `${p}_rpc.heartbeat.*`,
+    /** worker-manager's `LogBacklog`: workers stop reading their jobs' output while it is behind. */
+    logsBacklog: `${p}_rpc.logs.backlog`,
     placementKick: `${p}_rpc.placement.kick`,
   };
 }
@@ -108,6 +110,14 @@ export type LogBatch = z.infer<typeof LogBatch>;
  *  is accepted too.) */
 export const LogMessage = z.object({ worker_id: Id, batches: z.array(LogBatch) });
 export type LogMessage = z.infer<typeof LogMessage>;
+
+/**
+ * worker-manager stores log lines more slowly than they arrive: `behind` is sent when that starts,
+ * again every second while it lasts, and `behind: false` once it caught up. `pending` is the log
+ * messages waiting for it in the stream.
+ */
+export const LogBacklog = z.object({ behind: z.boolean(), pending: z.number().int().min(0) });
+export type LogBacklog = z.infer<typeof LogBacklog>;
 
 export const ExecutionStatusEvent = z.object({
   execution_id: Id,

@@ -63,6 +63,8 @@ export class Execution {
   readonly finished: Promise<ExecutionOutcome>;
   private resolveFinished!: (o: ExecutionOutcome) => void;
   private child: JobHandle | undefined;
+  /** The log shipper asked to stop reading the pipes (its backlog, or worker-manager's). */
+  private readingPaused = false;
   private killReason: KillReason | undefined;
   private ended = false;
   private seq = 0;
@@ -151,11 +153,13 @@ export class Execution {
     this.startedAt = new Date();
     let child: JobHandle;
     try {
-      child = await this.deps.spawner.spawn(req);
+      child = await this.deps.spawner.spawn({ ...req, paused: this.readingPaused });
     } catch (err) {
       return this.failBeforeStart(await this.describeSpawnError(err as NodeJS.ErrnoException, req));
     }
     this.child = child;
+    if (this.readingPaused) child.pause();
+    else child.resume(); // paused at the start, and the backlog is gone since
 
     // A job over within runningAfterMs goes from queued straight to its final status (which
     // carries started_at): a message, an ack and a row update less per short job in each service.
@@ -221,6 +225,7 @@ export class Execution {
   }
 
   private onPressure(pause: boolean): void {
+    this.readingPaused = pause;
     const child = this.child;
     if (!child || this.ended) return;
     if (pause) {
@@ -340,6 +345,7 @@ export class Execution {
   ): Promise<void> {
     // Every log line is acknowledged before the final status goes out.
     await this.shipper.flush();
+    this.shipper.close();
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
     this.sendProgress();
@@ -412,5 +418,6 @@ export class Execution {
   abort(): void {
     this.aborted = true;
     this.shipper.abort();
+    this.shipper.close();
   }
 }

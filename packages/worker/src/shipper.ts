@@ -4,7 +4,10 @@
 // without waiting for the acknowledgement of the message before it: up to WINDOW are in flight.
 // Fifty jobs printing a line each 10 ms were 5,000 messages a second, one per line, each stored,
 // acked and delivered twice; read together they are a few hundred. Past HIGH_WATER bytes waiting
-// for one execution, its owner is told to pause reading until they fall under LOW_WATER.
+// for one execution, its owner is told to pause reading until they fall under LOW_WATER; and every
+// execution pauses while worker-manager says it is behind storing lines (`LogBacklog`), so that
+// a job printing faster than lines can be stored slows down instead of queueing minutes of lines
+// in the stream ahead of every other job's.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { LogBatch, LogMessage, LogStream } from '@hodei/types';
 import { MESSAGE_HEADROOM, type Logger } from '@hodei/platform';
@@ -20,6 +23,8 @@ export const MIN_MAX_PAYLOAD = MAX_LINE_BYTES * 6 + 2 * MESSAGE_HEADROOM;
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 4 * 1024 * 1024;
 const LINE_OVERHEAD = 80; // seq, stream, timestamp and JSON punctuation
+/** worker-manager repeats `behind` every second: without it for this long, reading resumes. */
+export const BACKLOG_SIGNAL_TTL_MS = 3000;
 /**
  * Messages in flight at once. Waiting for each ack before the next message held a line that came
  * while an ack was on its way for that round trip (milliseconds with 50 jobs writing). They leave
@@ -38,7 +43,10 @@ export class ExecutionLog {
   pendingBytes = 0;
   inflightBytes = 0;
   unacked = 0;
-  paused = false;
+  /** Over HIGH_WATER, until under LOW_WATER. */
+  private full = false;
+  /** What the owner was last told. */
+  private paused = false;
   idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -50,9 +58,9 @@ export class ExecutionLog {
   add(seq: number, stream: LogStream, line: string, timestamp: string): void {
     this.pending.push({ seq, stream, line, timestamp });
     this.pendingBytes += line.length + LINE_OVERHEAD;
-    if (!this.paused && this.pendingBytes + this.inflightBytes > HIGH_WATER) {
-      this.paused = true;
-      this.onPressure(true);
+    if (!this.full && this.pendingBytes + this.inflightBytes > HIGH_WATER) {
+      this.full = true;
+      this.pressure();
     }
     this.shipper.wake(this);
   }
@@ -98,15 +106,28 @@ export class ExecutionLog {
   acked(lines: number, bytes: number): void {
     this.unacked -= lines;
     this.inflightBytes -= bytes;
-    if (this.paused && this.pendingBytes + this.inflightBytes < LOW_WATER) {
-      this.paused = false;
-      this.onPressure(false);
+    if (this.full && this.pendingBytes + this.inflightBytes < LOW_WATER) {
+      this.full = false;
+      this.pressure();
     }
     this.settle();
   }
 
   settle(): void {
     if (this.idle()) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Tells the owner to pause or resume reading when that changed. */
+  pressure(): void {
+    const pause = this.full || this.shipper.backlogged;
+    if (pause === this.paused) return;
+    this.paused = pause;
+    this.onPressure(pause);
+  }
+
+  /** The execution has ended: its reading is no longer paused or resumed. */
+  close(): void {
+    this.shipper.closed(this);
   }
 
   /** Lines not yet sent are given up (the worker is going away without NATS). */
@@ -122,6 +143,11 @@ export class ExecutionLog {
 export class LogShipper {
   /** Executions with lines waiting to be sent, in the order they first had some. */
   private readonly ready = new Set<ExecutionLog>();
+  /** Executions still running, told when the backlog state changes. */
+  private readonly running = new Set<ExecutionLog>();
+  /** worker-manager is behind storing lines. */
+  backlogged = false;
+  private backlogTimer: NodeJS.Timeout | undefined;
   private readonly inflight: Array<Promise<void>> = [];
   private pumping = false;
   private scheduled = false;
@@ -139,12 +165,30 @@ export class LogShipper {
   ) {}
 
   open(executionId: string, onPressure: (pause: boolean) => void): ExecutionLog {
-    return new ExecutionLog(this, executionId, onPressure);
+    const log = new ExecutionLog(this, executionId, onPressure);
+    this.running.add(log);
+    log.pressure();
+    return log;
+  }
+
+  closed(log: ExecutionLog): void {
+    this.running.delete(log);
+  }
+
+  /** worker-manager's `LogBacklog`: pause every execution's reading while it is behind. */
+  setBacklog(behind: boolean): void {
+    clearTimeout(this.backlogTimer);
+    if (behind) this.backlogTimer = setTimeout(() => this.setBacklog(false), BACKLOG_SIGNAL_TTL_MS).unref();
+    if (behind === this.backlogged) return;
+    this.backlogged = behind;
+    this.logger.info({ behind }, behind ? 'worker-manager is behind storing log lines: pausing the jobs\' output' : 'worker-manager caught up: reading the jobs\' output again');
+    for (const log of this.running) log.pressure();
   }
 
   /** Give up on lines not yet acknowledged (the worker is being torn down). */
   abort(): void {
     this.aborted = true;
+    clearTimeout(this.backlogTimer);
   }
 
   wake(log: ExecutionLog): void {

@@ -22,6 +22,8 @@ export interface SpawnRequest {
   args: string[];
   env: Record<string, string>;
   cwd: string | undefined;
+  /** Start with its output not read (worker-manager is behind storing lines): resume() reads it. */
+  paused?: boolean;
 }
 
 export interface ExitInfo {
@@ -88,7 +90,6 @@ class Relay implements JobHandle {
   private early: Array<[LogStream, Buffer]> = [];
   readonly exited: Promise<ExitInfo>;
   readonly closed: Promise<void>;
-  private paused = false;
   hasExited = false;
   isClosed = false;
   private resolveExit!: (info: ExitInfo) => void;
@@ -98,6 +99,7 @@ class Relay implements JobHandle {
   constructor(
     readonly pid: number,
     private readonly control: (op: 'pause' | 'resume' | 'destroy') => void,
+    private paused = false,
   ) {
     this.exited = new Promise((r) => (this.resolveExit = r));
     this.closed = new Promise((r) => (this.resolveClose = r));
@@ -124,6 +126,7 @@ class Relay implements JobHandle {
   }
 
   pause(): void {
+    if (this.paused) return;
     this.paused = true;
     this.control('pause');
   }
@@ -169,6 +172,7 @@ export class InlineSpawner implements Spawner {
     }
     child.once('exit', (code, signal) => relay.exit({ code, signal }));
     child.on('error', (err) => relay.exit({ code: null, signal: null, error: err.message }));
+    if (req.paused) relay.pause();
     return Promise.resolve(relay);
   }
 
@@ -232,6 +236,7 @@ parentPort.on('message', (m) => {
     const end = () => { if (ended) return; ended = true; if (--open === 0) { done(); post({ type: 'closed', id: m.id }); } };
     s.once('end', end); s.once('close', end); s.on('error', end);
   }
+  if (m.paused) { child.stdout.pause(); child.stderr.pause(); }
   child.once('exit', (code, signal) => { done(); post({ type: 'exit', id: m.id, code, signal }); });
   child.on('error', (err) => post({ type: 'exit', id: m.id, code: null, signal: null, error: err.message }));
 });
@@ -250,7 +255,7 @@ type ControlOp = 'pause' | 'resume' | 'destroy';
  *  routed to the job's Relay. Once that elsewhere is gone, spawns run inline. */
 abstract class RemoteSpawner implements Spawner {
   private nextId = 1;
-  private readonly starting = new Map<number, { file: string; resolve: (h: JobHandle) => void; reject: (e: Error) => void }>();
+  private readonly starting = new Map<number, { file: string; paused: boolean; resolve: (h: JobHandle) => void; reject: (e: Error) => void }>();
   private readonly jobs = new Map<number, Relay>();
   protected down = false;
   protected closing = false;
@@ -266,7 +271,7 @@ abstract class RemoteSpawner implements Spawner {
     if (this.down) return this.fallback.spawn(req);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.starting.set(id, { file: req.file, resolve, reject });
+      this.starting.set(id, { file: req.file, paused: req.paused === true, resolve, reject });
       try {
         this.request(id, req);
       } catch (err) {
@@ -284,10 +289,14 @@ abstract class RemoteSpawner implements Spawner {
   protected started(id: number, pid: number): void {
     const waiter = this.starting.get(id);
     this.starting.delete(id);
-    const relay = new Relay(pid, (op) => {
-      if (op === 'destroy') this.jobs.delete(id);
-      if (!this.down) this.control(id, op);
-    });
+    const relay = new Relay(
+      pid,
+      (op) => {
+        if (op === 'destroy') this.jobs.delete(id);
+        if (!this.down) this.control(id, op);
+      },
+      waiter?.paused,
+    );
     this.jobs.set(id, relay);
     waiter?.resolve(relay);
   }
@@ -416,7 +425,7 @@ export class ProcessSpawner extends RemoteSpawner {
     if (fields.some((f) => f.includes('\0'))) {
       throw Object.assign(new TypeError('the command, its arguments, environment and working directory must not contain NUL bytes'), { code: 'ERR_INVALID_ARG_VALUE' });
     }
-    this.send('P', id, Buffer.from(fields.join('\0')));
+    this.send(req.paused ? 'Q' : 'P', id, Buffer.from(fields.join('\0')));
   }
 
   protected control(id: number, op: ControlOp): void {

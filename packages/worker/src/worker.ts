@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { Assignment, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
+import { Assignment, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
 import { createLogger, decodeJson, encodeJson, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { Execution } from './execution.js';
@@ -104,6 +104,7 @@ class WorkerAgent {
     this.subs.push(this.nc.subscribe(this.subjects.assign(this.config.id), { callback: (err, msg) => { if (!err) this.onAssign(msg); } }));
     this.subs.push(this.nc.subscribe(this.subjects.control(this.config.id), { callback: (err, msg) => { if (!err) this.onControl(msg); } }));
     this.subs.push(this.nc.subscribe(this.subjects.cancelAnywhere, { callback: (err, msg) => { if (!err) this.onCancelAnywhere(msg); } }));
+    this.subs.push(this.nc.subscribe(this.subjects.logsBacklog, { callback: (err, msg) => { if (!err) this.onLogBacklog(msg); } }));
     this.heartbeat();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.heartbeatIntervalMs);
     if (this.config.registerWithScheduler) void this.register();
@@ -169,6 +170,16 @@ class WorkerAgent {
       if (this.executions.size === 0) this.reaper.keepWarm(false);
       if (this.draining && this.executions.size === 0) void this.shutdown();
     });
+  }
+
+  private onLogBacklog(msg: Msg): void {
+    let parsed;
+    try {
+      parsed = LogBacklog.safeParse(decodeJson(msg.data));
+    } catch {
+      return; // not JSON: not from worker-manager
+    }
+    if (parsed.success) this.logs.setBacklog(parsed.data.behind);
   }
 
   private onControl(msg: Msg): void {

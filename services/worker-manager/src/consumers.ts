@@ -3,8 +3,8 @@
 // by side across executions, in order within one).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
-import { decodeJson, withConsumedSpan, type ServiceContext } from '@hodei/platform';
-import { ExecutionStatusEvent, type LogLine } from '@hodei/types';
+import { decodeJson, encodeJson, withConsumedSpan, type ServiceContext } from '@hodei/platform';
+import { ExecutionStatusEvent, type LogBacklog, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
@@ -18,6 +18,15 @@ const MAX_BUFFERED_LINES = 40_000;
 const INSERT_CONCURRENCY = 3;
 /** Executions whose status events are being applied at once (a final one may wait for its last log lines). */
 const MAX_FINALS_IN_FLIGHT = 200;
+/**
+ * Log messages waiting in the stream above which workers are told to stop reading their jobs'
+ * output (`LogBacklog`), and under which they are told to go on. A full message is 200 lines, so
+ * the high mark is about a second of inserts: a job printing faster than lines can be stored is
+ * slowed to that pace, instead of queueing minutes of lines ahead of every other job's.
+ */
+const BACKLOG_HIGH = 500;
+const BACKLOG_LOW = 100;
+const BACKLOG_REPEAT_MS = 1000;
 
 interface Batch {
   execution_id: string;
@@ -79,6 +88,8 @@ export class Consumers {
   private flushers = 0;
   private flushed: Promise<void>[] = [];
   private roomWaiters: (() => void)[] = [];
+  private backlog = 0;
+  private behindTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -110,6 +121,7 @@ export class Consumers {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.behindTimer);
     this.liveSub?.unsubscribe();
     await this.logMessages?.close().catch(() => undefined);
     for (const m of this.statusMessages) await m.close().catch(() => undefined);
@@ -130,6 +142,7 @@ export class Consumers {
         msg.term('malformed log message');
         continue;
       }
+      this.noteBacklog(msg.info.pending);
       const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
       this.buffered.push({ msg, batches, pending, lines });
@@ -146,6 +159,24 @@ export class Consumers {
       }
       if (this.bufferedLines > MAX_BUFFERED_LINES) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
+  }
+
+  /** Tells the workers when the messages waiting in the stream cross BACKLOG_HIGH or BACKLOG_LOW. */
+  private noteBacklog(pending: number): void {
+    this.backlog = pending;
+    this.metrics.logBacklog.set(pending);
+    if (!this.behindTimer && pending > BACKLOG_HIGH) {
+      this.behindTimer = setInterval(() => this.signalBacklog(true), BACKLOG_REPEAT_MS);
+      this.signalBacklog(true);
+    } else if (this.behindTimer && pending < BACKLOG_LOW) {
+      clearInterval(this.behindTimer);
+      this.behindTimer = undefined;
+      this.signalBacklog(false);
+    }
+  }
+
+  private signalBacklog(behind: boolean): void {
+    this.ctx.bus.nc.publish(this.ctx.bus.subjects.logsBacklog, encodeJson({ behind, pending: this.backlog } satisfies LogBacklog));
   }
 
   /** Inserts whatever arrived, as few statements as possible, until nothing waits. */

@@ -4,6 +4,7 @@ export interface WmMetrics {
   finished: Counter<'status'>;
   duration: Histogram<'status'>;
   linesIngested: Counter;
+  logBacklog: Gauge;
   sseSubscribers: Gauge;
   workerProcesses: Gauge;
 }
@@ -24,6 +25,11 @@ export function createWmMetrics(registry: Registry): WmMetrics {
       registers: [registry],
     }),
     linesIngested: new Counter({ name: 'hodei_log_lines_ingested_total', help: 'Log lines stored', registers: [registry] }),
+    logBacklog: new Gauge({
+      name: 'hodei_log_backlog_messages',
+      help: 'Log messages waiting in the stream to be stored (over 500, workers pause reading their jobs\' output)',
+      registers: [registry],
+    }),
     sseSubscribers: new Gauge({ name: 'hodei_sse_subscribers', help: 'Open SSE streams (logs and events)', registers: [registry] }),
     workerProcesses: new Gauge({ name: 'hodei_worker_processes', help: 'Worker agent processes this service runs', registers: [registry] }),
   };
