@@ -1,0 +1,60 @@
+// worker-manager tells the workers when log lines wait in the stream faster than it stores them
+// (`LogBacklog` on <p>_rpc.logs.backlog), and when it caught up. Here the backlog is one left
+// while it was down: 1,500 messages of 10 lines for one execution.
+import { connectBus, createLogger, decodeJson, createTestEnv, type Bus, type RunningService, type TestEnv } from '@hodei/platform';
+import type { LogBacklog, LogLine } from '@hodei/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorkerManager } from '../src/service.js';
+import { call, lines, until } from './helpers.js';
+
+let env: TestEnv;
+let bus: Bus;
+let svc: RunningService | undefined;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  bus = await connectBus(process.env.NATS_URL ?? 'nats://127.0.0.1:4222', env.natsPrefix, 'log-backlog-test', createLogger('test', 'silent'));
+});
+afterAll(async () => {
+  await svc?.stop();
+  await bus?.nc.close();
+  await env?.cleanup();
+});
+
+describe('log backlog signal', () => {
+  it('says behind while over 500 messages wait, then caught up; every line stored in order', async () => {
+    const first = await startWorkerManager(env.config('worker-manager'));
+    const res = await call(first.url, 'POST', '/api/v1/execute', { command: 'true' });
+    expect(res.status).toBe(202);
+    const id = ((await res.json()) as { id: string }).id;
+    await first.stop();
+
+    const MESSAGES = 1500;
+    for (let m = 0; m < MESSAGES; m++) {
+      await bus.js.publish(bus.subjects.logs(id), JSON.stringify({ execution_id: id, lines: lines(m * 10 + 1, m * 10 + 10) }));
+    }
+    const signals: LogBacklog[] = [];
+    const sub = bus.nc.subscribe(bus.subjects.logsBacklog, { callback: (_e, m) => signals.push(decodeJson(m.data) as LogBacklog) });
+    await bus.nc.flush();
+
+    svc = await startWorkerManager(env.config('worker-manager'));
+    const stored = await until(
+      async () => {
+        const body = (await (await call(svc!.url, 'GET', `/api/v1/executions/${id}/logs?limit=100000`)).json()) as { lines: LogLine[] };
+        return body.lines.length === MESSAGES * 10 && body.lines;
+      },
+      30_000,
+      'every line stored',
+    );
+    expect(stored.map((l) => l.seq)).toEqual(Array.from({ length: MESSAGES * 10 }, (_, i) => i + 1));
+    await until(async () => signals.at(-1)?.behind === false, 5000, 'the caught-up signal');
+    sub.unsubscribe();
+
+    expect(signals[0]!.behind).toBe(true);
+    expect(signals[0]!.pending).toBeGreaterThan(500);
+    expect(signals.at(-1)).toEqual({ behind: false, pending: expect.any(Number) });
+    expect(signals.at(-1)!.pending).toBeLessThan(100);
+    // one 'behind' when it began, then one a second at most while it lasted: not one per message
+    expect(signals.filter((s) => s.behind).length).toBeLessThan(40);
+  });
+});
