@@ -1,13 +1,12 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startScheduler } from '../src/service.js';
 
-// A real HTTP server standing in for the orchestrator's job and pipeline lookups.
-const knownJob = newId();
-const knownPipeline = newId();
-let orchestrator: Server;
+// Jobs and pipelines are looked up in the real orchestrator.
+let knownJob: string;
+let knownPipeline: string;
+let orchestrator: RunningService;
 let env: TestEnv;
 let svc: RunningService;
 
@@ -25,21 +24,20 @@ async function expectProblem(res: Response, status: number, field?: string) {
 }
 
 beforeAll(async () => {
-  orchestrator = createServer((req, res) => {
-    const found = req.url === `/api/v1/jobs/${knownJob}` || req.url === `/api/v1/pipelines/${knownPipeline}`;
-    res.writeHead(found ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(found ? { id: 'x' } : { detail: 'not found' }));
-  });
-  await new Promise<void>((r) => orchestrator.listen(0, '127.0.0.1', r));
   env = createTestEnv();
-  const port = (orchestrator.address() as AddressInfo).port;
+  orchestrator = await startOrchestrator(env.config('orchestrator'));
+  const create = async (path: string, body: unknown) =>
+    ((await (await fetch(`${orchestrator.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as { id: string }).id;
+  knownJob = await create('/api/v1/jobs', { name: 'nightly', command: 'true' });
+  knownPipeline = await create('/api/v1/pipelines', { name: 'etl' });
   const base = env.config('scheduler');
-  svc = await startScheduler({ ...base, urls: { ...base.urls, orchestrator: `http://127.0.0.1:${port}` } });
+  svc = await startScheduler({ ...base, urls: { ...base.urls, orchestrator: orchestrator.url } });
 });
 
 afterAll(async () => {
   await svc?.stop();
+  await orchestrator?.stop();
   await env?.cleanup();
-  await new Promise((r) => orchestrator?.close(r));
 });
 
 describe('schedules', () => {
