@@ -39,17 +39,20 @@ describe('losing NATS', () => {
   it('kills running jobs after the timeout and reports them lost on reconnect', async () => {
     const r = relay(new URL(NATS_URL));
     const port = await r.listen();
-    const w = await h.start({ natsUrl: `nats://127.0.0.1:${port}`, natsLostTimeoutMs: 400 });
+    const lostTimeoutMs = 2000;
+    const w = await h.start({ natsUrl: `nats://127.0.0.1:${port}`, natsLostTimeoutMs: lostTimeoutMs });
     const run = await h.assign({ command: 'echo "pid $$"; sleep 30' }, { to: w });
     await run.running;
     expect(await waitFor(() => run.lines.length > 0)).toBe(true);
     const pid = Number(run.lines[0]!.line.slice(4));
     expect(alive(pid)).toBe(true);
 
+    const cutAt = Date.now();
     await r.cut();
-    await new Promise((res) => setTimeout(res, 200));
+    await new Promise((res) => setTimeout(res, 300));
     expect(alive(pid)).toBe(true); // a short blip kills nothing
-    expect(await waitFor(() => !alive(pid), 3000)).toBe(true);
+    expect(await waitFor(() => !alive(pid), lostTimeoutMs + 3000)).toBe(true);
+    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(lostTimeoutMs);
 
     const r2 = relay(new URL(NATS_URL));
     await r2.listen(port);
