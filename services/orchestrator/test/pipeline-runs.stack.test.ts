@@ -1,6 +1,7 @@
 // Pipeline runs end to end: the real scheduler, worker-manager and a worker process with 4 slots.
-// Diamond timing, failure and cancel, run env, the run event stream, cron-fired runs, and an
-// orchestrator restarted mid-run that still finishes the run with every job executed once.
+// Diamond timing, failure, cancel (of the run or of one job's execution), run env, the run list,
+// the run event stream, cron-fired runs, and an orchestrator restarted mid-run that still finishes
+// the run with every job executed once.
 import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
@@ -47,7 +48,7 @@ async function createPipeline(body: unknown): Promise<{ id: string; ids: Record<
   return { id: p.body.id, ids: Object.fromEntries(p.body.jobs.map((j: { name: string; id: string }) => [j.name, j.id])) };
 }
 
-async function finished(runId: string, ms = 60_000): Promise<{ status: string; jobs: Record<string, RunJob>; env: Record<string, string> }> {
+async function finished(runId: string, ms = 60_000): Promise<{ status: string; finished_at: string; jobs: Record<string, RunJob>; env: Record<string, string> }> {
   const run = await eventually(async () => {
     const x = (await api('GET', `/api/v1/pipeline-runs/${runId}`)).body;
     return x.status !== 'running' ? x : undefined;
@@ -62,10 +63,11 @@ const executionsOf = async (jobId: string) => (await call(workerManager.url, 'GE
 
 describe('pipeline runs on a real worker', () => {
   it('diamond: B and C run side by side, D starts after both; every job gets the run env', async () => {
-    const { id } = await createPipeline({
+    const { id, ids } = await createPipeline({
       name: 'diamond',
       jobs: [
-        { name: 'a', command: 'echo "a $STAGE"', env: { STAGE: 'job-default' } },
+        // a takes a second: the run's first answer shows it started and the rest waiting
+        { name: 'a', command: 'sleep 1; echo "a $STAGE"', env: { STAGE: 'job-default' } },
         { name: 'b', command: 'sleep 1; echo "b $STAGE"', depends_on: ['a'] },
         { name: 'c', command: 'sleep 1; echo "c $STAGE"', depends_on: ['a'] },
         { name: 'd', command: 'echo "d $STAGE $HODEI_PIPELINE_RUN_ID"', depends_on: ['b', 'c'] },
@@ -73,9 +75,15 @@ describe('pipeline runs on a real worker', () => {
     });
     const r = await api('POST', `/api/v1/pipelines/${id}/runs`, { env: { STAGE: 'nightly' } });
     expect(r.status).toBe(202);
-    expect(r.body.env).toEqual({ STAGE: 'nightly' });
+    expect(r.headers.get('location')).toBe(`/api/v1/pipeline-runs/${r.body.id}`);
+    expect(r.body).toMatchObject({ pipeline_id: id, status: 'running', finished_at: null, env: { STAGE: 'nightly' } });
+    const first = Object.fromEntries(r.body.jobs.map((j: RunJob) => [j.name, j]));
+    expect(first.a.execution_id).toEqual(expect.any(String));
+    expect([first.b.status, first.c.status, first.d.status]).toEqual(['waiting', 'waiting', 'waiting']);
     const run = await finished(r.body.id);
     expect(run.status).toBe('completed');
+    expect(run.finished_at).toMatch(/\.\d{3}Z$/);
+    expect(run.jobs.a!.execution_id).toBe(first.a.execution_id);
     const { a, b, c, d } = run.jobs as Record<'a' | 'b' | 'c' | 'd', RunJob>;
     for (const j of [a, b, c, d]) expect(j).toMatchObject({ status: 'completed', exit_code: 0 });
     // B and C overlap: each started before the other finished
@@ -85,6 +93,14 @@ describe('pipeline runs on a real worker', () => {
     expect(t(d.started_at)).toBeGreaterThanOrEqual(Math.max(t(b.finished_at), t(c.finished_at)));
     expect(await logLines(a.execution_id!)).toEqual(['a nightly']);
     expect(await logLines(d.execution_id!)).toEqual([`d nightly ${r.body.id}`]);
+    // each job ran exactly once, and the jobs' own status followed
+    for (const name of ['a', 'b', 'c', 'd']) expect((await executionsOf(ids[name]!)).map((e) => e.id)).toEqual([run.jobs[name]!.execution_id]);
+    expect((await api('GET', `/api/v1/jobs/${ids.d}`)).body.status).toBe('completed');
+    const list = await api('GET', `/api/v1/pipelines/${id}/runs`);
+    expect(list.status).toBe(200);
+    expect(list.headers.get('x-total-count')).toBe('1');
+    expect(list.body.map((x: { id: string }) => x.id)).toEqual([r.body.id]);
+    expect((await api('GET', `/api/v1/pipelines/${id}/runs?status=running`)).body).toEqual([]);
   }, 90_000);
 
   it('a failing B skips D and fails the run while C still completes', async () => {
@@ -103,8 +119,9 @@ describe('pipeline runs on a real worker', () => {
     expect(run.jobs.b).toMatchObject({ status: 'failed', exit_code: 4 });
     expect(run.jobs.c).toMatchObject({ status: 'completed', exit_code: 0 });
     expect(run.jobs.d).toMatchObject({ status: 'skipped', execution_id: null });
-    // C was still running when B failed, and finished afterwards
+    // C was still running when B failed, and finished afterwards; the run ended only then
     expect(t(run.jobs.c!.finished_at)).toBeGreaterThan(t(run.jobs.b!.finished_at));
+    expect(t(run.finished_at)).toBeGreaterThanOrEqual(t(run.jobs.c!.finished_at));
     expect(await executionsOf(run.jobs.d!.job_id)).toEqual([]);
   }, 90_000);
 
@@ -155,6 +172,28 @@ describe('pipeline runs on a real worker', () => {
     expect(longStatuses).toContain('running');
     expect((await api('POST', `/api/v1/pipeline-runs/${r.body.id}/cancel`)).status).toBe(409);
   }, 90_000);
+
+  it("a job's execution cancelled on its own (not the run) cancels the run and skips what depends on it", async () => {
+    const { id, ids } = await createPipeline({
+      name: 'job-cancelled',
+      jobs: [
+        { name: 'a', command: 'echo started; sleep 30' },
+        { name: 'b', command: 'echo never', depends_on: ['a'] },
+      ],
+    });
+    const r = await api('POST', `/api/v1/pipelines/${id}/runs`);
+    expect(r.status).toBe(202);
+    const a = await eventually(async () => {
+      const x = (await api('GET', `/api/v1/pipeline-runs/${r.body.id}`)).body.jobs.find((j: RunJob) => j.name === 'a');
+      return x.status === 'running' ? x : undefined;
+    }, 30_000);
+    expect((await call(workerManager.url, 'POST', `/api/v1/executions/${a.execution_id}/cancel`)).status).toBe(202);
+    const run = await finished(r.body.id, 30_000);
+    expect(run.status).toBe('cancelled');
+    expect(run.jobs.a).toMatchObject({ status: 'cancelled', execution_id: a.execution_id });
+    expect(run.jobs.b).toMatchObject({ status: 'skipped', execution_id: null });
+    expect(await executionsOf(ids.b!)).toEqual([]);
+  }, 60_000);
 
   it('rejects a cycle with a 400 that names it', async () => {
     const r = await api('POST', '/api/v1/pipelines', {
