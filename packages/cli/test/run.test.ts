@@ -212,6 +212,16 @@ describe('errors', () => {
     expect(l.stderr.trimEnd().split('\n')).toEqual([`hodei: cannot reach the worker-manager at http://127.0.0.1:${port} (connection refused)`]);
   });
 
+  it('a job created for a run that worker-manager cannot take is removed, not left behind never run', async () => {
+    const port = await closedPort();
+    const name = `stray-${Date.now()}`;
+    const r = await hodeiDone(['run', '--name', name, '--command', 'true'], { ...env, HODEI_WORKER_MANAGER_URL: `http://127.0.0.1:${port}` });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`hodei: cannot reach the worker-manager at http://127.0.0.1:${port} (connection refused) (the job was not run; removed)\n`);
+    const jobs = (await (await fetch(`${stack.orchestrator.url}/api/v1/jobs?limit=1000`)).json()) as { name: string }[];
+    expect(jobs.map((j) => j.name)).not.toContain(name);
+  });
+
   it('a 4xx shows the detail and the field, exit 1, no stack', async () => {
     const r = await hodeiDone(['run', '--name', 'bad', '--command', 'true', '--env', 'NOT-A-NAME=1'], env);
     expect(r.code).toBe(1);

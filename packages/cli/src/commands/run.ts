@@ -162,7 +162,15 @@ async function readText(file: string): Promise<string> {
 export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<RunFlags, 'detach' | 'timestamps' | 'raw'>): Promise<number> {
   const { client, out, config } = c;
   const job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, body);
-  const execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id });
+  const execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id }).catch(async (err: unknown) => {
+    // the job was only ever meant to run now: it is not left behind, never run
+    const removed = await client.send('orchestrator', 'DELETE', `/api/v1/jobs/${job.id}`, null).then(
+      () => 'removed',
+      () => `left as ${job.id}`,
+    );
+    if (err instanceof CliError) throw new CliError(`${err.message} (the job was not run; ${removed})`, err.exitCode, err.details);
+    throw err;
+  });
 
   if (flags.detach) {
     if (out.json) out.printJson({ job: job.id, execution: execution.id, name: job.name, status: execution.status });
