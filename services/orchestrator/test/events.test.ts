@@ -1,5 +1,8 @@
-// Job status follows execution events on JetStream; cancel goes through worker-manager; data and
-// consumer positions survive a restart.
+// Contract tests against a stand-in worker-manager (helpers.ts), with execution events published by
+// hand: job status follows the events' exact fields, including orderings a real installation does
+// not produce on demand (late, out of order, unknown job, junk); cancel asks worker-manager for
+// each queued and running execution, one of them already gone (409); events published while the
+// orchestrator is down are picked up after a restart. Real services: stack.test.ts.
 import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,7 +48,7 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-describe('job status from execution events', () => {
+describe('job status from execution events (contract)', () => {
   it('follows queued → running → completed with exit code and duration', async () => {
     const job = (await api('POST', '/api/v1/jobs', { name: 'follows', command: 'true' })).body;
     const eid = newId();
@@ -129,7 +132,7 @@ describe('job status from execution events', () => {
   });
 });
 
-describe('cancel', () => {
+describe('cancel against a stand-in worker-manager (contract)', () => {
   it("cancels the job's queued and running executions through worker-manager", async () => {
     const job = (await api('POST', '/api/v1/jobs', { name: 'to-cancel', command: 'sleep 100' })).body;
     const queued = newId();
@@ -169,7 +172,7 @@ describe('cancel', () => {
   });
 });
 
-describe('restart', () => {
+describe('restart (contract)', () => {
   it('keeps pipelines, jobs and statuses, and picks up events published while it was down', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'durable', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
     const [a, b] = p.jobs;

@@ -1,6 +1,7 @@
 // A start claimed by an orchestrator that stopped before recording the execution: the sweep takes
 // it over, adopting the execution worker-manager already has for that run, or starting the job
-// when it has none, so the job runs exactly once.
+// when it has none, so the job runs exactly once. A contract test against a stand-in
+// worker-manager (helpers.ts): a real one cannot be stopped between claiming and recording.
 import { createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
@@ -49,7 +50,7 @@ async function abandonedRun(): Promise<{ runId: string; ids: Record<string, stri
   return { runId, ids };
 }
 
-describe('stale starts', () => {
+describe('stale starts taken over (contract, stand-in worker-manager)', () => {
   it('adopts the execution worker-manager already has for the run, starts only the job it does not have', async () => {
     const { runId, ids } = await abandonedRun();
     const adopted = newId();
