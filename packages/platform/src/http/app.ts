@@ -6,7 +6,7 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 import { Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
-import { HttpError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { HttpError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { YAML_TYPES, type Api } from './api.js';
 
@@ -130,6 +130,20 @@ const PG_CLIENT_ERRORS: Record<string, [number, string]> = {
   '22001': [400, 'a value is too long'],
 };
 
+/** PostgreSQL cannot be reached or is going away: SQLSTATE class 08, shutdowns, no connection slot. */
+const PG_UNAVAILABLE = /^(08|57P0[123]$|53300$)/;
+const NET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+const POOL_UNAVAILABLE = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
+
+/** Why the request could not be served for now, when a dependency is down; null otherwise. */
+function unavailable(e: { code?: string; message?: string }): string | null {
+  if (typeof e.code === 'string' && NET_UNAVAILABLE.has(e.code)) return `a service this request needs is unavailable (${e.code}); try again`;
+  if ((typeof e.code === 'string' && PG_UNAVAILABLE.test(e.code)) || (typeof e.message === 'string' && POOL_UNAVAILABLE.test(e.message))) {
+    return 'the database is unavailable; try again';
+  }
+  return null;
+}
+
 function toHttpError(err: unknown): HttpError | null {
   if (err instanceof HttpError) return err;
   const e = err as BodyParserError & { code?: string };
@@ -137,7 +151,7 @@ function toHttpError(err: unknown): HttpError | null {
     case 'entity.parse.failed':
       return new HttpError(400, 'Bad Request', `malformed JSON body: ${e.message}`, [{ path: 'body', message: 'malformed JSON' }]);
     case 'entity.too.large':
-      return new HttpError(413, 'Payload Too Large', 'the request body is larger than the limit');
+      return new PayloadTooLargeError('the request body is larger than the limit');
     case 'charset.unsupported':
     case 'encoding.unsupported':
       return new HttpError(415, 'Unsupported Media Type', e.message);
@@ -147,7 +161,8 @@ function toHttpError(err: unknown): HttpError | null {
   const pg = e?.code ? PG_CLIENT_ERRORS[e.code] : undefined;
   if (pg) return new HttpError(pg[0], pg[0] === 409 ? 'Conflict' : 'Bad Request', pg[1]);
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'Bad Request', e.message);
-  return null;
+  const down = e ? unavailable(e) : null;
+  return down ? new ServiceUnavailableError(down) : null;
 }
 
 function errorHandler(logger: Logger): ErrorRequestHandler {

@@ -1,0 +1,85 @@
+// A request that fails because PostgreSQL is down or goes away mid-query is a 503 problem+json
+// that says so (the client may try again), never a 500.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootService, createLogger, createPool, createTestEnv, type Pool, type RunningService } from '../src/index.js';
+
+const env = createTestEnv();
+let svc: RunningService;
+let unreachable: Pool;
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'hodei-unavailable-'));
+  await writeFile(join(dir, '001_init.sql'), 'SELECT 1;');
+  unreachable = createPool(`postgres://postgres@127.0.0.1:${await closedPort()}/nowhere`, 'orchestrator', createLogger('test', 'silent'));
+  svc = await bootService(
+    {
+      title: 'Test service',
+      description: 'database outages',
+      schema: 'orchestrator',
+      migrationsDir: dir,
+      setup: ({ api, db }) => {
+        api.route({ method: 'get', path: '/api/v1/down', tag: 't', summary: 'a database nothing listens on', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
+          await unreachable.query('SELECT 1');
+          res.json({});
+        });
+        api.route({ method: 'get', path: '/api/v1/slow', tag: 't', summary: 'a query whose connection is terminated', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
+          await db.query("SELECT pg_sleep(30) /* hodei-unavailable-test */");
+          res.json({});
+        });
+        return {};
+      },
+    },
+    env.config('orchestrator'),
+  );
+});
+afterAll(async () => {
+  await unreachable?.end();
+  await svc?.stop();
+  await env.cleanup();
+});
+
+async function expect503(res: Response, detail: RegExp): Promise<void> {
+  expect(res.status).toBe(503);
+  expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+  const body = (await res.json()) as { status: number; detail: string };
+  expect(body.status).toBe(503);
+  expect(body.detail).toMatch(detail);
+}
+
+describe('database unavailable', () => {
+  it('cannot connect: 503 naming what is unavailable', async () => {
+    await expect503(await fetch(`${svc.url}/api/v1/down`), /unavailable \(ECONNREFUSED\); try again/);
+  });
+
+  it('the connection is terminated mid-query: 503, the database is unavailable', async () => {
+    const pending = fetch(`${svc.url}/api/v1/slow`);
+    const admin = createPool(env.databaseUrl, 'public', createLogger('test', 'silent'));
+    try {
+      let killed = 0;
+      for (let i = 0; i < 100 && !killed; i++) {
+        const { rows } = await admin.query(
+          "SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%hodei-unavailable-test%' AND pid <> pg_backend_pid()) t",
+        );
+        killed = (rows[0] as { n: number }).n;
+        if (!killed) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(killed).toBe(1);
+      await expect503(await pending, /^the database is unavailable; try again$/);
+    } finally {
+      await admin.end();
+    }
+  });
+});
