@@ -27,6 +27,12 @@ const MAX_FINALS_IN_FLIGHT = 200;
 const BACKLOG_HIGH = 500;
 const BACKLOG_LOW = 100;
 const BACKLOG_REPEAT_MS = 1000;
+/**
+ * Lines stored in Postgres leave the logs stream this often (purged up to the consumer's ack floor):
+ * kept for the stream's whole max_age, one flood of a job took gigabytes of disk a second time.
+ */
+const PURGE_INTERVAL_MS = 5000;
+const LOGS_CONSUMER = 'worker-manager-logs';
 
 interface Batch {
   execution_id: string;
@@ -90,6 +96,9 @@ export class Consumers {
   private roomWaiters: (() => void)[] = [];
   private backlog = 0;
   private behindTimer: NodeJS.Timeout | undefined;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  /** The stream's messages below this sequence are purged. */
+  private purgedBelow = 0;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -100,13 +109,14 @@ export class Consumers {
 
   async start(): Promise<void> {
     const s = this.ctx.bus.subjects;
-    const logs = await durable(this.ctx, s.logsStream, 'worker-manager-logs', s.logsAll, 10_000);
+    const logs = await durable(this.ctx, s.logsStream, LOGS_CONSUMER, s.logsAll, 10_000);
     // statuses of executions of jobs, and of those without one (their own subjects: see Subjects)
     const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000);
     const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000);
     this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
+    this.purgeTimer = setInterval(() => void this.purgeStored(), PURGE_INTERVAL_MS).unref();
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
@@ -122,6 +132,7 @@ export class Consumers {
 
   async stop(): Promise<void> {
     clearInterval(this.behindTimer);
+    clearInterval(this.purgeTimer);
     this.liveSub?.unsubscribe();
     await this.logMessages?.close().catch(() => undefined);
     for (const m of this.statusMessages) await m.close().catch(() => undefined);
@@ -158,6 +169,19 @@ export class Consumers {
         void p.finally(() => (this.flushed = this.flushed.filter((x) => x !== p)));
       }
       if (this.bufferedLines > MAX_BUFFERED_LINES) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+  }
+
+  /** Removes from the logs stream the messages whose lines are stored (acknowledged, in order). */
+  async purgeStored(): Promise<void> {
+    const { jsm, subjects } = this.ctx.bus;
+    try {
+      const floor = (await jsm.consumers.info(subjects.logsStream, LOGS_CONSUMER)).ack_floor.stream_seq;
+      if (floor + 1 <= this.purgedBelow) return;
+      await jsm.streams.purge(subjects.logsStream, { filter: subjects.logsAll, seq: floor + 1 });
+      this.purgedBelow = floor + 1;
+    } catch (err) {
+      this.ctx.logger.warn({ err }, 'could not purge stored log messages from the stream; trying again later');
     }
   }
 
