@@ -8,7 +8,7 @@ import { Firer } from './firer.js';
 import { Placer } from './placer.js';
 import { registerScheduleRoutes } from './routes/schedules.js';
 import { registerWorkerRoutes } from './routes/workers.js';
-import { QueueStore } from './store/queue.js';
+import { QueueStore, type PlacedEntry } from './store/queue.js';
 import { ScheduleStore } from './store/schedules.js';
 import { WorkerStore } from './store/workers.js';
 
@@ -116,34 +116,60 @@ export const definition: ServiceDefinition = {
       if (finishedHere.size > FINISHED_REMEMBERED) finishedHere.delete(finishedHere.values().next().value!);
       placer.kick(false);
     };
-    /** A worker that went offline ran its executions to nowhere: they are `lost` (worker-manager records it and retries). */
-    const workerGone = async (workerId: string, why: string) => {
-      placer.kick(); // no more placing on it from what the last round saw
-      const lost = await queue.loseWorker(workerId);
-      const now = new Date().toISOString();
+    /**
+     * Executions placed on a worker that is gone ran to nowhere: they are `lost` (worker-manager records
+     * it and retries). The event goes out before the queue row changes, so a publish that fails (NATS
+     * down) or a crash in between leaves them placed on an offline worker, where `republishLost` finds
+     * them again; the msgID makes a second publish of the same `lost` harmless.
+     */
+    const publishLost = async (lost: PlacedEntry[], why: (workerId: string) => string) => {
       for (const e of lost) {
+        const now = new Date().toISOString();
         const event: ExecutionStatusEvent = {
           execution_id: e.execution_id,
           job_id: e.job_id,
-          worker_id: workerId,
+          worker_id: e.worker_id,
           status: 'lost',
-          message: why,
+          message: why(e.worker_id),
           finished_at: now,
           timestamp: now,
         };
         await bus.js.publish(bus.subjects.forExecution(e.job_id).status(e.execution_id), encodeJson(event), { msgID: `${e.execution_id}-lost` });
       }
+      if (lost.length) await queue.lost(lost);
+    };
+    const workerGone = async (workerId: string, why: string) => {
+      placer.kick(); // no more placing on it from what the last round saw
+      const lost = await queue.placedOnGone(workerId);
+      await publishLost(lost, () => why);
       if (lost.length) logger.warn({ worker_id: workerId, executions: lost.map((e) => e.execution_id) }, 'executions lost with their worker');
     };
+    const republishLost = async () => {
+      const lost = await queue.placedOnGone();
+      await publishLost(lost, (w) => `worker ${w} went offline`);
+      if (lost.length) logger.warn({ executions: lost.map((e) => e.execution_id) }, 'lost executions of offline workers published late');
+    };
+    // Silence is measured from this start at the earliest: heartbeats sent while no scheduler was
+    // listening were not recorded, and a worker gets one whole time-out to be heard again.
+    let startedAt = Infinity;
     const expireWorkers = async () => {
+      if (performance.now() - startedAt < config.heartbeatTimeoutMs) return;
       const gone = await workers.expire(config.heartbeatTimeoutMs);
       for (const id of gone) {
         logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
         await workerGone(id, `worker ${id} sent no heartbeat for ${config.heartbeatTimeoutMs} ms`);
       }
     };
+    /** Runs `fn` every `ms`, never twice at once (a publish waiting on NATS can outlast the period). */
     const every = (ms: number, fn: () => Promise<void>, what: string) => {
-      const t = setInterval(() => void fn().catch((err: unknown) => logger.error({ err }, `${what} failed`)), ms);
+      let busy = false;
+      const t = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        void fn()
+          .catch((err: unknown) => logger.error({ err }, `${what} failed`))
+          .finally(() => (busy = false));
+      }, ms);
       t.unref();
       timers.push(t);
     };
@@ -175,7 +201,9 @@ export const definition: ServiceDefinition = {
           caughtUp: () => placer.setReady(),
         });
         firer.kick();
+        startedAt = performance.now();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
+        every(SAFETY_TICK_MS, republishLost, 'publishing the lost executions of offline workers');
         // checked often (a cheap indexed UPDATE) so that offline follows the time-out closely, not up to timeout/2 later
         every(Math.max(50, Math.min(200, Math.floor(config.heartbeatTimeoutMs / 10))), expireWorkers, 'heartbeat time-out check');
       },

@@ -24,6 +24,12 @@ interface QueueRow extends Omit<QueueEntry, 'created_ms'> {
 
 const toEntry = ({ created_at, ...r }: QueueRow): QueueEntry => ({ ...r, created_ms: created_at.getTime() });
 
+export interface PlacedEntry {
+  execution_id: string;
+  job_id: string | null;
+  worker_id: string;
+}
+
 export interface Stored {
   stored: boolean;
   known: { state: string; worker_id: string | null } | null;
@@ -190,14 +196,27 @@ export class QueueStore {
     return new Set(rows.map((r) => r.execution_id));
   }
 
-  /** The worker is gone: whatever was placed on it is over (lost); returns those executions. */
-  async loseWorker(workerId: string): Promise<{ execution_id: string; job_id: string | null }[]> {
-    const { rows } = await this.db.query<{ execution_id: string; job_id: string | null }>(
-      `UPDATE queue SET state = 'done', done_at = now()
-       WHERE worker_id = $1 AND state IN ('assigning', 'assigned') RETURNING execution_id, job_id`,
-      [workerId],
+  /** What is placed on the worker (claimed or assigned), or, without a worker, on every offline
+   *  worker: executions whose `lost` is due. */
+  async placedOnGone(workerId?: string): Promise<PlacedEntry[]> {
+    const { rows } = await this.db.query<PlacedEntry>(
+      workerId
+        ? `SELECT execution_id, job_id, worker_id FROM queue WHERE worker_id = $1 AND state IN ('assigning', 'assigned')`
+        : `SELECT q.execution_id, q.job_id, q.worker_id FROM queue q JOIN workers w ON w.id = q.worker_id
+           WHERE q.state IN ('assigning', 'assigned') AND w.status = 'offline'`,
+      workerId ? [workerId] : [],
     );
     return rows;
+  }
+
+  /** Their `lost` is published: over, if still placed on that worker. */
+  async lost(entries: PlacedEntry[]): Promise<void> {
+    await this.db.query(
+      `UPDATE queue q SET state = 'done', done_at = now()
+       FROM unnest($1::uuid[], $2::uuid[]) AS v(execution_id, worker_id)
+       WHERE q.execution_id = v.execution_id AND q.worker_id = v.worker_id AND q.state IN ('assigning', 'assigned')`,
+      [entries.map((e) => e.execution_id), entries.map((e) => e.worker_id)],
+    );
   }
 
   /** Tombstones live as long as the events stream keeps the messages they guard against. */

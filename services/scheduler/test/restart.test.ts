@@ -1,0 +1,93 @@
+// A scheduler restarted while real workers run: their heartbeats sent while no scheduler listened
+// were never recorded, yet none is taken for dead. A job runs to the end as one attempt with every
+// line, and a job placed just after the restart runs too.
+import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import type { Execution, LogLine } from '@hodei/types';
+import { startWorker, type WorkerHandle } from '@hodei/worker';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { call, executeOn, finishedOn, getExecutionOn, until } from '../../worker-manager/test/helpers.js';
+import { startWorkerManager } from '../../worker-manager/src/service.js';
+import { startScheduler } from '../src/service.js';
+
+// A worker beats every second; the restarted scheduler checks for silence every 150 ms. Without a
+// grace after start-up a worker whose first beat comes later than the first check (85 % of the
+// time, for each of three workers) would be taken for dead.
+const HEARTBEAT_MS = 1000;
+const TIMEOUT_MS = 1500;
+const LINES = 40;
+
+let env: TestEnv;
+let schedConfig: Config;
+let sched: RunningService | undefined;
+let wm: RunningService;
+let workers: WorkerHandle[] = [];
+
+beforeAll(async () => {
+  env = createTestEnv();
+  const { ports, urls } = await serviceAddresses();
+  const common = { urls, heartbeatIntervalMs: HEARTBEAT_MS, heartbeatTimeoutMs: TIMEOUT_MS };
+  schedConfig = env.config('scheduler', { ...common, port: ports.scheduler });
+  sched = await startScheduler(schedConfig);
+  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: ports['worker-manager'] }));
+  workers = await Promise.all(
+    [1, 2, 3].map(() =>
+      startWorker({
+        natsUrl: schedConfig.natsUrl,
+        natsPrefix: schedConfig.natsPrefix,
+        schedulerUrl: sched!.url,
+        labels: { t: 'restart' },
+        heartbeatIntervalMs: HEARTBEAT_MS,
+        killGraceMs: 300,
+        logLevel: 'silent',
+      }),
+    ),
+  );
+  for (const w of workers) await workerOnline(sched.url, w.id, 10_000);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop({ force: true })));
+  await wm?.stop();
+  await sched?.stop();
+  await env?.cleanup();
+}, 60_000);
+
+const storedLines = async (id: string) =>
+  ((await (await call(wm.url, 'GET', `/api/v1/executions/${id}/logs?limit=1000`)).json()) as { lines: LogLine[] }).lines;
+
+const statuses = async (url: string) =>
+  Promise.all(workers.map(async (w) => ((await (await call(url, 'GET', `/api/v1/workers/${w.id}`)).json()) as { status: string }).status));
+
+it('workers heard from within one time-out after a scheduler restart stay online, and a running job completes as one attempt', async () => {
+  // 40 lines, one every 200 ms: ~8 s, outlasting the scheduler's downtime and its time-out after
+  const job = await executeOn(wm.url, {
+    command: `for i in $(seq 1 ${LINES}); do echo line-$i; sleep 0.2; done`,
+    labels: { t: 'restart' },
+    max_retries: 1,
+  });
+  await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+
+  const url = sched!.url;
+  await sched!.stop();
+  sched = undefined;
+  // down for twice the time-out: the worker's last recorded heartbeat is older than that at restart
+  await new Promise((r) => setTimeout(r, 2 * TIMEOUT_MS));
+  sched = await startScheduler(schedConfig);
+  expect(sched.url).toBe(url);
+  const placedAfter = await executeOn(wm.url, { command: 'echo placed-after-restart', labels: { t: 'restart' } });
+
+  const seen = new Set<string>();
+  const done = await until(async () => {
+    for (const status of await statuses(url)) seen.add(status);
+    const e = await getExecutionOn(wm.url, job.id);
+    return e.status !== 'running' && e.status !== 'queued' && e;
+  }, 20_000, 'the job to end');
+  expect(seen).toEqual(new Set(['online']));
+  expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, message: 'exited with code 0', log_lines: LINES });
+  expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: LINES }, (_, i) => `line-${i + 1}`));
+
+  const after: Execution = await finishedOn(wm.url, placedAfter.id, 10_000);
+  expect(after).toMatchObject({ status: 'completed', attempt: 1, log_lines: 1 });
+  expect((await storedLines(placedAfter.id)).map((l) => l.line)).toEqual(['placed-after-restart']);
+  expect(await statuses(url)).toEqual(['online', 'online', 'online']);
+}, 60_000);
