@@ -26,6 +26,7 @@ import {
   type ExecutionStatusEvent,
   type Job,
   type JobSpec,
+  type RegistryWorker,
   type WorkerControl,
 } from '@hodei/types';
 import type { EventHub } from './live/event-hub.js';
@@ -49,6 +50,7 @@ const cancelControl = (executionId: string) =>
 
 export class Executions {
   private readonly orchestrator: ServiceClient;
+  private readonly scheduler: ServiceClient;
   // Status writes of many executions at one moment share a statement (a backlog of short jobs
   // otherwise costs the database a round trip per event).
   private readonly inserts: Batcher<store.NewExecution, ExecutionRow>;
@@ -64,6 +66,7 @@ export class Executions {
     private readonly retries: Retries,
   ) {
     this.orchestrator = new ServiceClient(ctx.config.urls.orchestrator, ctx.config.apiToken);
+    this.scheduler = new ServiceClient(ctx.config.urls.scheduler, ctx.config.apiToken);
     this.inserts = new Batcher((items) => store.insertExecutions(ctx.db, items));
     this.waits = new Batcher((items) => store.setWaiting(ctx.db, items));
     this.starts = new Batcher((items) => store.markRunning(ctx.db, items));
@@ -144,10 +147,35 @@ export class Executions {
     // its worker did not answer the quick ask in time (busy): ask it directly, and wait longer
     try {
       await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(row.worker_id), cancelControl(id), { timeout: 3000 });
+      return store.toExecution(row);
     } catch (err) {
-      throw new ServiceUnavailableError(`worker ${row.worker_id} did not answer the cancel request (${(err as Error).message})`);
+      const gone = await this.workerGone(row.worker_id);
+      if (!gone) {
+        throw new ServiceUnavailableError(
+          `worker ${row.worker_id} did not answer the cancel request (${(err as Error).message}) and is still registered; try again ` +
+            '(a worker silent for the heartbeat time-out goes offline, and its executions end)',
+        );
+      }
+      // A worker that died took its jobs with it, and one cut off from NATS for the time-out kills them.
+      const done = await store.markFinal(this.ctx.db, id, {
+        status: 'cancelled',
+        message: `cancelled; its worker ${row.worker_id} ${gone}, so none of its processes runs any more`,
+        from: ['running'],
+      });
+      if (!done) return this.cancel(id); // it ended meanwhile
+      await this.finished(done, { execution_id: id, job_id: done.job_id, worker_id: row.worker_id, status: 'cancelled', timestamp: new Date().toISOString() });
+      return store.toExecution(done);
     }
-    return store.toExecution(row);
+  }
+
+  /** How the scheduler's registry tells that the worker runs nothing any more; null when it may. */
+  private async workerGone(workerId: string): Promise<string | null> {
+    const w = await this.scheduler.find<RegistryWorker>(`/api/v1/workers/${workerId}`);
+    if (!w) return 'is not registered';
+    if (w.status === 'offline') return 'is offline';
+    const silentMs = Date.now() - Date.parse(w.last_heartbeat_at ?? w.registered_at);
+    if (w.status === 'stopped' && silentMs > this.ctx.config.heartbeatTimeoutMs) return `is stopped and silent for ${silentMs} ms`;
+    return null;
   }
 
   /** Asks every worker to cancel the execution; true when the one running it answered. */

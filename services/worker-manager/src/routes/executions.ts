@@ -72,10 +72,10 @@ export function registerExecutionRoutes(api: Api, db: Pool, executions: Executio
       summary: 'Cancel: a queued execution at once, a running one by killing its process group',
       params: IdParams,
       responses: {
-        202: { description: 'cancelled (queued) or being cancelled (running)', schema: Execution },
+        202: { description: 'cancelled (queued, or running on a worker that is gone) or being cancelled (running)', schema: Execution },
         404: { description: 'no such execution' },
         409: { description: 'the execution already ended' },
-        503: { description: 'its worker did not answer' },
+        503: { description: 'its worker did not answer and is still registered online or draining, or the scheduler did not answer' },
       },
     },
     async ({ params }, _req, res) => {

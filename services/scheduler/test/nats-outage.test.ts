@@ -1,0 +1,132 @@
+// A worker agent killed while NATS is down: the scheduler takes it offline with NATS still down, so
+// its `lost` cannot be published then. It is published once NATS is back, and a cancel meanwhile
+// ends the execution instead of answering 503 for ever. NATS here is this file's own nats-server,
+// killed and restarted; the shared one is never touched.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestEnv, freePort, newId, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import type { Execution } from '@hodei/types';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startAgentProcess, type AgentProcess } from '../../../packages/worker/test/harness.js';
+import { startWorkerManager } from '../../worker-manager/src/service.js';
+import { call, executeOn, getExecutionOn, until } from '../../worker-manager/test/helpers.js';
+import { startScheduler } from '../src/service.js';
+
+const TIMEOUT_MS = 1000;
+/** How long a JetStream publish waits for its ack: NATS stays down longer than that after the worker goes offline. */
+const PUBLISH_WAIT_MS = 5000;
+
+let natsProc: ChildProcess | undefined;
+let natsPort: number;
+let natsDir: string;
+let scratch: string;
+let env: TestEnv;
+let sched: RunningService;
+let wm: RunningService;
+let agent: AgentProcess;
+const workerId = newId();
+
+async function startNats(): Promise<void> {
+  natsProc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(natsPort), '-js', '-sd', natsDir], {
+    stdio: 'ignore',
+    env: { PATH: `${process.env.PATH}:/usr/sbin:/usr/local/bin` },
+  });
+  const listening = () =>
+    new Promise<boolean>((resolve) => {
+      const sock = tcpConnect(natsPort, '127.0.0.1');
+      sock.once('connect', () => (sock.destroy(), resolve(true)));
+      sock.once('error', () => resolve(false));
+    });
+  await until(listening, 20_000, 'nats-server to listen');
+}
+
+async function killNats(): Promise<void> {
+  const p = natsProc!;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+const pidAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+beforeAll(async () => {
+  natsPort = await freePort();
+  natsDir = mkdtempSync(join(tmpdir(), 'hodei-nats-outage-'));
+  scratch = mkdtempSync(join(tmpdir(), 'hodei-nats-outage-jobs-'));
+  await startNats();
+  const natsUrl = `nats://127.0.0.1:${natsPort}`;
+  env = createTestEnv();
+  const { ports, urls } = await serviceAddresses();
+  const common = { urls, natsUrl, heartbeatIntervalMs: 200, heartbeatTimeoutMs: TIMEOUT_MS };
+  sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
+  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: ports['worker-manager'] }));
+  agent = startAgentProcess(env.natsPrefix, workerId, {
+    NATS_URL: natsUrl,
+    HODEI_SCHEDULER_URL: sched.url,
+    HODEI_WORKER_LABELS: 'pool=ext',
+    HODEI_HEARTBEAT_INTERVAL_MS: '200',
+    HODEI_KILL_GRACE_MS: '300',
+  });
+  await workerOnline(sched.url, workerId, 20_000);
+}, 60_000);
+
+afterAll(async () => {
+  agent?.proc.kill('SIGKILL');
+  // were the agent's jobs to outlive it, they end here
+  for (const f of ['a', 'b'].map((n) => join(scratch, n)).filter(existsSync)) {
+    const pid = Number(readFileSync(f, 'utf8').trim());
+    if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  await wm?.stop();
+  await sched?.stop();
+  if (natsProc && natsProc.exitCode === null && natsProc.signalCode === null) await killNats();
+  await env?.cleanup();
+  rmSync(natsDir, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+}, 60_000);
+
+it("a worker gone while NATS is down: its execution's `lost` is published when NATS is back, and a cancel meanwhile ends the other one", async () => {
+  const run = (name: string) => executeOn(wm.url, { command: `echo $$ > ${join(scratch, name)}; exec sleep 120`, labels: { pool: 'ext' }, max_retries: 0 });
+  const a = await run('a');
+  const b = await run('b');
+  for (const e of [a, b]) await until(async () => (await getExecutionOn(wm.url, e.id)).status === 'running', 15_000, `${e.id} running`);
+
+  await killNats();
+  agent.proc.kill('SIGKILL');
+  await agent.exit;
+  await until(async () => ((await (await call(sched.url, 'GET', `/api/v1/workers/${workerId}`)).json()) as { status: string }).status === 'offline', 10_000, 'the worker offline');
+  const offlineAt = Date.now();
+
+  // nothing answers for the worker, and the registry says it is gone: the cancel ends the execution
+  const cancel = await call(wm.url, 'POST', `/api/v1/executions/${b.id}/cancel`);
+  const cancelled = (await cancel.json()) as Execution;
+  expect(cancel.status).toBe(202);
+  expect(cancelled).toMatchObject({ id: b.id, status: 'cancelled', message: expect.stringContaining(`its worker ${workerId} is offline`) });
+  expect(await getExecutionOn(wm.url, b.id)).toMatchObject({ status: 'cancelled' });
+
+  // the scheduler's first publish of the `lost` has failed by now
+  await new Promise((r) => setTimeout(r, Math.max(0, offlineAt + PUBLISH_WAIT_MS + 1000 - Date.now())));
+  await startNats();
+  const lost = await until(async () => {
+    const e = await getExecutionOn(wm.url, a.id);
+    return e.status !== 'running' && e;
+  }, 30_000, 'the execution of the gone worker to end');
+  expect(lost).toMatchObject({ status: 'lost', worker_id: workerId, message: expect.stringMatching(new RegExp(`^worker ${workerId} (sent no heartbeat for ${TIMEOUT_MS} ms|went offline)`)) });
+  // the cancel stands, and the registry holds nothing on the worker any more
+  expect(await getExecutionOn(wm.url, b.id)).toMatchObject({ status: 'cancelled' });
+  const w = await until(async () => {
+    const r = (await (await call(sched.url, 'GET', `/api/v1/workers/${workerId}`)).json()) as { running_executions: string[] };
+    return r.running_executions.length === 0 && r;
+  }, 10_000, 'the worker to hold nothing');
+  expect(w).toMatchObject({ status: 'offline', running_executions: [] });
+}, 90_000);
