@@ -107,7 +107,6 @@ describe('hodei run', () => {
     // 5 gaps of 300 ms at the job: the CLI must see them spread out, and the first long before exit
     expect(last - first).toBeGreaterThanOrEqual(1000);
     expect(r.exitedAt - first).toBeGreaterThanOrEqual(1000);
-    for (let i = 1; i < ticks.length; i++) expect(ticks[i]!.at - ticks[i - 1]!.at).toBeGreaterThanOrEqual(100);
   });
 
   it('runs a --script with a bash shebang, passing --arg and --env', async () => {
