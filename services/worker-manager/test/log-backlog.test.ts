@@ -5,7 +5,7 @@ import { connectBus, createLogger, decodeJson, createTestEnv, type Bus, type Run
 import type { LogBacklog, LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
-import { call, lines, until } from './helpers.js';
+import { call, lines, logEvents, openSse, publishLines, publishStatus, until } from './helpers.js';
 
 let env: TestEnv;
 let bus: Bus;
@@ -67,4 +67,22 @@ describe('log backlog signal', () => {
     const stored = (await (await call(svc!.url, 'GET', '/api/v1/executions?limit=1')).json()) as { log_lines: number }[];
     expect(stored[0]!.log_lines).toBe(15_000);
   });
+
+  it('a live stream whose last lines are late but still coming waits for them before completed', async () => {
+    const res = await call(svc!.url, 'POST', '/api/v1/execute', { command: 'true' });
+    const id = ((await res.json()) as { id: string }).id;
+    const sse = await openSse(`${svc!.url}/api/v1/executions/${id}/logs/stream`);
+    await publishLines(bus, id, lines(1, 5));
+    await publishStatus(bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 10, duration_ms: 5 });
+    // lines 6-10 are behind a backlog: some come 8 s later, after the status is recorded without them
+    await until(async () => (await (await call(svc!.url, 'GET', `/api/v1/executions/${id}`)).json()).status === 'completed', 15_000, 'the final status');
+    await new Promise((r) => setTimeout(r, 8000));
+    await publishLines(bus, id, lines(6, 7));
+    // the stream's first wait for them (10 s from the status) ends with 6-7 in: it waits again
+    await new Promise((r) => setTimeout(r, 7000));
+    expect(sse.events.some((e) => e.event === 'completed')).toBe(false);
+    await publishLines(bus, id, lines(8, 10));
+    await sse.waitFor((e) => e.event === 'completed', 15_000);
+    expect(logEvents(sse).map((l) => l.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  }, 60_000);
 });

@@ -26,7 +26,10 @@ const PAGE = 2000;
 const MAX_BUFFER = 20_000;
 /** A subscriber whose socket holds more than this unsent switches to reading from the store. */
 const MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
-/** After the final status, how long to wait for the last lines before re-reading the store and completing anyway. */
+/**
+ * After the final status, how long to wait for the last lines before re-reading the store; the
+ * stream completes without them only once a whole wait brought none (they are not coming).
+ */
 const FINAL_GRACE_MS = 10_000;
 
 /** Batches are kept whole (not line by line): cheap to add and to drop once stored. */
@@ -94,10 +97,18 @@ export class LogSubscriber {
     this.final = final;
     this.checkComplete();
     if (!this.done) {
+      let seen = this.nextSeq;
       const arm = () => {
         this.finalTimer = setTimeout(() => {
           if (this.catchingUp) return arm();
-          void this.catchUp().then(() => this.complete());
+          void this.catchUp().then(() => {
+            if (this.done) return;
+            if (this.nextSeq > seen || this.hub.hasPending(this.executionId)) {
+              seen = this.nextSeq; // lines still arrive (a backlog): keep waiting for the rest
+              return arm();
+            }
+            this.complete();
+          });
         }, FINAL_GRACE_MS);
         this.finalTimer.unref();
       };
