@@ -110,8 +110,9 @@ describe('infrastructure restarts', () => {
     const health = await fetch(`${stack.urls['worker-manager']}/health`);
     expect(health.status).toBe(503);
     const refused = await wm('POST', '/api/v1/execute', { name: 'e2e-during-pg-outage', command: 'echo nope' });
-    expect(refused.status).toBe(500);
+    expect(refused.status).toBe(503);
     expect(refused.headers.get('content-type') ?? '').toMatch(/problem\+json/);
+    expect(refused.body.detail).toMatch(/unavailable.*; try again$/);
     expect(stack.alive()).toEqual({ orchestrator: true, scheduler: true, 'worker-manager': true });
     await pgServer!.start();
     await allHealthy();
