@@ -1,15 +1,18 @@
-// A request that fails because PostgreSQL is down or goes away mid-query is a 503 problem+json
-// that says so (the client may try again), never a 500.
+// A request that fails because PostgreSQL or NATS is down, or PostgreSQL goes away mid-query, is a
+// 503 problem+json that says so (the client may try again), never a 500.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootService, createLogger, createPool, createTestEnv, type Pool, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 let svc: RunningService;
 let unreachable: Pool;
+let closedBus: JetStreamClient;
 
 function closedPort(): Promise<number> {
   return new Promise((resolve) => {
@@ -23,6 +26,9 @@ function closedPort(): Promise<number> {
 beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'hodei-unavailable-'));
   await writeFile(join(dir, '001_init.sql'), 'SELECT 1;');
+  const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+  closedBus = jetstream(nc);
+  await nc.close();
   unreachable = createPool(`postgres://postgres@127.0.0.1:${await closedPort()}/nowhere`, 'orchestrator', createLogger('test', 'silent'));
   svc = await bootService(
     {
@@ -33,6 +39,10 @@ beforeAll(async () => {
       setup: ({ api, db }) => {
         api.route({ method: 'get', path: '/api/v1/down', tag: 't', summary: 'a database nothing listens on', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
           await unreachable.query('SELECT 1');
+          res.json({});
+        });
+        api.route({ method: 'get', path: '/api/v1/bus', tag: 't', summary: 'a publish on a closed NATS connection', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
+          await closedBus.publish('nowhere', 'x');
           res.json({});
         });
         api.route({ method: 'get', path: '/api/v1/slow', tag: 't', summary: 'a query whose connection is terminated', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
@@ -62,6 +72,10 @@ async function expect503(res: Response, detail: RegExp): Promise<void> {
 describe('database unavailable', () => {
   it('cannot connect: 503 naming what is unavailable', async () => {
     await expect503(await fetch(`${svc.url}/api/v1/down`), /unavailable \(ECONNREFUSED\); try again/);
+  });
+
+  it('NATS connection closed: 503, the message bus is unavailable', async () => {
+    await expect503(await fetch(`${svc.url}/api/v1/bus`), /^the message bus is unavailable \(.+\); try again$/);
   });
 
   it('the connection is terminated mid-query: 503, the database is unavailable', async () => {

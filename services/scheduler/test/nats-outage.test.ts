@@ -1,7 +1,8 @@
 // A worker agent killed while NATS is down: the scheduler takes it offline with NATS still down, so
 // its `lost` cannot be published then. It is published once NATS is back, and a cancel meanwhile
 // ends the execution instead of answering 503 for ever. NATS here is this file's own nats-server,
-// killed and restarted; the shared one is never touched.
+// killed and restarted; the shared one is never touched. The cancelled execution belongs to a job:
+// the orchestrator learns of the cancel once NATS is back.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
@@ -11,6 +12,7 @@ import { createTestEnv, freePort, newId, serviceAddresses, workerOnline, type Ru
 import type { Execution } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgentProcess, type AgentProcess } from '../../../packages/worker/test/harness.js';
+import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { call, executeOn, getExecutionOn, until } from '../../worker-manager/test/helpers.js';
 import { startScheduler } from '../src/service.js';
@@ -25,6 +27,7 @@ let natsDir: string;
 let scratch: string;
 let env: TestEnv;
 let sched: RunningService;
+let orch: RunningService;
 let wm: RunningService;
 let agent: AgentProcess;
 const workerId = newId();
@@ -69,6 +72,7 @@ beforeAll(async () => {
   const { ports, urls } = await serviceAddresses();
   const common = { urls, natsUrl, heartbeatIntervalMs: 200, heartbeatTimeoutMs: TIMEOUT_MS };
   sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
+  orch = await startOrchestrator(env.config('orchestrator', { ...common, port: ports.orchestrator }));
   wm = await startWorkerManager(env.config('worker-manager', { ...common, port: ports['worker-manager'] }));
   agent = startAgentProcess(env.natsPrefix, workerId, {
     NATS_URL: natsUrl,
@@ -88,6 +92,7 @@ afterAll(async () => {
     if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
   }
   await wm?.stop();
+  await orch?.stop();
   await sched?.stop();
   if (natsProc && natsProc.exitCode === null && natsProc.signalCode === null) await killNats();
   await env?.cleanup();
@@ -96,9 +101,12 @@ afterAll(async () => {
 }, 60_000);
 
 it("a worker gone while NATS is down: its execution's `lost` is published when NATS is back, and a cancel meanwhile ends the other one", async () => {
-  const run = (name: string) => executeOn(wm.url, { command: `echo $$ > ${join(scratch, name)}; exec sleep 120`, labels: { pool: 'ext' }, max_retries: 0 });
-  const a = await run('a');
-  const b = await run('b');
+  const command = (name: string) => `echo $$ > ${join(scratch, name)}; exec sleep 120`;
+  const a = await executeOn(wm.url, { command: command('a'), labels: { pool: 'ext' }, max_retries: 0 });
+  const job = await call(orch.url, 'POST', '/api/v1/jobs', { name: 'outage-b', command: command('b'), labels: { pool: 'ext' } });
+  expect(job.status).toBe(201);
+  const jobId = ((await job.json()) as { id: string }).id;
+  const b = await executeOn(wm.url, { job_id: jobId });
   for (const e of [a, b]) await until(async () => (await getExecutionOn(wm.url, e.id)).status === 'running', 15_000, `${e.id} running`);
 
   await killNats();
@@ -122,8 +130,10 @@ it("a worker gone while NATS is down: its execution's `lost` is published when N
     return e.status !== 'running' && e;
   }, 30_000, 'the execution of the gone worker to end');
   expect(lost).toMatchObject({ status: 'lost', worker_id: workerId, message: expect.stringMatching(new RegExp(`^worker ${workerId} (sent no heartbeat for ${TIMEOUT_MS} ms|went offline)`)) });
-  // the cancel stands, and the registry holds nothing on the worker any more
+  // the cancel stands, its job learnt it once NATS took the announcement, and the registry holds
+  // nothing on the worker any more
   expect(await getExecutionOn(wm.url, b.id)).toMatchObject({ status: 'cancelled' });
+  await until(async () => ((await (await call(orch.url, 'GET', `/api/v1/jobs/${jobId}`)).json()) as { status: string }).status === 'cancelled', 30_000, "the job's status cancelled in the orchestrator");
   const w = await until(async () => {
     const r = (await (await call(sched.url, 'GET', `/api/v1/workers/${workerId}`)).json()) as { running_executions: string[] };
     return r.running_executions.length === 0 && r;

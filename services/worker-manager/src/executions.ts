@@ -136,8 +136,7 @@ export class Executions {
       // it ends here without having started.
       const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started', from: ['queued'] });
       if (done) {
-        await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionCancel, encodeJson({ execution_id: id }));
-        await this.finished(done, { execution_id: id, job_id: done.job_id, worker_id: null, status: 'cancelled', timestamp: new Date().toISOString() });
+        await this.cancelled(done, null);
         return store.toExecution(done);
       }
       // it started (or ended) meanwhile: cancel it where it runs
@@ -163,7 +162,7 @@ export class Executions {
         from: ['running'],
       });
       if (!done) return this.cancel(id); // it ended meanwhile
-      await this.finished(done, { execution_id: id, job_id: done.job_id, worker_id: row.worker_id, status: 'cancelled', timestamp: new Date().toISOString() });
+      await this.cancelled(done, row.worker_id);
       return store.toExecution(done);
     }
   }
@@ -293,8 +292,46 @@ export class Executions {
     this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq, stored_seq: stored }, `final status recorded without its last log lines (none stored for ${idleMs} ms)`);
   }
 
+  /**
+   * A cancel recorded here (the execution runs nowhere): the scheduler drops a queued one, and the
+   * orchestrator learns its job's execution ended. The cancel stands once recorded: when NATS does
+   * not take these messages, they are sent again until it does, and the request still succeeds.
+   */
+  private async cancelled(done: ExecutionRow, workerId: string | null): Promise<void> {
+    const event: ExecutionStatusEvent = { execution_id: done.id, job_id: done.job_id, worker_id: workerId, status: 'cancelled', timestamp: new Date().toISOString() };
+    const announce = async () => {
+      if (workerId === null) await this.ctx.bus.js.publish(this.ctx.bus.subjects.executionCancel, encodeJson({ execution_id: done.id }));
+      await this.publishFinished(done, event);
+    };
+    try {
+      await announce();
+    } catch (err) {
+      this.ctx.logger.warn({ err, execution_id: done.id }, 'cancel recorded, but NATS did not take its announcement; sending it again until it does');
+      void this.untilSent(announce, done.id);
+    }
+    this.recordFinished(done);
+  }
+
+  private async untilSent(send: () => Promise<void>, executionId: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await new Promise((r) => setTimeout(r, Math.min(10_000, 250 * 2 ** Math.min(attempt, 6))).unref());
+      try {
+        await send();
+        this.ctx.logger.info({ execution_id: executionId, attempt }, 'cancel announced');
+        return;
+      } catch (err) {
+        if (this.ctx.bus.nc.isClosed()) return; // shutting down
+        if (attempt % 10 === 0) this.ctx.logger.warn({ err, execution_id: executionId, attempt }, 'cancel still not announced');
+      }
+    }
+  }
+
   private async finished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {
     await this.publishFinished(row, e);
+    this.recordFinished(row);
+  }
+
+  private recordFinished(row: ExecutionRow): void {
     this.metrics.finished.inc({ status: row.status });
     if (row.duration_ms !== null) this.metrics.duration.observe({ status: row.status }, row.duration_ms / 1000);
     this.logs.finish(row.id, { status: row.status, exit_code: row.exit_code, duration_ms: row.duration_ms, last_seq: row.last_seq ?? 0 });

@@ -135,9 +135,14 @@ const PG_UNAVAILABLE = /^(08|57P0[123]$|53300$)/;
 const NET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 const POOL_UNAVAILABLE = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
 
+/** NATS client errors (by name) when the server is unreachable or does not answer. */
+const BUS_UNAVAILABLE = new Set(['ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError', 'RequestError', 'NoResponders']);
+
 /** Why the request could not be served for now, when a dependency is down; null otherwise. */
-function unavailable(e: { code?: string; message?: string }): string | null {
+function unavailable(e: { code?: string; message?: string; name?: string }): string | null {
   if (typeof e.code === 'string' && NET_UNAVAILABLE.has(e.code)) return `a service this request needs is unavailable (${e.code}); try again`;
+  if (typeof e.name === 'string' && BUS_UNAVAILABLE.has(e.name)) return `the message bus is unavailable (${e.message ?? e.name}); try again`;
+  if (e.name === 'TimeoutError') return 'a service this request needs did not answer in time; try again';
   if ((typeof e.code === 'string' && PG_UNAVAILABLE.test(e.code)) || (typeof e.message === 'string' && POOL_UNAVAILABLE.test(e.message))) {
     return 'the database is unavailable; try again';
   }
