@@ -3,7 +3,7 @@
 import { createTestEnv, encodeJson, splitResult, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
-import { publishLines, publishStatus, lines, until } from './helpers.js';
+import { consumedUpTo, lines, nextMessage, publishLines, publishStatus, until } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -29,17 +29,13 @@ async function execute(body: unknown) {
 
 describe('executions API', () => {
   it('queues an inline execution with its spec and publishes it (on the subject of executions without a job)', async () => {
-    const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionQueuedAdhoc, { max: 1 });
+    const queued = nextMessage(svc.ctx.bus, svc.ctx.bus.subjects.executionQueuedAdhoc);
     const { res, body } = await execute({ command: 'echo hi', timeout_seconds: 30, env: { A: '1' }, priority: 'high' });
     expect(res.headers.get('location')).toBe(`/api/v1/executions/${body.id}`);
     expect(body).toMatchObject({ status: 'queued', job_id: null, priority: 10, worker_id: null, log_lines: 0, waiting: null });
     expect(body.spec).toMatchObject({ command: 'echo hi', script: null, timeout_seconds: 30, env: { A: '1' }, name: 'echo hi' });
     expect(body.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    for await (const m of sub) {
-      const e = JSON.parse(new TextDecoder().decode(m.data));
-      expect(e).toMatchObject({ execution_id: body.id, priority: 10, attempt: 1 });
-      break;
-    }
+    expect(await queued).toMatchObject({ execution_id: body.id, priority: 10, attempt: 1 });
     const one = await get(`/api/v1/executions/${body.id}`);
     expect(one.status).toBe(200);
     expect(await one.json()).toMatchObject({ id: body.id, status: 'queued' });
@@ -89,10 +85,12 @@ describe('executions API', () => {
   });
 
   it('lists newest first with filters and X-Total-Count', async () => {
+    const total = async () => Number((await get('/api/v1/executions?limit=1')).headers.get('x-total-count'));
+    const before = await total();
     const a = (await execute({ command: 'true' })).body;
     const b = (await execute({ command: 'true' })).body;
     const res = await get('/api/v1/executions?limit=2');
-    expect(res.headers.get('x-total-count')).not.toBeNull();
+    expect(res.headers.get('x-total-count')).toBe(String(before + 2));
     const list = (await res.json()) as { id: string }[];
     expect(list.map((e) => e.id)).toEqual([b.id, a.id]);
     const queued = await get('/api/v1/executions?status=completed');
@@ -101,14 +99,11 @@ describe('executions API', () => {
 
   it('cancels a queued execution at once, and refuses to cancel a finished one', async () => {
     const { body } = await execute({ command: 'sleep 100' });
-    const cancelSub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.executionCancel, { max: 1 });
+    const cancelEvent = nextMessage(svc.ctx.bus, svc.ctx.bus.subjects.executionCancel);
     let res = await post(`/api/v1/executions/${body.id}/cancel`, {});
     expect(res.status).toBe(202);
     expect(await res.json()).toMatchObject({ status: 'cancelled' });
-    for await (const m of cancelSub) {
-      expect(JSON.parse(new TextDecoder().decode(m.data))).toEqual({ execution_id: body.id });
-      break;
-    }
+    expect(await cancelEvent).toEqual({ execution_id: body.id });
     res = await post(`/api/v1/executions/${body.id}/cancel`, {});
     expect(res.status).toBe(409);
     expect((await res.json()).detail).toContain('cancelled');
@@ -178,14 +173,14 @@ describe('executions API', () => {
       execution_id: id, status: 'failed', worker_id: workerId, exit_code: 3, last_seq: 3, duration_ms: 1234,
       started_at: startedAt, finished_at: new Date().toISOString(), result: { ok: false, n: [1, 2] },
     });
-    await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0 });
+    const late = await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0 });
     const final = await until(async () => {
       const e = await (await get(`/api/v1/executions/${id}`)).json();
       return e.status === 'failed' && e.log_lines === 3 && e;
     });
     expect(final).toMatchObject({ exit_code: 3, duration_ms: 1234 });
-    // a later "completed" must not overwrite the final status
-    await new Promise((r) => setTimeout(r, 200));
+    // the later "completed", once handled, has not overwritten the final status
+    await consumedUpTo(svc.ctx.bus, 'status', late);
     expect((await (await get(`/api/v1/executions/${id}`)).json()).status).toBe('failed');
     // the orchestrator follows jobs only, and the scheduler takes the worker's status
     expect(finished).toEqual([]);
@@ -265,15 +260,23 @@ describe('executions API', () => {
     expect((await bad.json()).detail).toContain('invalid JSON at position 3');
   });
 
-  it('storage figures and cleanup by job ids', async () => {
-    const res = await get('/api/v1/storage');
-    expect(res.status).toBe(200);
-    const s = await res.json();
-    expect(s.executions.rows).toBeGreaterThan(0);
-    expect(s.logs.rows).toBeGreaterThanOrEqual(0);
+  it('storage figures; cleanup of job ids that have no executions removes nothing', async () => {
+    const storage = async () => {
+      const res = await get('/api/v1/storage');
+      expect(res.status).toBe(200);
+      return (await res.json()) as { executions: { rows: number; bytes: number }; logs: { rows: number; bytes: number } };
+    };
+    const before = await storage();
+    const id = (await execute({ command: 'x' })).body.id;
+    await consumedUpTo(svc.ctx.bus, 'logs', await publishLines(svc.ctx.bus, id, lines(1, 5)));
+    const after = await storage();
+    expect(after.executions.rows - before.executions.rows).toBe(1);
+    expect(after.logs.rows - before.logs.rows).toBe(5);
+    expect(after.logs.bytes).toBeGreaterThan(0);
     const c = await post('/api/v1/executions/cleanup', { job_ids: ['01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11'] });
     expect(c.status).toBe(200);
     expect(await c.json()).toEqual({ executions: 0 });
+    expect(await storage()).toMatchObject({ executions: { rows: after.executions.rows }, logs: { rows: after.logs.rows } });
     const bad = await post('/api/v1/executions/cleanup', { job_ids: ['nope'] });
     expect(bad.status).toBe(400);
     expect((await bad.json()).errors[0].path).toBe('job_ids.0');

@@ -1,6 +1,6 @@
 // Test helpers: an SSE client over fetch, publishing what a worker would publish, and the REST
 // calls the real-path tests make.
-import { encodeJson, parseSseBlock, type Bus } from '@hodei/platform';
+import { decodeJson, encodeJson, parseSseBlock, type Bus } from '@hodei/platform';
 import { isFinalStatus, type Execution, type ExecutionStatusEvent, type LogLine } from '@hodei/types';
 import { expect } from 'vitest';
 
@@ -84,14 +84,40 @@ export function lines(from: number, to: number, stream: 'stdout' | 'stderr' = 's
   return out;
 }
 
-/** What a worker does: a batch of lines on `<p>.logs.<id>`. */
-export async function publishLines(bus: Bus, executionId: string, batch: LogLine[]): Promise<void> {
-  await bus.js.publish(bus.subjects.logs(executionId), encodeJson({ execution_id: executionId, lines: batch }));
+/** What a worker does: a batch of lines on `<p>.logs.<id>`. Returns its sequence in the logs stream. */
+export async function publishLines(bus: Bus, executionId: string, batch: LogLine[]): Promise<number> {
+  return (await bus.js.publish(bus.subjects.logs(executionId), encodeJson({ execution_id: executionId, lines: batch }))).seq;
 }
 
-export async function publishStatus(bus: Bus, e: Partial<ExecutionStatusEvent> & Pick<ExecutionStatusEvent, 'execution_id' | 'status'>): Promise<void> {
+/** Returns the event's sequence in the events stream. */
+export async function publishStatus(bus: Bus, e: Partial<ExecutionStatusEvent> & Pick<ExecutionStatusEvent, 'execution_id' | 'status'>): Promise<number> {
   const event: ExecutionStatusEvent = { job_id: null, worker_id: null, timestamp: new Date().toISOString(), ...e };
-  await bus.js.publish(bus.subjects.executionStatus(e.execution_id), encodeJson(event));
+  return (await bus.js.publish(bus.subjects.executionStatus(e.execution_id), encodeJson(event))).seq;
+}
+
+/** Once worker-manager has handled (and acked) every message of its durable consumer up to stream sequence `seq`:
+ *  `logs` stores log batches, `status` applies the status events `publishStatus` sends. */
+export async function consumedUpTo(bus: Bus, consumer: 'logs' | 'status', seq: number): Promise<void> {
+  const stream = consumer === 'logs' ? bus.subjects.logsStream : bus.subjects.eventsStream;
+  await until(async () => (await bus.jsm.consumers.info(stream, `worker-manager-${consumer}`)).ack_floor.stream_seq >= seq, 10_000, `worker-manager's ${consumer} consumer to reach ${seq}`);
+  await bus.nc.flush();
+}
+
+/** The first message on `subject` from now on (decoded JSON); rejects naming the subject when none comes within `timeoutMs`. */
+export function nextMessage(bus: Bus, subject: string, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`no message on ${subject} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const sub = bus.nc.subscribe(subject, {
+      max: 1,
+      callback: (_err, m) => {
+        clearTimeout(timer);
+        resolve(decodeJson(m.data));
+      },
+    });
+  });
 }
 
 export async function until<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
