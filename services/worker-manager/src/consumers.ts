@@ -28,7 +28,8 @@ const BACKLOG_HIGH = 500;
 const BACKLOG_LOW = 100;
 const BACKLOG_REPEAT_MS = 1000;
 /**
- * Lines stored in Postgres leave the logs stream this often (purged up to the consumer's ack floor):
+ * Lines stored in Postgres leave the logs stream this often (purged up to the consumer's ack floor,
+ * with whatever else is below it: nothing but worker-manager reads this stream):
  * kept for the stream's whole max_age, one flood of a job took gigabytes of disk a second time.
  */
 const PURGE_INTERVAL_MS = 5000;
@@ -178,7 +179,9 @@ export class Consumers {
     try {
       const floor = (await jsm.consumers.info(subjects.logsStream, LOGS_CONSUMER)).ack_floor.stream_seq;
       if (floor + 1 <= this.purgedBelow) return;
-      await jsm.streams.purge(subjects.logsStream, { filter: subjects.logsAll, seq: floor + 1 });
+      // no subject filter: with one, nats-server 2.9 also forgets the consumer's pending
+      // redeliveries (a nak'd message, whose insert failed, never came back)
+      await jsm.streams.purge(subjects.logsStream, { seq: floor + 1 });
       this.purgedBelow = floor + 1;
     } catch (err) {
       this.ctx.logger.warn({ err }, 'could not purge stored log messages from the stream; trying again later');
@@ -225,7 +228,10 @@ export class Consumers {
           await insertLines(this.ctx.db, rows);
         } catch (err) {
           this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
-          for (const { msg } of take) msg.nak(1000);
+          for (const { msg, batches, pending } of take) {
+            msg.nak(1000);
+            batches.forEach((b, k) => this.hub.discard(b.execution_id, pending[k]!)); // they come again
+          }
           this.release(n);
           continue;
         }

@@ -257,6 +257,14 @@ export class LogHub {
     if (waiters) for (const wake of waiters) wake();
   }
 
+  /** The insert of this batch failed: it leaves memory and comes again with its redelivery. */
+  discard(executionId: string, batch: PendingBatch): void {
+    const ch = this.channels.get(executionId);
+    if (!ch) return;
+    ch.pending.delete(batch);
+    this.gc(executionId, ch);
+  }
+
   /** Resolves when the next batch of this execution is stored, or after `ms` (whichever is first). */
   nextStored(executionId: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
