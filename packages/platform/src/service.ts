@@ -82,6 +82,11 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
+  }).catch(async (err: unknown) => {
+    // the port is taken (or not ours): nothing started yet, so nothing is left open either
+    await bus.nc.close().catch(() => undefined);
+    await db.end().catch(() => undefined);
+    throw err;
   });
   server.keepAliveTimeout = 65_000;
   const port = (server.address() as AddressInfo).port;
