@@ -46,6 +46,16 @@ export function createTestEnv(): TestEnv {
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (for services that must know their peers' URLs before they start). */
+/** No process has this pid (a zombie still counts as one). */
+export function pidGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 export async function freePort(): Promise<number> {
   return (await freePorts(1))[0]!;
 }

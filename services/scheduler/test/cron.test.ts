@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { startScheduler } from '../src/service.js';
+import { until } from './helpers.js';
 
 let env: TestEnv;
 let config: Config;
@@ -38,15 +39,6 @@ const job = async (command: string): Promise<string> => {
   return (await res.json()).id;
 };
 
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${ok.toString()}; last value: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 const settled = (r: ScheduleRun[]) => !r.some((x) => x.outcome === 'pending');
 const firedCount = (n: number) => (r: ScheduleRun[]) => r.filter((x) => x.outcome === 'fired').length >= n;
 /** A later observable event: another one-second schedule fires twice, so the firer has gone past

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestEnv, freePort, newId, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, freePort, newId, pidGone, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgentProcess, type AgentProcess } from '../../../packages/worker/test/harness.js';
@@ -53,14 +53,6 @@ async function killNats(): Promise<void> {
   await gone;
 }
 
-const pidAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 beforeAll(async () => {
   natsPort = await freePort();
@@ -89,7 +81,7 @@ afterAll(async () => {
   // were the agent's jobs to outlive it, they end here
   for (const f of ['a', 'b'].map((n) => join(scratch, n)).filter(existsSync)) {
     const pid = Number(readFileSync(f, 'utf8').trim());
-    if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    if (pid && !pidGone(pid)) process.kill(pid, 'SIGKILL');
   }
   await wm?.stop();
   await orch?.stop();

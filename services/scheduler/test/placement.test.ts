@@ -5,6 +5,7 @@ import { isFinalStatus, subjects, type Assignment, type ExecutionQueuedEvent, ty
 import { startWorker } from '@hodei/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../src/service.js';
+import { until } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -14,15 +15,6 @@ let s: ReturnType<typeof subjects>;
 const statuses: ExecutionStatusEvent[] = [];
 const registered: string[] = [];
 
-async function until<T>(fn: () => T | Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${ok.toString()}; last value: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 type Behaviour = 'accept' | 'refuse' | 'silent';
 

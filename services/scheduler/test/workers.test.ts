@@ -3,6 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects, type WorkerHeartbeat } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../src/service.js';
+import { until } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -17,15 +18,6 @@ const post = (path: string, body?: unknown) =>
   });
 const getWorker = async (id: string) => (await fetch(`${svc.url}/api/v1/workers/${id}`)).json();
 
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${ok.toString()}; last value: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 beforeAll(async () => {
   env = createTestEnv();

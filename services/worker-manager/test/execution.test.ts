@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv, pidGone } from '@hodei/platform';
 import { FINAL_STATUSES, type Execution, type LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
@@ -23,14 +23,6 @@ const getExecution = (id: string) => getExecutionOn(wm.url, id);
 const finished = (id: string, ms = 20_000) => finishedOn(wm.url, id, ms);
 const logs = async (id: string) =>
   ((await (await call(wm.url, 'GET', `/api/v1/executions/${id}/logs?limit=100000`)).json()) as { lines: LogLine[] }).lines;
-const pidGone = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
-};
 
 async function startWorker(labels: Record<string, string>, slots = 4) {
   const res = await call(wm.url, 'POST', '/api/v1/workers', { type: 'shell', labels, capacity: { slots, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });

@@ -2,7 +2,7 @@
 // (durable consumer, ack after insert); stop() stops the workers it started; records of workers
 // whose process is gone become `exited` at start-up.
 import { hostname } from 'node:os';
-import { connectBus, createLogger, createTestEnv, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { connectBus, createLogger, createTestEnv, type Config, type RunningService, type TestEnv, pidGone } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
@@ -27,14 +27,6 @@ afterAll(async () => {
   await env?.cleanup();
 }, 60_000);
 
-const pidGone = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
-};
 
 it('lines and statuses published while worker-manager is down are there after it restarts', async () => {
   const res = await fetch(`${wm.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'x' }) });
