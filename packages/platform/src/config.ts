@@ -35,6 +35,8 @@ const EnvSchema = z.object({
   /** Time between SIGTERM and SIGKILL when a job is cancelled or times out. */
   HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
+  /** worker-manager purges log lines it has stored from the logs stream once it holds more than this. */
+  HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -56,6 +58,7 @@ export interface Config {
   heartbeatTimeoutMs: number;
   killGraceMs: number;
   shutdownTimeoutMs: number;
+  logStreamKeepBytes: number;
 }
 
 export class ConfigError extends Error {}
@@ -94,6 +97,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     heartbeatTimeoutMs: e.HODEI_HEARTBEAT_TIMEOUT_MS ?? 3 * e.HODEI_HEARTBEAT_INTERVAL_MS,
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     shutdownTimeoutMs: e.HODEI_SHUTDOWN_TIMEOUT_MS,
+    logStreamKeepBytes: e.HODEI_LOG_STREAM_KEEP_BYTES,
   };
 }
 

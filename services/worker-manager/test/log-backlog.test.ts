@@ -37,7 +37,7 @@ describe('log backlog signal', () => {
     const sub = bus.nc.subscribe(bus.subjects.logsBacklog, { callback: (_e, m) => signals.push(decodeJson(m.data) as LogBacklog) });
     await bus.nc.flush();
 
-    svc = await startWorkerManager(env.config('worker-manager'));
+    svc = await startWorkerManager(env.config('worker-manager', { logStreamKeepBytes: 100_000 }));
     const stored = await until(
       async () => {
         const body = (await (await call(svc!.url, 'GET', `/api/v1/executions/${id}/logs?limit=100000`)).json()) as { lines: LogLine[] };
@@ -58,9 +58,9 @@ describe('log backlog signal', () => {
     expect(signals.filter((s) => s.behind).length).toBeLessThan(40);
   });
 
-  it('stored lines leave the stream: it keeps only what is not in Postgres yet', async () => {
+  it('over HODEI_LOG_STREAM_KEEP_BYTES, stored lines leave the stream: it keeps what is not in Postgres yet', async () => {
     const messagesInStream = async () => (await bus.jsm.streams.info(bus.subjects.logsStream)).state.messages;
-    expect(await messagesInStream()).toBeGreaterThan(0); // the 1,500 of the test above, all stored
+    expect(await messagesInStream()).toBeGreaterThan(0); // the 1,500 of the test above (over 100,000 bytes), all stored
     await until(async () => (await messagesInStream()) === 0, 20_000, 'the stored messages purged');
     const stored = (await (await call(svc!.url, 'GET', '/api/v1/executions?limit=1')).json()) as { log_lines: number }[];
     expect(stored[0]!.log_lines).toBe(15_000);
