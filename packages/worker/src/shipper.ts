@@ -23,6 +23,8 @@ export const MIN_MAX_PAYLOAD = MAX_LINE_BYTES * 6 + 2 * MESSAGE_HEADROOM;
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 4 * 1024 * 1024;
 const LINE_OVERHEAD = 80; // seq, stream, timestamp and JSON punctuation
+/** While worker-manager is behind, an execution with more lines than this waiting sends none. */
+const HELD_BACK_OVER = MAX_BATCH_LINES;
 /** worker-manager repeats `behind` every second: without it for this long, reading resumes. */
 export const BACKLOG_SIGNAL_TTL_MS = 3000;
 /**
@@ -183,6 +185,7 @@ export class LogShipper {
     this.backlogged = behind;
     this.logger.info({ behind }, behind ? 'worker-manager is behind storing log lines: pausing the jobs\' output' : 'worker-manager caught up: reading the jobs\' output again');
     for (const log of this.running) log.pressure();
+    if (!behind) this.kick();
   }
 
   /** Give up on lines not yet acknowledged (the worker is being torn down). */
@@ -207,8 +210,18 @@ export class LogShipper {
     this.pumping = true;
     void this.pump().finally(() => {
       this.pumping = false;
-      if (this.ready.size && !this.aborted) this.kick();
+      if (!this.aborted && this.sendable().length) this.kick();
     });
+  }
+
+  /**
+   * The executions whose lines may go now. While worker-manager is behind, a flood read before the
+   * pause stays here (in the stream it would queue ahead of every other job's lines); an execution
+   * with a few lines waiting still sends them: they are what the other jobs print.
+   */
+  private sendable(): ExecutionLog[] {
+    const ready = [...this.ready];
+    return this.backlogged ? ready.filter((log) => log.waiting() <= HELD_BACK_OVER) : ready;
   }
 
   /** Sends what is waiting; returns once it is sent (not acknowledged), so that lines read while
@@ -219,7 +232,8 @@ export class LogShipper {
       const taken: Array<{ log: ExecutionLog; lines: number; bytes: number }> = [];
       let lines = 0;
       let bytes = 0;
-      const ready = [...this.ready];
+      const ready = this.sendable();
+      if (ready.length === 0) break; // setBacklog(false) kicks the pump again
       for (const [i, log] of ready.entries()) {
         if (lines >= MAX_BATCH_LINES || bytes >= MAX_BATCH_BYTES) break;
         if (log.waiting() === 0) {

@@ -152,4 +152,31 @@ describe('log shipper', () => {
     expect(Math.max(...sizes)).toBeLessThanOrEqual(maxPayload);
     expect(sizes.length).toBeGreaterThanOrEqual(12);
   });
+
+  it('while worker-manager is behind, a flood already read waits in the worker; a few lines of another job still go', async () => {
+    const subject = h.bus.subjects.logs(h.worker.id + '-held');
+    const received: Array<{ execution: string; seq: number }> = [];
+    const sub = h.bus.nc.subscribe(subject, {
+      callback: (_e, m) => {
+        for (const b of (decodeJson(m.data) as LogMessage).batches) received.push(...b.lines.map((l) => ({ execution: b.execution_id, seq: l.seq })));
+      },
+    });
+    await h.bus.nc.flush();
+    const shipper = new LogShipper(h.bus.js, subject, newId(), createLogger('test', 'silent'), () => 1024 * 1024);
+    shipper.setBacklog(true);
+    const flood = shipper.open(newId(), () => undefined);
+    const quiet = shipper.open(newId(), () => undefined);
+    for (let i = 1; i <= 1000; i++) flood.add(i, 'stdout', `f${i}`, nowIso());
+    for (let i = 1; i <= 3; i++) quiet.add(i, 'stdout', `q${i}`, nowIso());
+    await quiet.flush();
+    await h.bus.nc.flush();
+    expect(received).toEqual([1, 2, 3].map((seq) => ({ execution: quiet.executionId, seq })));
+    expect(flood.waiting()).toBe(1000);
+
+    shipper.setBacklog(false);
+    await flood.flush();
+    await h.bus.nc.flush();
+    sub.unsubscribe();
+    expect(received.filter((r) => r.execution === flood.executionId).map((r) => r.seq)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+  });
 });

@@ -19,13 +19,17 @@ const INSERT_CONCURRENCY = 3;
 /** Executions whose status events are being applied at once (a final one may wait for its last log lines). */
 const MAX_FINALS_IN_FLIGHT = 200;
 /**
- * Log messages waiting in the stream above which workers are told to stop reading their jobs'
- * output (`LogBacklog`), and under which they are told to go on. A full message is 200 lines, so
- * the high mark is about a second of inserts: a job printing faster than lines can be stored is
- * slowed to that pace, instead of queueing minutes of lines ahead of every other job's.
+ * Log messages not stored yet (waiting in the stream, or delivered here and not inserted) above
+ * which workers are told to stop reading their jobs' output (`LogBacklog`), and under which they
+ * are told to go on. A full message is 200 lines, so the high mark is about a second and a half of
+ * inserts: a job printing faster than lines can be stored is slowed to that pace, instead of
+ * queueing minutes of lines ahead of every other job's. The consumer's count is asked for every
+ * BACKLOG_CHECK_MS: the one a delivered message carries is as old as the messages buffered here
+ * ahead of it, and a flood overshot the mark by thousands of messages meanwhile.
  */
-const BACKLOG_HIGH = 500;
-const BACKLOG_LOW = 100;
+const BACKLOG_HIGH = 600;
+const BACKLOG_LOW = 300;
+const BACKLOG_CHECK_MS = 100;
 const BACKLOG_REPEAT_MS = 1000;
 /**
  * How often the logs stream's size is checked. Over `logStreamKeepBytes`, what is stored in Postgres
@@ -99,6 +103,8 @@ export class Consumers {
   private roomWaiters: (() => void)[] = [];
   private backlog = 0;
   private behindTimer: NodeJS.Timeout | undefined;
+  private backlogCheck: NodeJS.Timeout | undefined;
+  private checkingBacklog = false;
   private purgeTimer: NodeJS.Timeout | undefined;
   /** The stream's messages below this sequence are purged. */
   private purgedBelow = 0;
@@ -120,6 +126,7 @@ export class Consumers {
     this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
     this.purgeTimer = setInterval(() => void this.purgeStored(), PURGE_INTERVAL_MS).unref();
+    this.backlogCheck = setInterval(() => void this.checkBacklog(), BACKLOG_CHECK_MS).unref();
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
@@ -135,6 +142,7 @@ export class Consumers {
 
   async stop(): Promise<void> {
     clearInterval(this.behindTimer);
+    clearInterval(this.backlogCheck);
     clearInterval(this.purgeTimer);
     this.liveSub?.unsubscribe();
     await this.logMessages?.close().catch(() => undefined);
@@ -156,7 +164,6 @@ export class Consumers {
         msg.term('malformed log message');
         continue;
       }
-      this.noteBacklog(msg.info.pending);
       const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
       this.buffered.push({ msg, batches, pending, lines });
@@ -191,7 +198,20 @@ export class Consumers {
     }
   }
 
-  /** Tells the workers when the messages waiting in the stream cross BACKLOG_HIGH or BACKLOG_LOW. */
+  private async checkBacklog(): Promise<void> {
+    if (this.checkingBacklog) return;
+    this.checkingBacklog = true;
+    try {
+      const info = await this.ctx.bus.jsm.consumers.info(this.ctx.bus.subjects.logsStream, LOGS_CONSUMER);
+      this.noteBacklog(info.num_pending + info.num_ack_pending);
+    } catch {
+      // NATS away: the workers resume on their own once the repeats stop
+    } finally {
+      this.checkingBacklog = false;
+    }
+  }
+
+  /** Tells the workers when the messages not stored yet cross BACKLOG_HIGH or BACKLOG_LOW. */
   private noteBacklog(pending: number): void {
     this.backlog = pending;
     this.metrics.logBacklog.set(pending);

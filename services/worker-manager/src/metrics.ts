@@ -27,7 +27,7 @@ export function createWmMetrics(registry: Registry): WmMetrics {
     linesIngested: new Counter({ name: 'hodei_log_lines_ingested_total', help: 'Log lines stored', registers: [registry] }),
     logBacklog: new Gauge({
       name: 'hodei_log_backlog_messages',
-      help: 'Log messages waiting in the stream to be stored (over 500, workers pause reading their jobs\' output)',
+      help: 'Log messages not stored yet (over 600, workers pause reading their jobs\' output)',
       registers: [registry],
     }),
     sseSubscribers: new Gauge({ name: 'hodei_sse_subscribers', help: 'Open SSE streams (logs and events)', registers: [registry] }),

@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 describe('log backlog signal', () => {
-  it('says behind while over 500 messages wait, then caught up; every line stored in order', async () => {
+  it('says behind while over 600 messages are not stored, then caught up; every line stored in order', async () => {
     const first = await startWorkerManager(env.config('worker-manager'));
     const res = await call(first.url, 'POST', '/api/v1/execute', { command: 'true' });
     expect(res.status).toBe(202);
@@ -51,9 +51,9 @@ describe('log backlog signal', () => {
     sub.unsubscribe();
 
     expect(signals[0]!.behind).toBe(true);
-    expect(signals[0]!.pending).toBeGreaterThan(500);
+    expect(signals[0]!.pending).toBeGreaterThan(600);
     expect(signals.at(-1)).toEqual({ behind: false, pending: expect.any(Number) });
-    expect(signals.at(-1)!.pending).toBeLessThan(100);
+    expect(signals.at(-1)!.pending).toBeLessThan(300);
     // one 'behind' when it began, then one a second at most while it lasted: not one per message
     expect(signals.filter((s) => s.behind).length).toBeLessThan(40);
   });
