@@ -114,7 +114,7 @@ export type LogMessage = z.infer<typeof LogMessage>;
 /**
  * worker-manager stores log lines more slowly than they arrive: `behind` is sent when that starts,
  * again every second while it lasts, and `behind: false` once it caught up. `pending` is the log
- * messages waiting for it in the stream.
+ * messages not stored yet (waiting in the stream, or delivered to it and not inserted).
  */
 export const LogBacklog = z.object({ behind: z.boolean(), pending: z.number().int().min(0) });
 export type LogBacklog = z.infer<typeof LogBacklog>;

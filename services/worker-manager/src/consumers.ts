@@ -102,6 +102,8 @@ export class Consumers {
   private flushed: Promise<void>[] = [];
   private roomWaiters: (() => void)[] = [];
   private backlog = 0;
+  /** The logs consumer's ack floor (stream sequence) at the last backlog check. */
+  private ackFloor = 0;
   private behindTimer: NodeJS.Timeout | undefined;
   private backlogCheck: NodeJS.Timeout | undefined;
   private checkingBacklog = false;
@@ -183,12 +185,12 @@ export class Consumers {
   }
 
   /** Removes from the logs stream the messages whose lines are stored (acknowledged, in order). */
-  async purgeStored(): Promise<void> {
+  private async purgeStored(): Promise<void> {
     const { jsm, subjects } = this.ctx.bus;
+    const floor = this.ackFloor; // as the backlog check saw it last
+    if (floor + 1 <= this.purgedBelow) return;
     try {
       if ((await jsm.streams.info(subjects.logsStream)).state.bytes <= this.ctx.config.logStreamKeepBytes) return;
-      const floor = (await jsm.consumers.info(subjects.logsStream, LOGS_CONSUMER)).ack_floor.stream_seq;
-      if (floor + 1 <= this.purgedBelow) return;
       // no subject filter: with one, nats-server 2.9 also forgets the consumer's pending
       // redeliveries (a nak'd message, whose insert failed, never came back)
       await jsm.streams.purge(subjects.logsStream, { seq: floor + 1 });
@@ -203,6 +205,7 @@ export class Consumers {
     this.checkingBacklog = true;
     try {
       const info = await this.ctx.bus.jsm.consumers.info(this.ctx.bus.subjects.logsStream, LOGS_CONSUMER);
+      this.ackFloor = info.ack_floor.stream_seq;
       this.noteBacklog(info.num_pending + info.num_ack_pending);
     } catch {
       // NATS away: the workers resume on their own once the repeats stop

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type ServiceContext } from '@hodei/platform';
+import { encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type Logger, type ServiceContext } from '@hodei/platform';
 import type { ManagedWorker, WorkerStart } from '@hodei/types';
 import { inheritedEnv } from '../config.js';
 import type { WmMetrics } from '../metrics.js';
@@ -76,16 +76,12 @@ export class Supervisor {
         const timer = setInterval(() => {
           if (isWorkerProcess(pid, id)) return;
           clearInterval(timer);
-          this.children.delete(id);
-          this.metrics.workerProcesses.dec();
-          log.info({ stopping: managed.stopping }, 'adopted worker process exited');
-          void this.recordExit(id, managed.stopping, null, null).finally(resolve);
+          void this.gone(managed, log, null, null).finally(resolve);
         }, POLL_MS);
         timer.unref();
       }),
     };
-    this.children.set(id, managed);
-    this.metrics.workerProcesses.inc();
+    this.manage(managed);
     log.info('adopted a worker process of a previous run');
   }
 
@@ -147,20 +143,11 @@ export class Supervisor {
       child,
       stopping: false,
       exited: new Promise<void>((resolve) => {
-        child.once('exit', (code, signal) => {
-          this.children.delete(id);
-          this.metrics.workerProcesses.dec();
-          log.info({ code, signal, stopping: managed.stopping }, 'worker process exited');
-          void inserted
-            .catch(() => undefined)
-            .then(() => this.recordExit(id, managed.stopping, code, signal))
-            .finally(resolve);
-        });
+        child.once('exit', (code, signal) => void this.gone(managed, log, code, signal, inserted).finally(resolve));
       }),
     };
     child.on('error', (err) => log.error({ err }, 'worker process error'));
-    this.children.set(id, managed);
-    this.metrics.workerProcesses.inc();
+    this.manage(managed);
     const row = store.insertWorker(this.ctx.db, {
       id,
       type: body.type,
@@ -172,6 +159,20 @@ export class Supervisor {
     });
     inserted = row;
     return row;
+  }
+
+  private manage(m: Managed): void {
+    this.children.set(m.id, m);
+    this.metrics.workerProcesses.inc();
+  }
+
+  /** Its process is gone: no longer managed; the exit is recorded (once its row is, `after`) and announced. */
+  private async gone(m: Managed, log: Logger, code: number | null, signal: NodeJS.Signals | null, after: Promise<unknown> = Promise.resolve()): Promise<void> {
+    this.children.delete(m.id);
+    this.metrics.workerProcesses.dec();
+    log.info({ code, signal, stopping: m.stopping }, 'worker process exited');
+    await after.catch(() => undefined);
+    await this.recordExit(m.id, m.stopping, code, signal);
   }
 
   private async recordExit(id: string, stopping: boolean, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
