@@ -30,7 +30,7 @@ import {
   type WorkerControl,
 } from '@hodei/types';
 import type { EventHub } from './live/event-hub.js';
-import type { LogHub } from './live/log-hub.js';
+import { finalOf, type LogHub } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
 import type { Retries } from './retries.js';
 import * as store from './store/executions.js';
@@ -334,7 +334,7 @@ export class Executions {
   private recordFinished(row: ExecutionRow): void {
     this.metrics.finished.inc({ status: row.status });
     if (row.duration_ms !== null) this.metrics.duration.observe({ status: row.status }, row.duration_ms / 1000);
-    this.logs.finish(row.id, { status: row.status, exit_code: row.exit_code, duration_ms: row.duration_ms, last_seq: row.last_seq ?? 0 });
+    this.logs.finish(row.id, finalOf(row));
     this.emitStatus(row, row.message);
   }
 

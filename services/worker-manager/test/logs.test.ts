@@ -115,11 +115,25 @@ describe('ingest contract: log stream (SSE)', () => {
     await publishLines(svc.ctx.bus, id, lines(61, 80));
     await publishStatus(svc.ctx.bus, { execution_id: id, status: 'failed', exit_code: 3, last_seq: 80, duration_ms: 1532 });
     const done = await c.waitFor((e) => e.event === 'completed');
-    expect(JSON.parse(done.data)).toEqual({ status: 'failed', exit_code: 3, duration_ms: 1532 });
+    expect(JSON.parse(done.data)).toEqual({ status: 'failed', exit_code: 3, signal: null, message: null, duration_ms: 1532 });
     await c.ended;
     expect(seqs(logEvents(c))).toEqual(range(1, 80));
     expect(logEvents(c)[40]).toMatchObject({ seq: 41, stream: 'stderr', line: 'line 41' });
     expect(c.events.at(-1)!.event).toBe('completed');
+  });
+
+  it("completed says how the execution ended (signal, message), live and on a replay", async () => {
+    const id = await newExecution();
+    const live = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
+    await live.waitFor((e) => e.event === 'connected');
+    await publishLines(svc.ctx.bus, id, lines(1, 2));
+    const end = { status: 'failed', exit_code: null, signal: 'SIGTERM', message: 'killed by signal SIGTERM', duration_ms: 40 } as const;
+    await publishStatus(svc.ctx.bus, { execution_id: id, ...end, last_seq: 2 });
+    const done = await live.waitFor((e) => e.event === 'completed');
+    expect(JSON.parse(done.data)).toEqual(end);
+    const replay = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
+    await replay.ended;
+    expect(JSON.parse(replay.events.at(-1)!.data)).toEqual(end);
   });
 
   it('waits for lines up to last_seq even when the final status arrives first', async () => {
@@ -175,7 +189,7 @@ describe('ingest contract: log stream (SSE)', () => {
     const replay = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
     await replay.ended;
     expect(seqs(logEvents(replay))).toEqual(range(1, 100));
-    expect(JSON.parse(replay.events.at(-1)!.data)).toEqual({ status: 'completed', exit_code: 0, duration_ms: 10 });
+    expect(JSON.parse(replay.events.at(-1)!.data)).toEqual({ status: 'completed', exit_code: 0, signal: null, message: null, duration_ms: 10 });
 
     // the largest seq there can be: nothing after it, and the stream still completes
     const last = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`, { 'last-event-id': '2147483647' });

@@ -12,9 +12,21 @@ import { logFrame } from './sse.js';
 export interface FinalInfo {
   status: string;
   exit_code: number | null;
+  signal: string | null;
+  message: string | null;
   duration_ms: number | null;
   last_seq: number;
 }
+
+/** What a stream's `completed` event says about a finished execution (`last_seq` tells when to send it). */
+export const finalOf = (row: Omit<FinalInfo, 'last_seq'> & { last_seq: number | null }): FinalInfo => ({
+  status: row.status,
+  exit_code: row.exit_code,
+  signal: row.signal,
+  message: row.message,
+  duration_ms: row.duration_ms,
+  last_seq: row.last_seq ?? 0,
+});
 
 interface Framed {
   line: LogLine;
@@ -187,8 +199,8 @@ export class LogSubscriber {
 
   private complete(): void {
     if (this.done || !this.final) return;
-    const { status, exit_code, duration_ms } = this.final;
-    this.conn.event('completed', { status, exit_code, duration_ms });
+    const { status, exit_code, signal, message, duration_ms } = this.final;
+    this.conn.event('completed', { status, exit_code, signal, message, duration_ms });
     this.close();
     this.conn.end();
   }

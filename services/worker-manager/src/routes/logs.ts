@@ -3,7 +3,7 @@
 import { BadRequestError, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, z } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
-import type { LogHub } from '../live/log-hub.js';
+import { finalOf, type LogHub } from '../live/log-hub.js';
 import type { WmMetrics } from '../metrics.js';
 import * as executions from '../store/executions.js';
 import { maxStoredSeq, readLines } from '../store/logs.js';
@@ -87,7 +87,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         sub.nextSeq = Math.max(1, max - query.tail + 1);
       }
       if (row && isFinalStatus(row.status)) {
-        sub.setFinal({ status: row.status, exit_code: row.exit_code, duration_ms: row.duration_ms, last_seq: row.last_seq ?? 0 });
+        sub.setFinal(finalOf(row));
       }
       await sub.catchUp();
     },
