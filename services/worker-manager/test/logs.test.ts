@@ -136,6 +136,16 @@ describe('ingest contract: log stream (SSE)', () => {
     expect(JSON.parse(replay.events.at(-1)!.data)).toEqual(end);
   });
 
+  it('a live line holding a NUL reads as the stored one (U+FFFD), not as a NUL', async () => {
+    const id = await newExecution();
+    const live = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
+    await live.waitFor((e) => e.event === 'connected');
+    await publishLines(svc.ctx.bus, id, lines(1, 1, 'stdout', () => 'a\u0000b'));
+    await live.waitFor((e) => e.event === 'log');
+    expect(logEvents(live).map((l) => l.line)).toEqual(['a\uFFFDb']);
+    expect((await stored(id, 1)).map((l) => l.line)).toEqual(['a\uFFFDb']);
+  });
+
   it('waits for lines up to last_seq even when the final status arrives first', async () => {
     const id = await newExecution();
     const c = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
