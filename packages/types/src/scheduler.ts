@@ -75,6 +75,7 @@ export const ScheduleRun = z
     scheduled_at: Timestamp,
     fired_at: Timestamp.nullable(),
     execution_id: Id.nullable(),
+    pipeline_run_id: Id.nullable().openapi({ description: 'the pipeline run a pipeline schedule started' }),
     outcome: z.enum(['pending', 'fired', 'skipped', 'failed']),
     message: z.string().nullable(),
   })

@@ -106,24 +106,26 @@ export class Firer {
 
     let outcome: ScheduleFiredEvent['outcome'] = 'fired';
     let executionId: string | null = null;
+    let pipelineRunId: string | null = null;
     let message: string | null = null;
     try {
-      const active = d.overlap_policy === 'allow' ? null : await this.store.activeExecution(d.id);
+      const active = d.overlap_policy === 'allow' ? null : await this.previousStillActive(d);
       if (active && d.overlap_policy === 'forbid') {
         outcome = 'skipped';
-        message = `previous run ${active} is still active (overlap_policy forbid)`;
+        message = `previous run ${active.id} is still active (overlap_policy forbid)`;
       } else {
         if (active) {
-          await this.workerManager.send('POST', `/api/v1/executions/${active}/cancel`).catch((err: unknown) => {
-            log.warn({ err, execution_id: active }, 'could not cancel the previous run (overlap_policy replace)');
+          await active.cancel().catch((err: unknown) => {
+            log.warn({ err, previous: active.id }, 'could not cancel the previous run (overlap_policy replace)');
           });
-          message = `replaced ${active}`;
+          message = `replaced ${active.id}`;
         }
         if (d.job_id) {
           const ex = await this.workerManager.send<{ id: string }>('POST', '/api/v1/execute', { job_id: d.job_id });
           executionId = ex.id;
         } else {
           const run = await this.orchestrator.send<{ id: string }>('POST', `/api/v1/pipelines/${d.pipeline_id}/runs`, {});
+          pipelineRunId = run.id;
           message = `pipeline run ${run.id}${message ? `; ${message}` : ''}`;
         }
       }
@@ -132,7 +134,7 @@ export class Firer {
       message = (err as Error).message;
       log.error({ err }, 'firing failed');
     }
-    await this.store.finishRun(runId, outcome, executionId, message);
+    await this.store.finishRun(runId, outcome, { execution_id: executionId, pipeline_run_id: pipelineRunId }, message);
     this.metrics.firings.inc({ outcome });
     const event: ScheduleFiredEvent = {
       schedule_id: d.id,
@@ -148,6 +150,18 @@ export class Firer {
     await this.bus.js.publish(this.bus.subjects.scheduleFired, encodeJson(event)).catch((err: unknown) => {
       log.warn({ err }, 'could not publish schedule.fired');
     });
-    log.debug({ scheduled_at: event.scheduled_at, outcome, execution_id: executionId }, 'schedule fired');
+    log.debug({ scheduled_at: event.scheduled_at, outcome, execution_id: executionId, pipeline_run_id: pipelineRunId }, 'schedule fired');
+  }
+
+  /** What an earlier firing started and is still going: the job's execution, or the pipeline's run (the orchestrator says whether it runs). */
+  private async previousStillActive(d: DueSchedule): Promise<{ id: string; cancel: () => Promise<unknown> } | null> {
+    if (d.job_id) {
+      const id = await this.store.activeExecution(d.id);
+      return id ? { id, cancel: () => this.workerManager.send('POST', `/api/v1/executions/${id}/cancel`) } : null;
+    }
+    const id = await this.store.lastPipelineRun(d.id);
+    if (!id) return null;
+    const run = await this.orchestrator.find<{ status: string }>(`/api/v1/pipeline-runs/${id}`);
+    return run?.status === 'running' ? { id, cancel: () => this.orchestrator.send('POST', `/api/v1/pipeline-runs/${id}/cancel`) } : null;
   }
 }

@@ -144,6 +144,31 @@ describe('cron firing', () => {
     await send(workerManager.url, 'POST', `/api/v1/executions/${replacing.execution_id}/cancel`);
   });
 
+  it('forbid and replace also hold for a pipeline schedule: its previous run is asked of the orchestrator', async () => {
+    const created = await send(orchestrator.url, 'POST', '/api/v1/pipelines', { name: 'cron-overlap', jobs: [{ name: 'slow', command: 'sleep 30' }] });
+    expect(created.status).toBe(201);
+    const pipeline = (await created.json()).id as string;
+    const run = async (id: string) => (await fetch(`${orchestrator.url}/api/v1/pipeline-runs/${id}`)).json() as Promise<{ status: string }>;
+    const s = await post({ pipeline_id: pipeline, cron: '*/1 * * * * *' });
+    const r = (await until(() => runs(s.id), (x) => settled(x) && x.length >= 3)).reverse();
+    const first = r[0]!;
+    expect(first).toMatchObject({ outcome: 'fired', execution_id: null, message: `pipeline run ${first.pipeline_run_id}` });
+    for (const skipped of r.slice(1)) {
+      expect(skipped).toMatchObject({ outcome: 'skipped', pipeline_run_id: null, message: expect.stringContaining(first.pipeline_run_id!) });
+    }
+    const list = await fetch(`${orchestrator.url}/api/v1/pipelines/${pipeline}/runs`);
+    expect(list.headers.get('x-total-count')).toBe('1');
+
+    const since = new Date().toISOString();
+    expect((await send(svc.url, 'PATCH', `/api/v1/schedules/${s.id}`, { overlap_policy: 'replace' })).status).toBe(200);
+    const afterPatch = (x: ScheduleRun[]) => x.filter((y) => y.scheduled_at > since && y.outcome !== 'pending').reverse();
+    const replacing = afterPatch(await until(() => runs(s.id), (x) => afterPatch(x).length >= 1))[0]!;
+    await send(svc.url, 'DELETE', `/api/v1/schedules/${s.id}`);
+    expect(replacing).toMatchObject({ outcome: 'fired', message: `pipeline run ${replacing.pipeline_run_id}; replaced ${first.pipeline_run_id}` });
+    expect((await until(() => run(first.pipeline_run_id!), (x) => x.status !== 'running')).status).toBe('cancelled');
+    await send(orchestrator.url, 'POST', `/api/v1/pipeline-runs/${replacing.pipeline_run_id}/cancel`);
+  });
+
   it('after downtime, run_once catches up once and skip not at all', async () => {
     const once = await post({ job_id: quick, cron: '0 0 1 1 *', enabled: false, misfire_policy: 'run_once' });
     const skip = await post({ job_id: quick, cron: '0 0 1 1 *', enabled: false, misfire_policy: 'skip' });

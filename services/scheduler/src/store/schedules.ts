@@ -46,6 +46,7 @@ interface RunRow {
   scheduled_at: Date;
   fired_at: Date | null;
   execution_id: string | null;
+  pipeline_run_id: string | null;
   outcome: ScheduleRun['outcome'];
   message: string | null;
 }
@@ -57,6 +58,7 @@ function toRun(r: RunRow): ScheduleRun {
     scheduled_at: iso(r.scheduled_at)!,
     fired_at: iso(r.fired_at),
     execution_id: r.execution_id,
+    pipeline_run_id: r.pipeline_run_id,
     outcome: r.outcome,
     message: r.message,
   };
@@ -216,12 +218,17 @@ export class ScheduleStore {
     );
   }
 
-  async finishRun(runId: string, outcome: ScheduleRun['outcome'], executionId: string | null, message: string | null): Promise<void> {
+  async finishRun(
+    runId: string,
+    outcome: ScheduleRun['outcome'],
+    started: { execution_id: string | null; pipeline_run_id: string | null },
+    message: string | null,
+  ): Promise<void> {
     await this.db.query(
-      `UPDATE schedule_runs SET outcome = $2, execution_id = $3, message = $4,
+      `UPDATE schedule_runs SET outcome = $2, execution_id = $3, pipeline_run_id = $4, message = $5,
          fired_at = CASE WHEN $2 = 'skipped' THEN NULL ELSE fired_at END
        WHERE id = $1`,
-      [runId, outcome, executionId, message],
+      [runId, outcome, started.execution_id, started.pipeline_run_id, message],
     );
   }
 
@@ -238,6 +245,16 @@ export class ScheduleStore {
       [scheduleId],
     );
     return rows[0]?.execution_id ?? null;
+  }
+
+  /** The pipeline run the latest firing started, if any; whether it still runs is the orchestrator's to say. */
+  async lastPipelineRun(scheduleId: string): Promise<string | null> {
+    const { rows } = await this.db.query<{ pipeline_run_id: string }>(
+      `SELECT pipeline_run_id FROM schedule_runs WHERE schedule_id = $1 AND pipeline_run_id IS NOT NULL
+       ORDER BY scheduled_at DESC LIMIT 1`,
+      [scheduleId],
+    );
+    return rows[0]?.pipeline_run_id ?? null;
   }
 }
 
