@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import { Execution, Job, type LogLine } from '@hodei/types';
+import { Execution, Job, z, type LogLine } from '@hodei/types';
 import { parse as parseYaml } from 'yaml';
 import { context, exitCodeFor, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
@@ -36,6 +36,13 @@ interface RunFlags {
 }
 
 export const ExecutionRef = Execution.pick({ id: true, status: true });
+const Attempt = Execution.pick({ id: true, attempt: true, retry_of: true });
+
+/** The execution that retries `executionId` (a job with retries, after a failed or lost attempt), if any. */
+async function retryOf(c: Ctx, jobId: string, executionId: string): Promise<z.infer<typeof Attempt> | undefined> {
+  const { items } = await c.client.list('worker-manager', '/api/v1/executions', Attempt, { job_id: jobId, limit: 20 });
+  return items.find((e) => e.retry_of === executionId);
+}
 
 export function registerRun(program: Command): void {
   program
@@ -59,7 +66,7 @@ export function registerRun(program: Command): void {
     .option('-p, --priority <priority>', 'low|normal|high|critical or 1..15 (higher first)', parsePriority)
     .option('-l, --label <key=value>', 'worker label the job needs (repeatable)', collectPair)
     .option('-t, --tag <tag>', 'tag (repeatable)', collectList)
-    .option('--retries <n>', 'retries when the worker is lost', parseInteger(0, 100))
+    .option('--retries <n>', 'new attempts when the job fails or its worker is lost (run follows them)', parseInteger(0, 100))
     .option('--workdir <dir>', 'working directory on the worker')
     .option('--description <text>', 'job description')
     .option('-d, --detach', 'print the job and execution ids and exit at once')
@@ -185,36 +192,48 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
   const started = Date.now();
   const bar = !out.json && !flags.raw && config.tty.stderr ? new ProgressBar(process.stderr, out.err, started) : null;
   const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar });
-  const collected: LogLine[] = [];
+  let collected: LogLine[] = [];
+  let current = { id: execution.id, attempt: 1 };
 
   let interrupts = 0;
+  const cancel = () =>
+    client
+      .send('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null)
+      .catch((err: Error) => printer.note(out.err('red', `could not cancel: ${err.message}`)));
   const onSigint = () => {
     interrupts++;
     if (interrupts === 1) {
-      bar?.clear();
-      out.note(out.err('yellow', `cancelling execution ${execution.id}… (Ctrl-C again to detach)`));
-      bar?.restore();
-      client
-        .send('worker-manager', 'POST', `/api/v1/executions/${execution.id}/cancel`, null)
-        .catch((err: Error) => out.note(out.err('red', `could not cancel: ${err.message}`)));
+      printer.note(out.err('yellow', `cancelling execution ${current.id}… (Ctrl-C again to detach)`));
+      void cancel();
       return;
     }
     bar?.stop();
-    out.note(`detached; execution ${execution.id} goes on: hodei logs -f ${execution.id}`);
+    out.note(`detached; execution ${current.id} goes on: hodei logs -f ${current.id}`);
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
 
   let done: Completed;
   try {
-    done = await followLogs(client, {
-      executionId: execution.id,
-      onLine: (l) => {
-        if (out.json) collected.push(l);
-        else printer.print(l);
-      },
-      onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
-    });
+    for (;;) {
+      done = await followLogs(client, {
+        executionId: current.id,
+        onLine: (l) => {
+          if (out.json) collected.push(l);
+          else printer.print(l);
+        },
+        onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
+      });
+      const retry = job.max_retries > 0 && (done.status === 'failed' || done.status === 'lost') ? await retryOf(c, job.id, current.id) : undefined;
+      if (!retry) break;
+      const how = done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : '';
+      printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${how}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
+      current = { id: retry.id, attempt: retry.attempt };
+      collected = [];
+      printer.count = 0;
+      // Ctrl-C came as the attempt ended: the retry is cancelled too
+      if (interrupts > 0) await cancel();
+    }
   } finally {
     bar?.stop();
     process.off('SIGINT', onSigint);
@@ -226,7 +245,8 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
   if (out.json) {
     out.printJson({
       job: job.id,
-      execution: execution.id,
+      execution: current.id,
+      attempt: current.attempt,
       name: job.name,
       status: done.status,
       exit_code: done.exit_code ?? null,
@@ -240,14 +260,15 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     const pairs: [string, string][] = [
       ['name', job.name],
       ['job', job.id],
-      ['execution', execution.id],
+      ['execution', current.id],
       ['status', statusText(out.err, done.status)],
       ['exit code', done.exit_code === null || done.exit_code === undefined ? '-' : String(done.exit_code)],
       ['lines', String(lines)],
       ['duration', formatDuration(duration)],
     ];
     if (done.signal) pairs.splice(5, 0, ['signal', done.signal]);
-    if (done.message) pairs.push(['message', done.message]);
+    if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
+    if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
     out.fields(pairs, 'stderr');
   }
   return code;
