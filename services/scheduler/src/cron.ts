@@ -12,6 +12,14 @@ export function assertTimezone(timezone: string): void {
 
 const NICKNAMES: Record<string, string> = { '@midnight': '0 0 * * *' };
 
+/** `5L` (Quartz: the last Friday of the month) as croner writes it, `5#L`; croner read `5L` as every Friday. */
+function lastWeekday(dayOfWeek: string): string {
+  return dayOfWeek
+    .split(',')
+    .map((d) => (/^[^#]+L$/i.test(d) && d.toUpperCase() !== 'L' ? `${d.slice(0, -1)}#L` : d))
+    .join(',');
+}
+
 /**
  * The pattern as croner should read it. `?` (Quartz: no specific value, for a day field) is `*`:
  * croner would put the moment of parsing in its place, so `0 0 ? * *` fired monthly, on the day it
@@ -19,7 +27,11 @@ const NICKNAMES: Record<string, string> = { '@midnight': '0 0 * * *' };
  */
 function normalize(pattern: string): string {
   const p = pattern.trim();
-  return NICKNAMES[p.toLowerCase()] ?? p.split(/\s+/).map((f) => (f === '?' ? '*' : f)).join(' ');
+  const nickname = NICKNAMES[p.toLowerCase()];
+  if (nickname) return nickname;
+  const fields = p.split(/\s+/).map((f) => (f === '?' ? '*' : f));
+  if (fields.length === 5 || fields.length === 6) fields[fields.length - 1] = lastWeekday(fields.at(-1)!);
+  return fields.join(' ');
 }
 
 /** A paused croner instance for `pattern`, or a 400 naming `cron`. */

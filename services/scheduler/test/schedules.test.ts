@@ -71,6 +71,22 @@ describe('schedules', () => {
     }
   });
 
+  it('reads `5L` in the day of week as the last Friday of the month, and refuses `W`', async () => {
+    const { nextCronRun } = await import('../src/cron.js');
+    const from = new Date('2026-11-30T23:00:00Z');
+    for (const cron of ['0 0 * * 5L', '0 0 * * FRIL', '0 0 * * 5#L', '0 0 0 * * fril']) {
+      expect(nextCronRun(cron, 'UTC', from)?.toISOString(), cron).toBe('2026-12-25T00:00:00.000Z');
+    }
+    // in a list, only the element that says L is the last one: every Monday and the last Friday
+    expect(nextCronRun('0 0 * * 1,5L', 'UTC', new Date('2026-12-21T01:00:00Z'))?.toISOString()).toBe('2026-12-25T00:00:00.000Z');
+    expect(nextCronRun('0 0 L * *', 'UTC', from)?.toISOString()).toBe('2026-12-31T00:00:00.000Z');
+    const s = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 * * 5L' })).json();
+    const next = new Date(s.next_run_at);
+    expect(next.getUTCDay()).toBe(5);
+    expect(new Date(next.getTime() + 7 * 86_400_000).getUTCMonth()).not.toBe(next.getUTCMonth());
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 15W * *' }), 400, 'cron');
+  });
+
   it('follows the DST change in Europe/Madrid', async () => {
     // 09:00 Madrid is 08:00Z in winter (CET) and 07:00Z in summer (CEST); the clocks change on the last Sunday of March
     const res = await post('/api/v1/schedules', { job_id: knownJob, cron: '0 9 * * *', timezone: 'Europe/Madrid' });
