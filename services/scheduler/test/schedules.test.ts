@@ -117,6 +117,10 @@ describe('schedules', () => {
     const never = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 31 2 *' }), 400, 'cron');
     expect(never.detail).toBe('invalid cron expression: never fires: no date matches it (e.g. February 31)');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * *', timezone: 'Mars/Olympus' }), 400, 'timezone');
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: later, timezone: 'Mars/Olympus' }), 400, 'timezone');
+    const oneShot = await (await post('/api/v1/schedules', { job_id: knownJob, run_at: later })).json();
+    await expectProblem(await patch(`/api/v1/schedules/${oneShot.id}`, { timezone: 'Mars/Olympus' }), 400, 'timezone');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: '2001-01-01T00:00:00Z' }), 400, 'run_at');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob }), 400, 'cron');
     await expectProblem(await post('/api/v1/schedules', { cron: '* * * * *' }), 400, 'job_id');

@@ -1,7 +1,7 @@
 // Schedules: create (core alias /schedule), list (core alias /scheduled), read, pause/resume, delete, firings.
 import { BadRequestError, NotFoundError, sendCreated, sendList, ServiceClient, type Api } from '@hodei/platform';
 import { IdParams, Paging, Schedule, ScheduleCreate, ScheduleListQuery, SchedulePatch, ScheduleRun, z } from '@hodei/types';
-import { firstCronRun } from '../cron.js';
+import { assertTimezone, firstCronRun } from '../cron.js';
 import type { ScheduleStore, ScheduleValues } from '../store/schedules.js';
 
 const TAG = 'schedules';
@@ -23,6 +23,7 @@ async function assertTargetExists(orchestrator: ServiceClient, v: { job_id: stri
 
 /** Validates cron/run_at/timezone and returns when the schedule fires next (null when paused or done). */
 function computeNext(v: ScheduleValues & { completed?: boolean }, now = new Date()): Date | null {
+  assertTimezone(v.timezone); // a run_at schedule keeps its zone too, for a later PATCH to cron
   if (v.cron !== null) {
     const next = firstCronRun(v.cron, v.timezone, now);
     return v.enabled && !v.completed ? next : null;
