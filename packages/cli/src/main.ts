@@ -4,7 +4,7 @@
 import { buildProgram } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError } from './errors.js';
-import { exitWhenWritten } from './output.js';
+import { exitWhenWritten, readerGone } from './output.js';
 
 function report(err: unknown): number {
   const paint = (s: string) => s;
@@ -24,7 +24,7 @@ function report(err: unknown): number {
 // the reader went away (`hodei logs … | head`): what is left to print has nowhere to go
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    if (err.code === 'EPIPE') return readerGone();
     throw err;
   });
 }

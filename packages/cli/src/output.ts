@@ -47,6 +47,26 @@ export function exitWhenWritten(code: number): void {
   process.stderr.write('', written);
 }
 
+let onReaderGone: (() => Promise<number>) | null = null;
+let readerWentAway = false;
+
+/** While set, what to do when the reader of hodei's output goes away (`hodei run … | head`); it returns the exit code. */
+export function whenReaderGone(fn: (() => Promise<number>) | null): void {
+  onReaderGone = fn;
+}
+
+/** stdout or stderr is a closed pipe: exit, after the current command's clean-up if it set one. */
+export function readerGone(): void {
+  if (readerWentAway) return;
+  readerWentAway = true;
+  const fn = onReaderGone;
+  if (!fn) process.exit(Number(process.exitCode ?? 0));
+  void fn().then(
+    (code) => process.exit(code),
+    () => process.exit(1),
+  );
+}
+
 export class Output {
   readonly out: Paint;
   readonly err: Paint;

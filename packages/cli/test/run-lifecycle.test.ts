@@ -1,4 +1,5 @@
-// How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary.
+// How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary,
+// the job cancelled when hodei itself is killed or its reader goes away.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,4 +65,43 @@ describe('hodei run: how it ends', () => {
     expect(ok.code).toBe(0);
     expect(ok.stderr).not.toMatch(/^message/m);
   });
+
+  /** The latest execution of the job named `name`, once it has one. */
+  async function latestExecution(name: string): Promise<string> {
+    for (const started = Date.now(); Date.now() - started < 10_000; await new Promise((r) => setTimeout(r, 100))) {
+      const jobs = (await (await fetch(`${stack.orchestrator.url}/api/v1/jobs?name=${name}`)).json()) as { last_execution: { id: string } | null }[];
+      const id = jobs[0]?.last_execution?.id;
+      if (id) return id;
+    }
+    throw new Error(`job ${name} never ran`);
+  }
+
+  /** The execution's status once it is cancelled, or whatever it is after 15 s. */
+  async function settled(id: string): Promise<string> {
+    let status = '';
+    for (const started = Date.now(); Date.now() - started < 15_000; await new Promise((r) => setTimeout(r, 100))) {
+      status = ((await (await fetch(`${stack.workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
+      if (status === 'cancelled') break;
+    }
+    return status;
+  }
+
+  it('SIGTERM (a CI step cancelled) cancels the execution, then exits 143', async () => {
+    const run = hodei(['run', '--name', 'terminated', '--', 'sh', '-c', 'while :; do echo tick; sleep 0.1; done'], env);
+    await run.waitFor(/\[OUT\] tick$/);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expect(r.code).toBe(143);
+    expect(r.stderr).toMatch(/^hodei got SIGTERM: cancelling execution [0-9a-f-]{36}$/m);
+    expect(await settled(await latestExecution('terminated'))).toBe('cancelled');
+  }, 30_000);
+
+  it('when the reader of its output goes away (| head), the execution is cancelled and hodei exits 141', async () => {
+    const run = hodei(['run', '--raw', '--name', 'headed', '--', 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done'], env);
+    await run.waitFor(/^2$/);
+    run.child.stdout!.destroy();
+    const r = await run.done;
+    expect(r.code).toBe(141);
+    expect(await settled(await latestExecution('headed'))).toBe('cancelled');
+  }, 30_000);
 });

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { context, exitCodeFor, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
-import { exitWhenWritten, statusText } from '../output.js';
+import { exitWhenWritten, statusText, whenReaderGone } from '../output.js';
 import {
   collectList, collectPair, formatDuration, parseDurationSeconds, parseInteger, parsePositiveNumber, parsePriority, parseSizeBytes,
 } from '../parse.js';
@@ -212,6 +212,19 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
+  // hodei going away (killed, its terminal closed, its reader gone) takes the job with it, as the
+  // end of a local pipeline would: nobody would see the rest of it
+  const abandon = async (code: number) => {
+    await client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }).catch(() => undefined);
+    return code;
+  };
+  const onTerm = (signal: NodeJS.Signals) => {
+    bar?.stop();
+    if (signal === 'SIGTERM') out.note(`hodei got SIGTERM: cancelling execution ${current.id}`);
+    void abandon(signal === 'SIGTERM' ? 143 : 129).then(exitWhenWritten);
+  };
+  process.on('SIGTERM', onTerm).on('SIGHUP', onTerm);
+  whenReaderGone(() => abandon(141));
 
   let done: Completed;
   try {
@@ -236,7 +249,8 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     }
   } finally {
     bar?.stop();
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSigint).off('SIGTERM', onTerm).off('SIGHUP', onTerm);
+    whenReaderGone(null);
   }
 
   const lines = out.json ? collected.length : printer.count;
