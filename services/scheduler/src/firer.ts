@@ -1,7 +1,7 @@
 // Cron firing: a timer set for the earliest due schedule (not a polling loop). Each firing is one
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
-import { encodeJson, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
+import { encodeJson, HttpError, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
 import type { ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
@@ -132,7 +132,14 @@ export class Firer {
     } catch (err) {
       outcome = 'failed';
       message = (err as Error).message;
-      log.error({ err }, 'firing failed');
+      if (err instanceof HttpError && err.status === 404) {
+        // the job or pipeline was deleted: every later firing would fail the same way
+        await this.store.pause(d.id);
+        message = `${message}; schedule paused`;
+        log.warn({ err }, 'the schedule runs a job or pipeline that no longer exists: paused');
+      } else {
+        log.error({ err }, 'firing failed');
+      }
     }
     await this.store.finishRun(runId, outcome, { execution_id: executionId, pipeline_run_id: pipelineRunId }, message);
     this.metrics.firings.inc({ outcome });

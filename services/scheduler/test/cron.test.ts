@@ -169,6 +169,36 @@ describe('cron firing', () => {
     await send(orchestrator.url, 'POST', `/api/v1/pipeline-runs/${replacing.pipeline_run_id}/cancel`);
   });
 
+  it('pauses a schedule whose job or pipeline was deleted, after the one firing that found it gone', async () => {
+    const own = await job('echo own');
+    const created = await send(orchestrator.url, 'POST', '/api/v1/pipelines', { name: 'cron-deleted', jobs: [{ name: 'one', command: 'true' }] });
+    const pipeline = (await created.json()).id as string;
+    const onJob = await post({ job_id: own, cron: '*/1 * * * * *', overlap_policy: 'allow' });
+    const onPipeline = await post({ pipeline_id: pipeline, cron: '*/1 * * * * *', overlap_policy: 'allow' });
+    for (const s of [onJob, onPipeline]) await until(() => runs(s.id), firedCount(1));
+    for (const s of [onJob, onPipeline]) await pause(s.id);
+    await until(() => runs(onJob.id), settled);
+    const ran = (await runs(onJob.id)).map((r) => r.execution_id!);
+    await Promise.all(ran.map((id) => until(() => execution(id), (e) => e.status === 'completed')));
+    const pipelineRuns = (await runs(onPipeline.id)).map((r) => r.pipeline_run_id!);
+    const runStatus = async (id: string) => ((await (await fetch(`${orchestrator.url}/api/v1/pipeline-runs/${id}`)).json()) as { status: string }).status;
+    await Promise.all(pipelineRuns.map((id) => until(() => runStatus(id), (st) => st === 'completed')));
+    expect((await send(orchestrator.url, 'DELETE', `/api/v1/jobs/${own}`)).status).toBe(204);
+    expect((await send(orchestrator.url, 'DELETE', `/api/v1/pipelines/${pipeline}`)).status).toBe(204);
+
+    for (const [s, what] of [[onJob, `job ${own}`], [onPipeline, `pipeline ${pipeline}`]] as const) {
+      const before = (await runs(s.id)).length;
+      expect((await send(svc.url, 'PATCH', `/api/v1/schedules/${s.id}`, { enabled: true })).status).toBe(200);
+      const paused = await until(() => schedule(s.id), (x) => x.status === 'paused', 15_000);
+      expect(paused).toMatchObject({ enabled: false, next_run_at: null });
+      const r = await until(() => runs(s.id), settled);
+      expect(r).toHaveLength(before + 1);
+      expect(r[0]).toMatchObject({ outcome: 'failed', message: `${what} not found; schedule paused` });
+    }
+    await twoSecondsLater();
+    for (const s of [onJob, onPipeline]) expect((await runs(s.id)).filter((r) => r.outcome === 'failed')).toHaveLength(1);
+  });
+
   it('after downtime, run_once catches up once and skip not at all', async () => {
     const once = await post({ job_id: quick, cron: '0 0 1 1 *', enabled: false, misfire_policy: 'run_once' });
     const skip = await post({ job_id: quick, cron: '0 0 1 1 *', enabled: false, misfire_policy: 'skip' });

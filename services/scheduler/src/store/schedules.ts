@@ -124,6 +124,10 @@ export class ScheduleStore {
     return rows[0] ? toSchedule(rows[0]) : null;
   }
 
+  async pause(id: string): Promise<void> {
+    await this.db.query('UPDATE schedules SET enabled = false, next_run_at = NULL, updated_at = now() WHERE id = $1', [id]);
+  }
+
   async delete(id: string): Promise<boolean> {
     const { rowCount } = await this.db.query('DELETE FROM schedules WHERE id = $1', [id]);
     return (rowCount ?? 0) > 0;
