@@ -104,4 +104,17 @@ describe('hodei run: how it ends', () => {
     expect(r.code).toBe(141);
     expect(await settled(await latestExecution('headed'))).toBe('cancelled');
   }, 30_000);
+
+  it('a second Ctrl-C detaches at once and the cancel asked for still ends the execution', async () => {
+    const run = hodei(['run', '--name', 'stubborn', '--', 'sh', '-c', 'trap "" TERM; while :; do echo tick; sleep 0.1; done'], env);
+    await run.waitFor(/\[OUT\] tick$/);
+    run.child.kill('SIGINT');
+    await run.waitFor(/^cancelling execution/);
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    const id = await latestExecution('stubborn');
+    expect(r.stderr).toContain(`detached; the cancel of execution ${id} goes on without hodei: hodei logs -f ${id}\n`);
+    expect(await settled(id)).toBe('cancelled');
+  }, 30_000);
 });

@@ -208,7 +208,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       return;
     }
     bar?.stop();
-    out.note(`detached; execution ${current.id} goes on: hodei logs -f ${current.id}`);
+    out.note(`detached; the cancel of execution ${current.id} goes on without hodei: hodei logs -f ${current.id}`);
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
