@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help build start-services stop-services restart-services status logs infra test test-e2e bench bench-exec bench-failure clean
+.PHONY: help build start-services stop-services restart-services status logs infra test test-e2e bench bench-exec bench-floor bench-failure clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ bench: ## HTTP benchmark: orchestrator next to a bare Express hello-world
 
 bench-exec: ## execution benchmarks: throughput, latency, live logs, cancel, ingest, fan-out (BENCH_ARGS="--rounds 2")
 	@scripts/bench.sh exec
+
+bench-floor: ## CPU floor of the mandated path of one execution (no services' code, no spawn) beside the bare spawn loop
+	@scripts/bench.sh floor
 
 bench-failure: ## time and failure: cron lateness (60 firings), failover after kill -9 of a worker (BENCH_ARGS="--rounds 3")
 	@scripts/bench.sh failure

@@ -25,6 +25,7 @@ import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { parseSseBlock, type TestEnv } from '@hodei/platform';
 import { load } from './failure-stack.js';
+import { bareSpawnLoop } from './spawn-loop.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -276,35 +277,6 @@ interface Figure {
 }
 
 // ---- 1. throughput --------------------------------------------------------------------------
-// The bare loop runs in a Node process of its own that loads nothing else. Run in this process,
-// whose heap holds the services, every fork would cost twice as much (fork copies the page tables
-// of the process that calls it), and the baseline would flatter the platform.
-const BARE_LOOP = `
-const { spawn } = require('node:child_process');
-const [total, parallel] = process.argv.slice(1).map(Number);
-let started = 0;
-const one = () => new Promise((ok, fail) => {
-  const c = spawn('/bin/sh', ['-c', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  c.stdout.resume();
-  c.stderr.resume();
-  c.once('error', fail);
-  c.once('close', () => ok());
-});
-const t0 = performance.now();
-Promise.all(Array.from({ length: parallel }, async () => {
-  while (started < total) { started++; await one(); }
-})).then(() => process.stdout.write(String(total / ((performance.now() - t0) / 1000))));
-`;
-
-async function bareSpawnLoop(total: number, parallel: number): Promise<number> {
-  const child = spawn(process.execPath, ['-e', BARE_LOOP, String(total), String(parallel)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  if (code !== 0 || !(Number(out) > 0)) throw new Error(`the bare spawn loop failed (exit ${code}): ${out}`);
-  return Number(out);
-}
-
 /** CPU time (ms) used so far by each part of the installation, read from /proc/<pid>/stat. The
  *  jobs' own processes are counted once they have been reaped. */
 function cpuByRole(): Record<string, number> {
@@ -348,7 +320,7 @@ function cpuSpent(before: Record<string, number>, after: Record<string, number>,
 async function benchThroughput(jobs: number): Promise<Figure[]> {
   // the machine's limit: the best of three runs
   let base = 0;
-  for (let i = 0; i < 3; i++) base = Math.max(base, await bareSpawnLoop(jobs, 8));
+  for (let i = 0; i < 3; i++) base = Math.max(base, (await bareSpawnLoop(jobs, 8)).rate);
   const stack = await startStack({ processes: ownProcesses });
   try {
     const worker = await stack.startWorker(8);
