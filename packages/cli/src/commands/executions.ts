@@ -16,11 +16,12 @@ export function registerExecutions(program: Command): void {
     .addOption(new Option('--status <status>', 'only this status').choices(ExecutionStatus.options))
     .option('--worker <id>', 'only executions on this worker')
     .option('--limit <n>', 'at most N', parseInteger(1, 1000), 50)
-    .action(async (f: { job?: string; status?: string; worker?: string; limit: number }, cmd: Command) => {
+    .option('--offset <n>', 'skip N executions', parseInteger(0, Number.MAX_SAFE_INTEGER))
+    .action(async (f: { job?: string; status?: string; worker?: string; limit: number; offset?: number }, cmd: Command) => {
       const { client, out } = context(cmd);
       const job_id = f.job ? await resolveJob(client, f.job) : undefined;
       const worker_id = f.worker ? await resolveWorker(client, f.worker) : undefined;
-      const { items, total } = await client.list('worker-manager', '/api/v1/executions', Execution, { job_id, worker_id, status: f.status, limit: f.limit });
+      const { items, total } = await client.list('worker-manager', '/api/v1/executions', Execution, { job_id, worker_id, status: f.status, limit: f.limit, offset: f.offset });
       if (out.json) return out.printJson(items);
       out.table(
         ['ID', 'NAME', 'STATUS', 'EXIT', 'ATTEMPT', 'STARTED', 'DURATION', 'LINES'],
@@ -36,7 +37,7 @@ export function registerExecutions(program: Command): void {
         ]),
         'no executions',
       );
-      if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} executions`));
+      if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} executions (use --limit / --offset for more)`));
     });
 
   ex.command('show')
