@@ -1,6 +1,6 @@
 // The commands around `run` as a user meets them: lists paged, cancel of what is not running.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, hodeiDone } from './helpers.js';
+import { buildCli, hodei, hodeiDone } from './helpers.js';
 import { startStack, type Stack } from './stack.js';
 
 let stack: Stack;
@@ -28,4 +28,24 @@ describe('hodei executions list', () => {
     expect(table.stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/\s+/)[0])).toEqual([every[1]!.id, every[2]!.id]);
     expect(table.stderr).toBe(`2 of ${every.length} executions (use --limit / --offset for more)\n`);
   });
+});
+
+describe('hodei jobs cancel', () => {
+  it('cancels a running job, and says there is nothing to cancel (exit 1) once it has ended', async () => {
+    const run = hodei(['run', '--name', 'to-cancel', '--', 'sh', '-c', 'while :; do echo tick; sleep 0.1; done'], env);
+    await run.waitFor(/\[OUT\] tick$/);
+    const job = /^job\s+([0-9a-f-]{36})$/m;
+    const cancel = await hodeiDone(['jobs', 'cancel', 'to-cancel'], env);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stdout).toMatch(/^cancel requested for job [0-9a-f-]{36}\n$/);
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    const jobId = job.exec(r.stderr)![1];
+
+    const again = await hodeiDone(['jobs', 'cancel', 'to-cancel'], env);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toBe('');
+    // the job's own status follows its execution's a moment later
+    expect(again.stderr).toMatch(new RegExp(`^hodei: nothing to cancel: job ${jobId} has no queued or running execution \\(it is (cancelled|running)\\)\n$`));
+  }, 30_000);
 });

@@ -7,6 +7,7 @@ import { CliError } from '../errors.js';
 import { clock, labelsText, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration, parseDurationSeconds, parseInteger, parsePriority } from '../parse.js';
 import { resolveExecutionOrJob, resolveJob } from '../resources.js';
+import { ExecutionRef } from './run.js';
 
 const firstLine = (s: string | null) => (s === null ? '-' : s.split('\n').length > 1 ? `${s.split('\n')[0]} …` : s);
 
@@ -111,6 +112,13 @@ export function registerJobs(program: Command): void {
     .action(async (id: string, _f: unknown, cmd: Command) => {
       const { client, out } = context(cmd);
       const jobId = await resolveJob(client, id);
+      const active = await Promise.all(
+        (['queued', 'running'] as const).map((status) => client.list('worker-manager', '/api/v1/executions', ExecutionRef, { job_id: jobId, status, limit: 1 })),
+      );
+      if (active.every((a) => a.items.length === 0)) {
+        const job = await client.get('orchestrator', `/api/v1/jobs/${jobId}`, Job);
+        throw new CliError(`nothing to cancel: job ${jobId} has no queued or running execution (it is ${job.status})`);
+      }
       const res = await client.send('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null);
       if (out.json) return out.printJson(res ?? { id: jobId });
       out.line(`cancel requested for job ${jobId}`);
