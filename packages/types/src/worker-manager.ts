@@ -107,6 +107,7 @@ export const ExecutionListQuery = Paging.extend({
   job_id: Id.optional(),
   status: ExecutionStatus.optional(),
   worker_id: Id.optional(),
+  retry_of: Id.optional().openapi({ description: 'the attempt that retries this execution' }),
 });
 
 // ---- logs ----

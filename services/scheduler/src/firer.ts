@@ -2,7 +2,7 @@
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
 import { encodeJson, HttpError, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
-import type { ScheduleFiredEvent } from '@hodei/types';
+import { isFinalStatus, type Execution, type ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
 import type { DueSchedule, ScheduleStore } from './store/schedules.js';
@@ -163,12 +163,32 @@ export class Firer {
   /** What an earlier firing started and is still going: the job's execution, or the pipeline's run (the orchestrator says whether it runs). */
   private async previousStillActive(d: DueSchedule): Promise<{ id: string; cancel: () => Promise<unknown> } | null> {
     if (d.job_id) {
-      const id = await this.store.activeExecution(d.id);
+      const last = await this.store.lastExecution(d.id);
+      const id = last && (last.done ? await this.attemptToCome(last.execution_id) : last.execution_id);
       return id ? { id, cancel: () => this.workerManager.send('POST', `/api/v1/executions/${id}/cancel`) } : null;
     }
     const id = await this.store.lastPipelineRun(d.id);
     if (!id) return null;
     const run = await this.orchestrator.find<{ status: string }>(`/api/v1/pipeline-runs/${id}`);
     return run?.status === 'running' ? { id, cancel: () => this.orchestrator.send('POST', `/api/v1/pipeline-runs/${id}/cancel`) } : null;
+  }
+
+  /**
+   * An execution that ended here may go on as retries (worker-manager's, retry_of): the attempt
+   * queued, waiting out its back-off or running, or the ended one when its retry is not recorded yet.
+   */
+  private async attemptToCome(executionId: string): Promise<string | null> {
+    for (let id = executionId; ; ) {
+      const [retry] = (await this.workerManager.find<Execution[]>(`/api/v1/executions?retry_of=${id}`)) ?? [];
+      if (retry && !isFinalStatus(retry.status)) return retry.id;
+      if (retry) {
+        id = retry.id;
+        continue;
+      }
+      const e = await this.workerManager.find<Execution>(`/api/v1/executions/${id}`);
+      if (!e) return null;
+      const retried = (e.status === 'failed' || e.status === 'lost') && e.attempt <= e.spec.max_retries;
+      return !isFinalStatus(e.status) || retried ? id : null;
+    }
   }
 }

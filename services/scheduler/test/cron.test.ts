@@ -3,6 +3,9 @@
 import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, Schedule, ScheduleRun } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
@@ -142,6 +145,32 @@ describe('cron firing', () => {
     expect(replacing.message).toBe(`replaced ${again.execution_id}`);
     expect((await until(() => execution(again.execution_id!), (e) => e.status === 'cancelled')).status).toBe('cancelled');
     await send(workerManager.url, 'POST', `/api/v1/executions/${replacing.execution_id}/cancel`);
+  });
+
+  it('forbid counts the retries of the previous run as that run: no firing while its next attempt waits or runs', async () => {
+    const marker = join(tmpdir(), `hodei-cron-retry-${process.pid}-${Date.now()}`);
+    const res = await send(orchestrator.url, 'POST', '/api/v1/jobs', {
+      name: 'cron-retried',
+      command: `if mkdir ${marker} 2>/dev/null; then exit 1; fi; sleep 30`,
+      max_retries: 2,
+      retry_backoff_seconds: 1,
+    });
+    const flaky = (await res.json()).id as string;
+    const s = await post({ job_id: flaky, cron: '*/1 * * * * *' });
+    const first = (await until(() => runs(s.id), (x) => x.some((r) => r.outcome === 'fired'))).find((r) => r.outcome === 'fired')!;
+    const list = async () => (await (await fetch(`${workerManager.url}/api/v1/executions?job_id=${flaky}`)).json()) as Execution[];
+    const retry = (await until(list, (x) => x.some((e) => e.attempt === 2 && e.status === 'running'), 15_000)).find((e) => e.attempt === 2)!;
+    expect(retry.retry_of).toBe(first.execution_id);
+    const since = new Date().toISOString();
+    const later = (x: ScheduleRun[]) => x.filter((r) => r.scheduled_at > since && r.outcome !== 'pending');
+    await until(() => runs(s.id), (x) => later(x).length >= 2);
+    await pause(s.id);
+    const all = await until(() => runs(s.id), settled);
+    rmSync(marker, { recursive: true, force: true });
+    await send(workerManager.url, 'POST', `/api/v1/executions/${retry.id}/cancel`);
+    expect(all.filter((r) => r.outcome === 'fired')).toEqual([first]);
+    for (const r of later(all)) expect(r).toMatchObject({ outcome: 'skipped', message: expect.stringContaining(retry.id) });
+    expect((await list()).map((e) => e.attempt).sort()).toEqual([1, 2]);
   });
 
   it('forbid and replace also hold for a pipeline schedule: its previous run is asked of the orchestrator', async () => {

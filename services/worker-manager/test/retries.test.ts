@@ -148,6 +148,11 @@ describe('a failing job', () => {
     expect(chain[2]!.message ?? '').not.toContain('retried as');
     const all = (await (await call(wm.url, 'GET', '/api/v1/executions?limit=1000')).json()) as Execution[];
     expect(all.filter((x) => x.retry_of === chain[2]!.id)).toEqual([]);
+    // each attempt's retry, by the filter
+    for (const [i, expected] of [[0, [chain[1]!.id]], [1, [chain[2]!.id]], [2, []]] as const) {
+      const byFilter = (await (await call(wm.url, 'GET', `/api/v1/executions?retry_of=${chain[i]!.id}`)).json()) as Execution[];
+      expect(byFilter.map((x) => x.id)).toEqual(expected);
+    }
     expect((await metric('hodei_retries_total', 'reason="failed"')) - before).toBe(2);
   }, 90_000);
 

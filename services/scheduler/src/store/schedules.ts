@@ -237,18 +237,18 @@ export class ScheduleStore {
   }
 
   /**
-   * The execution a previous firing started that has not finished yet. Finished (or cancelled)
-   * executions are the queue's `done` rows, kept 8 days; no execution runs longer than 7.
+   * The execution the latest firing started, and whether it is over here (the queue's `done` rows,
+   * kept 8 days; no execution runs longer than 7). An execution over may still be retried.
    */
-  async activeExecution(scheduleId: string): Promise<string | null> {
-    const { rows } = await this.db.query<{ execution_id: string }>(
-      `SELECT r.execution_id FROM schedule_runs r
+  async lastExecution(scheduleId: string): Promise<{ execution_id: string; done: boolean } | null> {
+    const { rows } = await this.db.query<{ execution_id: string; done: boolean }>(
+      `SELECT r.execution_id, EXISTS (SELECT 1 FROM queue q WHERE q.execution_id = r.execution_id AND q.state = 'done') AS done
+       FROM schedule_runs r
        WHERE r.schedule_id = $1 AND r.execution_id IS NOT NULL AND r.fired_at > now() - interval '8 days'
-         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.execution_id = r.execution_id AND q.state = 'done')
        ORDER BY r.scheduled_at DESC LIMIT 1`,
       [scheduleId],
     );
-    return rows[0]?.execution_id ?? null;
+    return rows[0] ?? null;
   }
 
   /** The pipeline run the latest firing started, if any; whether it still runs is the orchestrator's to say. */

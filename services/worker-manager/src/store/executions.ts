@@ -98,6 +98,7 @@ export interface ExecutionFilter {
   job_id?: string | undefined;
   status?: ExecutionStatus | undefined;
   worker_id?: string | undefined;
+  retry_of?: string | undefined;
   limit: number;
   offset: number;
 }
@@ -108,6 +109,7 @@ export async function listExecutions(db: Pool, f: ExecutionFilter): Promise<{ ro
   if (f.job_id) where.push(`job_id = $${args.push(f.job_id)}`);
   if (f.status) where.push(`status = $${args.push(f.status)}`);
   if (f.worker_id) where.push(`worker_id = $${args.push(f.worker_id)}`);
+  if (f.retry_of) where.push(`retry_of = $${args.push(f.retry_of)}`);
   const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
   const count = await db.query<{ n: number }>(`SELECT count(*) AS n FROM executions ${w}`, args);
   const { rows } = await db.query<ExecutionRow>(
