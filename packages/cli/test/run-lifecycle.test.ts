@@ -118,3 +118,23 @@ describe('hodei run: how it ends', () => {
     expect(await settled(id)).toBe('cancelled');
   }, 30_000);
 });
+
+describe('hodei run --script: what is not a script', () => {
+  it('a directory, a missing file and a binary file are each named, exit 1, nothing created', async () => {
+    const jobCount = async () => (await fetch(`${stack.orchestrator.url}/api/v1/jobs?limit=1`)).headers.get('x-total-count');
+    const before = await jobCount();
+    const binary = join(dir, 'program.bin');
+    await writeFile(binary, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x01, 0x00, 0x00]));
+    const cases: [string, string][] = [
+      [dir, `hodei: cannot read ${dir}: it is a directory\n`],
+      [join(dir, 'nope.sh'), `hodei: cannot read ${join(dir, 'nope.sh')}: no such file\n`],
+      [binary, `hodei: ${binary} is a binary file, not a script or a job file (it holds a NUL byte)\n`],
+    ];
+    for (const [file, message] of cases) {
+      const r = await hodeiDone(['run', '--script', file], env);
+      expect(r.code, file).toBe(1);
+      expect(r.stderr).toBe(message);
+    }
+    expect(await jobCount()).toBe(before);
+  });
+});

@@ -151,18 +151,23 @@ function defaultName(flags: RunFlags, body: Record<string, unknown>): string {
   return 'script';
 }
 
+const READ_ERRORS: Record<string, string> = { ENOENT: 'no such file', EISDIR: 'it is a directory', EACCES: 'permission denied' };
+
+/** A script or job file's text; a binary file (a NUL byte: a compiled program, an archive) is refused by name. */
 async function readText(file: string): Promise<string> {
+  let bytes: Buffer;
   try {
     if (file === '-') {
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
-    }
-    return await readFile(file, 'utf8');
+      bytes = Buffer.concat(chunks);
+    } else bytes = await readFile(file);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new CliError(`cannot read ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    throw new CliError(`cannot read ${file}: ${READ_ERRORS[e.code ?? ''] ?? e.message}`);
   }
+  if (bytes.includes(0)) throw new CliError(`${file === '-' ? 'stdin' : file} is a binary file, not a script or a job file (it holds a NUL byte)`);
+  return bytes.toString('utf8');
 }
 
 /** Create + execute + follow. Returns the exit code. */
