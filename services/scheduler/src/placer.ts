@@ -44,6 +44,9 @@ interface Slot {
   slots: number;
   cpu: number;
   memory: number;
+  /** Held for an earlier entry that fits this worker once enough of it frees: nothing after that
+   *  entry is placed here (else a stream of small executions starves a large one for ever). */
+  heldFor?: string;
 }
 
 /** The workers with what a plan left free on them. */
@@ -212,7 +215,7 @@ export class Placer {
     /** Every waiting entry was read (the fast path relies on knowing them all). */
     let complete = head.length < limit;
     // Only the head was read and a slot is still free: what waits behind the head may fit it.
-    if (truncated && plan.slots.some((s) => s.slots >= 1)) {
+    if (truncated && plan.slots.some((s) => s.slots >= 1 && !s.heldFor)) {
       const all = await this.queue.waiting(ROUND_LIMIT);
       plan = this.plan(withArrivals(all, false), online, now);
       complete = all.length < ROUND_LIMIT;
@@ -264,10 +267,15 @@ export class Placer {
     const waiting: ({ entry: QueueEntry } & WaitReason)[] = [];
     for (const entry of entries) {
       let best: Slot | undefined;
+      let behindHeld = false;
       for (const s of slots) {
         if (s.slots < 1 || s.cpu + EPSILON < entry.cpu_cores || s.memory < entry.memory_bytes) continue;
         if (!labelsMatch(entry.spec.labels, s.worker.labels)) continue;
         if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
+        if (s.heldFor) {
+          behindHeld = true;
+          continue;
+        }
         // a retry goes back to a worker an earlier attempt ran on only when no other one fits
         const avoided = (w: Slot) => entry.avoid_workers.includes(w.worker.id);
         if (best && avoided(best) !== avoided(s)) {
@@ -283,10 +291,26 @@ export class Placer {
         best.memory -= entry.memory_bytes;
         chosen.push({ entry, worker: best.worker });
       } else {
-        waiting.push({ entry, ...this.whyWaiting(entry, online, now) });
+        const why = behindHeld
+          ? { reason: `the worker with room is held for an earlier execution (${needs(entry)})`, kind: 'busy' as const }
+          : this.whyWaiting(entry, online, now);
+        if (why.kind === 'busy') this.hold(entry, slots, now);
+        waiting.push({ entry, ...why });
       }
     }
     return { chosen, waiting, slots };
+  }
+
+  /** Holds, for an entry that only waits for capacity to free, the worker it fits with the most free now. */
+  private hold(entry: QueueEntry, slots: Slot[], now: number): void {
+    let best: Slot | undefined;
+    for (const s of slots) {
+      if (s.heldFor || !labelsMatch(entry.spec.labels, s.worker.labels)) continue;
+      if (s.worker.capacity.cpu_cores + EPSILON < entry.cpu_cores || s.worker.capacity.memory_bytes < entry.memory_bytes) continue;
+      if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
+      if (!best || s.slots > best.slots || (s.slots === best.slots && s.cpu > best.cpu)) best = s;
+    }
+    if (best) best.heldFor = entry.execution_id;
   }
 
   private whyWaiting(entry: QueueEntry, online: RegistryWorker[], now: number): WaitReason {

@@ -221,6 +221,26 @@ describe('placement', () => {
     expect(reasons(blockers[69]!)).toEqual(['no worker with label pool=none']);
   });
 
+  it('a large execution is not starved by smaller ones queued after it: the worker it fits is held for it', async () => {
+    const w = await fakeWorker({ t: 'hold' }, { slots: 2, cpu_cores: 1 });
+    const small1 = await enqueue({ labels: { t: 'hold' }, cpu: 0.5 });
+    await until(() => w.got.length, (n) => n > 0);
+    const big = await enqueue({ labels: { t: 'hold' }, cpu: 1 });
+    const small2 = await enqueue({ labels: { t: 'hold' }, cpu: 0.5 });
+    const small3 = await enqueue({ labels: { t: 'hold' }, cpu: 0.5 });
+    await until(() => [big, small2, small3].map(reasons), (r) => r.every((x) => x.length > 0));
+    expect(reasons(big)).toEqual(['all workers busy (needs 1 slot, 1 cpu_cores, 64 MiB memory)']);
+    expect(reasons(small2)).toEqual(['the worker with room is held for an earlier execution (needs 1 slot, 0.5 cpu_cores, 64 MiB memory)']);
+    expect(w.ids()).toEqual([small1]); // half the worker is free, but a small one there would keep the large one out
+    await finish(small1, w.id);
+    await until(() => w.got.length, (n) => n > 1);
+    await recorded(w);
+    expect(w.ids()).toEqual([small1, big]);
+    await finish(big, w.id);
+    await until(() => w.got.length, (n) => n > 3);
+    expect(w.ids()).toEqual([small1, big, small2, small3]);
+  });
+
   it('routes by labels and says which label no worker has', async () => {
     const cpu = await fakeWorker({ t: 'lbl', pool: 'cpu' });
     const gpu = await fakeWorker({ t: 'lbl', pool: 'gpu', zone: 'a' });
