@@ -77,6 +77,8 @@ export const ExecutionQueuedEvent = z.object({
   traceparent: z.string().optional(),
   /** A retry: workers the earlier attempts ran on; the placer prefers any other worker that fits. */
   avoid_workers: z.array(Id).optional(),
+  /** A retry: the execution it repeats. */
+  retry_of: Id.optional(),
 });
 export type ExecutionQueuedEvent = z.infer<typeof ExecutionQueuedEvent>;
 
@@ -132,6 +134,8 @@ export const ExecutionStatusEvent = z.object({
   started_at: Timestamp.nullable().optional(),
   finished_at: Timestamp.nullable().optional(),
   duration_ms: z.number().int().nullable().optional(),
+  /** On worker-manager's event announcing a retry: the execution it repeats. */
+  retry_of: Id.optional(),
   /** Final event only: the JSON the job wrote to $HODEI_RESULT_FILE, or why it could not be read. */
   result: z.unknown().optional(),
   result_error: z.string().optional(),

@@ -25,7 +25,7 @@ function toUpdate(kind: 'queued' | 'status', data: unknown): ExecutionUpdate | n
   if (kind === 'queued') {
     const e = ExecutionQueuedEvent.safeParse(data);
     if (!e.success) return 'invalid';
-    return e.data.job_id ? { execution_id: e.data.execution_id, job_id: e.data.job_id, status: 'queued' } : null;
+    return e.data.job_id ? { execution_id: e.data.execution_id, job_id: e.data.job_id, status: 'queued', retry_of: e.data.retry_of } : null;
   }
   const e = ExecutionStatusEvent.safeParse(data);
   if (!e.success) return 'invalid';
@@ -39,6 +39,7 @@ function toUpdate(kind: 'queued' | 'status', data: unknown): ExecutionUpdate | n
     started_at: v.started_at,
     finished_at: v.finished_at,
     duration_ms: v.duration_ms,
+    retry_of: v.retry_of,
   };
 }
 

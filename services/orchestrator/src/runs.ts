@@ -222,13 +222,13 @@ export class PipelineRunner {
         if (s === 'lost' || s === 'failed') {
           // worker-manager retries lost and failed executions while max_retries allows: follow the newest attempt
           let current = r.execution_id;
-          const retry = await runs.newestExecutionAfter(c, r.job_id, r.execution_id);
+          const retry = await runs.latestRetry(c, r.execution_id);
           if (retry) {
             s = retry.status;
             current = retry.execution_id;
             execution.set(r.job_id, current);
           }
-          if ((s === 'lost' || s === 'failed') && (await runs.retryExpected(c, r.job_id, runId, current))) {
+          if ((s === 'lost' || s === 'failed') && (await runs.retryExpected(c, r.job_id, current))) {
             s = 'queued'; // its retry is on the way: the run neither fails nor skips dependents meanwhile
           }
         }

@@ -125,6 +125,28 @@ describe('pipeline runs on a real worker', () => {
     expect(await executionsOf(run.jobs.d!.job_id)).toEqual([]);
   }, 90_000);
 
+  it('two runs of one pipeline at once: a job failing in one run does not take the other run\'s execution of it', async () => {
+    const { id, ids } = await createPipeline({
+      name: 'side-by-side',
+      jobs: [
+        { name: 'f', command: 'if [ -n "$FAIL" ]; then sleep 1; exit 1; fi; sleep 3' },
+        { name: 'g', command: 'echo "g FAIL=$FAIL"', depends_on: ['f'] },
+      ],
+    });
+    const failing = await api('POST', `/api/v1/pipelines/${id}/runs`, { env: { FAIL: '1' } });
+    // the second run's f starts after the first run's: it is the job's newest execution when that one fails
+    await eventually(async () => ((await api('GET', `/api/v1/pipeline-runs/${failing.body.id}`)).body.jobs[0].execution_id ? true : undefined), 10_000);
+    const passing = await api('POST', `/api/v1/pipelines/${id}/runs`);
+    const [a, b] = await Promise.all([finished(failing.body.id), finished(passing.body.id)]);
+    expect(a.status).toBe('failed');
+    expect(a.jobs.f).toMatchObject({ status: 'failed', exit_code: 1 });
+    expect(a.jobs.g).toMatchObject({ status: 'skipped', execution_id: null });
+    expect(b.status).toBe('completed');
+    expect(b.jobs.f!.execution_id).not.toBe(a.jobs.f!.execution_id);
+    expect((await executionsOf(ids.g!)).map((e) => e.id)).toEqual([b.jobs.g!.execution_id]);
+    expect(await logLines(b.jobs.g!.execution_id!)).toEqual(['g FAIL=']);
+  }, 90_000);
+
   it('cancel mid-run: the running job is cancelled, the rest skipped; the event stream shows it and ends', async () => {
     const { id } = await createPipeline({
       name: 'to-cancel',

@@ -17,8 +17,8 @@ let wm: FakeWorkerManager;
 let executed: Map<string, string[]>;
 const api = (method: string, path: string, body?: unknown) => call(svc.url, method, path, body);
 
-async function publish(executionId: string, jobId: string, status: ExecutionStatusEvent['status']): Promise<void> {
-  const e: ExecutionStatusEvent = { execution_id: executionId, job_id: jobId, worker_id: null, status, timestamp: new Date().toISOString() };
+async function publish(executionId: string, jobId: string, status: ExecutionStatusEvent['status'], extra: Partial<ExecutionStatusEvent> = {}): Promise<void> {
+  const e: ExecutionStatusEvent = { execution_id: executionId, job_id: jobId, worker_id: null, status, timestamp: new Date().toISOString(), ...extra };
   const final = !['queued', 'running'].includes(status);
   await svc.ctx.bus.js.publish(final ? svc.ctx.bus.subjects.executionFinished : svc.ctx.bus.subjects.executionStatus(executionId), encodeJson(e));
 }
@@ -124,9 +124,21 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'lossy', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
     const a = p.jobs[0].id;
     const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
-    await publish(executed.get(a)![0]!, a, 'lost');
+    const lost = executed.get(a)![0]!;
+    await publish(lost, a, 'lost');
     await runState(r.id, (x) => x.status === 'failed' && byName(x).b.status === 'skipped');
+    // an execution of the job run by hand (or by another run) is not the run's retry
+    const applied = async () =>
+      (await svc.ctx.metrics.getSingleMetric('hodei_orchestrator_execution_events_total')!.get()).values.reduce((n, v) => n + (v.labels.outcome === 'applied' ? v.value : 0), 0);
+    const before = await applied();
+    const other = newId();
+    await publish(other, a, 'running');
+    // handled (runs derived again) once counted
+    await eventually(async () => ((await applied()) > before ? true : undefined));
+    expect(byName((await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body).a).toMatchObject({ status: 'lost', execution_id: lost });
+    // worker-manager announces a retry with the execution it repeats
     const retry = newId();
+    await publish(retry, a, 'queued', { retry_of: lost });
     await publish(retry, a, 'running');
     let run = await runState(r.id, (x) => byName(x).a.status === 'running');
     expect(run.status).toBe('running');

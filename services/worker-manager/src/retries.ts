@@ -100,6 +100,7 @@ export class Retries {
       worker_id: null,
       status: 'queued',
       message: retry.waiting,
+      retry_of: row.id,
       timestamp: new Date().toISOString(),
     };
     try {
@@ -164,6 +165,7 @@ export class Retries {
           attempt: r.attempt,
           created_at: r.created_at.toISOString(),
           ...(r.avoid_workers.length ? { avoid_workers: r.avoid_workers } : {}),
+          ...(r.retry_of ? { retry_of: r.retry_of } : {}),
         };
         try {
           await this.ctx.bus.js.publish(this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });

@@ -12,6 +12,8 @@ export interface ExecutionUpdate {
   started_at?: string | null | undefined;
   finished_at?: string | null | undefined;
   duration_ms?: number | null | undefined;
+  /** The execution this one retries (worker-manager's events for a retry carry it). */
+  retry_of?: string | undefined;
 }
 
 interface ExecutionRow {
@@ -33,9 +35,9 @@ export async function recordExecution(db: Db, u: ExecutionUpdate): Promise<void>
   const old = rows[0];
   if (!old) {
     await db.query(
-      `INSERT INTO job_executions (execution_id, job_id, status, exit_code, started_at, finished_at, duration_ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-      [u.execution_id, u.job_id, u.status, u.exit_code ?? null, u.started_at ?? null, u.finished_at ?? null, u.duration_ms ?? null],
+      `INSERT INTO job_executions (execution_id, job_id, status, exit_code, started_at, finished_at, duration_ms, retry_of)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [u.execution_id, u.job_id, u.status, u.exit_code ?? null, u.started_at ?? null, u.finished_at ?? null, u.duration_ms ?? null, u.retry_of ?? null],
     );
     return;
   }
@@ -45,7 +47,8 @@ export async function recordExecution(db: Db, u: ExecutionUpdate): Promise<void>
   const pick = <T>(incoming: T | null | undefined, current: T | null): T | null =>
     forward ? (incoming ?? current) : (current ?? (old.status === u.status ? (incoming ?? null) : null));
   await db.query(
-    `UPDATE job_executions SET status = $2, exit_code = $3, started_at = $4, finished_at = $5, duration_ms = $6, updated_at = now()
+    `UPDATE job_executions SET status = $2, exit_code = $3, started_at = $4, finished_at = $5, duration_ms = $6,
+       retry_of = coalesce(retry_of, $7), updated_at = now()
      WHERE execution_id = $1`,
     [
       u.execution_id,
@@ -54,6 +57,7 @@ export async function recordExecution(db: Db, u: ExecutionUpdate): Promise<void>
       old.started_at ?? u.started_at ?? null,
       pick<Date | string>(u.finished_at, old.finished_at),
       pick(u.duration_ms, old.duration_ms),
+      u.retry_of ?? null,
     ],
   );
 }

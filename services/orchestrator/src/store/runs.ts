@@ -142,24 +142,32 @@ export async function runsForExecution(db: Db, executionId: string, jobId: strin
 
 /**
  * Whether worker-manager will retry `failedId`, the job's latest failed or lost execution in this
- * run: the attempts of the job since the run began, up to that one (UUIDv7 ids sort by time), have
- * not used up max_retries. Later executions do not count: a retry recorded while this is being
- * derived must not make its own predecessor look final.
+ * run: the attempts up to it (it and the executions it retries, by retry_of) have not used up
+ * max_retries. Executions of the job in other runs, or run by hand, are not its attempts.
  */
-export async function retryExpected(db: Db, jobId: string, runId: string, failedId: string): Promise<boolean> {
+export async function retryExpected(db: Db, jobId: string, failedId: string): Promise<boolean> {
   const { rows } = await db.query<{ expected: boolean }>(
-    `SELECT (SELECT count(*) FROM job_executions e WHERE e.job_id = j.id AND e.execution_id > $2 AND e.execution_id <= $3) <= j.max_retries AS expected
-     FROM jobs j WHERE j.id = $1`,
-    [jobId, runId, failedId],
+    `WITH RECURSIVE attempts AS (
+       SELECT execution_id, retry_of FROM job_executions WHERE execution_id = $2
+       UNION ALL
+       SELECT e.execution_id, e.retry_of FROM job_executions e JOIN attempts a ON e.execution_id = a.retry_of
+     )
+     SELECT greatest((SELECT count(*) FROM attempts), 1) <= j.max_retries AS expected FROM jobs j WHERE j.id = $1`,
+    [jobId, failedId],
   );
   return rows[0]?.expected ?? false;
 }
 
-/** The job's newest execution created after `afterId` (a retry of a lost one), if any. */
-export async function newestExecutionAfter(db: Db, jobId: string, afterId: string): Promise<{ execution_id: string; status: ExecutionStatus } | null> {
+/** The latest retry of `executionId` (following retry_of), if it was retried. */
+export async function latestRetry(db: Db, executionId: string): Promise<{ execution_id: string; status: ExecutionStatus } | null> {
   const { rows } = await db.query<{ execution_id: string; status: ExecutionStatus }>(
-    'SELECT execution_id, status FROM job_executions WHERE job_id = $1 AND execution_id > $2 ORDER BY execution_id DESC LIMIT 1',
-    [jobId, afterId],
+    `WITH RECURSIVE retries AS (
+       SELECT execution_id, status, 1 AS depth FROM job_executions WHERE retry_of = $1
+       UNION ALL
+       SELECT e.execution_id, e.status, r.depth + 1 FROM job_executions e JOIN retries r ON e.retry_of = r.execution_id
+     )
+     SELECT execution_id, status FROM retries ORDER BY depth DESC LIMIT 1`,
+    [executionId],
   );
   return rows[0] ?? null;
 }
