@@ -40,7 +40,9 @@ try {
   if (signals > 0) void worker.drain();
   await worker.done;
   await flushTelemetry();
-  process.exit(0);
+  const failure = worker.failure();
+  if (failure) logger.fatal(failure);
+  process.exit(failure ? 1 : 0);
 } catch (err) {
   logger.fatal({ err }, 'worker failed');
   process.exit(1);

@@ -28,6 +28,8 @@ export interface WorkerHandle {
   drain(): Promise<void>;
   /** Resolves once the worker has stopped. */
   done: Promise<void>;
+  /** Why the worker stopped on its own, if it did (the scheduler refused its registration). */
+  failure(): string | undefined;
   /** Ids of the executions running now. */
   running(): string[];
 }
@@ -59,6 +61,7 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     stop: (o) => agent.stop(o?.force ?? false),
     drain: () => agent.drain(),
     done: agent.done,
+    failure: () => agent.failure,
     running: () => [...agent.executions.keys()],
   };
 }
@@ -80,6 +83,7 @@ class WorkerAgent {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly abortRegistration = new AbortController();
   private registered = false;
+  failure: string | undefined;
 
   constructor(
     private readonly config: WorkerConfig,
@@ -356,7 +360,10 @@ class WorkerAgent {
           return;
         }
         if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
-          this.logger.error({ status: res.status, body: text.slice(0, 500) }, 'the scheduler refused the registration');
+          // no work ever comes to a worker the registry does not know: stop rather than idle for ever
+          this.failure = `the scheduler refused the registration (${res.status}): ${text.slice(0, 500)}`;
+          this.logger.error({ status: res.status, body: text.slice(0, 500) }, 'the scheduler refused the registration; stopping');
+          void this.shutdown();
           return;
         }
         failure = `status ${res.status}`;

@@ -1,5 +1,7 @@
 // The agent as its own OS process: `node dist/main.js`, configured from the environment.
 import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@hodei/platform';
 import { setup, startAgentProcess } from './harness.js';
@@ -76,5 +78,28 @@ describe('dist/main.js', () => {
     agent.proc.stdout!.on('data', (c: Buffer) => (err += c.toString()));
     expect(await agent.exit).toBe(1);
     expect(err).toContain('HODEI_WORKER_SLOTS');
+  });
+
+  it('exits 1 naming a memory the registry would refuse (over 2^50 bytes)', async () => {
+    const agent = startAgent(newId(), { HODEI_WORKER_MEMORY_BYTES: String(2 ** 51) });
+    expect(await agent.exit).toBe(1);
+    expect(agent.stdout()).toContain('HODEI_WORKER_MEMORY_BYTES');
+  });
+
+  it('exits 1 when the scheduler refuses its registration (a wrong token), instead of idling unregistered', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () =>
+        res.writeHead(401, { 'content-type': 'application/problem+json' }).end('{"title":"Unauthorized","status":401,"detail":"invalid token"}'),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const agent = startAgent(newId(), { HODEI_SCHEDULER_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, HODEI_API_TOKEN: 'wrong' });
+      expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
+      expect(agent.stdout()).toMatch(/the scheduler refused the registration \(401\).*invalid token/);
+    } finally {
+      server.close();
+    }
   });
 });

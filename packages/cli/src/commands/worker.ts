@@ -59,4 +59,6 @@ async function runWorkerAgent(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   await worker.done;
+  const failure = worker.failure();
+  if (failure) throw new CliError(failure);
 }
