@@ -93,7 +93,7 @@ describe('app factory', () => {
       [post(open.url, '{"n":-1}'), 400, 'n'],
       [post(open.url, '{"n":1e300}'), 400, 'n'],
       [post(open.url, '{"n":1,"kind":"zzz"}'), 400, 'kind'],
-      [post(open.url, '{"n":1,"extra":true}'), 400],
+      [post(open.url, '{"n":1,"extra":true}'), 400, 'extra'],
       [post(open.url, 'n: [1', 'application/yaml'), 400, 'body'],
       // PostgreSQL stores no NUL character: refused up front, by name, before it could become a 500
       [post(open.url, '{"n":1,"kind":"a\\u0000"}'), 400, 'kind'],

@@ -192,7 +192,7 @@ describe('cleanup', () => {
       [{ older_than_days: 'ten' }, 'older_than_days'],
       [{ older_than_days: 1e9 }, 'older_than_days'],
       [{ older_than_days: 1, dry_run: 'yes' }, 'dry_run'],
-      [{ older_than_days: 1, extra: true }, 'body'],
+      [{ older_than_days: 1, extra: true }, 'extra'],
     ] as const) {
       const r = await api('POST', '/api/v1/cleanup', body);
       expect(r.status, JSON.stringify(body)).toBe(400);

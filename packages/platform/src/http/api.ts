@@ -38,7 +38,12 @@ const JSON_TYPES = ['application/json', 'application/*+json'];
 export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
 
 export function zodIssuesToFields(error: z.ZodError): FieldError[] {
-  return error.issues.map((i) => ({ path: i.path.map(String).join('.') || 'body', message: i.message }));
+  return error.issues.flatMap((i) =>
+    // a field the schema does not know is named itself, not the object holding it
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((k) => ({ path: [...i.path, k].map(String).join('.'), message: `unknown field "${k}"` }))
+      : [{ path: i.path.map(String).join('.') || 'body', message: i.message }],
+  );
 }
 
 function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: 'path' | 'query' | 'body'): z.output<S> {
