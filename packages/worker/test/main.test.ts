@@ -82,8 +82,12 @@ describe('dist/main.js', () => {
 
   it('exits 1 naming a memory the registry would refuse (over 2^50 bytes)', async () => {
     const agent = startAgent(newId(), { HODEI_WORKER_MEMORY_BYTES: String(2 ** 51) });
-    expect(await agent.exit).toBe(1);
-    expect(agent.stdout()).toContain('HODEI_WORKER_MEMORY_BYTES');
+    try {
+      expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
+      expect(agent.stdout()).toContain('HODEI_WORKER_MEMORY_BYTES');
+    } finally {
+      agent.proc.kill('SIGKILL');
+    }
   });
 
   it('exits 1 when the scheduler refuses its registration (a wrong token), instead of idling unregistered', async () => {
@@ -94,11 +98,13 @@ describe('dist/main.js', () => {
       );
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    let agent: ReturnType<typeof startAgent> | undefined;
     try {
-      const agent = startAgent(newId(), { HODEI_SCHEDULER_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, HODEI_API_TOKEN: 'wrong' });
+      agent = startAgent(newId(), { HODEI_SCHEDULER_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, HODEI_API_TOKEN: 'wrong' });
       expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
       expect(agent.stdout()).toMatch(/the scheduler refused the registration \(401\).*invalid token/);
     } finally {
+      agent?.proc.kill('SIGKILL');
       server.close();
     }
   });
