@@ -45,10 +45,21 @@ export function parseCron(pattern: string, timezone: string): Cron {
   }
 }
 
+/** croner's next run; null also when its search overflows the stack, which it does (instead of
+ *  answering null) for some patterns that never match: `0 0 31 4,6,9,11 *`. */
+function nextRun(cron: Cron, after: Date): Date | null {
+  try {
+    return cron.nextRun(after);
+  } catch (err) {
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
 /** The first firing strictly after `after`; a 400 naming `cron` for a pattern that is invalid or
  *  can never fire (`0 0 31 2 *`: February 31). */
 export function firstCronRun(pattern: string, timezone: string, after: Date): Date {
-  const next = parseCron(pattern, timezone).nextRun(after);
+  const next = nextRun(parseCron(pattern, timezone), after);
   if (next !== null) return next;
   const message = 'never fires: no date matches it (e.g. February 31)';
   throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
@@ -56,5 +67,5 @@ export function firstCronRun(pattern: string, timezone: string, after: Date): Da
 
 /** The first firing strictly after `after`, or null when the pattern never fires again. */
 export function nextCronRun(pattern: string, timezone: string, after: Date = new Date()): Date | null {
-  return parseCron(pattern, timezone).nextRun(after);
+  return nextRun(parseCron(pattern, timezone), after);
 }

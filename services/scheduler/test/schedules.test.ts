@@ -116,6 +116,9 @@ describe('schedules', () => {
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * * * *' }), 400, 'cron');
     const never = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 31 2 *' }), 400, 'cron');
     expect(never.detail).toBe('invalid cron expression: never fires: no date matches it (e.g. February 31)');
+    // croner overflows its stack looking for the 31st of four 30-day months
+    const neverAtAll = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 31 4,6,9,11 *' }), 400, 'cron');
+    expect(neverAtAll.detail).toBe(never.detail);
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * *', timezone: 'Mars/Olympus' }), 400, 'timezone');
     const later = new Date(Date.now() + 3600_000).toISOString();
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: later, timezone: 'Mars/Olympus' }), 400, 'timezone');
