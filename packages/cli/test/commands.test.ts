@@ -49,3 +49,15 @@ describe('hodei jobs cancel', () => {
     expect(again.stderr).toMatch(new RegExp(`^hodei: nothing to cancel: job ${jobId} has no queued or running execution \\(it is (cancelled|running)\\)\n$`));
   }, 30_000);
 });
+
+describe('hodei logs -f', () => {
+  it('ends with how the execution ended: its exit code, or the signal that killed it', async () => {
+    const killed = JSON.parse((await hodeiDone(['run', '--json', '--command', 'echo bye; kill -KILL $$'], env)).stdout) as { execution: string };
+    const r = await hodeiDone(['logs', '-f', killed.execution, '--raw'], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('bye\n');
+    expect(r.stderr).toMatch(/^── failed \(SIGKILL\) in \d+ms\n$/);
+    const exited = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'exit 3'], env)).stdout) as { execution: string };
+    expect((await hodeiDone(['logs', '-f', exited.execution], env)).stderr).toMatch(/^── failed \(exit 3\) in \d+ms\n$/);
+  });
+});

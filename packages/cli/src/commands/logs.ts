@@ -63,7 +63,7 @@ export function registerLogs(program: Command): void {
         if (!out.json)
           out.note(
             out.err('gray', '── ') +
-              `${statusText(out.err, done.status)}${done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : ''}` +
+              `${statusText(out.err, done.status)}${done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : ''}` +
               (done.duration_ms !== null && done.duration_ms !== undefined ? ` in ${formatDuration(done.duration_ms)}` : ''),
           );
         return;
