@@ -56,6 +56,19 @@ export const definition: ServiceDefinition = {
       },
     });
     new Gauge({
+      name: 'hodei_worker_slots',
+      help: 'Slots of each online or draining worker: used (by executions placed on it) and free',
+      labelNames: ['worker', 'state'] as const,
+      registers: [metrics],
+      async collect() {
+        this.reset();
+        for (const { id, slots, used } of await workers.slotUsage()) {
+          this.set({ worker: id, state: 'used' }, used);
+          this.set({ worker: id, state: 'free' }, slots - used);
+        }
+      },
+    });
+    new Gauge({
       name: 'hodei_worker_heartbeat_age_seconds',
       help: 'Seconds since the last heartbeat of each worker that is not stopped',
       labelNames: ['worker'] as const,

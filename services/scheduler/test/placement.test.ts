@@ -153,6 +153,9 @@ describe('placement', () => {
     const view = await until(() => getWorker(w.id), (x) => x.running_executions.length === 1);
     expect(view.running_executions).toEqual([id]);
     expect(view.free).toEqual({ slots: 3, cpu_cores: 3.9, memory_bytes: 1024 ** 3 - 64 * 1024 * 1024 });
+    const slots = (await (await fetch(`${svc.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('hodei_worker_slots{') && l.includes(`worker="${w.id}"`));
+    expect(slots.find((l) => l.includes('state="used"'))).toMatch(/ 1$/);
+    expect(slots.find((l) => l.includes('state="free"'))).toMatch(/ 3$/);
     // the same queued event again (a redelivery) is not placed twice
     await enqueue({}, id);
     await handled('scheduler-queue-adhoc');

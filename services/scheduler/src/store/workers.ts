@@ -141,6 +141,12 @@ export class WorkerStore {
   }
 
   /** Seconds since the last heartbeat of every worker that is not stopped. */
+  /** Slots of each online or draining worker: its capacity and what placed executions use. */
+  async slotUsage(): Promise<{ id: string; slots: number; used: number }[]> {
+    const { rows } = await this.db.query<WorkerRow>(`${SELECT_WITH_USAGE} WHERE w.status IN ('online', 'draining')`);
+    return rows.map((r) => ({ id: r.id, slots: r.slots, used: r.used_slots }));
+  }
+
   async heartbeatAges(): Promise<{ id: string; age: number }[]> {
     const { rows } = await this.db.query<{ id: string; age: number }>(
       `SELECT id, extract(epoch FROM now() - coalesce(last_heartbeat_at, registered_at))::float8 AS age FROM workers WHERE status <> 'stopped'`,
