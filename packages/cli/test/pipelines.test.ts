@@ -1,7 +1,7 @@
 // `hodei pipelines run --follow` as a user meets it: a subprocess against the real services and a
 // real worker; status changes, prefixed log lines, and the exit code of the run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, hodeiDone } from './helpers.js';
+import { buildCli, hodei, hodeiDone } from './helpers.js';
 import { startStack, type Stack } from './stack.js';
 
 let stack: Stack;
@@ -88,5 +88,21 @@ describe('hodei pipelines run', () => {
     const r = await hodeiDone(['pipelines', 'run', 'cli-detached', '--env', 'NOT-A-NAME=1'], env);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/env\.NOT-A-NAME/);
+  }, 30_000);
+
+  it('--follow cancels the run when hodei gets SIGTERM (a CI step cancelled), then exits 143', async () => {
+    await pipeline({ name: 'cli-terminated', jobs: [{ name: 'forever', command: 'while :; do echo tick; sleep 0.1; done' }] });
+    const run = hodei(['pipelines', 'run', 'cli-terminated', '--follow'], env);
+    const started = await run.waitFor(/^pipeline run ([0-9a-f-]{36})/);
+    await run.waitFor(/\[forever\] tick$/);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expect(r.code).toBe(143);
+    const runId = /^pipeline run ([0-9a-f-]{36})/.exec(started.text)![1];
+    expect(r.stderr).toContain(`hodei got SIGTERM: cancelling pipeline run ${runId}\n`);
+    let status = '';
+    for (const t0 = Date.now(); Date.now() - t0 < 15_000 && status !== 'cancelled'; await new Promise((res) => setTimeout(res, 100)))
+      status = ((await (await fetch(`${stack.orchestrator.url}/api/v1/pipeline-runs/${runId}`)).json()) as { status: string }).status;
+    expect(status).toBe('cancelled');
   }, 30_000);
 });
