@@ -2,7 +2,7 @@
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
 import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
-import type { ExecutionStatusEvent } from '@hodei/types';
+import type { ExecutionStatusEvent, WorkerControl } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
 import { Placer } from './placer.js';
@@ -102,7 +102,15 @@ export const definition: ServiceDefinition = {
     );
     const placer = new Placer(bus, queue, workers, placements, logger.child({ component: 'placer' }));
     registerScheduleRoutes(api, schedules, orchestrator, () => firer.kick());
-    registerWorkerRoutes(api, workers, () => placer.kick());
+    // a deregistered agent would otherwise idle on, heartbeating, never given work again
+    const drainWorker = (id: string) => {
+      try {
+        bus.nc.publish(bus.subjects.control(id), encodeJson({ action: 'drain' } satisfies WorkerControl));
+      } catch (err) {
+        logger.warn({ err, worker_id: id }, 'a deregistered worker could not be told to drain');
+      }
+    };
+    registerWorkerRoutes(api, workers, () => placer.kick(), drainWorker);
 
     let stopConsumers: (() => Promise<void>) | undefined;
     const timers: NodeJS.Timeout[] = [];

@@ -5,7 +5,7 @@ import type { WorkerStore } from '../store/workers.js';
 
 const TAG = 'workers';
 
-export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: () => void): void {
+export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: () => void, onDeregistered: (id: string) => void): void {
   api.route(
     {
       method: 'post',
@@ -79,12 +79,13 @@ export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: (
       method: 'delete',
       path: '/api/v1/workers/:id',
       tag: TAG,
-      summary: 'Deregister a worker (status stopped; it takes no more work)',
+      summary: 'Deregister a worker (status stopped; it takes no more work). A live agent is told to drain: it finishes what runs, then exits',
       params: IdParams,
       responses: { 200: { description: 'deregistered', schema: RegistryWorker }, 404: { description: 'no such worker' } },
     },
     async ({ params }, _req, res) => {
       if (!(await store.setStatus(params.id, 'stopped'))) throw new NotFoundError('worker', params.id);
+      onDeregistered(params.id);
       res.json(await store.get(params.id));
     },
   );
