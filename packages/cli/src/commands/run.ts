@@ -62,7 +62,7 @@ export function registerRun(program: Command): void {
     .option('-e, --env <KEY=VALUE>', 'environment variable (repeatable)', collectPair)
     .option('--cpu <cores>', 'CPU cores requested, e.g. 2 or 0.5', parsePositiveNumber)
     .option('--memory <size>', 'memory requested, e.g. 512MB, 4GiB', parseSizeBytes)
-    .option('--timeout <duration>', 'kill the job after this long, e.g. 90s, 30m, 1h30m', parseDurationSeconds)
+    .option('--timeout <duration>', 'kill the job after this long, e.g. 90s, 30m, 1h30m (whole seconds, rounded up)', parseDurationSeconds)
     .option('-p, --priority <priority>', 'low|normal|high|critical or 1..15 (higher first)', parsePriority)
     .option('-l, --label <key=value>', 'worker label the job needs (repeatable)', collectPair)
     .option('-t, --tag <tag>', 'tag (repeatable)', collectList)
