@@ -120,7 +120,7 @@ describe('hodei run: how it ends', () => {
 });
 
 describe('hodei run --script: what is not a script', () => {
-  it('a directory, a missing file and a binary file are each named, exit 1, nothing created', async () => {
+  it('a directory, a missing file, a binary file and one over 1 MiB are each named, exit 1, nothing created', async () => {
     const jobCount = async () => (await fetch(`${stack.orchestrator.url}/api/v1/jobs?limit=1`)).headers.get('x-total-count');
     const before = await jobCount();
     const binary = join(dir, 'program.bin');
@@ -130,6 +130,9 @@ describe('hodei run --script: what is not a script', () => {
       [join(dir, 'nope.sh'), `hodei: cannot read ${join(dir, 'nope.sh')}: no such file\n`],
       [binary, `hodei: ${binary} is a binary file, not a script or a job file (it holds a NUL byte)\n`],
     ];
+    const huge = join(dir, 'huge.sh');
+    await writeFile(huge, `#!/bin/sh\n${'#'.repeat(1_100_000)}\n`);
+    cases.push([huge, `hodei: ${huge} holds 1100011 characters; a script may hold up to 1048576 (1 MiB): run a larger one from a file on the worker\n`]);
     for (const [file, message] of cases) {
       const r = await hodeiDone(['run', '--script', file], env);
       expect(r.code, file).toBe(1);

@@ -36,6 +36,7 @@ interface RunFlags {
 }
 
 export const ExecutionRef = Execution.pick({ id: true, status: true });
+const MAX_SCRIPT_CHARS = 1024 * 1024;
 const Attempt = Execution.pick({ id: true, attempt: true, retry_of: true });
 
 /** The execution that retries `executionId` (a job with retries, after a failed or lost attempt), if any. */
@@ -112,7 +113,13 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
     delete body.script;
   }
   if (flags.script !== undefined) {
-    body.script = await readText(flags.script);
+    const script = await readText(flags.script);
+    // the API's limit, in characters; over it the request was refused only as a body too large
+    if (script.length > MAX_SCRIPT_CHARS)
+      throw new CliError(
+        `${flags.script === '-' ? 'the script on stdin' : flags.script} holds ${script.length} characters; a script may hold up to ${MAX_SCRIPT_CHARS} (1 MiB): run a larger one from a file on the worker`,
+      );
+    body.script = script;
     delete body.command;
   }
   if (flags.name !== undefined) body.name = flags.name;
