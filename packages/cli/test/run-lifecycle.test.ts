@@ -96,6 +96,18 @@ describe('hodei run: how it ends', () => {
     expect(await settled(await latestExecution('terminated'))).toBe('cancelled');
   }, 30_000);
 
+  it('SIGTERM exits 143 also when the cancel ends the execution at once (a retry waiting out its back-off)', async () => {
+    const file = join(dir, 'terminated-retry.yaml');
+    await writeFile(file, 'name: terminated-retry\nretry_backoff_seconds: 60\nmax_retries: 1\ncommand: exit 3\n');
+    for (let i = 0; i < 3; i++) {
+      const run = hodei(['run', '-f', file], env);
+      await run.waitFor(/^attempt 1 failed/);
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(143);
+    }
+  }, 60_000);
+
   it('when the reader of its output goes away (| head), the execution is cancelled and hodei exits 141', async () => {
     const run = hodei(['run', '--raw', '--name', 'headed', '--', 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done'], env);
     await run.waitFor(/^2$/);

@@ -29,7 +29,9 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<
   };
   process.on('SIGINT', onSigint);
   // as with `hodei run`: hodei killed, its terminal closed or its reader gone takes the run with it
+  let abandoned: number | null = null;
   const abandon = async (code: number) => {
+    abandoned = code;
     await client.request('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null, { timeoutMs: 5000 }).catch(() => undefined);
     return code;
   };
@@ -43,7 +45,7 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<
     const run = await followRun(c, runId, { timestamps });
     if (out.json) out.printJson(run);
     else printRunSummary(c, run);
-    return runExitCode(run.status);
+    return abandoned ?? runExitCode(run.status);
   } finally {
     process.off('SIGINT', onSigint).off('SIGTERM', onTerm).off('SIGHUP', onTerm);
     whenReaderGone(null);

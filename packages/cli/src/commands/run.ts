@@ -226,7 +226,10 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
   process.on('SIGINT', onSigint);
   // hodei going away (killed, its terminal closed, its reader gone) takes the job with it, as the
   // end of a local pipeline would: nobody would see the rest of it
+  // its code wins over the job's, whichever of the two ends hodei first
+  let abandoned: number | null = null;
   const abandon = async (code: number) => {
+    abandoned = code;
     await client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }).catch(() => undefined);
     return code;
   };
@@ -297,5 +300,5 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
     out.fields(pairs, 'stderr');
   }
-  return code;
+  return abandoned ?? code;
 }
