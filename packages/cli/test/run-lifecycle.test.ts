@@ -1,6 +1,6 @@
 // How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary,
 // the job cancelled when hodei itself is killed or its reader goes away.
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 const executionOf = (stderr: string) => /^execution\s+([0-9a-f-]{36})$/m.exec(stderr)?.[1];
