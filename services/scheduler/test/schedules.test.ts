@@ -31,7 +31,8 @@ beforeAll(async () => {
   knownJob = await create('/api/v1/jobs', { name: 'nightly', command: 'true' });
   knownPipeline = await create('/api/v1/pipelines', { name: 'etl' });
   const base = env.config('scheduler');
-  svc = await startScheduler({ ...base, urls: { ...base.urls, orchestrator: orchestrator.url } });
+  // no worker-manager: a firing fails to start (503) rather than reach one on the default port
+  svc = await startScheduler({ ...base, urls: { ...base.urls, orchestrator: orchestrator.url, 'worker-manager': 'http://127.0.0.1:1' } });
 });
 
 afterAll(async () => {
@@ -97,6 +98,27 @@ describe('schedules', () => {
     expect(nextCronRun('0 9 * * *', 'Europe/Madrid', new Date('2027-03-27T12:00:00Z'))?.toISOString()).toBe('2027-03-28T07:00:00.000Z');
     expect(nextCronRun('0 9 * * *', 'Europe/Madrid', new Date('2027-03-26T12:00:00Z'))?.toISOString()).toBe('2027-03-27T08:00:00.000Z');
     expect(nextCronRun('0 9 * * *', 'Europe/Madrid', new Date('2027-10-30T12:00:00Z'))?.toISOString()).toBe('2027-10-31T08:00:00.000Z');
+  });
+
+  it('fires on through the hour the clocks go back, once at a fixed time, and at the jump for a time the clocks skip', async () => {
+    const { nextCronRun } = await import('../src/cron.js');
+    const series = (cron: string, timezone: string, from: string, n: number) => {
+      const out: string[] = [];
+      for (let t = new Date(from); out.length < n; ) {
+        t = nextCronRun(cron, timezone, t)!;
+        out.push(t.toISOString().slice(0, 16));
+      }
+      return out;
+    };
+    // Madrid, 2027-10-31: 03:00 CEST (01:00Z) is 02:00 CET again; every 15 minutes means in real time
+    expect(series('*/15 * * * *', 'Europe/Madrid', '2027-10-31T00:40:00Z', 4)).toEqual(['2027-10-31T00:45', '2027-10-31T01:00', '2027-10-31T01:15', '2027-10-31T01:30']);
+    expect(series('*/20 * * * * *', 'Europe/Madrid', '2027-10-31T00:59:30Z', 2)).toEqual(['2027-10-31T00:59', '2027-10-31T01:00']);
+    expect(series('@hourly', 'Europe/London', '2027-10-30T23:30:00Z', 3)).toEqual(['2027-10-31T00:00', '2027-10-31T01:00', '2027-10-31T02:00']);
+    // New York, 2027-11-07: 01:30 comes twice (EDT, then EST); a daily 01:30 runs at the first
+    expect(series('30 1 * * *', 'America/New_York', '2027-11-06T12:00:00Z', 2)).toEqual(['2027-11-07T05:30', '2027-11-08T06:30']);
+    // New York, 2027-03-14: 02:30 never comes (02:00 EST is 03:00 EDT): it runs at the jump
+    expect(series('30 2 * * *', 'America/New_York', '2027-03-13T12:00:00Z', 2)).toEqual(['2027-03-14T07:00', '2027-03-15T06:30']);
+    expect(series('*/20 * * * *', 'America/New_York', '2027-03-14T06:30:00Z', 3)).toEqual(['2027-03-14T06:40', '2027-03-14T07:00', '2027-03-14T07:20']);
   });
 
   it('creates a one-shot run_at schedule and a pipeline schedule', async () => {
