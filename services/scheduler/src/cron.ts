@@ -1,6 +1,7 @@
 // Cron validation and next-run computation (croner: 5 fields, 6 with seconds, @nicknames, IANA zones).
 import { BadRequestError } from '@hodei/platform';
 import { Cron } from 'croner';
+import { nextOffsetChange, offsetAt } from './zone.js';
 
 export function assertTimezone(timezone: string): void {
   try {
@@ -10,7 +11,15 @@ export function assertTimezone(timezone: string): void {
   }
 }
 
-const NICKNAMES: Record<string, string> = { '@midnight': '0 0 * * *' };
+const NICKNAMES: Record<string, string> = {
+  '@yearly': '0 0 1 1 *',
+  '@annually': '0 0 1 1 *',
+  '@monthly': '0 0 1 * *',
+  '@weekly': '0 0 * * 0',
+  '@daily': '0 0 * * *',
+  '@midnight': '0 0 * * *',
+  '@hourly': '0 * * * *',
+};
 
 /** `5L` (Quartz: the last Friday of the month) as croner writes it, `5#L`; croner read `5L` as every Friday. */
 function lastWeekday(dayOfWeek: string): string {
@@ -34,32 +43,62 @@ function normalize(pattern: string): string {
   return fields.join(' ');
 }
 
-/** A paused croner instance for `pattern`, or a 400 naming `cron`. */
-export function parseCron(pattern: string, timezone: string): Cron {
+/** A pattern croner accepts, normalized, or a 400 naming `cron`. */
+function parseCron(pattern: string, timezone: string): string {
   assertTimezone(timezone);
+  const normalized = normalize(pattern);
   try {
-    return new Cron(normalize(pattern), { timezone, paused: true });
+    new Cron(normalized, { timezone, paused: true });
+    return normalized;
   } catch (err) {
     const message = (err as Error).message.replace(/^CronPattern: /, '');
     throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
   }
 }
 
-/** croner's next run; null also when its search overflows the stack, which it does (instead of
- *  answering null) for some patterns that never match: `0 0 31 4,6,9,11 *`. */
-function nextRun(cron: Cron, after: Date): Date | null {
+/** croner's next run at a fixed UTC offset; null also when its search overflows the stack, which it
+ *  does (instead of answering null) for some patterns that never match: `0 0 31 4,6,9,11 *`. */
+function nextAtOffset(pattern: string, utcOffset: number, after: Date): Date | null {
   try {
-    return cron.nextRun(after);
+    return new Cron(pattern, { utcOffset, paused: true }).nextRun(after);
   } catch (err) {
     if (err instanceof RangeError) return null;
     throw err;
   }
 }
 
+/** A minute or hour field starting with `*` (every 5 minutes, `@hourly`), as Vixie cron tells them apart. */
+function followsRealTime(pattern: string): boolean {
+  const fields = pattern.split(' ');
+  const [minute, hour] = fields.length === 6 ? fields.slice(1, 3) : fields.slice(0, 2);
+  return minute!.startsWith('*') || hour!.startsWith('*');
+}
+
+/**
+ * The first firing strictly after `after`, walking from one UTC offset of the zone to the next.
+ * Where the clocks go back, a schedule whose minute or hour is `*` fires on through the repeated
+ * hour in real time (croner skipped it: an hour without firings) and any other fires once; where
+ * they go forward, a time the jump skips fires at the jump (as in Vixie cron).
+ */
+function nextRun(pattern: string, timezone: string, after: Date): Date | null {
+  let from = after;
+  for (;;) {
+    const offset = offsetAt(timezone, new Date(from.getTime() + 1));
+    const next = nextAtOffset(pattern, offset, from);
+    if (!next) return null;
+    const change = nextOffsetChange(timezone, offset, from, next);
+    if (!change) return next;
+    const shiftMs = (offsetAt(timezone, change) - offset) * 60_000;
+    if (shiftMs > 0 && !followsRealTime(pattern) && next.getTime() < change.getTime() + shiftMs) return change;
+    const repeatOnce = shiftMs < 0 && !followsRealTime(pattern);
+    from = new Date(change.getTime() - 1 + (repeatOnce ? -shiftMs : 0));
+  }
+}
+
 /** The first firing strictly after `after`; a 400 naming `cron` for a pattern that is invalid or
  *  can never fire (`0 0 31 2 *`: February 31). */
 export function firstCronRun(pattern: string, timezone: string, after: Date): Date {
-  const next = nextRun(parseCron(pattern, timezone), after);
+  const next = nextRun(parseCron(pattern, timezone), timezone, after);
   if (next !== null) return next;
   const message = 'never fires: no date matches it (e.g. February 31)';
   throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
@@ -67,5 +106,5 @@ export function firstCronRun(pattern: string, timezone: string, after: Date): Da
 
 /** The first firing strictly after `after`, or null when the pattern never fires again. */
 export function nextCronRun(pattern: string, timezone: string, after: Date = new Date()): Date | null {
-  return nextRun(parseCron(pattern, timezone), after);
+  return nextRun(parseCron(pattern, timezone), timezone, after);
 }
