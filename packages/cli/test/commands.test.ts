@@ -50,6 +50,31 @@ describe('hodei jobs cancel', () => {
   }, 30_000);
 });
 
+describe('hodei executions cancel', () => {
+  it('cancels an execution without a job, and exits 1 naming how it ended once it has', async () => {
+    const res = await fetch(`${stack.workerManager.url}/api/v1/execute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ command: 'while :; do echo tick; sleep 0.1; done' }),
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const status = async () => ((await (await fetch(`${stack.workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
+    for (let i = 0; i < 100 && (await status()) !== 'running'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await status()).toBe('running');
+
+    const cancel = await hodeiDone(['executions', 'cancel', id.slice(0, 13)], env);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stdout).toBe(`cancel requested for execution ${id}\n`);
+    for (let i = 0; i < 100 && (await status()) !== 'cancelled'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await status()).toBe('cancelled');
+
+    const again = await hodeiDone(['executions', 'cancel', id], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`hodei: execution ${id} already ended (cancelled)\n`);
+  }, 30_000);
+});
+
 describe('hodei logs -f', () => {
   it('ends with how the execution ended: its exit code, or the signal that killed it', async () => {
     const killed = JSON.parse((await hodeiDone(['run', '--json', '--command', 'echo bye; kill -KILL $$'], env)).stdout) as { execution: string };

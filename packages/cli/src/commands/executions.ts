@@ -1,4 +1,4 @@
-// `hodei executions list|show`.
+// `hodei executions list|show|cancel`.
 import { Command, Option } from 'commander';
 import { Execution, ExecutionStatus } from '@hodei/types';
 import { context } from '../context.js';
@@ -7,7 +7,7 @@ import { formatBytes, formatDuration, parseInteger } from '../parse.js';
 import { resolveExecution, resolveJob, resolveWorker } from '../resources.js';
 
 export function registerExecutions(program: Command): void {
-  const ex = program.command('executions').alias('exec').summary('list and show executions');
+  const ex = program.command('executions').alias('exec').summary('list, show and cancel executions');
 
   ex.command('list')
     .alias('ls')
@@ -78,5 +78,16 @@ export function registerExecutions(program: Command): void {
         ['log lines', String(e.log_lines)],
       );
       out.fields(pairs);
+    });
+
+  ex.command('cancel')
+    .summary('cancel one queued or running execution (also one without a job, from POST /api/v1/execute)')
+    .argument('<id>', 'execution id or unique prefix (4+ chars)')
+    .action(async (id: string, _f: unknown, cmd: Command) => {
+      const { client, out } = context(cmd);
+      const executionId = await resolveExecution(client, id);
+      const e = await client.send('worker-manager', 'POST', `/api/v1/executions/${executionId}/cancel`, Execution);
+      if (out.json) return out.printJson(e);
+      out.line(`cancel requested for execution ${executionId}`);
     });
 }
