@@ -1,20 +1,10 @@
 // The commands around `run` as a user meets them: lists paged, cancel of what is not running.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, hodei, hodeiDone } from './helpers.js';
-import { startStack, type Stack } from './stack.js';
+import { describe, expect, it } from 'vitest';
+import { hodei, hodeiDone } from './helpers.js';
+import { useStack } from './fixture.js';
 
-let stack: Stack;
-let env: Record<string, string>;
-
-beforeAll(async () => {
-  buildCli();
-  stack = await startStack();
-  env = stack.cliEnv;
-}, 120_000);
-
-afterAll(async () => {
-  await stack?.stop();
-});
+const fx = useStack();
+const { env } = fx;
 
 describe('hodei executions list', () => {
   it('pages with --limit and --offset, newest first, and says how many there are', async () => {
@@ -52,14 +42,14 @@ describe('hodei jobs cancel', () => {
 
 describe('hodei executions cancel', () => {
   it('cancels an execution without a job, and exits 1 naming how it ended once it has', async () => {
-    const res = await fetch(`${stack.workerManager.url}/api/v1/execute`, {
+    const res = await fetch(`${fx.stack.workerManager.url}/api/v1/execute`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ command: 'while :; do echo tick; sleep 0.1; done' }),
     });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const status = async () => ((await (await fetch(`${stack.workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
+    const status = async () => ((await (await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
     for (let i = 0; i < 100 && (await status()) !== 'running'; i++) await new Promise((r) => setTimeout(r, 100));
     expect(await status()).toBe('running');
 

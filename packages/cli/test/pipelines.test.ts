@@ -1,24 +1,14 @@
 // `hodei pipelines run --follow` as a user meets it: a subprocess against the real services and a
 // real worker; status changes, prefixed log lines, and the exit code of the run.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, hodei, hodeiDone } from './helpers.js';
-import { startStack, type Stack } from './stack.js';
+import { describe, expect, it } from 'vitest';
+import { hodei, hodeiDone } from './helpers.js';
+import { useStack } from './fixture.js';
 
-let stack: Stack;
-let env: Record<string, string>;
-
-beforeAll(async () => {
-  buildCli();
-  stack = await startStack();
-  env = stack.cliEnv;
-}, 120_000);
-
-afterAll(async () => {
-  await stack?.stop();
-});
+const fx = useStack();
+const { env } = fx;
 
 async function pipeline(body: unknown): Promise<void> {
-  const res = await fetch(`${stack.orchestrator.url}/api/v1/pipelines`, {
+  const res = await fetch(`${fx.stack.orchestrator.url}/api/v1/pipelines`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
@@ -102,7 +92,7 @@ describe('hodei pipelines run', () => {
     expect(r.stderr).toContain(`hodei got SIGTERM: cancelling pipeline run ${runId}\n`);
     let status = '';
     for (const t0 = Date.now(); Date.now() - t0 < 15_000 && status !== 'cancelled'; await new Promise((res) => setTimeout(res, 100)))
-      status = ((await (await fetch(`${stack.orchestrator.url}/api/v1/pipeline-runs/${runId}`)).json()) as { status: string }).status;
+      status = ((await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipeline-runs/${runId}`)).json()) as { status: string }).status;
     expect(status).toBe('cancelled');
   }, 30_000);
 });

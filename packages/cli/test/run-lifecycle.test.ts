@@ -1,27 +1,13 @@
 // How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary,
 // the job cancelled when hodei itself is killed or its reader goes away.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, hodei, hodeiDone } from './helpers.js';
-import { startStack, type Stack } from './stack.js';
+import { describe, expect, it } from 'vitest';
+import { hodei, hodeiDone } from './helpers.js';
+import { useStack } from './fixture.js';
 
-let stack: Stack;
-let env: Record<string, string>;
-let dir: string;
-
-beforeAll(async () => {
-  buildCli();
-  stack = await startStack();
-  env = stack.cliEnv;
-  dir = await mkdtemp(join(tmpdir(), 'hodei-cli-lifecycle-'));
-}, 120_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const fx = useStack();
+const { env, dir } = fx;
 
 const executionOf = (stderr: string) => /^execution\s+([0-9a-f-]{36})$/m.exec(stderr)?.[1];
 
@@ -36,7 +22,7 @@ describe('hodei run: how it ends', () => {
     expect(r.stderr).toMatch(/^attempt 1 failed \(exit 3\); retried as execution [0-9a-f-]{36} \(attempt 2 of 3\)$/m);
     expect(r.stderr).toMatch(/^attempt\s+2 of 3$/m);
     expect(r.stderr).toMatch(/^status\s+completed$/m);
-    const res = await fetch(`${stack.workerManager.url}/api/v1/executions/${executionOf(r.stderr)}`);
+    const res = await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${executionOf(r.stderr)}`);
     expect(await res.json()).toMatchObject({ attempt: 2, status: 'completed' });
 
     const json = await hodeiDone(['run', '--json', '-f', file, '--retries', '1', '--command', 'echo no; exit 4'], env);
@@ -54,7 +40,7 @@ describe('hodei run: how it ends', () => {
     expect(r.code).toBe(130);
     const retry = /retried as execution ([0-9a-f-]{36})/.exec(note.text)![1];
     expect(executionOf(r.stderr)).toBe(retry);
-    const res = await fetch(`${stack.workerManager.url}/api/v1/executions/${retry}`);
+    const res = await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${retry}`);
     expect(await res.json()).toMatchObject({ status: 'cancelled' });
   }, 30_000);
 
@@ -70,7 +56,7 @@ describe('hodei run: how it ends', () => {
   /** The latest execution of the job named `name`, once it has one. */
   async function latestExecution(name: string): Promise<string> {
     for (const started = Date.now(); Date.now() - started < 10_000; await new Promise((r) => setTimeout(r, 100))) {
-      const jobs = (await (await fetch(`${stack.orchestrator.url}/api/v1/jobs?name=${name}`)).json()) as { last_execution: { id: string } | null }[];
+      const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=${name}`)).json()) as { last_execution: { id: string } | null }[];
       const id = jobs[0]?.last_execution?.id;
       if (id) return id;
     }
@@ -81,7 +67,7 @@ describe('hodei run: how it ends', () => {
   async function settled(id: string): Promise<string> {
     let status = '';
     for (const started = Date.now(); Date.now() - started < 15_000; await new Promise((r) => setTimeout(r, 100))) {
-      status = ((await (await fetch(`${stack.workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
+      status = ((await (await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
       if (status === 'cancelled') break;
     }
     return status;
@@ -134,7 +120,7 @@ describe('hodei run: how it ends', () => {
 
 describe('hodei run --script: what is not a script', () => {
   it('a directory, a missing file, a binary file and one over 1 MiB are each named, exit 1, nothing created', async () => {
-    const jobCount = async () => (await fetch(`${stack.orchestrator.url}/api/v1/jobs?limit=1`)).headers.get('x-total-count');
+    const jobCount = async () => (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?limit=1`)).headers.get('x-total-count');
     const before = await jobCount();
     const binary = join(dir, 'program.bin');
     await writeFile(binary, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x01, 0x00, 0x00]));

@@ -1,26 +1,13 @@
 // `hodei run` and friends as a user meets them: a subprocess against the real services and a real worker.
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, hodei, hodeiDone } from './helpers.js';
-import { startStack, type Stack } from './stack.js';
+import { describe, expect, it } from 'vitest';
+import { hodei, hodeiDone } from './helpers.js';
+import { useStack } from './fixture.js';
 
-let stack: Stack;
-let env: Record<string, string>;
-let dir: string;
-
-beforeAll(async () => {
-  buildCli();
-  stack = await startStack();
-  env = stack.cliEnv;
-  dir = await mkdtemp(join(tmpdir(), 'hodei-cli-'));
-}, 120_000);
-
-afterAll(async () => {
-  await stack?.stop();
-});
+const fx = useStack();
+const { env, dir } = fx;
 
 /** A port nothing listens on. */
 function closedPort(): Promise<number> {
@@ -146,7 +133,7 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/cancelling execution/);
     expect(r.stderr).toMatch(/status\s+cancelled/);
     const execution = /execution\s+([0-9a-f-]{36})/.exec(r.stderr)![1];
-    const res = await fetch(`${stack.workerManager.url}/api/v1/executions/${execution}`);
+    const res = await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${execution}`);
     expect(((await res.json()) as { status: string }).status).toBe('cancelled');
     // it stopped well before its 20 s
     expect(run.stdoutLines.length).toBeLessThan(60);
@@ -168,7 +155,7 @@ describe('hodei run', () => {
   it('reconnects with Last-Event-ID when the stream breaks, showing no line twice', async () => {
     // a proxy in front of worker-manager that cuts every open connection once
     const sockets = new Set<Socket>();
-    const target = new URL(stack.workerManager.url);
+    const target = new URL(fx.stack.workerManager.url);
     const proxy = createServer((client) => {
       const upstream = new Socket();
       upstream.connect(Number(target.port), target.hostname);
@@ -217,7 +204,7 @@ describe('errors', () => {
     const r = await hodeiDone(['run', '--name', name, '--command', 'true'], { ...env, HODEI_WORKER_MANAGER_URL: `http://127.0.0.1:${port}` });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`hodei: cannot reach the worker-manager at http://127.0.0.1:${port} (connection refused) (the job was not run; removed)\n`);
-    const jobs = (await (await fetch(`${stack.orchestrator.url}/api/v1/jobs?limit=1000`)).json()) as { name: string }[];
+    const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?limit=1000`)).json()) as { name: string }[];
     expect(jobs.map((j) => j.name)).not.toContain(name);
   });
 
@@ -308,6 +295,6 @@ describe('ids and other commands', () => {
   it('workers list shows the running worker; --json parses', async () => {
     const r = await hodeiDone(['workers', 'list', '--json'], env);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ id: stack.workerId, status: 'running' })]));
+    expect(JSON.parse(r.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ id: fx.stack.workerId, status: 'running' })]));
   });
 });
