@@ -228,12 +228,13 @@ describe('cron firing', () => {
     for (const s of [onJob, onPipeline]) expect((await runs(s.id)).filter((r) => r.outcome === 'failed')).toHaveLength(1);
   });
 
-  it('after downtime, run_once catches up once and skip not at all', async () => {
+  it('after downtime, run_once catches up once and skip not at all, recording the firing it skipped', async () => {
     const once = await post({ job_id: quick, cron: '0 0 1 1 *', enabled: false, misfire_policy: 'run_once' });
     const skip = await post({ job_id: quick, cron: '0 0 1 1 *', enabled: false, misfire_policy: 'skip' });
+    const oneShot = await post({ job_id: quick, run_at: new Date(Date.now() + 3600_000).toISOString(), enabled: false, misfire_policy: 'skip' });
     // as if the scheduler had been down for three firings of a one-second schedule
     const missed = new Date(Math.floor(Date.now() / 1000) * 1000 - 3000);
-    await svc.ctx.db.query(`UPDATE schedules SET enabled = true, next_run_at = $2 WHERE id = ANY($1)`, [[once.id, skip.id], missed]);
+    await svc.ctx.db.query(`UPDATE schedules SET enabled = true, next_run_at = $2 WHERE id = ANY($1)`, [[once.id, skip.id, oneShot.id], missed]);
     // both handled: each moved on to its next firing, next New Year
     for (const id of [once.id, skip.id]) {
       const s = await until(() => schedule(id), (x) => x.next_run_at !== null && Date.parse(x.next_run_at) > Date.now());
@@ -242,7 +243,20 @@ describe('cron firing', () => {
     const o = await until(() => runs(once.id), settled);
     expect(o).toHaveLength(1);
     expect(o[0]).toMatchObject({ scheduled_at: missed.toISOString(), outcome: 'fired' });
-    expect(await runs(skip.id)).toEqual([]);
+    // a one-shot missed is over without a run: its firing says so
+    expect(await until(() => schedule(oneShot.id), (x) => x.status === 'completed')).toMatchObject({ next_run_at: null, last_run_at: null });
+    for (const id of [skip.id, oneShot.id]) {
+      expect(await runs(id)).toEqual([
+        expect.objectContaining({
+          scheduled_at: missed.toISOString(),
+          fired_at: null,
+          execution_id: null,
+          outcome: 'skipped',
+          message: `missed: no scheduler was running at ${missed.toISOString()} (misfire_policy skip)`,
+        }),
+      ]);
+    }
+    expect((await schedule(skip.id)).last_run_at).toBeNull();
   });
 
   it('two scheduler replicas on one database fire each second once', async () => {
