@@ -3,14 +3,20 @@
 import { BadGatewayError, HttpError, ServiceClient, type Logger } from '@hodei/platform';
 import type { Execution } from '@hodei/types';
 
+/** How long a cleanup waits for worker-manager to delete the executions and logs. */
+export const CLEANUP_TIMEOUT_MS = 10 * 60_000;
+
 export class WorkerManagerClient {
   private readonly client: ServiceClient;
   private readonly quick: ServiceClient;
+  private readonly slow: ServiceClient;
 
   constructor(baseUrl: string, token: string | undefined, private readonly logger: Logger) {
     this.client = new ServiceClient(baseUrl, token, 10_000);
     // stats must answer even when worker-manager hangs
     this.quick = new ServiceClient(baseUrl, token, 2_000);
+    // deleting jobs with millions of log lines takes worker-manager tens of seconds
+    this.slow = new ServiceClient(baseUrl, token, CLEANUP_TIMEOUT_MS);
   }
 
   /** The job's queued and running executions. */
@@ -70,7 +76,7 @@ export class WorkerManagerClient {
 
   /** Deletes the executions and logs of `jobIds`; returns how many executions went. */
   async cleanup(jobIds: string[]): Promise<number> {
-    const r = await this.upstream(() => this.client.send<{ executions?: unknown }>('POST', '/api/v1/executions/cleanup', { job_ids: jobIds }));
+    const r = await this.upstream(() => this.slow.send<{ executions?: unknown }>('POST', '/api/v1/executions/cleanup', { job_ids: jobIds }));
     return typeof r?.executions === 'number' ? r.executions : 0;
   }
 

@@ -171,6 +171,28 @@ describe('cleanup', () => {
     expect((await wm('POST', `/api/v1/executions/${running.body.id}/cancel`)).status).toBe(202);
   }, 60_000);
 
+  it('waits while worker-manager takes longer than 10 s to delete the logs (millions of lines do)', async () => {
+    const big = await job({ name: 'big-log', command: 'seq 1 1000' });
+    const exec = await run(big);
+    await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '2 days' WHERE id = $1", [big]);
+    // another transaction holds one of its lines for 12 s: worker-manager's delete waits for it
+    // as it waits for a big delete; the orchestrator used to give up after 10 s with a 503
+    const holder = await workerManager.ctx.db.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT seq FROM log_lines WHERE execution_id = $1 AND seq = 1000 FOR UPDATE', [exec.id]);
+    const released = new Promise<void>((resolve) =>
+      setTimeout(() => void holder.query('COMMIT').finally(() => (holder.release(), resolve())), 12_000),
+    );
+    const started = Date.now();
+    const r = await api('POST', '/api/v1/cleanup', { older_than_days: 1 });
+    await released;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(11_500);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ dry_run: false, jobs: 1, job_ids: [big], executions: 1 });
+    expect((await api('GET', `/api/v1/jobs/${big}`)).status).toBe(404);
+    expect((await wm('GET', `/api/v1/executions/${exec.id}`)).status).toBe(404);
+  }, 60_000);
+
   it('deletes nothing and answers 503 when worker-manager does not answer', async () => {
     const kept = await job({ name: 'kept', command: 'exit 1' });
     expect((await run(kept)).status).toBe('failed');

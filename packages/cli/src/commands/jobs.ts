@@ -174,7 +174,10 @@ export function registerJobs(program: Command): void {
     .action(async (f: { olderThan: number; dryRun?: boolean }, cmd: Command) => {
       const { client, out } = context(cmd);
       const days = Math.round((f.olderThan / 86_400) * 1e6) / 1e6;
-      const r = await client.send('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { older_than_days: days, dry_run: f.dryRun === true });
+      // the orchestrator waits up to 10 minutes for worker-manager to delete large logs
+      const r = (
+        await client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: f.dryRun === true }, timeoutMs: 11 * 60_000 })
+      ).data;
       if (out.json) return out.printJson(r);
       const verb = r.dry_run ? 'would delete' : 'deleted';
       out.line(`${verb} ${r.jobs} job${r.jobs === 1 ? '' : 's'}${r.executions !== null ? ` and ${r.executions} execution${r.executions === 1 ? '' : 's'}` : ''}`);

@@ -37,7 +37,7 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       responses: {
         200: { description: 'what was (or would be) deleted', schema: CleanupResult },
         502: problem('worker-manager answered badly; nothing was deleted'),
-        503: problem('worker-manager did not answer; nothing was deleted'),
+        503: problem('worker-manager did not answer (within 10 minutes); the jobs were not deleted, their executions may have been: run the cleanup again'),
       },
     },
     async ({ body }, _req, res) => {
