@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootService, ConflictError, createTestEnv, sendCreated, type RunningService } from '../src/index.js';
+import { bootService, ConflictError, createTestEnv, sendCreated, sendList, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 const TOKEN = 's3cret-token';
@@ -32,12 +32,25 @@ async function boot(overrides: Parameters<typeof env.config>[1]) {
             params: z.object({ id: z.uuid() }),
             body: z.object({ n: z.number().int().min(0).max(10), kind: z.enum(['a', 'b']).optional() }).strict(),
             yaml: true,
-            responses: { 201: { description: 'created' } },
+            responses: { 201: { description: 'created' }, 409: { description: 'the note exists' } },
           },
           async ({ params, body }, _req, res) => {
             const { rowCount } = await db.query('INSERT INTO notes VALUES ($1, $2) ON CONFLICT DO NOTHING', [params.id, body.n]);
             if (!rowCount) throw new ConflictError(`note ${params.id} exists`);
             sendCreated(res, `/api/v1/notes/${params.id}`, { id: params.id, ...body });
+          },
+        );
+        api.route(
+          {
+            method: 'get',
+            path: '/api/v1/notes',
+            tag: 'notes',
+            summary: 'list notes',
+            responses: { 200: { description: 'notes', schema: z.array(z.object({ id: z.uuid(), n: z.number() })) } },
+          },
+          async (_input, _req, res) => {
+            const { rows } = await db.query<{ id: string; n: number }>('SELECT id, n FROM notes ORDER BY id');
+            sendList(res, rows, rows.length);
           },
         );
         return {};
@@ -147,7 +160,16 @@ describe('app factory', () => {
   it('documents routes in OpenAPI and serves Swagger UI', async () => {
     const doc = await (await fetch(`${open.url}/openapi.json`)).json();
     expect(doc.openapi).toMatch(/^3\./);
-    expect(doc.paths['/api/v1/notes/{id}'].post.requestBody.content).toHaveProperty('application/yaml');
+    const create = doc.paths['/api/v1/notes/{id}'].post;
+    expect(create.requestBody.content).toHaveProperty('application/yaml');
+    // the headers sendCreated and sendList set, and every error as the problem+json it is sent as
+    expect(create.responses['201'].headers).toHaveProperty('Location');
+    expect(doc.paths['/api/v1/notes'].get.responses['200'].headers).toHaveProperty('X-Total-Count');
+    expect((await fetch(`${open.url}/api/v1/notes`)).headers.get('x-total-count')).toMatch(/^\d+$/);
+    for (const status of ['400', '401', '409', '413', '415', '503']) {
+      expect(create.responses[status]?.content?.['application/problem+json']?.schema, status).toEqual({ $ref: '#/components/schemas/Problem' });
+    }
+    expect(doc.paths['/api/v1/notes'].get.responses).not.toHaveProperty('415');
     const ui = await fetch(`${open.url}/swagger-ui/`);
     expect(ui.status).toBe(200);
     expect(await ui.text()).toContain('swagger-ui');

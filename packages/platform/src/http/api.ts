@@ -129,15 +129,25 @@ export class Api {
   private document(def: RouteDef<Schema | undefined, Schema | undefined, Schema | undefined>): void {
     const responses: RouteConfig['responses'] = {};
     for (const [status, r] of Object.entries(def.responses)) {
-      responses[status] = r.schema
-        ? { description: r.description, content: { [r.contentType ?? 'application/json']: { schema: r.schema } } }
-        : { description: r.description };
+      // every error is answered by the one error middleware, as problem+json
+      const schema = r.schema ?? (Number(status) >= 400 ? ProblemDetails : undefined);
+      const contentType = r.contentType ?? (Number(status) >= 400 ? 'application/problem+json' : 'application/json');
+      const content = schema ? { [contentType]: { schema } } : undefined;
+      responses[status] = { description: r.description, content, headers: responseHeaders(Number(status), r.schema) };
     }
-    for (const status of [400, 401]) {
-      responses[status] ??= {
-        description: status === 400 ? 'invalid request' : 'missing or invalid token',
-        content: { 'application/problem+json': { schema: ProblemDetails } },
-      };
+    const defaults: Array<[number, string]> = [
+      [400, 'invalid request'],
+      [401, 'missing or invalid token'],
+      [503, 'PostgreSQL or NATS is unavailable; the request can be tried again'],
+    ];
+    if (def.body) {
+      defaults.push(
+        [413, 'the body is larger than the limit (HODEI_BODY_LIMIT)'],
+        [415, `the Content-Type is not application/json${def.yaml ? ' or application/yaml' : ''}`],
+      );
+    }
+    for (const [status, description] of defaults) {
+      responses[status] ??= { description, content: { 'application/problem+json': { schema: ProblemDetails } } };
     }
     const bodyContent: Record<string, { schema: Schema }> = {};
     if (def.body) {
@@ -166,6 +176,18 @@ export class Api {
       info: { title, version, description },
     });
   }
+}
+
+const LOCATION = z.object({ Location: z.string().openapi({ description: 'path of the created resource' }) });
+const TOTAL_COUNT = z.object({
+  'X-Total-Count': z.number().int().openapi({ description: 'number of items that match, over all pages' }),
+});
+
+/** The headers sendCreated and sendList set, so the document names them. */
+function responseHeaders(status: number, schema: Schema | undefined): typeof LOCATION | typeof TOTAL_COUNT | undefined {
+  if (status === 201) return LOCATION;
+  if (status === 200 && schema instanceof z.ZodArray) return TOTAL_COUNT;
+  return undefined;
 }
 
 /** Sends a list the way every list endpoint does: a plain array plus `X-Total-Count`. */
