@@ -170,6 +170,8 @@ describe('app factory', () => {
       expect(create.responses[status]?.content?.['application/problem+json']?.schema, status).toEqual({ $ref: '#/components/schemas/Problem' });
     }
     expect(doc.paths['/api/v1/notes'].get.responses).not.toHaveProperty('415');
+    expect(doc.paths['/health'].get.responses['503'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Health' });
+    expect(doc.paths['/metrics'].get.responses['200'].content).toHaveProperty('text/plain');
     const ui = await fetch(`${open.url}/swagger-ui/`);
     expect(ui.status).toBe(200);
     expect(await ui.text()).toContain('swagger-ui');

@@ -1,7 +1,7 @@
 // One declaration per route: the zod schemas validate the request, type the handler and describe
 // the route in the service's OpenAPI document.
 import { OpenApiGeneratorV3, OpenAPIRegistry, type RouteConfig } from '@asteasolutions/zod-to-openapi';
-import { ProblemDetails, z } from '@hodei/types';
+import { Health, ProblemDetails, z } from '@hodei/types';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
 import { parseDocument } from 'yaml';
@@ -92,6 +92,25 @@ export class Api {
   constructor() {
     this.registry.register('Problem', ProblemDetails);
     this.registry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+    // served by app.ts for every service, outside /api/v1 and without a token
+    const health = { 'application/json': { schema: Health } };
+    this.registry.registerPath({
+      method: 'get',
+      path: '/health',
+      summary: 'health of the service and of its PostgreSQL and NATS connections',
+      tags: ['operations'],
+      responses: {
+        200: { description: 'every check is ok', content: health },
+        503: { description: 'a check failed; its entry in checks says why', content: health },
+      },
+    });
+    this.registry.registerPath({
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics',
+      tags: ['operations'],
+      responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: z.string() } } } },
+    });
   }
 
   route<P extends Schema | undefined = undefined, Q extends Schema | undefined = undefined, B extends Schema | undefined = undefined>(
