@@ -292,5 +292,6 @@ describe('executions API', () => {
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([
       '/api/v1/workers', '/api/v1/execute', '/api/v1/executions/{id}/logs/stream', '/api/v1/events/stream', '/api/v1/storage',
     ]));
+    expect(Object.keys(doc.paths['/api/v1/executions/{id}/logs'].get.responses['200'].content)).toEqual(['application/json', 'text/plain']);
   });
 });

@@ -23,7 +23,8 @@ export interface RouteDef<P extends Schema | undefined, Q extends Schema | undef
   body?: B;
   /** The body may also come as YAML (`application/yaml`, `application/x-yaml`). */
   yaml?: boolean;
-  responses: Record<number, { description: string; schema?: Schema; contentType?: string }>;
+  /** `alternatives`: the same response in other content types, chosen by the request's Accept. */
+  responses: Record<number, { description: string; schema?: Schema; contentType?: string; alternatives?: Record<string, Schema> }>;
 }
 
 export interface RouteInput<P, Q, B> {
@@ -152,6 +153,7 @@ export class Api {
       const schema = r.schema ?? (Number(status) >= 400 ? ProblemDetails : undefined);
       const contentType = r.contentType ?? (Number(status) >= 400 ? 'application/problem+json' : 'application/json');
       const content = schema ? { [contentType]: { schema } } : undefined;
+      for (const [type, alt] of Object.entries(r.alternatives ?? {})) if (content) content[type] = { schema: alt };
       responses[status] = { description: r.description, content, headers: responseHeaders(Number(status), r.schema) };
     }
     const defaults: Array<[number, string]> = [

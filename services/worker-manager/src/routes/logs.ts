@@ -31,7 +31,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       params: IdParams,
       query: LogsQueryFull,
       responses: {
-        200: { description: 'lines', schema: LogsResponse },
+        200: { description: 'lines; with Accept: text/plain, each line followed by a newline', schema: LogsResponse, alternatives: { 'text/plain': z.string() } },
         404: { description: 'no such execution' },
       },
     },
