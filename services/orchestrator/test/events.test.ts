@@ -130,6 +130,26 @@ describe('job status from execution events (contract)', () => {
     await eventually(jobStatus(jobId, 'cancelled'));
     expect((await api('DELETE', `/api/v1/pipelines/${p.id}`)).status).toBe(204);
   });
+
+  it('refuses to delete or clean up a job (or its pipeline) while an older execution runs and the newest has ended', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'overlap', jobs: [{ name: 'a', command: 'sleep 5' }] })).body;
+    const jobId = p.jobs[0].id;
+    const older = newId();
+    const newer = newId();
+    await publishStatus({ execution_id: older, job_id: jobId, status: 'running' });
+    await publishStatus({ execution_id: newer, job_id: jobId, status: 'completed', exit_code: 0 }, true);
+    await eventually(jobStatus(jobId, 'completed'));
+    const delJob = await api('DELETE', `/api/v1/jobs/${jobId}`);
+    expect(delJob.status).toBe(409);
+    expect(delJob.body.detail).toContain('1 queued or running execution');
+    expect((await api('DELETE', `/api/v1/pipelines/${p.id}`)).status).toBe(409);
+    await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '2 days' WHERE id = $1", [jobId]);
+    const cleanup = await api('POST', '/api/v1/cleanup', { older_than_days: 1, dry_run: true });
+    expect(cleanup.body.job_ids).not.toContain(jobId);
+    await publishStatus({ execution_id: older, job_id: jobId, status: 'failed', exit_code: 1 }, true);
+    await eventually(async () => ((await api('DELETE', `/api/v1/jobs/${jobId}`)).status === 204 ? true : undefined));
+    expect((await api('GET', `/api/v1/jobs/${jobId}`)).status).toBe(404);
+  });
 });
 
 describe('cancel against a stand-in worker-manager (contract)', () => {

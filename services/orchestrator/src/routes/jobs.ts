@@ -14,6 +14,7 @@ import { DEFAULT_SPEC, IdParams, Job, JobCreate, JobListQuery, JobPatch, Problem
 import type { Counter } from 'prom-client';
 import { findCycle } from '../dag.js';
 import type { Db } from '../store/db.js';
+import { countActiveExecutions } from '../store/executions.js';
 import * as jobs from '../store/jobs.js';
 import { getPipeline } from '../store/pipelines.js';
 import type { WorkerManagerClient } from '../worker-manager.js';
@@ -191,16 +192,17 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       method: 'delete',
       path: '/api/v1/jobs/:id',
       tag: 'jobs',
-      summary: 'Delete a job (not while it is queued or running)',
+      summary: 'Delete a job (not while one of its executions, the newest or an older one, is queued or running)',
       params: IdParams,
-      responses: { 204: { description: 'deleted' }, 404: problem('no such job'), 409: problem('the job is queued or running') },
+      responses: { 204: { description: 'deleted' }, 404: problem('no such job'), 409: problem('an execution of the job is queued or running') },
     },
     async ({ params }, _req, res) => {
       await withTransaction(db, async (c) => {
         const job = await jobs.lockJob(c, params.id);
         if (!job) throw new NotFoundError('job', params.id);
-        if (job.status === 'queued' || job.status === 'running')
-          throw new ConflictError(`job ${params.id} is ${job.status}: cancel it before deleting it`);
+        const active = await countActiveExecutions(c, params.id);
+        if (active > 0)
+          throw new ConflictError(`job ${params.id} has ${active} queued or running execution(s): cancel it before deleting it`);
         await jobs.deleteJob(c, params.id, job.pipeline_id);
       });
       res.status(204).end();

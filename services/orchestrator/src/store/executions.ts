@@ -70,3 +70,12 @@ export async function newestStatus(db: Db, jobId: string): Promise<ExecutionStat
   );
   return rows[0]?.status ?? 'pending';
 }
+
+/** Executions of the job that have not ended, older ones included (the job's status shows only its newest). */
+export async function countActiveExecutions(db: Db, jobId: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM job_executions WHERE job_id = $1 AND status IN ('queued', 'running')",
+    [jobId],
+  );
+  return rows[0]?.n ?? 0;
+}

@@ -181,9 +181,13 @@ export async function pipelineGraph(db: Db, pipelineId: string): Promise<Map<str
   return new Map(rows.map((r) => [r.id, r.depends_on]));
 }
 
+/** An execution of the job (alias `jobs`) still queued or running, be it its newest or an older one. */
+const HAS_ACTIVE_EXECUTION = "EXISTS (SELECT 1 FROM job_executions x WHERE x.job_id = jobs.id AND x.status IN ('queued', 'running'))";
+
+/** Jobs of the pipeline with an execution still queued or running. */
 export async function countActiveInPipeline(db: Db, pipelineId: string): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
-    "SELECT count(*) AS n FROM jobs WHERE pipeline_id = $1 AND status IN ('queued', 'running')",
+    `SELECT count(*) AS n FROM jobs WHERE pipeline_id = $1 AND ${HAS_ACTIVE_EXECUTION}`,
     [pipelineId],
   );
   return rows[0]?.n ?? 0;
@@ -193,10 +197,11 @@ export async function setJobStatus(db: Db, id: string, status: ExecutionStatus):
   await db.query('UPDATE jobs SET status = $2, updated_at = now() WHERE id = $1 AND status IS DISTINCT FROM $2', [id, status]);
 }
 
-/** Jobs with a final status untouched since before `cutoff`, oldest first. */
+/** Jobs with a final status untouched since before `cutoff` and no execution still going, oldest first. */
 export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND updated_at < $1
+       AND NOT ${HAS_ACTIVE_EXECUTION}
      ORDER BY updated_at LIMIT $2`,
     [cutoff, limit],
   );
@@ -207,7 +212,7 @@ export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): P
 export async function deleteFinishedJobs(db: Db, ids: string[], cutoff: Date): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `DELETE FROM jobs WHERE id = ANY ($1::uuid[]) AND updated_at < $2
-       AND status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') RETURNING id`,
+       AND status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND NOT ${HAS_ACTIVE_EXECUTION} RETURNING id`,
     [ids, cutoff],
   );
   const deleted = rows.map((r) => r.id);
