@@ -18,7 +18,16 @@ const JobFields = {
 
 export const JobCreate = z.object(JobFields).strict().refine(oneOfCommandOrScript, commandOrScriptIssue).openapi('JobCreate');
 export type JobCreate = z.infer<typeof JobCreate>;
-export const JobPatch = z.object(JobFields).strict().partial().refine(oneOfCommandOrScript, commandOrScriptIssue).openapi('JobPatch');
+/** A PATCH may also clear the optional settings that have no default: `null` removes them. */
+export const JobPatch = z
+  .object({
+    ...JobFields,
+    timeout_seconds: JobSpecFields.timeout_seconds.unwrap().nullable().optional(),
+    working_dir: JobSpecFields.working_dir.unwrap().nullable().optional(),
+  })
+  .strict()
+  .refine(oneOfCommandOrScript, commandOrScriptIssue)
+  .openapi('JobPatch');
 export type JobPatch = z.infer<typeof JobPatch>;
 
 export const ExecutionSummary = z

@@ -136,6 +136,19 @@ describe('jobs', () => {
     expect((await api('PATCH', `/api/v1/jobs/${MISSING}`, { name: 'x' })).status).toBe(404);
   });
 
+  it('clears timeout_seconds and working_dir with null in a PATCH (JSON or YAML)', async () => {
+    const j = (await api('POST', '/api/v1/jobs', { name: 'clear', command: 'true', timeout_seconds: 60, working_dir: '/tmp' })).body;
+    const r = await api('PATCH', `/api/v1/jobs/${j.id}`, { timeout_seconds: null });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ timeout_seconds: null, working_dir: '/tmp' });
+    const y = await api('PATCH', `/api/v1/jobs/${j.id}`, 'working_dir: null\n', 'application/yaml');
+    expect(y.status).toBe(200);
+    expect((await api('GET', `/api/v1/jobs/${j.id}`)).body).toMatchObject({ timeout_seconds: null, working_dir: null, command: 'true' });
+    const zero = await api('PATCH', `/api/v1/jobs/${j.id}`, { timeout_seconds: 0 });
+    expect(zero.status).toBe(400);
+    expect(fieldPaths(zero)).toEqual(['timeout_seconds']);
+  });
+
   it('lists with filters, paging and X-Total-Count, newest first', async () => {
     const pid = await pipeline('listing');
     const made: string[] = [];
