@@ -80,8 +80,8 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
     },
   });
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
+    // Express 5 calls back with the error (EADDRINUSE…) instead of emitting it
+    const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
   }).catch(async (err: unknown) => {
     // the port is taken (or not ours): nothing started yet, so nothing is left open either
     await bus.nc.close().catch(() => undefined);

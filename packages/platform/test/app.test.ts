@@ -189,6 +189,11 @@ describe('app factory', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 
+  it('fails to start on a port already in use with EADDRINUSE, not a TypeError', async () => {
+    await expect(boot({ apiToken: undefined, port: open.port })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    expect((await fetch(`${open.url}/health`)).status).toBe(200);
+  });
+
   it('answers 503 naming the failing dependency', async () => {
     await open.ctx.bus.nc.close();
     const res = await fetch(`${open.url}/health`);
