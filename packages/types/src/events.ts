@@ -136,6 +136,8 @@ export const ExecutionStatusEvent = z.object({
   duration_ms: z.number().int().nullable().optional(),
   /** On worker-manager's event announcing a retry: the execution it repeats. */
   retry_of: Id.optional(),
+  /** On worker-manager's final event of an execution that is retried: the attempt that repeats it. */
+  retried_as: Id.optional(),
   /** Final event only: the JSON the job wrote to $HODEI_RESULT_FILE, or why it could not be read. */
   result: z.unknown().optional(),
   result_error: z.string().optional(),

@@ -16,6 +16,9 @@ export async function applyExecutionEvent(db: Pool, u: ExecutionUpdate): Promise
   return withTransaction(db, async (c) => {
     if (!(await lockJob(c, u.job_id))) return false;
     await recordExecution(c, u);
+    // the retry's own queued event travels on another subject and may come later: the job is
+    // queued for it now, not failed in between
+    if (u.retried_as) await recordExecution(c, { execution_id: u.retried_as, job_id: u.job_id, status: 'queued', retry_of: u.execution_id });
     await setJobStatus(c, u.job_id, await newestStatus(c, u.job_id));
     return true;
   });
@@ -40,8 +43,16 @@ function toUpdate(kind: 'queued' | 'status', data: unknown): ExecutionUpdate | n
     finished_at: v.finished_at,
     duration_ms: v.duration_ms,
     retry_of: v.retry_of,
+    retried_as: v.retried_as,
   };
 }
+
+/**
+ * A failed or lost end as the worker or the scheduler reports it on the status subject: only
+ * worker-manager knows whether a retry follows, and its finished event says so (`retried_as`), so
+ * the job goes from running to queued for the retry instead of showing failed in between.
+ */
+const awaitsRetryVerdict = (u: ExecutionUpdate): boolean => u.status === 'failed' || u.status === 'lost';
 
 export interface ExecutionConsumers {
   start: () => Promise<void>;
@@ -58,14 +69,15 @@ export function executionConsumers(
 ): ExecutionConsumers {
   const s = bus.subjects;
   const specs = [
-    { durable: 'orchestrator-queued', subject: s.executionQueued, kind: 'queued' as const },
-    { durable: 'orchestrator-status', subject: s.executionStatusAll, kind: 'status' as const },
-    { durable: 'orchestrator-finished', subject: s.executionFinished, kind: 'status' as const },
+    { durable: 'orchestrator-queued', subject: s.executionQueued, kind: 'queued' as const, fromWorkerManager: true },
+    { durable: 'orchestrator-status', subject: s.executionStatusAll, kind: 'status' as const, fromWorkerManager: false },
+    { durable: 'orchestrator-finished', subject: s.executionFinished, kind: 'status' as const, fromWorkerManager: true },
   ];
   const running: Array<{ messages: ConsumerMessages; loop: Promise<void> }> = [];
   let stopping = false;
 
-  const handle = async (m: JsMsg, data: unknown, kind: 'queued' | 'status', log: Logger) => {
+  const handle = async (m: JsMsg, data: unknown, spec: (typeof specs)[number], log: Logger) => {
+    const { kind } = spec;
     const update = toUpdate(kind, data);
     if (update === 'invalid') {
       log.warn({ subject: m.subject, seq: m.seq }, 'ignoring an execution event that does not match its schema');
@@ -73,7 +85,7 @@ export function executionConsumers(
       m.term();
       return;
     }
-    if (update === null) {
+    if (update === null || (!spec.fromWorkerManager && awaitsRetryVerdict(update))) {
       eventsCounter.inc({ kind, outcome: 'ignored' });
       m.ack();
       return;
@@ -132,7 +144,7 @@ export function executionConsumers(
               const key = typeof id === 'string' ? id : '';
               while (inFlight.size >= HANDLE_CONCURRENCY) await Promise.race(inFlight);
               const p = (chains.get(key) ?? Promise.resolve())
-                .then(() => withConsumedSpan(`orchestrator ${spec.durable}`, m, () => handle(m, data, spec.kind, log)))
+                .then(() => withConsumedSpan(`orchestrator ${spec.durable}`, m, () => handle(m, data, spec, log)))
                 .catch((err: unknown) => log.error({ err, seq: m.seq }, 'handling an execution event failed'));
               chains.set(key, p);
               inFlight.add(p);

@@ -104,6 +104,29 @@ describe('job status from execution events (contract)', () => {
     expect(r.body.last_execution.id).toBe(newer);
   });
 
+  it('shows a retried execution\'s job queued for the retry, not failed, before the retry\'s own event', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'retried', command: 'exit 3', max_retries: 1 })).body;
+    const first = newId();
+    const retry = newId();
+    await publishStatus({ execution_id: first, job_id: job.id, status: 'running' });
+    await eventually(jobStatus(job.id, 'running'));
+    // the worker's own end comes first: whether a retry follows, only worker-manager's copy says
+    const ignored = async () =>
+      (await svc.ctx.metrics.getSingleMetric('hodei_orchestrator_execution_events_total')!.get()).values.reduce(
+        (n, v) => n + (v.labels.kind === 'status' && v.labels.outcome === 'ignored' ? v.value : 0),
+        0,
+      );
+    const before = await ignored();
+    await publishStatus({ execution_id: first, job_id: job.id, status: 'failed', exit_code: 3 });
+    await eventually(async () => ((await ignored()) > before ? true : undefined));
+    expect((await api('GET', `/api/v1/jobs/${job.id}`)).body.status).toBe('running');
+    await publishStatus({ execution_id: first, job_id: job.id, status: 'failed', exit_code: 3, retried_as: retry }, true);
+    const queued = await eventually(jobStatus(job.id, 'queued'));
+    expect(queued.last_execution).toMatchObject({ id: retry, status: 'queued' });
+    await publishStatus({ execution_id: retry, job_id: job.id, status: 'completed', exit_code: 0 }, true);
+    await eventually(jobStatus(job.id, 'completed'));
+  });
+
   it('acks and ignores events for unknown jobs, no job, and bad payloads', async () => {
     await publishStatus({ execution_id: newId(), job_id: newId(), status: 'running' });
     await publishStatus({ execution_id: newId(), job_id: null, status: 'running' });

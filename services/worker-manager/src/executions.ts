@@ -32,8 +32,9 @@ import {
 import type { EventHub } from './live/event-hub.js';
 import { finalOf, type LogHub } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
-import type { Retries } from './retries.js';
+import { shouldRetry, type Retries } from './retries.js';
 import * as store from './store/executions.js';
+import { retryOf } from './store/retries.js';
 import type { ExecutionRow } from './store/executions.js';
 import { maxStoredSeq } from './store/logs.js';
 
@@ -341,6 +342,7 @@ export class Executions {
   /** For the orchestrator: the end of a job's execution, as recorded here. */
   private async publishFinished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {
     if (row.job_id === null) return;
+    const retry = shouldRetry(row) ? await retryOf(this.ctx.db, row.id) : null;
     const event: ExecutionStatusEvent = {
       execution_id: row.id,
       job_id: row.job_id,
@@ -354,6 +356,7 @@ export class Executions {
       started_at: row.started_at?.toISOString() ?? null,
       finished_at: row.finished_at?.toISOString() ?? null,
       duration_ms: row.duration_ms,
+      ...(retry ? { retried_as: retry.id } : {}),
       timestamp: e.timestamp,
     };
     await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });

@@ -156,7 +156,7 @@ describe('a failing job', () => {
     expect((await metric('hodei_retries_total', 'reason="failed"')) - before).toBe(2);
   }, 90_000);
 
-  it('a job whose retry succeeds: the job follows its newest execution, and a pipeline run completes', async () => {
+  it('a job whose retry succeeds: the job follows its newest execution (queued, not failed, while the retry waits), and a pipeline run completes', async () => {
     await startWorker({ pool: 'flaky' });
     const marker = join(scratch, 'flaky-marker');
     const pipeline = (await (await call(orch.url, 'POST', '/api/v1/pipelines', { name: 'flaky' })).json()) as { id: string };
@@ -173,15 +173,27 @@ describe('a failing job', () => {
     const after = (await (
       await call(orch.url, 'POST', '/api/v1/jobs', { name: 'after', pipeline_id: pipeline.id, command: 'echo after', labels: { pool: 'flaky' }, depends_on: [flaky.id] })
     ).json()) as { id: string };
+    const finals: Array<{ execution_id: string; status: string; retried_as?: string }> = [];
+    const sub = wm.ctx.bus.nc.subscribe(wm.ctx.bus.subjects.executionFinished, {
+      callback: (_err, m) => {
+        const e = m.json<{ job_id: string; execution_id: string; status: string; retried_as?: string }>();
+        if (e.job_id === flaky.id) finals.push({ execution_id: e.execution_id, status: e.status, retried_as: e.retried_as });
+      },
+    });
     const runRes = await call(orch.url, 'POST', `/api/v1/pipelines/${pipeline.id}/runs`);
     expect(runRes.status).toBe(202);
     const run = (await runRes.json()) as { id: string };
     const seen = new Set<string>();
+    const jobSeen = new Set<string>();
     const final = await until(async () => {
+      jobSeen.add(((await (await call(orch.url, 'GET', `/api/v1/jobs/${flaky.id}`)).json()) as { status: string }).status);
       const r = (await (await call(orch.url, 'GET', `/api/v1/pipeline-runs/${run.id}`)).json()) as { status: string };
       seen.add(r.status);
       return r.status !== 'running' && r;
     }, 40_000, 'pipeline run to end');
+    sub.unsubscribe();
+    // the failed attempt's final event names its retry, so the job goes from it to queued, never failed
+    expect(jobSeen.has('failed')).toBe(false);
     expect(final).toMatchObject({ status: 'completed' });
     expect([...seen]).toEqual(['running', 'completed']);
     const job = (await (await call(orch.url, 'GET', `/api/v1/jobs/${flaky.id}`)).json()) as { status: string };
@@ -190,6 +202,10 @@ describe('a failing job', () => {
     expect(runs.map((x) => [x.attempt, x.status])).toEqual([
       [2, 'completed'],
       [1, 'failed'],
+    ]);
+    expect(finals).toEqual([
+      { execution_id: runs[1]!.id, status: 'failed', retried_as: runs[0]!.id },
+      { execution_id: runs[0]!.id, status: 'completed', retried_as: undefined },
     ]);
     const dependent = (await (await call(wm.url, 'GET', `/api/v1/executions?job_id=${after.id}`)).json()) as Execution[];
     expect(dependent.map((x) => x.status)).toEqual(['completed']);

@@ -14,6 +14,8 @@ export interface ExecutionUpdate {
   duration_ms?: number | null | undefined;
   /** The execution this one retries (worker-manager's events for a retry carry it). */
   retry_of?: string | undefined;
+  /** The attempt that retries this one (worker-manager's final event of a retried execution). */
+  retried_as?: string | undefined;
 }
 
 interface ExecutionRow {
