@@ -39,10 +39,16 @@ export const ExecutionRef = Execution.pick({ id: true, status: true });
 const MAX_SCRIPT_CHARS = 1024 * 1024;
 const Attempt = Execution.pick({ id: true, attempt: true, retry_of: true });
 
-/** The execution that retries `executionId` (a job with retries, after a failed or lost attempt), if any. */
+/** How long a due retry may take to appear: the end of an attempt can be read before its retry is recorded. */
+const RETRY_APPEARS_MS = 10_000;
+
+/** The execution that retries `executionId` (a failed or lost attempt with retries left), once worker-manager recorded it. */
 async function retryOf(c: Ctx, jobId: string, executionId: string): Promise<z.infer<typeof Attempt> | undefined> {
-  const { items } = await c.client.list('worker-manager', '/api/v1/executions', Attempt, { job_id: jobId, limit: 20 });
-  return items.find((e) => e.retry_of === executionId);
+  for (const started = Date.now(); ; await new Promise((r) => setTimeout(r, 100))) {
+    const { items } = await c.client.list('worker-manager', '/api/v1/executions', Attempt, { job_id: jobId, limit: 20 });
+    const retry = items.find((e) => e.retry_of === executionId);
+    if (retry || Date.now() - started > RETRY_APPEARS_MS) return retry;
+  }
 }
 
 export function registerRun(program: Command): void {
@@ -252,7 +258,9 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
         },
         onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
       });
-      const retry = job.max_retries > 0 && (done.status === 'failed' || done.status === 'lost') ? await retryOf(c, job.id, current.id) : undefined;
+      // worker-manager retries a failed or lost attempt while attempts are left (attempt <= max_retries)
+      const due = current.attempt <= job.max_retries && (done.status === 'failed' || done.status === 'lost');
+      const retry = due ? await retryOf(c, job.id, current.id) : undefined;
       if (!retry) break;
       const how = done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : '';
       printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${how}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
