@@ -125,7 +125,7 @@ export const MAX_SEQ = 2_147_483_647;
 
 export const LogsQuery = z.object({
   since_seq: z.coerce.number().int().min(0).max(MAX_SEQ).optional(),
-  tail: z.coerce.number().int().min(1).max(100_000).optional(),
+  tail: z.coerce.number().int().min(0).max(100_000).optional(),
   stream: LogStream.optional(),
   grep: z.string().max(1000).optional(),
   limit: z.coerce.number().int().min(1).max(100_000).default(10_000),

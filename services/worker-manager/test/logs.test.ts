@@ -58,6 +58,9 @@ describe('ingest contract: logs API', () => {
     expect(r.next_seq).toBe(20);
     r = await q('tail=3');
     expect(seqs(r.lines)).toEqual([18, 19, 20]);
+    // tail=0 is no lines, as on the live stream (where it means: live lines only)
+    r = await q('tail=0');
+    expect(r.lines).toEqual([]);
     r = await q('stream=stderr&tail=2');
     expect(seqs(r.lines)).toEqual([18, 20]);
     r = await q('grep=Error');
