@@ -11,6 +11,9 @@ export const ExecutionStatus = z.enum([
 export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
 export const FINAL_STATUSES: readonly ExecutionStatus[] = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
 export const isFinalStatus = (s: ExecutionStatus): boolean => FINAL_STATUSES.includes(s);
+/** worker-manager retries an attempt that ended failed or lost while its spec allows another (attempt <= max_retries). */
+export const retryDue = (status: ExecutionStatus, attempt: number, maxRetries: number): boolean =>
+  (status === 'failed' || status === 'lost') && attempt <= maxRetries;
 
 export const PRIORITY_NAMES = { low: 1, normal: 5, high: 10, critical: 15 } as const;
 /** 1..15, higher runs first; the names low/normal/high/critical are accepted as input. */

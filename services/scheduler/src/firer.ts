@@ -2,7 +2,7 @@
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
 import { encodeJson, HttpError, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
-import { isFinalStatus, type Execution, type ScheduleFiredEvent } from '@hodei/types';
+import { isFinalStatus, retryDue, type Execution, type ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
 import type { DueSchedule, ScheduleStore } from './store/schedules.js';
@@ -192,8 +192,7 @@ export class Firer {
       }
       const e = await this.workerManager.find<Execution>(`/api/v1/executions/${id}`);
       if (!e) return null;
-      const retried = (e.status === 'failed' || e.status === 'lost') && e.attempt <= e.spec.max_retries;
-      return !isFinalStatus(e.status) || retried ? id : null;
+      return !isFinalStatus(e.status) || retryDue(e.status, e.attempt, e.spec.max_retries) ? id : null;
     }
   }
 }

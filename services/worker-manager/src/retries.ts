@@ -4,7 +4,7 @@
 // other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
 // restart of this service does not lose it: start() arms the timer for whatever is due.
 import { Counter, encodeJson, Gauge, newId, type ServiceContext } from '@hodei/platform';
-import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
+import { retryDue, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import type { ExecutionRow } from './store/executions.js';
 import * as store from './store/retries.js';
 import type { RetryRow } from './store/retries.js';
@@ -24,7 +24,7 @@ export function backoffMs(backoffSeconds: number, attempt: number, random = Math
 }
 
 export function shouldRetry(row: ExecutionRow): boolean {
-  return (row.status === 'failed' || row.status === 'lost') && row.attempt <= row.spec.max_retries;
+  return retryDue(row.status, row.attempt, row.spec.max_retries);
 }
 
 export class Retries {
