@@ -5,7 +5,8 @@ import { Job, Pipeline } from '@hodei/types';
 import { parse as parseYaml } from 'yaml';
 import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
-import { exitWhenWritten, statusText, when, whenReaderGone } from '../output.js';
+import { cancelWhenAbandoned } from '../abandon.js';
+import { exitWhenWritten, statusText, when } from '../output.js';
 import { collectPair, parseInteger } from '../parse.js';
 import { resolvePipeline } from '../resources.js';
 import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
@@ -28,27 +29,18 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
-  // as with `hodei run`: hodei killed, its terminal closed or its reader gone takes the run with it
-  let abandoned: number | null = null;
-  const abandon = async (code: number) => {
-    abandoned = code;
-    await client.request('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null, { timeoutMs: 5000 }).catch(() => undefined);
-    return code;
-  };
-  const onTerm = (signal: NodeJS.Signals) => {
-    if (signal === 'SIGTERM') out.note(`hodei got SIGTERM: cancelling pipeline run ${runId}`);
-    void abandon(signal === 'SIGTERM' ? 143 : 129).then(exitWhenWritten);
-  };
-  process.on('SIGTERM', onTerm).on('SIGHUP', onTerm);
-  whenReaderGone(() => abandon(141));
+  const abandoned = cancelWhenAbandoned(out, {
+    what: () => `pipeline run ${runId}`,
+    cancel: () => client.request('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null, { timeoutMs: 5000 }),
+  });
   try {
     const run = await followRun(c, runId, { timestamps });
     if (out.json) out.printJson(run);
     else printRunSummary(c, run);
-    return abandoned ?? runExitCode(run.status);
+    return abandoned.code ?? runExitCode(run.status);
   } finally {
-    process.off('SIGINT', onSigint).off('SIGTERM', onTerm).off('SIGHUP', onTerm);
-    whenReaderGone(null);
+    process.off('SIGINT', onSigint);
+    abandoned.release();
   }
 }
 

@@ -2,12 +2,13 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import { Execution, Job, z, type LogLine } from '@hodei/types';
+import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
 import { parse as parseYaml } from 'yaml';
 import { context, exitCodeFor, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
-import { exitWhenWritten, statusText, whenReaderGone } from '../output.js';
+import { cancelWhenAbandoned } from '../abandon.js';
+import { exitWhenWritten, statusText } from '../output.js';
 import {
   collectList, collectPair, formatDuration, parseDurationSeconds, parseInteger, parsePositiveNumber, parsePriority, parseSizeBytes,
 } from '../parse.js';
@@ -230,22 +231,11 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
-  // hodei going away (killed, its terminal closed, its reader gone) takes the job with it, as the
-  // end of a local pipeline would: nobody would see the rest of it
-  // its code wins over the job's, whichever of the two ends hodei first
-  let abandoned: number | null = null;
-  const abandon = async (code: number) => {
-    abandoned = code;
-    await client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }).catch(() => undefined);
-    return code;
-  };
-  const onTerm = (signal: NodeJS.Signals) => {
-    bar?.stop();
-    if (signal === 'SIGTERM') out.note(`hodei got SIGTERM: cancelling execution ${current.id}`);
-    void abandon(signal === 'SIGTERM' ? 143 : 129).then(exitWhenWritten);
-  };
-  process.on('SIGTERM', onTerm).on('SIGHUP', onTerm);
-  whenReaderGone(() => abandon(141));
+  const abandoned = cancelWhenAbandoned(out, {
+    what: () => `execution ${current.id}`,
+    cancel: () => client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }),
+    beforeNote: () => bar?.stop(),
+  });
 
   let done: Completed;
   try {
@@ -258,9 +248,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
         },
         onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
       });
-      // worker-manager retries a failed or lost attempt while attempts are left (attempt <= max_retries)
-      const due = current.attempt <= job.max_retries && (done.status === 'failed' || done.status === 'lost');
-      const retry = due ? await retryOf(c, job.id, current.id) : undefined;
+      const retry = retryDue(done.status, current.attempt, job.max_retries) ? await retryOf(c, job.id, current.id) : undefined;
       if (!retry) break;
       const how = done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : '';
       printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${how}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
@@ -272,8 +260,8 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     }
   } finally {
     bar?.stop();
-    process.off('SIGINT', onSigint).off('SIGTERM', onTerm).off('SIGHUP', onTerm);
-    whenReaderGone(null);
+    process.off('SIGINT', onSigint);
+    abandoned.release();
   }
 
   const lines = out.json ? collected.length : printer.count;
@@ -308,5 +296,5 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
     out.fields(pairs, 'stderr');
   }
-  return abandoned ?? code;
+  return abandoned.code ?? code;
 }
