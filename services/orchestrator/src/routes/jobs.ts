@@ -10,7 +10,7 @@ import {
   type Api,
   type Pool,
 } from '@hodei/platform';
-import { DEFAULT_SPEC, IdParams, Job, JobCreate, JobListQuery, JobPatch, ProblemDetails, z } from '@hodei/types';
+import { DEFAULT_SPEC, IdParams, Job, JobCreate, JobListQuery, JobPatch, z } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { findCycle } from '../dag.js';
 import type { Db } from '../store/db.js';
@@ -19,7 +19,6 @@ import * as jobs from '../store/jobs.js';
 import { getPipeline } from '../store/pipelines.js';
 import type { WorkerManagerClient } from '../worker-manager.js';
 
-const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
 
 export interface JobRouteDeps {
   db: Pool;
@@ -63,7 +62,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       summary: 'Define a job (JSON or YAML); `{pipeline_id}` alone creates a job with no command yet',
       body: JobCreate,
       yaml: true,
-      responses: { 201: { description: 'the job, status pending', schema: Job }, 409: problem('the pipeline is archived') },
+      responses: { 201: { description: 'the job, status pending', schema: Job }, 409: { description: 'the pipeline is archived' } },
     },
     async ({ body }, _req, res) => {
       const id = newId();
@@ -126,7 +125,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       tag: 'jobs',
       summary: 'A job: its definition, status and last execution',
       params: IdParams,
-      responses: { 200: { description: 'the job', schema: Job }, 404: problem('no such job') },
+      responses: { 200: { description: 'the job', schema: Job }, 404: { description: 'no such job' } },
     },
     async ({ params }, _req, res) => {
       const job = await jobs.getJob(db, params.id);
@@ -146,8 +145,8 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       yaml: true,
       responses: {
         200: { description: 'the job', schema: Job },
-        404: problem('no such job'),
-        409: problem('other jobs depend on it and it would leave their pipeline, or the target pipeline is archived'),
+        404: { description: 'no such job' },
+        409: { description: 'other jobs depend on it and it would leave their pipeline, or the target pipeline is archived' },
       },
     },
     async ({ params, body }, _req, res) => {
@@ -194,7 +193,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       tag: 'jobs',
       summary: 'Delete a job (not while one of its executions, the newest or an older one, is queued or running)',
       params: IdParams,
-      responses: { 204: { description: 'deleted' }, 404: problem('no such job'), 409: problem('an execution of the job is queued or running') },
+      responses: { 204: { description: 'deleted' }, 404: { description: 'no such job' }, 409: { description: 'an execution of the job is queued or running' } },
     },
     async ({ params }, _req, res) => {
       await withTransaction(db, async (c) => {
@@ -218,9 +217,9 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       params: IdParams,
       responses: {
         202: { description: 'the job as it is now; its status follows once the executions stop', schema: Job },
-        404: problem('no such job'),
-        502: problem('worker-manager answered badly'),
-        503: problem('worker-manager did not answer'),
+        404: { description: 'no such job' },
+        502: { description: 'worker-manager answered badly' },
+        503: { description: 'worker-manager did not answer' },
       },
     },
     async ({ params }, _req, res) => {

@@ -1,13 +1,12 @@
 // /api/v1/pipelines: pipelines, optionally created with their jobs inline (depends_on by name).
 import { ConflictError, newId, NotFoundError, sendCreated, sendList, withTransaction, type Api, type Pool } from '@hodei/platform';
-import { DEFAULT_SPEC, IdParams, Pipeline, PipelineCreate, PipelineListQuery, PipelinePatch, ProblemDetails, z } from '@hodei/types';
+import { DEFAULT_SPEC, IdParams, Pipeline, PipelineCreate, PipelineListQuery, PipelinePatch, z } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { resolveInlineDependencies } from '../dag.js';
 import type { Db } from '../store/db.js';
 import * as jobs from '../store/jobs.js';
 import * as pipelines from '../store/pipelines.js';
 
-const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
 
 export interface PipelineRouteDeps {
   db: Pool;
@@ -88,7 +87,7 @@ export function pipelineRoutes(api: Api, deps: PipelineRouteDeps): void {
       tag: 'pipelines',
       summary: 'A pipeline with its jobs (id, name, depends_on, status)',
       params: IdParams,
-      responses: { 200: { description: 'the pipeline', schema: Pipeline }, 404: problem('no such pipeline') },
+      responses: { 200: { description: 'the pipeline', schema: Pipeline }, 404: { description: 'no such pipeline' } },
     },
     async ({ params }, _req, res) => {
       const p = await pipelines.getPipeline(db, params.id);
@@ -106,7 +105,7 @@ export function pipelineRoutes(api: Api, deps: PipelineRouteDeps): void {
       params: IdParams,
       body: PipelinePatch,
       yaml: true,
-      responses: { 200: { description: 'the pipeline', schema: Pipeline }, 404: problem('no such pipeline') },
+      responses: { 200: { description: 'the pipeline', schema: Pipeline }, 404: { description: 'no such pipeline' } },
     },
     async ({ params, body }, _req, res) => {
       const p = await pipelines.updatePipeline(db, params.id, body);
@@ -122,7 +121,7 @@ export function pipelineRoutes(api: Api, deps: PipelineRouteDeps): void {
       tag: 'pipelines',
       summary: 'Delete a pipeline and its jobs (not while one of them is queued or running)',
       params: IdParams,
-      responses: { 204: { description: 'deleted' }, 404: problem('no such pipeline'), 409: problem('one of its jobs is queued or running') },
+      responses: { 204: { description: 'deleted' }, 404: { description: 'no such pipeline' }, 409: { description: 'one of its jobs is queued or running' } },
     },
     async ({ params }, _req, res) => {
       await withTransaction(db, async (c) => {

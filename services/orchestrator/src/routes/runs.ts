@@ -1,12 +1,11 @@
 // /api/v1/pipelines/:id/runs and /api/v1/pipeline-runs/:id.
 import { NotFoundError, sendList, type Api, type Bus, type Logger, type Pool } from '@hodei/platform';
-import { IdParams, PipelineRun, PipelineRunEvent, PipelineRunListQuery, PipelineRunRequest, ProblemDetails, z } from '@hodei/types';
+import { IdParams, PipelineRun, PipelineRunEvent, PipelineRunListQuery, PipelineRunRequest, z } from '@hodei/types';
 import { streamAllRuns, streamRun } from '../runs-sse.js';
 import type { PipelineRunner } from '../runs.js';
 import { getPipeline } from '../store/pipelines.js';
 import * as runs from '../store/runs.js';
 
-const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
 
 export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bus: Bus; logger: Logger }): void {
   const { db, runner } = deps;
@@ -21,9 +20,9 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       body: PipelineRunRequest,
       responses: {
         202: { description: 'the run as it is now', schema: PipelineRun },
-        404: problem('no such pipeline'),
-        409: problem('the pipeline is archived, has no jobs, or has jobs with nothing to run'),
-        503: problem('worker-manager did not answer; no run was created'),
+        404: { description: 'no such pipeline' },
+        409: { description: 'the pipeline is archived, has no jobs, or has jobs with nothing to run' },
+        503: { description: 'worker-manager did not answer; no run was created' },
       },
     },
     async ({ params, body }, _req, res) => {
@@ -40,7 +39,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       summary: 'Runs of a pipeline, newest first',
       params: IdParams,
       query: PipelineRunListQuery,
-      responses: { 200: { description: 'array of runs; X-Total-Count has the total', schema: z.array(PipelineRun) }, 404: problem('no such pipeline') },
+      responses: { 200: { description: 'array of runs; X-Total-Count has the total', schema: z.array(PipelineRun) }, 404: { description: 'no such pipeline' } },
     },
     async ({ params, query }, _req, res) => {
       if (!(await getPipeline(db, params.id))) throw new NotFoundError('pipeline', params.id);
@@ -72,7 +71,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       params: IdParams,
       responses: {
         200: { description: 'event stream', schema: PipelineRun, contentType: 'text/event-stream' },
-        404: problem('no such run'),
+        404: { description: 'no such run' },
       },
     },
     async ({ params }, req, res) => {
@@ -89,7 +88,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       tag: 'pipelines',
       summary: "A pipeline run: its status and each job's status and execution",
       params: IdParams,
-      responses: { 200: { description: 'the run', schema: PipelineRun }, 404: problem('no such run') },
+      responses: { 200: { description: 'the run', schema: PipelineRun }, 404: { description: 'no such run' } },
     },
     async ({ params }, _req, res) => {
       const run = await runs.getRun(db, params.id);
@@ -107,9 +106,9 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       params: IdParams,
       responses: {
         202: { description: 'the run as it is now; it ends once its executions stopped', schema: PipelineRun },
-        404: problem('no such run'),
-        409: problem('the run already ended'),
-        503: problem('worker-manager did not answer; nothing more will start, but running executions may go on'),
+        404: { description: 'no such run' },
+        409: { description: 'the run already ended' },
+        503: { description: 'worker-manager did not answer; nothing more will start, but running executions may go on' },
       },
     },
     async ({ params }, _req, res) => {

@@ -1,11 +1,10 @@
 // /api/v1/stats and /api/v1/cleanup.
 import { withTransaction, type Api, type Pool } from '@hodei/platform';
-import { CleanupRequest, CleanupResult, ProblemDetails, Stats } from '@hodei/types';
+import { CleanupRequest, CleanupResult, Stats } from '@hodei/types';
 import * as jobs from '../store/jobs.js';
 import { jobStats, tableStorage } from '../store/stats.js';
 import type { WorkerManagerClient } from '../worker-manager.js';
 
-const problem = (description: string) => ({ description, schema: ProblemDetails, contentType: 'application/problem+json' });
 const DAY_MS = 24 * 3600 * 1000;
 /** One cleanup request deletes at most this many jobs; call again for more. */
 const CLEANUP_BATCH = 10_000;
@@ -36,8 +35,8 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       body: CleanupRequest,
       responses: {
         200: { description: 'what was (or would be) deleted', schema: CleanupResult },
-        502: problem('worker-manager answered badly; nothing was deleted'),
-        503: problem('worker-manager did not answer (within 10 minutes); the jobs were not deleted, their executions may have been: run the cleanup again'),
+        502: { description: 'worker-manager answered badly; nothing was deleted' },
+        503: { description: 'worker-manager did not answer (within 10 minutes); the jobs were not deleted, their executions may have been: run the cleanup again' },
       },
     },
     async ({ body }, _req, res) => {
