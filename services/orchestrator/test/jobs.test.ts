@@ -122,6 +122,40 @@ describe('jobs', () => {
     expect(p.body.jobs).toEqual([{ id: b.body.id, name: 'b', depends_on: [], status: 'pending' }]);
   });
 
+  it('refuses a second job of the same name in a pipeline (create, rename, move) with a 409 naming name', async () => {
+    const pid = await pipeline('unique-names');
+    const other = await pipeline('other-names');
+    const a = (await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'build', command: 'true' })).body;
+    const again = await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'build', command: 'make' });
+    expect(again.status).toBe(409);
+    expect(again.headers.get('content-type')).toContain('application/problem+json');
+    expect(fieldPaths(again)).toEqual(['name']);
+    expect(again.body.detail).toContain(pid);
+    expect(again.body.detail).toContain('"build"');
+    const yaml = await api('POST', '/api/v1/jobs', `pipeline_id: ${pid}\nname: build\ncommand: make\n`, 'application/yaml');
+    expect(yaml.status).toBe(409);
+    // the same name elsewhere is fine: another pipeline, or no pipeline at all (twice)
+    const elsewhere = await api('POST', '/api/v1/jobs', { pipeline_id: other, name: 'build', command: 'true' });
+    expect(elsewhere.status).toBe(201);
+    for (let i = 0; i < 2; i++) expect((await api('POST', '/api/v1/jobs', { name: 'build', command: 'true' })).status).toBe(201);
+
+    const b = (await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'test', command: 'true' })).body;
+    const rename = await api('PATCH', `/api/v1/jobs/${b.id}`, { name: 'build', command: 'false' });
+    expect(rename.status).toBe(409);
+    expect(fieldPaths(rename)).toEqual(['name']);
+    const move = await api('PATCH', `/api/v1/jobs/${elsewhere.body.id}`, { pipeline_id: pid });
+    expect(move.status).toBe(409);
+    expect(fieldPaths(move)).toEqual(['name']);
+    expect(move.body.detail).toContain(pid);
+    // nothing of a refused PATCH was applied; renaming to a free name, or to its own name, works
+    expect((await api('GET', `/api/v1/jobs/${b.id}`)).body).toMatchObject({ name: 'test', command: 'true' });
+    expect((await api('GET', `/api/v1/jobs/${elsewhere.body.id}`)).body.pipeline_id).toBe(other);
+    expect((await api('PATCH', `/api/v1/jobs/${a.id}`, { name: 'build', priority: 'high' })).status).toBe(200);
+    expect((await api('PATCH', `/api/v1/jobs/${b.id}`, { name: 'unit-test' })).body.name).toBe('unit-test');
+    const p = (await api('GET', `/api/v1/pipelines/${pid}`)).body;
+    expect(p.jobs.map((j: { name: string }) => j.name)).toEqual(['build', 'unit-test']);
+  });
+
   it('patches a job; command and script replace each other', async () => {
     const j = (await api('POST', '/api/v1/jobs', { name: 'p1', command: 'echo a', tags: ['x'] })).body;
     const r = await api('PATCH', `/api/v1/jobs/${j.id}`, { script: '#!/bin/sh\necho b', priority: 'high', description: 'now a script' });

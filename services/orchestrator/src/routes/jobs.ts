@@ -2,6 +2,7 @@
 import {
   BadRequestError,
   ConflictError,
+  HttpError,
   newId,
   NotFoundError,
   sendCreated,
@@ -27,6 +28,17 @@ export interface JobRouteDeps {
 }
 
 const field = (path: string, message: string) => new BadRequestError(`invalid body: ${path}`, [{ path, message }]);
+
+/** Runs a write of a job whose name must be unique in its pipeline; the unique index's violation becomes a 409 naming `name`. */
+async function uniqueInPipeline<T>(pipelineId: string | null, name: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if ((err as { constraint?: unknown }).constraint !== jobs.NAME_IN_PIPELINE_KEY) throw err;
+    const message = `pipeline ${pipelineId} already has a job named "${name}": dependencies and runs tell jobs apart by name`;
+    throw new HttpError(409, 'Conflict', message, [{ path: 'name', message }]);
+  }
+}
 
 /** The pipeline a job is put in must exist and be active. */
 async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
@@ -62,7 +74,10 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       summary: 'Define a job (JSON or YAML); `{pipeline_id}` alone creates a job with no command yet',
       body: JobCreate,
       yaml: true,
-      responses: { 201: { description: 'the job, status pending', schema: Job }, 409: { description: 'the pipeline is archived' } },
+      responses: {
+        201: { description: 'the job, status pending', schema: Job },
+        409: { description: 'the pipeline is archived, or already has a job of this name' },
+      },
     },
     async ({ body }, _req, res) => {
       const id = newId();
@@ -91,7 +106,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         job = await withTransaction(db, async (c) => {
           await checkPipeline(c, pipelineId);
           await checkDependsOn(c, id, pipelineId, dependsOn);
-          return jobs.insertJob(c, id, values);
+          return uniqueInPipeline(pipelineId, values.name, () => jobs.insertJob(c, id, values));
         });
       } else {
         // outside any pipeline there is nothing to check against: one statement, no transaction
@@ -146,7 +161,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       responses: {
         200: { description: 'the job', schema: Job },
         404: { description: 'no such job' },
-        409: { description: 'other jobs depend on it and it would leave their pipeline, or the target pipeline is archived' },
+        409: { description: 'other jobs depend on it and it would leave their pipeline, the target pipeline is archived, or its pipeline has another job of this name' },
       },
     },
     async ({ params, body }, _req, res) => {
@@ -163,7 +178,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         }
         const dependsOn = body.depends_on !== undefined ? [...new Set(body.depends_on)] : existing.depends_on;
         if (body.depends_on !== undefined || movesPipeline) await checkDependsOn(c, params.id, pipelineId, dependsOn);
-        await jobs.updateJob(c, params.id, {
+        await uniqueInPipeline(pipelineId, body.name ?? existing.name, () => jobs.updateJob(c, params.id, {
           name: body.name,
           description: body.description,
           pipeline_id: pipelineId,
@@ -180,7 +195,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
           max_retries: body.max_retries,
           retry_backoff_seconds: body.retry_backoff_seconds,
           depends_on: dependsOn,
-        });
+        }));
       });
       res.json(await jobs.getJob(db, params.id));
     },

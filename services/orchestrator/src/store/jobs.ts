@@ -73,6 +73,9 @@ function toJob(r: JobRow): Job {
   };
 }
 
+/** The unique index on (pipeline_id, name): a pipeline's jobs have distinct names. */
+export const NAME_IN_PIPELINE_KEY = 'jobs_pipeline_name_key';
+
 const SELECT_JOB = `
   SELECT j.*, e.execution_id AS e_id, e.status AS e_status, e.exit_code AS e_exit_code,
          e.started_at AS e_started_at, e.finished_at AS e_finished_at, e.duration_ms AS e_duration_ms
