@@ -31,6 +31,11 @@ export class NotFoundError extends HttpError {
     super(404, 'Not Found', id === undefined ? `${what} not found` : `${what} ${id} not found`);
   }
 }
+export class MethodNotAllowedError extends HttpError {
+  constructor(method: string, path: string, readonly allow: string[]) {
+    super(405, 'Method Not Allowed', `${method} is not allowed on ${path}; allowed: ${allow.join(', ')}`);
+  }
+}
 export class ConflictError extends HttpError {
   constructor(detail: string) {
     super(409, 'Conflict', detail);

@@ -134,6 +134,27 @@ describe('app factory', () => {
     expect((await fetch(`${open.url}/health`)).status).toBe(200);
   });
 
+  it('answers a method a path does not take with 405 and Allow, an unknown path with 404', async () => {
+    const cases: Array<[string, string, string]> = [
+      ['PUT', `/api/v1/notes/${ID}`, 'POST'],
+      ['DELETE', '/api/v1/notes', 'GET, HEAD'],
+      ['POST', '/health', 'GET, HEAD'],
+      ['DELETE', '/metrics', 'GET, HEAD'],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await fetch(`${open.url}${path}`, { method });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get('allow')).toBe(allow);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      expect(await res.json()).toMatchObject({ status: 405, detail: `${method} is not allowed on ${path}; allowed: ${allow}` });
+    }
+    const options = await fetch(`${open.url}/health`, { method: 'OPTIONS' });
+    expect([options.status, options.headers.get('allow')]).toEqual([200, 'GET, HEAD']);
+    expect((await fetch(`${open.url}/api/v1/notes/${ID}/more`, { method: 'PUT' })).status).toBe(404);
+    // the token is asked for first, as on every /api/v1 request
+    expect((await fetch(`${svc.url}/api/v1/notes`, { method: 'DELETE' })).status).toBe(401);
+  });
+
   it('gives YAML syntax errors with line and column, and accepts valid YAML', async () => {
     const bad = await post(open.url, 'n: 1\nkind: [a\n', 'application/yaml');
     expect(bad.status).toBe(400);

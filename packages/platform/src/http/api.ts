@@ -5,7 +5,7 @@ import { Health, ProblemDetails, z } from '@hodei/types';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
 import { parseDocument } from 'yaml';
-import { BadRequestError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
+import { BadRequestError, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
 import { nulPath } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -89,6 +89,12 @@ function hasBody(req: Request): boolean {
 export class Api {
   readonly registry = new OpenAPIRegistry();
   readonly router: Router = express.Router();
+  /** The methods of each path, for the 405 of a method the path lacks. */
+  private readonly methods = new Map<string, Set<Method>>([
+    ['/health', new Set(['get'])],
+    ['/metrics', new Set(['get'])],
+    ['/openapi.json', new Set(['get'])],
+  ]);
 
   constructor() {
     this.registry.register('Problem', ProblemDetails);
@@ -119,6 +125,7 @@ export class Api {
     handler: RouteHandler<Out<P>, Out<Q>, Out<B>>,
   ): void {
     this.document(def);
+    this.methods.set(def.path, (this.methods.get(def.path) ?? new Set<Method>()).add(def.method));
     const run: RequestHandler = async (req: Request, res: Response, next: NextFunction) => {
       try {
         const params = def.params ? parseOrThrow(def.params, req.params, 'path') : undefined;
@@ -144,6 +151,31 @@ export class Api {
       }
     };
     this.router[def.method](def.path, run);
+  }
+
+  /**
+   * For use after every route: a request to a path that exists, with a method none of its routes
+   * takes, is a 405 whose `Allow` lists the methods of the path (of every route pattern it matches).
+   */
+  methodNotAllowed(): Router {
+    const router = express.Router();
+    const allowed = (res: Response): Set<string> => (res.locals.allow ??= new Set<string>()) as Set<string>;
+    for (const [path, methods] of this.methods) {
+      router.all(path, (_req, res, next) => {
+        for (const m of methods) allowed(res).add(m.toUpperCase());
+        if (methods.has('get')) allowed(res).add('HEAD');
+        next();
+      });
+    }
+    router.use((req, res, next) => {
+      const allow = [...allowed(res)].sort();
+      if (!allow.length) return next();
+      res.setHeader('Allow', allow.join(', '));
+      // as Express answers OPTIONS on the /api/v1 paths
+      if (req.method === 'OPTIONS') return void res.type('text/plain').send(allow.join(', '));
+      next(new MethodNotAllowedError(req.method, req.path, allow));
+    });
+    return router;
   }
 
   private document(def: RouteDef<Schema | undefined, Schema | undefined, Schema | undefined>): void {

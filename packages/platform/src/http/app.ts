@@ -110,6 +110,7 @@ export function createApp(o: AppOptions): Express {
   app.use(express.json({ limit: o.config.bodyLimit, type: ['application/json', 'application/*+json'] }));
   app.use(express.text({ limit: o.config.bodyLimit, type: YAML_TYPES }));
   app.use(o.api.router);
+  app.use(o.api.methodNotAllowed());
 
   app.use((req, _res, next) => next(new NotFoundError(`route ${req.method} ${req.path}`)));
   app.use(errorHandler(o.logger));
