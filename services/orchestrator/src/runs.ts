@@ -220,16 +220,13 @@ export class PipelineRunner {
       if (r.execution_id) {
         let s: ExecutionStatus = r.execution_status ?? (r.status === 'starting' ? 'queued' : (r.status as ExecutionStatus));
         if (s === 'lost' || s === 'failed') {
-          // worker-manager retries lost and failed executions while max_retries allows: follow the newest attempt
-          let current = r.execution_id;
+          // Whether a retry follows is worker-manager's call, from the max_retries the execution
+          // started with (a PATCH of the job since changes nothing): its finished event names the
+          // retry, recorded with that end. Follow the newest attempt.
           const retry = await runs.latestRetry(c, r.execution_id);
           if (retry) {
             s = retry.status;
-            current = retry.execution_id;
-            execution.set(r.job_id, current);
-          }
-          if ((s === 'lost' || s === 'failed') && (await runs.retryExpected(c, r.job_id, current))) {
-            s = 'queued'; // its retry is on the way: the run neither fails nor skips dependents meanwhile
+            execution.set(r.job_id, retry.execution_id);
           }
         }
         status.set(r.job_id, s === 'pending' ? 'queued' : s);

@@ -149,6 +149,33 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect(run.finished_at).toBeNull();
   });
 
+  it("retries follow worker-manager's verdict (the max_retries the execution started with), not a PATCH of the job during the run", async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'patched-retries', jobs: [{ name: 'a', command: 'exit 1' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const a = p.jobs[0].id;
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const first = executed.get(a)![0]!;
+    // raised while the attempt (started with max_retries 0) runs: worker-manager will not retry it
+    expect((await api('PATCH', `/api/v1/jobs/${a}`, { max_retries: 3 })).status).toBe(200);
+    await publish(first, a, 'failed', { exit_code: 1 });
+    const failed = await runState(r.id, (x) => x.status !== 'running');
+    expect(failed.status).toBe('failed');
+    expect(byName(failed).a).toMatchObject({ status: 'failed', execution_id: first, exit_code: 1 });
+    expect(byName(failed).b.status).toBe('skipped');
+
+    // lowered while an attempt started with max_retries 3 runs: worker-manager retries it all the same
+    const r2 = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const second = executed.get(a)![1]!;
+    expect((await api('PATCH', `/api/v1/jobs/${a}`, { max_retries: 0 })).status).toBe(200);
+    const retry = newId();
+    await publish(second, a, 'failed', { exit_code: 1, retried_as: retry });
+    const waiting = await runState(r2.id, (x) => byName(x).a.execution_id === retry);
+    expect(waiting.status).toBe('running');
+    expect(byName(waiting).a.status).toBe('queued');
+    expect(byName(waiting).b.status).toBe('waiting');
+    await publish(retry, a, 'completed', { exit_code: 0 });
+    expect(byName(await runState(r2.id, (x) => byName(x).b.status === 'queued')).a.status).toBe('completed');
+  });
+
   it('a job worker-manager refuses to start fails, with the reason', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'refused', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
     wm.handler = (req) => (req.path === '/api/v1/execute' ? { status: 400, body: { title: 'Bad Request', status: 400, detail: 'no worker can run it' } } : undefined);

@@ -140,24 +140,6 @@ export async function runsForExecution(db: Db, executionId: string, jobId: strin
   return rows.map((r) => r.run_id);
 }
 
-/**
- * Whether worker-manager will retry `failedId`, the job's latest failed or lost execution in this
- * run: the attempts up to it (it and the executions it retries, by retry_of) have not used up
- * max_retries. Executions of the job in other runs, or run by hand, are not its attempts.
- */
-export async function retryExpected(db: Db, jobId: string, failedId: string): Promise<boolean> {
-  const { rows } = await db.query<{ expected: boolean }>(
-    `WITH RECURSIVE attempts AS (
-       SELECT execution_id, retry_of FROM job_executions WHERE execution_id = $2
-       UNION ALL
-       SELECT e.execution_id, e.retry_of FROM job_executions e JOIN attempts a ON e.execution_id = a.retry_of
-     )
-     SELECT greatest((SELECT count(*) FROM attempts), 1) <= j.max_retries AS expected FROM jobs j WHERE j.id = $1`,
-    [jobId, failedId],
-  );
-  return rows[0]?.expected ?? false;
-}
-
 /** The latest retry of `executionId` (following retry_of), if it was retried. */
 export async function latestRetry(db: Db, executionId: string): Promise<{ execution_id: string; status: ExecutionStatus } | null> {
   const { rows } = await db.query<{ execution_id: string; status: ExecutionStatus }>(
