@@ -9,6 +9,7 @@ import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
 import { insertLines, type StoredLine } from './store/logs.js';
+import { settledWithin } from './wait.js';
 
 /** At most this many lines per INSERT; more waiting lines go in the next one. */
 const MAX_INSERT_LINES = 5000;
@@ -68,6 +69,17 @@ function parseLogMessage(data: Uint8Array): Batch[] | null {
   const v = decodeJson(data) as { batches?: unknown } & Partial<Batch>;
   if (v && Array.isArray(v.batches)) return v.batches.every((b) => validBatch(b as Partial<Batch>)) ? (v.batches as Batch[]) : null;
   return validBatch(v) ? [v] : null;
+}
+
+/** Acks, or naks for a redelivery in a second; a connection already closing (work left at the
+ *  shutdown deadline) takes neither, and the message comes again after its ack wait. */
+function settle(msg: JsMsg, how: 'ack' | 'nak'): void {
+  try {
+    if (how === 'ack') msg.ack();
+    else msg.nak(1000);
+  } catch {
+    // closing
+  }
 }
 
 async function durable(ctx: ServiceContext, stream: string, name: string, filter: string, maxAckPending: number) {
@@ -142,15 +154,22 @@ export class Consumers {
     });
   }
 
-  async stop(): Promise<void> {
+  /** Stops pulling and waits for what was pulled to be stored and applied, until `deadline`
+   *  (epoch ms) at the latest: what is not acknowledged then is delivered again to the next run. */
+  async stop(deadline = Infinity): Promise<void> {
     clearInterval(this.behindTimer);
     clearInterval(this.backlogCheck);
     clearInterval(this.purgeTimer);
     this.liveSub?.unsubscribe();
-    await this.logMessages?.close().catch(() => undefined);
-    for (const m of this.statusMessages) await m.close().catch(() => undefined);
-    await Promise.allSettled(this.loops);
-    await Promise.allSettled(this.flushed);
+    const closed = (async () => {
+      await this.logMessages?.close().catch(() => undefined);
+      for (const m of this.statusMessages) await m.close().catch(() => undefined);
+      await Promise.allSettled(this.loops);
+      await Promise.allSettled(this.flushed);
+    })();
+    if (!(await settledWithin(closed, deadline - Date.now()))) {
+      this.ctx.logger.warn({ buffered_lines: this.bufferedLines, executions: this.chains.size }, 'log lines or status events still being handled at the shutdown deadline: they will be delivered again');
+    }
   }
 
   private async logLoop(messages: ConsumerMessages): Promise<void> {
@@ -255,14 +274,14 @@ export class Consumers {
         } catch (err) {
           this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
           for (const { msg, batches, pending } of take) {
-            msg.nak(1000);
+            settle(msg, 'nak');
             batches.forEach((b, k) => this.hub.discard(b.execution_id, pending[k]!)); // they come again
           }
           this.release(n);
           continue;
         }
         for (const { msg, batches, pending } of take) {
-          msg.ack();
+          settle(msg, 'ack');
           batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));
         }
         this.metrics.linesIngested.inc(n);
@@ -307,10 +326,10 @@ export class Consumers {
   private async applyAndAck(msg: JsMsg, event: ExecutionStatusEvent): Promise<void> {
     try {
       await withConsumedSpan('worker-manager execution.status', msg, () => this.executions.apply(event));
-      msg.ack();
+      settle(msg, 'ack');
     } catch (err) {
       this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');
-      msg.nak(1000);
+      settle(msg, 'nak');
     }
   }
 }

@@ -2,13 +2,15 @@
 // force-stops them, their death is noticed, and a graceful stop of the service stops them (drain,
 // then force: a job still running ends `cancelled`).
 // Force-stopping a worker mid-job ends the job `cancelled` and leaves none of its processes.
+// A SIGTERM'd worker-manager is gone within HODEI_SHUTDOWN_TIMEOUT_MS, leaving a worker still
+// killing its jobs to finish on its own. An adopted agent's output still reaches the log.
 // worker-manager runs as a real process here (services/worker-manager/dist/main.js) so it can be
 // killed with SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
@@ -48,9 +50,11 @@ function processesOf(executionId: string): number[] {
   return found;
 }
 
-async function startWm(): Promise<void> {
-  const fd = openSync(join(logDir, 'worker-manager.log'), 'a');
-  const proc = spawn(process.execPath, [WM_MAIN], { env: wmEnv, stdio: ['ignore', fd, fd] });
+const wmLog = () => join(logDir, 'worker-manager.log');
+
+async function startWm(extraEnv: Record<string, string> = {}): Promise<void> {
+  const fd = openSync(wmLog(), 'a');
+  const proc = spawn(process.execPath, [WM_MAIN], { env: { ...wmEnv, ...extraEnv }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   wm = { proc, exited };
@@ -174,5 +178,55 @@ describe('workers of a worker-manager killed with SIGKILL are adopted by the nex
     await startWm();
     expect(await workerRow(last.id)).toMatchObject({ status: 'stopped' });
     expect((await finishedOn(wmUrl, e.id, 10_000)).status).toBe('cancelled');
+  }, 60_000);
+});
+
+describe('SIGTERM: worker-manager is gone within HODEI_SHUTDOWN_TIMEOUT_MS', () => {
+  const SHUTDOWN_TIMEOUT_MS = 4000;
+  const AGENT_KILL_GRACE_MS = 8000;
+
+  it('when its workers\' force stop takes longer, it exits 0 in time and the worker finishes on its own', async () => {
+    await killWm();
+    await startWm({ HODEI_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), HODEI_KILL_GRACE_MS: String(AGENT_KILL_GRACE_MS) });
+    const w = await startWorker('deadline');
+    const e = await executeOn(wmUrl, { command: 'trap "" TERM; sleep 60', labels: { pool: 'deadline' } });
+    await until(async () => (await getExecutionOn(wmUrl, e.id)).status === 'running', 10_000, 'running');
+    const t0 = performance.now();
+    wm!.proc.kill('SIGTERM');
+    const code = await wm!.exited;
+    const elapsed = performance.now() - t0;
+    wm = undefined;
+    // the platform's own deadline exits 1 at SHUTDOWN_TIMEOUT_MS: 0 means the shutdown ended itself
+    expect(code).toBe(0);
+    expect(elapsed).toBeLessThan(SHUTDOWN_TIMEOUT_MS + 1000);
+    // the agent was told to force-stop: its job gets SIGKILL after the agent's kill grace
+    expect(processGone(w.pid)).toBe(false);
+    await startWm();
+    expect((await finishedOn(wmUrl, e.id, AGENT_KILL_GRACE_MS + 10_000)).status).toBe('cancelled');
+    await until(async () => processGone(w.pid), 10_000, 'the agent to exit');
+    expect(processesOf(e.id)).toEqual([]);
+    await until(async () => ['stopped', 'exited'].includes((await workerRow(w.id)).status), 5000, 'the record to say it ended');
+  }, 60_000);
+});
+
+describe('an adopted agent whose output pipe would have no reader', () => {
+  it('lives on, and what it writes reaches the next worker-manager\'s log', async () => {
+    // any write of the agent that is not pino's (pino drops EPIPE): a Node warning, its spawner's stderr
+    const preload = join(logDir, 'chatter.mjs');
+    writeFileSync(preload, "setInterval(() => process.stderr.write(`chatter ${process.env.HODEI_WORKER_ID ?? 'service'}\\n`), 50).unref();\n");
+    await killWm();
+    await startWm({ NODE_OPTIONS: `--import ${pathToFileURL(preload).href}` });
+    const w = await startWorker('chatty');
+    await killWm();
+    const from = statSync(wmLog()).size;
+    await new Promise((r) => setTimeout(r, 1000)); // twenty writes with nobody reading the pipe
+    expect(processGone(w.pid)).toBe(false);
+    await startWm();
+    const logged = async () => readFileSync(wmLog(), 'utf8').slice(from).split('\n').filter((l) => l.includes(`"worker_id":"${w.id}"`));
+    await until(async () => (await logged()).some((l) => l.includes(`chatter ${w.id}`)), 5000, "the adopted agent's output in the log");
+    const res = await call(wmUrl, 'DELETE', `/api/v1/workers/${w.id}`);
+    expect([200, 202]).toContain(res.status);
+    await until(async () => (await workerRow(w.id)).status === 'stopped', 10_000, 'the record to say stopped');
+    expect((await logged()).some((l) => l.includes('worker stopped'))).toBe(true);
   }, 60_000);
 });

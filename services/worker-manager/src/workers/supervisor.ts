@@ -2,16 +2,18 @@
 // noticed at once (its 'exit' event), recorded, and announced on `<p>.worker.<id>.exited`.
 // Workers started by an earlier run of this service that still live are adopted at start-up:
 // watched through /proc (an exit is noticed within POLL_MS), drained and stopped like the others.
+// An agent's output goes to a file this service follows (agent-log.ts), so it outlives us too.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type Logger, type ServiceContext } from '@hodei/platform';
 import type { ManagedWorker, WorkerStart } from '@hodei/types';
 import { inheritedEnv } from '../config.js';
 import type { WmMetrics } from '../metrics.js';
 import * as store from '../store/workers.js';
+import { settledWithin } from '../wait.js';
+import { AgentLogFollower, openAgentLog, removeAgentLog } from './agent-log.js';
 
 export const WORKER_MAIN = fileURLToPath(new URL('../../../../packages/worker/dist/main.js', import.meta.url));
 
@@ -22,12 +24,17 @@ interface Managed {
   child: ChildProcess | null;
   stopping: boolean;
   exited: Promise<void>;
+  output: AgentLogFollower;
 }
 
 const CONTROL_TIMEOUT_MS = 2000;
 /** A force stop waits the agent's kill grace plus this for it to kill its jobs, report them
  *  `cancelled` and exit, before it is killed itself. */
 const FORCE_MARGIN_MS = 3000;
+/** Service shutdown drains workers this long at most before force-stopping them. */
+const DRAIN_MS = 5000;
+/** What a force stop takes beyond the kill grace: the agent reports its jobs `cancelled` and exits. */
+const FORCE_STOP_MS = 1000;
 const POLL_MS = 200;
 const HAS_PROC = existsSync('/proc/self/environ');
 
@@ -72,6 +79,7 @@ export class Supervisor {
       pid,
       child: null,
       stopping: false,
+      output: new AgentLogFollower(id, 'end', (line) => log.info(line)),
       exited: new Promise<void>((resolve) => {
         const timer = setInterval(() => {
           if (isWorkerProcess(pid, id)) return;
@@ -125,23 +133,29 @@ export class Supervisor {
     const traced = telemetryActive();
     if (traced) env.OTEL_SERVICE_NAME = 'hodei-worker';
     const args = traced ? ['--import', TELEMETRY_REGISTER, WORKER_MAIN] : [WORKER_MAIN];
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out: number;
+    try {
+      out = openAgentLog(id);
+    } catch (err) {
+      throw new ServiceUnavailableError(`the worker's log file could not be created: ${(err as Error).message}`);
+    }
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', out, out] });
+    closeSync(out);
     const pid = child.pid;
     if (pid === undefined) {
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      removeAgentLog(id);
       throw new ServiceUnavailableError(`the worker process could not start: ${err.message}`);
     }
     const log = this.ctx.logger.child({ worker_id: id, pid });
     // the row must exist before an early exit is recorded on it
     let inserted: Promise<unknown> = Promise.resolve();
-    for (const [name, stream] of [['stdout', child.stdout], ['stderr', child.stderr]] as const) {
-      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => log.info({ stream: name }, line));
-    }
     const managed: Managed = {
       id,
       pid,
       child,
       stopping: false,
+      output: new AgentLogFollower(id, 'start', (line) => log.info(line)),
       exited: new Promise<void>((resolve) => {
         child.once('exit', (code, signal) => void this.gone(managed, log, code, signal, inserted).finally(resolve));
       }),
@@ -170,6 +184,7 @@ export class Supervisor {
   private async gone(m: Managed, log: Logger, code: number | null, signal: NodeJS.Signals | null, after: Promise<unknown> = Promise.resolve()): Promise<void> {
     this.children.delete(m.id);
     this.metrics.workerProcesses.dec();
+    await m.output.close();
     log.info({ code, signal, stopping: m.stopping }, 'worker process exited');
     await after.catch(() => undefined);
     await this.recordExit(m.id, m.stopping, code, signal);
@@ -187,47 +202,62 @@ export class Supervisor {
     }
   }
 
-  /** Graceful: ask the agent to drain (SIGTERM when it does not answer); resolves once it exited or after `waitMs`. */
-  async drain(id: string, waitMs: number): Promise<boolean> {
+  /** Graceful: ask the agent to drain (SIGTERM when it does not answer); resolves once it exited
+   *  or after `waitMs`, all of it by `deadline` (epoch ms) at the latest. */
+  async drain(id: string, waitMs: number, deadline = Infinity): Promise<boolean> {
     const m = this.children.get(id);
     if (!m) return true;
+    const until = Math.min(Date.now() + waitMs, deadline);
     m.stopping = true;
     await store.setWorkerStatus(this.ctx.db, id, 'draining');
-    const answered = await this.control(id, { action: 'drain' });
+    const answered = await this.control(id, { action: 'drain' }, until);
     if (!answered) this.signal(m, 'SIGTERM');
-    return waitFor(m.exited, waitMs);
+    return settledWithin(m.exited, until - Date.now());
   }
 
   /** Force: the agent kills its jobs (reported `cancelled`) and exits; SIGKILL only when it has
-   *  not exited after its own kill grace plus a margin. */
-  async kill(id: string): Promise<void> {
+   *  not exited after its own kill grace plus a margin. With a `deadline` (epoch ms), an agent
+   *  still at it then is left to finish on its own (it was told; what it reports goes through
+   *  JetStream to the next run of this service, which adopts or records it). True once it exited. */
+  async kill(id: string, deadline = Infinity): Promise<boolean> {
     const m = this.children.get(id);
-    if (!m) return;
+    if (!m) return true;
     m.stopping = true;
-    const answered = await this.control(id, { action: 'stop', force: true });
+    const answered = await this.control(id, { action: 'stop', force: true }, deadline);
     if (!answered) {
       // the agent drains on its first signal and force-stops on the second
       this.signal(m, 'SIGTERM');
       this.signal(m, 'SIGINT');
     }
-    if (!(await waitFor(m.exited, this.ctx.config.killGraceMs + FORCE_MARGIN_MS))) this.signal(m, 'SIGKILL');
-    await m.exited;
+    const graceEnd = Date.now() + this.ctx.config.killGraceMs + FORCE_MARGIN_MS;
+    if (await settledWithin(m.exited, Math.min(graceEnd, deadline) - Date.now())) return true;
+    if (graceEnd < deadline) this.signal(m, 'SIGKILL');
+    return settledWithin(m.exited, deadline - Date.now());
   }
 
-  /** Service shutdown: drain every worker with a deadline, then force-stop what is left. */
-  async stopAll(deadlineMs: number): Promise<void> {
-    const all = [...this.children.values()];
+  /**
+   * Service shutdown, over by `deadline` (epoch ms): every worker drains for up to DRAIN_MS, less
+   * when that would leave its force stop no time for the kill grace of its jobs; then what is left
+   * is force-stopped. A worker still stopping at the deadline is left to finish on its own.
+   */
+  async stopAll(deadline: number): Promise<void> {
+    const left = deadline - Date.now();
+    const drainMs = Math.max(0, Math.min(DRAIN_MS, left / 2, left - this.ctx.config.killGraceMs - FORCE_STOP_MS));
     await Promise.all(
-      all.map(async (m) => {
-        if (await this.drain(m.id, deadlineMs).catch(() => false)) return;
-        await this.kill(m.id);
+      [...this.children.values()].map(async (m) => {
+        if (drainMs > 0 && (await this.drain(m.id, drainMs, deadline).catch(() => false))) return;
+        if (await this.kill(m.id, deadline)) return;
+        this.ctx.logger.warn({ worker_id: m.id, pid: m.pid }, 'worker still stopping at the shutdown deadline: left to finish on its own');
       }),
     );
   }
 
-  private async control(id: string, msg: unknown): Promise<boolean> {
+  /** True when the agent answered, by `deadline` at the latest. */
+  private async control(id: string, msg: unknown, deadline = Infinity): Promise<boolean> {
+    const timeout = Math.min(CONTROL_TIMEOUT_MS, deadline - Date.now());
+    if (timeout <= 0) return false;
     try {
-      await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(id), encodeJson(msg), { timeout: CONTROL_TIMEOUT_MS });
+      await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(id), encodeJson(msg), { timeout });
       return true;
     } catch {
       return false;
@@ -251,14 +281,4 @@ function isWorkerProcess(pid: number, id: string): boolean {
   } catch {
     return false;
   }
-}
-
-function waitFor(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }
