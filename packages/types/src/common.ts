@@ -37,10 +37,26 @@ export const argString = (instead: string, reserve = 0) =>
     if (bytes > max) ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes; the kernel takes at most ${max} here: ${instead}` });
   });
 
-export const Env = z.record(
-  z.string().max(255).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name'),
-  argString('pass more data in a file, or in the script', 257),
-);
+/** Hodei sets these for each execution: the worker the first three (over any value of the job's),
+ *  the orchestrator the last two for the jobs of a pipeline run (which finds a job's start by them). */
+export const RESERVED_ENV = ['HODEI_EXECUTION_ID', 'HODEI_RESULT_FILE', 'HODEI_JOB_ID', 'HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'] as const;
+/** The names of a pipeline run that the orchestrator passes to worker-manager's POST /api/v1/execute. */
+const RUN_ENV: readonly string[] = ['HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'];
+
+const envRecord = (allowed: readonly string[]) =>
+  z.record(
+    z
+      .string()
+      .max(255, 'is longer than 255 characters')
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name: letters, digits and _, not starting with a digit')
+      .refine((name) => allowed.includes(name) || !(RESERVED_ENV as readonly string[]).includes(name), {
+        message: 'is set by Hodei for each execution and cannot be given',
+      }),
+    argString('pass more data in a file, or in the script', 257),
+  );
+export const Env = envRecord([]);
+/** worker-manager's execute also takes a pipeline run's names, from the orchestrator. */
+export const ExecuteEnv = envRecord(RUN_ENV);
 
 export const Resources = z
   .object({

@@ -1,4 +1,4 @@
-import { Capacity, ExecutionStatus, Id, Labels, Paging, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -57,6 +57,7 @@ export const ExecuteRequest = z
     job_id: Id.optional(),
     name: z.string().trim().min(1).max(200).optional(),
     ...JobSpecFields,
+    env: ExecuteEnv.optional(),
   })
   .strict()
   .refine(oneOfCommandOrScript, commandOrScriptIssue)

@@ -38,12 +38,17 @@ export type RouteHandler<P, Q, B> = (input: RouteInput<P, Q, B>, req: Request, r
 const JSON_TYPES = ['application/json', 'application/*+json'];
 export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'];
 
+/** Why a record's key (an env name, a label) was refused; zod itself says only 'Invalid key in record'. */
+function keyMessage(issues: readonly { message: string }[]): string {
+  return `invalid name: ${issues.map((k) => k.message).join('; ')}`;
+}
+
 export function zodIssuesToFields(error: z.ZodError): FieldError[] {
   return error.issues.flatMap((i) =>
     // a field the schema does not know is named itself, not the object holding it
     i.code === 'unrecognized_keys'
       ? i.keys.map((k) => ({ path: [...i.path, k].map(String).join('.'), message: `unknown field "${k}"` }))
-      : [{ path: i.path.map(String).join('.') || 'body', message: i.message }],
+      : [{ path: i.path.map(String).join('.') || 'body', message: i.code === 'invalid_key' ? keyMessage(i.issues) : i.message }],
   );
 }
 
