@@ -3,9 +3,11 @@ import { BadRequestError } from '@hodei/platform';
 import { Cron } from 'croner';
 import { nextOffsetChange, offsetAt } from './zone.js';
 
-export function assertTimezone(timezone: string): void {
+/** The zone's canonical name as Intl gives it (`europe/madrid` is `Europe/Madrid`, `utc` and
+ *  `Etc/UTC` are `UTC`), or a 400 naming `timezone`. */
+export function canonicalTimezone(timezone: string): string {
   try {
-    new Intl.DateTimeFormat('en-US', { timeZone: timezone });
+    return new Intl.DateTimeFormat('en-US', { timeZone: timezone }).resolvedOptions().timeZone;
   } catch {
     throw new BadRequestError(`unknown time zone ${timezone}`, [{ path: 'timezone', message: `unknown IANA time zone "${timezone}"` }]);
   }
@@ -45,7 +47,7 @@ function normalize(pattern: string): string {
 
 /** A pattern croner accepts, normalized, or a 400 naming `cron`. */
 function parseCron(pattern: string, timezone: string): string {
-  assertTimezone(timezone);
+  canonicalTimezone(timezone);
   const normalized = normalize(pattern);
   try {
     new Cron(normalized, { timezone, paused: true });

@@ -121,6 +121,28 @@ describe('schedules', () => {
     expect(series('*/20 * * * *', 'America/New_York', '2027-03-14T06:30:00Z', 3)).toEqual(['2027-03-14T06:40', '2027-03-14T07:00', '2027-03-14T07:20']);
   });
 
+  it('stores a time zone under its canonical name, on create and on PATCH, cron and one-shot alike', async () => {
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    const cases: Array<[string, string]> = [
+      ['europe/madrid', 'Europe/Madrid'],
+      [' Europe/Madrid ', 'Europe/Madrid'],
+      ['utc', 'UTC'],
+      ['Etc/UTC', 'UTC'],
+      ['AMERICA/NEW_YORK', 'America/New_York'],
+    ];
+    for (const [given, canonical] of cases) {
+      const cron = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 9 * * *', timezone: given })).json();
+      expect(cron.timezone, given).toBe(canonical);
+      const oneShot = await (await post('/api/v1/schedules', { job_id: knownJob, run_at: later, timezone: given })).json();
+      expect(oneShot.timezone, given).toBe(canonical);
+      const patched = await (await patch(`/api/v1/schedules/${oneShot.id}`, { timezone: given.toUpperCase() })).json();
+      expect(patched.timezone, given).toBe(canonical);
+      expect((await (await fetch(`${svc.url}/api/v1/schedules/${cron.id}`)).json()).timezone).toBe(canonical);
+    }
+    const madrid = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 9 * * *', timezone: 'europe/madrid' })).json();
+    expect(new Date(madrid.next_run_at).toLocaleTimeString('en-GB', { timeZone: 'Europe/Madrid' })).toBe('09:00:00');
+  });
+
   it('creates a one-shot run_at schedule and a pipeline schedule', async () => {
     const runAt = new Date(Date.now() + 3600_000).toISOString();
     const res = await post('/api/v1/schedules', { job_id: knownJob, run_at: runAt });

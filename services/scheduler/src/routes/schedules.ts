@@ -1,7 +1,7 @@
 // Schedules: create (core alias /schedule), list (core alias /scheduled), read, pause/resume, delete, firings.
 import { BadRequestError, NotFoundError, sendCreated, sendList, ServiceClient, type Api } from '@hodei/platform';
 import { IdParams, Paging, Schedule, ScheduleCreate, ScheduleListQuery, SchedulePatch, ScheduleRun, z } from '@hodei/types';
-import { assertTimezone, firstCronRun } from '../cron.js';
+import { canonicalTimezone, firstCronRun } from '../cron.js';
 import type { ScheduleStore, ScheduleValues } from '../store/schedules.js';
 
 const TAG = 'schedules';
@@ -23,7 +23,6 @@ async function assertTargetExists(orchestrator: ServiceClient, v: { job_id: stri
 
 /** Validates cron/run_at/timezone and returns when the schedule fires next (null when paused or done). */
 function computeNext(v: ScheduleValues & { completed?: boolean }, now = new Date()): Date | null {
-  assertTimezone(v.timezone); // a run_at schedule keeps its zone too, for a later PATCH to cron
   if (v.cron !== null) {
     const next = firstCronRun(v.cron, v.timezone, now);
     return v.enabled && !v.completed ? next : null;
@@ -44,7 +43,8 @@ export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestra
       pipeline_id: body.pipeline_id ?? null,
       cron: body.cron ?? null,
       run_at: body.run_at ? new Date(body.run_at) : null,
-      timezone: body.timezone,
+      // a run_at schedule keeps its zone too, for a later PATCH to cron
+      timezone: canonicalTimezone(body.timezone),
       enabled: body.enabled,
       overlap_policy: body.overlap_policy,
       misfire_policy: body.misfire_policy,
@@ -125,7 +125,7 @@ export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestra
         throw new BadRequestError('give either cron or run_at', [{ path: 'cron', message: 'give either cron or run_at, not both' }]);
       const next = { ...cur };
       if (body.name !== undefined) next.name = body.name;
-      if (body.timezone !== undefined) next.timezone = body.timezone;
+      if (body.timezone !== undefined) next.timezone = canonicalTimezone(body.timezone);
       if (body.enabled !== undefined) next.enabled = body.enabled;
       if (body.overlap_policy !== undefined) next.overlap_policy = body.overlap_policy;
       if (body.misfire_policy !== undefined) next.misfire_policy = body.misfire_policy;
