@@ -10,8 +10,25 @@ export interface Ctx {
   out: Output;
 }
 
+/**
+ * The program's options as given anywhere from `hodei` to this command (`hodei --json jobs list`,
+ * `hodei jobs list --json`); given twice, the one nearer the command wins.
+ */
+export function globalFlags(cmd: Command): GlobalFlags {
+  const chain: Command[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) chain.unshift(c);
+  const root = chain[0] as Command;
+  const flags: Record<string, unknown> = root.opts();
+  for (const c of chain.slice(1))
+    for (const option of root.options) {
+      const key = option.attributeName();
+      if (c.getOptionValueSource(key) === 'cli') flags[key] = c.getOptionValue(key);
+    }
+  return flags as GlobalFlags;
+}
+
 export function context(cmd: Command): Ctx {
-  const config = loadCliConfig(cmd.optsWithGlobals<GlobalFlags>());
+  const config = loadCliConfig(globalFlags(cmd));
   return { config, client: new HodeiClient(config), out: new Output(config) };
 }
 

@@ -1,5 +1,5 @@
 // Every command of `hodei`, with the options they all share.
-import { Command, Option } from 'commander';
+import { Command, Help, Option } from 'commander';
 import { registerRun } from './commands/run.js';
 import { registerLogs } from './commands/logs.js';
 import { registerJobs } from './commands/jobs.js';
@@ -13,19 +13,48 @@ import { registerStatus } from './commands/status.js';
 
 export const VERSION = '0.1.0';
 
+/** Options every command takes (context() reads them from wherever they were given). */
+function globalOptions(): Option[] {
+  return [
+    new Option('--url <url>', 'one host for all services (default ports 8080/8081/8082) [env HODEI_URL]'),
+    new Option('--orchestrator-url <url>', 'orchestrator URL [env HODEI_ORCHESTRATOR_URL]'),
+    new Option('--scheduler-url <url>', 'scheduler URL [env HODEI_SCHEDULER_URL]'),
+    new Option('--worker-manager-url <url>', 'worker-manager URL [env HODEI_WORKER_MANAGER_URL]'),
+    new Option('--token <token>', 'API token [env HODEI_API_TOKEN]'),
+    new Option('--json', 'machine-readable JSON output'),
+    new Option('--no-color', 'no colours (also NO_COLOR=1)'),
+  ];
+}
+
+/**
+ * Each command parses its own options only up to its name (positional options), so that `run`
+ * can leave everything after its command word to that command. The global options are therefore
+ * declared on every command too (hidden: help lists them once, as Global Options), which keeps
+ * `hodei jobs list --json` working.
+ */
+function addGlobalOptions(cmd: Command): void {
+  for (const sub of cmd.commands) {
+    for (const option of globalOptions()) sub.addOption(option.hideHelp());
+    addGlobalOptions(sub);
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('hodei')
     .description('Hodei Jobs from the terminal: run jobs and watch them live, manage pipelines, schedules and workers')
     .version(VERSION, '-V, --version')
-    .option('--url <url>', 'one host for all services (default ports 8080/8081/8082) [env HODEI_URL]')
-    .option('--orchestrator-url <url>', 'orchestrator URL [env HODEI_ORCHESTRATOR_URL]')
-    .option('--scheduler-url <url>', 'scheduler URL [env HODEI_SCHEDULER_URL]')
-    .option('--worker-manager-url <url>', 'worker-manager URL [env HODEI_WORKER_MANAGER_URL]')
-    .addOption(new Option('--token <token>', 'API token [env HODEI_API_TOKEN]'))
-    .option('--json', 'machine-readable JSON output')
-    .option('--no-color', 'no colours (also NO_COLOR=1)')
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ sortSubcommands: false, showGlobalOptions: true });
+    .configureHelp({
+      sortSubcommands: false,
+      showGlobalOptions: true,
+      // the hidden global options alone do not make a command "[options]" in its parent's list
+      subcommandTerm(cmd) {
+        const term = Help.prototype.subcommandTerm.call(this, cmd);
+        return cmd.options.some((o) => !o.hidden) ? term : term.replace(' [options]', '');
+      },
+    });
+  for (const option of globalOptions()) program.addOption(option);
   registerRun(program);
   registerLogs(program);
   registerJobs(program);
@@ -36,5 +65,6 @@ export function buildProgram(): Command {
   registerEvents(program);
   registerWorker(program);
   registerStatus(program);
+  addGlobalOptions(program);
   return program;
 }

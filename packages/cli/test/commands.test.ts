@@ -76,3 +76,25 @@ describe('hodei logs -f', () => {
     expect((await hodeiDone(['logs', '-f', exited.execution], env)).stderr).toMatch(/^── failed \(exit 3\) in \d+ms\n$/);
   });
 });
+
+describe('global options', () => {
+  it('apply before or after the command, the one nearer the command winning', async () => {
+    const down = 'http://127.0.0.1:1';
+    for (const args of [['--orchestrator-url', down, 'jobs', 'list'], ['jobs', '--orchestrator-url', down, 'list'], ['jobs', 'list', '--orchestrator-url', down]]) {
+      const r = await hodeiDone(args, env);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^hodei: cannot reach the orchestrator at http:\/\/127\.0\.0\.1:1 /);
+    }
+    const nearer = await hodeiDone(['--orchestrator-url', down, 'jobs', 'list', '--json', '--orchestrator-url', env.HODEI_ORCHESTRATOR_URL!], env);
+    expect(nearer.code, nearer.stderr).toBe(0);
+    expect(Array.isArray(JSON.parse(nearer.stdout))).toBe(true);
+    // --no-color given before the command is not undone by the command's own (unset) --no-color
+    const coloured = await hodeiDone(['workers', 'list'], { ...env, NO_COLOR: '', FORCE_COLOR: '1' });
+    expect(coloured.stdout).toContain('\x1b[36mrunning\x1b[0m');
+    for (const args of [['--no-color', 'workers', 'list'], ['workers', 'list', '--no-color']]) {
+      const r = await hodeiDone(args, { ...env, NO_COLOR: '', FORCE_COLOR: '1' });
+      expect(r.stdout).toMatch(/ running /);
+      expect(r.stdout + r.stderr).not.toContain('\x1b[');
+    }
+  });
+});

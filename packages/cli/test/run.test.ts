@@ -55,6 +55,20 @@ describe('hodei run', () => {
     expect(both.stderr).toBe('hodei: give the command after -- or with --command / --script, not both\n');
   });
 
+  it("takes every word after the command's name as the command's own, options and -- too", async () => {
+    const echo = await hodeiDone(['run', '--raw', 'echo', '-n', 'hi'], env);
+    expect(echo.code, echo.stderr).toBe(0);
+    // a log is lines: the last one ends with a newline whether the job wrote one or not
+    expect(echo.stdout).toBe('hi\n');
+    expect(echo.stderr).toMatch(/^name\s+echo$/m);
+    const words = await hodeiDone(['--json', 'run', '--name', 'words', 'printf', '%s|', '--json', '-n', 'x', '--', '--raw'], env);
+    expect(words.code, words.stderr).toBe(0);
+    const doc = JSON.parse(words.stdout) as { name: string; lines: { line: string }[] };
+    expect(doc.name).toBe('words');
+    expect(doc.lines.map((l) => l.line)).toEqual(['--json|-n|x|--|--raw|']);
+    expect((await hodeiDone(['run', 'sh', '-c', 'exit 4'], env)).code).toBe(4);
+  });
+
   it("exits with the job's exit code", async () => {
     const r = await hodeiDone(['run', '--name', 'three', '--command', 'echo about to fail; exit 3'], env);
     expect(r.code).toBe(3);

@@ -61,7 +61,8 @@ export function registerRun(program: Command): void {
         "a summary ends on stderr and hodei exits with the job's exit code (124 timed out, 130 cancelled).\n" +
         'Ctrl-C once cancels the execution and waits for the summary; twice detaches.',
     )
-    .argument('[command...]', 'the command to run, instead of --command; after -- when it has options of its own (each word is quoted for /bin/sh)')
+    .argument('[command...]', "the command to run, instead of --command; every word after the command's name is its own, options too (each word is quoted for /bin/sh)")
+    .passThroughOptions()
     .option('-f, --file <job.yaml>', 'a job file (the job definition in YAML); flags override its fields')
     .option('-n, --name <name>', 'job name (default: from the command or script)')
     .option('-c, --command <command>', 'command line, run with /bin/sh -c')
@@ -82,7 +83,7 @@ export function registerRun(program: Command): void {
     .option('--raw', 'print only the lines themselves (no timestamp, no [OUT]/[ERR])')
     .addHelpText(
       'after',
-      '\nExamples:\n  hodei run -- make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 2GiB\n  hodei run -f examples/jobs/long-running.yaml',
+      '\nExamples:\n  hodei run make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 2GiB\n  hodei run -f examples/jobs/long-running.yaml',
     )
     .action(async (words: string[], flags: RunFlags, cmd: Command) => {
       const c = context(cmd);
