@@ -1,4 +1,5 @@
-// `::progress CURRENT/TOTAL optional message` or `::progress 42% optional message`.
+// `::progress CURRENT/TOTAL optional message` (TOTAL > 0) or `::progress 42% optional message`
+// (more than 100 % counts as 100).
 import type { Progress } from '@hodei/types';
 
 const NUM = '(\\d+(?:\\.\\d+)?)';
@@ -10,11 +11,14 @@ export function parseProgress(line: string, now: string): Progress | null {
   if (!m) return null;
   const message = m[4] ?? null;
   if (m[3] !== undefined) {
-    const percent = Math.min(100, Number(m[3]));
-    return { current: null, total: null, percent, message, updated_at: now };
+    const percent = Number(m[3]);
+    if (!Number.isFinite(percent)) return null;
+    return { current: null, total: null, percent: Math.min(100, percent), message, updated_at: now };
   }
   const current = Number(m[1]);
   const total = Number(m[2]);
-  const percent = total > 0 ? Math.min(100, Math.round((current / total) * 10_000) / 100) : null;
+  // a total of 0, or a number too long to hold, is no progress (it showed as 5 of 0, or of null)
+  if (!(total > 0) || !Number.isFinite(current) || !Number.isFinite(total)) return null;
+  const percent = Math.min(100, Math.round((current / total) * 10_000) / 100);
   return { current, total, percent, message, updated_at: now };
 }

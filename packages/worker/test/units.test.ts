@@ -42,6 +42,14 @@ describe('parseProgress', () => {
     expect(parseProgress('::progressive 1/2', now)).toBeNull();
     expect(parseProgress('echo ::progress 1/2', now)).toBeNull();
   });
+  it('ignores a total of 0, a negative number and numbers too long to hold; caps a percentage at 100', () => {
+    const huge = '9'.repeat(400);
+    for (const line of ['::progress 5/0', '::progress 0/0 nothing', '::progress -1/3', `::progress 1/${huge}`, `::progress ${huge}/3`, `::progress ${huge}%`]) {
+      expect(parseProgress(line, now), line).toBeNull();
+    }
+    expect(parseProgress('::progress 150%', now)).toMatchObject({ percent: 100 });
+    expect(parseProgress('::progress 7/3 over', now)).toMatchObject({ current: 7, total: 3, percent: 100, message: 'over' });
+  });
 });
 
 describe('worker config', () => {
