@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help build start-services stop-services restart-services status logs infra test test-e2e bench bench-exec bench-floor bench-failure clean
+.PHONY: help build start-services stop-services restart-services status logs infra test test-e2e demo bench bench-exec bench-floor bench-failure clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: ## build, then the whole vitest suite against real Postgres + NATS
 
 test-e2e: ## the end-to-end suite in e2e/: services as real processes (E2E_INFRA=testcontainers|local|auto)
 	@scripts/test-e2e.sh
+
+demo: ## start the services and a worker if needed, run every example in examples/ through the CLI, one verdict line each
+	@scripts/demo.sh
 
 bench: ## HTTP benchmark: orchestrator next to a bare Express hello-world
 	@scripts/bench.sh
