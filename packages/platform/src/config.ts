@@ -37,6 +37,8 @@ const EnvSchema = z.object({
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
   /** worker-manager purges log lines it has stored from the logs stream once it holds more than this. */
   HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
+  /** The scheduler forgets an offline or stopped worker it has not heard of for this long. */
+  HODEI_FORGET_WORKERS_AFTER_MS: ms.default(24 * 3600_000),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -59,6 +61,7 @@ export interface Config {
   killGraceMs: number;
   shutdownTimeoutMs: number;
   logStreamKeepBytes: number;
+  forgetWorkersAfterMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -98,6 +101,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     shutdownTimeoutMs: e.HODEI_SHUTDOWN_TIMEOUT_MS,
     logStreamKeepBytes: e.HODEI_LOG_STREAM_KEEP_BYTES,
+    forgetWorkersAfterMs: e.HODEI_FORGET_WORKERS_AFTER_MS,
   };
 }
 

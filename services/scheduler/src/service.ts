@@ -119,6 +119,8 @@ export const definition: ServiceDefinition = {
     const safetyTick = async () => {
       const released = await queue.expireClaims(STALE_CLAIM_MS);
       if (released) logger.warn({ released }, 'released stale claims');
+      const forgotten = await workers.forget(config.forgetWorkersAfterMs);
+      if (forgotten.length) logger.info({ workers: forgotten, after_ms: config.forgetWorkersAfterMs }, 'forgot workers long offline or stopped');
       if (Date.now() - lastPrune > 3600_000) {
         lastPrune = Date.now();
         await queue.prune(TOMBSTONE_DAYS);

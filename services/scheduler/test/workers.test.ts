@@ -157,4 +157,43 @@ describe('worker registry', () => {
     const stopped = await (await fetch(`${svc.url}/api/v1/workers?status=stopped`)).json();
     expect(stopped.map((x: { id: string }) => x.id)).toContain(w.id);
   });
+
+  it('forgets offline and stopped workers after HODEI_FORGET_WORKERS_AFTER_MS, and their metric series with them', async () => {
+    const own = createTestEnv();
+    const other = await startScheduler(own.config('scheduler', { heartbeatTimeoutMs: 200, forgetWorkersAfterMs: 2000 }));
+    const register = async (name: string) =>
+      (await (await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) })).json()).id as string;
+    const series = async (id: string) =>
+      (await (await fetch(`${other.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('hodei_worker') && l.includes(`worker="${id}"`)).map((l) => l.split('{')[0]);
+    const status = async (id: string) => {
+      const res = await fetch(`${other.url}/api/v1/workers/${id}`);
+      return res.status === 404 ? 'forgotten' : ((await res.json()).status as string);
+    };
+    const beat = () => fetch(`${other.url}/api/v1/workers/${alive}/heartbeat`, { method: 'POST' });
+    const silent = await register('silent');
+    const deleted = await register('deleted');
+    const alive = await register('alive');
+    const timer = setInterval(() => void beat(), 50);
+    try {
+      expect(await series(silent)).toEqual(['hodei_worker_slots', 'hodei_worker_slots', 'hodei_worker_heartbeat_age_seconds']);
+      await fetch(`${other.url}/api/v1/workers/${deleted}`, { method: 'DELETE' });
+      expect(await series(deleted)).toEqual([]);
+      // while listed as offline, its heartbeat age goes on
+      await until(() => status(silent), (s) => s === 'offline');
+      expect(await series(silent)).toEqual(['hodei_worker_heartbeat_age_seconds']);
+      await until(() => status(silent), (s) => s === 'forgotten', 5000);
+      expect(await series(silent)).toEqual([]);
+      expect(await until(() => status(deleted), (s) => s === 'forgotten', 5000)).toBe('forgotten');
+      const listed = (await (await fetch(`${other.url}/api/v1/workers`)).json()).map((w: { id: string }) => w.id);
+      expect(listed).toEqual([alive]);
+      expect(await series(alive)).toEqual(['hodei_worker_slots', 'hodei_worker_slots', 'hodei_worker_heartbeat_age_seconds']);
+      // a forgotten worker that comes back registers anew
+      const again = await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: silent }) });
+      expect(again.status).toBe(201);
+    } finally {
+      clearInterval(timer);
+      await other.stop();
+      await own.cleanup();
+    }
+  });
 });

@@ -135,18 +135,31 @@ export class WorkerStore {
     return rows.map((r) => r.id);
   }
 
+  /** Deletes the offline and stopped workers nothing was heard of for `afterMs` (no heartbeat, no
+   *  status change) and that nothing is placed on; returns their ids. */
+  async forget(afterMs: number): Promise<string[]> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `DELETE FROM workers w
+       WHERE status IN ('offline', 'stopped') AND updated_at < now() - make_interval(secs => $1::float8 / 1000)
+         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.worker_id = w.id AND q.state IN ('assigning', 'assigned'))
+       RETURNING id`,
+      [afterMs],
+    );
+    return rows.map((r) => r.id);
+  }
+
   async countByStatus(): Promise<Record<string, number>> {
     const { rows } = await this.db.query<{ status: string; n: number }>('SELECT status, count(*) AS n FROM workers GROUP BY status');
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
-  /** Seconds since the last heartbeat of every worker that is not stopped. */
   /** Slots of each online or draining worker: its capacity and what placed executions use. */
   async slotUsage(): Promise<{ id: string; slots: number; used: number }[]> {
     const { rows } = await this.db.query<WorkerRow>(`${SELECT_WITH_USAGE} WHERE w.status IN ('online', 'draining')`);
     return rows.map((r) => ({ id: r.id, slots: r.slots, used: r.used_slots }));
   }
 
+  /** Seconds since the last heartbeat of every worker that is not stopped. */
   async heartbeatAges(): Promise<{ id: string; age: number }[]> {
     const { rows } = await this.db.query<{ id: string; age: number }>(
       `SELECT id, extract(epoch FROM now() - coalesce(last_heartbeat_at, registered_at))::float8 AS age FROM workers WHERE status <> 'stopped'`,
