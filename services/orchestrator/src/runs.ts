@@ -86,7 +86,7 @@ export class PipelineRunner {
       const p = await getPipeline(c, pipelineId, true);
       if (!p) throw new NotFoundError('pipeline', pipelineId);
       if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived`);
-      const list = await jobs.pipelineJobs(c, pipelineId);
+      const list = await jobs.pipelineJobs(c, pipelineId, true);
       if (!list.length) throw new ConflictError(`pipeline ${pipelineId} has no jobs to run`);
       const runnable = new Set(await jobs.runnableJobIds(c, pipelineId));
       const idle = list.filter((j) => !runnable.has(j.id)).map((j) => j.name);

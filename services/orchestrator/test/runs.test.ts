@@ -215,6 +215,40 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect((await api('POST', `/api/v1/pipeline-runs/${newId()}/cancel`)).status).toBe(404);
   });
 
+  it('a job a running run has yet to run cannot be deleted, nor its pipeline, nor cleaned up (409 naming the run)', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'kept', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    // a first run ends: both jobs completed, so cleanup would take them
+    const r1 = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    await publish(executed.get(ids.a)![0]!, ids.a, 'completed');
+    await publish((await eventually(async () => executed.get(ids.b)?.[0]))!, ids.b, 'completed');
+    await runState(r1.id, (x) => x.status === 'completed');
+    const cleanable = async () => (await api('POST', '/api/v1/cleanup', { older_than_days: 0, dry_run: true })).body.job_ids as string[];
+    expect(await cleanable()).toEqual(expect.arrayContaining([ids.a, ids.b]));
+
+    // a second run: a handed to worker-manager (no event yet), b waits for it
+    const r2 = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    expect(byName(r2)).toMatchObject({ a: { status: 'queued' }, b: { status: 'waiting' } });
+    for (const name of ['a', 'b']) {
+      const del = await api('DELETE', `/api/v1/jobs/${ids[name]}`);
+      expect(del.status, name).toBe(409);
+      expect(del.headers.get('content-type')).toContain('application/problem+json');
+      expect(del.body.detail).toContain(r2.id);
+    }
+    const delPipeline = await api('DELETE', `/api/v1/pipelines/${p.id}`);
+    expect(delPipeline.status).toBe(409);
+    expect(delPipeline.body.detail).toContain(r2.id);
+    const listed = await cleanable();
+    expect(listed).not.toContain(ids.a);
+    expect(listed).not.toContain(ids.b);
+
+    await publish(executed.get(ids.a)![1]!, ids.a, 'completed');
+    await publish((await eventually(async () => executed.get(ids.b)?.[1]))!, ids.b, 'completed');
+    expect((await runState(r2.id, (x) => x.status !== 'running')).status).toBe('completed');
+    expect((await api('DELETE', `/api/v1/jobs/${ids.b}`)).status).toBe(204);
+    expect((await api('DELETE', `/api/v1/pipelines/${p.id}`)).status).toBe(204);
+  });
+
   it('refuses runs that cannot start', async () => {
     expect((await api('POST', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);
     expect((await api('GET', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);

@@ -18,6 +18,7 @@ import type { Db } from '../store/db.js';
 import { countActiveExecutions } from '../store/executions.js';
 import * as jobs from '../store/jobs.js';
 import { getPipeline } from '../store/pipelines.js';
+import { runsAwaitingJob } from '../store/runs.js';
 import type { WorkerManagerClient } from '../worker-manager.js';
 
 
@@ -206,9 +207,13 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       method: 'delete',
       path: '/api/v1/jobs/:id',
       tag: 'jobs',
-      summary: 'Delete a job (not while one of its executions, the newest or an older one, is queued or running)',
+      summary: 'Delete a job (not while one of its executions, the newest or an older one, is queued or running, nor while a running pipeline run has yet to run it)',
       params: IdParams,
-      responses: { 204: { description: 'deleted' }, 404: { description: 'no such job' }, 409: { description: 'an execution of the job is queued or running' } },
+      responses: {
+        204: { description: 'deleted' },
+        404: { description: 'no such job' },
+        409: { description: 'an execution of the job is queued or running, or a running pipeline run has yet to run it (the detail names the runs)' },
+      },
     },
     async ({ params }, _req, res) => {
       await withTransaction(db, async (c) => {
@@ -217,6 +222,9 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         const active = await countActiveExecutions(c, params.id);
         if (active > 0)
           throw new ConflictError(`job ${params.id} has ${active} queued or running execution(s): cancel it before deleting it`);
+        const awaiting = await runsAwaitingJob(c, params.id);
+        if (awaiting.length)
+          throw new ConflictError(`job ${params.id} is still to run in pipeline run(s) ${awaiting.join(', ')}: cancel them or let them finish before deleting it`);
         await jobs.deleteJob(c, params.id, job.pipeline_id);
       });
       res.status(204).end();

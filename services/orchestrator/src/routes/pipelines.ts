@@ -6,6 +6,7 @@ import { resolveInlineDependencies } from '../dag.js';
 import type { Db } from '../store/db.js';
 import * as jobs from '../store/jobs.js';
 import * as pipelines from '../store/pipelines.js';
+import { runningRunsOf } from '../store/runs.js';
 
 
 export interface PipelineRouteDeps {
@@ -119,14 +120,20 @@ export function pipelineRoutes(api: Api, deps: PipelineRouteDeps): void {
       method: 'delete',
       path: '/api/v1/pipelines/:id',
       tag: 'pipelines',
-      summary: 'Delete a pipeline and its jobs (not while one of them is queued or running)',
+      summary: 'Delete a pipeline and its jobs and runs (not while one of its runs is running or one of its jobs is queued or running)',
       params: IdParams,
-      responses: { 204: { description: 'deleted' }, 404: { description: 'no such pipeline' }, 409: { description: 'one of its jobs is queued or running' } },
+      responses: {
+        204: { description: 'deleted' },
+        404: { description: 'no such pipeline' },
+        409: { description: 'one of its runs is running (the detail names them), or one of its jobs is queued or running' },
+      },
     },
     async ({ params }, _req, res) => {
       await withTransaction(db, async (c) => {
         const p = await pipelines.getPipeline(c, params.id, true);
         if (!p) throw new NotFoundError('pipeline', params.id);
+        const running = await runningRunsOf(c, params.id);
+        if (running.length) throw new ConflictError(`pipeline ${params.id} has running run(s) ${running.join(', ')}: cancel them or let them finish first`);
         const active = await jobs.countActiveInPipeline(c, params.id);
         if (active > 0) throw new ConflictError(`pipeline ${params.id} has ${active} queued or running job(s): cancel them first`);
         await pipelines.deletePipeline(c, params.id);

@@ -131,10 +131,13 @@ export async function listJobs(db: Db, q: JobListQuery): Promise<{ items: Job[];
   return { items: rows.map(toJob), total: count.rows[0]?.n ?? 0 };
 }
 
-/** Jobs of one pipeline in the order they were defined. */
-export async function pipelineJobs(db: Db, pipelineId: string): Promise<Array<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>> {
+/**
+ * Jobs of one pipeline in the order they were defined. `share` locks them for the rest of the
+ * transaction (a run being created: a job DELETE waits for it and then sees the run).
+ */
+export async function pipelineJobs(db: Db, pipelineId: string, share = false): Promise<Array<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>> {
   const { rows } = await db.query<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>(
-    'SELECT id, name, depends_on, status FROM jobs WHERE pipeline_id = $1 ORDER BY id',
+    `SELECT id, name, depends_on, status FROM jobs WHERE pipeline_id = $1 ORDER BY id${share ? ' FOR SHARE' : ''}`,
     [pipelineId],
   );
   return rows;
@@ -186,6 +189,9 @@ export async function pipelineGraph(db: Db, pipelineId: string): Promise<Map<str
 
 /** An execution of the job (alias `jobs`) still queued or running, be it its newest or an older one. */
 const HAS_ACTIVE_EXECUTION = "EXISTS (SELECT 1 FROM job_executions x WHERE x.job_id = jobs.id AND x.status IN ('queued', 'running'))";
+/** A running pipeline run has yet to finish the job (alias `jobs`): it waits for it, starts it, or runs it. */
+const AWAITED_BY_RUN = `EXISTS (SELECT 1 FROM pipeline_run_jobs rj JOIN pipeline_runs r ON r.id = rj.run_id
+  WHERE rj.job_id = jobs.id AND r.status = 'running' AND rj.status IN ('waiting', 'starting', 'queued', 'running'))`;
 
 /** Jobs of the pipeline with an execution still queued or running. */
 export async function countActiveInPipeline(db: Db, pipelineId: string): Promise<number> {
@@ -200,11 +206,11 @@ export async function setJobStatus(db: Db, id: string, status: ExecutionStatus):
   await db.query('UPDATE jobs SET status = $2, updated_at = now() WHERE id = $1 AND status IS DISTINCT FROM $2', [id, status]);
 }
 
-/** Jobs with a final status untouched since before `cutoff` and no execution still going, oldest first. */
+/** Jobs with a final status untouched since before `cutoff`, no execution still going and no running run waiting for them, oldest first. */
 export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND updated_at < $1
-       AND NOT ${HAS_ACTIVE_EXECUTION}
+       AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
      ORDER BY updated_at LIMIT $2`,
     [cutoff, limit],
   );
@@ -215,7 +221,8 @@ export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): P
 export async function deleteFinishedJobs(db: Db, ids: string[], cutoff: Date): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `DELETE FROM jobs WHERE id = ANY ($1::uuid[]) AND updated_at < $2
-       AND status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND NOT ${HAS_ACTIVE_EXECUTION} RETURNING id`,
+       AND status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
+     RETURNING id`,
     [ids, cutoff],
   );
   const deleted = rows.map((r) => r.id);

@@ -215,6 +215,22 @@ export async function claimStaleStarts(db: Db, staleMs: number): Promise<Array<{
   return rows;
 }
 
+/** Running runs of which the job has yet to finish (waiting, starting, queued or running), oldest first. */
+export async function runsAwaitingJob(db: Db, jobId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT r.id FROM pipeline_runs r JOIN pipeline_run_jobs j ON j.run_id = r.id
+     WHERE j.job_id = $1 AND r.status = 'running' AND j.status IN ('waiting', 'starting', 'queued', 'running') ORDER BY r.id`,
+    [jobId],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Ids of the pipeline's runs still running, oldest first. */
+export async function runningRunsOf(db: Db, pipelineId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>("SELECT id FROM pipeline_runs WHERE pipeline_id = $1 AND status = 'running' ORDER BY id", [pipelineId]);
+  return rows.map((r) => r.id);
+}
+
 /** Ids of the runs still running. */
 export async function runningRunIds(db: Db): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>("SELECT id FROM pipeline_runs WHERE status = 'running' ORDER BY id");
