@@ -43,23 +43,30 @@ export function checkPrefix(input: string, kind: string): string {
   return text;
 }
 
-/** Pick the one candidate `input` names: a full id, a unique id prefix, or (when given) an exact name. */
-export function pick(input: string, kind: string, candidates: Candidate[]): Candidate {
+/**
+ * Pick the one candidate `input` names: a full id, a unique id prefix, or (when given) an exact
+ * name. A name several candidates share means the newest, or, with `sharedName: 'refuse'` (where
+ * acting on the wrong one is harmful), an error listing them.
+ */
+export function pick(input: string, kind: string, candidates: Candidate[], sharedName: 'newest' | 'refuse' = 'newest'): Candidate {
   const text = input.trim().toLowerCase();
   const exact = candidates.find((c) => c.id.toLowerCase() === text);
   if (exact) return exact;
   let matches = text.length >= MIN_PREFIX ? candidates.filter((c) => c.id.toLowerCase().startsWith(text)) : [];
   if (matches.length === 0) {
-    // names are unique per kind in practice; several → the newest wins only if the user asked by name
     matches = candidates.filter((c) => c.name && c.name === input.trim());
-    if (matches.length > 1) {
-      matches.sort((a, b) => (b.created_at ?? '').localeCompare(a.created_at ?? ''));
-      return matches[0] as Candidate;
-    }
+    matches.sort((a, b) => (b.created_at ?? '').localeCompare(a.created_at ?? ''));
+    if (matches.length > 1 && sharedName === 'newest') return matches[0] as Candidate;
+    if (matches.length > 1)
+      throw new CliError(`"${input}" is the name of ${matches.length} ${kind}s; give the id (or a unique prefix) of the one you mean`, 1, listed(matches));
   }
   if (matches.length === 1) return matches[0] as Candidate;
   if (matches.length === 0) throw new CliError(`no ${kind} matches "${input}"`);
+  throw new CliError(`"${input}" is ambiguous: it matches ${matches.length} ${kind}s; give more characters`, 1, listed(matches));
+}
+
+function listed(matches: Candidate[]): string[] {
   const shown = matches.slice(0, 20).map((c) => `${c.id}  ${c.kind.padEnd(9)}  ${c.label}`);
   if (matches.length > 20) shown.push(`… and ${matches.length - 20} more`);
-  throw new CliError(`"${input}" is ambiguous: it matches ${matches.length} ${kind}s; give more characters`, 1, shown);
+  return shown;
 }

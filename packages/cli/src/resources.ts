@@ -2,6 +2,7 @@
 import { Execution, Id, Job, ManagedWorker, Pipeline, Schedule, z } from '@hodei/types';
 import { CliError } from './errors.js';
 import { ApiError } from './errors.js';
+import { when } from './output.js';
 import type { HodeiClient } from './http.js';
 import { checkPrefix, listAll, pick, UUID, type Candidate } from './resolve.js';
 
@@ -34,7 +35,8 @@ export async function resolveWorker(client: HodeiClient, input: string): Promise
   const text = checkPrefix(input, 'worker');
   if (UUID.test(text)) return text;
   const all = await listAll(client, 'worker-manager', '/api/v1/workers', ManagedWorker);
-  return pick(input, 'worker', all.map((w) => ({ id: w.id, kind: 'worker', label: `${w.name ?? ''} ${w.status}`.trim(), name: w.name, created_at: w.started_at }))).id;
+  const candidates = all.map((w) => ({ id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at }));
+  return pick(input, 'worker', candidates, 'refuse').id;
 }
 
 export async function resolveExecution(client: HodeiClient, input: string): Promise<string> {

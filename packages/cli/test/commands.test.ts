@@ -98,3 +98,37 @@ describe('global options', () => {
     }
   });
 });
+
+describe('hodei workers show / stop by name', () => {
+  it('refuse a name several workers share, listing their ids and status; an id prefix or a unique name works', async () => {
+    const started: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await hodeiDone(['workers', 'start', '--name', 'twin', '--slots', '1', '--json'], env);
+      expect(r.code, r.stderr).toBe(0);
+      started.push((JSON.parse(r.stdout) as { id: string }).id);
+    }
+    const [older, newer] = started as [string, string];
+    for (const verb of ['show', 'stop']) {
+      const r = await hodeiDone(['workers', verb, 'twin'], env);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines[0]).toBe('hodei: "twin" is the name of 2 workers; give the id (or a unique prefix) of the one you mean');
+      expect(lines.slice(1)).toEqual([
+        expect.stringMatching(new RegExp(`^  ${newer}  worker +twin \\(running, started \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\)$`)),
+        expect.stringMatching(new RegExp(`^  ${older}  worker +twin \\(running, started `)),
+      ]);
+    }
+    const listed = JSON.parse((await hodeiDone(['workers', 'list', '--json'], env)).stdout) as { id: string; status: string }[];
+    expect(listed.filter((w) => started.includes(w.id)).map((w) => w.status)).toEqual(['running', 'running']);
+
+    const unique = await hodeiDone(['workers', 'show', 'cli-test', '--json'], env);
+    expect(unique.code, unique.stderr).toBe(0);
+    expect((JSON.parse(unique.stdout) as { id: string }).id).toBe(fx.stack.workerId);
+    for (const id of started) {
+      const stop = await hodeiDone(['workers', 'stop', '--force', id.slice(0, 18)], env);
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(stop.stdout).toMatch(new RegExp(`^worker ${id} `));
+    }
+  }, 60_000);
+});
