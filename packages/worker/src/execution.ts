@@ -1,8 +1,8 @@
 // One execution on this worker: spawn, read and number its output, ship logs and status, enforce
 // the timeout, honour cancel, and clean up every process and temp file it leaves.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { open, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { open, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
@@ -302,15 +302,22 @@ export class Execution {
     return `cannot start the process: ${error.message}`;
   }
 
-  /** The result file, read and removed; nothing when the job wrote none. */
+  /** The result file, read and removed; nothing when the job wrote none. Neither a symbolic
+   *  link (it made the agent read, and quote in the error, whatever it pointed to) nor a FIFO
+   *  (opening one waited for a writer for ever: the execution never ended) is followed. */
   private async readResult(): Promise<{ result?: unknown; result_error?: string }> {
     // most jobs write none: a stat here is cheaper than a failed open on the thread pool
     if (!existsSync(this.resultPath)) return {};
     let handle;
     try {
-      handle = await open(this.resultPath, 'r');
+      handle = await open(this.resultPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return {};
+      if (code === 'ELOOP') {
+        await unlink(this.resultPath).catch(() => undefined);
+        return { result_error: 'result file is a symbolic link: write the JSON to the file itself' };
+      }
       return { result_error: `result file could not be read: ${(err as Error).message}` };
     }
     try {
@@ -327,7 +334,7 @@ export class Execution {
       return { result_error: `result file could not be read: ${(err as Error).message}` };
     } finally {
       await handle.close().catch(() => undefined);
-      await unlink(this.resultPath).catch(() => undefined);
+      await rm(this.resultPath, { recursive: true, force: true }).catch(() => undefined); // a directory too
     }
   }
 

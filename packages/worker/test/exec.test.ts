@@ -1,4 +1,4 @@
-import { mkdtempSync, realpathSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,6 +142,22 @@ describe('running a job', () => {
     const final = await run.final;
     expect(final.result).toBeUndefined();
     expect(final.result_error).toMatch(/larger than 1 MiB/);
+  });
+
+  it('follows no symbolic link and waits for no FIFO: result_error, and the execution ends', async () => {
+    const link = await h.assign({ command: `t="$HODEI_RESULT_FILE.target"; printf '{"secret": 1}' > "$t"; ln -s "$t" "$HODEI_RESULT_FILE"; echo "$t"` });
+    const linked = await link.final;
+    rmSync(link.lines[0]!.line);
+    expect(linked.status).toBe('completed');
+    expect(linked.result).toBeUndefined();
+    expect(linked.result_error).toBe('result file is a symbolic link: write the JSON to the file itself');
+    const fifo = await h.assign({ command: 'mkfifo "$HODEI_RESULT_FILE"' });
+    const piped = await fifo.final;
+    expect(piped.status).toBe('completed');
+    expect(piped.result_error).toBe('result file is not a regular file');
+    const dir = await h.assign({ command: 'mkdir "$HODEI_RESULT_FILE"; echo "$HODEI_RESULT_FILE"' });
+    expect((await dir.final).result_error).toBe('result file is not a regular file');
+    expect(existsSync(dir.lines[0]!.line)).toBe(false);
   });
 
   it('reports a result of almost 1 MiB intact', async () => {
