@@ -1,10 +1,13 @@
 // Server-Sent Events of pipeline runs. One run: a snapshot, then a `job` event each time one of its
 // jobs changes (read back from Postgres whenever the run's NATS subject says something changed, so
 // events come in order with no gap), then `completed` with the final run and the end of the
-// stream. Every run: the `PipelineRunEvent`s of `<p>.job.run.*` as they are published.
+// stream. The events of one read share an id, written on the last of them (a client cut off
+// within them resumes from the read before); a client reconnecting with Last-Event-ID gets no
+// snapshot, only the jobs changed since. Every run: the `PipelineRunEvent`s of `<p>.job.run.*` as
+// they are published.
 import type { Request, Response } from 'express';
 import { decodeJson, SseConnection, type Bus, type Logger, type Pool } from '@hodei/platform';
-import type { PipelineRun, PipelineRunJob } from '@hodei/types';
+import type { PipelineRunJob } from '@hodei/types';
 import * as runs from './store/runs.js';
 
 /** A safety net for a change notice lost on the way (a NATS reconnect): read the run again this often. */
@@ -12,28 +15,35 @@ const REFRESH_MS = 5_000;
 
 const jobKey = (j: PipelineRunJob) => `${j.status}|${j.execution_id ?? ''}`;
 
-/** Streams one run until it ends; `first` is the run as read before the response started. */
-export function streamRun(req: Request, res: Response, deps: { db: Pool; bus: Bus; logger: Logger }, first: PipelineRun): void {
+/** A read of the run and the event id of that read (store/runs.ts getRunForEvents). */
+export type RunRead = NonNullable<Awaited<ReturnType<typeof runs.getRunForEvents>>>;
+
+/**
+ * Streams one run until it ends; `first` is the run as read before the response started. `resume`:
+ * for a client that reconnected, the jobs changed since the last event it saw (read after `first`).
+ */
+export function streamRun(req: Request, res: Response, deps: { db: Pool; bus: Bus; logger: Logger }, first: RunRead, resume: Set<string> | null): void {
   const sse = new SseConnection(req, res);
   // subscribe before the snapshot is read again, so no change falls between the two
-  const sub = deps.bus.nc.subscribe(deps.bus.subjects.pipelineRun(first.id));
+  const sub = deps.bus.nc.subscribe(deps.bus.subjects.pipelineRun(first.run.id));
   sse.onClose(() => sub.unsubscribe());
   const sent = new Map<string, string>();
   let busy = false;
   let dirty = false;
 
-  const emit = (run: PipelineRun, initial: boolean): void => {
-    if (initial) sse.event('snapshot', run);
+  const emit = ({ run, eventId }: RunRead, initial: boolean): void => {
+    const events: Array<[string, unknown]> = [];
+    if (initial && !resume) events.push(['snapshot', run]);
     for (const j of run.jobs) {
       const key = jobKey(j);
       if (sent.get(j.job_id) === key) continue;
       sent.set(j.job_id, key);
-      if (!initial) sse.event('job', { run_id: run.id, ...j });
+      if (!initial || resume?.has(j.job_id)) events.push(['job', { run_id: run.id, ...j }]);
     }
-    if (run.status !== 'running') {
-      sse.event('completed', run);
-      sse.end();
-    }
+    const ended = run.status !== 'running';
+    if (ended) events.push(['completed', run]);
+    events.forEach(([event, data], i) => sse.event(event, data, i === events.length - 1 ? eventId : undefined));
+    if (ended) sse.end();
   };
 
   const refresh = async (): Promise<void> => {
@@ -45,16 +55,16 @@ export function streamRun(req: Request, res: Response, deps: { db: Pool; bus: Bu
     try {
       do {
         dirty = false;
-        const run = await runs.getRun(deps.db, first.id);
-        if (!run) {
-          sse.event('error', { detail: `pipeline run ${first.id} was deleted` });
+        const read = await runs.getRunForEvents(deps.db, first.run.id);
+        if (!read) {
+          sse.event('error', { detail: `pipeline run ${first.run.id} was deleted` });
           sse.end();
           return;
         }
-        if (!sse.closed) emit(run, false);
+        if (!sse.closed) emit(read, false);
       } while (dirty && !sse.closed);
     } catch (err) {
-      deps.logger.warn({ err, run_id: first.id }, 'reading a pipeline run for its event stream failed');
+      deps.logger.warn({ err, run_id: first.run.id }, 'reading a pipeline run for its event stream failed');
     } finally {
       busy = false;
     }

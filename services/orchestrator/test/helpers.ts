@@ -108,3 +108,41 @@ export async function eventually<T>(check: () => Promise<T | undefined>, ms = 50
 
 /** An orchestrator config whose worker-manager is at `url` (a stand-in, or a dead address). */
 export const withWorkerManager = (config: Config, url: string): Config => ({ ...config, urls: { ...config.urls, 'worker-manager': url } });
+
+export interface SseEvent {
+  event: string;
+  data: any;
+  /** The frame's `id:` field, when it has one. */
+  id?: string;
+}
+
+/** An SSE stream read frame by frame: `events` fills as they come, `ended` resolves when the server closes it. */
+export async function openSse(url: string, headers: Record<string, string> = {}): Promise<{ status: number; events: SseEvent[]; ended: Promise<void>; close: () => void }> {
+  const abort = new AbortController();
+  const res = await fetch(url, { headers, signal: abort.signal });
+  const events: SseEvent[] = [];
+  const ended = (async () => {
+    if (!res.ok || !res.body) return;
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += decoder.decode(value, { stream: true });
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          const frame = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const event = /^event: (.*)$/m.exec(frame)?.[1];
+          const data = /^data: (.*)$/m.exec(frame)?.[1];
+          const id = /^id: (.*)$/m.exec(frame)?.[1];
+          if (event && data) events.push({ event, data: JSON.parse(data), ...(id !== undefined ? { id } : {}) });
+        }
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+    }
+  })();
+  return { status: res.status, events, ended, close: () => abort.abort() };
+}

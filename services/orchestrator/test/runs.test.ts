@@ -8,7 +8,7 @@ import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } f
 import type { ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
-import { call, deadUrl, eventually, fakeWorkerManager, withWorkerManager, type FakeWorkerManager } from './helpers.js';
+import { call, deadUrl, eventually, fakeWorkerManager, fieldPaths, openSse, withWorkerManager, type FakeWorkerManager, type SseEvent } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -247,6 +247,57 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect((await runState(r2.id, (x) => x.status !== 'running')).status).toBe('completed');
     expect((await api('DELETE', `/api/v1/jobs/${ids.b}`)).status).toBe(204);
     expect((await api('DELETE', `/api/v1/pipelines/${p.id}`)).status).toBe(204);
+  });
+
+  it("the run's event stream gives ids; reconnecting with Last-Event-ID sends what changed since, no snapshot, then goes on live", async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { ...diamond, name: 'resumed' })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const exec = (name: string) => executed.get(ids[name])![0]!;
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const url = `${svc.url}/api/v1/pipeline-runs/${r.id}/events/stream`;
+    const lastId = (events: SseEvent[]) => events.findLast((e) => e.id !== undefined)?.id;
+    const jobStates = (events: SseEvent[]) => events.filter((e) => e.event === 'job').map((e) => `${e.data.name} ${e.data.status}`);
+
+    const first = await openSse(url);
+    await eventually(async () => (first.events.length ? true : undefined));
+    expect(first.events[0]).toMatchObject({ event: 'snapshot' });
+    expect(first.events[0]!.id).toMatch(/^\d+$/);
+    await publish(exec('a'), ids.a, 'running');
+    await eventually(async () => (jobStates(first.events).includes('a running') ? true : undefined));
+    const seen = lastId(first.events)!;
+    expect(first.events.at(-1)!.id).toBe(seen); // the last event read carries the id
+    expect(BigInt(seen)).toBeGreaterThanOrEqual(BigInt(first.events[0]!.id!));
+    first.close();
+
+    // while nobody listens: a completes, b and c start
+    await publish(exec('a'), ids.a, 'completed');
+    await runState(r.id, (x) => byName(x).b.status === 'queued' && byName(x).c.status === 'queued');
+
+    const second = await openSse(url, { 'Last-Event-ID': seen });
+    expect(second.status).toBe(200);
+    await eventually(async () => (['a completed', 'b queued', 'c queued'].every((s) => jobStates(second.events).includes(s)) ? true : undefined));
+    expect(second.events.map((e) => e.event)).not.toContain('snapshot');
+    expect(jobStates(second.events)).not.toContain('a running');
+    expect(second.events.at(-1)!.id).toMatch(/^\d+$/);
+    // then live, to the end
+    await publish(executed.get(ids.b)![0]!, ids.b, 'completed');
+    await publish(executed.get(ids.c)![0]!, ids.c, 'completed');
+    await publish((await eventually(async () => executed.get(ids.d)?.[0]))!, ids.d, 'completed');
+    await second.ended;
+    expect(jobStates(second.events)).toEqual(expect.arrayContaining(['b completed', 'c completed', 'd completed']));
+    expect(second.events.at(-1)).toMatchObject({ event: 'completed', data: { status: 'completed' } });
+    expect(BigInt(second.events.at(-1)!.id!)).toBeGreaterThanOrEqual(BigInt(seen));
+
+    // an EventSource reconnecting after the end gets `completed` again and nothing else
+    const third = await openSse(url, { 'Last-Event-ID': lastId(second.events)! });
+    await third.ended;
+    expect(third.events.map((e) => e.event)).toEqual(['completed']);
+
+    for (const bad of ['abc', '-1', '1.5', '18446744073709551616']) {
+      const r2 = await fetch(url, { headers: { 'Last-Event-ID': bad } });
+      expect(r2.status, bad).toBe(400);
+      expect(fieldPaths({ status: r2.status, headers: r2.headers, body: await r2.json() }), bad).toEqual(['Last-Event-ID']);
+    }
   });
 
   it('refuses runs that cannot start', async () => {

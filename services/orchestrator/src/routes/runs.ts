@@ -1,11 +1,23 @@
 // /api/v1/pipelines/:id/runs and /api/v1/pipeline-runs/:id.
-import { NotFoundError, sendList, type Api, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { BadRequestError, NotFoundError, sendList, type Api, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { IdParams, PipelineRun, PipelineRunEvent, PipelineRunListQuery, PipelineRunRequest, z } from '@hodei/types';
+import type { Request } from 'express';
 import { streamAllRuns, streamRun } from '../runs-sse.js';
 import type { PipelineRunner } from '../runs.js';
 import { getPipeline } from '../store/pipelines.js';
 import * as runs from '../store/runs.js';
 
+
+const MAX_EVENT_ID = 2n ** 64n - 1n;
+
+/** The Last-Event-ID a reconnecting EventSource sends (an id of this run's stream); undefined when absent. */
+function lastEventId(req: Request): string | undefined {
+  const v = req.get('last-event-id');
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d{1,20}$/.test(v) || BigInt(v) > MAX_EVENT_ID)
+    throw new BadRequestError('Last-Event-ID must be an event id of this stream', [{ path: 'Last-Event-ID', message: 'must be an integer from 0 to 2^64-1' }]);
+  return v;
+}
 
 export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bus: Bus; logger: Logger }): void {
   const { db, runner } = deps;
@@ -67,17 +79,20 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       path: '/api/v1/pipeline-runs/:id/events/stream',
       tag: 'pipelines',
       summary:
-        "Server-Sent Events of one run: `snapshot` (the run), `job` (a job's new status, execution, exit code, timing), then `completed` (the final run) and the end of the stream",
+        "Server-Sent Events of one run: `snapshot` (the run), `job` (a job's new status, execution, exit code, timing), then `completed` (the final run) and the end of the stream. " +
+        'Events carry ids; with Last-Event-ID (a reconnecting EventSource sends it) there is no snapshot, only the jobs changed since that event, then live ones',
       params: IdParams,
       responses: {
         200: { description: 'event stream', schema: PipelineRun, contentType: 'text/event-stream' },
+        400: { description: 'Last-Event-ID is not an event id' },
         404: { description: 'no such run' },
       },
     },
     async ({ params }, req, res) => {
-      const run = await runs.getRun(db, params.id);
-      if (!run) throw new NotFoundError('pipeline run', params.id);
-      streamRun(req, res, deps, run);
+      const since = lastEventId(req);
+      const first = await runs.getRunForEvents(db, params.id);
+      if (!first) throw new NotFoundError('pipeline run', params.id);
+      streamRun(req, res, deps, first, since === undefined ? null : await runs.jobsChangedSince(db, params.id, since));
     },
   );
 

@@ -85,6 +85,24 @@ export async function getRun(db: Db, id: string): Promise<PipelineRun | null> {
   return rows[0] ? toRun(rows[0], await runJobs(db, id)) : null;
 }
 
+/**
+ * The run with the id its event stream gives what it read: the xmin of a snapshot taken before
+ * the read, so every change the read may have missed was made by a transaction at or after it.
+ */
+export async function getRunForEvents(db: Db, id: string): Promise<{ run: PipelineRun; eventId: string } | null> {
+  const { rows } = await db.query<RunRow & { event_id: string }>(
+    'SELECT *, pg_snapshot_xmin(pg_current_snapshot())::text AS event_id FROM pipeline_runs WHERE id = $1',
+    [id],
+  );
+  return rows[0] ? { run: toRun(rows[0], await runJobs(db, id)), eventId: rows[0].event_id } : null;
+}
+
+/** Jobs of the run changed (status or execution) by the transaction `eventId` or a later one: what a stream resumed from that id sends again. */
+export async function jobsChangedSince(db: Db, runId: string, eventId: string): Promise<Set<string>> {
+  const { rows } = await db.query<{ job_id: string }>('SELECT job_id FROM pipeline_run_jobs WHERE run_id = $1 AND changed_xid >= $2::xid8', [runId, eventId]);
+  return new Set(rows.map((r) => r.job_id));
+}
+
 /** Locks the run row for the rest of the transaction; null when it does not exist. */
 export interface LockedRun {
   pipeline_id: string;
