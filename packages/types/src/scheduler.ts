@@ -4,13 +4,16 @@ import { z } from './zod.js';
 export const OverlapPolicy = z.enum(['forbid', 'allow', 'replace']);
 export const MisfirePolicy = z.enum(['run_once', 'skip']);
 
+/** An instant: a date-time with `Z` or an offset (a schedule's timezone applies to its cron only). */
+const RunAt = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with Z or an offset, e.g. 2027-01-01T09:00:00+01:00' });
+
 export const ScheduleCreate = z
   .object({
     name: z.string().trim().min(1).max(200).optional(),
     job_id: Id.optional(),
     pipeline_id: Id.optional(),
     cron: z.string().trim().min(1).max(200).optional(),
-    run_at: z.iso.datetime({ offset: true }).optional(),
+    run_at: RunAt.optional(),
     timezone: z.string().trim().min(1).max(100).default('UTC').openapi({ description: 'IANA time zone, stored under its canonical name (europe/madrid: Europe/Madrid, Etc/UTC: UTC)' }),
     enabled: z.boolean().default(true),
     overlap_policy: OverlapPolicy.default('forbid'),
@@ -28,9 +31,9 @@ export type ScheduleCreate = z.infer<typeof ScheduleCreate>;
 
 export const SchedulePatch = z
   .object({
-    name: z.string().trim().min(1).max(200),
+    name: z.string().trim().min(1).max(200).nullable().openapi({ description: 'null removes the name' }),
     cron: z.string().trim().min(1).max(200),
-    run_at: z.iso.datetime({ offset: true }),
+    run_at: RunAt,
     timezone: z.string().trim().min(1).max(100),
     enabled: z.boolean(),
     overlap_policy: OverlapPolicy,
@@ -94,8 +97,8 @@ export const WorkerRegister = z
     name: z.string().trim().min(1).max(200).optional(),
     labels: Labels.default({}),
     capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
-    host: z.string().max(255).optional(),
-    pid: z.number().int().positive().optional(),
+    host: z.string().min(1).max(255).optional(),
+    pid: z.number().int().positive().max(2 ** 31 - 1).optional(),
   })
   .strict()
   .openapi('WorkerRegister');

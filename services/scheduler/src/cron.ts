@@ -45,6 +45,23 @@ function normalize(pattern: string): string {
   return fields.join(' ');
 }
 
+/** Each field's name and range; croner counts days and months from 0 in its messages (`0 0 32 * *`: day 31). */
+const FIELDS: Record<string, [name: string, range: string, shift: number]> = {
+  second: ['second', '0-59', 0],
+  minute: ['minute', '0-59', 0],
+  hour: ['hour', '0-23', 0],
+  day: ['day of month', '1-31', 1],
+  month: ['month', '1-12 or JAN-DEC', 1],
+  dayOfWeek: ['day of week', '0-7 or SUN-SAT', 0],
+};
+
+function cronError(err: Error): string {
+  const message = err.message.replace(/^CronPattern: /, '');
+  const out = /^Invalid value for (\w+): (-?\d+)$/.exec(message);
+  const field = out && FIELDS[out[1]!];
+  return field ? `${field[0]} ${Number(out[2]) + field[2]} is out of range (${field[1]})` : message;
+}
+
 /** A pattern croner accepts, normalized, or a 400 naming `cron`. */
 function parseCron(pattern: string, timezone: string): string {
   canonicalTimezone(timezone);
@@ -53,7 +70,7 @@ function parseCron(pattern: string, timezone: string): string {
     new Cron(normalized, { timezone, paused: true });
     return normalized;
   } catch (err) {
-    const message = (err as Error).message.replace(/^CronPattern: /, '');
+    const message = cronError(err as Error);
     throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
   }
 }

@@ -163,6 +163,23 @@ describe('schedules', () => {
     // croner overflows its stack looking for the 31st of four 30-day months
     const neverAtAll = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 31 4,6,9,11 *' }), 400, 'cron');
     expect(neverAtAll.detail).toBe(never.detail);
+    // croner counts days and months from 0 in its messages: day 0 came out as -1, month 13 as 12
+    const outOfRange: Array<[string, string]> = [
+      ['0 0 0 * *', 'day of month 0 is out of range (1-31)'],
+      ['0 0 32 * *', 'day of month 32 is out of range (1-31)'],
+      ['0 0 * 0 *', 'month 0 is out of range (1-12 or JAN-DEC)'],
+      ['0 0 * 1-13 *', 'month 13 is out of range (1-12 or JAN-DEC)'],
+      ['70 * * * *', 'minute 70 is out of range (0-59)'],
+      ['0 24 * * *', 'hour 24 is out of range (0-23)'],
+      ['0 0 * * 8', 'day of week 8 is out of range (0-7 or SUN-SAT)'],
+      ['60 0 0 * * *', 'second 60 is out of range (0-59)'],
+    ];
+    for (const [cron, message] of outOfRange) {
+      const problem = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron }), 400, 'cron');
+      expect(problem.errors, cron).toEqual([{ path: 'cron', message }]);
+    }
+    const local = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: '2099-01-01T09:00:00' }), 400, 'run_at');
+    expect(local.errors?.[0]?.message).toBe('must be an ISO 8601 date-time with Z or an offset, e.g. 2027-01-01T09:00:00+01:00');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * *', timezone: 'Mars/Olympus' }), 400, 'timezone');
     const later = new Date(Date.now() + 3600_000).toISOString();
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: later, timezone: 'Mars/Olympus' }), 400, 'timezone');
@@ -241,6 +258,8 @@ describe('schedules', () => {
     await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { timezone: 'No/Where' }), 400, 'timezone');
     await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { run_at: '2000-01-01T00:00:00Z' }), 400, 'run_at');
     await expectProblem(await patch(`/api/v1/schedules/${s.id}`, { enabled: 'yes' }), 400, 'enabled');
+    expect((await (await patch(`/api/v1/schedules/${s.id}`, { name: 'hourly' })).json()).name).toBe('hourly');
+    expect((await (await patch(`/api/v1/schedules/${s.id}`, { name: null })).json()).name).toBeNull();
 
     const got = await fetch(`${svc.url}/api/v1/schedules/${s.id}`);
     expect((await got.json()).cron).toBe('30 6 * * *');
