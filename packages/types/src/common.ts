@@ -66,11 +66,13 @@ export const Resources = z
   .strict(); // `{"memory": "4GiB"}` is a 400, not a job that asks for nothing
 export type Resources = z.infer<typeof Resources>;
 
-export const Capacity = z.object({
-  slots: z.number().int().min(1).max(1024).default(4),
-  cpu_cores: z.number().positive().max(1024).default(1),
-  memory_bytes: z.number().int().positive().max(2 ** 50).default(1024 ** 3),
-});
+export const Capacity = z
+  .object({
+    slots: z.number().int().min(1).max(1024).default(4),
+    cpu_cores: z.number().positive().max(1024).default(1),
+    memory_bytes: z.number().int().positive().max(2 ** 50).default(1024 ** 3),
+  })
+  .strict(); // `{"gpus": 1}` or `{"memory": "4GiB"}` is a 400, not a worker that offers the defaults
 export type Capacity = z.infer<typeof Capacity>;
 
 const queryInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);

@@ -80,6 +80,19 @@ describe('worker registry', () => {
     expect((await bad.json()).errors.map((e: { path: string }) => e.path)).toContain('type');
     const slots = await post('/api/v1/workers', { capacity: { slots: 0 } });
     expect((await slots.json()).errors.map((e: { path: string }) => e.path)).toContain('capacity.slots');
+    // a capacity field it does not know was dropped (a worker offering the defaults); a pid past
+    // PostgreSQL's integer was a 400 naming no field
+    const cases: Array<[unknown, string]> = [
+      [{ capacity: { gpus: 1 } }, 'capacity.gpus'],
+      [{ capacity: { memory: '4GiB' } }, 'capacity.memory'],
+      [{ pid: 99_999_999_999 }, 'pid'],
+      [{ host: '' }, 'host'],
+    ];
+    for (const [body, field] of cases) {
+      const res = await post('/api/v1/workers', body);
+      expect(res.status, field).toBe(400);
+      expect((await res.json()).errors.map((e: { path: string }) => e.path), field).toEqual([field]);
+    }
     const id = newId();
     expect((await fetch(`${svc.url}/api/v1/workers/${id}`)).status).toBe(404);
     expect((await post(`/api/v1/workers/${id}/heartbeat`)).status).toBe(404);
