@@ -22,6 +22,17 @@ const FINAL = new Set<string>(FINAL_STATUSES);
 /** How many handled final events are remembered, so their second copy is skipped. */
 const HANDLED_FINAL_MAX = 10_000;
 
+/** Calls `fn` on every item, `limit` at a time; once all are done, rejects with the first error if any. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.min(limit, queue.length) }, worker));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 function runStatus(statuses: PipelineRunJobStatus[]): PipelineRunStatus {
   if (statuses.some((s) => ACTIVE.has(s))) return 'running';
   if (statuses.every((s) => s === 'completed')) return 'completed';
@@ -167,7 +178,9 @@ export class PipelineRunner {
       return (await runs.runJobs(c, runId)).filter((j) => j.execution_id && (j.status === 'queued' || j.status === 'running'));
     });
     await this.sync(runId); // waiting jobs end as skipped at once
-    for (const j of active) await this.workerManager.cancel(j.execution_id!);
+    await eachLimited(active, START_CONCURRENCY, async (j) => {
+      await this.workerManager.cancel(j.execution_id!);
+    });
     return (await runs.getRun(this.db, runId))!;
   }
 
@@ -288,14 +301,10 @@ export class PipelineRunner {
 
   /** Starts the jobs (a few at a time); true when the run must be derived again. */
   private async startAll(runId: string, run: runs.LockedRun, jobIds: string[], failIfUnreachable: boolean): Promise<boolean> {
-    const queue = [...jobIds];
     let again = false;
-    const worker = async () => {
-      for (let jobId = queue.shift(); jobId; jobId = queue.shift()) if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
-    };
-    const results = await Promise.allSettled(Array.from({ length: Math.min(START_CONCURRENCY, queue.length) }, worker));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await eachLimited(jobIds, START_CONCURRENCY, async (jobId) => {
+      if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
+    });
     return again;
   }
 
@@ -332,7 +341,13 @@ export class PipelineRunner {
   /** Running runs brought up to date (at start), and starts left behind by a stopped orchestrator taken over. */
   private async sweep(all: boolean): Promise<void> {
     try {
-      if (all) for (const runId of await runs.runningRunIds(this.db)) await this.sync(runId);
+      if (all) {
+        for (const runId of await runs.runningRunIds(this.db)) await this.sync(runId);
+        // a cancel cut short (the orchestrator stopped, or worker-manager failed, mid-way) is finished now
+        await eachLimited(await runs.executionsToCancel(this.db), START_CONCURRENCY, async (e) => {
+          if (await this.workerManager.cancel(e.execution_id)) this.logger.info(e, 'cancelling an execution of a cancelled run, left running by an earlier cancel');
+        });
+      }
       for (const claim of await runs.claimStaleStarts(this.db, this.staleStartMs)) {
         const log = this.logger.child({ run_id: claim.run_id, job_id: claim.job_id });
         const existing = await this.workerManager.findExecutionWithEnv(claim.job_id, RUN_ID_ENV, claim.run_id);

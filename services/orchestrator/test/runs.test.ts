@@ -300,6 +300,36 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     }
   });
 
+  it('a cancel cut short (worker-manager failing mid-way) is finished by the next orchestrator start', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'cut-short', jobs: ['x', 'y', 'z'].map((name) => ({ name, command: 'sleep 60' })) })).body;
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const started = p.jobs.map((j: { id: string }) => executed.get(j.id)![0]!);
+    await publish(started[0], p.jobs[0].id, 'running');
+    await runState(r.id, (x) => byName(x).x.status === 'running');
+    wm.handler = (req) => (req.path.endsWith('/cancel') ? { status: 503, body: { title: 'Service Unavailable', status: 503 } } : executeHandler(req));
+    const c = await api('POST', `/api/v1/pipeline-runs/${r.id}/cancel`);
+    expect(c.status).toBe(502); // worker-manager answered 503
+    expect((await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body.status).toBe('running');
+
+    wm.requests.length = 0;
+    const cancelled = new Set<string>();
+    wm.handler = (req) => {
+      const m = /^\/api\/v1\/executions\/([^/]+)\/cancel$/.exec(req.path);
+      if (!m) return executeHandler(req);
+      cancelled.add(m[1]!);
+      return { status: 202, body: {} };
+    };
+    const next = await startOrchestrator(withWorkerManager(env.config('orchestrator'), wm.url));
+    try {
+      await eventually(async () => (cancelled.size === 3 ? true : undefined));
+      expect([...cancelled].sort()).toEqual([...started].sort());
+    } finally {
+      await next.stop();
+    }
+    for (const [i, id] of started.entries()) await publish(id, p.jobs[i].id, 'cancelled');
+    expect((await runState(r.id, (x) => x.status !== 'running')).status).toBe('cancelled');
+  });
+
   it('refuses runs that cannot start', async () => {
     expect((await api('POST', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);
     expect((await api('GET', `/api/v1/pipelines/${newId()}/runs`)).status).toBe(404);

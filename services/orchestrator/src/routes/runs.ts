@@ -123,7 +123,8 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
         202: { description: 'the run as it is now; it ends once its executions stopped', schema: PipelineRun },
         404: { description: 'no such run' },
         409: { description: 'the run already ended' },
-        503: { description: 'worker-manager did not answer; nothing more will start, but running executions may go on' },
+        502: { description: 'worker-manager answered badly; nothing more will start, and the executions it did not cancel are cancelled when the cancel is sent again or the orchestrator restarts' },
+        503: { description: 'worker-manager did not answer; nothing more will start, and the executions it did not cancel are cancelled when the cancel is sent again or the orchestrator restarts' },
       },
     },
     async ({ params }, _req, res) => {

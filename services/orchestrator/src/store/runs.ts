@@ -249,6 +249,16 @@ export async function runningRunsOf(db: Db, pipelineId: string): Promise<string[
   return rows.map((r) => r.id);
 }
 
+/** Executions still queued or running of the runs asked to cancel. */
+export async function executionsToCancel(db: Db): Promise<Array<{ run_id: string; execution_id: string }>> {
+  const { rows } = await db.query<{ run_id: string; execution_id: string }>(
+    `SELECT j.run_id, j.execution_id FROM pipeline_run_jobs j JOIN pipeline_runs r ON r.id = j.run_id
+     WHERE r.status = 'running' AND r.cancel_requested AND j.execution_id IS NOT NULL AND j.status IN ('queued', 'running')
+     ORDER BY j.run_id, j.position`,
+  );
+  return rows;
+}
+
 /** Ids of the runs still running. */
 export async function runningRunIds(db: Db): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>("SELECT id FROM pipeline_runs WHERE status = 'running' ORDER BY id");
