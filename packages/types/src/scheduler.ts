@@ -81,6 +81,7 @@ export const ScheduleRun = z
     pipeline_run_id: Id.nullable().openapi({ description: 'the pipeline run a pipeline schedule started' }),
     outcome: z.enum(['pending', 'fired', 'skipped', 'failed']),
     message: z.string().nullable(),
+    manual: z.boolean().openapi({ description: 'asked for with POST /api/v1/schedules/{id}/run, not fired by the schedule' }),
   })
   .openapi('ScheduleRun');
 export type ScheduleRun = z.infer<typeof ScheduleRun>;

@@ -7,6 +7,8 @@ import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
 import type { DueSchedule, ScheduleStore } from './store/schedules.js';
 
+type FiringTarget = Pick<DueSchedule, 'id' | 'job_id' | 'pipeline_id' | 'overlap_policy'>;
+
 /** Later than this and the firing counts as missed (downtime): misfire_policy decides. */
 const MISFIRE_GRACE_MS = 1000;
 /** Longest sleep: schedules created through another replica are seen within this. */
@@ -108,7 +110,18 @@ export class Firer {
     await this.store.advance(d.id, scheduledAt, next, runId ? scheduledAt : null);
     if (!runId) return; // another replica inserted the row: it fires
     this.metrics.lateness.observe(Math.max(0, Date.now() - scheduledAt.getTime()) / 1000);
+    await this.start(d, runId, scheduledAt, log);
+  }
 
+  /** A firing now, beside the schedule's own (POST /schedules/:id/run), under its overlap_policy; its run's id. */
+  async runNow(d: FiringTarget): Promise<string> {
+    const run = await this.store.claimManualRun(d.id);
+    await this.start(d, run.id, run.scheduled_at, this.logger.child({ schedule_id: d.id, manual: true }));
+    return run.id;
+  }
+
+  /** Starts what a claimed firing runs, unless overlap_policy forbids it, then records and announces the outcome. */
+  private async start(d: FiringTarget, runId: string, scheduledAt: Date, log: Logger): Promise<void> {
     let outcome: ScheduleFiredEvent['outcome'] = 'fired';
     let executionId: string | null = null;
     let pipelineRunId: string | null = null;
@@ -166,7 +179,7 @@ export class Firer {
   }
 
   /** What an earlier firing started and is still going: the job's execution, or the pipeline's run (the orchestrator says whether it runs). */
-  private async previousStillActive(d: DueSchedule): Promise<{ id: string; cancel: () => Promise<unknown> } | null> {
+  private async previousStillActive(d: FiringTarget): Promise<{ id: string; cancel: () => Promise<unknown> } | null> {
     if (d.job_id) {
       const last = await this.store.lastExecution(d.id);
       const id = last && (last.done ? await this.attemptToCome(last.execution_id) : last.execution_id);

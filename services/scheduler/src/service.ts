@@ -101,7 +101,7 @@ export const definition: ServiceDefinition = {
       logger.child({ component: 'cron' }),
     );
     const placer = new Placer(bus, queue, workers, placements, logger.child({ component: 'placer' }));
-    registerScheduleRoutes(api, schedules, orchestrator, () => firer.kick());
+    registerScheduleRoutes(api, schedules, orchestrator, () => firer.kick(), (s) => firer.runNow(s));
     // a deregistered agent would otherwise idle on, heartbeating, never given work again
     const drainWorker = (id: string) => {
       try {

@@ -113,6 +113,45 @@ describe('cron firing', () => {
     expect((await until(() => execution(r[0]!.execution_id!), (e) => e.status === 'completed')).exit_code).toBe(0);
   });
 
+  it('runs a schedule now with POST /run: paused or not, under its overlap_policy, its next firing unchanged', async () => {
+    const s = await post({ job_id: slow, cron: '0 0 1 1 *', timezone: 'Europe/Madrid' });
+    const runNow = async () => {
+      const res = await send(svc.url, 'POST', `/api/v1/schedules/${s.id}/run`);
+      expect(res.status).toBe(202);
+      return (await res.json()) as ScheduleRun;
+    };
+    const first = await runNow();
+    expect(first).toMatchObject({ schedule_id: s.id, outcome: 'fired', manual: true, message: null });
+    await until(() => execution(first.execution_id!), (e) => e.status === 'running');
+    // forbid: the run started by hand is the active run
+    const second = await runNow();
+    expect(second).toMatchObject({ outcome: 'skipped', execution_id: null, message: `previous run ${first.execution_id} is still active (overlap_policy forbid)` });
+    await pause(s.id);
+    await send(svc.url, 'PATCH', `/api/v1/schedules/${s.id}`, { overlap_policy: 'replace' });
+    const third = await runNow();
+    expect(third).toMatchObject({ outcome: 'fired', message: `replaced ${first.execution_id}` });
+    expect((await until(() => execution(first.execution_id!), (e) => e.status === 'cancelled')).status).toBe('cancelled');
+    expect((await runs(s.id)).map((r) => r.id)).toEqual([third.id, second.id, first.id]);
+    const after = await schedule(s.id);
+    expect(after).toMatchObject({ status: 'paused', next_run_at: null, last_run_at: third.scheduled_at });
+    await send(svc.url, 'PATCH', `/api/v1/schedules/${s.id}`, { enabled: true });
+    expect((await schedule(s.id)).next_run_at).toBe(s.next_run_at);
+    await send(workerManager.url, 'POST', `/api/v1/executions/${third.execution_id}/cancel`);
+    await send(svc.url, 'DELETE', `/api/v1/schedules/${s.id}`);
+    expect((await send(svc.url, 'POST', `/api/v1/schedules/${s.id}/run`)).status).toBe(404);
+  });
+
+  it('a run asked for on the second of a cron firing does not take that firing\'s place', async () => {
+    const s = await post({ job_id: quick, cron: '*/1 * * * * *', overlap_policy: 'allow' });
+    const [latest] = await until(() => runs(s.id), (r) => r.some((x) => x.outcome === 'fired'));
+    // a manual firing recorded at the very second the schedule fires next
+    const next = new Date(Date.parse(latest!.scheduled_at) + 3000);
+    await svc.ctx.db.query(`INSERT INTO schedule_runs (id, schedule_id, scheduled_at, outcome, manual) VALUES (gen_random_uuid(), $1, $2, 'fired', true)`, [s.id, next]);
+    const both = await until(() => runs(s.id), (r) => r.filter((x) => x.scheduled_at === next.toISOString() && x.outcome === 'fired').length === 2);
+    await pause(s.id);
+    expect(both.filter((x) => x.scheduled_at === next.toISOString()).map((x) => x.manual).sort()).toEqual([false, true]);
+  });
+
   it('forbid skips while the previous run is active; replace cancels it', async () => {
     const s = await post({ job_id: slow, cron: '*/1 * * * * *' });
     const r = (await until(() => runs(s.id), (x) => settled(x) && x.length >= 2)).reverse();

@@ -35,7 +35,10 @@ function assertFuture(runAt: Date, now = new Date()): void {
     throw new BadRequestError('run_at is in the past', [{ path: 'run_at', message: `${runAt.toISOString()} is in the past` }]);
 }
 
-export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestrator: ServiceClient, onChange: () => void): void {
+/** Fires a schedule now; the id of the firing it recorded. */
+export type RunNow = (s: { id: string; job_id: string | null; pipeline_id: string | null; overlap_policy: Schedule['overlap_policy'] }) => Promise<string>;
+
+export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestrator: ServiceClient, onChange: () => void, runNow: RunNow): void {
   const create = async (body: z.output<typeof ScheduleCreate>) => {
     const v: ScheduleValues = {
       name: body.name ?? null,
@@ -161,6 +164,26 @@ export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestra
       if (!(await store.delete(params.id))) throw new NotFoundError('schedule', params.id);
       onChange();
       res.status(204).end();
+    },
+  );
+
+  api.route(
+    {
+      method: 'post',
+      path: '/api/v1/schedules/:id/run',
+      tag: TAG,
+      summary: 'Fire a schedule now, paused or completed too, under its overlap_policy; its next_run_at stays',
+      params: IdParams,
+      responses: {
+        202: { description: 'the firing: fired (its execution_id or pipeline_run_id), skipped or failed, and why', schema: ScheduleRun },
+        404: { description: 'no such schedule' },
+      },
+    },
+    async ({ params }, _req, res) => {
+      const s = await store.values(params.id);
+      if (!s) throw new NotFoundError('schedule', params.id);
+      const runId = await runNow({ id: params.id, job_id: s.job_id, pipeline_id: s.pipeline_id, overlap_policy: s.overlap_policy });
+      res.status(202).json(await store.run(runId));
     },
   );
 

@@ -49,6 +49,7 @@ interface RunRow {
   pipeline_run_id: string | null;
   outcome: ScheduleRun['outcome'];
   message: string | null;
+  manual: boolean;
 }
 
 function toRun(r: RunRow): ScheduleRun {
@@ -61,6 +62,7 @@ function toRun(r: RunRow): ScheduleRun {
     pipeline_run_id: r.pipeline_run_id,
     outcome: r.outcome,
     message: r.message,
+    manual: r.manual,
   };
 }
 
@@ -200,10 +202,30 @@ export class ScheduleStore {
   async claimRun(scheduleId: string, scheduledAt: Date): Promise<string | null> {
     const { rows } = await this.db.query<{ id: string }>(
       `INSERT INTO schedule_runs (id, schedule_id, scheduled_at, fired_at) VALUES ($1, $2, $3, clock_timestamp())
-       ON CONFLICT (schedule_id, scheduled_at) DO NOTHING RETURNING id`,
+       ON CONFLICT (schedule_id, scheduled_at) WHERE NOT manual DO NOTHING RETURNING id`,
       [newId(), scheduleId, scheduledAt],
     );
     return rows[0]?.id ?? null;
+  }
+
+  /** Records a firing asked for now (it is the schedule's last run); its time is its own, never a cron firing's. */
+  async claimManualRun(scheduleId: string): Promise<{ id: string; scheduled_at: Date }> {
+    const { rows } = await this.db.query<{ id: string; scheduled_at: Date }>(
+      `WITH run AS (
+         INSERT INTO schedule_runs (id, schedule_id, scheduled_at, fired_at, manual)
+         VALUES ($1, $2, clock_timestamp(), clock_timestamp(), true) RETURNING id, schedule_id, scheduled_at
+       ), touched AS (
+         UPDATE schedules s SET last_run_at = greatest(s.last_run_at, run.scheduled_at), updated_at = now() FROM run WHERE s.id = run.schedule_id
+       )
+       SELECT id, scheduled_at FROM run`,
+      [newId(), scheduleId],
+    );
+    return rows[0]!;
+  }
+
+  async run(runId: string): Promise<ScheduleRun | null> {
+    const { rows } = await this.db.query<RunRow>('SELECT * FROM schedule_runs WHERE id = $1', [runId]);
+    return rows[0] ? toRun(rows[0]) : null;
   }
 
   /**
