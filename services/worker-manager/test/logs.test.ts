@@ -4,6 +4,7 @@ import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platfor
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
+import { insertLines } from '../src/store/logs.js';
 import { consumedUpTo, lines, logEvents, openSse, publishLines, publishStatus, until } from './helpers.js';
 
 let env: TestEnv;
@@ -84,6 +85,54 @@ describe('ingest contract: logs API', () => {
     expect(text.headers.get('content-type')).toContain('text/plain');
     expect(await text.text()).toBe('ok 18\nok 19\nError 20\n');
   });
+
+  it('pages through thousands of lines: since_seq, tail and limit across pages', async () => {
+    const id = await newExecution();
+    await insertLines(svc.ctx.db, lines(1, 2500).map((l) => ({ ...l, execution_id: id })));
+    const q = async (qs: string) => (await (await get(`/api/v1/executions/${id}/logs?${qs}`)).json()) as { lines: LogLine[]; next_seq: number };
+    let r = await q('');
+    expect(seqs(r.lines)).toEqual(range(1, 2500));
+    expect(r.lines[2499]).toMatchObject({ seq: 2500, stream: 'stdout', line: 'line 2500' });
+    r = await q('tail=2200');
+    expect(seqs(r.lines)).toEqual(range(301, 2500));
+    r = await q('tail=2200&limit=1500&since_seq=100');
+    expect(seqs(r.lines)).toEqual(range(1001, 2500));
+    r = await q('limit=1500&since_seq=100');
+    expect(seqs(r.lines)).toEqual(range(101, 1600));
+    expect(r.next_seq).toBe(1600);
+    r = await q(`grep=${encodeURIComponent('00$')}&grep_regex=true&tail=22`);
+    expect(seqs(r.lines)).toEqual(range(4, 25).map((n) => n * 100));
+    const text = await (await get(`/api/v1/executions/${id}/logs?since_seq=2497`, { accept: 'text/plain' })).text();
+    expect(text).toBe('line 2498\nline 2499\nline 2500\n');
+  });
+
+  it('answers lines whose JSON is larger than a string can be (1,400 lines of 64 KiB control characters)', async () => {
+    const id = await newExecution();
+    const filler = '\u0001'.repeat(64 * 1024 - 10);
+    for (let from = 1; from <= 1400; from += 100) {
+      await insertLines(svc.ctx.db, lines(from, from + 99, 'stdout', (n) => `${n}:${filler}`).map((l) => ({ ...l, execution_id: id })));
+    }
+    const res = await get(`/api/v1/executions/${id}/logs`);
+    expect(res.status).toBe(200);
+    // each \u0001 is 6 characters of JSON: 550 MiB, read a piece at a time
+    const found: number[] = [];
+    let size = 0;
+    let carry = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body!) {
+      size += chunk.length;
+      const text = carry + decoder.decode(chunk, { stream: true });
+      let matched = 0;
+      for (const m of text.matchAll(/"line":"(\d+):/g)) {
+        found.push(Number(m[1]));
+        matched = m.index + m[0].length;
+      }
+      carry = text.slice(Math.max(matched, text.length - 30)); // a match cut in two, and the end
+    }
+    expect(size).toBeGreaterThan(2 ** 29);
+    expect(found).toEqual(range(1, 1400));
+    expect(carry.endsWith('}],"next_seq":1400}')).toBe(true);
+  }, 120_000);
 
   it('stores redelivered and out-of-order batches once, in seq order', async () => {
     const id = await newExecution();

@@ -1,5 +1,6 @@
 // Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
 // the status event streams.
+import type { Response } from 'express';
 import { BadRequestError, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, z } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
@@ -9,6 +10,8 @@ import * as executions from '../store/executions.js';
 import { maxStoredSeq, readLines } from '../store/logs.js';
 
 const tag = 'Logs';
+/** Size of the pieces a logs answer is sent in. */
+const CHUNK_CHARS = 256 * 1024;
 const SSE = { description: 'text/event-stream', schema: z.string(), contentType: 'text/event-stream' };
 
 export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: EventHub, metrics: WmMetrics): void {
@@ -37,20 +40,37 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     },
     async ({ params, query }, req, res) => {
       await find(params.id);
-      let lines;
+      const pages = readLines(db, params.id, query);
+      let first;
       try {
-        lines = await readLines(db, params.id, query);
+        first = await pages.next();
       } catch (err) {
         if ((err as { code?: string }).code === '2201B')
           throw new BadRequestError('grep is not a valid regular expression', [{ path: 'grep', message: (err as Error).message }]);
         throw err;
       }
-      if (req.accepts(['application/json', 'text/plain']) === 'text/plain') {
-        res.type('text/plain; charset=utf-8').send(lines.map((l) => `${l.line}\n`).join(''));
-        return;
+      // written a page at a time, each line on its own: the whole answer as one string could pass
+      // V8's limit on a string's length (a 500), and held far more memory than the lines
+      const text = req.accepts(['application/json', 'text/plain']) === 'text/plain';
+      const out = new BodyWriter(res.status(200).type(text ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8'));
+      let next = query.since_seq ?? 0;
+      let count = 0;
+      try {
+        if (!text) await out.write(`{"execution_id":${JSON.stringify(params.id)},"lines":[`);
+        for (let page = first; !page.done; page = await pages.next()) {
+          for (const l of page.value) {
+            if (!(await out.write(text ? `${l.line}\n` : `${count++ ? ',' : ''}${JSON.stringify(l)}`))) return;
+            next = l.seq;
+          }
+        }
+        if (!text) await out.write(`],"next_seq":${next}}`);
+        await out.end();
+      } catch (err) {
+        res.destroy(); // what was sent is not the whole answer: the client must not take it for one
+        throw err;
+      } finally {
+        await pages.return(undefined);
       }
-      const next = lines.length ? lines[lines.length - 1]!.seq : (query.since_seq ?? 0);
-      res.json({ execution_id: params.id, lines, next_seq: next });
     },
   );
 
@@ -160,4 +180,40 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       conn.onClose(off);
     },
   );
+}
+
+/** Writes a response body in pieces of about CHUNK_CHARS, waiting while the client is behind. */
+class BodyWriter {
+  private buf = '';
+
+  constructor(private readonly res: Response) {}
+
+  /** False once the client is gone: nothing more is worth reading. */
+  async write(text: string): Promise<boolean> {
+    this.buf += text;
+    return this.buf.length < CHUNK_CHARS || this.flush();
+  }
+
+  async end(): Promise<void> {
+    if (await this.flush()) this.res.end();
+  }
+
+  private async flush(): Promise<boolean> {
+    const res = this.res;
+    const chunk = this.buf;
+    this.buf = '';
+    if (res.destroyed) return false;
+    if (!res.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+    return !res.destroyed;
+  }
 }

@@ -56,28 +56,49 @@ export interface LogFilter {
   limit: number;
 }
 
-export async function readLines(db: Pool, executionId: string, f: LogFilter): Promise<LogLine[]> {
-  const where = ['execution_id = $1'];
+/** Rows of the first query (lines run to 64 KiB: 64 MiB at most); later ones take about
+ *  PAGE_CHARS of text by the lines seen so far, within MAX_PAGE_LINES. */
+const FIRST_PAGE_LINES = 1000;
+const PAGE_CHARS = 8 * 1024 * 1024;
+const MAX_PAGE_LINES = 10_000;
+
+/**
+ * The lines the filter selects, in seq order, a page at a time: never the whole answer in memory
+ * (10,000 lines of 64 KiB made one JSON string past V8's limit, a 500). With `tail`, the last
+ * min(tail, limit) lines; else the first `limit`.
+ */
+export async function* readLines(db: Pool, executionId: string, f: LogFilter): AsyncGenerator<LogLine[]> {
+  const where = ['execution_id = $1', 'seq > $2'];
   const args: unknown[] = [executionId];
-  if (f.since_seq !== undefined) where.push(`seq > $${args.push(f.since_seq)}`);
-  if (f.stream) where.push(`stream = $${args.push(STREAM_CODE[f.stream])}`);
+  if (f.stream) where.push(`stream = $${args.push(STREAM_CODE[f.stream]) + 1}`);
   if (f.grep !== undefined && f.grep !== '') {
-    where.push(f.grep_regex ? `line ~ $${args.push(f.grep)}` : `strpos(line, $${args.push(f.grep)}) > 0`);
+    where.push(f.grep_regex ? `line ~ $${args.push(f.grep) + 1}` : `strpos(line, $${args.push(f.grep) + 1}) > 0`);
   }
   const w = where.join(' AND ');
+  const query = (after: number, tail: string, n: number) => {
+    const [id, ...rest] = args;
+    return db.query<LogRow>(`SELECT seq, stream, line, ts FROM log_lines WHERE ${w} ${tail} LIMIT $${args.length + 2}`, [id, after, ...rest, n]);
+  };
+  let after = f.since_seq ?? -1;
+  let left = f.tail === undefined ? f.limit : Math.min(f.tail, f.limit);
+  if (left <= 0) return;
   if (f.tail !== undefined) {
-    const n = Math.min(f.tail, f.limit);
-    const { rows } = await db.query<LogRow>(
-      `SELECT * FROM (SELECT seq, stream, line, ts FROM log_lines WHERE ${w} ORDER BY seq DESC LIMIT $${args.length + 1}) t ORDER BY seq`,
-      [...args, n],
-    );
-    return rows.map(toLogLine);
+    // where the last `left` lines start: the left-th line from the end
+    const { rows } = await query(after, `ORDER BY seq DESC OFFSET ${left - 1}`, 1);
+    if (rows[0]) after = rows[0].seq - 1;
   }
-  const { rows } = await db.query<LogRow>(
-    `SELECT seq, stream, line, ts FROM log_lines WHERE ${w} ORDER BY seq LIMIT $${args.length + 1}`,
-    [...args, f.limit],
-  );
-  return rows.map(toLogLine);
+  let pageLines = FIRST_PAGE_LINES;
+  while (left > 0) {
+    const n = Math.min(pageLines, left);
+    const { rows } = await query(after, 'ORDER BY seq', n);
+    if (rows.length) yield rows.map(toLogLine);
+    if (rows.length < n) return;
+    left -= n;
+    after = rows[rows.length - 1]!.seq;
+    // few queries for short lines: each may cost a sort of every line after `after` (stale statistics)
+    const chars = rows.reduce((sum, r) => sum + r.line.length, 0);
+    pageLines = Math.max(1, Math.min(MAX_PAGE_LINES, Math.floor(PAGE_CHARS / Math.max(1, chars / rows.length))));
+  }
 }
 
 /** Lines after `afterSeq` in seq order, a page at a time (SSE history). */
@@ -85,15 +106,6 @@ export async function readPage(db: Pool, executionId: string, afterSeq: number, 
   const { rows } = await db.query<LogRow>(
     'SELECT seq, stream, line, ts FROM log_lines WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
     [executionId, afterSeq, limit],
-  );
-  return rows.map(toLogLine);
-}
-
-export async function readTail(db: Pool, executionId: string, n: number): Promise<LogLine[]> {
-  if (n <= 0) return [];
-  const { rows } = await db.query<LogRow>(
-    'SELECT * FROM (SELECT seq, stream, line, ts FROM log_lines WHERE execution_id = $1 ORDER BY seq DESC LIMIT $2) t ORDER BY seq',
-    [executionId, n],
   );
   return rows.map(toLogLine);
 }
