@@ -145,7 +145,7 @@ export const definition: ServiceDefinition = {
      * down) or a crash in between leaves them placed on an offline worker, where `republishLost` finds
      * them again; the msgID makes a second publish of the same `lost` harmless.
      */
-    const publishLost = async (lost: PlacedEntry[], why: (workerId: string) => string) => {
+    const publishLost = async <E extends PlacedEntry>(lost: E[], why: (e: E) => string) => {
       for (const e of lost) {
         const now = new Date().toISOString();
         const event: ExecutionStatusEvent = {
@@ -153,7 +153,7 @@ export const definition: ServiceDefinition = {
           job_id: e.job_id,
           worker_id: e.worker_id,
           status: 'lost',
-          message: why(e.worker_id),
+          message: why(e),
           finished_at: now,
           timestamp: now,
         };
@@ -163,20 +163,26 @@ export const definition: ServiceDefinition = {
     };
     const workerGone = async (workerId: string, why: string) => {
       placer.kick(); // no more placing on it from what the last round saw
-      const lost = await queue.placedOnGone(workerId);
+      const lost = await queue.placedOn(workerId);
       await publishLost(lost, () => why);
       if (lost.length) logger.warn({ worker_id: workerId, executions: lost.map((e) => e.execution_id) }, 'executions lost with their worker');
     };
     const republishLost = async () => {
-      const lost = await queue.placedOnGone();
-      await publishLost(lost, (w) => `worker ${w} went offline`);
-      if (lost.length) logger.warn({ executions: lost.map((e) => e.execution_id) }, 'lost executions of offline workers published late');
+      const lost = await queue.placedOnGone(listening() ? config.heartbeatTimeoutMs : null);
+      await publishLost(lost, (e) =>
+        e.worker_status === 'stopped'
+          ? `worker ${e.worker_id} was deregistered and sent no heartbeat for ${config.heartbeatTimeoutMs} ms`
+          : `worker ${e.worker_id} went offline`,
+      );
+      if (lost.length) logger.warn({ executions: lost.map((e) => e.execution_id) }, 'lost executions of workers gone (offline, or deregistered and silent) published');
     };
     // Silence is measured from this start at the earliest: heartbeats sent while no scheduler was
     // listening were not recorded, and a worker gets one whole time-out to be heard again.
     let startedAt = Infinity;
+    /** Listened for one whole time-out: silence now says a worker is gone. */
+    const listening = () => performance.now() - startedAt >= config.heartbeatTimeoutMs;
     const expireWorkers = async () => {
-      if (performance.now() - startedAt < config.heartbeatTimeoutMs) return;
+      if (!listening()) return;
       const gone = await workers.expire(config.heartbeatTimeoutMs);
       for (const id of gone) {
         logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
@@ -226,7 +232,7 @@ export const definition: ServiceDefinition = {
         firer.kick();
         startedAt = performance.now();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
-        every(SAFETY_TICK_MS, republishLost, 'publishing the lost executions of offline workers');
+        every(SAFETY_TICK_MS, republishLost, 'publishing the lost executions of workers gone');
         // checked often (a cheap indexed UPDATE) so that offline follows the time-out closely, not up to timeout/2 later
         every(Math.max(50, Math.min(200, Math.floor(config.heartbeatTimeoutMs / 10))), expireWorkers, 'heartbeat time-out check');
       },

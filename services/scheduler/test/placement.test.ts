@@ -409,6 +409,31 @@ describe('placement', () => {
     expect(spare.ids()).toEqual([b]);
   });
 
+  it('a deregistered worker that falls silent while it drains loses what it ran; one still beating keeps it', async () => {
+    const timeoutMs = svc.ctx.config.heartbeatTimeoutMs;
+    const silent = await fakeWorker({ t: 'drain-silent' });
+    const beating = await fakeWorker({ t: 'drain-beating' });
+    const a = await enqueue({ labels: { t: 'drain-silent' } });
+    const b = await enqueue({ labels: { t: 'drain-beating' } });
+    await recorded(silent);
+    await recorded(beating);
+    const beat = () => fetch(`${svc.url}/api/v1/workers/${beating.id}/heartbeat`, { method: 'POST' });
+    const timer = setInterval(() => void beat(), 100);
+    try {
+      for (const w of [silent, beating]) expect((await fetch(`${svc.url}/api/v1/workers/${w.id}`, { method: 'DELETE' })).status).toBe(200);
+      const lost = await until(() => statuses.filter((e) => e.execution_id === a && e.status === 'lost'), (l) => l.length > 0, timeoutMs + 5000);
+      expect(lost[0]).toMatchObject({ worker_id: silent.id, message: `worker ${silent.id} was deregistered and sent no heartbeat for ${timeoutMs} ms` });
+      expect(await getWorker(silent.id)).toMatchObject({ status: 'stopped', running_executions: [] });
+      expect(statuses.filter((e) => e.execution_id === b && e.status === 'lost')).toEqual([]);
+      expect(await getWorker(beating.id)).toMatchObject({ status: 'stopped', running_executions: [b] });
+    } finally {
+      clearInterval(timer);
+      silent.stop();
+      beating.stop();
+    }
+    await finish(b, beating.id);
+  });
+
   it('places a queued execution on an idle worker when it arrives, not on the next safety tick', async () => {
     const w = await fakeWorker({ t: 'fast' }, { slots: 1000, cpu_cores: 1000, memory_bytes: 2 ** 45 });
     const times: number[] = [];

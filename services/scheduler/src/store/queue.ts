@@ -196,15 +196,26 @@ export class QueueStore {
     return new Set(rows.map((r) => r.execution_id));
   }
 
-  /** What is placed on the worker (claimed or assigned), or, without a worker, on every offline
-   *  worker: executions whose `lost` is due. */
-  async placedOnGone(workerId?: string): Promise<PlacedEntry[]> {
+  /** What is placed on the worker (claimed or assigned): executions whose `lost` is due. */
+  async placedOn(workerId: string): Promise<PlacedEntry[]> {
     const { rows } = await this.db.query<PlacedEntry>(
-      workerId
-        ? `SELECT execution_id, job_id, worker_id FROM queue WHERE worker_id = $1 AND state IN ('assigning', 'assigned')`
-        : `SELECT q.execution_id, q.job_id, q.worker_id FROM queue q JOIN workers w ON w.id = q.worker_id
-           WHERE q.state IN ('assigning', 'assigned') AND w.status = 'offline'`,
-      workerId ? [workerId] : [],
+      `SELECT execution_id, job_id, worker_id FROM queue WHERE worker_id = $1 AND state IN ('assigning', 'assigned')`,
+      [workerId],
+    );
+    return rows;
+  }
+
+  /**
+   * What is placed on a worker that is gone: offline, or, with `silentMs`, stopped (deregistered,
+   * so the time-out never takes it offline) and silent that long, as one that dies while it drains.
+   */
+  async placedOnGone(silentMs: number | null): Promise<(PlacedEntry & { worker_status: string })[]> {
+    const { rows } = await this.db.query<PlacedEntry & { worker_status: string }>(
+      `SELECT q.execution_id, q.job_id, q.worker_id, w.status AS worker_status FROM queue q JOIN workers w ON w.id = q.worker_id
+       WHERE q.state IN ('assigning', 'assigned')
+         AND (w.status = 'offline' OR (w.status = 'stopped' AND $1::float8 IS NOT NULL
+              AND coalesce(w.last_heartbeat_at, w.registered_at) < now() - make_interval(secs => $1::float8 / 1000)))`,
+      [silentMs],
     );
     return rows;
   }
