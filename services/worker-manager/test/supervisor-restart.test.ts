@@ -7,13 +7,14 @@
 // worker-manager runs as a real process here (services/worker-manager/dist/main.js) so it can be
 // killed with SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
+import { agentLogPath } from '../src/workers/agent-log.js';
 import { call, executeOn, finishedOn, getExecutionOn, until } from './helpers.js';
 
 const WM_MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -228,5 +229,17 @@ describe('an adopted agent whose output pipe would have no reader', () => {
     expect([200, 202]).toContain(res.status);
     await until(async () => (await workerRow(w.id)).status === 'stopped', 10_000, 'the record to say stopped');
     expect((await logged()).some((l) => l.includes('worker stopped'))).toBe(true);
+    expect(existsSync(agentLogPath(w.id))).toBe(false);
+  }, 60_000);
+
+  it('one that died while no worker-manager ran is recorded exited, and its log file removed', async () => {
+    const w = await startWorker('dies-unwatched');
+    expect(existsSync(agentLogPath(w.id))).toBe(true);
+    await killWm();
+    process.kill(w.pid, 'SIGKILL');
+    await until(async () => processGone(w.pid), 5000, 'the agent to die');
+    await startWm();
+    expect(await workerRow(w.id)).toMatchObject({ status: 'exited' });
+    expect(existsSync(agentLogPath(w.id))).toBe(false);
   }, 60_000);
 });

@@ -68,6 +68,7 @@ export class Supervisor {
         continue;
       }
       await store.markWorkerGone(this.ctx.db, w.id, { status: 'exited', exit_code: null, signal: null });
+      removeAgentLog(w.id);
       this.ctx.logger.info({ worker_id: w.id, pid: w.pid }, 'worker of a previous run is gone');
     }
   }
