@@ -1,10 +1,11 @@
 // `hodei executions list|show|cancel`.
+// Options and help only: what the command does is in actions/executions.ts, loaded when it runs.
 import { Command, Option } from 'commander';
-import { Execution, ExecutionStatus } from '@hodei/types';
-import { context } from '../context.js';
-import { labelsText, statusText, when } from '../output.js';
-import { formatBytes, formatDuration, parseInteger } from '../parse.js';
-import { resolveExecution, resolveJob, resolveWorker } from '../resources.js';
+import { parseInteger } from '../parse.js';
+import { EXECUTION_STATUSES } from '../choices.js';
+import { lazy } from '../lazy.js';
+
+const load = () => import('../actions/executions.js');
 
 export function registerExecutions(program: Command): void {
   const ex = program.command('executions').alias('exec').summary('list, show and cancel executions');
@@ -13,81 +14,19 @@ export function registerExecutions(program: Command): void {
     .alias('ls')
     .summary('executions, newest first')
     .option('--job <id>', 'only executions of this job')
-    .addOption(new Option('--status <status>', 'only this status').choices(ExecutionStatus.options))
+    .addOption(new Option('--status <status>', 'only this status').choices(EXECUTION_STATUSES))
     .option('--worker <id>', 'only executions on this worker')
     .option('--limit <n>', 'at most N', parseInteger(1, 1000), 50)
     .option('--offset <n>', 'skip N executions', parseInteger(0, Number.MAX_SAFE_INTEGER))
-    .action(async (f: { job?: string; status?: string; worker?: string; limit: number; offset?: number }, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const job_id = f.job ? await resolveJob(client, f.job) : undefined;
-      const worker_id = f.worker ? await resolveWorker(client, f.worker) : undefined;
-      const { items, total } = await client.list('worker-manager', '/api/v1/executions', Execution, { job_id, worker_id, status: f.status, limit: f.limit, offset: f.offset });
-      if (out.json) return out.printJson(items);
-      out.table(
-        ['ID', 'NAME', 'STATUS', 'EXIT', 'ATTEMPT', 'STARTED', 'DURATION', 'LINES'],
-        items.map((e) => [
-          e.id,
-          e.name,
-          statusText(out.out, e.status),
-          e.exit_code === null ? '-' : String(e.exit_code),
-          String(e.attempt),
-          when(e.started_at),
-          formatDuration(e.duration_ms),
-          String(e.log_lines),
-        ]),
-        'no executions',
-      );
-      if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} executions (use --limit / --offset for more)`));
-    });
+    .action(lazy(load, 'list'));
 
   ex.command('show')
     .summary('one execution')
     .argument('<id>', 'execution id or unique prefix (4+ chars)')
-    .action(async (id: string, _f: unknown, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const e = await client.get('worker-manager', `/api/v1/executions/${await resolveExecution(client, id)}`, Execution);
-      if (out.json) return out.printJson(e);
-      const pairs: [string, string][] = [
-        ['id', e.id],
-        ['name', e.name],
-        ['job', e.job_id ?? '-'],
-        ['status', statusText(out.out, e.status)],
-        ['exit code', e.exit_code === null ? '-' : String(e.exit_code)],
-      ];
-      if (e.signal) pairs.push(['signal', e.signal]);
-      if (e.message) pairs.push(['message', e.message]);
-      if (e.waiting) pairs.push(['waiting', e.waiting]);
-      if (e.progress)
-        pairs.push([
-          'progress',
-          `${e.progress.percent === null ? '?' : e.progress.percent.toFixed(0)}%` +
-            (e.progress.current !== null && e.progress.total !== null ? ` ${e.progress.current}/${e.progress.total}` : '') +
-            (e.progress.message ? ` ${e.progress.message}` : ''),
-        ]);
-      pairs.push(
-        ['worker', e.worker_id ?? '-'],
-        ['attempt', String(e.attempt) + (e.retry_of ? ` (retry of ${e.retry_of})` : '')],
-        ['priority', String(e.priority)],
-        ['command', e.spec.command ?? (e.spec.script ? `script (${e.spec.script.split('\n').length} lines)` : '-')],
-        ['resources', `${e.spec.resources.cpu_cores} cpu, ${formatBytes(e.spec.resources.memory_bytes)}`],
-        ['labels', labelsText(e.spec.labels)],
-        ['created', when(e.created_at)],
-        ['started', when(e.started_at)],
-        ['finished', when(e.finished_at)],
-        ['duration', formatDuration(e.duration_ms)],
-        ['log lines', String(e.log_lines)],
-      );
-      out.fields(pairs);
-    });
+    .action(lazy(load, 'show'));
 
   ex.command('cancel')
     .summary('cancel one queued or running execution (also one without a job, from POST /api/v1/execute)')
     .argument('<id>', 'execution id or unique prefix (4+ chars)')
-    .action(async (id: string, _f: unknown, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const executionId = await resolveExecution(client, id);
-      const e = await client.send('worker-manager', 'POST', `/api/v1/executions/${executionId}/cancel`, Execution);
-      if (out.json) return out.printJson(e);
-      out.line(`cancel requested for execution ${executionId}`);
-    });
+    .action(lazy(load, 'cancel'));
 }

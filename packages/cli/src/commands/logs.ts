@@ -1,33 +1,10 @@
 // `hodei logs`: an execution's (or a job's latest execution's) output, past or live.
+// Options and help only: what the command does is in actions/logs.ts, loaded when it runs.
 import { Command, Option } from 'commander';
-import { LogsResponse, type LogLine } from '@hodei/types';
-import { context } from '../context.js';
-import { CliError } from '../errors.js';
-import { followLogs } from '../follow.js';
-import { statusText } from '../output.js';
-import { formatDuration, parseInteger } from '../parse.js';
-import { LogPrinter } from '../printer.js';
-import { resolveExecutionOrJob } from '../resources.js';
+import { parseInteger } from '../parse.js';
+import { lazy } from '../lazy.js';
 
-interface LogsFlags {
-  follow?: boolean;
-  tail?: number;
-  sinceSeq?: number;
-  stream?: 'stdout' | 'stderr';
-  grep?: string;
-  timestamps: boolean;
-  raw?: boolean;
-}
-
-function matcher(pattern: string | undefined): (line: string) => boolean {
-  if (!pattern) return () => true;
-  try {
-    const re = new RegExp(pattern);
-    return (l) => re.test(l);
-  } catch (err) {
-    throw new CliError(`--grep: ${(err as Error).message}`);
-  }
-}
+const load = () => import('../actions/logs.js');
 
 export function registerLogs(program: Command): void {
   program
@@ -41,52 +18,5 @@ export function registerLogs(program: Command): void {
     .option('--grep <pattern>', 'only lines matching this regular expression')
     .option('--no-timestamps', 'no timestamps in front of lines')
     .option('--raw', 'print only the lines themselves')
-    .action(async (id: string, flags: LogsFlags, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const { executionId } = await resolveExecutionOrJob(client, id);
-      const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar: null });
-      const emit = (l: LogLine) => (out.json ? out.line(JSON.stringify(l)) : printer.print(l));
-
-      const grep = matcher(flags.grep);
-      if (flags.follow) {
-        const done = await followLogs(client, {
-          executionId,
-          sinceSeq: flags.sinceSeq,
-          tail: flags.tail,
-          onLine: (l) => {
-            if (flags.stream && l.stream !== flags.stream) return;
-            if (!grep(l.line)) return;
-            emit(l);
-          },
-          onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
-        });
-        if (!out.json)
-          out.note(
-            out.err('gray', '── ') +
-              `${statusText(out.err, done.status)}${done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : ''}` +
-              (done.duration_ms !== null && done.duration_ms !== undefined ? ` in ${formatDuration(done.duration_ms)}` : ''),
-          );
-        return;
-      }
-
-      const lines: LogLine[] = [];
-      let since = flags.sinceSeq;
-      const limit = 10_000;
-      for (;;) {
-        const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, {
-          since_seq: since,
-          tail: flags.tail,
-          stream: flags.stream,
-          grep: flags.grep,
-          grep_regex: flags.grep === undefined ? undefined : 'true',
-          limit,
-        });
-        lines.push(...page.lines);
-        if (flags.tail !== undefined || page.lines.length < limit) break;
-        // since_seq is exclusive: continue after the last line of this page
-        since = page.lines[page.lines.length - 1]?.seq ?? since;
-      }
-      if (out.json) out.printJson({ execution_id: executionId, lines });
-      else for (const l of lines) printer.print(l);
-    });
+    .action(lazy(load, 'logs'));
 }

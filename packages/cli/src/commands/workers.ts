@@ -1,10 +1,10 @@
 // `hodei workers …`: worker processes started and stopped by the worker-manager.
+// Options and help only: what the command does is in actions/workers.ts, loaded when it runs.
 import { Command } from 'commander';
-import { ManagedWorker, WorkerStatusView } from '@hodei/types';
-import { context } from '../context.js';
-import { labelsText, statusText, when } from '../output.js';
-import { collectPair, formatBytes, formatDuration, parseInteger, parsePositiveNumber, parseSizeBytes } from '../parse.js';
-import { resolveWorker } from '../resources.js';
+import { collectPair, parseInteger, parsePositiveNumber, parseSizeBytes } from '../parse.js';
+import { lazy } from '../lazy.js';
+
+const load = () => import('../actions/workers.js');
 
 export function registerWorkers(program: Command): void {
   const workers = program.command('workers').summary('list, start and stop worker processes');
@@ -15,54 +15,13 @@ export function registerWorkers(program: Command): void {
     .summary('worker processes')
     .option('--status <status>', 'only this status (starting|running|draining|stopped|exited)')
     .option('--limit <n>', 'at most N', parseInteger(1, 1000), 50)
-    .action(async (f: { status?: string; limit: number }, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const { items } = await client.list('worker-manager', '/api/v1/workers', ManagedWorker, { status: f.status, limit: f.limit });
-      if (out.json) return out.printJson(items);
-      out.table(
-        ['ID', 'NAME', 'STATUS', 'PID', 'SLOTS', 'CPU', 'MEMORY', 'LABELS', 'STARTED'],
-        items.map((w) => [
-          w.id,
-          w.name ?? '-',
-          statusText(out.out, w.status),
-          w.pid === null ? '-' : String(w.pid),
-          String(w.capacity.slots),
-          String(w.capacity.cpu_cores),
-          formatBytes(w.capacity.memory_bytes),
-          labelsText(w.labels),
-          when(w.started_at),
-        ]),
-        'no workers',
-      );
-    });
+    .action(lazy(load, 'list'));
 
   workers
     .command('show')
     .summary('a worker process and what it runs')
     .argument('<id>', 'worker id, unique prefix (4+ chars) or name')
-    .action(async (id: string, _f: unknown, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const wid = await resolveWorker(client, id);
-      const [w, s] = await Promise.all([
-        client.get('worker-manager', `/api/v1/workers/${wid}`, ManagedWorker),
-        client.get('worker-manager', `/api/v1/workers/${wid}/status`, WorkerStatusView),
-      ]);
-      if (out.json) return out.printJson({ ...w, running_executions: s.running_executions, last_heartbeat_at: s.last_heartbeat_at, uptime_seconds: s.uptime_seconds });
-      out.fields([
-        ['id', w.id],
-        ['name', w.name ?? '-'],
-        ['status', statusText(out.out, w.status)],
-        ['pid', w.pid === null ? '-' : String(w.pid)],
-        ['host', w.host ?? '-'],
-        ['capacity', `${w.capacity.slots} slots, ${w.capacity.cpu_cores} cpu, ${formatBytes(w.capacity.memory_bytes)}`],
-        ['labels', labelsText(w.labels)],
-        ['running', s.running_executions.join(', ') || 'nothing'],
-        ['heartbeat', when(s.last_heartbeat_at)],
-        ['uptime', formatDuration(s.uptime_seconds * 1000)],
-        ['started', when(w.started_at)],
-        ...(w.stopped_at ? ([['stopped', when(w.stopped_at)]] as [string, string][]) : []),
-      ]);
-    });
+    .action(lazy(load, 'show'));
 
   workers
     .command('start')
@@ -72,33 +31,12 @@ export function registerWorkers(program: Command): void {
     .option('--cpu <cores>', 'CPU cores it offers', parsePositiveNumber)
     .option('--memory <size>', 'memory it offers, e.g. 8GiB', parseSizeBytes)
     .option('-l, --label <key=value>', 'label jobs can select (repeatable)', collectPair)
-    .action(async (f: { name?: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string> }, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const capacity: Record<string, number> = {};
-      if (f.slots !== undefined) capacity.slots = f.slots;
-      if (f.cpu !== undefined) capacity.cpu_cores = f.cpu;
-      if (f.memory !== undefined) capacity.memory_bytes = f.memory;
-      const w = await client.send('worker-manager', 'POST', '/api/v1/workers', ManagedWorker, {
-        type: 'shell',
-        name: f.name,
-        labels: f.label,
-        capacity: Object.keys(capacity).length ? capacity : undefined,
-      });
-      if (out.json) return out.printJson(w);
-      out.line(`worker ${w.id} ${w.status}${w.pid ? ` (pid ${w.pid})` : ''}`);
-    });
+    .action(lazy(load, 'start'));
 
   workers
     .command('stop')
     .summary('stop a worker: drain (finish what runs) then exit; --force kills at once')
     .argument('<id>', 'worker id, unique prefix (4+ chars) or name')
     .option('--force', 'kill it and its running executions now')
-    .action(async (id: string, f: { force?: boolean }, cmd: Command) => {
-      const { client, out } = context(cmd);
-      const wid = await resolveWorker(client, id);
-      const res = await client.request('worker-manager', 'DELETE', `/api/v1/workers/${wid}`, null, { query: { force: f.force ? 'true' : undefined } });
-      if (out.json) return out.printJson(res.data ?? { id: wid });
-      const status = (res.data as { status?: string } | undefined)?.status ?? 'stopping';
-      out.line(`worker ${wid} ${status}`);
-    });
+    .action(lazy(load, 'stop'));
 }

@@ -1,0 +1,170 @@
+// `hodei jobs …`: list, show (and watch), cancel, results, stats, cleanup.
+import { writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { CleanupResult, FINAL_STATUSES, Job, Stats } from '@hodei/types';
+import { context, type Ctx } from '../context.js';
+import { CliError } from '../errors.js';
+import { clock, labelsText, statusText, when, type Output } from '../output.js';
+import { formatBytes, formatDuration } from '../parse.js';
+import { resolveExecutionOrJob, resolveJob } from '../resources.js';
+import { ExecutionRef } from './run.js';
+
+const firstLine = (s: string | null) => (s === null ? '-' : s.split('\n').length > 1 ? `${s.split('\n')[0]} …` : s);
+
+export function jobRow(out: Output, j: Job): string[] {
+  const last = j.last_execution;
+  return [
+    j.id,
+    j.name,
+    statusText(out.out, j.status),
+    String(j.priority),
+    last ? when(last.started_at ?? last.finished_at) : '-',
+    last ? formatDuration(last.duration_ms) : '-',
+    j.tags.join(',') || '-',
+    when(j.created_at),
+  ];
+}
+export const JOB_HEADERS = ['ID', 'NAME', 'STATUS', 'PRIO', 'LAST RUN', 'DURATION', 'TAGS', 'CREATED'];
+
+export function showJob(out: Output, j: Job): void {
+  const last = j.last_execution;
+  const pairs: [string, string][] = [
+    ['id', j.id],
+    ['name', j.name],
+    ['status', statusText(out.out, j.status)],
+  ];
+  if (j.description) pairs.push(['description', j.description]);
+  if (j.pipeline_id) pairs.push(['pipeline', j.pipeline_id]);
+  if (j.command !== null) pairs.push(['command', firstLine(j.command)]);
+  if (j.script !== null) pairs.push(['script', `${firstLine(j.script)} (${j.script.split('\n').length} lines)`]);
+  if (j.args.length) pairs.push(['args', j.args.join(' ')]);
+  if (Object.keys(j.env).length) pairs.push(['env', Object.keys(j.env).join(', ')]);
+  if (j.working_dir) pairs.push(['working dir', j.working_dir]);
+  pairs.push(
+    ['timeout', j.timeout_seconds === null ? 'none' : formatDuration(j.timeout_seconds * 1000)],
+    ['priority', String(j.priority)],
+    [
+      'resources',
+      [j.resources.cpu_cores !== undefined ? `${j.resources.cpu_cores} cpu` : null, j.resources.memory_bytes !== undefined ? formatBytes(j.resources.memory_bytes) : null]
+        .filter(Boolean)
+        .join(', ') || '-',
+    ],
+    ['tags', j.tags.join(', ') || '-'],
+    ['labels', labelsText(j.labels)],
+    ['retries', `${j.max_retries} (backoff ${j.retry_backoff_seconds}s)`],
+  );
+  if (j.depends_on.length) pairs.push(['depends on', j.depends_on.join(', ')]);
+  pairs.push(['created', when(j.created_at)], ['updated', when(j.updated_at)]);
+  if (last) {
+    pairs.push(
+      ['last execution', last.id],
+      ['  status', statusText(out.out, last.status) + (last.exit_code !== null ? ` (exit ${last.exit_code})` : '')],
+      ['  started', when(last.started_at)],
+      ['  duration', formatDuration(last.duration_ms)],
+    );
+  } else pairs.push(['last execution', 'never run']);
+  out.fields(pairs);
+}
+
+/** Print each change of the job's status (polling once a second) until it reaches a final one. */
+async function watchJob(c: Ctx, initial: Job): Promise<void> {
+  const { client, out } = c;
+  let last = `${initial.status}|${initial.last_execution?.id ?? ''}`;
+  let sawActive = !FINAL_STATUSES.includes(initial.status);
+  if (!sawActive && !out.json) out.note(out.err('gray', 'watching for a new run… (Ctrl-C to stop)'));
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const j = await client.get('orchestrator', `/api/v1/jobs/${initial.id}`, Job);
+    const key = `${j.status}|${j.last_execution?.id ?? ''}`;
+    if (key === last) continue;
+    last = key;
+    if (out.json) out.line(JSON.stringify(j));
+    else {
+      const exit = j.last_execution?.exit_code;
+      out.line(`${out.out('gray', clock(new Date()))} ${statusText(out.out, j.status)}${exit !== null && exit !== undefined ? ` (exit ${exit})` : ''}${j.last_execution ? `  execution ${j.last_execution.id}` : ''}`);
+    }
+    if (!FINAL_STATUSES.includes(j.status)) sawActive = true;
+    else if (sawActive) return;
+  }
+}
+
+export const list = async (f: { status?: string; priority?: number; tag?: string; name?: string; pipeline?: string; limit: number; offset?: number }, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const { items, total } = await client.list('orchestrator', '/api/v1/jobs', Job, {
+    status: f.status, priority: f.priority, tag: f.tag, name: f.name, pipeline_id: f.pipeline, limit: f.limit, offset: f.offset,
+  });
+  if (out.json) return out.printJson(items);
+  out.table(JOB_HEADERS, items.map((j) => jobRow(out, j)), 'no jobs');
+  if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} jobs (use --limit / --offset for more)`));
+};
+
+export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => {
+  const c = context(cmd);
+  const jobId = await resolveJob(c.client, id);
+  const job = await c.client.get('orchestrator', `/api/v1/jobs/${jobId}`, Job);
+  if (c.out.json && !f.watch) return c.out.printJson(job);
+  if (c.out.json) c.out.line(JSON.stringify(job));
+  else showJob(c.out, job);
+  if (f.watch) await watchJob(c, job);
+};
+
+export const cancel = async (id: string, _f: unknown, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const jobId = await resolveJob(client, id);
+  const active = await Promise.all(
+    (['queued', 'running'] as const).map((status) => client.list('worker-manager', '/api/v1/executions', ExecutionRef, { job_id: jobId, status, limit: 1 })),
+  );
+  if (active.every((a) => a.items.length === 0)) {
+    const job = await client.get('orchestrator', `/api/v1/jobs/${jobId}`, Job);
+    throw new CliError(`nothing to cancel: job ${jobId} has no queued or running execution (it is ${job.status})`);
+  }
+  const res = await client.send('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null);
+  if (out.json) return out.printJson(res ?? { id: jobId });
+  out.line(`cancel requested for job ${jobId}`);
+};
+
+export const results = async (id: string, f: { output?: string }, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const { executionId } = await resolveExecutionOrJob(client, id);
+  const res = await client.request('worker-manager', 'GET', `/api/v1/executions/${executionId}/result`, null);
+  const text = `${JSON.stringify(res.data, null, 2)}\n`;
+  if (f.output) {
+    await writeFile(f.output, text).catch((err: Error) => {
+      throw new CliError(`cannot write ${f.output}: ${err.message}`);
+    });
+    if (!out.json) out.note(`result of execution ${executionId} written to ${f.output}`);
+    else out.printJson({ execution_id: executionId, file: f.output });
+    return;
+  }
+  process.stdout.write(text);
+};
+
+export const stats = async (_f: unknown, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const s = await client.get('orchestrator', '/api/v1/stats', Stats);
+  if (out.json) return out.printJson(s);
+  out.fields([
+    ['total jobs', String(s.total_jobs)],
+    ['success rate', s.success_rate === null ? '-' : `${(s.success_rate * (s.success_rate <= 1 ? 100 : 1)).toFixed(1)}%`],
+    ['avg duration', formatDuration(s.avg_duration_ms)],
+  ]);
+  out.line();
+  out.table(['STATUS', 'JOBS'], Object.entries(s.by_status).map(([k, v]) => [statusText(out.out, k), String(v)]));
+  out.line();
+  out.table(['PRIORITY', 'JOBS'], Object.entries(s.by_priority).map(([k, v]) => [k, String(v)]));
+  out.line();
+  out.table(['STORAGE', 'ROWS', 'SIZE'], Object.entries(s.storage).map(([k, v]) => [k, String(v.rows), formatBytes(v.bytes)]));
+};
+
+export const cleanup = async (f: { olderThan: number; dryRun?: boolean }, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const days = Math.round((f.olderThan / 86_400) * 1e6) / 1e6;
+  // the orchestrator waits up to 10 minutes for worker-manager to delete large logs
+  const r = (
+    await client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: f.dryRun === true }, timeoutMs: 11 * 60_000 })
+  ).data;
+  if (out.json) return out.printJson(r);
+  const verb = r.dry_run ? 'would delete' : 'deleted';
+  out.line(`${verb} ${r.jobs} job${r.jobs === 1 ? '' : 's'}${r.executions !== null ? ` and ${r.executions} execution${r.executions === 1 ? '' : 's'}` : ''}`);
+  for (const id of r.job_ids) out.line(`  ${id}`);
+};

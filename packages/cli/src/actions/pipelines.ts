@@ -1,0 +1,216 @@
+// `hodei pipelines …` and `hodei apply -f pipeline.yaml`.
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { Job, Pipeline } from '@hodei/types';
+import { context, type Ctx } from '../context.js';
+import { CliError } from '../errors.js';
+import { cancelWhenAbandoned } from '../abandon.js';
+import { exitWhenWritten, statusText, when } from '../output.js';
+import { resolvePipeline } from '../resources.js';
+import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
+
+/** Follows the run with Ctrl-C wired: once cancels the run and keeps following, twice detaches. */
+async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<number> {
+  const { client, out } = c;
+  if (!out.json) out.note(out.err('gray', `pipeline run ${runId} (Ctrl-C cancels it)`));
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      out.note(out.err('yellow', `cancelling pipeline run ${runId}… (Ctrl-C again to detach)`));
+      client
+        .send('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null)
+        .catch((err: Error) => out.note(out.err('red', `could not cancel: ${err.message}`)));
+      return;
+    }
+    out.note(`detached; the run goes on: hodei pipelines follow ${runId}`);
+    exitWhenWritten(130);
+  };
+  process.on('SIGINT', onSigint);
+  const abandoned = cancelWhenAbandoned(out, {
+    what: () => `pipeline run ${runId}`,
+    cancel: () => client.request('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null, { timeoutMs: 5000 }),
+  });
+  try {
+    const run = await followRun(c, runId, { timestamps });
+    if (out.json) out.printJson(run);
+    else printRunSummary(c, run);
+    return abandoned.code ?? runExitCode(run.status);
+  } finally {
+    process.off('SIGINT', onSigint);
+    abandoned.release();
+  }
+}
+
+async function readFileText(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CliError(`cannot read ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  }
+}
+
+interface PipelineFile {
+  name: string;
+  description?: string | null;
+  jobs?: Record<string, unknown>[];
+}
+
+async function parsePipelineFile(file: string, text: string): Promise<PipelineFile> {
+  const { parse: parseYaml } = await import('yaml');
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new CliError(`${file}: ${(err as Error).message.split('\n')[0]?.replace(/:$/, '')}`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new CliError(`${file}: a pipeline file is a YAML mapping (name:, jobs:)`);
+  const d = doc as Record<string, unknown>;
+  if (typeof d.name !== 'string' || !d.name.trim()) throw new CliError(`${file}: the pipeline needs a name`, 1, ['name: required']);
+  if (d.jobs !== undefined && !Array.isArray(d.jobs)) throw new CliError(`${file}: jobs must be a list`, 1, ['jobs: expected a list']);
+  return d as unknown as PipelineFile;
+}
+
+export function showPipeline(c: Ctx, p: Pipeline): void {
+  const { out } = c;
+  out.fields([
+    ['id', p.id],
+    ['name', p.name],
+    ['description', p.description ?? '-'],
+    ['status', statusText(out.out, p.status)],
+    ['created', when(p.created_at)],
+    ['updated', when(p.updated_at)],
+  ]);
+  const jobs = p.jobs ?? [];
+  out.line();
+  const names = new Map(jobs.map((j) => [j.id, j.name]));
+  out.table(
+    ['JOB', 'ID', 'STATUS', 'DEPENDS ON'],
+    jobs.map((j) => [j.name, j.id, statusText(out.out, j.status), j.depends_on.map((d) => names.get(d) ?? d).join(', ') || '-']),
+    'no jobs',
+  );
+}
+
+/** Create the pipeline of a file, or bring the existing one of that name in line with it. */
+async function apply(c: Ctx, file: string): Promise<void> {
+  const { client, out } = c;
+  const text = await readFileText(file);
+  const doc = await parsePipelineFile(file, text);
+  const { items } = await client.list('orchestrator', '/api/v1/pipelines', Pipeline, { name: doc.name, limit: 1000 });
+  const existing = items.find((p) => p.name === doc.name);
+  if (!existing) {
+    const res = await client.request('orchestrator', 'POST', '/api/v1/pipelines', Pipeline, { raw: { text, contentType: 'application/yaml' } });
+    const p = res.data;
+    if (out.json) return out.printJson({ action: 'created', pipeline: p });
+    out.line(`pipeline ${p.name} created: ${p.id} (${p.jobs?.length ?? doc.jobs?.length ?? 0} jobs)`);
+    return;
+  }
+
+  // Update: description, then each inline job by name (create missing ones), then dependencies by id.
+  if (doc.description !== undefined && doc.description !== existing.description)
+    await client.send('orchestrator', 'PATCH', `/api/v1/pipelines/${existing.id}`, Pipeline, { description: doc.description });
+  const current = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
+  const ids = new Map((current.jobs ?? []).map((j) => [j.name, j.id]));
+  let created = 0;
+  let updated = 0;
+  const inline = doc.jobs ?? [];
+  for (const j of inline) {
+    const { depends_on: _deps, ...fields } = j;
+    const name = String(fields.name ?? '');
+    const id = ids.get(name);
+    if (id) {
+      await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, fields);
+      updated++;
+    } else {
+      const job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, { ...fields, pipeline_id: existing.id });
+      ids.set(name, job.id);
+      created++;
+    }
+  }
+  for (const j of inline) {
+    const deps = Array.isArray(j.depends_on) ? (j.depends_on as unknown[]).map(String) : [];
+    const missing = deps.filter((d) => !ids.has(d));
+    if (missing.length) throw new CliError(`${file}: job ${String(j.name)} depends on unknown job ${missing.join(', ')}`, 1, [`jobs.${String(j.name)}.depends_on: no job named ${missing[0]}`]);
+    await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${ids.get(String(j.name))}`, Job, { depends_on: deps.map((d) => ids.get(d)) });
+  }
+  const kept = (current.jobs ?? []).filter((j) => !inline.some((i) => i.name === j.name)).map((j) => j.name);
+  const after = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
+  if (out.json) return out.printJson({ action: 'updated', pipeline: after, jobs_created: created, jobs_updated: updated, jobs_not_in_file: kept });
+  out.line(`pipeline ${after.name} updated: ${after.id} (${updated} job${updated === 1 ? '' : 's'} updated, ${created} created)`);
+  if (kept.length) out.note(out.err('yellow', `not in ${file}, left as they are: ${kept.join(', ')}`));
+}
+
+export const applyFile = async (f: { file: string }, cmd: Command) => apply(context(cmd), f.file);
+
+export const create = async (f: { name?: string; description?: string; file?: string }, cmd: Command) => {
+  const c = context(cmd);
+  let p: Pipeline;
+  if (f.file) {
+    const text = await readFileText(f.file);
+    await parsePipelineFile(f.file, text);
+    p = (await c.client.request('orchestrator', 'POST', '/api/v1/pipelines', Pipeline, { raw: { text, contentType: 'application/yaml' } })).data;
+  } else {
+    if (!f.name) throw new CliError('give --name NAME or -f pipeline.yaml', 1, ['name: required']);
+    p = await c.client.send('orchestrator', 'POST', '/api/v1/pipelines', Pipeline, { name: f.name, description: f.description });
+  }
+  if (c.out.json) return c.out.printJson(p);
+  c.out.line(`pipeline ${p.name} created: ${p.id}`);
+};
+
+export const list = async (f: { limit: number }, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const { items, total } = await client.list('orchestrator', '/api/v1/pipelines', Pipeline, { limit: f.limit });
+  if (out.json) return out.printJson(items);
+  out.table(
+    ['ID', 'NAME', 'STATUS', 'CREATED', 'DESCRIPTION'],
+    items.map((p) => [p.id, p.name, statusText(out.out, p.status), when(p.created_at), p.description ?? '-']),
+    'no pipelines',
+  );
+  if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} pipelines`));
+};
+
+export const show = async (id: string, _f: unknown, cmd: Command) => {
+  const c = context(cmd);
+  const p = await c.client.get('orchestrator', `/api/v1/pipelines/${await resolvePipeline(c.client, id)}`, Pipeline);
+  if (c.out.json) return c.out.printJson(p);
+  showPipeline(c, p);
+};
+
+export const run = async (id: string, f: { follow?: boolean; env?: Record<string, string>; timestamps: boolean }, cmd: Command) => {
+  const c = context(cmd);
+  const { client, out } = c;
+  const pid = await resolvePipeline(client, id);
+  const run = await client.send('orchestrator', 'POST', `/api/v1/pipelines/${pid}/runs`, PipelineRun, f.env ? { env: f.env } : {});
+  if (!f.follow) {
+    if (out.json) return out.printJson(run);
+    out.line(`pipeline run ${run.id} ${run.status}`);
+    out.note(out.err('gray', `follow it with: hodei pipelines follow ${run.id}`));
+    return;
+  }
+  process.exitCode = await followToEnd(c, run.id, f.timestamps);
+};
+
+export const follow = async (runId: string, f: { timestamps: boolean }, cmd: Command) => {
+  process.exitCode = await followToEnd(context(cmd), runId, f.timestamps);
+};
+
+export const runs = async (id: string, f: { limit: number }, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const pid = await resolvePipeline(client, id);
+  const { items } = await client.list('orchestrator', `/api/v1/pipelines/${pid}/runs`, PipelineRun, { limit: f.limit });
+  if (out.json) return out.printJson(items);
+  out.table(
+    ['RUN', 'STATUS', 'STARTED', 'JOBS'],
+    items.map((r) => [r.id, statusText(out.out, r.status), when(typeof r.created_at === 'string' ? r.created_at : null), r.jobs.map((j) => `${j.name}:${j.status}`).join(' ')]),
+    'no runs',
+  );
+};
+
+export const remove = async (id: string, _f: unknown, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const pid = await resolvePipeline(client, id);
+  await client.send('orchestrator', 'DELETE', `/api/v1/pipelines/${pid}`, null);
+  if (out.json) return out.printJson({ id: pid, deleted: true });
+  out.line(`pipeline ${pid} deleted`);
+};

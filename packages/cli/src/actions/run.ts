@@ -1,0 +1,266 @@
+// `hodei run`: create a job, execute it, stream its output live and exit with its exit code.
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
+import { context, exitCodeFor, type Ctx } from '../context.js';
+import { CliError } from '../errors.js';
+import { followLogs, type Completed } from '../follow.js';
+import { cancelWhenAbandoned } from '../abandon.js';
+import { exitWhenWritten, statusText } from '../output.js';
+import { formatDuration } from '../parse.js';
+import { LogPrinter } from '../printer.js';
+import { ProgressBar } from '../progress.js';
+
+interface RunFlags {
+  file?: string;
+  name?: string;
+  command?: string;
+  script?: string;
+  arg?: string[];
+  env?: Record<string, string>;
+  cpu?: number;
+  memory?: number;
+  timeout?: number;
+  priority?: number;
+  label?: Record<string, string>;
+  tag?: string[];
+  retries?: number;
+  workdir?: string;
+  description?: string;
+  detach?: boolean;
+  timestamps: boolean;
+  raw?: boolean;
+}
+
+export const ExecutionRef = Execution.pick({ id: true, status: true });
+const MAX_SCRIPT_CHARS = 1024 * 1024;
+const Attempt = Execution.pick({ id: true, attempt: true, retry_of: true });
+
+/** How long a due retry may take to appear: the end of an attempt can be read before its retry is recorded. */
+const RETRY_APPEARS_MS = 10_000;
+
+/** The execution that retries `executionId` (a failed or lost attempt with retries left), once worker-manager recorded it. */
+async function retryOf(c: Ctx, jobId: string, executionId: string): Promise<z.infer<typeof Attempt> | undefined> {
+  for (const started = Date.now(); ; await new Promise((r) => setTimeout(r, 100))) {
+    const { items } = await c.client.list('worker-manager', '/api/v1/executions', Attempt, { job_id: jobId, limit: 20 });
+    const retry = items.find((e) => e.retry_of === executionId);
+    if (retry || Date.now() - started > RETRY_APPEARS_MS) return retry;
+  }
+}
+
+/** The job file (if any) with the flags laid over it. */
+export async function buildJobBody(flags: RunFlags): Promise<Record<string, unknown>> {
+  let base: Record<string, unknown> = {};
+  if (flags.file) {
+    const text = await readText(flags.file);
+    // YAML is loaded only for a job file: a plain run does not wait for it
+    const { parse: parseYaml } = await import('yaml');
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new CliError(`${flags.file}: ${(err as Error).message.split('\n')[0]?.replace(/:$/, '')}`);
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new CliError(`${flags.file}: a job file is a YAML mapping (name:, command:, …)`);
+    try {
+      JSON.stringify(doc);
+    } catch {
+      throw new CliError(`${flags.file}: a YAML alias refers to a node that contains it`);
+    }
+    base = doc as Record<string, unknown>;
+  }
+  const body: Record<string, unknown> = { ...base };
+  if (flags.command !== undefined) {
+    body.command = flags.command;
+    delete body.script;
+  }
+  if (flags.script !== undefined) {
+    const script = await readText(flags.script);
+    // the API's limit, in characters; over it the request was refused only as a body too large
+    if (script.length > MAX_SCRIPT_CHARS)
+      throw new CliError(
+        `${flags.script === '-' ? 'the script on stdin' : flags.script} holds ${script.length} characters; a script may hold up to ${MAX_SCRIPT_CHARS} (1 MiB): run a larger one from a file on the worker`,
+      );
+    body.script = script;
+    delete body.command;
+  }
+  if (flags.name !== undefined) body.name = flags.name;
+  if (flags.description !== undefined) body.description = flags.description;
+  if (flags.arg) body.args = flags.arg;
+  if (flags.env) body.env = { ...(base.env as Record<string, string> | undefined), ...flags.env };
+  if (flags.label) body.labels = { ...(base.labels as Record<string, string> | undefined), ...flags.label };
+  if (flags.tag) body.tags = flags.tag;
+  if (flags.cpu !== undefined || flags.memory !== undefined) {
+    const r = { ...(base.resources as Record<string, number> | undefined) };
+    if (flags.cpu !== undefined) r.cpu_cores = flags.cpu;
+    if (flags.memory !== undefined) r.memory_bytes = flags.memory;
+    body.resources = r;
+  }
+  if (flags.timeout !== undefined) {
+    if (!(flags.timeout > 0)) throw new CliError('--timeout must be longer than 0 (leave it out for no timeout)');
+    body.timeout_seconds = Math.max(1, Math.ceil(flags.timeout));
+  }
+  if (flags.priority !== undefined) body.priority = flags.priority;
+  if (flags.retries !== undefined) body.max_retries = flags.retries;
+  if (flags.workdir !== undefined) body.working_dir = flags.workdir;
+  if (body.command === undefined && body.script === undefined)
+    throw new CliError('nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)');
+  if (body.name === undefined) body.name = defaultName(flags, body);
+  return body;
+}
+
+/** A word as /bin/sh reads it back unchanged: bare when it is plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+function defaultName(flags: RunFlags, body: Record<string, unknown>): string {
+  if (flags.script && flags.script !== '-') return basename(flags.script);
+  if (typeof body.command === 'string') return body.command.trim().split(/\s+/)[0]?.slice(0, 60) || 'job';
+  return 'script';
+}
+
+const READ_ERRORS: Record<string, string> = { ENOENT: 'no such file', EISDIR: 'it is a directory', EACCES: 'permission denied' };
+
+/** A script or job file's text; a binary file (a NUL byte: a compiled program, an archive) is refused by name. */
+async function readText(file: string): Promise<string> {
+  let bytes: Buffer;
+  try {
+    if (file === '-') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      bytes = Buffer.concat(chunks);
+    } else bytes = await readFile(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CliError(`cannot read ${file}: ${READ_ERRORS[e.code ?? ''] ?? e.message}`);
+  }
+  if (bytes.includes(0)) throw new CliError(`${file === '-' ? 'stdin' : file} is a binary file, not a script or a job file (it holds a NUL byte)`);
+  return bytes.toString('utf8');
+}
+
+/** Create + execute + follow. Returns the exit code. */
+export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<RunFlags, 'detach' | 'timestamps' | 'raw'>): Promise<number> {
+  const { client, out, config } = c;
+  const job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, body);
+  const execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id }).catch(async (err: unknown) => {
+    // the job was only ever meant to run now: it is not left behind, never run
+    const removed = await client.send('orchestrator', 'DELETE', `/api/v1/jobs/${job.id}`, null).then(
+      () => 'removed',
+      () => `left as ${job.id}`,
+    );
+    if (err instanceof CliError) throw new CliError(`${err.message} (the job was not run; ${removed})`, err.exitCode, err.details);
+    throw err;
+  });
+
+  if (flags.detach) {
+    if (out.json) out.printJson({ job: job.id, execution: execution.id, name: job.name, status: execution.status });
+    else {
+      out.line(`job        ${job.id}`);
+      out.line(`execution  ${execution.id}`);
+      out.note(`follow it with: hodei logs -f ${execution.id}`);
+    }
+    return 0;
+  }
+
+  const started = Date.now();
+  const bar = !out.json && !flags.raw && config.tty.stderr ? new ProgressBar(process.stderr, out.err, started) : null;
+  const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar });
+  let collected: LogLine[] = [];
+  let current = { id: execution.id, attempt: 1 };
+
+  let interrupts = 0;
+  const cancel = () =>
+    client
+      .send('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null)
+      .catch((err: Error) => printer.note(out.err('red', `could not cancel: ${err.message}`)));
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      printer.note(out.err('yellow', `cancelling execution ${current.id}… (Ctrl-C again to detach)`));
+      void cancel();
+      return;
+    }
+    bar?.stop();
+    out.note(`detached; the cancel of execution ${current.id} goes on without hodei: hodei logs -f ${current.id}`);
+    exitWhenWritten(130);
+  };
+  process.on('SIGINT', onSigint);
+  const abandoned = cancelWhenAbandoned(out, {
+    what: () => `execution ${current.id}`,
+    cancel: () => client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }),
+    beforeNote: () => bar?.stop(),
+  });
+
+  let done: Completed;
+  try {
+    for (;;) {
+      done = await followLogs(client, {
+        executionId: current.id,
+        onLine: (l) => {
+          if (out.json) collected.push(l);
+          else printer.print(l);
+        },
+        onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
+      });
+      const retry = retryDue(done.status, current.attempt, job.max_retries) ? await retryOf(c, job.id, current.id) : undefined;
+      if (!retry) break;
+      const how = done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : '';
+      printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${how}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
+      current = { id: retry.id, attempt: retry.attempt };
+      collected = [];
+      printer.count = 0;
+      // Ctrl-C came as the attempt ended: the retry is cancelled too
+      if (interrupts > 0) await cancel();
+    }
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+    abandoned.release();
+  }
+
+  const lines = out.json ? collected.length : printer.count;
+  const code = exitCodeFor(done.status, done.exit_code);
+  const duration = done.duration_ms ?? Date.now() - started;
+  if (out.json) {
+    out.printJson({
+      job: job.id,
+      execution: current.id,
+      attempt: current.attempt,
+      name: job.name,
+      status: done.status,
+      exit_code: done.exit_code ?? null,
+      signal: done.signal ?? null,
+      duration_ms: duration,
+      line_count: lines,
+      lines: collected,
+    });
+  } else {
+    out.note(out.err('gray', '─'.repeat(40)));
+    const pairs: [string, string][] = [
+      ['name', job.name],
+      ['job', job.id],
+      ['execution', current.id],
+      ['status', statusText(out.err, done.status)],
+      ['exit code', done.exit_code === null || done.exit_code === undefined ? '-' : String(done.exit_code)],
+      ['lines', String(lines)],
+      ['duration', formatDuration(duration)],
+    ];
+    if (done.signal) pairs.splice(5, 0, ['signal', done.signal]);
+    if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
+    if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
+    out.fields(pairs, 'stderr');
+  }
+  return abandoned.code ?? code;
+}
+
+export const run = async (words: string[], flags: RunFlags, cmd: Command) => {
+  const c = context(cmd);
+  if (words.length) {
+    if (flags.command !== undefined || flags.script !== undefined) throw new CliError('give the command after -- or with --command / --script, not both');
+    flags.command = words.map(shellWord).join(' ');
+  }
+  const body = await buildJobBody(flags);
+  process.exitCode = await runJob(c, body, flags);
+};
