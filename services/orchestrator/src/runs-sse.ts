@@ -5,6 +5,7 @@
 // within them resumes from the read before); a client reconnecting with Last-Event-ID gets no
 // snapshot, only the jobs changed since. Every run: the `PipelineRunEvent`s of `<p>.job.run.*` as
 // they are published.
+import { DeliverPolicy } from '@nats-io/jetstream';
 import type { Request, Response } from 'express';
 import { decodeJson, SseConnection, type Bus, type Logger, type Pool } from '@hodei/platform';
 import type { PipelineRunJob } from '@hodei/types';
@@ -84,20 +85,32 @@ export function streamRun(req: Request, res: Response, deps: { db: Pool; bus: Bu
   void refresh(); // anything that changed between the first read and the subscription
 }
 
-/** Streams every run's events (dashboards) until the client goes away. */
-export function streamAllRuns(req: Request, res: Response, deps: { bus: Bus; logger: Logger }): void {
+/**
+ * Streams every run's events (dashboards) until the client goes away, each with its sequence in
+ * the events stream as id; `after`: a reconnecting client's Last-Event-ID, the stream goes on from
+ * the event after it (as long as the events stream still holds it).
+ */
+export async function streamAllRuns(req: Request, res: Response, deps: { bus: Bus; logger: Logger }, after: number | undefined): Promise<void> {
+  const { subjects } = deps.bus;
+  const consumer = await deps.bus.js.consumers.get(subjects.eventsStream, {
+    filter_subjects: subjects.pipelineRunAll,
+    ...(after === undefined ? { deliver_policy: DeliverPolicy.New } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 }),
+  });
+  const messages = await consumer.consume();
   const sse = new SseConnection(req, res);
-  const sub = deps.bus.nc.subscribe(deps.bus.subjects.pipelineRunAll);
-  sse.onClose(() => sub.unsubscribe());
-  sse.event('connected', { subject: deps.bus.subjects.pipelineRunAll });
+  sse.onClose(() => void messages.close());
+  sse.event('connected', { subject: subjects.pipelineRunAll });
   void (async () => {
-    for await (const m of sub) {
+    for await (const m of messages) {
       if (sse.closed) break;
       try {
-        sse.event('run_event', decodeJson(m.data));
+        sse.event('run_event', decodeJson(m.data), m.seq);
       } catch (err) {
         deps.logger.warn({ err, subject: m.subject }, 'ignoring a pipeline run event that is not JSON');
       }
     }
-  })();
+  })().catch((err: unknown) => {
+    deps.logger.warn({ err }, 'the pipeline run events stopped');
+    sse.end();
+  });
 }

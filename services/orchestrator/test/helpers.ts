@@ -144,5 +144,6 @@ export async function openSse(url: string, headers: Record<string, string> = {})
       if (!abort.signal.aborted) throw err;
     }
   })();
+  void ended.catch(() => undefined); // a test that fails before awaiting it leaves no unhandled rejection
   return { status: res.status, events, ended, close: () => abort.abort() };
 }

@@ -300,6 +300,40 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     }
   });
 
+  it('the stream of every run gives each event its sequence as id; Last-Event-ID picks up after it', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'dashboard', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const [a, b] = p.jobs.map((j: { id: string }) => j.id);
+    const url = `${svc.url}/api/v1/pipeline-runs/events/stream`;
+    const first = await openSse(url);
+    await eventually(async () => (first.events.length ? true : undefined));
+    expect(first.events[0]!.event).toBe('connected');
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const ofRun = (events: SseEvent[]) => events.filter((e) => e.event === 'run_event' && e.data.run_id === r.id);
+    const names: Record<string, string> = { [a]: 'a', [b]: 'b' };
+    const what = (e: SseEvent) => (e.data.type === 'job' ? `job ${names[e.data.job_id]} ${e.data.status}` : `run ${e.data.status}`);
+    await eventually(async () => (ofRun(first.events).some((e) => what(e) === 'job a queued') ? true : undefined));
+    first.close();
+    const seen = ofRun(first.events);
+    for (const e of seen) expect(e.id).toMatch(/^\d+$/);
+    const last = seen.at(-1)!.id!;
+
+    await publish(executed.get(a)![0]!, a, 'completed');
+    await publish((await eventually(async () => executed.get(b)?.[0]))!, b, 'completed');
+    await runState(r.id, (x) => x.status === 'completed');
+
+    const second = await openSse(url, { 'Last-Event-ID': last });
+    await eventually(async () => (ofRun(second.events).some((e) => what(e) === 'run completed') ? true : undefined));
+    second.close();
+    const resumed = ofRun(second.events);
+    expect(resumed.map(what)).toEqual(['job a completed', 'job b starting', 'job b queued', 'job b completed', 'run completed']);
+    const ids = resumed.map((e) => Number(e.id));
+    expect(ids[0]).toBeGreaterThan(Number(last));
+    expect([...ids].sort((x, y) => x - y)).toEqual(ids);
+
+    const bad = await fetch(url, { headers: { 'Last-Event-ID': 'x' } });
+    expect(bad.status).toBe(400);
+  });
+
   it('a cancel cut short (worker-manager failing mid-way) is finished by the next orchestrator start', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'cut-short', jobs: ['x', 'y', 'z'].map((name) => ({ name, command: 'sleep 60' })) })).body;
     const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;

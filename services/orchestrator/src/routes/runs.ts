@@ -10,12 +10,12 @@ import * as runs from '../store/runs.js';
 
 const MAX_EVENT_ID = 2n ** 64n - 1n;
 
-/** The Last-Event-ID a reconnecting EventSource sends (an id of this run's stream); undefined when absent. */
-function lastEventId(req: Request): string | undefined {
+/** The Last-Event-ID a reconnecting EventSource sends (an id the stream gave); undefined when absent. */
+function lastEventId(req: Request, max = MAX_EVENT_ID): string | undefined {
   const v = req.get('last-event-id');
   if (v === undefined || v === '') return undefined;
-  if (!/^\d{1,20}$/.test(v) || BigInt(v) > MAX_EVENT_ID)
-    throw new BadRequestError('Last-Event-ID must be an event id of this stream', [{ path: 'Last-Event-ID', message: 'must be an integer from 0 to 2^64-1' }]);
+  if (!/^\d{1,20}$/.test(v) || BigInt(v) > max)
+    throw new BadRequestError('Last-Event-ID must be an event id of this stream', [{ path: 'Last-Event-ID', message: `must be an integer from 0 to ${max}` }]);
   return v;
 }
 
@@ -65,11 +65,17 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       method: 'get',
       path: '/api/v1/pipeline-runs/events/stream',
       tag: 'pipelines',
-      summary: 'Server-Sent Events of every pipeline run: `run_event` with a PipelineRunEvent for each job or run status change',
-      responses: { 200: { description: 'event stream (`connected`, then `run_event`…)', schema: PipelineRunEvent, contentType: 'text/event-stream' } },
+      summary:
+        'Server-Sent Events of every pipeline run: `run_event` with a PipelineRunEvent for each job or run status change. ' +
+        'Each carries its id; with Last-Event-ID (a reconnecting EventSource sends it) the events after it come first',
+      responses: {
+        200: { description: 'event stream (`connected`, then `run_event`…)', schema: PipelineRunEvent, contentType: 'text/event-stream' },
+        400: { description: 'Last-Event-ID is not an event id' },
+      },
     },
     async (_input, req, res) => {
-      streamAllRuns(req, res, deps);
+      const since = lastEventId(req, BigInt(Number.MAX_SAFE_INTEGER));
+      await streamAllRuns(req, res, deps, since === undefined ? undefined : Number(since));
     },
   );
 
