@@ -99,7 +99,7 @@ export class HodeiClient {
     const text = await res.text().catch((err: unknown) => {
       throw new UnreachableError(service, this.config.urls[service], networkReason(err));
     });
-    if (!res.ok) throw problemError(service, this.config.urls[service], res, text);
+    if (!res.ok) throw problemError(service, this.config.urls[service], res, text, { route: `${method} ${path}`, token: this.config.token !== undefined });
     let json: unknown = undefined;
     if (text) {
       try {
@@ -133,18 +133,28 @@ export class HodeiClient {
   }
 }
 
-function problemError(service: ServiceName, baseUrl: string, res: Response, text: string): CliError {
+function problemError(service: ServiceName, baseUrl: string, res: Response, text: string, sent: { route: string; token: boolean }): CliError {
   let problem: { title?: string; detail?: string; errors?: { path?: string; message?: string }[] } = {};
+  let json = true;
   try {
     problem = JSON.parse(text) as typeof problem;
   } catch {
     // not problem+json (a proxy page, plain text): say what status came back
+    json = false;
   }
   const fields = Array.isArray(problem.errors)
     ? problem.errors.map((e) => ({ path: String(e.path ?? ''), message: String(e.message ?? '') }))
     : [];
   if (res.status === 401)
-    return new ApiError(401, `${problem.detail ?? 'unauthorized'}: set HODEI_API_TOKEN or pass --token`);
+    return new ApiError(
+      401,
+      sent.token
+        ? `the ${service} refused the token (${problem.detail ?? 'unauthorized'}): check --token / HODEI_API_TOKEN`
+        : `${problem.detail ?? 'unauthorized'}: set HODEI_API_TOKEN or pass --token`,
+    );
+  // a URL that points at another service, or at something else: no such route there at all
+  if (res.status === 404 && (!json || /^route \S+ \S+ not found$/.test(problem.detail ?? '')))
+    return new ApiError(404, `${baseUrl} has no ${sent.route}: is it the ${service}? (check --url / --${service}-url)`);
   if (res.status >= 500) {
     const what = problem.detail ?? problem.title ?? res.statusText;
     return new ApiError(res.status, `the ${service} at ${baseUrl} answered ${res.status}: ${what}`);

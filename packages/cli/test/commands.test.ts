@@ -1,5 +1,6 @@
 // The commands around `run` as a user meets them: lists paged, cancel of what is not running.
 import { describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
 
@@ -131,4 +132,55 @@ describe('hodei workers show / stop by name', () => {
       expect(stop.stdout).toMatch(new RegExp(`^worker ${id} `));
     }
   }, 60_000);
+});
+
+describe('what the user got wrong, said plainly', () => {
+  it('a URL that points at another service names the service it should be', async () => {
+    const r = await hodeiDone(['jobs', 'list'], { ...env, HODEI_ORCHESTRATOR_URL: env.HODEI_SCHEDULER_URL! });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`hodei: ${env.HODEI_SCHEDULER_URL} has no GET /api/v1/jobs: is it the orchestrator? (check --url / --orchestrator-url)\n`);
+  });
+
+  it('a token the service refuses is called refused, not missing', async () => {
+    const guarded = await startOrchestrator(fx.stack.env.config('orchestrator', { apiToken: 's3cret' }));
+    try {
+      const none = await hodeiDone(['jobs', 'list'], { ...env, HODEI_ORCHESTRATOR_URL: guarded.url });
+      expect(none.code).toBe(1);
+      expect(none.stderr).toMatch(/^hodei: .+: set HODEI_API_TOKEN or pass --token\n$/);
+      const wrong = await hodeiDone(['jobs', 'list', '--token', 'guess'], { ...env, HODEI_ORCHESTRATOR_URL: guarded.url });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toMatch(/^hodei: the orchestrator refused the token \(.+\): check --token \/ HODEI_API_TOKEN\n$/);
+      const right = await hodeiDone(['jobs', 'list', '--json'], { ...env, HODEI_ORCHESTRATOR_URL: guarded.url, HODEI_API_TOKEN: 's3cret' });
+      expect(right.code, right.stderr).toBe(0);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
+  it('pipelines follow wants a whole run id, and says so before anything else', async () => {
+    const short = await hodeiDone(['pipelines', 'follow', '01a2'], env);
+    expect(short.code).toBe(1);
+    expect(short.stderr).toBe('hodei: "01a2" is not a pipeline run id: give the whole id (hodei pipelines runs PIPELINE lists them)\n');
+    const unknown = await hodeiDone(['pipelines', 'follow', '00000000-0000-4000-8000-000000000000'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe('hodei: pipeline run 00000000-0000-4000-8000-000000000000 not found\n');
+  });
+
+  it('logs --tail 0 prints no old line, also when following', async () => {
+    const { execution } = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'echo one; echo two'], env)).stdout) as { execution: string };
+    const none = await hodeiDone(['logs', execution, '--tail', '0', '--raw'], env);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stdout).toBe('');
+    const followed = await hodeiDone(['logs', execution, '--tail', '0', '-f', '--raw'], env);
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stdout).toBe('');
+    expect(followed.stderr).toMatch(/^── completed \(exit 0\) in \d+ms\n$/);
+    expect((await hodeiDone(['logs', execution, '--tail', '1', '--raw'], env)).stdout).toBe('two\n');
+  });
+
+  it('workers list --status offers the statuses a worker can have', async () => {
+    const r = await hodeiDone(['workers', 'list', '--status', 'online'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: option '--status <status>' argument 'online' is invalid\. Allowed choices are starting, running, draining, stopped, exited\.\n/);
+  });
 });

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExecutionStatus } from '@hodei/types';
+import { ExecutionStatus, ManagedWorkerStatus } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXECUTION_STATUSES } from '../src/choices.js';
+import { EXECUTION_STATUSES, WORKER_STATUSES } from '../src/choices.js';
 import { buildCli, MAIN, ROOT } from './helpers.js';
 
 const TRACE = fileURLToPath(new URL('./trace-loads.mjs', import.meta.url));
@@ -46,7 +46,8 @@ describe('hodei start-up', () => {
     expect(run.modules.filter((m) => YAML.test(m))).toEqual([]);
   });
 
-  it('offers the execution statuses @hodei/types knows as --status choices', () => {
+  it('offers the statuses @hodei/types knows as --status choices', () => {
     expect(EXECUTION_STATUSES).toEqual(ExecutionStatus.options);
+    expect(WORKER_STATUSES).toEqual(ManagedWorkerStatus.options);
   });
 });

@@ -6,6 +6,7 @@ import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { cancelWhenAbandoned } from '../abandon.js';
 import { exitWhenWritten, statusText, when } from '../output.js';
+import { UUID } from '../resolve.js';
 import { resolvePipeline } from '../resources.js';
 import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
 
@@ -192,7 +193,10 @@ export const run = async (id: string, f: { follow?: boolean; env?: Record<string
 };
 
 export const follow = async (runId: string, f: { timestamps: boolean }, cmd: Command) => {
-  process.exitCode = await followToEnd(context(cmd), runId, f.timestamps);
+  const c = context(cmd);
+  if (!UUID.test(runId.trim())) throw new CliError(`"${runId}" is not a pipeline run id: give the whole id (hodei pipelines runs PIPELINE lists them)`);
+  const run = await c.client.get('orchestrator', `/api/v1/pipeline-runs/${runId.trim()}`, PipelineRun);
+  process.exitCode = await followToEnd(c, run.id, f.timestamps);
 };
 
 export const runs = async (id: string, f: { limit: number }, cmd: Command) => {

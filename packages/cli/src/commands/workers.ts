@@ -1,6 +1,7 @@
 // `hodei workers …`: worker processes started and stopped by the worker-manager.
 // Options and help only: what the command does is in actions/workers.ts, loaded when it runs.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { WORKER_STATUSES } from '../choices.js';
 import { collectPair, parseInteger, parsePositiveNumber, parseSizeBytes } from '../parse.js';
 import { lazy } from '../lazy.js';
 
@@ -13,7 +14,7 @@ export function registerWorkers(program: Command): void {
     .command('list')
     .alias('ls')
     .summary('worker processes')
-    .option('--status <status>', 'only this status (starting|running|draining|stopped|exited)')
+    .addOption(new Option('--status <status>', 'only this status').choices(WORKER_STATUSES))
     .option('--limit <n>', 'at most N', parseInteger(1, 1000), 50)
     .action(lazy(load, 'list'));
 
