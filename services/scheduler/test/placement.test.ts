@@ -423,7 +423,8 @@ describe('placement', () => {
       for (const w of [silent, beating]) expect((await fetch(`${svc.url}/api/v1/workers/${w.id}`, { method: 'DELETE' })).status).toBe(200);
       const lost = await until(() => statuses.filter((e) => e.execution_id === a && e.status === 'lost'), (l) => l.length > 0, timeoutMs + 5000);
       expect(lost[0]).toMatchObject({ worker_id: silent.id, message: `worker ${silent.id} was deregistered and sent no heartbeat for ${timeoutMs} ms` });
-      expect(await getWorker(silent.id)).toMatchObject({ status: 'stopped', running_executions: [] });
+      // the queue row is released after the event is out
+      expect(await until(() => getWorker(silent.id), (x) => x.running_executions.length === 0)).toMatchObject({ status: 'stopped' });
       expect(statuses.filter((e) => e.execution_id === b && e.status === 'lost')).toEqual([]);
       expect(await getWorker(beating.id)).toMatchObject({ status: 'stopped', running_executions: [b] });
     } finally {
