@@ -402,7 +402,7 @@ describe('placement', () => {
       (l) => l.length > 0,
     );
     expect(lost[0]).toMatchObject({ worker_id: doomed.id, message: `worker ${doomed.id} exited` });
-    expect(await getWorker(doomed.id)).toMatchObject({ status: 'offline', running_executions: [] });
+    expect(await until(() => getWorker(doomed.id), (x) => x.running_executions.length === 0)).toMatchObject({ status: 'offline' });
     const spare = await fakeWorker({ t: 'exit' });
     const b = await enqueue({ labels: { t: 'exit' } });
     await until(() => spare.got.length, (n) => n > 0);
