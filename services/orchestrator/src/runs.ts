@@ -63,6 +63,7 @@ export class PipelineRunner {
   /** Final events being handled (execution id + status) and the last ones handled, oldest first. */
   private readonly finalInFlight = new Map<string, Promise<void>>();
   private readonly handledFinal = new Set<string>();
+  private readonly background = new Set<Promise<void>>();
 
   constructor(
     private readonly db: Pool,
@@ -88,6 +89,15 @@ export class PipelineRunner {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
     await this.sweeping;
+    await Promise.all(this.background);
+  }
+
+  /** Work of a run that its request does not wait for; a stop waits for it (a crash leaves claims the sweep takes over). */
+  private inBackground(runId: string, work: () => Promise<void>): void {
+    const p = work()
+      .catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'starting the jobs of a new run failed; the sweep takes them over'))
+      .finally(() => this.background.delete(p));
+    this.background.add(p);
   }
 
   /** Creates a run of every job of the pipeline and starts those without dependencies. */
@@ -157,6 +167,17 @@ export class PipelineRunner {
       const d = await withTransaction(this.db, (c) => (hint ? this.deriveCompleted(c, runId, hint) : this.derive(c, runId)));
       this.publish(d.events);
       if (!d.toStart.length || !d.run) return;
+      if (failIfUnreachable && d.toStart.length > 1) {
+        // The run's creator waits for one start: worker-manager took it, so the run stays. The
+        // others go on in the background, so that a fan-out of thousands is answered at once.
+        const [first, ...rest] = d.toStart;
+        const run = d.run;
+        const firstAgain = await this.startJob(runId, run, first!, true);
+        this.inBackground(runId, async () => {
+          if ((await this.startAll(runId, run, rest, false)) || firstAgain) await this.sync(runId);
+        });
+        return;
+      }
       const again = await this.startAll(runId, d.run, d.toStart, failIfUnreachable);
       failIfUnreachable = false; // once something started, the run stays and records failures
       // again only when a start failed (its dependents are skipped) or its execution moved on
@@ -302,9 +323,24 @@ export class PipelineRunner {
   /** Starts the jobs (a few at a time); true when the run must be derived again. */
   private async startAll(runId: string, run: runs.LockedRun, jobIds: string[], failIfUnreachable: boolean): Promise<boolean> {
     let again = false;
-    await eachLimited(jobIds, START_CONCURRENCY, async (jobId) => {
-      if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
-    });
+    const pending = new Set(jobIds);
+    // a fan-out of thousands takes longer than staleStartMs: the claims of the starts not done yet
+    // stay fresh, or the sweep would take them over and start those jobs a second time
+    const renew = setInterval(() => {
+      runs.renewClaims(this.db, runId, [...pending]).catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'renewing start claims failed'));
+    }, this.staleStartMs / 3);
+    renew.unref();
+    try {
+      await eachLimited(jobIds, START_CONCURRENCY, async (jobId) => {
+        try {
+          if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
+        } finally {
+          pending.delete(jobId);
+        }
+      });
+    } finally {
+      clearInterval(renew);
+    }
     return again;
   }
 

@@ -2,9 +2,11 @@
 // it over, adopting the execution worker-manager already has for that run, or starting the job
 // when it has none, so the job runs exactly once. A contract test against a stand-in
 // worker-manager (helpers.ts): a real one cannot be stopped between claiming and recording.
-import { createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import { createLogger, createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PipelineRunner } from '../src/runs.js';
 import { startOrchestrator } from '../src/service.js';
+import { WorkerManagerClient } from '../src/worker-manager.js';
 import { call, eventually, fakeWorkerManager, withWorkerManager, type FakeWorkerManager } from './helpers.js';
 
 let env: TestEnv;
@@ -67,5 +69,37 @@ describe('stale starts taken over (contract, stand-in worker-manager)', () => {
     expect(byName.b.status).toBe('queued');
     expect(executed.map((e) => e.job_id)).toEqual([ids.b]);
     expect(executed[0]!.env.HODEI_PIPELINE_RUN_ID).toBe(runId);
+  }, 30_000);
+
+  it('starts a fan-out slower than the stale-claim limit keep their claims: the sweep starts none of them again', async () => {
+    const started = new Map<string, number>();
+    const slow = await fakeWorkerManager(async (req) => {
+      if (req.method === 'POST' && req.path === '/api/v1/execute') {
+        const body = req.body as { job_id: string };
+        started.set(body.job_id, (started.get(body.job_id) ?? 0) + 1);
+        await new Promise((r) => setTimeout(r, 400));
+        return { status: 202, body: { id: newId(), job_id: body.job_id, status: 'queued', created_at: new Date().toISOString() } };
+      }
+      if (req.method === 'GET' && req.path === '/api/v1/executions') return { status: 200, body: [] };
+      return undefined;
+    });
+    const logger = createLogger('orchestrator', 'silent');
+    // claims go stale after 1 s, and the sweep looks every 100 ms; 48 starts, 16 at a time, 400 ms each: 1.2 s
+    const runner = new PipelineRunner(svc.ctx.db, new WorkerManagerClient(slow.url, undefined, logger), svc.ctx.bus, logger, { staleStartMs: 1000, sweepMs: 100 });
+    await runner.start();
+    try {
+      const p = await api('POST', '/api/v1/pipelines', { name: 'slow-fan-out', jobs: Array.from({ length: 48 }, (_, i) => ({ name: `s${i}`, command: 'true' })) });
+      const run = await runner.create(p.body.id);
+      await eventually(async () => {
+        const r = (await api('GET', `/api/v1/pipeline-runs/${run.id}`)).body;
+        return r.jobs.every((j: { status: string }) => j.status === 'queued') ? true : undefined;
+      }, 10_000);
+      await runner.stop(); // a sweep still taking a claim over finishes first
+      expect(started.size).toBe(48);
+      expect([...started.values()].filter((n) => n > 1)).toEqual([]);
+    } finally {
+      await runner.stop();
+      await slow.close();
+    }
   }, 30_000);
 });

@@ -176,6 +176,34 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect(byName(await runState(r2.id, (x) => byName(x).b.status === 'queued')).a.status).toBe('completed');
   });
 
+  it('a wide fan-out is answered once its first job started; the others start in the background', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'wide-answer', jobs: Array.from({ length: 40 }, (_, i) => ({ name: `w${i}`, command: 'true' })) })).body;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    wm.handler = async (req) => {
+      if (req.path === '/api/v1/execute' && calls++ > 0) await released; // worker-manager slow for all but the first
+      return executeHandler(req);
+    };
+    try {
+      const answer = await Promise.race([
+        api('POST', `/api/v1/pipelines/${p.id}/runs`),
+        new Promise<'no answer'>((r) => setTimeout(() => r('no answer'), 3000)),
+      ]);
+      expect(answer).not.toBe('no answer');
+      const r = (answer as Awaited<ReturnType<typeof api>>).body;
+      expect(r.status).toBe('running');
+      expect(r.jobs.filter((j: { status: string }) => j.status === 'queued')).toHaveLength(1);
+      expect(r.jobs.filter((j: { status: string }) => j.status === 'starting')).toHaveLength(39);
+      release();
+      const run = await runState(r.id, (x) => x.jobs.every((j: { status: string }) => j.status === 'queued'));
+      expect(new Set(run.jobs.map((j: { execution_id: string }) => j.execution_id)).size).toBe(40);
+      expect(p.jobs.every((j: { id: string }) => executed.get(j.id)?.length === 1)).toBe(true);
+    } finally {
+      release();
+    }
+  });
+
   it('a job worker-manager refuses to start fails, with the reason', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'refused', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
     wm.handler = (req) => (req.path === '/api/v1/execute' ? { status: 400, body: { title: 'Bad Request', status: 400, detail: 'no worker can run it' } } : undefined);

@@ -249,6 +249,16 @@ export async function runningRunsOf(db: Db, pipelineId: string): Promise<string[
   return rows.map((r) => r.id);
 }
 
+/** Claims of starts still in progress made fresh again, so claimStaleStarts leaves them alone. */
+export async function renewClaims(db: Db, runId: string, jobIds: string[]): Promise<void> {
+  if (!jobIds.length) return;
+  await db.query(
+    `UPDATE pipeline_run_jobs SET starting_at = now()
+     WHERE run_id = $1 AND job_id = ANY ($2::uuid[]) AND status = 'starting' AND execution_id IS NULL`,
+    [runId, jobIds],
+  );
+}
+
 /** Executions still queued or running of the runs asked to cancel. */
 export async function executionsToCancel(db: Db): Promise<Array<{ run_id: string; execution_id: string }>> {
   const { rows } = await db.query<{ run_id: string; execution_id: string }>(
