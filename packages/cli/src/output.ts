@@ -34,6 +34,14 @@ const STATUS_COLOURS: Record<string, Colour> = {
 };
 export const statusText = (paint: Paint, status: string) => paint(STATUS_COLOURS[status] ?? 'bold', status);
 
+/** Under a list: how much of it was shown, or that --offset went past its end. */
+export function pageNote(out: Output, page: { shown: number; total: number | null; offset?: number }, noun: string): void {
+  const { shown, total, offset = 0 } = page;
+  if (total === null || total <= shown) return;
+  if (shown === 0 && offset >= total) out.note(out.err('gray', `--offset ${offset} is past the end: there are ${total} ${noun}`));
+  else out.note(out.err('gray', `${shown} of ${total} ${noun} (use --limit / --offset for more)`));
+}
+
 /**
  * Exits once everything written to stdout and stderr has left the process. Output to a pipe is
  * written asynchronously: process.exit() alone cut `hodei logs … | grep` off at 64 KiB.

@@ -18,6 +18,10 @@ describe('hodei executions list', () => {
     const table = await hodeiDone(['executions', 'list', '--limit', '2', '--offset', '1'], env);
     expect(table.stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/\s+/)[0])).toEqual([every[1]!.id, every[2]!.id]);
     expect(table.stderr).toBe(`2 of ${every.length} executions (use --limit / --offset for more)\n`);
+    const past = await hodeiDone(['executions', 'list', '--offset', String(every.length)], env);
+    expect(past.code).toBe(0);
+    expect(past.stdout).toBe('');
+    expect(past.stderr).toBe(`no executions\n--offset ${every.length} is past the end: there are ${every.length} executions\n`);
   });
 });
 

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { Execution } from '@hodei/types';
 import { context } from '../context.js';
-import { labelsText, statusText, when } from '../output.js';
+import { labelsText, pageNote, statusText, when } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveExecution, resolveJob, resolveWorker } from '../resources.js';
 
@@ -26,7 +26,7 @@ export const list = async (f: { job?: string; status?: string; worker?: string; 
     ]),
     'no executions',
   );
-  if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} executions (use --limit / --offset for more)`));
+  pageNote(out, { shown: items.length, total, offset: f.offset }, 'executions');
 };
 
 export const show = async (id: string, _f: unknown, cmd: Command) => {

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { CleanupResult, FINAL_STATUSES, Job, Stats } from '@hodei/types';
 import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
-import { clock, labelsText, statusText, when, type Output } from '../output.js';
+import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveExecutionOrJob, resolveJob } from '../resources.js';
 import { ExecutionRef } from './run.js';
@@ -95,7 +95,7 @@ export const list = async (f: { status?: string; priority?: number; tag?: string
   });
   if (out.json) return out.printJson(items);
   out.table(JOB_HEADERS, items.map((j) => jobRow(out, j)), 'no jobs');
-  if (total !== null && total > items.length) out.note(out.err('gray', `${items.length} of ${total} jobs (use --limit / --offset for more)`));
+  pageNote(out, { shown: items.length, total, offset: f.offset }, 'jobs');
 };
 
 export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => {
