@@ -37,7 +37,7 @@ const EnvSchema = z.object({
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
   /** worker-manager purges log lines it has stored from the logs stream once it holds more than this. */
   HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
-  /** The scheduler forgets an offline or stopped worker it has not heard of for this long. */
+  /** The scheduler forgets a stopped worker, or an offline one whose process exited, not heard of for this long. */
   HODEI_FORGET_WORKERS_AFTER_MS: ms.default(24 * 3600_000),
 });
 

@@ -120,7 +120,7 @@ export const definition: ServiceDefinition = {
       const released = await queue.expireClaims(STALE_CLAIM_MS);
       if (released) logger.warn({ released }, 'released stale claims');
       const forgotten = await workers.forget(config.forgetWorkersAfterMs);
-      if (forgotten.length) logger.info({ workers: forgotten, after_ms: config.forgetWorkersAfterMs }, 'forgot workers long offline or stopped');
+      if (forgotten.length) logger.info({ workers: forgotten, after_ms: config.forgetWorkersAfterMs }, 'forgot workers long stopped or exited');
       if (Date.now() - lastPrune > 3600_000) {
         lastPrune = Date.now();
         await queue.prune(TOMBSTONE_DAYS);
@@ -217,6 +217,7 @@ export const definition: ServiceDefinition = {
             if (placedOn) placer.stopOn(id, placedOn);
           },
           workerExited: async (id, stopping) => {
+            await workers.exited(id);
             if (stopping) {
               if (await workers.setStatus(id, 'stopped', ['online', 'draining', 'offline'])) logger.info({ worker_id: id }, 'worker process stopped');
             } else if (await workers.setStatus(id, 'offline', ['online', 'draining'])) logger.warn({ worker_id: id }, 'worker process exited: offline');

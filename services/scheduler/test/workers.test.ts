@@ -171,9 +171,9 @@ describe('worker registry', () => {
     expect(stopped.map((x: { id: string }) => x.id)).toContain(w.id);
   });
 
-  it('forgets offline and stopped workers after HODEI_FORGET_WORKERS_AFTER_MS, and their metric series with them', async () => {
+  it('forgets stopped and exited workers after HODEI_FORGET_WORKERS_AFTER_MS, and their metric series with them; a silent one stays', async () => {
     const own = createTestEnv();
-    const other = await startScheduler(own.config('scheduler', { heartbeatTimeoutMs: 200, forgetWorkersAfterMs: 2000 }));
+    const other = await startScheduler(own.config('scheduler', { heartbeatTimeoutMs: 200, forgetWorkersAfterMs: 1500 }));
     const register = async (name: string) =>
       (await (await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) })).json()).id as string;
     const series = async (id: string) =>
@@ -182,29 +182,28 @@ describe('worker registry', () => {
       const res = await fetch(`${other.url}/api/v1/workers/${id}`);
       return res.status === 404 ? 'forgotten' : ((await res.json()).status as string);
     };
-    const beat = () => fetch(`${other.url}/api/v1/workers/${alive}/heartbeat`, { method: 'POST' });
     const silent = await register('silent');
+    const exited = await register('exited');
     const deleted = await register('deleted');
-    const alive = await register('alive');
-    const timer = setInterval(() => void beat(), 50);
     try {
       expect(await series(silent)).toEqual(['hodei_worker_slots', 'hodei_worker_slots', 'hodei_worker_heartbeat_age_seconds']);
       await fetch(`${other.url}/api/v1/workers/${deleted}`, { method: 'DELETE' });
       expect(await series(deleted)).toEqual([]);
-      // while listed as offline, its heartbeat age goes on
-      await until(() => status(silent), (s) => s === 'offline');
+      await other.ctx.bus.js.publish(subjects(other.ctx.config.natsPrefix).workerEvent(exited, 'exited'), encodeJson({ worker_id: exited, exit_code: 1 }));
+      // while listed as offline, a worker keeps its heartbeat age
+      await until(() => Promise.all([status(silent), status(exited)]), (s) => s.every((x) => x === 'offline'));
+      expect(await series(exited)).toEqual(['hodei_worker_heartbeat_age_seconds']);
+      await until(() => Promise.all([status(exited), status(deleted)]), (s) => s.every((x) => x === 'forgotten'), 5000);
+      expect([await series(exited), await series(deleted)]).toEqual([[], []]);
+      // one that only fell silent may beat again: it stays, and a heartbeat brings it back
+      expect(await status(silent)).toBe('offline');
       expect(await series(silent)).toEqual(['hodei_worker_heartbeat_age_seconds']);
-      await until(() => status(silent), (s) => s === 'forgotten', 5000);
-      expect(await series(silent)).toEqual([]);
-      expect(await until(() => status(deleted), (s) => s === 'forgotten', 5000)).toBe('forgotten');
-      const listed = (await (await fetch(`${other.url}/api/v1/workers`)).json()).map((w: { id: string }) => w.id);
-      expect(listed).toEqual([alive]);
-      expect(await series(alive)).toEqual(['hodei_worker_slots', 'hodei_worker_slots', 'hodei_worker_heartbeat_age_seconds']);
-      // a forgotten worker that comes back registers anew
-      const again = await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: silent }) });
+      expect((await (await fetch(`${other.url}/api/v1/workers/${silent}/heartbeat`, { method: 'POST' })).json()).status).toBe('online');
+      expect((await (await fetch(`${other.url}/api/v1/workers`)).json()).map((w: { id: string }) => w.id)).toEqual([silent]);
+      // a forgotten worker registers anew
+      const again = await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: exited }) });
       expect(again.status).toBe(201);
     } finally {
-      clearInterval(timer);
       await other.stop();
       await own.cleanup();
     }
