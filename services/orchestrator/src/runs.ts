@@ -323,9 +323,19 @@ export class PipelineRunner {
   /** Starts the jobs (a few at a time); true when the run must be derived again. */
   private async startAll(runId: string, run: runs.LockedRun, jobIds: string[], failIfUnreachable: boolean): Promise<boolean> {
     let again = false;
+    await this.withFreshClaims(runId, jobIds, async (jobId) => {
+      if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
+    });
+    return again;
+  }
+
+  /**
+   * Calls `start` for each claimed job of the run, a few at a time. Thousands take longer than
+   * staleStartMs: the claims not done yet stay fresh, or the sweep would take them over and start
+   * those jobs a second time.
+   */
+  private async withFreshClaims(runId: string, jobIds: string[], start: (jobId: string) => Promise<void>): Promise<void> {
     const pending = new Set(jobIds);
-    // a fan-out of thousands takes longer than staleStartMs: the claims of the starts not done yet
-    // stay fresh, or the sweep would take them over and start those jobs a second time
     const renew = setInterval(() => {
       runs.renewClaims(this.db, runId, [...pending]).catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'renewing start claims failed'));
     }, this.staleStartMs / 3);
@@ -333,7 +343,7 @@ export class PipelineRunner {
     try {
       await eachLimited(jobIds, START_CONCURRENCY, async (jobId) => {
         try {
-          if (await this.startJob(runId, run, jobId, failIfUnreachable)) again = true;
+          await start(jobId);
         } finally {
           pending.delete(jobId);
         }
@@ -341,7 +351,6 @@ export class PipelineRunner {
     } finally {
       clearInterval(renew);
     }
-    return again;
   }
 
   private runEnv(runId: string, run: { pipeline_id: string; env: Record<string, string> }): Record<string, string> {
@@ -374,6 +383,19 @@ export class PipelineRunner {
     return after.execution_status !== null && after.execution_status !== 'queued';
   }
 
+  /** A start left behind by a stopped orchestrator: follows the execution it made, or starts the job. */
+  private async takeOver(claim: runs.StaleClaim): Promise<void> {
+    const log = this.logger.child({ run_id: claim.run_id, job_id: claim.job_id });
+    const existing = await this.workerManager.findExecutionWithEnv(claim.job_id, RUN_ID_ENV, claim.run_id);
+    if (existing) {
+      log.info({ execution_id: existing }, 'a start left behind had reached worker-manager: following its execution');
+      await this.recordStart(claim.run_id, claim.pipeline_id, claim.job_id, existing);
+    } else {
+      log.info('a start left behind never reached worker-manager: starting it now');
+      await this.startJob(claim.run_id, claim, claim.job_id, false);
+    }
+  }
+
   /** Running runs brought up to date (at start), and starts left behind by a stopped orchestrator taken over. */
   private async sweep(all: boolean): Promise<void> {
     try {
@@ -384,17 +406,11 @@ export class PipelineRunner {
           if (await this.workerManager.cancel(e.execution_id)) this.logger.info(e, 'cancelling an execution of a cancelled run, left running by an earlier cancel');
         });
       }
-      for (const claim of await runs.claimStaleStarts(this.db, this.staleStartMs)) {
-        const log = this.logger.child({ run_id: claim.run_id, job_id: claim.job_id });
-        const existing = await this.workerManager.findExecutionWithEnv(claim.job_id, RUN_ID_ENV, claim.run_id);
-        if (existing) {
-          log.info({ execution_id: existing }, 'a start left behind had reached worker-manager: following its execution');
-          await this.recordStart(claim.run_id, claim.pipeline_id, claim.job_id, existing);
-        } else {
-          log.info('a start left behind never reached worker-manager: starting it now');
-          await this.startJob(claim.run_id, claim, claim.job_id, false);
-        }
-        await this.sync(claim.run_id);
+      const claims = await runs.claimStaleStarts(this.db, this.staleStartMs);
+      for (const runId of new Set(claims.map((c) => c.run_id))) {
+        const ofRun = new Map(claims.filter((c) => c.run_id === runId).map((c) => [c.job_id, c]));
+        await this.withFreshClaims(runId, [...ofRun.keys()], (jobId) => this.takeOver(ofRun.get(jobId)!));
+        await this.sync(runId);
       }
     } catch (err) {
       this.logger.warn({ err }, 'sweeping pipeline runs failed; will try again');

@@ -221,8 +221,15 @@ export async function setRunStatus(db: Db, runId: string, status: PipelineRunSta
  * Takes over starts claimed more than `staleMs` ago that never recorded an execution (whoever
  * claimed them stopped mid-start); each returned row is claimed again, for `staleMs` more.
  */
-export async function claimStaleStarts(db: Db, staleMs: number): Promise<Array<{ run_id: string; job_id: string; pipeline_id: string; env: Record<string, string> }>> {
-  const { rows } = await db.query<{ run_id: string; job_id: string; pipeline_id: string; env: Record<string, string> }>(
+export interface StaleClaim {
+  run_id: string;
+  job_id: string;
+  pipeline_id: string;
+  env: Record<string, string>;
+}
+
+export async function claimStaleStarts(db: Db, staleMs: number): Promise<StaleClaim[]> {
+  const { rows } = await db.query<StaleClaim>(
     `UPDATE pipeline_run_jobs j SET starting_at = now()
      FROM pipeline_runs r
      WHERE r.id = j.run_id AND j.status = 'starting' AND j.execution_id IS NULL
