@@ -243,3 +243,16 @@ describe('an adopted agent whose output pipe would have no reader', () => {
     expect(existsSync(agentLogPath(w.id))).toBe(false);
   }, 60_000);
 });
+
+describe('a temp dir where the agent log cannot be made', () => {
+  it('POST /workers is a 503 saying so, and the service goes on answering', async () => {
+    await killWm();
+    await startWm({ TMPDIR: '/proc/nonexistent' });
+    const res = await call(wmUrl, 'POST', '/api/v1/workers', { type: 'shell' });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { detail: string }).detail).toMatch(/^the worker's log file could not be created: ENOENT/);
+    expect((await fetch(`${wmUrl}/health`)).status).toBe(200);
+    await killWm();
+    await startWm();
+  }, 30_000);
+});

@@ -20,7 +20,13 @@ export const agentLogPath = (workerId: string) => join(AGENT_LOG_DIR, `${workerI
 
 /** Creates the agent's log file (appending when it exists) and returns a descriptor for spawn's stdio; the caller closes it. */
 export function openAgentLog(workerId: string): number {
-  mkdirSync(AGENT_LOG_DIR, { recursive: true, mode: 0o700 });
+  try {
+    // not recursive: the temp dir exists, and Node's recursive mkdir spins for ever where mkdir
+    // answers ENOENT under an existing parent (TMPDIR under /proc hung the whole service)
+    mkdirSync(AGENT_LOG_DIR, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
   return openSync(agentLogPath(workerId), 'a', 0o600);
 }
 
