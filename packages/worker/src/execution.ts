@@ -137,6 +137,9 @@ export class Execution {
 
     let req: SpawnRequest;
     if (spec.script !== null) {
+      // "#!/usr/bin/env bash\r" starts, and env says only that it found no 'bash\r' (exit 127)
+      const crlf = crlfShebang(spec.script);
+      if (crlf) return this.failBeforeStart(crlf);
       this.scriptPath = path.join(this.deps.tmpDir, `hodei-script-${this.id}`);
       try {
         await writeFile(this.scriptPath, spec.script, { mode: 0o700 });
@@ -293,8 +296,6 @@ export class Execution {
       const script = this.assignment.spec.script;
       if (script !== null && script.startsWith('#!')) {
         const line = script.slice(0, Math.max(2, script.indexOf('\n')));
-        if (line.endsWith('\r'))
-          return `cannot run the script: it has Windows line endings (CRLF), so its first line asks for "${line.slice(2, -1).trim()}\\r"; convert it to LF (dos2unix)`;
         return `cannot run the script: its interpreter (${line.trim()}) was not found or is not executable`;
       }
       if (error.code === 'EACCES' && req.cwd !== undefined) return `working directory is not accessible: ${req.cwd}`;
@@ -427,4 +428,12 @@ export class Execution {
     this.shipper.abort();
     this.shipper.close();
   }
+}
+
+/** Why a script whose first line is a shebang ending in \r (Windows line endings) cannot run; none for any other. */
+function crlfShebang(script: string): string | undefined {
+  if (!script.startsWith('#!')) return undefined;
+  const line = script.slice(0, Math.max(2, script.indexOf('\n')));
+  if (!line.endsWith('\r')) return undefined;
+  return `cannot run the script: it has Windows line endings (CRLF), so its first line asks for "${line.slice(2, -1).trim()}\\r"; convert it to LF (dos2unix)`;
 }

@@ -208,6 +208,9 @@ wc -c < "$HODEI_RESULT_FILE"`;
     const final = await run.final;
     expect(final.status).toBe('failed');
     expect(final.message).toBe('cannot run the script: it has Windows line endings (CRLF), so its first line asks for "/bin/sh\\r"; convert it to LF (dos2unix)');
+    const viaEnv = await (await h.assign({ script: '#!/usr/bin/env sh\r\necho hi\r\n' })).final;
+    expect(viaEnv).toMatchObject({ status: 'failed', exit_code: null });
+    expect(viaEnv.message).toBe('cannot run the script: it has Windows line endings (CRLF), so its first line asks for "/usr/bin/env sh\\r"; convert it to LF (dos2unix)');
   });
 
   it('fails cleanly on an argument the OS cannot take (NUL byte)', async () => {
