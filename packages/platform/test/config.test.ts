@@ -1,0 +1,14 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/index.js';
+
+describe('loadConfig', () => {
+  it('takes body limits body-parser reads, and refuses others at once, naming the variable', () => {
+    for (const limit of ['1mb', '512kb', '10MB', '1048576', '1.5mb', '2 mb', '512b']) expect(loadConfig('scheduler', { HODEI_BODY_LIMIT: limit }).bodyLimit).toBe(limit);
+    // 'abc' passed, and the service died at start-up on body-parser's TypeError; '-1mb' started
+    // a service that refused every body, ' 2 gb ' and '1.5' one that took 2 bytes and 1
+    for (const limit of ['abc', '-1mb', ' 2 gb ', '1.5', '1 megabyte', '']) {
+      expect(() => loadConfig('scheduler', { HODEI_BODY_LIMIT: limit }), limit).toThrow(ConfigError);
+      expect(() => loadConfig('scheduler', { HODEI_BODY_LIMIT: limit }), limit).toThrow(/HODEI_BODY_LIMIT: must be a size/);
+    }
+  });
+});
