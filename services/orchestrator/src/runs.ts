@@ -6,6 +6,7 @@
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
 import { ConflictError, encodeJson, HttpError, newId, NotFoundError, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
+import { findCycle } from './dag.js';
 import * as jobs from './store/jobs.js';
 import { getPipeline } from './store/pipelines.js';
 import * as runs from './store/runs.js';
@@ -107,11 +108,17 @@ export class PipelineRunner {
       const p = await getPipeline(c, pipelineId, true);
       if (!p) throw new NotFoundError('pipeline', pipelineId);
       if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived`);
-      const list = await jobs.pipelineJobs(c, pipelineId, true);
+      const list = await jobs.pipelineJobs(c, pipelineId);
       if (!list.length) throw new ConflictError(`pipeline ${pipelineId} has no jobs to run`);
       const runnable = new Set(await jobs.runnableJobIds(c, pipelineId));
       const idle = list.filter((j) => !runnable.has(j.id)).map((j) => j.name);
       if (idle.length) throw new ConflictError(`these jobs have no command or script yet: ${idle.join(', ')}`);
+      // none can be made through the API since the checks are serialised, but an older installation may hold one
+      const cycle = findCycle(new Map(list.map((j) => [j.id, j.depends_on])));
+      if (cycle) {
+        const name = new Map(list.map((j) => [j.id, j.name]));
+        throw new ConflictError(`these jobs depend on each other in a cycle, so none of them could start: ${[...cycle, cycle[0]!].map((id) => name.get(id)).join(' → ')}; change their depends_on`);
+      }
       await runs.insertRun(c, id, pipelineId, list, env);
     });
     this.publish([{ type: 'run', run_id: id, pipeline_id: pipelineId, status: 'running', timestamp: new Date().toISOString() }]);

@@ -156,6 +156,23 @@ describe('jobs', () => {
     expect(p.jobs.map((j: { name: string }) => j.name)).toEqual(['build', 'unit-test']);
   });
 
+  it('two PATCHes that together would close a cycle, sent at once: one is refused', async () => {
+    const pairs = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const p = (await api('POST', '/api/v1/pipelines', { name: `race-${i}`, jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true' }] })).body;
+        return { pid: p.id as string, a: p.jobs[0].id as string, b: p.jobs[1].id as string };
+      }),
+    );
+    const answers = await Promise.all(
+      pairs.map(({ a, b }) => Promise.all([api('PATCH', `/api/v1/jobs/${a}`, { depends_on: [b] }), api('PATCH', `/api/v1/jobs/${b}`, { depends_on: [a] })])),
+    );
+    for (const [i, pair] of answers.entries()) {
+      expect(pair.map((r) => r.status).sort(), `pipeline ${i}`).toEqual([200, 400]);
+      const jobsOf = (await api('GET', `/api/v1/pipelines/${pairs[i]!.pid}`)).body.jobs as Array<{ depends_on: string[] }>;
+      expect(jobsOf.filter((j) => j.depends_on.length)).toHaveLength(1);
+    }
+  });
+
   it('patches a job; command and script replace each other', async () => {
     const j = (await api('POST', '/api/v1/jobs', { name: 'p1', command: 'echo a', tags: ['x'] })).body;
     const r = await api('PATCH', `/api/v1/jobs/${j.id}`, { script: '#!/bin/sh\necho b', priority: 'high', description: 'now a script' });

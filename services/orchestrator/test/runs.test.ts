@@ -403,6 +403,12 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     const r = await api('POST', `/api/v1/pipelines/${idle.id}/runs`);
     expect(r.status).toBe(409);
     expect(r.body.detail).toContain('nothing-to-do');
+    // a cycle left by an older version (concurrent PATCHes could close one): 409 naming it, nothing started
+    const cyclic = (await api('POST', '/api/v1/pipelines', { name: 'cyclic', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    await svc.ctx.db.query('UPDATE jobs SET depends_on = ARRAY[$1::uuid] WHERE id = $2', [cyclic.jobs[1].id, cyclic.jobs[0].id]);
+    const c = await api('POST', `/api/v1/pipelines/${cyclic.id}/runs`);
+    expect(c.status).toBe(409);
+    expect(c.body.detail).toMatch(/cycle.*(a → b → a|b → a → b)/);
     const archived = (await api('POST', '/api/v1/pipelines', { name: 'old', jobs: [{ name: 'a', command: 'true' }] })).body;
     await api('PATCH', `/api/v1/pipelines/${archived.id}`, { status: 'archived' });
     expect((await api('POST', `/api/v1/pipelines/${archived.id}/runs`)).status).toBe(409);

@@ -41,6 +41,21 @@ async function uniqueInPipeline<T>(pipelineId: string | null, name: string, writ
   }
 }
 
+/**
+ * Locks the job's pipeline, and `alsoPipeline` (where a PATCH moves it), then the job: pipeline rows
+ * first, in id order, as creating a run and deleting a pipeline take them, so that dependency checks
+ * see every concurrent change of the pipeline's jobs and no two writers wait on each other.
+ * Null when the job does not exist.
+ */
+async function lockJobInPipeline(db: Db, id: string, alsoPipeline?: string | null): Promise<{ pipeline_id: string | null } | null> {
+  const seen = await jobs.pipelineOf(db, id);
+  if (seen === undefined) return null;
+  for (const pid of [...new Set([seen, alsoPipeline].filter((p): p is string => !!p))].sort()) await getPipeline(db, pid, true);
+  const job = await jobs.lockJob(db, id);
+  if (job && job.pipeline_id !== seen) throw new ConflictError(`job ${id} moved to another pipeline meanwhile: try again`);
+  return job;
+}
+
 /** The pipeline a job is put in must exist and be active. */
 async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
   const p = await getPipeline(db, pipelineId, true);
@@ -167,7 +182,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
     },
     async ({ params, body }, _req, res) => {
       await withTransaction(db, async (c) => {
-        const current = await jobs.lockJob(c, params.id);
+        const current = await lockJobInPipeline(c, params.id, body.pipeline_id);
         if (!current) throw new NotFoundError('job', params.id);
         const existing = (await jobs.getJob(c, params.id))!;
         const pipelineId = body.pipeline_id !== undefined ? body.pipeline_id : existing.pipeline_id;
@@ -217,7 +232,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
     },
     async ({ params }, _req, res) => {
       await withTransaction(db, async (c) => {
-        const job = await jobs.lockJob(c, params.id);
+        const job = await lockJobInPipeline(c, params.id);
         if (!job) throw new NotFoundError('job', params.id);
         const active = await countActiveExecutions(c, params.id);
         if (active > 0)

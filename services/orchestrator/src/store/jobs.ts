@@ -108,6 +108,12 @@ export async function getJob(db: Db, id: string): Promise<Job | null> {
   return rows[0] ? toJob(rows[0]) : null;
 }
 
+/** The job's pipeline (null: none), undefined when the job does not exist. */
+export async function pipelineOf(db: Db, id: string): Promise<string | null | undefined> {
+  const { rows } = await db.query<{ pipeline_id: string | null }>('SELECT pipeline_id FROM jobs WHERE id = $1', [id]);
+  return rows[0] ? rows[0].pipeline_id : undefined;
+}
+
 /** Locks the job row for the rest of the transaction; null when it does not exist. */
 export async function lockJob(db: Db, id: string): Promise<{ id: string; pipeline_id: string | null; status: ExecutionStatus } | null> {
   const { rows } = await db.query<{ id: string; pipeline_id: string | null; status: ExecutionStatus }>(
@@ -131,13 +137,10 @@ export async function listJobs(db: Db, q: JobListQuery): Promise<{ items: Job[];
   return { items: rows.map(toJob), total: count.rows[0]?.n ?? 0 };
 }
 
-/**
- * Jobs of one pipeline in the order they were defined. `share` locks them for the rest of the
- * transaction (a run being created: a job DELETE waits for it and then sees the run).
- */
-export async function pipelineJobs(db: Db, pipelineId: string, share = false): Promise<Array<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>> {
+/** Jobs of one pipeline in the order they were defined. */
+export async function pipelineJobs(db: Db, pipelineId: string): Promise<Array<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>> {
   const { rows } = await db.query<{ id: string; name: string; depends_on: string[]; status: ExecutionStatus }>(
-    `SELECT id, name, depends_on, status FROM jobs WHERE pipeline_id = $1 ORDER BY id${share ? ' FOR SHARE' : ''}`,
+    'SELECT id, name, depends_on, status FROM jobs WHERE pipeline_id = $1 ORDER BY id',
     [pipelineId],
   );
   return rows;
