@@ -1,5 +1,6 @@
 // Routes without a worker: executions are created inline and moved along by publishing what a
 // worker and the scheduler publish.
+import { connect } from 'node:net';
 import { createTestEnv, encodeJson, splitResult, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
@@ -246,6 +247,26 @@ describe('executions API', () => {
     expect(res.status).toBe(422);
     expect((await res.json()).detail).toContain('the result cannot be stored: it holds a NUL character (\\u0000) at rows.0.k');
   });
+
+  it('events stream: a client that stops reading is dropped once megabytes wait for it, not buffered for without end', async () => {
+    const { bus } = svc.ctx;
+    const id = (await execute({ command: 'x' })).body.id;
+    const subscribers = async () => Number(/^hodei_sse_subscribers\{[^}]*\} (\d+)$/m.exec(await (await get('/metrics')).text())![1]);
+    const before = await subscribers();
+    const port = new URL(svc.url).port;
+    const stalled = connect(Number(port), '127.0.0.1', () => stalled.write(`GET /api/v1/executions/${id}/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`));
+    stalled.pause(); // reads nothing, ever
+    try {
+      await until(async () => (await subscribers()) === before + 1, 5000, 'the stream to open');
+      const message = 'p'.repeat(30_000);
+      for (let n = 1; n <= 1000 && (await subscribers()) > before; n++) {
+        await publishStatus(bus, { execution_id: id, status: 'running', started_at: new Date().toISOString(), progress: { current: n, total: 1000, percent: n / 10, message, updated_at: new Date().toISOString() } });
+      }
+      await until(async () => (await subscribers()) === before, 10_000, 'the stalled client to be dropped');
+    } finally {
+      stalled.destroy();
+    }
+  }, 60_000);
 
   it('result: 404 when none, 422 with the reason when the file was unusable', async () => {
     const a = (await execute({ command: 'x' })).body.id;

@@ -137,6 +137,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
           conn.event('job_event', e.data);
           if (e.final) conn.end();
         }
+        dropIfStalled(conn, res);
       };
       const off = events.on(params.id, (e) => (ready ? send(e) : queued.push(e)));
       conn.onClose(off);
@@ -175,7 +176,9 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       conn.onClose(() => metrics.sseSubscribers.dec());
       conn.event('connected', {});
       const off = events.on(null, (e) => {
-        if (e.kind === 'status') conn.event('job_event', e.data);
+        if (e.kind !== 'status') return;
+        conn.event('job_event', e.data);
+        dropIfStalled(conn, res);
       });
       conn.onClose(off);
     },
@@ -216,4 +219,12 @@ class BodyWriter {
     }
     return !res.destroyed;
   }
+}
+
+/** Status events have no replay to catch up from, so a client that stopped reading is dropped once
+ *  this much waits for it, rather than buffered for without end; it can reconnect. */
+const MAX_EVENT_BACKLOG_BYTES = 4 * 1024 * 1024;
+
+function dropIfStalled(conn: SseConnection, res: Response): void {
+  if (conn.backlog > MAX_EVENT_BACKLOG_BYTES) res.destroy();
 }
