@@ -98,7 +98,8 @@ export async function streamAllRuns(req: Request, res: Response, deps: { bus: Bu
   });
   const messages = await consumer.consume();
   const sse = new SseConnection(req, res);
-  sse.onClose(() => void messages.close());
+  // an ordered consumer left alone lingers on the server for 5 minutes: one per dashboard reconnect
+  sse.onClose(() => void messages.close().then(() => consumer.delete()).catch(() => undefined));
   sse.event('connected', { subject: subjects.pipelineRunAll });
   void (async () => {
     for await (const m of messages) {

@@ -332,6 +332,12 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'dashboard', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
     const [a, b] = p.jobs.map((j: { id: string }) => j.id);
     const url = `${svc.url}/api/v1/pipeline-runs/events/stream`;
+    const consumers = async () => {
+      let n = 0;
+      for await (const _ of svc.ctx.bus.jsm.consumers.list(svc.ctx.bus.subjects.eventsStream)) n += 1;
+      return n;
+    };
+    const before = await consumers();
     const first = await openSse(url);
     await eventually(async () => (first.events.length ? true : undefined));
     expect(first.events[0]!.event).toBe('connected');
@@ -360,6 +366,8 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
 
     const bad = await fetch(url, { headers: { 'Last-Event-ID': 'x' } });
     expect(bad.status).toBe(400);
+    // each stream's consumer goes with it, not 5 minutes later
+    await eventually(async () => ((await consumers()) === before ? true : undefined));
   });
 
   it('a cancel cut short (worker-manager failing mid-way) is finished by the next orchestrator start', async () => {
