@@ -65,6 +65,7 @@ export class PipelineRunner {
   private readonly finalInFlight = new Map<string, Promise<void>>();
   private readonly handledFinal = new Set<string>();
   private readonly background = new Set<Promise<void>>();
+  private stopping = false;
 
   constructor(
     private readonly db: Pool,
@@ -87,6 +88,7 @@ export class PipelineRunner {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
     await this.sweeping;
@@ -366,10 +368,14 @@ export class PipelineRunner {
 
   /** Starts one job; true when the run must be derived again (see sync). */
   private async startJob(runId: string, run: { pipeline_id: string; env: Record<string, string> }, jobId: string, failIfUnreachable: boolean): Promise<boolean> {
+    // A stopping orchestrator no longer answers worker-manager's request for the job's definition:
+    // the start stays claimed, and the sweep of whoever runs next takes it over.
+    if (this.stopping) return false;
     let executionId: string;
     try {
       executionId = await this.workerManager.execute(jobId, this.runEnv(runId, run));
     } catch (err) {
+      if (this.stopping) return false;
       if (failIfUnreachable && err instanceof ServiceUnavailableError) throw err;
       const message = `could not start: ${err instanceof HttpError ? err.message : String(err)}`;
       this.logger.warn({ err, run_id: runId, job_id: jobId }, 'starting a pipeline job failed');
