@@ -60,7 +60,6 @@ export function subjects(prefix = 'hodei') {
     heartbeatAll: `${p}_rpc.heartbeat.*`,
     /** worker-manager's `LogBacklog`: workers stop reading their jobs' output while it is behind. */
     logsBacklog: `${p}_rpc.logs.backlog`,
-    placementKick: `${p}_rpc.placement.kick`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;
