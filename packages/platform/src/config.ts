@@ -70,8 +70,13 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/** The environment without its empty variables: `NAME=` (as a .env file gives) means unset, as in the CLI. */
+export function withoutEmpty(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
+}
+
 export function loadConfig(service: ServiceName, env: Env = process.env): Config {
-  const parsed = EnvSchema.safeParse(env);
+  const parsed = EnvSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);

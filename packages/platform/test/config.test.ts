@@ -6,9 +6,19 @@ describe('loadConfig', () => {
     for (const limit of ['1mb', '512kb', '10MB', '1048576', '1.5mb', '2 mb', '512b']) expect(loadConfig('scheduler', { HODEI_BODY_LIMIT: limit }).bodyLimit).toBe(limit);
     // 'abc' passed, and the service died at start-up on body-parser's TypeError; '-1mb' started
     // a service that refused every body, ' 2 gb ' and '1.5' one that took 2 bytes and 1
-    for (const limit of ['abc', '-1mb', ' 2 gb ', '1.5', '1 megabyte', '']) {
+    for (const limit of ['abc', '-1mb', ' 2 gb ', '1.5', '1 megabyte']) {
       expect(() => loadConfig('scheduler', { HODEI_BODY_LIMIT: limit }), limit).toThrow(ConfigError);
       expect(() => loadConfig('scheduler', { HODEI_BODY_LIMIT: limit }), limit).toThrow(/HODEI_BODY_LIMIT: must be a size/);
     }
+  });
+
+  it('takes an empty variable (`NAME=` in a .env file) as unset, as the CLI does', () => {
+    // HODEI_API_TOKEN= stopped every service with 'HODEI_API_TOKEN: Too small'; an empty port was
+    // port 0 (a random one), an empty HODEI_CORS_ORIGINS refused every browser
+    const names = ['HODEI_API_TOKEN', 'DATABASE_URL', 'HODEI_HOST', 'HODEI_ORCHESTRATOR_PORT', 'HODEI_SCHEDULER_URL', 'HODEI_CORS_ORIGINS',
+      'HODEI_BODY_LIMIT', 'LOG_LEVEL', 'HODEI_HEARTBEAT_TIMEOUT_MS', 'HODEI_KILL_GRACE_MS'];
+    const c = loadConfig('orchestrator', Object.fromEntries(names.map((n) => [n, ''])));
+    expect(c).toEqual(loadConfig('orchestrator', {}));
+    expect([c.apiToken, c.port, c.corsOrigins, c.killGraceMs]).toEqual([undefined, 8080, undefined, 5000]);
   });
 });

@@ -1,7 +1,7 @@
 // The worker agent's configuration: the only module that reads the environment. Parsed once with
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
-import { newId } from '@hodei/platform';
+import { newId, withoutEmpty } from '@hodei/platform';
 import { z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
@@ -115,7 +115,7 @@ export function jobBaseEnv(env: Env = process.env): Record<string, string> {
 export class WorkerConfigError extends Error {}
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
-  const parsed = WorkerEnvSchema.safeParse(env);
+  const parsed = WorkerEnvSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new WorkerConfigError(`invalid worker configuration: ${lines.join('; ')}`);

@@ -73,6 +73,14 @@ describe('worker config', () => {
     expect(() => loadWorkerConfig({ HODEI_WORKER_LABELS: 'novalue' })).toThrow(/HODEI_WORKER_LABELS/);
     expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
   });
+  it('takes an empty variable (`NAME=` in a .env file) as unset', () => {
+    const names = ['HODEI_API_TOKEN', 'HODEI_WORKER_ID', 'HODEI_WORKER_NAME', 'HODEI_WORKER_SLOTS', 'HODEI_WORKER_CPU_CORES', 'HODEI_WORKER_MEMORY_BYTES',
+      'HODEI_SCHEDULER_URL', 'HODEI_HEARTBEAT_TIMEOUT_MS', 'HODEI_KILL_GRACE_MS', 'HODEI_WORKER_TMPDIR', 'HODEI_WORKER_SPAWNER', 'LOG_LEVEL', 'HODEI_WORKER_METRICS_PORT'];
+    const c = loadWorkerConfig(Object.fromEntries(names.map((n) => [n, ''])));
+    expect(c.apiToken).toBeUndefined();
+    expect([c.capacity.slots, c.schedulerUrl, c.killGraceMs, c.natsLostTimeoutMs, c.spawner, c.logLevel, c.metricsPort]).toEqual([4, 'http://127.0.0.1:8081', 5000, 3000, 'process', 'info', undefined]);
+    expect(c.capacity.memory_bytes).toBeGreaterThan(0);
+  });
   it('keeps the API token out of the job environment', () => {
     const c = loadWorkerConfig({ HODEI_API_TOKEN: 's3cret', FOO: 'bar' });
     expect(c.apiToken).toBe('s3cret');
