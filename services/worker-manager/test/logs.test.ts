@@ -86,6 +86,32 @@ describe('ingest contract: logs API', () => {
     expect(await text.text()).toBe('ok 18\nok 19\nError 20\n');
   });
 
+  it('next_seq, passed back as since_seq, gives only the lines stored after the answer, whatever it held', async () => {
+    const id = await newExecution();
+    await insertLines(svc.ctx.db, lines(1, 8).map((l) => ({ ...l, execution_id: id })));
+    const q = async (qs: string) => (await (await get(`/api/v1/executions/${id}/logs?${qs}`)).json()) as { lines: LogLine[]; next_seq: number };
+    const cases: Array<[string, number[], number]> = [
+      ['tail=0', [], 8],
+      ['tail=2', [7, 8], 8],
+      ['since_seq=20', [], 20],
+      ['since_seq=8', [], 8],
+      ['grep=nothing', [], 8],
+      ['stream=stderr', [], 8],
+      ['stream=stderr&tail=5', [], 8],
+      ['grep=line%203', [3], 8],
+      ['limit=3', [1, 2, 3], 3],
+      ['limit=8', range(1, 8), 8],
+    ];
+    for (const [qs, want, next] of cases) {
+      const r = await q(qs);
+      expect([seqs(r.lines), r.next_seq], qs).toEqual([want, next]);
+    }
+    // a poller that starts with tail=0 then gets the new lines only
+    const start = await q('tail=0');
+    await insertLines(svc.ctx.db, lines(9, 10).map((l) => ({ ...l, execution_id: id })));
+    expect(seqs((await q(`since_seq=${start.next_seq}`)).lines)).toEqual([9, 10]);
+  });
+
   it('pages through thousands of lines: since_seq, tail and limit across pages', async () => {
     const id = await newExecution();
     await insertLines(svc.ctx.db, lines(1, 2500).map((l) => ({ ...l, execution_id: id })));

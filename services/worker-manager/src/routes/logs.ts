@@ -29,7 +29,8 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       summary:
         'Stored log lines in seq order. since_seq: lines after that seq; tail: the last N (after the other filters); ' +
         'stream: stdout|stderr; grep: case-sensitive substring, or a POSIX regular expression with grep_regex=true; ' +
-        'limit (default 10000). next_seq is the seq of the last line returned: pass it as since_seq to continue. ' +
+        'limit (default 10000). next_seq: pass it as since_seq to get only the lines after this answer (the last line returned, ' +
+        'or the last line stored when the answer reached the end, as with tail=0, a grep matching nothing or since_seq past the end). ' +
         'Accept: text/plain gives the lines as raw text.',
       params: IdParams,
       query: LogsQueryFull,
@@ -40,6 +41,8 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     },
     async ({ params, query }, req, res) => {
       await find(params.id);
+      // read first: a line stored while the answer is read has a greater seq and comes next time
+      const stored = await maxStoredSeq(db, params.id);
       const pages = readLines(db, params.id, query);
       let first;
       try {
@@ -59,10 +62,13 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         if (!text) await out.write(`{"execution_id":${JSON.stringify(params.id)},"lines":[`);
         for (let page = first; !page.done; page = await pages.next()) {
           for (const l of page.value) {
-            if (!(await out.write(text ? `${l.line}\n` : `${count++ ? ',' : ''}${JSON.stringify(l)}`))) return;
+            if (!(await out.write(text ? `${l.line}\n` : `${count ? ',' : ''}${JSON.stringify(l)}`))) return;
+            count++;
             next = l.seq;
           }
         }
+        // the answer reached the end (filters, tail, or fewer lines than the limit): continue from there
+        if (query.tail !== undefined || count < query.limit) next = Math.max(next, stored);
         if (!text) await out.write(`],"next_seq":${next}}`);
         await out.end();
       } catch (err) {
