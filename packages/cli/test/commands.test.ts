@@ -40,8 +40,14 @@ describe('hodei jobs cancel', () => {
     const again = await hodeiDone(['jobs', 'cancel', 'to-cancel'], env);
     expect(again.code).toBe(1);
     expect(again.stdout).toBe('');
-    // the job's own status follows its execution's a moment later
-    expect(again.stderr).toMatch(new RegExp(`^hodei: nothing to cancel: job ${jobId} has no queued or running execution \\(it is (cancelled|running)\\)\n$`));
+    const last = JSON.parse((await hodeiDone(['jobs', 'show', jobId!, '--json'], env)).stdout) as { last_execution: { id: string } };
+    expect(again.stderr).toBe(`hodei: nothing to cancel: the job's last execution ${last.last_execution.id} ended (cancelled)\n`);
+
+    expect((await hodeiDone(['run', '--name', 'finished', '--', 'true'], env)).code).toBe(0);
+    const done = await hodeiDone(['jobs', 'cancel', 'finished'], env);
+    expect(done.code).toBe(1);
+    expect(done.stdout).toBe('');
+    expect(done.stderr).toMatch(/^hodei: nothing to cancel: the job's last execution [0-9a-f-]{36} ended \(completed\)\n$/);
   }, 30_000);
 });
 

@@ -32,6 +32,13 @@ export class WorkerManagerClient {
     return out;
   }
 
+  /** The job's newest execution, or null when it never ran. */
+  async lastExecution(jobId: string): Promise<Execution | null> {
+    const page = await this.upstream(() => this.client.find<Execution[]>(`/api/v1/executions?job_id=${encodeURIComponent(jobId)}&limit=1`));
+    if (!Array.isArray(page)) throw new BadGatewayError('worker-manager answered executions with something that is not a list');
+    return page[0] ?? null;
+  }
+
   /** Queues an execution of the job (worker-manager reads its definition from us); returns its id. */
   async execute(jobId: string, env?: Record<string, string>): Promise<string> {
     const r = await this.client.send<{ id?: unknown }>('POST', '/api/v1/execute', env ? { job_id: jobId, env } : { job_id: jobId });

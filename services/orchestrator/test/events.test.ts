@@ -199,6 +199,25 @@ describe('cancel against a stand-in worker-manager (contract)', () => {
     expect(cancels).toEqual([queued, running, gone].map((id) => `/api/v1/executions/${id}/cancel`).sort());
   });
 
+  it('answers 409 problem+json when nothing is queued or running, naming how the last execution ended', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'done', command: 'true' })).body;
+    const never = (await api('POST', '/api/v1/jobs', { name: 'never', command: 'true' })).body;
+    const last = newId();
+    wm.handler = (req) => {
+      if (req.method !== 'GET' || req.path !== '/api/v1/executions') return undefined;
+      const status = req.query.get('status');
+      if (status || req.query.get('job_id') !== job.id) return { status: 200, body: [] };
+      return { status: 200, body: [{ id: last, job_id: job.id, status: 'completed' }] };
+    };
+    const r = await api('POST', `/api/v1/jobs/${job.id}/cancel`);
+    expect(r.status).toBe(409);
+    expect(r.headers.get('content-type')).toContain('application/problem+json');
+    expect(r.body.detail).toBe(`nothing to cancel: the job's last execution ${last} ended (completed)`);
+    const n = await api('POST', `/api/v1/jobs/${never.id}/cancel`);
+    expect(n.status).toBe(409);
+    expect(n.body.detail).toBe(`nothing to cancel: job ${never.id} has never run`);
+  });
+
   it('answers 404 for an unknown job and 503 when worker-manager is down', async () => {
     expect((await api('POST', `/api/v1/jobs/${newId()}/cancel`)).status).toBe(404);
     const base = env.config('orchestrator');

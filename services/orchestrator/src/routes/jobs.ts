@@ -256,6 +256,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       responses: {
         202: { description: 'the job as it is now; its status follows once the executions stop', schema: Job },
         404: { description: 'no such job' },
+        409: { description: 'nothing to cancel: the job never ran or its last execution ended' },
         502: { description: 'worker-manager answered badly' },
         503: { description: 'worker-manager did not answer' },
       },
@@ -267,6 +268,15 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       let cancelled = 0;
       for (const e of active) if (await workerManager.cancel(e.id)) cancelled += 1;
       deps.metrics.jobsCancelled.inc(cancelled);
+      if (cancelled === 0) {
+        // none queued or running, or every one ended before its cancel arrived
+        const last = await workerManager.lastExecution(params.id);
+        throw new ConflictError(
+          last
+            ? `nothing to cancel: the job's last execution ${last.id} ended (${last.status})`
+            : `nothing to cancel: job ${params.id} has never run`,
+        );
+      }
       res.status(202).json((await jobs.getJob(db, params.id)) ?? job);
     },
   );
