@@ -1,7 +1,7 @@
 // Failure and retries with real processes: scheduler + orchestrator + worker-manager, worker agents
 // spawned through POST /api/v1/workers, a worker killed with SIGKILL mid-job, failing commands
 // retried with back-off, and a retry that waits through a worker-manager restart.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
@@ -79,6 +79,16 @@ describe('back-off', () => {
     expect(backoffMs(10, 1, 0.999_999)).toBeGreaterThan(11_999);
     expect(backoffMs(600, 10, 0.9)).toBe(3600_000);
     expect(backoffMs(0, 5, 0.7)).toBe(0);
+  });
+});
+
+describe('a worker it starts', () => {
+  it('gets the heartbeat time-out the scheduler uses, so it kills jobs cut off from NATS before they are retried elsewhere', async () => {
+    const w = await startWorker({ pool: 'timeout' }, 1);
+    const environ = readFileSync(`/proc/${w.pid}/environ`, 'latin1').split('\0');
+    expect(environ).toContain(`HODEI_HEARTBEAT_TIMEOUT_MS=${TIMEOUT_MS}`);
+    expect(environ).toContain(`HODEI_HEARTBEAT_INTERVAL_MS=${HEARTBEAT_MS}`);
+    await call(wm.url, 'DELETE', `/api/v1/workers/${w.id}?force=true`);
   });
 });
 

@@ -126,6 +126,8 @@ export class Supervisor {
       HODEI_NATS_PREFIX: c.natsPrefix,
       HODEI_SCHEDULER_URL: c.urls.scheduler,
       HODEI_HEARTBEAT_INTERVAL_MS: String(c.heartbeatIntervalMs),
+      // past it the scheduler retries the worker's jobs elsewhere: the agent must have killed them by then
+      HODEI_HEARTBEAT_TIMEOUT_MS: String(c.heartbeatTimeoutMs),
       HODEI_KILL_GRACE_MS: String(c.killGraceMs),
       LOG_LEVEL: c.logLevel,
     };
