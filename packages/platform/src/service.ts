@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Registry } from 'prom-client';
-import { redactConfig, type Config } from './config.js';
+import { ConfigError, loadConfig, redactConfig, type Config, type Env, type ServiceName } from './config.js';
 import { createPool, ensureDatabase, migrate, type Pool } from './db.js';
 import { Api } from './http/api.js';
 import { createApp } from './http/app.js';
@@ -134,8 +134,17 @@ export function handleSignals(target: { stop: () => Promise<void> }, logger: Log
   process.on('SIGINT', onSignal);
 }
 
-/** Runs a service's main: config → boot → signals; a start-up failure is one clear log line and exit 1. */
-export async function runMain(def: ServiceDefinition, config: Config): Promise<void> {
+/** Runs a service's main: config → boot → signals; a bad variable or a start-up failure is one clear
+ *  log line and exit 1. */
+export async function runMain(def: ServiceDefinition, service: ServiceName, env: Env = process.env): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(service, env);
+  } catch (err) {
+    if (err instanceof ConfigError) createLogger(service).fatal(err.message);
+    else createLogger(service).fatal({ err }, 'start-up failed');
+    process.exit(1);
+  }
   const logger = createLogger(config.service, config.logLevel);
   try {
     const svc = await bootService(def, config, logger);

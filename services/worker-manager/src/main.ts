@@ -1,4 +1,4 @@
-import { loadConfig, runMain } from '@hodei/platform';
+import { runMain } from '@hodei/platform';
 import { definition } from './service.js';
 
-await runMain(definition, loadConfig('worker-manager'));
+await runMain(definition, 'worker-manager');
