@@ -86,7 +86,9 @@ describe('app factory', () => {
     const res = await post(svc.url, '{"n":1}');
     expect(res.status).toBe(401);
     expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
-    expect((await post(svc.url, '{"n":1}', 'application/json', { authorization: 'Bearer wrong' })).status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="hodei"');
+    const wrong = await post(svc.url, '{"n":1}', 'application/json', { authorization: 'Bearer wrong' });
+    expect([wrong.status, wrong.headers.get('www-authenticate')]).toEqual([401, 'Bearer realm="hodei", error="invalid_token"']);
     const ok = await post(svc.url, '{"n":1}', 'application/json', { authorization: `Bearer ${TOKEN}` });
     expect(ok.status).toBe(201);
     expect(ok.headers.get('location')).toBe(`/api/v1/notes/${ID}`);

@@ -27,9 +27,11 @@ const LOCALHOST_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 
 function bearerAuth(token: string): RequestHandler {
   const expected = Buffer.from(`Bearer ${token}`);
-  return (req, _res, next) => {
+  return (req, res, next) => {
     const got = Buffer.from(req.headers.authorization ?? '');
     if (got.length === expected.length && timingSafeEqual(got, expected)) return next();
+    // RFC 6750: the scheme to use, and whether the token sent was wrong
+    res.setHeader('WWW-Authenticate', req.headers.authorization ? 'Bearer realm="hodei", error="invalid_token"' : 'Bearer realm="hodei"');
     next(new UnauthorizedError());
   };
 }
