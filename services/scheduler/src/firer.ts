@@ -94,12 +94,14 @@ export class Firer {
     const next = d.cron ? nextCronRun(d.cron, d.timezone, new Date(Math.max(now.getTime(), scheduledAt.getTime()))) : null;
 
     if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip') {
-      // missed while no scheduler ran: skip it (and everything else missed), resume on time. The
-      // firing is recorded skipped, so that a one-shot schedule completed without a run says why.
+      // missed while no scheduler ran, or while it was paused: skip it (and everything else missed),
+      // resume on time. The firing is recorded skipped, so that a one-shot schedule completed without
+      // a run says why.
       const skippedId = await this.store.claimRun(d.id, scheduledAt);
       await this.store.advance(d.id, scheduledAt, next, null);
       if (!skippedId) return;
-      const message = `missed: no scheduler was running at ${scheduledAt.toISOString()} (misfire_policy skip)`;
+      const why = d.resumed_at && d.resumed_at > scheduledAt ? 'the schedule was paused' : 'no scheduler was running';
+      const message = `missed: ${why} at ${scheduledAt.toISOString()} (misfire_policy skip)`;
       await this.store.finishRun(skippedId, 'skipped', { execution_id: null, pipeline_run_id: null }, message);
       this.metrics.firings.inc({ outcome: 'missed' });
       log.warn({ scheduled_at: scheduledAt.toISOString(), late_ms: lateMs }, 'missed firing skipped (misfire_policy skip)');

@@ -298,6 +298,30 @@ describe('cron firing', () => {
     expect((await schedule(skip.id)).last_run_at).toBeNull();
   });
 
+  it('a paused one-shot resumed after its run_at: skip records it missed because it was paused, run_once fires it', async () => {
+    const at = new Date(Date.now() + 3600_000).toISOString();
+    const skip = await post({ job_id: quick, run_at: at, enabled: false, misfire_policy: 'skip' });
+    const once = await post({ job_id: quick, run_at: at, enabled: false, misfire_policy: 'run_once' });
+    // its time passes while it is paused
+    const missed = new Date(Math.floor(Date.now() / 1000) * 1000 - 3000);
+    await svc.ctx.db.query('UPDATE schedules SET run_at = $2 WHERE id = ANY($1)', [[skip.id, once.id], missed]);
+    for (const id of [skip.id, once.id]) {
+      const res = await send(svc.url, 'PATCH', `/api/v1/schedules/${id}`, { enabled: true });
+      expect(res.status).toBe(200);
+    }
+    expect(await until(() => schedule(skip.id), (x) => x.status === 'completed')).toMatchObject({ next_run_at: null, last_run_at: null });
+    expect(await runs(skip.id)).toEqual([
+      expect.objectContaining({
+        scheduled_at: missed.toISOString(),
+        execution_id: null,
+        outcome: 'skipped',
+        message: `missed: the schedule was paused at ${missed.toISOString()} (misfire_policy skip)`,
+      }),
+    ]);
+    const o = await until(() => runs(once.id), settled);
+    expect(o).toEqual([expect.objectContaining({ scheduled_at: missed.toISOString(), outcome: 'fired' })]);
+  });
+
   it('two scheduler replicas on one database fire each second once', async () => {
     const second = await startScheduler({ ...config, port: 0 });
     try {

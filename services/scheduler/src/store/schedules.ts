@@ -16,6 +16,7 @@ interface ScheduleRow {
   misfire_policy: Schedule['misfire_policy'];
   next_run_at: Date | null;
   last_run_at: Date | null;
+  resumed_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -119,7 +120,8 @@ export class ScheduleStore {
   async update(id: string, v: ScheduleValues & { completed: boolean }): Promise<Schedule | null> {
     const { rows } = await this.db.query<ScheduleRow>(
       `UPDATE schedules SET name = $2, cron = $3, run_at = $4, timezone = $5, enabled = $6, overlap_policy = $7,
-         misfire_policy = $8, next_run_at = $9, completed = $10, updated_at = now()
+         misfire_policy = $8, next_run_at = $9, completed = $10, updated_at = now(),
+         resumed_at = CASE WHEN $6 AND NOT enabled THEN now() ELSE resumed_at END
        WHERE id = $1 RETURNING *`,
       [id, v.name, v.cron, v.run_at, v.timezone, v.enabled, v.overlap_policy, v.misfire_policy, v.next_run_at, v.completed],
     );
@@ -186,6 +188,7 @@ export class ScheduleStore {
       overlap_policy: r.overlap_policy,
       misfire_policy: r.misfire_policy,
       next_run_at: r.next_run_at!,
+      resumed_at: r.resumed_at,
     }));
   }
 
@@ -293,4 +296,6 @@ export interface DueSchedule {
   overlap_policy: Schedule['overlap_policy'];
   misfire_policy: Schedule['misfire_policy'];
   next_run_at: Date;
+  /** Last time a PATCH resumed it: after next_run_at, the firing was missed because it was paused. */
+  resumed_at: Date | null;
 }
