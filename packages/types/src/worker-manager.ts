@@ -124,12 +124,16 @@ export type LogLine = z.infer<typeof LogLine>;
 /** A log line's seq is a 32-bit integer in the store. */
 export const MAX_SEQ = 2_147_483_647;
 
+/** `?tail=` is a 400 naming the parameter, not 0. */
+const queryInt = (min: number, max: number) =>
+  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+
 export const LogsQuery = z.object({
-  since_seq: z.coerce.number().int().min(0).max(MAX_SEQ).optional(),
-  tail: z.coerce.number().int().min(0).max(100_000).optional(),
+  since_seq: queryInt(0, MAX_SEQ).optional(),
+  tail: queryInt(0, 100_000).optional(),
   stream: LogStream.optional(),
   grep: z.string().max(1000).optional(),
-  limit: z.coerce.number().int().min(1).max(100_000).default(10_000),
+  limit: queryInt(1, 100_000).default(10_000),
 });
 export type LogsQuery = z.infer<typeof LogsQuery>;
 

@@ -77,6 +77,12 @@ describe('ingest contract: logs API', () => {
     const bad = await get(`/api/v1/executions/${id}/logs?grep=${encodeURIComponent('(')}&grep_regex=true`);
     expect(bad.status).toBe(400);
     expect((await bad.json()).errors[0].path).toBe('grep');
+    // an empty or non-numeric value is a 400 naming the parameter, for each numeric one alike
+    for (const qs of ['tail=', 'since_seq=', 'limit=', 'tail=abc', 'since_seq=-1', 'limit=1.5']) {
+      const res = await get(`/api/v1/executions/${id}/logs?${qs}`);
+      expect(res.status, qs).toBe(400);
+      expect((await res.json()).errors[0].path, qs).toBe(qs.split('=')[0]);
+    }
     const badStream = await get(`/api/v1/executions/${id}/logs?stream=stdin`);
     expect(badStream.status).toBe(400);
     expect((await badStream.json()).errors[0].path).toBe('stream');
