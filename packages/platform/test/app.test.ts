@@ -136,6 +136,15 @@ describe('app factory', () => {
     expect((await fetch(`${open.url}/health`)).status).toBe(200);
   });
 
+  it('answers a JSON body that is not an object (null, a number, a string) with a 400 saying so', async () => {
+    for (const body of ['null', ' 5', '"x"', 'true']) {
+      const res = await post(open.url, body);
+      const problem = await res.json();
+      expect([res.status, problem.detail, problem.errors], body).toEqual([400, 'the request body must be a JSON object', [{ path: 'body', message: 'must be a JSON object' }]]);
+    }
+    expect((await (await post(open.url, 'nul')).json()).detail).toMatch(/^malformed JSON body: /);
+  });
+
   it('answers a method a path does not take with 405 and Allow, an unknown path with 404', async () => {
     const cases: Array<[string, string, string]> = [
       ['PUT', `/api/v1/notes/${ID}`, 'POST'],

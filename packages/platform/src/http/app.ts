@@ -6,7 +6,7 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 import { Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
-import { HttpError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
+import { BadRequestError, HttpError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { YAML_TYPES, type Api } from './api.js';
 
@@ -123,6 +123,18 @@ interface BodyParserError {
   type?: string;
   status?: number;
   message?: string;
+  /** The raw text, when it could not be parsed. */
+  body?: unknown;
+}
+
+function isJson(text: unknown): boolean {
+  if (typeof text !== 'string') return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const PG_CLIENT_ERRORS: Record<string, [number, string]> = {
@@ -157,6 +169,8 @@ function toHttpError(err: unknown): HttpError | null {
   const e = err as BodyParserError & { code?: string };
   switch (e?.type) {
     case 'entity.parse.failed':
+      // body-parser's strict mode refuses valid JSON that is not an object or array (null, 5, "x")
+      if (isJson(e.body)) return new BadRequestError('the request body must be a JSON object', [{ path: 'body', message: 'must be a JSON object' }]);
       return new HttpError(400, 'Bad Request', `malformed JSON body: ${e.message}`, [{ path: 'body', message: 'malformed JSON' }]);
     case 'entity.too.large':
       return new PayloadTooLargeError('the request body is larger than the limit');
