@@ -51,6 +51,39 @@ describe('hodei jobs cancel', () => {
   }, 30_000);
 });
 
+describe('hodei schedules run', () => {
+  it('fires a paused schedule now, named by its name, and show marks the firing manual; an unknown one: exit 1', async () => {
+    const created = await hodeiDone(['run', '--json', '--name', 'by-hand', '--', 'true'], env);
+    expect(created.code, created.stderr).toBe(0);
+    const jobId = (JSON.parse(created.stdout) as { job: string }).job;
+    const sch = await hodeiDone(['schedules', 'create', '--job', jobId, '--cron', '0 0 1 1 *', '--name', 'yearly', '--paused', '--json'], env);
+    expect(sch.code, sch.stderr).toBe(0);
+    const sid = (JSON.parse(sch.stdout) as { id: string }).id;
+
+    const run = await hodeiDone(['schedules', 'run', 'yearly'], env);
+    expect(run.code, run.stderr).toBe(0);
+    const firing = /^firing\s+([0-9a-f-]{36}) \(manual\)$/m.exec(run.stdout)?.[1];
+    const execution = /^execution\s+([0-9a-f-]{36})$/m.exec(run.stdout)?.[1];
+    expect(firing && execution, run.stdout).toBeTruthy();
+    expect(run.stdout).toMatch(new RegExp(`^schedule\\s+${sid}$`, 'm'));
+    expect(run.stdout).toMatch(/^outcome\s+fired$/m);
+
+    const show = await hodeiDone(['schedules', 'show', sid.slice(0, 13)], env);
+    expect(show.code, show.stderr).toBe(0);
+    const rows = show.stdout.split('\n').filter((l) => l.includes(execution!));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatch(/\smanual\s.*\sfired\s+execution [0-9a-f-]{36}$/);
+    const json = JSON.parse((await hodeiDone(['schedules', 'show', sid, '--json'], env)).stdout) as { status: string; runs: { id: string; manual: boolean }[] };
+    expect(json.status).toBe('paused');
+    expect(json.runs).toEqual([expect.objectContaining({ id: firing, manual: true })]);
+
+    const unknown = await hodeiDone(['schedules', 'run', 'no-such-schedule'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toBe('');
+    expect(unknown.stderr).toBe('hodei: no schedule matches "no-such-schedule"\n');
+  }, 30_000);
+});
+
 describe('hodei executions cancel', () => {
   it('cancels an execution without a job, and exits 1 naming how it ended once it has', async () => {
     const res = await fetch(`${fx.stack.workerManager.url}/api/v1/execute`, {

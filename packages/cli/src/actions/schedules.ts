@@ -72,10 +72,31 @@ export const show = async (id: string, _f: unknown, cmd: Command) => {
   showSchedule(out, s);
   out.line();
   out.table(
-    ['SCHEDULED', 'FIRED', 'OUTCOME', 'EXECUTION'],
-    runs.items.map((r) => [when(r.scheduled_at), when(r.fired_at), r.outcome, r.execution_id ?? r.message ?? '-']),
+    ['SCHEDULED', 'BY', 'FIRED', 'OUTCOME', 'STARTED'],
+    runs.items.map((r) => [when(r.scheduled_at), r.manual ? 'manual' : 'schedule', when(r.fired_at), r.outcome, started(r)]),
     'never fired',
   );
+};
+
+/** What a firing started, or why it started nothing. */
+const started = (r: ScheduleRun) =>
+  r.execution_id ? `execution ${r.execution_id}` : r.pipeline_run_id ? `pipeline run ${r.pipeline_run_id}` : (r.message ?? '-');
+
+export const runNow = async (id: string, _f: unknown, cmd: Command) => {
+  const { client, out } = context(cmd);
+  const sid = await resolveSchedule(client, id);
+  const r = await client.send('scheduler', 'POST', `/api/v1/schedules/${sid}/run`, ScheduleRun);
+  if (out.json) out.printJson(r);
+  else
+    out.fields([
+      ['firing', `${r.id} (manual)`],
+      ['schedule', sid],
+      ['outcome', statusText(out.out, r.outcome)],
+      ...(r.execution_id ? ([['execution', r.execution_id]] as [string, string][]) : []),
+      ...(r.pipeline_run_id ? ([['pipeline run', r.pipeline_run_id]] as [string, string][]) : []),
+      ...(r.message ? ([['message', r.message]] as [string, string][]) : []),
+    ]);
+  if (r.outcome === 'skipped' || r.outcome === 'failed') throw new CliError(`the firing ${r.outcome === 'skipped' ? 'was skipped' : 'failed'}: ${r.message ?? 'no reason given'}`);
 };
 
 const setEnabled = (enabled: boolean) => async (id: string, _f: unknown, cmd: Command) => {

@@ -7,7 +7,7 @@ import { lazy } from '../lazy.js';
 const load = () => import('../actions/schedules.js');
 
 export function registerSchedules(program: Command): void {
-  const sch = program.command('schedules').alias('schedule').summary('cron schedules: create, list, pause, resume, delete');
+  const sch = program.command('schedules').alias('schedule').summary('cron schedules: create, list, run now, pause, resume, delete');
 
   sch
     .command('create')
@@ -35,6 +35,12 @@ export function registerSchedules(program: Command): void {
     .summary('a schedule and its recent firings')
     .argument('<id>', 'schedule id or unique prefix (4+ chars)')
     .action(lazy(load, 'show'));
+
+  sch
+    .command('run')
+    .summary('fire a schedule now (paused or completed too), under its overlap policy')
+    .argument('<id>', 'schedule id, unique prefix (4+ chars) or name')
+    .action(lazy(load, 'runNow'));
 
   for (const [name, enabled] of [['pause', false], ['resume', true]] as const) {
     sch
