@@ -133,6 +133,11 @@ export class Executions {
     if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
     if (await anywhere) return store.toExecution(row);
     if (row.status === 'queued') {
+      // A worker took it when it published a status this service has not applied yet (a short job
+      // goes from queued straight to its final status, held back until its log lines are stored).
+      const sent = await this.statusOnItsWay(row);
+      if (sent && isFinalStatus(sent.status)) throw new ConflictError(`execution ${id} already ended (${sent.status}); its final status is being recorded`);
+      if (sent?.status === 'running' && sent.worker_id) return this.cancelOnWorker(row, sent.worker_id);
       // Not running anywhere (a job reports running only after HODEI_WORKER_RUNNING_AFTER_MS):
       // it ends here without having started.
       const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started', from: ['queued'] });
@@ -144,26 +149,45 @@ export class Executions {
       return this.cancel(id);
     }
     if (!row.worker_id) throw new ConflictError(`execution ${id} is ${row.status} on no known worker`);
-    // its worker did not answer the quick ask in time (busy): ask it directly, and wait longer
+    return this.cancelOnWorker(row, row.worker_id);
+  }
+
+  /** The last status a worker published for a `queued` row, when it is not applied yet. */
+  private async statusOnItsWay(row: ExecutionRow): Promise<ExecutionStatusEvent | null> {
+    const subject = this.ctx.bus.subjects.forExecution(row.job_id).status(row.id);
+    let msg;
     try {
-      await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(row.worker_id), cancelControl(id), { timeout: 3000 });
+      msg = await this.ctx.bus.jsm.streams.getMessage(this.ctx.bus.subjects.eventsStream, { last_by_subj: subject });
+    } catch (err) {
+      throw new ServiceUnavailableError(`whether a worker took the execution could not be checked (${(err as Error).message}); try again`);
+    }
+    if (!msg) return null;
+    const e = decodeJson(msg.data) as ExecutionStatusEvent;
+    return e.status === 'queued' || e.status === 'pending' ? null : e;
+  }
+
+  /** Its worker did not answer the quick ask in time (busy): ask it directly, and wait longer. */
+  private async cancelOnWorker(row: ExecutionRow, workerId: string): Promise<Execution> {
+    const id = row.id;
+    try {
+      await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(workerId), cancelControl(id), { timeout: 3000 });
       return store.toExecution(row);
     } catch (err) {
-      const gone = await this.workerGone(row.worker_id);
+      const gone = await this.workerGone(workerId);
       if (!gone) {
         throw new ServiceUnavailableError(
-          `worker ${row.worker_id} did not answer the cancel request (${(err as Error).message}) and is still registered; try again ` +
+          `worker ${workerId} did not answer the cancel request (${(err as Error).message}) and is still registered; try again ` +
             '(a worker silent for the heartbeat time-out goes offline, and its executions end)',
         );
       }
       // A worker that died took its jobs with it, and one cut off from NATS for the time-out kills them.
       const done = await store.markFinal(this.ctx.db, id, {
         status: 'cancelled',
-        message: `cancelled; its worker ${row.worker_id} ${gone}, so none of its processes runs any more`,
-        from: ['running'],
+        message: `cancelled; its worker ${workerId} ${gone}, so none of its processes runs any more`,
+        from: ['queued', 'running'],
       });
       if (!done) return this.cancel(id); // it ended meanwhile
-      await this.cancelled(done, row.worker_id);
+      await this.cancelled(done, workerId);
       return store.toExecution(done);
     }
   }

@@ -110,6 +110,25 @@ describe('executions API', () => {
     expect((await res.json()).detail).toContain('cancelled');
   });
 
+  it('a cancel while the final status of a job that ran is on its way is a 409, not "cancelled before it started"', async () => {
+    const bus = svc.ctx.bus;
+    const { body } = await execute({ command: 'true' });
+    // what a worker publishes for a job over before its running report: queued straight to its
+    // final status, which waits here for its 2 log lines (they never come: held back 3 s)
+    const final = { execution_id: body.id, job_id: null, worker_id: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a23', status: 'completed', exit_code: 0, last_seq: 2 };
+    const now = new Date().toISOString();
+    await bus.js.publish(bus.subjects.forExecution(null).status(body.id), encodeJson({ ...final, started_at: now, finished_at: now, timestamp: now }));
+    const res = await post(`/api/v1/executions/${body.id}/cancel`, {});
+    expect((await (await get(`/api/v1/executions/${body.id}`)).json()).status).toBe('queued');
+    expect(res.status).toBe(409);
+    expect((await res.json()).detail).toContain('already ended (completed)');
+    const ended = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${body.id}`)).json();
+      return e.status !== 'queued' && e;
+    }, 10_000, 'the final status');
+    expect(ended).toMatchObject({ status: 'completed', exit_code: 0 });
+  });
+
   it('cancel of a running execution: the worker that answers the cancel sent to all stops it; one that does not is asked directly', async () => {
     const bus = svc.ctx.bus;
     const reply = (subject: string, seen: string[]) =>
