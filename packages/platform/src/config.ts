@@ -28,11 +28,13 @@ const EnvSchema = z.object({
   HODEI_WORKER_MANAGER_URL: z.url().optional(),
   /** Comma-separated browser origins allowed by CORS; default any localhost / 127.0.0.1 origin. */
   HODEI_CORS_ORIGINS: z.string().optional(),
-  /** What body-parser reads as that size (it takes ' 2 gb' for 2 bytes, '1.5' for 1, '-1mb' below zero). */
+  /** What body-parser reads as that size (it takes ' 2 gb' for 2 bytes, '1.5' for 1, '-1mb' below zero).
+   *  The default takes a script of the largest size allowed (1 Mi characters) even when each is 3 bytes
+   *  of UTF-8 or 2 of JSON escape, with the rest of the job. */
   HODEI_BODY_LIMIT: z
     .string()
     .regex(/^(\d+b?|\d+(\.\d+)? *(kb|mb|gb|tb|pb))$/i, 'must be a size such as 1048576, 512kb or 10mb')
-    .default('1mb'),
+    .default('4mb'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HODEI_HEARTBEAT_INTERVAL_MS: ms.default(1000),
   HODEI_HEARTBEAT_TIMEOUT_MS: ms.optional(),

@@ -1,0 +1,45 @@
+// Request bodies on the services' own routes, with the default configuration: the largest script
+// fits the default body limit; text no UTF-8 can hold, and a worker offering no memory, are a 400
+// naming the field.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
+import { startScheduler } from '../../../services/scheduler/src/service.js';
+import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
+import { createTestEnv, type RunningService } from '../src/index.js';
+
+const env = createTestEnv();
+let orchestrator: RunningService;
+let scheduler: RunningService;
+let workerManager: RunningService;
+
+async function send(base: string, method: string, path: string, body: unknown) {
+  const res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+beforeAll(async () => {
+  workerManager = await startWorkerManager(env.config('worker-manager'));
+  scheduler = await startScheduler(env.config('scheduler'));
+  orchestrator = await startOrchestrator(env.config('orchestrator', { urls: { ...env.config('orchestrator').urls, 'worker-manager': workerManager.url } }));
+});
+afterAll(async () => {
+  await orchestrator?.stop();
+  await scheduler?.stop();
+  await workerManager?.stop();
+  await env.cleanup();
+});
+
+describe('request bodies', () => {
+  it('takes a job whose script is as large as allowed (1 Mi characters) with the default body limit', async () => {
+    // ASCII with quotes and newlines (2 bytes each once escaped), and 3-byte UTF-8 characters
+    for (const script of ['#!/bin/sh\n' + 'echo "x"\n'.repeat((1024 * 1024 - 10) / 9).padEnd(1024 * 1024 - 10, '#'), '€'.repeat(1024 * 1024)]) {
+      expect(script.length).toBe(1024 * 1024);
+      const r = await send(orchestrator.url, 'POST', '/api/v1/jobs', { name: 'big', script, env: { A: 'b' }, labels: { pool: 'x' } });
+      expect(r.status, r.body.detail).toBe(201);
+      const back = await fetch(`${orchestrator.url}/api/v1/jobs/${r.body.id}`).then((res) => res.json());
+      expect(back.script).toBe(script);
+    }
+    const tooLong = await send(orchestrator.url, 'POST', '/api/v1/jobs', { script: 'x'.repeat(1024 * 1024 + 1) });
+    expect([tooLong.status, tooLong.body.errors?.[0]?.path]).toEqual([400, 'script']);
+  });
+});
