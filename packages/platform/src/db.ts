@@ -27,10 +27,10 @@ export const withoutNul = (text: string): string => (text.includes('\u0000') ? t
 const nulReplacer = (_key: string, v: unknown): unknown => (typeof v === 'string' ? withoutNul(v) : v);
 
 /**
- * The path (`a.b.0`) of a string or key in a JSON value that holds a NUL character ('' for the value
- * itself). Without recursion: a request body may nest deeper than the call stack goes.
+ * The path (`a.b.0`) of the first string or key in a JSON value that `bad` is true of ('' for the
+ * value itself). Without recursion: a request body may nest deeper than the call stack goes.
  */
-export function nulPath(value: unknown): string | undefined {
+export function stringPath(value: unknown, bad: (s: string) => boolean): string | undefined {
   interface Node {
     value: unknown;
     key: string;
@@ -46,17 +46,20 @@ export function nulPath(value: unknown): string | undefined {
   for (let node = stack.pop(); node; node = stack.pop()) {
     const v = node.value;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return pathOf(node);
+      if (bad(v)) return pathOf(node);
     } else if (typeof v === 'object' && v !== null && !seen.has(v)) {
       seen.add(v);
       for (const [k, child] of Object.entries(v)) {
-        if (k.includes('\u0000')) return pathOf(node, k);
+        if (bad(k)) return pathOf(node, k);
         stack.push({ value: child, key: k, parent: node });
       }
     }
   }
   return undefined;
 }
+
+/** The path of a string or key holding a NUL character, which PostgreSQL cannot store. */
+export const nulPath = (value: unknown): string | undefined => stringPath(value, (s) => s.includes('\u0000'));
 
 /** One record's JSON text, NUL characters replaced (JSON writes one as `\u0000`; a literal
  *  backslash before `u0000` only costs a second pass). */

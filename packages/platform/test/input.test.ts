@@ -42,4 +42,21 @@ describe('request bodies', () => {
     const tooLong = await send(orchestrator.url, 'POST', '/api/v1/jobs', { script: 'x'.repeat(1024 * 1024 + 1) });
     expect([tooLong.status, tooLong.body.errors?.[0]?.path]).toEqual([400, 'script']);
   });
+
+  it('refuses a lone UTF-16 surrogate in any string, naming the field, instead of a bare 400 or a U+FFFD stored', async () => {
+    const cases: Array<[string, string, unknown, string]> = [
+      [orchestrator.url, '/api/v1/jobs', '{"command":"true","env":{"A":"x\\ud800"}}', 'env.A'],
+      [orchestrator.url, '/api/v1/jobs', '{"command":"true","name":"a\\udc00b"}', 'name'],
+      [orchestrator.url, '/api/v1/jobs', '{"command":"true","labels":{"k\\ud800":"v"}}', 'labels.k\ud800'],
+      [orchestrator.url, '/api/v1/pipelines', '{"name":"p","tags":["ok","\\ud83d"]}', 'tags.1'],
+      [workerManager.url, '/api/v1/execute', '{"command":"echo \\udfff"}', 'command'],
+    ];
+    for (const [base, path, body, field] of cases) {
+      const r = await send(base, 'POST', path, body);
+      expect([r.status, r.body.errors], `${path} ${field}`).toEqual([400, [{ path: field, message: 'must not contain a lone UTF-16 surrogate (\\ud800-\\udfff)' }]]);
+    }
+    // a pair (an emoji) is one character, and kept
+    const ok = await send(orchestrator.url, 'POST', '/api/v1/jobs', '{"command":"true","name":"\\ud83d\\ude00","env":{"A":"\\ud83d\\ude00"}}');
+    expect([ok.status, ok.body.name, ok.body.env]).toEqual([201, '😀', { A: '😀' }]);
+  });
 });

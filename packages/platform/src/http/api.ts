@@ -6,7 +6,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import express from 'express';
 import { parseDocument } from 'yaml';
 import { BadRequestError, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
-import { nulPath } from '../db.js';
+import { stringPath } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Schema = z.ZodType;
@@ -52,11 +52,23 @@ export function zodIssuesToFields(error: z.ZodError): FieldError[] {
   );
 }
 
+/** Half of a UTF-16 surrogate pair without the other: no UTF-8 text holds one (PostgreSQL's jsonb
+ *  refuses it, a text column would get U+FFFD). */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+
+/** Why PostgreSQL cannot store this string as given, if it cannot. */
+function badCharacter(s: string): string | undefined {
+  if (s.includes('\u0000')) return 'must not contain the NUL character (\\u0000)';
+  if (LONE_SURROGATE.test(s)) return 'must not contain a lone UTF-16 surrogate (\\ud800-\\udfff)';
+  return undefined;
+}
+
 function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: 'path' | 'query' | 'body'): z.output<S> {
-  const nul = nulPath(value);
-  if (nul !== undefined) {
-    const field = nul || 'body';
-    throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${field}`, [{ path: field, message: 'must not contain the NUL character (\\u0000)' }]);
+  let message: string | undefined;
+  const at = stringPath(value, (s) => (message = badCharacter(s)) !== undefined);
+  if (at !== undefined && message) {
+    const field = at || 'body';
+    throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${field}`, [{ path: field, message }]);
   }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
