@@ -59,4 +59,23 @@ describe('request bodies', () => {
     const ok = await send(orchestrator.url, 'POST', '/api/v1/jobs', '{"command":"true","name":"\\ud83d\\ude00","env":{"A":"\\ud83d\\ude00"}}');
     expect([ok.status, ok.body.name, ok.body.env]).toEqual([201, '😀', { A: '😀' }]);
   });
+
+  it('refuses a worker that offers less than 1 MiB of memory, on worker-manager and in the scheduler\'s registry', async () => {
+    for (const [base, capacity, field] of [
+      [workerManager.url, { memory_bytes: 1 }, 'capacity.memory_bytes'],
+      [workerManager.url, { memory_bytes: 1024 * 1024 - 1 }, 'capacity.memory_bytes'],
+      [workerManager.url, { slots: 0 }, 'capacity.slots'],
+      [workerManager.url, { cpu_cores: 0 }, 'capacity.cpu_cores'],
+      [scheduler.url, { memory_bytes: 1 }, 'capacity.memory_bytes'],
+      [scheduler.url, { slots: 0 }, 'capacity.slots'],
+      [scheduler.url, { cpu_cores: 0 }, 'capacity.cpu_cores'],
+    ] as const) {
+      const r = await send(base, 'POST', '/api/v1/workers', { capacity });
+      expect([r.status, r.body.errors.map((e: { path: string }) => e.path)], `${base} ${JSON.stringify(capacity)}`).toEqual([400, [field]]);
+    }
+    const memory = await send(scheduler.url, 'POST', '/api/v1/workers', { capacity: { memory_bytes: 1 } });
+    expect(memory.body.errors[0].message).toBe('must be at least 1048576 (1 MiB)');
+    const least = await send(scheduler.url, 'POST', '/api/v1/workers', { capacity: { memory_bytes: 1024 * 1024 } });
+    expect([least.status, least.body.capacity.memory_bytes]).toEqual([201, 1024 * 1024]);
+  });
 });

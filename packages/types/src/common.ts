@@ -66,11 +66,14 @@ export const Resources = z
   .strict(); // `{"memory": "4GiB"}` is a 400, not a job that asks for nothing
 export type Resources = z.infer<typeof Resources>;
 
+/** The least memory a worker may offer: any less could run no job. */
+export const MIN_WORKER_MEMORY_BYTES = 1024 ** 2;
+
 export const Capacity = z
   .object({
     slots: z.number().int().min(1).max(1024).default(4),
     cpu_cores: z.number().positive().max(1024).default(1),
-    memory_bytes: z.number().int().positive().max(2 ** 50).default(1024 ** 3),
+    memory_bytes: z.number().int().min(MIN_WORKER_MEMORY_BYTES, `must be at least ${MIN_WORKER_MEMORY_BYTES} (1 MiB)`).max(2 ** 50).default(1024 ** 3),
   })
   .strict(); // `{"gpus": 1}` or `{"memory": "4GiB"}` is a 400, not a worker that offers the defaults
 export type Capacity = z.infer<typeof Capacity>;

@@ -2,7 +2,7 @@
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
 import { newId, withoutEmpty } from '@hodei/platform';
-import { z } from '@hodei/types';
+import { MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
 
@@ -47,7 +47,7 @@ const WorkerEnvSchema = z.object({
   /** How many executions run at once. */
   HODEI_WORKER_SLOTS: z.coerce.number().int().min(1).max(1024).default(4),
   HODEI_WORKER_CPU_CORES: z.coerce.number().positive().max(1024).optional(),
-  HODEI_WORKER_MEMORY_BYTES: z.coerce.number().int().positive().max(2 ** 50).optional(),
+  HODEI_WORKER_MEMORY_BYTES: z.coerce.number().int().min(MIN_WORKER_MEMORY_BYTES, `must be at least ${MIN_WORKER_MEMORY_BYTES} (1 MiB)`).max(2 ** 50).optional(),
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   HODEI_NATS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('hodei'),
   /** The scheduler's registry, where the agent registers at start. */

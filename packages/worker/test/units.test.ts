@@ -72,6 +72,8 @@ describe('worker config', () => {
     expect(() => loadWorkerConfig({ HODEI_WORKER_SLOTS: 'many' })).toThrow(WorkerConfigError);
     expect(() => loadWorkerConfig({ HODEI_WORKER_LABELS: 'novalue' })).toThrow(/HODEI_WORKER_LABELS/);
     expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
+    // the scheduler refuses a worker offering less than 1 MiB: the agent says so at start
+    expect(() => loadWorkerConfig({ HODEI_WORKER_MEMORY_BYTES: '1' })).toThrow(/HODEI_WORKER_MEMORY_BYTES: must be at least 1048576/);
   });
   it('takes an empty variable (`NAME=` in a .env file) as unset', () => {
     const names = ['HODEI_API_TOKEN', 'HODEI_WORKER_ID', 'HODEI_WORKER_NAME', 'HODEI_WORKER_SLOTS', 'HODEI_WORKER_CPU_CORES', 'HODEI_WORKER_MEMORY_BYTES',
