@@ -1,5 +1,7 @@
 // `hodei pipelines run --follow` as a user meets it: a subprocess against the real services and a
 // real worker; status changes, prefixed log lines, and the exit code of the run.
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
@@ -16,7 +18,63 @@ async function pipeline(body: unknown): Promise<void> {
   expect(res.status).toBe(201);
 }
 
+/** Forwards to `target`; the first run event stream is cut once an event id has gone through. */
+async function cuttingProxy(target: string): Promise<{ url: string; streams: { lastEventId: string | undefined; text: string }[]; server: Server }> {
+  const streams: { lastEventId: string | undefined; text: string }[] = [];
+  const server = createServer((req, res) => {
+    const stream = /\/pipeline-runs\/[^/]+\/events\/stream$/.test(req.url ?? '') ? { lastEventId: req.headers['last-event-id'] as string | undefined, text: '' } : null;
+    if (stream) streams.push(stream);
+    const cut = stream !== null && streams.length === 1;
+    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.on('data', (chunk: Buffer) => {
+        if (res.destroyed || res.writableEnded) return;
+        if (stream) stream.text += chunk.toString();
+        if (!stream || !cut || !/^id:/m.test(stream.text)) return void res.write(chunk);
+        // once the client has what went through: cut
+        up.destroy();
+        res.end(chunk, () => res.destroy());
+      });
+      upRes.on('end', () => res.end());
+      upRes.on('error', () => res.destroy());
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, streams, server };
+}
+
 describe('hodei pipelines run', () => {
+  it('--follow resumes a cut event stream after the last event it saw: no snapshot again, no job line twice', async () => {
+    await pipeline({
+      name: 'cli-resume',
+      jobs: [
+        { name: 'first', command: 'sleep 1; echo one' },
+        { name: 'second', command: 'echo two', depends_on: ['first'] },
+      ],
+    });
+    const proxy = await cuttingProxy(fx.stack.orchestrator.url);
+    try {
+      const r = await hodeiDone(['pipelines', 'run', 'cli-resume', '--follow', '--no-timestamps'], { ...env, HODEI_ORCHESTRATOR_URL: proxy.url });
+      expect(r.code, r.stderr).toBe(0);
+      expect(proxy.streams.length).toBeGreaterThanOrEqual(2);
+      const [cut, resumed] = proxy.streams;
+      const seen = [...cut!.text.matchAll(/^id: ?(.+)$/gm)].map((m) => m[1]).at(-1);
+      expect(seen).toBeDefined();
+      expect(resumed!.lastEventId).toBe(seen);
+      expect(resumed!.text).not.toMatch(/^event: ?snapshot$/m);
+      const jobLines = r.stderrLines.map((l) => /^\d\d:\d\d:\d\d\.\d{3} ((first|second)\s.*)$/.exec(l.text)?.[1]).filter(Boolean);
+      expect(jobLines).toEqual([...new Set(jobLines)]);
+      expect(jobLines, r.stderr).toContain('second  completed (exit 0)');
+      expect(r.stdout).toBe('[first] one\n[second] two\n');
+    } finally {
+      proxy.server.closeAllConnections();
+      await new Promise((resolve) => proxy.server.close(resolve));
+    }
+  }, 60_000);
+
+
   it('--follow prints status changes and prefixed logs, passes --env to every job, exits 0 when the run completes', async () => {
     await pipeline({
       name: 'cli-etl',

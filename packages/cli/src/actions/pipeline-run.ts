@@ -90,10 +90,13 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
   };
 
   let downSince: number | null = null;
+  // a reconnect resumes after the last event seen: the jobs changed since, not a whole snapshot again
+  let lastId: string | undefined;
   for (let attempt = 0; ; attempt++) {
     let res: Response;
     try {
-      res = await client.fetch('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}/events/stream`, { headers: { accept: 'text/event-stream' }, timeoutMs: null });
+      const headers: Record<string, string> = { accept: 'text/event-stream', ...(lastId === undefined ? {} : { 'last-event-id': lastId }) };
+      res = await client.fetch('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}/events/stream`, { headers, timeoutMs: null });
     } catch (err) {
       if (!(err instanceof UnreachableError) || attempt === 0) throw err;
       downSince ??= Date.now();
@@ -108,6 +111,7 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     downSince = null;
     try {
       for await (const ev of readSse(res.body)) {
+        lastId = ev.id || lastId;
         const now = new Date().toISOString();
         if (ev.event === 'snapshot' || ev.event === 'completed') {
           const run = parse(PipelineRun, ev.data);
