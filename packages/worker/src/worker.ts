@@ -66,6 +66,8 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
   };
 }
 
+const ENDED = 'execution already ended; its final status is on its way';
+
 class WorkerAgent {
   /** Executions until their final status is published. */
   readonly executions = new Map<string, Execution>();
@@ -199,7 +201,7 @@ class WorkerAgent {
           const execution = this.executions.get(c.execution_id);
           if (!execution) reply = { ok: false, reason: 'execution is not running on this worker' };
           else if (execution.kill(c.reason)) reply = { ok: true };
-          else reply = { ok: false, reason: 'execution already ended; its final status is on its way' };
+          else reply = { ok: false, reason: ENDED };
         } else if (c.action === 'drain' || (c.action === 'stop' && !c.force)) {
           reply = { ok: true };
           after = () => void this.drain();
@@ -215,7 +217,8 @@ class WorkerAgent {
     after?.();
   }
 
-  /** A cancel sent to every worker: only the one running the execution acts, and answers. */
+  /** A cancel sent to every worker: only the one holding the execution acts, and answers (one that
+   *  ended and whose final status is not published yet: not ok, so it is not taken for never started). */
   private onCancelAnywhere(msg: Msg): void {
     let parsed;
     try {
@@ -225,7 +228,8 @@ class WorkerAgent {
     }
     if (!parsed.success || parsed.data.action !== 'cancel') return;
     const execution = this.executions.get(parsed.data.execution_id);
-    if (execution?.kill(parsed.data.reason) && msg.reply) msg.respond(encodeJson({ ok: true }));
+    if (!execution || !msg.reply) return;
+    msg.respond(encodeJson(execution.kill(parsed.data.reason) ? { ok: true } : { ok: false, reason: ENDED }));
   }
 
   drain(): Promise<void> {

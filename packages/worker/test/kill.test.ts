@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeJson, encodeJson, newId } from '@hodei/platform';
-import { alive, setup, waitFor } from './harness.js';
+import { connectBus, createLogger, decodeJson, encodeJson, newId } from '@hodei/platform';
+import { alive, NATS_URL, setup, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 beforeAll(async () => {
@@ -107,6 +107,23 @@ describe('timeout and cancel', () => {
     const reply = await h.bus.nc.request(h.bus.subjects.cancelAnywhere, body(run.id), { timeout: 2000 });
     expect(decodeJson(reply.data)).toEqual({ ok: true });
     expect(await run.final).toMatchObject({ status: 'cancelled', signal: 'SIGTERM' });
+  });
+
+  it('answers a cancel sent to every worker for an execution that ended while its final status is not stored yet: not ok', async () => {
+    // without the events stream the final status is published (seen here) but not stored: retried
+    await h.bus.jsm.streams.delete(h.bus.subjects.eventsStream);
+    const run = await h.assign({ command: 'echo done' });
+    try {
+      expect(await run.final).toMatchObject({ status: 'completed' });
+      expect(h.worker.running()).toContain(run.id);
+      const body = encodeJson({ action: 'cancel', execution_id: run.id, reason: 'cancelled' });
+      const reply = await h.bus.nc.request(h.bus.subjects.cancelAnywhere, body, { timeout: 2000 });
+      expect(decodeJson(reply.data)).toEqual({ ok: false, reason: 'execution already ended; its final status is on its way' });
+    } finally {
+      const bus = await connectBus(NATS_URL, h.env.natsPrefix, 'kill-test', createLogger('test', 'silent')); // makes the stream again
+      await bus.nc.close();
+    }
+    expect(await waitFor(() => !h.worker.running().includes(run.id), 10_000)).toBe(true);
   });
 
   it('answers a cancel for an execution it does not run', async () => {

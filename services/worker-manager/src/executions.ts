@@ -131,7 +131,9 @@ export class Executions {
     const anywhere = this.cancelWherever(id);
     const row = await this.get(id);
     if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
-    if (await anywhere) return store.toExecution(row);
+    const answer = await anywhere;
+    if (answer?.ok) return store.toExecution(row);
+    if (answer) throw new ConflictError(`execution ${id}: its worker says ${answer.reason ?? 'it cannot be cancelled'}`);
     if (row.status === 'queued') {
       // A worker took it when it published a status this service has not applied yet (a short job
       // goes from queued straight to its final status, held back until its log lines are stored).
@@ -202,17 +204,19 @@ export class Executions {
     return null;
   }
 
-  /** Asks every worker to cancel the execution; true when the one running it answered. */
-  private async cancelWherever(id: string): Promise<boolean> {
+  /** Asks every worker to cancel the execution: the answer of the one holding it (ok: it is
+   *  stopping it; not ok: it ended, its final status on the way), or null. */
+  private async cancelWherever(id: string): Promise<{ ok: boolean; reason?: string } | null> {
     try {
       const reply = await this.ctx.bus.nc.request(
         this.ctx.bus.subjects.cancelAnywhere,
         cancelControl(id),
         { timeout: CANCEL_ANYWHERE_MS },
       );
-      return (decodeJson(reply.data) as { ok?: unknown }).ok === true;
+      const r = decodeJson(reply.data) as { ok?: unknown; reason?: unknown };
+      return { ok: r.ok === true, reason: typeof r.reason === 'string' ? r.reason : undefined };
     } catch {
-      return false; // no worker runs it (only the one that does answers), or none is connected
+      return null; // no worker holds it (only the one that does answers), or none is connected
     }
   }
 

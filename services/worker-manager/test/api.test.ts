@@ -129,6 +129,19 @@ describe('executions API', () => {
     expect(ended).toMatchObject({ status: 'completed', exit_code: 0 });
   });
 
+  it('a cancel that the worker holding the execution answers "already ended" is a 409, the execution left to its final status', async () => {
+    const bus = svc.ctx.bus;
+    const { body } = await execute({ command: 'true' });
+    const reason = 'execution already ended; its final status is on its way';
+    const sub = bus.nc.subscribe(bus.subjects.cancelAnywhere, { callback: (_err, m) => m.respond(encodeJson({ ok: false, reason })) });
+    await bus.nc.flush();
+    const res = await post(`/api/v1/executions/${body.id}/cancel`, {});
+    sub.unsubscribe();
+    expect(res.status).toBe(409);
+    expect((await res.json()).detail).toContain(reason);
+    expect((await (await get(`/api/v1/executions/${body.id}`)).json()).status).toBe('queued');
+  });
+
   it('cancel of a running execution: the worker that answers the cancel sent to all stops it; one that does not is asked directly', async () => {
     const bus = svc.ctx.bus;
     const reply = (subject: string, seen: string[]) =>
