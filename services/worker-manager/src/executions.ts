@@ -142,7 +142,7 @@ export class Executions {
       if (sent?.status === 'running' && sent.worker_id) return this.cancelOnWorker(row, sent.worker_id);
       // Not running anywhere (a job reports running only after HODEI_WORKER_RUNNING_AFTER_MS):
       // it ends here without having started.
-      const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: 'cancelled before it started', from: ['queued'] });
+      const done = await store.markFinal(this.ctx.db, id, { status: 'cancelled', message: store.CANCELLED_BEFORE_START, from: ['queued'] });
       if (done) {
         await this.cancelled(done, null);
         return store.toExecution(done);
@@ -246,7 +246,10 @@ export class Executions {
         // Cancelled while the scheduler was handing it to a worker: the worker started it anyway,
         // so it is stopped where it runs (the recorded status stays cancelled).
         const now = await store.getExecution(db, e.execution_id);
-        if (now?.status === 'cancelled' && e.worker_id) this.stopOnWorker(e.execution_id, e.worker_id);
+        if (now?.status === 'cancelled' && e.worker_id) {
+          this.stopOnWorker(e.execution_id, e.worker_id);
+          await store.startedAfterCancel(db, e.execution_id, e.worker_id, e.started_at ?? null, 'stopped where it runs');
+        }
         return;
       }
       const { row, wasRunning } = started;
@@ -286,6 +289,7 @@ export class Executions {
     // the retry, when the first delivery stopped before creating it)
     const current = await store.getExecution(db, e.execution_id);
     if (current && current.status === e.status) await this.publishFinished(await this.retryIfAllowed(current), e);
+    if (current?.status === 'cancelled' && e.worker_id) await store.startedAfterCancel(db, e.execution_id, e.worker_id, e.started_at ?? null, `it ended ${e.status}`);
   }
 
   /** Once a result sent in parts is stored (or was already), its parts leave the stream. */

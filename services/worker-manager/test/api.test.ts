@@ -142,6 +142,42 @@ describe('executions API', () => {
     expect((await (await get(`/api/v1/executions/${body.id}`)).json()).status).toBe('queued');
   });
 
+  it('a cancel that reached no worker in time, of an execution a worker then reports started, says so instead of "before it started"', async () => {
+    const bus = svc.ctx.bus;
+    const w = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a24';
+    const toWorker: string[] = [];
+    const sub = bus.nc.subscribe(bus.subjects.control(w), {
+      callback: (_err, m) => {
+        toWorker.push((JSON.parse(new TextDecoder().decode(m.data)) as { execution_id: string }).execution_id);
+        m.respond(encodeJson({ ok: true }));
+      },
+    });
+    await bus.nc.flush();
+    const cancelQueued = async () => {
+      const { body } = await execute({ command: 'true' });
+      const res = await post(`/api/v1/executions/${body.id}/cancel`, {});
+      expect(await res.json()).toMatchObject({ status: 'cancelled', message: 'cancelled before it started' });
+      return body.id;
+    };
+    const at = new Date().toISOString();
+    const running = await cancelQueued();
+    await publishStatus(bus, { execution_id: running, status: 'running', worker_id: w, started_at: at });
+    const ranOn = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${running}`)).json();
+      return e.worker_id && e;
+    }, 5000, 'the worker recorded');
+    expect(ranOn).toMatchObject({ status: 'cancelled', worker_id: w, started_at: at, message: `cancelled, but worker ${w} had started it (stopped where it runs)` });
+    await until(async () => toWorker.includes(running), 5000, 'the cancel sent to the worker');
+    const completed = await cancelQueued();
+    await publishStatus(bus, { execution_id: completed, status: 'completed', exit_code: 0, worker_id: w, started_at: at, finished_at: at });
+    const ended = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${completed}`)).json();
+      return e.worker_id && e;
+    }, 5000, 'the worker recorded');
+    expect(ended).toMatchObject({ status: 'cancelled', worker_id: w, message: `cancelled, but worker ${w} had started it (it ended completed)` });
+    sub.unsubscribe();
+  });
+
   it('cancel of a running execution: the worker that answers the cancel sent to all stops it; one that does not is asked directly', async () => {
     const bus = svc.ctx.bus;
     const reply = (subject: string, seen: string[]) =>

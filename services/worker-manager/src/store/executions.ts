@@ -218,6 +218,19 @@ export async function markFinal(db: Pool, id: string, u: FinalUpdate): Promise<E
   return rows[0] ?? null;
 }
 
+export const CANCELLED_BEFORE_START = 'cancelled before it started';
+
+/** A worker reports it started an execution recorded `CANCELLED_BEFORE_START` (the cancel reached
+ *  no worker in time): the record says so instead. Null when it is not such a record. */
+export async function startedAfterCancel(db: Pool, id: string, workerId: string, startedAt: string | null, outcome: string): Promise<ExecutionRow | null> {
+  const { rows } = await db.query<ExecutionRow>(
+    `UPDATE executions SET worker_id = $2, started_at = COALESCE($3::timestamptz, started_at), message = $4
+     WHERE id = $1 AND status = 'cancelled' AND worker_id IS NULL AND message = $5 RETURNING ${COLUMNS}`,
+    [id, workerId, startedAt, `cancelled, but worker ${workerId} had started it (${outcome})`, CANCELLED_BEFORE_START],
+  );
+  return rows[0] ?? null;
+}
+
 /** Many final statuses in one statement; per item the row, or null when it had ended already. */
 export async function markFinals(db: Pool, items: Array<{ id: string; update: FinalUpdate }>): Promise<Array<ExecutionRow | null>> {
   const { rows } = await db.query<ExecutionRow>(
