@@ -83,6 +83,10 @@ class WorkerAgent {
   private shuttingDown = false;
   private subs: Subscription[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** When the server last answered (performance.now()): a heartbeat's round trip. */
+  private lastContact = performance.now();
+  private cutOff = false;
+  private cutOffTimer: NodeJS.Timeout | undefined;
   private readonly abortRegistration = new AbortController();
   private registered = false;
   failure: string | undefined;
@@ -113,6 +117,8 @@ class WorkerAgent {
     this.subs.push(this.nc.subscribe(this.subjects.logsBacklog, { callback: (err, msg) => { if (!err) this.onLogBacklog(msg); } }));
     this.heartbeat();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.heartbeatIntervalMs);
+    // as often as the scheduler looks for silent workers
+    this.cutOffTimer = setInterval(() => this.killIfCutOff(), Math.max(50, Math.min(200, Math.floor(this.config.natsLostTimeoutMs / 10))));
     if (this.config.registerWithScheduler) void this.register();
     void this.watchConnection();
     await this.nc.flush();
@@ -262,15 +268,32 @@ class WorkerAgent {
     };
     try {
       this.nc.publish(this.subjects.heartbeat(this.config.id), encodeJson(beat));
+      this.nc.flush().then(() => (this.lastContact = performance.now()), () => undefined);
     } catch (err) {
       this.logger.warn({ err }, 'heartbeat publish failed');
     }
+  }
+
+  /** A network gone silent shows no disconnect until the client's pings time out (minutes), while
+   *  the scheduler counts this worker gone the timeout after the last heartbeat it got: silent
+   *  that long since the server last answered, the jobs are killed as on a disconnect. */
+  private killIfCutOff(): void {
+    const silentMs = performance.now() - this.lastContact;
+    if (silentMs < this.config.natsLostTimeoutMs) {
+      this.cutOff = false;
+      return;
+    }
+    if (this.cutOff) return;
+    this.cutOff = true;
+    const running = [...this.executions.values()].filter((e) => e.kill('lost'));
+    if (running.length) this.logger.error({ running: running.map((e) => e.id), silent_ms: Math.round(silentMs) }, 'NATS server silent: killing running jobs');
   }
 
   private async shutdown(): Promise<void> {
     if (this.shuttingDown) return this.done;
     this.shuttingDown = true;
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.cutOffTimer);
     this.abortRegistration.abort();
     for (const sub of this.subs) sub.unsubscribe();
     // Executions still running here means a forced path without NATS: do not leave processes behind.

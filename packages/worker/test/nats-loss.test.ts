@@ -19,6 +19,11 @@ function relay(target: URL) {
   });
   return {
     listen: (port = 0) => new Promise<number>((r) => server.listen(port, '127.0.0.1', () => r((server.address() as AddressInfo).port))),
+    /** The network goes silent: nothing is forwarded any more, no connection is closed. */
+    freeze: () => {
+      for (const s of sockets) s.pause();
+      server.close();
+    },
     cut: () =>
       new Promise<void>((r) => {
         server.close(() => r());
@@ -52,12 +57,35 @@ describe('losing NATS', () => {
     await new Promise((res) => setTimeout(res, 300));
     expect(alive(pid)).toBe(true); // a short blip kills nothing
     expect(await waitFor(() => !alive(pid), lostTimeoutMs + 3000)).toBe(true);
-    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(lostTimeoutMs);
+    // counted from the last answer of the server, at most a heartbeat (100 ms) before the cut
+    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(lostTimeoutMs - 200);
 
     const r2 = relay(new URL(NATS_URL));
     await r2.listen(port);
     const final = await Promise.race([run.final, new Promise<null>((res) => setTimeout(() => res(null), 8000))]);
     expect(final).toMatchObject({ status: 'lost', last_seq: 1 });
+    await w.stop({ force: true });
+    await r2.cut();
+  }, 20_000);
+
+  it('kills running jobs after the timeout when the network goes silent (no disconnect seen), counted from the last contact', async () => {
+    const r = relay(new URL(NATS_URL));
+    const port = await r.listen();
+    const lostTimeoutMs = 1500;
+    const w = await h.start({ natsUrl: `nats://127.0.0.1:${port}`, natsLostTimeoutMs: lostTimeoutMs });
+    const run = await h.assign({ command: 'echo "pid $$"; sleep 30' }, { to: w });
+    await run.running;
+    expect(await waitFor(() => run.lines.length > 0)).toBe(true);
+    const pid = Number(run.lines[0]!.line.slice(4));
+    const frozenAt = Date.now();
+    r.freeze();
+    // the scheduler counts it offline this long after the last heartbeat it got, and retries its jobs
+    expect(await waitFor(() => !alive(pid), lostTimeoutMs + 1000)).toBe(true);
+    expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(lostTimeoutMs - 200);
+    await r.cut();
+    const r2 = relay(new URL(NATS_URL));
+    await r2.listen(port);
+    expect(await Promise.race([run.final, new Promise<null>((res) => setTimeout(() => res(null), 8000))])).toMatchObject({ status: 'lost' });
     await w.stop({ force: true });
     await r2.cut();
   }, 20_000);
