@@ -14,3 +14,4 @@ export * from './ids.js';
 export * from './telemetry/trace.js';
 export * from './batch.js';
 export * from './result-parts.js';
+export * from './message-size.js';

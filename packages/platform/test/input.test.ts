@@ -1,11 +1,12 @@
-// Request bodies on the services' own routes, with the default configuration: the largest script
-// fits the default body limit; text no UTF-8 can hold, and a worker offering no memory, are a 400
+// Request bodies on the services' own routes, with the default configuration: a script is taken
+// up to what NATS carries in one message and refused past it; text no UTF-8 can hold, and a worker offering no memory, are a 400
 // naming the field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startScheduler } from '../../../services/scheduler/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
-import { createTestEnv, type RunningService } from '../src/index.js';
+import { connect } from '@nats-io/transport-node';
+import { createTestEnv, MESSAGE_HEADROOM, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 let orchestrator: RunningService;
@@ -30,15 +31,35 @@ afterAll(async () => {
 });
 
 describe('request bodies', () => {
-  it('takes a job whose script is as large as allowed (1 Mi characters) with the default body limit', async () => {
-    // ASCII with quotes and newlines (2 bytes each once escaped), and 3-byte UTF-8 characters
-    for (const script of ['#!/bin/sh\n' + 'echo "x"\n'.repeat((1024 * 1024 - 10) / 9).padEnd(1024 * 1024 - 10, '#'), '€'.repeat(1024 * 1024)]) {
-      expect(script.length).toBe(1024 * 1024);
-      const r = await send(orchestrator.url, 'POST', '/api/v1/jobs', { name: 'big', script, env: { A: 'b' }, labels: { pool: 'x' } });
-      expect(r.status, r.body.detail).toBe(201);
-      const back = await fetch(`${orchestrator.url}/api/v1/jobs/${r.body.id}`).then((res) => res.json());
-      expect(back.script).toBe(script);
+  it('takes a script as large as NATS carries in one message, and refuses a larger one with a 413 naming script, storing nothing', async () => {
+    const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+    const maxPayload = nc.info!.max_payload;
+    await nc.close();
+    const room = maxPayload - MESSAGE_HEADROOM;
+    // quotes and newlines take 2 bytes each once escaped: the JSON of the definition is what counts
+    const fits = '#!/bin/sh\n' + 'echo "x"\n'.repeat(Math.floor((room - 2000) / 12));
+    expect(Buffer.byteLength(JSON.stringify(fits))).toBeGreaterThan(room - 2020);
+    const ok = await send(orchestrator.url, 'POST', '/api/v1/jobs', { name: 'big', script: fits, env: { A: 'b' } });
+    expect(ok.status, ok.body.detail).toBe(201);
+    const back = await fetch(`${orchestrator.url}/api/v1/jobs/${ok.body.id}`).then((res) => res.json());
+    expect(back.script).toBe(fits);
+    const executed = await send(workerManager.url, 'POST', '/api/v1/execute', { script: fits });
+    expect(executed.status, executed.body.detail).toBe(202);
+
+    for (const script of [fits + 'echo "x"\n'.repeat(250), '€'.repeat(Math.ceil(room / 3) + 1)]) {
+      const created = await send(orchestrator.url, 'POST', '/api/v1/jobs', { name: 'too-big', script });
+      expect(created.status).toBe(413);
+      expect(created.body.detail).toMatch(new RegExp(`most of it in script; NATS carries at most ${room} \\(its max_payload ${maxPayload}`));
+      const inline = await send(workerManager.url, 'POST', '/api/v1/execute', { script });
+      expect([inline.status, inline.body.detail]).toEqual([413, expect.stringMatching(/most of it in script; NATS carries at most/)]);
     }
+    const patched = await send(orchestrator.url, 'PATCH', `/api/v1/jobs/${ok.body.id}`, { env: { A: 'x'.repeat(4000) } });
+    expect([patched.status, patched.body.detail]).toEqual([413, expect.stringContaining('most of it in script')]);
+    const stored = await fetch(`${orchestrator.url}/api/v1/jobs?limit=100`).then((res) => res.json());
+    expect(stored.map((j: { name: string; env: object }) => [j.name, j.env])).toEqual([['big', { A: 'b' }]]);
+    const executions = await fetch(`${workerManager.url}/api/v1/executions?limit=100`).then((res) => res.json());
+    expect(executions.map((e: { id: string }) => e.id)).toEqual([executed.body.id]);
+
     const tooLong = await send(orchestrator.url, 'POST', '/api/v1/jobs', { script: 'x'.repeat(1024 * 1024 + 1) });
     expect([tooLong.status, tooLong.body.errors?.[0]?.path]).toEqual([400, 'script']);
   });

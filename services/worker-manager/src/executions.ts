@@ -3,6 +3,7 @@
 import {
   Batcher,
   BadRequestError,
+  checkDefinitionFits,
   ConflictError,
   decodeJson,
   dropResultParts,
@@ -96,6 +97,7 @@ export class Executions {
         { path: 'command', message: 'the job has no command or script: give command or script' },
       ]);
     }
+    checkDefinitionFits(this.ctx.bus.nc.info?.max_payload, spec);
     const row = await this.inserts.add({
       id: newId(),
       job_id: job?.id ?? null,

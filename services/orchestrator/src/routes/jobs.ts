@@ -1,5 +1,6 @@
 // /api/v1/jobs: job definitions, their status (from their newest execution) and cancel.
 import {
+  checkDefinitionFits,
   BadRequestError,
   ConflictError,
   HttpError,
@@ -26,6 +27,8 @@ export interface JobRouteDeps {
   db: Pool;
   workerManager: WorkerManagerClient;
   metrics: { jobsCreated: Counter; jobsCancelled: Counter };
+  /** The NATS server's max_payload: a definition over it could be stored but never run. */
+  maxPayload: () => number | undefined;
 }
 
 const field = (path: string, message: string) => new BadRequestError(`invalid body: ${path}`, [{ path, message }]);
@@ -93,6 +96,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       responses: {
         201: { description: 'the job, status pending', schema: Job },
         409: { description: 'the pipeline is archived, or already has a job of this name' },
+        413: { description: 'the body is over HODEI_BODY_LIMIT, or command + script + args + env are over what NATS carries in one message (max_payload)' },
       },
     },
     async ({ body }, _req, res) => {
@@ -117,6 +121,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         retry_backoff_seconds: body.retry_backoff_seconds ?? DEFAULT_SPEC.retry_backoff_seconds,
         depends_on: dependsOn,
       };
+      checkDefinitionFits(deps.maxPayload(), values);
       let job: Job;
       if (pipelineId) {
         job = await withTransaction(db, async (c) => {
@@ -178,6 +183,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         200: { description: 'the job', schema: Job },
         404: { description: 'no such job' },
         409: { description: 'other jobs depend on it and it would leave their pipeline, the target pipeline is archived, or its pipeline has another job of this name' },
+        413: { description: 'the body is over HODEI_BODY_LIMIT, or the changed command + script + args + env are over what NATS carries in one message (max_payload)' },
       },
     },
     async ({ params, body }, _req, res) => {
@@ -212,6 +218,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
           retry_backoff_seconds: body.retry_backoff_seconds,
           depends_on: dependsOn,
         }));
+        checkDefinitionFits(deps.maxPayload(), (await jobs.getJob(c, params.id))!);
       });
       res.json(await jobs.getJob(db, params.id));
     },
