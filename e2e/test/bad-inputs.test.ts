@@ -114,17 +114,17 @@ describe('bad inputs', () => {
     }
   });
 
-  it('malformed JSON, a non-object, a 2 MiB body and a wrong content type are 400 / 413 / 415', async (ctx) => {
+  it('malformed JSON, a non-object, a 5 MiB body (over the 4mb default) and a wrong content type are 400 / 413 / 415', async (ctx) => {
     ctx.onTestFailed(() => void (failed = true));
     const withBody = ops.filter((o) => o.bodyTypes.includes('application/json'));
     expect(withBody.length).toBeGreaterThan(8);
-    const big = JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) });
+    const big = JSON.stringify({ name: 'x'.repeat(5 * 1024 * 1024) });
     for (const op of withBody) {
       const path = fill(op.path, false);
       const what = `${op.service} ${op.method} ${op.path}`;
       expectProblem(await send(op, path, '{"name": "x",', 'application/json'), 400, `${what} malformed JSON`);
       expectProblem(await send(op, path, '[1, 2, 3]', 'application/json'), 400, `${what} an array body`);
-      expectProblem(await send(op, path, big, 'application/json'), 413, `${what} 2 MiB body`);
+      expectProblem(await send(op, path, big, 'application/json'), 413, `${what} 5 MiB body`);
       expectProblem(await send(op, path, 'name=x', 'text/plain'), 415, `${what} text/plain`);
     }
   });

@@ -50,10 +50,10 @@ describe('bad input', () => {
     for (const w of writes()) expectProblem(await api(w.method, w.path, 'name=x', 'text/plain'), 415, `${w.method} ${w.path}`);
   });
 
-  it('a 2 MiB body → 413', async () => {
-    const big = JSON.stringify({ name: 'x', description: 'a'.repeat(2 * 1024 * 1024) });
+  it('a 5 MiB body (over the 4mb default) → 413', async () => {
+    const big = JSON.stringify({ name: 'x', description: 'a'.repeat(5 * 1024 * 1024) });
     for (const w of writes()) expectProblem(await api(w.method, w.path, big), 413, `${w.method} ${w.path}`);
-    const bigYaml = `name: x\ndescription: ${'a'.repeat(2 * 1024 * 1024)}\n`;
+    const bigYaml = `name: x\ndescription: ${'a'.repeat(5 * 1024 * 1024)}\n`;
     expectProblem(await api('POST', '/api/v1/jobs', bigYaml, 'application/yaml'), 413, 'yaml job');
   });
 

@@ -54,7 +54,7 @@ describe('worker registry', () => {
 
   it('re-registering an existing id updates it and answers 200', async () => {
     const id = newId();
-    const first = await post('/api/v1/workers', { id, type: 'shell', name: 'a', labels: { pool: 'x' }, capacity: { slots: 2, cpu_cores: 2, memory_bytes: 1000 } });
+    const first = await post('/api/v1/workers', { id, type: 'shell', name: 'a', labels: { pool: 'x' }, capacity: { slots: 2, cpu_cores: 2, memory_bytes: 1024 * 1024 } });
     expect(first.status).toBe(201);
     await svc.ctx.db.query(`UPDATE workers SET status = 'offline' WHERE id = $1`, [id]);
     const again = await post('/api/v1/workers', { id, type: 'shell', name: 'b', labels: { pool: 'y' }, host: 'h1', pid: 42 });
