@@ -45,7 +45,47 @@ async function cuttingProxy(target: string): Promise<{ url: string; streams: { l
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, streams, server };
 }
 
+/** Forwards to `target`; the answer to the first log stream opened starts `delayMs` late (a slow connection). */
+async function slowFirstLogStream(target: string, delayMs: number): Promise<{ url: string; server: Server }> {
+  let first = true;
+  const server = createServer((req, res) => {
+    const slow = first && /\/logs\/stream/.test(req.url ?? '');
+    if (slow) first = false;
+    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => {
+      setTimeout(() => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      }, slow ? delayMs : 0);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
 describe('hodei pipelines run', () => {
+  it('--follow prints a job\'s lines after those of the jobs it waited for, even when their log stream arrives late', async () => {
+    await pipeline({
+      name: 'cli-order',
+      jobs: [
+        { name: 'extract', command: 'echo extracted' },
+        { name: 'transform', command: 'echo transforming', depends_on: ['extract'] },
+        { name: 'load', command: 'echo loaded', depends_on: ['transform'] },
+      ],
+    });
+    const proxy = await slowFirstLogStream(fx.stack.workerManager.url, 1500);
+    try {
+      const r = await hodeiDone(['pipelines', 'run', 'cli-order', '--follow', '--no-timestamps'], { ...env, HODEI_WORKER_MANAGER_URL: proxy.url });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe('[extract] extracted\n[transform] transforming\n[load] loaded\n');
+    } finally {
+      proxy.server.closeAllConnections();
+      await new Promise((resolve) => proxy.server.close(resolve));
+    }
+  }, 60_000);
+
+
   it('--follow resumes a cut event stream after the last event it saw: no snapshot again, no job line twice', async () => {
     await pipeline({
       name: 'cli-resume',

@@ -28,6 +28,8 @@ export function runExitCode(status: string): number {
   return status === 'completed' ? 0 : status === 'cancelled' ? 130 : 1;
 }
 
+const ENDED = new Set(['completed', 'failed', 'cancelled', 'skipped', 'timed_out', 'lost']);
+
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function parse<S extends z.ZodType>(schema: S, text: string): z.infer<S> | undefined {
@@ -43,30 +45,42 @@ function parse<S extends z.ZodType>(schema: S, text: string): z.infer<S> | undef
 export async function followRun(c: Ctx, runId: string, opts: { timestamps: boolean }): Promise<PipelineRun> {
   const { client, out } = c;
   const shown = new Map<string, string>(); // job id → status|execution printed last
-  const followed = new Set<string>(); // execution ids whose logs are streaming
+  const followed = new Map<string, Promise<void>>(); // execution id → its log stream
   const logs: Promise<void>[] = [];
+  // Streams of executions whose job had ended. A job that starts after them (its dependents) holds
+  // its lines until they are all printed: each stream is its own connection, and a short job's
+  // history can arrive after the first live lines of the job that waited for it.
+  const ended = new Set<Promise<void>>();
   const width = { name: 0 };
 
   const prefix = (name: string, ts: string) => `${opts.timestamps ? `${out.out('gray', clock(ts))} ` : ''}${out.out('cyan', `[${name}]`)}`;
   const followExecution = (job: RunJob) => {
     const id = job.execution_id;
     if (!id || followed.has(id)) return;
-    followed.add(id);
-    logs.push(
-      followLogs(client, {
-        executionId: id,
-        onLine: (l: LogLine) => {
-          const text = `${prefix(job.name, l.timestamp)} ${l.line}\n`;
-          if (out.json) return;
-          (l.stream === 'stderr' ? process.stderr : process.stdout).write(text);
-        },
-      }).then(
+    let held: LogLine[] | null = ended.size ? [] : null;
+    const print = (l: LogLine) => {
+      if (out.json) return;
+      (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${prefix(job.name, l.timestamp)} ${l.line}\n`);
+    };
+    const released = held
+      ? Promise.all(ended).then(() => {
+          for (const l of held!) print(l);
+          held = null;
+        })
+      : undefined;
+    const stream = followLogs(client, {
+      executionId: id,
+      onLine: (l: LogLine) => (held ? held.push(l) : print(l)),
+    })
+      .then(() => released)
+      .then(
         () => undefined,
         (err: Error) => {
           if (!out.json) out.note(out.err('yellow', `[${job.name}] logs unavailable: ${err.message}`));
         },
-      ),
-    );
+      );
+    followed.set(id, stream);
+    logs.push(stream);
   };
   const onJob = (job: RunJob, at: string) => {
     const key = `${job.status}|${job.execution_id ?? ''}`;
@@ -86,7 +100,10 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
       }
     }
     // a job that ended before we saw it run still has its lines replayed
-    if (job.execution_id) followExecution(job);
+    if (job.execution_id) {
+      followExecution(job);
+      if (ENDED.has(job.status)) ended.add(followed.get(job.execution_id)!);
+    }
   };
 
   let downSince: number | null = null;
@@ -117,7 +134,8 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
           const run = parse(PipelineRun, ev.data);
           if (!run) throw new CliError(`unexpected ${ev.event} event on the run's event stream`);
           width.name = Math.max(width.name, ...run.jobs.map((j) => j.name.length));
-          for (const j of run.jobs) onJob(j, now);
+          // the jobs that ended first: their lines come before those of the jobs that waited for them
+          for (const j of [...run.jobs].sort((a, b) => Number(ENDED.has(b.status)) - Number(ENDED.has(a.status)))) onJob(j, now);
           if (ev.event === 'completed') {
             await Promise.all(logs);
             return run;
