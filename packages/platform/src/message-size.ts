@@ -13,16 +13,16 @@ export interface Definition {
 
 const jsonBytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value ?? null));
 
-/** Throws a 413 naming the largest part when `definition` (plus `rest`, the other fields sent with it) cannot fit in one message. */
-export function checkDefinitionFits(maxPayload: number | undefined, definition: Definition, rest: object = {}): void {
+/** Throws a 413 naming the largest part when `definition` (with the other fields it holds) cannot fit in one message; `owner` says whose it is. */
+export function checkDefinitionFits(maxPayload: number | undefined, definition: Definition, owner = "the execution's definition"): void {
   if (maxPayload === undefined) return;
   const room = maxPayload - MESSAGE_HEADROOM;
-  const bytes = jsonBytes({ ...rest, ...definition });
+  const bytes = jsonBytes(definition);
   if (bytes <= room) return;
   const parts: Array<[string, number]> = Object.entries(definition).map(([k, v]) => [k, jsonBytes(v)]);
   const largest = parts.sort((a, b) => b[1] - a[1])[0]![0];
   throw new PayloadTooLargeError(
-    `the execution's definition is ${bytes} bytes as JSON, most of it in ${largest}; NATS carries at most ${room} ` +
+    `${owner} is ${bytes} bytes as JSON, most of it in ${largest}; NATS carries at most ${room} ` +
       `(its max_payload ${maxPayload}, less ${MESSAGE_HEADROOM} for headers): shorten ${largest}, or raise max_payload in nats-server's configuration`,
   );
 }

@@ -53,6 +53,10 @@ describe('request bodies', () => {
       const inline = await send(workerManager.url, 'POST', '/api/v1/execute', { script });
       expect([inline.status, inline.body.detail]).toEqual([413, expect.stringMatching(/most of it in script; NATS carries at most/)]);
     }
+    const big = fits + 'echo "x"\n'.repeat(250);
+    const inPipeline = await send(orchestrator.url, 'POST', '/api/v1/pipelines', { name: 'p', jobs: [{ name: 'small', command: 'true' }, { name: 'huge', script: big }] });
+    expect([inPipeline.status, inPipeline.body.detail]).toEqual([413, expect.stringMatching(/^the definition of job huge is \d+ bytes as JSON, most of it in script;/)]);
+    expect(await fetch(`${orchestrator.url}/api/v1/pipelines`).then((res) => res.json())).toEqual([]);
     const patched = await send(orchestrator.url, 'PATCH', `/api/v1/jobs/${ok.body.id}`, { env: { A: 'x'.repeat(4000) } });
     expect([patched.status, patched.body.detail]).toEqual([413, expect.stringContaining('most of it in script')]);
     const stored = await fetch(`${orchestrator.url}/api/v1/jobs?limit=100`).then((res) => res.json());

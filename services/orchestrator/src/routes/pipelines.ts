@@ -1,5 +1,5 @@
 // /api/v1/pipelines: pipelines, optionally created with their jobs inline (depends_on by name).
-import { ConflictError, newId, NotFoundError, sendCreated, sendList, withTransaction, type Api, type Pool } from '@hodei/platform';
+import { checkDefinitionFits, ConflictError, newId, NotFoundError, sendCreated, sendList, withTransaction, type Api, type Pool } from '@hodei/platform';
 import { DEFAULT_SPEC, IdParams, Pipeline, PipelineCreate, PipelineListQuery, PipelinePatch, z } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { resolveInlineDependencies } from '../dag.js';
@@ -12,6 +12,8 @@ import { runningRunsOf } from '../store/runs.js';
 export interface PipelineRouteDeps {
   db: Pool;
   metrics: { pipelinesCreated: Counter; jobsCreated: Counter };
+  /** The NATS server's max_payload: an inline job over it could be stored but never run. */
+  maxPayload: () => number | undefined;
 }
 
 async function withJobs(db: Db, p: Pipeline): Promise<Pipeline> {
@@ -29,13 +31,17 @@ export function pipelineRoutes(api: Api, deps: PipelineRouteDeps): void {
       summary: 'Create a pipeline (JSON or YAML), optionally with its jobs inline; their depends_on name other jobs of the body',
       body: PipelineCreate,
       yaml: true,
-      responses: { 201: { description: 'the pipeline with its jobs', schema: Pipeline } },
+      responses: {
+        201: { description: 'the pipeline with its jobs', schema: Pipeline },
+        413: { description: 'the body is over HODEI_BODY_LIMIT, or an inline job\'s command + script + args + env are over what NATS carries in one message (max_payload)' },
+      },
     },
     async ({ body }, _req, res) => {
       const id = newId();
       const inline = body.jobs ?? [];
       const jobIds = inline.map(() => newId());
       const dependsOn = resolveInlineDependencies(inline, jobIds);
+      for (const j of inline) checkDefinitionFits(deps.maxPayload(), j, `the definition of job ${j.name}`);
       const created = await withTransaction(db, async (c) => {
         const p = await pipelines.insertPipeline(c, id, body.name, body.description ?? null);
         for (const [i, j] of inline.entries()) {
