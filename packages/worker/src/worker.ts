@@ -286,7 +286,7 @@ class WorkerAgent {
     if (this.cutOff) return;
     this.cutOff = true;
     const running = [...this.executions.values()].filter((e) => e.kill('lost'));
-    if (running.length) this.logger.error({ running: running.map((e) => e.id), silent_ms: Math.round(silentMs) }, 'NATS server silent: killing running jobs');
+    if (running.length) this.logger.error({ running: running.map((e) => e.id), silent_ms: Math.round(silentMs) }, 'NATS server silent or unreachable: killing running jobs');
   }
 
   private async shutdown(): Promise<void> {
@@ -317,26 +317,17 @@ class WorkerAgent {
 
   /** Cut off from NATS past the heartbeat timeout, this worker counts as gone: its jobs may be
    *  placed elsewhere, so it kills them rather than let one job run twice at once. */
+  /** Disconnects are logged; the jobs of a worker cut off too long are killed by killIfCutOff,
+   *  which counts from the server's last answer (a disconnect's time or earlier). */
   private async watchConnection(): Promise<void> {
-    let lostTimer: NodeJS.Timeout | undefined;
     for await (const s of this.nc.status()) {
       if (s.type === 'disconnect') {
         this.logger.warn({ nats: s.type }, 'nats disconnected');
-        lostTimer ??= setTimeout(() => {
-          if (this.executions.size === 0) return;
-          this.logger.error({ running: [...this.executions.keys()], after_ms: this.config.natsLostTimeoutMs }, 'NATS unreachable: killing running jobs');
-          for (const execution of this.executions.values()) execution.kill('lost');
-        }, this.config.natsLostTimeoutMs);
       } else if (s.type === 'reconnect') {
         this.logger.warn({ nats: s.type }, 'nats reconnected');
-        clearTimeout(lostTimer);
-        lostTimer = undefined;
         this.heartbeat();
-      } else if (s.type === 'close') {
-        clearTimeout(lostTimer);
       }
     }
-    clearTimeout(lostTimer);
   }
 
   /** Leaving cleanly: the registry marks this worker stopped now rather than after missed beats. */
