@@ -294,10 +294,8 @@ export class Execution {
         if (!dir.isDirectory()) return `working directory is not a directory: ${req.cwd}`;
       }
       const script = this.assignment.spec.script;
-      if (script !== null && script.startsWith('#!')) {
-        const line = script.slice(0, Math.max(2, script.indexOf('\n')));
-        return `cannot run the script: its interpreter (${line.trim()}) was not found or is not executable`;
-      }
+      const line = script === null ? undefined : shebang(script);
+      if (line !== undefined) return `cannot run the script: its interpreter (${line.trim()}) was not found or is not executable`;
       if (error.code === 'EACCES' && req.cwd !== undefined) return `working directory is not accessible: ${req.cwd}`;
     }
     return `cannot start the process: ${error.message}`;
@@ -430,10 +428,14 @@ export class Execution {
   }
 }
 
+/** The script's first line when it is a shebang (`#!…`, without its newline). */
+function shebang(script: string): string | undefined {
+  return script.startsWith('#!') ? script.slice(0, Math.max(2, script.indexOf('\n'))) : undefined;
+}
+
 /** Why a script whose first line is a shebang ending in \r (Windows line endings) cannot run; none for any other. */
 function crlfShebang(script: string): string | undefined {
-  if (!script.startsWith('#!')) return undefined;
-  const line = script.slice(0, Math.max(2, script.indexOf('\n')));
-  if (!line.endsWith('\r')) return undefined;
+  const line = shebang(script);
+  if (!line?.endsWith('\r')) return undefined;
   return `cannot run the script: it has Windows line endings (CRLF), so its first line asks for "${line.slice(2, -1).trim()}\\r"; convert it to LF (dos2unix)`;
 }
