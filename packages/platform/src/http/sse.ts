@@ -3,6 +3,20 @@ import type { Request, Response } from 'express';
 
 export const KEEP_ALIVE_MS = 15_000;
 
+/** Resolves once a response whose socket buffer is full can take more, or is gone. */
+export function drained(res: Response): Promise<void> {
+  if (res.destroyed || !res.writableNeedDrain) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
 export class SseConnection {
   closed = false;
   private readonly keepAlive: NodeJS.Timeout;
@@ -41,16 +55,7 @@ export class SseConnection {
   }
 
   drained(): Promise<void> {
-    if (this.closed || !this.res.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        this.res.off('drain', done);
-        this.res.off('close', done);
-        resolve();
-      };
-      this.res.once('drain', done);
-      this.res.once('close', done);
-    });
+    return this.closed ? Promise.resolve() : drained(this.res);
   }
 
   onClose(fn: () => void): void {

@@ -1,7 +1,7 @@
 // Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
 // the status event streams.
 import type { Response } from 'express';
-import { BadRequestError, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
+import { BadRequestError, drained, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, z } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import { finalOf, type LogHub } from '../live/log-hub.js';
@@ -212,17 +212,7 @@ class BodyWriter {
     const chunk = this.buf;
     this.buf = '';
     if (res.destroyed) return false;
-    if (!res.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          res.off('drain', done);
-          res.off('close', done);
-          resolve();
-        };
-        res.on('drain', done);
-        res.on('close', done);
-      });
-    }
+    if (!res.write(chunk)) await drained(res);
     return !res.destroyed;
   }
 }
