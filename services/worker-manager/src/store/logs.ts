@@ -69,16 +69,14 @@ const MAX_PAGE_LINES = 10_000;
  */
 export async function* readLines(db: Pool, executionId: string, f: LogFilter): AsyncGenerator<LogLine[]> {
   const where = ['execution_id = $1', 'seq > $2'];
-  const args: unknown[] = [executionId];
-  if (f.stream) where.push(`stream = $${args.push(STREAM_CODE[f.stream]) + 1}`);
+  const args: unknown[] = [executionId, undefined]; // $2: the seq each query reads after
+  if (f.stream) where.push(`stream = $${args.push(STREAM_CODE[f.stream])}`);
   if (f.grep !== undefined && f.grep !== '') {
-    where.push(f.grep_regex ? `line ~ $${args.push(f.grep) + 1}` : `strpos(line, $${args.push(f.grep) + 1}) > 0`);
+    where.push(f.grep_regex ? `line ~ $${args.push(f.grep)}` : `strpos(line, $${args.push(f.grep)}) > 0`);
   }
   const w = where.join(' AND ');
-  const query = (after: number, tail: string, n: number) => {
-    const [id, ...rest] = args;
-    return db.query<LogRow>(`SELECT seq, stream, line, ts FROM log_lines WHERE ${w} ${tail} LIMIT $${args.length + 2}`, [id, after, ...rest, n]);
-  };
+  const query = (after: number, tail: string, n: number) =>
+    db.query<LogRow>(`SELECT seq, stream, line, ts FROM log_lines WHERE ${w} ${tail} LIMIT $${args.length + 1}`, [args[0], after, ...args.slice(2), n]);
   let after = f.since_seq ?? -1;
   let left = f.tail === undefined ? f.limit : Math.min(f.tail, f.limit);
   if (left <= 0) return;
