@@ -269,8 +269,9 @@ export class Consumers {
             for (const l of batch.lines) rows[i++] = { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
           }
         }
+        let inserted: number;
         try {
-          await insertLines(this.ctx.db, rows);
+          inserted = await insertLines(this.ctx.db, rows);
         } catch (err) {
           this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
           for (const { msg, batches, pending } of take) {
@@ -284,7 +285,7 @@ export class Consumers {
           settle(msg, 'ack');
           batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));
         }
-        this.metrics.linesIngested.inc(n);
+        this.metrics.linesIngested.inc(inserted);
         this.release(n);
       }
     } finally {

@@ -166,7 +166,9 @@ describe('ingest contract: logs API', () => {
     expect(carry.endsWith('}],"next_seq":1400}')).toBe(true);
   }, 120_000);
 
-  it('stores redelivered and out-of-order batches once, in seq order', async () => {
+  it('stores redelivered and out-of-order batches once, in seq order, and counts each line once', async () => {
+    const ingested = async () => Number(/^hodei_log_lines_ingested_total\{[^}]*\} (\d+)$/m.exec(await (await get('/metrics')).text())![1]);
+    const before = await ingested();
     const id = await newExecution();
     await publishLines(svc.ctx.bus, id, lines(6, 10));
     await publishLines(svc.ctx.bus, id, lines(1, 5));
@@ -177,6 +179,7 @@ describe('ingest contract: logs API', () => {
     const again = (await (await get(`/api/v1/executions/${id}/logs`)).json()).lines as LogLine[];
     expect(seqs(all)).toEqual(range(1, 10));
     expect(seqs(again)).toEqual(range(1, 10));
+    expect(await ingested()).toBe(before + 10);
   });
 });
 

@@ -23,9 +23,10 @@ export function toLogLine(r: LogRow): LogLine {
 /**
  * Inserts lines of any number of executions in one statement (arrays unnested server-side, so the
  * parameter count stays at five); a line already stored (a redelivered batch) is skipped.
+ * Returns how many lines were new.
  */
-export async function insertLines(db: Pool, lines: StoredLine[]): Promise<void> {
-  if (lines.length === 0) return;
+export async function insertLines(db: Pool, lines: StoredLine[]): Promise<number> {
+  if (lines.length === 0) return 0;
   const ids = new Array<string>(lines.length);
   const seqs = new Array<number>(lines.length);
   const streams = new Array<number>(lines.length);
@@ -39,12 +40,13 @@ export async function insertLines(db: Pool, lines: StoredLine[]): Promise<void> 
     texts[i] = withoutNul(l.line);
     ts[i] = l.timestamp;
   }
-  await db.query(
+  const res = await db.query(
     `INSERT INTO log_lines (execution_id, seq, stream, line, ts)
      SELECT * FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::text[], $5::timestamptz[])
      ON CONFLICT (execution_id, seq) DO NOTHING`,
     [ids, seqs, streams, texts, ts],
   );
+  return res.rowCount ?? 0;
 }
 
 export interface LogFilter {
