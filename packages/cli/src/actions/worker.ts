@@ -1,6 +1,7 @@
 // `hodei worker`: run a worker agent in this process, against a remote installation.
 import type { Command } from 'commander';
-import { startWorker } from '@hodei/worker';
+import { createWorkerMetrics, resolveWorkerConfig, serveMetrics, startWorker, type WorkerHandle, type WorkerMetrics } from '@hodei/worker';
+import { createLogger } from '@hodei/platform';
 import { context } from '../context.js';
 import { CliError } from '../errors.js';
 
@@ -18,9 +19,17 @@ async function runWorkerAgent(
   if (f.slots !== undefined) env.HODEI_WORKER_SLOTS = String(f.slots);
   if (f.cpu !== undefined) env.HODEI_WORKER_CPU_CORES = String(f.cpu);
   if (f.memory !== undefined) env.HODEI_WORKER_MEMORY_BYTES = String(f.memory);
-  let worker;
+  const options = { env, name: f.name, ...(f.label ? { labels: f.label } : {}) };
+  let worker: WorkerHandle | undefined;
   try {
-    worker = await startWorker({ env, name: f.name, ...(f.label ? { labels: f.label } : {}) });
+    // HODEI_WORKER_METRICS_PORT: /metrics as the standalone agent (packages/worker/src/main.ts) serves it
+    const { metricsPort, metricsHost, capacity, logLevel } = resolveWorkerConfig(options);
+    let metrics: WorkerMetrics | undefined;
+    if (metricsPort !== undefined) {
+      metrics = createWorkerMetrics({ running: () => worker?.running().length ?? 0, slots: capacity.slots });
+      await serveMetrics(metrics.registry, metricsPort, metricsHost, createLogger('worker', logLevel));
+    }
+    worker = await startWorker({ ...options, metrics });
   } catch (err) {
     throw new CliError(`the worker could not start: ${(err as Error).message}`);
   }
