@@ -10,6 +10,25 @@ const DEFAULT_PORTS: Record<ServiceName, number> = { orchestrator: 8080, schedul
 const port = z.coerce.number().int().min(0).max(65_535);
 const ms = z.coerce.number().int().min(1);
 
+/** The shortest heartbeat interval and time-out accepted, by the services and the worker agent alike
+ *  (worker-manager passes its own values on to the agents it starts). */
+export const MIN_HEARTBEAT_MS = 10;
+export const heartbeatMs = z.coerce.number().int().min(MIN_HEARTBEAT_MS, `must be at least ${MIN_HEARTBEAT_MS} (ms)`);
+
+/** A time-out no longer than the interval would count every worker gone between two beats. */
+export function checkHeartbeatTimeout(
+  e: { HODEI_HEARTBEAT_INTERVAL_MS: number; HODEI_HEARTBEAT_TIMEOUT_MS?: number | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  if (e.HODEI_HEARTBEAT_TIMEOUT_MS !== undefined && e.HODEI_HEARTBEAT_TIMEOUT_MS <= e.HODEI_HEARTBEAT_INTERVAL_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HODEI_HEARTBEAT_TIMEOUT_MS'],
+      message: `must be greater than HODEI_HEARTBEAT_INTERVAL_MS (${e.HODEI_HEARTBEAT_INTERVAL_MS})`,
+    });
+  }
+}
+
 const EnvSchema = z.object({
   /** Postgres; each service keeps its tables in its own schema of this database. */
   DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/hodei'),
@@ -36,8 +55,8 @@ const EnvSchema = z.object({
     .regex(/^(\d+b?|\d+(\.\d+)? *(kb|mb|gb|tb|pb))$/i, 'must be a size such as 1048576, 512kb or 10mb')
     .default('4mb'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  HODEI_HEARTBEAT_INTERVAL_MS: ms.default(1000),
-  HODEI_HEARTBEAT_TIMEOUT_MS: ms.optional(),
+  HODEI_HEARTBEAT_INTERVAL_MS: heartbeatMs.default(1000),
+  HODEI_HEARTBEAT_TIMEOUT_MS: heartbeatMs.optional(),
   /** Time between SIGTERM and SIGKILL when a job is cancelled or times out. */
   HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
@@ -45,7 +64,7 @@ const EnvSchema = z.object({
   HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
   /** The scheduler forgets a stopped worker, or an offline one whose process exited, not heard of for this long. */
   HODEI_FORGET_WORKERS_AFTER_MS: ms.default(24 * 3600_000),
-});
+}).superRefine(checkHeartbeatTimeout);
 
 export type Env = Record<string, string | undefined>;
 

@@ -12,6 +12,17 @@ describe('loadConfig', () => {
     }
   });
 
+  it('takes the heartbeat interval and time-out the worker agent takes, naming the variable otherwise', () => {
+    // 1 ms started worker-manager, whose agents then refused the same value (at least 10) and died
+    expect(() => loadConfig('worker-manager', { HODEI_HEARTBEAT_INTERVAL_MS: '5' })).toThrow(/HODEI_HEARTBEAT_INTERVAL_MS: must be at least 10 \(ms\)/);
+    expect(() => loadConfig('scheduler', { HODEI_HEARTBEAT_TIMEOUT_MS: '9' })).toThrow(/HODEI_HEARTBEAT_TIMEOUT_MS: must be at least 10 \(ms\)/);
+    expect(() => loadConfig('scheduler', { HODEI_HEARTBEAT_INTERVAL_MS: '500', HODEI_HEARTBEAT_TIMEOUT_MS: '500' })).toThrow(
+      /HODEI_HEARTBEAT_TIMEOUT_MS: must be greater than HODEI_HEARTBEAT_INTERVAL_MS \(500\)/,
+    );
+    const c = loadConfig('worker-manager', { HODEI_HEARTBEAT_INTERVAL_MS: '10', HODEI_HEARTBEAT_TIMEOUT_MS: '11' });
+    expect([c.heartbeatIntervalMs, c.heartbeatTimeoutMs]).toEqual([10, 11]);
+  });
+
   it('takes an empty variable (`NAME=` in a .env file) as unset, as the CLI does', () => {
     // HODEI_API_TOKEN= stopped every service with 'HODEI_API_TOKEN: Too small'; an empty port was
     // port 0 (a random one), an empty HODEI_CORS_ORIGINS refused every browser

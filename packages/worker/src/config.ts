@@ -1,7 +1,7 @@
 // The worker agent's configuration: the only module that reads the environment. Parsed once with
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
-import { newId, withoutEmpty } from '@hodei/platform';
+import { checkHeartbeatTimeout, heartbeatMs, newId, withoutEmpty } from '@hodei/platform';
 import { MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
@@ -54,10 +54,10 @@ const WorkerEnvSchema = z.object({
   HODEI_SCHEDULER_URL: z.url().default('http://127.0.0.1:8081'),
   /** Bearer token for the scheduler; never passed on to jobs. */
   HODEI_API_TOKEN: z.string().min(1).optional(),
-  HODEI_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),
+  HODEI_HEARTBEAT_INTERVAL_MS: heartbeatMs.default(1000),
   /** Cut off from NATS this long (default 3 × the heartbeat interval), the scheduler counts the
    *  worker as gone and may run its jobs elsewhere: the worker kills them (status `lost`). */
-  HODEI_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(10).optional(),
+  HODEI_HEARTBEAT_TIMEOUT_MS: heartbeatMs.optional(),
   /** Time between SIGTERM and SIGKILL when a job is cancelled, times out or leaves processes behind. */
   HODEI_KILL_GRACE_MS: z.coerce.number().int().min(0).default(5000),
   /** `running` is reported this long after the start, and not at all for a job over by then
@@ -73,7 +73,7 @@ const WorkerEnvSchema = z.object({
   HODEI_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
   /** Interface of the metrics endpoint. */
   HODEI_WORKER_METRICS_HOST: z.string().min(1).default('0.0.0.0'),
-});
+}).superRefine(checkHeartbeatTimeout);
 
 export interface WorkerConfig {
   id: string;

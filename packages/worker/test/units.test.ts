@@ -74,6 +74,11 @@ describe('worker config', () => {
     expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
     // the scheduler refuses a worker offering less than 1 MiB: the agent says so at start
     expect(() => loadWorkerConfig({ HODEI_WORKER_MEMORY_BYTES: '1' })).toThrow(/HODEI_WORKER_MEMORY_BYTES: must be at least 1048576/);
+    // the same range as the services, which pass theirs on to the agents they start
+    expect(() => loadWorkerConfig({ HODEI_HEARTBEAT_INTERVAL_MS: '5' })).toThrow(/HODEI_HEARTBEAT_INTERVAL_MS: must be at least 10 \(ms\)/);
+    expect(() => loadWorkerConfig({ HODEI_HEARTBEAT_INTERVAL_MS: '500', HODEI_HEARTBEAT_TIMEOUT_MS: '400' })).toThrow(
+      /HODEI_HEARTBEAT_TIMEOUT_MS: must be greater than HODEI_HEARTBEAT_INTERVAL_MS \(500\)/,
+    );
   });
   it('takes an empty variable (`NAME=` in a .env file) as unset', () => {
     const names = ['HODEI_API_TOKEN', 'HODEI_WORKER_ID', 'HODEI_WORKER_NAME', 'HODEI_WORKER_SLOTS', 'HODEI_WORKER_CPU_CORES', 'HODEI_WORKER_MEMORY_BYTES',
