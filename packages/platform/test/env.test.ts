@@ -40,6 +40,9 @@ describe('env', () => {
       [O, 'POST', `/api/v1/pipelines/${pipelineId}/runs`, { env: { HODEI_PIPELINE_ID: 'x' } }, 'HODEI_PIPELINE_ID'],
       [W, 'POST', '/api/v1/execute', { command: 'true', env: { HODEI_RESULT_FILE: '/tmp/r.json' } }, 'HODEI_RESULT_FILE'],
       [W, 'POST', '/api/v1/execute', { job_id: jobId, env: { HODEI_EXECUTION_ID: 'x' } }, 'HODEI_EXECUTION_ID'],
+      // the worker sets it to the run's span when tracing is on: the job's value was kept or replaced depending on that
+      [O, 'POST', '/api/v1/jobs', { command: 'true', env: { TRACEPARENT: '00-11111111111111111111111111111111-2222222222222222-01' } }, 'TRACEPARENT'],
+      [W, 'POST', '/api/v1/execute', { command: 'true', env: { TRACEPARENT: 'x' } }, 'TRACEPARENT'],
     ];
     for (const [base, method, path, body, name, type] of cases) {
       const r = await send(base(), method, path, body, type);

@@ -37,9 +37,10 @@ export const argString = (instead: string, reserve = 0) =>
     if (bytes > max) ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes; the kernel takes at most ${max} here: ${instead}` });
   });
 
-/** Hodei sets these for each execution: the worker the first three (over any value of the job's),
- *  the orchestrator the last two for the jobs of a pipeline run (which finds a job's start by them). */
-export const RESERVED_ENV = ['HODEI_EXECUTION_ID', 'HODEI_RESULT_FILE', 'HODEI_JOB_ID', 'HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'] as const;
+/** Hodei sets these for each execution: the worker the first three and TRACEPARENT (the run's span
+ *  when there is a trace), the orchestrator the last two for the jobs of a pipeline run (which finds
+ *  a job's start by them). */
+export const RESERVED_ENV = ['HODEI_EXECUTION_ID', 'HODEI_RESULT_FILE', 'HODEI_JOB_ID', 'TRACEPARENT', 'HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'] as const;
 /** The names of a pipeline run that the orchestrator passes to worker-manager's POST /api/v1/execute. */
 const RUN_ENV: readonly string[] = ['HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'];
 

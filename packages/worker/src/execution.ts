@@ -133,6 +133,7 @@ export class Execution {
     else delete env.HODEI_JOB_ID;
     const traceparent = currentTraceparent(this.trace.ctx) ?? this.assignment.traceparent;
     if (traceparent) env.TRACEPARENT = traceparent;
+    else delete env.TRACEPARENT; // the agent's own, or a job's stored before the name was refused: not this run's trace
     const cwd = spec.working_dir ?? undefined;
 
     let req: SpawnRequest;

@@ -100,6 +100,14 @@ describe('running a job', () => {
     await w.stop();
   });
 
+  it('gives a run without a trace no TRACEPARENT: neither the agent\'s own nor one in a job stored before the name was refused', async () => {
+    const w = await h.start({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', TRACEPARENT: '00-11111111111111111111111111111111-2222222222222222-01' } });
+    const run = await h.assign({ command: 'echo "tp=${TRACEPARENT:-none}"', env: { TRACEPARENT: '00-33333333333333333333333333333333-4444444444444444-01' } }, { to: w });
+    expect(await run.final).toMatchObject({ status: 'completed' });
+    expect(text(run.lines)).toEqual(['tp=none']);
+    await w.stop();
+  });
+
   it('reports an execution without a job on its own status subject, without HODEI_JOB_ID', async () => {
     const run = await h.assign({ command: 'echo "job=${HODEI_JOB_ID:-none}"' }, { jobId: null });
     expect(await run.final).toMatchObject({ status: 'completed', job_id: null });
