@@ -45,7 +45,6 @@ export function createTestEnv(): TestEnv {
   };
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (for services that must know their peers' URLs before they start). */
 /** No process has this pid (a zombie still counts as one). */
 export function pidGone(pid: number): boolean {
   try {
@@ -56,6 +55,7 @@ export function pidGone(pid: number): boolean {
   }
 }
 
+/** A TCP port on 127.0.0.1 that was free a moment ago (for services that must know their peers' URLs before they start). */
 export async function freePort(): Promise<number> {
   return (await freePorts(1))[0]!;
 }
