@@ -166,7 +166,8 @@ class WorkerAgent {
       ack = { accepted: false, reason: `invalid assignment: ${(err as Error).message}` };
     }
     msg.respond(encodeJson(ack));
-    this.metrics?.assignments.inc({ outcome: ack.accepted ? 'accepted' : 'refused' });
+    // a re-sent assignment of an execution this worker already runs was counted when it first came
+    if (toStart || !ack.accepted) this.metrics?.assignments.inc({ outcome: toStart ? 'accepted' : 'refused' });
     if (!toStart) {
       this.logger.debug({ reason: ack.reason }, 'assignment refused');
       return;

@@ -34,7 +34,7 @@ const sample = (text: string, series: string): number | undefined => {
 };
 
 describe('worker /metrics', () => {
-  it('serves hodei_worker_* metrics on HODEI_WORKER_METRICS_PORT and counts assignments and outcomes', async () => {
+  it('serves hodei_worker_* metrics on HODEI_WORKER_METRICS_PORT and counts assignments (a re-sent one once) and outcomes', async () => {
     const id = newId();
     const agent = startAgent(id, { HODEI_WORKER_METRICS_PORT: '0', HODEI_WORKER_METRICS_HOST: '127.0.0.1' });
     await agent.ready;
@@ -50,7 +50,9 @@ describe('worker /metrics', () => {
     expect(text0).toContain('hodei_process_cpu_seconds_total');
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
 
-    const ok = await h.assign({ command: 'echo fine' }, { to: { id } });
+    const ok = await h.assign({ command: 'sleep 0.5; echo fine' }, { to: { id } });
+    const resent = await h.assign({ command: 'sleep 0.5; echo fine' }, { to: { id }, id: ok.id }); // the scheduler did not hear the ack
+    expect(resent.ack.accepted).toBe(true);
     expect((await ok.final).status).toBe('completed');
     const bad = await h.assign({ command: 'exit 3' }, { to: { id } });
     expect((await bad.final).status).toBe('failed');
