@@ -79,6 +79,14 @@ spawn_bg() {
   local pidfile="$1" log="$2"
   shift 2
   mkdir -p "$(dirname "$log")" "$(dirname "$pidfile")"
-  setsid nohup "$@" >>"$log" 2>&1 </dev/null &
+  (
+    # it keeps no descriptor of whoever started it: under `flock LOCK make start-services` the
+    # services would otherwise hold LOCK for as long as they run
+    local fd
+    for fd in $(ls "/proc/$BASHPID/fd"); do
+      if ((fd > 2)); then eval "exec $fd>&-"; fi
+    done
+    exec setsid nohup "$@" >>"$log" 2>&1 </dev/null
+  ) &
   echo $! >"$pidfile"
 }
