@@ -65,8 +65,9 @@ describe('timeout and cancel', () => {
     const reply = await h.control(h.worker, { action: 'cancel', execution_id: run.id });
     expect(reply).toEqual({ ok: true });
     const final = await run.final;
+    // SIGTERM, not the SIGKILL after the grace; the time only has to rule out a cancel left waiting
     expect(final).toMatchObject({ status: 'cancelled', signal: 'SIGTERM', exit_code: null, message: 'cancelled' });
-    expect(Date.now() - sentAt).toBeLessThan(1000);
+    expect(Date.now() - sentAt).toBeLessThan(5000);
     expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 3000)).toBe(true);
   });
 
