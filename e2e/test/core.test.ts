@@ -242,19 +242,13 @@ describe('end to end', () => {
       expect(e).toMatchObject({ job_id: j.body.id, status: 'completed' });
     }
     const paused = await sched('PATCH', `/api/v1/schedules/${s.body.id}`, { enabled: false });
+    const pausedAt = new Date().toISOString();
     expect(paused.status).toBe(200);
     expect(paused.body).toMatchObject({ enabled: false, status: 'paused' });
-    // a firing already under way when the pause committed may still land: settle, then watch 3 s
-    const count = async () => ((await sched('GET', `/api/v1/schedules/${s.body.id}/runs?limit=1000`)).body as unknown[]).length;
-    let before = await count();
-    await eventually(async () => {
-      const now = await count();
-      const stable = now === before;
-      before = now;
-      return stable ? true : undefined;
-    }, 10_000, 'firings to settle after the pause', 1500);
-    const watchUntil = Date.now() + 3000;
-    await eventually(async () => (Date.now() >= watchUntil ? true : undefined), 5000, '3 s of a paused schedule', 500);
-    expect(await count()).toBe(before);
+    // a firing already under way when the pause committed may still land, but none due after it: watch 3 s
+    await new Promise((r) => setTimeout(r, 3000));
+    const all = (await sched('GET', `/api/v1/schedules/${s.body.id}/runs?limit=1000`)).body as { scheduled_at: string }[];
+    expect(all.length).toBeGreaterThanOrEqual(2);
+    expect(all.filter((r) => r.scheduled_at > pausedAt)).toEqual([]);
   });
 });
