@@ -1,5 +1,5 @@
 // Bad inputs against every route the three services publish in /openapi.json: malformed JSON,
-// wrong types, bad UUIDs, a 2 MiB body, a wrong content type. Every answer is a 4xx in
+// wrong types, bad UUIDs, a 5 MiB body, a wrong content type. Every answer is a 4xx in
 // problem+json, and the services stay healthy after.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
