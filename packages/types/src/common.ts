@@ -79,7 +79,15 @@ export const Capacity = z
   .strict(); // `{"gpus": 1}` or `{"memory": "4GiB"}` is a 400, not a worker that offers the defaults
 export type Capacity = z.infer<typeof Capacity>;
 
-const queryInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole-number query parameter: `?offset=`, `?tail=abc` or `?limit=1e3` is a 400 naming the
+ *  parameter, not 0 or a guess; the OpenAPI document shows an integer. */
+export const queryInt = (min: number, max: number) => {
+  const message = `must be a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+    z.number({ error: message }).int({ error: message, abort: true }).min(min, message).max(max, message),
+  );
+};
 export const Paging = z.object({
   limit: queryInt(1, 1000).default(50),
   offset: queryInt(0, Number.MAX_SAFE_INTEGER).default(0),

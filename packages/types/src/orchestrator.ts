@@ -1,4 +1,4 @@
-import { Env, ExecutionStatus, Id, Paging, Priority, Timestamp } from './common.js';
+import { Env, ExecutionStatus, Id, Paging, Priority, queryInt, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -73,7 +73,9 @@ export const JobListQuery = Paging.extend({
   status: ExecutionStatus.optional(),
   pipeline_id: Id.optional(),
   tag: z.string().optional(),
-  priority: z.coerce.number().int().min(1).max(15).or(z.enum(['low', 'normal', 'high', 'critical'])).optional(),
+  priority: z
+    .union([queryInt(1, 15), z.enum(['low', 'normal', 'high', 'critical'])], { error: 'must be a whole number from 1 to 15, or low, normal, high or critical' })
+    .optional(),
   name: z.string().optional(),
 });
 export type JobListQuery = z.infer<typeof JobListQuery>;

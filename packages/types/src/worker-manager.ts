@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryInt, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -124,10 +124,6 @@ export type LogLine = z.infer<typeof LogLine>;
 /** A log line's seq is a 32-bit integer in the store. */
 export const MAX_SEQ = 2_147_483_647;
 
-/** `?tail=` is a 400 naming the parameter, not 0. */
-const queryInt = (min: number, max: number) =>
-  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
-
 export const LogsQuery = z.object({
   since_seq: queryInt(0, MAX_SEQ).optional(),
   tail: queryInt(0, 100_000).optional(),
@@ -150,8 +146,8 @@ export type LogsQueryFull = z.infer<typeof LogsQueryFull>;
 
 /** Query of the log SSE stream: history from `since_seq` (exclusive, like `Last-Event-ID`) or the last `tail` lines. */
 export const LogStreamQuery = z.object({
-  since_seq: z.coerce.number().int().min(0).max(MAX_SEQ).optional(),
-  tail: z.coerce.number().int().min(0).max(1_000_000).optional(),
+  since_seq: queryInt(0, MAX_SEQ).optional(),
+  tail: queryInt(0, 1_000_000).optional(),
 });
 
 // ---- storage and cleanup (used by the orchestrator's stats and cleanup) ----
