@@ -1,5 +1,6 @@
 // Query parameters on every route of the three services, as each service's OpenAPI document
-// declares them: a whole number that is empty or not one is a 400 problem+json naming the parameter.
+// declares them: a parameter a route does not declare, and a whole number that is empty or not
+// one, are a 400 problem+json naming the parameter.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startScheduler } from '../../../services/scheduler/src/service.js';
@@ -47,6 +48,21 @@ afterAll(async () => {
 });
 
 describe('query parameters', () => {
+  it('a parameter a route does not declare is a 400 naming it and what the route takes, on every route', async () => {
+    const all = await routes();
+    expect(all.length).toBeGreaterThan(40);
+    for (const r of all) {
+      const res = await call(r, 'stauts=failed');
+      expect([r.method, r.path, res.status, res.type, res.body.detail], JSON.stringify(res.body)).toEqual([
+        r.method, r.path, 400, expect.stringContaining('application/problem+json'), 'invalid query: stauts',
+      ]);
+      const takes = r.query.length ? `this route takes ${r.query.map((p) => p.name).join(', ')}` : 'this route takes no query parameters';
+      expect(res.body.errors).toEqual([{ path: 'stauts', message: `unknown parameter "stauts": ${takes}` }]);
+    }
+    const executions = await call({ service: 'worker-manager', method: 'get', path: '/api/v1/executions', query: [] }, 'stauts=failed');
+    expect(executions.body.errors?.[0]?.message).toBe('unknown parameter "stauts": this route takes limit, offset, job_id, status, worker_id, retry_of');
+  });
+
   it('every whole-number parameter is an integer in the OpenAPI document, and empty or not a whole number is a 400 naming it', async () => {
     const numeric = (await routes()).flatMap((r) => r.query.filter((p) => ['limit', 'offset', 'since_seq', 'tail', 'priority'].includes(p.name)).map((p) => ({ r, p })));
     expect(numeric.map(({ r, p }) => `${r.service} ${r.path} ${p.name}`)).toEqual(expect.arrayContaining([

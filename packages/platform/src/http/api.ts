@@ -43,13 +43,23 @@ function keyMessage(issues: readonly { message: string }[]): string {
   return `invalid name: ${issues.map((k) => k.message).join('; ')}`;
 }
 
-export function zodIssuesToFields(error: z.ZodError): FieldError[] {
+export function zodIssuesToFields(error: z.ZodError, unknown = (key: string) => `unknown field "${key}"`): FieldError[] {
   return error.issues.flatMap((i) =>
     // a field the schema does not know is named itself, not the object holding it
     i.code === 'unrecognized_keys'
-      ? i.keys.map((k) => ({ path: [...i.path, k].map(String).join('.'), message: `unknown field "${k}"` }))
+      ? i.keys.map((k) => ({ path: [...i.path, k].map(String).join('.'), message: unknown(k) }))
       : [{ path: i.path.map(String).join('.') || 'body', message: i.code === 'invalid_key' ? keyMessage(i.issues) : i.message }],
   );
+}
+
+/** The query of a route: a parameter it does not declare (`?stauts=failed`) is a 400 naming it,
+ *  not a filter silently ignored. */
+function strictQuery(schema: Schema | undefined): { schema: Schema; unknown: (key: string) => string } {
+  // a z.object, as the OpenAPI registry requires of a query
+  const object = (schema ?? z.object({})) as z.ZodObject;
+  const names = Object.keys(object.shape);
+  const takes = names.length ? `this route takes ${names.join(', ')}` : 'this route takes no query parameters';
+  return { schema: object.strict(), unknown: (k) => `unknown parameter "${k}": ${takes}` };
 }
 
 /** Half of a UTF-16 surrogate pair without the other: no UTF-8 text holds one (PostgreSQL's jsonb
@@ -63,7 +73,12 @@ function badCharacter(s: string): string | undefined {
   return undefined;
 }
 
-function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: 'path' | 'query' | 'body'): z.output<S> {
+function parseOrThrow<S extends Schema>(
+  schema: S,
+  value: unknown,
+  where: 'path' | 'query' | 'body',
+  unknown?: (key: string) => string,
+): z.output<S> {
   let message: string | undefined;
   const at = stringPath(value, (s) => (message = badCharacter(s)) !== undefined);
   if (at !== undefined && message) {
@@ -72,7 +87,7 @@ function parseOrThrow<S extends Schema>(schema: S, value: unknown, where: 'path'
   }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const errors = zodIssuesToFields(result.error);
+  const errors = zodIssuesToFields(result.error, unknown);
   const names = [...new Set(errors.map((e) => e.path))].join(', ');
   throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${names}`, errors);
 }
@@ -143,10 +158,11 @@ export class Api {
   ): void {
     this.document(def);
     this.methods.set(def.path, (this.methods.get(def.path) ?? new Set<Method>()).add(def.method));
+    const query = strictQuery(def.query);
     const run: RequestHandler = async (req: Request, res: Response, next: NextFunction) => {
       try {
         const params = def.params ? parseOrThrow(def.params, req.params, 'path') : undefined;
-        const query = def.query ? parseOrThrow(def.query, req.query, 'query') : undefined;
+        const parsedQuery = parseOrThrow(query.schema, req.query, 'query', query.unknown);
         let body: unknown;
         if (def.body) {
           let raw: unknown = req.body;
@@ -162,7 +178,7 @@ export class Api {
           }
           body = parseOrThrow(def.body, raw ?? {}, 'body');
         }
-        await handler({ params, query, body } as RouteInput<Out<P>, Out<Q>, Out<B>>, req, res);
+        await handler({ params, query: def.query ? parsedQuery : undefined, body } as RouteInput<Out<P>, Out<Q>, Out<B>>, req, res);
       } catch (err) {
         next(err);
       }
