@@ -60,6 +60,8 @@ export function subjects(prefix = 'hodei') {
     heartbeatAll: `${p}_rpc.heartbeat.*`,
     /** worker-manager's `LogBacklog`: workers stop reading their jobs' output while it is behind. */
     logsBacklog: `${p}_rpc.logs.backlog`,
+    /** Between worker-manager replicas: a status change one of them applied, for the live streams of the others. */
+    liveEvents: `${p}_rpc.wm.live`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;

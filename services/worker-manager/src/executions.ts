@@ -30,8 +30,8 @@ import {
   type RegistryWorker,
   type WorkerControl,
 } from '@hodei/types';
-import type { EventHub } from './live/event-hub.js';
-import { finalOf, type LogHub } from './live/log-hub.js';
+import { finalOf, type FinalInfo, type LogHub } from './live/log-hub.js';
+import type { LiveRelay } from './live/relay.js';
 import type { WmMetrics } from './metrics.js';
 import { shouldRetry, type Retries } from './retries.js';
 import * as store from './store/executions.js';
@@ -63,7 +63,7 @@ export class Executions {
   constructor(
     private readonly ctx: ServiceContext,
     private readonly logs: LogHub,
-    private readonly events: EventHub,
+    private readonly live: LiveRelay,
     private readonly metrics: WmMetrics,
     private readonly retries: Retries,
   ) {
@@ -256,7 +256,7 @@ export class Executions {
       }
       const { row, wasRunning } = started;
       if (!wasRunning) this.emitStatus(row, e.message ?? null);
-      if (e.progress) this.events.emit({ kind: 'progress', execution_id: row.id, progress: e.progress });
+      if (e.progress) this.live.emit({ kind: 'progress', execution_id: row.id, progress: e.progress });
       return;
     }
     // the log batches travel on another stream: let them land first, so that a finished execution
@@ -369,8 +369,7 @@ export class Executions {
   private recordFinished(row: ExecutionRow): void {
     this.metrics.finished.inc({ status: row.status });
     if (row.duration_ms !== null) this.metrics.duration.observe({ status: row.status }, row.duration_ms / 1000);
-    this.logs.finish(row.id, finalOf(row));
-    this.emitStatus(row, row.message);
+    this.emitStatus(row, row.message, finalOf(row));
   }
 
   /** For the orchestrator: the end of a job's execution, as recorded here. */
@@ -396,19 +395,23 @@ export class Executions {
     await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.executionFinished, encodeJson(event), { msgID: `${row.id}-finished` });
   }
 
-  private emitStatus(row: ExecutionRow, message: string | null): void {
-    this.events.emit({
-      kind: 'status',
-      final: isFinalStatus(row.status),
-      data: {
-        type: 'status_changed',
-        execution_id: row.id,
-        job_id: row.job_id,
-        status: row.status,
-        message,
-        timestamp: new Date().toISOString(),
+  /** `final`: the execution ended, and this is what its log streams' `completed` says. */
+  private emitStatus(row: ExecutionRow, message: string | null, final?: FinalInfo): void {
+    this.live.emit(
+      {
+        kind: 'status',
+        final: isFinalStatus(row.status),
+        data: {
+          type: 'status_changed',
+          execution_id: row.id,
+          job_id: row.job_id,
+          status: row.status,
+          message,
+          timestamp: new Date().toISOString(),
+        },
       },
-    });
+      final,
+    );
   }
 }
 

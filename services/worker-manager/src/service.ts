@@ -7,6 +7,7 @@ import { Consumers } from './consumers.js';
 import { Executions } from './executions.js';
 import { EventHub } from './live/event-hub.js';
 import { LogHub } from './live/log-hub.js';
+import { LiveRelay } from './live/relay.js';
 import { createWmMetrics } from './metrics.js';
 import { registerExecutionRoutes } from './routes/executions.js';
 import { registerLogRoutes } from './routes/logs.js';
@@ -27,7 +28,8 @@ export const definition: ServiceDefinition = {
     const logHub = new LogHub(ctx.db);
     const events = new EventHub();
     const retries = new Retries(ctx);
-    const executions = new Executions(ctx, logHub, events, metrics, retries);
+    const live = new LiveRelay(ctx, logHub, events);
+    const executions = new Executions(ctx, logHub, live, metrics, retries);
     const supervisor = new Supervisor(ctx, metrics);
     const consumers = new Consumers(ctx, logHub, executions, metrics);
 
@@ -36,6 +38,7 @@ export const definition: ServiceDefinition = {
     registerLogRoutes(ctx.api, ctx.db, logHub, events, metrics);
 
     await supervisor.reconcile();
+    live.start();
     const heartbeats = ctx.bus.nc.subscribe(ctx.bus.subjects.heartbeatAll, {
       callback: (err, msg) => {
         if (err) return;
@@ -58,6 +61,7 @@ export const definition: ServiceDefinition = {
       stop: async () => {
         const deadline = Date.now() + ctx.config.shutdownTimeoutMs - Math.min(SHUTDOWN_RESERVE_MS, ctx.config.shutdownTimeoutMs / 10);
         heartbeats.unsubscribe();
+        live.stop();
         await retries.stop();
         await supervisor.stopAll(deadline);
         await consumers.stop(deadline);

@@ -1,0 +1,73 @@
+// Two worker-manager replicas on one database and NATS prefix, started together on an empty
+// database (their migrations race). Only one of them applies an execution's status events (they
+// share the durable consumer); streams opened on either must see every change and the end.
+import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorkerManager } from '../src/service.js';
+import { executeOn, getExecutionOn, lines, logEvents, openSse, publishLines, publishStatus, type SseClient } from './helpers.js';
+
+let env: TestEnv;
+let replicas: RunningService[];
+
+beforeAll(async () => {
+  env = createTestEnv();
+  replicas = await Promise.all([startWorkerManager(env.config('worker-manager')), startWorkerManager(env.config('worker-manager'))]);
+});
+afterAll(async () => {
+  await Promise.all((replicas ?? []).map((r) => r.stop()));
+  await env?.cleanup();
+});
+
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+const statuses = (c: SseClient, id: string) =>
+  c.events.filter((e) => e.event === 'job_event').map((e) => JSON.parse(e.data)).filter((d) => d.execution_id === id).map((d) => d.status);
+
+describe('worker-manager replicas', () => {
+  it('a log stream on either replica gets every line once, in order, then completed', async () => {
+    const [a] = replicas as [RunningService, RunningService];
+    for (let round = 0; round < 3; round++) {
+      const { id } = await executeOn(a.url, { command: 'true' });
+      const streams = await Promise.all(replicas.map((r) => openSse(`${r.url}/api/v1/executions/${id}/logs/stream`)));
+      await Promise.all(streams.map((c) => c.waitFor((e) => e.event === 'connected')));
+      await publishStatus(a.ctx.bus, { execution_id: id, status: 'running', started_at: new Date().toISOString() });
+      for (let k = 0; k < 4; k++) await publishLines(a.ctx.bus, id, lines(k * 25 + 1, k * 25 + 25));
+      await publishStatus(a.ctx.bus, { execution_id: id, status: 'failed', exit_code: 2, last_seq: 100, duration_ms: 40 });
+      for (const c of streams) {
+        const done = await c.waitFor((e) => e.event === 'completed', 8000);
+        expect(JSON.parse(done.data)).toMatchObject({ status: 'failed', exit_code: 2, duration_ms: 40 });
+        await c.ended;
+        expect(logEvents(c).map((l) => l.seq)).toEqual(range(1, 100));
+      }
+      const views = await Promise.all(replicas.map((r) => getExecutionOn(r.url, id)));
+      expect(views[0]).toMatchObject({ status: 'failed', exit_code: 2 });
+      expect(views[1]).toEqual(views[0]);
+    }
+  });
+
+  it('status streams on either replica see every change of an execution, whichever replica applied it', async () => {
+    const [a, b] = replicas as [RunningService, RunningService];
+    const everything = await Promise.all(replicas.map((r) => openSse(`${r.url}/api/v1/events/stream`)));
+    await Promise.all(everything.map((c) => c.waitFor((e) => e.event === 'connected')));
+    for (let round = 0; round < 3; round++) {
+      const { id } = await executeOn(round % 2 ? b.url : a.url, { command: 'true' });
+      const one = await Promise.all(replicas.map((r) => openSse(`${r.url}/api/v1/executions/${id}/events/stream`)));
+      await Promise.all(one.map((c) => c.waitFor((e) => e.event === 'job_event')));
+      await publishStatus(a.ctx.bus, { execution_id: id, status: 'running', started_at: new Date().toISOString() });
+      const progress = { current: 1, total: 2, percent: 50, message: 'half', updated_at: new Date().toISOString() };
+      await publishStatus(a.ctx.bus, { execution_id: id, status: 'running', progress });
+      // (the replicas apply events side by side: one applying the end before another the progress would drop it)
+      await Promise.all(one.map((c) => c.waitFor((e) => e.event === 'progress' && JSON.parse(e.data).message === 'half', 8000)));
+      await publishStatus(a.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0 });
+      for (const c of one) {
+        await c.waitFor((e) => e.event === 'job_event' && JSON.parse(e.data).status === 'completed', 8000);
+        await c.ended;
+        expect(statuses(c, id)).toEqual(['queued', 'running', 'completed']);
+      }
+      for (const c of everything) {
+        await c.waitFor((e) => e.event === 'job_event' && JSON.parse(e.data).execution_id === id && JSON.parse(e.data).status === 'completed', 8000);
+        expect(statuses(c, id)).toEqual(['queued', 'running', 'completed']);
+      }
+    }
+    for (const c of everything) c.close();
+  });
+});
