@@ -159,7 +159,11 @@ export const WorkerManagerStorage = z
 export type WorkerManagerStorage = z.infer<typeof WorkerManagerStorage>;
 
 export const ExecutionsCleanupRequest = z
-  .object({ job_ids: z.array(Id).max(100_000) })
+  .object({
+    job_ids: z.array(Id).max(100_000),
+    /** also every execution over before then, of no job or of a job that has run since */
+    finished_before: Timestamp.optional(),
+  })
   .strict()
   .openapi('ExecutionsCleanupRequest');
 export const ExecutionsCleanupResult = z.object({ executions: z.number().int() }).openapi('ExecutionsCleanupResult');

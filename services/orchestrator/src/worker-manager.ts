@@ -81,9 +81,11 @@ export class WorkerManagerClient {
     }
   }
 
-  /** Deletes the executions and logs of `jobIds`; returns how many executions went. */
-  async cleanup(jobIds: string[]): Promise<number> {
-    const r = await this.upstream(() => this.slow.send<{ executions?: unknown }>('POST', '/api/v1/executions/cleanup', { job_ids: jobIds }));
+  /** Deletes the executions and logs of `jobIds`, and those over before `finishedBefore` but
+   *  each job's newest; returns how many executions went. */
+  async cleanup(jobIds: string[], finishedBefore: Date): Promise<number> {
+    const body = { job_ids: jobIds, finished_before: finishedBefore.toISOString() };
+    const r = await this.upstream(() => this.slow.send<{ executions?: unknown }>('POST', '/api/v1/executions/cleanup', body));
     return typeof r?.executions === 'number' ? r.executions : 0;
   }
 

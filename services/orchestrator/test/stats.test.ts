@@ -171,6 +171,42 @@ describe('cleanup', () => {
     expect((await wm('POST', `/api/v1/executions/${running.body.id}/cancel`)).status).toBe(202);
   }, 60_000);
 
+  it('deletes old executions of jobs that ran since, of no job, and old pipeline runs, keeping each job newest', async () => {
+    // a job run again and again (a schedule's) is never untouched for older_than_days; nor is a
+    // pipeline run repeatedly; and POST /execute with a command makes executions of no job
+    const again = await job({ name: 'again', command: 'echo again' });
+    const runs = [await run(again), await run(again), await run(again)];
+    const inline = await wm('POST', '/api/v1/execute', { command: 'echo inline' });
+    expect(inline.status).toBe(202);
+    await eventually(async () => (FINAL.includes((await wm('GET', `/api/v1/executions/${inline.body.id}`)).body.status) ? true : undefined), 30_000);
+    const pipe = await api('POST', '/api/v1/pipelines', { name: 'history', jobs: [{ name: 'p', command: 'echo p' }] });
+    expect(pipe.status).toBe(201);
+    const pipeRun = await api('POST', `/api/v1/pipelines/${pipe.body.id}/runs`);
+    expect(pipeRun.status).toBe(202);
+    await eventually(async () => ((await api('GET', `/api/v1/pipeline-runs/${pipeRun.body.id}`)).body.status === 'completed' ? true : undefined), 30_000);
+    const aged = [...runs.map((e) => e.id), inline.body.id];
+    await workerManager.ctx.db.query("UPDATE executions SET finished_at = now() - interval '2 days' WHERE id = ANY ($1::uuid[])", [aged]);
+    await svc.ctx.db.query("UPDATE job_executions SET finished_at = now() - interval '2 days' WHERE execution_id = ANY ($1::uuid[])", [aged]);
+    await svc.ctx.db.query("UPDATE pipeline_runs SET finished_at = now() - interval '2 days' WHERE id = $1", [pipeRun.body.id]);
+
+    const r = await api('POST', '/api/v1/cleanup', { older_than_days: 1 });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ jobs: 0, executions: 3 });
+    for (const id of [runs[0]!.id, runs[1]!.id, inline.body.id]) {
+      expect((await wm('GET', `/api/v1/executions/${id}`)).status).toBe(404);
+      expect((await wm('GET', `/api/v1/executions/${id}/logs`)).status).toBe(404);
+    }
+    // the job's newest stays, with its output, as its last execution
+    const newest = (await wm('GET', `/api/v1/executions/${runs[2]!.id}/logs`)).body.lines.map((l: { line: string }) => l.line);
+    expect(newest).toEqual(['again']);
+    const kept = await api('GET', `/api/v1/jobs/${again}`);
+    expect(kept.body.last_execution).toMatchObject({ id: runs[2]!.id, status: 'completed' });
+    const records = await svc.ctx.db.query('SELECT execution_id FROM job_executions WHERE job_id = $1', [again]);
+    expect(records.rows.map((x) => x.execution_id)).toEqual([runs[2]!.id]);
+    expect((await api('GET', `/api/v1/pipeline-runs/${pipeRun.body.id}`)).status).toBe(404);
+    expect((await api('GET', `/api/v1/pipelines/${pipe.body.id}`)).status).toBe(200);
+  }, 90_000);
+
   it('waits while worker-manager takes longer than 10 s to delete the logs (millions of lines do)', async () => {
     const big = await job({ name: 'big-log', command: 'seq 1 1000' });
     const exec = await run(big);

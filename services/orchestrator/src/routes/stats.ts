@@ -1,7 +1,9 @@
 // /api/v1/stats and /api/v1/cleanup.
 import { withTransaction, type Api, type Pool } from '@hodei/platform';
 import { CleanupRequest, CleanupResult, Stats } from '@hodei/types';
+import * as executionRecords from '../store/executions.js';
 import * as jobs from '../store/jobs.js';
+import * as runs from '../store/runs.js';
 import { jobStats, tableStorage } from '../store/stats.js';
 import type { WorkerManagerClient } from '../worker-manager.js';
 
@@ -31,7 +33,7 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       method: 'post',
       path: '/api/v1/cleanup',
       tag: 'stats',
-      summary: 'Delete finished jobs untouched for older_than_days, with their executions and logs (dry_run only lists them)',
+      summary: 'Delete finished jobs untouched for older_than_days with their executions and logs, and every execution and pipeline run over for that long but the newest execution of each job (dry_run only lists the jobs)',
       body: CleanupRequest,
       responses: {
         200: { description: 'what was (or would be) deleted', schema: CleanupResult },
@@ -42,13 +44,19 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
     async ({ body }, _req, res) => {
       const cutoff = new Date(Date.now() - body.older_than_days * DAY_MS);
       const ids = await jobs.finishedJobsBefore(db, cutoff, CLEANUP_BATCH);
-      if (body.dry_run || ids.length === 0) {
-        res.json({ dry_run: body.dry_run, jobs: ids.length, job_ids: ids, executions: body.dry_run ? null : 0 });
+      if (body.dry_run) {
+        res.json({ dry_run: true, jobs: ids.length, job_ids: ids, executions: null });
         return;
       }
-      // worker-manager first: when it cannot delete the executions, the jobs stay too.
-      const executions = await workerManager.cleanup(ids);
+      // worker-manager first: when it cannot delete the executions, the jobs stay too. Jobs that
+      // ran since the cutoff (a schedule's, a pipeline's), and executions of no job, keep only
+      // their newer executions, as pipelines keep only their newer runs.
+      const executions = await workerManager.cleanup(ids, cutoff);
       const deleted = await withTransaction(db, (c) => jobs.deleteFinishedJobs(c, ids, cutoff));
+      await withTransaction(db, async (c) => {
+        await executionRecords.deleteEndedBefore(c, cutoff);
+        await runs.deleteEndedBefore(c, cutoff);
+      });
       res.json({ dry_run: false, jobs: deleted.length, job_ids: deleted, executions });
     },
   );

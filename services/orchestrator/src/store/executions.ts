@@ -81,3 +81,16 @@ export async function countActiveExecutions(db: Db, jobId: string): Promise<numb
   );
   return rows[0]?.n ?? 0;
 }
+
+/** Deletes the records of executions over before `cutoff`, but each job's newest and those a
+ *  running pipeline run holds; returns how many went. */
+export async function deleteEndedBefore(db: Db, cutoff: Date): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM job_executions x WHERE x.status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND x.finished_at < $1
+       AND EXISTS (SELECT 1 FROM job_executions n WHERE n.job_id = x.job_id AND n.execution_id > x.execution_id)
+       AND NOT EXISTS (SELECT 1 FROM pipeline_run_jobs rj JOIN pipeline_runs r ON r.id = rj.run_id
+                       WHERE r.status = 'running' AND rj.execution_id = x.execution_id)`,
+    [cutoff],
+  );
+  return rowCount ?? 0;
+}

@@ -127,6 +127,12 @@ export async function deleteRun(db: Db, id: string): Promise<void> {
   await db.query('DELETE FROM pipeline_runs WHERE id = $1', [id]);
 }
 
+/** Deletes the runs over before `cutoff` with their jobs' rows; returns how many went. */
+export async function deleteEndedBefore(db: Db, cutoff: Date): Promise<number> {
+  const { rowCount } = await db.query("DELETE FROM pipeline_runs WHERE status <> 'running' AND finished_at < $1", [cutoff]);
+  return rowCount ?? 0;
+}
+
 export async function listRuns(
   db: Db,
   pipelineId: string,

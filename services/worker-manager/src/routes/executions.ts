@@ -128,12 +128,13 @@ export function registerExecutionRoutes(api: Api, db: Pool, executions: Executio
       method: 'post',
       path: '/api/v1/executions/cleanup',
       tag: 'Storage',
-      summary: 'Delete the executions and log lines of these jobs (the orchestrator\'s cleanup)',
+      summary: 'Delete the executions and log lines of these jobs, and those over before finished_before but the newest of each job (the orchestrator\'s cleanup)',
       body: ExecutionsCleanupRequest,
       responses: { 200: { description: 'how many executions were deleted', schema: ExecutionsCleanupResult } },
     },
     async ({ body }, _req, res) => {
-      res.json({ executions: await store.deleteForJobs(db, body.job_ids) });
+      const before = body.finished_before === undefined ? undefined : new Date(body.finished_before);
+      res.json({ executions: await store.deleteForJobs(db, body.job_ids, before) });
     },
   );
 }

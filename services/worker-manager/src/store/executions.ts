@@ -1,5 +1,5 @@
 // SQL of the executions table: one row per run of a job (or of an inline definition).
-import { fromRecords, iso, records, withTransaction, type Pool } from '@hodei/platform';
+import { fromRecords, iso, records, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type JobSpec, type Progress } from '@hodei/types';
 
 export interface ExecutionRow {
@@ -258,15 +258,20 @@ export async function storageUsage(db: Pool): Promise<{ executions: { rows: numb
   return { executions: { rows: r.er, bytes: r.eb }, logs: { rows: r.lr, bytes: r.lb } };
 }
 
-/** Deletes the executions of these jobs and their log lines; returns how many executions went. */
-export async function deleteForJobs(db: Pool, jobIds: string[]): Promise<number> {
-  if (jobIds.length === 0) return 0;
-  return withTransaction(db, async (client) => {
-    await client.query(
-      'DELETE FROM log_lines WHERE execution_id IN (SELECT id FROM executions WHERE job_id = ANY($1::uuid[]))',
-      [jobIds],
-    );
-    const res = await client.query('DELETE FROM executions WHERE job_id = ANY($1::uuid[])', [jobIds]);
-    return res.rowCount ?? 0;
-  });
+/** Deletes the executions of these jobs and, with `finishedBefore`, every execution over before
+ *  then that is not its job's newest (one of no job too: POST /execute with a command), with their
+ *  log lines; returns how many executions went. */
+export async function deleteForJobs(db: Pool, jobIds: string[], finishedBefore?: Date): Promise<number> {
+  if (jobIds.length === 0 && !finishedBefore) return 0;
+  // one statement, one snapshot: the lines go with exactly the executions that go
+  const res = await db.query(
+    `WITH doomed AS (
+       SELECT id FROM executions e WHERE job_id = ANY($1::uuid[])
+         OR (status = ANY($3::text[]) AND finished_at < $2
+             AND (job_id IS NULL OR EXISTS (SELECT 1 FROM executions n WHERE n.job_id = e.job_id AND n.created_at > e.created_at)))
+     ), lines AS (DELETE FROM log_lines WHERE execution_id IN (SELECT id FROM doomed))
+     DELETE FROM executions WHERE id IN (SELECT id FROM doomed)`,
+    [jobIds, finishedBefore ?? null, FINAL_STATUSES],
+  );
+  return res.rowCount ?? 0;
 }
