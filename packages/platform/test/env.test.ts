@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
-import { createTestEnv, type RunningService } from '../src/index.js';
+import { createTestEnv, serviceAddresses, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 let orchestrator: RunningService;
@@ -17,8 +17,9 @@ async function send(base: string, method: string, path: string, body: unknown, t
 }
 
 beforeAll(async () => {
-  workerManager = await startWorkerManager(env.config('worker-manager'));
-  orchestrator = await startOrchestrator(env.config('orchestrator', { urls: { ...env.config('orchestrator').urls, 'worker-manager': workerManager.url } }));
+  const { ports, urls } = await serviceAddresses();
+  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'] }));
+  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
   pipelineId = (await send(orchestrator.url, 'POST', '/api/v1/pipelines', { name: 'p' })).body.id;
   jobId = (await send(orchestrator.url, 'POST', '/api/v1/jobs', { name: 'j', command: 'true', pipeline_id: pipelineId })).body.id;
 });
@@ -53,12 +54,30 @@ describe('env', () => {
     }
   });
 
-  it('takes other HODEI_ names, and a pipeline run\'s names on worker-manager\'s execute (the orchestrator sends them)', async () => {
-    const r = await send(workerManager.url, 'POST', '/api/v1/execute', {
-      command: 'true',
-      env: { HODEI_URL: 'http://127.0.0.1:8080', HODEI_PIPELINE_RUN_ID: 'r', HODEI_PIPELINE_ID: 'p' },
-    });
-    expect(r.status).toBe(202);
+  it('takes other HODEI_ names, and a pipeline run\'s names on worker-manager\'s execute only as the orchestrator sends them', async () => {
+    const runId = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
+    const asOrchestrator = { job_id: jobId, env: { HODEI_URL: 'http://127.0.0.1:8080', HODEI_PIPELINE_RUN_ID: runId, HODEI_PIPELINE_ID: pipelineId } };
+    const r = await send(workerManager.url, 'POST', '/api/v1/execute', asOrchestrator);
+    expect(r.status, r.body.detail).toBe(202);
+    expect(r.body.spec.env).toEqual(asOrchestrator.env);
+
+    const otherPipeline = (await send(orchestrator.url, 'POST', '/api/v1/pipelines', { name: 'other' })).body.id;
+    const why = (m: string) => `is set by the orchestrator for a pipeline run's job: ${m}`;
+    const refused: Array<[object, string, string]> = [
+      [{ command: 'true', env: { HODEI_PIPELINE_RUN_ID: runId, HODEI_PIPELINE_ID: pipelineId } }, 'HODEI_PIPELINE_RUN_ID', why('comes only with job_id')],
+      [{ ...asOrchestrator, command: 'curl evil' }, 'HODEI_PIPELINE_RUN_ID', why('comes only with job_id and env, not command')],
+      [{ ...asOrchestrator, args: ['x'], priority: 15 }, 'HODEI_PIPELINE_RUN_ID', why('comes only with job_id and env, not args, priority')],
+      [{ job_id: jobId, env: { HODEI_PIPELINE_RUN_ID: runId } }, 'HODEI_PIPELINE_RUN_ID', why('comes only with HODEI_PIPELINE_ID')],
+      [{ job_id: jobId, env: { HODEI_PIPELINE_ID: pipelineId } }, 'HODEI_PIPELINE_ID', why('comes only with HODEI_PIPELINE_RUN_ID')],
+      [{ job_id: jobId, env: { HODEI_PIPELINE_RUN_ID: 'r', HODEI_PIPELINE_ID: pipelineId } }, 'HODEI_PIPELINE_RUN_ID', why('must be a UUID')],
+      [{ job_id: jobId, env: { HODEI_PIPELINE_RUN_ID: runId, HODEI_PIPELINE_ID: otherPipeline } }, 'HODEI_PIPELINE_ID', why(`job ${jobId} is not of pipeline ${otherPipeline}`)],
+    ];
+    for (const [body, name, message] of refused) {
+      const res = await send(workerManager.url, 'POST', '/api/v1/execute', body);
+      expect([res.status, res.body.detail, res.body.errors], JSON.stringify(body)).toEqual([400, `invalid body: env.${name}`, [{ path: `env.${name}`, message }]]);
+    }
+    const executions = await fetch(`${workerManager.url}/api/v1/executions?limit=100`).then((res) => res.json());
+    expect(executions.map((e: { id: string }) => e.id)).toEqual([r.body.id]);
     const job = await send(orchestrator.url, 'PATCH', `/api/v1/jobs/${jobId}`, { env: { HODEI_API_TOKEN: 't' } });
     expect([job.status, job.body.env]).toEqual([200, { HODEI_API_TOKEN: 't' }]);
   });

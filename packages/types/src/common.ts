@@ -42,7 +42,7 @@ export const argString = (instead: string, reserve = 0) =>
  *  a job's start by them). */
 export const RESERVED_ENV = ['HODEI_EXECUTION_ID', 'HODEI_RESULT_FILE', 'HODEI_JOB_ID', 'TRACEPARENT', 'HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'] as const;
 /** The names of a pipeline run that the orchestrator passes to worker-manager's POST /api/v1/execute. */
-const RUN_ENV: readonly string[] = ['HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'];
+export const RUN_ENV: readonly string[] = ['HODEI_PIPELINE_RUN_ID', 'HODEI_PIPELINE_ID'];
 
 const envRecord = (allowed: readonly string[]) =>
   z.record(

@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryInt, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -52,6 +52,29 @@ export const WorkerStatusView = z
 
 // ---- executions ----
 
+/**
+ * A pipeline run's names come only as the orchestrator sends them when it starts a run's job: with
+ * job_id and env alone, both names, UUIDs (worker-manager checks the job is of that pipeline). Any
+ * holder of the API token can still send that, but not tag a command of its own, or a job of
+ * another pipeline, as a run's start (the orchestrator adopts such an execution after a restart).
+ */
+function runEnvIssues(v: { job_id?: string; env?: Record<string, string> }, ctx: z.RefinementCtx): void {
+  const given = RUN_ENV.filter((name) => v.env?.[name] !== undefined);
+  if (!given.length) return;
+  const others = Object.keys(v).filter((k) => k !== 'job_id' && k !== 'env');
+  const missing = RUN_ENV.filter((name) => !given.includes(name));
+  const why =
+    v.job_id === undefined ? 'comes only with job_id'
+    : others.length ? `comes only with job_id and env, not ${others.join(', ')}`
+    : missing.length ? `comes only with ${missing.join(', ')}`
+    : undefined;
+  const message = (m: string) => `is set by the orchestrator for a pipeline run's job: ${m}`;
+  if (why) return void ctx.addIssue({ code: 'custom', path: ['env', given[0]!], message: message(why) });
+  for (const name of given) {
+    if (!Id.safeParse(v.env![name]).success) ctx.addIssue({ code: 'custom', path: ['env', name], message: message('must be a UUID') });
+  }
+}
+
 export const ExecuteRequest = z
   .object({
     job_id: Id.optional(),
@@ -65,6 +88,7 @@ export const ExecuteRequest = z
     message: 'give job_id, command or script',
     path: ['job_id'],
   })
+  .superRefine(runEnvIssues)
   .openapi('ExecuteRequest');
 export type ExecuteRequest = z.infer<typeof ExecuteRequest>;
 

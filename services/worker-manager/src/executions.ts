@@ -90,6 +90,11 @@ export class Executions {
           errors: [{ path: 'job_id', message: `job ${body.job_id} not found` }],
         });
       }
+      const pipelineId = body.env?.HODEI_PIPELINE_ID;
+      if (pipelineId !== undefined && job.pipeline_id !== pipelineId) {
+        const message = `is set by the orchestrator for a pipeline run's job: job ${job.id} is not of pipeline ${pipelineId}`;
+        throw new BadRequestError('invalid body: env.HODEI_PIPELINE_ID', [{ path: 'env.HODEI_PIPELINE_ID', message }]);
+      }
     }
     const spec = resolveSpec(body, job);
     if (spec.command === null && spec.script === null) {
