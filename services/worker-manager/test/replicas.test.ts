@@ -4,6 +4,7 @@
 import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
+import { insertLines } from '../src/store/logs.js';
 import { executeOn, getExecutionOn, lines, logEvents, openSse, publishLines, publishStatus, type SseClient } from './helpers.js';
 
 let env: TestEnv;
@@ -42,6 +43,24 @@ describe('worker-manager replicas', () => {
       expect(views[0]).toMatchObject({ status: 'failed', exit_code: 2 });
       expect(views[1]).toEqual(views[0]);
     }
+  });
+
+  it('lines another replica stored after a stream here read the history reach that stream while the job runs', async () => {
+    // Another replica took lines 6-10 from the stream and had not stored them when the stream here
+    // read the history; they never came here live. Lines after them do, and wait behind the gap.
+    const [a] = replicas as [RunningService, RunningService];
+    const { id } = await executeOn(a.url, { command: 'true' });
+    await publishStatus(a.ctx.bus, { execution_id: id, status: 'running', started_at: new Date().toISOString() });
+    const c = await openSse(`${a.url}/api/v1/executions/${id}/logs/stream`);
+    await publishLines(a.ctx.bus, id, lines(1, 5));
+    await c.waitFor((e) => e.event === 'log' && e.id === '5');
+    await publishLines(a.ctx.bus, id, lines(11, 15));
+    await insertLines(a.ctx.db, lines(6, 10).map((l) => ({ ...l, execution_id: id })));
+    await c.waitFor((e) => e.event === 'log' && e.id === '15', 5000);
+    expect(logEvents(c).map((l) => l.seq)).toEqual(range(1, 15));
+    await publishStatus(a.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 15 });
+    await c.waitFor((e) => e.event === 'completed', 8000);
+    expect(logEvents(c).map((l) => l.seq)).toEqual(range(1, 15));
   });
 
   it('status streams on either replica see every change of an execution, whichever replica applied it', async () => {

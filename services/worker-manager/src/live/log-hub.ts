@@ -43,6 +43,13 @@ const MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
  * stream completes without them only once a whole wait brought none (they are not coming).
  */
 const FINAL_GRACE_MS = 10_000;
+/**
+ * Lines held behind a gap this long send the subscriber back to the store (then twice as long, up
+ * to GAP_WAIT_MAX_MS, while the gap stays). The missing lines may have been stored by another
+ * replica, which took them from the stream before this subscriber registered: they never come here live.
+ */
+const GAP_WAIT_MS = 250;
+const GAP_WAIT_MAX_MS = 4000;
 
 /** Batches are kept whole (not line by line): cheap to add and to drop once stored. */
 export interface PendingBatch {
@@ -66,6 +73,8 @@ export class LogSubscriber {
   private overflow = false;
   private final: FinalInfo | null = null;
   private finalTimer: NodeJS.Timeout | undefined;
+  private gapTimer: NodeJS.Timeout | undefined;
+  private gapWaitMs = GAP_WAIT_MS;
   done = false;
 
   constructor(
@@ -101,6 +110,7 @@ export class LogSubscriber {
       return;
     }
     if (this.overflow && !this.catchingUp) void this.catchUp();
+    else this.watchGap();
     this.checkComplete();
   }
 
@@ -170,7 +180,27 @@ export class LogSubscriber {
     }
     const rest = this.takeBuffered();
     if (rest) this.conn.write(rest);
+    this.watchGap();
     this.checkComplete();
+  }
+
+  /** Lines wait behind a missing one: look in the store for it soon, unless it arrives first. */
+  private watchGap(): void {
+    if (this.catchingUp || this.done) return;
+    if (this.buffer.size === 0) {
+      clearTimeout(this.gapTimer);
+      this.gapTimer = undefined;
+      this.gapWaitMs = GAP_WAIT_MS;
+      return;
+    }
+    if (this.gapTimer) return;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = undefined;
+      if (this.catchingUp || this.done || this.buffer.size === 0) return;
+      this.gapWaitMs = Math.min(this.gapWaitMs * 2, GAP_WAIT_MAX_MS);
+      void this.catchUp();
+    }, this.gapWaitMs);
+    this.gapTimer.unref();
   }
 
   private hold(f: Framed): void {
@@ -209,6 +239,7 @@ export class LogSubscriber {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.finalTimer);
+    clearTimeout(this.gapTimer);
     this.hub.remove(this);
   }
 
