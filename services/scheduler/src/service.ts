@@ -18,6 +18,8 @@ const FINISHED_REMEMBERED = 10_000;
 const STALE_CLAIM_MS = 10_000;
 /** The events stream keeps 7 days; tombstones must outlive the messages they guard against. */
 const TOMBSTONE_DAYS = 8;
+/** A schedule's firings (GET /schedules/:id/runs) are kept this long, its newest for ever. */
+const SCHEDULE_RUNS_KEEP_DAYS = 8;
 
 export const definition: ServiceDefinition = {
   title: 'Hodei Jobs scheduler',
@@ -124,6 +126,9 @@ export const definition: ServiceDefinition = {
       if (Date.now() - lastPrune > 3600_000) {
         lastPrune = Date.now();
         await queue.prune(TOMBSTONE_DAYS);
+        // an every-second schedule fires 86,400 times a day
+        const pruned = await schedules.pruneRuns(SCHEDULE_RUNS_KEEP_DAYS);
+        if (pruned) logger.info({ firings: pruned, days: SCHEDULE_RUNS_KEEP_DAYS }, 'deleted old schedule firings');
       }
       placer.kick();
     };

@@ -2,6 +2,7 @@ import { createTestEnv, newId, type RunningService, type TestEnv } from '@hodei/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startScheduler } from '../src/service.js';
+import { until } from './helpers.js';
 
 // Jobs and pipelines are looked up in the real orchestrator.
 let knownJob: string;
@@ -283,5 +284,48 @@ describe('schedules', () => {
     const doc = await (await fetch(`${svc.url}/openapi.json`)).json();
     for (const p of ['/api/v1/schedule', '/api/v1/scheduled', '/api/v1/schedules', '/api/v1/schedules/{id}', '/api/v1/schedules/{id}/runs', '/api/v1/workers', '/api/v1/workers/{id}', '/api/v1/workers/{id}/heartbeat'])
       expect(Object.keys(doc.paths)).toContain(p);
+  });
+});
+
+describe('firings history', () => {
+  it('keeps 8 days of firings, and each schedule its newest and its newest pipeline run for ever', async () => {
+    // an every-second schedule fires 86,400 times a day: its firings grew without end
+    const ids: string[] = [];
+    for (const body of [{ job_id: knownJob }, { job_id: knownJob }, { pipeline_id: knownPipeline }]) {
+      const res = await post('/api/v1/schedules', { ...body, cron: '0 0 1 1 *' });
+      expect(res.status).toBe(201);
+      ids.push((await res.json()).id as string);
+    }
+    const [busy, quiet, piped] = ids as [string, string, string];
+    const fire = (schedule: string, daysAgo: number, pipelineRun: string | null = null) =>
+      svc.ctx.db.query(
+        `INSERT INTO schedule_runs (id, schedule_id, scheduled_at, fired_at, outcome, pipeline_run_id)
+         VALUES ($1, $2, now() - make_interval(days => $3), now() - make_interval(days => $3), 'fired', $4)`,
+        [newId(), schedule, daysAgo, pipelineRun],
+      );
+    for (const days of [12, 11, 10, 9]) await fire(busy, days);
+    await fire(busy, 7);
+    await fire(busy, 0);
+    for (const days of [12, 10]) await fire(quiet, days);
+    const oldRun = newId();
+    await fire(piped, 12, newId());
+    await fire(piped, 10, oldRun);
+    await fire(piped, 9);
+    const ages = async (id: string) =>
+      ((await (await fetch(`${svc.url}/api/v1/schedules/${id}/runs`)).json()) as { scheduled_at: string }[]).map((r) =>
+        Math.round((Date.now() - Date.parse(r.scheduled_at)) / 86_400_000),
+      );
+    expect(await ages(busy)).toEqual([0, 7, 9, 10, 11, 12]);
+
+    // old firings go at start-up and hourly after
+    const config = svc.ctx.config;
+    await svc.stop();
+    svc = await startScheduler(config);
+    await until(() => ages(busy), (a) => a.length === 2);
+    expect(await ages(busy)).toEqual([0, 7]);
+    expect(await ages(quiet)).toEqual([10]);
+    expect(await ages(piped)).toEqual([9, 10]);
+    const kept = await svc.ctx.db.query('SELECT pipeline_run_id FROM schedule_runs WHERE schedule_id = $1 AND pipeline_run_id IS NOT NULL', [piped]);
+    expect(kept.rows).toEqual([{ pipeline_run_id: oldRun }]);
   });
 });

@@ -276,6 +276,18 @@ export class ScheduleStore {
     return rows[0] ?? null;
   }
 
+  /** Deletes the firings of more than `days` ago but each schedule's newest, and its newest that
+   *  started a pipeline run (lastPipelineRun); returns how many went. */
+  async pruneRuns(days: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM schedule_runs r WHERE r.scheduled_at < now() - make_interval(days => $1) AND r.outcome <> 'pending'
+         AND EXISTS (SELECT 1 FROM schedule_runs n WHERE n.schedule_id = r.schedule_id AND n.scheduled_at > r.scheduled_at
+                       AND (r.pipeline_run_id IS NULL OR n.pipeline_run_id IS NOT NULL))`,
+      [days],
+    );
+    return rowCount ?? 0;
+  }
+
   /** The pipeline run the latest firing started, if any; whether it still runs is the orchestrator's to say. */
   async lastPipelineRun(scheduleId: string): Promise<string | null> {
     const { rows } = await this.db.query<{ pipeline_run_id: string }>(
