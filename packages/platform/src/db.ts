@@ -24,7 +24,9 @@ export const fromRecords = (param: string, columns: string): string =>
  * fail again on every redelivery of the event, and the execution would never move on.
  */
 export const withoutNul = (text: string): string => (text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text);
-const nulReplacer = (_key: string, v: unknown): unknown => (typeof v === 'string' ? withoutNul(v) : v);
+/** Nor does jsonb hold half of a surrogate pair (`"\ud800"` in a worker's JSON): U+FFFD too. */
+const storableText = (text: string): string => withoutNul(text).replace(/[\ud800-\udfff]/gu, '\uFFFD');
+const storableReplacer = (_key: string, v: unknown): unknown => (typeof v === 'string' ? storableText(v) : v);
 
 /**
  * The path (`a.b.0`) of the first string or key in a JSON value that `bad` is true of ('' for the
@@ -58,17 +60,18 @@ export function stringPath(value: unknown, bad: (s: string) => boolean): string 
   return undefined;
 }
 
-/** The path of a string or key holding a NUL character, which PostgreSQL cannot store. */
-export const nulPath = (value: unknown): string | undefined => stringPath(value, (s) => s.includes('\u0000'));
+/** Half of a UTF-16 surrogate pair without the other: no UTF-8 text holds one (PostgreSQL's jsonb
+ *  refuses it, a text column would get U+FFFD). */
+export const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
-/** One record's JSON text, NUL characters replaced (JSON writes one as `\u0000`; a literal
- *  backslash before `u0000` only costs a second pass). */
+/** One record's JSON text, NUL characters and lone surrogates replaced (JSON writes them as
+ *  `\u0000`, `\ud800`; a literal backslash before such text only costs a second pass). */
 function recordText(item: object): string {
   const text = JSON.stringify(item);
-  return text.includes('\\u0000') ? JSON.stringify(item, nulReplacer) : text;
+  return /\\u(0000|d[89a-f])/i.test(text) ? JSON.stringify(item, storableReplacer) : text;
 }
 
-/** The parameter for `fromRecords`: one JSON text per record (NUL characters replaced). */
+/** The parameter for `fromRecords`: one JSON text per record (NUL characters and lone surrogates replaced). */
 export const records = (items: readonly object[]): string[] => items.map(recordText);
 
 /** A pool whose connections work inside `schema` (search_path), with an error handler. */

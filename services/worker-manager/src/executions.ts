@@ -8,13 +8,14 @@ import {
   decodeJson,
   dropResultParts,
   encodeJson,
+  LONE_SURROGATE,
   NotFoundError,
   ServiceClient,
   ServiceUnavailableError,
   newId,
-  nulPath,
   publishTraced,
   readResultParts,
+  stringPath,
   traceField,
   type ServiceContext,
 } from '@hodei/platform';
@@ -420,11 +421,17 @@ export class Executions {
   }
 }
 
-/** A result the database cannot hold (a NUL character in a string or key) is reported, not altered. */
+/** What in a string the database cannot hold, if anything. */
+const unstorable = (s: string): string | undefined =>
+  s.includes('\u0000') ? 'a NUL character (\\u0000)' : LONE_SURROGATE.test(s) ? 'a lone UTF-16 surrogate (\\ud800-\\udfff)' : undefined;
+
+/** A result the database cannot hold (a NUL character or a lone surrogate in a string or key) is
+ *  reported, not altered: storing it would fail on every redelivery of the final status. */
 function storable(r: { result?: unknown; result_error?: string }): { result?: unknown; result_error?: string } {
-  const at = r.result === undefined ? undefined : nulPath(r.result);
+  let what: string | undefined;
+  const at = r.result === undefined ? undefined : stringPath(r.result, (s) => (what = unstorable(s)) !== undefined);
   if (at === undefined) return r;
-  return { result_error: `the result cannot be stored: it holds a NUL character (\\u0000) at ${at || 'its top level'}` };
+  return { result_error: `the result cannot be stored: it holds ${what} at ${at || 'its top level'}` };
 }
 
 /** The snapshot an execution runs with: the request's fields over the job's, over the defaults. */

@@ -316,6 +316,18 @@ describe('executions API', () => {
     expect((await res.json()).detail).toContain('the result cannot be stored: it holds a NUL character (\\u0000) at rows.0.k');
   });
 
+  it('a lone UTF-16 surrogate from a worker ("\\ud800" in its JSON) never holds an execution back: progress keeps U+FFFD, a result holding one is reported', async () => {
+    const { bus } = svc.ctx;
+    const id = (await execute({ command: 'x' })).body.id;
+    await publishStatus(bus, { execution_id: id, status: 'running', started_at: new Date().toISOString(), progress: { current: 1, total: 2, percent: 50, message: 'a\ud800b', updated_at: new Date().toISOString() } });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).progress?.message === 'a\uFFFDb');
+    await publishStatus(bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0, result: { rows: [{ k: 'x\udc00y', ok: '\ud83d\ude00' }] } });
+    await until(async () => (await (await get(`/api/v1/executions/${id}`)).json()).status === 'completed');
+    const res = await get(`/api/v1/executions/${id}/result`);
+    expect(res.status).toBe(422);
+    expect((await res.json()).detail).toContain('the result cannot be stored: it holds a lone UTF-16 surrogate (\\ud800-\\udfff) at rows.0.k');
+  });
+
   it('events stream: a client that stops reading is dropped once megabytes wait for it, not buffered for without end', async () => {
     const { bus } = svc.ctx;
     const id = (await execute({ command: 'x' })).body.id;

@@ -6,7 +6,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import express from 'express';
 import { parseDocument } from 'yaml';
 import { BadRequestError, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
-import { stringPath } from '../db.js';
+import { LONE_SURROGATE, stringPath } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Schema = z.ZodType;
@@ -61,10 +61,6 @@ function strictQuery(schema: Schema | undefined): { schema: Schema; unknown: (ke
   const takes = names.length ? `this route takes ${names.join(', ')}` : 'this route takes no query parameters';
   return { schema: object.strict(), unknown: (k) => `unknown parameter "${k}": ${takes}` };
 }
-
-/** Half of a UTF-16 surrogate pair without the other: no UTF-8 text holds one (PostgreSQL's jsonb
- *  refuses it, a text column would get U+FFFD). */
-const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /** Why PostgreSQL cannot store this string as given, if it cannot. */
 function badCharacter(s: string): string | undefined {
