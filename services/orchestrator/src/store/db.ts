@@ -3,6 +3,11 @@ import type { Pool, PoolClient } from '@hodei/platform';
 /** A pool or a client inside a transaction: store functions take either. */
 export type Db = Pool | PoolClient;
 
+/** `status IN` these: an execution that has not ended. */
+export const ACTIVE_EXECUTION = "('queued', 'running')";
+/** `status IN` these: a job a pipeline run has yet to finish (it waits for it, starts it, or runs it). */
+export const UNFINISHED_RUN_JOB = "('waiting', 'starting', 'queued', 'running')";
+
 /** `WHERE` clauses built from fixed SQL fragments with numbered parameters. */
 export class Where {
   readonly clauses: string[] = [];

@@ -2,7 +2,7 @@
 // replaced; otherwise a status only moves forward (queued → running → final), so events that
 // arrive out of order across subjects cannot take a job back.
 import { isFinalStatus, type ExecutionStatus } from '@hodei/types';
-import type { Db } from './db.js';
+import { ACTIVE_EXECUTION, type Db } from './db.js';
 
 export interface ExecutionUpdate {
   execution_id: string;
@@ -76,7 +76,7 @@ export async function newestStatus(db: Db, jobId: string): Promise<ExecutionStat
 /** Executions of the job that have not ended, older ones included (the job's status shows only its newest). */
 export async function countActiveExecutions(db: Db, jobId: string): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
-    "SELECT count(*)::int AS n FROM job_executions WHERE job_id = $1 AND status IN ('queued', 'running')",
+    `SELECT count(*)::int AS n FROM job_executions WHERE job_id = $1 AND status IN ${ACTIVE_EXECUTION}`,
     [jobId],
   );
   return rows[0]?.n ?? 0;

@@ -2,7 +2,7 @@
 import { iso } from '@hodei/platform';
 import { PRIORITY_NAMES, type ExecutionStatus, type Job, type JobListQuery } from '@hodei/types';
 import type { Db } from './db.js';
-import { Where } from './db.js';
+import { ACTIVE_EXECUTION, UNFINISHED_RUN_JOB, Where } from './db.js';
 
 /** A job definition as written to the table (defaults already applied). */
 export interface JobValues {
@@ -191,10 +191,10 @@ export async function pipelineGraph(db: Db, pipelineId: string): Promise<Map<str
 }
 
 /** An execution of the job (alias `jobs`) still queued or running, be it its newest or an older one. */
-const HAS_ACTIVE_EXECUTION = "EXISTS (SELECT 1 FROM job_executions x WHERE x.job_id = jobs.id AND x.status IN ('queued', 'running'))";
+const HAS_ACTIVE_EXECUTION = `EXISTS (SELECT 1 FROM job_executions x WHERE x.job_id = jobs.id AND x.status IN ${ACTIVE_EXECUTION})`;
 /** A running pipeline run has yet to finish the job (alias `jobs`): it waits for it, starts it, or runs it. */
 const AWAITED_BY_RUN = `EXISTS (SELECT 1 FROM pipeline_run_jobs rj JOIN pipeline_runs r ON r.id = rj.run_id
-  WHERE rj.job_id = jobs.id AND r.status = 'running' AND rj.status IN ('waiting', 'starting', 'queued', 'running'))`;
+  WHERE rj.job_id = jobs.id AND r.status = 'running' AND rj.status IN ${UNFINISHED_RUN_JOB})`;
 
 /** Jobs of the pipeline with an execution still queued or running. */
 export async function countActiveInPipeline(db: Db, pipelineId: string): Promise<number> {

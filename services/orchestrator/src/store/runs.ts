@@ -2,7 +2,7 @@
 import { iso } from '@hodei/platform';
 import type { ExecutionStatus, PipelineRun, PipelineRunJobStatus, PipelineRunStatus } from '@hodei/types';
 import type { Db } from './db.js';
-import { Where } from './db.js';
+import { UNFINISHED_RUN_JOB, Where } from './db.js';
 
 interface RunRow {
   id: string;
@@ -250,7 +250,7 @@ export async function claimStaleStarts(db: Db, staleMs: number): Promise<StaleCl
 export async function runsAwaitingJob(db: Db, jobId: string): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT r.id FROM pipeline_runs r JOIN pipeline_run_jobs j ON j.run_id = r.id
-     WHERE j.job_id = $1 AND r.status = 'running' AND j.status IN ('waiting', 'starting', 'queued', 'running') ORDER BY r.id`,
+     WHERE j.job_id = $1 AND r.status = 'running' AND j.status IN ${UNFINISHED_RUN_JOB} ORDER BY r.id`,
     [jobId],
   );
   return rows.map((r) => r.id);
@@ -339,7 +339,7 @@ export async function completeLeaf(
      )
      SELECT done.*, EXISTS (
          SELECT 1 FROM pipeline_run_jobs a
-         WHERE a.run_id = $1 AND a.job_id <> done.job_id AND a.status IN ('waiting', 'starting', 'queued', 'running')
+         WHERE a.run_id = $1 AND a.job_id <> done.job_id AND a.status IN ${UNFINISHED_RUN_JOB}
        ) AS others_active
      FROM done`,
     [runId, executionId],
