@@ -138,6 +138,18 @@ export type HeartbeatBody = z.infer<typeof HeartbeatBody>;
 
 export const HeartbeatAck = z.object({ id: Id, status: RegistryWorkerStatus, last_heartbeat_at: Timestamp }).openapi('HeartbeatAck');
 
+/** The scheduler's answer to a `WorkerHeartbeat` sent as a NATS request (one sent without a reply subject gets none). */
+export const HeartbeatReply = z.object({
+  /** The worker in the registry. `unknown`: no entry (never registered, forgotten, or the scheduler's
+   *  database was reset), so no work comes to it: the agent registers again. */
+  status: z.union([RegistryWorkerStatus, z.literal('unknown')]),
+  /** Of the heartbeat's `running_executions`, those the scheduler recorded over on this worker (`lost`
+   *  when it counted the worker gone, or cancelled) while they still run there: the agent kills them,
+   *  as they may be running again elsewhere. */
+  written_off: z.array(Id),
+});
+export type HeartbeatReply = z.infer<typeof HeartbeatReply>;
+
 // ---- events ----
 
 /** Published on `<p>.schedule.fired` (JetStream) after each firing a scheduler made. */

@@ -49,7 +49,8 @@ export interface ExecutionDeps {
   maxPayload: () => number;
 }
 
-export type KillReason = 'cancelled' | 'timed_out' | 'lost';
+/** `written_off`: the scheduler recorded it over on this worker (lost) while it still ran here. */
+export type KillReason = 'cancelled' | 'timed_out' | 'lost' | 'written_off';
 
 export interface ExecutionOutcome {
   status: ExecutionStatus;
@@ -216,6 +217,9 @@ export class Execution {
       } else if (this.killReason === 'lost') {
         status = 'lost';
         message = 'killed: the worker lost its NATS connection, so the job may be placed elsewhere';
+      } else if (this.killReason === 'written_off') {
+        status = 'lost';
+        message = 'killed: the scheduler had counted the worker gone and recorded the execution lost, so the job may be placed elsewhere';
       } else if (exitCode === 0) {
         status = 'completed';
         message = 'exited with code 0';

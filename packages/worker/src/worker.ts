@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { Assignment, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
+import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
 import { createLogger, decodeJson, encodeJson, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { Execution } from './execution.js';
@@ -89,6 +89,9 @@ class WorkerAgent {
   private cutOffTimer: NodeJS.Timeout | undefined;
   private readonly abortRegistration = new AbortController();
   private registered = false;
+  private registering = false;
+  /** When the last registration succeeded (performance.now()): older heartbeats' answers are stale. */
+  private registeredAt = -Infinity;
   failure: string | undefined;
 
   constructor(
@@ -267,12 +270,36 @@ class WorkerAgent {
       running_executions: [...this.executions.keys()],
       timestamp: new Date().toISOString(),
     };
+    const sentAt = performance.now();
     try {
-      this.nc.publish(this.subjects.heartbeat(this.config.id), encodeJson(beat));
+      // a request: the scheduler answers what it thinks of this worker (no scheduler: no answer)
+      this.nc.request(this.subjects.heartbeat(this.config.id), encodeJson(beat), { timeout: this.config.natsLostTimeoutMs }).then(
+        (msg) => this.onHeartbeatReply(msg, sentAt),
+        () => undefined,
+      );
       this.nc.flush().then(() => (this.lastContact = performance.now()), () => undefined);
     } catch (err) {
       this.logger.warn({ err }, 'heartbeat publish failed');
     }
+  }
+
+  /** The scheduler forgot this worker: it registers again. It recorded executions running here over
+   *  (it counted the worker gone and published them lost; they may be placed again): they are killed. */
+  private onHeartbeatReply(msg: Msg, sentAt: number): void {
+    let reply: HeartbeatReply;
+    try {
+      const parsed = HeartbeatReply.safeParse(decodeJson(msg.data));
+      if (!parsed.success) return;
+      reply = parsed.data;
+    } catch {
+      return; // not JSON: not from a scheduler
+    }
+    const killed = reply.written_off.filter((id) => this.executions.get(id)?.kill('written_off'));
+    if (killed.length) this.logger.error({ executions: killed }, 'the scheduler recorded executions still running here lost (it counted this worker gone): killing them');
+    if (reply.status !== 'unknown' || !this.config.registerWithScheduler || this.registering || sentAt < this.registeredAt) return;
+    if (this.draining || this.shuttingDown) return;
+    this.logger.warn({ scheduler: this.config.schedulerUrl }, 'the scheduler does not know this worker (forgotten, or its database was reset): registering again');
+    void this.register();
   }
 
   /** A network gone silent shows no disconnect until the client's pings time out (minutes), while
@@ -348,8 +375,18 @@ class WorkerAgent {
     }
   }
 
-  /** POST the registry entry until the scheduler answers; logs a failure once per kind of failure. */
+  /** Registers (again), once at a time. */
   private async register(): Promise<void> {
+    this.registering = true;
+    try {
+      await this.postRegistration();
+    } finally {
+      this.registering = false;
+    }
+  }
+
+  /** POST the registry entry until the scheduler answers; logs a failure once per kind of failure. */
+  private async postRegistration(): Promise<void> {
     const url = new URL('/api/v1/workers', this.config.schedulerUrl);
     const body = JSON.stringify({
       id: this.config.id,
@@ -375,6 +412,7 @@ class WorkerAgent {
         const text = await res.text();
         if (res.ok) {
           this.registered = true;
+          this.registeredAt = performance.now();
           this.logger.info({ scheduler: this.config.schedulerUrl }, 'registered with the scheduler');
           return;
         }

@@ -1,10 +1,10 @@
 // What the scheduler hears over NATS: queued / cancelled executions and their status events (durable
 // JetStream consumers; a final status frees the execution's slot), worker heartbeats (core NATS)
 // and worker exits (JetStream).
-import { currentTraceparent, decodeJson, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
+import { currentTraceparent, decodeJson, encodeJson, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
-import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z } from '@hodei/types';
+import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z, type HeartbeatReply } from '@hodei/types';
 
 export interface EventHandlers {
   /** `firstDelivery`: this event was never handed out before (no earlier attempt may have placed it). */
@@ -14,7 +14,8 @@ export interface EventHandlers {
   cancelled: (executionId: string) => Promise<void>;
   /** `stopping`: worker-manager had asked it to stop (it ends `stopped`, not `offline`). */
   workerExited: (workerId: string, stopping: boolean) => Promise<void>;
-  heartbeat: (hb: WorkerHeartbeat) => Promise<void>;
+  /** The answer, sent when the heartbeat came as a request. */
+  heartbeat: (hb: WorkerHeartbeat) => Promise<HeartbeatReply>;
   /** All durable consumers have delivered everything that was pending at start-up. */
   caughtUp: () => void;
 }
@@ -164,7 +165,12 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
       } catch {
         return void logger.warn({ subject: msg.subject }, 'dropping heartbeat that is not JSON');
       }
-      h.heartbeat(hb).catch((e: unknown) => logger.error({ err: e, worker_id: hb.worker_id }, 'heartbeat failed'));
+      h.heartbeat(hb).then(
+        (reply) => {
+          if (msg.reply) msg.respond(encodeJson(reply));
+        },
+        (e: unknown) => logger.error({ err: e, worker_id: hb.worker_id }, 'heartbeat failed'),
+      );
     },
   });
 

@@ -230,8 +230,14 @@ export const definition: ServiceDefinition = {
           },
           heartbeat: async (hb) => {
             const r = await workers.heartbeat(hb.worker_id, hb.status);
-            if (!r) return void logger.debug({ worker_id: hb.worker_id }, 'heartbeat from an unregistered worker ignored');
+            if (!r) {
+              logger.debug({ worker_id: hb.worker_id }, 'heartbeat from an unregistered worker: told to register');
+              return { status: 'unknown', written_off: [] };
+            }
             if (r.status !== r.previous) placer.kick();
+            const writtenOff = hb.running_executions.length ? await queue.overOn(hb.worker_id, hb.running_executions) : [];
+            if (writtenOff.length) logger.warn({ worker_id: hb.worker_id, executions: writtenOff }, 'a worker still runs executions recorded over on it: told to kill them');
+            return { status: r.status, written_off: writtenOff };
           },
           caughtUp: () => placer.setReady(),
         });

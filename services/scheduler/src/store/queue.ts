@@ -196,6 +196,15 @@ export class QueueStore {
     return new Set(rows.map((r) => r.execution_id));
   }
 
+  /** Of `executionIds`, those placed on the worker and over for the scheduler (lost, cancelled or ended). */
+  async overOn(workerId: string, executionIds: string[]): Promise<string[]> {
+    const { rows } = await this.db.query<{ execution_id: string }>(
+      `SELECT execution_id FROM queue WHERE execution_id = ANY($2::uuid[]) AND worker_id = $1 AND state = 'done'`,
+      [workerId, executionIds],
+    );
+    return rows.map((r) => r.execution_id);
+  }
+
   /** What is placed on the worker (claimed or assigned): executions whose `lost` is due. */
   async placedOn(workerId: string): Promise<PlacedEntry[]> {
     const { rows } = await this.db.query<PlacedEntry>(
