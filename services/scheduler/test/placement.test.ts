@@ -435,6 +435,32 @@ describe('placement', () => {
     await finish(b, beating.id);
   });
 
+  it("a claim its worker runs is kept when the replica that made it died before recording the worker's yes", async () => {
+    const w = await fakeWorker({ t: 'dead-claimer' }, { slots: 1 });
+    const id = await enqueue({ labels: { t: 'dead-claimer' } });
+    await recorded(w);
+    // what a scheduler replica killed between the worker's acceptance and its record leaves behind
+    await svc.ctx.db.query(`UPDATE queue SET state = 'assigning', claimed_at = clock_timestamp() - interval '9 seconds' WHERE execution_id = $1`, [id]);
+    const other = await fakeWorker({ t: 'dead-claimer' }, { slots: 4 });
+    const beat = (workerId: string, running: string[]) =>
+      nc.request(s.heartbeat(workerId), encodeJson({ worker_id: workerId, status: 'online', running_executions: running, timestamp: new Date().toISOString() }));
+    const beatBoth = () => Promise.all([beat(w.id, [id]), beat(other.id, [])]);
+    await beatBoth();
+    const timer = setInterval(() => void beatBoth().catch(() => undefined), 300);
+    try {
+      // past the claim's expiry (10 s after it was made) and a safety tick after that
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(other.ids()).toEqual([]);
+      expect(await queueState(id)).toBe('assigned');
+      expect(await getWorker(w.id)).toMatchObject({ running_executions: [id] });
+    } finally {
+      clearInterval(timer);
+      w.stop();
+      other.stop();
+    }
+    await finish(id, w.id);
+  });
+
   it('places a queued execution on an idle worker when it arrives, not on the next safety tick', async () => {
     const w = await fakeWorker({ t: 'fast' }, { slots: 1000, cpu_cores: 1000, memory_bytes: 2 ** 45 });
     const times: number[] = [];

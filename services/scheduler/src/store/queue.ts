@@ -196,10 +196,18 @@ export class QueueStore {
     return new Set(rows.map((r) => r.execution_id));
   }
 
-  /** Of `executionIds`, those placed on the worker and over for the scheduler (lost, cancelled or ended). */
-  async overOn(workerId: string, executionIds: string[]): Promise<string[]> {
+  /**
+   * What a worker says it runs. Those still claimed for it are confirmed: the process (a replica)
+   * that claimed them may have died between the worker's acceptance and its record, and a claim
+   * left `assigning` would be released and placed a second time. Returns those placed on the
+   * worker and over for the scheduler (lost, cancelled or ended).
+   */
+  async runningOn(workerId: string, executionIds: string[]): Promise<string[]> {
     const { rows } = await this.db.query<{ execution_id: string }>(
-      `SELECT execution_id FROM queue WHERE execution_id = ANY($2::uuid[]) AND worker_id = $1 AND state = 'done'`,
+      `WITH confirmed AS (
+         UPDATE queue SET state = 'assigned', waiting_reason = NULL
+          WHERE execution_id = ANY($2::uuid[]) AND worker_id = $1 AND state = 'assigning')
+       SELECT execution_id FROM queue WHERE execution_id = ANY($2::uuid[]) AND worker_id = $1 AND state = 'done'`,
       [workerId, executionIds],
     );
     return rows.map((r) => r.execution_id);
