@@ -232,4 +232,27 @@ describe('one execution, one trace across the services and the worker', () => {
     // pg queries are traced too (within a request or consumer span)
     expect(inTrace.some((s) => s.service === 'worker-manager' && /INSERT|SELECT|pg/i.test(s.name))).toBe(true);
   }, 180_000);
+
+  it('a retry is one trace too: rooted in worker-manager, through the scheduler, the worker and the orchestrator', async () => {
+    const wm = urls['worker-manager'];
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;
+    await post(`${wm}/api/v1/workers`, { type: 'shell', capacity: { slots: 1, cpu_cores: 1, memory_bytes: 268435456 } });
+    const job = await post(`${urls.orchestrator}/api/v1/jobs`, { name: 'retried', command: 'echo "tp=$TRACEPARENT"; exit 1', max_retries: 1, retry_backoff_seconds: 0 });
+    await post(`${wm}/api/v1/execute`, { job_id: job.id });
+    const retry = await waitFor('the second attempt to fail', async () => {
+      const list = (await (await fetch(`${wm}/api/v1/executions?job_id=${job.id}`)).json()) as { id: string; attempt: number; status: string }[];
+      return list.find((e) => e.attempt === 2 && e.status === 'failed');
+    }, 90_000);
+    const logs = (await (await fetch(`${wm}/api/v1/executions/${retry.id}/logs`)).json()) as { lines: { line: string }[] };
+    const traceId = /^tp=00-([0-9a-f]{32})-/.exec(logs.lines[0]?.line ?? '')?.[1];
+    expect(traceId, `job output: ${JSON.stringify(logs.lines)}`).toBeDefined();
+    const inTrace = await waitFor('the retry\'s spans of every process', () => {
+      const spans = receiver.spans.filter((s) => s.traceId === traceId);
+      const names = spans.map((s) => `${s.service} ${s.name}`);
+      const wanted = ['worker-manager worker-manager retry', 'scheduler scheduler place', 'hodei-worker worker run', 'orchestrator orchestrator orchestrator-queued'];
+      return wanted.every((w) => names.includes(w)) ? spans : undefined;
+    }, 60_000);
+    const roots = inTrace.filter((s) => !s.parentSpanId);
+    expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(['worker-manager worker-manager retry']);
+  }, 180_000);
 });

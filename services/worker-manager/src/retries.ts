@@ -3,7 +3,7 @@
 // (±20 % jitter, capped at an hour) and is then announced to the scheduler, which prefers a worker
 // other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
 // restart of this service does not lose it: start() arms the timer for whatever is due.
-import { Counter, encodeJson, Gauge, newId, type ServiceContext } from '@hodei/platform';
+import { Counter, encodeJson, Gauge, newId, publishTraced, traceField, withSpan, type ServiceContext } from '@hodei/platform';
 import { retryDue, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import type { ExecutionRow } from './store/executions.js';
 import * as store from './store/retries.js';
@@ -104,7 +104,7 @@ export class Retries {
       timestamp: new Date().toISOString(),
     };
     try {
-      await this.ctx.bus.js.publish(this.ctx.bus.subjects.forExecution(retry.job_id).status(retry.id), encodeJson(event), { msgID: `${retry.id}-retry` });
+      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(retry.job_id).status(retry.id), encodeJson(event), { msgID: `${retry.id}-retry` });
     } catch (err) {
       this.ctx.logger.warn({ err, execution_id: retry.id }, 'announcing a waiting retry failed; it is announced when due');
     }
@@ -156,26 +156,33 @@ export class Retries {
   private async dispatchDue(): Promise<void> {
     for (;;) {
       const due = await store.claimDue(this.ctx.db, CLAIM_BATCH);
+      // each attempt is a trace of its own, rooted here as a new execution is at POST /api/v1/execute
       for (const r of due) {
-        const event: ExecutionQueuedEvent = {
-          execution_id: r.id,
-          job_id: r.job_id,
-          priority: r.priority,
-          spec: r.spec,
-          attempt: r.attempt,
-          created_at: r.created_at.toISOString(),
-          ...(r.avoid_workers.length ? { avoid_workers: r.avoid_workers } : {}),
-          ...(r.retry_of ? { retry_of: r.retry_of } : {}),
-        };
-        try {
-          await this.ctx.bus.js.publish(this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });
-          this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt }, 'retry queued');
-        } catch (err) {
-          this.ctx.logger.warn({ err, execution_id: r.id }, 'queueing a retry failed; trying again shortly');
-          await store.unclaim(this.ctx.db, r.id, new Date(Date.now() + REPUBLISH_MS));
-        }
+        const attributes = { 'hodei.execution_id': r.id, 'hodei.attempt': r.attempt, ...(r.retry_of ? { 'hodei.retry_of': r.retry_of } : {}) };
+        await withSpan('worker-manager retry', () => this.announce(r), { parent: null, attributes });
       }
       if (due.length < CLAIM_BATCH) return;
+    }
+  }
+
+  private async announce(r: RetryRow): Promise<void> {
+    const event: ExecutionQueuedEvent = {
+      execution_id: r.id,
+      job_id: r.job_id,
+      priority: r.priority,
+      spec: r.spec,
+      attempt: r.attempt,
+      created_at: r.created_at.toISOString(),
+      ...(r.avoid_workers.length ? { avoid_workers: r.avoid_workers } : {}),
+      ...(r.retry_of ? { retry_of: r.retry_of } : {}),
+      ...traceField(),
+    };
+    try {
+      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });
+      this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt }, 'retry queued');
+    } catch (err) {
+      this.ctx.logger.warn({ err, execution_id: r.id }, 'queueing a retry failed; trying again shortly');
+      await store.unclaim(this.ctx.db, r.id, new Date(Date.now() + REPUBLISH_MS));
     }
   }
 }
