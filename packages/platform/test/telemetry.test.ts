@@ -255,4 +255,31 @@ describe('one execution, one trace across the services and the worker', () => {
     const roots = inTrace.filter((s) => !s.parentSpanId);
     expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(['worker-manager worker-manager retry']);
   }, 180_000);
+
+  it('each firing of a cron schedule is a trace of its own, not part of the request that created the schedule', async () => {
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;
+    await post(`${urls['worker-manager']}/api/v1/workers`, { type: 'shell', capacity: { slots: 2, cpu_cores: 1, memory_bytes: 268435456 } });
+    const job = await post(`${urls.orchestrator}/api/v1/jobs`, { name: 'cron-traced', command: 'echo "tp=$TRACEPARENT"' });
+    const schedule = await post(`${urls.scheduler}/api/v1/schedules`, { job_id: job.id, cron: '* * * * * *', overlap_policy: 'allow' });
+    const wm = urls['worker-manager'];
+    const fired = await waitFor('two firings to complete', async () => {
+      const list = (await (await fetch(`${wm}/api/v1/executions?job_id=${job.id}&status=completed`)).json()) as { id: string }[];
+      return list.length >= 2 ? list.slice(0, 2) : undefined;
+    }, 60_000);
+    await fetch(`${urls.scheduler}/api/v1/schedules/${schedule.id}`, { method: 'DELETE' });
+    const traceIds: string[] = [];
+    for (const e of fired) {
+      const logs = (await (await fetch(`${wm}/api/v1/executions/${e.id}/logs`)).json()) as { lines: { line: string }[] };
+      traceIds.push(/^tp=00-([0-9a-f]{32})-/.exec(logs.lines[0]?.line ?? '')?.[1] ?? `none in ${JSON.stringify(logs.lines)}`);
+    }
+    expect(new Set(traceIds).size).toBe(2);
+    for (const traceId of traceIds) {
+      const spans = await waitFor('the firing\'s spans', () => {
+        const inTrace = receiver.spans.filter((s) => s.traceId === traceId);
+        return inTrace.some((s) => s.name === 'worker run') ? inTrace : undefined;
+      });
+      const roots = spans.filter((s) => !s.parentSpanId);
+      expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(['scheduler scheduler fire']);
+    }
+  }, 180_000);
 });

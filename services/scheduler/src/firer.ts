@@ -1,7 +1,7 @@
 // Cron firing: a timer set for the earliest due schedule (not a polling loop). Each firing is one
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
-import { encodeJson, HttpError, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
+import { encodeJson, HttpError, untraced, withSpan, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
 import { isFinalStatus, retryDue, type Execution, type ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
@@ -45,7 +45,8 @@ export class Firer {
       return;
     }
     this.running = true;
-    this.current = this.loop();
+    // kicked by a request (a schedule created or changed): its firings are not part of that request's trace
+    this.current = untraced(() => this.loop());
   }
 
   private async loop(): Promise<void> {
@@ -112,7 +113,8 @@ export class Firer {
     await this.store.advance(d.id, scheduledAt, next, runId ? scheduledAt : null);
     if (!runId) return; // another replica inserted the row: it fires
     this.metrics.lateness.observe(Math.max(0, Date.now() - scheduledAt.getTime()) / 1000);
-    await this.start(d, runId, scheduledAt, log);
+    const attributes = { 'hodei.schedule_id': d.id, 'hodei.scheduled_at': scheduledAt.toISOString() };
+    await withSpan('scheduler fire', () => this.start(d, runId, scheduledAt, log), { parent: null, attributes });
   }
 
   /** A firing now, beside the schedule's own (POST /schedules/:id/run), under its overlap_policy; its run's id. */

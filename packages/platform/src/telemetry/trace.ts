@@ -106,6 +106,12 @@ export function startSpan(name: string, o: SpanOptions = {}): { span: Span; ctx:
   return { span, ctx: trace.setSpan(parent, span) };
 }
 
+/** Runs `fn` outside any trace: for work a request or a message starts and that outlives it (a
+ *  timer loop), which would otherwise add its spans to that trace for as long as it runs. */
+export function untraced<T>(fn: () => T): T {
+  return context.with(ROOT_CONTEXT, fn);
+}
+
 /** Runs `fn` in a span (active inside it); an exception marks the span as an error and is rethrown. */
 export async function withSpan<T>(name: string, fn: (span: Span) => Promise<T> | T, o: SpanOptions = {}): Promise<T> {
   const { span, ctx } = startSpan(name, o);
