@@ -9,6 +9,7 @@ export * from './metrics.js';
 export * from './nats.js';
 export * from './service.js';
 export * from './testing.js';
+export * from './openapi-conformance.js';
 export * from './client.js';
 export * from './ids.js';
 export * from './telemetry/trace.js';
