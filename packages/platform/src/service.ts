@@ -1,5 +1,5 @@
 // Start-up and shutdown shared by the three services: db (migrated) → bus → app → listen.
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Registry } from 'prom-client';
@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, redactConfig, type Config, type Env, type Serv
 import { createPool, ensureDatabase, migrate, type Pool } from './db.js';
 import { Api } from './http/api.js';
 import { createApp } from './http/app.js';
+import { endStreams } from './http/sse.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { connectBus, type Bus } from './nats.js';
@@ -25,7 +26,40 @@ export interface ServiceContext {
 export interface ServiceParts {
   /** Runs after the server listens (consumers, timers); may return a stop function. */
   start?: () => Promise<void>;
-  stop?: () => Promise<void>;
+  /** Runs once the HTTP requests are answered; over by `deadline` (ms since the epoch), which leaves
+   *  the platform time to close NATS and the pool within HODEI_SHUTDOWN_TIMEOUT_MS. */
+  stop?: (deadline: number) => Promise<void>;
+}
+
+/** What a stop keeps for closing NATS and the pool, at most (a tenth of a shorter timeout). */
+const SHUTDOWN_RESERVE_MS = 1000;
+
+/**
+ * Stops the server gracefully, when the returned function is called: no new connection; event
+ * streams ended (their clients resume later or elsewhere with Last-Event-ID); every request under
+ * way answered whole, its connection closed after it; what is still open after `graceMs` is cut.
+ */
+function gracefulClose(server: Server, app: Express): (graceMs: number) => Promise<void> {
+  let closing = false;
+  const answering = new Set<ServerResponse>();
+  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+    answering.add(res);
+    res.on('close', () => {
+      answering.delete(res);
+      // a keep-alive connection whose answer was under way (its headers sent) is idle now
+      if (closing) server.closeIdleConnections();
+    });
+  });
+  return (graceMs) => {
+    closing = true;
+    for (const res of answering) if (!res.headersSent) res.setHeader('Connection', 'close');
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    endStreams(app);
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+    return closed.finally(() => clearTimeout(cut));
+  };
 }
 
 export interface ServiceDefinition {
@@ -89,6 +123,7 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
     throw err;
   });
   server.keepAliveTimeout = 65_000;
+  const closeHttp = gracefulClose(server, app);
   const port = (server.address() as AddressInfo).port;
   await parts.start?.();
   logger.info({ port, host: config.host }, 'listening');
@@ -97,11 +132,11 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('stopping');
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await parts.stop?.().catch((err: unknown) => logger.error({ err }, 'stopping background work failed'));
-      server.closeAllConnections();
-      await closed;
+      const timeout = config.shutdownTimeoutMs;
+      const deadline = Date.now() + timeout - Math.min(SHUTDOWN_RESERVE_MS, timeout / 10);
+      // requests under way still need the consumers, NATS and the pool: those stop after them
+      await closeHttp(timeout / 4);
+      await parts.stop?.(deadline).catch((err: unknown) => logger.error({ err }, 'stopping background work failed'));
       await bus.nc.drain().catch(() => bus.nc.close());
       await db.end();
       logger.info('stopped');

@@ -15,9 +15,6 @@ import { Retries } from './retries.js';
 import { registerWorkerRoutes } from './routes/workers.js';
 import { Supervisor } from './workers/supervisor.js';
 
-/** Of the shutdown timeout, what is kept for the platform's part of the shutdown. */
-const SHUTDOWN_RESERVE_MS = 1000;
-
 export const definition: ServiceDefinition = {
   title: 'Hodei Jobs — Worker Manager',
   description: 'Worker processes, executions, log lines and their live streams, results.',
@@ -56,10 +53,8 @@ export const definition: ServiceDefinition = {
         await consumers.start();
         await retries.start();
       },
-      // Over within HODEI_SHUTDOWN_TIMEOUT_MS, less what the platform needs after it (closing
-      // connections, NATS and the pool): what is not done then is left to JetStream's redelivery.
-      stop: async () => {
-        const deadline = Date.now() + ctx.config.shutdownTimeoutMs - Math.min(SHUTDOWN_RESERVE_MS, ctx.config.shutdownTimeoutMs / 10);
+      // Over by the platform's deadline: what is not done then is left to JetStream's redelivery.
+      stop: async (deadline) => {
         heartbeats.unsubscribe();
         live.stop();
         await retries.stop();

@@ -17,15 +17,27 @@ export function drained(res: Response): Promise<void> {
   });
 }
 
+/** The open event streams of each app, for its stop. */
+const streams = new WeakMap<object, Set<SseConnection>>();
+
+/** Ends every event stream of the app (a stopping service): each client sees its stream end after
+ *  the last event, not a connection cut. */
+export function endStreams(app: object): void {
+  for (const conn of [...(streams.get(app) ?? [])]) conn.end();
+}
+
 export class SseConnection {
   closed = false;
   private readonly keepAlive: NodeJS.Timeout;
   private readonly closeHandlers: (() => void)[] = [];
+  private readonly open: Set<SseConnection>;
 
   constructor(
     req: Request,
     private readonly res: Response,
   ) {
+    this.open = streams.get(req.app) ?? new Set();
+    streams.set(req.app, this.open.add(this));
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache');
@@ -72,6 +84,7 @@ export class SseConnection {
   private cleanup(): void {
     if (this.closed) return;
     this.closed = true;
+    this.open.delete(this);
     clearInterval(this.keepAlive);
     for (const fn of this.closeHandlers.splice(0)) fn();
   }
