@@ -15,7 +15,8 @@ const CONTROL = /\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 /**
  * A job's line as the terminal should show it: colours (SGR sequences) kept where colour is on,
  * any other control character shown (`^[`, `^M`, `\x9b`) instead of obeyed, so that output cannot
- * retitle the terminal, clear it or move the cursor. `--raw` prints lines untouched.
+ * retitle the terminal, clear it or move the cursor. `--raw` prints lines untouched (and a last
+ * line the job ended without a newline without one).
  */
 export function visible(line: string, colour: boolean): string {
   return line.replace(CONTROL, (c) => {
@@ -52,7 +53,8 @@ export class LogPrinter {
       text = this.opts.timestamps ? `${paint('gray', clock(l.timestamp))} ${tag} ${line}` : `${tag} ${line}`;
     }
     bar?.clear();
-    (err ? process.stderr : process.stdout).write(`${text}\n`);
+    // raw: the bytes the job wrote, so a last line it ended without a newline gets none
+    (err ? process.stderr : process.stdout).write(this.opts.raw && l.no_newline ? text : `${text}\n`);
     bar?.restore();
   }
 

@@ -2,7 +2,7 @@
 // (`hodei` by default) so that tests and side-by-side installations never see each other's traffic.
 import { ExecutionStatus, Id, Timestamp } from './common.js';
 import { JobSpec } from './job-spec.js';
-import { LogStream, Progress } from './worker-manager.js';
+import { LogStream, NoNewline, Progress } from './worker-manager.js';
 import { z } from './zod.js';
 
 /** Appended to an execution's queued / status subject when it belongs to no job. */
@@ -62,6 +62,8 @@ export function subjects(prefix = 'hodei') {
     logsBacklog: `${p}_rpc.logs.backlog`,
     /** Between worker-manager replicas: a status change one of them applied, for the live streams of the others. */
     liveEvents: `${p}_rpc.wm.live`,
+    /** To the worker-manager replica that started a worker (only it can signal the process): stop it. */
+    workerStop: (workerId: string) => `${p}_rpc.wm.stop.${workerId}`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;
@@ -104,7 +106,7 @@ export type WorkerControl = z.infer<typeof WorkerControl>;
 
 export const LogBatch = z.object({
   execution_id: Id,
-  lines: z.array(z.object({ seq: z.number().int(), stream: LogStream, line: z.string(), timestamp: Timestamp })),
+  lines: z.array(z.object({ seq: z.number().int(), stream: LogStream, line: z.string(), timestamp: Timestamp, no_newline: NoNewline })),
 });
 export type LogBatch = z.infer<typeof LogBatch>;
 

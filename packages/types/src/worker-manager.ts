@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -37,7 +37,7 @@ export const ManagedWorker = z
 export type ManagedWorker = z.infer<typeof ManagedWorker>;
 
 export const ManagedWorkerListQuery = Paging.extend({ status: ManagedWorkerStatus.optional() });
-export const WorkerStopQuery = z.object({ force: z.enum(['true', 'false']).transform((v) => v === 'true').default(false) });
+export const WorkerStopQuery = z.object({ force: queryFlag() });
 
 export const WorkerStatusView = z
   .object({
@@ -140,8 +140,13 @@ export const ExecutionListQuery = Paging.extend({
 export const LogStream = z.enum(['stdout', 'stderr']);
 export type LogStream = z.infer<typeof LogStream>;
 
+/** Set (true) on a stream's last line when the job ended it without a newline; absent otherwise. */
+export const NoNewline = z.literal(true).optional().openapi({
+  description: 'true on the last line of a stream that the job did not end with a newline (`printf hi`): the bytes were `line` alone, not `line` + \\n',
+});
+
 export const LogLine = z
-  .object({ seq: z.number().int().min(1), stream: LogStream, line: z.string(), timestamp: Timestamp })
+  .object({ seq: z.number().int().min(1), stream: LogStream, line: z.string(), timestamp: Timestamp, no_newline: NoNewline })
   .openapi('LogLine');
 export type LogLine = z.infer<typeof LogLine>;
 
@@ -164,7 +169,7 @@ export type LogsResponse = z.infer<typeof LogsResponse>;
 
 /** Query of `GET /api/v1/executions/:id/logs`; `grep_regex=true` makes `grep` a POSIX regex (PostgreSQL `~`). */
 export const LogsQueryFull = LogsQuery.extend({
-  grep_regex: z.enum(['true', 'false']).transform((v) => v === 'true').default(false),
+  grep_regex: queryFlag(),
 });
 export type LogsQueryFull = z.infer<typeof LogsQueryFull>;
 

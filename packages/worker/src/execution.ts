@@ -174,8 +174,8 @@ export class Execution {
     }
     if (this.killReason) this.deps.reaper.terminate(this.id, child.pid); // cancelled while spawning
 
-    const out = new LineSplitter((line) => this.emitLine('stdout', line));
-    const err = new LineSplitter((line) => this.emitLine('stderr', line));
+    const out = new LineSplitter((line, _bytes, noNewline) => this.emitLine('stdout', line, noNewline));
+    const err = new LineSplitter((line, _bytes, noNewline) => this.emitLine('stderr', line, noNewline));
     child.onData((stream, chunk) => {
       this.readTimestamp = new Date().toISOString();
       (stream === 'stdout' ? out : err).push(chunk);
@@ -244,9 +244,9 @@ export class Execution {
     }
   }
 
-  private emitLine(stream: LogStream, line: string): void {
+  private emitLine(stream: LogStream, line: string, noNewline: boolean): void {
     this.seq += 1;
-    this.shipper.add(this.seq, stream, line, this.readTimestamp);
+    this.shipper.add(this.seq, stream, line, this.readTimestamp, noNewline);
     if (line.startsWith('::progress')) {
       const progress = parseProgress(line, this.readTimestamp);
       if (progress) this.onProgress(progress);
@@ -285,7 +285,7 @@ export class Execution {
     const now = new Date();
     this.ended = true;
     this.readTimestamp = now.toISOString();
-    this.emitLine('stderr', `hodei: ${message}`);
+    this.emitLine('stderr', `hodei: ${message}`, false);
     this.log.warn({ reason: message }, 'execution could not start');
     await this.removeScript();
     await this.finish('failed', null, null, message, now, {});

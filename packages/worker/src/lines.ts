@@ -1,12 +1,13 @@
 // Turns a stream of raw bytes into log lines: split on \n, a trailing \r dropped, decoded as UTF-8
 // with replacement characters (invalid bytes never throw), and lines longer than MAX_LINE_BYTES
 // cut into pieces. Every piece but the last of a long line ends with LINE_CONTINUES_SUFFIX, so a
-// reader can join them back: strip the suffix and concatenate until a line without it.
+// reader can join them back: strip the suffix and concatenate until a line without it. A last line
+// the stream ended without \n is flagged `noNewline` (its \r kept), so the bytes can be rebuilt.
 
 export const MAX_LINE_BYTES = 64 * 1024;
 export const LINE_CONTINUES_SUFFIX = ' [line continues]';
 
-export type LineSink = (line: string, bytes: number) => void;
+export type LineSink = (line: string, bytes: number, noNewline: boolean) => void;
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -42,24 +43,24 @@ export class LineSplitter {
     }
   }
 
-  /** End of the stream: a last line without \n is still a line. */
+  /** End of the stream: a last line without \n is still a line, flagged so. */
   end(): void {
     if (this.partLen === 0) return;
     const joined = Buffer.concat(this.parts, this.partLen);
     this.parts = [];
     this.partLen = 0;
-    this.emitWhole(joined, 0, joined.length);
+    this.emitWhole(joined, 0, joined.length, true);
   }
 
-  /** A complete line (without its \n) in buf[start, end). */
-  private emitWhole(buf: Buffer, start: number, end: number): void {
-    if (end > start && buf[end - 1] === CR) end -= 1;
+  /** A complete line (without its \n, or the stream's last bytes: `noNewline`) in buf[start, end). */
+  private emitWhole(buf: Buffer, start: number, end: number, noNewline = false): void {
+    if (!noNewline && end > start && buf[end - 1] === CR) end -= 1;
     while (end - start > MAX_LINE_BYTES) {
       const cut = utf8Boundary(buf, start + MAX_LINE_BYTES, start);
-      this.sink(buf.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start);
+      this.sink(buf.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start, false);
       start = cut;
     }
-    this.sink(buf.toString('utf8', start, end), end - start);
+    this.sink(buf.toString('utf8', start, end), end - start, noNewline);
   }
 
   /** The pending partial line passed the limit: ship full pieces now, keep the remainder. */
@@ -68,7 +69,7 @@ export class LineSplitter {
     let start = 0;
     while (joined.length - start > MAX_LINE_BYTES) {
       const cut = utf8Boundary(joined, start + MAX_LINE_BYTES, start);
-      this.sink(joined.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start);
+      this.sink(joined.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start, false);
       start = cut;
     }
     joined = joined.subarray(start);

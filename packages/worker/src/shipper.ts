@@ -57,8 +57,8 @@ export class ExecutionLog {
     readonly onPressure: (pause: boolean) => void,
   ) {}
 
-  add(seq: number, stream: LogStream, line: string, timestamp: string): void {
-    this.pending.push({ seq, stream, line, timestamp });
+  add(seq: number, stream: LogStream, line: string, timestamp: string, noNewline = false): void {
+    this.pending.push(noNewline ? { seq, stream, line, timestamp, no_newline: true } : { seq, stream, line, timestamp });
     this.pendingBytes += line.length + LINE_OVERHEAD;
     if (!this.full && this.pendingBytes + this.inflightBytes > HIGH_WATER) {
       this.full = true;

@@ -15,6 +15,20 @@ describe('LineSplitter', () => {
     expect(split(Buffer.from('ab'), Buffer.from('c\r\nd'), Buffer.from('\n\ne'))).toEqual(['abc', 'd', '', 'e']);
   });
 
+  it('flags a last line the stream ended without \\n, keeping its \\r; no other line', () => {
+    const seen: Array<[string, boolean]> = [];
+    const s = new LineSplitter((l, _bytes, noNewline) => seen.push([l, noNewline]));
+    s.push(Buffer.from('a\r\nb'));
+    s.push(Buffer.from('\r'));
+    s.end();
+    expect(seen).toEqual([['a', false], ['b\r', true]]);
+    const whole: boolean[] = [];
+    const t = new LineSplitter((_l, _bytes, noNewline) => whole.push(noNewline));
+    t.push(Buffer.from('a\n'));
+    t.end();
+    expect(whole).toEqual([false]);
+  });
+
   it('splits an overlong line arriving in small chunks', () => {
     const chunks = Array.from({ length: 40 }, () => Buffer.alloc(5000, 'z'));
     const out = split(...chunks, Buffer.from('\n'));

@@ -266,7 +266,11 @@ export class Consumers {
         let i = 0;
         for (const { batches } of take) {
           for (const batch of batches) {
-            for (const l of batch.lines) rows[i++] = { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
+            for (const l of batch.lines) {
+              rows[i++] = l.no_newline === true
+                ? { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp, no_newline: true }
+                : { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
+            }
           }
         }
         let inserted: number;

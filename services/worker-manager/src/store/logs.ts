@@ -12,17 +12,22 @@ interface LogRow {
   stream: number;
   line: string;
   ts: Date;
+  no_newline: boolean | null;
 }
 
 const STREAM_CODE: Record<LogStream, number> = { stdout: 1, stderr: 2 };
 
 export function toLogLine(r: LogRow): LogLine {
-  return { seq: r.seq, stream: r.stream === 2 ? 'stderr' : 'stdout', line: r.line, timestamp: iso(r.ts)! };
+  const l: LogLine = { seq: r.seq, stream: r.stream === 2 ? 'stderr' : 'stdout', line: r.line, timestamp: iso(r.ts)! };
+  if (r.no_newline) l.no_newline = true;
+  return l;
 }
+
+const COLUMNS = 'seq, stream, line, ts, no_newline';
 
 /**
  * Inserts lines of any number of executions in one statement (arrays unnested server-side, so the
- * parameter count stays at five); a line already stored (a redelivered batch) is skipped.
+ * parameter count stays at six); a line already stored (a redelivered batch) is skipped.
  * Returns how many lines were new.
  */
 export async function insertLines(db: Pool, lines: StoredLine[]): Promise<number> {
@@ -32,6 +37,7 @@ export async function insertLines(db: Pool, lines: StoredLine[]): Promise<number
   const streams = new Array<number>(lines.length);
   const texts = new Array<string>(lines.length);
   const ts = new Array<string>(lines.length);
+  const noNewline = new Array<boolean | null>(lines.length);
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i]!;
     ids[i] = l.execution_id;
@@ -39,12 +45,13 @@ export async function insertLines(db: Pool, lines: StoredLine[]): Promise<number
     streams[i] = STREAM_CODE[l.stream];
     texts[i] = withoutNul(l.line);
     ts[i] = l.timestamp;
+    noNewline[i] = l.no_newline ?? null;
   }
   const res = await db.query(
-    `INSERT INTO log_lines (execution_id, seq, stream, line, ts)
-     SELECT * FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::text[], $5::timestamptz[])
+    `INSERT INTO log_lines (execution_id, seq, stream, line, ts, no_newline)
+     SELECT * FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::text[], $5::timestamptz[], $6::boolean[])
      ON CONFLICT (execution_id, seq) DO NOTHING`,
-    [ids, seqs, streams, texts, ts],
+    [ids, seqs, streams, texts, ts, noNewline],
   );
   return res.rowCount ?? 0;
 }
@@ -78,7 +85,7 @@ export async function* readLines(db: Pool, executionId: string, f: LogFilter): A
   }
   const w = where.join(' AND ');
   const query = (after: number, tail: string, n: number) =>
-    db.query<LogRow>(`SELECT seq, stream, line, ts FROM log_lines WHERE ${w} ${tail} LIMIT $${args.length + 1}`, [args[0], after, ...args.slice(2), n]);
+    db.query<LogRow>(`SELECT ${COLUMNS} FROM log_lines WHERE ${w} ${tail} LIMIT $${args.length + 1}`, [args[0], after, ...args.slice(2), n]);
   let after = f.since_seq ?? -1;
   let left = f.tail === undefined ? f.limit : Math.min(f.tail, f.limit);
   if (left <= 0) return;
@@ -104,7 +111,7 @@ export async function* readLines(db: Pool, executionId: string, f: LogFilter): A
 /** Lines after `afterSeq` in seq order, a page at a time (SSE history). */
 export async function readPage(db: Pool, executionId: string, afterSeq: number, limit: number): Promise<LogLine[]> {
   const { rows } = await db.query<LogRow>(
-    'SELECT seq, stream, line, ts FROM log_lines WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+    `SELECT ${COLUMNS} FROM log_lines WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
     [executionId, afterSeq, limit],
   );
   return rows.map(toLogLine);
