@@ -10,7 +10,7 @@ import { createTestEnv, type RunningService } from '../src/index.js';
 const env = createTestEnv();
 const services: Record<string, RunningService> = {};
 
-interface Parameter { name: string; in: string; schema: { type?: string; pattern?: string; anyOf?: Array<{ type?: string }> } }
+interface Parameter { name: string; in: string; schema: { type?: string; pattern?: string; enum?: unknown[]; default?: unknown; anyOf?: Array<{ type?: string }> } }
 interface Route { service: string; method: string; path: string; query: Parameter[] }
 
 const ANY_ID = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
@@ -82,6 +82,16 @@ describe('query parameters', () => {
         expect([r.path, p.name, value, res.status, res.body.errors?.map((e) => e.path)]).toEqual([r.path, p.name, value, 400, [p.name]]);
         expect(res.body.errors?.[0]?.message).toMatch(/^must be a whole number from \d+ to \d+/);
       }
+    }
+  });
+
+  it('documents each default as a value the parameter takes (force and grep_regex: \'false\', not the boolean)', async () => {
+    const withDefault = (await routes()).flatMap((r) => r.query.filter((p) => p.schema.default !== undefined).map((p) => ({ r, p })));
+    expect(withDefault.map(({ r, p }) => `${r.path} ${p.name}`)).toEqual(expect.arrayContaining(['/api/v1/workers/{id} force', '/api/v1/executions/{id}/logs grep_regex']));
+    for (const { r, p } of withDefault) {
+      const takes = p.schema.enum ?? [];
+      if (p.schema.enum) expect([r.path, p.name, takes.includes(p.schema.default)]).toEqual([r.path, p.name, true]);
+      else expect([r.path, p.name, typeof p.schema.default]).toEqual([r.path, p.name, p.schema.type === 'integer' ? 'number' : p.schema.type]);
     }
   });
 

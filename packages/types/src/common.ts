@@ -88,6 +88,8 @@ export const queryInt = (min: number, max: number) => {
     z.number({ error: message }).int({ error: message, abort: true }).min(min, message).max(max, message),
   );
 };
+/** A `true`/`false` query parameter, false when not given (the OpenAPI document's default is 'false'). */
+export const queryFlag = () => z.enum(['true', 'false']).default('false').transform((v) => v === 'true');
 export const Paging = z.object({
   limit: queryInt(1, 1000).default(50),
   offset: queryInt(0, Number.MAX_SAFE_INTEGER).default(0),

@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -37,7 +37,7 @@ export const ManagedWorker = z
 export type ManagedWorker = z.infer<typeof ManagedWorker>;
 
 export const ManagedWorkerListQuery = Paging.extend({ status: ManagedWorkerStatus.optional() });
-export const WorkerStopQuery = z.object({ force: z.enum(['true', 'false']).transform((v) => v === 'true').default(false) });
+export const WorkerStopQuery = z.object({ force: queryFlag() });
 
 export const WorkerStatusView = z
   .object({
@@ -169,7 +169,7 @@ export type LogsResponse = z.infer<typeof LogsResponse>;
 
 /** Query of `GET /api/v1/executions/:id/logs`; `grep_regex=true` makes `grep` a POSIX regex (PostgreSQL `~`). */
 export const LogsQueryFull = LogsQuery.extend({
-  grep_regex: z.enum(['true', 'false']).transform((v) => v === 'true').default(false),
+  grep_regex: queryFlag(),
 });
 export type LogsQueryFull = z.infer<typeof LogsQueryFull>;
 
