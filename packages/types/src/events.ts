@@ -62,6 +62,8 @@ export function subjects(prefix = 'hodei') {
     logsBacklog: `${p}_rpc.logs.backlog`,
     /** Between worker-manager replicas: a status change one of them applied, for the live streams of the others. */
     liveEvents: `${p}_rpc.wm.live`,
+    /** To the worker-manager replica that started a worker (only it can signal the process): stop it. */
+    workerStop: (workerId: string) => `${p}_rpc.wm.stop.${workerId}`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;

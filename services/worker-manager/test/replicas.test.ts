@@ -1,18 +1,20 @@
 // Two worker-manager replicas on one database and NATS prefix, started together on an empty
 // database (their migrations race). Only one of them applies an execution's status events (they
 // share the durable consumer); streams opened on either must see every change and the end.
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, pidGone, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
 import { insertLines } from '../src/store/logs.js';
-import { executeOn, getExecutionOn, lines, logEvents, openSse, publishLines, publishStatus, type SseClient } from './helpers.js';
+import { call, executeOn, getExecutionOn, lines, logEvents, openSse, publishLines, publishStatus, type SseClient } from './helpers.js';
 
 let env: TestEnv;
 let replicas: RunningService[];
 
 beforeAll(async () => {
   env = createTestEnv();
-  replicas = await Promise.all([startWorkerManager(env.config('worker-manager')), startWorkerManager(env.config('worker-manager'))]);
+  // no orchestrator or scheduler here: the worker agents started below must not find anyone's
+  const urls = { orchestrator: 'http://127.0.0.1:1', scheduler: 'http://127.0.0.1:1', 'worker-manager': '' };
+  replicas = await Promise.all([startWorkerManager(env.config('worker-manager', { urls })), startWorkerManager(env.config('worker-manager', { urls }))]);
 });
 afterAll(async () => {
   await Promise.all((replicas ?? []).map((r) => r.stop()));
@@ -89,4 +91,17 @@ describe('worker-manager replicas', () => {
     }
     for (const c of everything) c.close();
   });
+
+  it('a worker started through one replica is drained, or killed, through the other', async () => {
+    const [a, b] = replicas as [RunningService, RunningService];
+    for (const force of [false, true]) {
+      const res = await call(a.url, 'POST', '/api/v1/workers', { type: 'shell', capacity: { slots: 1 } });
+      expect(res.status).toBe(201);
+      const w = (await res.json()) as { id: string; pid: number };
+      const stop = await call(b.url, 'DELETE', `/api/v1/workers/${w.id}${force ? '?force=true' : ''}`);
+      expect(stop.status).toBe(200);
+      expect(await stop.json()).toMatchObject({ id: w.id, status: 'stopped' });
+      expect(pidGone(w.pid)).toBe(true);
+    }
+  }, 30_000);
 });

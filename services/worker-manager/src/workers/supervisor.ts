@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type Logger, type ServiceContext } from '@hodei/platform';
+import { RequestError, type Subscription } from '@nats-io/nats-core';
+import { decodeJson, encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type Logger, type ServiceContext } from '@hodei/platform';
 import type { ManagedWorker, WorkerStart } from '@hodei/types';
 import { inheritedEnv } from '../config.js';
 import type { WmMetrics } from '../metrics.js';
@@ -25,6 +26,14 @@ interface Managed {
   stopping: boolean;
   exited: Promise<void>;
   output: AgentLogFollower;
+  /** Stop requests from the other replicas of this service. */
+  stops?: Subscription;
+}
+
+/** What another replica asks of the one that started a worker: `waitMs` for it to exit. */
+interface StopRequest {
+  force: boolean;
+  waitMs: number;
 }
 
 const CONTROL_TIMEOUT_MS = 2000;
@@ -181,11 +190,38 @@ export class Supervisor {
   private manage(m: Managed): void {
     this.children.set(m.id, m);
     this.metrics.workerProcesses.inc();
+    m.stops = this.ctx.bus.nc.subscribe(this.ctx.bus.subjects.workerStop(m.id), {
+      callback: (err, msg) => {
+        if (err) return;
+        const req = decodeJson(msg.data) as StopRequest;
+        const until = Date.now() + req.waitMs;
+        void (req.force ? this.kill(m.id, until) : this.drain(m.id, req.waitMs, until))
+          .catch(() => false)
+          .then((exited) => msg.respond(encodeJson({ exited })));
+      },
+    });
+  }
+
+  /**
+   * A worker this process does not manage: another replica of this service started it (or adopted
+   * it), and only that one can signal its process and records its exit as a stop. True once it
+   * exited, or when no replica manages it (it is gone).
+   */
+  private async stopElsewhere(id: string, req: StopRequest): Promise<boolean> {
+    if (req.waitMs <= 0) return false;
+    try {
+      // the answer comes once it exited or `waitMs` passed there: a moment more for the round trip
+      const reply = await this.ctx.bus.nc.request(this.ctx.bus.subjects.workerStop(id), encodeJson(req), { timeout: req.waitMs + CONTROL_TIMEOUT_MS });
+      return (decodeJson(reply.data) as { exited?: unknown }).exited === true;
+    } catch (err) {
+      return err instanceof RequestError && err.isNoResponders();
+    }
   }
 
   /** Its process is gone: no longer managed; the exit is recorded (once its row is, `after`) and announced. */
   private async gone(m: Managed, log: Logger, code: number | null, signal: NodeJS.Signals | null, after: Promise<unknown> = Promise.resolve()): Promise<void> {
     this.children.delete(m.id);
+    m.stops?.unsubscribe();
     this.metrics.workerProcesses.dec();
     await m.output.close();
     log.info({ code, signal, stopping: m.stopping }, 'worker process exited');
@@ -209,7 +245,7 @@ export class Supervisor {
    *  or after `waitMs`, all of it by `deadline` (epoch ms) at the latest. */
   async drain(id: string, waitMs: number, deadline = Infinity): Promise<boolean> {
     const m = this.children.get(id);
-    if (!m) return true;
+    if (!m) return this.stopElsewhere(id, { force: false, waitMs: Math.min(waitMs, deadline - Date.now()) });
     const until = Math.min(Date.now() + waitMs, deadline);
     m.stopping = true;
     await store.setWorkerStatus(this.ctx.db, id, 'draining');
@@ -224,7 +260,7 @@ export class Supervisor {
    *  JetStream to the next run of this service, which adopts or records it). True once it exited. */
   async kill(id: string, deadline = Infinity): Promise<boolean> {
     const m = this.children.get(id);
-    if (!m) return true;
+    if (!m) return this.stopElsewhere(id, { force: true, waitMs: Math.min(this.ctx.config.killGraceMs + FORCE_MARGIN_MS + CONTROL_TIMEOUT_MS, deadline - Date.now()) });
     m.stopping = true;
     const answered = await this.control(id, { action: 'stop', force: true }, deadline);
     if (!answered) {
