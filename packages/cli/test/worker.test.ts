@@ -49,7 +49,7 @@ describe('hodei worker', () => {
       const logged = await run.waitFor(/"metrics on \/metrics"/, 10_000);
       const { port } = JSON.parse(logged.text) as { port: number };
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      expect(text).toMatch(/^hodei_worker_slots\{service="worker"\} 3$/m);
+      expect(text).toMatch(/^hodei_worker_capacity_slots\{service="worker"\} 3$/m);
       expect(text).toMatch(/^hodei_worker_executions_running\{service="worker"\} 0$/m);
     } finally {
       run.child.kill('SIGINT');

@@ -32,6 +32,17 @@ function declaredMetrics(): Set<string> {
   return names;
 }
 
+/** Where each metric name is declared (`name: 'hodei_…'`), file by file. */
+function declarations(): Map<string, string[]> {
+  const where = new Map<string, string[]>();
+  for (const root of ['packages', 'services']) {
+    for (const file of sources(join(ROOT, root))) {
+      for (const m of readFileSync(file, 'utf8').matchAll(/name:\s*'(hodei_[a-z0-9_]+)'/g)) where.set(m[1]!, [...(where.get(m[1]!) ?? []), file.slice(ROOT.length)]);
+    }
+  }
+  return where;
+}
+
 interface Panel {
   title: string;
   datasource: { uid: string };
@@ -48,6 +59,12 @@ describe('deploy/grafana', () => {
     for (const p of dashboard.panels) for (const t of p.targets) for (const m of t.expr.matchAll(/\bhodei_[a-z0-9_]+/g)) used.add(m[0]);
     expect(used.size).toBeGreaterThan(8);
     expect([...used].filter((n) => !declared.has(n))).toEqual([]);
+  });
+
+  it('declares each metric name once: one Prometheus name, one meaning and one label set in every process', () => {
+    // the scheduler's hodei_worker_slots{worker,state} and the agent's capacity were both hodei_worker_slots:
+    // the dashboard's sum by (state) added the agents' capacity in as a state="" series
+    expect([...declarations()].filter(([, files]) => files.length > 1)).toEqual([]);
   });
 
   it('has the panels operators look for, on the provisioned Prometheus datasource', () => {

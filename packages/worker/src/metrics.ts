@@ -20,7 +20,7 @@ export function createWorkerMetrics(state: { running: () => number; slots: numbe
       this.set(state.running());
     },
   });
-  new Gauge({ name: 'hodei_worker_slots', help: 'Executions this worker may run at once', registers }).set(state.slots);
+  new Gauge({ name: 'hodei_worker_capacity_slots', help: 'Executions this worker may run at once', registers }).set(state.slots);
   return {
     registry,
     assignments: new Counter({ name: 'hodei_worker_assignments_total', help: 'Assignments received, by outcome', labelNames: ['outcome'], registers }),

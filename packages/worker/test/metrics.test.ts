@@ -45,7 +45,7 @@ describe('worker /metrics', () => {
     expect(before.status).toBe(200);
     expect(before.headers.get('content-type')).toContain('text/plain');
     const text0 = await before.text();
-    expect(sample(text0, 'hodei_worker_slots{service="worker"}')).toBe(2);
+    expect(sample(text0, 'hodei_worker_capacity_slots{service="worker"}')).toBe(2);
     expect(sample(text0, 'hodei_worker_executions_running{service="worker"}')).toBe(0);
     expect(text0).toContain('hodei_process_cpu_seconds_total');
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
