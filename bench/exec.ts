@@ -278,29 +278,38 @@ interface Figure {
 
 // ---- 1. throughput --------------------------------------------------------------------------
 /** CPU time (ms) used so far by each part of the installation, read from /proc/<pid>/stat. The
- *  jobs' own processes are counted once they have been reaped. */
+ *  jobs' own processes are counted once they have been reaped. Services, worker agents and
+ *  spawners count only when they descend from this process: other installations on the machine
+ *  (a developer's stack, other test runs) are not this run's. */
 function cpuByRole(): Record<string, number> {
   const tick = 1000 / 100; // USER_HZ
   const roles: Record<string, number> = {};
+  const procs: Array<{ pid: number; f: string[]; cmd: string }> = [];
+  const parent = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    let cmd: string;
     try {
-      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-      cmd = readFileSync(`/proc/${name}/cmdline`, 'latin1');
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      procs.push({ pid: Number(name), f, cmd: readFileSync(`/proc/${name}/cmdline`, 'latin1') });
+      parent.set(Number(name), Number(f[1]));
     } catch {
       continue;
     }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  }
+  const ours = (pid: number): boolean => {
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = parent.get(p)) if (p === process.pid) return true;
+    return false;
+  };
+  for (const { pid, f, cmd } of procs) {
     const own = (Number(f[11]) + Number(f[12])) * tick;
     const children = (Number(f[13]) + Number(f[14])) * tick;
     let role: string | undefined;
     const svc = /services\/([a-z-]+)\/dist\/main\.js/.exec(cmd)?.[1];
-    if (Number(name) === process.pid) role = ownProcesses.length ? 'client (this process)' : 'services + client (this process)';
-    else if (svc) role = svc;
-    else if (cmd.includes('packages/worker/dist/main.js')) role = 'worker agent';
-    else if (cmd.includes('packages/worker/spawner.pl')) role = 'worker spawner';
+    if (pid === process.pid) role = ownProcesses.length ? 'client (this process)' : 'services + client (this process)';
+    else if (svc) role = ours(pid) ? svc : undefined;
+    else if (cmd.includes('packages/worker/dist/main.js')) role = ours(pid) ? 'worker agent' : undefined;
+    else if (cmd.includes('packages/worker/spawner.pl')) role = ours(pid) ? 'worker spawner' : undefined;
     else if (cmd.startsWith('postgres')) role = 'postgres';
     else if (cmd.includes('nats-server')) role = 'nats-server';
     // the jobs are children of whichever forks them: the spawner process, or the agent's thread
