@@ -2,6 +2,7 @@
 // telemetry register (as scripts/start-services.sh and compose start them), exporting OTLP/HTTP JSON
 // to a receiver this test runs; one execution must be one trace across all of them.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -255,6 +256,27 @@ describe('one execution, one trace across the services and the worker', () => {
     const roots = inTrace.filter((s) => !s.parentSpanId);
     expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(['worker-manager worker-manager retry']);
   }, 180_000);
+
+  it('why a queued execution waits (no worker has its label) is announced in its trace', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const job = (await (await fetch(`${urls.orchestrator}/api/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'unplaceable', command: 'true', labels: { pool: 'nowhere' } }),
+    })).json()) as { id: string };
+    const res = await fetch(`${urls['worker-manager']}/api/v1/execute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+      body: JSON.stringify({ job_id: job.id }),
+    });
+    expect(res.status).toBe(202);
+    // the scheduler's announcement, consumed by worker-manager and the orchestrator
+    const wanted = ['scheduler scheduler scheduler-queue', 'worker-manager worker-manager execution.status', 'orchestrator orchestrator orchestrator-status'];
+    await waitFor('the waiting status consumed in the trace', () => {
+      const inTrace = receiver.spans.filter((s) => s.traceId === traceId).map((s) => `${s.service} ${s.name}`);
+      return wanted.every((w) => inTrace.includes(w)) ? true : undefined;
+    }, 30_000);
+  }, 60_000);
 
   it('each firing of a cron schedule is a trace of its own, not part of the request that created the schedule', async () => {
     const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;

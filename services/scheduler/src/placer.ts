@@ -1,7 +1,7 @@
 // Placement: waiting executions (priority DESC, created_at ASC) onto online workers whose labels
 // and free capacity fit. One round at a time in this process; the claim (waiting → assigning) is a
 // conditional UPDATE, so two replicas never hand out the same execution.
-import { Batcher, decodeJson, encodeJson, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
+import { Batcher, contextFromTraceparent, decodeJson, encodeJson, publishTraced, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
 import { AssignmentAck, type Assignment, type WorkerControl, type ExecutionQueuedEvent, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { entryOf, queueOrder, type QueueEntry, type QueueStore, type Stored } from './store/queue.js';
@@ -360,7 +360,8 @@ export class Placer {
             timestamp,
           };
           try {
-            await this.bus.js.publish(this.bus.subjects.forExecution(entry.job_id).status(entry.execution_id), encodeJson(event));
+            const subject = this.bus.subjects.forExecution(entry.job_id).status(entry.execution_id);
+            await publishTraced(this.bus.js, subject, encodeJson(event), {}, contextFromTraceparent(entry.traceparent)); // in the execution's trace
           } catch (err) {
             this.logger.warn({ err, execution_id: entry.execution_id }, 'could not announce why an execution waits');
           }
