@@ -186,12 +186,25 @@ export const definition: ServiceDefinition = {
     let startedAt = Infinity;
     /** Listened for one whole time-out: silence now says a worker is gone. */
     const listening = () => performance.now() - startedAt >= config.heartbeatTimeoutMs;
+    let lastCheckAt = -Infinity;
     const expireWorkers = async () => {
-      if (!listening()) return;
-      const gone = await workers.expire(config.heartbeatTimeoutMs);
-      for (const id of gone) {
-        logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
-        await workerGone(id, `worker ${id} sent no heartbeat for ${config.heartbeatTimeoutMs} ms`);
+      // A check comes at most 200 ms after the last one ended: a longer gap means this process was
+      // not running (a stall, a pause, a suspended VM) and heard no heartbeat meanwhile. That silence
+      // is its own, so every worker gets one whole time-out to be heard again, as after a start.
+      const gap = performance.now() - lastCheckAt;
+      if (gap > config.heartbeatTimeoutMs / 2 && listening()) {
+        logger.warn({ stalled_ms: Math.round(gap), timeout_ms: config.heartbeatTimeoutMs }, 'the scheduler was not running: workers get one whole time-out to be heard again');
+        startedAt = performance.now();
+      }
+      try {
+        if (!listening()) return;
+        const gone = await workers.expire(config.heartbeatTimeoutMs);
+        for (const id of gone) {
+          logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');
+          await workerGone(id, `worker ${id} sent no heartbeat for ${config.heartbeatTimeoutMs} ms`);
+        }
+      } finally {
+        lastCheckAt = performance.now();
       }
     };
     /** Runs `fn` every `ms`, never twice at once (a publish waiting on NATS can outlast the period). */

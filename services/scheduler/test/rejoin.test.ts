@@ -84,9 +84,21 @@ it('an execution recorded lost while its worker lives on is killed there; the wo
   // the agent's next heartbeat brings it online again, and the answer has it kill the job that
   // was written off (before: it ran on to its end, beside any retry placed elsewhere)
   await until(async () => pidGone(pid), 10_000, 'the written-off job killed on the live worker');
-  expect(agent.stdout()).toContain('killing them');
+  // the agent's log line may reach its stdout after the signal has done its work
+  await until(async () => agent.stdout().includes('killing them'), 5_000, 'the agent saying it killed them');
   await workerOnline(sched.url, workerId, 10_000);
   expect(await getExecutionOn(wm.url, e.id)).toMatchObject({ status: 'lost', message: `worker ${workerId} exited` });
   const next = await executeOn(wm.url, { command: 'echo again', labels: { pool: 'rejoin' }, max_retries: 0 });
   expect(await finishedOn(wm.url, next.id, 15_000)).toMatchObject({ status: 'completed', worker_id: workerId });
 }, 60_000);
+
+it('a scheduler that stalled longer than the time-out does not count its live workers gone', async () => {
+  await workerOnline(sched.url, workerId, 10_000);
+  const e = await executeOn(wm.url, { command: 'sleep 3; echo survived', labels: { pool: 'rejoin' }, max_retries: 0 });
+  await until(async () => (await getExecutionOn(wm.url, e.id)).status === 'running', 15_000, 'the execution running');
+  // the scheduler (in this process) hears nothing for 2.5 s, with a time-out of 1 s; the agent beats on
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2_500);
+  // before: the first check after the stall took the worker offline and the job was recorded lost
+  expect(await finishedOn(wm.url, e.id, 15_000)).toMatchObject({ status: 'completed', worker_id: workerId });
+  expect(await registry()).toBe('online');
+}, 40_000);
