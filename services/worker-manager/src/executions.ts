@@ -367,9 +367,11 @@ export class Executions {
     }
   }
 
+  /** Told here first: should NATS not take the announcement, the status event comes again and finds
+   *  the row final, which announces it again but must not count it or tell the streams twice. */
   private async finished(row: ExecutionRow, e: ExecutionStatusEvent): Promise<void> {
-    await this.publishFinished(row, e);
     this.recordFinished(row);
+    await this.publishFinished(row, e);
   }
 
   private recordFinished(row: ExecutionRow): void {

@@ -107,6 +107,35 @@ describe('real executions on a spawned worker', () => {
     expect((await missing.json()).errors[0].path).toBe('job_id');
   });
 
+  it("a job's end that NATS did not take at once is still told to log streams, counted once, and reaches the orchestrator", async () => {
+    const jr = await call(orch.url, 'POST', '/api/v1/jobs', { name: 'finish-once', command: 'sleep 0.5; echo done', labels: { pool: 'main' } });
+    const job = (await jr.json()) as { id: string };
+    const completedCount = async () =>
+      Number(/^hodei_executions_finished_total\{[^}]*status="completed"[^}]*\} (\d+)$/m.exec(await (await call(wm.url, 'GET', '/metrics')).text())?.[1] ?? 0); // no line before the first
+    const before = await completedCount();
+    // the first publish of this execution's end fails, as when NATS is briefly away; it is sent again
+    const js = wm.ctx.bus.js;
+    const publish = js.publish.bind(js);
+    let refused = 0;
+    js.publish = ((subject: string, ...rest: Parameters<typeof publish> extends [string, ...infer R] ? R : never) => {
+      if (subject === wm.ctx.bus.subjects.executionFinished && refused++ === 0) return Promise.reject(new Error('NATS did not take it (test)'));
+      return publish(subject, ...rest);
+    }) as typeof js.publish;
+    try {
+      const e = await execute({ job_id: job.id });
+      const c = await openSse(`${wm.url}/api/v1/executions/${e.id}/logs/stream`);
+      // before: the stream sent 'done' and then nothing, for ever, and the end was never counted
+      const done = await c.waitFor((ev) => ev.event === 'completed', 15_000);
+      c.close();
+      expect(JSON.parse(done.data)).toMatchObject({ status: 'completed', exit_code: 0 });
+      await until(async () => (await (await call(orch.url, 'GET', `/api/v1/jobs/${job.id}`)).json()).status === 'completed', 15_000, 'the orchestrator hearing the end');
+      await until(async () => refused >= 2, 10_000, 'the end announced again');
+      expect(await completedCount()).toBe(before + 1);
+    } finally {
+      js.publish = publish;
+    }
+  });
+
   it('a command of 131,071 bytes, the most one argument can be, runs', async () => {
     const command = `echo ${'x'.repeat(131_058)} | wc -c`;
     expect(command).toHaveLength(131_071);
