@@ -1,5 +1,5 @@
 // How one log line looks: `HH:MM:SS.mmm [OUT] line` on stdout, `[ERR]` on stderr.
-import type { LogLine } from '@hodei/types';
+import { rawText, type LogLine } from '@hodei/types';
 import { clock, type Output } from './output.js';
 import { parseProgress, type ProgressBar } from './progress.js';
 
@@ -46,15 +46,14 @@ export class LogPrinter {
     const err = l.stream === 'stderr';
     const paint = err ? this.out.err : this.out.out;
     let text: string;
-    if (this.opts.raw) text = l.line;
+    if (this.opts.raw) text = rawText(l);
     else {
       const tag = err ? paint('red', '[ERR]') : paint('cyan', '[OUT]');
       const line = visible(l.line, err ? this.out.config.color.stderr : this.out.config.color.stdout);
       text = this.opts.timestamps ? `${paint('gray', clock(l.timestamp))} ${tag} ${line}` : `${tag} ${line}`;
     }
     bar?.clear();
-    // raw: the bytes the job wrote, so a last line it ended without a newline gets none
-    (err ? process.stderr : process.stdout).write(this.opts.raw && l.no_newline ? text : `${text}\n`);
+    (err ? process.stderr : process.stdout).write(this.opts.raw ? text : `${text}\n`);
     bar?.restore();
   }
 

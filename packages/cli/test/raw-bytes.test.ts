@@ -43,6 +43,22 @@ describe('raw output', () => {
     expect(run.stderr.startsWith('err\n')).toBe(true);
   });
 
+  it('a line over 64 KiB, cut into pieces in the log, comes back whole; a short line ending in the mark stays as written', async () => {
+    // 200,000 and 150,001 bytes: 4 and 3 pieces in the log, each but the last marked ' [line continues]'
+    const script = "printf '%0200000d\\n' 7; echo 'short [line continues]'; printf '%0150001d' 8";
+    const bytes = `${'7'.padStart(200_000, '0')}\nshort [line continues]\n${'8'.padStart(150_001, '0')}`;
+    const run = await hodeiDone(['run', '--raw', '--', 'sh', '-c', script], env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout.length).toBe(bytes.length);
+    expect(run.stdout === bytes).toBe(true); // before: each piece printed with its mark and a newline
+    const execution = /^execution\s+([0-9a-f-]{36})$/m.exec(run.stderr)![1]!;
+    expect((await hodeiDone(['logs', execution, '--raw'], env)).stdout === bytes).toBe(true);
+    const url = `${fx.stack.workerManager.url}/api/v1/executions/${execution}/logs`;
+    expect((await (await fetch(url, { headers: { accept: 'text/plain' } })).text()) === bytes).toBe(true);
+    const json = (await (await fetch(`${url}?limit=100`)).json()) as LogsResponse;
+    expect(json.lines.filter((l) => l.line.endsWith(' [line continues]')).length).toBe(3 + 1 + 2);
+  });
+
   it('without --raw a line still ends the terminal line', async () => {
     const run = await hodeiDone(['run', '--', 'printf', 'hi'], env);
     expect(run.stdout).toMatch(/\[OUT\] hi\n$/);

@@ -5,3 +5,4 @@ export * from './orchestrator.js';
 export * from './scheduler.js';
 export * from './worker-manager.js';
 export * from './events.js';
+export * from './log-text.js';

@@ -4,8 +4,9 @@
 // reader can join them back: strip the suffix and concatenate until a line without it. A last line
 // the stream ended without \n is flagged `noNewline` (its \r kept), so the bytes can be rebuilt.
 
-export const MAX_LINE_BYTES = 64 * 1024;
-export const LINE_CONTINUES_SUFFIX = ' [line continues]';
+import { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '@hodei/types';
+
+export { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES };
 
 export type LineSink = (line: string, bytes: number, noNewline: boolean) => void;
 

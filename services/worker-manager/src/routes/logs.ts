@@ -2,7 +2,7 @@
 // the status event streams.
 import type { Response } from 'express';
 import { BadRequestError, drained, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
-import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, z } from '@hodei/types';
+import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, rawText, z } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import { finalOf, type LogHub } from '../live/log-hub.js';
 import type { WmMetrics } from '../metrics.js';
@@ -35,7 +35,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       params: IdParams,
       query: LogsQueryFull,
       responses: {
-        200: { description: 'lines; with Accept: text/plain, each line followed by a newline (but a no_newline one)', schema: LogsResponse, alternatives: { 'text/plain': z.string() } },
+        200: { description: 'lines; with Accept: text/plain, the bytes the job wrote: each line followed by a newline (but a no_newline one), the pieces of a line over 64 KiB joined', schema: LogsResponse, alternatives: { 'text/plain': z.string() } },
         404: { description: 'no such execution' },
       },
     },
@@ -62,7 +62,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         if (!text) await out.write(`{"execution_id":${JSON.stringify(params.id)},"lines":[`);
         for (let page = first; !page.done; page = await pages.next()) {
           for (const l of page.value) {
-            if (!(await out.write(text ? (l.no_newline ? l.line : `${l.line}\n`) : `${count ? ',' : ''}${JSON.stringify(l)}`))) return;
+            if (!(await out.write(text ? rawText(l) : `${count ? ',' : ''}${JSON.stringify(l)}`))) return;
             count++;
             next = l.seq;
           }
