@@ -24,9 +24,21 @@ export const fromRecords = (param: string, columns: string): string =>
  * fail again on every redelivery of the event, and the execution would never move on.
  */
 export const withoutNul = (text: string): string => (text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text);
+/** Half of a UTF-16 surrogate pair without the other: no UTF-8 text holds one (PostgreSQL's jsonb
+ *  refuses it, a text column would get U+FFFD). */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE, 'gu');
 /** Nor does jsonb hold half of a surrogate pair (`"\ud800"` in a worker's JSON): U+FFFD too. */
-const storableText = (text: string): string => withoutNul(text).replace(/[\ud800-\udfff]/gu, '\uFFFD');
+const storableText = (text: string): string => withoutNul(text).replace(LONE_SURROGATES, '\uFFFD');
 const storableReplacer = (_key: string, v: unknown): unknown => (typeof v === 'string' ? storableText(v) : v);
+
+/** What in a string PostgreSQL cannot store, if anything: a request naming it is refused, a
+ *  worker's result holding it is reported, rather than failing on every retry of the insert. */
+export function unstorableCharacter(s: string): string | undefined {
+  if (s.includes('\u0000')) return 'a NUL character (\\u0000)';
+  if (LONE_SURROGATE.test(s)) return 'a lone UTF-16 surrogate (\\ud800-\\udfff)';
+  return undefined;
+}
 
 /**
  * The path (`a.b.0`) of the first string or key in a JSON value that `bad` is true of ('' for the
@@ -59,10 +71,6 @@ export function stringPath(value: unknown, bad: (s: string) => boolean): string 
   }
   return undefined;
 }
-
-/** Half of a UTF-16 surrogate pair without the other: no UTF-8 text holds one (PostgreSQL's jsonb
- *  refuses it, a text column would get U+FFFD). */
-export const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /** One record's JSON text, NUL characters and lone surrogates replaced (JSON writes them as
  *  `\u0000`, `\ud800`; a literal backslash before such text only costs a second pass). */

@@ -8,7 +8,6 @@ import {
   decodeJson,
   dropResultParts,
   encodeJson,
-  LONE_SURROGATE,
   NotFoundError,
   ServiceClient,
   ServiceUnavailableError,
@@ -16,6 +15,7 @@ import {
   publishTraced,
   readResultParts,
   stringPath,
+  unstorableCharacter,
   traceField,
   type ServiceContext,
 } from '@hodei/platform';
@@ -423,15 +423,11 @@ export class Executions {
   }
 }
 
-/** What in a string the database cannot hold, if anything. */
-const unstorable = (s: string): string | undefined =>
-  s.includes('\u0000') ? 'a NUL character (\\u0000)' : LONE_SURROGATE.test(s) ? 'a lone UTF-16 surrogate (\\ud800-\\udfff)' : undefined;
-
 /** A result the database cannot hold (a NUL character or a lone surrogate in a string or key) is
  *  reported, not altered: storing it would fail on every redelivery of the final status. */
 function storable(r: { result?: unknown; result_error?: string }): { result?: unknown; result_error?: string } {
   let what: string | undefined;
-  const at = r.result === undefined ? undefined : stringPath(r.result, (s) => (what = unstorable(s)) !== undefined);
+  const at = r.result === undefined ? undefined : stringPath(r.result, (s) => (what = unstorableCharacter(s)) !== undefined);
   if (at === undefined) return r;
   return { result_error: `the result cannot be stored: it holds ${what} at ${at || 'its top level'}` };
 }

@@ -6,7 +6,7 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import express from 'express';
 import { parseDocument } from 'yaml';
 import { BadRequestError, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
-import { LONE_SURROGATE, stringPath } from '../db.js';
+import { stringPath, unstorableCharacter } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Schema = z.ZodType;
@@ -62,24 +62,17 @@ function strictQuery(schema: Schema | undefined): { schema: Schema; unknown: (ke
   return { schema: object.strict(), unknown: (k) => `unknown parameter "${k}": ${takes}` };
 }
 
-/** Why PostgreSQL cannot store this string as given, if it cannot. */
-function badCharacter(s: string): string | undefined {
-  if (s.includes('\u0000')) return 'must not contain the NUL character (\\u0000)';
-  if (LONE_SURROGATE.test(s)) return 'must not contain a lone UTF-16 surrogate (\\ud800-\\udfff)';
-  return undefined;
-}
-
 function parseOrThrow<S extends Schema>(
   schema: S,
   value: unknown,
   where: 'path' | 'query' | 'body',
   unknown?: (key: string) => string,
 ): z.output<S> {
-  let message: string | undefined;
-  const at = stringPath(value, (s) => (message = badCharacter(s)) !== undefined);
-  if (at !== undefined && message) {
+  let what: string | undefined;
+  const at = stringPath(value, (s) => (what = unstorableCharacter(s)) !== undefined);
+  if (at !== undefined && what) {
     const field = at || 'body';
-    throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${field}`, [{ path: field, message }]);
+    throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${field}`, [{ path: field, message: `must not contain ${what}` }]);
   }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
