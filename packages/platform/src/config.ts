@@ -15,6 +15,10 @@ const ms = z.coerce.number().int().min(1);
 export const MIN_HEARTBEAT_MS = 10;
 export const heartbeatMs = z.coerce.number().int().min(MIN_HEARTBEAT_MS, `must be at least ${MIN_HEARTBEAT_MS} (ms)`);
 
+/** How often a silence of `timeoutMs` is looked for (the scheduler's for a worker's heartbeats, a
+ *  worker's for the NATS server's answers): a tenth of it, from 50 to 200 ms. */
+export const silenceCheckMs = (timeoutMs: number): number => Math.max(50, Math.min(200, Math.floor(timeoutMs / 10)));
+
 /** A time-out no longer than the interval would count every worker gone between two beats. */
 export function checkHeartbeatTimeout(
   e: { HODEI_HEARTBEAT_INTERVAL_MS: number; HODEI_HEARTBEAT_TIMEOUT_MS?: number | undefined },

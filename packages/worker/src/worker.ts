@@ -4,7 +4,7 @@ import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
-import { createLogger, decodeJson, encodeJson, type Logger } from '@hodei/platform';
+import { createLogger, decodeJson, encodeJson, silenceCheckMs, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
@@ -120,8 +120,7 @@ class WorkerAgent {
     this.subs.push(this.nc.subscribe(this.subjects.logsBacklog, { callback: (err, msg) => { if (!err) this.onLogBacklog(msg); } }));
     this.heartbeat();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.config.heartbeatIntervalMs);
-    // as often as the scheduler looks for silent workers
-    this.cutOffTimer = setInterval(() => this.killIfCutOff(), Math.max(50, Math.min(200, Math.floor(this.config.natsLostTimeoutMs / 10))));
+    this.cutOffTimer = setInterval(() => this.killIfCutOff(), silenceCheckMs(this.config.natsLostTimeoutMs));
     if (this.config.registerWithScheduler) void this.register();
     void this.watchConnection();
     await this.nc.flush();

@@ -1,7 +1,7 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import type { ExecutionStatusEvent, WorkerControl } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
@@ -259,7 +259,7 @@ export const definition: ServiceDefinition = {
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
         every(SAFETY_TICK_MS, republishLost, 'publishing the lost executions of workers gone');
         // checked often (a cheap indexed UPDATE) so that offline follows the time-out closely, not up to timeout/2 later
-        every(Math.max(50, Math.min(200, Math.floor(config.heartbeatTimeoutMs / 10))), expireWorkers, 'heartbeat time-out check');
+        every(silenceCheckMs(config.heartbeatTimeoutMs), expireWorkers, 'heartbeat time-out check');
       },
       stop: async () => {
         for (const t of timers) clearInterval(t);
