@@ -66,7 +66,8 @@ const EnvSchema = z.object({
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
   /** worker-manager purges log lines it has stored from the logs stream once it holds more than this. */
   HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
-  /** The scheduler forgets a stopped worker, or an offline one whose process exited, not heard of for this long. */
+  /** The scheduler forgets a stopped worker, or an offline one whose process exited, not heard of for this long;
+   *  worker-manager, a worker it started that stopped or exited this long ago. */
   HODEI_FORGET_WORKERS_AFTER_MS: ms.default(24 * 3600_000),
 }).superRefine(checkHeartbeatTimeout);
 

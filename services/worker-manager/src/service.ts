@@ -15,6 +15,9 @@ import { Retries } from './retries.js';
 import { registerWorkerRoutes } from './routes/workers.js';
 import { Supervisor } from './workers/supervisor.js';
 
+/** Workers gone longer than HODEI_FORGET_WORKERS_AFTER_MS are looked for every so long, within these bounds. */
+const FORGET_CHECK_MS = { min: 1000, max: 60_000 };
+
 export const definition: ServiceDefinition = {
   title: 'Hodei Jobs — Worker Manager',
   description: 'Worker processes, executions, log lines and their live streams, results.',
@@ -48,13 +51,27 @@ export const definition: ServiceDefinition = {
       },
     });
 
+    // a row per worker ever started: the history would only grow
+    let forgetting: Promise<void> | undefined;
+    const forget = () =>
+      (forgetting ??= supervisor
+        .forgetGone()
+        .catch((err: unknown) => ctx.logger.warn({ err }, 'forgetting workers long gone failed'))
+        .finally(() => (forgetting = undefined)));
+    const forgetEveryMs = Math.max(FORGET_CHECK_MS.min, Math.min(FORGET_CHECK_MS.max, ctx.config.forgetWorkersAfterMs));
+    let forgetTimer: NodeJS.Timeout | undefined;
+
     return {
       start: async () => {
         await consumers.start();
         await retries.start();
+        await forget();
+        forgetTimer = setInterval(() => void forget(), forgetEveryMs).unref();
       },
       // Over by the platform's deadline: what is not done then is left to JetStream's redelivery.
       stop: async (deadline) => {
+        clearInterval(forgetTimer);
+        await forgetting;
         heartbeats.unsubscribe();
         live.stop();
         await retries.stop();

@@ -1,9 +1,10 @@
 // Routes without a worker: executions are created inline and moved along by publishing what a
 // worker and the scheduler publish.
 import { connect } from 'node:net';
-import { createTestEnv, encodeJson, splitResult, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, encodeJson, newId, splitResult, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
+import { insertWorker, markWorkerGone } from '../src/store/workers.js';
 import { consumedUpTo, lines, nextMessage, publishLines, publishStatus, until } from './helpers.js';
 
 let env: TestEnv;
@@ -394,5 +395,37 @@ describe('executions API', () => {
       '/api/v1/workers', '/api/v1/execute', '/api/v1/executions/{id}/logs/stream', '/api/v1/events/stream', '/api/v1/storage',
     ]));
     expect(Object.keys(doc.paths['/api/v1/executions/{id}/logs'].get.responses['200'].content)).toEqual(['application/json', 'text/plain']);
+  });
+});
+
+describe('workers history', () => {
+  it('forgets workers stopped or exited more than HODEI_FORGET_WORKERS_AFTER_MS ago; running ones stay', async () => {
+    const own = createTestEnv();
+    const forgetMs = 1000;
+    const wm = await startWorkerManager(own.config('worker-manager', { forgetWorkersAfterMs: forgetMs }));
+    const db = wm.ctx.db;
+    const capacity = { slots: 1, cpu_cores: 1, memory_bytes: 1024 ** 3 };
+    const add = async (name: string, stopped: 'stopped' | 'exited' | null) => {
+      const w = await insertWorker(db, { id: newId(), type: 'shell', name, pid: 1, host: 'elsewhere', labels: {}, capacity });
+      if (stopped) await markWorkerGone(db, w.id, { status: stopped, exit_code: 0, signal: null });
+      await db.query("UPDATE workers SET started_at = started_at - interval '2 hours', stopped_at = stopped_at - interval '1 hour' WHERE id = $1", [w.id]);
+      return w.id;
+    };
+    const listed = async () => ((await (await fetch(`${wm.url}/api/v1/workers`)).json()) as { id: string; status: string }[]).map((w) => `${w.id} ${w.status}`);
+    try {
+      const [exited, stopped, running] = [await add('exited', 'exited'), await add('stopped', 'stopped'), await add('running', null)];
+      await until(async () => (await listed()).join() === `${running} running`, 5000, 'the workers gone an hour ago to be forgotten');
+      expect((await fetch(`${wm.url}/api/v1/workers/${exited}`)).status).toBe(404);
+      expect((await fetch(`${wm.url}/api/v1/workers/${stopped}`)).status).toBe(404);
+      // one that exits now is listed for HODEI_FORGET_WORKERS_AFTER_MS, then forgotten
+      const stoppedAt = Date.now();
+      await markWorkerGone(db, running, { status: 'exited', exit_code: 1, signal: null });
+      expect(await listed()).toEqual([`${running} exited`]);
+      await until(async () => (await listed()).length === 0, 5000, 'the worker that just exited to be forgotten');
+      expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(forgetMs);
+    } finally {
+      await wm.stop();
+      await own.cleanup();
+    }
   });
 });

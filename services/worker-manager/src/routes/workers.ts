@@ -35,7 +35,7 @@ export function registerWorkerRoutes(api: Api, db: Pool, supervisor: Supervisor)
       method: 'get',
       path: '/api/v1/workers',
       tag,
-      summary: 'Worker processes started here, newest first',
+      summary: 'Worker processes started here, newest first (those stopped or exited longer than HODEI_FORGET_WORKERS_AFTER_MS ago are forgotten)',
       query: ManagedWorkerListQuery,
       responses: { 200: { description: 'workers', schema: ManagedWorker.array() } },
     },

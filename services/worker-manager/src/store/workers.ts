@@ -81,6 +81,16 @@ export async function markWorkerGone(
   return rows[0] ? toWorker(rows[0]) : null;
 }
 
+/** Deletes the workers stopped or exited more than `afterMs` ago (HODEI_FORGET_WORKERS_AFTER_MS, as
+ *  the scheduler forgets them); returns their ids. */
+export async function forgetGone(db: Pool, afterMs: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `DELETE FROM workers WHERE status IN ('stopped', 'exited') AND stopped_at < now() - make_interval(secs => $1::float8 / 1000) RETURNING id`,
+    [afterMs],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Workers a previous run of this service left alive on this host. */
 export async function liveOnHost(db: Pool, host: string): Promise<{ id: string; pid: number | null }[]> {
   const { rows } = await db.query<{ id: string; pid: number | null }>(

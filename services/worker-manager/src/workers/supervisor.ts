@@ -69,6 +69,15 @@ export class Supervisor {
     return this.children.has(id);
   }
 
+  /** Forgets the workers stopped or exited more than HODEI_FORGET_WORKERS_AFTER_MS ago, and the
+   *  heartbeats not renewed for as long. */
+  async forgetGone(): Promise<void> {
+    const afterMs = this.ctx.config.forgetWorkersAfterMs;
+    for (const [id, at] of this.heartbeats) if (Date.parse(at) < Date.now() - afterMs) this.heartbeats.delete(id);
+    const forgotten = await store.forgetGone(this.ctx.db, afterMs);
+    if (forgotten.length) this.ctx.logger.info({ workers: forgotten, after_ms: afterMs }, 'forgot workers long stopped or exited');
+  }
+
   /** Workers a previous run left on this host: adopted while their process lives, else `exited`. */
   async reconcile(): Promise<void> {
     for (const w of await store.liveOnHost(this.ctx.db, this.host)) {
