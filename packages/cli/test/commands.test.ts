@@ -109,6 +109,29 @@ describe('hodei executions cancel', () => {
   }, 30_000);
 });
 
+describe('hodei jobs cleanup --dry-run', () => {
+  it('says how many of each kind would go, and deletes none of it', async () => {
+    const { orchestrator, workerManager } = fx.stack;
+    const post = async (url: string, body: unknown) =>
+      (await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as { id: string };
+    const status = async (id: string) => ((await (await fetch(`${workerManager.url}/api/v1/executions/${id}`)).json()) as { status: string }).status;
+    const job = await post(`${orchestrator.url}/api/v1/jobs`, { name: 'history', command: 'true' });
+    // two executions of a job that stays (its newest is kept) and one of no job, over two days ago
+    const ids: string[] = [];
+    for (const body of [{ job_id: job.id }, { job_id: job.id }, { command: 'true' }]) {
+      const { id } = await post(`${workerManager.url}/api/v1/execute`, body);
+      for (let i = 0; i < 100 && (await status(id)) !== 'completed'; i++) await new Promise((r) => setTimeout(r, 100));
+      ids.push(id);
+    }
+    await workerManager.ctx.db.query("UPDATE executions SET finished_at = now() - interval '2 days' WHERE id = ANY ($1::uuid[])", [ids]);
+
+    const dry = await hodeiDone(['jobs', 'cleanup', '--older-than', '1d', '--dry-run'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toBe('would delete 0 jobs, 2 executions (1 older of jobs that stay, 1 of no job) with their logs, and 0 pipeline runs\n');
+    for (const id of ids) expect(await status(id)).toBe('completed');
+  }, 30_000);
+});
+
 describe('hodei logs -f', () => {
   it('ends with how the execution ended: its exit code, or the signal that killed it', async () => {
     const killed = JSON.parse((await hodeiDone(['run', '--json', '--command', 'echo bye; kill -KILL $$'], env)).stdout) as { execution: string };

@@ -1,5 +1,6 @@
 import { Env, ExecutionStatus, Id, Paging, Priority, queryInt, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
+import { ExecutionCleanupCounts } from './worker-manager.js';
 import { z } from './zod.js';
 
 const Name = z.string().trim().min(1).max(200);
@@ -150,9 +151,13 @@ export const CleanupRequest = z
   .object({ older_than_days: z.number().min(0).max(36_500), dry_run: z.boolean().default(false) })
   .strict()
   .openapi('CleanupRequest');
-export const CleanupResult = z
-  .object({ dry_run: z.boolean(), jobs: z.number().int(), job_ids: z.array(Id), executions: z.number().int().nullable() })
-  .openapi('CleanupResult');
+export const CleanupResult = ExecutionCleanupCounts.extend({
+  dry_run: z.boolean(),
+  jobs: z.number().int(),
+  job_ids: z.array(Id),
+  pipeline_runs: z.number().int().openapi({ description: 'pipeline runs over for older_than_days' }),
+}).openapi('CleanupResult');
+export type CleanupResult = z.infer<typeof CleanupResult>;
 
 // ---- pipeline runs ----
 

@@ -192,10 +192,19 @@ export const ExecutionsCleanupRequest = z
     job_ids: z.array(Id).max(100_000),
     /** also every execution over before then, of no job or of a job that has run since */
     finished_before: Timestamp.optional(),
+    dry_run: z.boolean().default(false).openapi({ description: 'count what would be deleted, delete nothing' }),
   })
   .strict()
   .openapi('ExecutionsCleanupRequest');
-export const ExecutionsCleanupResult = z.object({ executions: z.number().int() }).openapi('ExecutionsCleanupResult');
+/** How many executions went (or would go), and of them how many are older executions of jobs that
+ *  stay and how many of no job. */
+export const ExecutionCleanupCounts = z.object({
+  executions: z.number().int(),
+  older_executions: z.number().int().openapi({ description: 'of executions, the older ones of jobs that stay (each keeps its newest)' }),
+  adhoc_executions: z.number().int().openapi({ description: 'of executions, those of no job (POST /execute with a command)' }),
+});
+export type ExecutionCleanupCounts = z.infer<typeof ExecutionCleanupCounts>;
+export const ExecutionsCleanupResult = ExecutionCleanupCounts.openapi('ExecutionsCleanupResult');
 
 /** `data` of a `job_event` SSE event. */
 export const ExecutionEventData = z

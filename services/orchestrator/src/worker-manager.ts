@@ -1,7 +1,7 @@
 // What the orchestrator asks worker-manager: a job's live executions, cancelling them, the size of
 // its tables, and deleting the executions and logs of cleaned-up jobs.
 import { BadGatewayError, HttpError, ServiceClient, type Logger } from '@hodei/platform';
-import type { Execution } from '@hodei/types';
+import type { Execution, ExecutionCleanupCounts } from '@hodei/types';
 
 /** How long a cleanup waits for worker-manager to delete the executions and logs. */
 export const CLEANUP_TIMEOUT_MS = 10 * 60_000;
@@ -82,11 +82,12 @@ export class WorkerManagerClient {
   }
 
   /** Deletes the executions and logs of `jobIds`, and those over before `finishedBefore` but
-   *  each job's newest; returns how many executions went. */
-  async cleanup(jobIds: string[], finishedBefore: Date): Promise<number> {
-    const body = { job_ids: jobIds, finished_before: finishedBefore.toISOString() };
-    const r = await this.upstream(() => this.slow.send<{ executions?: unknown }>('POST', '/api/v1/executions/cleanup', body));
-    return typeof r?.executions === 'number' ? r.executions : 0;
+   *  each job's newest (with `dryRun`, only counts them); returns how many executions went. */
+  async cleanup(jobIds: string[], finishedBefore: Date, dryRun: boolean): Promise<ExecutionCleanupCounts> {
+    const body = { job_ids: jobIds, finished_before: finishedBefore.toISOString(), dry_run: dryRun };
+    const r = await this.upstream(() => this.slow.send<Partial<Record<keyof ExecutionCleanupCounts, unknown>>>('POST', '/api/v1/executions/cleanup', body));
+    const count = (v: unknown) => (typeof v === 'number' ? v : 0);
+    return { executions: count(r?.executions), older_executions: count(r?.older_executions), adhoc_executions: count(r?.adhoc_executions) };
   }
 
   /** A 4xx from worker-manager is its problem with our request, not the user's: answer 502. */

@@ -147,18 +147,19 @@ describe('cleanup', () => {
     // age them: two days since their last change
     await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '2 days' WHERE id = ANY ($1::uuid[])", [[old, oldRunning]]);
 
+    const nothing = { executions: 0, older_executions: 0, adhoc_executions: 0, pipeline_runs: 0 };
     const none = await api('POST', '/api/v1/cleanup', { older_than_days: 3, dry_run: true });
-    expect(none.body).toEqual({ dry_run: true, jobs: 0, job_ids: [], executions: null });
+    expect(none.body).toEqual({ dry_run: true, jobs: 0, job_ids: [], ...nothing });
 
     const dry = await api('POST', '/api/v1/cleanup', { older_than_days: 1, dry_run: true });
     expect(dry.status).toBe(200);
-    expect(dry.body).toEqual({ dry_run: true, jobs: 1, job_ids: [old], executions: null });
+    expect(dry.body).toEqual({ dry_run: true, jobs: 1, job_ids: [old], ...nothing, executions: 1 });
     expect((await api('GET', `/api/v1/jobs/${old}`)).status).toBe(200);
     expect((await wm('GET', `/api/v1/executions/${oldExec.id}`)).status).toBe(200);
 
     const real = await api('POST', '/api/v1/cleanup', { older_than_days: 1 });
     expect(real.status).toBe(200);
-    expect(real.body).toEqual({ dry_run: false, jobs: 1, job_ids: [old], executions: 1 });
+    expect(real.body).toEqual({ dry_run: false, jobs: 1, job_ids: [old], ...nothing, executions: 1 });
     expect((await api('GET', `/api/v1/jobs/${old}`)).status).toBe(404);
     expect((await wm('GET', `/api/v1/executions/${oldExec.id}`)).status).toBe(404);
     expect((await wm('GET', `/api/v1/executions?job_id=${old}`)).body).toEqual([]);
@@ -189,9 +190,17 @@ describe('cleanup', () => {
     await svc.ctx.db.query("UPDATE job_executions SET finished_at = now() - interval '2 days' WHERE execution_id = ANY ($1::uuid[])", [aged]);
     await svc.ctx.db.query("UPDATE pipeline_runs SET finished_at = now() - interval '2 days' WHERE id = $1", [pipeRun.body.id]);
 
+    // a dry run tells what would go of each kind, and deletes none of it
+    const counts = { jobs: 0, executions: 3, older_executions: 2, adhoc_executions: 1, pipeline_runs: 1 };
+    const dry = await api('POST', '/api/v1/cleanup', { older_than_days: 1, dry_run: true });
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({ dry_run: true, ...counts });
+    for (const id of aged) expect((await wm('GET', `/api/v1/executions/${id}`)).status).toBe(200);
+    expect((await api('GET', `/api/v1/pipeline-runs/${pipeRun.body.id}`)).status).toBe(200);
+
     const r = await api('POST', '/api/v1/cleanup', { older_than_days: 1 });
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ jobs: 0, executions: 3 });
+    expect(r.body).toMatchObject({ dry_run: false, ...counts });
     for (const id of [runs[0]!.id, runs[1]!.id, inline.body.id]) {
       expect((await wm('GET', `/api/v1/executions/${id}`)).status).toBe(404);
       expect((await wm('GET', `/api/v1/executions/${id}/logs`)).status).toBe(404);

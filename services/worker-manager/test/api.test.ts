@@ -377,7 +377,7 @@ describe('executions API', () => {
     expect(after.logs.bytes).toBeGreaterThan(0);
     const c = await post('/api/v1/executions/cleanup', { job_ids: ['01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11'] });
     expect(c.status).toBe(200);
-    expect(await c.json()).toEqual({ executions: 0 });
+    expect(await c.json()).toEqual({ executions: 0, older_executions: 0, adhoc_executions: 0 });
     expect(await storage()).toMatchObject({ executions: { rows: after.executions.rows }, logs: { rows: after.logs.rows } });
     const bad = await post('/api/v1/executions/cleanup', { job_ids: ['nope'] });
     expect(bad.status).toBe(400);

@@ -98,7 +98,7 @@ describe('real executions on a spawned worker', () => {
     // the orchestrator's cleanup of a job removes its executions and their lines
     const cleanup = await call(wm.url, 'POST', '/api/v1/executions/cleanup', { job_ids: [job.id] });
     expect(cleanup.status).toBe(200);
-    expect(await cleanup.json()).toEqual({ executions: 1 });
+    expect(await cleanup.json()).toEqual({ executions: 1, older_executions: 0, adhoc_executions: 0 });
     expect((await call(wm.url, 'GET', `/api/v1/executions/${e.id}`)).status).toBe(404);
     expect((await call(wm.url, 'GET', `/api/v1/executions/${e.id}/logs`)).status).toBe(404);
     expect(await (await call(wm.url, 'GET', `/api/v1/executions?job_id=${job.id}`)).json()).toEqual([]);

@@ -158,6 +158,13 @@ export const cleanup = async (f: { olderThan: number; dryRun?: boolean }, cmd: C
   ).data;
   if (out.json) return out.printJson(r);
   const verb = r.dry_run ? 'would delete' : 'deleted';
-  out.line(`${verb} ${r.jobs} job${r.jobs === 1 ? '' : 's'}${r.executions !== null ? ` and ${r.executions} execution${r.executions === 1 ? '' : 's'}` : ''}`);
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const kinds = [
+    r.older_executions ? `${r.older_executions} older of jobs that stay` : '',
+    r.adhoc_executions ? `${r.adhoc_executions} of no job` : '',
+  ].filter(Boolean);
+  out.line(
+    `${verb} ${count(r.jobs, 'job')}, ${count(r.executions, 'execution')}${kinds.length ? ` (${kinds.join(', ')})` : ''} with their logs, and ${count(r.pipeline_runs, 'pipeline run')}`,
+  );
   for (const id of r.job_ids) out.line(`  ${id}`);
 };

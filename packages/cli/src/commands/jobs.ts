@@ -51,8 +51,8 @@ export function registerJobs(program: Command): void {
 
   jobs
     .command('cleanup')
-    .summary('delete finished jobs (with their executions and logs) older than a duration')
+    .summary('delete finished jobs, old executions (with their logs) and old pipeline runs')
     .requiredOption('--older-than <duration>', 'age, e.g. 7d, 12h', parseDurationSeconds)
-    .option('--dry-run', 'only show what would be deleted')
+    .option('--dry-run', 'delete nothing; count what would be deleted')
     .action(lazy(load, 'cleanup'));
 }

@@ -33,31 +33,32 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       method: 'post',
       path: '/api/v1/cleanup',
       tag: 'stats',
-      summary: 'Delete finished jobs untouched for older_than_days with their executions and logs, and every execution and pipeline run over for that long but the newest execution of each job (dry_run only lists the jobs)',
+      summary: 'Delete finished jobs untouched for older_than_days with their executions and logs, and every execution and pipeline run over for that long but the newest execution of each job (dry_run deletes nothing and tells what would go)',
       body: CleanupRequest,
       responses: {
         200: { description: 'what was (or would be) deleted', schema: CleanupResult },
         502: { description: 'worker-manager answered badly; nothing was deleted' },
-        503: { description: 'worker-manager did not answer (within 10 minutes); the jobs were not deleted, their executions may have been: run the cleanup again' },
+        503: { description: 'worker-manager did not answer (within 10 minutes); the jobs were not deleted, their executions may have been: run the cleanup again (a dry run, which counts its executions, answers so too)' },
       },
     },
     async ({ body }, _req, res) => {
       const cutoff = new Date(Date.now() - body.older_than_days * DAY_MS);
       const ids = await jobs.finishedJobsBefore(db, cutoff, CLEANUP_BATCH);
       if (body.dry_run) {
-        res.json({ dry_run: true, jobs: ids.length, job_ids: ids, executions: null });
+        const [executions, pipelineRuns] = await Promise.all([workerManager.cleanup(ids, cutoff, true), runs.countEndedBefore(db, cutoff)]);
+        res.json({ dry_run: true, jobs: ids.length, job_ids: ids, ...executions, pipeline_runs: pipelineRuns } satisfies CleanupResult);
         return;
       }
       // worker-manager first: when it cannot delete the executions, the jobs stay too. Jobs that
       // ran since the cutoff (a schedule's, a pipeline's), and executions of no job, keep only
       // their newer executions, as pipelines keep only their newer runs.
-      const executions = await workerManager.cleanup(ids, cutoff);
+      const executions = await workerManager.cleanup(ids, cutoff, false);
       const deleted = await withTransaction(db, (c) => jobs.deleteFinishedJobs(c, ids, cutoff));
-      await withTransaction(db, async (c) => {
+      const pipelineRuns = await withTransaction(db, async (c) => {
         await executionRecords.deleteEndedBefore(c, cutoff);
-        await runs.deleteEndedBefore(c, cutoff);
+        return runs.deleteEndedBefore(c, cutoff);
       });
-      res.json({ dry_run: false, jobs: deleted.length, job_ids: deleted, executions });
+      res.json({ dry_run: false, jobs: deleted.length, job_ids: deleted, ...executions, pipeline_runs: pipelineRuns } satisfies CleanupResult);
     },
   );
 }

@@ -127,10 +127,18 @@ export async function deleteRun(db: Db, id: string): Promise<void> {
   await db.query('DELETE FROM pipeline_runs WHERE id = $1', [id]);
 }
 
+const ENDED_BEFORE = "status <> 'running' AND finished_at < $1";
+
 /** Deletes the runs over before `cutoff` with their jobs' rows; returns how many went. */
 export async function deleteEndedBefore(db: Db, cutoff: Date): Promise<number> {
-  const { rowCount } = await db.query("DELETE FROM pipeline_runs WHERE status <> 'running' AND finished_at < $1", [cutoff]);
+  const { rowCount } = await db.query(`DELETE FROM pipeline_runs WHERE ${ENDED_BEFORE}`, [cutoff]);
   return rowCount ?? 0;
+}
+
+/** How many runs deleteEndedBefore would delete. */
+export async function countEndedBefore(db: Db, cutoff: Date): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pipeline_runs WHERE ${ENDED_BEFORE}`, [cutoff]);
+  return rows[0]?.n ?? 0;
 }
 
 export async function listRuns(

@@ -128,13 +128,13 @@ export function registerExecutionRoutes(api: Api, db: Pool, executions: Executio
       method: 'post',
       path: '/api/v1/executions/cleanup',
       tag: 'Storage',
-      summary: 'Delete the executions and log lines of these jobs, and those over before finished_before but the newest of each job (the orchestrator\'s cleanup)',
+      summary: 'Delete the executions and log lines of these jobs, and those over before finished_before but the newest of each job (the orchestrator\'s cleanup); dry_run only counts them',
       body: ExecutionsCleanupRequest,
-      responses: { 200: { description: 'how many executions were deleted', schema: ExecutionsCleanupResult } },
+      responses: { 200: { description: 'how many executions were (or would be) deleted', schema: ExecutionsCleanupResult } },
     },
     async ({ body }, _req, res) => {
       const before = body.finished_before === undefined ? undefined : new Date(body.finished_before);
-      res.json({ executions: await store.deleteForJobs(db, body.job_ids, before) });
+      res.json(await store.deleteForJobs(db, body.job_ids, before, body.dry_run));
     },
   );
 }

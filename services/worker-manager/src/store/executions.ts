@@ -1,6 +1,6 @@
 // SQL of the executions table: one row per run of a job (or of an inline definition).
 import { fromRecords, iso, records, type Pool } from '@hodei/platform';
-import { FINAL_STATUSES, type Execution, type ExecutionStatus, type JobSpec, type Progress } from '@hodei/types';
+import { FINAL_STATUSES, type Execution, type ExecutionCleanupCounts, type ExecutionStatus, type JobSpec, type Progress } from '@hodei/types';
 
 export interface ExecutionRow {
   id: string;
@@ -260,18 +260,25 @@ export async function storageUsage(db: Pool): Promise<{ executions: { rows: numb
 
 /** Deletes the executions of these jobs and, with `finishedBefore`, every execution over before
  *  then that is not its job's newest (one of no job too: POST /execute with a command), with their
- *  log lines; returns how many executions went. */
-export async function deleteForJobs(db: Pool, jobIds: string[], finishedBefore?: Date): Promise<number> {
-  if (jobIds.length === 0 && !finishedBefore) return 0;
+ *  log lines; returns how many executions went, of which how many of jobs that stay and of no job.
+ *  With `dryRun`, counts them and deletes nothing. */
+export async function deleteForJobs(db: Pool, jobIds: string[], finishedBefore?: Date, dryRun = false): Promise<ExecutionCleanupCounts> {
+  if (jobIds.length === 0 && !finishedBefore) return { executions: 0, older_executions: 0, adhoc_executions: 0 };
+  const doomed = `SELECT id, job_id FROM executions e WHERE job_id = ANY($1::uuid[])
+      OR (status = ANY($3::text[]) AND finished_at < $2
+          AND (job_id IS NULL OR EXISTS (SELECT 1 FROM executions n WHERE n.job_id = e.job_id AND n.created_at > e.created_at)))`;
+  const counts = (from: string) => `SELECT count(*)::int AS executions,
+      count(*) FILTER (WHERE job_id IS NOT NULL AND job_id <> ALL($1::uuid[]))::int AS older_executions,
+      count(*) FILTER (WHERE job_id IS NULL)::int AS adhoc_executions FROM ${from}`;
   // one statement, one snapshot: the lines go with exactly the executions that go
-  const res = await db.query(
-    `WITH doomed AS (
-       SELECT id FROM executions e WHERE job_id = ANY($1::uuid[])
-         OR (status = ANY($3::text[]) AND finished_at < $2
-             AND (job_id IS NULL OR EXISTS (SELECT 1 FROM executions n WHERE n.job_id = e.job_id AND n.created_at > e.created_at)))
-     ), lines AS (DELETE FROM log_lines WHERE execution_id IN (SELECT id FROM doomed))
-     DELETE FROM executions WHERE id IN (SELECT id FROM doomed)`,
+  const { rows } = await db.query<ExecutionCleanupCounts>(
+    dryRun
+      ? `WITH doomed AS (${doomed}) ${counts('doomed')}`
+      : `WITH doomed AS (${doomed}),
+           lines AS (DELETE FROM log_lines WHERE execution_id IN (SELECT id FROM doomed)),
+           gone AS (DELETE FROM executions WHERE id IN (SELECT id FROM doomed) RETURNING job_id)
+         ${counts('gone')}`,
     [jobIds, finishedBefore ?? null, FINAL_STATUSES],
   );
-  return res.rowCount ?? 0;
+  return rows[0]!;
 }
