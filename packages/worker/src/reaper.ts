@@ -106,10 +106,16 @@ export class Reaper {
 
   /** After the main process exited: whatever it left behind goes too. */
   cleanup(executionId: string, pgid: number | undefined): void {
+    // found before the group's SIGTERM, which ends most of them before the scan reads /proc
+    const orphans = executionTree(executionId, undefined, this.subreaper());
     const group = signalGroup(pgid, 'SIGTERM');
-    void this.scan(executionId, pgid, 'SIGTERM').then((pids) => {
+    signalPids(orphans, 'SIGTERM');
+    void this.scan(executionId, pgid, 'SIGTERM').then((found) => {
+      const pids = [...new Set([...orphans, ...found])].sort((a, b) => a - b);
       if (!group && pids.length === 0) return;
-      this.logger.info({ execution_id: executionId, leftover_pids: pids }, 'terminating processes the job left behind');
+      if (pids.length) this.logger.info({ execution_id: executionId, leftover_pids: pids }, 'terminating processes the job left behind');
+      // what is left of the group does not carry HODEI_EXECUTION_ID (env -i), or ended meanwhile
+      else this.logger.info({ execution_id: executionId, process_group: pgid }, "terminating the job's process group: its main process exited, some of it did not");
       this.scheduleKill(executionId, pgid);
     });
   }
