@@ -49,7 +49,8 @@ export interface ExecutionDeps {
   maxPayload: () => number;
 }
 
-/** `written_off`: the scheduler recorded it over on this worker (lost) while it still ran here. */
+/** `written_off`: the scheduler recorded it over (lost, cancelled, ended) or placed it on another
+ *  worker while it still ran here: this run is not the execution's, and reports no final status. */
 export type KillReason = 'cancelled' | 'timed_out' | 'lost' | 'written_off';
 
 export interface ExecutionOutcome {
@@ -219,7 +220,7 @@ export class Execution {
         message = 'killed: the worker lost its NATS connection, so the job may be placed elsewhere';
       } else if (this.killReason === 'written_off') {
         status = 'lost';
-        message = 'killed: the scheduler had counted the worker gone and recorded the execution lost, so the job may be placed elsewhere';
+        message = 'killed: the scheduler recorded the execution over or placed it on another worker';
       } else if (exitCode === 0) {
         status = 'completed';
         message = 'exited with code 0';
@@ -359,20 +360,25 @@ export class Execution {
     this.shipper.close();
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
-    this.sendProgress();
+    // a run written off reports nothing: the execution's status is recorded already, or comes
+    // from the worker it is placed on
+    const reported = this.killReason !== 'written_off';
+    if (reported) this.sendProgress();
     this.deps.onSlotFree(this.id);
     this.finalSent = true;
-    this.publishStatus({
-      status,
-      exit_code: exitCode,
-      signal,
-      message,
-      last_seq: this.seq,
-      started_at: this.startedAt.toISOString(),
-      finished_at: finishedAt.toISOString(),
-      duration_ms: Math.max(0, finishedAt.getTime() - this.startedAt.getTime()),
-      ...result,
-    });
+    if (reported) {
+      this.publishStatus({
+        status,
+        exit_code: exitCode,
+        signal,
+        message,
+        last_seq: this.seq,
+        started_at: this.startedAt.toISOString(),
+        finished_at: finishedAt.toISOString(),
+        duration_ms: Math.max(0, finishedAt.getTime() - this.startedAt.getTime()),
+        ...result,
+      });
+    }
     await this.statusChain;
     this.trace.span.setAttributes({ 'hodei.status': status, ...(exitCode !== null ? { 'process.exit.code': exitCode } : {}) });
     this.trace.span.end();

@@ -67,12 +67,15 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
 }
 
 const ENDED = 'execution already ended; its final status is on its way';
+/** Executions that ended here remembered (the latest): an assignment of one sent again is not run again. */
+const ENDED_REMEMBERED = 10_000;
 
 class WorkerAgent {
   /** Executions until their final status is published. */
   readonly executions = new Map<string, Execution>();
   /** Executions holding a slot: the process runs or its logs are still being shipped. */
   private readonly busy = new Set<string>();
+  private readonly ended = new Set<string>();
   readonly done: Promise<void>;
   private resolveDone!: () => void;
   private readonly subjects;
@@ -135,8 +138,9 @@ class WorkerAgent {
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
         ack = { accepted: false, reason: `invalid assignment: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim() };
-      } else if (this.executions.has(parsed.data.execution_id)) {
-        ack = { accepted: true }; // a re-sent assignment we already run: never run it twice
+      } else if (this.executions.has(parsed.data.execution_id) || this.ended.has(parsed.data.execution_id)) {
+        // a re-sent assignment (its first answer late) of one it runs or ran: never run it twice
+        ack = { accepted: true };
       } else if (this.draining || this.shuttingDown) {
         ack = { accepted: false, reason: 'worker is draining' };
       } else if (this.busy.size >= this.config.capacity.slots) {
@@ -182,6 +186,8 @@ class WorkerAgent {
       this.metrics?.finished.inc({ status: outcome.status });
       this.busy.delete(execution.id);
       this.executions.delete(execution.id);
+      this.ended.add(execution.id);
+      if (this.ended.size > ENDED_REMEMBERED) this.ended.delete(this.ended.values().next().value!);
       if (this.executions.size === 0) this.reaper.keepWarm(false);
       if (this.draining && this.executions.size === 0) void this.shutdown();
     });
@@ -294,7 +300,7 @@ class WorkerAgent {
       return; // not JSON: not from a scheduler
     }
     const killed = reply.written_off.filter((id) => this.executions.get(id)?.kill('written_off'));
-    if (killed.length) this.logger.error({ executions: killed }, 'the scheduler recorded executions still running here lost (it counted this worker gone): killing them');
+    if (killed.length) this.logger.error({ executions: killed }, 'the scheduler recorded executions still running here over or placed them on another worker: killing them');
     if (reply.status !== 'unknown' || !this.config.registerWithScheduler || this.registering || sentAt < this.registeredAt) return;
     if (this.draining || this.shuttingDown) return;
     this.logger.warn({ scheduler: this.config.schedulerUrl }, 'the scheduler does not know this worker (forgotten, or its database was reset): registering again');

@@ -276,6 +276,10 @@ describe('assignments', () => {
     const again = await h.assign({ command: 'sleep 0.3' }, { to: w, id: first.id });
     expect(again.ack.accepted).toBe(true);
     await first.final;
+    // also once it ended (an answer that came too late, asked again): acknowledged, not run again
+    const late = await h.assign({ command: 'sleep 0.3' }, { to: w, id: first.id });
+    expect(late.ack.accepted).toBe(true);
+    expect(w.running()).toEqual([]);
     const third = await h.assign({ command: 'true' }, { to: w });
     expect(third.ack.accepted).toBe(true);
     expect((await third.final).status).toBe('completed');

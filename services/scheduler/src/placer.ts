@@ -3,6 +3,7 @@
 // conditional UPDATE, so two replicas never hand out the same execution.
 import { Batcher, contextFromTraceparent, decodeJson, encodeJson, publishTraced, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
 import { AssignmentAck, type Assignment, type WorkerControl, type ExecutionQueuedEvent, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
+import { RequestError } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
 import { entryOf, queueOrder, type QueueEntry, type QueueStore, type Stored } from './store/queue.js';
 import type { WorkerStore } from './store/workers.js';
@@ -388,32 +389,13 @@ export class Placer {
       ...(entry.traceparent ? { traceparent: entry.traceparent } : {}),
       ...traceField(), // the placement span, when traced
     };
-    let accepted = false;
-    let why = '';
-    try {
-      const headers = traceHeaders();
-      const reply = await this.bus.nc.request(this.bus.subjects.assign(workerId), encodeJson(assignment), {
-        timeout: ASSIGN_TIMEOUT_MS,
-        ...(headers ? { headers } : {}),
-      });
-      const ack = AssignmentAck.safeParse(decodeJson(reply.data));
-      if (ack.success && ack.data.accepted) accepted = true;
-      else {
-        why = ack.success ? `refused: ${ack.data.reason ?? 'no reason given'}` : 'malformed acknowledgement';
-        // a full worker frees a slot soon (it was over-filled: say, by another replica)
-        const full = ack.success && (ack.data.reason ?? '').startsWith('no free slot');
-        this.refused.set(`${entry.execution_id}:${workerId}`, Date.now() + (full ? REFUSED_FULL_MS : REFUSED_MS));
-      }
-    } catch (err) {
-      why = `no answer: ${(err as Error).message}`;
-      this.unresponsive.set(workerId, Date.now() + UNRESPONSIVE_MS);
-    }
+    let answer = await this.ask(workerId, assignment);
     let claim: Stored;
     try {
       claim = await stored;
     } catch (err) {
-      // The queued event is redelivered and placed again; a worker still running it takes the
-      // second assignment as the same run (one that already ended would run it again).
+      // The queued event is redelivered and placed again; a worker that runs or ran it takes the
+      // second assignment as the same run (it remembers its last 10,000 executions).
       log.error({ err }, 'could not store the claimed entry');
       return;
     }
@@ -421,22 +403,55 @@ export class Placer {
       // Its cancel, its end or an earlier copy of the event was there first. The worker runs it
       // once whatever it is sent; only a second run elsewhere (or after its end) is stopped.
       const sameRun = claim.known?.worker_id === workerId && (claim.known.state === 'assigning' || claim.known.state === 'assigned');
-      if (accepted && !sameRun) this.stopOn(entry.execution_id, workerId);
+      if (answer.kind === 'accepted' && !sameRun) this.stopOn(entry.execution_id, workerId);
       return;
     }
     try {
-      if (accepted) {
+      // A worker that did not answer in time may still take the assignment (a busy event loop, a
+      // slow link): placed elsewhere, it would run twice. It keeps the claim and is asked again
+      // until it answers (a worker runs an execution id once: one it took says yes again), has no
+      // subscription left (gone: placed elsewhere), or the claim is over (its heartbeat confirmed
+      // it, it went offline and the execution is lost, or this claim expired).
+      for (let asked = 1; answer.kind === 'silent'; asked++) {
+        this.placements.inc({ outcome: 'no_answer' });
+        if (asked === 1) log.warn({ why: answer.why }, 'worker did not answer the assignment in time; asking it again (it may have taken it)');
+        if (this.stopped || !(await this.queue.keepClaim(entry.execution_id, workerId))) return;
+        answer = await this.ask(workerId, assignment);
+      }
+      if (answer.kind === 'accepted') {
         await this.confirms.add({ execution_id: entry.execution_id, worker_id: workerId });
         this.placements.inc({ outcome: 'accepted' });
         log.debug('execution placed');
       } else {
         await this.queue.release(entry.execution_id, workerId);
-        this.placements.inc({ outcome: why.startsWith('refused') ? 'refused' : 'no_answer' });
-        log.warn({ why }, 'worker did not take the assignment; placing it again');
+        this.placements.inc({ outcome: answer.kind === 'refused' ? 'refused' : 'no_answer' });
+        log.warn({ why: answer.why }, 'worker did not take the assignment; placing it again');
         this.kick();
       }
     } catch (err) {
       log.error({ err }, 'could not record the assignment outcome');
+    }
+  }
+
+  /** Sends the assignment: `silent` when the worker may have taken it without its answer arriving,
+   *  `gone` when no worker listens on its subject (it cannot have it). */
+  private async ask(workerId: string, assignment: Assignment): Promise<{ kind: 'accepted' | 'refused' | 'silent' | 'gone'; why: string }> {
+    try {
+      const headers = traceHeaders();
+      const reply = await this.bus.nc.request(this.bus.subjects.assign(workerId), encodeJson(assignment), {
+        timeout: ASSIGN_TIMEOUT_MS,
+        ...(headers ? { headers } : {}),
+      });
+      const ack = AssignmentAck.safeParse(decodeJson(reply.data));
+      if (ack.success && ack.data.accepted) return { kind: 'accepted', why: '' };
+      // a full worker frees a slot soon (it was over-filled: say, by another replica)
+      const full = ack.success && (ack.data.reason ?? '').startsWith('no free slot');
+      this.refused.set(`${assignment.execution_id}:${workerId}`, Date.now() + (full ? REFUSED_FULL_MS : REFUSED_MS));
+      return { kind: 'refused', why: ack.success ? `refused: ${ack.data.reason ?? 'no reason given'}` : 'malformed acknowledgement' };
+    } catch (err) {
+      this.unresponsive.set(workerId, Date.now() + UNRESPONSIVE_MS);
+      const gone = err instanceof RequestError && err.isNoResponders();
+      return { kind: gone ? 'gone' : 'silent', why: `no answer: ${(err as Error).message}` };
     }
   }
 

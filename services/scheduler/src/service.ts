@@ -249,7 +249,7 @@ export const definition: ServiceDefinition = {
             }
             if (r.status !== r.previous) placer.kick();
             const writtenOff = hb.running_executions.length ? await queue.runningOn(hb.worker_id, hb.running_executions) : [];
-            if (writtenOff.length) logger.warn({ worker_id: hb.worker_id, executions: writtenOff }, 'a worker still runs executions recorded over on it: told to kill them');
+            if (writtenOff.length) logger.warn({ worker_id: hb.worker_id, executions: writtenOff }, 'a worker runs executions recorded over or placed on another worker: told to kill them');
             return { status: r.status, written_off: writtenOff };
           },
           caughtUp: () => placer.setReady(),

@@ -1,7 +1,7 @@
 import { createTestEnv, decodeJson, encodeJson, newId, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { isFinalStatus, subjects, type Assignment, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
+import { isFinalStatus, subjects, type Assignment, type ExecutionQueuedEvent, type ExecutionStatusEvent, type WorkerHeartbeat } from '@hodei/types';
 import { startWorker } from '@hodei/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../src/service.js';
@@ -280,7 +280,7 @@ describe('placement', () => {
     expect((await getWorker(big.id)).free).toMatchObject({ slots: 2, cpu_cores: 1 });
   });
 
-  it('places on another worker when the first refuses or does not answer', async () => {
+  it('places on another worker when the first refuses or is gone; one that does not answer is asked again', async () => {
     const refusing = await fakeWorker({ t: 'ack' }, { slots: 8 }, 'refuse');
     const ok = await fakeWorker({ t: 'ack' }, { slots: 2 });
     const a = await enqueue({ labels: { t: 'ack' } });
@@ -288,13 +288,30 @@ describe('placement', () => {
     expect(refusing.ids()).toEqual([a]);
     expect(ok.ids()).toEqual([a]);
 
+    // A worker that does not answer may have taken the assignment (its answer late): the
+    // execution stays with it, sent again, and goes elsewhere only once nothing listens there.
     const silent = await fakeWorker({ t: 'ack' }, { slots: 16 }, 'silent');
-    const b = await enqueue({ labels: { t: 'ack' } });
-    await until(() => ok.got.length, (n) => n > 1, 6000);
-    expect(silent.ids()).toEqual([b]);
-    expect(ok.ids()).toEqual([a, b]);
-    expect((await getWorker(silent.id)).running_executions).toEqual([]);
-    expect((await getWorker(ok.id)).running_executions.sort()).toEqual([a, b].sort());
+    // both stay online meanwhile
+    const beating = setInterval(() => {
+      for (const id of [silent.id, ok.id]) {
+        const hb: WorkerHeartbeat = { worker_id: id, status: 'online', running_executions: [], timestamp: new Date().toISOString() };
+        nc.publish(s.heartbeat(id), encodeJson(hb));
+      }
+    }, 200);
+    try {
+      const b = await enqueue({ labels: { t: 'ack' } });
+      await until(() => silent.got.length, (n) => n > 1, 6000);
+      expect(silent.ids()).toEqual([b, b]);
+      expect(ok.ids()).toEqual([a]);
+      expect((await getWorker(silent.id)).running_executions).toEqual([b]);
+      silent.stop();
+      await until(() => ok.got.length, (n) => n > 1, 6000);
+      expect(ok.ids()).toEqual([a, b]);
+      expect((await getWorker(silent.id)).running_executions).toEqual([]);
+      expect((await getWorker(ok.id)).running_executions.sort()).toEqual([a, b].sort());
+    } finally {
+      clearInterval(beating);
+    }
   });
 
   it('drops a waiting execution that is cancelled, even when the cancel arrives first', async () => {
@@ -458,6 +475,21 @@ describe('placement', () => {
       w.stop();
       other.stop();
     }
+    await finish(id, w.id);
+  });
+
+  it('an entry released while its worker took it is placed on that worker by its heartbeat, not placed again', async () => {
+    const w = await fakeWorker({ t: 'released' }, { slots: 1 });
+    const id = await enqueue({ labels: { t: 'released' } });
+    await recorded(w);
+    // a claim released (expired) while the worker took the assignment, its yes not heard
+    await svc.ctx.db.query(`UPDATE queue SET state = 'waiting', worker_id = NULL, claimed_at = NULL WHERE execution_id = $1`, [id]);
+    const hb: WorkerHeartbeat = { worker_id: w.id, status: 'online', running_executions: [id], timestamp: new Date().toISOString() };
+    const reply = decodeJson((await nc.request(s.heartbeat(w.id), encodeJson(hb))).data);
+    expect(reply).toMatchObject({ written_off: [] });
+    expect(await queueState(id)).toBe('assigned');
+    expect(await getWorker(w.id)).toMatchObject({ running_executions: [id] });
+    w.stop();
     await finish(id, w.id);
   });
 

@@ -174,6 +174,16 @@ export class QueueStore {
     );
   }
 
+  /** The worker did not answer in time and is asked again: the claim stays (and is not taken for
+   *  one whose claimer died). False when it is no longer this worker's claim. */
+  async keepClaim(executionId: string, workerId: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE queue SET claimed_at = clock_timestamp() WHERE execution_id = $1 AND worker_id = $2 AND state = 'assigning'`,
+      [executionId, workerId],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
   /** Claims whose request outlived any answer (the claiming process died): back to waiting. */
   async expireClaims(olderThanMs: number): Promise<number> {
     const { rowCount } = await this.db.query(
@@ -197,17 +207,19 @@ export class QueueStore {
   }
 
   /**
-   * What a worker says it runs. Those still claimed for it are confirmed: the process (a replica)
-   * that claimed them may have died between the worker's acceptance and its record, and a claim
-   * left `assigning` would be released and placed a second time. Returns those placed on the
-   * worker and over for the scheduler (lost, cancelled or ended).
+   * What a worker says it runs. Those still claimed for it, or waiting (a claim released while it
+   * took the assignment), are placed on it: the process (a replica) that claimed them may have
+   * died between the worker's acceptance and its record, and such an entry placed again would run
+   * a second time. Returns those it must not run: over (lost, cancelled, ended, on whatever
+   * worker) or placed on another worker.
    */
   async runningOn(workerId: string, executionIds: string[]): Promise<string[]> {
     const { rows } = await this.db.query<{ execution_id: string }>(
-      `WITH confirmed AS (
-         UPDATE queue SET state = 'assigned', waiting_reason = NULL
-          WHERE execution_id = ANY($2::uuid[]) AND worker_id = $1 AND state = 'assigning')
-       SELECT execution_id FROM queue WHERE execution_id = ANY($2::uuid[]) AND worker_id = $1 AND state = 'done'`,
+      `WITH placed AS (
+         UPDATE queue SET state = 'assigned', worker_id = $1, claimed_at = coalesce(claimed_at, clock_timestamp()), waiting_reason = NULL
+          WHERE execution_id = ANY($2::uuid[]) AND (state = 'waiting' OR (worker_id = $1 AND state = 'assigning')))
+       SELECT execution_id FROM queue
+        WHERE execution_id = ANY($2::uuid[]) AND (state = 'done' OR (state IN ('assigning', 'assigned') AND worker_id <> $1))`,
       [workerId, executionIds],
     );
     return rows.map((r) => r.execution_id);
