@@ -28,8 +28,9 @@ export const definition: ServiceDefinition = {
       }),
     };
     const workerManager = new WorkerManagerClient(ctx.config.urls['worker-manager'], ctx.config.apiToken, ctx.logger);
-    pipelineRoutes(ctx.api, { db: ctx.db, metrics, maxPayload: () => ctx.bus.nc.info?.max_payload });
-    jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics, maxPayload: () => ctx.bus.nc.info?.max_payload });
+    const maxPayload = () => ctx.bus.nc.info?.max_payload;
+    pipelineRoutes(ctx.api, { db: ctx.db, metrics, maxPayload });
+    jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics, maxPayload });
     const runner = new PipelineRunner(ctx.db, workerManager, ctx.bus, ctx.logger.child({ component: 'pipeline-runs' }));
     runRoutes(ctx.api, { db: ctx.db, runner, bus: ctx.bus, logger: ctx.logger });
     statsRoutes(ctx.api, { db: ctx.db, workerManager });

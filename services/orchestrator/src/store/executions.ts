@@ -2,7 +2,7 @@
 // replaced; otherwise a status only moves forward (queued → running → final), so events that
 // arrive out of order across subjects cannot take a job back.
 import { isFinalStatus, type ExecutionStatus } from '@hodei/types';
-import { ACTIVE_EXECUTION, type Db } from './db.js';
+import { ACTIVE_EXECUTION, FINAL_EXECUTION, type Db } from './db.js';
 
 export interface ExecutionUpdate {
   execution_id: string;
@@ -86,7 +86,7 @@ export async function countActiveExecutions(db: Db, jobId: string): Promise<numb
  *  running pipeline run holds; returns how many went. */
 export async function deleteEndedBefore(db: Db, cutoff: Date): Promise<number> {
   const { rowCount } = await db.query(
-    `DELETE FROM job_executions x WHERE x.status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND x.finished_at < $1
+    `DELETE FROM job_executions x WHERE x.status IN ${FINAL_EXECUTION} AND x.finished_at < $1
        AND EXISTS (SELECT 1 FROM job_executions n WHERE n.job_id = x.job_id AND n.execution_id > x.execution_id)
        AND NOT EXISTS (SELECT 1 FROM pipeline_run_jobs rj JOIN pipeline_runs r ON r.id = rj.run_id
                        WHERE r.status = 'running' AND rj.execution_id = x.execution_id)`,

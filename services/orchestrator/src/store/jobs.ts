@@ -2,7 +2,7 @@
 import { iso } from '@hodei/platform';
 import { PRIORITY_NAMES, type ExecutionStatus, type Job, type JobListQuery } from '@hodei/types';
 import type { Db } from './db.js';
-import { ACTIVE_EXECUTION, UNFINISHED_RUN_JOB, Where } from './db.js';
+import { ACTIVE_EXECUTION, FINAL_EXECUTION, UNFINISHED_RUN_JOB, Where } from './db.js';
 
 /** A job definition as written to the table (defaults already applied). */
 export interface JobValues {
@@ -212,7 +212,7 @@ export async function setJobStatus(db: Db, id: string, status: ExecutionStatus):
 /** Jobs with a final status untouched since before `cutoff`, no execution still going and no running run waiting for them, oldest first. */
 export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND updated_at < $1
+    `SELECT id FROM jobs WHERE status IN ${FINAL_EXECUTION} AND updated_at < $1
        AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
      ORDER BY updated_at LIMIT $2`,
     [cutoff, limit],
@@ -224,7 +224,7 @@ export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): P
 export async function deleteFinishedJobs(db: Db, ids: string[], cutoff: Date): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `DELETE FROM jobs WHERE id = ANY ($1::uuid[]) AND updated_at < $2
-       AND status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost') AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
+       AND status IN ${FINAL_EXECUTION} AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
      RETURNING id`,
     [ids, cutoff],
   );

@@ -1,5 +1,5 @@
 // Aggregates for GET /api/v1/stats.
-import type { Db } from './db.js';
+import { FINAL_EXECUTION, type Db } from './db.js';
 
 export interface JobStats {
   total_jobs: number;
@@ -13,9 +13,9 @@ export async function jobStats(db: Db): Promise<JobStats> {
   const byStatus = await db.query<{ status: string; n: number }>('SELECT status, count(*) AS n FROM jobs GROUP BY status');
   const byPriority = await db.query<{ priority: number; n: number }>('SELECT priority, count(*) AS n FROM jobs GROUP BY priority ORDER BY priority');
   const runs = await db.query<{ finished: number; completed: number; avg: string | null }>(
-    `SELECT count(*) FILTER (WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost')) AS finished,
+    `SELECT count(*) FILTER (WHERE status IN ${FINAL_EXECUTION}) AS finished,
             count(*) FILTER (WHERE status = 'completed') AS completed,
-            avg(duration_ms) FILTER (WHERE status IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost')) AS avg
+            avg(duration_ms) FILTER (WHERE status IN ${FINAL_EXECUTION}) AS avg
      FROM job_executions`,
   );
   const r = runs.rows[0];
