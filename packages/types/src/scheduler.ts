@@ -141,11 +141,12 @@ export const HeartbeatAck = z.object({ id: Id, status: RegistryWorkerStatus, las
 /** The scheduler's answer to a `WorkerHeartbeat` sent as a NATS request (one sent without a reply subject gets none). */
 export const HeartbeatReply = z.object({
   /** The worker in the registry. `unknown`: no entry (never registered, forgotten, or the scheduler's
-   *  database was reset), so no work comes to it: the agent registers again. */
+   *  database was reset), so no work comes to it: the agent registers again. `stopped`: deregistered
+   *  (its drain message missed): the agent drains and exits. */
   status: z.union([RegistryWorkerStatus, z.literal('unknown')]),
-  /** Of the heartbeat's `running_executions`, those the scheduler recorded over on this worker (`lost`
-   *  when it counted the worker gone, or cancelled) while they still run there: the agent kills them,
-   *  as they may be running again elsewhere. */
+  /** Of the heartbeat's `running_executions`, those the scheduler recorded over (`lost` when it counted
+   *  the worker gone, cancelled, ended) or placed on another worker while they still run there: the
+   *  agent kills them, as they may be running again elsewhere, and reports nothing about them. */
   written_off: z.array(Id),
 });
 export type HeartbeatReply = z.infer<typeof HeartbeatReply>;

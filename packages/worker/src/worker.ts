@@ -288,8 +288,9 @@ class WorkerAgent {
     }
   }
 
-  /** The scheduler forgot this worker: it registers again. It recorded executions running here over
-   *  (it counted the worker gone and published them lost; they may be placed again): they are killed. */
+  /** The scheduler forgot this worker: it registers again. It deregistered it (stopped; the drain
+   *  message missed): it drains. It recorded executions running here over (it counted the worker
+   *  gone and published them lost) or placed them on another worker: they are killed. */
   private onHeartbeatReply(msg: Msg, sentAt: number): void {
     let reply: HeartbeatReply;
     try {
@@ -301,8 +302,14 @@ class WorkerAgent {
     }
     const killed = reply.written_off.filter((id) => this.executions.get(id)?.kill('written_off'));
     if (killed.length) this.logger.error({ executions: killed }, 'the scheduler recorded executions still running here over or placed them on another worker: killing them');
-    if (reply.status !== 'unknown' || !this.config.registerWithScheduler || this.registering || sentAt < this.registeredAt) return;
-    if (this.draining || this.shuttingDown) return;
+    // an answer to a beat sent before the last registration describes the entry it replaced
+    if (this.registering || sentAt < this.registeredAt || this.draining || this.shuttingDown) return;
+    if (reply.status === 'stopped') {
+      this.logger.warn({ scheduler: this.config.schedulerUrl }, 'the scheduler deregistered this worker (stopped): it gets no more work, draining');
+      void this.drain();
+      return;
+    }
+    if (reply.status !== 'unknown' || !this.config.registerWithScheduler) return;
     this.logger.warn({ scheduler: this.config.schedulerUrl }, 'the scheduler does not know this worker (forgotten, or its database was reset): registering again');
     void this.register();
   }

@@ -79,7 +79,7 @@ export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: (
       method: 'delete',
       path: '/api/v1/workers/:id',
       tag: TAG,
-      summary: 'Deregister a worker (status stopped; it takes no more work). A live agent is told to drain: it finishes what runs, then exits',
+      summary: 'Deregister a worker (status stopped; it takes no more work). A live agent is told to drain (or, having missed that, learns it from its next heartbeat\'s answer): it finishes what runs, then exits',
       params: IdParams,
       responses: { 200: { description: 'deregistered', schema: RegistryWorker }, 404: { description: 'no such worker' } },
     },
