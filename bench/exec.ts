@@ -282,8 +282,15 @@ interface Figure {
  *  spawners count only when they descend from this process: other installations on the machine
  *  (a developer's stack, other test runs) are not this run's. */
 function cpuByRole(): Record<string, number> {
+  return usageByRole().cpu;
+}
+
+/** As cpuByRole, with each role's system calls that read and write (`syscr` + `syscw` of
+ *  /proc/<pid>/io; those of the jobs and of exited processes are not counted). */
+function usageByRole(): { cpu: Record<string, number>; syscalls: Record<string, number> } {
   const tick = 1000 / 100; // USER_HZ
   const roles: Record<string, number> = {};
+  const syscalls: Record<string, number> = {};
   const procs: Array<{ pid: number; f: string[]; cmd: string }> = [];
   const parent = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
@@ -314,9 +321,20 @@ function cpuByRole(): Record<string, number> {
     else if (cmd.includes('nats-server')) role = 'nats-server';
     // the jobs are children of whichever forks them: the spawner process, or the agent's thread
     if (role === 'worker agent' || role === 'worker spawner') roles['job processes'] = (roles['job processes'] ?? 0) + children;
-    if (role) roles[role] = (roles[role] ?? 0) + own;
+    if (!role) continue;
+    roles[role] = (roles[role] ?? 0) + own;
+    syscalls[role] = (syscalls[role] ?? 0) + ioSyscalls(pid);
   }
-  return roles;
+  return { cpu: roles, syscalls };
+}
+
+function ioSyscalls(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'latin1');
+    return Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0) + Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0);
+  } catch {
+    return 0; // gone, or another user's
+  }
 }
 
 /** Each role's CPU time between two cpuByRole() readings, as `format` writes it. */
@@ -337,7 +355,7 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     await stack.waitFinal((await execute(stack, 'true')).id);
     const trace = traceNats ? await startTrace(stack) : undefined;
     const ids: string[] = [];
-    const cpu0 = cpuByRole();
+    const use0 = usageByRole();
     const t0 = wallMs();
     let next = 0;
     await Promise.all(
@@ -351,7 +369,9 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
     const submitted = wallMs();
     const statuses = await Promise.all(ids.map((id) => stack.waitFinal(id, 120_000)));
     const end = Math.max(...ids.map((id) => stack.finals.get(id)!.at));
-    const cpu = cpuSpent(cpu0, cpuByRole(), (ms) => `${(ms / jobs).toFixed(2)} ms`);
+    const use1 = usageByRole();
+    const cpu = cpuSpent(use0.cpu, use1.cpu, (ms) => `${(ms / jobs).toFixed(2)} ms`);
+    const syscalls = cpuSpent(use0.syscalls, use1.syscalls, (n) => (n / jobs).toFixed(1));
     // an assignment the worker refused (it had no free slot) means the scheduler over-filled it
     const refused = /hodei_placements_total\{outcome="refused"[^}]*\} (\d+)/.exec(await (await fetch(`${stack.scheduler}/metrics`)).text())?.[1] ?? '0';
     const bad = statuses.filter((s) => s !== 'completed').length;
@@ -368,7 +388,7 @@ async function benchThroughput(jobs: number): Promise<Figure[]> {
         baseline: { label: 'bare Node loop, /bin/sh -c true, 8 at a time', value: base },
         target: { text: '≥ 0.8× baseline', ok: (v, b) => v >= 0.8 * b! },
         better: 'higher',
-        note: `submitting took ${((submitted - t0) / 1000).toFixed(2)} s; assignments refused: ${refused}; CPU per job: ${cpu}`,
+        note: `submitting took ${((submitted - t0) / 1000).toFixed(2)} s; assignments refused: ${refused}; CPU per job: ${cpu}; read and write system calls per job: ${syscalls}`,
       },
     ];
   } finally {
