@@ -46,6 +46,13 @@ export interface FakeWorkerManager {
   close: () => Promise<void>;
 }
 
+/** What the stand-in answers where its handler does not: an empty worker-manager's cleanup (every
+ *  cleanup, dry runs included, asks for its counts), else 404. */
+function unhandled(req: RecordedRequest): NonNullable<FakeReply> {
+  if (req.method === 'POST' && req.path === '/api/v1/executions/cleanup') return { status: 200, body: { executions: 0, older_executions: 0, adhoc_executions: 0 } };
+  return { status: 404, body: { title: 'Not Found', status: 404 } };
+}
+
 export async function fakeWorkerManager(handler: FakeHandler = () => undefined): Promise<FakeWorkerManager> {
   const fake: FakeWorkerManager = { url: '', requests: [], handler, close: async () => undefined };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -64,7 +71,7 @@ export async function fakeWorkerManager(handler: FakeHandler = () => undefined):
       fake.requests.push(recorded);
       void Promise.resolve(fake.handler(recorded)).then(
         (reply) => {
-          const out = reply ?? { status: 404, body: { title: 'Not Found', status: 404 } };
+          const out = reply ?? unhandled(recorded);
           res.writeHead(out.status, { 'content-type': 'application/json' });
           res.end(out.body === undefined ? '' : JSON.stringify(out.body));
         },
