@@ -3,17 +3,16 @@
 // again) rather than the execution being placed on a second worker as well. A run the scheduler
 // finds on a worker it did not place it on is killed there and reports nothing, so the status
 // recorded is that of the run on the worker it is placed on.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectBus, createLogger, createTestEnv, decodeJson, encodeJson, newId, pidGone, serviceAddresses, workerOnline, type Bus, type RunningService, type TestEnv } from '@hodei/platform';
+import { decodeJson, encodeJson, newId, pidGone, workerOnline, type Bus, type RunningService, type TestEnv } from '@hodei/platform';
 import type { ExecutionStatusEvent, WorkerHeartbeat } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgentProcess, type AgentProcess } from '../../../packages/worker/test/harness.js';
-import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { executeOn, finishedOn, getExecutionOn, until } from '../../worker-manager/test/helpers.js';
-import { startScheduler } from '../src/service.js';
+import { startAgentStack, stopAgentStack, type AgentStack } from './helpers.js';
 
+let stack: AgentStack | undefined;
 let env: TestEnv;
 let sched: RunningService;
 let wm: RunningService;
@@ -43,36 +42,16 @@ function agent(id: string, slots: number): AgentProcess {
 }
 
 beforeAll(async () => {
-  env = createTestEnv();
-  scratch = mkdtempSync(join(tmpdir(), 'hodei-late-'));
-  const { ports, urls } = await serviceAddresses();
   // a time-out that outlasts the agent's pause below: it stays online
-  const common = { urls, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 5000 };
-  sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
-  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: ports['worker-manager'] }));
-  bus = await connectBus(env.config('scheduler').natsUrl, env.natsPrefix, 'late-test', createLogger('test', 'silent'));
+  stack = await startAgentStack('late', 5000);
+  ({ env, sched, wm, bus, scratch } = stack);
   agent(roomy, 8);
   agent(small, 2);
   await workerOnline(sched.url, roomy, 20_000);
   await workerOnline(sched.url, small, 20_000);
 }, 60_000);
 
-afterAll(async () => {
-  for (const a of agents) {
-    a.proc.kill('SIGCONT');
-    a.proc.kill('SIGKILL');
-  }
-  const f = join(scratch, 'pid');
-  if (existsSync(f)) {
-    const pid = Number(readFileSync(f, 'utf8').trim());
-    if (pid && !pidGone(pid)) process.kill(pid, 'SIGKILL');
-  }
-  await bus?.nc.close();
-  await wm?.stop();
-  await sched?.stop();
-  await env?.cleanup();
-  rmSync(scratch, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAgentStack(stack, agents), 60_000);
 
 it('a worker that takes its assignment after the scheduler stopped waiting runs it alone', async () => {
   const [roomyAgent] = agents;
@@ -102,7 +81,11 @@ it('a run on a worker the execution is not placed on is killed there, and its en
   // the scheduler has it placed on the other worker (a claim released while this one took it,
   // then placed again): the run here is a second one
   const beats: WorkerHeartbeat[] = [];
-  const sub = bus.nc.subscribe(bus.subjects.heartbeat(here!), { callback: (_e, m) => beats.push(decodeJson(m.data) as WorkerHeartbeat) });
+  const sub = bus.nc.subscribe(bus.subjects.heartbeat(here!), {
+    callback: (_e, m) => {
+      beats.push(decodeJson(m.data) as WorkerHeartbeat);
+    },
+  });
   await sched.ctx.db.query(`UPDATE queue SET worker_id = $2, state = 'assigned' WHERE execution_id = $1`, [e.id, elsewhere]);
   await until(async () => pidGone(pid), 10_000, 'the second run killed');
   // once a heartbeat no longer lists it, whatever the agent published about its end is in the stream

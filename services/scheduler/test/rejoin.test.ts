@@ -2,16 +2,15 @@
 // twice: the scheduler answers each heartbeat with what it thinks of the worker. Unknown (its
 // registry row gone: forgotten, or the database reset) → the agent registers again; executions
 // it still runs that were recorded lost when the scheduler counted it gone → the agent kills them.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectBus, createLogger, createTestEnv, newId, pidGone, serviceAddresses, workerOnline, type Bus, type RunningService, type TestEnv } from '@hodei/platform';
+import { newId, pidGone, workerOnline, type Bus, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgentProcess, type AgentProcess } from '../../../packages/worker/test/harness.js';
-import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { call, executeOn, finishedOn, getExecutionOn, until } from '../../worker-manager/test/helpers.js';
-import { startScheduler } from '../src/service.js';
+import { startAgentStack, stopAgentStack, type AgentStack } from './helpers.js';
 
+let stack: AgentStack | undefined;
 let env: TestEnv;
 let sched: RunningService;
 let wm: RunningService;
@@ -26,13 +25,8 @@ const registry = async () => {
 };
 
 beforeAll(async () => {
-  env = createTestEnv();
-  scratch = mkdtempSync(join(tmpdir(), 'hodei-rejoin-'));
-  const { ports, urls } = await serviceAddresses();
-  const common = { urls, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 1000 };
-  sched = await startScheduler(env.config('scheduler', { ...common, port: ports.scheduler }));
-  wm = await startWorkerManager(env.config('worker-manager', { ...common, port: ports['worker-manager'] }));
-  bus = await connectBus(env.config('scheduler').natsUrl, env.natsPrefix, 'rejoin-test', createLogger('test', 'silent'));
+  stack = await startAgentStack('rejoin', 1000);
+  ({ env, sched, wm, bus, scratch } = stack);
   agent = startAgentProcess(env.natsPrefix, workerId, {
     HODEI_SCHEDULER_URL: sched.url,
     HODEI_WORKER_LABELS: 'pool=rejoin',
@@ -42,19 +36,7 @@ beforeAll(async () => {
   await workerOnline(sched.url, workerId, 20_000);
 }, 60_000);
 
-afterAll(async () => {
-  agent?.proc.kill('SIGKILL');
-  const f = join(scratch, 'pid');
-  if (existsSync(f)) {
-    const pid = Number(readFileSync(f, 'utf8').trim());
-    if (pid && !pidGone(pid)) process.kill(pid, 'SIGKILL');
-  }
-  await bus?.nc.close();
-  await wm?.stop();
-  await sched?.stop();
-  await env?.cleanup();
-  rmSync(scratch, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAgentStack(stack, agent ? [agent] : []), 60_000);
 
 it('an agent whose registry row is gone (forgotten, database reset) registers again and gets work', async () => {
   await sched.ctx.db.query('DELETE FROM workers WHERE id = $1', [workerId]);
