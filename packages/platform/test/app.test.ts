@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from '@hodei/types';
@@ -13,15 +13,15 @@ const ID = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
 /** Used by the conflict test only (svc and open share one database, and ID is taken). */
 const CONFLICT_ID = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a13';
 
+let migrations = '';
+
 async function boot(overrides: Parameters<typeof env.config>[1]) {
-  const dir = await mkdtemp(join(tmpdir(), 'hodei-app-'));
-  await writeFile(join(dir, '001_init.sql'), 'CREATE TABLE notes (id uuid PRIMARY KEY, n int NOT NULL);');
   return bootService(
     {
       title: 'Test service',
       description: 'app factory test',
       schema: 'orchestrator',
-      migrationsDir: dir,
+      migrationsDir: migrations,
       setup: ({ api, db }) => {
         api.route(
           {
@@ -64,6 +64,8 @@ const post = (base: string, body: string, type = 'application/json', headers: Re
   fetch(`${base}/api/v1/notes/${ID}`, { method: 'POST', headers: { 'content-type': type, ...headers }, body });
 
 beforeAll(async () => {
+  migrations = await mkdtemp(join(tmpdir(), 'hodei-app-'));
+  await writeFile(join(migrations, '001_init.sql'), 'CREATE TABLE notes (id uuid PRIMARY KEY, n int NOT NULL);');
   svc = await boot({ apiToken: TOKEN });
   open = await boot({ apiToken: undefined });
 });
@@ -71,6 +73,7 @@ afterAll(async () => {
   await svc?.stop();
   await open?.stop();
   await env.cleanup();
+  if (migrations) await rm(migrations, { recursive: true, force: true });
 });
 
 describe('app factory', () => {

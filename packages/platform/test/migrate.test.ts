@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,11 +6,14 @@ import { createLogger, createPool, createTestEnv, dropDatabase, ensureDatabase, 
 
 const logger = createLogger('test', 'silent');
 const env = createTestEnv();
+let scratch = '';
 let dir: string;
 let pool: Pool;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hodei-migrations-'));
+  scratch = await mkdtemp(join(tmpdir(), 'hodei-migrations-'));
+  dir = join(scratch, 'good');
+  await mkdir(dir);
   await writeFile(join(dir, '001_things.sql'), 'CREATE TABLE things (id serial PRIMARY KEY, name text NOT NULL);');
   await writeFile(join(dir, '002_more.sql'), "ALTER TABLE things ADD COLUMN kind text NOT NULL DEFAULT 'x';");
   await ensureDatabase(env.databaseUrl);
@@ -20,6 +23,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await pool.end();
   await env.cleanup();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
 describe('migrate', () => {
@@ -59,7 +63,8 @@ describe('migrate', () => {
   });
 
   it('rolls a failing migration back whole, bookkeeping included', async () => {
-    const bad = await mkdtemp(join(tmpdir(), 'hodei-migrations-bad-'));
+    const bad = join(scratch, 'bad');
+    await mkdir(bad);
     await writeFile(join(bad, '001_ok.sql'), 'CREATE TABLE ok (id int);');
     await writeFile(join(bad, '002_bad.sql'), 'CREATE TABLE half (id int); SELECT no_such_function();');
     await expect(migrate(pool, 'svc_bad', bad, logger)).rejects.toThrow();

@@ -1,6 +1,6 @@
 // A request that fails because PostgreSQL or NATS is down, or PostgreSQL goes away mid-query, is a
 // 503 problem+json that says so (the client may try again), never a 500.
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ const env = createTestEnv();
 let svc: RunningService;
 let unreachable: Pool;
 let closedBus: JetStreamClient;
+let dir: string | undefined;
 
 function closedPort(): Promise<number> {
   return new Promise((resolve) => {
@@ -24,7 +25,7 @@ function closedPort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'hodei-unavailable-'));
+  dir = await mkdtemp(join(tmpdir(), 'hodei-unavailable-'));
   await writeFile(join(dir, '001_init.sql'), 'SELECT 1;');
   const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
   closedBus = jetstream(nc);
@@ -59,6 +60,7 @@ afterAll(async () => {
   await unreachable?.end();
   await svc?.stop();
   await env.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 async function expect503(res: Response, detail: RegExp): Promise<void> {

@@ -1,6 +1,6 @@
 // A worker agent killed with SIGKILL (OOM killer, a crash, `kill -9`) leaves no job running: nobody
 // would watch it any more, and the scheduler may run it again on another worker.
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,11 +8,15 @@ import { newId } from '@hodei/platform';
 import { alive, setup, startAgentProcess, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
+/** Where the jobs write their pids; removed with everything in it after the file. */
+let scratch = '';
 beforeAll(async () => {
+  scratch = mkdtempSync(path.join(os.tmpdir(), 'hodei-agent-death-'));
   h = await setup();
 });
 afterAll(async () => {
   await h.teardown();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 const GRACE_MS = 5000;
@@ -45,7 +49,7 @@ describe('an agent killed with SIGKILL', () => {
     const id = newId();
     const agent = startAgentProcess(h.env.natsPrefix, id, { HODEI_KILL_GRACE_MS: String(GRACE_MS) });
     await agent.ready;
-    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const pidFile = path.join(scratch, `pids-${newId()}`);
     const terms = `${pidFile}.term`;
     // a process that writes its pid, and its name to `terms` when SIGTERM reaches it (then exits)
     const polite = (name: string) => `sh -c 'trap "echo ${name} >> ${terms}; exit 0" TERM; echo "${name} $$" >> ${pidFile}; while :; do sleep 0.1; done'`;
@@ -58,7 +62,7 @@ describe('an agent killed with SIGKILL', () => {
       `echo "shell $$" >> ${pidFile}`,
       'wait',
     ].join('\n');
-    const second = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const second = path.join(scratch, `pids-${newId()}`);
     const runs = [
       await h.assign({ command }, { to: { id } }),
       await h.assign({ command: `trap 'echo other >> ${terms}; exit 0' TERM; echo "other $$" >> ${second}; while :; do sleep 0.1; done` }, { to: { id } }),
@@ -81,8 +85,5 @@ describe('an agent killed with SIGKILL', () => {
     expect(termed(terms)).toEqual(['bg', 'daemon', 'other', 'setsid', 'shell', 'stubborn']);
     // it got SIGTERM with the rest and carried on: SIGKILL came once the grace had passed
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(GRACE_MS - 100);
-    rmSync(pidFile, { force: true });
-    rmSync(second, { force: true });
-    rmSync(terms, { force: true });
   });
 });

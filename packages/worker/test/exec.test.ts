@@ -82,22 +82,26 @@ describe('running a job', () => {
 
   it('gives the job its env, the HODEI_* variables and working_dir, but never the API token', async () => {
     const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'hodei-wd-')));
-    const w = await h.start({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HODEI_API_TOKEN_X: 'fine', KEEP: 'base' } });
-    const run = await h.assign(
-      {
-        command: 'pwd; echo "$GREETING|$KEEP|$HODEI_EXECUTION_ID|$HODEI_JOB_ID|$TRACEPARENT|${HODEI_API_TOKEN:-none}"; test -n "$HODEI_RESULT_FILE" && echo has-result-file',
-        env: { GREETING: 'hi there', KEEP: 'job wins' },
-        working_dir: dir,
-      },
-      { to: w, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', jobId: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' },
-    );
-    await run.final;
-    expect(text(run.lines)).toEqual([
-      dir,
-      `hi there|job wins|${run.id}|01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11|00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01|none`,
-      'has-result-file',
-    ]);
-    await w.stop();
+    try {
+      const w = await h.start({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', HODEI_API_TOKEN_X: 'fine', KEEP: 'base' } });
+      const run = await h.assign(
+        {
+          command: 'pwd; echo "$GREETING|$KEEP|$HODEI_EXECUTION_ID|$HODEI_JOB_ID|$TRACEPARENT|${HODEI_API_TOKEN:-none}"; test -n "$HODEI_RESULT_FILE" && echo has-result-file',
+          env: { GREETING: 'hi there', KEEP: 'job wins' },
+          working_dir: dir,
+        },
+        { to: w, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', jobId: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' },
+      );
+      await run.final;
+      expect(text(run.lines)).toEqual([
+        dir,
+        `hi there|job wins|${run.id}|01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11|00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01|none`,
+        'has-result-file',
+      ]);
+      await w.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives a run without a trace no TRACEPARENT: neither the agent\'s own nor one in a job stored before the name was refused', async () => {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,11 +6,15 @@ import { connectBus, createLogger, decodeJson, encodeJson, newId } from '@hodei/
 import { alive, NATS_URL, setup, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
+/** Where the jobs write their pids; removed with everything in it after the file. */
+let scratch = '';
 beforeAll(async () => {
+  scratch = mkdtempSync(path.join(os.tmpdir(), 'hodei-kill-'));
   h = await setup({ killGraceMs: 500 });
 });
 afterAll(async () => {
   await h.teardown();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 const TREE = ['bg', 'daemon', 'setsid', 'shell'];
@@ -43,7 +47,7 @@ async function pidsOf(pidFile: string, keys: string[]): Promise<Record<string, n
 
 describe('timeout and cancel', () => {
   it('timeout kills the shell, its background child, a setsid child and a double-forked daemon', async () => {
-    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const pidFile = path.join(scratch, `pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile), timeout_seconds: 1 });
     const pids = await pidsOf(pidFile, TREE);
     expect(Object.keys(pids).sort()).toEqual(TREE);
@@ -58,7 +62,7 @@ describe('timeout and cancel', () => {
   });
 
   it('cancel ends a running job as cancelled and kills its processes', async () => {
-    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const pidFile = path.join(scratch, `pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile) });
     const pids = await pidsOf(pidFile, TREE);
     const sentAt = Date.now();
@@ -72,7 +76,7 @@ describe('timeout and cancel', () => {
   });
 
   it('finds every process of a job the scans just before had already seen (the scan remembers pids for a few seconds)', async () => {
-    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const pidFile = path.join(scratch, `pids-${newId()}`);
     const run = await h.assign({ command: spawnTree(pidFile) });
     const pids = await pidsOf(pidFile, TREE);
     // short jobs ending now scan /proc for what they left: they see (and remember) this job's processes
@@ -85,7 +89,7 @@ describe('timeout and cancel', () => {
   it('SIGKILLs after the grace period what ignores SIGTERM', async () => {
     const graceMs = 2000;
     const w = await h.start({ killGraceMs: graceMs });
-    const pidFile = path.join(os.tmpdir(), `hodei-pids-${newId()}`);
+    const pidFile = path.join(scratch, `pids-${newId()}`);
     const run = await h.assign({
       command: `setsid sh -c 'trap "" TERM; echo "stubborn $$" >> ${pidFile}; while :; do sleep 0.05; done' & trap "" TERM; echo "shell $$" >> ${pidFile}; while :; do sleep 0.05; done`,
     }, { to: w });

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -8,11 +8,15 @@ import { newId } from '@hodei/platform';
 import { setup, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
+/** Where the tests leave files for their jobs; removed with everything in it after the file. */
+let scratch = '';
 beforeAll(async () => {
+  scratch = mkdtempSync(path.join(os.tmpdir(), 'hodei-lifecycle-'));
   h = await setup();
 });
 afterAll(async () => {
   await h.teardown();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 describe('drain and stop', () => {
@@ -23,7 +27,7 @@ describe('drain and stop', () => {
       callback: (_e, m) => void beats.push(JSON.parse(new TextDecoder().decode(m.data)).status),
     });
     // the job runs until the test lets it end
-    const release = path.join(os.tmpdir(), `hodei-release-${newId()}`);
+    const release = path.join(scratch, 'release');
     const run = await h.assign({ command: `while [ ! -e ${release} ]; do sleep 0.05; done; echo finished` }, { to: w });
     await run.running;
     expect(await h.control(w, { action: 'drain' })).toEqual({ ok: true });

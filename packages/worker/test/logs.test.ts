@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, decodeJson, newId } from '@hodei/platform';
 import type { LogMessage } from '@hodei/types';
@@ -6,11 +9,15 @@ import { LogShipper, MAX_BATCH_LINES } from '../src/shipper.js';
 import { alive, setup, text, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
+/** Where the jobs leave files; removed with everything in it after the file. */
+let scratch = '';
 beforeAll(async () => {
+  scratch = mkdtempSync(path.join(os.tmpdir(), 'hodei-logs-'));
   h = await setup();
 });
 afterAll(async () => {
   await h.teardown();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 describe('log lines', () => {
@@ -86,7 +93,7 @@ describe('log lines', () => {
   it('ends when the main process exits even if a setsid child keeps stdout open', async () => {
     const started = Date.now();
     const run = await h.assign({
-      command: `echo before; setsid sh -c 'echo $$ > "$HODEI_RESULT_FILE.pid"; sleep 30' & sleep 0.1; cat "$HODEI_RESULT_FILE.pid" | sed 's/^/pid /'; echo done`,
+      command: `echo before; setsid sh -c 'echo $$ > "${scratch}/pid"; sleep 30' & sleep 0.1; cat "${scratch}/pid" | sed 's/^/pid /'; echo done`,
     });
     const final = await run.final;
     expect(Date.now() - started).toBeLessThan(3000);

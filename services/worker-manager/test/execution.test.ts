@@ -1,7 +1,7 @@
 // The real path: scheduler + orchestrator + worker-manager on one test installation, a real worker
 // agent process spawned through POST /api/v1/workers, real shell commands.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv, pidGone } from '@hodei/platform';
@@ -16,6 +16,8 @@ let env: TestEnv;
 let sched: RunningService;
 let orch: RunningService;
 let wm: RunningService;
+/** Where the jobs write their pids; removed with everything in it after the file. */
+let scratch = '';
 
 
 const execute = (body: unknown) => executeOn(wm.url, body);
@@ -34,6 +36,7 @@ async function startWorker(labels: Record<string, string>, slots = 4) {
 }
 
 beforeAll(async () => {
+  scratch = mkdtempSync(join(tmpdir(), 'hodei-wm-execution-'));
   env = createTestEnv();
   const { ports, urls } = await serviceAddresses();
   const common = { urls, killGraceMs: 1000, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 3000 };
@@ -47,6 +50,7 @@ afterAll(async () => {
   await orch?.stop();
   await sched?.stop();
   await env?.cleanup();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
 describe('real executions on a spawned worker', () => {
@@ -203,7 +207,8 @@ describe('real executions on a spawned worker', () => {
   });
 
   it('cancel right after execute never leaves the job running, whatever moment it lands', async () => {
-    const dir = execFileSync('mktemp', ['-d']).toString().trim();
+    const dir = join(scratch, 'cancel-race');
+    mkdirSync(dir);
     const ids: string[] = [];
     for (let i = 0; i < 15; i++) {
       const e = await execute({ command: `echo $$ > ${dir}/${i}.pid; exec sleep 60`, labels: { pool: 'main' } });
@@ -247,7 +252,7 @@ describe('stopping workers', () => {
 
   it('force: the worker and its job are killed at once', async () => {
     const w = await startWorker({ pool: 'force' });
-    const pidFile = join(mkdtempSync(join(tmpdir(), 'hodei-force-')), 'job.pid');
+    const pidFile = join(scratch, 'force.pid');
     const e = await execute({ command: `echo $$ > ${pidFile}; exec sleep 30`, labels: { pool: 'force' } });
     await until(async () => (await getExecution(e.id)).status === 'running', 10_000, 'running');
     const jobPid = await until(async () => existsSync(pidFile) && Number(readFileSync(pidFile, 'utf8')), 10_000, 'the job to write its pid');
