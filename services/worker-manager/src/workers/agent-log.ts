@@ -2,8 +2,9 @@
 // service: the agent outlives this process (the next run adopts it), and once a pipe's reader is
 // gone every write to it fails (EPIPE: Node throws on the second one and the agent died of it,
 // perl — the agent's spawner, which shares its stderr — dies of SIGPIPE). This service follows
-// the file and puts each of its lines in its own log; the file goes once the agent has exited.
-import { mkdirSync, openSync, unlinkSync } from 'node:fs';
+// the file and puts each of its lines in its own log; the file goes once the agent has exited,
+// and the folder with the last one.
+import { mkdirSync, openSync, rmdirSync, unlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,20 +15,28 @@ const CHUNK_BYTES = 64 * 1024;
 /** A longer run of output without a newline is passed on in pieces of this size. */
 const MAX_LINE_CHARS = 16 * 1024;
 
-export const AGENT_LOG_DIR = join(tmpdir(), `hodei-worker-logs-${process.getuid?.() ?? 0}`);
+/** One folder for the agents of every worker-manager of this user on this host. */
+export const agentLogDir = () => join(tmpdir(), `hodei-worker-logs-${process.getuid?.() ?? 0}`);
 
-export const agentLogPath = (workerId: string) => join(AGENT_LOG_DIR, `${workerId}.log`);
+export const agentLogPath = (workerId: string) => join(agentLogDir(), `${workerId}.log`);
 
 /** Creates the agent's log file (appending when it exists) and returns a descriptor for spawn's stdio; the caller closes it. */
 export function openAgentLog(workerId: string): number {
-  try {
-    // not recursive: the temp dir exists, and Node's recursive mkdir spins for ever where mkdir
-    // answers ENOENT under an existing parent (TMPDIR under /proc hung the whole service)
-    mkdirSync(AGENT_LOG_DIR, { mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // not recursive: the temp dir exists, and Node's recursive mkdir spins for ever where mkdir
+      // answers ENOENT under an existing parent (TMPDIR under /proc hung the whole service)
+      mkdirSync(agentLogDir(), { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    try {
+      return openSync(agentLogPath(workerId), 'a', 0o600);
+    } catch (err) {
+      // another worker-manager removed the folder, empty, between the two calls: make it again
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw err;
+    }
   }
-  return openSync(agentLogPath(workerId), 'a', 0o600);
 }
 
 /** Follows an agent's log file: every line written from `from` on reaches `onLine`, in order. */
@@ -105,10 +114,16 @@ export class AgentLogFollower {
   }
 }
 
+/** Removes the agent's log file, and the folder when no other agent's log is left in it. */
 export function removeAgentLog(workerId: string): void {
   try {
     unlinkSync(agentLogPath(workerId));
   } catch {
     // not there
+  }
+  try {
+    rmdirSync(agentLogDir());
+  } catch {
+    // another agent's log is in it, or it is gone
   }
 }
