@@ -1,6 +1,6 @@
 // The agents' log folder is made with the first log and goes with the last one: nothing is left
 // in the temp dir once every agent has exited.
-import { closeSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,5 +35,20 @@ describe('agent log files', () => {
     removeAgentLog('c');
     removeAgentLog('c'); // once more: nothing there
     expect(readdirSync(scratch)).toEqual([]);
+  });
+
+  it('refuses a folder of that name that others can use, or a link in its place, and writes nothing there', () => {
+    mkdirSync(agentLogDir(), { mode: 0o700 });
+    chmodSync(agentLogDir(), 0o777); // made by someone else for everyone
+    expect(() => openAgentLog('d')).toThrow(`${agentLogDir()} is owned by uid ${process.getuid!()}, mode 777, not a folder only this user can use`);
+    expect(readdirSync(agentLogDir())).toEqual([]);
+    rmSync(agentLogDir(), { recursive: true });
+
+    const elsewhere = mkdtempSync(join(scratch, 'elsewhere-'));
+    symlinkSync(elsewhere, agentLogDir());
+    expect(() => openAgentLog('e')).toThrow(`${agentLogDir()} is a symbolic link`);
+    expect(readdirSync(elsewhere)).toEqual([]);
+    rmSync(agentLogDir());
+    rmSync(elsewhere, { recursive: true });
   });
 });

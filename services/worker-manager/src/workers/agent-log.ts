@@ -4,7 +4,7 @@
 // perl — the agent's spawner, which shares its stderr — dies of SIGPIPE). This service follows
 // the file and puts each of its lines in its own log; the file goes once the agent has exited,
 // and the folder with the last one.
-import { mkdirSync, openSync, rmdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, openSync, rmdirSync, unlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +29,7 @@ export function openAgentLog(workerId: string): number {
       mkdirSync(agentLogDir(), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      checkPrivate(agentLogDir());
     }
     try {
       return openSync(agentLogPath(workerId), 'a', 0o600);
@@ -36,6 +37,17 @@ export function openAgentLog(workerId: string): number {
       // another worker-manager removed the folder, empty, between the two calls: make it again
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw err;
     }
+  }
+}
+
+/** The temp dir is everyone's: a folder of that name someone else made (or a link) would let them
+ *  read the agents' output or put lines in it. */
+function checkPrivate(dir: string): void {
+  const st = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
+    const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? `owned by uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}` : 'not a folder';
+    throw new Error(`${dir} is ${what}, not a folder only this user can use (uid ${uid ?? '?'}, mode 700): remove it, or set TMPDIR elsewhere`);
   }
 }
 
