@@ -7,6 +7,7 @@ export * from './http/sse.js';
 export * from './logger.js';
 export * from './metrics.js';
 export * from './nats.js';
+export * from './recent.js';
 export * from './service.js';
 export * from './testing.js';
 export * from './openapi-conformance.js';

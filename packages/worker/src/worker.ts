@@ -4,7 +4,7 @@ import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
-import { createLogger, decodeJson, encodeJson, silenceCheckMs, type Logger } from '@hodei/platform';
+import { createLogger, decodeJson, encodeJson, RecentSet, silenceCheckMs, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
@@ -75,7 +75,7 @@ class WorkerAgent {
   readonly executions = new Map<string, Execution>();
   /** Executions holding a slot: the process runs or its logs are still being shipped. */
   private readonly busy = new Set<string>();
-  private readonly ended = new Set<string>();
+  private readonly ended = new RecentSet<string>(ENDED_REMEMBERED);
   readonly done: Promise<void>;
   private resolveDone!: () => void;
   private readonly subjects;
@@ -187,7 +187,6 @@ class WorkerAgent {
       this.busy.delete(execution.id);
       this.executions.delete(execution.id);
       this.ended.add(execution.id);
-      if (this.ended.size > ENDED_REMEMBERED) this.ended.delete(this.ended.values().next().value!);
       if (this.executions.size === 0) this.reaper.keepWarm(false);
       if (this.draining && this.executions.size === 0) void this.shutdown();
     });

@@ -4,7 +4,7 @@
 // result. A job is started at most once per run: moving its row to `starting` under the run's row
 // lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
-import { ConflictError, encodeJson, HttpError, newId, NotFoundError, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { ConflictError, encodeJson, HttpError, newId, NotFoundError, RecentSet, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import { findCycle } from './dag.js';
 import * as jobs from './store/jobs.js';
@@ -63,7 +63,7 @@ export class PipelineRunner {
   private readonly sweepMs: number;
   /** Final events being handled (execution id + status) and the last ones handled, oldest first. */
   private readonly finalInFlight = new Map<string, Promise<void>>();
-  private readonly handledFinal = new Set<string>();
+  private readonly handledFinal = new RecentSet<string>(HANDLED_FINAL_MAX);
   private readonly background = new Set<Promise<void>>();
   private stopping = false;
 
@@ -161,7 +161,6 @@ export class PipelineRunner {
     try {
       await work;
       this.handledFinal.add(key);
-      if (this.handledFinal.size > HANDLED_FINAL_MAX) this.handledFinal.delete(this.handledFinal.values().next().value!);
     } finally {
       if (this.finalInFlight.get(key) === work) this.finalInFlight.delete(key);
     }

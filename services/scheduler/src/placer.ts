@@ -1,7 +1,7 @@
 // Placement: waiting executions (priority DESC, created_at ASC) onto online workers whose labels
 // and free capacity fit. One round at a time in this process; the claim (waiting → assigning) is a
 // conditional UPDATE, so two replicas never hand out the same execution.
-import { Batcher, contextFromTraceparent, decodeJson, encodeJson, publishTraced, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
+import { Batcher, contextFromTraceparent, RecentSet, decodeJson, encodeJson, publishTraced, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
 import { AssignmentAck, type Assignment, type WorkerControl, type ExecutionQueuedEvent, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
 import { RequestError } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
@@ -92,7 +92,7 @@ export class Placer {
   /** Arrivals and confirmations of one moment share a statement. */
   private readonly inserts: Batcher<{ event: ExecutionQueuedEvent; claimFor?: string }, Stored>;
   /** Executions this process has seen queued (the latest SEEN_REMEMBERED): a copy of the event never takes the fast path. */
-  private readonly seen = new Set<string>();
+  private readonly seen = new RecentSet<string>(SEEN_REMEMBERED);
   /** Fast-path claims being stored: a round reads capacity only once they are (else it would
    *  count their slots free, over-fill the worker and have the assignment refused). */
   private readonly fastClaims = new Set<Promise<Stored>>();
@@ -124,7 +124,6 @@ export class Placer {
     const entry = entryOf(ev);
     const fresh = firstDelivery && !this.seen.has(entry.execution_id);
     this.seen.add(entry.execution_id);
-    if (this.seen.size > SEEN_REMEMBERED) this.seen.delete(this.seen.values().next().value!);
     const worker = fresh && this.ready && !this.stopped ? this.fitsView(entry) : undefined;
     if (worker) {
       // the assignment goes out while the claimed row is being stored

@@ -1,7 +1,7 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { Batcher, bootService, Counter, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { Batcher, bootService, Counter, RecentSet, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import type { ExecutionStatusEvent, WorkerControl } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
@@ -135,13 +135,12 @@ export const definition: ServiceDefinition = {
     // A final status delivered again (or the `lost` this service published itself, after freeing
     // the slot) finds its execution in `finishedHere` and costs nothing. Finishes of one moment
     // share a statement.
-    const finishedHere = new Set<string>();
+    const finishedHere = new RecentSet<string>(FINISHED_REMEMBERED);
     const finishing = new Batcher<string>((ids) => queue.finish(ids));
     const finish = async (id: string) => {
       if (finishedHere.has(id)) return;
       await finishing.add(id);
       finishedHere.add(id);
-      if (finishedHere.size > FINISHED_REMEMBERED) finishedHere.delete(finishedHere.values().next().value!);
       placer.kick(false);
     };
     /**

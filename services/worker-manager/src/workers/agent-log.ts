@@ -22,14 +22,15 @@ export const agentLogPath = (workerId: string) => join(agentLogDir(), `${workerI
 
 /** Creates the agent's log file (appending when it exists) and returns a descriptor for spawn's stdio; the caller closes it. */
 export function openAgentLog(workerId: string): number {
+  const dir = agentLogDir();
   for (let attempt = 1; ; attempt++) {
     try {
       // not recursive: the temp dir exists, and Node's recursive mkdir spins for ever where mkdir
       // answers ENOENT under an existing parent (TMPDIR under /proc hung the whole service)
-      mkdirSync(agentLogDir(), { mode: 0o700 });
+      mkdirSync(dir, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      checkPrivate(agentLogDir());
+      checkPrivate(dir);
     }
     try {
       return openSync(agentLogPath(workerId), 'a', 0o600);
