@@ -76,6 +76,8 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.pipelineRun(r.id), { callback: (_e, m) => seen.push(m.json()) });
     try {
       const exec = (name: string) => executed.get(ids[name])![0]!;
+      // worker-manager has answered all three executes (each job 'starting' until then)
+      await runState(r.id, (x) => x.jobs.every((j: any) => j.status === 'queued'));
       await publish(exec('x'), ids.x, 'completed');
       let run = await runState(r.id, (x) => byName(x).x.status === 'completed');
       expect(run.status).toBe('running');
