@@ -2,7 +2,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '@hodei/platform';
 import { executionTree, signalPids } from '../src/procs.js';
 import { commandRequest, createSpawner, InlineSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
@@ -102,6 +102,7 @@ describe('process spawner', () => {
 
   it('refuses a spawn with EMFILE when out of descriptors, and leaks none', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hodei-spawner-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const perl = join(dir, 'perl');
     writeFileSync(perl, '#!/bin/sh\nulimit -n 24\nexec perl "$@"\n', { mode: 0o755 });
     const s = new ProcessSpawner(logger, perl);
@@ -124,7 +125,6 @@ describe('process spawner', () => {
     expect(first).toBeGreaterThan(0);
     expect(await fill()).toBe(first); // the refused spawns left no descriptor behind
     await s.close();
-    rmSync(dir, { recursive: true });
   });
 
   it('says whether a job left processes behind, and reaps them once they end', async () => {
@@ -153,6 +153,7 @@ describe('process spawner', () => {
     await s.ready;
     const id = 'tree-test';
     const dir = mkdtempSync(join(tmpdir(), 'hodei-tree-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const other = await s.spawn(commandRequest('sleep 30', [], { ...env, HODEI_EXECUTION_ID: 'another' }, undefined));
     const job = await s.spawn(
       commandRequest(
@@ -176,7 +177,6 @@ describe('process spawner', () => {
     expect((await job.exited).signal).toBe('SIGKILL');
     await other.exited;
     await s.close();
-    rmSync(dir, { recursive: true });
   });
 
   it('ends what it watched when the process dies, then spawns from the agent', async () => {

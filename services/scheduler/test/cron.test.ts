@@ -6,7 +6,7 @@ import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startOrchestrator } from '../../orchestrator/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { startScheduler } from '../src/service.js';
@@ -188,6 +188,7 @@ describe('cron firing', () => {
 
   it('forbid counts the retries of the previous run as that run: no firing while its next attempt waits or runs', async () => {
     const marker = join(tmpdir(), `hodei-cron-retry-${process.pid}-${Date.now()}`);
+    onTestFinished(() => rmSync(marker, { recursive: true, force: true }));
     const res = await send(orchestrator.url, 'POST', '/api/v1/jobs', {
       name: 'cron-retried',
       command: `if mkdir ${marker} 2>/dev/null; then exit 1; fi; sleep 30`,
@@ -205,7 +206,6 @@ describe('cron firing', () => {
     await until(() => runs(s.id), (x) => later(x).length >= 2);
     await pause(s.id);
     const all = await until(() => runs(s.id), settled);
-    rmSync(marker, { recursive: true, force: true });
     await send(workerManager.url, 'POST', `/api/v1/executions/${retry.id}/cancel`);
     expect(all.filter((r) => r.outcome === 'fired')).toEqual([first]);
     for (const r of later(all)) expect(r).toMatchObject({ outcome: 'skipped', message: expect.stringContaining(retry.id) });
