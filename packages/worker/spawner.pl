@@ -17,7 +17,7 @@
 #                                      alone 1: no process of any ended job is left (below)
 #   C <id>                             both pipes reached end of file (or were closed by K)
 #   Y <pid>                            once, when the script is running
-# Exit is seen through a pidfd (Linux 5.3+) in the same select() as the pipes, so no signal can
+# Exit is seen through a pidfd (Linux 5.3+) in the same wait as the pipes (epoll), so no signal can
 # fall between a check and the wait; without pidfd, children are polled every 10 ms.
 # This process is a child subreaper (Linux 3.4+): whatever a job leaves behind (a background or
 # setsid child, a double-forked daemon) becomes its child when its parent dies. So when every
@@ -35,9 +35,16 @@ use warnings;
 # anonymous memory, most of this process's) is loaded only where the system calls below are unknown.
 # The architecture is the e_machine of perl's own ELF header: 62 x86_64, 183 aarch64.
 my $linux = $^O eq 'linux';
+# struct epoll_event is packed on x86_64 (12 bytes), aligned on aarch64 (16).
 my %SYSCALLS = (
-    62  => { prctl => 157, clone => 56,  execve => 59,  setsid => 112, dup3 => 292, exit_group => 231 },
-    183 => { prctl => 167, clone => 220, execve => 221, setsid => 157, dup3 => 24,  exit_group => 94 },
+    62 => {
+        prctl => 157, clone => 56, execve => 59, setsid => 112, dup3 => 292, exit_group => 231,
+        epoll_create1 => 291, epoll_ctl => 233, epoll_pwait => 281, epoll_event => 'L Q', close => 3,
+    },
+    183 => {
+        prctl => 167, clone => 220, execve => 221, setsid => 157, dup3 => 24, exit_group => 94,
+        epoll_create1 => 20, epoll_ctl => 21, epoll_pwait => 22, epoll_event => 'L x4 Q', close => 57,
+    },
 );
 my $sys = $linux ? $SYSCALLS{ elf_machine() } : undef;
 require POSIX unless $sys;
@@ -48,6 +55,13 @@ my $have_pidfd = $linux;
 my $PR_SET_CHILD_SUBREAPER = 36;
 my ($CLONE_VFORK, $SIGCHLD) = (0x4000, 17);
 my $subreaper = $sys && syscall($sys->{prctl}, $PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
+# Readiness comes from epoll where its system calls are known, else from select(). A select() over
+# every job's descriptors adds and removes a wait-queue entry for each of them on every wake-up:
+# with 50 jobs printing, that was most of this process's CPU.
+my ($EPOLL_CLOEXEC, $EPOLL_CTL_ADD, $EPOLL_CTL_DEL, $EPOLLIN, $MAX_EVENTS) = (0x80000, 1, 2, 1, 256);
+my $epoll = $sys ? syscall($sys->{epoll_create1}, $EPOLL_CLOEXEC) : -1;
+my $event_size = $sys ? length pack($sys->{epoll_event}, 0, 0) : 0;
+my %polled;                  # fileno => 1 while in the epoll set
 my %jobs;                    # id => job
 my %by_pid;                  # pid => job, until reaped
 my %owner;                   # fileno => [job, kind]: kind is o, e (output), s (exec status), p (pidfd)
@@ -55,7 +69,7 @@ my %ORDER = (s => 0, o => 1, e => 2, p => 3);
 my $grace_ms = $ARGV[0] // 5000;
 my $in = '';
 my $out = '';
-my $rin = '';
+my $rin = '';                # select()'s set, without epoll
 binmode STDIN;
 binmode STDOUT;
 open(my $devnull, '<', '/dev/null') or die "/dev/null: $!";
@@ -78,8 +92,39 @@ sub flush_out {
 
 sub watch { my ($job, $kind, $fh) = @_; $job->{$kind} = $fh; $owner{ fileno $fh } = [ $job, $kind ] }
 
-# The set select() waits on is kept up to date here rather than rebuilt on every round: with 50 jobs
-# printing a line each 10 ms, rebuilding it from all their descriptors was most of this process's CPU.
+# Whether the descriptor is waited on. The set is kept up to date here rather than rebuilt on every
+# round: with 50 jobs printing a line each 10 ms, rebuilding it from all their descriptors was most
+# of this process's CPU.
+sub interest {
+    my ($fd, $on) = @_;
+    if ($epoll < 0) { vec($rin, $fd, 1) = $on ? 1 : 0; return }
+    return if !$on == !$polled{$fd};
+    if (syscall($sys->{epoll_ctl}, $epoll, $on ? $EPOLL_CTL_ADD : $EPOLL_CTL_DEL, $fd, pack($sys->{epoll_event}, $EPOLLIN, $fd)) != 0) {
+        # a descriptor epoll does not take (stdin a file or /dev/null): select() from now on
+        syscall($sys->{close}, $epoll);
+        $epoll = -1;
+        vec($rin, $_, 1) = 1 for keys %polled;
+        vec($rin, $fd, 1) = $on ? 1 : 0;
+        return;
+    }
+    if ($on) { $polled{$fd} = 1 } else { delete $polled{$fd} }
+}
+
+# The descriptors ready to read (end of file and errors included), none once the timeout (s) passed.
+sub ready_fds {
+    my $timeout = shift;
+    if ($epoll < 0) {
+        select(my $rout = $rin, undef, undef, $timeout) > 0 or return ();
+        my $bits = unpack('b*', $rout);    # in vec()'s order: character i is descriptor i
+        my @fds;
+        for (my $fd = index($bits, '1'); $fd >= 0; $fd = index($bits, '1', $fd + 1)) { push @fds, $fd }
+        return @fds;
+    }
+    my $events = "\0" x ($event_size * $MAX_EVENTS);
+    my $n = syscall($sys->{epoll_pwait}, $epoll, $events, $MAX_EVENTS, int($timeout * 1000), 0, 8);
+    return map { (unpack($sys->{epoll_event}, substr($events, $_ * $event_size, $event_size)))[1] } 0 .. $n - 1;
+}
+
 # A job's output and exit are watched only after its S or F (the agent knows the job once it has
 # started), its output not while it is paused.
 sub arm {
@@ -88,14 +133,14 @@ sub arm {
     for my $kind (qw(o e s p)) {
         my $fh = $job->{$kind} or next;
         my $on = $kind eq 's' || ($known && ($kind eq 'p' || !$job->{paused}));
-        vec($rin, fileno $fh, 1) = $on ? 1 : 0;
+        interest(fileno $fh, $on);
     }
 }
 
 sub unwatch {
     my ($job, $kind) = @_;
     my $fh = delete $job->{$kind} or return;
-    vec($rin, fileno $fh, 1) = 0;    # before close: the number will be reused
+    interest(fileno $fh, 0);    # before close: the number will be reused
     delete $owner{ fileno $fh };
     close $fh;
 }
@@ -295,21 +340,17 @@ sub ready {
 $SIG{CHLD} = sub { };
 emit("Y $$\n");
 flush_out();
-vec($rin, fileno(STDIN), 1) = 1;
+interest(fileno(STDIN), 1);
 for (;;) {
-    my $nfound = select(my $rout = $rin, undef, undef, $have_pidfd ? 1 : 0.01);
-    if ($nfound > 0) {
-        my $bits = unpack('b*', $rout);    # in vec()'s order: character i is descriptor i
-        my @fds;
-        for (my $fd = index($bits, '1'); $fd >= 0; $fd = index($bits, '1', $fd + 1)) { push @fds, $fd if $owner{$fd} }
-        # a job's S before its output, its output before its exit
-        @fds = sort { $ORDER{ $owner{$a}[1] } <=> $ORDER{ $owner{$b}[1] } || $a <=> $b } @fds if @fds > 1;
-        for my $fd (@fds) {
-            my $o = $owner{$fd} or next;
-            ready(@$o, $o->[0]{ $o->[1] });
-        }
-        read_requests() if vec($rout, fileno(STDIN), 1);
+    my @ready = ready_fds($have_pidfd ? 1 : 0.01);
+    my @fds = grep { $owner{$_} } @ready;
+    # a job's S before its output, its output before its exit
+    @fds = sort { $ORDER{ $owner{$a}[1] } <=> $ORDER{ $owner{$b}[1] } || $a <=> $b } @fds if @fds > 1;
+    for my $fd (@fds) {
+        my $o = $owner{$fd} or next;
+        ready(@$o, $o->[0]{ $o->[1] });
     }
+    read_requests() if grep { $_ == fileno(STDIN) } @ready;
     reap_all();
     flush_out();
 }
