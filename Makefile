@@ -6,7 +6,7 @@ SHELL := bash
 .PHONY: help build start-services stop-services restart-services status logs infra test test-e2e demo bench bench-exec bench-floor bench-failure clean
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 build: ## install dependencies if needed, then build every package
 	@scripts/build.sh
