@@ -1,4 +1,6 @@
 // The commands around `run` as a user meets them: lists paged, cancel of what is not running.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { hodei, hodeiDone } from './helpers.js';
@@ -22,6 +24,23 @@ describe('hodei executions list', () => {
     expect(past.code).toBe(0);
     expect(past.stdout).toBe('');
     expect(past.stderr).toBe(`no executions\n--offset ${every.length} is past the end: there are ${every.length} executions\n`);
+  });
+});
+
+describe('hodei jobs list --pipeline', () => {
+  it('takes the pipeline as every other command does: its name or a unique id prefix', async () => {
+    const file = join(fx.dir, 'listed.yaml');
+    writeFileSync(file, 'name: listed\njobs:\n  - name: one\n    command: "true"\n  - name: two\n    command: "true"\n    depends_on: [one]\n');
+    const applied = await hodeiDone(['apply', '-f', file, '--json'], env);
+    expect(applied.code, applied.stderr).toBe(0);
+    const pipeline = (JSON.parse(applied.stdout) as { pipeline: { id: string } }).pipeline.id;
+    expect((await hodeiDone(['run', '--name', 'one', '--', 'true'], env)).code).toBe(0); // same name, no pipeline
+    for (const given of ['listed', pipeline.slice(0, 18), pipeline]) {
+      const r = await hodeiDone(['jobs', 'list', '--pipeline', given, '--json'], env);
+      expect(r.code, `${given}: ${r.stderr}`).toBe(0);
+      const jobs = JSON.parse(r.stdout) as { name: string; pipeline_id: string }[];
+      expect(jobs.map((j) => [j.name, j.pipeline_id]).sort()).toEqual([['one', pipeline], ['two', pipeline]]);
+    }
   });
 });
 

@@ -6,7 +6,7 @@ import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
-import { resolveExecutionOrJob, resolveJob } from '../resources.js';
+import { resolveExecutionOrJob, resolveJob, resolvePipeline } from '../resources.js';
 
 const firstLine = (s: string | null) => (s === null ? '-' : s.split('\n').length > 1 ? `${s.split('\n')[0]} …` : s);
 
@@ -89,8 +89,9 @@ async function watchJob(c: Ctx, initial: Job): Promise<void> {
 
 export const list = async (f: { status?: string; priority?: number; tag?: string; name?: string; pipeline?: string; limit: number; offset?: number }, cmd: Command) => {
   const { client, out } = context(cmd);
+  const pipeline_id = f.pipeline ? await resolvePipeline(client, f.pipeline) : undefined;
   const { items, total } = await client.list('orchestrator', '/api/v1/jobs', Job, {
-    status: f.status, priority: f.priority, tag: f.tag, name: f.name, pipeline_id: f.pipeline, limit: f.limit, offset: f.offset,
+    status: f.status, priority: f.priority, tag: f.tag, name: f.name, pipeline_id, limit: f.limit, offset: f.offset,
   });
   if (out.json) return out.printJson(items);
   out.table(JOB_HEADERS, items.map((j) => jobRow(out, j)), 'no jobs');

@@ -18,7 +18,7 @@ export function registerJobs(program: Command): void {
     .option('--priority <priority>', 'only this priority (low|normal|high|critical or 1..15)', parsePriority)
     .option('--tag <tag>', 'only jobs with this tag')
     .option('--name <name>', 'only jobs with this name')
-    .option('--pipeline <id>', 'only jobs of this pipeline (full id)')
+    .option('--pipeline <id>', 'only jobs of this pipeline (id, unique prefix or name)')
     .option('--limit <n>', 'at most N jobs', parseInteger(1, 1000), 50)
     .option('--offset <n>', 'skip N jobs', parseInteger(0, Number.MAX_SAFE_INTEGER))
     .action(lazy(load, 'list'));
