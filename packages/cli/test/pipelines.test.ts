@@ -1,7 +1,9 @@
 // `hodei pipelines run --follow` as a user meets it: a subprocess against the real services and a
 // real worker; status changes, prefixed log lines, and the exit code of the run.
+import { writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
@@ -192,5 +194,37 @@ describe('hodei pipelines run', () => {
     for (const t0 = Date.now(); Date.now() - t0 < 15_000 && status !== 'cancelled'; await new Promise((res) => setTimeout(res, 100)))
       status = ((await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipeline-runs/${runId}`)).json()) as { status: string }).status;
     expect(status).toBe('cancelled');
+  }, 30_000);
+});
+
+describe('hodei apply', () => {
+  async function depsByName(name: string): Promise<Record<string, string[]>> {
+    const list = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipelines?name=${name}`)).json()) as { id: string }[];
+    const p = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipelines/${list[0]!.id}`)).json()) as { jobs: { id: string; name: string; depends_on: string[] }[] };
+    const names = new Map(p.jobs.map((j) => [j.id, j.name]));
+    return Object.fromEntries(p.jobs.map((j) => [j.name, j.depends_on.map((d) => names.get(d)!)]));
+  }
+
+  it('updates a pipeline whose file turns a dependency around (a after b instead of b after a)', async () => {
+    const file = join(fx.dir, 'turn.yaml');
+    writeFileSync(file, 'name: cli-turn\njobs:\n  - {name: a, command: echo a}\n  - {name: b, command: echo b, depends_on: [a]}\n  - {name: c, command: echo c, depends_on: [a, b]}\n');
+    expect((await hodeiDone(['apply', '-f', file], env)).code).toBe(0);
+    writeFileSync(file, 'name: cli-turn\njobs:\n  - {name: a, command: echo a, depends_on: [b]}\n  - {name: b, command: echo b}\n  - {name: c, command: echo c, depends_on: [a, b]}\n');
+    const r = await hodeiDone(['apply', '-f', file], env);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^pipeline cli-turn updated: .* \(3 jobs updated, 0 created\)$/m);
+    expect(await depsByName('cli-turn')).toEqual({ a: ['b'], b: [], c: ['a', 'b'] });
+  }, 30_000);
+
+  it('a file that names an unknown dependency changes nothing', async () => {
+    const file = join(fx.dir, 'unknown.yaml');
+    writeFileSync(file, 'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo first}\n  - {name: second, command: echo second, depends_on: [apply-first]}\n');
+    expect((await hodeiDone(['apply', '-f', file], env)).code).toBe(0);
+    writeFileSync(file, 'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo changed}\n  - {name: second, command: echo second, depends_on: [nope]}\n');
+    const r = await hodeiDone(['apply', '-f', file], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('job second depends on unknown job nope');
+    const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=apply-first`)).json()) as { name: string; command: string }[];
+    expect(jobs.filter((j) => j.name === 'apply-first').map((j) => j.command)).toEqual(['echo first']);
   }, 30_000);
 });

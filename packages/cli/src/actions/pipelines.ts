@@ -109,13 +109,19 @@ async function apply(c: Ctx, file: string): Promise<void> {
   }
 
   // Update: description, then each inline job by name (create missing ones), then dependencies by id.
+  const current = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
+  const inline = doc.jobs ?? [];
+  const known = new Set([...(current.jobs ?? []).map((j) => j.name), ...inline.map((j) => String(j.name ?? ''))]);
+  for (const j of inline) {
+    const missing = dependsOn(j).filter((d) => !known.has(d));
+    if (missing.length) throw new CliError(`${file}: job ${String(j.name)} depends on unknown job ${missing.join(', ')}`, 1, [`jobs.${String(j.name)}.depends_on: no job named ${missing[0]}`]);
+  }
   if (doc.description !== undefined && doc.description !== existing.description)
     await client.send('orchestrator', 'PATCH', `/api/v1/pipelines/${existing.id}`, Pipeline, { description: doc.description });
-  const current = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
   const ids = new Map((current.jobs ?? []).map((j) => [j.name, j.id]));
+  const oldDeps = new Map((current.jobs ?? []).map((j) => [j.id, j.depends_on]));
   let created = 0;
   let updated = 0;
-  const inline = doc.jobs ?? [];
   for (const j of inline) {
     const { depends_on: _deps, ...fields } = j;
     const name = String(fields.name ?? '');
@@ -129,17 +135,24 @@ async function apply(c: Ctx, file: string): Promise<void> {
       created++;
     }
   }
-  for (const j of inline) {
-    const deps = Array.isArray(j.depends_on) ? (j.depends_on as unknown[]).map(String) : [];
-    const missing = deps.filter((d) => !ids.has(d));
-    if (missing.length) throw new CliError(`${file}: job ${String(j.name)} depends on unknown job ${missing.join(', ')}`, 1, [`jobs.${String(j.name)}.depends_on: no job named ${missing[0]}`]);
-    await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${ids.get(String(j.name))}`, Job, { depends_on: deps.map((d) => ids.get(d)) });
+  // Dependencies the file drops go first, then the ones it adds: the graph between the two steps is
+  // part of the file's, so a valid file never meets a cycle of old and new edges (a → b becoming b → a).
+  const wanted = inline.map((j) => ({ id: ids.get(String(j.name)) as string, deps: dependsOn(j).map((d) => ids.get(d) as string) }));
+  for (const { id, deps } of wanted) {
+    const old = oldDeps.get(id) ?? [];
+    const staying = old.filter((d) => deps.includes(d));
+    if (staying.length < old.length) await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, { depends_on: staying });
   }
+  for (const { id, deps } of wanted) await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, { depends_on: deps });
   const kept = (current.jobs ?? []).filter((j) => !inline.some((i) => i.name === j.name)).map((j) => j.name);
   const after = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
   if (out.json) return out.printJson({ action: 'updated', pipeline: after, jobs_created: created, jobs_updated: updated, jobs_not_in_file: kept });
   out.line(`pipeline ${after.name} updated: ${after.id} (${updated} job${updated === 1 ? '' : 's'} updated, ${created} created)`);
   if (kept.length) out.note(out.err('yellow', `not in ${file}, left as they are: ${kept.join(', ')}`));
+}
+
+function dependsOn(job: Record<string, unknown>): string[] {
+  return Array.isArray(job.depends_on) ? (job.depends_on as unknown[]).map(String) : [];
 }
 
 export const applyFile = async (f: { file: string }, cmd: Command) => apply(context(cmd), f.file);
