@@ -18,7 +18,9 @@ export const retryDue = (status: ExecutionStatus, attempt: number, maxRetries: n
 export const PRIORITY_NAMES = { low: 1, normal: 5, high: 10, critical: 15 } as const;
 /** 1..15, higher runs first; the names low/normal/high/critical are accepted as input. */
 export const Priority = z
-  .union([z.number().int().min(1).max(15), z.enum(['low', 'normal', 'high', 'critical'])])
+  .union([z.number().int().min(1).max(15), z.enum(['low', 'normal', 'high', 'critical'])], {
+    error: 'must be a whole number from 1 to 15, or low, normal, high or critical',
+  })
   .transform((p) => (typeof p === 'number' ? p : PRIORITY_NAMES[p]))
   .openapi({ description: '1..15 (higher first) or low|normal|high|critical', example: 5 });
 

@@ -109,6 +109,18 @@ describe('bad input', () => {
     }
   });
 
+  it('a priority that is neither a number nor a name says what it takes', async () => {
+    for (const [method, path, priority] of [
+      ['POST', '/api/v1/jobs', 'urgent'],
+      ['POST', '/api/v1/jobs', 2.5],
+      ['PATCH', `/api/v1/jobs/${jobId}`, null],
+    ] as const) {
+      const r = await api(method, path, { priority });
+      expectProblem(r, 400, `${method} ${JSON.stringify(priority)}`);
+      expect(r.body.errors).toEqual([{ path: 'priority', message: 'must be a whole number from 1 to 15, or low, normal, high or critical' }]);
+    }
+  });
+
   it('a non-UUID id in the path → 400 naming id', async () => {
     for (const [method, path] of [
       ['GET', '/api/v1/pipelines/abc'],
