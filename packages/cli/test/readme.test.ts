@@ -1,0 +1,36 @@
+// packages/cli/README.md names every command of `hodei` and every option each one takes, so that
+// what `--help` offers can also be read about.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../src/program.js';
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+
+/** Every command under `cmd` (but commander's own `help`), as its words from `hodei` on. */
+function commands(cmd: Command, words: string[] = []): { words: string[]; cmd: Command }[] {
+  return cmd.commands
+    .filter((c) => c.name() !== 'help')
+    .flatMap((c) => [{ words: [...words, c.name()], cmd: c }, ...commands(c, [...words, c.name()])]);
+}
+
+const named = (text: string) => new RegExp(`(^|[^a-z-])${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^a-z-])`, 'm').test(readme);
+
+describe('packages/cli/README.md', () => {
+  const all = commands(buildProgram());
+
+  it('names every command', () => {
+    expect(all.length).toBeGreaterThan(30); // the walk itself works
+    expect(all.filter(({ words }) => !named(`hodei ${words.join(' ')}`) && !named(words.join(' '))).map(({ words }) => words.join(' '))).toEqual([]);
+  });
+
+  it('names every option of every command, in its long or short form', () => {
+    const missing = all.flatMap(({ words, cmd }) =>
+      cmd.options
+        .filter((o) => !o.hidden)
+        .filter((o) => ![o.long, o.short].some((flag) => flag && named(flag)))
+        .map((o) => `${words.join(' ')} ${o.long ?? o.short}`),
+    );
+    expect(missing).toEqual([]);
+  });
+});
