@@ -3,14 +3,40 @@ import { BadRequestError } from '@hodei/platform';
 import { Cron } from 'croner';
 import { nextOffsetChange, offsetAt } from './zone.js';
 
-/** The zone's canonical name as Intl gives it (`europe/madrid` is `Europe/Madrid`, `utc` and
- *  `Etc/UTC` are `UTC`), or a 400 naming `timezone`. */
+/** ICU still calls these zones by a name the IANA database has since replaced (a link to the new
+ *  one): Intl resolves `Asia/Kolkata` to `Asia/Calcutta`. */
+const ICU_OLD_NAMES: Record<string, string> = {
+  'Africa/Asmera': 'Africa/Asmara',
+  'America/Buenos_Aires': 'America/Argentina/Buenos_Aires',
+  'America/Catamarca': 'America/Argentina/Catamarca',
+  'America/Coral_Harbour': 'America/Atikokan',
+  'America/Cordoba': 'America/Argentina/Cordoba',
+  'America/Godthab': 'America/Nuuk',
+  'America/Indianapolis': 'America/Indiana/Indianapolis',
+  'America/Jujuy': 'America/Argentina/Jujuy',
+  'America/Louisville': 'America/Kentucky/Louisville',
+  'America/Mendoza': 'America/Argentina/Mendoza',
+  'Asia/Calcutta': 'Asia/Kolkata',
+  'Asia/Katmandu': 'Asia/Kathmandu',
+  'Asia/Rangoon': 'Asia/Yangon',
+  'Asia/Saigon': 'Asia/Ho_Chi_Minh',
+  'Atlantic/Faeroe': 'Atlantic/Faroe',
+  'Europe/Kiev': 'Europe/Kyiv',
+  'Pacific/Enderbury': 'Pacific/Kanton',
+  'Pacific/Ponape': 'Pacific/Pohnpei',
+  'Pacific/Truk': 'Pacific/Chuuk',
+};
+
+/** The zone's canonical IANA name (`europe/madrid` is `Europe/Madrid`, `utc` and `Etc/UTC` are
+ *  `UTC`, `Asia/Calcutta` and `asia/kolkata` are `Asia/Kolkata`), or a 400 naming `timezone`. */
 export function canonicalTimezone(timezone: string): string {
+  let resolved: string;
   try {
-    return new Intl.DateTimeFormat('en-US', { timeZone: timezone }).resolvedOptions().timeZone;
+    resolved = new Intl.DateTimeFormat('en-US', { timeZone: timezone }).resolvedOptions().timeZone;
   } catch {
     throw new BadRequestError(`unknown time zone ${timezone}`, [{ path: 'timezone', message: `unknown IANA time zone "${timezone}"` }]);
   }
+  return ICU_OLD_NAMES[resolved] ?? resolved;
 }
 
 const NICKNAMES: Record<string, string> = {

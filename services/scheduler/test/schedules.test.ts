@@ -130,6 +130,10 @@ describe('schedules', () => {
       ['utc', 'UTC'],
       ['Etc/UTC', 'UTC'],
       ['AMERICA/NEW_YORK', 'America/New_York'],
+      ['Asia/Kolkata', 'Asia/Kolkata'],
+      ['Asia/Calcutta', 'Asia/Kolkata'],
+      ['europe/kyiv', 'Europe/Kyiv'],
+      ['America/Buenos_Aires', 'America/Argentina/Buenos_Aires'],
     ];
     for (const [given, canonical] of cases) {
       const cron = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 9 * * *', timezone: given })).json();
