@@ -79,3 +79,20 @@ describe('responses match the OpenAPI documents', () => {
     expect(problems).toEqual([]);
   });
 });
+
+describe('request bodies in the OpenAPI documents', () => {
+  it('are required only where a request without one is refused', async () => {
+    type Doc = { paths: Record<string, Record<string, { requestBody?: { required?: boolean } }>> };
+    const required = async (svc: RunningService, method: string, path: string) =>
+      ((await (await fetch(`${svc.url}/openapi.json`)).json()) as Doc).paths[path]![method]!.requestBody!.required ?? false;
+    const worker = { id: newId(), type: 'shell', capacity: { slots: 1, cpu_cores: 1, memory_bytes: 1 << 30 } };
+    expect((await call(scheduler, 'POST', '/api/v1/workers', worker)).status).toBe(201);
+    expect((await fetch(`${scheduler.url}/api/v1/workers/${worker.id}/heartbeat`, { method: 'POST' })).status).toBe(200);
+    expect(await required(scheduler, 'post', '/api/v1/workers/{id}/heartbeat')).toBe(false);
+    expect((await fetch(`${scheduler.url}/api/v1/schedules`, { method: 'POST' })).status).toBe(400);
+    expect(await required(scheduler, 'post', '/api/v1/schedules')).toBe(true);
+    expect(await required(orchestrator, 'post', '/api/v1/pipelines/{id}/runs')).toBe(false); // {env} is optional
+    expect((await fetch(`${orchestrator.url}/api/v1/pipelines`, { method: 'POST' })).status).toBe(400);
+    expect(await required(orchestrator, 'post', '/api/v1/pipelines')).toBe(true);
+  });
+});

@@ -239,7 +239,8 @@ export class Api {
         // both are z.object schemas; the registry's own type for them is narrower than ours
         params: def.params as never,
         query: def.query as never,
-        body: def.body ? { content: bodyContent, required: true } : undefined,
+        // a request without a body is parsed as {}: the body is required only where {} is refused
+        body: def.body ? { content: bodyContent, required: !def.body.safeParse({}).success } : undefined,
       },
       responses,
     });
