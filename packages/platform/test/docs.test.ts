@@ -1,6 +1,7 @@
 // README.md stays in step with the code: the make targets it describes are those `make help`
 // lists (every target of the Makefile), and its configuration tables name every variable the
-// services and the worker agent read, and only variables something reads.
+// services and the worker agent read, and only variables something reads; the worker's README
+// names every variable the agent reads.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,5 +46,14 @@ describe('README', () => {
     expect(read_.filter((v) => !documented.has(v))).toEqual([]);
     const scripts = readdirSync(join(ROOT, 'scripts')).filter((f) => f.endsWith('.sh')).map((f) => read(`scripts/${f}`)).join('\n');
     expect([...documented].filter((v) => !read_.includes(v) && !scripts.includes(v))).toEqual([]);
+  });
+});
+
+describe('packages/worker/README.md', () => {
+  it('names every variable the worker agent reads', () => {
+    const text = read('packages/worker/README.md');
+    const vars = schemaVariables('packages/worker/src/config.ts');
+    expect(vars.length).toBeGreaterThan(15);
+    expect(vars.filter((v) => !text.includes(`\`${v}\``))).toEqual([]);
   });
 });
