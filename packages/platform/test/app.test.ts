@@ -95,6 +95,11 @@ describe('app factory', () => {
     const ok = await post(svc.url, '{"n":1}', 'application/json', { authorization: `Bearer ${TOKEN}` });
     expect(ok.status).toBe(201);
     expect(ok.headers.get('location')).toBe(`/api/v1/notes/${ID}`);
+    // the note is there already: a 409 means the token was taken
+    for (const authorization of [`bearer ${TOKEN}`, `BEARER ${TOKEN}`, `Bearer  ${TOKEN}`])
+      expect((await post(svc.url, '{"n":1}', 'application/json', { authorization })).status, authorization).toBe(409);
+    for (const authorization of [`Basic ${TOKEN}`, `Bearer${TOKEN}`, `Bearer ${TOKEN}x`, `${TOKEN}`])
+      expect((await post(svc.url, '{"n":1}', 'application/json', { authorization })).status, authorization).toBe(401);
     expect((await fetch(`${svc.url}/metrics`)).status).toBe(200);
     expect((await fetch(`${svc.url}/openapi.json`)).status).toBe(200);
   });

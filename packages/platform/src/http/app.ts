@@ -25,10 +25,13 @@ export interface AppOptions {
 
 const LOCALHOST_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 
+/** RFC 9110: the scheme is case-insensitive (`bearer`, `BEARER`); RFC 6750: one or more spaces before the token. */
+const BEARER = /^bearer +(.*)$/is;
+
 function bearerAuth(token: string): RequestHandler {
-  const expected = Buffer.from(`Bearer ${token}`);
+  const expected = Buffer.from(token);
   return (req, res, next) => {
-    const got = Buffer.from(req.headers.authorization ?? '');
+    const got = Buffer.from(BEARER.exec(req.headers.authorization ?? '')?.[1] ?? '');
     if (got.length === expected.length && timingSafeEqual(got, expected)) return next();
     // RFC 6750: the scheme to use, and whether the token sent was wrong
     res.setHeader('WWW-Authenticate', req.headers.authorization ? 'Bearer realm="hodei", error="invalid_token"' : 'Bearer realm="hodei"');
