@@ -28,6 +28,9 @@ import { commandRequest, scriptRequest, type JobHandle, type SpawnRequest, type 
 /** After the main process exits, how long output already in the pipes may still be read. */
 export const EXIT_DRAIN_MS = 50;
 export const MAX_RESULT_BYTES = 1024 * 1024;
+/** Deeper results cannot be sent: JSON.stringify runs out of stack a few thousand levels down
+ *  (and PostgreSQL's jsonb not far below). */
+export const MAX_RESULT_DEPTH = 1000;
 const PROGRESS_INTERVAL_MS = 100;
 
 export interface ExecutionDeps {
@@ -330,11 +333,14 @@ export class Execution {
       if (!info.isFile()) return { result_error: 'result file is not a regular file' };
       if (info.size > MAX_RESULT_BYTES) return { result_error: `result file is larger than 1 MiB (${info.size} bytes)` };
       const text = await handle.readFile('utf8');
+      let result: unknown;
       try {
-        return { result: JSON.parse(text) as unknown };
+        result = JSON.parse(text) as unknown;
       } catch (err) {
         return { result_error: `result file is not valid JSON: ${(err as Error).message}` };
       }
+      if (deeperThan(result, MAX_RESULT_DEPTH)) return { result_error: `result is nested deeper than ${MAX_RESULT_DEPTH} levels` };
+      return { result };
     } catch (err) {
       return { result_error: `result file could not be read: ${(err as Error).message}` };
     } finally {
@@ -449,4 +455,16 @@ function crlfShebang(script: string): string | undefined {
   const line = shebang(script);
   if (!line?.endsWith('\r')) return undefined;
   return `cannot run the script: it has Windows line endings (CRLF), so its first line asks for "${line.slice(2, -1).trim()}\\r"; convert it to LF (dos2unix)`;
+}
+
+/** Whether arrays and objects nest more than `limit` levels (without recursion: it is the depth). */
+function deeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [v, depth] = item;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth === limit) return true;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
 }

@@ -172,6 +172,16 @@ describe('running a job', () => {
     expect(existsSync(dir.lines[0]!.line)).toBe(false);
   });
 
+  it('reports a result nested deeper than 1000 levels as result_error, and the execution ends', async () => {
+    const nested = (n: number) => `awk 'BEGIN { for (i = 0; i < ${n}; i++) printf "["; for (i = 0; i < ${n}; i++) printf "]" }' > "$HODEI_RESULT_FILE"`;
+    const deep = await (await h.assign({ command: nested(100_000) })).final;
+    expect(deep).toMatchObject({ status: 'completed', exit_code: 0, result_error: 'result is nested deeper than 1000 levels' });
+    expect(deep.result).toBeUndefined();
+    const limit = await (await h.assign({ command: nested(1000) })).final;
+    expect(limit.result_error).toBeUndefined();
+    expect(JSON.stringify(limit.result)).toBe('['.repeat(1000) + ']'.repeat(1000));
+  });
+
   it('reports a result of almost 1 MiB intact', async () => {
     const run = await h.assign({ command: `{ printf '"'; head -c 1000000 /dev/zero | tr '\\0' a; printf '"'; } > "$HODEI_RESULT_FILE"` });
     const final = await run.final;
