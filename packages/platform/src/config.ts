@@ -15,6 +15,9 @@ const ms = z.coerce.number().int().min(1);
 export const MIN_HEARTBEAT_MS = 10;
 export const heartbeatMs = z.coerce.number().int().min(MIN_HEARTBEAT_MS, `must be at least ${MIN_HEARTBEAT_MS} (ms)`);
 
+/** Where a service is reached: z.url() alone takes ftp://, mailto: and the like, which fetch never reaches. */
+export const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+
 /** How often a silence of `timeoutMs` is looked for (the scheduler's for a worker's heartbeats, a
  *  worker's for the NATS server's answers): a tenth of it, from 50 to 200 ms. */
 export const silenceCheckMs = (timeoutMs: number): number => Math.max(50, Math.min(200, Math.floor(timeoutMs / 10)));
@@ -46,9 +49,9 @@ const EnvSchema = z.object({
   HODEI_ORCHESTRATOR_PORT: port.default(DEFAULT_PORTS.orchestrator),
   HODEI_SCHEDULER_PORT: port.default(DEFAULT_PORTS.scheduler),
   HODEI_WORKER_MANAGER_PORT: port.default(DEFAULT_PORTS['worker-manager']),
-  HODEI_ORCHESTRATOR_URL: z.url().optional(),
-  HODEI_SCHEDULER_URL: z.url().optional(),
-  HODEI_WORKER_MANAGER_URL: z.url().optional(),
+  HODEI_ORCHESTRATOR_URL: httpUrl.optional(),
+  HODEI_SCHEDULER_URL: httpUrl.optional(),
+  HODEI_WORKER_MANAGER_URL: httpUrl.optional(),
   /** Comma-separated browser origins allowed by CORS; default any localhost / 127.0.0.1 origin. */
   HODEI_CORS_ORIGINS: z.string().optional(),
   /** What body-parser reads as that size (it takes ' 2 gb' for 2 bytes, '1.5' for 1, '-1mb' below zero).

@@ -12,6 +12,14 @@ describe('loadConfig', () => {
     }
   });
 
+  it('takes only http(s) URLs for the services, naming the variable otherwise', () => {
+    // ftp:// passed, and every call to that service failed at run time
+    for (const name of ['HODEI_ORCHESTRATOR_URL', 'HODEI_SCHEDULER_URL', 'HODEI_WORKER_MANAGER_URL']) {
+      expect(() => loadConfig('orchestrator', { [name]: 'ftp://host:8080' }), name).toThrow(new RegExp(`${name}: must be an http:// or https:// URL`));
+      expect(() => loadConfig('orchestrator', { [name]: 'https://host:8080' }), name).not.toThrow();
+    }
+  });
+
   it('takes the heartbeat interval and time-out the worker agent takes, naming the variable otherwise', () => {
     // 1 ms started worker-manager, whose agents then refused the same value (at least 10) and died
     expect(() => loadConfig('worker-manager', { HODEI_HEARTBEAT_INTERVAL_MS: '5' })).toThrow(/HODEI_HEARTBEAT_INTERVAL_MS: must be at least 10 \(ms\)/);

@@ -1,7 +1,7 @@
 // The worker agent's configuration: the only module that reads the environment. Parsed once with
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
-import { checkHeartbeatTimeout, heartbeatMs, newId, withoutEmpty } from '@hodei/platform';
+import { checkHeartbeatTimeout, heartbeatMs, httpUrl, newId, withoutEmpty } from '@hodei/platform';
 import { MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
@@ -51,7 +51,7 @@ const WorkerEnvSchema = z.object({
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   HODEI_NATS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('hodei'),
   /** The scheduler's registry, where the agent registers at start. */
-  HODEI_SCHEDULER_URL: z.url().default('http://127.0.0.1:8081'),
+  HODEI_SCHEDULER_URL: httpUrl.default('http://127.0.0.1:8081'),
   /** Bearer token for the scheduler; never passed on to jobs. */
   HODEI_API_TOKEN: z.string().min(1).optional(),
   HODEI_HEARTBEAT_INTERVAL_MS: heartbeatMs.default(1000),

@@ -86,6 +86,10 @@ describe('worker config', () => {
     expect(() => loadWorkerConfig({ HODEI_WORKER_SLOTS: 'many' })).toThrow(WorkerConfigError);
     expect(() => loadWorkerConfig({ HODEI_WORKER_LABELS: 'novalue' })).toThrow(/HODEI_WORKER_LABELS/);
     expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
+    // an ftp:// or mailto: scheduler passed, and the agent retried its registration for ever
+    for (const url of ['ftp://scheduler:8081', 'mailto:ops@example.com'])
+      expect(() => loadWorkerConfig({ HODEI_SCHEDULER_URL: url }), url).toThrow(/HODEI_SCHEDULER_URL: must be an http:\/\/ or https:\/\/ URL/);
+    expect(loadWorkerConfig({ HODEI_SCHEDULER_URL: 'https://scheduler:8081' }).schedulerUrl).toBe('https://scheduler:8081');
     // the scheduler refuses a worker offering less than 1 MiB: the agent says so at start
     expect(() => loadWorkerConfig({ HODEI_WORKER_MEMORY_BYTES: '1' })).toThrow(/HODEI_WORKER_MEMORY_BYTES: must be at least 1048576/);
     // the same range as the services, which pass theirs on to the agents they start
