@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, MAX_ARG_BYTES, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -7,11 +7,18 @@ import { z } from './zod.js';
 export const ManagedWorkerStatus = z.enum(['starting', 'running', 'draining', 'stopped', 'exited']);
 export type ManagedWorkerStatus = z.infer<typeof ManagedWorkerStatus>;
 
+/** The labels reach the worker process as one environment entry, `HODEI_WORKER_LABELS=<JSON>`. */
+const MAX_WORKER_LABELS_BYTES = MAX_ARG_BYTES - 'HODEI_WORKER_LABELS='.length;
+
 export const WorkerStart = z
   .object({
     type: z.enum(['shell']).default('shell'),
     name: z.string().trim().min(1).max(200).optional(),
-    labels: Labels.default({}),
+    labels: Labels.superRefine((labels, ctx) => {
+      const bytes = new TextEncoder().encode(JSON.stringify(labels)).length;
+      if (bytes > MAX_WORKER_LABELS_BYTES)
+        ctx.addIssue({ code: 'custom', message: `are ${bytes} bytes as JSON; a worker process takes at most ${MAX_WORKER_LABELS_BYTES}: give fewer or shorter labels` });
+    }).default({}),
     capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
   })
   .strict()

@@ -390,6 +390,11 @@ describe('executions API', () => {
     const res = await post('/api/v1/workers', { type: 'docker' });
     expect(res.status).toBe(400);
     expect((await res.json()).errors[0].path).toBe('type');
+    // labels past what one environment entry of the worker process holds: spawn E2BIG was a 500
+    const many = await post('/api/v1/workers', { labels: Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`l${i}`, 'x'])) });
+    expect(many.status).toBe(400);
+    expect((await many.json()).errors).toEqual([{ path: 'labels', message: 'are 248891 bytes as JSON; a worker process takes at most 131051: give fewer or shorter labels' }]);
+    expect(await (await get('/api/v1/workers')).json()).toEqual([]);
     const doc = await (await get('/openapi.json')).json();
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([
       '/api/v1/workers', '/api/v1/execute', '/api/v1/executions/{id}/logs/stream', '/api/v1/events/stream', '/api/v1/storage',
