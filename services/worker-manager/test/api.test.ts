@@ -349,6 +349,21 @@ describe('executions API', () => {
     }
   }, 60_000);
 
+  it('HEAD of an event stream ends with its headers: the next request on the connection is answered', async () => {
+    const id = (await execute({ command: 'x' })).body.id;
+    for (const path of ['/api/v1/events/stream', `/api/v1/executions/${id}/events/stream`, `/api/v1/executions/${id}/logs/stream`]) {
+      const socket = connect(Number(new URL(svc.url).port), '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const timer = setTimeout(() => socket.destroy(), 5000);
+      await closed;
+      clearTimeout(timer);
+      expect(text, path).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*"status":"ok"/);
+    }
+  });
+
   it('result: 404 when none, 422 with the reason when the file was unusable', async () => {
     const a = (await execute({ command: 'x' })).body.id;
     const b = (await execute({ command: 'x' })).body.id;

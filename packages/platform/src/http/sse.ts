@@ -49,6 +49,8 @@ export class SseConnection {
     this.keepAlive = setInterval(() => this.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
     this.keepAlive.unref();
     res.on('close', () => this.cleanup());
+    // a HEAD has its answer in the headers; left open, it held back the next request on its connection
+    if (req.method === 'HEAD') this.end();
   }
 
   /** Writes raw SSE text; false when the socket buffer is full (await `drained()` before more history). */
