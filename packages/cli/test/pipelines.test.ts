@@ -216,6 +216,18 @@ describe('hodei apply', () => {
     expect(await depsByName('cli-turn')).toEqual({ a: ['b'], b: [], c: ['a', 'b'] });
   }, 30_000);
 
+  it('a file with a bad field in one job changes no job', async () => {
+    const file = join(fx.dir, 'bad-field.yaml');
+    writeFileSync(file, 'name: cli-bad-field\njobs:\n  - {name: apply-one, command: echo one}\n  - {name: apply-two, command: echo two}\n');
+    expect((await hodeiDone(['apply', '-f', file], env)).code).toBe(0);
+    writeFileSync(file, 'name: cli-bad-field\njobs:\n  - {name: apply-one, command: echo changed}\n  - {name: apply-two, command: echo two, timeout_seconds: -1}\n');
+    const r = await hodeiDone(['apply', '-f', file], env);
+    expect(r.code).toBe(1);
+    const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=apply-one`)).json()) as { name: string; command: string }[];
+    expect(jobs.filter((j) => j.name === 'apply-one').map((j) => j.command)).toEqual(['echo one']);
+    expect(r.stderr).toContain(`${file}: invalid pipeline: jobs.1.timeout_seconds\n  jobs.1.timeout_seconds: Too small`);
+  }, 30_000);
+
   it('a file that names an unknown dependency changes nothing', async () => {
     const file = join(fx.dir, 'unknown.yaml');
     writeFileSync(file, 'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo first}\n  - {name: second, command: echo second, depends_on: [apply-first]}\n');

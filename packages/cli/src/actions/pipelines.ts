@@ -1,7 +1,7 @@
 // `hodei pipelines …` and `hodei apply -f pipeline.yaml`.
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { Job, Pipeline } from '@hodei/types';
+import { Job, Pipeline, PipelineCreate } from '@hodei/types';
 import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { cancelWhenAbandoned } from '../abandon.js';
@@ -109,6 +109,13 @@ async function apply(c: Ctx, file: string): Promise<void> {
   }
 
   // Update: description, then each inline job by name (create missing ones), then dependencies by id.
+  // The whole file is checked first, as a create would be: a bad field in a later job must not
+  // leave the earlier ones changed.
+  const checked = PipelineCreate.safeParse(doc);
+  if (!checked.success) {
+    const issues = checked.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+    throw new CliError(`${file}: invalid pipeline: ${[...new Set(issues.map((i) => i.path))].join(', ')}`, 1, issues.map((i) => `${i.path}: ${i.message}`));
+  }
   const current = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
   const inline = doc.jobs ?? [];
   const known = new Set([...(current.jobs ?? []).map((j) => j.name), ...inline.map((j) => String(j.name ?? ''))]);
