@@ -128,6 +128,8 @@ describe('app factory', () => {
       [post(open.url, '['.repeat(100_000) + ']'.repeat(100_000)), 400, 'body'],
       [post(open.url, `{"n":1,"kind":${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}}`), 400, 'kind'],
       [post(open.url, 'hello', 'text/plain'), 415],
+      // a Content-Encoding the body does not have: zlib's 'incorrect header check' named nothing
+      [post(open.url, '{"n":1}', 'application/json', { 'content-encoding': 'gzip' }), 400, 'body'],
       [post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) })), 413],
       [fetch(`${open.url}/api/v1/notes/not-a-uuid`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
       [fetch(`${open.url}/api/v1/nothing`), 404],

@@ -2,7 +2,7 @@
 // metrics, health, OpenAPI + Swagger UI, and the one error middleware that answers problem+json.
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import cors from 'cors';
-import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
 import { Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
@@ -167,9 +167,14 @@ function unavailable(e: { code?: string; message?: string; name?: string }): str
   return null;
 }
 
-function toHttpError(err: unknown): HttpError | null {
+function toHttpError(err: unknown, req: Request): HttpError | null {
   if (err instanceof HttpError) return err;
   const e = err as BodyParserError & { code?: string };
+  // zlib's own words ('incorrect header check') named neither the body nor its encoding
+  if (typeof e?.code === 'string' && e.code.startsWith('Z_') && e.status === 400) {
+    const message = `is not valid ${req.headers['content-encoding'] ?? 'compressed'} data (${e.message})`;
+    return new BadRequestError(`the request body ${message}`, [{ path: 'body', message }]);
+  }
   switch (e?.type) {
     case 'entity.parse.failed':
       // body-parser's strict mode refuses valid JSON that is not an object or array (null, 5, "x")
@@ -192,7 +197,7 @@ function toHttpError(err: unknown): HttpError | null {
 
 function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const known = toHttpError(err);
+    const known = toHttpError(err, req);
     const problem = known ?? new HttpError(500, 'Internal Server Error', 'an unexpected error occurred; it has been logged');
     if (problem.status >= 500) logger.error({ err, path: req.path, req_id: res.getHeader('X-Request-Id') }, 'request failed');
     if (res.headersSent) {
