@@ -263,6 +263,14 @@ describe('what the user got wrong, said plainly', () => {
     expect((await hodeiDone(['logs', execution, '--tail', '1', '--raw'], env)).stdout).toBe('two\n');
   });
 
+  it('logs --tail past one page of 10,000 lines prints that many', async () => {
+    const { execution } = JSON.parse((await hodeiDone(['run', '--json', '--', 'seq', '1', '12000'], env)).stdout) as { execution: string };
+    const r = await hodeiDone(['logs', execution, '--tail', '11000', '--raw'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.split('\n').slice(0, -1);
+    expect([lines.length, lines[0], lines.at(-1)]).toEqual([11000, '1001', '12000']);
+  }, 30_000);
+
   it('workers list --status offers the statuses a worker can have', async () => {
     const r = await hodeiDone(['workers', 'list', '--status', 'online'], env);
     expect(r.code).toBe(1);

@@ -67,7 +67,8 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
       stream: flags.stream,
       grep: flags.grep,
       grep_regex: flags.grep === undefined ? undefined : 'true',
-      limit,
+      // the API answers the last min(tail, limit) lines: a tail past one page is asked for whole
+      limit: Math.max(limit, flags.tail ?? 0),
     });
     lines.push(...page.lines);
     if (flags.tail !== undefined || page.lines.length < limit) break;
