@@ -85,6 +85,27 @@ describe('request bodies', () => {
     expect([ok.status, ok.body.name, ok.body.env]).toEqual([201, '😀', { A: '😀' }]);
   });
 
+  it('refuses a body that is not UTF-8, naming it, instead of storing U+FFFD in its place', async () => {
+    const bytes = (text: string) => Buffer.concat(text.split('\xff').flatMap((part, i) => (i ? [Buffer.from([0xff]), Buffer.from(part)] : [Buffer.from(part)])));
+    const post = async (path: string, body: Buffer, type = 'application/json') => {
+      const res = await fetch(`${orchestrator.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+      return { status: res.status, body: await res.json() };
+    };
+    const cases: Array<[string, Buffer, string?]> = [
+      ['/api/v1/jobs', bytes('{"name":"latin\xff","command":"true"}')],
+      ['/api/v1/pipelines', bytes('name: p\xff\njobs:\n  - {name: a, command: "true"}\n'), 'application/yaml'],
+    ];
+    for (const [path, body, type] of cases) {
+      const r = await post(path, body, type);
+      expect([r.status, r.body.errors], path).toEqual([400, [{ path: 'body', message: 'is not valid UTF-8' }]]);
+    }
+    const jobs = await fetch(`${orchestrator.url}/api/v1/jobs?name=latin%EF%BF%BD`).then((res) => res.json());
+    expect(jobs).toEqual([]);
+    // the same text in UTF-8 is taken
+    const ok = await post('/api/v1/jobs', Buffer.from('{"name":"latin\u00ff","command":"true"}'));
+    expect([ok.status, ok.body.name]).toEqual([201, 'latin\u00ff']);
+  });
+
   it('refuses a worker that offers less than 1 MiB of memory, on worker-manager and in the scheduler\'s registry', async () => {
     for (const [base, capacity, field] of [
       [workerManager.url, { memory_bytes: 1 }, 'capacity.memory_bytes'],

@@ -1,5 +1,6 @@
 // The Express app every service shares: request ids and logs, CORS, token auth, body limits,
 // metrics, health, OpenAPI + Swagger UI, and the one error middleware that answers problem+json.
+import { isUtf8 } from 'node:buffer';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import cors from 'cors';
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
@@ -27,6 +28,13 @@ const LOCALHOST_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 
 /** RFC 9110: the scheme is case-insensitive (`bearer`, `BEARER`); RFC 6750: one or more spaces before the token. */
 const BEARER = /^bearer +(.*)$/is;
+
+/** body-parser decodes bytes that are not UTF-8 as U+FFFD: what was sent would be stored changed. */
+function utf8Only(_req: unknown, _res: unknown, body: Buffer, encoding: string): void {
+  if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
+    throw new BadRequestError('the request body is not valid UTF-8', [{ path: 'body', message: 'is not valid UTF-8' }]);
+  }
+}
 
 function bearerAuth(token: string): RequestHandler {
   const expected = Buffer.from(token);
@@ -112,8 +120,8 @@ export function createApp(o: AppOptions): Express {
   app.use('/swagger-ui', swaggerUi.serve, swaggerUi.setup(doc, { customSiteTitle: o.title }));
 
   if (o.config.apiToken) app.use('/api/v1', bearerAuth(o.config.apiToken));
-  app.use(express.json({ limit: o.config.bodyLimit, type: ['application/json', 'application/*+json'] }));
-  app.use(express.text({ limit: o.config.bodyLimit, type: YAML_TYPES }));
+  app.use(express.json({ limit: o.config.bodyLimit, type: ['application/json', 'application/*+json'], verify: utf8Only }));
+  app.use(express.text({ limit: o.config.bodyLimit, type: YAML_TYPES, verify: utf8Only }));
   app.use(o.api.router);
   app.use(o.api.methodNotAllowed());
 
