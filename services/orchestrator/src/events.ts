@@ -1,8 +1,10 @@
 // Job status follows its executions: durable JetStream consumers on worker-manager's (and the
 // scheduler's) execution events record each execution and set the job's status from its newest.
+// An execution of a job deleted meanwhile is cancelled (worker-manager read the job before the
+// DELETE, which could not know of the execution yet).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { decodeJson, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
-import { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
+import { ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { newestStatus, recordExecution, type ExecutionUpdate } from './store/executions.js';
 import { lockJob, setJobStatus } from './store/jobs.js';
@@ -66,6 +68,8 @@ export function executionConsumers(
   eventsCounter: Counter,
   /** Called after an event of a known job was recorded (pipeline runs advance here). */
   onRecorded: (u: ExecutionUpdate) => Promise<void>,
+  /** Asks worker-manager to cancel an execution; false when it already ended or is gone. */
+  cancel: (executionId: string) => Promise<boolean>,
 ): ExecutionConsumers {
   const s = bus.subjects;
   const specs = [
@@ -93,6 +97,8 @@ export function executionConsumers(
     try {
       const known = await applyExecutionEvent(db, update);
       if (known) await onRecorded(update);
+      else if (!isFinalStatus(update.status) && (await cancel(update.execution_id)))
+        log.warn({ execution_id: update.execution_id, job_id: update.job_id }, 'cancelled an execution of a job that was deleted');
       eventsCounter.inc({ kind, outcome: known ? 'applied' : 'unknown_job' });
       m.ack();
     } catch (err) {

@@ -34,7 +34,14 @@ export const definition: ServiceDefinition = {
     const runner = new PipelineRunner(ctx.db, workerManager, ctx.bus, ctx.logger.child({ component: 'pipeline-runs' }));
     runRoutes(ctx.api, { db: ctx.db, runner, bus: ctx.bus, logger: ctx.logger });
     statsRoutes(ctx.api, { db: ctx.db, workerManager });
-    const consumers = executionConsumers(ctx.bus, ctx.db, ctx.logger, metrics.events, (u) => runner.onExecution(u.execution_id, u.job_id, u.status));
+    const consumers = executionConsumers(
+      ctx.bus,
+      ctx.db,
+      ctx.logger,
+      metrics.events,
+      (u) => runner.onExecution(u.execution_id, u.job_id, u.status),
+      (id) => workerManager.cancel(id),
+    );
     return {
       start: async () => {
         await consumers.start();

@@ -127,13 +127,36 @@ describe('job status from execution events (contract)', () => {
     await eventually(jobStatus(job.id, 'completed'));
   });
 
-  it('acks and ignores events for unknown jobs, no job, and bad payloads', async () => {
-    await publishStatus({ execution_id: newId(), job_id: newId(), status: 'running' });
-    await publishStatus({ execution_id: newId(), job_id: null, status: 'running' });
+  it('acks and ignores events for unknown jobs, no job, and bad payloads; cancels a live execution of an unknown job', async () => {
+    const [ofUnknown, endedOfUnknown, ofNone] = [newId(), newId(), newId()];
+    let refused = false;
+    wm.handler = (req) => {
+      if (req.method !== 'POST' || req.path !== `/api/v1/executions/${ofUnknown}/cancel`) return undefined;
+      if (refused) return { status: 202, body: { id: ofUnknown, status: 'cancelled' } };
+      refused = true;
+      return { status: 503, body: { title: 'Service Unavailable', status: 503 } };
+    };
+    const counted = async (outcome: string) =>
+      (await svc.ctx.metrics.getSingleMetric('hodei_orchestrator_execution_events_total')!.get()).values.reduce(
+        (n, v) => n + (v.labels.kind === 'status' && v.labels.outcome === outcome ? v.value : 0),
+        0,
+      );
+    const [unknownBefore, ignoredBefore] = [await counted('unknown_job'), await counted('ignored')];
+    await publishStatus({ execution_id: ofUnknown, job_id: newId(), status: 'running' });
+    await publishStatus({ execution_id: endedOfUnknown, job_id: newId(), status: 'completed' }, true);
+    await publishStatus({ execution_id: ofNone, job_id: null, status: 'running' });
     await svc.ctx.bus.js.publish(svc.ctx.bus.subjects.executionFinished, new TextEncoder().encode('{not json'));
     const job = (await api('POST', '/api/v1/jobs', { name: 'after-junk' })).body;
     await publishStatus({ execution_id: newId(), job_id: job.id, status: 'running' });
     await eventually(jobStatus(job.id, 'running'));
+    await eventually(async () =>
+      (await counted('unknown_job')) - unknownBefore === 2 && (await counted('ignored')) > ignoredBefore ? true : undefined,
+    );
+    const cancels = wm.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/cancel')).map((r) => r.path);
+    // worker-manager's 503 leaves the event to be delivered again: the cancel is asked once more
+    expect(cancels.filter((p) => p === `/api/v1/executions/${ofUnknown}/cancel`)).toHaveLength(2);
+    expect(cancels.join()).not.toMatch(new RegExp(`${endedOfUnknown}|${ofNone}|${job.id}`));
+    wm.handler = () => undefined;
     const health = await api('GET', '/health');
     expect(health.status).toBe(200);
   });
