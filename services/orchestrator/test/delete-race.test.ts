@@ -4,19 +4,15 @@
 // makes that window certain. Real orchestrator, worker-manager, scheduler and worker.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import type { RunningService } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
-import { startWorkerManager } from '../../worker-manager/src/service.js';
-import { startOrchestrator } from '../src/service.js';
 import { call, eventually } from './helpers.js';
+import { startRealStack, stopRealStack, type RealStack } from './real-stack.js';
 
-let env: TestEnv;
+let stack: RealStack | undefined;
 let orchestrator: RunningService;
-let scheduler: RunningService;
 let workerManager: RunningService;
-let proxy: Server;
-let workerId: string | undefined;
+let proxy: Server | undefined;
 /** Jobs the stand-in deletes once worker-manager has read them, with the DELETE's status. */
 const deleteOnRead = new Map<string, number | null>();
 
@@ -43,26 +39,16 @@ async function orchestratorProxy(target: string): Promise<Server> {
 }
 
 beforeAll(async () => {
-  env = createTestEnv();
-  const { ports, urls } = await serviceAddresses();
-  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
-  proxy = await orchestratorProxy(orchestrator.url);
-  const viaProxy = { ...urls, orchestrator: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` };
-  scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
-  workerManager = await startWorkerManager(env.config('worker-manager', { urls: viaProxy, port: ports['worker-manager'], killGraceMs: 1000 }));
-  const w = await call(workerManager.url, 'POST', '/api/v1/workers', { type: 'shell', name: 'delete-race', capacity: { slots: 4, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
-  expect(w.status).toBe(201);
-  workerId = w.body.id;
-  await workerOnline(scheduler.url, w.body.id, 20_000);
+  stack = await startRealStack('delete-race', async (url) => {
+    proxy = await orchestratorProxy(url);
+    return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  });
+  ({ orchestrator, workerManager } = stack);
 }, 60_000);
 
 afterAll(async () => {
-  if (workerId) await call(workerManager.url, 'DELETE', `/api/v1/workers/${workerId}?force=true`).catch(() => undefined);
-  await workerManager?.stop();
-  await orchestrator?.stop();
-  await scheduler?.stop();
+  if (stack) await stopRealStack(stack);
   await new Promise<void>((resolve) => (proxy ? proxy.close(() => resolve()) : resolve()));
-  await env?.cleanup();
 });
 
 const execution = async (id: string) => (await call(workerManager.url, 'GET', `/api/v1/executions/${id}`)).body;

@@ -2,42 +2,26 @@
 // Diamond timing, failure, cancel (of the run or of one job's execution), run env, the run list,
 // the run event stream, cron-fired runs, and an orchestrator restarted mid-run that still finishes
 // the run with every job executed once.
-import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import type { RunningService } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
-import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { startOrchestrator } from '../src/service.js';
 import { call, eventually } from './helpers.js';
+import { startRealStack, stopRealStack, type RealStack } from './real-stack.js';
 
-let env: TestEnv;
+let stack: RealStack | undefined;
 let orchestrator: RunningService;
 let scheduler: RunningService;
 let workerManager: RunningService;
-let workerId: string | undefined;
-let urls: Record<'orchestrator' | 'scheduler' | 'worker-manager', string>;
-let orchestratorPort: number;
 const api = (method: string, path: string, body?: unknown) => call(orchestrator.url, method, path, body);
 
 
 beforeAll(async () => {
-  env = createTestEnv();
-  const { ports } = ({ urls } = await serviceAddresses());
-  orchestratorPort = ports.orchestrator;
-  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
-  scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
-  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], killGraceMs: 1000 }));
-  const w = await call(workerManager.url, 'POST', '/api/v1/workers', { type: 'shell', name: 'runs-test', capacity: { slots: 4, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
-  expect(w.status).toBe(201);
-  workerId = w.body.id;
-  await workerOnline(scheduler.url, w.body.id, 30_000);
+  stack = await startRealStack('runs-test');
+  ({ orchestrator, scheduler, workerManager } = stack);
 }, 90_000);
 
 afterAll(async () => {
-  if (workerId) await call(workerManager.url, 'DELETE', `/api/v1/workers/${workerId}?force=true`).catch(() => undefined);
-  await workerManager?.stop();
-  await orchestrator?.stop();
-  await scheduler?.stop();
-  await env?.cleanup();
+  if (stack) await stopRealStack(stack);
 });
 
 type RunJob = { name: string; job_id: string; status: string; execution_id: string | null; exit_code: number | null; started_at: string | null; finished_at: string | null };
@@ -283,7 +267,8 @@ describe('pipeline runs on a real worker', () => {
     await orchestrator.stop();
     // `first` finishes while the orchestrator is down: its events wait in the stream
     await eventually(async () => ((await call(workerManager.url, 'GET', `/api/v1/executions/${firstExec}`)).body.status === 'completed' ? true : undefined), 30_000);
-    orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: orchestratorPort }));
+    const { env, urls, ports } = stack!;
+    orchestrator = stack!.orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
     const run = await finished(r.body.id);
     expect(run.status).toBe('completed');
     for (const name of ['first', 'second', 'side', 'last']) {

@@ -1,38 +1,22 @@
 // The orchestrator with the real worker-manager, scheduler and a worker process: pipeline runs,
 // job status and cancel end to end (stats and cleanup: stats.test.ts).
-import { createTestEnv, serviceAddresses, workerOnline, type RunningService, type TestEnv } from '@hodei/platform';
+import type { RunningService } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
-import { startWorkerManager } from '../../worker-manager/src/service.js';
-import { startOrchestrator } from '../src/service.js';
 import { call, eventually } from './helpers.js';
+import { startRealStack, stopRealStack, type RealStack } from './real-stack.js';
 
-let env: TestEnv;
+let stack: RealStack | undefined;
 let orchestrator: RunningService;
-let scheduler: RunningService;
 let workerManager: RunningService;
-let workerId: string | undefined;
 const api = (method: string, path: string, body?: unknown) => call(orchestrator.url, method, path, body);
 
-
 beforeAll(async () => {
-  env = createTestEnv();
-  const { ports, urls } = await serviceAddresses();
-  orchestrator = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
-  scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
-  workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], killGraceMs: 1000 }));
-  const w = await call(workerManager.url, 'POST', '/api/v1/workers', { type: 'shell', name: 'orchestrator-test', capacity: { slots: 4, cpu_cores: 4, memory_bytes: 4 * 1024 ** 3 } });
-  expect(w.status).toBe(201);
-  workerId = w.body.id;
-  await workerOnline(scheduler.url, w.body.id, 20_000);
+  stack = await startRealStack('orchestrator-test');
+  ({ orchestrator, workerManager } = stack);
 }, 60_000);
 
 afterAll(async () => {
-  if (workerId) await call(workerManager.url, 'DELETE', `/api/v1/workers/${workerId}?force=true`).catch(() => undefined);
-  await workerManager?.stop();
-  await orchestrator?.stop();
-  await scheduler?.stop();
-  await env?.cleanup();
+  if (stack) await stopRealStack(stack);
 });
 
 const job = async (jobId: string) => (await api('GET', `/api/v1/jobs/${jobId}`)).body;
