@@ -205,38 +205,51 @@ describe('hodei apply', () => {
     return Object.fromEntries(p.jobs.map((j) => [j.name, j.depends_on.map((d) => names.get(d)!)]));
   }
 
-  it('updates a pipeline whose file turns a dependency around (a after b instead of b after a)', async () => {
-    const file = join(fx.dir, 'turn.yaml');
-    writeFileSync(file, 'name: cli-turn\njobs:\n  - {name: a, command: echo a}\n  - {name: b, command: echo b, depends_on: [a]}\n  - {name: c, command: echo c, depends_on: [a, b]}\n');
+  /** Applies `first` (which must succeed), then `second` from the same file: the second's result. */
+  async function reapply(fileName: string, first: string, second: string) {
+    const file = join(fx.dir, fileName);
+    writeFileSync(file, first);
     expect((await hodeiDone(['apply', '-f', file], env)).code).toBe(0);
-    writeFileSync(file, 'name: cli-turn\njobs:\n  - {name: a, command: echo a, depends_on: [b]}\n  - {name: b, command: echo b}\n  - {name: c, command: echo c, depends_on: [a, b]}\n');
-    const r = await hodeiDone(['apply', '-f', file], env);
+    writeFileSync(file, second);
+    return { file, r: await hodeiDone(['apply', '-f', file], env) };
+  }
+
+  /** The commands of the jobs with this name. */
+  async function commandsOf(name: string): Promise<string[]> {
+    const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=${name}`)).json()) as { name: string; command: string }[];
+    return jobs.filter((j) => j.name === name).map((j) => j.command);
+  }
+
+  it('updates a pipeline whose file turns a dependency around (a after b instead of b after a)', async () => {
+    const { r } = await reapply(
+      'turn.yaml',
+      'name: cli-turn\njobs:\n  - {name: a, command: echo a}\n  - {name: b, command: echo b, depends_on: [a]}\n  - {name: c, command: echo c, depends_on: [a, b]}\n',
+      'name: cli-turn\njobs:\n  - {name: a, command: echo a, depends_on: [b]}\n  - {name: b, command: echo b}\n  - {name: c, command: echo c, depends_on: [a, b]}\n',
+    );
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/^pipeline cli-turn updated: .* \(3 jobs updated, 0 created\)$/m);
     expect(await depsByName('cli-turn')).toEqual({ a: ['b'], b: [], c: ['a', 'b'] });
   }, 30_000);
 
   it('a file with a bad field in one job changes no job', async () => {
-    const file = join(fx.dir, 'bad-field.yaml');
-    writeFileSync(file, 'name: cli-bad-field\njobs:\n  - {name: apply-one, command: echo one}\n  - {name: apply-two, command: echo two}\n');
-    expect((await hodeiDone(['apply', '-f', file], env)).code).toBe(0);
-    writeFileSync(file, 'name: cli-bad-field\njobs:\n  - {name: apply-one, command: echo changed}\n  - {name: apply-two, command: echo two, timeout_seconds: -1}\n');
-    const r = await hodeiDone(['apply', '-f', file], env);
+    const { file, r } = await reapply(
+      'bad-field.yaml',
+      'name: cli-bad-field\njobs:\n  - {name: apply-one, command: echo one}\n  - {name: apply-two, command: echo two}\n',
+      'name: cli-bad-field\njobs:\n  - {name: apply-one, command: echo changed}\n  - {name: apply-two, command: echo two, timeout_seconds: -1}\n',
+    );
     expect(r.code).toBe(1);
-    const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=apply-one`)).json()) as { name: string; command: string }[];
-    expect(jobs.filter((j) => j.name === 'apply-one').map((j) => j.command)).toEqual(['echo one']);
+    expect(await commandsOf('apply-one')).toEqual(['echo one']);
     expect(r.stderr).toContain(`${file}: invalid pipeline: jobs.1.timeout_seconds\n  jobs.1.timeout_seconds: Too small`);
   }, 30_000);
 
   it('a file that names an unknown dependency changes nothing', async () => {
-    const file = join(fx.dir, 'unknown.yaml');
-    writeFileSync(file, 'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo first}\n  - {name: second, command: echo second, depends_on: [apply-first]}\n');
-    expect((await hodeiDone(['apply', '-f', file], env)).code).toBe(0);
-    writeFileSync(file, 'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo changed}\n  - {name: second, command: echo second, depends_on: [nope]}\n');
-    const r = await hodeiDone(['apply', '-f', file], env);
+    const { r } = await reapply(
+      'unknown.yaml',
+      'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo first}\n  - {name: second, command: echo second, depends_on: [apply-first]}\n',
+      'name: cli-unknown\njobs:\n  - {name: apply-first, command: echo changed}\n  - {name: second, command: echo second, depends_on: [nope]}\n',
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('job second depends on unknown job nope');
-    const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=apply-first`)).json()) as { name: string; command: string }[];
-    expect(jobs.filter((j) => j.name === 'apply-first').map((j) => j.command)).toEqual(['echo first']);
+    expect(await commandsOf('apply-first')).toEqual(['echo first']);
   }, 30_000);
 });
