@@ -61,7 +61,6 @@ my $subreaper = $sys && syscall($sys->{prctl}, $PR_SET_CHILD_SUBREAPER, 1, 0, 0,
 my ($EPOLL_CLOEXEC, $EPOLL_CTL_ADD, $EPOLL_CTL_DEL, $EPOLLIN, $MAX_EVENTS) = (0x80000, 1, 2, 1, 256);
 my $epoll = $sys ? syscall($sys->{epoll_create1}, $EPOLL_CLOEXEC) : -1;
 my $event_size = $sys ? length pack($sys->{epoll_event}, 0, 0) : 0;
-my $events = "\0" x ($event_size * $MAX_EVENTS);    # epoll_pwait's buffer, written over each time
 my %polled;                  # fileno => 1 while in the epoll set
 my %jobs;                    # id => job
 my %by_pid;                  # pid => job, until reaped
@@ -121,6 +120,7 @@ sub ready_fds {
         for (my $fd = index($bits, '1'); $fd >= 0; $fd = index($bits, '1', $fd + 1)) { push @fds, $fd }
         return @fds;
     }
+    my $events = "\0" x ($event_size * $MAX_EVENTS);
     my $n = syscall($sys->{epoll_pwait}, $epoll, $events, $MAX_EVENTS, int($timeout * 1000), 0, 8);
     return map { (unpack($sys->{epoll_event}, substr($events, $_ * $event_size, $event_size)))[1] } 0 .. $n - 1;
 }
