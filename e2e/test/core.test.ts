@@ -210,10 +210,14 @@ describe('end to end', () => {
 
     const j = await orch('POST', '/api/v1/jobs', { name: 'e2e-cancel', command: 'echo started; sleep 60; echo never' });
     const ex = await wm('POST', '/api/v1/execute', { job_id: j.body.id });
-    await eventually(async () => {
-      const l = await wm('GET', `/api/v1/executions/${ex.body.id}/logs`);
-      return l.body?.lines?.length === 1 ? true : undefined;
+    // Waits for the line itself, and stops early, saying why, when the execution ended without it.
+    const before = await eventually(async () => {
+      const lines = (await wm('GET', `/api/v1/executions/${ex.body.id}/logs`)).body?.lines?.map((l: { line: string }) => l.line);
+      if (lines?.includes('started')) return { status: 'running', lines };
+      const e = (await wm('GET', `/api/v1/executions/${ex.body.id}`)).body;
+      return FINAL.includes(e?.status) ? { status: e.status, message: e.message, lines } : undefined;
     }, 30_000, 'the cancel job to print its first line');
+    expect(before).toEqual({ status: 'running', lines: ['started'] });
     const c = await wm('POST', `/api/v1/executions/${ex.body.id}/cancel`);
     expect(c.status).toBe(202);
     const cancelled = await finished(ex.body.id);
