@@ -118,6 +118,11 @@ export class Execution {
     });
   }
 
+  /** Its process has not exited yet (its final status may still be on its way after that). */
+  get running(): boolean {
+    return !this.ended;
+  }
+
   /** SIGTERM to everything of the execution, SIGKILL after the grace period. False when already over. */
   kill(reason: KillReason): boolean {
     if (this.ended) return false;

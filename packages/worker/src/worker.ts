@@ -271,7 +271,9 @@ class WorkerAgent {
     const beat: WorkerHeartbeat = {
       worker_id: this.config.id,
       status: this.draining ? 'draining' : 'online',
-      running_executions: [...this.executions.keys()],
+      // not those whose process exited: the scheduler may record their final status before this
+      // beat, and would answer that they must not run (written off)
+      running_executions: [...this.executions.values()].filter((e) => e.running).map((e) => e.id),
       timestamp: new Date().toISOString(),
     };
     const sentAt = performance.now();

@@ -248,7 +248,9 @@ export const definition: ServiceDefinition = {
             }
             if (r.status !== r.previous) placer.kick();
             const writtenOff = hb.running_executions.length ? await queue.runningOn(hb.worker_id, hb.running_executions) : [];
-            if (writtenOff.length) logger.warn({ worker_id: hb.worker_id, executions: writtenOff }, 'a worker runs executions recorded over or placed on another worker: told to kill them');
+            // debug: a beat sent just before a process exited names an execution whose final status
+            // may be recorded first; the worker logs what it actually kills
+            if (writtenOff.length) logger.debug({ worker_id: hb.worker_id, executions: writtenOff }, 'a worker listed executions recorded over or placed on another worker: told to kill them');
             return { status: r.status, written_off: writtenOff };
           },
           caughtUp: () => placer.setReady(),
