@@ -207,9 +207,13 @@ export class PipelineRunner {
       return (await runs.runJobs(c, runId)).filter((j) => j.execution_id && (j.status === 'queued' || j.status === 'running'));
     });
     await this.sync(runId); // waiting jobs end as skipped at once
-    await eachLimited(active, START_CONCURRENCY, async (j) => {
-      await this.workerManager.cancel(j.execution_id!);
-    });
+    // The queued first: a running job that stops frees its slot, which a queued one would take
+    // (and start) if its own cancel were still on its way.
+    for (const status of ['queued', 'running']) {
+      await eachLimited(active.filter((j) => j.status === status), START_CONCURRENCY, async (j) => {
+        await this.workerManager.cancel(j.execution_id!);
+      });
+    }
     return (await runs.getRun(this.db, runId))!;
   }
 

@@ -179,6 +179,30 @@ describe('pipeline runs on a real worker', () => {
     expect((await api('POST', `/api/v1/pipeline-runs/${r.body.id}/cancel`)).status).toBe(409);
   }, 90_000);
 
+  it('cancel with more jobs than slots: the queued jobs never start, though the running ones free their slots at once', async () => {
+    const names = ['j1', 'j2', 'j3', 'j4', 'j5', 'j6'];
+    const { id } = await createPipeline({
+      name: 'cancel-queued',
+      // each ends the moment it gets SIGTERM, so its slot is free again within milliseconds
+      jobs: names.map((name) => ({ name, command: `trap 'exit 143' TERM; echo started ${name}; sleep 30 & wait` })),
+    });
+    const r = await api('POST', `/api/v1/pipelines/${id}/runs`);
+    expect(r.status).toBe(202);
+    const before = await eventually(async () => {
+      const jobs = (await api('GET', `/api/v1/pipeline-runs/${r.body.id}`)).body.jobs as RunJob[];
+      const count = (s: string) => jobs.filter((j) => j.status === s).length;
+      return count('running') === 4 && count('queued') === 2 ? jobs : undefined;
+    }, 30_000);
+    expect((await api('POST', `/api/v1/pipeline-runs/${r.body.id}/cancel`)).status).toBe(202);
+    const run = await finished(r.body.id, 30_000);
+    expect(run.status).toBe('cancelled');
+    for (const j of before.filter((x) => x.status === 'queued')) {
+      const e = (await call(workerManager.url, 'GET', `/api/v1/executions/${j.execution_id}`)).body;
+      expect({ name: j.name, status: e.status, message: e.message, lines: await logLines(j.execution_id!) })
+        .toEqual({ name: j.name, status: 'cancelled', message: 'cancelled before it started', lines: [] });
+    }
+  }, 60_000);
+
   it("a job's execution cancelled on its own (not the run) cancels the run and skips what depends on it", async () => {
     const { id, ids } = await createPipeline({
       name: 'job-cancelled',
