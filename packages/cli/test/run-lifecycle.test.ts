@@ -139,4 +139,15 @@ describe('hodei run --script: what is not a script', () => {
     }
     expect(await jobCount()).toBe(before);
   });
+
+  it('--command and --script together are refused, not one of them run in silence', async () => {
+    const script = join(dir, 'both.sh');
+    await writeFile(script, 'echo from the script\n');
+    const jobs = async () => (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=both`).then((r) => r.json())) as unknown[];
+    const r = await hodeiDone(['run', '--name', 'both', '--command', 'echo from the command', '--script', script], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('hodei: give --command or --script, not both\n');
+    expect(r.stdout).toBe('');
+    expect(await jobs()).toEqual([]);
+  });
 });

@@ -51,6 +51,7 @@ async function retryOf(c: Ctx, jobId: string, executionId: string): Promise<z.in
 
 /** The job file (if any) with the flags laid over it. */
 export async function buildJobBody(flags: RunFlags): Promise<Record<string, unknown>> {
+  if (flags.command !== undefined && flags.script !== undefined) throw new CliError('give --command or --script, not both');
   let base: Record<string, unknown> = {};
   if (flags.file) {
     const text = await readText(flags.file);
