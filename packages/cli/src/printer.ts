@@ -6,7 +6,7 @@ import { parseProgress, type ProgressBar } from './progress.js';
 export interface PrintOptions {
   timestamps: boolean;
   raw: boolean;
-  /** When set, `::progress` lines move the bar instead of being printed. */
+  /** When set, `::progress` lines move the bar instead of being printed on the terminal (a file or a pipe still gets them). */
   bar: ProgressBar | null;
 }
 
@@ -36,14 +36,14 @@ export class LogPrinter {
   print(l: LogLine): void {
     this.count++;
     const bar = this.opts.bar;
+    const err = l.stream === 'stderr';
     if (bar) {
       const p = parseProgress(l.line);
       if (p) {
         bar.update(p);
-        return;
+        if (this.out.config.tty[err ? 'stderr' : 'stdout']) return;
       }
     }
-    const err = l.stream === 'stderr';
     const paint = err ? this.out.err : this.out.out;
     let text: string;
     if (this.opts.raw) text = rawText(l);

@@ -66,7 +66,7 @@ export class ProgressBar {
   render(now = Date.now()): string {
     const s = this.state;
     if (!s) return '';
-    const cols = this.stream.columns ?? 80;
+    const cols = this.stream.columns || 80; // 0 on a terminal that reports no size
     const elapsedMs = now - this.startedAt;
     let eta = '';
     if (s.percent !== null && s.percent > this.firstPercent && s.percent < 100 && this.firstAt !== null) {
