@@ -216,6 +216,34 @@ describe('cleanup', () => {
     expect((await api('GET', `/api/v1/pipelines/${pipe.body.id}`)).status).toBe(200);
   }, 90_000);
 
+  it('leaves the jobs of a pipeline that last ran long ago (they go with their pipeline), and the pipeline runs them again', async () => {
+    const pipe = await api('POST', '/api/v1/pipelines', {
+      name: 'monthly',
+      jobs: [{ name: 'build', command: 'echo build' }, { name: 'ship', command: 'echo ship', depends_on: ['build'] }],
+    });
+    expect(pipe.status).toBe(201);
+    const ids = pipe.body.jobs.map((j: { id: string }) => j.id);
+    const first = await api('POST', `/api/v1/pipelines/${pipe.body.id}/runs`);
+    await eventually(async () => ((await api('GET', `/api/v1/pipeline-runs/${first.body.id}`)).body.status === 'completed' ? true : undefined), 30_000);
+    const loose = await job({ name: 'loose', command: 'echo loose' });
+    await run(loose);
+    await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '40 days' WHERE id = ANY ($1::uuid[])", [[...ids, loose]]);
+
+    const dry = await api('POST', '/api/v1/cleanup', { older_than_days: 30, dry_run: true });
+    expect(dry.body.job_ids).toEqual([loose]);
+    const r = await api('POST', '/api/v1/cleanup', { older_than_days: 30 });
+    expect(r.body.job_ids).toEqual([loose]);
+    const kept = (await api('GET', `/api/v1/pipelines/${pipe.body.id}`)).body.jobs;
+    expect(kept.map((j: { name: string; depends_on: string[] }) => [j.name, j.depends_on])).toEqual([['build', []], ['ship', [ids[0]]]]);
+    const again = await api('POST', `/api/v1/pipelines/${pipe.body.id}/runs`);
+    expect(again.status).toBe(202);
+    const done = await eventually(async () => {
+      const x = (await api('GET', `/api/v1/pipeline-runs/${again.body.id}`)).body;
+      return x.status !== 'running' ? x : undefined;
+    }, 30_000);
+    expect(done.jobs.map((j: { name: string; status: string }) => [j.name, j.status])).toEqual([['build', 'completed'], ['ship', 'completed']]);
+  }, 90_000);
+
   it('waits while worker-manager takes longer than 10 s to delete the logs (millions of lines do)', async () => {
     const big = await job({ name: 'big-log', command: 'seq 1 1000' });
     const exec = await run(big);

@@ -33,7 +33,7 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       method: 'post',
       path: '/api/v1/cleanup',
       tag: 'stats',
-      summary: 'Delete finished jobs untouched for older_than_days with their executions and logs, and every execution and pipeline run over for that long but the newest execution of each job (dry_run deletes nothing and tells what would go)',
+      summary: 'Delete finished jobs of no pipeline untouched for older_than_days with their executions and logs, and every execution and pipeline run over for that long but the newest execution of each job (dry_run deletes nothing and tells what would go)',
       body: CleanupRequest,
       responses: {
         200: { description: 'what was (or would be) deleted', schema: CleanupResult },

@@ -209,10 +209,11 @@ export async function setJobStatus(db: Db, id: string, status: ExecutionStatus):
   await db.query('UPDATE jobs SET status = $2, updated_at = now() WHERE id = $1 AND status IS DISTINCT FROM $2', [id, status]);
 }
 
-/** Jobs with a final status untouched since before `cutoff`, no execution still going and no running run waiting for them, oldest first. */
+/** Jobs of no pipeline with a final status untouched since before `cutoff`, no execution still going
+ *  and no running run waiting for them, oldest first. A pipeline's jobs go only with their pipeline. */
 export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT id FROM jobs WHERE status IN ${FINAL_EXECUTION} AND updated_at < $1
+    `SELECT id FROM jobs WHERE pipeline_id IS NULL AND status IN ${FINAL_EXECUTION} AND updated_at < $1
        AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
      ORDER BY updated_at LIMIT $2`,
     [cutoff, limit],
@@ -223,18 +224,12 @@ export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): P
 /** Deletes those of `ids` that are still final and older than `cutoff`; returns the ids deleted. */
 export async function deleteFinishedJobs(db: Db, ids: string[], cutoff: Date): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
-    `DELETE FROM jobs WHERE id = ANY ($1::uuid[]) AND updated_at < $2
+    `DELETE FROM jobs WHERE id = ANY ($1::uuid[]) AND updated_at < $2 AND pipeline_id IS NULL
        AND status IN ${FINAL_EXECUTION} AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
      RETURNING id`,
     [ids, cutoff],
   );
-  const deleted = rows.map((r) => r.id);
-  if (deleted.length)
-    await db.query(
-      'UPDATE jobs SET depends_on = ARRAY(SELECT d FROM unnest(depends_on) d WHERE d <> ALL ($1::uuid[])) WHERE depends_on && $1::uuid[]',
-      [deleted],
-    );
-  return deleted;
+  return rows.map((r) => r.id); // jobs of no pipeline: no job depends on them
 }
 
 /** Jobs of the pipeline that have something to run (a command or a script). */
