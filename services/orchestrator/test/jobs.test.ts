@@ -122,6 +122,29 @@ describe('jobs', () => {
     expect(p.body.jobs).toEqual([{ id: b.body.id, name: 'b', depends_on: [], status: 'pending' }]);
   });
 
+  it('deleting a job in the middle of a chain keeps its dependants after what it depended on', async () => {
+    const p = await api('POST', '/api/v1/pipelines', {
+      name: 'chain',
+      jobs: [
+        { name: 'fetch', command: 'true' },
+        { name: 'build', command: 'true' },
+        { name: 'test', command: 'true', depends_on: ['build', 'fetch'] },
+        { name: 'deploy', command: 'true', depends_on: ['test', 'build'] },
+        { name: 'notify', command: 'true', depends_on: ['test'] },
+      ],
+    });
+    expect(p.status).toBe(201);
+    const id = Object.fromEntries(p.body.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    expect((await api('DELETE', `/api/v1/jobs/${id.test}`)).status).toBe(204);
+    const after = (await api('GET', `/api/v1/pipelines/${p.body.id}`)).body.jobs as Array<{ name: string; depends_on: string[] }>;
+    expect(Object.fromEntries(after.map((j) => [j.name, j.depends_on]))).toEqual({
+      fetch: [],
+      build: [],
+      deploy: [id.build, id.fetch],
+      notify: [id.build, id.fetch],
+    });
+  });
+
   it('refuses a second job of the same name in a pipeline (create, rename, move) with a 409 naming name', async () => {
     const pid = await pipeline('unique-names');
     const other = await pipeline('other-names');

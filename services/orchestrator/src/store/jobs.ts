@@ -158,14 +158,17 @@ export async function updateJob(db: Db, id: string, v: Partial<JobValues>): Prom
   await db.query(`UPDATE jobs SET ${sets.join(', ')} WHERE id = $1`, values);
 }
 
-/** Deletes a job and drops it from the depends_on of its pipeline's other jobs. */
+/** Deletes a job; the jobs of its pipeline that depended on it depend on what it depended on
+ *  instead, so they still run after those (build → test → deploy without test: build → deploy). */
 export async function deleteJob(db: Db, id: string, pipelineId: string | null): Promise<void> {
-  await db.query('DELETE FROM jobs WHERE id = $1', [id]);
+  const { rows } = await db.query<{ depends_on: string[] }>('DELETE FROM jobs WHERE id = $1 RETURNING depends_on', [id]);
   // only jobs of the same pipeline can depend on it
   if (pipelineId)
     await db.query(
-      'UPDATE jobs SET depends_on = array_remove(depends_on, $1::uuid) WHERE pipeline_id = $2 AND $1::uuid = ANY (depends_on)',
-      [id, pipelineId],
+      `UPDATE jobs SET depends_on = ARRAY(
+         SELECT d FROM unnest(array_remove(depends_on, $1::uuid) || $3::uuid[]) WITH ORDINALITY AS t(d, i) GROUP BY d ORDER BY min(i))
+       WHERE pipeline_id = $2 AND $1::uuid = ANY (depends_on)`,
+      [id, pipelineId, rows[0]?.depends_on ?? []],
     );
 }
 
