@@ -41,6 +41,15 @@ const BACKLOG_REPEAT_MS = 1000;
  */
 const PURGE_INTERVAL_MS = 5000;
 const LOGS_CONSUMER = 'worker-manager-logs';
+/**
+ * Log messages delivered to a worker-manager that died before it stored them come back to the next
+ * one (or another replica) after this long: a live follower and the final status wait for them
+ * meanwhile, so it is short. Messages still waiting here for their insert are kept from coming back
+ * by a progress signal (`working`) every LOGS_ACK_WAIT_MS / 3.
+ */
+export const LOGS_ACK_WAIT_MS = 5000;
+/** What the status consumers keep: an event is applied in well under this (a final one waits for its lines). */
+const STATUS_ACK_WAIT_MS = 30_000;
 
 interface Batch {
   execution_id: string;
@@ -52,6 +61,8 @@ interface Buffered {
   batches: Batch[];
   pending: PendingBatch[];
   lines: number;
+  /** When it was delivered, or last said to be in progress (epoch ms). */
+  touched: number;
 }
 
 /** Cheap structural check of one execution's batch (a million lines go through here; no schema walk per line). */
@@ -82,18 +93,21 @@ function settle(msg: JsMsg, how: 'ack' | 'nak'): void {
   }
 }
 
-async function durable(ctx: ServiceContext, stream: string, name: string, filter: string, maxAckPending: number) {
+async function durable(ctx: ServiceContext, stream: string, name: string, filter: string, maxAckPending: number, ackWaitMs: number) {
   const { jsm, js } = ctx.bus;
+  const ackWait = ackWaitMs * 1_000_000;
   const config = {
     durable_name: name,
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     max_ack_pending: maxAckPending,
-    ack_wait: 30_000_000_000,
+    ack_wait: ackWait,
   };
   try {
-    await jsm.consumers.info(stream, name);
+    const info = await jsm.consumers.info(stream, name);
+    // made by an earlier version with another ack wait
+    if (info.config.ack_wait !== ackWait) await jsm.consumers.update(stream, name, { ack_wait: ackWait });
   } catch {
     await jsm.consumers.add(stream, config).catch(async (err: unknown) => {
       if (!String(err).includes('already')) throw err;
@@ -109,6 +123,9 @@ export class Consumers {
   private liveSub: Subscription | undefined;
   private readonly chains = new Map<string, Promise<void>>();
   private buffered: Buffered[] = [];
+  /** Delivered log messages not acked or nak'd yet (buffered, or in an insert under way). */
+  private readonly unsettled = new Set<Buffered>();
+  private keepUnsettled: NodeJS.Timeout | undefined;
   private bufferedLines = 0;
   private flushers = 0;
   private flushed: Promise<void>[] = [];
@@ -132,15 +149,16 @@ export class Consumers {
 
   async start(): Promise<void> {
     const s = this.ctx.bus.subjects;
-    const logs = await durable(this.ctx, s.logsStream, LOGS_CONSUMER, s.logsAll, 10_000);
+    const logs = await durable(this.ctx, s.logsStream, LOGS_CONSUMER, s.logsAll, 10_000, LOGS_ACK_WAIT_MS);
     // statuses of executions of jobs, and of those without one (their own subjects: see Subjects)
-    const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000);
-    const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000);
+    const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000, STATUS_ACK_WAIT_MS);
+    const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000, STATUS_ACK_WAIT_MS);
     this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
     this.purgeTimer = setInterval(() => void this.purgeStored(), PURGE_INTERVAL_MS).unref();
     this.backlogCheck = setInterval(() => void this.checkBacklog(), BACKLOG_CHECK_MS).unref();
+    this.keepUnsettled = setInterval(() => this.signalInProgress(), LOGS_ACK_WAIT_MS / 3).unref();
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
@@ -160,6 +178,7 @@ export class Consumers {
     clearInterval(this.behindTimer);
     clearInterval(this.backlogCheck);
     clearInterval(this.purgeTimer);
+    clearInterval(this.keepUnsettled);
     this.liveSub?.unsubscribe();
     const closed = (async () => {
       await this.logMessages?.close().catch(() => undefined);
@@ -187,7 +206,9 @@ export class Consumers {
       }
       const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
-      this.buffered.push({ msg, batches, pending, lines });
+      const entry: Buffered = { msg, batches, pending, lines, touched: Date.now() };
+      this.buffered.push(entry);
+      this.unsettled.add(entry);
       this.bufferedLines += lines;
       // One insert at a time while a statement's worth does not wait (what comes meanwhile joins
       // the next one); more side by side only for a flood. Fifty jobs printing 100 lines a second
@@ -200,6 +221,20 @@ export class Consumers {
         void p.finally(() => (this.flushed = this.flushed.filter((x) => x !== p)));
       }
       if (this.bufferedLines > MAX_BUFFERED_LINES) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+  }
+
+  /** Keeps the log messages that wait here for their insert from being delivered again meanwhile. */
+  private signalInProgress(): void {
+    const now = Date.now();
+    for (const b of this.unsettled) {
+      if (now - b.touched < LOGS_ACK_WAIT_MS / 3) continue;
+      b.touched = now;
+      try {
+        b.msg.working();
+      } catch {
+        // closing: what is not acked comes again to the next run
+      }
     }
   }
 
@@ -278,6 +313,7 @@ export class Consumers {
           inserted = await insertLines(this.ctx.db, rows);
         } catch (err) {
           this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
+          for (const b of take) this.unsettled.delete(b);
           for (const { msg, batches, pending } of take) {
             settle(msg, 'nak');
             batches.forEach((b, k) => this.hub.discard(b.execution_id, pending[k]!)); // they come again
@@ -285,6 +321,7 @@ export class Consumers {
           this.release(n);
           continue;
         }
+        for (const b of take) this.unsettled.delete(b);
         for (const { msg, batches, pending } of take) {
           settle(msg, 'ack');
           batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));

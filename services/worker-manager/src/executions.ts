@@ -38,11 +38,13 @@ import { shouldRetry, type Retries } from './retries.js';
 import * as store from './store/executions.js';
 import { retryOf } from './store/retries.js';
 import type { ExecutionRow } from './store/executions.js';
-import { maxStoredSeq } from './store/logs.js';
+import { LOGS_ACK_WAIT_MS } from './consumers.js';
+import { countStoredUpTo, maxStoredSeq } from './store/logs.js';
 
 /** How long a final status waits for the execution's next log lines to be stored (it waits on
- *  while they keep coming: a million lines may be stored well after the process ended). */
-const LOG_WAIT_MS = 3000;
+ *  while they keep coming: a million lines may be stored well after the process ended). Longer
+ *  than the log consumer's ack wait: lines a worker-manager that died had taken come back after it. */
+const LOG_WAIT_MS = LOGS_ACK_WAIT_MS + 1000;
 const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for an answer to the cancel sent to every worker; then a queued
  *  execution ends where it is, and a running one's worker is asked on its own subject. */
@@ -318,19 +320,23 @@ export class Executions {
    *  gives up after `idleMs` without one (lines that never come: a worker that lost them). */
   private async logsStored(id: string, lastSeq: number, idleMs: number): Promise<void> {
     let stored = -1;
+    let count = -1;
     let deadline = 0;
     for (;;) {
       const now = await maxStoredSeq(this.ctx.db, id);
-      if (now >= lastSeq && !this.logs.hasPending(id)) return;
-      if (now > stored) {
+      // the last line is there: are those before it? (a batch taken by a worker-manager that died comes later)
+      const nowCount = now >= lastSeq ? await countStoredUpTo(this.ctx.db, id, lastSeq) : -1;
+      if (nowCount >= lastSeq && !this.logs.hasPending(id)) return;
+      if (now > stored || nowCount > count) {
         stored = now;
+        count = nowCount;
         deadline = Date.now() + idleMs;
       } else if (Date.now() >= deadline) break;
       // woken by this process's next insert of the execution's lines; the timeout covers lines
       // stored by another replica
       await this.logs.nextStored(id, Math.min(LOG_RECHECK_MS, Math.max(1, deadline - Date.now())));
     }
-    this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq, stored_seq: stored }, `final status recorded without its last log lines (none stored for ${idleMs} ms)`);
+    this.ctx.logger.warn({ execution_id: id, last_seq: lastSeq, stored_seq: stored, stored_lines: count }, `final status recorded without all its log lines (none stored for ${idleMs} ms)`);
   }
 
   /**

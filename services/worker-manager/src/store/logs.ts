@@ -121,3 +121,9 @@ export async function maxStoredSeq(db: Pool, executionId: string): Promise<numbe
   const { rows } = await db.query<{ m: number | null }>('SELECT max(seq) AS m FROM log_lines WHERE execution_id = $1', [executionId]);
   return rows[0]?.m ?? 0;
 }
+
+/** How many of the execution's lines 1..`lastSeq` are stored (fewer than `lastSeq`: some are missing). */
+export async function countStoredUpTo(db: Pool, executionId: string, lastSeq: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM log_lines WHERE execution_id = $1 AND seq <= $2', [executionId, lastSeq]);
+  return rows[0]?.n ?? 0;
+}
