@@ -27,6 +27,9 @@ export class Firer {
   private again = false;
   private stopped = false;
   private current: Promise<void> | undefined;
+  /** The last pass over the due schedules: a firing that fell due during it waited for it (for the
+   *  slow start of another firing) while this scheduler ran; it is late, not missed. */
+  private lastPass: { start: number; end: number } | undefined;
 
   constructor(
     private readonly store: ScheduleStore,
@@ -80,28 +83,32 @@ export class Firer {
 
   private async tick(): Promise<void> {
     const now = new Date();
+    const busy = this.lastPass;
     const due = await this.store.due(now);
-    await Promise.all(due.map((d) => this.fire(d, now)));
+    await Promise.all(due.map((d) => this.fire(d, now, busy)));
+    this.lastPass = { start: now.getTime(), end: Date.now() };
     const at = await this.store.earliest();
     if (!at) return this.arm(MAX_SLEEP_MS);
     const wait = at.getTime() - Date.now();
     this.arm(wait <= 0 ? BUSY_RETRY_MS : Math.min(wait, MAX_SLEEP_MS));
   }
 
-  private async fire(d: DueSchedule, now: Date): Promise<void> {
+  private async fire(d: DueSchedule, now: Date, busy: { start: number; end: number } | undefined): Promise<void> {
     const log = this.logger.child({ schedule_id: d.id });
     const scheduledAt = d.next_run_at;
     const lateMs = now.getTime() - scheduledAt.getTime();
     const next = d.cron ? nextCronRun(d.cron, d.timezone, new Date(Math.max(now.getTime(), scheduledAt.getTime()))) : null;
 
-    if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip') {
+    const paused = d.resumed_at !== null && d.resumed_at > scheduledAt;
+    const waitedForPass = busy !== undefined && scheduledAt.getTime() >= busy.start && scheduledAt.getTime() < busy.end;
+    if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip' && (paused || !waitedForPass)) {
       // missed while no scheduler ran, or while it was paused: skip it (and everything else missed),
       // resume on time. The firing is recorded skipped, so that a one-shot schedule completed without
       // a run says why.
       const skippedId = await this.store.claimRun(d.id, scheduledAt);
       await this.store.advance(d.id, scheduledAt, next, null);
       if (!skippedId) return;
-      const why = d.resumed_at && d.resumed_at > scheduledAt ? 'the schedule was paused' : 'no scheduler was running';
+      const why = paused ? 'the schedule was paused' : 'no scheduler was running';
       const message = `missed: ${why} at ${scheduledAt.toISOString()} (misfire_policy skip)`;
       await this.store.finishRun(skippedId, 'skipped', { execution_id: null, pipeline_run_id: null }, message);
       this.metrics.firings.inc({ outcome: 'missed' });
