@@ -113,6 +113,13 @@ export async function eventually<T>(check: () => Promise<T | undefined>, ms = 50
   }
 }
 
+/** The pipeline run (GET /pipeline-runs/:id) once it is no longer running. */
+export const runEnded = (base: string, runId: string, ms: number): Promise<any> =>
+  eventually(async () => {
+    const x = (await call(base, 'GET', `/api/v1/pipeline-runs/${runId}`)).body;
+    return x.status !== 'running' ? x : undefined;
+  }, ms);
+
 /** An orchestrator config whose worker-manager is at `url` (a stand-in, or a dead address). */
 export const withWorkerManager = (config: Config, url: string): Config => ({ ...config, urls: { ...config.urls, 'worker-manager': url } });
 

@@ -5,7 +5,7 @@
 import type { RunningService } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
-import { call, eventually } from './helpers.js';
+import { call, eventually, runEnded } from './helpers.js';
 import { startRealStack, stopRealStack, type RealStack } from './real-stack.js';
 
 let stack: RealStack | undefined;
@@ -33,10 +33,7 @@ async function createPipeline(body: unknown): Promise<{ id: string; ids: Record<
 }
 
 async function finished(runId: string, ms = 60_000): Promise<{ status: string; finished_at: string; jobs: Record<string, RunJob>; env: Record<string, string> }> {
-  const run = await eventually(async () => {
-    const x = (await api('GET', `/api/v1/pipeline-runs/${runId}`)).body;
-    return x.status !== 'running' ? x : undefined;
-  }, ms);
+  const run = await runEnded(orchestrator.url, runId, ms);
   return { ...run, jobs: Object.fromEntries(run.jobs.map((j: RunJob) => [j.name, j])) };
 }
 

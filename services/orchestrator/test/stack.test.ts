@@ -2,7 +2,7 @@
 // job status and cancel end to end (stats and cleanup: stats.test.ts).
 import type { RunningService } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, eventually } from './helpers.js';
+import { call, eventually, runEnded } from './helpers.js';
 import { startRealStack, stopRealStack, type RealStack } from './real-stack.js';
 
 let stack: RealStack | undefined;
@@ -36,10 +36,7 @@ describe('with the real services', () => {
     const ids = Object.fromEntries(p.body.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
     const r = await api('POST', `/api/v1/pipelines/${p.body.id}/runs`);
     expect(r.status).toBe(202);
-    const run = await eventually(async () => {
-      const x = (await api('GET', `/api/v1/pipeline-runs/${r.body.id}`)).body;
-      return x.status !== 'running' ? x : undefined;
-    }, 20_000);
+    const run = await runEnded(orchestrator.url, r.body.id, 20_000);
     const byName = Object.fromEntries(run.jobs.map((j: { name: string }) => [j.name, j]));
     expect(run.status).toBe('failed');
     expect(byName.first.status).toBe('completed');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { startOrchestrator } from '../src/service.js';
-import { call, deadUrl, eventually, fieldPaths, withWorkerManager } from './helpers.js';
+import { call, deadUrl, eventually, fieldPaths, runEnded, withWorkerManager } from './helpers.js';
 
 let env: TestEnv;
 let svc: RunningService;
@@ -224,7 +224,7 @@ describe('cleanup', () => {
     expect(pipe.status).toBe(201);
     const ids = pipe.body.jobs.map((j: { id: string }) => j.id);
     const first = await api('POST', `/api/v1/pipelines/${pipe.body.id}/runs`);
-    await eventually(async () => ((await api('GET', `/api/v1/pipeline-runs/${first.body.id}`)).body.status === 'completed' ? true : undefined), 30_000);
+    expect((await runEnded(svc.url, first.body.id, 30_000)).status).toBe('completed');
     const loose = await job({ name: 'loose', command: 'echo loose' });
     await run(loose);
     await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '40 days' WHERE id = ANY ($1::uuid[])", [[...ids, loose]]);
@@ -237,10 +237,7 @@ describe('cleanup', () => {
     expect(kept.map((j: { name: string; depends_on: string[] }) => [j.name, j.depends_on])).toEqual([['build', []], ['ship', [ids[0]]]]);
     const again = await api('POST', `/api/v1/pipelines/${pipe.body.id}/runs`);
     expect(again.status).toBe(202);
-    const done = await eventually(async () => {
-      const x = (await api('GET', `/api/v1/pipeline-runs/${again.body.id}`)).body;
-      return x.status !== 'running' ? x : undefined;
-    }, 30_000);
+    const done = await runEnded(svc.url, again.body.id, 30_000);
     expect(done.jobs.map((j: { name: string; status: string }) => [j.name, j.status])).toEqual([['build', 'completed'], ['ship', 'completed']]);
   }, 90_000);
 
