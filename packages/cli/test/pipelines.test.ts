@@ -150,6 +150,7 @@ describe('hodei pipelines run', () => {
       jobs: [
         { name: 'build', command: 'echo compiling; exit 3' },
         { name: 'deploy', command: 'echo deploying', depends_on: ['build'] },
+        { name: 'lint', command: 'true' },
       ],
     });
     const r = await hodeiDone(['pipelines', 'run', 'cli-broken', '--follow', '--no-timestamps'], env);
@@ -158,6 +159,12 @@ describe('hodei pipelines run', () => {
     expect(r.stderr).toMatch(/build\s+failed \(exit 3\)/);
     expect(r.stderr).toMatch(/deploy\s+skipped/);
     expect(r.stderr).toMatch(/^run [0-9a-f-]{36} failed$/m);
+    // the summary's columns line up: each job's exit code under the others'
+    const summary = r.stderr.slice(r.stderr.lastIndexOf('─') + 2).split('\n');
+    const exitColumns = summary.filter((l) => /^(build|lint) /.test(l)).map((l) => l.indexOf(' exit '));
+    expect(exitColumns).toEqual([exitColumns[0], exitColumns[0]]);
+    expect(exitColumns[0]).toBeGreaterThan(0);
+    expect(summary).toContain('deploy  skipped');
   }, 60_000);
 
   it('without --follow prints the run and exits 0; `pipelines runs` lists it', async () => {

@@ -159,10 +159,12 @@ export function printRunSummary(c: Ctx, run: PipelineRun): void {
   const { out } = c;
   out.note(out.err('gray', '─'.repeat(40)));
   const w = Math.max(...run.jobs.map((j) => j.name.length), 3);
+  const sw = Math.max(...run.jobs.map((j) => j.status.length));
   for (const j of run.jobs) {
     const exit = j.exit_code !== null && j.exit_code !== undefined ? `  exit ${j.exit_code}` : '';
     const took = j.duration_ms !== null && j.duration_ms !== undefined ? `  ${j.duration_ms}ms` : '';
-    out.note(`${j.name.padEnd(w)}  ${statusText(out.err, j.status)}${exit}${took}`);
+    const status = statusText(out.err, j.status) + (exit || took ? ' '.repeat(sw - j.status.length) : '');
+    out.note(`${j.name.padEnd(w)}  ${status}${exit}${took}`);
   }
   out.note(`run ${run.id} ${statusText(out.err, run.status)}`);
 }
