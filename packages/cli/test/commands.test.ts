@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
-import { hodei, hodeiDone } from './helpers.js';
+import { cuttingProxy, hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -160,6 +160,27 @@ describe('hodei logs -f', () => {
     expect(r.stderr).toMatch(/^── failed \(SIGKILL\) in \d+ms\n$/);
     const exited = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'exit 3'], env)).stdout) as { execution: string };
     expect((await hodeiDone(['logs', '-f', exited.execution], env)).stderr).toMatch(/^── failed \(exit 3\) in \d+ms\n$/);
+  });
+});
+
+describe('hodei events -f', () => {
+  it('goes on streaming when the stream breaks (the worker-manager restarting), and says so', async () => {
+    const proxy = await cuttingProxy(fx.stack.workerManager.url, /\/api\/v1\/events\/stream$/, /^event: ?connected$/m);
+    const events = hodei(['events', '-f', '--json'], { ...env, HODEI_WORKER_MANAGER_URL: proxy.url });
+    try {
+      await events.waitFor(/^event stream back; changes while it was down are not shown$/);
+      const run = JSON.parse((await hodeiDone(['run', '--json', '--', 'echo', 'after the break'], env)).stdout) as { execution: string };
+      const done = await events.waitFor(new RegExp(`"execution_id":"${run.execution}".*"status":"completed"`));
+      expect(JSON.parse(done.text)).toMatchObject({ type: 'status_changed', execution_id: run.execution, status: 'completed' });
+      expect(events.stderrLines.map((l) => l.text)).toEqual(['streaming events (Ctrl-C to stop)', 'the event stream broke; reconnecting…', 'event stream back; changes while it was down are not shown']);
+      expect(proxy.streams).toHaveLength(2);
+      events.child.kill('SIGINT');
+      expect((await events.done).code).toBe(0);
+    } finally {
+      events.child.kill('SIGKILL');
+      proxy.server.closeAllConnections();
+      await new Promise((resolve) => proxy.server.close(resolve));
+    }
   });
 });
 

@@ -1,5 +1,7 @@
 // Running the built `hodei` as a subprocess and recording when each output line arrived.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -73,4 +75,35 @@ export async function hodeiDone(args: string[], env: Record<string, string>) {
   const r = hodei(args, env);
   const res = await r.done;
   return { ...res, stdoutLines: r.stdoutLines, stderrLines: r.stderrLines };
+}
+
+/** Forwards to `target`; the first event stream whose path matches `stream` is cut once its text matches `cutAfter`. */
+export async function cuttingProxy(
+  target: string,
+  stream: RegExp,
+  cutAfter: RegExp,
+): Promise<{ url: string; streams: { lastEventId: string | undefined; text: string }[]; server: Server }> {
+  const streams: { lastEventId: string | undefined; text: string }[] = [];
+  const server = createServer((req, res) => {
+    const seen = stream.test(req.url ?? '') ? { lastEventId: req.headers['last-event-id'] as string | undefined, text: '' } : null;
+    if (seen) streams.push(seen);
+    const cut = seen !== null && streams.length === 1;
+    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.on('data', (chunk: Buffer) => {
+        if (res.destroyed || res.writableEnded) return;
+        if (seen) seen.text += chunk.toString();
+        if (!seen || !cut || !cutAfter.test(seen.text)) return void res.write(chunk);
+        // once the client has what went through: cut
+        up.destroy();
+        res.end(chunk, () => res.destroy());
+      });
+      upRes.on('end', () => res.end());
+      upRes.on('error', () => res.destroy());
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, streams, server };
 }

@@ -5,7 +5,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hodei, hodeiDone } from './helpers.js';
+import { cuttingProxy, hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -18,33 +18,6 @@ async function pipeline(body: unknown): Promise<void> {
     body: JSON.stringify(body),
   });
   expect(res.status).toBe(201);
-}
-
-/** Forwards to `target`; the first run event stream is cut once an event id has gone through. */
-async function cuttingProxy(target: string): Promise<{ url: string; streams: { lastEventId: string | undefined; text: string }[]; server: Server }> {
-  const streams: { lastEventId: string | undefined; text: string }[] = [];
-  const server = createServer((req, res) => {
-    const stream = /\/pipeline-runs\/[^/]+\/events\/stream$/.test(req.url ?? '') ? { lastEventId: req.headers['last-event-id'] as string | undefined, text: '' } : null;
-    if (stream) streams.push(stream);
-    const cut = stream !== null && streams.length === 1;
-    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.on('data', (chunk: Buffer) => {
-        if (res.destroyed || res.writableEnded) return;
-        if (stream) stream.text += chunk.toString();
-        if (!stream || !cut || !/^id:/m.test(stream.text)) return void res.write(chunk);
-        // once the client has what went through: cut
-        up.destroy();
-        res.end(chunk, () => res.destroy());
-      });
-      upRes.on('end', () => res.end());
-      upRes.on('error', () => res.destroy());
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, streams, server };
 }
 
 /** Forwards to `target`; the answer to the first log stream opened starts `delayMs` late (a slow connection). */
@@ -96,7 +69,7 @@ describe('hodei pipelines run', () => {
         { name: 'second', command: 'echo two', depends_on: ['first'] },
       ],
     });
-    const proxy = await cuttingProxy(fx.stack.orchestrator.url);
+    const proxy = await cuttingProxy(fx.stack.orchestrator.url, /\/pipeline-runs\/[^/]+\/events\/stream$/, /^id:/m);
     try {
       const r = await hodeiDone(['pipelines', 'run', 'cli-resume', '--follow', '--no-timestamps'], { ...env, HODEI_ORCHESTRATOR_URL: proxy.url });
       expect(r.code, r.stderr).toBe(0);
