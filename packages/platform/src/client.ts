@@ -3,6 +3,17 @@
 import { BadGatewayError, HttpError, ServiceUnavailableError } from './errors.js';
 import { currentTraceparent } from './telemetry/trace.js';
 
+const notTaken = new WeakSet<Error>();
+
+/**
+ * Whether a request that failed surely did nothing there, so that sending it again is safe: the
+ * service refused the connection (not running, restarting) or answered 503 (starting, stopping, or
+ * missing a dependency). Not so after a time-out or a reset connection: it may have acted.
+ */
+export function requestNotTaken(err: unknown): boolean {
+  return err instanceof Error && notTaken.has(err);
+}
+
 export class ServiceClient {
   constructor(
     readonly baseUrl: string,
@@ -37,7 +48,9 @@ export class ServiceClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      throw new ServiceUnavailableError(`${this.baseUrl} did not answer (${(err as Error).message})`);
+      const e = new ServiceUnavailableError(`${this.baseUrl} did not answer (${(err as Error).message})`);
+      if ((err as { cause?: { code?: unknown } }).cause?.code === 'ECONNREFUSED') notTaken.add(e);
+      throw e;
     }
   }
 
@@ -51,6 +64,8 @@ export class ServiceClient {
       // not problem+json: keep the raw text
     }
     if (res.status >= 400 && res.status < 500) throw new HttpError(res.status, res.statusText, detail);
-    throw new BadGatewayError(`${this.baseUrl}${path} answered ${res.status}: ${detail}`);
+    const e = new BadGatewayError(`${this.baseUrl}${path} answered ${res.status}: ${detail}`);
+    if (res.status === 503) notTaken.add(e);
+    throw e;
   }
 }

@@ -1,7 +1,8 @@
 // Cron firing: a timer set for the earliest due schedule (not a polling loop). Each firing is one
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
-import { encodeJson, HttpError, untraced, withSpan, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { encodeJson, HttpError, requestNotTaken, untraced, withSpan, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
 import { isFinalStatus, retryDue, type Execution, type ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
@@ -15,6 +16,20 @@ const MISFIRE_GRACE_MS = 1000;
 const MAX_SLEEP_MS = 1000;
 /** A due schedule that another replica is firing right now: look again shortly. */
 const BUSY_RETRY_MS = 10;
+/**
+ * A firing's start that worker-manager (or the orchestrator) surely did not take (not running,
+ * restarting: connection refused or 503) is asked again this often, for this long, so that a
+ * restart of theirs loses no firing. Not a manual run: its caller hears at once.
+ */
+const START_RETRY_EVERY_MS = 1000;
+const START_RETRY_FOR_MS = 30_000;
+
+interface Started {
+  outcome: ScheduleFiredEvent['outcome'];
+  executionId: string | null;
+  pipelineRunId: string | null;
+  message: string | null;
+}
 
 export interface FirerMetrics {
   lateness: Histogram;
@@ -27,6 +42,8 @@ export class Firer {
   private again = false;
   private stopped = false;
   private current: Promise<void> | undefined;
+  /** Cuts short the wait between two tries of a firing's start. */
+  private readonly stopping = new AbortController();
   /** The last pass over the due schedules: a firing that fell due during it waited for it (for the
    *  slow start of another firing) while this scheduler ran; it is late, not missed. */
   private lastPass: { start: number; end: number } | undefined;
@@ -70,6 +87,7 @@ export class Firer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     clearTimeout(this.timer);
     await this.current;
   }
@@ -121,7 +139,7 @@ export class Firer {
     if (!runId) return; // another replica inserted the row: it fires
     this.metrics.lateness.observe(Math.max(0, Date.now() - scheduledAt.getTime()) / 1000);
     const attributes = { 'hodei.schedule_id': d.id, 'hodei.scheduled_at': scheduledAt.toISOString() };
-    await withSpan('scheduler fire', () => this.start(d, runId, scheduledAt, log), { parent: null, attributes });
+    await withSpan('scheduler fire', () => this.start(d, runId, scheduledAt, log, START_RETRY_FOR_MS), { parent: null, attributes });
   }
 
   /** A firing now, beside the schedule's own (POST /schedules/:id/run), under its overlap_policy; its run's id. */
@@ -132,44 +150,33 @@ export class Firer {
   }
 
   /** Starts what a claimed firing runs, unless overlap_policy forbids it, then records and announces the outcome. */
-  private async start(d: FiringTarget, runId: string, scheduledAt: Date, log: Logger): Promise<void> {
-    let outcome: ScheduleFiredEvent['outcome'] = 'fired';
-    let executionId: string | null = null;
-    let pipelineRunId: string | null = null;
-    let message: string | null = null;
-    try {
-      const active = d.overlap_policy === 'allow' ? null : await this.previousStillActive(d);
-      if (active && d.overlap_policy === 'forbid') {
-        outcome = 'skipped';
-        message = `previous run ${active.id} is still active (overlap_policy forbid)`;
-      } else {
-        if (active) {
-          await active.cancel().catch((err: unknown) => {
-            log.warn({ err, previous: active.id }, 'could not cancel the previous run (overlap_policy replace)');
-          });
-          message = `replaced ${active.id}`;
+  private async start(d: FiringTarget, runId: string, scheduledAt: Date, log: Logger, retryForMs = 0): Promise<void> {
+    let started: Started;
+    const giveUpAt = Date.now() + retryForMs;
+    for (let tries = 1; ; tries++) {
+      try {
+        started = await this.launch(d, log);
+        break;
+      } catch (err) {
+        if (requestNotTaken(err) && !this.stopped && Date.now() < giveUpAt) {
+          if (tries === 1) log.warn({ reason: (err as Error).message }, `the firing could not start; asking again every ${START_RETRY_EVERY_MS / 1000} s for up to ${retryForMs / 1000} s`);
+          await sleep(START_RETRY_EVERY_MS, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+          continue;
         }
-        if (d.job_id) {
-          const ex = await this.workerManager.send<{ id: string }>('POST', '/api/v1/execute', { job_id: d.job_id });
-          executionId = ex.id;
+        started = { outcome: 'failed', executionId: null, pipelineRunId: null, message: (err as Error).message };
+        if (err instanceof HttpError && err.status === 404) {
+          // the job or pipeline was deleted: every later firing would fail the same way
+          await this.store.pause(d.id);
+          started.message = `${started.message}; schedule paused`;
+          log.warn({ err }, 'the schedule runs a job or pipeline that no longer exists: paused');
         } else {
-          const run = await this.orchestrator.send<{ id: string }>('POST', `/api/v1/pipelines/${d.pipeline_id}/runs`, {});
-          pipelineRunId = run.id;
-          message = `pipeline run ${run.id}${message ? `; ${message}` : ''}`;
+          // another service's answer says it all: a stack only for the unexpected
+          log.error(err instanceof HttpError ? { reason: started.message, tries } : { err, tries }, 'firing failed');
         }
-      }
-    } catch (err) {
-      outcome = 'failed';
-      message = (err as Error).message;
-      if (err instanceof HttpError && err.status === 404) {
-        // the job or pipeline was deleted: every later firing would fail the same way
-        await this.store.pause(d.id);
-        message = `${message}; schedule paused`;
-        log.warn({ err }, 'the schedule runs a job or pipeline that no longer exists: paused');
-      } else {
-        log.error({ err }, 'firing failed');
+        break;
       }
     }
+    const { outcome, executionId, pipelineRunId, message } = started;
     await this.store.finishRun(runId, outcome, { execution_id: executionId, pipeline_run_id: pipelineRunId }, message);
     this.metrics.firings.inc({ outcome });
     const event: ScheduleFiredEvent = {
@@ -187,6 +194,27 @@ export class Firer {
       log.warn({ err }, 'could not publish schedule.fired');
     });
     log.debug({ scheduled_at: event.scheduled_at, outcome, execution_id: executionId, pipeline_run_id: pipelineRunId }, 'schedule fired');
+  }
+
+  /** What the firing starts (or why overlap_policy starts nothing); throws what worker-manager or the orchestrator answered. */
+  private async launch(d: FiringTarget, log: Logger): Promise<Started> {
+    const active = d.overlap_policy === 'allow' ? null : await this.previousStillActive(d);
+    if (active && d.overlap_policy === 'forbid') {
+      return { outcome: 'skipped', executionId: null, pipelineRunId: null, message: `previous run ${active.id} is still active (overlap_policy forbid)` };
+    }
+    let replaced: string | null = null;
+    if (active) {
+      await active.cancel().catch((err: unknown) => {
+        log.warn({ err, previous: active.id }, 'could not cancel the previous run (overlap_policy replace)');
+      });
+      replaced = `replaced ${active.id}`;
+    }
+    if (d.job_id) {
+      const ex = await this.workerManager.send<{ id: string }>('POST', '/api/v1/execute', { job_id: d.job_id });
+      return { outcome: 'fired', executionId: ex.id, pipelineRunId: null, message: replaced };
+    }
+    const run = await this.orchestrator.send<{ id: string }>('POST', `/api/v1/pipelines/${d.pipeline_id}/runs`, {});
+    return { outcome: 'fired', executionId: null, pipelineRunId: run.id, message: `pipeline run ${run.id}${replaced ? `; ${replaced}` : ''}` };
   }
 
   /** What an earlier firing started and is still going: the job's execution, or the pipeline's run (the orchestrator says whether it runs). */
