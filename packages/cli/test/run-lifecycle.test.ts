@@ -1,6 +1,8 @@
 // How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary,
 // the job cancelled when hodei itself is killed or its reader goes away.
 import { writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hodei, hodeiDone } from './helpers.js';
@@ -72,6 +74,28 @@ describe('hodei run: how it ends', () => {
     }
     return status;
   }
+
+  it('when the worker-manager stops answering once the job runs, says the execution may still run and how to follow it (exit 2)', async () => {
+    const wm = fx.stack.workerManager.url;
+    // forwards to the worker-manager until the execution is started, then answers no more
+    const gone = createServer((req, res) => {
+      const up = request(new URL(req.url ?? '/', wm), { method: req.method, headers: { ...req.headers, host: new URL(wm).host } }, (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+        if (req.url === '/api/v1/execute') res.on('finish', () => (gone.close(), gone.closeAllConnections()));
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    const r = await hodeiDone(['run', '--name', 'unwatched', '--', 'sh', '-c', 'sleep 0.5; echo done'], { ...env, HODEI_WORKER_MANAGER_URL: url });
+    expect(r.code).toBe(2);
+    const id = await latestExecution('unwatched');
+    expect(r.stderr).toBe(`hodei: cannot reach the worker-manager at ${url} (connection refused); execution ${id} may still run: follow it with hodei logs -f ${id}\n`);
+    const logs = await hodeiDone(['logs', '-f', id, '--raw'], env);
+    expect(logs.stdout).toBe('done\n');
+    expect(logs.stderr).toMatch(/^── completed \(exit 0\)/);
+  }, 30_000);
 
   it('SIGTERM (a CI step cancelled) cancels the execution, then exits 143', async () => {
     const run = hodei(['run', '--name', 'terminated', '--', 'sh', '-c', 'while :; do echo tick; sleep 0.1; done'], env);

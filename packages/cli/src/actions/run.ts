@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
 import { context, exitCodeFor, type Ctx } from '../context.js';
-import { CliError } from '../errors.js';
+import { CliError, UnreachableError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
 import { cancelWhenAbandoned } from '../abandon.js';
 import { exitWhenWritten, statusText } from '../output.js';
@@ -215,6 +215,10 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       // Ctrl-C came as the attempt ended: the retry is cancelled too
       if (interrupts > 0) await cancel();
     }
+  } catch (err) {
+    // the execution goes on without hodei: the user must know it, and how to find it again
+    if (err instanceof UnreachableError) throw new CliError(`${err.message}; execution ${current.id} may still run: follow it with hodei logs -f ${current.id}`, err.exitCode);
+    throw err;
   } finally {
     bar?.stop();
     process.off('SIGINT', onSigint);
