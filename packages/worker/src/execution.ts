@@ -54,7 +54,8 @@ export interface ExecutionDeps {
 
 /** `written_off`: the scheduler recorded it over (lost, cancelled, ended) or placed it on another
  *  worker while it still ran here: this run is not the execution's, and reports no final status. */
-export type KillReason = 'cancelled' | 'timed_out' | 'lost' | 'written_off';
+/** `stopped`: cancelled because the worker itself was stopped with force. */
+export type KillReason = 'cancelled' | 'stopped' | 'timed_out' | 'lost' | 'written_off';
 
 export interface ExecutionOutcome {
   status: ExecutionStatus;
@@ -223,6 +224,9 @@ export class Execution {
       } else if (this.killReason === 'cancelled') {
         status = 'cancelled';
         message = 'cancelled';
+      } else if (this.killReason === 'stopped') {
+        status = 'cancelled';
+        message = 'cancelled: its worker was stopped with force';
       } else if (this.killReason === 'lost') {
         status = 'lost';
         message = 'killed: the worker lost its NATS connection, so the job may be placed elsewhere';

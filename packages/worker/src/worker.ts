@@ -261,7 +261,7 @@ class WorkerAgent {
     this.draining = true;
     this.logger.info({ running: this.executions.size }, 'force stop: cancelling running executions');
     const running = [...this.executions.values()];
-    for (const execution of running) execution.kill('cancelled');
+    for (const execution of running) execution.kill('stopped');
     await Promise.all(running.map((e) => e.finished));
     await this.shutdown();
   }
@@ -339,7 +339,7 @@ class WorkerAgent {
     for (const sub of this.subs) sub.unsubscribe();
     // Executions still running here means a forced path without NATS: do not leave processes behind.
     for (const execution of this.executions.values()) {
-      execution.kill('cancelled');
+      execution.kill('stopped');
       execution.abort();
     }
     this.logs.abort();

@@ -61,8 +61,9 @@ describe('drain and stop', () => {
     await Promise.all([a.running, b.running]);
     expect(await h.control(w, { action: 'stop', force: true })).toEqual({ ok: true });
     const [fa, fb] = await Promise.all([a.final, b.final]);
-    expect(fa.status).toBe('cancelled');
-    expect(fb).toMatchObject({ status: 'cancelled', signal: 'SIGKILL' });
+    // the message says why: nobody cancelled these jobs themselves
+    expect(fa).toMatchObject({ status: 'cancelled', message: 'cancelled: its worker was stopped with force' });
+    expect(fb).toMatchObject({ status: 'cancelled', signal: 'SIGKILL', message: 'cancelled: its worker was stopped with force' });
     await w.done;
   });
 
