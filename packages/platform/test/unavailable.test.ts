@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootService, createLogger, createPool, createTestEnv, type Pool, type RunningService } from '../src/index.js';
 
@@ -14,6 +15,9 @@ let svc: RunningService;
 let unreachable: Pool;
 let closedBus: JetStreamClient;
 let dir: string | undefined;
+/** What the service logged, one JSON object a line. */
+const logged: Record<string, unknown>[] = [];
+const requestFailures = (path: string) => logged.filter((l) => l.msg === 'request failed' && l.path === path);
 
 function closedPort(): Promise<number> {
   return new Promise((resolve) => {
@@ -46,6 +50,9 @@ beforeAll(async () => {
           await closedBus.publish('nowhere', 'x');
           res.json({});
         });
+        api.route({ method: 'get', path: '/api/v1/bug', tag: 't', summary: 'an unexpected error', responses: { 200: { description: 'ok' } } }, async () => {
+          throw new Error('a bug');
+        });
         api.route({ method: 'get', path: '/api/v1/slow', tag: 't', summary: 'a query whose connection is terminated', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
           await db.query("SELECT pg_sleep(30) /* hodei-unavailable-test */");
           res.json({});
@@ -54,6 +61,7 @@ beforeAll(async () => {
       },
     },
     env.config('orchestrator'),
+    pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) }),
   );
 });
 afterAll(async () => {
@@ -74,6 +82,15 @@ async function expect503(res: Response, detail: RegExp): Promise<void> {
 describe('database unavailable', () => {
   it('cannot connect: 503 naming what is unavailable', async () => {
     await expect503(await fetch(`${svc.url}/api/v1/down`), /unavailable \(ECONNREFUSED\); try again/);
+  });
+
+  it('is logged with its reason and no stack trace; an unexpected error (500) with its stack', async () => {
+    await fetch(`${svc.url}/api/v1/down`);
+    const down = requestFailures('/api/v1/down').at(-1);
+    expect(down).toMatchObject({ level: 50, status: 503, detail: expect.stringMatching(/unavailable \(ECONNREFUSED\)/) });
+    expect(down).not.toHaveProperty('err');
+    expect((await fetch(`${svc.url}/api/v1/bug`)).status).toBe(500);
+    expect(requestFailures('/api/v1/bug').at(-1)).toMatchObject({ err: { message: 'a bug', stack: expect.stringContaining('Error: a bug') } });
   });
 
   it('NATS connection closed: 503, the message bus is unavailable', async () => {

@@ -207,7 +207,12 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const known = toHttpError(err, req);
     const problem = known ?? new HttpError(500, 'Internal Server Error', 'an unexpected error occurred; it has been logged');
-    if (problem.status >= 500) logger.error({ err, path: req.path, req_id: res.getHeader('X-Request-Id') }, 'request failed');
+    if (problem.status >= 500) {
+      const where = { path: req.path, req_id: res.getHeader('X-Request-Id') };
+      // a known failure (a database, NATS or another service away) says it all: a stack only for the unexpected
+      if (known) logger.error({ ...where, status: problem.status, detail: problem.message }, 'request failed');
+      else logger.error({ ...where, err }, 'request failed');
+    }
     if (res.headersSent) {
       res.end();
       return;
