@@ -178,8 +178,7 @@ describe('hodei events -f', () => {
       expect((await events.done).code).toBe(0);
     } finally {
       events.child.kill('SIGKILL');
-      proxy.server.closeAllConnections();
-      await new Promise((resolve) => proxy.server.close(resolve));
+      await proxy.close();
     }
   });
 });

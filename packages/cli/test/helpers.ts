@@ -1,6 +1,6 @@
 // Running the built `hodei` as a subprocess and recording when each output line arrived.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -77,33 +77,52 @@ export async function hodeiDone(args: string[], env: Record<string, string>) {
   return { ...res, stdoutLines: r.stdoutLines, stderrLines: r.stderrLines };
 }
 
-/** Forwards to `target`; the first event stream whose path matches `stream` is cut once its text matches `cutAfter`. */
-export async function cuttingProxy(
+export interface Proxy {
+  url: string;
+  server: Server;
+  /** Closes it and every connection it holds. */
+  close: () => Promise<void>;
+}
+
+/** A stand-in in front of `target` that forwards every request; `answer` sends each answer on (by default as it comes). */
+export async function forwardingProxy(
   target: string,
-  stream: RegExp,
-  cutAfter: RegExp,
-): Promise<{ url: string; streams: { lastEventId: string | undefined; text: string }[]; server: Server }> {
-  const streams: { lastEventId: string | undefined; text: string }[] = [];
+  answer: (req: IncomingMessage, res: ServerResponse, upRes: IncomingMessage, up: ClientRequest) => void = (_req, res, upRes) => {
+    res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+    upRes.pipe(res);
+  },
+): Promise<Proxy> {
   const server = createServer((req, res) => {
-    const seen = stream.test(req.url ?? '') ? { lastEventId: req.headers['last-event-id'] as string | undefined, text: '' } : null;
-    if (seen) streams.push(seen);
-    const cut = seen !== null && streams.length === 1;
-    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.on('data', (chunk: Buffer) => {
-        if (res.destroyed || res.writableEnded) return;
-        if (seen) seen.text += chunk.toString();
-        if (!seen || !cut || !cutAfter.test(seen.text)) return void res.write(chunk);
-        // once the client has what went through: cut
-        up.destroy();
-        res.end(chunk, () => res.destroy());
-      });
-      upRes.on('end', () => res.end());
-      upRes.on('error', () => res.destroy());
-    });
+    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => answer(req, res, upRes, up));
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, streams, server };
+  const close = async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, close };
+}
+
+/** Forwards to `target`; the first event stream whose path matches `stream` is cut once its text matches `cutAfter`. */
+export async function cuttingProxy(target: string, stream: RegExp, cutAfter: RegExp): Promise<Proxy & { streams: { lastEventId: string | undefined; text: string }[] }> {
+  const streams: { lastEventId: string | undefined; text: string }[] = [];
+  const proxy = await forwardingProxy(target, (req, res, upRes, up) => {
+    const seen = stream.test(req.url ?? '') ? { lastEventId: req.headers['last-event-id'] as string | undefined, text: '' } : null;
+    if (seen) streams.push(seen);
+    const cut = seen !== null && streams.length === 1;
+    res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+    upRes.on('data', (chunk: Buffer) => {
+      if (res.destroyed || res.writableEnded) return;
+      if (seen) seen.text += chunk.toString();
+      if (!seen || !cut || !cutAfter.test(seen.text)) return void res.write(chunk);
+      // once the client has what went through: cut
+      up.destroy();
+      res.end(chunk, () => res.destroy());
+    });
+    upRes.on('end', () => res.end());
+    upRes.on('error', () => res.destroy());
+  });
+  return { ...proxy, streams };
 }

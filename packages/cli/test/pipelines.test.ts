@@ -1,11 +1,9 @@
 // `hodei pipelines run --follow` as a user meets it: a subprocess against the real services and a
 // real worker; status changes, prefixed log lines, and the exit code of the run.
 import { writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cuttingProxy, hodei, hodeiDone } from './helpers.js';
+import { cuttingProxy, forwardingProxy, hodei, hodeiDone, type Proxy } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -21,22 +19,16 @@ async function pipeline(body: unknown): Promise<void> {
 }
 
 /** Forwards to `target`; the answer to the first log stream opened starts `delayMs` late (a slow connection). */
-async function slowFirstLogStream(target: string, delayMs: number): Promise<{ url: string; server: Server }> {
+function slowFirstLogStream(target: string, delayMs: number): Promise<Proxy> {
   let first = true;
-  const server = createServer((req, res) => {
+  return forwardingProxy(target, (req, res, upRes) => {
     const slow = first && /\/logs\/stream/.test(req.url ?? '');
     if (slow) first = false;
-    const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => {
-      setTimeout(() => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
-      }, slow ? delayMs : 0);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    setTimeout(() => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+    }, slow ? delayMs : 0);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
 describe('hodei pipelines run', () => {
@@ -55,8 +47,7 @@ describe('hodei pipelines run', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toBe('[extract] extracted\n[transform] transforming\n[load] loaded\n');
     } finally {
-      proxy.server.closeAllConnections();
-      await new Promise((resolve) => proxy.server.close(resolve));
+      await proxy.close();
     }
   }, 60_000);
 
@@ -84,8 +75,7 @@ describe('hodei pipelines run', () => {
       expect(jobLines, r.stderr).toContain('second  completed (exit 0)');
       expect(r.stdout).toBe('[first] one\n[second] two\n');
     } finally {
-      proxy.server.closeAllConnections();
-      await new Promise((resolve) => proxy.server.close(resolve));
+      await proxy.close();
     }
   }, 60_000);
 

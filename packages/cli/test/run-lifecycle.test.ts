@@ -1,11 +1,9 @@
 // How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary,
 // the job cancelled when hodei itself is killed or its reader goes away.
 import { writeFile } from 'node:fs/promises';
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hodei, hodeiDone } from './helpers.js';
+import { forwardingProxy, hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -76,18 +74,13 @@ describe('hodei run: how it ends', () => {
   }
 
   it('when the worker-manager stops answering once the job runs, says the execution may still run and how to follow it (exit 2)', async () => {
-    const wm = fx.stack.workerManager.url;
     // forwards to the worker-manager until the execution is started, then answers no more
-    const gone = createServer((req, res) => {
-      const up = request(new URL(req.url ?? '/', wm), { method: req.method, headers: { ...req.headers, host: new URL(wm).host } }, (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
-        if (req.url === '/api/v1/execute') res.on('finish', () => (gone.close(), gone.closeAllConnections()));
-      });
-      req.pipe(up);
+    const gone = await forwardingProxy(fx.stack.workerManager.url, (req, res, upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+      if (req.url === '/api/v1/execute') res.on('finish', () => void gone.close());
     });
-    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    const url = gone.url;
     const r = await hodeiDone(['run', '--name', 'unwatched', '--', 'sh', '-c', 'sleep 0.5; echo done'], { ...env, HODEI_WORKER_MANAGER_URL: url });
     expect(r.code).toBe(2);
     const id = await latestExecution('unwatched');
@@ -95,6 +88,45 @@ describe('hodei run: how it ends', () => {
     const logs = await hodeiDone(['logs', '-f', id, '--raw'], env);
     expect(logs.stdout).toBe('done\n');
     expect(logs.stderr).toMatch(/^── completed \(exit 0\)/);
+  }, 30_000);
+
+  /** Forwards to `target`; the answer to `path` comes 1 s late (a slow network). `asked` resolves once it is on its way. */
+  async function lateAnswer(target: string, path: string) {
+    let answered: () => void = () => undefined;
+    const asked = new Promise<void>((resolve) => (answered = resolve));
+    const proxy = await forwardingProxy(target, (req, res, upRes) => {
+      const late = req.url === path;
+      if (late) answered();
+      setTimeout(() => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res)), late ? 1000 : 0);
+    });
+    return { ...proxy, asked };
+  }
+
+  it('Ctrl-C while the job is being created runs nothing, or cancels the execution once it is there (exit 130)', async () => {
+    const slowExecute = await lateAnswer(fx.stack.workerManager.url, '/api/v1/execute');
+    const slowCreate = await lateAnswer(fx.stack.orchestrator.url, '/api/v1/jobs');
+    try {
+      const run = hodei(['run', '--name', 'early-interrupt', '--', 'sh', '-c', 'sleep 20; echo never'], { ...env, HODEI_WORKER_MANAGER_URL: slowExecute.url });
+      await slowExecute.asked;
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(130);
+      const id = await latestExecution('early-interrupt');
+      expect(r.stderr).toContain(`cancelling execution ${id}… (Ctrl-C again to detach)\n`);
+      expect(r.stderr).toMatch(/^status\s+cancelled$/m);
+      expect(await settled(id)).toBe('cancelled');
+
+      const never = hodei(['run', '--name', 'never-run', '--', 'echo', 'never'], { ...env, HODEI_ORCHESTRATOR_URL: slowCreate.url });
+      await slowCreate.asked;
+      never.child.kill('SIGINT');
+      const n = await never.done;
+      expect(n.code).toBe(130);
+      expect(n.stderr).toBe('hodei: interrupted (the job was not run; removed)\n');
+      expect(await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=never-run`)).json()).toEqual([]);
+    } finally {
+      await slowExecute.close();
+      await slowCreate.close();
+    }
   }, 30_000);
 
   it('SIGTERM (a CI step cancelled) cancels the execution, then exits 143', async () => {

@@ -144,16 +144,30 @@ async function readText(file: string): Promise<string> {
 /** Create + execute + follow. Returns the exit code. */
 export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<RunFlags, 'detach' | 'timestamps' | 'raw'>): Promise<number> {
   const { client, out, config } = c;
-  const job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, body);
-  const execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id }).catch(async (err: unknown) => {
+  // Ctrl-C before there is an execution to cancel is acted on once there is one (--detach: as ever, hodei just stops)
+  let interruptedEarly = false;
+  const onEarlySigint = () => (interruptedEarly ? exitWhenWritten(130) : (interruptedEarly = true));
+  if (!flags.detach) process.on('SIGINT', onEarlySigint);
+  let job: Job;
+  let execution: z.infer<typeof ExecutionRef>;
+  try {
+    job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, body);
     // the job was only ever meant to run now: it is not left behind, never run
-    const removed = await client.send('orchestrator', 'DELETE', `/api/v1/jobs/${job.id}`, null).then(
-      () => 'removed',
-      () => `left as ${job.id}`,
-    );
-    if (err instanceof CliError) throw new CliError(`${err.message} (the job was not run; ${removed})`, err.exitCode, err.details);
-    throw err;
-  });
+    const notRun = async (message: string, code: number, details?: string[]) => {
+      const removed = await client.send('orchestrator', 'DELETE', `/api/v1/jobs/${job.id}`, null).then(
+        () => 'removed',
+        () => `left as ${job.id}`,
+      );
+      return new CliError(`${message} (the job was not run; ${removed})`, code, details);
+    };
+    if (interruptedEarly) throw await notRun('interrupted', 130);
+    execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id }).catch(async (err: unknown) => {
+      if (err instanceof CliError) throw await notRun(err.message, err.exitCode, err.details);
+      throw err;
+    });
+  } finally {
+    process.off('SIGINT', onEarlySigint);
+  }
 
   if (flags.detach) {
     if (out.json) out.printJson({ job: job.id, execution: execution.id, name: job.name, status: execution.status });
@@ -188,6 +202,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
+  if (interruptedEarly) onSigint();
   const abandoned = cancelWhenAbandoned(out, {
     what: () => `execution ${current.id}`,
     cancel: () => client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }),
