@@ -90,7 +90,8 @@ export function createPool(databaseUrl: string, schema: string, logger: Logger, 
     options: `-c search_path=${quoteIdent(schema)},public`,
     application_name: `hodei-${schema}`,
   });
-  pool.on('error', (err) => logger.error({ err }, 'idle postgres connection failed'));
+  // expected when PostgreSQL restarts or ends backends: the pool opens a new connection when one is needed
+  pool.on('error', (err: Error & { code?: string }) => logger.warn({ code: err.code, reason: err.message }, 'an idle postgres connection was closed by the server; it will be replaced'));
   return pool;
 }
 
@@ -102,6 +103,11 @@ export function quoteIdent(name: string): string {
 
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client's connection that ends (PostgreSQL restarted, the backend terminated)
+  // emits 'error': unheard, it would take the process down. Its next query fails with it anyway.
+  let lost: Error | undefined;
+  const onError = (err: Error) => (lost = err);
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await fn(client);
@@ -111,7 +117,8 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    client.removeListener('error', onError);
+    client.release(lost); // a broken connection is closed, not handed out again
   }
 }
 
