@@ -14,6 +14,7 @@ import {
   newId,
   publishTraced,
   readResultParts,
+  requestNotTaken,
   stringPath,
   unstorableCharacter,
   traceField,
@@ -87,7 +88,10 @@ export class Executions {
   async execute(body: ExecuteRequest): Promise<Execution> {
     let job: Job | null = null;
     if (body.job_id) {
-      job = await this.orchestrator.find<Job>(`/api/v1/jobs/${body.job_id}`);
+      job = await this.orchestrator.find<Job>(`/api/v1/jobs/${body.job_id}`).catch((err: unknown) => {
+        // the orchestrator is away or cannot answer yet (its database): nothing was done, try again
+        throw requestNotTaken(err) ? new ServiceUnavailableError((err as Error).message) : err;
+      });
       if (!job) {
         throw Object.assign(new NotFoundError('job', body.job_id), {
           errors: [{ path: 'job_id', message: `job ${body.job_id} not found` }],

@@ -5,6 +5,7 @@ import { createTestEnv, encodeJson, newId, splitResult, type RunningService, typ
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
 import { insertWorker, markWorkerGone } from '../src/store/workers.js';
+import { fakeWorkerManager } from '../../orchestrator/test/helpers.js';
 import { consumedUpTo, lines, nextMessage, publishLines, publishStatus, until } from './helpers.js';
 
 let env: TestEnv;
@@ -84,6 +85,19 @@ describe('executions API', () => {
   it('a job_id while the orchestrator is down is a 503, not a 500', async () => {
     const res = await post('/api/v1/execute', { job_id: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' });
     expect(res.status).toBe(503);
+  });
+
+  it('a job_id while the orchestrator answers 503 (its database away) is a 503 too, so the caller tries again', async () => {
+    const orchestrator = await fakeWorkerManager(() => ({ status: 503, body: { title: 'Service Unavailable', status: 503, detail: 'the database is unavailable; try again' } }));
+    const replica = await startWorkerManager(env.config('worker-manager', { urls: { orchestrator: orchestrator.url, scheduler: 'http://127.0.0.1:1', 'worker-manager': '' } }));
+    try {
+      const res = await fetch(`${replica.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ job_id: newId() }) });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { detail: string }).detail).toMatch(/answered 503: the database is unavailable; try again/);
+    } finally {
+      await replica.stop();
+      await orchestrator.close();
+    }
   });
 
   it('lists newest first with filters and X-Total-Count', async () => {
