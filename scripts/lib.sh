@@ -37,7 +37,16 @@ live_pid() {
   local f="$1" pid
   [[ -f "$f" ]] || return 1
   pid="$(tr -dc '0-9' <"$f")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [[ -n "$pid" ]] && alive "$pid" && echo "$pid"
+}
+
+# Whether the process runs. A zombie (exited, not yet reaped by its parent: a shell or a container
+# init that does not reap) answers kill -0 but runs nothing, and must not pass for a service.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0 # no /proc: kill -0 decides
+  [[ "${stat##*) }" != Z* ]]
 }
 
 # HTTP status of a GET (000 when nothing answers).
@@ -62,7 +71,7 @@ stop_pid_file() {
   fi
   kill -TERM "$pid" 2>/dev/null || true
   start=$SECONDS
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     if ((SECONDS - start >= grace)); then
       warn "$name (pid $pid) still running after ${grace}s: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true

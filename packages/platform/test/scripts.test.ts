@@ -1,0 +1,32 @@
+// scripts/lib.sh, which `make start-services` / `stop-services` / `status` use to tell whether a
+// service of a pid file runs.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect, it, onTestFinished } from 'vitest';
+
+const LIB = fileURLToPath(new URL('../../../scripts/lib.sh', import.meta.url));
+
+/** What `live_pid` prints for a pid file holding `pid` (empty: not running). */
+function livePid(pid: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hodei-lib-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'svc.pid'), `${pid}\n`);
+  return execFileSync('bash', ['-c', `source "$1"; live_pid "$2" || true`, 'bash', LIB, join(dir, 'svc.pid')], { encoding: 'utf8' }).trim();
+}
+
+it('live_pid takes a running process for running, and a zombie (exited, not reaped) or a gone one for not running', async () => {
+  // a parent that does not reap its child for 10 s: the child is a zombie meanwhile
+  const parent = spawn('perl', ['-e', '$| = 1; my $pid = fork() // die; if (!$pid) { exit 0 } print "$pid\\n"; sleep 10'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  onTestFinished(() => void parent.kill('SIGKILL'));
+  const zombie = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
+  await expect.poll(() => execFileSync('ps', ['-o', 'stat=', '-p', String(zombie)], { encoding: 'utf8' }).trim()).toMatch(/^Z/);
+
+  expect(livePid(parent.pid!)).toBe(String(parent.pid));
+  expect(livePid(zombie)).toBe('');
+  parent.kill('SIGKILL');
+  await new Promise((r) => parent.once('exit', r));
+  expect(livePid(parent.pid!)).toBe('');
+});
