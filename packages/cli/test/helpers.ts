@@ -105,6 +105,18 @@ export async function forwardingProxy(
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, close };
 }
 
+/** Forwards to `target`, answering requests for `path` 1 s late; `asked` resolves when one arrives. */
+export async function lateAnswer(target: string, path: string): Promise<Proxy & { asked: Promise<void> }> {
+  let answered: () => void = () => undefined;
+  const asked = new Promise<void>((resolve) => (answered = resolve));
+  const proxy = await forwardingProxy(target, (req, res, upRes) => {
+    const late = req.url === path;
+    if (late) answered();
+    setTimeout(() => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res)), late ? 1000 : 0);
+  });
+  return { ...proxy, asked };
+}
+
 /** Forwards to `target`; the first event stream whose path matches `stream` is cut once its text matches `cutAfter`. */
 export async function cuttingProxy(target: string, stream: RegExp, cutAfter: RegExp): Promise<Proxy & { streams: { lastEventId: string | undefined; text: string }[] }> {
   const streams: { lastEventId: string | undefined; text: string }[] = [];

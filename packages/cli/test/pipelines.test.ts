@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cuttingProxy, forwardingProxy, hodei, hodeiDone, type Proxy } from './helpers.js';
+import { cuttingProxy, forwardingProxy, hodei, hodeiDone, lateAnswer, type Proxy } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -164,6 +164,27 @@ describe('hodei pipelines run', () => {
     for (const t0 = Date.now(); Date.now() - t0 < 15_000 && status !== 'cancelled'; await new Promise((res) => setTimeout(res, 100)))
       status = ((await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipeline-runs/${runId}`)).json()) as { status: string }).status;
     expect(status).toBe('cancelled');
+  }, 30_000);
+});
+
+describe('hodei pipelines run --follow, Ctrl-C', () => {
+  it('while the run is being started cancels it once it exists, then follows it to the end (exit 130)', async () => {
+    await pipeline({ name: 'cli-early-interrupt', jobs: [{ name: 'forever', command: 'sleep 20; echo never' }] });
+    const pid = ((await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipelines?name=cli-early-interrupt`)).json()) as { id: string }[])[0]!.id;
+    const slow = await lateAnswer(fx.stack.orchestrator.url, `/api/v1/pipelines/${pid}/runs`);
+    try {
+      const run = hodei(['pipelines', 'run', 'cli-early-interrupt', '--follow', '--no-timestamps'], { ...env, HODEI_ORCHESTRATOR_URL: slow.url });
+      await slow.asked;
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(130);
+      const runId = /pipeline run ([0-9a-f-]{36}) \(Ctrl-C cancels it\)/.exec(r.stderr)?.[1];
+      expect(r.stderr).toContain(`cancelling pipeline run ${runId}… (Ctrl-C again to detach)`);
+      const got = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/pipeline-runs/${runId}`)).json()) as { status: string };
+      expect(got.status).toBe('cancelled');
+    } finally {
+      await slow.close();
+    }
   }, 30_000);
 });
 

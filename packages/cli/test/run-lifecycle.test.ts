@@ -3,7 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forwardingProxy, hodei, hodeiDone } from './helpers.js';
+import { forwardingProxy, hodei, hodeiDone, lateAnswer } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -91,17 +91,6 @@ describe('hodei run: how it ends', () => {
   }, 30_000);
 
   /** Forwards to `target`; the answer to `path` comes 1 s late (a slow network). `asked` resolves once it is on its way. */
-  async function lateAnswer(target: string, path: string) {
-    let answered: () => void = () => undefined;
-    const asked = new Promise<void>((resolve) => (answered = resolve));
-    const proxy = await forwardingProxy(target, (req, res, upRes) => {
-      const late = req.url === path;
-      if (late) answered();
-      setTimeout(() => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res)), late ? 1000 : 0);
-    });
-    return { ...proxy, asked };
-  }
-
   it('Ctrl-C while the job is being created runs nothing, or cancels the execution once it is there (exit 130)', async () => {
     const slowExecute = await lateAnswer(fx.stack.workerManager.url, '/api/v1/execute');
     const slowCreate = await lateAnswer(fx.stack.orchestrator.url, '/api/v1/jobs');

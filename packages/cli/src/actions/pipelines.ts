@@ -10,8 +10,9 @@ import { UUID } from '../resolve.js';
 import { resolvePipeline } from '../resources.js';
 import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
 
-/** Follows the run with Ctrl-C wired: once cancels the run and keeps following, twice detaches. */
-async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<number> {
+/** Follows the run with Ctrl-C wired: once cancels the run and keeps following, twice detaches.
+ *  `interrupted`: Ctrl-C came while the run was being started, so it is cancelled at once. */
+async function followToEnd(c: Ctx, runId: string, timestamps: boolean, interrupted = false): Promise<number> {
   const { client, out } = c;
   if (!out.json) out.note(out.err('gray', `pipeline run ${runId} (Ctrl-C cancels it)`));
   let interrupts = 0;
@@ -28,6 +29,7 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean): Promise<
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
+  if (interrupted) onSigint();
   const abandoned = cancelWhenAbandoned(out, {
     what: () => `pipeline run ${runId}`,
     cancel: () => client.request('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null, { timeoutMs: 5000 }),
@@ -202,14 +204,23 @@ export const run = async (id: string, f: { follow?: boolean; env?: Record<string
   const c = context(cmd);
   const { client, out } = c;
   const pid = await resolvePipeline(client, id);
-  const run = await client.send('orchestrator', 'POST', `/api/v1/pipelines/${pid}/runs`, PipelineRun, f.env ? { env: f.env } : {});
+  // --follow: Ctrl-C while the run is being started cancels it once it exists (twice: hodei just stops)
+  let interrupted = false;
+  const onEarlySigint = () => (interrupted ? exitWhenWritten(130) : (interrupted = true));
+  if (f.follow) process.on('SIGINT', onEarlySigint);
+  let run: PipelineRun;
+  try {
+    run = await client.send('orchestrator', 'POST', `/api/v1/pipelines/${pid}/runs`, PipelineRun, f.env ? { env: f.env } : {});
+  } finally {
+    process.off('SIGINT', onEarlySigint);
+  }
   if (!f.follow) {
     if (out.json) return out.printJson(run);
     out.line(`pipeline run ${run.id} ${run.status}`);
     out.note(out.err('gray', `follow it with: hodei pipelines follow ${run.id}`));
     return;
   }
-  process.exitCode = await followToEnd(c, run.id, f.timestamps);
+  process.exitCode = await followToEnd(c, run.id, f.timestamps, interrupted);
 };
 
 export const follow = async (runId: string, f: { timestamps: boolean }, cmd: Command) => {
