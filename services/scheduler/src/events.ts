@@ -29,7 +29,14 @@ interface ConsumerSpec {
   parallel?: number;
 }
 
-const ACK_WAIT_NS = 30 * 1e9;
+/**
+ * Events delivered to a scheduler that died before it handled them come back to the next one (or a
+ * replica) after this long: queued executions wait for it, and the slots of executions whose final
+ * status it had taken stay taken, so it is short. An event whose handling takes longer (a stalled
+ * database) is kept from coming back meanwhile by a progress signal every ACK_WAIT_MS / 3.
+ */
+export const ACK_WAIT_MS = 5000;
+const ACK_WAIT_NS = ACK_WAIT_MS * 1e6;
 const CATCH_UP_MAX_MS = 5000;
 const PARALLEL = 64;
 
@@ -102,6 +109,18 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   const fallback = setTimeout(announce, CATCH_UP_MAX_MS);
   fallback.unref();
 
+  // events being handled, with when they were delivered or last said to be in progress
+  const handling = new Map<JsMsg, number>();
+  const keepHandling = setInterval(() => {
+    const now = Date.now();
+    for (const [m, touched] of handling) {
+      if (now - touched < ACK_WAIT_MS / 3) continue;
+      handling.set(m, now);
+      m.working();
+    }
+  }, ACK_WAIT_MS / 3);
+  keepHandling.unref();
+
   const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
   for (const spec of specs) {
     const config = {
@@ -124,6 +143,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     const messages = await consumer.consume({ max_messages: 1000 });
     const inFlight = new Set<Promise<void>>();
     const handleOne = async (m: JsMsg) => {
+      handling.set(m, Date.now());
       try {
         await withConsumedSpan(`scheduler ${spec.durable}`, m, () => spec.handle(m));
         m.ack();
@@ -131,6 +151,8 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
         // redelivered after a second
         logger.error({ err, subject: m.subject }, 'event handling failed');
         m.nak(1000);
+      } finally {
+        handling.delete(m);
       }
       if (!caught && m.info.pending === 0) {
         caught = true;
@@ -176,6 +198,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
 
   return async () => {
     clearTimeout(fallback);
+    clearInterval(keepHandling);
     heartbeats.unsubscribe();
     for (const r of running) await r.messages.close();
     await Promise.allSettled(running.map((r) => r.done));

@@ -42,14 +42,13 @@ const BACKLOG_REPEAT_MS = 1000;
 const PURGE_INTERVAL_MS = 5000;
 const LOGS_CONSUMER = 'worker-manager-logs';
 /**
- * Log messages delivered to a worker-manager that died before it stored them come back to the next
- * one (or another replica) after this long: a live follower and the final status wait for them
- * meanwhile, so it is short. Messages still waiting here for their insert are kept from coming back
- * by a progress signal (`working`) every LOGS_ACK_WAIT_MS / 3.
+ * Log messages and status events delivered to a worker-manager that died before it stored or applied
+ * them come back to the next one (or another replica) after this long: a live follower, the final
+ * status and the execution's status wait for them meanwhile, so it is short. Those still waiting
+ * here for their insert, or being applied (a final status waits for its lines), are kept from coming
+ * back by a progress signal (`working`) every ACK_WAIT_MS / 3.
  */
-export const LOGS_ACK_WAIT_MS = 5000;
-/** What the status consumers keep: an event is applied in well under this (a final one waits for its lines). */
-const STATUS_ACK_WAIT_MS = 30_000;
+export const ACK_WAIT_MS = 5000;
 
 interface Batch {
   execution_id: string;
@@ -61,8 +60,6 @@ interface Buffered {
   batches: Batch[];
   pending: PendingBatch[];
   lines: number;
-  /** When it was delivered, or last said to be in progress (epoch ms). */
-  touched: number;
 }
 
 /** Cheap structural check of one execution's batch (a million lines go through here; no schema walk per line). */
@@ -123,8 +120,9 @@ export class Consumers {
   private liveSub: Subscription | undefined;
   private readonly chains = new Map<string, Promise<void>>();
   private buffered: Buffered[] = [];
-  /** Delivered log messages not acked or nak'd yet (buffered, or in an insert under way). */
-  private readonly unsettled = new Set<Buffered>();
+  /** Delivered messages not acked or nak'd yet (log lines buffered or being inserted, status events
+   *  waiting or being applied), with when they were delivered or last said to be in progress. */
+  private readonly unsettled = new Map<JsMsg, number>();
   private keepUnsettled: NodeJS.Timeout | undefined;
   private bufferedLines = 0;
   private flushers = 0;
@@ -149,16 +147,16 @@ export class Consumers {
 
   async start(): Promise<void> {
     const s = this.ctx.bus.subjects;
-    const logs = await durable(this.ctx, s.logsStream, LOGS_CONSUMER, s.logsAll, 10_000, LOGS_ACK_WAIT_MS);
+    const logs = await durable(this.ctx, s.logsStream, LOGS_CONSUMER, s.logsAll, 10_000, ACK_WAIT_MS);
     // statuses of executions of jobs, and of those without one (their own subjects: see Subjects)
-    const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000, STATUS_ACK_WAIT_MS);
-    const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000, STATUS_ACK_WAIT_MS);
+    const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000, ACK_WAIT_MS);
+    const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000, ACK_WAIT_MS);
     this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
     this.purgeTimer = setInterval(() => void this.purgeStored(), PURGE_INTERVAL_MS).unref();
     this.backlogCheck = setInterval(() => void this.checkBacklog(), BACKLOG_CHECK_MS).unref();
-    this.keepUnsettled = setInterval(() => this.signalInProgress(), LOGS_ACK_WAIT_MS / 3).unref();
+    this.keepUnsettled = setInterval(() => this.signalInProgress(), ACK_WAIT_MS / 3).unref();
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
@@ -206,9 +204,8 @@ export class Consumers {
       }
       const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
-      const entry: Buffered = { msg, batches, pending, lines, touched: Date.now() };
-      this.buffered.push(entry);
-      this.unsettled.add(entry);
+      this.buffered.push({ msg, batches, pending, lines });
+      this.unsettled.set(msg, Date.now());
       this.bufferedLines += lines;
       // One insert at a time while a statement's worth does not wait (what comes meanwhile joins
       // the next one); more side by side only for a flood. Fifty jobs printing 100 lines a second
@@ -224,14 +221,14 @@ export class Consumers {
     }
   }
 
-  /** Keeps the log messages that wait here for their insert from being delivered again meanwhile. */
+  /** Keeps the messages that wait here for their insert or being applied from being delivered again meanwhile. */
   private signalInProgress(): void {
     const now = Date.now();
-    for (const b of this.unsettled) {
-      if (now - b.touched < LOGS_ACK_WAIT_MS / 3) continue;
-      b.touched = now;
+    for (const [msg, touched] of this.unsettled) {
+      if (now - touched < ACK_WAIT_MS / 3) continue;
+      this.unsettled.set(msg, now);
       try {
-        b.msg.working();
+        msg.working();
       } catch {
         // closing: what is not acked comes again to the next run
       }
@@ -313,16 +310,16 @@ export class Consumers {
           inserted = await insertLines(this.ctx.db, rows);
         } catch (err) {
           this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
-          for (const b of take) this.unsettled.delete(b);
           for (const { msg, batches, pending } of take) {
+            this.unsettled.delete(msg);
             settle(msg, 'nak');
             batches.forEach((b, k) => this.hub.discard(b.execution_id, pending[k]!)); // they come again
           }
           this.release(n);
           continue;
         }
-        for (const b of take) this.unsettled.delete(b);
         for (const { msg, batches, pending } of take) {
+          this.unsettled.delete(msg);
           settle(msg, 'ack');
           batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));
         }
@@ -350,6 +347,7 @@ export class Consumers {
         continue;
       }
       const id = event.execution_id;
+      this.unsettled.set(msg, Date.now());
       const before = this.chains.get(id);
       // Each event costs database round trips (a final one may also wait a moment for its last log
       // lines): executions go on side by side, the events of one execution queue up behind each
@@ -372,6 +370,8 @@ export class Consumers {
     } catch (err) {
       this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');
       settle(msg, 'nak');
+    } finally {
+      this.unsettled.delete(msg);
     }
   }
 }

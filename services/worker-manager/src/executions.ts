@@ -39,13 +39,13 @@ import { shouldRetry, type Retries } from './retries.js';
 import * as store from './store/executions.js';
 import { retryOf } from './store/retries.js';
 import type { ExecutionRow } from './store/executions.js';
-import { LOGS_ACK_WAIT_MS } from './consumers.js';
+import { ACK_WAIT_MS } from './consumers.js';
 import { countStoredUpTo, maxStoredSeq } from './store/logs.js';
 
 /** How long a final status waits for the execution's next log lines to be stored (it waits on
  *  while they keep coming: a million lines may be stored well after the process ended). Longer
  *  than the log consumer's ack wait: lines a worker-manager that died had taken come back after it. */
-const LOG_WAIT_MS = LOGS_ACK_WAIT_MS + 1000;
+const LOG_WAIT_MS = ACK_WAIT_MS + 1000;
 const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for an answer to the cancel sent to every worker; then a queued
  *  execution ends where it is, and a running one's worker is asked on its own subject. */

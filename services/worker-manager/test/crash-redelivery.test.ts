@@ -4,7 +4,7 @@
 import { connectBus, createLogger, createTestEnv, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { LOGS_ACK_WAIT_MS } from '../src/consumers.js';
+import { ACK_WAIT_MS } from '../src/consumers.js';
 import { startWorkerManager } from '../src/service.js';
 import { executeOn, lines, logEvents, openSse, publishLines, publishStatus, until } from './helpers.js';
 
@@ -69,12 +69,46 @@ it('log batches held up longer than the ack wait before their insert are not del
     await lock.query('BEGIN');
     await lock.query('LOCK TABLE log_lines IN EXCLUSIVE MODE'); // inserts wait, as on a stalled database
     for (let k = 0; k < 5; k++) await publishLines(worker, id, lines(k * 100 + 1, k * 100 + 100));
-    await new Promise((r) => setTimeout(r, LOGS_ACK_WAIT_MS * 1.6)); // past the ack wait
+    await new Promise((r) => setTimeout(r, ACK_WAIT_MS * 1.6)); // past the ack wait
     redelivered = (await worker.jsm.consumers.info(logsStream, 'worker-manager-logs')).num_redelivered;
   } finally {
     await lock.query('COMMIT');
     lock.release();
   }
   await until(async () => (await storedLines(id)).length === 500, 10_000, 'all 500 lines');
+  expect(redelivered).toBe(0);
+}, 60_000);
+
+it('a final status a killed worker-manager had taken and not applied is applied by the next one within seconds', async () => {
+  const id = (await executeOn(wm!.url, { command: 'x' })).id;
+  await wm!.stop();
+  wm = undefined;
+  const { eventsStream } = worker.subjects;
+  // as an install made before: its status consumers waited 30 s for an ack
+  await worker.jsm.consumers.update(eventsStream, 'worker-manager-status', { ack_wait: 30e9 });
+  await publishStatus(worker, { execution_id: id, status: 'completed', exit_code: 0, duration_ms: 10 });
+  // the killed worker-manager had taken it (delivered, never acked)
+  const taken = await (await worker.js.consumers.get(eventsStream, 'worker-manager-status')).fetch({ max_messages: 1, expires: 5000 });
+  for await (const m of taken) expect(m.info.deliveryCount).toBe(1);
+
+  const restarted = Date.now();
+  wm = await startWorkerManager(wmConfig);
+  await until(async () => (await (await fetch(`${wm!.url}/api/v1/executions/${id}`)).json()).status === 'completed', 20_000, 'completed');
+  expect(Date.now() - restarted).toBeLessThan(ACK_WAIT_MS + 5000);
+}, 60_000);
+
+it('a final status waiting longer than the ack wait for its lines is not delivered again meanwhile', async () => {
+  const id = (await executeOn(wm!.url, { command: 'x' })).id;
+  await publishStatus(worker, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 100, duration_ms: 10 });
+  // its lines trickle in for longer than the ack wait: the status waits for them all along
+  for (let k = 0; k * 1000 < ACK_WAIT_MS * 1.4; k++) {
+    await publishLines(worker, id, lines(k * 10 + 1, k * 10 + 10));
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const redelivered = (await worker.jsm.consumers.info(worker.subjects.eventsStream, 'worker-manager-status')).num_redelivered;
+  expect((await (await fetch(`${wm!.url}/api/v1/executions/${id}`)).json()).status).toBe('queued');
+  await publishLines(worker, id, lines(71, 100));
+  await until(async () => (await (await fetch(`${wm!.url}/api/v1/executions/${id}`)).json()).status === 'completed', 20_000, 'completed');
+  expect((await storedLines(id)).length).toBe(100);
   expect(redelivered).toBe(0);
 }, 60_000);
