@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects, type Subjects } from '@hodei/types';
 import type { Logger } from './logger.js';
@@ -13,6 +13,54 @@ export interface Bus {
 }
 
 const DAY_NS = 24 * 3600 * 1e9;
+
+/**
+ * The ack wait of the services' durable consumers. What a process that died (`kill -9`) had taken
+ * and not handled comes back to the next one, or to a replica, after this long, and work waits for
+ * it meanwhile (a queued execution, a slot, a final status, a job's status), so it is short. What
+ * is still being handled after a third of it is kept from coming back by `InProgress`.
+ */
+export const ACK_WAIT_MS = 5000;
+
+/**
+ * Delivered messages not acked yet: each one handled longer than a third of the ack wait gets a
+ * progress signal (`working`) every third of it, so that JetStream does not deliver it again while
+ * it is still being handled (a stalled database; a final status waiting for its log lines).
+ */
+export class InProgress {
+  private readonly since = new Map<JsMsg, number>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly ackWaitMs = ACK_WAIT_MS) {
+    this.timer = setInterval(() => this.signal(), ackWaitMs / 3);
+    this.timer.unref();
+  }
+
+  add(m: JsMsg): void {
+    this.since.set(m, Date.now());
+  }
+
+  delete(m: JsMsg): void {
+    this.since.delete(m);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private signal(): void {
+    const now = Date.now();
+    for (const [m, since] of this.since) {
+      if (now - since < this.ackWaitMs / 3) continue;
+      this.since.set(m, now);
+      try {
+        m.working();
+      } catch {
+        // closing: what is not acked comes again to the next run
+      }
+    }
+  }
+}
 
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */
 export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {

@@ -3,13 +3,12 @@
 // An execution of a job deleted meanwhile is cancelled (worker-manager read the job before the
 // DELETE, which could not know of the execution yet).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { decodeJson, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { ACK_WAIT_MS, decodeJson, InProgress, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { newestStatus, recordExecution, type ExecutionUpdate } from './store/executions.js';
 import { lockJob, setJobStatus } from './store/jobs.js';
 
-const SECOND_NS = 1e9;
 /** Events of one consumer handled at once (each takes a database connection while it runs). */
 const HANDLE_CONCURRENCY = 4;
 
@@ -79,6 +78,7 @@ export function executionConsumers(
   ];
   const running: Array<{ messages: ConsumerMessages; loop: Promise<void> }> = [];
   let stopping = false;
+  let handling: InProgress | undefined;
 
   const handle = async (m: JsMsg, data: unknown, spec: (typeof specs)[number], log: Logger) => {
     const { kind } = spec;
@@ -110,19 +110,22 @@ export function executionConsumers(
 
   return {
     start: async () => {
+      const inProgress = (handling = new InProgress());
       for (const spec of specs) {
         const log = logger.child({ consumer: spec.durable });
+        const ackWait = ACK_WAIT_MS * 1e6;
         await bus.jsm.consumers
           .add(s.eventsStream, {
             durable_name: spec.durable,
             filter_subject: spec.subject,
             ack_policy: AckPolicy.Explicit,
             deliver_policy: DeliverPolicy.All,
-            ack_wait: 30 * SECOND_NS,
+            ack_wait: ackWait,
           })
-          .catch((err: unknown) => {
-            // a replica created it first with the same settings
+          .catch(async (err: unknown) => {
+            // a replica created it first, or an earlier version with another ack wait
             if (!String(err).includes('already')) throw err;
+            await bus.jsm.consumers.update(s.eventsStream, spec.durable, { ack_wait: ackWait });
           });
         const consumer = await bus.js.consumers.get(s.eventsStream, spec.durable);
         const messages = await consumer.consume({ max_messages: 64 });
@@ -149,9 +152,11 @@ export function executionConsumers(
               }
               const key = typeof id === 'string' ? id : '';
               while (inFlight.size >= HANDLE_CONCURRENCY) await Promise.race(inFlight);
+              inProgress.add(m);
               const p = (chains.get(key) ?? Promise.resolve())
                 .then(() => withConsumedSpan(`orchestrator ${spec.durable}`, m, () => handle(m, data, spec, log)))
-                .catch((err: unknown) => log.error({ err, seq: m.seq }, 'handling an execution event failed'));
+                .catch((err: unknown) => log.error({ err, seq: m.seq }, 'handling an execution event failed'))
+                .finally(() => inProgress.delete(m));
               chains.set(key, p);
               inFlight.add(p);
               void p.finally(() => {
@@ -174,6 +179,7 @@ export function executionConsumers(
           await loop;
         }),
       );
+      handling?.stop();
     },
   };
 }

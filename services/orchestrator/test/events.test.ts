@@ -3,7 +3,7 @@
 // not produce on demand (late, out of order, unknown job, junk); cancel asks worker-manager for
 // each queued and running execution, one of them already gone (409); events published while the
 // orchestrator is down are picked up after a restart. Real services: stack.test.ts.
-import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
+import { ACK_WAIT_MS, createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
@@ -280,4 +280,29 @@ describe('restart (contract)', () => {
     expect(got.body).toMatchObject({ name: 'durable', jobs: [{ id: a.id, status: 'completed' }, { id: b.id, depends_on: [a.id] }] });
     await eventually(jobStatus(b.id, 'running'));
   });
+
+  it('an event a killed orchestrator had taken and not handled is handled by the next one within seconds', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'taken-by-the-dead', command: 'true' })).body;
+    await svc.stop();
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+    const nc = await connect({ servers: svc.ctx.config.natsUrl });
+    const { eventsStream } = svc.ctx.bus.subjects;
+    try {
+      // as an install made before: its consumers waited 30 s for an ack
+      await (await jetstreamManager(nc)).consumers.update(eventsStream, 'orchestrator-status', { ack_wait: 30e9 });
+      const eid = newId();
+      await jetstream(nc).publish(svc.ctx.bus.subjects.executionStatus(eid), encodeJson({ execution_id: eid, job_id: job.id, worker_id: null, status: 'running', timestamp: now() }));
+      // the killed orchestrator had taken it (delivered, never acked)
+      const taken = await (await jetstream(nc).consumers.get(eventsStream, 'orchestrator-status')).fetch({ max_messages: 1, expires: 5000 });
+      for await (const m of taken) expect(m.info.deliveryCount).toBe(1);
+    } finally {
+      await nc.close();
+    }
+
+    const restarted = Date.now();
+    svc = await startOrchestrator(withWorkerManager(env.config('orchestrator'), wm.url));
+    await eventually(jobStatus(job.id, 'running'), 20_000);
+    expect(Date.now() - restarted).toBeLessThan(ACK_WAIT_MS + 5000);
+  }, 30_000);
 });

@@ -1,7 +1,7 @@
 // What the scheduler hears over NATS: queued / cancelled executions and their status events (durable
 // JetStream consumers; a final status frees the execution's slot), worker heartbeats (core NATS)
 // and worker exits (JetStream).
-import { currentTraceparent, decodeJson, encodeJson, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
+import { ACK_WAIT_MS, currentTraceparent, decodeJson, encodeJson, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z, type HeartbeatReply } from '@hodei/types';
@@ -29,13 +29,6 @@ interface ConsumerSpec {
   parallel?: number;
 }
 
-/**
- * Events delivered to a scheduler that died before it handled them come back to the next one (or a
- * replica) after this long: queued executions wait for it, and the slots of executions whose final
- * status it had taken stay taken, so it is short. An event whose handling takes longer (a stalled
- * database) is kept from coming back meanwhile by a progress signal every ACK_WAIT_MS / 3.
- */
-export const ACK_WAIT_MS = 5000;
 const ACK_WAIT_NS = ACK_WAIT_MS * 1e6;
 const CATCH_UP_MAX_MS = 5000;
 const PARALLEL = 64;
@@ -109,18 +102,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   const fallback = setTimeout(announce, CATCH_UP_MAX_MS);
   fallback.unref();
 
-  // events being handled, with when they were delivered or last said to be in progress
-  const handling = new Map<JsMsg, number>();
-  const keepHandling = setInterval(() => {
-    const now = Date.now();
-    for (const [m, touched] of handling) {
-      if (now - touched < ACK_WAIT_MS / 3) continue;
-      handling.set(m, now);
-      m.working();
-    }
-  }, ACK_WAIT_MS / 3);
-  keepHandling.unref();
-
+  const handling = new InProgress();
   const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
   for (const spec of specs) {
     const config = {
@@ -143,7 +125,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
     const messages = await consumer.consume({ max_messages: 1000 });
     const inFlight = new Set<Promise<void>>();
     const handleOne = async (m: JsMsg) => {
-      handling.set(m, Date.now());
+      handling.add(m);
       try {
         await withConsumedSpan(`scheduler ${spec.durable}`, m, () => spec.handle(m));
         m.ack();
@@ -198,7 +180,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
 
   return async () => {
     clearTimeout(fallback);
-    clearInterval(keepHandling);
+    handling.stop();
     heartbeats.unsubscribe();
     for (const r of running) await r.messages.close();
     await Promise.allSettled(running.map((r) => r.done));

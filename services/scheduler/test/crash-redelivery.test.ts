@@ -1,11 +1,10 @@
 // A scheduler killed (-9) after it had taken a queued execution from NATS, before it stored it:
 // the next scheduler places it within seconds, not after a 30 s ack wait.
-import { connectBus, createLogger, createTestEnv, serviceAddresses, workerOnline, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { ACK_WAIT_MS, connectBus, createLogger, createTestEnv, serviceAddresses, workerOnline, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { executeOn, finishedOn } from '../../worker-manager/test/helpers.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
-import { ACK_WAIT_MS } from '../src/events.js';
 import { startScheduler } from '../src/service.js';
 
 let env: TestEnv;

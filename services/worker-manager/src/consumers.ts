@@ -3,7 +3,7 @@
 // by side across executions, in order within one).
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
-import { decodeJson, encodeJson, withConsumedSpan, type ServiceContext } from '@hodei/platform';
+import { ACK_WAIT_MS, decodeJson, encodeJson, InProgress, withConsumedSpan, type ServiceContext } from '@hodei/platform';
 import { ExecutionStatusEvent, type LogBacklog, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
@@ -41,14 +41,6 @@ const BACKLOG_REPEAT_MS = 1000;
  */
 const PURGE_INTERVAL_MS = 5000;
 const LOGS_CONSUMER = 'worker-manager-logs';
-/**
- * Log messages and status events delivered to a worker-manager that died before it stored or applied
- * them come back to the next one (or another replica) after this long: a live follower, the final
- * status and the execution's status wait for them meanwhile, so it is short. Those still waiting
- * here for their insert, or being applied (a final status waits for its lines), are kept from coming
- * back by a progress signal (`working`) every ACK_WAIT_MS / 3.
- */
-export const ACK_WAIT_MS = 5000;
 
 interface Batch {
   execution_id: string;
@@ -122,8 +114,7 @@ export class Consumers {
   private buffered: Buffered[] = [];
   /** Delivered messages not acked or nak'd yet (log lines buffered or being inserted, status events
    *  waiting or being applied), with when they were delivered or last said to be in progress. */
-  private readonly unsettled = new Map<JsMsg, number>();
-  private keepUnsettled: NodeJS.Timeout | undefined;
+  private readonly unsettled = new InProgress();
   private bufferedLines = 0;
   private flushers = 0;
   private flushed: Promise<void>[] = [];
@@ -156,7 +147,6 @@ export class Consumers {
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
     this.purgeTimer = setInterval(() => void this.purgeStored(), PURGE_INTERVAL_MS).unref();
     this.backlogCheck = setInterval(() => void this.checkBacklog(), BACKLOG_CHECK_MS).unref();
-    this.keepUnsettled = setInterval(() => this.signalInProgress(), ACK_WAIT_MS / 3).unref();
     // fast path for live subscribers: the same messages on core NATS, parsed only when someone listens
     this.liveSub = this.ctx.bus.nc.subscribe(s.logsAll, {
       callback: (err, msg) => {
@@ -176,7 +166,7 @@ export class Consumers {
     clearInterval(this.behindTimer);
     clearInterval(this.backlogCheck);
     clearInterval(this.purgeTimer);
-    clearInterval(this.keepUnsettled);
+    this.unsettled.stop();
     this.liveSub?.unsubscribe();
     const closed = (async () => {
       await this.logMessages?.close().catch(() => undefined);
@@ -205,7 +195,7 @@ export class Consumers {
       const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
       this.buffered.push({ msg, batches, pending, lines });
-      this.unsettled.set(msg, Date.now());
+      this.unsettled.add(msg);
       this.bufferedLines += lines;
       // One insert at a time while a statement's worth does not wait (what comes meanwhile joins
       // the next one); more side by side only for a flood. Fifty jobs printing 100 lines a second
@@ -218,20 +208,6 @@ export class Consumers {
         void p.finally(() => (this.flushed = this.flushed.filter((x) => x !== p)));
       }
       if (this.bufferedLines > MAX_BUFFERED_LINES) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
-    }
-  }
-
-  /** Keeps the messages that wait here for their insert or being applied from being delivered again meanwhile. */
-  private signalInProgress(): void {
-    const now = Date.now();
-    for (const [msg, touched] of this.unsettled) {
-      if (now - touched < ACK_WAIT_MS / 3) continue;
-      this.unsettled.set(msg, now);
-      try {
-        msg.working();
-      } catch {
-        // closing: what is not acked comes again to the next run
-      }
     }
   }
 
@@ -347,7 +323,7 @@ export class Consumers {
         continue;
       }
       const id = event.execution_id;
-      this.unsettled.set(msg, Date.now());
+      this.unsettled.add(msg);
       const before = this.chains.get(id);
       // Each event costs database round trips (a final one may also wait a moment for its last log
       // lines): executions go on side by side, the events of one execution queue up behind each

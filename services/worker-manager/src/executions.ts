@@ -1,6 +1,7 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
 import {
+  ACK_WAIT_MS,
   Batcher,
   BadRequestError,
   checkDefinitionFits,
@@ -39,7 +40,6 @@ import { shouldRetry, type Retries } from './retries.js';
 import * as store from './store/executions.js';
 import { retryOf } from './store/retries.js';
 import type { ExecutionRow } from './store/executions.js';
-import { ACK_WAIT_MS } from './consumers.js';
 import { countStoredUpTo, maxStoredSeq } from './store/logs.js';
 
 /** How long a final status waits for the execution's next log lines to be stored (it waits on

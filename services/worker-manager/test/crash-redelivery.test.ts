@@ -1,10 +1,9 @@
 // A worker-manager killed (-9) while it stored log lines: the batches it had taken from the stream
 // and not stored come back to the next one within seconds (not after a 30 s ack wait), and the
 // execution's final status waits for them, so its logs, its stream and `log_lines` have every line.
-import { connectBus, createLogger, createTestEnv, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { ACK_WAIT_MS, connectBus, createLogger, createTestEnv, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ACK_WAIT_MS } from '../src/consumers.js';
 import { startWorkerManager } from '../src/service.js';
 import { executeOn, lines, logEvents, openSse, publishLines, publishStatus, until } from './helpers.js';
 
