@@ -285,17 +285,21 @@ export class PipelineRunner {
     }
     const byId = new Map(rows.map((r) => [r.job_id, r]));
     const toStart: string[] = [];
+    const skippedBecause = new Map<string, string>();
     for (let changed = true; changed; ) {
       changed = false;
       for (const jobId of derived) {
-        const deps = byId.get(jobId)!.depends_on.map((d) => status.get(d) ?? 'completed'); // a deleted job blocks nothing
-        const next: PipelineRunJobStatus = deps.some((d) => UNSUCCESSFUL.has(d))
-          ? 'skipped'
-          : run.cancel_requested
-            ? 'skipped'
-            : deps.every((d) => d === 'completed')
-              ? 'starting'
-              : 'waiting';
+        const dependsOn = byId.get(jobId)!.depends_on;
+        const deps = dependsOn.map((d) => status.get(d) ?? 'completed'); // a deleted job blocks nothing
+        const blocker = dependsOn.find((d) => UNSUCCESSFUL.has(status.get(d) ?? 'completed'));
+        const next: PipelineRunJobStatus = blocker || run.cancel_requested ? 'skipped' : deps.every((d) => d === 'completed') ? 'starting' : 'waiting';
+        if (next === 'skipped')
+          skippedBecause.set(
+            jobId,
+            run.cancel_requested
+              ? 'skipped: the run was cancelled'
+              : `skipped: it depends on ${byId.get(blocker!)!.name}, which ${status.get(blocker!) === 'skipped' ? 'was skipped' : `ended ${status.get(blocker!)}`}`,
+          );
         if (next !== status.get(jobId)) {
           status.set(jobId, next);
           changed = true;
@@ -310,7 +314,8 @@ export class PipelineRunner {
       const e = execution.get(r.job_id) ?? null;
       if (s === 'starting' && r.status !== 'starting' && !r.execution_id) toStart.push(r.job_id);
       if (s !== r.status || e !== r.execution_id) {
-        changes.push({ job_id: r.job_id, status: s, execution_id: e });
+        const message = s === 'skipped' ? skippedBecause.get(r.job_id) : undefined;
+        changes.push({ job_id: r.job_id, status: s, execution_id: e, message });
         events.push({
           type: 'job',
           run_id: runId,
@@ -320,7 +325,7 @@ export class PipelineRunner {
           status: s,
           execution_id: e,
           exit_code: e === r.execution_id ? r.exit_code : null,
-          message: r.message,
+          message: message ?? r.message,
           timestamp: now,
         });
       }

@@ -99,7 +99,7 @@ describe('pipeline runs on a real worker', () => {
     expect(run.status).toBe('failed');
     expect(run.jobs.b).toMatchObject({ status: 'failed', exit_code: 4 });
     expect(run.jobs.c).toMatchObject({ status: 'completed', exit_code: 0 });
-    expect(run.jobs.d).toMatchObject({ status: 'skipped', execution_id: null });
+    expect(run.jobs.d).toMatchObject({ status: 'skipped', execution_id: null, message: 'skipped: it depends on b, which ended failed' });
     // C was still running when B failed, and finished afterwards; the run ended only then
     expect(t(run.jobs.c!.finished_at)).toBeGreaterThan(t(run.jobs.b!.finished_at));
     expect(t(run.finished_at)).toBeGreaterThanOrEqual(t(run.jobs.c!.finished_at));

@@ -238,7 +238,7 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect(r.body.status).toBe('failed');
     expect(byName(r.body).a).toMatchObject({ status: 'failed', execution_id: null });
     expect(byName(r.body).a.message).toContain('no worker can run it');
-    expect(byName(r.body).b.status).toBe('skipped');
+    expect(byName(r.body).b).toMatchObject({ status: 'skipped', message: 'skipped: it depends on a, which ended failed' });
   });
 
   it('cancels a run: waiting jobs are skipped, active executions are cancelled', async () => {
@@ -255,7 +255,8 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     wm.handler = (req) => (req.path.endsWith('/cancel') ? { status: 202, body: {} } : executeHandler(req));
     const c = await api('POST', `/api/v1/pipeline-runs/${r.id}/cancel`);
     expect(c.status).toBe(202);
-    expect(byName(c.body)).toMatchObject({ a: { status: 'running' }, b: { status: 'skipped' }, c: { status: 'skipped' }, d: { status: 'skipped' } });
+    const cancelled = { status: 'skipped', message: 'skipped: the run was cancelled' };
+    expect(byName(c.body)).toMatchObject({ a: { status: 'running' }, b: cancelled, c: cancelled, d: cancelled });
     expect(c.body.status).toBe('running');
     expect(wm.requests.map((q) => `${q.method} ${q.path}`)).toEqual([`POST /api/v1/executions/${aExec}/cancel`]);
     // even if a completes after all, nothing more starts

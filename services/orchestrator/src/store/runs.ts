@@ -207,16 +207,19 @@ export interface RunJobChange {
   job_id: string;
   status: PipelineRunJobStatus;
   execution_id: string | null;
+  /** Replaces the job's message (why it was skipped); absent: the message stays. */
+  message?: string;
 }
 
-/** Sets the status and execution of several jobs of a run in one statement (as updateRunJob without a message). */
+/** Sets the status and execution (and a message, where given) of several jobs of a run in one statement. */
 export async function updateRunJobs(db: Db, runId: string, changes: RunJobChange[]): Promise<void> {
   if (!changes.length) return;
   await db.query(
     `UPDATE pipeline_run_jobs j SET status = c.status,
        starting_at = CASE WHEN c.status = 'starting' THEN now() ELSE j.starting_at END,
-       execution_id = c.execution_id
-     FROM jsonb_to_recordset($2::jsonb) AS c(job_id uuid, status text, execution_id uuid)
+       execution_id = c.execution_id,
+       message = coalesce(c.message, j.message)
+     FROM jsonb_to_recordset($2::jsonb) AS c(job_id uuid, status text, execution_id uuid, message text)
      WHERE j.run_id = $1 AND j.job_id = c.job_id`,
     [runId, JSON.stringify(changes)],
   );
