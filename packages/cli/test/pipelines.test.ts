@@ -120,7 +120,7 @@ describe('hodei pipelines run', () => {
     expect(r.code).toBe(1);
     expect(r.stdoutLines.map((l) => l.text)).toEqual(['[build] compiling']);
     expect(r.stderr).toMatch(/build\s+failed \(exit 3\)/);
-    expect(r.stderr).toMatch(/deploy\s+skipped/);
+    expect(r.stderr).toMatch(/deploy\s+skipped \(it depends on build, which ended failed\)/);
     expect(r.stderr).toMatch(/^run [0-9a-f-]{36} failed$/m);
     // the summary's columns line up: each job's exit code under the others'
     const summary = r.stderr.slice(r.stderr.lastIndexOf('─') + 2).split('\n');

@@ -95,7 +95,9 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
               : job.message
                 ? ` (${job.message})`
                 : ''
-            : '';
+            : job.status === 'skipped' && job.message
+              ? ` (${job.message.replace(/^skipped: /, '')})`
+              : '';
         out.note(`${out.err('gray', clock(at))} ${job.name.padEnd(width.name)}  ${statusText(out.err, job.status)}${extra}`);
       }
     }
