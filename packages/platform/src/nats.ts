@@ -1,4 +1,15 @@
-import { jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type Consumer,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects, type Subjects } from '@hodei/types';
 import type { Logger } from './logger.js';
@@ -60,6 +71,42 @@ export class InProgress {
       }
     }
   }
+}
+
+export interface DurableSpec {
+  durable: string;
+  filter: string;
+  maxAckPending?: number;
+}
+
+/**
+ * A service's durable consumer on `stream`, created with the explicit acks and `ACK_WAIT_MS` the
+ * services rely on. One made by an earlier version, with another filter or ack wait, is brought up
+ * to date; one a replica creates at the same moment is used as it is.
+ */
+export async function ensureConsumer(bus: Bus, stream: string, spec: DurableSpec): Promise<Consumer> {
+  const ackWait = ACK_WAIT_MS * 1e6;
+  const bringUpToDate = () => bus.jsm.consumers.update(stream, spec.durable, { filter_subject: spec.filter, ack_wait: ackWait });
+  try {
+    const { config } = await bus.jsm.consumers.info(stream, spec.durable);
+    if (config.ack_wait !== ackWait || config.filter_subject !== spec.filter) await bringUpToDate();
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await bus.jsm.consumers
+      .add(stream, {
+        durable_name: spec.durable,
+        filter_subject: spec.filter,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: ackWait,
+        ...(spec.maxAckPending ? { max_ack_pending: spec.maxAckPending } : {}),
+      })
+      .catch(async (addErr: unknown) => {
+        if (!String(addErr).includes('already')) throw addErr;
+        await bringUpToDate();
+      });
+  }
+  return bus.js.consumers.get(stream, spec.durable);
 }
 
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */

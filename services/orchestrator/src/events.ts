@@ -2,8 +2,8 @@
 // scheduler's) execution events record each execution and set the job's status from its newest.
 // An execution of a job deleted meanwhile is cancelled (worker-manager read the job before the
 // DELETE, which could not know of the execution yet).
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { ACK_WAIT_MS, decodeJson, InProgress, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { decodeJson, ensureConsumer, InProgress, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { newestStatus, recordExecution, type ExecutionUpdate } from './store/executions.js';
@@ -113,21 +113,7 @@ export function executionConsumers(
       const inProgress = (handling = new InProgress());
       for (const spec of specs) {
         const log = logger.child({ consumer: spec.durable });
-        const ackWait = ACK_WAIT_MS * 1e6;
-        await bus.jsm.consumers
-          .add(s.eventsStream, {
-            durable_name: spec.durable,
-            filter_subject: spec.subject,
-            ack_policy: AckPolicy.Explicit,
-            deliver_policy: DeliverPolicy.All,
-            ack_wait: ackWait,
-          })
-          .catch(async (err: unknown) => {
-            // a replica created it first, or an earlier version with another ack wait
-            if (!String(err).includes('already')) throw err;
-            await bus.jsm.consumers.update(s.eventsStream, spec.durable, { ack_wait: ackWait });
-          });
-        const consumer = await bus.js.consumers.get(s.eventsStream, spec.durable);
+        const consumer = await ensureConsumer(bus, s.eventsStream, { durable: spec.durable, filter: spec.subject });
         const messages = await consumer.consume({ max_messages: 64 });
         const loop = (async () => {
           // Events of different executions are handled side by side (a fan-out's hundreds of events

@@ -1,8 +1,8 @@
 // What the scheduler hears over NATS: queued / cancelled executions and their status events (durable
 // JetStream consumers; a final status frees the execution's slot), worker heartbeats (core NATS)
 // and worker exits (JetStream).
-import { ACK_WAIT_MS, currentTraceparent, decodeJson, encodeJson, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { currentTraceparent, decodeJson, encodeJson, ensureConsumer, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z, type HeartbeatReply } from '@hodei/types';
 
@@ -29,7 +29,6 @@ interface ConsumerSpec {
   parallel?: number;
 }
 
-const ACK_WAIT_NS = ACK_WAIT_MS * 1e6;
 const CATCH_UP_MAX_MS = 5000;
 const PARALLEL = 64;
 
@@ -105,20 +104,7 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   const handling = new InProgress();
   const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
   for (const spec of specs) {
-    const config = {
-      durable_name: spec.durable,
-      filter_subject: spec.subject,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: ACK_WAIT_NS,
-      max_ack_pending: 10_000,
-    };
-    try {
-      await bus.jsm.consumers.add(s.eventsStream, config);
-    } catch {
-      await bus.jsm.consumers.update(s.eventsStream, spec.durable, { filter_subject: spec.subject, ack_wait: ACK_WAIT_NS });
-    }
-    const consumer = await bus.js.consumers.get(s.eventsStream, spec.durable);
+    const consumer = await ensureConsumer(bus, s.eventsStream, { durable: spec.durable, filter: spec.subject, maxAckPending: 10_000 });
     const info = await consumer.info();
     let caught = info.num_pending === 0;
     if (caught) markCaughtUp();

@@ -1,9 +1,9 @@
 // Durable JetStream consumers: log messages (each execution's lines fanned out at once, stored in
 // coalesced inserts, the message acked after the insert) and execution status events (applied side
 // by side across executions, in order within one).
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
-import { ACK_WAIT_MS, decodeJson, encodeJson, InProgress, withConsumedSpan, type ServiceContext } from '@hodei/platform';
+import { decodeJson, encodeJson, ensureConsumer, InProgress, withConsumedSpan, type ServiceContext } from '@hodei/platform';
 import { ExecutionStatusEvent, type LogBacklog, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
@@ -82,29 +82,6 @@ function settle(msg: JsMsg, how: 'ack' | 'nak'): void {
   }
 }
 
-async function durable(ctx: ServiceContext, stream: string, name: string, filter: string, maxAckPending: number, ackWaitMs: number) {
-  const { jsm, js } = ctx.bus;
-  const ackWait = ackWaitMs * 1_000_000;
-  const config = {
-    durable_name: name,
-    filter_subject: filter,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    max_ack_pending: maxAckPending,
-    ack_wait: ackWait,
-  };
-  try {
-    const info = await jsm.consumers.info(stream, name);
-    // made by an earlier version with another ack wait
-    if (info.config.ack_wait !== ackWait) await jsm.consumers.update(stream, name, { ack_wait: ackWait });
-  } catch {
-    await jsm.consumers.add(stream, config).catch(async (err: unknown) => {
-      if (!String(err).includes('already')) throw err;
-    });
-  }
-  return js.consumers.get(stream, name);
-}
-
 export class Consumers {
   private logMessages: ConsumerMessages | undefined;
   private statusMessages: ConsumerMessages[] = [];
@@ -138,10 +115,11 @@ export class Consumers {
 
   async start(): Promise<void> {
     const s = this.ctx.bus.subjects;
-    const logs = await durable(this.ctx, s.logsStream, LOGS_CONSUMER, s.logsAll, 10_000, ACK_WAIT_MS);
+    const bus = this.ctx.bus;
+    const logs = await ensureConsumer(bus, s.logsStream, { durable: LOGS_CONSUMER, filter: s.logsAll, maxAckPending: 10_000 });
     // statuses of executions of jobs, and of those without one (their own subjects: see Subjects)
-    const status = await durable(this.ctx, s.eventsStream, 'worker-manager-status', s.executionStatusAll, 1000, ACK_WAIT_MS);
-    const adhocStatus = await durable(this.ctx, s.eventsStream, 'worker-manager-status-adhoc', s.executionStatusAdhocAll, 1000, ACK_WAIT_MS);
+    const status = await ensureConsumer(bus, s.eventsStream, { durable: 'worker-manager-status', filter: s.executionStatusAll });
+    const adhocStatus = await ensureConsumer(bus, s.eventsStream, { durable: 'worker-manager-status-adhoc', filter: s.executionStatusAdhocAll });
     this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));
