@@ -2,7 +2,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createTestEnv } from '@hodei/platform';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
+import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
 import { cuttingProxy, hodei, hodeiDone } from './helpers.js';
 import { useStack } from './fixture.js';
 
@@ -203,6 +205,33 @@ describe('global options', () => {
       expect(r.stdout + r.stderr).not.toContain('\x1b[');
     }
   });
+});
+
+describe('hodei workers start', () => {
+  it('returns once the scheduler lists the worker online; a worker that exits before registering is an error', async () => {
+    const r = await hodeiDone(['workers', 'start', '--name', 'fresh', '--slots', '1', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const registered = await fetch(`${fx.stack.scheduler.url}/api/v1/workers/${id}`);
+    expect(registered.status).toBe(200);
+    expect(((await registered.json()) as { status: string }).status).toBe('online');
+    expect((await hodeiDone(['workers', 'stop', '--force', id], env)).code).toBe(0);
+
+    // a worker-manager (an installation of its own) whose scheduler URL is an orchestrator's: the
+    // agent's registration is refused (404) and it exits
+    const other = createTestEnv();
+    const urls = { orchestrator: fx.stack.orchestrator.url, scheduler: fx.stack.orchestrator.url, 'worker-manager': fx.stack.workerManager.url };
+    const misled = await startWorkerManager(other.config('worker-manager', { urls, killGraceMs: 1000 }));
+    try {
+      const refused = await hodeiDone(['workers', 'start', '--name', 'misled'], { ...env, HODEI_WORKER_MANAGER_URL: misled.url });
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toMatch(/^hodei: worker [0-9a-f-]{36} exited \(exit code 1\) before it registered with the scheduler: its output is in the worker-manager's log\n$/);
+    } finally {
+      await misled.stop();
+      await other.cleanup();
+    }
+  }, 60_000);
 });
 
 describe('hodei workers show / stop by name', () => {

@@ -1,7 +1,9 @@
 // `hodei workers …`: worker processes started and stopped by the worker-manager.
 import type { Command } from 'commander';
-import { ManagedWorker, WorkerStatusView } from '@hodei/types';
+import { ManagedWorker, RegistryWorker, WorkerStatusView } from '@hodei/types';
 import { context } from '../context.js';
+import { ApiError, CliError, UnreachableError } from '../errors.js';
+import type { HodeiClient } from '../http.js';
 import { labelsText, statusText, when } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveWorker } from '../resources.js';
@@ -51,21 +53,53 @@ export const show = async (id: string, _f: unknown, cmd: Command) => {
   ]);
 };
 
-export const start = async (f: { name?: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string> }, cmd: Command) => {
+/** How long `workers start` waits for the new worker to register with the scheduler (the agent
+ *  retries its registration with back-off while the scheduler does not answer). */
+const ONLINE_TIMEOUT_MS = 30_000;
+const ONLINE_POLL_MS = 100;
+
+export const start = async (f: { name?: string; slots?: number; cpu?: number; memory?: number; label?: Record<string, string>; wait: boolean }, cmd: Command) => {
   const { client, out } = context(cmd);
   const capacity: Record<string, number> = {};
   if (f.slots !== undefined) capacity.slots = f.slots;
   if (f.cpu !== undefined) capacity.cpu_cores = f.cpu;
   if (f.memory !== undefined) capacity.memory_bytes = f.memory;
-  const w = await client.send('worker-manager', 'POST', '/api/v1/workers', ManagedWorker, {
+  let w = await client.send('worker-manager', 'POST', '/api/v1/workers', ManagedWorker, {
     type: 'shell',
     name: f.name,
     labels: f.label,
     capacity: Object.keys(capacity).length ? capacity : undefined,
   });
+  if (f.wait) w = await untilOnline(client, w);
   if (out.json) return out.printJson(w);
-  out.line(`worker ${w.id} ${w.status}${w.pid ? ` (pid ${w.pid})` : ''}`);
+  out.line(`worker ${w.id} ${f.wait ? 'online' : w.status}${w.pid ? ` (pid ${w.pid})` : ''}`);
 };
+
+/** Waits until the scheduler lists the new worker online, so that work placed right after reaches
+ *  it; fails when its process exits first or it has not registered within ONLINE_TIMEOUT_MS. */
+async function untilOnline(client: HodeiClient, started: ManagedWorker): Promise<ManagedWorker> {
+  const deadline = Date.now() + ONLINE_TIMEOUT_MS;
+  for (;;) {
+    const registered = await client.get('scheduler', `/api/v1/workers/${started.id}`, RegistryWorker).catch((err: unknown) => {
+      if (err instanceof ApiError && err.status === 404) return null;
+      if (err instanceof UnreachableError) throw new CliError(`worker ${started.id} started, but ${err.message}: whether it registered is unknown`, 2);
+      throw err;
+    });
+    const w = await client.get('worker-manager', `/api/v1/workers/${started.id}`, ManagedWorker);
+    if (registered?.status === 'online') return w;
+    if (w.status === 'exited' || w.status === 'stopped') {
+      const how = w.signal ? `signal ${w.signal}` : `exit code ${w.exit_code ?? 'unknown'}`;
+      throw new CliError(`worker ${w.id} ${w.status} (${how}) before it registered with the scheduler: its output is in the worker-manager's log`);
+    }
+    if (Date.now() >= deadline) {
+      throw new CliError(
+        `worker ${w.id} (pid ${w.pid ?? '-'}) has not registered with the scheduler within ${ONLINE_TIMEOUT_MS / 1000}s; ` +
+          `it goes on trying (the worker-manager's log says why it fails): stop it with hodei workers stop ${w.id}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, ONLINE_POLL_MS));
+  }
+}
 
 export const stop = async (id: string, f: { force?: boolean }, cmd: Command) => {
   const { client, out } = context(cmd);

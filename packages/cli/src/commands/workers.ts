@@ -32,6 +32,7 @@ export function registerWorkers(program: Command): void {
     .option('--cpu <cores>', 'CPU cores it offers', parsePositiveNumber)
     .option('--memory <size>', 'memory it offers, e.g. 8GiB', parseSizeBytes)
     .option('-l, --label <key=value>', 'label jobs can select (repeatable)', collectPair)
+    .option('--no-wait', 'answer once the process is started, without waiting for it to register with the scheduler')
     .action(lazy(load, 'start'));
 
   workers
