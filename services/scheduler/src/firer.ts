@@ -44,9 +44,17 @@ export class Firer {
   private current: Promise<void> | undefined;
   /** Cuts short the wait between two tries of a firing's start. */
   private readonly stopping = new AbortController();
-  /** The last pass over the due schedules: a firing that fell due during it waited for it (for the
-   *  slow start of another firing) while this scheduler ran; it is late, not missed. */
+  /** The last pass over the due schedules: a firing that fell due during it waited for it (a slow
+   *  database) while this scheduler ran; it is late, not missed. */
   private lastPass: { start: number; end: number } | undefined;
+  /**
+   * Firings being started (worker-manager or the orchestrator slow to answer, or asked again while
+   * they refuse), by schedule. Passes do not wait for them, so other schedules fire on time; the
+   * schedule's own next firing waits for its start to end.
+   */
+  private readonly starting = new Map<string, Promise<void>>();
+  /** When each schedule's last start ran: a firing of it that fell due meanwhile waited for it; it is late, not missed. */
+  private readonly lastStart = new Map<string, { start: number; end: number }>();
 
   constructor(
     private readonly store: ScheduleStore,
@@ -90,6 +98,7 @@ export class Firer {
     this.stopping.abort();
     clearTimeout(this.timer);
     await this.current;
+    await Promise.allSettled(this.starting.values());
   }
 
   private arm(delayMs: number): void {
@@ -102,10 +111,11 @@ export class Firer {
   private async tick(): Promise<void> {
     const now = new Date();
     const busy = this.lastPass;
-    const due = await this.store.due(now);
+    const due = await this.store.due(now, [...this.starting.keys()]);
     await Promise.all(due.map((d) => this.fire(d, now, busy)));
     this.lastPass = { start: now.getTime(), end: Date.now() };
-    const at = await this.store.earliest();
+    // a schedule whose start is under way is looked at again when it ends
+    const at = await this.store.earliest([...this.starting.keys()]);
     if (!at) return this.arm(MAX_SLEEP_MS);
     const wait = at.getTime() - Date.now();
     this.arm(wait <= 0 ? BUSY_RETRY_MS : Math.min(wait, MAX_SLEEP_MS));
@@ -118,8 +128,12 @@ export class Firer {
     const next = d.cron ? nextCronRun(d.cron, d.timezone, new Date(Math.max(now.getTime(), scheduledAt.getTime()))) : null;
 
     const paused = d.resumed_at !== null && d.resumed_at > scheduledAt;
-    const waitedForPass = busy !== undefined && scheduledAt.getTime() >= busy.start && scheduledAt.getTime() < busy.end;
-    if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip' && (paused || !waitedForPass)) {
+    const during = (span: { start: number; end: number } | undefined) =>
+      span !== undefined && scheduledAt.getTime() >= span.start && scheduledAt.getTime() < span.end;
+    const ownStart = this.lastStart.get(d.id);
+    this.lastStart.delete(d.id);
+    const heldUp = during(busy) || during(ownStart);
+    if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip' && (paused || !heldUp)) {
       // missed while no scheduler ran, or while it was paused: skip it (and everything else missed),
       // resume on time. The firing is recorded skipped, so that a one-shot schedule completed without
       // a run says why.
@@ -139,7 +153,15 @@ export class Firer {
     if (!runId) return; // another replica inserted the row: it fires
     this.metrics.lateness.observe(Math.max(0, Date.now() - scheduledAt.getTime()) / 1000);
     const attributes = { 'hodei.schedule_id': d.id, 'hodei.scheduled_at': scheduledAt.toISOString() };
-    await withSpan('scheduler fire', () => this.start(d, runId, scheduledAt, log, START_RETRY_FOR_MS), { parent: null, attributes });
+    const began = Date.now();
+    const starting = withSpan('scheduler fire', () => this.start(d, runId, scheduledAt, log, START_RETRY_FOR_MS), { parent: null, attributes })
+      .catch((err: unknown) => log.error({ err, run_id: runId }, 'recording a firing failed'))
+      .finally(() => {
+        this.starting.delete(d.id);
+        if (next && next.getTime() < Date.now()) this.lastStart.set(d.id, { start: began, end: Date.now() });
+        this.kick();
+      });
+    this.starting.set(d.id, starting);
   }
 
   /** A firing now, beside the schedule's own (POST /schedules/:id/run), under its overlap_policy; its run's id. */

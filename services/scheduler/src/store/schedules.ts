@@ -173,11 +173,12 @@ export class ScheduleStore {
 
   // ---- firing ----
 
-  /** Enabled schedules due at `now`, oldest first. */
-  async due(now: Date, limit = 500): Promise<DueSchedule[]> {
+  /** Enabled schedules due at `now`, oldest first, but those of `except`. */
+  async due(now: Date, except: string[] = [], limit = 500): Promise<DueSchedule[]> {
     const { rows } = await this.db.query<ScheduleRow>(
-      `SELECT * FROM schedules WHERE enabled AND NOT completed AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`,
-      [now, limit],
+      `SELECT * FROM schedules WHERE enabled AND NOT completed AND next_run_at <= $1 AND id <> ALL($2::uuid[])
+       ORDER BY next_run_at LIMIT $3`,
+      [now, except, limit],
     );
     return rows.map((r) => ({
       id: r.id,
@@ -192,9 +193,12 @@ export class ScheduleStore {
     }));
   }
 
-  /** When the next enabled schedule is due, if any. */
-  async earliest(): Promise<Date | null> {
-    const { rows } = await this.db.query<{ at: Date | null }>(`SELECT min(next_run_at) AS at FROM schedules WHERE enabled AND NOT completed`);
+  /** When the next enabled schedule (but those of `except`) is due, if any. */
+  async earliest(except: string[] = []): Promise<Date | null> {
+    const { rows } = await this.db.query<{ at: Date | null }>(
+      `SELECT min(next_run_at) AS at FROM schedules WHERE enabled AND NOT completed AND id <> ALL($1::uuid[])`,
+      [except],
+    );
     return rows[0]?.at ?? null;
   }
 
