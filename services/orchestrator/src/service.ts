@@ -7,6 +7,7 @@ import { pipelineRoutes } from './routes/pipelines.js';
 import { runRoutes } from './routes/runs.js';
 import { statsRoutes } from './routes/stats.js';
 import { PipelineRunner } from './runs.js';
+import { SchedulerClient } from './scheduler.js';
 import { WorkerManagerClient } from './worker-manager.js';
 
 export const definition: ServiceDefinition = {
@@ -33,7 +34,8 @@ export const definition: ServiceDefinition = {
     jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics, maxPayload });
     const runner = new PipelineRunner(ctx.db, workerManager, ctx.bus, ctx.logger.child({ component: 'pipeline-runs' }));
     runRoutes(ctx.api, { db: ctx.db, runner, bus: ctx.bus, logger: ctx.logger });
-    statsRoutes(ctx.api, { db: ctx.db, workerManager });
+    const scheduler = new SchedulerClient(ctx.config.urls.scheduler, ctx.config.apiToken);
+    statsRoutes(ctx.api, { db: ctx.db, workerManager, scheduler });
     const consumers = executionConsumers(
       ctx.bus,
       ctx.db,

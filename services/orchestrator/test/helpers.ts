@@ -47,9 +47,11 @@ export interface FakeWorkerManager {
 }
 
 /** What the stand-in answers where its handler does not: an empty worker-manager's cleanup (every
- *  cleanup, dry runs included, asks for its counts), else 404. */
+ *  cleanup, dry runs included, asks for its counts) and a scheduler with no schedule (cleanup asks
+ *  which jobs schedules run), else 404. */
 function unhandled(req: RecordedRequest): NonNullable<FakeReply> {
   if (req.method === 'POST' && req.path === '/api/v1/executions/cleanup') return { status: 200, body: { executions: 0, older_executions: 0, adhoc_executions: 0 } };
+  if (req.method === 'GET' && req.path === '/api/v1/schedules') return { status: 200, body: [] };
   return { status: 404, body: { title: 'Not Found', status: 404 } };
 }
 
@@ -120,8 +122,9 @@ export const runEnded = (base: string, runId: string, ms: number): Promise<any> 
     return x.status !== 'running' ? x : undefined;
   }, ms);
 
-/** An orchestrator config whose worker-manager is at `url` (a stand-in, or a dead address). */
-export const withWorkerManager = (config: Config, url: string): Config => ({ ...config, urls: { ...config.urls, 'worker-manager': url } });
+/** An orchestrator config whose worker-manager is at `url` (a stand-in, or a dead address), and its
+ *  scheduler too (cleanup asks it which jobs schedules run): no test reaches the default ports. */
+export const withWorkerManager = (config: Config, url: string): Config => ({ ...config, urls: { ...config.urls, 'worker-manager': url, scheduler: url } });
 
 export interface SseEvent {
   event: string;

@@ -13,6 +13,7 @@ let svc: RunningService;
 let scheduler: RunningService;
 let workerManager: RunningService;
 let workerId: string | undefined;
+let urls: Awaited<ReturnType<typeof serviceAddresses>>['urls'];
 const api = (method: string, path: string, body?: unknown, type?: string) => call(svc.url, method, path, body, type);
 const wm = (method: string, path: string, body?: unknown) => call(workerManager.url, method, path, body);
 const FINAL = ['completed', 'failed', 'cancelled', 'timed_out', 'lost'];
@@ -37,7 +38,9 @@ async function run(jobId: string): Promise<{ id: string; status: string; duratio
 
 beforeAll(async () => {
   env = createTestEnv();
-  const { ports, urls } = await serviceAddresses();
+  const addresses = await serviceAddresses();
+  const { ports } = addresses;
+  urls = addresses.urls;
   svc = await startOrchestrator(env.config('orchestrator', { urls, port: ports.orchestrator }));
   scheduler = await startScheduler(env.config('scheduler', { urls, port: ports.scheduler }));
   workerManager = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], killGraceMs: 1000 }));
@@ -263,17 +266,58 @@ describe('cleanup', () => {
     expect((await wm('GET', `/api/v1/executions/${exec.id}`)).status).toBe(404);
   }, 60_000);
 
-  it('deletes nothing and answers 503 when worker-manager does not answer', async () => {
+  it('leaves a job that a schedule may still fire (scheduled or paused), which then runs it; the job of a completed one-shot schedule goes', async () => {
+    const sched = (method: string, path: string, body?: unknown) => call(scheduler.url, method, path, body);
+    const yearlyJob = await job({ name: 'yearly', command: 'echo yearly' });
+    const pausedJob = await job({ name: 'paused', command: 'echo paused' });
+    const onceJob = await job({ name: 'once', command: 'echo once' });
+    await run(yearlyJob);
+    await run(pausedJob);
+    const yearly = await sched('POST', '/api/v1/schedules', { job_id: yearlyJob, cron: '0 0 1 1 *' });
+    const paused = await sched('POST', '/api/v1/schedules', { job_id: pausedJob, cron: '0 0 1 1 *', enabled: false });
+    const once = await sched('POST', '/api/v1/schedules', { job_id: onceJob, run_at: new Date(Date.now() + 300).toISOString() });
+    expect([yearly.status, paused.status, once.status]).toEqual([201, 201, 201]);
+    await eventually(async () => ((await sched('GET', `/api/v1/schedules/${once.body.id}`)).body.status === 'completed' ? true : undefined), 15_000);
+    await eventually(async () => (FINAL.includes((await api('GET', `/api/v1/jobs/${onceJob}`)).body.status) ? true : undefined), 30_000);
+    await svc.ctx.db.query("UPDATE jobs SET updated_at = now() - interval '2 days' WHERE id = ANY ($1::uuid[])", [[yearlyJob, pausedJob, onceJob]]);
+
+    for (const dryRun of [true, false]) {
+      const r = await api('POST', '/api/v1/cleanup', { older_than_days: 1, dry_run: dryRun });
+      expect(r.status).toBe(200);
+      expect(r.body.job_ids).toContain(onceJob);
+      expect(r.body.job_ids).not.toContain(yearlyJob);
+      expect(r.body.job_ids).not.toContain(pausedJob);
+    }
+    expect((await api('GET', `/api/v1/jobs/${onceJob}`)).status).toBe(404);
+    expect((await api('GET', `/api/v1/jobs/${pausedJob}`)).status).toBe(200);
+    // the schedule's next firing (here, one asked for now) runs the job it still has
+    const fired = await sched('POST', `/api/v1/schedules/${yearly.body.id}/run`);
+    expect(fired.status).toBe(202);
+    expect(fired.body).toMatchObject({ outcome: 'fired', message: null });
+    const ran = await eventually(async () => {
+      const x = (await wm('GET', `/api/v1/executions/${fired.body.execution_id}`)).body;
+      return FINAL.includes(x.status) ? x : undefined;
+    }, 30_000);
+    expect(ran.status).toBe('completed');
+    expect((await sched('GET', `/api/v1/schedules/${yearly.body.id}`)).body.status).toBe('scheduled');
+  }, 90_000);
+
+  it('deletes nothing and answers 503 when worker-manager or the scheduler does not answer', async () => {
     const kept = await job({ name: 'kept', command: 'exit 1' });
-    expect((await run(kept)).status).toBe('failed');
-    const lonely = await startOrchestrator(withWorkerManager(env.config('orchestrator'), await deadUrl()));
-    try {
-      const r = await call(lonely.url, 'POST', '/api/v1/cleanup', { older_than_days: 0 });
-      expect(r.status).toBe(503);
-      expect(r.headers.get('content-type')).toContain('application/problem+json');
-      expect((await api('GET', `/api/v1/jobs/${kept}`)).status).toBe(200);
-    } finally {
-      await lonely.stop();
+    const exec = await run(kept);
+    expect(exec.status).toBe('failed');
+    const dead = await deadUrl();
+    for (const away of ['worker-manager', 'scheduler'] as const) {
+      const lonely = await startOrchestrator(env.config('orchestrator', { urls: { ...urls, [away]: dead } }));
+      try {
+        const r = await call(lonely.url, 'POST', '/api/v1/cleanup', { older_than_days: 0 });
+        expect(r.status, away).toBe(503);
+        expect(r.headers.get('content-type')).toContain('application/problem+json');
+        expect((await api('GET', `/api/v1/jobs/${kept}`)).status).toBe(200);
+        expect((await wm('GET', `/api/v1/executions/${exec.id}`)).status).toBe(200);
+      } finally {
+        await lonely.stop();
+      }
     }
   }, 60_000);
 

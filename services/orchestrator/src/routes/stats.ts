@@ -5,14 +5,15 @@ import * as executionRecords from '../store/executions.js';
 import * as jobs from '../store/jobs.js';
 import * as runs from '../store/runs.js';
 import { jobStats, tableStorage } from '../store/stats.js';
+import type { SchedulerClient } from '../scheduler.js';
 import type { WorkerManagerClient } from '../worker-manager.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 /** One cleanup request deletes at most this many jobs; call again for more. */
 const CLEANUP_BATCH = 10_000;
 
-export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerManagerClient }): void {
-  const { db, workerManager } = deps;
+export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerManagerClient; scheduler: SchedulerClient }): void {
+  const { db, workerManager, scheduler } = deps;
 
   api.route(
     {
@@ -33,17 +34,18 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       method: 'post',
       path: '/api/v1/cleanup',
       tag: 'stats',
-      summary: 'Delete finished jobs of no pipeline untouched for older_than_days with their executions and logs, and every execution and pipeline run over for that long but the newest execution of each job (dry_run deletes nothing and tells what would go)',
+      summary: 'Delete finished jobs of no pipeline untouched for older_than_days with their executions and logs (but those a schedule that may still fire runs), and every execution and pipeline run over for that long but the newest execution of each job (dry_run deletes nothing and tells what would go)',
       body: CleanupRequest,
       responses: {
         200: { description: 'what was (or would be) deleted', schema: CleanupResult },
-        502: { description: 'worker-manager answered badly; nothing was deleted' },
-        503: { description: 'worker-manager did not answer (within 10 minutes); the jobs were not deleted, their executions may have been: run the cleanup again (a dry run, which counts its executions, answers so too)' },
+        502: { description: 'worker-manager or the scheduler answered badly; nothing was deleted' },
+        503: { description: 'the scheduler did not answer (nothing was deleted), or worker-manager did not (within 10 minutes; the jobs were not deleted, their executions may have been): run the cleanup again (a dry run, which counts its executions, answers so too)' },
       },
     },
     async ({ body }, _req, res) => {
       const cutoff = new Date(Date.now() - body.older_than_days * DAY_MS);
-      const ids = await jobs.finishedJobsBefore(db, cutoff, CLEANUP_BATCH);
+      // a job a schedule runs stays: its next firing would find nothing to run
+      const ids = await jobs.finishedJobsBefore(db, cutoff, CLEANUP_BATCH, await scheduler.scheduledJobs());
       if (body.dry_run) {
         const [executions, pipelineRuns] = await Promise.all([workerManager.cleanup(ids, cutoff, true), runs.countEndedBefore(db, cutoff)]);
         res.json({ dry_run: true, jobs: ids.length, job_ids: ids, ...executions, pipeline_runs: pipelineRuns } satisfies CleanupResult);

@@ -213,13 +213,14 @@ export async function setJobStatus(db: Db, id: string, status: ExecutionStatus):
 }
 
 /** Jobs of no pipeline with a final status untouched since before `cutoff`, no execution still going
- *  and no running run waiting for them, oldest first. A pipeline's jobs go only with their pipeline. */
-export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number): Promise<string[]> {
+ *  and no running run waiting for them, but those of `except`, oldest first. A pipeline's jobs go
+ *  only with their pipeline. */
+export async function finishedJobsBefore(db: Db, cutoff: Date, limit: number, except: string[]): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT id FROM jobs WHERE pipeline_id IS NULL AND status IN ${FINAL_EXECUTION} AND updated_at < $1
-       AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN}
+       AND NOT ${HAS_ACTIVE_EXECUTION} AND NOT ${AWAITED_BY_RUN} AND id <> ALL ($3::uuid[])
      ORDER BY updated_at LIMIT $2`,
-    [cutoff, limit],
+    [cutoff, limit, except],
   );
   return rows.map((r) => r.id);
 }
