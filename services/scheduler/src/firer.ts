@@ -55,6 +55,9 @@ export class Firer {
   private readonly starting = new Map<string, Promise<void>>();
   /** When each schedule's last start ran: a firing of it that fell due meanwhile waited for it; it is late, not missed. */
   private readonly lastStart = new Map<string, { start: number; end: number }>();
+  /** The launches of each schedule here, one after another: each is recorded before the next one
+   *  looks for an active run, so that runs asked for at once do not all find none (overlap_policy). */
+  private readonly launching = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly store: ScheduleStore,
@@ -166,7 +169,8 @@ export class Firer {
 
   /** A firing now, beside the schedule's own (POST /schedules/:id/run), under its overlap_policy; its run's id. */
   async runNow(d: FiringTarget): Promise<string> {
-    const run = await this.store.claimManualRun(d.id);
+    // claimed in turn with the launches: runs asked for at once launch in the order of their scheduled_at
+    const run = await this.oneAtATime(d.id, () => this.store.claimManualRun(d.id));
     await this.start(d, run.id, run.scheduled_at, this.logger.child({ schedule_id: d.id, manual: true }));
     return run.id;
   }
@@ -177,7 +181,11 @@ export class Firer {
     const giveUpAt = Date.now() + retryForMs;
     for (let tries = 1; ; tries++) {
       try {
-        started = await this.launch(d, log);
+        started = await this.oneAtATime(d.id, async () => {
+          const s = await this.launch(d, log);
+          await this.record(runId, s);
+          return s;
+        });
         break;
       } catch (err) {
         if (requestNotTaken(err) && !this.stopped && Date.now() < giveUpAt) {
@@ -195,11 +203,11 @@ export class Firer {
           // another service's answer says it all: a stack only for the unexpected
           log.error(err instanceof HttpError ? { reason: started.message, tries } : { err, tries }, 'firing failed');
         }
+        await this.record(runId, started);
         break;
       }
     }
     const { outcome, executionId, pipelineRunId, message } = started;
-    await this.store.finishRun(runId, outcome, { execution_id: executionId, pipeline_run_id: pipelineRunId }, message);
     this.metrics.firings.inc({ outcome });
     const event: ScheduleFiredEvent = {
       schedule_id: d.id,
@@ -216,6 +224,21 @@ export class Firer {
       log.warn({ err }, 'could not publish schedule.fired');
     });
     log.debug({ scheduled_at: event.scheduled_at, outcome, execution_id: executionId, pipeline_run_id: pipelineRunId }, 'schedule fired');
+  }
+
+  private record(runId: string, s: Started): Promise<void> {
+    return this.store.finishRun(runId, s.outcome, { execution_id: s.executionId, pipeline_run_id: s.pipelineRunId }, s.message);
+  }
+
+  /** Runs `work` once the schedule's launches before it here have ended. */
+  private oneAtATime<T>(scheduleId: string, work: () => Promise<T>): Promise<T> {
+    const mine = (this.launching.get(scheduleId) ?? Promise.resolve()).then(work);
+    const settled = mine.catch(() => undefined);
+    this.launching.set(scheduleId, settled);
+    void settled.then(() => {
+      if (this.launching.get(scheduleId) === settled) this.launching.delete(scheduleId);
+    });
+    return mine;
   }
 
   /** What the firing starts (or why overlap_policy starts nothing); throws what worker-manager or the orchestrator answered. */

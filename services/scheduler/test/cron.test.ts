@@ -141,6 +141,34 @@ describe('cron firing', () => {
     expect((await send(svc.url, 'POST', `/api/v1/schedules/${s.id}/run`)).status).toBe(404);
   });
 
+  it('runs asked for at the same moment start one execution under overlap_policy forbid, and one after another under replace', async () => {
+    const s = await post({ job_id: slow, cron: '0 0 1 1 *' });
+    const burst = async () => {
+      const answers = await Promise.all(Array.from({ length: 10 }, () => send(svc.url, 'POST', `/api/v1/schedules/${s.id}/run`)));
+      expect(answers.map((a) => a.status)).toEqual(Array(10).fill(202));
+      return Promise.all(answers.map((a) => a.json() as Promise<ScheduleRun>));
+    };
+    const forbid = await burst();
+    const fired = forbid.filter((r) => r.outcome === 'fired');
+    expect(fired).toHaveLength(1);
+    const active = fired[0]!.execution_id;
+    expect(forbid.filter((r) => r.outcome === 'skipped').map((r) => r.message)).toEqual(
+      Array(9).fill(`previous run ${active} is still active (overlap_policy forbid)`),
+    );
+    await send(svc.url, 'PATCH', `/api/v1/schedules/${s.id}`, { overlap_policy: 'replace' });
+    const replace = await burst();
+    // each cancels the one started before it: one execution is left running
+    const started = replace.map((r) => r.execution_id!);
+    const statuses = await until(
+      () => Promise.all(started.map(async (id) => (await execution(id)).status)),
+      (all) => all.filter((x) => x === 'cancelled').length === 9,
+    );
+    expect(statuses.filter((x) => x !== 'cancelled')).toHaveLength(1);
+    expect((await execution(active!)).status).toBe('cancelled');
+    for (const id of started) await send(workerManager.url, 'POST', `/api/v1/executions/${id}/cancel`);
+    await send(svc.url, 'DELETE', `/api/v1/schedules/${s.id}`);
+  });
+
   it('a run asked for on the second of a cron firing does not take that firing\'s place', async () => {
     const s = await post({ job_id: quick, cron: '*/1 * * * * *', overlap_policy: 'allow' });
     const [latest] = await until(() => runs(s.id), (r) => r.some((x) => x.outcome === 'fired'));
