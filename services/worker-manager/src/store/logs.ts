@@ -70,48 +70,64 @@ export interface LogFilter {
 const FIRST_PAGE_LINES = 1000;
 const PAGE_CHARS = 8 * 1024 * 1024;
 const MAX_PAGE_LINES = 10_000;
+/** The widest range of seqs one query of filtered lines looks through. */
+const MAX_SPAN = 100_000;
+
+/*
+ * Every read is bounded by a range of seqs, not only by a LIMIT: the statistics of a new execution's
+ * lines are stale until an ANALYZE (which, on a large table, one job's lines may never bring), and
+ * with them PostgreSQL read and sorted every line after the page for each page (replaying 1,000,000
+ * lines took minutes).
+ */
 
 /**
  * The lines the filter selects, in seq order, a page at a time: never the whole answer in memory
  * (10,000 lines of 64 KiB made one JSON string past V8's limit, a 500). With `tail`, the last
- * min(tail, limit) lines; else the first `limit`.
+ * min(tail, limit) lines; else the first `limit`. Lines stored after the read began are left out.
  */
 export async function* readLines(db: Pool, executionId: string, f: LogFilter): AsyncGenerator<LogLine[]> {
-  const where = ['execution_id = $1', 'seq > $2'];
-  const args: unknown[] = [executionId, undefined]; // $2: the seq each query reads after
+  let left = f.tail === undefined ? f.limit : Math.min(f.tail, f.limit);
+  if (left <= 0) return;
+  const last = await maxStoredSeq(db, executionId);
+  const where = ['execution_id = $1', 'seq > $2', 'seq <= $3'];
+  const args: unknown[] = [executionId, undefined, undefined]; // $2, $3: the range each query reads
   if (f.stream) where.push(`stream = $${args.push(STREAM_CODE[f.stream])}`);
   if (f.grep !== undefined && f.grep !== '') {
     where.push(f.grep_regex ? `line ~ $${args.push(f.grep)}` : `strpos(line, $${args.push(f.grep)}) > 0`);
   }
   const w = where.join(' AND ');
-  const query = (after: number, tail: string, n: number) =>
-    db.query<LogRow>(`SELECT ${COLUMNS} FROM log_lines WHERE ${w} ${tail} LIMIT $${args.length + 1}`, [args[0], after, ...args.slice(2), n]);
-  let after = f.since_seq ?? -1;
-  let left = f.tail === undefined ? f.limit : Math.min(f.tail, f.limit);
-  if (left <= 0) return;
+  const query = (after: number, upTo: number, order: string, n: number) =>
+    db.query<LogRow>(`SELECT ${COLUMNS} FROM log_lines WHERE ${w} ${order} LIMIT $${args.length + 1}`, [args[0], after, upTo, ...args.slice(3), n]);
+  let after = f.since_seq ?? 0;
   if (f.tail !== undefined) {
     // where the last `left` lines start: the left-th line from the end
-    const { rows } = await query(after, `ORDER BY seq DESC OFFSET ${left - 1}`, 1);
+    const { rows } = await query(after, last, `ORDER BY seq DESC OFFSET ${left - 1}`, 1);
     if (rows[0]) after = rows[0].seq - 1;
   }
   let pageLines = FIRST_PAGE_LINES;
-  while (left > 0) {
+  let span = FIRST_PAGE_LINES;
+  while (left > 0 && after < last) {
     const n = Math.min(pageLines, left);
-    const { rows } = await query(after, 'ORDER BY seq', n);
+    const upTo = Math.min(last, after + Math.max(n, span));
+    const { rows } = await query(after, upTo, 'ORDER BY seq', n);
     if (rows.length) yield rows.map(toLogLine);
-    if (rows.length < n) return;
-    left -= n;
+    left -= rows.length;
+    if (rows.length < n) {
+      // the range held fewer (a filter, or missing lines): look further at once next time
+      after = upTo;
+      span = Math.min(span * 2, MAX_SPAN);
+      continue;
+    }
     after = rows[rows.length - 1]!.seq;
-    // few queries for short lines: each may cost a sort of every line after `after` (stale statistics)
     const chars = rows.reduce((sum, r) => sum + r.line.length, 0);
     pageLines = Math.max(1, Math.min(MAX_PAGE_LINES, Math.floor(PAGE_CHARS / Math.max(1, chars / rows.length))));
   }
 }
 
-/** Lines after `afterSeq` in seq order, a page at a time (SSE history). */
+/** Lines after `afterSeq` in seq order, up to `limit` (fewer when some are missing): the SSE history. */
 export async function readPage(db: Pool, executionId: string, afterSeq: number, limit: number): Promise<LogLine[]> {
   const { rows } = await db.query<LogRow>(
-    `SELECT ${COLUMNS} FROM log_lines WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    `SELECT ${COLUMNS} FROM log_lines WHERE execution_id = $1 AND seq > $2 AND seq <= $2::bigint + $3::bigint ORDER BY seq LIMIT $3`,
     [executionId, afterSeq, limit],
   );
   return rows.map(toLogLine);
