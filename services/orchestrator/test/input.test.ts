@@ -64,6 +64,20 @@ describe('bad input', () => {
     expectProblem(await api('POST', '/api/v1/jobs', '- a\n- b\n', 'application/yaml'), 400, 'yaml list');
   });
 
+  it('a YAML body with no document (comments only, ~) → 400 naming the body, as JSON null; an empty one is {} as in JSON', async () => {
+    const before = (await api('GET', '/api/v1/jobs')).headers.get('x-total-count');
+    for (const yaml of ['# the job comes later\n', '~\n', 'null', '  \n']) {
+      const r = await api('POST', '/api/v1/jobs', yaml, 'application/yaml');
+      expectProblem(r, 400, JSON.stringify(yaml));
+      expect(r.body.errors, JSON.stringify(yaml)).toEqual([{ path: 'body', message: 'holds no YAML document: give a mapping' }]);
+    }
+    expect((await api('GET', '/api/v1/jobs')).headers.get('x-total-count')).toBe(before);
+    for (const type of ['application/json', 'application/yaml']) {
+      const r = await api('PATCH', `/api/v1/jobs/${jobId}`, '', type);
+      expect([r.status, r.body.name], type).toEqual([200, 'input']);
+    }
+  });
+
   it('wrong types, unknown enum values and out-of-range numbers name the field', async () => {
     const cases: Array<[string, string, unknown, string]> = [
       ['POST', '/api/v1/pipelines', { name: 42 }, 'name'],

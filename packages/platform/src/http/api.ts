@@ -154,15 +154,22 @@ export class Api {
         const parsedQuery = parseOrThrow(query.schema, req.query, 'query', query.unknown);
         let body: unknown;
         if (def.body) {
-          let raw: unknown = req.body;
+          // no body (an empty one too, which the text parser gives as '') is {}
+          let raw: unknown;
           if (hasBody(req)) {
             if (req.is(YAML_TYPES)) {
               if (!def.yaml) throw new UnsupportedMediaTypeError('this route takes application/json');
               raw = parseYamlBody(String(req.body ?? ''));
+              // comments only, or ~: refused as JSON's null is, not taken for {}
+              if (raw === null || raw === undefined) {
+                throw new BadRequestError('the request body holds no YAML document', [{ path: 'body', message: 'holds no YAML document: give a mapping' }]);
+              }
             } else if (!req.is(JSON_TYPES)) {
               throw new UnsupportedMediaTypeError(
                 `Content-Type must be application/json${def.yaml ? ' or application/yaml' : ''}`,
               );
+            } else {
+              raw = req.body;
             }
           }
           body = parseOrThrow(def.body, raw ?? {}, 'body');
