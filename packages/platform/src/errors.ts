@@ -27,8 +27,10 @@ export class UnauthorizedError extends HttpError {
   }
 }
 export class NotFoundError extends HttpError {
-  constructor(what: string, id?: string) {
-    super(404, 'Not Found', id === undefined ? `${what} not found` : `${what} ${id} not found`);
+  /** `field`: the body field that names the missing resource (a job_id), named in `errors`. */
+  constructor(what: string, id?: string, field?: string) {
+    const detail = id === undefined ? `${what} not found` : `${what} ${id} not found`;
+    super(404, 'Not Found', detail, field ? [{ path: field, message: detail }] : undefined);
   }
 }
 export class MethodNotAllowedError extends HttpError {

@@ -82,10 +82,13 @@ describe('jobs', () => {
     expect(r.body.detail).toMatch(/line \d+, column \d+/);
   });
 
-  it('rejects an unknown pipeline_id naming the field', async () => {
+  it('answers an unknown pipeline_id with 404 naming the field (a missing resource, as a missing job_id is to POST /execute)', async () => {
     const r = await api('POST', '/api/v1/jobs', { pipeline_id: MISSING });
-    expect(r.status).toBe(400);
-    expect(fieldPaths(r)).toEqual(['pipeline_id']);
+    expect([r.status, r.body.errors]).toEqual([404, [{ path: 'pipeline_id', message: `pipeline ${MISSING} not found` }]]);
+    const job = (await api('POST', '/api/v1/jobs', { name: 'stays' })).body;
+    const moved = await api('PATCH', `/api/v1/jobs/${job.id}`, { pipeline_id: MISSING });
+    expect([moved.status, fieldPaths(moved)]).toEqual([404, ['pipeline_id']]);
+    expect((await api('GET', `/api/v1/jobs/${job.id}`)).body.pipeline_id).toBeNull();
   });
 
   it('checks depends_on: same pipeline only, and no cycles through PATCH', async () => {

@@ -34,9 +34,9 @@ it('schedules an existing job or pipeline and refuses unknown ones naming the fi
 
   const unknown = newId();
   const bad = await post(scheduler.url, '/api/v1/schedule', { job_id: unknown, cron: '0 3 * * *' });
-  expect(bad.status).toBe(400);
-  expect((await bad.json()).errors).toEqual([{ path: 'job_id', message: `job ${unknown} does not exist` }]);
+  expect(bad.status).toBe(404);
+  expect((await bad.json()).errors).toEqual([{ path: 'job_id', message: `job ${unknown} not found` }]);
   const badPipeline = await post(scheduler.url, '/api/v1/schedules', { pipeline_id: unknown, cron: '0 3 * * *' });
-  expect(badPipeline.status).toBe(400);
+  expect(badPipeline.status).toBe(404);
   expect((await badPipeline.json()).errors[0].path).toBe('pipeline_id');
 });

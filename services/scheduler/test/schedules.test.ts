@@ -195,9 +195,10 @@ describe('schedules', () => {
     await expectProblem(await post('/api/v1/schedules', { cron: '* * * * *' }), 400, 'job_id');
     await expectProblem(await post('/api/v1/schedules', { job_id: 'nope', cron: '* * * * *' }), 400, 'job_id');
     const unknown = newId();
-    const body = await expectProblem(await post('/api/v1/schedule', { job_id: unknown, cron: '* * * * *' }), 400, 'job_id');
-    expect(body.detail).toBe(`job ${unknown} does not exist`);
-    await expectProblem(await post('/api/v1/schedules', { pipeline_id: newId(), cron: '* * * * *' }), 400, 'pipeline_id');
+    // a missing resource, as a missing job_id is to worker-manager's POST /execute
+    const body = await expectProblem(await post('/api/v1/schedule', { job_id: unknown, cron: '* * * * *' }), 404, 'job_id');
+    expect(body.detail).toBe(`job ${unknown} not found`);
+    await expectProblem(await post('/api/v1/schedules', { pipeline_id: newId(), cron: '* * * * *' }), 404, 'pipeline_id');
     await expectProblem(
       await fetch(`${svc.url}/api/v1/schedules`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{bad' }),
       400,

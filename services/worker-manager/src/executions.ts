@@ -92,11 +92,7 @@ export class Executions {
         // the orchestrator is away or cannot answer yet (its database): nothing was done, try again
         throw requestNotTaken(err) ? new ServiceUnavailableError((err as Error).message) : err;
       });
-      if (!job) {
-        throw Object.assign(new NotFoundError('job', body.job_id), {
-          errors: [{ path: 'job_id', message: `job ${body.job_id} not found` }],
-        });
-      }
+      if (!job) throw new NotFoundError('job', body.job_id, 'job_id');
       const pipelineId = body.env?.HODEI_PIPELINE_ID;
       if (pipelineId !== undefined && job.pipeline_id !== pipelineId) {
         const message = `is set by the orchestrator for a pipeline run's job: job ${job.id} is not of pipeline ${pipelineId}`;

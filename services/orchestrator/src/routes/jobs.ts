@@ -62,7 +62,7 @@ async function lockJobInPipeline(db: Db, id: string, alsoPipeline?: string | nul
 /** The pipeline a job is put in must exist and be active. */
 async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
   const p = await getPipeline(db, pipelineId, true);
-  if (!p) throw field('pipeline_id', `no pipeline ${pipelineId}`);
+  if (!p) throw new NotFoundError('pipeline', pipelineId, 'pipeline_id');
   if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived: it takes no new jobs`);
 }
 
@@ -95,6 +95,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       yaml: true,
       responses: {
         201: { description: 'the job, status pending', schema: Job },
+        404: { description: 'pipeline_id names no pipeline' },
         409: { description: 'the pipeline is archived, or already has a job of this name' },
         413: { description: 'the body is over HODEI_BODY_LIMIT, or command + script + args + env are over what NATS carries in one message (max_payload)' },
       },
@@ -181,7 +182,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       yaml: true,
       responses: {
         200: { description: 'the job', schema: Job },
-        404: { description: 'no such job' },
+        404: { description: 'no such job, or pipeline_id names no pipeline' },
         409: { description: 'other jobs depend on it and it would leave their pipeline, the target pipeline is archived, or its pipeline has another job of this name' },
         413: { description: 'the body is over HODEI_BODY_LIMIT, or the changed command + script + args + env are over what NATS carries in one message (max_payload)' },
       },

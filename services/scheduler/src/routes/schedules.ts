@@ -10,14 +10,11 @@ const TAG = 'schedules';
 async function assertTargetExists(orchestrator: ServiceClient, v: { job_id: string | null; pipeline_id: string | null }): Promise<void> {
   if (v.job_id !== null) {
     const job = await orchestrator.find(`/api/v1/jobs/${v.job_id}`);
-    if (!job) throw new BadRequestError(`job ${v.job_id} does not exist`, [{ path: 'job_id', message: `job ${v.job_id} does not exist` }]);
+    if (!job) throw new NotFoundError('job', v.job_id, 'job_id');
   }
   if (v.pipeline_id !== null) {
     const p = await orchestrator.find(`/api/v1/pipelines/${v.pipeline_id}`);
-    if (!p)
-      throw new BadRequestError(`pipeline ${v.pipeline_id} does not exist`, [
-        { path: 'pipeline_id', message: `pipeline ${v.pipeline_id} does not exist` },
-      ]);
+    if (!p) throw new NotFoundError('pipeline', v.pipeline_id, 'pipeline_id');
   }
 }
 
@@ -69,7 +66,11 @@ export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestra
         tag: TAG,
         summary: path.endsWith('schedule') ? 'Schedule a job (core alias of POST /api/v1/schedules)' : 'Schedule a job or pipeline (cron or one-shot run_at)',
         body: ScheduleCreate,
-        responses: { 201: { description: 'created', schema: Schedule }, 503: { description: 'orchestrator unreachable' } },
+        responses: {
+          201: { description: 'created', schema: Schedule },
+          404: { description: 'job_id or pipeline_id names no job or pipeline' },
+          503: { description: 'orchestrator unreachable' },
+        },
       },
       async ({ body }, _req, res) => {
         const s = await create(body);
