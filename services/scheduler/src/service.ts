@@ -104,15 +104,16 @@ export const definition: ServiceDefinition = {
     );
     const placer = new Placer(bus, queue, workers, placements, logger.child({ component: 'placer' }));
     registerScheduleRoutes(api, schedules, orchestrator, () => firer.kick(), (s) => firer.runNow(s));
-    // a deregistered agent would otherwise idle on, heartbeating, never given work again
-    const drainWorker = (id: string) => {
+    const deregistered = (id: string) => {
+      placer.kick(); // no more placing on it from what the last round saw
+      // a deregistered agent would otherwise idle on, heartbeating, never given work again
       try {
         bus.nc.publish(bus.subjects.control(id), encodeJson({ action: 'drain' } satisfies WorkerControl));
       } catch (err) {
         logger.warn({ err, worker_id: id }, 'a deregistered worker could not be told to drain');
       }
     };
-    registerWorkerRoutes(api, workers, () => placer.kick(), drainWorker);
+    registerWorkerRoutes(api, workers, () => placer.kick(), deregistered);
 
     let stopConsumers: (() => Promise<void>) | undefined;
     const timers: NodeJS.Timeout[] = [];

@@ -359,6 +359,19 @@ describe('placement', () => {
     expect((await getWorker(w.id)).running_executions.sort()).toEqual([b, c].sort());
   });
 
+  it('an execution queued just after its only worker was deregistered waits; it is not sent to that worker', async () => {
+    const w = await fakeWorker({ t: 'dereg' }, { slots: 3 });
+    await fakeWorker({ t: 'other' });
+    const a = await enqueue({ labels: { t: 'dereg' } });
+    await recorded(w); // the round that placed it left a view of the worker's free slots
+    expect((await fetch(`${svc.url}/api/v1/workers/${w.id}`, { method: 'DELETE' })).status).toBe(200);
+    const b = await enqueue({ labels: { t: 'dereg' } });
+    await handled('scheduler-queue-adhoc');
+    await until(() => reasons(b), (r) => r.includes('no worker with label t=dereg'));
+    expect(w.ids()).toEqual([a]);
+    expect(await queueState(b)).toBe('waiting');
+  });
+
   it('a cancel of an execution already placed (worker-manager still saw it queued) goes to its worker', async () => {
     const w = await fakeWorker({ t: 'placed-cancel' });
     const controls = await controlsTo(w.id);
