@@ -372,6 +372,20 @@ describe('placement', () => {
     expect(await queueState(b)).toBe('waiting');
   });
 
+  it('an execution queued just after its only worker said it drains (a REST heartbeat) waits; it is not sent to that worker', async () => {
+    const w = await fakeWorker({ t: 'drains' }, { slots: 3 });
+    await fakeWorker({ t: 'other' });
+    const a = await enqueue({ labels: { t: 'drains' } });
+    await recorded(w);
+    const hb = await fetch(`${svc.url}/api/v1/workers/${w.id}/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'draining' }) });
+    expect(hb.status).toBe(200);
+    const b = await enqueue({ labels: { t: 'drains' } });
+    await handled('scheduler-queue-adhoc');
+    await until(() => reasons(b), (r) => r.includes('no worker with label t=drains'));
+    expect(w.ids()).toEqual([a]);
+    expect(await queueState(b)).toBe('waiting');
+  });
+
   it('a cancel of an execution already placed (worker-manager still saw it queued) goes to its worker', async () => {
     const w = await fakeWorker({ t: 'placed-cancel' });
     const controls = await controlsTo(w.id);

@@ -69,7 +69,8 @@ export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: (
     async ({ params, body }, _req, res) => {
       const hb = await store.heartbeat(params.id, body.status ?? 'online');
       if (!hb) throw new NotFoundError('worker', params.id);
-      if (hb.status === 'online' && hb.previous !== 'online') onCapacity();
+      // online again, or draining: what the last placement round saw of it is out of date
+      if (hb.status !== hb.previous) onCapacity();
       res.json({ id: hb.id, status: hb.status, last_heartbeat_at: hb.last_heartbeat_at });
     },
   );
