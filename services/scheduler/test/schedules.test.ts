@@ -276,6 +276,18 @@ describe('schedules', () => {
     await expectProblem(await fetch(`${svc.url}/api/v1/schedules/${s.id}`), 404);
   });
 
+  it('keeps every change of PATCHes sent at the same moment: none undoes another', async () => {
+    for (let round = 0; round < 3; round++) {
+      const s = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 1 1 *' })).json();
+      const changes = [{ enabled: false }, { overlap_policy: 'allow' }, { misfire_policy: 'skip' }, { name: 'yearly' }, { timezone: 'Europe/Madrid' }];
+      const answers = await Promise.all(changes.map((c) => patch(`/api/v1/schedules/${s.id}`, c)));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+      const got = await (await fetch(`${svc.url}/api/v1/schedules/${s.id}`)).json();
+      expect(got).toMatchObject({ status: 'paused', next_run_at: null, overlap_policy: 'allow', misfire_policy: 'skip', name: 'yearly', timezone: 'Europe/Madrid' });
+      expect((await fetch(`${svc.url}/api/v1/schedules/${s.id}`, { method: 'DELETE' })).status).toBe(204);
+    }
+  });
+
   it('answers 404 for unknown schedules and 400 for bad ids', async () => {
     const id = newId();
     await expectProblem(await fetch(`${svc.url}/api/v1/schedules/${id}`), 404);

@@ -123,29 +123,29 @@ export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestra
       responses: { 200: { description: 'the schedule', schema: Schedule }, 404: { description: 'no such schedule' } },
     },
     async ({ params, body }, _req, res) => {
-      const cur = await store.values(params.id);
-      if (!cur) throw new NotFoundError('schedule', params.id);
       if (body.cron !== undefined && body.run_at !== undefined)
         throw new BadRequestError('give either cron or run_at', [{ path: 'cron', message: 'give either cron or run_at, not both' }]);
-      const next = { ...cur };
-      if (body.name !== undefined) next.name = body.name;
-      if (body.timezone !== undefined) next.timezone = canonicalTimezone(body.timezone);
-      if (body.enabled !== undefined) next.enabled = body.enabled;
-      if (body.overlap_policy !== undefined) next.overlap_policy = body.overlap_policy;
-      if (body.misfire_policy !== undefined) next.misfire_policy = body.misfire_policy;
-      if (body.cron !== undefined) {
-        next.cron = body.cron;
-        next.run_at = null;
-        next.completed = false;
-      }
-      if (body.run_at !== undefined) {
-        next.run_at = new Date(body.run_at);
-        next.cron = null;
-        next.completed = false;
-        assertFuture(next.run_at);
-      }
-      next.next_run_at = computeNext(next);
-      const s = await store.update(params.id, next);
+      const s = await store.edit(params.id, (cur) => {
+        const next = { ...cur };
+        if (body.name !== undefined) next.name = body.name;
+        if (body.timezone !== undefined) next.timezone = canonicalTimezone(body.timezone);
+        if (body.enabled !== undefined) next.enabled = body.enabled;
+        if (body.overlap_policy !== undefined) next.overlap_policy = body.overlap_policy;
+        if (body.misfire_policy !== undefined) next.misfire_policy = body.misfire_policy;
+        if (body.cron !== undefined) {
+          next.cron = body.cron;
+          next.run_at = null;
+          next.completed = false;
+        }
+        if (body.run_at !== undefined) {
+          next.run_at = new Date(body.run_at);
+          next.cron = null;
+          next.completed = false;
+          assertFuture(next.run_at);
+        }
+        next.next_run_at = computeNext(next);
+        return next;
+      });
       if (!s) throw new NotFoundError('schedule', params.id);
       onChange();
       res.json(s);

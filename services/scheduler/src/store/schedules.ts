@@ -1,5 +1,5 @@
 // SQL for schedules and their firings.
-import { iso, newId, type Pool } from '@hodei/platform';
+import { iso, newId, withTransaction, type Pool } from '@hodei/platform';
 import type { Schedule, ScheduleRun } from '@hodei/types';
 
 interface ScheduleRow {
@@ -80,6 +80,24 @@ export interface ScheduleValues {
   next_run_at: Date | null;
 }
 
+export type StoredValues = ScheduleValues & { completed: boolean };
+
+function toValues(r: ScheduleRow): StoredValues {
+  return {
+    name: r.name,
+    job_id: r.job_id,
+    pipeline_id: r.pipeline_id,
+    cron: r.cron,
+    run_at: r.run_at,
+    timezone: r.timezone,
+    enabled: r.enabled,
+    overlap_policy: r.overlap_policy,
+    misfire_policy: r.misfire_policy,
+    next_run_at: r.next_run_at,
+    completed: r.completed,
+  };
+}
+
 export class ScheduleStore {
   constructor(private readonly db: Pool) {}
 
@@ -97,35 +115,31 @@ export class ScheduleStore {
     return rows[0] ? toSchedule(rows[0]) : null;
   }
 
-  /** The stored values, for a PATCH to merge into. */
-  async values(id: string): Promise<(ScheduleValues & { completed: boolean }) | null> {
+  /** The stored values. */
+  async values(id: string): Promise<StoredValues | null> {
     const { rows } = await this.db.query<ScheduleRow>('SELECT * FROM schedules WHERE id = $1', [id]);
-    const r = rows[0];
-    if (!r) return null;
-    return {
-      name: r.name,
-      job_id: r.job_id,
-      pipeline_id: r.pipeline_id,
-      cron: r.cron,
-      run_at: r.run_at,
-      timezone: r.timezone,
-      enabled: r.enabled,
-      overlap_policy: r.overlap_policy,
-      misfire_policy: r.misfire_policy,
-      next_run_at: r.next_run_at,
-      completed: r.completed,
-    };
+    return rows[0] ? toValues(rows[0]) : null;
   }
 
-  async update(id: string, v: ScheduleValues & { completed: boolean }): Promise<Schedule | null> {
-    const { rows } = await this.db.query<ScheduleRow>(
-      `UPDATE schedules SET name = $2, cron = $3, run_at = $4, timezone = $5, enabled = $6, overlap_policy = $7,
-         misfire_policy = $8, next_run_at = $9, completed = $10, updated_at = now(),
-         resumed_at = CASE WHEN $6 AND NOT enabled THEN now() ELSE resumed_at END
-       WHERE id = $1 RETURNING *`,
-      [id, v.name, v.cron, v.run_at, v.timezone, v.enabled, v.overlap_policy, v.misfire_policy, v.next_run_at, v.completed],
-    );
-    return rows[0] ? toSchedule(rows[0]) : null;
+  /**
+   * A PATCH: `change` merges into the stored values, locked until the result is written, so that
+   * edits at the same moment each build on the one before (none undoes another). Null when there is
+   * no such schedule; what `change` throws leaves the schedule as it was.
+   */
+  async edit(id: string, change: (cur: StoredValues) => StoredValues): Promise<Schedule | null> {
+    return withTransaction(this.db, async (c) => {
+      const { rows } = await c.query<ScheduleRow>('SELECT * FROM schedules WHERE id = $1 FOR UPDATE', [id]);
+      if (!rows[0]) return null;
+      const v = change(toValues(rows[0]));
+      const updated = await c.query<ScheduleRow>(
+        `UPDATE schedules SET name = $2, cron = $3, run_at = $4, timezone = $5, enabled = $6, overlap_policy = $7,
+           misfire_policy = $8, next_run_at = $9, completed = $10, updated_at = now(),
+           resumed_at = CASE WHEN $6 AND NOT enabled THEN now() ELSE resumed_at END
+         WHERE id = $1 RETURNING *`,
+        [id, v.name, v.cron, v.run_at, v.timezone, v.enabled, v.overlap_policy, v.misfire_policy, v.next_run_at, v.completed],
+      );
+      return toSchedule(updated.rows[0]!);
+    });
   }
 
   async pause(id: string): Promise<void> {
