@@ -1,5 +1,5 @@
 // What the orchestrator asks the scheduler: the jobs its schedules run, which cleanup keeps.
-import { BadGatewayError, HttpError, ServiceClient } from '@hodei/platform';
+import { BadGatewayError, HttpError, ServiceClient, ServiceUnavailableError } from '@hodei/platform';
 import type { Schedule } from '@hodei/types';
 
 const PAGE = 1000;
@@ -21,6 +21,7 @@ export class SchedulerClient {
       } catch (err) {
         // a 4xx is the scheduler's problem with our request, not the user's
         if (err instanceof HttpError && err.status < 500) throw new BadGatewayError(`the scheduler answered ${err.status}: ${err.message}`);
+        if (err instanceof ServiceUnavailableError) throw new ServiceUnavailableError(`the scheduler (asked which jobs its schedules run) is unavailable: ${err.message}; nothing was deleted`);
         throw err;
       }
       if (!Array.isArray(page)) throw new BadGatewayError('the scheduler answered schedules with something that is not a list');

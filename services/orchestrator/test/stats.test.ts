@@ -313,6 +313,7 @@ describe('cleanup', () => {
         const r = await call(lonely.url, 'POST', '/api/v1/cleanup', { older_than_days: 0 });
         expect(r.status, away).toBe(503);
         expect(r.headers.get('content-type')).toContain('application/problem+json');
+        if (away === 'scheduler') expect(r.body.detail).toMatch(/^the scheduler \(asked which jobs its schedules run\) is unavailable: .*; nothing was deleted$/);
         expect((await api('GET', `/api/v1/jobs/${kept}`)).status).toBe(200);
         expect((await wm('GET', `/api/v1/executions/${exec.id}`)).status).toBe(200);
       } finally {
