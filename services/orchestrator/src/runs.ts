@@ -4,7 +4,7 @@
 // result. A job is started at most once per run: moving its row to `starting` under the run's row
 // lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
-import { ConflictError, encodeJson, HttpError, newId, NotFoundError, RecentSet, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { checkDefinitionFits, ConflictError, encodeJson, HttpError, newId, NotFoundError, RecentSet, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import { findCycle } from './dag.js';
 import * as jobs from './store/jobs.js';
@@ -120,6 +120,14 @@ export class PipelineRunner {
       if (cycle) {
         const name = new Map(list.map((j) => [j.id, j.name]));
         throw new ConflictError(`these jobs depend on each other in a cycle, so none of them could start: ${[...cycle, cycle[0]!].map((id) => name.get(id)).join(' → ')}; change their depends_on`);
+      }
+      // each job fitted in one NATS message when it was defined; the run's env is added to every one
+      if (Object.keys(env).length) {
+        const runEnv = { ...env, [RUN_ID_ENV]: id, [PIPELINE_ID_ENV]: pipelineId };
+        for (const j of list) {
+          const job = (await jobs.getJob(c, j.id))!;
+          checkDefinitionFits(this.bus.nc.info?.max_payload, { ...job, env: { ...job.env, ...runEnv } }, `job ${j.name} with the run's env`);
+        }
       }
       await runs.insertRun(c, id, pipelineId, list, env);
     });

@@ -449,6 +449,20 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect(executed.size).toBe(0);
   });
 
+  it("refuses with 413 a run whose env makes a job's definition larger than NATS carries, keeping no run", async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'big-env', jobs: [{ name: 'small', command: 'true' }, { name: 'large', script: 'x'.repeat(500_000) }] })).body;
+    // each entry fits in execve, together with the large job's script they are over NATS's 1 MiB
+    const env = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`PART_${i}`, 'y'.repeat(100_000)]));
+    const r = await api('POST', `/api/v1/pipelines/${p.id}/runs`, { env });
+    expect(r.status).toBe(413);
+    expect(r.body.detail).toMatch(/^job large with the run's env is \d+ bytes as JSON, most of it in env; NATS carries at most \d+/);
+    expect((await api('GET', `/api/v1/pipelines/${p.id}/runs`)).body).toEqual([]);
+    expect(executed.size).toBe(0);
+    const fits = await api('POST', `/api/v1/pipelines/${p.id}/runs`, { env: { PART: 'y'.repeat(100_000) } });
+    expect(fits.status).toBe(202);
+    await api('POST', `/api/v1/pipeline-runs/${fits.body.id}/cancel`);
+  });
+
   it('answers 503 and keeps no run when worker-manager is down', async () => {
     const base = env.config('orchestrator');
     const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
