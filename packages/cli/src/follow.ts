@@ -3,6 +3,7 @@
 import { ExecutionStatus, LogLine, z } from '@hodei/types';
 import { CliError, UnreachableError } from './errors.js';
 import { isAbort, type HodeiClient } from './http.js';
+import { GIVE_UP_MS, isOutage } from './outage.js';
 import { readSse } from './sse.js';
 import { watchWaiting } from './waiting.js';
 
@@ -29,6 +30,13 @@ export interface FollowOptions {
   giveUpAfterMs?: number;
   /** While the execution is queued: why it waits (each new reason once). */
   onWaiting?: (reason: string) => void;
+  /** The first connection too waits out a worker-manager away or answering 503, as reconnections
+   *  do (`logs -f`); without it (`run`, which has just heard from it), that is an error at once. */
+  waitFromStart?: boolean;
+  /** The stream broke, or the worker-manager is away (the reason): once per outage. */
+  onDown?: (reason: string) => void;
+  /** Streaming again after onDown. */
+  onBack?: () => void;
 }
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -46,8 +54,14 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
   let lastSeq = opts.sinceSeq ?? 0;
   let attempt = 0;
   let downSince: number | null = null;
-  const giveUp = opts.giveUpAfterMs ?? 60_000;
+  let down = false;
+  const giveUp = opts.giveUpAfterMs ?? GIVE_UP_MS;
   const path = `/api/v1/executions/${opts.executionId}/logs/stream`;
+  const wentDown = (reason: string) => {
+    downSince ??= Date.now();
+    if (!down) opts.onDown?.(reason);
+    down = true;
+  };
   for (;;) {
     const reconnect = attempt > 0;
     attempt++;
@@ -57,19 +71,18 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
       if (lastSeq > 0) headers['last-event-id'] = String(lastSeq);
       const query = lastSeq > 0 ? { since_seq: lastSeq } : reconnect ? {} : { tail: opts.tail };
       res = await client.fetch('worker-manager', 'GET', path, { headers, query, timeoutMs: null });
+      if (!res.ok) throw await client.errorOf('worker-manager', 'GET', path, res);
     } catch (err) {
-      if (!(err instanceof UnreachableError) || !reconnect) throw err;
-      downSince ??= Date.now();
-      if (Date.now() - downSince > giveUp) throw err;
+      if (!isOutage(err) || (!reconnect && !opts.waitFromStart)) throw err;
+      if (downSince !== null && Date.now() - downSince > giveUp) throw err;
+      wentDown(err.message);
       await pause(Math.min(2000, 200 * attempt));
       continue;
     }
-    if (!res.ok || !res.body) {
-      // a real answer: problem+json through the normal error path
-      await client.request('worker-manager', 'GET', path, null, { headers: { accept: 'application/json' } });
-      throw new CliError(`the worker-manager answered ${res.status} to the log stream`);
-    }
+    if (!res.body) throw new CliError(`the worker-manager answered ${res.status} to the log stream, without a body`);
     downSince = null;
+    if (down) opts.onBack?.();
+    down = false;
     try {
       for await (const ev of readSse(res.body)) {
         if (ev.event === 'connected') {
@@ -91,9 +104,9 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
       // anything else is the connection breaking mid-stream: reconnect below
       if (err instanceof CliError || isAbort(err)) throw err;
     }
-    downSince ??= Date.now();
-    if (Date.now() - downSince > giveUp)
+    if (downSince !== null && Date.now() - downSince > giveUp)
       throw new UnreachableError('worker-manager', client.config.urls['worker-manager'], 'log stream kept breaking');
+    wentDown('the log stream broke');
     await pause(Math.min(2000, 100 * attempt));
   }
 }

@@ -117,6 +117,12 @@ export class HodeiClient {
     return { data: parsed.data, status: res.status, headers: res.headers };
   }
 
+  /** The error a non-2xx answer already received stands for (a stream asked for with fetch). */
+  async errorOf(service: ServiceName, method: string, path: string, res: Response): Promise<CliError> {
+    const text = await res.text().catch(() => '');
+    return problemError(service, this.config.urls[service], res, text, { route: `${method} ${path}`, token: this.config.token !== undefined });
+  }
+
   get<S extends z.ZodType>(service: ServiceName, path: string, schema: S, query?: Query) {
     return this.request(service, 'GET', path, schema, { query }).then((r) => r.data);
   }

@@ -2,10 +2,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createTestEnv } from '@hodei/platform';
+import { createTestEnv, freePort } from '@hodei/platform';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
-import { cuttingProxy, hodei, hodeiDone } from './helpers.js';
+import { cuttingProxy, hodei, hodeiDone, recoveringProxy } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -163,6 +163,32 @@ describe('hodei logs -f', () => {
     const exited = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'exit 3'], env)).stdout) as { execution: string };
     expect((await hodeiDone(['logs', '-f', exited.execution], env)).stderr).toMatch(/^── failed \(exit 3\) in \d+ms\n$/);
   });
+
+  it('waits out a worker-manager away, then answering 503, saying so, and follows to the end', async () => {
+    const ran = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'echo one; echo two'], env)).stdout) as { execution: string };
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const logs = hodei(['logs', '-f', ran.execution, '--raw'], { ...env, HODEI_WORKER_MANAGER_URL: url });
+    let proxy: Awaited<ReturnType<typeof recoveringProxy>> | undefined;
+    try {
+      await logs.waitFor(/retrying…$/);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      proxy = await recoveringProxy(fx.stack.workerManager.url, port, /\/logs\/stream/, 2);
+      const r = await logs.done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe('one\ntwo\n');
+      expect(proxy.unavailableAnswers()).toBe(2);
+      expect(logs.stderrLines.map((l) => l.text)).toEqual([
+        `cannot reach the worker-manager at ${url} (connection refused); retrying…`,
+        `the worker-manager at ${url} answered 503: the database is unavailable; try again; retrying…`,
+        'log stream back',
+        expect.stringMatching(/^── completed \(exit 0\) in \d+ms$/),
+      ]);
+    } finally {
+      logs.child.kill('SIGKILL');
+      await proxy?.close();
+    }
+  });
 });
 
 describe('hodei events -f', () => {
@@ -176,6 +202,26 @@ describe('hodei events -f', () => {
       expect(JSON.parse(done.text)).toMatchObject({ type: 'status_changed', execution_id: run.execution, status: 'completed' });
       expect(events.stderrLines.map((l) => l.text)).toEqual(['streaming events (Ctrl-C to stop)', 'the event stream broke; reconnecting…', 'event stream back; changes while it was down are not shown']);
       expect(proxy.streams).toHaveLength(2);
+      events.child.kill('SIGINT');
+      expect((await events.done).code).toBe(0);
+    } finally {
+      events.child.kill('SIGKILL');
+      await proxy.close();
+    }
+  });
+
+  it('waits out a worker-manager answering 503 (its database away) to the stream, saying so', async () => {
+    const proxy = await recoveringProxy(fx.stack.workerManager.url, await freePort(), /\/events\/stream$/, 2);
+    const events = hodei(['events', '-f', '--json'], { ...env, HODEI_WORKER_MANAGER_URL: proxy.url });
+    try {
+      await events.waitFor(/^streaming events/);
+      const run = JSON.parse((await hodeiDone(['run', '--json', '--', 'true'], env)).stdout) as { execution: string };
+      await events.waitFor(new RegExp(`"execution_id":"${run.execution}".*"status":"completed"`));
+      expect(proxy.unavailableAnswers()).toBe(2);
+      expect(events.stderrLines.map((l) => l.text)).toEqual([
+        `the worker-manager at ${proxy.url} answered 503: the database is unavailable; try again; retrying…`,
+        'streaming events (Ctrl-C to stop)',
+      ]);
       events.child.kill('SIGINT');
       expect((await events.done).code).toBe(0);
     } finally {

@@ -91,13 +91,14 @@ export async function forwardingProxy(
     res.writeHead(upRes.statusCode ?? 502, upRes.headers);
     upRes.pipe(res);
   },
+  port = 0,
 ): Promise<Proxy> {
   const server = createServer((req, res) => {
     const up = request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upRes) => answer(req, res, upRes, up));
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const close = async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
@@ -137,4 +138,26 @@ export async function cuttingProxy(target: string, stream: RegExp, cutAfter: Reg
     upRes.on('error', () => res.destroy());
   });
   return { ...proxy, streams };
+}
+
+/** A service coming back: started on `port` (refused until then), it answers the first `times`
+ *  requests for `path` 503 ("try again", as a service whose database is away), then forwards to `target`. */
+export async function recoveringProxy(target: string, port: number, path: RegExp, times: number): Promise<Proxy & { unavailableAnswers: () => number }> {
+  let answered = 0;
+  const proxy = await forwardingProxy(
+    target,
+    (req, res, upRes, up) => {
+      if (path.test(req.url ?? '') && answered < times) {
+        answered++;
+        up.destroy();
+        res.writeHead(503, { 'content-type': 'application/problem+json' });
+        res.end(JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the database is unavailable; try again' }));
+        return;
+      }
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+    },
+    port,
+  );
+  return { ...proxy, unavailableAnswers: () => answered };
 }

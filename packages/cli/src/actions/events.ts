@@ -2,8 +2,9 @@
 import type { Command } from 'commander';
 import { z } from '@hodei/types';
 import { context } from '../context.js';
-import { CliError, UnreachableError } from '../errors.js';
+import { CliError } from '../errors.js';
 import { isAbort } from '../http.js';
+import { GIVE_UP_MS, isOutage } from '../outage.js';
 import { clock, exitWhenWritten, statusText, type Output } from '../output.js';
 import { readSse, type SseEvent } from '../sse.js';
 
@@ -20,31 +21,32 @@ const JobEvent = z
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** How long the stream may stay down (the worker-manager restarting) before hodei gives up. */
-const GIVE_UP_MS = 60_000;
-
 export const events = async (_f: unknown, cmd: Command) => {
   const { client, out } = context(cmd);
   const path = '/api/v1/events/stream';
   process.on('SIGINT', () => exitWhenWritten(0));
   let downSince: number | null = null;
+  // said once per outage: the stream broke, or the worker-manager is away or answers 503
+  let noted = false;
   for (let connected = 0, tries = 0; ; tries++) {
     let res: Response;
     try {
       res = await client.fetch('worker-manager', 'GET', path, { headers: { accept: 'text/event-stream' }, timeoutMs: null });
+      if (!res.ok) throw await client.errorOf('worker-manager', 'GET', path, res);
     } catch (err) {
-      if (!(err instanceof UnreachableError) || downSince === null || Date.now() - downSince > GIVE_UP_MS) throw err;
+      if (!isOutage(err) || (downSince !== null && Date.now() - downSince > GIVE_UP_MS)) throw err;
+      downSince ??= Date.now();
+      if (!noted) out.note(out.err('yellow', `${err.message}; retrying…`));
+      noted = true;
       await pause(Math.min(2000, 200 * tries));
       continue;
     }
-    if (!res.ok || !res.body) {
-      await client.request('worker-manager', 'GET', path, null);
-      throw new CliError(`the worker-manager answered ${res.status} to the event stream`);
-    }
+    if (!res.body) throw new CliError(`the worker-manager answered ${res.status} to the event stream, without a body`);
     if (connected++ === 0) out.note(out.err('gray', 'streaming events (Ctrl-C to stop)'));
     // status events have no replay: what changed while the stream was down is not shown
     else out.note(out.err('yellow', 'event stream back; changes while it was down are not shown'));
     downSince = null;
+    noted = false;
     tries = 0;
     try {
       for await (const ev of readSse(res.body)) printEvent(out, ev);
@@ -52,6 +54,7 @@ export const events = async (_f: unknown, cmd: Command) => {
       if (isAbort(err)) throw err;
     }
     out.note(out.err('yellow', 'the event stream broke; reconnecting…'));
+    noted = true;
     downSince = Date.now();
     await pause(200);
   }

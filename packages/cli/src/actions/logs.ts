@@ -4,6 +4,7 @@ import { LogsResponse, type LogLine } from '@hodei/types';
 import { context } from '../context.js';
 import { CliError } from '../errors.js';
 import { followLogs } from '../follow.js';
+import { untilAnswered } from '../outage.js';
 import { statusText } from '../output.js';
 import { formatDuration } from '../parse.js';
 import { LogPrinter } from '../printer.js';
@@ -31,8 +32,11 @@ function matcher(pattern: string | undefined): (line: string) => boolean {
 
 export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
   const { client, out } = context(cmd);
-  const { executionId } = await resolveExecutionOrJob(client, id);
   const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar: null });
+  // a follower waits out a service restarting, as it does once it streams
+  const onDown = (reason: string) => printer.note(out.err('yellow', `${reason}; retrying…`));
+  const resolve = () => resolveExecutionOrJob(client, id);
+  const { executionId } = flags.follow ? await untilAnswered(resolve, onDown) : await resolve();
   const emit = (l: LogLine) => (out.json ? out.line(JSON.stringify(l)) : printer.print(l));
 
   const grep = matcher(flags.grep);
@@ -47,6 +51,9 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
         emit(l);
       },
       onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
+      waitFromStart: true,
+      onDown,
+      onBack: () => printer.note(out.err('yellow', 'log stream back')),
     });
     if (!out.json)
       out.note(
