@@ -132,6 +132,9 @@ describe('app factory', () => {
       [post(open.url, '{"n":1}', 'application/json', { 'content-encoding': 'gzip' }), 400, 'body'],
       [post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) })), 413],
       [fetch(`${open.url}/api/v1/notes/not-a-uuid`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
+      // not percent-encoded UTF-8: Express's own 400 named only the value
+      [fetch(`${open.url}/api/v1/notes/%FF`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
+      [fetch(`${open.url}/api/v1/notes/%E2%82/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
       [fetch(`${open.url}/api/v1/nothing`), 404],
     ];
     for (const [pending, status, field] of cases) {

@@ -103,6 +103,15 @@ export function parseYamlBody(text: string): unknown {
   }
 }
 
+function decodes(segment: string): boolean {
+  try {
+    decodeURIComponent(segment);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
@@ -180,6 +189,18 @@ export class Api {
       }
     };
     this.router[def.method](def.path, run);
+  }
+
+  /** The parameter of a route `path` would take whose segment is not valid percent-encoded UTF-8. */
+  undecodableParam(path: string): string | undefined {
+    const segments = path.replace(/(.)\/$/, '$1').split('/');
+    for (const template of this.methods.keys()) {
+      const parts = template.split('/');
+      if (parts.length !== segments.length || !parts.every((p, i) => p.startsWith(':') || p === segments[i])) continue;
+      const at = parts.findIndex((p, i) => p.startsWith(':') && !decodes(segments[i]!));
+      if (at >= 0) return parts[at]!.slice(1);
+    }
+    return undefined;
   }
 
   /**

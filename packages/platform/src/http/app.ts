@@ -126,7 +126,7 @@ export function createApp(o: AppOptions): Express {
   app.use(o.api.methodNotAllowed());
 
   app.use((req, _res, next) => next(new NotFoundError(`route ${req.method} ${req.path}`)));
-  app.use(errorHandler(o.logger));
+  app.use(errorHandler(o.logger, o.api));
   return app;
 }
 
@@ -175,9 +175,14 @@ function unavailable(e: { code?: string; message?: string; name?: string }): str
   return null;
 }
 
-function toHttpError(err: unknown, req: Request): HttpError | null {
+function toHttpError(err: unknown, req: Request, api: Api): HttpError | null {
   if (err instanceof HttpError) return err;
   const e = err as BodyParserError & { code?: string };
+  // Express's decoding of a path parameter ('Failed to decode param …') names its value only
+  if (err instanceof URIError && e.status === 400) {
+    const name = api.undecodableParam(req.path) ?? 'path';
+    return new BadRequestError(`invalid path parameter: ${name}`, [{ path: name, message: 'is not valid percent-encoded UTF-8' }]);
+  }
   // zlib's own words ('incorrect header check') named neither the body nor its encoding
   if (typeof e?.code === 'string' && e.code.startsWith('Z_') && e.status === 400) {
     const message = `is not valid ${req.headers['content-encoding'] ?? 'compressed'} data (${e.message})`;
@@ -203,9 +208,9 @@ function toHttpError(err: unknown, req: Request): HttpError | null {
   return down ? new ServiceUnavailableError(down) : null;
 }
 
-function errorHandler(logger: Logger): ErrorRequestHandler {
+function errorHandler(logger: Logger, api: Api): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const known = toHttpError(err, req);
+    const known = toHttpError(err, req, api);
     const problem = known ?? new HttpError(500, 'Internal Server Error', 'an unexpected error occurred; it has been logged');
     if (problem.status >= 500) {
       const where = { path: req.path, req_id: res.getHeader('X-Request-Id') };
