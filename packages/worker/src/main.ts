@@ -3,6 +3,7 @@
 import { createLogger, flushTelemetry } from '@hodei/platform';
 import { loadWorkerConfig, redactWorkerConfig, type WorkerConfig } from './config.js';
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js';
+import { NatsWaitAborted } from './connect.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 let config: WorkerConfig;
@@ -21,11 +22,16 @@ try {
     metrics = createWorkerMetrics({ running: () => worker?.running().length ?? 0, slots: config.capacity.slots });
     await serveMetrics(metrics.registry, config.metricsPort, config.metricsHost, logger);
   }
-  // Signal handlers go in before the worker starts: a signal during start-up drains right after it.
+  // Signal handlers go in before the worker starts: a signal while it waits for NATS stops it (nothing
+  // can have run); one later in its start-up drains right after it.
   let signals = 0;
+  const starting = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
-    if (!worker) return logger.info({ signal }, 'signal during start-up: draining once started');
+    if (!worker) {
+      starting.abort();
+      return logger.info({ signal }, 'signal during start-up');
+    }
     if (signals === 1) {
       logger.info({ signal }, 'draining (send the signal again to force)');
       void worker.drain();
@@ -36,7 +42,7 @@ try {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  worker = await startWorker({ ...config, logger, metrics });
+  worker = await startWorker({ ...config, logger, metrics, signal: starting.signal });
   if (signals > 0) void worker.drain();
   await worker.done;
   await flushTelemetry();
@@ -44,6 +50,10 @@ try {
   if (failure) logger.fatal(failure);
   process.exit(failure ? 1 : 0);
 } catch (err) {
+  if (err instanceof NatsWaitAborted) {
+    logger.info(err.message);
+    process.exit(0);
+  }
   logger.fatal({ err }, 'worker failed');
   process.exit(1);
 }

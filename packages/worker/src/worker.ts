@@ -2,10 +2,11 @@
 // over NATS, and runs each assignment as an Execution within its slots.
 import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
-import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
 import { createLogger, decodeJson, encodeJson, RecentSet, silenceCheckMs, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
+import { connectNats } from './connect.js';
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
 import { createSpawner, type Spawner } from './spawn.js';
@@ -17,6 +18,8 @@ export interface StartWorkerOptions extends WorkerOptions {
   logger?: Logger;
   /** Counted into when given (the standalone agent's /metrics). */
   metrics?: WorkerMetrics;
+  /** Aborted while NATS has not answered yet, the start is given up (NatsWaitAborted); later, it changes nothing. */
+  signal?: AbortSignal;
 }
 
 export interface WorkerHandle {
@@ -35,17 +38,10 @@ export interface WorkerHandle {
 }
 
 export async function startWorker(options: StartWorkerOptions = {}): Promise<WorkerHandle> {
-  const { logger: givenLogger, metrics, ...rest } = options;
+  const { logger: givenLogger, metrics, signal, ...rest } = options;
   const config = resolveWorkerConfig(rest);
   const logger = (givenLogger ?? createLogger('worker', config.logLevel)).child({ worker_id: config.id });
-  const nc = await connect({
-    servers: config.natsUrl,
-    name: `hodei-worker-${config.id}`,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    waitOnFirstConnect: true,
-    noAsyncTraces: true, // no Error (with its stack) built for every JetStream publish
-  });
+  const nc = await connectNats(config.natsUrl, `hodei-worker-${config.id}`, logger, signal);
   const maxPayload = nc.info?.max_payload;
   if (maxPayload !== undefined && maxPayload < MIN_MAX_PAYLOAD) {
     await nc.close();

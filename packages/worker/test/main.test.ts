@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '@hodei/platform';
+import { freePort, newId } from '@hodei/platform';
 import { setup, startAgentProcess } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
@@ -70,6 +70,21 @@ describe('dist/main.js', () => {
     const deadline = Date.now() + 3000;
     while (existsSync(`/proc/${spawner}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(existsSync(`/proc/${spawner}`)).toBe(false);
+  });
+
+  it('says so while NATS does not answer, and a signal then stops it at once (exit 0)', async () => {
+    const url = `nats://127.0.0.1:${await freePort()}`; // nothing listens there
+    const agent = startAgent(newId(), { NATS_URL: url });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!agent.stdout().includes(`NATS at ${url} does not answer; waiting for it (check NATS_URL)`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(agent.stdout()).toContain(`NATS at ${url} does not answer; waiting for it (check NATS_URL)`);
+      agent.proc.kill('SIGTERM');
+      expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 5000))])).toBe(0);
+      expect(agent.stdout()).toContain(`stopped while waiting for NATS at ${url}`);
+    } finally {
+      agent.proc.kill('SIGKILL');
+    }
   });
 
   it('exits 1 naming a bad variable', async () => {
