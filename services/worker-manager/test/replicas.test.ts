@@ -104,4 +104,17 @@ describe('worker-manager replicas', () => {
       expect(pidGone(w.pid)).toBe(true);
     }
   }, 30_000);
+
+  it('a replica started beside a running one leaves the workers of that one alone: its graceful stop does not stop them', async () => {
+    const [a] = replicas as [RunningService, RunningService];
+    const res = await call(a.url, 'POST', '/api/v1/workers', { type: 'shell', capacity: { slots: 1 } });
+    const w = (await res.json()) as { id: string; pid: number };
+    const urls = { orchestrator: 'http://127.0.0.1:1', scheduler: 'http://127.0.0.1:1', 'worker-manager': '' };
+    const late = await startWorkerManager(env.config('worker-manager', { urls }));
+    await late.stop();
+    expect(pidGone(w.pid)).toBe(false);
+    expect(await (await call(a.url, 'GET', `/api/v1/workers/${w.id}`)).json()).toMatchObject({ status: 'running' });
+    const stop = await call(a.url, 'DELETE', `/api/v1/workers/${w.id}?force=true`);
+    expect(await stop.json()).toMatchObject({ status: 'stopped' });
+  }, 30_000);
 });

@@ -30,11 +30,16 @@ interface Managed {
   stops?: Subscription;
 }
 
-/** What another replica asks of the one that started a worker: `waitMs` for it to exit. */
+/** What another replica asks of the one that started a worker: `waitMs` for it to exit; or, with
+ *  `probe`, only whether one manages it (a replica starting up adopts only a worker nobody does). */
 interface StopRequest {
   force: boolean;
   waitMs: number;
+  probe?: boolean;
 }
+
+/** How long a replica starting up waits to hear whether another one manages a live worker. */
+const PROBE_TIMEOUT_MS = 1000;
 
 const CONTROL_TIMEOUT_MS = 2000;
 /** A force stop waits the agent's kill grace plus this for it to kill its jobs, report them
@@ -78,16 +83,28 @@ export class Supervisor {
     if (forgotten.length) this.ctx.logger.info({ workers: forgotten, after_ms: afterMs }, 'forgot workers long stopped or exited');
   }
 
-  /** Workers a previous run left on this host: adopted while their process lives, else `exited`. */
+  /** Workers a previous run left on this host: adopted while their process lives (and no other
+   *  replica of this service manages it), else `exited`. */
   async reconcile(): Promise<void> {
     for (const w of await store.liveOnHost(this.ctx.db, this.host)) {
       if (w.pid !== null && isWorkerProcess(w.pid, w.id)) {
-        this.adopt(w.id, w.pid);
+        if (!(await this.managedElsewhere(w.id))) this.adopt(w.id, w.pid);
         continue;
       }
       await store.markWorkerGone(this.ctx.db, w.id, { status: 'exited', exit_code: null, signal: null });
       removeAgentLog(w.id);
       this.ctx.logger.info({ worker_id: w.id, pid: w.pid }, 'worker of a previous run is gone');
+    }
+  }
+
+  /** Another live replica of this service started or adopted the worker, and answers for it. */
+  private async managedElsewhere(id: string): Promise<boolean> {
+    const probe: StopRequest = { force: false, waitMs: 0, probe: true };
+    try {
+      await this.ctx.bus.nc.request(this.ctx.bus.subjects.workerStop(id), encodeJson(probe), { timeout: PROBE_TIMEOUT_MS });
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -203,6 +220,7 @@ export class Supervisor {
       callback: (err, msg) => {
         if (err) return;
         const req = decodeJson(msg.data) as StopRequest;
+        if (req.probe) return void msg.respond(encodeJson({ managed: true }));
         const until = Date.now() + req.waitMs;
         void (req.force ? this.kill(m.id, until) : this.drain(m.id, req.waitMs, until))
           .catch(() => false)
