@@ -95,6 +95,18 @@ describe('dist/main.js', () => {
     expect(err).toContain('HODEI_WORKER_SLOTS');
   });
 
+  it('exits 1 naming a NATS_URL that is no NATS address (an http:// URL, a port that is no number)', async () => {
+    for (const url of ['http://127.0.0.1:4222', 'nats://127.0.0.1:nats']) {
+      const agent = startAgent(newId(), { NATS_URL: url });
+      try {
+        expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
+        expect(agent.stdout()).toContain('invalid worker configuration: NATS_URL: must be a NATS server address such as nats://127.0.0.1:4222');
+      } finally {
+        agent.proc.kill('SIGKILL');
+      }
+    }
+  });
+
   it('exits 1 naming a memory the registry would refuse (over 2^50 bytes)', async () => {
     const agent = startAgent(newId(), { HODEI_WORKER_MEMORY_BYTES: String(2 ** 51) });
     try {
