@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createTestEnv, freePort } from '@hodei/platform';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
-import { cuttingProxy, hodei, hodeiDone, recoveringProxy } from './helpers.js';
+import { cuttingProxy, forwardingProxy, hodei, hodeiDone, recoveringProxy } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -365,6 +365,35 @@ describe('what the user got wrong, said plainly', () => {
     const lines = r.stdout.split('\n').slice(0, -1);
     expect([lines.length, lines[0], lines.at(-1)]).toEqual([11000, '1001', '12000']);
   }, 30_000);
+
+  it('logs prints each page of a long log as it comes, and --json gives the same document whole', async () => {
+    const { execution } = JSON.parse((await hodeiDone(['run', '--json', '--', 'seq', '1', '12000'], env)).stdout) as { execution: string };
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // the second page is held back until the first one's lines have been printed
+    const proxy = await forwardingProxy(env.HODEI_WORKER_MANAGER_URL!, (req, res, upRes) => {
+      const send = () => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res));
+      if (/since_seq=10000/.test(req.url ?? '')) void held.then(send);
+      else send();
+    });
+    try {
+      const logs = hodei(['logs', execution, '--raw'], { ...env, HODEI_WORKER_MANAGER_URL: proxy.url });
+      await logs.waitFor(/^10000$/, 10_000);
+      release();
+      const r = await logs.done;
+      expect(r.code, r.stderr).toBe(0);
+      const lines = r.stdout.split('\n').slice(0, -1);
+      expect([lines.length, lines[0], lines.at(-1)]).toEqual([12000, '1', '12000']);
+    } finally {
+      release();
+      await proxy.close();
+    }
+    const json = await hodeiDone(['logs', execution, '--json'], env);
+    const doc = JSON.parse(json.stdout) as { execution_id: string; lines: { seq: number }[] };
+    expect([doc.execution_id, doc.lines.length, doc.lines.at(-1)!.seq]).toEqual([execution, 12000, 12000]);
+    expect(json.stdout).toBe(`${JSON.stringify(doc, null, 2)}\n`);
+    expect((await hodeiDone(['logs', execution, '--json', '--tail', '0'], env)).stdout).toBe(`${JSON.stringify({ execution_id: execution, lines: [] }, null, 2)}\n`);
+  }, 60_000);
 
   it('workers list --status offers the statuses a worker can have', async () => {
     const r = await hodeiDone(['workers', 'list', '--status', 'online'], env);

@@ -64,7 +64,8 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
     return;
   }
 
-  const lines: LogLine[] = [];
+  // each page printed as it comes: the first lines of a long log show at once, and memory stays flat
+  const json = out.json ? new JsonLines(executionId) : null;
   let since = flags.sinceSeq;
   const limit = 10_000;
   for (;;) {
@@ -77,11 +78,31 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
       // the API answers the last min(tail, limit) lines: a tail past one page is asked for whole
       limit: Math.max(limit, flags.tail ?? 0),
     });
-    lines.push(...page.lines);
+    for (const l of page.lines) {
+      if (json) json.add(l);
+      else printer.print(l);
+    }
     if (flags.tail !== undefined || page.lines.length < limit) break;
     // since_seq is exclusive: continue after the last line of this page
     since = page.lines[page.lines.length - 1]?.seq ?? since;
   }
-  if (out.json) out.printJson({ execution_id: executionId, lines });
-  else for (const l of lines) printer.print(l);
+  json?.end();
 };
+
+/** `{execution_id, lines}` as `--json` prints it (indented by 2), written a line at a time. */
+class JsonLines {
+  private count = 0;
+
+  constructor(executionId: string) {
+    process.stdout.write(`{\n  "execution_id": ${JSON.stringify(executionId)},\n  "lines": [`);
+  }
+
+  add(l: LogLine): void {
+    const item = JSON.stringify(l, null, 2).replace(/^/gm, '    ');
+    process.stdout.write(`${this.count++ ? ',' : ''}\n${item}`);
+  }
+
+  end(): void {
+    process.stdout.write(this.count ? '\n  ]\n}\n' : ']\n}\n');
+  }
+}
