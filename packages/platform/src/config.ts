@@ -22,6 +22,22 @@ export const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// 
  *  worker's for the NATS server's answers): a tenth of it, from 50 to 200 ms. */
 export const silenceCheckMs = (timeoutMs: number): number => Math.max(50, Math.min(200, Math.floor(timeoutMs / 10)));
 
+/** What the NATS client takes: `host:port` or a nats://, tls://, ws:// or wss:// URL, comma-separated. */
+function isNatsAddress(value: string): boolean {
+  return value.split(',').every((entry) => {
+    const text = entry.trim();
+    try {
+      const url = new URL(text.includes('://') ? text : `nats://${text}`);
+      return ['nats:', 'tls:', 'ws:', 'wss:'].includes(url.protocol) && url.hostname !== '';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** NATS_URL, for the services and the worker agent alike. */
+export const natsAddress = z.string().refine(isNatsAddress, 'must be a NATS server address such as nats://127.0.0.1:4222 (several: comma-separated)');
+
 /** A time-out no longer than the interval would count every worker gone between two beats. */
 export function checkHeartbeatTimeout(
   e: { HODEI_HEARTBEAT_INTERVAL_MS: number; HODEI_HEARTBEAT_TIMEOUT_MS?: number | undefined },
@@ -39,7 +55,7 @@ export function checkHeartbeatTimeout(
 const EnvSchema = z.object({
   /** Postgres; each service keeps its tables in its own schema of this database. */
   DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/hodei'),
-  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  NATS_URL: natsAddress.default('nats://127.0.0.1:4222'),
   /** Prefix of every NATS subject and stream name: lets installations (and tests) share one NATS. */
   HODEI_NATS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('hodei'),
   /** When set, every /api/v1 route needs `Authorization: Bearer <token>`. */

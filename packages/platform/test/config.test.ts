@@ -20,6 +20,14 @@ describe('loadConfig', () => {
     }
   });
 
+  it('takes a NATS address as the NATS client does, naming NATS_URL otherwise', () => {
+    for (const url of ['nats://127.0.0.1:4222', '127.0.0.1:4222', 'localhost', 'nats://a:1, nats://b:2', 'tls://x:4443', 'nats://u:p@host:4222', '[::1]:4222'])
+      expect(loadConfig('scheduler', { NATS_URL: url }).natsUrl, url).toBe(url);
+    // http:// was taken as is (the client connects to that port), a port that is no number died in the client with 'Invalid URL'
+    for (const url of ['http://127.0.0.1:4222', 'nats://127.0.0.1:nats'])
+      expect(() => loadConfig('scheduler', { NATS_URL: url }), url).toThrow(/NATS_URL: must be a NATS server address such as nats:\/\/127\.0\.0\.1:4222/);
+  });
+
   it('takes the heartbeat interval and time-out the worker agent takes, naming the variable otherwise', () => {
     // 1 ms started worker-manager, whose agents then refused the same value (at least 10) and died
     expect(() => loadConfig('worker-manager', { HODEI_HEARTBEAT_INTERVAL_MS: '5' })).toThrow(/HODEI_HEARTBEAT_INTERVAL_MS: must be at least 10 \(ms\)/);

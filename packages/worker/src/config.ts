@@ -1,7 +1,7 @@
 // The worker agent's configuration: the only module that reads the environment. Parsed once with
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
-import { checkHeartbeatTimeout, heartbeatMs, httpUrl, newId, withoutEmpty } from '@hodei/platform';
+import { checkHeartbeatTimeout, heartbeatMs, httpUrl, natsAddress, newId, withoutEmpty } from '@hodei/platform';
 import { MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
@@ -38,19 +38,6 @@ const labelsField = z.string().transform((s, ctx) => {
   }
 });
 
-/** What the NATS client takes: `host:port` or a nats://, tls://, ws:// or wss:// URL, comma-separated. */
-function isNatsAddress(value: string): boolean {
-  return value.split(',').every((entry) => {
-    const text = entry.trim();
-    try {
-      const url = new URL(text.includes('://') ? text : `nats://${text}`);
-      return ['nats:', 'tls:', 'ws:', 'wss:'].includes(url.protocol) && url.hostname !== '';
-    } catch {
-      return false;
-    }
-  });
-}
-
 const WorkerEnvSchema = z.object({
   /** The id this agent registers under; worker-manager passes the id it gave the worker. */
   HODEI_WORKER_ID: z.uuid().optional(),
@@ -61,7 +48,7 @@ const WorkerEnvSchema = z.object({
   HODEI_WORKER_SLOTS: z.coerce.number().int().min(1).max(1024).default(4),
   HODEI_WORKER_CPU_CORES: z.coerce.number().positive().max(1024).optional(),
   HODEI_WORKER_MEMORY_BYTES: z.coerce.number().int().min(MIN_WORKER_MEMORY_BYTES, `must be at least ${MIN_WORKER_MEMORY_BYTES} (1 MiB)`).max(2 ** 50).optional(),
-  NATS_URL: z.string().refine(isNatsAddress, 'must be a NATS server address such as nats://127.0.0.1:4222 (several: comma-separated)').default('nats://127.0.0.1:4222'),
+  NATS_URL: natsAddress.default('nats://127.0.0.1:4222'),
   HODEI_NATS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('hodei'),
   /** The scheduler's registry, where the agent registers at start. */
   HODEI_SCHEDULER_URL: httpUrl.default('http://127.0.0.1:8081'),
