@@ -24,6 +24,15 @@ export const Priority = z
   .transform((p) => (typeof p === 'number' ? p : PRIORITY_NAMES[p]))
   .openapi({ description: '1..15 (higher first) or low|normal|high|critical', example: 5 });
 
+/** A name as people type it and lists show it: trimmed, 1..200 characters, none of them a control
+ *  character (a newline or a tab in a name broke every table it was in). */
+export const Name = z
+  .string()
+  .trim()
+  .min(1)
+  .max(200)
+  .regex(/^\P{Cc}*$/u, 'must not hold control characters (newline, tab, …)');
+
 export const Labels = z.record(z.string().min(1).max(100), z.string().max(500));
 /** Linux takes at most 128 KiB (NUL included) for one argument or one `NAME=value` of the environment. */
 export const MAX_ARG_BYTES = 128 * 1024 - 1;

@@ -1,9 +1,8 @@
-import { Env, ExecutionStatus, Id, Paging, Priority, queryInt, Timestamp } from './common.js';
+import { Env, ExecutionStatus, Id, Name, Paging, Priority, queryInt, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { ExecutionCleanupCounts } from './worker-manager.js';
 import { z } from './zod.js';
 
-const Name = z.string().trim().min(1).max(200);
 const Tags = z.array(z.string().min(1).max(100)).max(100);
 
 // ---- jobs ----

@@ -1,4 +1,4 @@
-import { Capacity, Id, Labels, Paging, Timestamp } from './common.js';
+import { Capacity, Id, Labels, Name, Paging, Timestamp } from './common.js';
 import { z } from './zod.js';
 
 export const OverlapPolicy = z.enum(['forbid', 'allow', 'replace']);
@@ -9,7 +9,7 @@ const RunAt = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-ti
 
 export const ScheduleCreate = z
   .object({
-    name: z.string().trim().min(1).max(200).optional(),
+    name: Name.optional(),
     job_id: Id.optional(),
     pipeline_id: Id.optional(),
     cron: z.string().trim().min(1).max(200).optional(),
@@ -31,7 +31,7 @@ export type ScheduleCreate = z.infer<typeof ScheduleCreate>;
 
 export const SchedulePatch = z
   .object({
-    name: z.string().trim().min(1).max(200).nullable().openapi({ description: 'null removes the name' }),
+    name: Name.nullable().openapi({ description: 'null removes the name' }),
     cron: z.string().trim().min(1).max(200),
     run_at: RunAt,
     timezone: z.string().trim().min(1).max(100),
@@ -95,7 +95,7 @@ export const WorkerRegister = z
   .object({
     id: Id.optional().openapi({ description: 'an agent registers under the id worker-manager gave it' }),
     type: z.enum(['shell']).default('shell'),
-    name: z.string().trim().min(1).max(200).optional(),
+    name: Name.optional(),
     labels: Labels.default({}),
     capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
     host: z.string().min(1).max(255).optional(),

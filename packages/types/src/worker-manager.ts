@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, MAX_ARG_BYTES, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -13,7 +13,7 @@ const MAX_WORKER_LABELS_BYTES = MAX_ARG_BYTES - 'HODEI_WORKER_LABELS='.length;
 export const WorkerStart = z
   .object({
     type: z.enum(['shell']).default('shell'),
-    name: z.string().trim().min(1).max(200).optional(),
+    name: Name.optional(),
     labels: Labels.superRefine((labels, ctx) => {
       const bytes = new TextEncoder().encode(JSON.stringify(labels)).length;
       if (bytes > MAX_WORKER_LABELS_BYTES)
@@ -85,7 +85,7 @@ function runEnvIssues(v: { job_id?: string; env?: Record<string, string> }, ctx:
 export const ExecuteRequest = z
   .object({
     job_id: Id.optional(),
-    name: z.string().trim().min(1).max(200).optional(),
+    name: Name.optional(),
     ...JobSpecFields,
     env: ExecuteEnv.optional(),
   })

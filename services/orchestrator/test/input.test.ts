@@ -134,6 +134,24 @@ describe('bad input', () => {
     }
   });
 
+  it('a name holding a newline or a tab → 400 naming it; other characters are kept', async () => {
+    for (const [method, path, body, field] of [
+      ['POST', '/api/v1/jobs', { name: 'two\nlines', command: 'true' }, 'name'],
+      ['PATCH', `/api/v1/jobs/${jobId}`, { name: 'tab\there' }, 'name'],
+      ['POST', '/api/v1/pipelines', { name: 'bell\u0007', jobs: [{ name: 'a', command: 'true' }] }, 'name'],
+      ['POST', '/api/v1/pipelines', { name: 'inline', jobs: [{ name: 'a\rb', command: 'true' }] }, 'jobs.0.name'],
+      ['PATCH', `/api/v1/pipelines/${pipelineId}`, { name: '\u001b[31mred' }, 'name'],
+    ] as const) {
+      const r = await api(method, path, body);
+      expectProblem(r, 400, `${method} ${path}`);
+      expect(fieldPaths(r)).toEqual([field]);
+      expect(r.body.errors[0].message).toMatch(/control characters/);
+    }
+    const kept = await api('POST', '/api/v1/jobs', { name: ' déploiement ✓ ', command: 'true' });
+    expect([kept.status, kept.body.name]).toEqual([201, 'déploiement ✓']);
+    expect((await api('DELETE', `/api/v1/jobs/${kept.body.id}`)).status).toBe(204);
+  });
+
   it('a non-UUID id in the path → 400 naming id', async () => {
     for (const [method, path] of [
       ['GET', '/api/v1/pipelines/abc'],

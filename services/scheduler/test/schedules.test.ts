@@ -89,6 +89,11 @@ describe('schedules', () => {
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 15W * *' }), 400, 'cron');
   });
 
+  it('a name holding a newline is a 400 naming it', async () => {
+    const body = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '@daily', name: 'nightly\nbackup' }), 400, 'name');
+    expect(body.errors?.[0]?.message).toMatch(/control characters/);
+  });
+
   it('follows the DST change in Europe/Madrid', async () => {
     // 09:00 Madrid is 08:00Z in winter (CET) and 07:00Z in summer (CEST); the clocks change on the last Sunday of March
     const res = await post('/api/v1/schedules', { job_id: knownJob, cron: '0 9 * * *', timezone: 'Europe/Madrid' });
