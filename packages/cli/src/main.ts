@@ -4,12 +4,13 @@
 import { buildProgram } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError } from './errors.js';
-import { exitWhenWritten, readerGone } from './output.js';
+import { exitWhenWritten, readerGone, visible } from './output.js';
 
 function report(err: unknown): number {
-  const paint = (s: string) => s;
+  // the services' words (a problem's detail quotes what was sent) must not drive the terminal
+  const paint = (s: string) => visible(s, false);
   if (err instanceof CliError) {
-    process.stderr.write(`hodei: ${err.message}\n`);
+    process.stderr.write(`hodei: ${paint(err.message)}\n`);
     for (const d of err.details) process.stderr.write(`  ${paint(d)}\n`);
     return err.exitCode;
   }

@@ -10,6 +10,22 @@ export const painter = (enabled: boolean): Paint => (c, text) => (enabled ? `\x1
 const VISIBLE = /\x1b\[[0-9;]*m/g;
 const width = (s: string) => s.replace(VISIBLE, '').length;
 
+const CONTROL = /\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * A job's line, or text the services sent (a message, a description, an error), as the terminal
+ * should show it: colours (SGR sequences) kept where colour is on, any other control character shown (`^[`, `^M`, `\x9b`) instead of obeyed, so that output cannot
+ * retitle the terminal, clear it or move the cursor. `--raw` prints lines untouched (and a last
+ * line the job ended without a newline without one).
+ */
+export function visible(line: string, colour: boolean): string {
+  return line.replace(CONTROL, (c) => {
+    if (c.length > 1) return colour ? c : '';
+    const code = c.charCodeAt(0);
+    return code < 0x20 ? `^${String.fromCharCode(code + 0x40)}` : code === 0x7f ? '^?' : `\\x${code.toString(16)}`;
+  });
+}
+
 /** `HH:MM:SS.mmm` of an ISO timestamp, in local time. */
 export function clock(iso: string | Date): string {
   const d = typeof iso === 'string' ? new Date(iso) : iso;
@@ -92,7 +108,7 @@ export class Output {
   }
 
   note(text: string): void {
-    process.stderr.write(`${text}\n`);
+    process.stderr.write(`${visible(text, this.config.color.stderr)}\n`);
   }
 
   printJson(value: unknown): void {
@@ -112,14 +128,14 @@ export class Output {
         .join('  ')
         .trimEnd();
     this.line(this.out('bold', fmt(headers)));
-    for (const r of rows) this.line(fmt(r));
+    for (const r of rows) this.line(visible(fmt(r), this.config.color.stdout));
   }
 
   /** Aligned `key  value` lines. */
   fields(pairs: [string, string][], stream: 'stdout' | 'stderr' = 'stdout', indent = ''): void {
     const w = Math.max(...pairs.map(([k]) => k.length));
     const paint = stream === 'stdout' ? this.out : this.err;
-    const text = pairs.map(([k, v]) => `${indent}${paint('gray', k.padEnd(w))}  ${v}`).join('\n');
+    const text = pairs.map(([k, v]) => `${indent}${paint('gray', k.padEnd(w))}  ${visible(v, this.config.color[stream])}`).join('\n');
     (stream === 'stdout' ? process.stdout : process.stderr).write(`${text}\n`);
   }
 }

@@ -1,6 +1,6 @@
 // How one log line looks: `HH:MM:SS.mmm [OUT] line` on stdout, `[ERR]` on stderr.
 import { rawText, type LogLine } from '@hodei/types';
-import { clock, type Output } from './output.js';
+import { clock, visible, type Output } from './output.js';
 import { parseProgress, type ProgressBar } from './progress.js';
 
 export interface PrintOptions {
@@ -8,22 +8,6 @@ export interface PrintOptions {
   raw: boolean;
   /** When set, `::progress` lines move the bar instead of being printed on the terminal (a file or a pipe still gets them). */
   bar: ProgressBar | null;
-}
-
-const CONTROL = /\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
-
-/**
- * A job's line as the terminal should show it: colours (SGR sequences) kept where colour is on,
- * any other control character shown (`^[`, `^M`, `\x9b`) instead of obeyed, so that output cannot
- * retitle the terminal, clear it or move the cursor. `--raw` prints lines untouched (and a last
- * line the job ended without a newline without one).
- */
-export function visible(line: string, colour: boolean): string {
-  return line.replace(CONTROL, (c) => {
-    if (c.length > 1) return colour ? c : '';
-    const code = c.charCodeAt(0);
-    return code < 0x20 ? `^${String.fromCharCode(code + 0x40)}` : code === 0x7f ? '^?' : `\\x${code.toString(16)}`;
-  });
 }
 
 export class LogPrinter {

@@ -84,6 +84,22 @@ describe('hodei run', () => {
     expect(raw.stdout).toBe('x\x1b]0;pwned\x07\x1b[2Jy\x1b[31mred\x1b[0m\r\tz\n');
   });
 
+  it("shows control characters in the services' words (a message, a description, a tag) instead of letting them drive the terminal", async () => {
+    const workdir = '/nonexistent\x1b]0;pwned\x07\x1b[2J';
+    const r = await hodeiDone(['run', '--workdir', workdir, '--description', 'd\x1b[2J', '--tag', 't\x1b]0;x\x07', '--', 'true'], env);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).not.toContain('\x1b');
+    expect(r.stderr).toMatch(/^message\s+working directory does not exist: \/nonexistent\^\[\]0;pwned\^G\^\[\[2J$/m);
+    const jobId = /^job\s+(\S+)$/m.exec(r.stderr)?.[1] ?? '';
+    const got = await hodeiDone(['jobs', 'show', jobId], env);
+    expect(got.code, got.stderr).toBe(0);
+    expect(got.stdout).not.toContain('\x1b');
+    expect(got.stdout).toContain('d^[[2J');
+    const list = await hodeiDone(['jobs', 'list', '--tag', 't\x1b]0;x\x07'], env);
+    expect(list.stdout).not.toContain('\x1b');
+    expect(list.stdout).toContain('t^[]0;x^G');
+  });
+
   it('refuses --timeout 0 rather than make it a 1 s timeout', async () => {
     const r = await hodeiDone(['run', '--timeout', '0s', '--', 'true'], env);
     expect(r.code).toBe(1);

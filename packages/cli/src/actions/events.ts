@@ -5,7 +5,7 @@ import { context } from '../context.js';
 import { CliError } from '../errors.js';
 import { isAbort } from '../http.js';
 import { GIVE_UP_MS, isOutage } from '../outage.js';
-import { clock, exitWhenWritten, statusText, type Output } from '../output.js';
+import { clock, exitWhenWritten, statusText, visible, type Output } from '../output.js';
 import { readSse, type SseEvent } from '../sse.js';
 
 const JobEvent = z
@@ -81,7 +81,7 @@ function printEvent(out: Output, ev: SseEvent): void {
       d.status ? statusText(out.out, d.status.padEnd(9)) : d.type,
       d.execution_id ? `execution ${d.execution_id}` : '',
       d.job_id ? `job ${d.job_id}` : '',
-      d.message ?? '',
+      visible(d.message ?? '', false),
     ]
       .filter(Boolean)
       .join('  '),
