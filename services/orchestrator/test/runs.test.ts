@@ -4,6 +4,7 @@
 // execution retried, execute refused, a job completing after its run was cancelled, worker-manager
 // absent). The ordinary paths (diamond, failure, cancel) run on real services in
 // pipeline-runs.stack.test.ts.
+import { get as httpGet } from 'node:http';
 import { createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import type { ExecutionStatusEvent } from '@hodei/types';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -395,6 +396,29 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect(bad.status).toBe(400);
     // each stream's consumer goes with it, not 5 minutes later
     await eventually(async () => ((await consumers()) === before ? true : undefined));
+  });
+
+  it('a dashboard that hangs up while its stream is being set up leaves no consumer behind', async () => {
+    const consumers = async () => {
+      let n = 0;
+      for await (const _ of svc.ctx.bus.jsm.consumers.list(svc.ctx.bus.subjects.eventsStream)) n += 1;
+      return n;
+    };
+    const before = await consumers();
+    // each client leaves a few ms after asking, some of them before the route created its consumer
+    // (a page reload, a proxy timeout): the consumer of such a stream was pulled for ever
+    const hangUpAfter = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const req = httpGet(`${svc.url}/api/v1/pipeline-runs/events/stream`, (res) => res.resume());
+        req.on('error', () => undefined);
+        setTimeout(() => resolve(void req.destroy()), ms);
+      });
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        for (let k = 0; k < 20; k++) await hangUpAfter((i + k) % 15);
+      }),
+    );
+    await eventually(async () => ((await consumers()) === before ? true : undefined), 10_000);
   });
 
   it('a cancel cut short (worker-manager failing mid-way) is finished by the next orchestrator start', async () => {

@@ -49,6 +49,9 @@ export class SseConnection {
     this.keepAlive = setInterval(() => this.write(': keep-alive\n\n'), KEEP_ALIVE_MS);
     this.keepAlive.unref();
     res.on('close', () => this.cleanup());
+    // the client left while the route was still awaiting (a lookup, a consumer): 'close' already fired,
+    // and nothing would ever run the close handlers that free what the stream holds
+    if (res.destroyed) this.cleanup();
     // a HEAD has its answer in the headers; left open, it held back the next request on its connection
     if (req.method === 'HEAD') this.end();
   }
