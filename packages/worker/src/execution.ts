@@ -152,13 +152,16 @@ export class Execution {
       // "#!/usr/bin/env bash\r" starts, and env says only that it found no 'bash\r' (exit 127)
       const crlf = crlfShebang(spec.script);
       if (crlf) return this.failBeforeStart(crlf);
-      this.scriptPath = path.join(this.deps.tmpDir, `hodei-script-${this.id}`);
+      // an unguessable name, created new: a link or file another user of the temp dir put at a
+      // name known from the execution id was written through (a victim file overwritten by the script)
+      const file = path.join(this.deps.tmpDir, `hodei-script-${this.id}-${randomBytes(8).toString('hex')}`);
       try {
-        await writeFile(this.scriptPath, spec.script, { mode: 0o700 });
+        await writeFile(file, spec.script, { mode: 0o700, flag: 'wx' });
       } catch (err) {
-        return this.failBeforeStart(`cannot write the script file ${this.scriptPath}: ${(err as Error).message}`);
+        return this.failBeforeStart(`cannot write the script file ${file}: ${(err as Error).message}`);
       }
-      req = scriptRequest(this.scriptPath, spec.script, spec.args, env, cwd);
+      this.scriptPath = file;
+      req = scriptRequest(file, spec.script, spec.args, env, cwd);
     } else if (spec.command !== null) {
       req = commandRequest(spec.command, spec.args, env, cwd);
     } else {

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -250,6 +251,23 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(final.status).toBe('failed');
     expect(final.message).toMatch(/^cannot write the script file /);
     await w.stop();
+  });
+
+  it('writes the script to a file of its own, never through a link or file someone put at its name', async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'hodei-scripttmp-'));
+    const w = await h.start({ tmpDir: tmp });
+    const id = randomUUID();
+    const victim = path.join(tmp, 'victim');
+    writeFileSync(victim, 'untouched');
+    // another user of a shared temp dir, knowing the execution id, links the script's old name to a file of the worker's user
+    symlinkSync(victim, path.join(tmp, `hodei-script-${id}`));
+    const run = await h.assign({ script: 'echo ran' }, { to: w, id });
+    const final = await run.final;
+    expect(final.status).toBe('completed');
+    expect(text(run.lines)).toEqual(['ran']);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched');
+    await w.stop();
+    rmSync(tmp, { recursive: true, force: true });
   });
 
   it('reports a job killed by a signal', async () => {
