@@ -28,6 +28,10 @@ export interface CliConfig {
 
 export class ConfigError extends Error {}
 
+/** What an Authorization header can carry, as the services' ApiToken (@hodei/types, not loaded here for --help's sake). */
+const HEADER_TOKEN = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/;
+const TOKEN_RULE = 'must be printable ASCII, with no space at either end and no newline or other control character (a line ending read from a file?)';
+
 function withScheme(raw: string, what: string): URL {
   const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
   try {
@@ -76,9 +80,14 @@ export function loadCliConfig(
   const tty = { stdout: streams.stdout.isTTY === true, stderr: streams.stderr.isTTY === true };
   const noColor = flags.color === false || (env.NO_COLOR !== undefined && env.NO_COLOR !== '');
   const force = !noColor && env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
+  const token = flags.token ?? (env.HODEI_API_TOKEN || undefined);
+  // quoted by fetch's error, the token went to the terminal as 'cannot reach' the service
+  if (token !== undefined && !HEADER_TOKEN.test(token)) {
+    throw new ConfigError(`${flags.token === undefined ? 'HODEI_API_TOKEN' : '--token'}: ${TOKEN_RULE}`);
+  }
   return {
     urls: resolveUrls(flags, env),
-    token: flags.token ?? (env.HODEI_API_TOKEN || undefined),
+    token,
     json: flags.json === true,
     color: { stdout: force || (!noColor && tty.stdout), stderr: force || (!noColor && tty.stderr) },
     tty,

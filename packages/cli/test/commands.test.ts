@@ -337,6 +337,17 @@ describe('what the user got wrong, said plainly', () => {
     }
   });
 
+  it('a token no header can carry (a line ending from a token file) is named, never quoted', async () => {
+    // it was 'cannot reach the orchestrator … ("Bearer s3cret\r" is an invalid header value)', exit 2
+    const rule = 'must be printable ASCII, with no space at either end and no newline or other control character (a line ending read from a file?)';
+    const fromEnv = await hodeiDone(['jobs', 'list'], { ...env, HODEI_API_TOKEN: 's3cret-from-file\r' });
+    expect(fromEnv.code).toBe(1);
+    expect(fromEnv.stderr).toBe(`hodei: HODEI_API_TOKEN: ${rule}\n`);
+    const fromFlag = await hodeiDone(['jobs', 'list', '--token', 's3cret\nsecond line'], env);
+    expect(fromFlag.code).toBe(1);
+    expect(fromFlag.stderr).toBe(`hodei: --token: ${rule}\n`);
+  });
+
   it('pipelines follow wants a whole run id, and says so before anything else', async () => {
     const short = await hodeiDone(['pipelines', 'follow', '01a2'], env);
     expect(short.code).toBe(1);

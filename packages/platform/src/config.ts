@@ -1,6 +1,6 @@
 // The one place that reads the environment: parsed once at start-up, defaults applied, secrets
 // kept out of what gets logged.
-import { z } from '@hodei/types';
+import { ApiToken, z } from '@hodei/types';
 
 export const SERVICES = ['orchestrator', 'scheduler', 'worker-manager'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -59,7 +59,7 @@ const EnvSchema = z.object({
   /** Prefix of every NATS subject and stream name: lets installations (and tests) share one NATS. */
   HODEI_NATS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('hodei'),
   /** When set, every /api/v1 route needs `Authorization: Bearer <token>`. */
-  HODEI_API_TOKEN: z.string().min(1).optional(),
+  HODEI_API_TOKEN: ApiToken.optional(),
   /** Interface to listen on; without a token the services only ever bind to 127.0.0.1. */
   HODEI_HOST: z.string().default('0.0.0.0'),
   HODEI_ORCHESTRATOR_PORT: port.default(DEFAULT_PORTS.orchestrator),

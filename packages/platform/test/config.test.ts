@@ -28,6 +28,15 @@ describe('loadConfig', () => {
       expect(() => loadConfig('scheduler', { NATS_URL: url }), url).toThrow(/NATS_URL: must be a NATS server address such as nats:\/\/127\.0\.0\.1:4222/);
   });
 
+  it('refuses a token no Authorization header can carry, naming HODEI_API_TOKEN and not quoting it', () => {
+    // 'tok\n' started every service, which no client could then authenticate to
+    for (const token of ['s3cret\n', 's3cret\r', ' s3cret', 's3cret\u0001x', 's3cr\u00e9t']) {
+      expect(() => loadConfig('orchestrator', { HODEI_API_TOKEN: token }), JSON.stringify(token)).toThrow(/HODEI_API_TOKEN: must be printable ASCII/);
+      expect(() => loadConfig('orchestrator', { HODEI_API_TOKEN: token })).not.toThrow(/s3cr/);
+    }
+    expect(loadConfig('orchestrator', { HODEI_API_TOKEN: 'a-Z_0.9~+/= inner space ok' }).apiToken).toBe('a-Z_0.9~+/= inner space ok');
+  });
+
   it('takes the heartbeat interval and time-out the worker agent takes, naming the variable otherwise', () => {
     // 1 ms started worker-manager, whose agents then refused the same value (at least 10) and died
     expect(() => loadConfig('worker-manager', { HODEI_HEARTBEAT_INTERVAL_MS: '5' })).toThrow(/HODEI_HEARTBEAT_INTERVAL_MS: must be at least 10 \(ms\)/);

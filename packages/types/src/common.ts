@@ -33,6 +33,13 @@ export const Name = z
   .max(200)
   .regex(/^\P{Cc}*$/u, 'must not hold control characters (newline, tab, …)');
 
+/** HODEI_API_TOKEN of the services and the worker agent: what an `Authorization` header can carry
+ *  (a newline or \r read from a token file cannot; the CLI checks the same). The value is never quoted. */
+export const ApiToken = z
+  .string()
+  .min(1)
+  .regex(/^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/, 'must be printable ASCII, with no space at either end and no newline or other control character (a line ending read from a file?)');
+
 export const Labels = z.record(z.string().min(1).max(100), z.string().max(500));
 /** Linux takes at most 128 KiB (NUL included) for one argument or one `NAME=value` of the environment. */
 export const MAX_ARG_BYTES = 128 * 1024 - 1;

@@ -2,7 +2,7 @@
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
 import { checkHeartbeatTimeout, heartbeatMs, httpUrl, natsAddress, newId, withoutEmpty } from '@hodei/platform';
-import { MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
+import { ApiToken, MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
 
@@ -53,7 +53,7 @@ const WorkerEnvSchema = z.object({
   /** The scheduler's registry, where the agent registers at start. */
   HODEI_SCHEDULER_URL: httpUrl.default('http://127.0.0.1:8081'),
   /** Bearer token for the scheduler; never passed on to jobs. */
-  HODEI_API_TOKEN: z.string().min(1).optional(),
+  HODEI_API_TOKEN: ApiToken.optional(),
   HODEI_HEARTBEAT_INTERVAL_MS: heartbeatMs.default(1000),
   /** Cut off from NATS this long (default 3 × the heartbeat interval), the scheduler counts the
    *  worker as gone and may run its jobs elsewhere: the worker kills them (status `lost`). */

@@ -86,6 +86,8 @@ describe('worker config', () => {
     expect(() => loadWorkerConfig({ HODEI_WORKER_SLOTS: 'many' })).toThrow(WorkerConfigError);
     expect(() => loadWorkerConfig({ HODEI_WORKER_LABELS: 'novalue' })).toThrow(/HODEI_WORKER_LABELS/);
     expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
+    // a token with a line ending registered with "Bearer s3cret\n" in fetch's error, for ever
+    expect(() => loadWorkerConfig({ HODEI_API_TOKEN: 's3cret\n' })).toThrow(/^invalid worker configuration: HODEI_API_TOKEN: must be printable ASCII[^\n]*$/);
     // an ftp:// or mailto: scheduler passed, and the agent retried its registration for ever
     for (const url of ['ftp://scheduler:8081', 'mailto:ops@example.com'])
       expect(() => loadWorkerConfig({ HODEI_SCHEDULER_URL: url }), url).toThrow(/HODEI_SCHEDULER_URL: must be an http:\/\/ or https:\/\/ URL/);
