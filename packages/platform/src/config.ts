@@ -159,7 +159,21 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
   };
 }
 
-/** The config as it may be logged: the token replaced, the database password hidden. */
+/** A database URL as it may be logged: its password hidden, whatever it holds (`:` and `@` too),
+ *  in the user part or as `?password=`. */
+export function hideDatabasePassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^?#]*@/i, '$1:***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
+}
+
+/** NATS_URL as it may be logged: a user and password, or a token, before `@` hidden in each address. */
+export function hideNatsCredentials(url: string): string {
+  return url
+    .split(',')
+    .map((entry) => entry.replace(/^(\s*(?:[a-z]+:\/\/)?)[^/?#]*@/i, '$1***@'))
+    .join(',');
+}
+
+/** The config as it may be logged: the token replaced, the database password and NATS credentials hidden. */
 export function redactConfig(c: Config): Record<string, unknown> {
-  return { ...c, apiToken: c.apiToken ? '***' : undefined, databaseUrl: c.databaseUrl.replace(/:[^:@/]*@/, ':***@') };
+  return { ...c, apiToken: c.apiToken ? '***' : undefined, databaseUrl: hideDatabasePassword(c.databaseUrl), natsUrl: hideNatsCredentials(c.natsUrl) };
 }

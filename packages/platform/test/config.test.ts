@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/index.js';
+import { ConfigError, loadConfig, redactConfig } from '../src/index.js';
 
 describe('loadConfig', () => {
   it('takes body limits body-parser reads, and refuses others at once, naming the variable', () => {
@@ -35,6 +35,22 @@ describe('loadConfig', () => {
       expect(() => loadConfig('orchestrator', { HODEI_API_TOKEN: token })).not.toThrow(/s3cr/);
     }
     expect(loadConfig('orchestrator', { HODEI_API_TOKEN: 'a-Z_0.9~+/= inner space ok' }).apiToken).toBe('a-Z_0.9~+/= inner space ok');
+  });
+
+  it('logs no database password nor NATS credential, whatever characters they hold', () => {
+    // 'starting' logged postgres://u:pw1:***@… (the part before a ':'), a ?password= and nats://user:pass@ whole
+    const cases: [Record<string, string>, string][] = [
+      [{ DATABASE_URL: 'postgres://app:pw1:Secret@db:5432/hodei' }, 'postgres://app:***@db:5432/hodei'],
+      [{ DATABASE_URL: 'postgres://app:pw2@Secret@db/hodei' }, 'postgres://app:***@db/hodei'],
+      [{ DATABASE_URL: 'postgres://db/hodei?user=app&password=pw3Secret&sslmode=require' }, 'postgres://db/hodei?user=app&password=***&sslmode=require'],
+      [{ NATS_URL: 'nats://natsuser:pw4Secret@nats1:4222,tls://tok5Secret@nats2:4443' }, 'nats://***@nats1:4222,tls://***@nats2:4443'],
+    ];
+    for (const [env, shown] of cases) {
+      const logged = JSON.stringify(redactConfig(loadConfig('scheduler', env)));
+      expect(logged, shown).not.toMatch(/pw\d|Secret/);
+      expect(logged).toContain(JSON.stringify(shown));
+    }
+    expect(redactConfig(loadConfig('scheduler', { DATABASE_URL: 'postgres://app@db:5432/hodei' })).databaseUrl).toBe('postgres://app@db:5432/hodei');
   });
 
   it('takes the heartbeat interval and time-out the worker agent takes, naming the variable otherwise', () => {

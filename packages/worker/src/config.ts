@@ -1,7 +1,7 @@
 // The worker agent's configuration: the only module that reads the environment. Parsed once with
 // zod; everything else receives a resolved `WorkerConfig`.
 import os from 'node:os';
-import { checkHeartbeatTimeout, heartbeatMs, httpUrl, natsAddress, newId, withoutEmpty } from '@hodei/platform';
+import { checkHeartbeatTimeout, heartbeatMs, hideNatsCredentials, httpUrl, natsAddress, newId, withoutEmpty } from '@hodei/platform';
 import { ApiToken, MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 
 export type Env = Record<string, string | undefined>;
@@ -152,7 +152,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
 /** The config as it may be logged. */
 export function redactWorkerConfig(c: WorkerConfig): Record<string, unknown> {
   const { baseEnv: _env, ...rest } = c;
-  return { ...rest, apiToken: c.apiToken ? '***' : undefined };
+  return { ...rest, apiToken: c.apiToken ? '***' : undefined, natsUrl: hideNatsCredentials(c.natsUrl) };
 }
 
 export type WorkerOptions = Partial<WorkerConfig> & {

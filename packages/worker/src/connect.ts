@@ -1,7 +1,7 @@
 // The agent's NATS connection: the first one waits for a server that does not answer yet (a host
 // started before NATS), says so while it waits, and can be given up (a signal to the agent).
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '@hodei/platform';
+import { hideNatsCredentials, type Logger } from '@hodei/platform';
 
 /** How long the first connection may take before the agent says it waits, and then how often it repeats it. */
 export const NATS_WAIT_NOTE_MS = 2000;
@@ -19,15 +19,16 @@ export async function connectNats(url: string, name: string, logger: Logger, sig
     noAsyncTraces: true, // no Error (with its stack) built for every JetStream publish
   });
   const started = performance.now();
+  const shown = hideNatsCredentials(url);
   const note = () => {
-    logger.warn({ nats: url, waited_s: Math.round((performance.now() - started) / 1000) }, `NATS at ${url} does not answer; waiting for it (check NATS_URL)`);
+    logger.warn({ nats: shown, waited_s: Math.round((performance.now() - started) / 1000) }, `NATS at ${shown} does not answer; waiting for it (check NATS_URL)`);
     timer = setTimeout(note, NATS_WAIT_REPEAT_MS);
   };
   let timer = setTimeout(note, NATS_WAIT_NOTE_MS);
   let onAbort: () => void = () => undefined;
   try {
     return await new Promise<NatsConnection>((resolve, reject) => {
-      onAbort = () => reject(new NatsWaitAborted(`stopped while waiting for NATS at ${url}`));
+      onAbort = () => reject(new NatsWaitAborted(`stopped while waiting for NATS at ${shown}`));
       if (signal?.aborted) onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       connecting.then(resolve, reject);

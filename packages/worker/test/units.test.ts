@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LineSplitter, LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '../src/lines.js';
-import { loadWorkerConfig, parseLabels, parseProgress, WorkerConfigError } from '../src/index.js';
+import { loadWorkerConfig, parseLabels, parseProgress, redactWorkerConfig, WorkerConfigError } from '../src/index.js';
 
 const split = (...chunks: Buffer[]) => {
   const out: string[] = [];
@@ -88,6 +88,11 @@ describe('worker config', () => {
     expect(() => loadWorkerConfig({ HODEI_WORKER_ID: 'x' })).toThrow(/HODEI_WORKER_ID/);
     // a token with a line ending registered with "Bearer s3cret\n" in fetch's error, for ever
     expect(() => loadWorkerConfig({ HODEI_API_TOKEN: 's3cret\n' })).toThrow(/^invalid worker configuration: HODEI_API_TOKEN: must be printable ASCII[^\n]*$/);
+  });
+  it('logs no NATS credential', () => {
+    const c = loadWorkerConfig({ NATS_URL: 'nats://agent:pwSecret@nats:4222', HODEI_API_TOKEN: 'tokSecret' });
+    expect(JSON.stringify(redactWorkerConfig(c))).not.toContain('Secret');
+    expect(redactWorkerConfig(c).natsUrl).toBe('nats://***@nats:4222');
     // an ftp:// or mailto: scheduler passed, and the agent retried its registration for ever
     for (const url of ['ftp://scheduler:8081', 'mailto:ops@example.com'])
       expect(() => loadWorkerConfig({ HODEI_SCHEDULER_URL: url }), url).toThrow(/HODEI_SCHEDULER_URL: must be an http:\/\/ or https:\/\/ URL/);
