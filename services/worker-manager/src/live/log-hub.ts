@@ -50,6 +50,12 @@ const FINAL_GRACE_MS = 10_000;
  */
 const GAP_WAIT_MS = 250;
 const GAP_WAIT_MAX_MS = 4000;
+/**
+ * History pages read at once for every stream together. The rest of the pool (10) stays free for
+ * the API, /health and the log ingest: 200 clients reading a long history took every connection,
+ * and /health, waiting over 2 s for one, answered 503.
+ */
+const HISTORY_READS = 4;
 
 /** Batches are kept whole (not line by line): cheap to add and to drop once stored. */
 export interface PendingBatch {
@@ -150,7 +156,7 @@ export class LogSubscriber {
         const start = this.nextSeq;
         const snapshot = [...this.channel.pending];
         for (;;) {
-          const page = await readPage(this.hub.db, this.executionId, this.nextSeq - 1, PAGE);
+          const page = await this.hub.readHistory(this.executionId, this.nextSeq - 1, PAGE);
           if (this.done) return;
           let out = '';
           let gap = false;
@@ -252,9 +258,24 @@ export class LogHub {
   private readonly channels = new Map<string, Channel>();
   private readonly storeWaiters = new Map<string, Set<() => void>>();
   private subscribers = 0;
+  private reading = 0;
+  private readonly readQueue: (() => void)[] = [];
   onSubscribersChanged: (delta: number) => void = () => undefined;
 
   constructor(readonly db: Pool) {}
+
+  /** A page of stored lines, read once one of the HISTORY_READS is free. */
+  async readHistory(executionId: string, afterSeq: number, limit: number): Promise<LogLine[]> {
+    if (this.reading < HISTORY_READS) this.reading++;
+    else await new Promise<void>((resolve) => this.readQueue.push(resolve));
+    try {
+      return await readPage(this.db, executionId, afterSeq, limit);
+    } finally {
+      const next = this.readQueue.shift();
+      if (next) next(); // the slot passes on as it is
+      else this.reading--;
+    }
+  }
 
   /** Fans a batch out at once and keeps it in memory until `persisted`; frames are only built when someone listens. */
   publish(executionId: string, lines: LogLine[]): PendingBatch {
