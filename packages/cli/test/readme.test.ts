@@ -33,4 +33,23 @@ describe('packages/cli/README.md', () => {
     );
     expect(missing).toEqual([]);
   });
+
+  it('names every global option (--version too)', () => {
+    const missing = buildProgram()
+      .options.filter((o) => ![o.long, o.short].some((flag) => flag && named(flag)))
+      .map((o) => o.long ?? o.short);
+    expect(missing).toEqual([]);
+  });
+
+  it("says in --help that an id argument takes a name, as the README's 'Ids' says", () => {
+    // these resolve a name (resolveJob, resolveSchedule, resolveExecutionOrJob…): `hodei schedules
+    // pause nightly` works, so the help must not say an id or prefix only
+    const byName = ['logs', 'jobs show', 'jobs cancel', 'jobs results', 'pipelines show', 'pipelines run', 'pipelines runs', 'pipelines delete',
+      'schedules show', 'schedules run', 'schedules pause', 'schedules resume', 'schedules delete', 'workers show', 'workers stop'];
+    const silent = byName.filter((words) => {
+      const found = all.find((c) => c.words.join(' ') === words);
+      return !found || !/name/.test(found.cmd.registeredArguments[0]?.description ?? '');
+    });
+    expect(silent).toEqual([]);
+  });
 });

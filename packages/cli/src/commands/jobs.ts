@@ -40,7 +40,7 @@ export function registerJobs(program: Command): void {
     .command('results')
     .alias('result')
     .summary('the JSON result a job wrote to $HODEI_RESULT_FILE (latest execution)')
-    .argument('<id>', 'job or execution id, or unique prefix (4+ chars)')
+    .argument('<id>', 'job id or name, or execution id; or a unique prefix (4+ chars)')
     .option('-o, --output <file>', 'write the result to this file instead of stdout')
     .action(lazy(load, 'results'));
 

@@ -10,7 +10,7 @@ export function registerLogs(program: Command): void {
   program
     .command('logs')
     .summary("print an execution's output (or a job's latest execution's)")
-    .argument('<id>', 'execution or job id (a unique prefix of 4+ characters is enough)')
+    .argument('<id>', 'execution or job id, unique prefix (4+ chars) or job name')
     .option('-f, --follow', 'keep streaming new lines until the execution ends')
     .option('--tail <n>', 'only the last N lines (0 with --follow: only new ones)', parseInteger(0, 100_000))
     .option('--since-seq <n>', 'only lines after this sequence number', parseInteger(0, Number.MAX_SAFE_INTEGER))

@@ -33,7 +33,7 @@ export function registerSchedules(program: Command): void {
   sch
     .command('show')
     .summary('a schedule and its recent firings')
-    .argument('<id>', 'schedule id or unique prefix (4+ chars)')
+    .argument('<id>', 'schedule id, unique prefix (4+ chars) or name')
     .action(lazy(load, 'show'));
 
   sch
@@ -46,7 +46,7 @@ export function registerSchedules(program: Command): void {
     sch
       .command(name)
       .summary(enabled ? 'resume a paused schedule' : 'stop a schedule from firing until resumed')
-      .argument('<id>', 'schedule id or unique prefix (4+ chars)')
+      .argument('<id>', 'schedule id, unique prefix (4+ chars) or name')
       .action(lazy(load, name));
   }
 
@@ -54,6 +54,6 @@ export function registerSchedules(program: Command): void {
     .command('delete')
     .alias('rm')
     .summary('delete a schedule')
-    .argument('<id>', 'schedule id or unique prefix (4+ chars)')
+    .argument('<id>', 'schedule id, unique prefix (4+ chars) or name')
     .action(lazy(load, 'remove'));
 }
