@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from '@hodei/types';
@@ -107,6 +108,28 @@ describe('app factory', () => {
   it('binds to 127.0.0.1 without a token', () => {
     expect(open.ctx.config.host).toBe('127.0.0.1');
     expect(open.server.address()).toMatchObject({ address: '127.0.0.1' });
+  });
+
+  it('without a token answers only requests to a name of this machine, not a page whose name was re-pointed (DNS rebinding)', async () => {
+    const get = (url: string, host: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${url}/api/v1/notes/${ID}`, { headers: { host } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const rebound = await get(open.url, `evil.example:${open.port}`);
+    expect(rebound.status).toBe(403);
+    expect(JSON.parse(rebound.body)).toMatchObject({ status: 403, detail: `without HODEI_API_TOKEN the API answers only requests to 127.0.0.1 or localhost, not to Host "evil.example:${open.port}"` });
+    for (const host of [`127.0.0.1:${open.port}`, `localhost:${open.port}`, 'localhost', `[::1]:${open.port}`, `app.localhost:${open.port}`])
+      expect((await get(open.url, host)).status, host).not.toBe(403);
+    // a token guards the API wherever it is called from
+    expect((await get(svc.url, `evil.example:${svc.port}`)).status).toBe(401);
+    const health = await new Promise<number>((resolve) => request(`${open.url}/health`, { headers: { host: 'evil.example' } }, (res) => resolve(res.statusCode ?? 0)).end());
+    expect(health).toBe(200);
   });
 
   it('maps client mistakes to 4xx problem+json naming the field', async () => {

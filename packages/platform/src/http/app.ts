@@ -47,6 +47,16 @@ function bearerAuth(token: string): RequestHandler {
   };
 }
 
+/** Names only this machine answers to; a Host header without a port is taken too. */
+const LOOPBACK_HOST = /^(localhost|[a-z0-9-]+\.localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/i;
+
+/** Without a token only this machine's names reach the API: a web page of another site whose name
+ *  it re-points to 127.0.0.1 (DNS rebinding) could otherwise run commands from the user's browser. */
+const loopbackHostOnly: RequestHandler = (req, _res, next) => {
+  if (LOOPBACK_HOST.test(req.headers.host ?? '')) return next();
+  next(new HttpError(403, 'Forbidden', `without HODEI_API_TOKEN the API answers only requests to 127.0.0.1 or localhost, not to Host ${JSON.stringify(req.headers.host ?? '')}`));
+};
+
 function withTimeout(p: Promise<void>, ms: number): Promise<void> {
   return Promise.race([p, new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
 }
@@ -119,7 +129,7 @@ export function createApp(o: AppOptions): Express {
   });
   app.use('/swagger-ui', swaggerUi.serve, swaggerUi.setup(doc, { customSiteTitle: o.title }));
 
-  if (o.config.apiToken) app.use('/api/v1', bearerAuth(o.config.apiToken));
+  app.use('/api/v1', o.config.apiToken ? bearerAuth(o.config.apiToken) : loopbackHostOnly);
   app.use(express.json({ limit: o.config.bodyLimit, type: ['application/json', 'application/*+json'], verify: utf8Only }));
   app.use(express.text({ limit: o.config.bodyLimit, type: YAML_TYPES, verify: utf8Only }));
   app.use(o.api.router);
