@@ -77,6 +77,12 @@ describe('ingest contract: logs API', () => {
     const bad = await get(`/api/v1/executions/${id}/logs?grep=${encodeURIComponent('(')}&grep_regex=true`);
     expect(bad.status).toBe(400);
     expect((await bad.json()).errors[0].path).toBe('grep');
+    // also where no line is tested against it: none stored yet, or none after since_seq
+    for (const [exec, qs] of [[await newExecution(), ''], [id, '&since_seq=1000']] as const) {
+      const none = await get(`/api/v1/executions/${exec}/logs?grep=${encodeURIComponent('(')}&grep_regex=true${qs}`);
+      expect(none.status, qs).toBe(400);
+      expect((await none.json()).errors[0].path, qs).toBe('grep');
+    }
     // an empty or non-numeric value is a 400 naming the parameter, for each numeric one alike
     for (const qs of ['tail=', 'since_seq=', 'limit=', 'tail=abc', 'since_seq=-1', 'limit=1.5']) {
       const res = await get(`/api/v1/executions/${id}/logs?${qs}`);

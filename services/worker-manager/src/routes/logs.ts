@@ -41,17 +41,11 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     },
     async ({ params, query }, req, res) => {
       await find(params.id);
+      if (query.grep_regex && query.grep) await checkRegex(db, query.grep);
       // read first: a line stored while the answer is read has a greater seq and comes next time
       const stored = await maxStoredSeq(db, params.id);
       const pages = readLines(db, params.id, query);
-      let first;
-      try {
-        first = await pages.next();
-      } catch (err) {
-        if ((err as { code?: string }).code === '2201B')
-          throw new BadRequestError('grep is not a valid regular expression', [{ path: 'grep', message: (err as Error).message }]);
-        throw err;
-      }
+      const first = await pages.next();
       // written a page at a time, each line on its own: the whole answer as one string could pass
       // V8's limit on a string's length (a 500), and held far more memory than the lines
       const text = req.accepts(['application/json', 'text/plain']) === 'text/plain';
@@ -189,6 +183,18 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       conn.onClose(off);
     },
   );
+}
+
+/** PostgreSQL compiles a pattern only when a line is tested against it: with no line to test (none
+ *  stored yet, or all filtered out first) an invalid one would answer 200. */
+async function checkRegex(db: Pool, pattern: string): Promise<void> {
+  try {
+    await db.query(`SELECT '' ~ $1`, [pattern]);
+  } catch (err) {
+    if ((err as { code?: string }).code === '2201B')
+      throw new BadRequestError('grep is not a valid regular expression', [{ path: 'grep', message: (err as Error).message }]);
+    throw err;
+  }
 }
 
 /** Writes a response body in pieces of about CHUNK_CHARS, waiting while the client is behind. */
