@@ -1,8 +1,7 @@
 // One execution on this worker: spawn, read and number its output, ship logs and status, enforce
 // the timeout, honour cancel, and clean up every process and temp file it leaves.
-import { randomBytes } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
-import { open, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
@@ -85,8 +84,9 @@ export class Execution {
   private runningTimer: NodeJS.Timeout | undefined;
   private runningAnnounced = false;
   private startedAt = new Date();
-  private readonly resultPath: string;
-  private scriptPath: string | undefined;
+  /** The execution's own folder in the temp dir (mode 700): its result file and script. */
+  private dir: string | undefined;
+  private resultPath = '';
   /** The run as a span of the execution's trace: the job's TRACEPARENT and the status events descend from it. */
   private readonly trace: { span: Span; ctx: TraceContext };
 
@@ -103,8 +103,6 @@ export class Execution {
       attributes: { 'hodei.execution_id': this.id, 'hodei.worker_id': deps.workerId, 'hodei.attempt': assignment.attempt },
     });
     this.shipper = deps.logs.open(this.id, (pause) => this.onPressure(pause));
-    // A fresh name per run: a file left by an earlier attempt can never pass for this one's.
-    this.resultPath = path.join(deps.tmpDir, `hodei-result-${this.id}-${randomBytes(4).toString('hex')}.json`);
   }
 
   start(): void {
@@ -134,6 +132,15 @@ export class Execution {
 
   private async run(): Promise<void> {
     const spec = this.assignment.spec;
+    // A fresh folder per run, only this user's: what the job writes to its result file (made with
+    // the job's umask, often 644) cannot be read by other users of the temp dir, nor a script's
+    // name be taken before it; a file left by an earlier attempt can never pass for this one's.
+    try {
+      this.dir = await mkdtemp(path.join(this.deps.tmpDir, `hodei-${this.id}-`));
+    } catch (err) {
+      return this.failBeforeStart(`cannot create the execution's folder in ${this.deps.tmpDir}: ${(err as Error).message}`);
+    }
+    this.resultPath = path.join(this.dir, 'result.json');
     const env: Record<string, string> = {
       ...this.deps.baseEnv,
       ...spec.env,
@@ -152,15 +159,12 @@ export class Execution {
       // "#!/usr/bin/env bash\r" starts, and env says only that it found no 'bash\r' (exit 127)
       const crlf = crlfShebang(spec.script);
       if (crlf) return this.failBeforeStart(crlf);
-      // an unguessable name, created new: a link or file another user of the temp dir put at a
-      // name known from the execution id was written through (a victim file overwritten by the script)
-      const file = path.join(this.deps.tmpDir, `hodei-script-${this.id}-${randomBytes(8).toString('hex')}`);
+      const file = path.join(this.dir, 'script');
       try {
         await writeFile(file, spec.script, { mode: 0o700, flag: 'wx' });
       } catch (err) {
         return this.failBeforeStart(`cannot write the script file ${file}: ${(err as Error).message}`);
       }
-      this.scriptPath = file;
       req = scriptRequest(file, spec.script, spec.args, env, cwd);
     } else if (spec.command !== null) {
       req = commandRequest(spec.command, spec.args, env, cwd);
@@ -244,7 +248,8 @@ export class Execution {
         message = exitCode !== null ? `exited with code ${exitCode}` : `killed by signal ${signal ?? 'unknown'}`;
       }
     }
-    const [result] = await Promise.all([this.readResult(), this.removeScript()]);
+    const result = await this.readResult();
+    await this.removeDir();
     await this.finish(status, exitCode, signal, message, finishedAt, result);
   }
 
@@ -303,7 +308,7 @@ export class Execution {
     this.readTimestamp = now.toISOString();
     this.emitLine('stderr', `hodei: ${message}`, false);
     this.log.warn({ reason: message }, 'execution could not start');
-    await this.removeScript();
+    await this.removeDir();
     await this.finish('failed', null, null, message, now, {});
   }
 
@@ -322,7 +327,7 @@ export class Execution {
     return `cannot start the process: ${error.message}`;
   }
 
-  /** The result file, read and removed; nothing when the job wrote none. Neither a symbolic
+  /** The result file, read (its folder goes after); nothing when the job wrote none. Neither a symbolic
    *  link (it made the agent read, and quote in the error, whatever it pointed to) nor a FIFO
    *  (opening one waited for a writer for ever: the execution never ended) is followed. */
   private async readResult(): Promise<{ result?: unknown; result_error?: string }> {
@@ -334,10 +339,7 @@ export class Execution {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return {};
-      if (code === 'ELOOP') {
-        await unlink(this.resultPath).catch(() => undefined);
-        return { result_error: 'result file is a symbolic link: write the JSON to the file itself' };
-      }
+      if (code === 'ELOOP') return { result_error: 'result file is a symbolic link: write the JSON to the file itself' };
       return { result_error: `result file could not be read: ${(err as Error).message}` };
     }
     try {
@@ -357,12 +359,11 @@ export class Execution {
       return { result_error: `result file could not be read: ${(err as Error).message}` };
     } finally {
       await handle.close().catch(() => undefined);
-      await rm(this.resultPath, { recursive: true, force: true }).catch(() => undefined); // a directory too
     }
   }
 
-  private async removeScript(): Promise<void> {
-    if (this.scriptPath) await unlink(this.scriptPath).catch(() => undefined);
+  private async removeDir(): Promise<void> {
+    if (this.dir) await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   private async finish(

@@ -69,7 +69,7 @@ describe('running a job', () => {
     expect(final.status).toBe('completed');
     const [first, scriptPath] = text(run.lines);
     expect(first).toMatch(/^v 3 \d+ arg1$/);
-    expect(scriptPath).toContain('hodei-script-');
+    expect(path.basename(scriptPath!)).toBe('script');
     const { existsSync } = await import('node:fs');
     expect(existsSync(scriptPath!)).toBe(false);
   });
@@ -160,7 +160,7 @@ describe('running a job', () => {
   it('follows no symbolic link and waits for no FIFO: result_error, and the execution ends', async () => {
     const link = await h.assign({ command: `t="$HODEI_RESULT_FILE.target"; printf '{"secret": 1}' > "$t"; ln -s "$t" "$HODEI_RESULT_FILE"; echo "$t"` });
     const linked = await link.final;
-    rmSync(link.lines[0]!.line);
+    expect(existsSync(link.lines[0]!.line)).toBe(false); // gone with the execution's folder
     expect(linked.status).toBe('completed');
     expect(linked.result).toBeUndefined();
     expect(linked.result_error).toBe('result file is a symbolic link: write the JSON to the file itself');
@@ -244,13 +244,24 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(run.lines[0]).toMatchObject({ stream: 'stderr' });
   });
 
-  it('fails cleanly when the script file cannot be written', async () => {
+  it('fails cleanly when its temp folder cannot be made', async () => {
     const w = await h.start({ tmpDir: '/nonexistent/hodei-tmp' });
     const run = await h.assign({ script: 'echo hi' }, { to: w });
     const final = await run.final;
     expect(final.status).toBe('failed');
-    expect(final.message).toMatch(/^cannot write the script file /);
+    expect(final.message).toMatch(/^cannot create the execution's folder in \/nonexistent\/hodei-tmp: ENOENT/);
     await w.stop();
+  });
+
+  it("keeps the result file and the script in a folder only the worker's user can enter, removed after", async () => {
+    const run = await h.assign({ script: 'echo \'{"token":"s3cret"}\' > "$HODEI_RESULT_FILE"\nd=$(dirname "$HODEI_RESULT_FILE")\necho "$d"\nstat -c %a "$d"\n[ "$(dirname "$0")" = "$d" ] && echo same' });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'completed', result: { token: 's3cret' } });
+    const [dir, mode, same] = text(run.lines);
+    // the job's umask made the file 644: in the temp dir itself (1777) any user could read it
+    expect(mode).toBe('700');
+    expect(same).toBe('same');
+    expect(existsSync(dir!)).toBe(false);
   });
 
   it('writes the script to a file of its own, never through a link or file someone put at its name', async () => {
