@@ -180,6 +180,8 @@ describe('hodei run', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr.match(/^waiting: /gm)).toHaveLength(1);
     expect(r.stderr).toMatch(/status\s+cancelled/);
+    // it never ran: no duration (the time hodei waited is none of the job's)
+    expect(r.stderr).toMatch(/^duration\s+-$/m);
   }, 30_000);
 
   it('reconnects with Last-Event-ID when the stream breaks, showing no line twice', async () => {

@@ -242,7 +242,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
 
   const lines = out.json ? collected.length : printer.count;
   const code = exitCodeFor(done.status, done.exit_code);
-  const duration = done.duration_ms ?? Date.now() - started;
+  const duration = done.duration_ms ?? null; // null: it never started (cancelled while queued)
   if (out.json) {
     out.printJson({
       job: job.id,
@@ -265,7 +265,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       ['status', statusText(out.err, done.status)],
       ['exit code', done.exit_code === null || done.exit_code === undefined ? '-' : String(done.exit_code)],
       ['lines', String(lines)],
-      ['duration', formatDuration(duration)],
+      ['duration', duration === null ? '-' : formatDuration(duration)],
     ];
     if (done.signal) pairs.splice(5, 0, ['signal', done.signal]);
     if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
