@@ -352,7 +352,7 @@ describe('executions API', () => {
     const subscribers = async () => Number(/^hodei_sse_subscribers\{[^}]*\} (\d+)$/m.exec(await (await get('/metrics')).text())![1]);
     const before = await subscribers();
     const port = new URL(svc.url).port;
-    const stalled = connect(Number(port), '127.0.0.1', () => stalled.write(`GET /api/v1/executions/${id}/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`));
+    const stalled = connect(Number(port), '127.0.0.1', () => stalled.write(`GET /api/v1/executions/${id}/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`));
     stalled.pause(); // reads nothing, ever
     try {
       await until(async () => (await subscribers()) === before + 1, 5000, 'the stream to open');
@@ -373,7 +373,7 @@ describe('executions API', () => {
       let text = '';
       socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
       const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-      socket.write(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      socket.write(`HEAD ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
       const timer = setTimeout(() => socket.destroy(), 5000);
       await closed;
       clearTimeout(timer);
