@@ -2,7 +2,7 @@
 // the status event streams.
 import type { Response } from 'express';
 import { BadRequestError, drained, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
-import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, rawText, z } from '@hodei/types';
+import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, rawText, z, type ExecutionStatus } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import { finalOf, type LogHub } from '../live/log-hub.js';
 import type { WmMetrics } from '../metrics.js';
@@ -158,7 +158,9 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         return;
       }
       ready = true;
-      for (const e of queued.splice(0)) if (!conn.closed) send(e);
+      // what reached this stream while the row was read may be in it already (a replica's relay
+      // comes late): an execution's status only moves forward, so such a status is not sent twice
+      for (const e of queued.splice(0)) if (!conn.closed && !(e.kind === 'status' && !statusAfter(e.data.status, row.status))) send(e);
     },
   );
 
@@ -222,6 +224,11 @@ class BodyWriter {
     return !res.destroyed;
   }
 }
+
+const STATUS_ORDER: Partial<Record<ExecutionStatus, number>> = { pending: 0, queued: 1, running: 2 };
+/** An execution's status goes pending → queued → running → a final one, never back. */
+const statusAfter = (next: ExecutionStatus, current: ExecutionStatus): boolean =>
+  (STATUS_ORDER[next] ?? 3) > (STATUS_ORDER[current] ?? 3);
 
 /** Status events have no replay to catch up from, so a client that stopped reading is dropped once
  *  this much waits for it, rather than buffered for without end; it can reconnect. */
