@@ -105,6 +105,23 @@ describe('hodei schedules run', () => {
   }, 30_000);
 });
 
+describe('hodei schedules create --at', () => {
+  it('says a one-shot schedule runs once at its time, not when a cron runs next', async () => {
+    const created = await hodeiDone(['run', '--json', '--name', 'once-later', '--', 'true'], env);
+    expect(created.code, created.stderr).toBe(0);
+    const jobId = (JSON.parse(created.stdout) as { job: string }).job;
+    const tz = { ...env, TZ: 'UTC' };
+    const at = '2099-06-01T08:30:00Z';
+    const once = await hodeiDone(['schedules', 'create', '--job', jobId, '--at', at, '--name', 'once'], tz);
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stdout).toMatch(/^schedule [0-9a-f-]{36} created; runs once at 2099-06-01 08:30:00 \(local time\)\n$/);
+    const paused = await hodeiDone(['schedules', 'create', '--job', jobId, '--at', at, '--name', 'once-paused', '--paused'], tz);
+    expect(paused.stdout).toMatch(/^schedule [0-9a-f-]{36} created; runs once at 2099-06-01 08:30:00 \(local time\), paused\n$/);
+    const cron = await hodeiDone(['schedules', 'create', '--job', jobId, '--cron', '0 3 * * *', '--tz', 'Europe/Madrid', '--name', 'nightly'], tz);
+    expect(cron.stdout).toMatch(/^schedule [0-9a-f-]{36} created; next run \d{4}-\d\d-\d\d \d\d:00:00 \(local time; cron in Europe\/Madrid\)\n$/);
+  }, 30_000);
+});
+
 describe('hodei executions cancel', () => {
   it('cancels an execution without a job, and exits 1 naming how it ended once it has', async () => {
     const res = await fetch(`${fx.stack.workerManager.url}/api/v1/execute`, {

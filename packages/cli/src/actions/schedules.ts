@@ -38,7 +38,10 @@ const body = {
 };
       const s = await client.send('scheduler', 'POST', '/api/v1/schedules', Schedule, body);
       if (out.json) return out.printJson(s);
-      out.line(`schedule ${s.id} created; next run ${when(s.next_run_at)} (local time; cron in ${s.timezone})`);
+      const firing = s.run_at
+        ? `runs once at ${when(s.run_at)} (local time)${s.enabled ? '' : ', paused'}`
+        : `next run ${when(s.next_run_at)} (local time; cron in ${s.timezone})`;
+      out.line(`schedule ${s.id} created; ${firing}`);
     };
 
 export const list = async (f: { job?: string; limit: number }, cmd: Command) => {
