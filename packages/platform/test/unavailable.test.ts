@@ -8,7 +8,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootService, createLogger, createPool, createTestEnv, type Pool, type RunningService } from '../src/index.js';
+import { bootService, createLogger, createPool, createTestEnv, Gauge, type Pool, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 let svc: RunningService;
@@ -41,7 +41,16 @@ beforeAll(async () => {
       description: 'database outages',
       schema: 'orchestrator',
       migrationsDir: dir,
-      setup: ({ api, db }) => {
+      setup: ({ api, db, metrics }) => {
+        new Gauge({
+          name: 'hodei_test_rows',
+          help: 'read from a database nothing listens on',
+          registers: [metrics],
+          async collect() {
+            this.set((await unreachable.query<{ n: number }>('SELECT 1 AS n')).rows[0]!.n);
+          },
+        });
+        new Gauge({ name: 'hodei_test_stalled', help: 'a read that never answers', registers: [metrics], collect: () => new Promise(() => {}) });
         api.route({ method: 'get', path: '/api/v1/down', tag: 't', summary: 'a database nothing listens on', responses: { 200: { description: 'ok' } } }, async (_i, _req, res) => {
           await unreachable.query('SELECT 1');
           res.json({});
@@ -114,5 +123,20 @@ describe('database unavailable', () => {
     } finally {
       await admin.end();
     }
+  });
+});
+
+describe('/metrics while a metric cannot be read', () => {
+  it('answers the others at once, leaving out the ones read from a database that is down or does not answer', async () => {
+    await fetch(`${svc.url}/health`);
+    const started = Date.now();
+    const res = await fetch(`${svc.url}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(Date.now() - started).toBeLessThan(6000);
+    expect(text).toMatch(/^hodei_process_cpu_user_seconds_total\{service="orchestrator"\} \d/m);
+    expect(text).toMatch(/^hodei_http_request_duration_seconds_count\{service="orchestrator",method="GET",route="\/health",status="\d+"\} [1-9]/m);
+    expect(text).not.toMatch(/hodei_test_(rows|stalled)/);
+    expect(logged.filter((l) => l.msg === 'metric left out of /metrics').map((l) => l.metric).sort()).toEqual(['hodei_test_rows', 'hodei_test_stalled']);
   });
 });

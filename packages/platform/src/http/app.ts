@@ -57,8 +57,24 @@ const loopbackHostOnly: RequestHandler = (req, _res, next) => {
   next(new HttpError(403, 'Forbidden', `without HODEI_API_TOKEN the API answers only requests to 127.0.0.1 or localhost, not to Host ${JSON.stringify(req.headers.host ?? '')}`));
 };
 
-function withTimeout(p: Promise<void>, ms: number): Promise<void> {
-  return Promise.race([p, new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
+}
+
+/** Prometheus text of every metric read within 2 s: one read from a database that is down or
+ *  stalled is left out of this scrape, rather than failing or holding up all the others. */
+async function renderMetrics(registry: Registry, logger: Logger): Promise<string> {
+  const parts = await Promise.all(
+    registry.getMetricsAsArray().map(async ({ name }) => {
+      try {
+        return await withTimeout(registry.getSingleMetricAsString(name), 2000);
+      } catch (err) {
+        logger.warn({ metric: name, reason: (err as Error).message }, 'metric left out of /metrics');
+        return undefined;
+      }
+    }),
+  );
+  return `${parts.filter((p) => p !== undefined).join('\n\n')}\n`;
 }
 
 export function createApp(o: AppOptions): Express {
@@ -121,7 +137,7 @@ export function createApp(o: AppOptions): Express {
     });
   });
   app.get('/metrics', async (_req, res) => {
-    res.type(o.metrics.contentType).send(await o.metrics.metrics());
+    res.type(o.metrics.contentType).send(await renderMetrics(o.metrics, o.logger));
   });
   const doc = o.api.openApiDocument(o.title, o.config.version, o.description);
   app.get('/openapi.json', (_req, res) => {
