@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootService, ConflictError, createTestEnv, sendCreated, sendList, type RunningService } from '../src/index.js';
+import { bootService, ConflictError, createTestEnv, responseProblems, sendCreated, sendList, type ObservedResponse, type OpenApiDocument, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 const TOKEN = 's3cret-token';
@@ -130,6 +130,21 @@ describe('app factory', () => {
     expect((await get(svc.url, `evil.example:${svc.port}`)).status).toBe(401);
     const health = await new Promise<number>((resolve) => request(`${open.url}/health`, { headers: { host: 'evil.example' } }, (res) => resolve(res.statusCode ?? 0)).end());
     expect(health).toBe(200);
+  });
+
+  it('documents the 403 an API route answers a request to another Host', async () => {
+    const doc = (await (await fetch(`${open.url}/openapi.json`)).json()) as OpenApiDocument;
+    const observed = await new Promise<ObservedResponse>((resolve, reject) => {
+      const req = request(`${open.url}/api/v1/notes`, { headers: { host: 'evil.example' } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ method: 'GET', path: '/api/v1/notes', status: res.statusCode ?? 0, contentType: res.headers['content-type'] ?? null, text }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(observed.status).toBe(403);
+    expect(responseProblems(doc, observed)).toEqual([]);
   });
 
   it('maps client mistakes to 4xx problem+json naming the field', async () => {

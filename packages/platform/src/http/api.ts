@@ -241,6 +241,7 @@ export class Api {
     const defaults: Array<[number, string]> = [
       [400, 'invalid request'],
       [401, 'missing or invalid token'],
+      [403, 'without HODEI_API_TOKEN, a request whose Host is not 127.0.0.1 or localhost'],
       [503, 'PostgreSQL or NATS is unavailable; the request can be tried again'],
     ];
     if (def.body) {
