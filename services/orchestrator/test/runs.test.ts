@@ -421,6 +421,32 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     await eventually(async () => ((await consumers()) === before ? true : undefined), 10_000);
   });
 
+  it('counts its open event streams in hodei_sse_subscribers, down again when a client goes, abruptly too', async () => {
+    const subscribers = async () => {
+      const text = await (await fetch(`${svc.url}/metrics`)).text();
+      return Number(/^hodei_sse_subscribers\{service="orchestrator"\} (\d+)$/m.exec(text)?.[1]);
+    };
+    const before = await subscribers();
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'watched', jobs: [{ name: 'a', command: 'true' }] })).body;
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const one = await openSse(`${svc.url}/api/v1/pipeline-runs/${r.id}/events/stream`);
+    const all = await openSse(`${svc.url}/api/v1/pipeline-runs/events/stream`);
+    const cut = await new Promise<ReturnType<typeof httpGet>>((resolve) => {
+      const req = httpGet(`${svc.url}/api/v1/pipeline-runs/events/stream`, (res) => {
+        res.resume();
+        resolve(req);
+      });
+      req.on('error', () => undefined);
+    });
+    expect(await eventually(async () => ((await subscribers()) === before + 3 ? true : undefined))).toBe(true);
+    cut.socket?.destroy();
+    all.close();
+    await eventually(async () => ((await subscribers()) === before + 1 ? true : undefined));
+    await publish(executed.get(p.jobs[0].id)![0]!, p.jobs[0].id, 'completed', { exit_code: 0 });
+    await one.ended;
+    await eventually(async () => ((await subscribers()) === before ? true : undefined));
+  });
+
   it('a cancel cut short (worker-manager failing mid-way) is finished by the next orchestrator start', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'cut-short', jobs: ['x', 'y', 'z'].map((name) => ({ name, command: 'sleep 60' })) })).body;
     const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;

@@ -5,7 +5,6 @@ export interface WmMetrics {
   duration: Histogram<'status'>;
   linesIngested: Counter;
   logBacklog: Gauge;
-  sseSubscribers: Gauge;
   workerProcesses: Gauge;
 }
 
@@ -30,7 +29,6 @@ export function createWmMetrics(registry: Registry): WmMetrics {
       help: 'Log messages not stored yet (over 600, workers pause reading their jobs\' output)',
       registers: [registry],
     }),
-    sseSubscribers: new Gauge({ name: 'hodei_sse_subscribers', help: 'Open SSE streams (logs and events)', registers: [registry] }),
     workerProcesses: new Gauge({ name: 'hodei_worker_processes', help: 'Worker agent processes this service runs', registers: [registry] }),
   };
 }

@@ -4,12 +4,13 @@ import { isUtf8 } from 'node:buffer';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import cors from 'cors';
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
-import { Histogram, type Registry } from 'prom-client';
+import { Gauge, Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
 import { BadRequestError, HttpError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { YAML_TYPES, type Api } from './api.js';
+import { openStreams } from './sse.js';
 
 export type HealthCheck = () => Promise<void>;
 
@@ -88,6 +89,14 @@ export function createApp(o: AppOptions): Express {
     labelNames: ['method', 'route', 'status'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [o.metrics],
+  });
+  new Gauge({
+    name: 'hodei_sse_subscribers',
+    help: 'Open event streams (SSE)',
+    registers: [o.metrics],
+    collect() {
+      this.set(openStreams(app));
+    },
   });
   // One middleware for the request id, the duration histogram and the access log: a per-request
   // child logger (pino-http) cost a third of the throughput of a simple GET.

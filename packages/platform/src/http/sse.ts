@@ -26,6 +26,11 @@ export function endStreams(app: object): void {
   for (const conn of [...(streams.get(app) ?? [])]) conn.end();
 }
 
+/** How many event streams of the app are open (hodei_sse_subscribers). */
+export function openStreams(app: object): number {
+  return streams.get(app)?.size ?? 0;
+}
+
 export class SseConnection {
   closed = false;
   private readonly keepAlive: NodeJS.Timeout;

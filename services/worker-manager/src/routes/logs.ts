@@ -5,7 +5,6 @@ import { BadRequestError, drained, NotFoundError, SseConnection, type Api, type 
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, rawText, z, type ExecutionStatus } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import { finalOf, type LogHub } from '../live/log-hub.js';
-import type { WmMetrics } from '../metrics.js';
 import * as executions from '../store/executions.js';
 import { maxStoredSeq, readLines } from '../store/logs.js';
 
@@ -14,7 +13,7 @@ const tag = 'Logs';
 const CHUNK_CHARS = 256 * 1024;
 const SSE = { description: 'text/event-stream', schema: z.string(), contentType: 'text/event-stream' };
 
-export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: EventHub, metrics: WmMetrics): void {
+export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: EventHub): void {
   const find = async (id: string) => {
     const row = await executions.getExecution(db, id);
     if (!row) throw new NotFoundError('execution', id);
@@ -96,8 +95,6 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         since = n;
       }
       const conn = new SseConnection(req, res);
-      metrics.sseSubscribers.inc();
-      conn.onClose(() => metrics.sseSubscribers.dec());
       conn.event('connected', { execution_id: params.id, status: head.status });
       // register before reading anything, so no live line can fall between history and live
       const sub = hub.subscribe(params.id, conn, (since ?? 0) + 1);
@@ -127,8 +124,6 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     async ({ params }, req, res) => {
       const head = await find(params.id);
       const conn = new SseConnection(req, res);
-      metrics.sseSubscribers.inc();
-      conn.onClose(() => metrics.sseSubscribers.dec());
       const queued: LiveEvent[] = [];
       let ready = false;
       const send = (e: LiveEvent) => {
@@ -174,8 +169,6 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     },
     async (_input, req, res) => {
       const conn = new SseConnection(req, res);
-      metrics.sseSubscribers.inc();
-      conn.onClose(() => metrics.sseSubscribers.dec());
       conn.event('connected', {});
       const off = events.on(null, (e) => {
         if (e.kind !== 'status') return;
