@@ -54,7 +54,7 @@ export class HodeiClient {
 
   url(service: ServiceName, path: string, query?: Query): URL {
     const url = new URL(this.config.urls[service] + path);
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
     return url;
   }
 

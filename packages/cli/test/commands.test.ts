@@ -46,6 +46,16 @@ describe('hodei jobs list --pipeline', () => {
   });
 });
 
+describe('hodei jobs list --name ""', () => {
+  it('is refused naming the filter, not a list of every job (an unset variable in a script)', async () => {
+    expect((await hodeiDone(['run', '--name', 'some-job', '--', 'true'], env)).code).toBe(0);
+    const r = await hodeiDone(['jobs', 'list', '--name', ''], env);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('hodei: invalid query: name\n  name: must not be empty: leave the parameter out to list everything\n');
+  });
+});
+
 describe('hodei jobs cancel', () => {
   it('cancels a running job, and says there is nothing to cancel (exit 1) once it has ended', async () => {
     const run = hodei(['run', '--name', 'to-cancel', '--', 'sh', '-c', 'while :; do echo tick; sleep 0.1; done'], env);

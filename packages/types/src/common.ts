@@ -106,6 +106,8 @@ export const queryInt = (min: number, max: number) => {
     z.number({ error: message }).int({ error: message, abort: true }).min(min, message).max(max, message),
   );
 };
+/** A text filter of a list: `?name=` is a 400 naming the parameter, not a filter silently left out. */
+export const queryText = () => z.string().min(1, 'must not be empty: leave the parameter out to list everything');
 /** A `true`/`false` query parameter, false when not given (the OpenAPI document's default is 'false'). */
 export const queryFlag = () => z.enum(['true', 'false']).default('false').transform((v) => v === 'true');
 export const Paging = z.object({

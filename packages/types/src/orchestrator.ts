@@ -1,4 +1,4 @@
-import { Env, ExecutionStatus, Id, Name, Paging, Priority, queryInt, Timestamp } from './common.js';
+import { Env, ExecutionStatus, Id, Name, Paging, Priority, queryInt, queryText, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { ExecutionCleanupCounts } from './worker-manager.js';
 import { z } from './zod.js';
@@ -72,11 +72,11 @@ export type Job = z.infer<typeof Job>;
 export const JobListQuery = Paging.extend({
   status: ExecutionStatus.optional(),
   pipeline_id: Id.optional(),
-  tag: z.string().optional(),
+  tag: queryText().optional(),
   priority: z
     .union([queryInt(1, 15), z.enum(['low', 'normal', 'high', 'critical'])], { error: 'must be a whole number from 1 to 15, or low, normal, high or critical' })
     .optional(),
-  name: z.string().optional(),
+  name: queryText().optional(),
 });
 export type JobListQuery = z.infer<typeof JobListQuery>;
 
@@ -130,7 +130,7 @@ export const Pipeline = z
   .openapi('Pipeline');
 export type Pipeline = z.infer<typeof Pipeline>;
 
-export const PipelineListQuery = Paging.extend({ status: PipelineStatus.optional(), name: z.string().optional() });
+export const PipelineListQuery = Paging.extend({ status: PipelineStatus.optional(), name: queryText().optional() });
 
 // ---- stats and cleanup ----
 

@@ -181,6 +181,17 @@ describe('bad input', () => {
     }
   });
 
+  it('an empty list filter (?name=) → 400 naming it, not every job or pipeline', async () => {
+    for (const path of ['/api/v1/jobs?name=', '/api/v1/jobs?tag=', '/api/v1/jobs?status=completed&name=', '/api/v1/pipelines?name=']) {
+      const r = await api('GET', path);
+      expectProblem(r, 400, path);
+      expect(fieldPaths(r), path).toEqual([path.endsWith('tag=') ? 'tag' : 'name']);
+      expect(r.body.errors[0].message, path).toBe('must not be empty: leave the parameter out to list everything');
+    }
+    expect((await api('GET', '/api/v1/jobs?name=input')).body.map((j: { id: string }) => j.id)).toEqual([jobId]);
+    expect((await api('GET', '/api/v1/pipelines?name=input')).body.map((p: { id: string }) => p.id)).toEqual([pipelineId]);
+  });
+
   it('an unknown route → 404 problem', async () => {
     expectProblem(await api('GET', '/api/v1/nothing'), 404, 'unknown route');
   });
