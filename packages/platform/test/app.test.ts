@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootService, ConflictError, createTestEnv, responseProblems, sendCreated, sendList, type ObservedResponse, type OpenApiDocument, type RunningService } from '../src/index.js';
+import { bootService, ConflictError, createTestEnv, responseProblems, sendCreated, sendList, SseConnection, type ObservedResponse, type OpenApiDocument, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 const TOKEN = 's3cret-token';
@@ -52,6 +52,18 @@ async function boot(overrides: Parameters<typeof env.config>[1]) {
           async (_input, _req, res) => {
             const { rows } = await db.query<{ id: string; n: number }>('SELECT id, n FROM notes ORDER BY id');
             sendList(res, rows, rows.length);
+          },
+        );
+        api.route(
+          { method: 'get', path: '/api/v1/stuck', tag: 'notes', summary: 'answers nothing until the client leaves', responses: { 200: { description: 'never' } } },
+          async (_input, _req, res) => {
+            await new Promise((resolve) => res.on('close', resolve));
+          },
+        );
+        api.route(
+          { method: 'get', path: '/api/v1/stream', tag: 'notes', summary: 'an event stream', responses: { 200: { description: 'events' } } },
+          async (_input, req, res) => {
+            new SseConnection(req, res).event('hello', {});
           },
         );
         return {};
@@ -263,6 +275,26 @@ describe('app factory', () => {
   it('counts requests by route in /metrics', async () => {
     const text = await (await fetch(`${open.url}/metrics`)).text();
     expect(text).toMatch(/hodei_http_request_duration_seconds_count\{[^}]*route="\/api\/v1\/notes\/:id"[^}]*status="201"/);
+  });
+
+  it('counts the requests a client gave up on: status 499 before the answer started, an event stream with its 200', async () => {
+    const count = async (route: string, status: string) => {
+      const text = await (await fetch(`${open.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('hodei_http_request_duration_seconds_count{') && l.includes(`route="${route}"`) && l.includes(`status="${status}"`));
+      return line ? Number(line.split(' ').at(-1)) : 0;
+    };
+    const [stuck, stream] = [await count('/api/v1/stuck', '499'), await count('/api/v1/stream', '200')];
+    await fetch(`${open.url}/api/v1/stuck`, { signal: AbortSignal.timeout(200) }).catch(() => undefined);
+    const events = await fetch(`${open.url}/api/v1/stream`);
+    const reader = events.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const deadline = Date.now() + 5000;
+    while ((await count('/api/v1/stuck', '499')) === stuck || (await count('/api/v1/stream', '200')) === stream) {
+      if (Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect([await count('/api/v1/stuck', '499'), await count('/api/v1/stream', '200')]).toEqual([stuck + 1, stream + 1]);
   });
 
   it('allows localhost browser origins by default', async () => {

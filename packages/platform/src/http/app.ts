@@ -105,13 +105,16 @@ export function createApp(o: AppOptions): Express {
     const started = process.hrtime.bigint();
     const id = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
     res.setHeader('X-Request-Id', id);
-    res.on('finish', () => {
+    // 'close' rather than 'finish', which never comes for a request the client gave up on (a
+    // timeout, an event stream it closed); one given up before its answer started counts as 499
+    res.on('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      duration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+      const status = res.headersSent ? res.statusCode : 499;
+      duration.observe({ method: req.method, route, status: String(status) }, seconds);
       // failures are logged with their error by the error handler
       if (logAccess) {
-        o.logger.debug({ req_id: id, method: req.method, url: req.originalUrl, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+        o.logger.debug({ req_id: id, method: req.method, url: req.originalUrl, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
       }
     });
     next();
