@@ -31,10 +31,15 @@ export async function resolveSchedule(client: HodeiClient, input: string): Promi
   ).id;
 }
 
-export async function resolveWorker(client: HodeiClient, input: string): Promise<string> {
+/** With `preferLive`, a name that a live worker shares with stopped or exited ones means the live one. */
+export async function resolveWorker(client: HodeiClient, input: string, opts: { preferLive?: boolean } = {}): Promise<string> {
   const text = checkPrefix(input, 'worker');
   if (UUID.test(text)) return text;
-  const all = await listAll(client, 'worker-manager', '/api/v1/workers', ManagedWorker);
+  let all = await listAll(client, 'worker-manager', '/api/v1/workers', ManagedWorker);
+  if (opts.preferLive) {
+    const ended = (w: ManagedWorker) => w.name === input.trim() && (w.status === 'stopped' || w.status === 'exited');
+    if (all.some((w) => w.name === input.trim() && !ended(w))) all = all.filter((w) => !ended(w));
+  }
   const candidates = all.map((w) => ({ id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at }));
   return pick(input, 'worker', candidates, 'refuse').id;
 }

@@ -339,6 +339,28 @@ describe('hodei workers show / stop by name', () => {
       expect(stop.stdout).toMatch(new RegExp(`^worker ${id} `));
     }
   }, 60_000);
+
+  it('stop: a name a live worker shares with stopped ones means the live one', async () => {
+    const start = async () => {
+      const r = await hodeiDone(['workers', 'start', '--name', 'reborn', '--slots', '1', '--json'], env);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { id: string }).id;
+    };
+    const first = await start();
+    expect((await hodeiDone(['workers', 'stop', '--force', 'reborn'], env)).stdout).toBe(`worker ${first} stopped\n`);
+    const second = await start();
+    const stopped = await hodeiDone(['workers', 'stop', '--force', 'reborn'], env);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toBe(`worker ${second} stopped\n`);
+
+    const both = [await start(), await start()];
+    const refused = await hodeiDone(['workers', 'stop', 'reborn'], env);
+    expect(refused.code).toBe(1);
+    const lines = refused.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('hodei: "reborn" is the name of 2 workers; give the id (or a unique prefix) of the one you mean');
+    expect(lines.slice(1).map((l) => l.trim().split(/\s+/)[0])).toEqual([both[1], both[0]]);
+    for (const id of both) expect((await hodeiDone(['workers', 'stop', '--force', id], env)).code).toBe(0);
+  }, 60_000);
 });
 
 describe('what the user got wrong, said plainly', () => {

@@ -103,7 +103,7 @@ async function untilOnline(client: HodeiClient, started: ManagedWorker): Promise
 
 export const stop = async (id: string, f: { force?: boolean }, cmd: Command) => {
   const { client, out } = context(cmd);
-  const wid = await resolveWorker(client, id);
+  const wid = await resolveWorker(client, id, { preferLive: true });
   const res = await client.request('worker-manager', 'DELETE', `/api/v1/workers/${wid}`, null, { query: { force: f.force ? 'true' : undefined } });
   if (out.json) return out.printJson(res.data ?? { id: wid });
   const status = (res.data as { status?: string } | undefined)?.status ?? 'stopping';
