@@ -136,7 +136,16 @@ export const HeartbeatBody = z
   .openapi('Heartbeat');
 export type HeartbeatBody = z.infer<typeof HeartbeatBody>;
 
-export const HeartbeatAck = z.object({ id: Id, status: RegistryWorkerStatus, last_heartbeat_at: Timestamp }).openapi('HeartbeatAck');
+export const HeartbeatAck = z
+  .object({
+    id: Id,
+    status: RegistryWorkerStatus,
+    last_heartbeat_at: Timestamp,
+    /** As in `HeartbeatReply`: of the heartbeat's `running_executions`, those the worker must kill. */
+    written_off: z.array(Id),
+  })
+  .openapi('HeartbeatAck');
+export type HeartbeatAck = z.infer<typeof HeartbeatAck>;
 
 /** The scheduler's answer to a `WorkerHeartbeat` sent as a NATS request (one sent without a reply subject gets none). */
 export const HeartbeatReply = z.object({

@@ -113,7 +113,19 @@ export const definition: ServiceDefinition = {
         logger.warn({ err, worker_id: id }, 'a deregistered worker could not be told to drain');
       }
     };
-    registerWorkerRoutes(api, workers, () => placer.kick(), deregistered);
+    /** A heartbeat, over NATS or HTTP: null for a worker not registered; else the executions it
+     *  lists that were recorded over or placed on another worker, which it must kill. */
+    const heartbeat = async (workerId: string, status: 'online' | 'draining', running: string[]) => {
+      const r = await workers.heartbeat(workerId, status);
+      if (!r) return null;
+      if (r.status !== r.previous) placer.kick();
+      const writtenOff = running.length ? await queue.runningOn(workerId, running) : [];
+      // debug: a beat sent just before a process exited names an execution whose final status
+      // may be recorded first; the worker logs what it actually kills
+      if (writtenOff.length) logger.debug({ worker_id: workerId, executions: writtenOff }, 'a worker listed executions recorded over or placed on another worker: told to kill them');
+      return { id: r.id, status: r.status, last_heartbeat_at: r.last_heartbeat_at, written_off: writtenOff };
+    };
+    registerWorkerRoutes(api, workers, heartbeat, () => placer.kick(), deregistered);
 
     let stopConsumers: (() => Promise<void>) | undefined;
     const timers: NodeJS.Timeout[] = [];
@@ -242,17 +254,12 @@ export const definition: ServiceDefinition = {
             await workerGone(id, `worker ${id} exited`);
           },
           heartbeat: async (hb) => {
-            const r = await workers.heartbeat(hb.worker_id, hb.status);
+            const r = await heartbeat(hb.worker_id, hb.status, hb.running_executions);
             if (!r) {
               logger.debug({ worker_id: hb.worker_id }, 'heartbeat from an unregistered worker: told to register');
               return { status: 'unknown', written_off: [] };
             }
-            if (r.status !== r.previous) placer.kick();
-            const writtenOff = hb.running_executions.length ? await queue.runningOn(hb.worker_id, hb.running_executions) : [];
-            // debug: a beat sent just before a process exited names an execution whose final status
-            // may be recorded first; the worker logs what it actually kills
-            if (writtenOff.length) logger.debug({ worker_id: hb.worker_id, executions: writtenOff }, 'a worker listed executions recorded over or placed on another worker: told to kill them');
-            return { status: r.status, written_off: writtenOff };
+            return { status: r.status, written_off: r.written_off };
           },
           caughtUp: () => placer.setReady(),
         });

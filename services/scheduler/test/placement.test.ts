@@ -520,6 +520,26 @@ describe('placement', () => {
     await finish(id, w.id);
   });
 
+  it('a heartbeat over HTTP is reconciled as one over NATS: a released entry it runs is placed on it, one recorded over is written off', async () => {
+    const w = await fakeWorker({ t: 'http-beat' }, { slots: 2 });
+    const [released, ended] = [await enqueue({ labels: { t: 'http-beat' } }), await enqueue({ labels: { t: 'http-beat' } })];
+    await until(() => getWorker(w.id), (x) => x.running_executions.length === 2);
+    await svc.ctx.db.query(`UPDATE queue SET state = 'waiting', worker_id = NULL, claimed_at = NULL WHERE execution_id = $1`, [released]);
+    await finish(ended, w.id);
+    await until(() => queueState(ended), (state) => state === 'done');
+    const res = await fetch(`${svc.url}/api/v1/workers/${w.id}/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ running_executions: [released, ended] }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: w.id, status: 'online', written_off: [ended] });
+    expect(await queueState(released)).toBe('assigned');
+    expect(await getWorker(w.id)).toMatchObject({ running_executions: [released] });
+    w.stop();
+    await finish(released, w.id);
+  });
+
   it('places a queued execution on an idle worker when it arrives, not on the next safety tick', async () => {
     const w = await fakeWorker({ t: 'fast' }, { slots: 1000, cpu_cores: 1000, memory_bytes: 2 ** 45 });
     const times: number[] = [];

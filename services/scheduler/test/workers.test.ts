@@ -106,7 +106,8 @@ describe('worker registry', () => {
     const res = await post(`/api/v1/workers/${w.id}/heartbeat`);
     expect(res.status).toBe(200);
     const hb = await res.json();
-    expect(Object.keys(hb).sort()).toEqual(['id', 'last_heartbeat_at', 'status']);
+    expect(Object.keys(hb).sort()).toEqual(['id', 'last_heartbeat_at', 'status', 'written_off']);
+    expect(hb.written_off).toEqual([]);
     expect(hb.status).toBe('online');
     expect(hb.last_heartbeat_at > w.last_heartbeat_at).toBe(true);
     const draining = await (await post(`/api/v1/workers/${w.id}/heartbeat`, { status: 'draining' })).json();

@@ -5,7 +5,9 @@ import type { WorkerStore } from '../store/workers.js';
 
 const TAG = 'workers';
 
-export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: () => void, onDeregistered: (id: string) => void): void {
+type Heartbeat = (id: string, status: 'online' | 'draining', running: string[]) => Promise<HeartbeatAck | null>;
+
+export function registerWorkerRoutes(api: Api, store: WorkerStore, heartbeat: Heartbeat, onCapacity: () => void, onDeregistered: (id: string) => void): void {
   api.route(
     {
       method: 'post',
@@ -61,17 +63,17 @@ export function registerWorkerRoutes(api: Api, store: WorkerStore, onCapacity: (
       method: 'post',
       path: '/api/v1/workers/:id/heartbeat',
       tag: TAG,
-      summary: 'Heartbeat of an external worker (body optional: status online|draining)',
+      summary:
+        'Heartbeat of an external worker (body optional: status online|draining, running_executions). As over NATS, ' +
+        'written_off names the running_executions recorded over (lost, cancelled, ended) or placed on another worker: the worker must kill them',
       params: IdParams,
       body: HeartbeatBody,
       responses: { 200: { description: 'recorded', schema: HeartbeatAck }, 404: { description: 'no such worker' } },
     },
     async ({ params, body }, _req, res) => {
-      const hb = await store.heartbeat(params.id, body.status ?? 'online');
+      const hb = await heartbeat(params.id, body.status ?? 'online', body.running_executions ?? []);
       if (!hb) throw new NotFoundError('worker', params.id);
-      // online again, or draining: what the last placement round saw of it is out of date
-      if (hb.status !== hb.previous) onCapacity();
-      res.json({ id: hb.id, status: hb.status, last_heartbeat_at: hb.last_heartbeat_at });
+      res.json(hb);
     },
   );
 
