@@ -98,6 +98,20 @@ export function signalGroup(pgid: number | undefined, signal: NodeJS.Signals): b
   }
 }
 
+function processGroupOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch {
+    return undefined; // gone
+  }
+}
+
+/** The pids not in process group `pgid` (all of them when it is undefined): those its signal missed. */
+export function outsideGroup(pids: readonly number[], pgid: number | undefined): number[] {
+  return pgid === undefined ? [...pids] : pids.filter((pid) => processGroupOf(pid) !== pgid);
+}
+
 export function signalPids(pids: readonly number[], signal: NodeJS.Signals): void {
   for (const pid of pids) {
     try {

@@ -6,7 +6,7 @@
 // into the next.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '@hodei/platform';
-import { executionTree, findExecutionProcesses, signalGroup, signalPids } from './procs.js';
+import { executionTree, findExecutionProcesses, outsideGroup, signalGroup, signalPids } from './procs.js';
 
 type Signal = 'SIGTERM' | 'SIGKILL';
 const WARM_MS = 1000;
@@ -21,6 +21,9 @@ const WARM_MS = 1000;
 // the listing is forgotten.
 // The one process whose environ changes under a pid is a job's main process (forked by the spawner
 // without the id, exec'd with it); it leads the process group, which is signalled as a group.
+// A SIGTERM goes once to each process: not to those in the group that got it as a group (pgid), nor
+// to those signalled already by parentage (skip). A job that traps it and cleans up would otherwise
+// run its handler three times, its cleanup's own children killed by the later ones.
 const SCAN_THREAD = `
 const { parentPort } = require('node:worker_threads');
 const { readdirSync, readFileSync } = require('node:fs');
@@ -34,10 +37,19 @@ function idOf(environ) {
   const end = environ.indexOf(0, at);
   return environ.toString('latin1', at + KEY.length, end === -1 ? environ.length : end);
 }
-parentPort.on('message', ({ seq, ids, signal }) => {
-  const found = scan(new Set(ids), signal);
+parentPort.on('message', ({ seq, targets, signal }) => {
+  const found = scan(new Map(targets.map((t) => [t.id, t])), signal);
   if (seq) parentPort.postMessage({ seq, found });
 });
+function groupOf(pid) {
+  try {
+    const stat = readFileSync('/proc/' + pid + '/stat', 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch { return undefined; }
+}
+function signalledAlready(pid, target) {
+  return target.skip.includes(pid) || (target.pgid !== null && groupOf(pid) === target.pgid);
+}
 function scan(wanted, signal) {
   const found = {};
   let entries = [];
@@ -60,16 +72,25 @@ function scan(wanted, signal) {
     }
     known.set(name, id);
     if (id !== '' && wanted.has(id)) {
-      (found[id] ??= []).push(Number(name));
-      try { process.kill(Number(name), signal); } catch {}
+      const pid = Number(name);
+      (found[id] ??= []).push(pid);
+      if (!signalledAlready(pid, wanted.get(id))) try { process.kill(pid, signal); } catch {}
     }
   }
   return found;
 }
 `;
 
+/** An execution to scan for: `pgid`, when not null, is a group that got the signal as a group, and
+ *  `skip` the pids signalled already; neither gets it again. */
+interface ScanTarget {
+  id: string;
+  pgid: number | null;
+  skip: number[];
+}
+
 interface Pending {
-  ids: Map<string, number | undefined>;
+  targets: Map<string, ScanTarget>;
   resolvers: Array<(found: Map<string, number[]>) => void>;
 }
 
@@ -78,7 +99,7 @@ export class Reaper {
   private thread: Worker | undefined;
   private threadFailed = false;
   private closed = false;
-  private inFlight = new Map<number, { ids: string[]; signal: Signal; resolve: (found: Map<string, number[]>) => void }>();
+  private inFlight = new Map<number, { targets: ScanTarget[]; signal: Signal; resolve: (found: Map<string, number[]>) => void }>();
   private nextSeq = 1;
   /** Per signal: ids waiting for the next scan. */
   private queued = new Map<Signal, Pending>();
@@ -96,21 +117,25 @@ export class Reaper {
 
   /** Cancel / timeout: SIGTERM everything of the execution now, SIGKILL after the grace period. */
   terminate(executionId: string, pgid: number | undefined): void {
-    signalGroup(pgid, 'SIGTERM');
+    if (this.killScheduled(executionId, pgid)) return; // a second cancel, or a cancel after the timeout
+    const group = signalGroup(pgid, 'SIGTERM');
     // measured on a 2-core VM: the descendants that left the group went 5-10 ms later when they
     // waited for the scan thread
-    signalPids(executionTree(executionId, pgid, this.subreaper()), 'SIGTERM');
-    void this.scan(executionId, pgid, 'SIGTERM');
+    const outside = outsideGroup(executionTree(executionId, pgid, this.subreaper()), group ? pgid : undefined);
+    signalPids(outside, 'SIGTERM');
+    void this.scan(executionId, 'SIGTERM', { pgid: group ? pgid! : null, skip: outside });
     this.scheduleKill(executionId, pgid);
   }
 
   /** After the main process exited: whatever it left behind goes too. */
   cleanup(executionId: string, pgid: number | undefined): void {
+    if (this.killScheduled(executionId, pgid)) return; // terminated: what is left has had its SIGTERM, and its SIGKILL is due
     // found before the group's SIGTERM, which ends most of them before the scan reads /proc
     const orphans = executionTree(executionId, undefined, this.subreaper());
     const group = signalGroup(pgid, 'SIGTERM');
-    signalPids(orphans, 'SIGTERM');
-    void this.scan(executionId, pgid, 'SIGTERM').then((found) => {
+    const outside = outsideGroup(orphans, group ? pgid : undefined);
+    signalPids(outside, 'SIGTERM');
+    void this.scan(executionId, 'SIGTERM', { pgid: group ? pgid! : null, skip: outside }).then((found) => {
       const pids = [...new Set([...orphans, ...found])].sort((a, b) => a - b);
       if (!group && pids.length === 0) return;
       if (pids.length) this.logger.info({ execution_id: executionId, leftover_pids: pids }, 'terminating processes the job left behind');
@@ -136,7 +161,7 @@ export class Reaper {
    *  cancel reads only the processes started since. */
   keepWarm(on: boolean): void {
     if (on && !this.warmTimer) {
-      this.warmTimer = setInterval(() => this.thread?.postMessage({ seq: 0, ids: [], signal: null }), WARM_MS);
+      this.warmTimer = setInterval(() => this.thread?.postMessage({ seq: 0, targets: [], signal: null }), WARM_MS);
       this.warmTimer.unref();
     } else if (!on && this.warmTimer) {
       clearInterval(this.warmTimer);
@@ -152,26 +177,39 @@ export class Reaper {
     if (thread) await thread.terminate();
   }
 
+  /** Terminated already: its processes have had their SIGTERM (a pgid not known then, while it
+   *  was spawning, is none of them), and their SIGKILL is due. */
+  private killScheduled(executionId: string, pgid: number | undefined): boolean {
+    for (const kill of this.kills.values()) if (kill.executionId === executionId && kill.pgid === pgid) return true;
+    return false;
+  }
+
   private scheduleKill(executionId: string, pgid: number | undefined): void {
     const timer = setTimeout(() => {
       this.kills.delete(timer);
       signalGroup(pgid, 'SIGKILL');
-      void this.scan(executionId, pgid, 'SIGKILL').then((pids) => {
+      void this.scan(executionId, 'SIGKILL', { pgid: null, skip: [] }).then((pids) => {
         if (pids.length > 0) this.logger.warn({ execution_id: executionId, pids }, 'SIGKILL to processes that ignored SIGTERM');
       });
     }, this.graceMs);
     this.kills.set(timer, { executionId, pgid });
   }
 
-  /** Finds the execution's processes and sends them `signal`; resolves with their pids. */
-  private scan(executionId: string, pgid: number | undefined, signal: Signal): Promise<number[]> {
+  /** Finds the execution's processes and sends `signal` to those it has not reached yet; resolves
+   *  with all their pids. */
+  private scan(executionId: string, signal: Signal, reached: Omit<ScanTarget, 'id'>): Promise<number[]> {
     return new Promise((resolve) => {
       let pending = this.queued.get(signal);
       if (!pending) {
-        pending = { ids: new Map(), resolvers: [] };
+        pending = { targets: new Map(), resolvers: [] };
         this.queued.set(signal, pending);
       }
-      pending.ids.set(executionId, pgid);
+      const earlier = pending.targets.get(executionId);
+      pending.targets.set(executionId, {
+        id: executionId,
+        pgid: reached.pgid ?? earlier?.pgid ?? null,
+        skip: [...(earlier?.skip ?? []), ...reached.skip],
+      });
       pending.resolvers.push((found) => resolve(found.get(executionId) ?? []));
       this.pump(signal);
     });
@@ -183,20 +221,20 @@ export class Reaper {
     if (!pending) return;
     this.queued.delete(signal);
     this.scanning.add(signal);
-    void this.scanIds([...pending.ids.keys()], signal).then((found) => {
+    void this.scanTargets([...pending.targets.values()], signal).then((found) => {
       this.scanning.delete(signal);
       for (const r of pending.resolvers) r(found);
       this.pump(signal);
     });
   }
 
-  private scanIds(ids: string[], signal: Signal): Promise<Map<string, number[]>> {
+  private scanTargets(targets: ScanTarget[], signal: Signal): Promise<Map<string, number[]>> {
     const thread = this.ensureThread();
-    if (!thread) return Promise.resolve(scanInline(ids, signal));
+    if (!thread) return Promise.resolve(scanInline(targets, signal));
     const seq = this.nextSeq++;
     return new Promise((resolve) => {
-      this.inFlight.set(seq, { ids, signal, resolve });
-      thread.postMessage({ seq, ids, signal });
+      this.inFlight.set(seq, { targets, signal, resolve });
+      thread.postMessage({ seq, targets, signal });
     });
   }
 
@@ -226,12 +264,15 @@ export class Reaper {
     this.thread = undefined;
     const waiting = [...this.inFlight.values()];
     this.inFlight.clear();
-    for (const { ids, signal, resolve } of waiting) resolve(scanInline(ids, signal));
+    for (const { targets, signal, resolve } of waiting) resolve(scanInline(targets, signal));
   }
 }
 
-function scanInline(ids: string[], signal: Signal): Map<string, number[]> {
-  const found = findExecutionProcesses(ids);
-  for (const pids of found.values()) signalPids(pids, signal);
+function scanInline(targets: ScanTarget[], signal: Signal): Map<string, number[]> {
+  const found = findExecutionProcesses(targets.map((t) => t.id));
+  for (const { id, pgid, skip } of targets) {
+    const pids = (found.get(id) ?? []).filter((pid) => !skip.includes(pid));
+    signalPids(outsideGroup(pids, pgid ?? undefined), signal);
+  }
   return found;
 }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectBus, createLogger, decodeJson, encodeJson, newId } from '@hodei/platform';
-import { alive, NATS_URL, setup, waitFor } from './harness.js';
+import { alive, NATS_URL, setup, text, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 /** Where the jobs write their pids; removed with everything in it after the file. */
@@ -102,6 +102,31 @@ describe('timeout and cancel', () => {
     expect(final).toMatchObject({ status: 'cancelled', signal: 'SIGKILL' });
     expect(Date.now() - sentAt).toBeGreaterThanOrEqual(graceMs - 50);
     expect(await waitFor(() => !alive(pids.stubborn!) && !alive(pids.shell!), 3000)).toBe(true);
+  });
+
+  it('sends SIGTERM once to each process: a job that traps it runs its cleanup once, to the end (twice cancelled, after a timeout)', async () => {
+    const w = await h.start({ killGraceMs: 3000 });
+    // each handler takes 300 ms, so a second SIGTERM in that time interrupts it and runs it again
+    const onTerm = (who: string) => `trap "echo ${who} TERM; sleep 0.3; echo ${who} cleaned up; exit 0" TERM`;
+    const run = await h.assign({
+      command: [
+        `setsid sh -c '${onTerm('child')}; echo child ready; while :; do sleep 0.05; done' &`,
+        onTerm('shell'),
+        'echo shell ready',
+        'while :; do sleep 0.05; done',
+      ].join('\n'),
+      timeout_seconds: 1,
+    }, { to: w });
+    expect(await waitFor(() => text(run.lines).filter((l) => l.endsWith('ready')).length === 2, 5000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1100)); // the timeout has sent its SIGTERM
+    expect(await h.control(w, { action: 'cancel', execution_id: run.id })).toEqual({ ok: true });
+    expect(await h.control(w, { action: 'cancel', execution_id: run.id })).toMatchObject({ ok: expect.any(Boolean) });
+    const final = await run.final;
+    expect(final).toMatchObject({ status: 'timed_out', exit_code: 0 });
+    const handled = text(run.lines).filter((l) => !l.endsWith('ready')).sort();
+    // the child's cleanup may still be under way when the shell's ends the execution; it ends all the same
+    expect(handled.filter((l) => l.startsWith('shell'))).toEqual(['shell TERM', 'shell cleaned up']);
+    expect(handled.filter((l) => l === 'child TERM')).toEqual(['child TERM']);
   });
 
   it('a cancel sent to every worker is answered and acted on only by the one running the execution', async () => {
