@@ -61,6 +61,21 @@ describe('deploy/grafana', () => {
     expect([...used].filter((n) => !declared.has(n))).toEqual([]);
   });
 
+  it('takes the gauges every replica reads whole from PostgreSQL once, with max: a sum would count them once per replica', () => {
+    const wholeInstallation = ['hodei_queue_depth', 'hodei_workers', 'hodei_worker_slots', 'hodei_worker_heartbeat_age_seconds', 'hodei_retries_waiting'];
+    const summed: string[] = [];
+    for (const p of dashboard.panels) {
+      for (const { expr } of p.targets) {
+        for (const name of wholeInstallation) {
+          const uses = expr.match(new RegExp(`\\b${name}\\b`, 'g'))?.length ?? 0;
+          const underMax = expr.match(new RegExp(`\\bmax(?: by \\([^)]*\\))? ?\\(${name}\\b`, 'g'))?.length ?? 0;
+          if (uses > underMax) summed.push(`${p.title}: ${expr}`);
+        }
+      }
+    }
+    expect(summed).toEqual([]);
+  });
+
   it('declares each metric name once: one Prometheus name, one meaning and one label set in every process', () => {
     // the scheduler's hodei_worker_slots{worker,state} and the agent's capacity were both hodei_worker_slots:
     // the dashboard's sum by (state) added the agents' capacity in as a state="" series
