@@ -96,3 +96,12 @@ describe('request bodies in the OpenAPI documents', () => {
     expect(await required(orchestrator, 'post', '/api/v1/pipelines')).toBe(true);
   });
 });
+
+describe('the documents of the event streams', () => {
+  it("name the Last-Event-ID header the orchestrator's pipeline-run streams resume from", async () => {
+    const doc = (await (await fetch(`${orchestrator.url}/openapi.json`)).json()) as { paths: Record<string, { get: { parameters?: { name: string; in: string }[] } }> };
+    for (const path of ['/api/v1/pipeline-runs/events/stream', '/api/v1/pipeline-runs/{id}/events/stream']) {
+      expect((doc.paths[path]!.get.parameters ?? []).map((p) => `${p.in} ${p.name}`), path).toContain('header Last-Event-ID');
+    }
+  });
+});

@@ -56,3 +56,10 @@ describe('worker-manager responses match its OpenAPI document', () => {
     expect(problems).toEqual([]);
   });
 });
+
+describe('the document of the log stream', () => {
+  it('names the Last-Event-ID header it resumes from, as it does since_seq', () => {
+    const op = (doc as unknown as { paths: Record<string, { get: { parameters: { name: string; in: string }[] } }> }).paths['/api/v1/executions/{id}/logs/stream']!.get;
+    expect(op.parameters.map((p) => `${p.in} ${p.name}`)).toEqual(expect.arrayContaining(['query since_seq', 'header Last-Event-ID']));
+  });
+});

@@ -21,6 +21,8 @@ export interface RouteDef<P extends Schema | undefined, Q extends Schema | undef
   params?: P;
   query?: Q;
   body?: B;
+  /** Request headers the handler reads itself (and names when bad), for the document only. */
+  headers?: z.ZodObject;
   /** The body may also come as YAML (`application/yaml`, `application/x-yaml`). */
   yaml?: boolean;
   /** `alternatives`: the same response in other content types, chosen by the request's Accept. */
@@ -268,6 +270,7 @@ export class Api {
         // both are z.object schemas; the registry's own type for them is narrower than ours
         params: def.params as never,
         query: def.query as never,
+        headers: def.headers as never,
         // a request without a body is parsed as {}: the body is required only where {} is refused
         body: def.body ? { content: bodyContent, required: !def.body.safeParse({}).success } : undefined,
       },
@@ -281,6 +284,11 @@ export class Api {
       info: { title, version, description },
     });
   }
+}
+
+/** The Last-Event-ID header an event stream takes, for its document (the route reads and checks it). */
+export function lastEventIdHeader(description: string): z.ZodObject {
+  return z.object({ 'Last-Event-ID': z.string().regex(/^\d+$/).optional().openapi({ description }) });
 }
 
 const LOCATION = z.object({ Location: z.string().openapi({ description: 'path of the created resource' }) });

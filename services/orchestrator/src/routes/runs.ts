@@ -1,5 +1,5 @@
 // /api/v1/pipelines/:id/runs and /api/v1/pipeline-runs/:id.
-import { BadRequestError, NotFoundError, sendList, type Api, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { BadRequestError, lastEventIdHeader, NotFoundError, sendList, type Api, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { IdParams, PipelineRun, PipelineRunEvent, PipelineRunListQuery, PipelineRunRequest, z } from '@hodei/types';
 import type { Request } from 'express';
 import { streamAllRuns, streamRun } from '../runs-sse.js';
@@ -69,6 +69,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       summary:
         'Server-Sent Events of every pipeline run: `run_event` with a PipelineRunEvent for each job or run status change. ' +
         'Each carries its id; with Last-Event-ID (a reconnecting EventSource sends it) the events after it come first',
+      headers: lastEventIdHeader('the id of the last event received: the stream goes on from the event after it'),
       responses: {
         200: { description: 'event stream (`connected`, then `run_event`…)', schema: PipelineRunEvent, contentType: 'text/event-stream' },
         400: { description: 'Last-Event-ID is not an event id' },
@@ -89,6 +90,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
         "Server-Sent Events of one run: `snapshot` (the run), `job` (a job's new status, execution, exit code, timing), then `completed` (the final run) and the end of the stream. " +
         'Events carry ids; with Last-Event-ID (a reconnecting EventSource sends it) there is no snapshot, only the jobs changed since that event, then live ones',
       params: IdParams,
+      headers: lastEventIdHeader('the id of the last event received: no snapshot, only the jobs changed since'),
       responses: {
         200: { description: 'event stream', schema: PipelineRun, contentType: 'text/event-stream' },
         400: { description: 'Last-Event-ID is not an event id' },

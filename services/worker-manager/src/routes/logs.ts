@@ -1,7 +1,7 @@
 // Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
 // the status event streams.
 import type { Response } from 'express';
-import { BadRequestError, drained, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
+import { BadRequestError, drained, lastEventIdHeader, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, rawText, z, type ExecutionStatus } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import { finalOf, type LogHub } from '../live/log-hub.js';
@@ -83,6 +83,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         'with no gap and no duplicate (`id` = seq), then `completed` and the stream closes.',
       params: IdParams,
       query: LogStreamQuery,
+      headers: lastEventIdHeader('the seq of the last line received (a reconnecting EventSource sends it): the lines after it, as since_seq'),
       responses: { 200: SSE, 404: { description: 'no such execution' } },
     },
     async ({ params, query }, req, res) => {
