@@ -19,6 +19,7 @@ import {
   type Span,
 } from '@hodei/platform';
 import { LineSplitter } from './lines.js';
+import type { PublishOutage } from './outage.js';
 import { parseProgress } from './progress.js';
 import type { Reaper } from './reaper.js';
 import { delay, type ExecutionLog, type LogShipper } from './shipper.js';
@@ -41,6 +42,8 @@ export interface ExecutionDeps {
   runningAfterMs: number;
   /** The worker's log shipper (one for all its executions). */
   logs: LogShipper;
+  /** Says once that publishing to NATS fails, and once that it works again (shared with `logs`). */
+  outage: PublishOutage;
   reaper: Reaper;
   spawner: Spawner;
   logger: Logger;
@@ -157,8 +160,8 @@ export class Execution {
     let req: SpawnRequest;
     if (spec.script !== null) {
       // "#!/usr/bin/env bash\r" starts, and env says only that it found no 'bash\r' (exit 127)
-      const crlf = crlfShebang(spec.script);
-      if (crlf) return this.failBeforeStart(crlf);
+      const unrunnable = unrunnableShebang(spec.script);
+      if (unrunnable) return this.failBeforeStart(unrunnable);
       const file = path.join(this.dir, 'script');
       try {
         await writeFile(file, spec.script, { mode: 0o700, flag: 'wx' });
@@ -313,16 +316,19 @@ export class Execution {
   }
 
   private async describeSpawnError(error: NodeJS.ErrnoException, req: SpawnRequest): Promise<string> {
+    const script = this.assignment.spec.script;
+    const line = script === null ? undefined : shebang(script)?.trim();
     if (error.code === 'ENOENT' || error.code === 'ENOTDIR' || error.code === 'EACCES') {
       if (req.cwd !== undefined) {
         const dir = await stat(req.cwd).catch(() => null);
         if (!dir) return `working directory does not exist: ${req.cwd}`;
         if (!dir.isDirectory()) return `working directory is not a directory: ${req.cwd}`;
       }
-      const script = this.assignment.spec.script;
-      const line = script === null ? undefined : shebang(script);
-      if (line !== undefined) return `cannot run the script: its interpreter (${line.trim()}) was not found or is not executable`;
+      if (line !== undefined) return `cannot run the script: its interpreter (${line}) was not found or is not executable`;
       if (error.code === 'EACCES' && req.cwd !== undefined) return `working directory is not accessible: ${req.cwd}`;
+    }
+    if (error.code === 'ENOEXEC' && line !== undefined) {
+      return `cannot run the script: its interpreter (${line}) is not a program the system can run (ENOEXEC): name a binary, or a script that starts with #! itself`;
     }
     return `cannot start the process: ${error.message}`;
   }
@@ -436,12 +442,15 @@ export class Execution {
   /** Publishes to JetStream, retrying until the stream has it (or the worker is going away). */
   private async publishUntilStored(subject: string, payload: Uint8Array, msgID: string, status: ExecutionStatus): Promise<void> {
     for (let attempt = 0; ; attempt++) {
+      const startedAt = performance.now();
       try {
         await publishTraced(this.deps.js, subject, payload, { msgID }, this.trace.ctx);
+        this.deps.outage.succeeded(startedAt);
         return;
       } catch (err) {
         if (this.aborted) return;
-        if (attempt === 0 || attempt % 20 === 0) this.log.warn({ err, status, subject }, 'status publish failed; retrying');
+        this.deps.outage.failed(err, startedAt);
+        this.log.debug({ error: (err as Error).message, status, subject, attempt }, 'status publish failed; retrying');
         await delay(Math.min(1000, 25 * 2 ** Math.min(attempt, 6)));
       }
     }
@@ -463,10 +472,15 @@ function shebang(script: string): string | undefined {
   return script.startsWith('#!') ? script.slice(0, Math.max(2, script.indexOf('\n'))) : undefined;
 }
 
-/** Why a script whose first line is a shebang ending in \r (Windows line endings) cannot run; none for any other. */
-function crlfShebang(script: string): string | undefined {
+/** Why a script cannot run by its shebang, found before it is tried: a `#!` naming no interpreter (the
+ *  kernel refuses it), or one ending in \r (Windows line endings); none for any other. */
+function unrunnableShebang(script: string): string | undefined {
   const line = shebang(script);
-  if (!line?.endsWith('\r')) return undefined;
+  if (line === undefined) return undefined;
+  if (line.slice(2).trim() === '') {
+    return `cannot run the script: its first line "${line.trim()}" names no interpreter; write the interpreter's path after #! (#!/bin/sh), or leave the line out to run the script with /bin/sh`;
+  }
+  if (!line.endsWith('\r')) return undefined;
   return `cannot run the script: it has Windows line endings (CRLF), so its first line asks for "${line.slice(2, -1).trim()}\\r"; convert it to LF (dos2unix)`;
 }
 

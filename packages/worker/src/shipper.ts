@@ -12,6 +12,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { LogBatch, LogMessage, LogStream } from '@hodei/types';
 import { MESSAGE_HEADROOM, type Logger } from '@hodei/platform';
 import { MAX_LINE_BYTES } from './lines.js';
+import { PublishOutage } from './outage.js';
 
 export const MAX_BATCH_LINES = 200;
 export const MAX_BATCH_BYTES = 256 * 1024;
@@ -164,6 +165,7 @@ export class LogShipper {
     private readonly logger: Logger,
     /** The largest message the server takes (its `max_payload`); a message over it fails every time. */
     private readonly maxPayload: () => number,
+    private readonly outage = new PublishOutage(logger),
   ) {}
 
   open(executionId: string, onPressure: (pause: boolean) => void): ExecutionLog {
@@ -277,16 +279,19 @@ export class LogShipper {
 
   /** The first attempt is sent synchronously (keeping wire order); retries follow with backoff. */
   private publishOne(payload: Uint8Array, msgID: string): Promise<void> {
-    const attempt = (n: number): Promise<void> =>
-      this.js.publish(this.subject, payload, { msgID }).then(
-        () => undefined,
+    const attempt = (n: number): Promise<void> => {
+      const startedAt = performance.now();
+      return this.js.publish(this.subject, payload, { msgID }).then(
+        () => this.outage.succeeded(startedAt),
         async (err: unknown) => {
           if (this.aborted) return;
-          if (n === 0 || n % 20 === 0) this.logger.warn({ err, msg_id: msgID, attempt: n }, 'log message publish failed; retrying');
+          this.outage.failed(err, startedAt);
+          this.logger.debug({ error: (err as Error).message, msg_id: msgID, attempt: n }, 'log message publish failed; retrying');
           await delay(Math.min(1000, 25 * 2 ** Math.min(n, 6)));
           return attempt(n + 1);
         },
       );
+    };
     return attempt(0);
   }
 }

@@ -12,6 +12,7 @@ import { Reaper } from './reaper.js';
 import { createSpawner, type Spawner } from './spawn.js';
 import type { WorkerMetrics } from './metrics.js';
 import { MAX_LINE_BYTES } from './lines.js';
+import { PublishOutage } from './outage.js';
 import { delay, LogShipper, MIN_MAX_PAYLOAD } from './shipper.js';
 
 export interface StartWorkerOptions extends WorkerOptions {
@@ -78,6 +79,7 @@ class WorkerAgent {
   private readonly js;
   private readonly reaper: Reaper;
   private readonly logs: LogShipper;
+  private readonly outage: PublishOutage;
   private draining = false;
   private shuttingDown = false;
   private subs: Subscription[] = [];
@@ -103,7 +105,8 @@ class WorkerAgent {
     this.subjects = makeSubjects(config.natsPrefix);
     this.js = jetstream(nc);
     this.reaper = new Reaper(config.killGraceMs, logger, () => spawner.subreaper);
-    this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger, () => this.maxPayload());
+    this.outage = new PublishOutage(logger);
+    this.logs = new LogShipper(this.js, this.subjects.logs(config.id), config.id, logger, () => this.maxPayload(), this.outage);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -151,6 +154,7 @@ class WorkerAgent {
             tmpDir: this.config.tmpDir,
             runningAfterMs: this.config.runningAfterMs,
             logs: this.logs,
+            outage: this.outage,
             reaper: this.reaper,
             spawner: this.spawner,
             logger: this.logger,

@@ -2,6 +2,7 @@
 // back), so the scheduler can place them elsewhere without one job running twice at once.
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, NATS_URL, setup, waitFor } from './harness.js';
 
@@ -89,4 +90,44 @@ describe('losing NATS', () => {
     await w.stop({ force: true });
     await r2.cut();
   }, 20_000);
+
+  it('logs an outage once when publishing starts failing, without a stack, and once when it works again', async () => {
+    const logged: { level: number; msg: string; err?: unknown }[] = [];
+    const LEVELS = { debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const;
+    const logger = new Proxy({} as Logger, {
+      get: (_t, key) => {
+        if (key === 'child') return () => logger;
+        const level = LEVELS[key as keyof typeof LEVELS];
+        if (level === undefined) return undefined;
+        return (obj: unknown, msg?: string) => {
+          if (level >= LEVELS.info) logged.push(typeof obj === 'string' ? { level, msg: obj } : { level, msg: msg ?? '', ...(obj as object) });
+        };
+      },
+    });
+    const r = relay(new URL(NATS_URL));
+    const port = await r.listen();
+    const w = await h.start({ natsUrl: `nats://127.0.0.1:${port}`, natsLostTimeoutMs: 60_000, logger });
+    const run = await h.assign({ command: 'i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo "line $i"; sleep 0.05; done' }, { to: w });
+    await run.running;
+    expect(await waitFor(() => run.lines.length > 0)).toBe(true);
+
+    await r.cut();
+    // past the publish time-out (5 s): status and log publishes fail and are retried meanwhile
+    expect(await waitFor(() => logged.some((l) => l.msg.startsWith('NATS unreachable')), 15_000)).toBe(true);
+    await new Promise((res) => setTimeout(res, 1000));
+    const r2 = relay(new URL(NATS_URL));
+    await r2.listen(port);
+    expect(await waitFor(() => logged.some((l) => l.msg.startsWith('NATS reachable again')), 10_000)).toBe(true);
+    await w.stop({ force: true });
+    await r2.cut();
+
+    const warnings = logged.filter((l) => l.level >= 40);
+    expect(warnings.map((l) => l.msg)).toEqual([
+      'nats disconnected',
+      'NATS unreachable: holding back status and log messages, retrying until it answers',
+      'nats reconnected',
+    ]);
+    expect(warnings.filter((l) => l.err !== undefined)).toEqual([]);
+    expect(logged.filter((l) => l.msg.startsWith('NATS reachable again'))).toHaveLength(1);
+  }, 40_000);
 });
