@@ -79,6 +79,14 @@ export function commandRequest(command: string, args: string[], env: Record<stri
   return { file: '/bin/sh', args: ['-c', command, 'sh', ...args], env, cwd };
 }
 
+const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
+
+/** The name of an errno the spawner reports: libuv's, else the OS's (libuv names no ENOEXEC). */
+function errnoName(errno: number): string {
+  const name = getSystemErrorName(-errno);
+  return name.startsWith('Unknown') ? (ERRNO_NAMES.get(errno) ?? name) : name;
+}
+
 /** A script file runs by its shebang when it has one, else through /bin/sh. */
 export function scriptRequest(path: string, script: string, args: string[], env: Record<string, string>, cwd: string | undefined): SpawnRequest {
   return script.startsWith('#!') ? { file: path, args, env, cwd } : { file: '/bin/sh', args: [path, ...args], env, cwd };
@@ -463,7 +471,7 @@ export class ProcessSpawner extends RemoteSpawner {
       at = nl + 1;
       if (type === 'Y') this.settleReady();
       else if (type === 'S') this.started(id, Number(a));
-      else if (type === 'F') this.failed(id, getSystemErrorName(-Number(a)));
+      else if (type === 'F') this.failed(id, errnoName(Number(a)));
       else if (type === 'X') {
         const exit = a === '-1' ? { code: null, signal: SIGNAL_NAMES.get(Number(b)) ?? null } : { code: Number(a), signal: null };
         this.ended(id, { exit: { ...exit, alone: c === '1' } });

@@ -236,6 +236,30 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(viaEnv.message).toBe('cannot run the script: it has Windows line endings (CRLF), so its first line asks for "/usr/bin/env sh\\r"; convert it to LF (dos2unix)');
   });
 
+  it('says so when a script starts with a #! line that names no interpreter', async () => {
+    for (const first of ['#!', '#!   ']) {
+      const run = await h.assign({ script: `${first}\necho hi\n` });
+      const final = await run.final;
+      const message = 'cannot run the script: its first line "#!" names no interpreter; write the interpreter\'s path after #! (#!/bin/sh), or leave the line out to run the script with /bin/sh';
+      expect(final).toMatchObject({ status: 'failed', exit_code: null, message });
+      expect(text(run.lines)).toEqual([`hodei: ${message}`]);
+    }
+  });
+
+  it.skipIf((process.env.TEST_WORKER_SPAWNER ?? 'process') !== 'process')('says so when a script names an interpreter the system cannot run (a text file without #!)', async () => {
+    // (Node's spawn, under the thread and inline spawners, runs such a script with /bin/sh instead, as execvp does)
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hodei-noexec-'));
+    try {
+      const interpreter = path.join(dir, 'interp');
+      writeFileSync(interpreter, 'echo not a program\n', { mode: 0o755 });
+      const final = await (await h.assign({ script: `#!${interpreter}\necho hi\n` })).final;
+      expect(final).toMatchObject({ status: 'failed', exit_code: null });
+      expect(final.message).toBe(`cannot run the script: its interpreter (#!${interpreter}) is not a program the system can run (ENOEXEC): name a binary, or a script that starts with #! itself`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('fails cleanly on an argument the OS cannot take (NUL byte)', async () => {
     const run = await h.assign({ command: 'echo "$1"', args: ['a\u0000b'] });
     const final = await run.final;
