@@ -370,4 +370,38 @@ describe('ingest contract: events streams', () => {
     const exec = await (await get(`/api/v1/executions/${id}`)).json();
     expect(exec.progress).toMatchObject({ current: 3, total: 10 });
   });
+
+  it('per execution: a status that arrives while the stream reads the row is sent once, not again after it', async () => {
+    const id = await newExecution();
+    // the stream reads the row twice (404 check, then its current status): the second read waits
+    // until the test lets it go, so a status change lands in the stream's gap, as a replica's relay can
+    const pool = svc.ctx.db;
+    const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    let reads = 0;
+    let reached!: () => void;
+    const atSecondRead = new Promise<void>((r) => (reached = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    (pool as { query: unknown }).query = async (...args: unknown[]) => {
+      const [text, values] = args as [unknown, unknown[] | undefined];
+      if (typeof text === 'string' && text.startsWith('SELECT') && text.includes('FROM executions WHERE id = $1') && values?.[0] === id && ++reads === 2) {
+        reached();
+        await gate;
+      }
+      return query(...args);
+    };
+    try {
+      const c = await openSse(`${svc.url}/api/v1/executions/${id}/events/stream`);
+      await atSecondRead;
+      await consumedUpTo(svc.ctx.bus, 'status', await publishStatus(svc.ctx.bus, { execution_id: id, status: 'running', started_at: new Date().toISOString() }));
+      release();
+      await c.waitFor((e) => e.event === 'job_event' && JSON.parse(e.data).status === 'running');
+      await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 0 });
+      await c.ended;
+      expect(c.events.filter((e) => e.event === 'job_event').map((e) => JSON.parse(e.data).status)).toEqual(['running', 'completed']);
+    } finally {
+      (pool as { query: unknown }).query = query;
+      release();
+    }
+  });
 });
