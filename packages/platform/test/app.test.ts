@@ -297,6 +297,22 @@ describe('app factory', () => {
     expect([await count('/api/v1/stuck', '499'), await count('/api/v1/stream', '200')]).toEqual([stuck + 1, stream + 1]);
   });
 
+  it('counts a request refused before its route (no token, a body that is no JSON) under that route, a path of no route as unmatched', async () => {
+    const counted = async (base: string, labels: string) => {
+      const line = (await (await fetch(`${base}/metrics`)).text()).split('\n').find((l) => l.startsWith(`hodei_http_request_duration_seconds_count{service="orchestrator",${labels}}`));
+      return line ? Number(line.split(' ').at(-1)) : 0;
+    };
+    const noToken = 'method="POST",route="/api/v1/notes/:id",status="401"';
+    const notJson = 'method="POST",route="/api/v1/notes/:id",status="400"';
+    const nowhere = 'method="GET",route="unmatched",status="404"';
+    const before = [await counted(svc.url, noToken), await counted(open.url, notJson), await counted(open.url, nowhere)];
+    expect((await post(svc.url, '{"n":1}')).status).toBe(401);
+    expect((await post(open.url, '{"n":')).status).toBe(400);
+    expect((await fetch(`${open.url}/api/v1/nothing/${ID}`)).status).toBe(404);
+    await new Promise((r) => setTimeout(r, 100));
+    expect([await counted(svc.url, noToken), await counted(open.url, notJson), await counted(open.url, nowhere)]).toEqual(before.map((n) => n + 1));
+  });
+
   it('allows localhost browser origins by default', async () => {
     const res = await fetch(`${open.url}/health`, { headers: { origin: 'http://localhost:3000' } });
     expect(res.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');

@@ -193,6 +193,21 @@ export class Api {
     this.router[def.method](def.path, run);
   }
 
+  /** The route pattern `path` falls under (a literal segment before a parameter one): what a request
+   *  refused before its route handler (a body that is no JSON, a missing token) was sent to. */
+  patternOf(path: string): string | undefined {
+    const segments = path.replace(/(.)\/$/, '$1').split('/');
+    let best: string | undefined;
+    let literals = -1;
+    for (const template of this.methods.keys()) {
+      const parts = template.split('/');
+      if (parts.length !== segments.length || !parts.every((p, i) => (p.startsWith(':') ? segments[i] !== '' : p === segments[i]))) continue;
+      const n = parts.filter((p) => !p.startsWith(':')).length;
+      if (n > literals) [best, literals] = [template, n];
+    }
+    return best;
+  }
+
   /** The parameter of a route `path` would take whose segment is not valid percent-encoded UTF-8. */
   undecodableParam(path: string): string | undefined {
     const segments = path.replace(/(.)\/$/, '$1').split('/');

@@ -103,13 +103,14 @@ export function createApp(o: AppOptions): Express {
   const logAccess = o.logger.isLevelEnabled('debug');
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
+    const path = req.path;
     const id = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
     res.setHeader('X-Request-Id', id);
     // 'close' rather than 'finish', which never comes for a request the client gave up on (a
     // timeout, an event stream it closed); one given up before its answer started counts as 499
     res.on('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : (o.api.patternOf(path) ?? 'unmatched');
       const status = res.headersSent ? res.statusCode : 499;
       duration.observe({ method: req.method, route, status: String(status) }, seconds);
       // failures are logged with their error by the error handler
