@@ -150,6 +150,22 @@ describe('hodei run: how it ends', () => {
     expect(await settled(await latestExecution('headed'))).toBe('cancelled');
   }, 30_000);
 
+  it('a Ctrl-C once the job is over, while its summary is written to a slow reader, changes nothing: the whole summary, the job\'s exit code', async () => {
+    const run = hodei(['run', '--json', '--name', 'finished', '--', 'sh', '-c', 'seq 1 20000; exit 3'], env);
+    const stdout = run.child.stdout!;
+    stdout.pause(); // a reader that does not keep up: hodei writes its 2 MB summary into a full pipe
+    const deadline = Date.now() + 20_000;
+    while (stdout.readableLength === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(stdout.readableLength).toBeGreaterThan(0);
+    run.child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 200));
+    stdout.resume();
+    const r = await run.done;
+    expect({ code: r.code, signal: r.signal }).toEqual({ code: 3, signal: null });
+    const summary = JSON.parse(r.stdout) as { status: string; exit_code: number; lines: unknown[] };
+    expect([summary.status, summary.exit_code, summary.lines.length]).toEqual(['failed', 3, 20000]);
+  }, 30_000);
+
   it('a second Ctrl-C detaches at once and the cancel asked for still ends the execution', async () => {
     const run = hodei(['run', '--name', 'stubborn', '--', 'sh', '-c', 'trap "" TERM; while :; do echo tick; sleep 0.1; done'], env);
     await run.waitFor(/\[OUT\] tick$/);

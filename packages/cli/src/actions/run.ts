@@ -242,6 +242,9 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
 
   const lines = out.json ? collected.length : printer.count;
   const code = exitCodeFor(done.status, done.exit_code);
+  // The job is over: a Ctrl-C while its summary is written (to a slow reader) changes nothing. Without
+  // this, it killed hodei mid-summary, exit 130 for a job that had completed.
+  process.on('SIGINT', () => exitWhenWritten(abandoned.code ?? code));
   const duration = done.duration_ms ?? null; // null: it never started (cancelled while queued)
   if (out.json) {
     out.printJson({
