@@ -211,6 +211,9 @@ describe('hodei run', () => {
       const got = run.stdoutLines.map((l) => l.text.replace(OUT_LINE, ''));
       expect(got).toEqual(Array.from({ length: 10 }, (_, i) => `r ${i + 1}`));
       expect(r.stderr).toMatch(/lines\s+10/);
+      // said once, on stderr, before the summary (the job writes nothing to stderr)
+      const stderr = run.stderrLines.map((l) => l.text);
+      expect(stderr.slice(0, stderr.findIndex((t) => t.startsWith('─')))).toEqual(['the log stream broke; retrying…', 'log stream back']);
     } finally {
       proxy.close();
     }

@@ -219,6 +219,8 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
           else printer.print(l);
         },
         onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
+        onDown: (reason) => printer.note(out.err('yellow', `${reason}; retrying…`)),
+        onBack: () => printer.note(out.err('yellow', 'log stream back')),
       });
       const retry = retryDue(done.status, current.attempt, job.max_retries) ? await retryOf(c, job.id, current.id) : undefined;
       if (!retry) break;
