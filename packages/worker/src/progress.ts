@@ -5,7 +5,8 @@ import type { Progress } from '@hodei/types';
 const NUM = '(\\d+(?:\\.\\d+)?)';
 const PROGRESS_RE = new RegExp(`^::progress\\s+(?:${NUM}\\s*/\\s*${NUM}|${NUM}\\s*%)(?:\\s+(.*\\S))?\\s*$`);
 
-export function parseProgress(line: string, now: string): Progress | null {
+export function parseProgress(text: string, now: string): Progress | null {
+  const line = text.includes('\r') ? shownLast(text) : text;
   if (!line.startsWith('::progress')) return null;
   const m = PROGRESS_RE.exec(line);
   if (!m) return null;
@@ -21,4 +22,12 @@ export function parseProgress(line: string, now: string): Progress | null {
   if (!(total > 0) || !Number.isFinite(current) || !Number.isFinite(total)) return null;
   const percent = Math.min(100, Math.round((current / total) * 10_000) / 100);
   return { current, total, percent, message, updated_at: now };
+}
+
+/** A line a job redrew with \r (`::progress 1/3\r::progress 2/3\r…`, one line in the log): what the
+ *  terminal shows at the end, its last part that is not blank. */
+function shownLast(line: string): string {
+  const parts = line.split('\r');
+  for (let i = parts.length - 1; i > 0; i--) if (parts[i]!.trim() !== '') return parts[i]!;
+  return parts[0]!;
 }

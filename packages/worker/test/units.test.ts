@@ -64,6 +64,13 @@ describe('parseProgress', () => {
     expect(parseProgress('::progress 150%', now)).toMatchObject({ percent: 100 });
     expect(parseProgress('::progress 7/3 over', now)).toMatchObject({ current: 7, total: 3, percent: 100, message: 'over' });
   });
+  it('reads the last of the values a job redrew in place with \\r, as the terminal shows it', () => {
+    const redrawn = Array.from({ length: 10 }, (_, i) => `::progress ${i + 1}/10 part ${i + 1}`).join('\r');
+    expect(parseProgress(redrawn, now)).toEqual({ current: 10, total: 10, percent: 100, message: 'part 10', updated_at: now });
+    expect(parseProgress('::progress 10%\r::progress 55%\r  \r', now)).toMatchObject({ percent: 55, message: null });
+    expect(parseProgress('::progress 1/2\rdone, no progress', now)).toBeNull();
+    expect(parseProgress('downloading\r::progress 3/4', now)).toMatchObject({ current: 3, total: 4 });
+  });
 });
 
 describe('worker config', () => {
