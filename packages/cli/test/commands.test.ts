@@ -363,6 +363,21 @@ describe('hodei workers show / stop by name', () => {
   }, 60_000);
 });
 
+describe('hodei workers show of a worker killed with kill -9', () => {
+  it('says the process is gone and how it ended', async () => {
+    const r = await hodeiDone(['workers', 'start', '--name', 'doomed', '--slots', '1', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const w = JSON.parse(r.stdout) as { id: string; pid: number };
+    process.kill(w.pid, 'SIGKILL');
+    const exited = async () => JSON.parse((await hodeiDone(['workers', 'show', w.id, '--json'], env)).stdout) as { status: string };
+    for (let i = 0; i < 100 && (await exited()).status !== 'exited'; i++) await new Promise((res) => setTimeout(res, 100));
+    const shown = await hodeiDone(['workers', 'show', w.id], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^status\s+exited$/m);
+    expect(shown.stdout).toMatch(/^ended\s+killed by SIGKILL; gone \(forgotten after HODEI_FORGET_WORKERS_AFTER_MS, 24 h by default\)$/m);
+  }, 30_000);
+});
+
 describe('what the user got wrong, said plainly', () => {
   it('a URL that points at another service names the service it should be', async () => {
     const r = await hodeiDone(['jobs', 'list'], { ...env, HODEI_ORCHESTRATOR_URL: env.HODEI_SCHEDULER_URL! });

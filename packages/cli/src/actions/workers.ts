@@ -50,8 +50,15 @@ export const show = async (id: string, _f: unknown, cmd: Command) => {
     ['uptime', formatDuration(s.uptime_seconds * 1000)],
     ['started', when(w.started_at)],
     ...(w.stopped_at ? ([['stopped', when(w.stopped_at)]] as [string, string][]) : []),
+    ...(w.status === 'exited' || w.status === 'stopped' ? ([['ended', ended(w)]] as [string, string][]) : []),
   ]);
 };
+
+/** How a worker's process ended, and that it is gone. */
+function ended(w: ManagedWorker): string {
+  const how = w.signal ? `killed by ${w.signal}` : w.exit_code !== null ? `exit code ${w.exit_code}` : 'how is unknown';
+  return `${how}; gone (forgotten after HODEI_FORGET_WORKERS_AFTER_MS, 24 h by default)`;
+}
 
 /** How long `workers start` waits for the new worker to register with the scheduler (the agent
  *  retries its registration with back-off while the scheduler does not answer). */
