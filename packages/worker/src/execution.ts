@@ -1,7 +1,7 @@
 // One execution on this worker: spawn, read and number its output, ship logs and status, enforce
 // the timeout, honour cancel, and clean up every process and temp file it leaves.
 import { constants, existsSync } from 'node:fs';
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Assignment, ExecutionStatus, ExecutionStatusEvent, LogStream, Progress, Subjects } from '@hodei/types';
@@ -324,7 +324,13 @@ export class Execution {
         if (!dir) return `working directory does not exist: ${req.cwd}`;
         if (!dir.isDirectory()) return `working directory is not a directory: ${req.cwd}`;
       }
-      if (line !== undefined) return `cannot run the script: its interpreter (${line}) was not found or is not executable`;
+      if (line !== undefined) {
+        // the interpreter can run: it is the script the system refuses, from a folder mounted noexec
+        if (error.code === 'EACCES' && (await executable(line.slice(2).trim().split(/\s+/)[0]!))) {
+          return `cannot run the script: the system refuses to run programs from ${this.deps.tmpDir} (EACCES: is it mounted noexec?); give the worker HODEI_WORKER_TMPDIR where programs may run`;
+        }
+        return `cannot run the script: its interpreter (${line}) was not found or is not executable`;
+      }
       if (error.code === 'EACCES' && req.cwd !== undefined) return `working directory is not accessible: ${req.cwd}`;
     }
     if (error.code === 'ENOEXEC' && line !== undefined) {
@@ -465,6 +471,13 @@ export class Execution {
     this.shipper.abort();
     this.shipper.close();
   }
+}
+
+async function executable(file: string): Promise<boolean> {
+  return access(file, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The script's first line when it is a shebang (`#!…`, without its newline). */

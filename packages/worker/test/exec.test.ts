@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -257,6 +258,25 @@ wc -c < "$HODEI_RESULT_FILE"`;
       expect(final.message).toBe(`cannot run the script: its interpreter (#!${interpreter}) is not a program the system can run (ENOEXEC): name a binary, or a script that starts with #! itself`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // mounting a noexec tmpfs needs root (as in CI's container)
+  it.skipIf(process.getuid?.() !== 0)('says the temp dir forbids running programs (mounted noexec), not that the interpreter is missing', async () => {
+    const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'hodei-noexec-mount-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'noexec,size=1m', 'tmpfs', tmpDir]);
+    try {
+      const w = await h.start({ tmpDir });
+      const final = await (await h.assign({ script: '#!/bin/sh\necho hi\n' }, { to: w })).final;
+      expect(final).toMatchObject({
+        status: 'failed',
+        message: `cannot run the script: the system refuses to run programs from ${tmpDir} (EACCES: is it mounted noexec?); give the worker HODEI_WORKER_TMPDIR where programs may run`,
+      });
+      expect((await (await h.assign({ script: 'echo without a shebang' }, { to: w })).final).status).toBe('completed');
+      await w.stop();
+    } finally {
+      execFileSync('umount', [tmpDir]);
+      rmSync(tmpDir, { recursive: true, force: true });
     }
   });
 
