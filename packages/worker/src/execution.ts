@@ -271,7 +271,8 @@ export class Execution {
   private emitLine(stream: LogStream, line: string, noNewline: boolean): void {
     this.seq += 1;
     this.shipper.add(this.seq, stream, line, this.readTimestamp, noNewline);
-    if (line.startsWith('::progress')) {
+    // also a line redrawn with \r whose later part is the progress ("downloading\r::progress 3/4")
+    if (line.startsWith('::progress') || line.includes('\r::progress')) {
       const progress = parseProgress(line, this.readTimestamp);
       if (progress) this.onProgress(progress);
     }

@@ -343,6 +343,15 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(progress[progress.length - 1]).toMatchObject({ percent: 100, current: null, total: null, message: null });
     expect(run.statuses[run.statuses.length - 1]!.status).toBe('completed');
   });
+
+  it('takes the progress a job redrew in place with \\r from the last part of the line', async () => {
+    for (const command of [`printf 'downloading\\r::progress 3/4 fetched\\n'`, `for i in 1 2 3; do printf '::progress %d/4 fetched\\r' $i; done; echo`]) {
+      const run = await h.assign({ command });
+      expect((await run.final).status).toBe('completed');
+      const progress = run.statuses.filter((s) => s.progress).map((s) => s.progress!);
+      expect(progress.at(-1), command).toMatchObject({ current: 3, total: 4, message: 'fetched' });
+    }
+  });
 });
 
 describe('assignments', () => {
