@@ -194,8 +194,8 @@ export class Execution {
     }
     if (this.killReason) this.deps.reaper.terminate(this.id, child.pid); // cancelled while spawning
 
-    const out = new LineSplitter((line, _bytes, noNewline) => this.emitLine('stdout', line, noNewline));
-    const err = new LineSplitter((line, _bytes, noNewline) => this.emitLine('stderr', line, noNewline));
+    const out = new LineSplitter((line, _bytes, noNewline, whole) => this.emitLine('stdout', line, noNewline, whole));
+    const err = new LineSplitter((line, _bytes, noNewline, whole) => this.emitLine('stderr', line, noNewline, whole));
     child.onData((stream, chunk) => {
       this.readTimestamp = new Date().toISOString();
       (stream === 'stdout' ? out : err).push(chunk);
@@ -268,11 +268,13 @@ export class Execution {
     }
   }
 
-  private emitLine(stream: LogStream, line: string, noNewline: boolean): void {
+  /** `whole`: not a piece of a line over 64 KiB, which is no progress (its message would be cut, with the
+   *  piece's suffix, and a later piece that starts with ::progress is no line of its own). */
+  private emitLine(stream: LogStream, line: string, noNewline: boolean, whole: boolean): void {
     this.seq += 1;
     this.shipper.add(this.seq, stream, line, this.readTimestamp, noNewline);
     // also a line redrawn with \r whose later part is the progress ("downloading\r::progress 3/4")
-    if (line.startsWith('::progress') || line.includes('\r::progress')) {
+    if (whole && (line.startsWith('::progress') || line.includes('\r::progress'))) {
       const progress = parseProgress(line, this.readTimestamp);
       if (progress) this.onProgress(progress);
     }
@@ -310,7 +312,7 @@ export class Execution {
     const now = new Date();
     this.ended = true;
     this.readTimestamp = now.toISOString();
-    this.emitLine('stderr', `hodei: ${message}`, false);
+    this.emitLine('stderr', `hodei: ${message}`, false, true);
     this.log.warn({ reason: message }, 'execution could not start');
     await this.removeDir();
     await this.finish('failed', null, null, message, now, {});

@@ -8,7 +8,8 @@ import { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '@hodei/types';
 
 export { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES };
 
-export type LineSink = (line: string, bytes: number, noNewline: boolean) => void;
+/** `whole`: the line as the job wrote it, not one piece of a line over MAX_LINE_BYTES. */
+export type LineSink = (line: string, bytes: number, noNewline: boolean, whole: boolean) => void;
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -16,6 +17,8 @@ const CR = 0x0d;
 export class LineSplitter {
   private parts: Buffer[] = [];
   private partLen = 0;
+  /** Pieces of the current line were shipped already (it is over MAX_LINE_BYTES). */
+  private cut = false;
 
   constructor(private readonly sink: LineSink) {}
 
@@ -58,10 +61,12 @@ export class LineSplitter {
     if (!noNewline && end > start && buf[end - 1] === CR) end -= 1;
     while (end - start > MAX_LINE_BYTES) {
       const cut = utf8Boundary(buf, start + MAX_LINE_BYTES, start);
-      this.sink(buf.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start, false);
+      this.sink(buf.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start, false, false);
+      this.cut = true;
       start = cut;
     }
-    this.sink(buf.toString('utf8', start, end), end - start, noNewline);
+    this.sink(buf.toString('utf8', start, end), end - start, noNewline, !this.cut);
+    this.cut = false;
   }
 
   /** The pending partial line passed the limit: ship full pieces now, keep the remainder. */
@@ -70,7 +75,8 @@ export class LineSplitter {
     let start = 0;
     while (joined.length - start > MAX_LINE_BYTES) {
       const cut = utf8Boundary(joined, start + MAX_LINE_BYTES, start);
-      this.sink(joined.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start, false);
+      this.sink(joined.toString('utf8', start, cut) + LINE_CONTINUES_SUFFIX, cut - start, false, false);
+      this.cut = true;
       start = cut;
     }
     joined = joined.subarray(start);

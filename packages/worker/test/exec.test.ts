@@ -344,6 +344,13 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(run.statuses[run.statuses.length - 1]!.status).toBe('completed');
   });
 
+  it('takes no progress from a line over 64 KiB: neither its first piece nor a later one that starts with ::progress', async () => {
+    const run = await h.assign({ command: `printf '::progress 1/2 %070000d\\n' 0; printf '%065536d::progress 1/2 late\\n' 0` });
+    expect((await run.final).status).toBe('completed');
+    expect(run.lines.map((l) => l.line.slice(0, 16))).toEqual(['::progress 1/2 0', '0'.repeat(16), '0'.repeat(16), '::progress 1/2 l']);
+    expect(run.statuses.filter((s) => s.progress)).toEqual([]);
+  });
+
   it('takes the progress a job redrew in place with \\r from the last part of the line', async () => {
     for (const command of [`printf 'downloading\\r::progress 3/4 fetched\\n'`, `for i in 1 2 3; do printf '::progress %d/4 fetched\\r' $i; done; echo`]) {
       const run = await h.assign({ command });

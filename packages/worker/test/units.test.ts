@@ -37,6 +37,16 @@ describe('LineSplitter', () => {
     expect(out.map((l) => l.replace(LINE_CONTINUES_SUFFIX, '')).join('')).toBe('z'.repeat(200_000));
   });
 
+  it('says which lines are whole: not the pieces of one over MAX_LINE_BYTES, whether it came at once or in chunks', () => {
+    for (const chunks of [[Buffer.alloc(MAX_LINE_BYTES + 10, 'x'), Buffer.from('\nshort\n')], [Buffer.alloc(MAX_LINE_BYTES - 5, 'x'), Buffer.alloc(20, 'x'), Buffer.from('\nshort')]]) {
+      const whole: boolean[] = [];
+      const s = new LineSplitter((_l, _bytes, _noNewline, w) => whole.push(w));
+      for (const c of chunks) s.push(c);
+      s.end();
+      expect(whole).toEqual([false, false, true]);
+    }
+  });
+
   it('keeps a multi-byte character split across chunks whole', () => {
     const euro = Buffer.from('€');
     expect(split(Buffer.concat([Buffer.from('a'), euro.subarray(0, 1)]), Buffer.concat([euro.subarray(1), Buffer.from('b\n')]))).toEqual(['a€b']);
