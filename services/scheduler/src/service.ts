@@ -247,7 +247,6 @@ export const definition: ServiceDefinition = {
             if (placedOn) placer.stopOn(id, placedOn);
           },
           workerExited: async (id, stopping) => {
-            await workers.exited(id);
             if (stopping) {
               if (await workers.setStatus(id, 'stopped', ['online', 'draining', 'offline'])) logger.info({ worker_id: id }, 'worker process stopped');
             } else if (await workers.setStatus(id, 'offline', ['online', 'draining'])) logger.warn({ worker_id: id }, 'worker process exited: offline');

@@ -172,7 +172,7 @@ describe('worker registry', () => {
     expect(stopped.map((x: { id: string }) => x.id)).toContain(w.id);
   });
 
-  it('forgets stopped and exited workers after HODEI_FORGET_WORKERS_AFTER_MS, and their metric series with them; a silent one stays', async () => {
+  it('forgets stopped, exited and silent workers after HODEI_FORGET_WORKERS_AFTER_MS, and their metric series with them; a forgotten one registers anew', async () => {
     const own = createTestEnv();
     const other = await startScheduler(own.config('scheduler', { heartbeatTimeoutMs: 200, forgetWorkersAfterMs: 1500 }));
     const register = async (name: string) =>
@@ -194,16 +194,17 @@ describe('worker registry', () => {
       // while listed as offline, a worker keeps its heartbeat age
       await until(() => Promise.all([status(silent), status(exited)]), (s) => s.every((x) => x === 'offline'));
       expect(await series(exited)).toEqual(['hodei_worker_heartbeat_age_seconds']);
-      await until(() => Promise.all([status(exited), status(deleted)]), (s) => s.every((x) => x === 'forgotten'), 5000);
-      expect([await series(exited), await series(deleted)]).toEqual([[], []]);
-      // one that only fell silent may beat again: it stays, and a heartbeat brings it back
-      expect(await status(silent)).toBe('offline');
-      expect(await series(silent)).toEqual(['hodei_worker_heartbeat_age_seconds']);
-      expect((await (await fetch(`${other.url}/api/v1/workers/${silent}/heartbeat`, { method: 'POST' })).json()).status).toBe('online');
-      expect((await (await fetch(`${other.url}/api/v1/workers`)).json()).map((w: { id: string }) => w.id)).toEqual([silent]);
-      // a forgotten worker registers anew
-      const again = await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: exited }) });
+      // an agent killed with kill -9 only falls silent: it is forgotten all the same
+      await until(() => Promise.all([status(silent), status(exited), status(deleted)]), (s) => s.every((x) => x === 'forgotten'), 5000);
+      expect([await series(silent), await series(exited), await series(deleted)]).toEqual([[], [], []]);
+      expect((await (await fetch(`${other.url}/api/v1/workers`)).json())).toEqual([]);
+      // one that was only away hears it is unknown at its next heartbeat, and registers anew
+      expect((await fetch(`${other.url}/api/v1/workers/${silent}/heartbeat`, { method: 'POST' })).status).toBe(404);
+      const reply = await other.ctx.bus.nc.request(subjects(other.ctx.config.natsPrefix).heartbeat(silent), encodeJson({ worker_id: silent, status: 'online', running_executions: [], timestamp: new Date().toISOString() }), { timeout: 5000 });
+      expect(reply.json<{ status: string }>().status).toBe('unknown');
+      const again = await fetch(`${other.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: silent }) });
       expect(again.status).toBe(201);
+      expect(await status(silent)).toBe('online');
     } finally {
       await other.stop();
       await own.cleanup();

@@ -72,7 +72,7 @@ export class WorkerStore {
        VALUES ($1, $2, $3, 'online', $4, $5, $6, $7, $8, $9, now())
        ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, name = EXCLUDED.name, status = 'online', labels = EXCLUDED.labels,
          slots = EXCLUDED.slots, cpu_cores = EXCLUDED.cpu_cores, memory_bytes = EXCLUDED.memory_bytes, host = EXCLUDED.host,
-         pid = EXCLUDED.pid, last_heartbeat_at = now(), exited_at = NULL, updated_at = now()
+         pid = EXCLUDED.pid, last_heartbeat_at = now(), updated_at = now()
        RETURNING (xmax = 0) AS created`,
       [id, w.type, w.name ?? null, JSON.stringify(w.labels), w.capacity.slots, w.capacity.cpu_cores, w.capacity.memory_bytes, w.host ?? null, w.pid ?? null],
     );
@@ -135,20 +135,16 @@ export class WorkerStore {
     return rows.map((r) => r.id);
   }
 
-  /** worker-manager saw its process end. */
-  async exited(id: string): Promise<void> {
-    await this.db.query('UPDATE workers SET exited_at = now(), updated_at = now() WHERE id = $1', [id]);
-  }
-
   /**
-   * Deletes the workers that are stopped, or offline with their process gone, and that nothing was
-   * heard of for `afterMs` (no heartbeat, no status change) and nothing is placed on; returns their
-   * ids. An offline worker that only fell silent stays: its heartbeat brings it back online.
+   * Deletes the workers that are stopped or offline, that nothing was heard of for `afterMs` (no
+   * heartbeat, no status change) and that nothing is placed on; returns their ids. An agent that was
+   * only silent (a laptop suspended over a weekend) registers again when its next heartbeat is
+   * answered `unknown`.
    */
   async forget(afterMs: number): Promise<string[]> {
     const { rows } = await this.db.query<{ id: string }>(
       `DELETE FROM workers w
-       WHERE (status = 'stopped' OR (status = 'offline' AND exited_at IS NOT NULL))
+       WHERE status IN ('stopped', 'offline')
          AND updated_at < now() - make_interval(secs => $1::float8 / 1000)
          AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.worker_id = w.id AND q.state IN ('assigning', 'assigned'))
        RETURNING id`,
