@@ -20,6 +20,7 @@ import {
 } from '@hodei/platform';
 import { LineSplitter } from './lines.js';
 import type { PublishOutage } from './outage.js';
+import { hasExited } from './procs.js';
 import { parseProgress } from './progress.js';
 import type { Reaper } from './reaper.js';
 import { delay, type ExecutionLog, type LogShipper } from './shipper.js';
@@ -128,6 +129,9 @@ export class Execution {
   /** SIGTERM to everything of the execution, SIGKILL after the grace period. False when already over. */
   kill(reason: KillReason): boolean {
     if (this.ended) return false;
+    // its process exited by itself, the news of it not read yet (a busy agent, a timeout due at the same
+    // moment): that end stands, not a cancel or a timeout that came after it
+    if (this.child?.pid !== undefined && hasExited(this.child.pid)) return false;
     this.killReason ??= reason;
     this.deps.reaper.terminate(this.id, this.child?.pid);
     return true;

@@ -122,6 +122,21 @@ export function signalPids(pids: readonly number[], signal: NodeJS.Signals): voi
   }
 }
 
+/** The process has exited (reaped, or a zombie not reaped yet); false while it runs, or when that cannot be told. */
+export function hasExited(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat[stat.lastIndexOf(')') + 2] === 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** True while some non-zombie process is in the group. */
 export function groupAlive(pgid: number | undefined): boolean {
   if (!pgid) return false;

@@ -129,6 +129,22 @@ describe('timeout and cancel', () => {
     expect(handled.filter((l) => l === 'child TERM')).toEqual(['child TERM']);
   });
 
+  it('a job that ended by itself is not reported timed out when the timeout comes before its end is read', async () => {
+    const run = await h.assign({ command: 'echo ready; sleep 0.3', timeout_seconds: 1 });
+    expect(await waitFor(() => run.lines.length > 0, 5000)).toBe(true);
+    // the agent (in this process) is busy for 1.5 s: the job ends meanwhile, its timeout falls due, and
+    // once free the agent runs the due timer before it reads the news of the end (busy from a
+    // setImmediate: the event loop's next turn starts with its timers)
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        const busyUntil = Date.now() + 1500;
+        while (Date.now() < busyUntil);
+        resolve();
+      }),
+    );
+    expect(await run.final).toMatchObject({ status: 'completed', exit_code: 0, signal: null });
+  });
+
   it('a cancel sent to every worker is answered and acted on only by the one running the execution', async () => {
     const run = await h.assign({ command: 'echo ready; while :; do sleep 0.05; done' });
     await waitFor(() => run.lines.length > 0, 5000);
