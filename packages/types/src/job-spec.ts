@@ -10,7 +10,7 @@ export const JobSpecFields = {
   script: z.string().min(1).max(1024 * 1024).optional(),
   args: z.array(argString('pass more data in a file')).max(1000).optional(),
   env: Env.optional(),
-  working_dir: z.string().min(1).max(4096).optional(),
+  working_dir: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path: it is taken on the worker, whose own directory is not yours').optional(),
   timeout_seconds: z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).optional(),
   priority: Priority.optional(),
   resources: Resources.optional(),

@@ -108,6 +108,8 @@ describe('bad input', () => {
       ['POST', '/api/v1/jobs', { env: { 'BAD-NAME': 'x' } }, 'env.BAD-NAME'],
       ['POST', '/api/v1/jobs', { env: { A: 1 } }, 'env.A'],
       ['POST', '/api/v1/jobs', { args: 'not-a-list' }, 'args'],
+      ['POST', '/api/v1/jobs', { working_dir: 'build' }, 'working_dir'],
+      ['PATCH', `/api/v1/jobs/${jobId}`, { working_dir: './x' }, 'working_dir'],
       ['POST', '/api/v1/jobs', { tags: [1] }, 'tags.0'],
       ['POST', '/api/v1/jobs', { depends_on: ['x'] }, 'depends_on.0'],
       ['POST', '/api/v1/jobs', { status: 'running' }, 'status'],

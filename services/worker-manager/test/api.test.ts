@@ -57,6 +57,9 @@ describe('executions API', () => {
     res = await post('/api/v1/execute', { command: 'true', name: 'a\tb' });
     expect(res.status).toBe(400);
     expect((await res.json()).errors[0]).toMatchObject({ path: 'name', message: expect.stringMatching(/control characters/) });
+    res = await post('/api/v1/execute', { command: 'pwd', working_dir: 'build' });
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0]).toMatchObject({ path: 'working_dir', message: expect.stringMatching(/absolute path/) });
     res = await get('/api/v1/executions/not-a-uuid');
     expect(res.status).toBe(400);
     res = await get('/api/v1/executions/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11');
