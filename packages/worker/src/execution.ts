@@ -33,6 +33,7 @@ export const MAX_RESULT_BYTES = 1024 * 1024;
  *  (and PostgreSQL's jsonb not far below). */
 export const MAX_RESULT_DEPTH = 1000;
 const PROGRESS_INTERVAL_MS = 100;
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 export interface ExecutionDeps {
   js: JetStreamClient;
@@ -365,7 +366,14 @@ export class Execution {
       const info = await handle.stat();
       if (!info.isFile()) return { result_error: 'result file is not a regular file' };
       if (info.size > MAX_RESULT_BYTES) return { result_error: `result file is larger than 1 MiB (${info.size} bytes)` };
-      const text = await handle.readFile('utf8');
+      let text: string;
+      try {
+        // JSON is UTF-8 (RFC 8259): bytes that are not were stored as U+FFFD, as if valid; a
+        // byte-order mark (PowerShell's Out-File writes one) is dropped
+        text = STRICT_UTF8.decode(await handle.readFile());
+      } catch {
+        return { result_error: 'result file is not valid JSON: it is not UTF-8 text' };
+      }
       let result: unknown;
       try {
         result = JSON.parse(text) as unknown;

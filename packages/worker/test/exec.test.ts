@@ -151,6 +151,18 @@ describe('running a job', () => {
     expect(final.result_error).toMatch(/^result file is not valid JSON: /);
   });
 
+  it('takes a result that starts with a byte-order mark, and reports one that is not UTF-8', async () => {
+    const bom = await h.assign({ command: `printf '\\357\\273\\277{"ok": true}' > "$HODEI_RESULT_FILE"` });
+    const withBom = await bom.final;
+    expect(withBom.result).toEqual({ ok: true });
+    expect(withBom.result_error).toBeUndefined();
+    const latin1 = await h.assign({ command: `printf '{"city": "M\\341laga"}' > "$HODEI_RESULT_FILE"` });
+    const notUtf8 = await latin1.final;
+    expect(notUtf8.status).toBe('completed');
+    expect(notUtf8.result).toBeUndefined();
+    expect(notUtf8.result_error).toBe('result file is not valid JSON: it is not UTF-8 text');
+  });
+
   it('rejects a result file over 1 MiB', async () => {
     const run = await h.assign({ command: `head -c 1100000 /dev/zero | tr '\\0' 1 > "$HODEI_RESULT_FILE"` });
     const final = await run.final;
