@@ -431,7 +431,7 @@ class WorkerAgent {
         }
         if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
           // no work ever comes to a worker the registry does not know: stop rather than idle for ever
-          this.failure = `the scheduler refused the registration (${res.status}): ${text.slice(0, 500)}`;
+          this.failure = registrationRefusal(res.status, text, Boolean(this.config.apiToken));
           this.logger.error({ status: res.status, body: text.slice(0, 500) }, 'the scheduler refused the registration; stopping');
           void this.shutdown();
           return;
@@ -448,4 +448,21 @@ class WorkerAgent {
       await delay(Math.min(5000, 200 * 2 ** Math.min(attempt, 5)));
     }
   }
+}
+
+/** What a user reads when the scheduler refuses the registration: the problem's detail, and for a
+ *  401 the token it is about. */
+function registrationRefusal(status: number, body: string, hasToken: boolean): string {
+  let detail = body.slice(0, 500);
+  try {
+    const problem = JSON.parse(body) as { detail?: unknown; title?: unknown };
+    if (typeof problem.detail === 'string') detail = problem.detail;
+    else if (typeof problem.title === 'string') detail = problem.title;
+  } catch {
+    // not JSON: the body as it came
+  }
+  if (status !== 401) return `the scheduler refused the registration (${status}): ${detail}`;
+  return hasToken
+    ? `the scheduler refused the token (401: ${detail}): HODEI_API_TOKEN (hodei worker --token) must be the services' HODEI_API_TOKEN`
+    : `the scheduler needs a token (401: ${detail}): set HODEI_API_TOKEN (hodei worker --token) to the services' HODEI_API_TOKEN`;
 }

@@ -129,7 +129,12 @@ describe('dist/main.js', () => {
     try {
       agent = startAgent(newId(), { HODEI_SCHEDULER_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, HODEI_API_TOKEN: 'wrong' });
       expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
-      expect(agent.stdout()).toMatch(/the scheduler refused the registration \(401\).*invalid token/);
+      expect(agent.stdout()).toContain(
+        "the scheduler refused the token (401: invalid token): HODEI_API_TOKEN (hodei worker --token) must be the services' HODEI_API_TOKEN",
+      );
+      agent = startAgent(newId(), { HODEI_SCHEDULER_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, HODEI_API_TOKEN: '' });
+      expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
+      expect(agent.stdout()).toContain("the scheduler needs a token (401: invalid token): set HODEI_API_TOKEN (hodei worker --token) to the services' HODEI_API_TOKEN");
     } finally {
       agent?.proc.kill('SIGKILL');
       server.close();
