@@ -2,7 +2,7 @@
 // over NATS, and runs each assignment as an Execution within its slots.
 import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { NoRespondersError, RequestError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
 import { createLogger, decodeJson, encodeJson, RecentSet, silenceCheckMs, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
@@ -93,6 +93,9 @@ class WorkerAgent {
   private registering = false;
   /** When the last registration succeeded (performance.now()): older heartbeats' answers are stale. */
   private registeredAt = -Infinity;
+  /** Since when (performance.now()) heartbeats find no scheduler listening; warned once. */
+  private unheardSince: number | undefined;
+  private unheardWarned = false;
   failure: string | undefined;
 
   constructor(
@@ -281,7 +284,7 @@ class WorkerAgent {
       // a request: the scheduler answers what it thinks of this worker (no scheduler: no answer)
       this.nc.request(this.subjects.heartbeat(this.config.id), encodeJson(beat), { timeout: this.config.natsLostTimeoutMs }).then(
         (msg) => this.onHeartbeatReply(msg, sentAt),
-        () => undefined,
+        (err: unknown) => this.onHeartbeatUnheard(err),
       );
       this.nc.flush().then(() => (this.lastContact = performance.now()), () => undefined);
     } catch (err) {
@@ -293,6 +296,9 @@ class WorkerAgent {
    *  message missed): it drains. It recorded executions running here over (it counted the worker
    *  gone and published them lost) or placed them on another worker: they are killed. */
   private onHeartbeatReply(msg: Msg, sentAt: number): void {
+    if (this.unheardWarned) this.logger.info('a scheduler answers the heartbeats again');
+    this.unheardSince = undefined;
+    this.unheardWarned = false;
     let reply: HeartbeatReply;
     try {
       const parsed = HeartbeatReply.safeParse(decodeJson(msg.data));
@@ -313,6 +319,21 @@ class WorkerAgent {
     if (reply.status !== 'unknown' || !this.config.registerWithScheduler) return;
     this.logger.warn({ scheduler: this.config.schedulerUrl }, 'the scheduler does not know this worker (forgotten, or its database was reset): registering again');
     void this.register();
+  }
+
+  /** Registered over HTTP, yet no scheduler listens for this worker's heartbeats on NATS (a wrong
+   *  prefix, or the scheduler down): the scheduler counts it offline and sends it nothing. */
+  private onHeartbeatUnheard(err: unknown): void {
+    const noResponders = err instanceof NoRespondersError || (err instanceof RequestError && err.isNoResponders());
+    if (!noResponders || !this.registered || this.shuttingDown) return;
+    const now = performance.now();
+    this.unheardSince ??= now;
+    if (this.unheardWarned || now - this.unheardSince < this.config.natsLostTimeoutMs) return;
+    this.unheardWarned = true;
+    this.logger.warn(
+      { nats_prefix: this.config.natsPrefix, subject: this.subjects.heartbeat(this.config.id) },
+      `no scheduler listens for this worker's heartbeats under the NATS prefix '${this.config.natsPrefix}', so it counts this worker offline and sends it no work: is HODEI_NATS_PREFIX (hodei worker --prefix) the services' one, and is the scheduler up?`,
+    );
   }
 
   /** A network gone silent shows no disconnect until the client's pings time out (minutes), while

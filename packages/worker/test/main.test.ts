@@ -3,8 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, newId } from '@hodei/platform';
-import { setup, startAgentProcess } from './harness.js';
+import { encodeJson, freePort, newId } from '@hodei/platform';
+import { setup, startAgentProcess, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 beforeAll(async () => {
@@ -114,6 +114,36 @@ describe('dist/main.js', () => {
       expect(agent.stdout()).toContain('HODEI_WORKER_MEMORY_BYTES');
     } finally {
       agent.proc.kill('SIGKILL');
+    }
+  });
+
+  it('warns when no scheduler listens for its heartbeats (a wrong --prefix), and says when one answers again', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' }).end('{}'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const id = newId();
+    const answer = () =>
+      h.bus.nc.subscribe(h.bus.subjects.heartbeat(id), { callback: (_err, msg) => msg.respond(encodeJson({ status: 'online', written_off: [] })) });
+    let scheduler = answer();
+    let agent: ReturnType<typeof startAgent> | undefined;
+    const warning = `no scheduler listens for this worker's heartbeats under the NATS prefix '${h.env.natsPrefix}'`;
+    try {
+      agent = startAgent(id, { HODEI_SCHEDULER_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+      expect(await waitFor(() => agent!.stdout().includes('registered with the scheduler'), 10_000)).toBe(true);
+      // answered: five heartbeat timeouts (300 ms) pass without the warning
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(agent.stdout()).not.toContain(warning);
+      scheduler.unsubscribe();
+      expect(await waitFor(() => agent!.stdout().includes(warning), 10_000)).toBe(true);
+      expect(agent.stdout().split(warning).length).toBe(2);
+      scheduler = answer();
+      expect(await waitFor(() => agent!.stdout().includes('a scheduler answers the heartbeats again'), 10_000)).toBe(true);
+    } finally {
+      scheduler.unsubscribe();
+      agent?.proc.kill('SIGKILL');
+      server.close();
     }
   });
 
