@@ -144,6 +144,22 @@ describe('hodei pipelines run', () => {
     expect(list.stdout).toMatch(/completed/);
   }, 60_000);
 
+  it('`pipelines cancel` cancels a run started without --follow; once it has ended, exit 1 saying so', async () => {
+    await pipeline({ name: 'cli-cancel', jobs: [{ name: 'forever', command: 'sleep 60' }, { name: 'after', command: 'true', depends_on: ['forever'] }] });
+    const started = await hodeiDone(['pipelines', 'run', 'cli-cancel'], env);
+    const id = /^pipeline run ([0-9a-f-]{36}) running$/m.exec(started.stdout)?.[1];
+    expect(id).toBeDefined();
+    const c = await hodeiDone(['pipelines', 'cancel', id!], env);
+    expect(c.code).toBe(0);
+    expect(c.stdout).toBe(`cancel requested for pipeline run ${id}\n`);
+    const f = await hodeiDone(['pipelines', 'follow', id!], env);
+    expect(f.code).toBe(130);
+    expect(f.stderr).toMatch(/after\s+skipped/);
+    const again = await hodeiDone(['pipelines', 'cancel', id!], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`pipeline run ${id} is already cancelled`);
+  }, 60_000);
+
   it('a bad --env name is refused with the field named, exit 1', async () => {
     const r = await hodeiDone(['pipelines', 'run', 'cli-detached', '--env', 'NOT-A-NAME=1'], env);
     expect(r.code).toBe(1);

@@ -223,11 +223,23 @@ export const run = async (id: string, f: { follow?: boolean; env?: Record<string
   process.exitCode = await followToEnd(c, run.id, f.timestamps, interrupted);
 };
 
+function runIdOf(arg: string): string {
+  if (!UUID.test(arg.trim())) throw new CliError(`"${arg}" is not a pipeline run id: give the whole id (hodei pipelines runs PIPELINE lists them)`);
+  return arg.trim();
+}
+
 export const follow = async (runId: string, f: { timestamps: boolean }, cmd: Command) => {
   const c = context(cmd);
-  if (!UUID.test(runId.trim())) throw new CliError(`"${runId}" is not a pipeline run id: give the whole id (hodei pipelines runs PIPELINE lists them)`);
-  const run = await c.client.get('orchestrator', `/api/v1/pipeline-runs/${runId.trim()}`, PipelineRun);
+  const run = await c.client.get('orchestrator', `/api/v1/pipeline-runs/${runIdOf(runId)}`, PipelineRun);
   process.exitCode = await followToEnd(c, run.id, f.timestamps);
+};
+
+export const cancel = async (runId: string, _f: unknown, cmd: Command) => {
+  const { client, out } = context(cmd);
+  // the orchestrator answers 409 "pipeline run … is already <status>" once it has ended
+  const run = await client.send('orchestrator', 'POST', `/api/v1/pipeline-runs/${runIdOf(runId)}/cancel`, PipelineRun);
+  if (out.json) return out.printJson(run);
+  out.line(`cancel requested for pipeline run ${run.id}`);
 };
 
 export const runs = async (id: string, f: { limit: number }, cmd: Command) => {

@@ -13,7 +13,7 @@ export function registerPipelines(program: Command): void {
     .requiredOption('-f, --file <pipeline.yaml>', 'pipeline file (name, description, jobs with depends_on by name)')
     .action(lazy(load, 'applyFile'));
 
-  const pipelines = program.command('pipelines').alias('pipeline').summary('create, list, show, run, delete pipelines');
+  const pipelines = program.command('pipelines').alias('pipeline').summary('create, list, show, run, cancel, delete pipelines');
 
   pipelines
     .command('create')
@@ -51,6 +51,12 @@ export function registerPipelines(program: Command): void {
     .argument('<run-id>', 'pipeline run id')
     .option('--no-timestamps', 'log lines without the time')
     .action(lazy(load, 'follow'));
+
+  pipelines
+    .command('cancel')
+    .summary('cancel a pipeline run: nothing more starts, waiting jobs are skipped, running ones are cancelled')
+    .argument('<run-id>', 'pipeline run id')
+    .action(lazy(load, 'cancel'));
 
   pipelines
     .command('runs')
