@@ -36,7 +36,7 @@ describe('hodei worker', () => {
       HODEI_API_TOKEN: 'wrong',
     });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/the scheduler refused the registration \(401\).*invalid token/);
+    expect(r.stderr).toContain("the scheduler refused the token (401: invalid token): HODEI_API_TOKEN (hodei worker --token) must be the services' HODEI_API_TOKEN");
   }, 20_000);
 
   it('serves the agent\'s /metrics on HODEI_WORKER_METRICS_PORT, as the README says of a standalone agent', async () => {
