@@ -401,6 +401,24 @@ describe('what the user got wrong, said plainly', () => {
     }
   });
 
+  it('status says which service refuses the token (its /health is open to all), exit 1; with the right one, ok', async () => {
+    const guarded = await startOrchestrator(fx.stack.env.config('orchestrator', { apiToken: 's3cret' }));
+    try {
+      const wrong = await hodeiDone(['status', '--token', 'guess'], { ...env, HODEI_ORCHESTRATOR_URL: guarded.url });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stdout).toMatch(/^orchestrator +\S+ +token refused /m);
+      expect(wrong.stdout).toMatch(/^scheduler +\S+ +ok /m);
+      expect(wrong.stderr).toBe('hodei: orchestrator refused the token: check --token / HODEI_API_TOKEN\n');
+      const none = await hodeiDone(['status'], { ...env, HODEI_ORCHESTRATOR_URL: guarded.url });
+      expect(none.code).toBe(1);
+      expect(none.stderr).toBe('hodei: orchestrator needs a token: set HODEI_API_TOKEN or pass --token\n');
+      const right = await hodeiDone(['status'], { ...env, HODEI_ORCHESTRATOR_URL: guarded.url, HODEI_API_TOKEN: 's3cret' });
+      expect(right.code, right.stderr).toBe(0);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
   it('a token no header can carry (a line ending from a token file) is named, never quoted', async () => {
     // it was 'cannot reach the orchestrator … ("Bearer s3cret\r" is an invalid header value)', exit 2
     const rule = 'must be printable ASCII, with no space at either end and no newline or other control character (a line ending read from a file?)';

@@ -8,6 +8,6 @@ const load = () => import('../actions/status.js');
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .summary('health of the three services')
+    .summary('health of the three services, and whether each takes the token')
     .action(lazy(load, 'status'));
 }
