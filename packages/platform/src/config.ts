@@ -1,6 +1,7 @@
 // The one place that reads the environment: parsed once at start-up, defaults applied, secrets
 // kept out of what gets logged.
 import { ApiToken, z } from '@hodei/types';
+import { ACK_WAIT_MS } from './nats.js';
 
 export const SERVICES = ['orchestrator', 'scheduler', 'worker-manager'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -111,6 +112,10 @@ export interface Config {
   shutdownTimeoutMs: number;
   logStreamKeepBytes: number;
   forgetWorkersAfterMs: number;
+  /** The ack wait of worker-manager's durable consumers: always ACK_WAIT_MS, shorter only in tests. */
+  ackWaitMs: number;
+  /** How long a log stream waits for an ended execution's last lines (worker-manager's FINAL_GRACE_MS when unset); set only in tests. */
+  logFinalGraceMs?: number;
 }
 
 export class ConfigError extends Error {}
@@ -156,6 +161,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     shutdownTimeoutMs: e.HODEI_SHUTDOWN_TIMEOUT_MS,
     logStreamKeepBytes: e.HODEI_LOG_STREAM_KEEP_BYTES,
     forgetWorkersAfterMs: e.HODEI_FORGET_WORKERS_AFTER_MS,
+    ackWaitMs: ACK_WAIT_MS,
   };
 }
 

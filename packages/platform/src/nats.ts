@@ -77,15 +77,17 @@ export interface DurableSpec {
   durable: string;
   filter: string;
   maxAckPending?: number;
+  /** ACK_WAIT_MS unless given (tests). */
+  ackWaitMs?: number;
 }
 
 /**
- * A service's durable consumer on `stream`, created with the explicit acks and `ACK_WAIT_MS` the
+ * A service's durable consumer on `stream`, created with the explicit acks and the ack wait the
  * services rely on. One made by an earlier version, with another filter or ack wait, is brought up
  * to date; one a replica creates at the same moment is used as it is.
  */
 export async function ensureConsumer(bus: Bus, stream: string, spec: DurableSpec): Promise<Consumer> {
-  const ackWait = ACK_WAIT_MS * 1e6;
+  const ackWait = (spec.ackWaitMs ?? ACK_WAIT_MS) * 1e6;
   const bringUpToDate = () => bus.jsm.consumers.update(stream, spec.durable, { filter_subject: spec.filter, ack_wait: ackWait });
   try {
     const { config } = await bus.jsm.consumers.info(stream, spec.durable);

@@ -91,7 +91,7 @@ export class Consumers {
   private buffered: Buffered[] = [];
   /** Delivered messages not acked or nak'd yet (log lines buffered or being inserted, status events
    *  waiting or being applied), with when they were delivered or last said to be in progress. */
-  private readonly unsettled = new InProgress();
+  private readonly unsettled: InProgress;
   private bufferedLines = 0;
   private flushers = 0;
   private flushed: Promise<void>[] = [];
@@ -111,15 +111,18 @@ export class Consumers {
     private readonly hub: LogHub,
     private readonly executions: Executions,
     private readonly metrics: WmMetrics,
-  ) {}
+  ) {
+    this.unsettled = new InProgress(ctx.config.ackWaitMs);
+  }
 
   async start(): Promise<void> {
     const s = this.ctx.bus.subjects;
     const bus = this.ctx.bus;
-    const logs = await ensureConsumer(bus, s.logsStream, { durable: LOGS_CONSUMER, filter: s.logsAll, maxAckPending: 10_000 });
+    const { ackWaitMs } = this.ctx.config;
+    const logs = await ensureConsumer(bus, s.logsStream, { durable: LOGS_CONSUMER, filter: s.logsAll, maxAckPending: 10_000, ackWaitMs });
     // statuses of executions of jobs, and of those without one (their own subjects: see Subjects)
-    const status = await ensureConsumer(bus, s.eventsStream, { durable: 'worker-manager-status', filter: s.executionStatusAll });
-    const adhocStatus = await ensureConsumer(bus, s.eventsStream, { durable: 'worker-manager-status-adhoc', filter: s.executionStatusAdhocAll });
+    const status = await ensureConsumer(bus, s.eventsStream, { durable: 'worker-manager-status', filter: s.executionStatusAll, ackWaitMs });
+    const adhocStatus = await ensureConsumer(bus, s.eventsStream, { durable: 'worker-manager-status-adhoc', filter: s.executionStatusAdhocAll, ackWaitMs });
     this.logMessages = await logs.consume({ max_messages: 100 });
     this.statusMessages = [await status.consume({ max_messages: 200 }), await adhocStatus.consume({ max_messages: 200 })];
     this.loops.push(this.logLoop(this.logMessages), ...this.statusMessages.map((m) => this.statusLoop(m)));

@@ -1,7 +1,6 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
 import {
-  ACK_WAIT_MS,
   Batcher,
   BadRequestError,
   checkDefinitionFits,
@@ -45,7 +44,7 @@ import { countStoredUpTo, maxStoredSeq } from './store/logs.js';
 /** How long a final status waits for the execution's next log lines to be stored (it waits on
  *  while they keep coming: a million lines may be stored well after the process ended). Longer
  *  than the log consumer's ack wait: lines a worker-manager that died had taken come back after it. */
-const LOG_WAIT_MS = ACK_WAIT_MS + 1000;
+const logWaitMs = (ackWaitMs: number) => ackWaitMs + 1000;
 const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for an answer to the cancel sent to every worker; then a queued
  *  execution ends where it is, and a running one's worker is asked on its own subject. */
@@ -269,7 +268,7 @@ export class Executions {
     }
     // the log batches travel on another stream: let them land first, so that a finished execution
     // shows all its lines (bounded: lines that never come do not hold the status back for long)
-    if (e.last_seq) await this.logsStored(e.execution_id, e.last_seq, LOG_WAIT_MS);
+    if (e.last_seq) await this.logsStored(e.execution_id, e.last_seq, logWaitMs(this.ctx.config.ackWaitMs));
     const parts = e.result_parts ? await readResultParts(this.ctx.bus.jsm, this.ctx.bus.subjects, e.execution_id, e.result_parts) : undefined;
     const result = storable(parts ?? { result: e.result, result_error: e.result_error });
     const hasResult = result.result !== undefined;

@@ -25,7 +25,7 @@ export const definition: ServiceDefinition = {
   migrationsDir: fileURLToPath(new URL('../migrations', import.meta.url)),
   setup: async (ctx) => {
     const metrics = createWmMetrics(ctx.metrics);
-    const logHub = new LogHub(ctx.db);
+    const logHub = new LogHub(ctx.db, ctx.config.logFinalGraceMs);
     const events = new EventHub();
     const retries = new Retries(ctx);
     const live = new LiveRelay(ctx, logHub, events);

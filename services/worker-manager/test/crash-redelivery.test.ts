@@ -1,7 +1,7 @@
 // A worker-manager killed (-9) while it stored log lines: the batches it had taken from the stream
 // and not stored come back to the next one within seconds (not after a 30 s ack wait), and the
 // execution's final status waits for them, so its logs, its stream and `log_lines` have every line.
-import { ACK_WAIT_MS, connectBus, createLogger, createTestEnv, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { connectBus, createLogger, createTestEnv, type Bus, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
@@ -11,10 +11,15 @@ let env: TestEnv;
 let wm: RunningService | undefined;
 let wmConfig: Config;
 let worker: Bus;
+/** The consumers' ack wait here: shorter than the services' ACK_WAIT_MS (5 s), so that waits past it take less. */
+const ACK_WAIT = 2000;
+/** The follower of the first test completes only after a stream's wait for an ended execution's
+ *  last lines (10 s unless set). */
+const FINAL_GRACE = 2000;
 
 beforeAll(async () => {
   env = createTestEnv();
-  wmConfig = env.config('worker-manager');
+  wmConfig = env.config('worker-manager', { ackWaitMs: ACK_WAIT, logFinalGraceMs: FINAL_GRACE });
   worker = await connectBus(wmConfig.natsUrl, wmConfig.natsPrefix, 'test-worker', createLogger('test', 'silent'));
 }, 60_000);
 
@@ -68,7 +73,7 @@ it('log batches held up longer than the ack wait before their insert are not del
     await lock.query('BEGIN');
     await lock.query('LOCK TABLE log_lines IN EXCLUSIVE MODE'); // inserts wait, as on a stalled database
     for (let k = 0; k < 5; k++) await publishLines(worker, id, lines(k * 100 + 1, k * 100 + 100));
-    await new Promise((r) => setTimeout(r, ACK_WAIT_MS * 1.6)); // past the ack wait
+    await new Promise((r) => setTimeout(r, ACK_WAIT * 1.6)); // past the ack wait
     redelivered = (await worker.jsm.consumers.info(logsStream, 'worker-manager-logs')).num_redelivered;
   } finally {
     await lock.query('COMMIT');
@@ -93,16 +98,17 @@ it('a final status a killed worker-manager had taken and not applied is applied 
   const restarted = Date.now();
   wm = await startWorkerManager(wmConfig);
   await until(async () => (await (await fetch(`${wm!.url}/api/v1/executions/${id}`)).json()).status === 'completed', 20_000, 'completed');
-  expect(Date.now() - restarted).toBeLessThan(ACK_WAIT_MS + 5000);
+  expect(Date.now() - restarted).toBeLessThan(ACK_WAIT + 5000);
 }, 60_000);
 
 it('a final status waiting longer than the ack wait for its lines is not delivered again meanwhile', async () => {
   const id = (await executeOn(wm!.url, { command: 'x' })).id;
   await publishStatus(worker, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 100, duration_ms: 10 });
   // its lines trickle in for longer than the ack wait: the status waits for them all along
-  for (let k = 0; k * 1000 < ACK_WAIT_MS * 1.4; k++) {
+  const every = ACK_WAIT / 5;
+  for (let k = 0; k * every < ACK_WAIT * 1.4; k++) {
     await publishLines(worker, id, lines(k * 10 + 1, k * 10 + 10));
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, every));
   }
   const redelivered = (await worker.jsm.consumers.info(worker.subjects.eventsStream, 'worker-manager-status')).num_redelivered;
   expect((await (await fetch(`${wm!.url}/api/v1/executions/${id}`)).json()).status).toBe('queued');

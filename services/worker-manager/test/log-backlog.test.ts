@@ -10,6 +10,10 @@ import { call, lines, logEvents, openSse, publishLines, publishStatus, until } f
 let env: TestEnv;
 let bus: Bus;
 let svc: RunningService | undefined;
+/** A stream's wait for an ended execution's last lines here (10 s unless set), so that the test of it takes less. */
+const FINAL_GRACE = 4000;
+/** The consumers' ack wait here (ACK_WAIT_MS, 5 s, unless set): a final status waits a second longer than it for its lines. */
+const ACK_WAIT = 2000;
 
 beforeAll(async () => {
   env = createTestEnv();
@@ -37,7 +41,7 @@ describe('log backlog signal', () => {
     const sub = bus.nc.subscribe(bus.subjects.logsBacklog, { callback: (_e, m) => signals.push(decodeJson(m.data) as LogBacklog) });
     await bus.nc.flush();
 
-    svc = await startWorkerManager(env.config('worker-manager', { logStreamKeepBytes: 100_000 }));
+    svc = await startWorkerManager(env.config('worker-manager', { logStreamKeepBytes: 100_000, logFinalGraceMs: FINAL_GRACE, ackWaitMs: ACK_WAIT }));
     const stored = await until(
       async () => {
         const body = (await (await call(svc!.url, 'GET', `/api/v1/executions/${id}/logs?limit=100000`)).json()) as { lines: LogLine[] };
@@ -72,12 +76,12 @@ describe('log backlog signal', () => {
     const sse = await openSse(`${svc!.url}/api/v1/executions/${id}/logs/stream`);
     await publishLines(bus, id, lines(1, 5));
     await publishStatus(bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 10, duration_ms: 5 });
-    // lines 6-10 are behind a backlog: some come 8 s later, after the status is recorded without them
+    // lines 6-10 are behind a backlog: some come most of a wait later, after the status is recorded without them
     await until(async () => (await (await call(svc!.url, 'GET', `/api/v1/executions/${id}`)).json()).status === 'completed', 15_000, 'the final status');
-    await new Promise((r) => setTimeout(r, 8000));
+    await new Promise((r) => setTimeout(r, FINAL_GRACE * 0.8));
     await publishLines(bus, id, lines(6, 7));
-    // the stream's first wait for them (10 s from the status) ends with 6-7 in: it waits again
-    await new Promise((r) => setTimeout(r, 7000));
+    // the stream's first wait for them (FINAL_GRACE from the status) ends with 6-7 in: it waits again
+    await new Promise((r) => setTimeout(r, FINAL_GRACE * 0.7));
     expect(sse.events.some((e) => e.event === 'completed')).toBe(false);
     await publishLines(bus, id, lines(8, 10));
     await sse.waitFor((e) => e.event === 'completed', 15_000);

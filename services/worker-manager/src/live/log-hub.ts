@@ -137,7 +137,7 @@ export class LogSubscriber {
             }
             this.complete();
           });
-        }, FINAL_GRACE_MS);
+        }, this.hub.finalGraceMs);
         this.finalTimer.unref();
       };
       arm();
@@ -262,7 +262,10 @@ export class LogHub {
   private readonly readQueue: (() => void)[] = [];
   onSubscribersChanged: (delta: number) => void = () => undefined;
 
-  constructor(readonly db: Pool) {}
+  constructor(
+    readonly db: Pool,
+    readonly finalGraceMs = FINAL_GRACE_MS,
+  ) {}
 
   /** A page of stored lines, read once one of the HISTORY_READS is free. */
   async readHistory(executionId: string, afterSeq: number, limit: number): Promise<LogLine[]> {
