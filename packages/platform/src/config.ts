@@ -112,7 +112,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   logStreamKeepBytes: number;
   forgetWorkersAfterMs: number;
-  /** The ack wait of worker-manager's durable consumers: always ACK_WAIT_MS, shorter only in tests. */
+  /** The ack wait of worker-manager's and the scheduler's durable consumers: always ACK_WAIT_MS, shorter only in tests. */
   ackWaitMs: number;
   /** How long a log stream waits for an ended execution's last lines (worker-manager's FINAL_GRACE_MS when unset); set only in tests. */
   logFinalGraceMs?: number;

@@ -1,7 +1,7 @@
 // What the scheduler hears over NATS: queued / cancelled executions and their status events (durable
 // JetStream consumers; a final status frees the execution's slot), worker heartbeats (core NATS)
 // and worker exits (JetStream).
-import { currentTraceparent, decodeJson, encodeJson, ensureConsumer, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
+import { ACK_WAIT_MS, currentTraceparent, decodeJson, encodeJson, ensureConsumer, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z, type HeartbeatReply } from '@hodei/types';
@@ -32,7 +32,7 @@ interface ConsumerSpec {
 const CATCH_UP_MAX_MS = 5000;
 const PARALLEL = 64;
 
-export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHandlers): Promise<() => Promise<void>> {
+export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHandlers, ackWaitMs = ACK_WAIT_MS): Promise<() => Promise<void>> {
   const s = bus.subjects;
   const parse = <T extends z.ZodType>(schema: T, m: JsMsg): z.output<T> | null => {
     try {
@@ -101,10 +101,10 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   const fallback = setTimeout(announce, CATCH_UP_MAX_MS);
   fallback.unref();
 
-  const handling = new InProgress();
+  const handling = new InProgress(ackWaitMs);
   const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
   for (const spec of specs) {
-    const consumer = await ensureConsumer(bus, s.eventsStream, { durable: spec.durable, filter: spec.subject, maxAckPending: 10_000 });
+    const consumer = await ensureConsumer(bus, s.eventsStream, { durable: spec.durable, filter: spec.subject, maxAckPending: 10_000, ackWaitMs });
     const info = await consumer.info();
     let caught = info.num_pending === 0;
     if (caught) markCaughtUp();

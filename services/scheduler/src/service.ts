@@ -261,7 +261,7 @@ export const definition: ServiceDefinition = {
             return { status: r.status, written_off: r.written_off };
           },
           caughtUp: () => placer.setReady(),
-        });
+        }, config.ackWaitMs);
         firer.kick();
         startedAt = performance.now();
         every(SAFETY_TICK_MS, safetyTick, 'placement safety tick');
