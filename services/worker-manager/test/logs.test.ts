@@ -9,11 +9,13 @@ import { consumedUpTo, lines, logEvents, openSse, publishLines, publishStatus, u
 
 let env: TestEnv;
 let svc: RunningService;
+/** The consumers' ack wait here (ACK_WAIT_MS, 5 s, unless set): a final status waits a second longer than it, 3 s, for its lines. */
+const ACK_WAIT = 2000;
 const get = (path: string, headers: Record<string, string> = {}) => fetch(`${svc.url}${path}`, { headers });
 
 beforeAll(async () => {
   env = createTestEnv();
-  svc = await startWorkerManager(env.config('worker-manager'));
+  svc = await startWorkerManager(env.config('worker-manager', { ackWaitMs: ACK_WAIT }));
 });
 afterAll(async () => {
   await svc?.stop();

@@ -184,7 +184,7 @@ describe('workers of a worker-manager killed with SIGKILL are adopted by the nex
 
 describe('SIGTERM: worker-manager is gone within HODEI_SHUTDOWN_TIMEOUT_MS', () => {
   const SHUTDOWN_TIMEOUT_MS = 4000;
-  const AGENT_KILL_GRACE_MS = 8000;
+  const AGENT_KILL_GRACE_MS = 6000;
 
   it('when its workers\' force stop takes longer, it exits 0 in time and the worker finishes on its own', async () => {
     await killWm();
