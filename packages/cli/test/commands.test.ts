@@ -401,6 +401,12 @@ describe('what the user got wrong, said plainly', () => {
     }
   });
 
+  it('run --workdir with a relative path is refused naming the flag, before anything is created', async () => {
+    const r = await hodeiDone(['run', '--workdir', 'build', '--', 'pwd'], { ...env, HODEI_URL: 'http://127.0.0.1:1', HODEI_ORCHESTRATOR_URL: '', HODEI_WORKER_MANAGER_URL: '' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('hodei: --workdir must be an absolute path: it is taken on the worker, whose own directory is not yours (/srv/app, not build)\n');
+  });
+
   it('status says which service refuses the token (its /health is open to all), exit 1; with the right one, ok', async () => {
     const guarded = await startOrchestrator(fx.stack.env.config('orchestrator', { apiToken: 's3cret' }));
     try {

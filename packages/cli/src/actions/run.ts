@@ -104,7 +104,11 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
   }
   if (flags.priority !== undefined) body.priority = flags.priority;
   if (flags.retries !== undefined) body.max_retries = flags.retries;
-  if (flags.workdir !== undefined) body.working_dir = flags.workdir;
+  if (flags.workdir !== undefined) {
+    if (!flags.workdir.startsWith('/'))
+      throw new CliError(`--workdir must be an absolute path: it is taken on the worker, whose own directory is not yours (/srv/app, not ${flags.workdir})`);
+    body.working_dir = flags.workdir;
+  }
   if (body.command === undefined && body.script === undefined)
     throw new CliError('nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)');
   if (body.name === undefined) body.name = defaultName(flags, body);

@@ -32,7 +32,7 @@ export function registerRun(program: Command): void {
     .option('-l, --label <key=value>', 'worker label the job needs (repeatable)', collectPair)
     .option('-t, --tag <tag>', 'tag (repeatable)', collectList)
     .option('--retries <n>', 'new attempts when the job fails or its worker is lost (run follows them)', parseInteger(0, 100))
-    .option('--workdir <dir>', 'working directory on the worker')
+    .option('--workdir <dir>', 'working directory on the worker, an absolute path')
     .option('--description <text>', 'job description')
     .option('-d, --detach', 'print the job and execution ids and exit at once')
     .option('--no-timestamps', 'no timestamps in front of lines')
