@@ -11,7 +11,12 @@ mkdir -p "$LOGS"
 
 if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then G=$'\e[32m' R=$'\e[31m' Y=$'\e[33m' D=$'\e[2m' N=$'\e[0m'; else G='' R='' Y='' D='' N=''; fi
 
-if [[ ! -f packages/cli/dist/main.js ]] || ! "${HODEI[@]}" status >/dev/null 2>&1; then
+status=2
+[[ -f packages/cli/dist/main.js ]] && { "${HODEI[@]}" status >/dev/null 2>"$LOGS/status.err"; status=$?; }
+if [[ $status -eq 1 ]]; then # up, but they refuse the token (HODEI_API_TOKEN): starting them again would not help
+  echo "${R}$(cat "$LOGS/status.err")${N}"
+  exit 1
+elif [[ $status -ne 0 ]]; then
   echo "services are not all up: starting them (scripts/start-services.sh)"
   "$ROOT/scripts/start-services.sh" || { echo "${R}could not start the services${N}"; exit 1; }
 fi
