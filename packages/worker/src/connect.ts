@@ -21,7 +21,7 @@ export async function connectNats(url: string, name: string, logger: Logger, sig
   const started = performance.now();
   const shown = hideNatsCredentials(url);
   const note = () => {
-    logger.warn({ nats: shown, waited_s: Math.round((performance.now() - started) / 1000) }, `NATS at ${shown} does not answer; waiting for it (check NATS_URL)`);
+    logger.warn({ nats: shown, waited_s: Math.round((performance.now() - started) / 1000) }, `NATS at ${shown} does not answer; waiting for it (check NATS_URL, or hodei worker --nats)`);
     timer = setTimeout(note, NATS_WAIT_REPEAT_MS);
   };
   let timer = setTimeout(note, NATS_WAIT_NOTE_MS);

@@ -77,8 +77,8 @@ describe('dist/main.js', () => {
     const agent = startAgent(newId(), { NATS_URL: url });
     try {
       const deadline = Date.now() + 10_000;
-      while (!agent.stdout().includes(`NATS at ${url} does not answer; waiting for it (check NATS_URL)`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(agent.stdout()).toContain(`NATS at ${url} does not answer; waiting for it (check NATS_URL)`);
+      while (!agent.stdout().includes(`NATS at ${url} does not answer; waiting for it (check NATS_URL, or hodei worker --nats)`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(agent.stdout()).toContain(`NATS at ${url} does not answer; waiting for it (check NATS_URL, or hodei worker --nats)`);
       agent.proc.kill('SIGTERM');
       expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 5000))])).toBe(0);
       expect(agent.stdout()).toContain(`stopped while waiting for NATS at ${url}`);
