@@ -111,10 +111,40 @@ export async function ensureConsumer(bus: Bus, stream: string, spec: DurableSpec
   return bus.js.consumers.get(stream, spec.durable);
 }
 
+export interface NatsServers {
+  servers: string[];
+  user?: string;
+  pass?: string;
+  token?: string;
+}
+
+/**
+ * The servers of a NATS_URL (comma-separated) and the credentials in it. nats.js sends none it finds
+ * in a URL (`nats://user:pass@host` was refused as an authorization violation with the right ones):
+ * they go as options, the URLs without them. A user without a password is a token.
+ */
+export function natsServers(url: string): NatsServers {
+  const out: NatsServers = { servers: [] };
+  for (const entry of url.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const m = /^((?:[a-z]+:\/\/)?)([^/?#]*)@(.*)$/i.exec(entry);
+    if (!m) {
+      out.servers.push(entry);
+      continue;
+    }
+    const [, scheme, auth, rest] = m as unknown as [string, string, string, string];
+    out.servers.push(scheme + rest);
+    if (out.user !== undefined || out.token !== undefined) continue;
+    const colon = auth.indexOf(':');
+    if (colon === -1) out.token = decodeURIComponent(auth);
+    else [out.user, out.pass] = [decodeURIComponent(auth.slice(0, colon)), decodeURIComponent(auth.slice(colon + 1))];
+  }
+  return out;
+}
+
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */
 export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {
   // noAsyncTraces: no Error (with its stack) built for every request, only to be dropped when it succeeds
-  const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false, noAsyncTraces: true });
+  const nc = await connect({ ...natsServers(url), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false, noAsyncTraces: true });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn({ nats: s.type }, `nats ${s.type}`);

@@ -1,7 +1,7 @@
 // The agent's NATS connection: the first one waits for a server that does not answer yet (a host
 // started before NATS), says so while it waits, and can be given up (a signal to the agent).
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { hideNatsCredentials, type Logger } from '@hodei/platform';
+import { hideNatsCredentials, natsServers, type Logger } from '@hodei/platform';
 
 /** How long the first connection may take before the agent says it waits, and then how often it repeats it. */
 export const NATS_WAIT_NOTE_MS = 2000;
@@ -11,7 +11,7 @@ export class NatsWaitAborted extends Error {}
 
 export async function connectNats(url: string, name: string, logger: Logger, signal?: AbortSignal): Promise<NatsConnection> {
   const connecting = connect({
-    servers: url,
+    ...natsServers(url),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
