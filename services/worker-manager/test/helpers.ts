@@ -1,8 +1,9 @@
 // Test helpers: an SSE client over fetch, publishing what a worker would publish, and the REST
 // calls the real-path tests make.
-import { decodeJson, encodeJson, parseSseBlock, type Bus } from '@hodei/platform';
+import { decodeJson, encodeJson, parseSseBlock, type Bus, type RunningService } from '@hodei/platform';
 import { isFinalStatus, type Execution, type ExecutionStatusEvent, type LogLine } from '@hodei/types';
 import { expect } from 'vitest';
+import { insertLines } from '../src/store/logs.js';
 
 export interface SseEvent {
   id?: string;
@@ -153,3 +154,15 @@ export const finishedOn = (base: string, id: string, ms: number) =>
     const e = await getExecutionOn(base, id);
     return isFinalStatus(e.status) && e;
   }, ms, `execution ${id} to finish`);
+
+/** An execution on `svc` that ended `completed` with lines 1..`n` (stdout, `text(seq)`) stored
+ *  straight into the table, 20,000 at a time: a long history to read back. */
+export async function finishedWithStoredLines(svc: RunningService, n: number, text: (seq: number) => string): Promise<string> {
+  const { id } = await executeOn(svc.url, { command: 'true' });
+  for (let from = 1; from <= n; from += 20_000) {
+    const batch = lines(from, Math.min(from + 19_999, n), 'stdout', text);
+    await insertLines(svc.ctx.db, batch.map((l) => ({ ...l, execution_id: id })));
+  }
+  await consumedUpTo(svc.ctx.bus, 'status', await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: n, duration_ms: 1 }));
+  return id;
+}

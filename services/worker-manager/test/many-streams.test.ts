@@ -5,8 +5,7 @@ import { get } from 'node:http';
 import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
-import { insertLines } from '../src/store/logs.js';
-import { consumedUpTo, lines, publishStatus } from './helpers.js';
+import { finishedWithStoredLines } from './helpers.js';
 
 const N = 100_000;
 const CLIENTS = 200;
@@ -17,13 +16,7 @@ let id: string;
 beforeAll(async () => {
   env = createTestEnv();
   svc = await startWorkerManager(env.config('worker-manager'));
-  const res = await fetch(`${svc.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'true' }) });
-  id = ((await res.json()) as { id: string }).id;
-  for (let from = 1; from <= N; from += 20_000) {
-    const batch = lines(from, from + 19_999, 'stdout', (n) => `line ${n} ${'x'.repeat(80)}`);
-    await insertLines(svc.ctx.db, batch.map((l) => ({ ...l, execution_id: id })));
-  }
-  await consumedUpTo(svc.ctx.bus, 'status', await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: N, duration_ms: 1 }));
+  id = await finishedWithStoredLines(svc, N, (n) => `line ${n} ${'x'.repeat(80)}`);
 }, 120_000);
 
 afterAll(async () => {
