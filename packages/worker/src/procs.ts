@@ -98,13 +98,19 @@ export function signalGroup(pgid: number | undefined, signal: NodeJS.Signals): b
   }
 }
 
-function processGroupOf(pid: number): number | undefined {
+/** The fields of /proc/<pid>/stat after the command name, its state first; undefined once it is gone. */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return undefined; // gone
+    return undefined;
   }
+}
+
+function processGroupOf(pid: number): number | undefined {
+  const group = statFields(pid)?.[2];
+  return group === undefined ? undefined : Number(group);
 }
 
 /** The pids not in process group `pgid` (all of them when it is undefined): those its signal missed. */
@@ -129,12 +135,7 @@ export function hasExited(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat[stat.lastIndexOf(')') + 2] === 'Z';
-  } catch {
-    return false;
-  }
+  return statFields(pid)?.[0] === 'Z';
 }
 
 /** True while some non-zombie process is in the group. */
