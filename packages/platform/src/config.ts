@@ -1,7 +1,7 @@
 // The one place that reads the environment: parsed once at start-up, defaults applied, secrets
 // kept out of what gets logged.
 import { ApiToken, z } from '@hodei/types';
-import { ACK_WAIT_MS } from './nats.js';
+import { ACK_WAIT_MS, NATS_CREDENTIALS } from './nats.js';
 
 export const SERVICES = ['orchestrator', 'scheduler', 'worker-manager'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -175,7 +175,7 @@ export function hideDatabasePassword(url: string): string {
 export function hideNatsCredentials(url: string): string {
   return url
     .split(',')
-    .map((entry) => entry.replace(/^(\s*(?:[a-z]+:\/\/)?)[^/?#]*@/i, '$1***@'))
+    .map((entry) => entry.replace(NATS_CREDENTIALS, '$1***@'))
     .join(',');
 }
 

@@ -118,6 +118,9 @@ export interface NatsServers {
   token?: string;
 }
 
+/** One address of NATS_URL: its scheme (if any), then the credentials before `@` (if any). */
+export const NATS_CREDENTIALS = /^(\s*(?:[a-z]+:\/\/)?)([^/?#]*)@/i;
+
 /**
  * The servers of a NATS_URL (comma-separated) and the credentials in it. nats.js sends none it finds
  * in a URL (`nats://user:pass@host` was refused as an authorization violation with the right ones):
@@ -126,13 +129,13 @@ export interface NatsServers {
 export function natsServers(url: string): NatsServers {
   const out: NatsServers = { servers: [] };
   for (const entry of url.split(',').map((e) => e.trim()).filter(Boolean)) {
-    const m = /^((?:[a-z]+:\/\/)?)([^/?#]*)@(.*)$/i.exec(entry);
+    const m = NATS_CREDENTIALS.exec(entry);
     if (!m) {
       out.servers.push(entry);
       continue;
     }
-    const [, scheme, auth, rest] = m as unknown as [string, string, string, string];
-    out.servers.push(scheme + rest);
+    const [whole, scheme, auth] = m as unknown as [string, string, string];
+    out.servers.push(scheme + entry.slice(whole.length));
     if (out.user !== undefined || out.token !== undefined) continue;
     const colon = auth.indexOf(':');
     if (colon === -1) out.token = decodeURIComponent(auth);
