@@ -113,10 +113,18 @@ export const definition: ServiceDefinition = {
         logger.warn({ err, worker_id: id }, 'a deregistered worker could not be told to drain');
       }
     };
+    // Silence is measured from this start, or from the last heartbeat that could not be recorded, at
+    // the earliest: heartbeats sent while no scheduler was listening, or while the database was down,
+    // were not recorded, and a worker gets one whole time-out to be heard again.
+    let startedAt = Infinity;
     /** A heartbeat, over NATS or HTTP: null for a worker not registered; else the executions it
      *  lists that were recorded over or placed on another worker, which it must kill. */
     const heartbeat = async (workerId: string, status: 'online' | 'draining', running: string[]) => {
-      const r = await workers.heartbeat(workerId, status);
+      const r = await workers.heartbeat(workerId, status).catch((err: unknown) => {
+        // not recorded (the database is down): the silence that follows is not the worker's
+        startedAt = performance.now();
+        throw err;
+      });
       if (!r) return null;
       if (r.status !== r.previous) placer.kick();
       const writtenOff = running.length ? await queue.runningOn(workerId, running) : [];
@@ -193,9 +201,6 @@ export const definition: ServiceDefinition = {
       );
       if (lost.length) logger.warn({ executions: lost.map((e) => e.execution_id) }, 'lost executions of workers gone (offline, or deregistered and silent) published');
     };
-    // Silence is measured from this start at the earliest: heartbeats sent while no scheduler was
-    // listening were not recorded, and a worker gets one whole time-out to be heard again.
-    let startedAt = Infinity;
     /** Listened for one whole time-out: silence now says a worker is gone. */
     const listening = () => performance.now() - startedAt >= config.heartbeatTimeoutMs;
     let lastCheckAt = -Infinity;

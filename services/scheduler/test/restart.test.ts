@@ -1,7 +1,8 @@
 // A scheduler restarted while real workers run: their heartbeats sent while no scheduler listened
 // were never recorded, yet none is taken for dead. A job runs to the end as one attempt with every
-// line, and a job placed just after the restart runs too.
-import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+// line, and a job placed just after the restart runs too. The same holds when the database is down
+// for longer than the time-out: the heartbeats of that time could not be recorded either.
+import { createLogger, createPool, createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, LogLine } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -91,3 +92,39 @@ it('workers heard from within one time-out after a scheduler restart stay online
   expect((await storedLines(placedAfter.id)).map((l) => l.line)).toEqual(['placed-after-restart']);
   expect(await statuses(url)).toEqual(['online', 'online', 'online']);
 }, 60_000);
+
+it('a database outage longer than the time-out: workers stay online, and a running job completes as one attempt with every line', async () => {
+  const lines = 25;
+  // 25 lines, one every 200 ms: ~5 s, outlasting the outage and one time-out after it
+  const job = await executeOn(wm.url, {
+    command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
+    labels: { t: 'restart' },
+    max_retries: 1,
+  });
+  await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+
+  const admin = new URL(env.databaseUrl);
+  const db = admin.pathname.slice(1);
+  admin.pathname = '/postgres';
+  const pool = createPool(admin.toString(), 'public', createLogger('test', 'silent'), 1);
+  try {
+    await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
+    await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [db]);
+    // the workers' last recorded heartbeat is older than the time-out when the database is back
+    await new Promise((r) => setTimeout(r, TIMEOUT_MS + 500));
+  } finally {
+    await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS true`);
+    await pool.end();
+  }
+
+  const url = sched!.url;
+  const seen = new Set<string>();
+  const done = await until(async () => {
+    for (const status of await statuses(url)) seen.add(status);
+    const e = await getExecutionOn(wm.url, job.id);
+    return e.status !== 'running' && e.status !== 'queued' && e;
+  }, 20_000, 'the job to end');
+  expect(seen).toEqual(new Set(['online']));
+  expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
+  expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: lines }, (_, i) => `line-${i + 1}`));
+}, 30_000);
