@@ -92,6 +92,12 @@ function cronError(err: Error): string {
 function parseCron(pattern: string, timezone: string): string {
   canonicalTimezone(timezone);
   const normalized = normalize(pattern);
+  // croner takes a pattern holding ':' for a date to fire once at, and the search for its next
+  // run then steps a week at a time up to it: year 275760 held the event loop for hours
+  if (normalized.includes(':')) {
+    const message = 'is a date-time, not a cron expression (5 or 6 fields): give run_at for one run at a date';
+    throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
+  }
   try {
     new Cron(normalized, { timezone, paused: true });
     return normalized;

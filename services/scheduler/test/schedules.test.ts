@@ -188,6 +188,17 @@ describe('schedules', () => {
       const problem = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron }), 400, 'cron');
       expect(problem.errors, cron).toEqual([{ path: 'cron', message }]);
     }
+    // croner reads a pattern holding ':' as a date to fire once at; one in year 275760 held the
+    // scheduler's event loop for hours (its health too), one in 2099 was taken as a cron
+    const dated = 'is a date-time, not a cron expression (5 or 6 fields): give run_at for one run at a date';
+    for (const cron of ['2099-01-01T00:00:00Z', '0 0 * * 1:2', '+275760-09-13T00:00:00.000Z']) {
+      const problem = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron }), 400, 'cron');
+      expect(problem.errors, cron).toEqual([{ path: 'cron', message: dated }]);
+    }
+    const cronOne = await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 1 1 *', enabled: false })).json();
+    await expectProblem(await patch(`/api/v1/schedules/${cronOne.id}`, { cron: '+275760-09-13T00:00:00.000Z' }), 400, 'cron');
+    expect((await (await fetch(`${svc.url}/api/v1/schedules/${cronOne.id}`)).json()).cron).toBe('0 0 1 1 *');
+    await fetch(`${svc.url}/api/v1/schedules/${cronOne.id}`, { method: 'DELETE' });
     const local = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, run_at: '2099-01-01T09:00:00' }), 400, 'run_at');
     expect(local.errors?.[0]?.message).toBe('must be an ISO 8601 date-time with Z or an offset, e.g. 2027-01-01T09:00:00+01:00');
     await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron: '* * * * *', timezone: 'Mars/Olympus' }), 400, 'timezone');
