@@ -28,6 +28,8 @@ import { commandRequest, scriptRequest, type JobHandle, type SpawnRequest, type 
 
 /** After the main process exits, how long output already in the pipes may still be read. */
 export const EXIT_DRAIN_MS = 50;
+/** How long the end of the pipes is waited for when no process that could hold them is left. */
+export const EXIT_CLOSE_MS = 10_000;
 export const MAX_RESULT_BYTES = 1024 * 1024;
 /** Deeper results cannot be sent: JSON.stringify runs out of stack a few thousand levels down
  *  (and PostgreSQL's jsonb not far below). */
@@ -212,10 +214,13 @@ export class Execution {
     clearTimeout(this.timeoutTimer);
     clearTimeout(this.runningTimer); // over before it was announced: the final status says it all
     // The main process is gone; read what is already in the pipes, but do not wait for a
-    // descendant that keeps them open.
+    // descendant that keeps them open. A spawner process may report the exit before it relays the
+    // last output (it reaps the process before it reads the pipes), and on a busy machine that
+    // output comes later than EXIT_DRAIN_MS: when it knows that no process is left to hold the
+    // pipes, their end comes, and is waited for.
     child.resume();
     let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([child.closed, new Promise<void>((r) => (drainTimer = setTimeout(r, EXIT_DRAIN_MS)))]);
+    await Promise.race([child.closed, new Promise<void>((r) => (drainTimer = setTimeout(r, outcome.alone ? EXIT_CLOSE_MS : EXIT_DRAIN_MS)))]);
     clearTimeout(drainTimer);
     child.destroy();
     this.readTimestamp = new Date().toISOString();

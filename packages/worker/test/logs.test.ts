@@ -3,10 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, decodeJson, newId } from '@hodei/platform';
-import type { LogMessage } from '@hodei/types';
+import type { LogMessage, LogStream } from '@hodei/types';
+import { Execution } from '../src/execution.js';
 import { LINE_CONTINUES_SUFFIX, MAX_LINE_BYTES } from '../src/index.js';
+import { PublishOutage } from '../src/outage.js';
+import { Reaper } from '../src/reaper.js';
 import { LogShipper, MAX_BATCH_LINES } from '../src/shipper.js';
-import { alive, setup, text, waitFor } from './harness.js';
+import type { JobHandle, Spawner } from '../src/spawn.js';
+import { alive, setup, spec, text, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 /** Where the jobs leave files; removed with everything in it after the file. */
@@ -104,6 +108,73 @@ describe('log lines', () => {
     const pid = Number(lines.find((l) => l.startsWith('pid '))!.slice(4));
     // what the job left behind is cleaned up
     expect(await waitFor(() => !alive(pid), 3000)).toBe(true);
+  });
+
+  it('keeps the output a busy spawner relays after the exit, when no process is left to hold the pipes', async () => {
+    // spawner.pl reaps a job that exits before its start is read in the same round as that start,
+    // before it reads the pipes: 'exited' comes first, the output in its next round. On a busy
+    // machine that came more than 50 ms later, and 3 of 200 `seq 1 20` jobs completed with no line.
+    const subject = h.bus.subjects.logs(h.worker.id + '-late-output');
+    const lines: string[] = [];
+    const sub = h.bus.nc.subscribe(subject, {
+      callback: (_e, m) => {
+        for (const b of (decodeJson(m.data) as LogMessage).batches) lines.push(...b.lines.map((l) => l.line));
+      },
+    });
+    await h.bus.nc.flush();
+    const logger = createLogger('test', 'silent');
+    const outage = new PublishOutage(logger);
+    const reaper = new Reaper(300, logger);
+    const late: Spawner = {
+      spawn: async () => {
+        const listeners: Array<(stream: LogStream, chunk: Buffer) => void> = [];
+        let close!: () => void;
+        const closed = new Promise<void>((r) => (close = r));
+        const relay = setTimeout(() => {
+          for (const l of listeners) l('stdout', Buffer.from('1\n2\n'));
+          close();
+        }, 300);
+        const handle: JobHandle = {
+          pid: 0,
+          onData: (l) => void listeners.push(l),
+          exited: Promise.resolve({ code: 0, signal: null, alone: true }),
+          closed,
+          pause: () => undefined,
+          resume: () => undefined,
+          destroy: () => clearTimeout(relay),
+        };
+        return handle;
+      },
+      close: async () => undefined,
+    };
+    const workerId = newId();
+    const execution = new Execution(
+      {
+        js: h.bus.js,
+        subjects: h.bus.subjects,
+        workerId,
+        baseEnv: {},
+        tmpDir: scratch,
+        runningAfterMs: 20,
+        logs: new LogShipper(h.bus.js, subject, workerId, logger, () => 1024 * 1024, outage),
+        outage,
+        reaper,
+        spawner: late,
+        logger,
+        onSlotFree: () => undefined,
+        maxPayload: () => 1024 * 1024,
+      },
+      { execution_id: newId(), job_id: null, attempt: 1, spec: spec({ command: 'seq 1 2' }) },
+    );
+    try {
+      execution.start();
+      expect(await execution.finished).toMatchObject({ status: 'completed', exitCode: 0 });
+      await h.bus.nc.flush();
+      expect(lines).toEqual(['1', '2']);
+    } finally {
+      sub.unsubscribe();
+      await reaper.close();
+    }
   });
 });
 
