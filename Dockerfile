@@ -5,7 +5,9 @@
 # node --import /app/packages/platform/dist/telemetry/register.js services/<svc>/dist/main.js.
 
 FROM node:20-bookworm-slim AS build
-RUN npm install -g pnpm@10.34.9 && pnpm --version
+# gcc: pnpm build compiles the worker's spawner (packages/worker/spawner.c); the runtime stage has the same glibc.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
+  && npm install -g pnpm@10.34.9 && pnpm --version
 WORKDIR /app
 # Manifests first, so a code change does not invalidate the dependency layer.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml tsconfig.base.json ./

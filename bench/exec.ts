@@ -316,7 +316,7 @@ function usageByRole(): { cpu: Record<string, number>; syscalls: Record<string, 
     if (pid === process.pid) role = ownProcesses.length ? 'client (this process)' : 'services + client (this process)';
     else if (svc) role = ours(pid) ? svc : undefined;
     else if (cmd.includes('packages/worker/dist/main.js')) role = ours(pid) ? 'worker agent' : undefined;
-    else if (cmd.includes('packages/worker/spawner.pl')) role = ours(pid) ? 'worker spawner' : undefined;
+    else if (cmd.includes('packages/worker/spawner.pl') || cmd.includes('packages/worker/dist/spawner')) role = ours(pid) ? 'worker spawner' : undefined;
     else if (cmd.startsWith('postgres')) role = 'postgres';
     else if (cmd.includes('nats-server')) role = 'nats-server';
     // the jobs are children of whichever forks them: the spawner process, or the agent's thread

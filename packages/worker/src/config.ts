@@ -7,7 +7,7 @@ import { ApiToken, MIN_WORKER_MEMORY_BYTES, z } from '@hodei/types';
 export type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const SPAWNERS = ['process', 'thread', 'inline'] as const;
+const SPAWNERS = ['process', 'perl', 'thread', 'inline'] as const;
 export type SpawnerKind = (typeof SPAWNERS)[number];
 
 /** `{"pool":"gpu"}` or `pool=gpu,zone=a`. */

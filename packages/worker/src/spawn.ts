@@ -1,12 +1,15 @@
 // Starting job processes. A fork copies the page tables of the process that calls it, and that
 // process then pays a copy-on-write fault for every page it touches until the child has exec'd:
-// 2 ms of CPU per job from the agent. So by default the jobs are forked by spawner.pl, a small perl
-// process that owns their pipes and relays their bytes (ProcessSpawner). Without perl, a thread of
-// the agent does it (ThreadSpawner: the event loop that handles NATS and log shipping does not
-// wait, but the fork is the agent's); the inline spawner forks on the main thread (the fallback of
-// both once they are gone, and for comparison).
+// 2 ms of CPU per job from the agent. So by default the jobs are started by a small process of
+// their own, which owns their pipes and relays their bytes (ProcessSpawner): spawner.c, compiled at
+// build time where a C compiler is found, which starts them with posix_spawn (no page table
+// copied at all), else spawner.pl, with perl. Without either, a thread of the agent does it
+// (ThreadSpawner: the event loop that handles NATS and log shipping does not wait, but the fork is
+// the agent's); the inline spawner forks on the main thread (the fallback of both once they are
+// gone, and for comparison).
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -51,16 +54,29 @@ export interface JobHandle {
   destroy(): void;
 }
 
-/** The spawner HODEI_WORKER_SPAWNER asks for; without perl, the process spawner gives way to the thread. */
-export async function createSpawner(kind: SpawnerKind, logger: Logger, perl = 'perl', killGraceMs = 5000): Promise<Spawner> {
+export interface SpawnerOptions {
+  /** Should the agent die, a spawner process kills the jobs it leaves (SIGTERM, then SIGKILL after this). */
+  killGraceMs?: number;
+  perl?: string;
+  /** The compiled spawner (default: where the build puts it); unused when missing. */
+  native?: string;
+}
+
+/** The spawner HODEI_WORKER_SPAWNER asks for. `process` is the compiled spawner, else (not built, or
+ *  it cannot run here) spawner.pl; without perl either, the thread. */
+export async function createSpawner(kind: SpawnerKind, logger: Logger, options: SpawnerOptions = {}): Promise<Spawner> {
   if (kind === 'inline') return new InlineSpawner();
-  if (kind === 'process') {
-    const spawner = new ProcessSpawner(logger, perl, killGraceMs);
+  const { killGraceMs = 5000, perl = 'perl', native = NATIVE_SPAWNER } = options;
+  const commands: string[][] = [];
+  if (kind === 'process' && existsSync(native)) commands.push([native]);
+  if (kind === 'process' || kind === 'perl') commands.push(perlSpawner(perl));
+  for (const command of commands) {
+    const spawner = new ProcessSpawner(logger, command, killGraceMs);
     try {
       await spawner.ready;
       return spawner;
     } catch (err) {
-      logger.warn({ err }, 'cannot run the spawner process (is perl installed?): forking jobs from a thread of the agent instead');
+      logger.warn({ err, spawner: command.join(' ') }, 'cannot run this spawner process: trying the next (spawner.pl needs perl; at last a thread of the agent forks the jobs)');
     }
   }
   return new ThreadSpawner(logger);
@@ -382,14 +398,22 @@ export class ThreadSpawner extends RemoteSpawner {
 
 /** Where spawner.pl lives: the package root, one level above both src/ and dist/. */
 const SPAWNER_SCRIPT = fileURLToPath(new URL('../spawner.pl', import.meta.url));
+/** Where build-spawner.mjs puts the compiled spawner.c. */
+export const NATIVE_SPAWNER = fileURLToPath(new URL('../dist/spawner', import.meta.url));
+
+export const perlSpawner = (perl = 'perl'): string[] => [perl, SPAWNER_SCRIPT];
+
+/** The spawner process createSpawner('process') starts first. */
+export const defaultSpawnerCommand = (): string[] => (existsSync(NATIVE_SPAWNER) ? [NATIVE_SPAWNER] : perlSpawner());
+
 const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 const EMPTY: Buffer = Buffer.alloc(0);
 const OPS: Record<ControlOp, string> = { pause: 'H', resume: 'R', destroy: 'K' };
 
-/** spawner.pl, a small perl process of its own, forks the jobs and relays their output (the
- *  protocol is in the script). A fork there costs a fraction of a fork of the agent. */
+/** A small process of its own (spawner.c or spawner.pl) starts the jobs and relays their output
+ *  (the protocol is in spawner.pl). A spawn there costs a fraction of a fork of the agent. */
 export class ProcessSpawner extends RemoteSpawner {
-  /** Resolves once the script runs; rejects when it cannot (no perl on PATH). */
+  /** Resolves once the spawner runs; rejects when it cannot (no perl on PATH, say). */
   readonly ready: Promise<void>;
   private readonly proc: ChildProcessByStdio<Writable, Readable, null>;
   private pending = EMPTY;
@@ -397,14 +421,14 @@ export class ProcessSpawner extends RemoteSpawner {
   private settleReady!: (err?: Error) => void;
 
   /** `killGraceMs`: should the agent die, the spawner kills the jobs it leaves (SIGTERM, then SIGKILL after this). */
-  constructor(logger: Logger, perl = 'perl', killGraceMs = 5000) {
+  constructor(logger: Logger, command = defaultSpawnerCommand(), killGraceMs = 5000) {
     super(logger, 'spawner process');
     this.ready = new Promise((resolve, reject) => (this.settleReady = (err) => (err ? reject(err) : resolve())));
     this.ready.catch(() => undefined); // awaited by whoever cares: never an unhandled rejection
     // A session of its own: Ctrl-C in a terminal (SIGINT to the agent's process group) or a hang-up
     // drains the agent and must not kill the process that watches its jobs. It exits when the
     // agent does (end of file on its stdin), and kills whatever jobs are still running then.
-    this.proc = spawn(perl, [SPAWNER_SCRIPT, String(killGraceMs)], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+    this.proc = spawn(command[0]!, [...command.slice(1), String(killGraceMs)], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.proc.stdin.on('error', () => undefined); // EPIPE once it is gone: 'exit' says so
     this.proc.stdout.on('data', (chunk: Buffer) => this.onOutput(chunk));
     this.proc.on('error', (err) => this.onDown(err));

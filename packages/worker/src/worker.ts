@@ -50,7 +50,7 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
       `NATS at ${config.natsUrl} takes messages of at most ${maxPayload} bytes (max_payload); a worker needs ${MIN_MAX_PAYLOAD} to ship a ${MAX_LINE_BYTES}-byte log line: raise max_payload in the server's configuration (default 1 MiB)`,
     );
   }
-  const agent = new WorkerAgent(config, nc, await createSpawner(config.spawner, logger, 'perl', config.killGraceMs), logger, metrics);
+  const agent = new WorkerAgent(config, nc, await createSpawner(config.spawner, logger, { killGraceMs: config.killGraceMs }), logger, metrics);
   await agent.begin();
   return {
     id: config.id,

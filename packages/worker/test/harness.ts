@@ -44,7 +44,7 @@ export async function setup(options: StartWorkerOptions = {}) {
       natsPrefix: env.natsPrefix,
       registerWithScheduler: false,
       killGraceMs: 300,
-      // TEST_WORKER_SPAWNER=thread|inline runs the suite with another spawner
+      // TEST_WORKER_SPAWNER=perl|thread|inline runs the suite with another spawner
       spawner: (process.env.TEST_WORKER_SPAWNER as SpawnerKind | undefined) ?? 'process',
       heartbeatIntervalMs: 100,
       logLevel: (process.env.TEST_LOG_LEVEL as 'silent' | undefined) ?? 'silent',

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeJson, freePort, newId } from '@hodei/platform';
 import { setup, startAgentProcess, waitFor } from './harness.js';
+import { NATIVE_SPAWNER } from '../src/spawn.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 beforeAll(async () => {
@@ -63,7 +64,7 @@ describe('dist/main.js', () => {
     await agent.ready;
     const pid = agent.proc.pid!;
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').map(Number);
-    const spawner = children.find((c) => readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('spawner.pl'));
+    const spawner = children.find((c) => readFileSync(`/proc/${c}/cmdline`, 'latin1').startsWith(NATIVE_SPAWNER));
     expect(spawner).toBeDefined();
     agent.proc.kill('SIGKILL');
     await agent.exit;

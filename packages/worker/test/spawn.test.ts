@@ -1,11 +1,12 @@
-// The spawners on their own: the same behaviour from the perl spawner process, a thread, the main thread.
+// The spawners on their own: the same behaviour from the compiled spawner process, the perl one, a
+// thread, the main thread.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '@hodei/platform';
 import { executionTree, signalPids } from '../src/procs.js';
-import { commandRequest, createSpawner, InlineSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
+import { commandRequest, createSpawner, InlineSpawner, NATIVE_SPAWNER, perlSpawner, ProcessSpawner, ThreadSpawner, type JobHandle, type Spawner } from '../src/spawn.js';
 
 const logger = createLogger('test', 'silent');
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
@@ -22,7 +23,8 @@ async function collect(job: JobHandle) {
 for (const [name, make] of [
   ['inline', () => new InlineSpawner()],
   ['thread', () => new ThreadSpawner(logger)],
-  ['process', () => new ProcessSpawner(logger)],
+  ['compiled', () => new ProcessSpawner(logger, [NATIVE_SPAWNER])],
+  ['perl', () => new ProcessSpawner(logger, perlSpawner())],
 ] as Array<[string, () => Spawner]>) {
   describe(`${name} spawner`, () => {
     it('runs a process in its own group and relays both streams and the exit code', async () => {
@@ -89,109 +91,133 @@ for (const [name, make] of [
   });
 }
 
+const SPAWNER_PROCESSES = [
+  ['compiled', [NATIVE_SPAWNER]],
+  ['perl', perlSpawner()],
+] as const;
+
 describe('process spawner', () => {
-  it('is not ready without perl, and createSpawner then forks from a thread', async () => {
-    const s = new ProcessSpawner(logger, '/nonexistent/perl');
-    await expect(s.ready).rejects.toThrow(/ENOENT/);
-    const job = await s.spawn(commandRequest('echo inline', [], env, undefined));
-    expect((await collect(job)).out.stdout).toBe('inline\n');
-    const fallback = await createSpawner('process', logger, '/nonexistent/perl');
-    expect(fallback).toBeInstanceOf(ThreadSpawner);
-    await fallback.close();
+  it('is built, and createSpawner starts it first', async () => {
+    expect(existsSync(NATIVE_SPAWNER)).toBe(true); // the build found a C compiler (this machine has one)
+    const s = await createSpawner('process', logger);
+    expect(readFileSync(`/proc/${s.subreaper}/cmdline`, 'latin1').split('\0')[0]).toBe(NATIVE_SPAWNER);
+    await s.close();
   });
 
-  it('refuses a spawn with EMFILE when out of descriptors, and leaks none', async () => {
+  it('falls back to spawner.pl when the compiled one cannot run, and to a thread without perl', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hodei-spawner-'));
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
-    const perl = join(dir, 'perl');
-    writeFileSync(perl, '#!/bin/sh\nulimit -n 24\nexec perl "$@"\n', { mode: 0o755 });
-    const s = new ProcessSpawner(logger, perl);
-    await s.ready;
-    const fill = async () => {
-      const jobs: JobHandle[] = [];
-      for (;;) {
-        try {
-          jobs.push(await s.spawn(commandRequest('sleep 0.3', [], env, undefined)));
-        } catch (err) {
-          expect((err as NodeJS.ErrnoException).code).toBe('EMFILE');
-          break;
+    const broken = join(dir, 'spawner');
+    writeFileSync(broken, 'not a program', { mode: 0o755 });
+    const s = new ProcessSpawner(logger, [broken]);
+    await expect(s.ready).rejects.toThrow(/the spawner process exited/); // sh tried it as a script
+    const job = await s.spawn(commandRequest('echo inline', [], env, undefined));
+    expect((await collect(job)).out.stdout).toBe('inline\n');
+    const perl = await createSpawner('process', logger, { native: broken });
+    expect(readFileSync(`/proc/${perl.subreaper}/cmdline`, 'latin1')).toContain('spawner.pl');
+    await perl.close();
+    const thread = await createSpawner('process', logger, { native: broken, perl: '/nonexistent/perl' });
+    expect(thread).toBeInstanceOf(ThreadSpawner);
+    await thread.close();
+    const forced = await createSpawner('perl', logger, { perl: '/nonexistent/perl' });
+    expect(forced).toBeInstanceOf(ThreadSpawner);
+    await forced.close();
+  });
+
+  for (const [name, command] of SPAWNER_PROCESSES) {
+    it(`refuses a spawn with EMFILE when out of descriptors, and leaks none (${name})`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'hodei-spawner-'));
+      onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+      const limited = join(dir, 'limited');
+      writeFileSync(limited, '#!/bin/sh\nulimit -n 24\nexec "$@"\n', { mode: 0o755 });
+      const s = new ProcessSpawner(logger, [limited, ...command]);
+      await s.ready;
+      const fill = async () => {
+        const jobs: JobHandle[] = [];
+        for (;;) {
+          try {
+            jobs.push(await s.spawn(commandRequest('sleep 0.3', [], env, undefined)));
+          } catch (err) {
+            expect((err as NodeJS.ErrnoException).code).toBe('EMFILE');
+            break;
+          }
+          expect(jobs.length).toBeLessThan(24);
         }
-        expect(jobs.length).toBeLessThan(24);
-      }
-      await Promise.all(jobs.map((j) => collect(j)));
-      return jobs.length;
-    };
-    const first = await fill();
-    expect(first).toBeGreaterThan(0);
-    expect(await fill()).toBe(first); // the refused spawns left no descriptor behind
-    await s.close();
-  });
+        await Promise.all(jobs.map((j) => collect(j)));
+        return jobs.length;
+      };
+      const first = await fill();
+      expect(first).toBeGreaterThan(0);
+      expect(await fill()).toBe(first); // the refused spawns left no descriptor behind
+      await s.close();
+    });
 
-  it('says whether a job left processes behind, and reaps them once they end', async () => {
-    const s = new ProcessSpawner(logger);
-    await s.ready;
-    expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
-    // the orphan holds the pipes open: read the line, do not wait for the end of file
-    const messy = await s.spawn(commandRequest('setsid sleep 30 >/dev/null 2>&1 & echo $! $PPID', [], env, undefined));
-    let out = '';
-    messy.onData((_, chunk) => (out += chunk.toString()));
-    expect((await messy.exited).alone).toBe(false);
-    await messy.closed;
-    const [orphan, spawnerPid] = out.trim().split(' ').map(Number);
-    // the orphan is the spawner's child now (it is a child subreaper), not init's
-    expect(readFileSync(`/proc/${orphan}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]).toBe(String(spawnerPid));
-    process.kill(orphan!, 'SIGKILL');
-    const deadline = Date.now() + 2000;
-    while (existsSync(`/proc/${orphan}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(existsSync(`/proc/${orphan}`)).toBe(false); // reaped, not left a zombie
-    expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
-    await s.close();
-  });
+    it(`says whether a job left processes behind, and reaps them once they end (${name})`, async () => {
+      const s = new ProcessSpawner(logger, [...command]);
+      await s.ready;
+      expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
+      // the orphan holds the pipes open: read the line, do not wait for the end of file
+      const messy = await s.spawn(commandRequest('setsid sleep 30 >/dev/null 2>&1 & echo $! $PPID', [], env, undefined));
+      let out = '';
+      messy.onData((_, chunk) => (out += chunk.toString()));
+      expect((await messy.exited).alone).toBe(false);
+      await messy.closed;
+      const [orphan, spawnerPid] = out.trim().split(' ').map(Number);
+      // the orphan is the spawner's child now (it is a child subreaper), not init's
+      expect(readFileSync(`/proc/${orphan}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]).toBe(String(spawnerPid));
+      process.kill(orphan!, 'SIGKILL');
+      const deadline = Date.now() + 2000;
+      while (existsSync(`/proc/${orphan}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(existsSync(`/proc/${orphan}`)).toBe(false); // reaped, not left a zombie
+      expect((await collect(await s.spawn(commandRequest('true', [], env, undefined)))).exit.alone).toBe(true);
+      await s.close();
+    });
 
-  it('finds an execution\'s processes by parentage: setsid children under the job, double-forked orphans under the spawner', async () => {
-    const s = new ProcessSpawner(logger);
-    await s.ready;
-    const id = 'tree-test';
-    const dir = mkdtempSync(join(tmpdir(), 'hodei-tree-'));
-    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
-    const other = await s.spawn(commandRequest('sleep 30', [], { ...env, HODEI_EXECUTION_ID: 'another' }, undefined));
-    const job = await s.spawn(
-      commandRequest(
-        'setsid sleep 30 >/dev/null 2>&1 & s=$!; (sleep 30 >/dev/null 2>&1 & echo $! > "$1") ; until [ -s "$1" ]; do :; done; echo "$s $(cat "$1")"; exec sleep 30',
-        [join(dir, 'pid')],
-        { ...env, HODEI_EXECUTION_ID: id },
-        undefined,
-      ),
-    );
-    let out = '';
-    job.onData((_, chunk) => (out += chunk.toString()));
-    const deadline = Date.now() + 5000;
-    while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    const [setsidChild, orphan] = out.trim().split(' ').map(Number);
-    expect(readFileSync(`/proc/${orphan}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]).toBe(String(s.subreaper));
-    const tree = executionTree(id, job.pid, s.subreaper);
-    expect(tree.sort()).toEqual([job.pid, setsidChild!, orphan!].sort());
-    // without the subreaper, only what is still under the job
-    expect(executionTree(id, job.pid, undefined).sort()).toEqual([job.pid, setsidChild!].sort());
-    signalPids([...tree, other.pid], 'SIGKILL');
-    expect((await job.exited).signal).toBe('SIGKILL');
-    await other.exited;
-    await s.close();
-  });
+    it(`finds an execution's processes by parentage: setsid children under the job, double-forked orphans under the spawner (${name})`, async () => {
+      const s = new ProcessSpawner(logger, [...command]);
+      await s.ready;
+      const id = 'tree-test';
+      const dir = mkdtempSync(join(tmpdir(), 'hodei-tree-'));
+      onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+      const other = await s.spawn(commandRequest('sleep 30', [], { ...env, HODEI_EXECUTION_ID: 'another' }, undefined));
+      const job = await s.spawn(
+        commandRequest(
+          'setsid sleep 30 >/dev/null 2>&1 & s=$!; (sleep 30 >/dev/null 2>&1 & echo $! > "$1") ; until [ -s "$1" ]; do :; done; echo "$s $(cat "$1")"; exec sleep 30',
+          [join(dir, 'pid')],
+          { ...env, HODEI_EXECUTION_ID: id },
+          undefined,
+        ),
+      );
+      let out = '';
+      job.onData((_, chunk) => (out += chunk.toString()));
+      const deadline = Date.now() + 5000;
+      while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const [setsidChild, orphan] = out.trim().split(' ').map(Number);
+      expect(readFileSync(`/proc/${orphan}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]).toBe(String(s.subreaper));
+      const tree = executionTree(id, job.pid, s.subreaper);
+      expect(tree.sort()).toEqual([job.pid, setsidChild!, orphan!].sort());
+      // without the subreaper, only what is still under the job
+      expect(executionTree(id, job.pid, undefined).sort()).toEqual([job.pid, setsidChild!].sort());
+      signalPids([...tree, other.pid], 'SIGKILL');
+      expect((await job.exited).signal).toBe('SIGKILL');
+      await other.exited;
+      await s.close();
+    });
 
-  it('ends what it watched when the process dies, then spawns from the agent', async () => {
-    const s = new ProcessSpawner(logger);
-    await s.ready;
-    const job = await s.spawn(commandRequest('echo $PPID; sleep 5', [], env, undefined));
-    let out = '';
-    job.onData((_, chunk) => (out += chunk.toString()));
-    while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 10));
-    process.kill(Number(out), 'SIGKILL'); // the job's parent: the spawner process
-    expect((await job.exited).error).toMatch(/spawner process/);
-    process.kill(-job.pid, 'SIGKILL');
-    const after = await s.spawn(commandRequest('echo after', [], env, undefined));
-    expect((await collect(after)).out.stdout).toBe('after\n');
-  });
+    it(`ends what it watched when the process dies, then spawns from the agent (${name})`, async () => {
+      const s = new ProcessSpawner(logger, [...command]);
+      await s.ready;
+      const job = await s.spawn(commandRequest('echo $PPID; sleep 5', [], env, undefined));
+      let out = '';
+      job.onData((_, chunk) => (out += chunk.toString()));
+      while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 10));
+      process.kill(Number(out), 'SIGKILL'); // the job's parent: the spawner process
+      expect((await job.exited).error).toMatch(/spawner process/);
+      process.kill(-job.pid, 'SIGKILL');
+      const after = await s.spawn(commandRequest('echo after', [], env, undefined));
+      expect((await collect(after)).out.stdout).toBe('after\n');
+    });
+  }
 });
 
 describe('thread spawner', () => {
