@@ -2,6 +2,8 @@ import { z } from './zod.js';
 
 export const Id = z.uuid().openapi({ example: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11' });
 export const Timestamp = z.string().openapi({ example: '2026-11-22T04:07:01.123Z', format: 'date-time' });
+/** An instant a request gives: a date-time with `Z` or an offset. */
+export const Instant = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with Z or an offset, e.g. 2027-01-01T09:00:00+01:00' });
 export const IdParams = z.object({ id: Id });
 
 /** Status of a job (from its latest execution) and of one execution. */

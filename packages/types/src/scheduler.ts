@@ -1,11 +1,8 @@
-import { Capacity, Id, Labels, Name, Paging, Timestamp } from './common.js';
+import { Capacity, Id, Instant, Labels, Name, Paging, Timestamp } from './common.js';
 import { z } from './zod.js';
 
 export const OverlapPolicy = z.enum(['forbid', 'allow', 'replace']);
 export const MisfirePolicy = z.enum(['run_once', 'skip']);
-
-/** An instant: a date-time with `Z` or an offset (a schedule's timezone applies to its cron only). */
-const RunAt = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with Z or an offset, e.g. 2027-01-01T09:00:00+01:00' });
 
 export const ScheduleCreate = z
   .object({
@@ -13,7 +10,7 @@ export const ScheduleCreate = z
     job_id: Id.optional(),
     pipeline_id: Id.optional(),
     cron: z.string().trim().min(1).max(200).optional(),
-    run_at: RunAt.optional(),
+    run_at: Instant.optional(),
     timezone: z.string().trim().min(1).max(100).default('UTC').openapi({ description: 'IANA time zone, stored under its canonical name (europe/madrid: Europe/Madrid, Etc/UTC: UTC)' }),
     enabled: z.boolean().default(true),
     overlap_policy: OverlapPolicy.default('forbid'),
@@ -33,7 +30,7 @@ export const SchedulePatch = z
   .object({
     name: Name.nullable().openapi({ description: 'null removes the name' }),
     cron: z.string().trim().min(1).max(200),
-    run_at: RunAt,
+    run_at: Instant,
     timezone: z.string().trim().min(1).max(100),
     enabled: z.boolean(),
     overlap_policy: OverlapPolicy,

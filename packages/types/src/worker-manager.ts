@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, Id, Instant, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -198,7 +198,7 @@ export const ExecutionsCleanupRequest = z
   .object({
     job_ids: z.array(Id).max(100_000),
     /** also every execution over before then, of no job or of a job that has run since */
-    finished_before: Timestamp.optional(),
+    finished_before: Instant.optional().openapi({ example: '2026-11-22T04:07:01.123Z' }),
     dry_run: z.boolean().default(false).openapi({ description: 'count what would be deleted, delete nothing' }),
   })
   .strict()

@@ -417,6 +417,12 @@ describe('executions API', () => {
     const bad = await post('/api/v1/executions/cleanup', { job_ids: ['nope'] });
     expect(bad.status).toBe(400);
     expect((await bad.json()).errors[0].path).toBe('job_ids.0');
+    // a finished_before that is no date-time was a 500
+    for (const finished_before of ['yesterday', '', '2026-13-45T00:00:00Z']) {
+      const r = await post('/api/v1/executions/cleanup', { job_ids: [], finished_before });
+      expect([r.status, (await r.json()).errors?.[0]?.path], finished_before).toEqual([400, 'finished_before']);
+    }
+    expect(await storage()).toMatchObject({ executions: { rows: after.executions.rows } });
   });
 
   it('workers: 404 for unknown, 400 for bad bodies, openapi lists the routes', async () => {
