@@ -7,6 +7,33 @@ export interface Abandonment {
   readonly code: number | null;
   /** The follow is over: signals and a closed pipe no longer cancel anything. */
   release(): void;
+  /** Act on a SIGTERM or SIGHUP that came before the follow began (see holdSignals). */
+  signalled(signal: 'SIGTERM' | 'SIGHUP'): void;
+}
+
+export const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+export type HeldSignal = keyof typeof SIGNAL_EXIT;
+
+/**
+ * While a job or a run is being created there is nothing to cancel yet: Ctrl-C, SIGTERM and SIGHUP
+ * are kept (the first one) for when there is, instead of ending hodei while the request that starts
+ * it is on its way. A second Ctrl-C still ends hodei at once (exit 130).
+ */
+export function holdSignals(): { readonly signal: HeldSignal | null; release(): void } {
+  let signal: HeldSignal | null = null;
+  const on = (s: NodeJS.Signals) => {
+    if (s === 'SIGINT' && signal === 'SIGINT') return exitWhenWritten(130);
+    signal ??= s as HeldSignal;
+  };
+  process.on('SIGINT', on).on('SIGTERM', on).on('SIGHUP', on);
+  return {
+    get signal() {
+      return signal;
+    },
+    release() {
+      process.off('SIGINT', on).off('SIGTERM', on).off('SIGHUP', on);
+    },
+  };
 }
 
 export function cancelWhenAbandoned(
@@ -22,7 +49,7 @@ export function cancelWhenAbandoned(
   const onTerm = (signal: NodeJS.Signals) => {
     opts.beforeNote?.();
     if (signal === 'SIGTERM') out.note(`hodei got SIGTERM: cancelling ${opts.what()}`);
-    void abandon(signal === 'SIGTERM' ? 143 : 129).then(exitWhenWritten);
+    void abandon(SIGNAL_EXIT[signal === 'SIGTERM' ? 'SIGTERM' : 'SIGHUP']).then(exitWhenWritten);
   };
   process.on('SIGTERM', onTerm).on('SIGHUP', onTerm);
   whenReaderGone(() => abandon(141));
@@ -34,5 +61,6 @@ export function cancelWhenAbandoned(
       process.off('SIGTERM', onTerm).off('SIGHUP', onTerm);
       whenReaderGone(null);
     },
+    signalled: onTerm,
   };
 }

@@ -119,6 +119,32 @@ describe('hodei run: how it ends', () => {
     }
   }, 30_000);
 
+  it('SIGTERM or SIGHUP while the job is being created runs nothing, or cancels the execution once it is there (exit 143 / 129)', async () => {
+    const slowExecute = await lateAnswer(fx.stack.workerManager.url, '/api/v1/execute');
+    const slowCreate = await lateAnswer(fx.stack.orchestrator.url, '/api/v1/jobs');
+    try {
+      const run = hodei(['run', '--name', 'early-term', '--', 'sh', '-c', 'sleep 20; echo never'], { ...env, HODEI_WORKER_MANAGER_URL: slowExecute.url });
+      await slowExecute.asked;
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      expect({ code: r.code, signal: r.signal }, r.stderr).toEqual({ code: 143, signal: null });
+      const id = await latestExecution('early-term');
+      expect(r.stderr).toBe(`hodei got SIGTERM: cancelling execution ${id}\n`);
+      expect(await settled(id)).toBe('cancelled');
+
+      const never = hodei(['run', '--name', 'never-run-hup', '--', 'echo', 'never'], { ...env, HODEI_ORCHESTRATOR_URL: slowCreate.url });
+      await slowCreate.asked;
+      never.child.kill('SIGHUP');
+      const n = await never.done;
+      expect({ code: n.code, signal: n.signal }).toEqual({ code: 129, signal: null });
+      expect(n.stderr).toBe('hodei: got SIGHUP (the job was not run; removed)\n');
+      expect(await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=never-run-hup`)).json()).toEqual([]);
+    } finally {
+      await slowExecute.close();
+      await slowCreate.close();
+    }
+  }, 30_000);
+
   it('SIGTERM (a CI step cancelled) cancels the execution, then exits 143', async () => {
     const run = hodei(['run', '--name', 'terminated', '--', 'sh', '-c', 'while :; do echo tick; sleep 0.1; done'], env);
     await run.waitFor(/\[OUT\] tick$/);

@@ -4,15 +4,15 @@ import type { Command } from 'commander';
 import { Job, Pipeline, PipelineCreate } from '@hodei/types';
 import { context, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
-import { cancelWhenAbandoned } from '../abandon.js';
+import { cancelWhenAbandoned, holdSignals, type HeldSignal } from '../abandon.js';
 import { exitWhenWritten, statusText, when } from '../output.js';
 import { UUID } from '../resolve.js';
 import { resolvePipeline } from '../resources.js';
 import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
 
 /** Follows the run with Ctrl-C wired: once cancels the run and keeps following, twice detaches.
- *  `interrupted`: Ctrl-C came while the run was being started, so it is cancelled at once. */
-async function followToEnd(c: Ctx, runId: string, timestamps: boolean, interrupted = false): Promise<number> {
+ *  `early`: a signal that came while the run was being started, acted on at once. */
+async function followToEnd(c: Ctx, runId: string, timestamps: boolean, early: HeldSignal | null = null): Promise<number> {
   const { client, out } = c;
   if (!out.json) out.note(out.err('gray', `pipeline run ${runId} (Ctrl-C cancels it)`));
   let interrupts = 0;
@@ -29,11 +29,12 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean, interrupt
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
-  if (interrupted) onSigint();
   const abandoned = cancelWhenAbandoned(out, {
     what: () => `pipeline run ${runId}`,
     cancel: () => client.request('orchestrator', 'POST', `/api/v1/pipeline-runs/${runId}/cancel`, null, { timeoutMs: 5000 }),
   });
+  if (early === 'SIGINT') onSigint();
+  else if (early) abandoned.signalled(early);
   try {
     const run = await followRun(c, runId, { timestamps });
     if (out.json) out.printJson(run);
@@ -204,15 +205,13 @@ export const run = async (id: string, f: { follow?: boolean; env?: Record<string
   const c = context(cmd);
   const { client, out } = c;
   const pid = await resolvePipeline(client, id);
-  // --follow: Ctrl-C while the run is being started cancels it once it exists (twice: hodei just stops)
-  let interrupted = false;
-  const onEarlySigint = () => (interrupted ? exitWhenWritten(130) : (interrupted = true));
-  if (f.follow) process.on('SIGINT', onEarlySigint);
+  // --follow: Ctrl-C, SIGTERM or SIGHUP while the run is being started cancels it once it exists (Ctrl-C twice: hodei just stops)
+  const early = f.follow ? holdSignals() : null;
   let run: PipelineRun;
   try {
     run = await client.send('orchestrator', 'POST', `/api/v1/pipelines/${pid}/runs`, PipelineRun, f.env ? { env: f.env } : {});
   } finally {
-    process.off('SIGINT', onEarlySigint);
+    early?.release();
   }
   if (!f.follow) {
     if (out.json) return out.printJson(run);
@@ -220,7 +219,7 @@ export const run = async (id: string, f: { follow?: boolean; env?: Record<string
     out.note(out.err('gray', `follow it with: hodei pipelines follow ${run.id}`));
     return;
   }
-  process.exitCode = await followToEnd(c, run.id, f.timestamps, interrupted);
+  process.exitCode = await followToEnd(c, run.id, f.timestamps, early?.signal ?? null);
 };
 
 function runIdOf(arg: string): string {

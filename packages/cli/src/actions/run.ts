@@ -6,7 +6,7 @@ import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
 import { context, exitCodeFor, type Ctx } from '../context.js';
 import { CliError, UnreachableError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
-import { cancelWhenAbandoned } from '../abandon.js';
+import { cancelWhenAbandoned, holdSignals, SIGNAL_EXIT } from '../abandon.js';
 import { exitWhenWritten, statusText } from '../output.js';
 import { formatDuration } from '../parse.js';
 import { LogPrinter } from '../printer.js';
@@ -148,10 +148,8 @@ async function readText(file: string): Promise<string> {
 /** Create + execute + follow. Returns the exit code. */
 export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<RunFlags, 'detach' | 'timestamps' | 'raw'>): Promise<number> {
   const { client, out, config } = c;
-  // Ctrl-C before there is an execution to cancel is acted on once there is one (--detach: as ever, hodei just stops)
-  let interruptedEarly = false;
-  const onEarlySigint = () => (interruptedEarly ? exitWhenWritten(130) : (interruptedEarly = true));
-  if (!flags.detach) process.on('SIGINT', onEarlySigint);
+  // Ctrl-C, SIGTERM or SIGHUP before there is an execution to cancel is acted on once there is one (--detach: as ever, hodei just stops)
+  const early = flags.detach ? null : holdSignals();
   let job: Job;
   let execution: z.infer<typeof ExecutionRef>;
   try {
@@ -164,13 +162,13 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       );
       return new CliError(`${message} (the job was not run; ${removed})`, code, details);
     };
-    if (interruptedEarly) throw await notRun('interrupted', 130);
+    if (early?.signal) throw await notRun(early.signal === 'SIGINT' ? 'interrupted' : `got ${early.signal}`, SIGNAL_EXIT[early.signal]);
     execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id }).catch(async (err: unknown) => {
       if (err instanceof CliError) throw await notRun(err.message, err.exitCode, err.details);
       throw err;
     });
   } finally {
-    process.off('SIGINT', onEarlySigint);
+    early?.release();
   }
 
   if (flags.detach) {
@@ -206,12 +204,13 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     exitWhenWritten(130);
   };
   process.on('SIGINT', onSigint);
-  if (interruptedEarly) onSigint();
   const abandoned = cancelWhenAbandoned(out, {
     what: () => `execution ${current.id}`,
     cancel: () => client.request('worker-manager', 'POST', `/api/v1/executions/${current.id}/cancel`, null, { timeoutMs: 5000 }),
     beforeNote: () => bar?.stop(),
   });
+  if (early?.signal === 'SIGINT') onSigint();
+  else if (early?.signal) abandoned.signalled(early.signal);
 
   let done: Completed;
   try {
