@@ -81,6 +81,14 @@ export class LogSubscriber {
   private finalTimer: NodeJS.Timeout | undefined;
   private gapTimer: NodeJS.Timeout | undefined;
   private gapWaitMs = GAP_WAIT_MS;
+  /**
+   * The first stored line past the gap the last history read stopped at (0: it stopped at the end).
+   * Those lines were stored before this subscriber looked, so they never come to it live: once the
+   * missing ones arrive, or while they do not, it reads the store again.
+   */
+  private storedPast = 0;
+  /** Asked to read the store while a read was under way, which may have been too early. */
+  private readAgain = false;
   done = false;
 
   constructor(
@@ -109,6 +117,10 @@ export class LogSubscriber {
     }
     if (!this.catchingUp && this.buffer.size) out += this.takeBuffered();
     if (out) this.conn.write(out);
+    if (!this.catchingUp && this.storedPast && this.nextSeq >= this.storedPast) {
+      this.readStore(); // the gap is filled: what follows it is in the store
+      return;
+    }
     if (!this.catchingUp && this.conn.backlog > MAX_BACKLOG_BYTES) {
       // a slow client: stop queueing in memory, continue from the store once it caught up
       this.catchingUp = true;
@@ -124,6 +136,8 @@ export class LogSubscriber {
     if (this.final) return;
     this.final = final;
     this.checkComplete();
+    // a final status is recorded once its lines are stored (or not coming): the rest is in the store
+    if (!this.done) this.readStore();
     if (!this.done) {
       let seen = this.nextSeq;
       const arm = () => {
@@ -153,6 +167,8 @@ export class LogSubscriber {
     try {
       for (;;) {
         this.overflow = false;
+        this.readAgain = false;
+        this.storedPast = 0;
         const start = this.nextSeq;
         const snapshot = [...this.channel.pending];
         for (;;) {
@@ -164,6 +180,7 @@ export class LogSubscriber {
             if (line.seq < this.nextSeq) continue;
             if (line.seq !== this.nextSeq) {
               gap = true;
+              this.storedPast = line.seq;
               break;
             }
             out += logFrame(line);
@@ -179,7 +196,7 @@ export class LogSubscriber {
         }
         const rest = this.takeBuffered();
         if (rest) this.conn.write(rest);
-        if (this.nextSeq === start && !this.overflow) break;
+        if (this.nextSeq === start && !this.overflow && !this.readAgain) break;
       }
     } finally {
       this.catchingUp = false;
@@ -190,10 +207,16 @@ export class LogSubscriber {
     this.checkComplete();
   }
 
+  /** Reads the store now, or once more after the read under way. */
+  private readStore(): void {
+    if (this.catchingUp) this.readAgain = true;
+    else void this.catchUp();
+  }
+
   /** Lines wait behind a missing one: look in the store for it soon, unless it arrives first. */
   private watchGap(): void {
     if (this.catchingUp || this.done) return;
-    if (this.buffer.size === 0) {
+    if (this.buffer.size === 0 && !this.storedPast) {
       clearTimeout(this.gapTimer);
       this.gapTimer = undefined;
       this.gapWaitMs = GAP_WAIT_MS;
@@ -202,7 +225,7 @@ export class LogSubscriber {
     if (this.gapTimer) return;
     this.gapTimer = setTimeout(() => {
       this.gapTimer = undefined;
-      if (this.catchingUp || this.done || this.buffer.size === 0) return;
+      if (this.catchingUp || this.done || (this.buffer.size === 0 && !this.storedPast)) return;
       this.gapWaitMs = Math.min(this.gapWaitMs * 2, GAP_WAIT_MAX_MS);
       void this.catchUp();
     }, this.gapWaitMs);
