@@ -207,7 +207,7 @@ describe('hodei run: how it ends', () => {
 });
 
 describe('hodei run --script: what is not a script', () => {
-  it('a directory, a missing file, a binary file and one over 1 MiB are each named, exit 1, nothing created', async () => {
+  it('a directory, a missing file, a binary file, an empty one and one over 1 MiB are each named, exit 1, nothing created', async () => {
     const jobCount = async () => (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?limit=1`)).headers.get('x-total-count');
     const before = await jobCount();
     const binary = join(dir, 'program.bin');
@@ -220,11 +220,16 @@ describe('hodei run --script: what is not a script', () => {
     const huge = join(dir, 'huge.sh');
     await writeFile(huge, `#!/bin/sh\n${'#'.repeat(1_100_000)}\n`);
     cases.push([huge, `hodei: ${huge} holds 1100011 characters; a script may hold up to 1048576 (1 MiB): run a larger one from a file on the worker\n`]);
+    const empty = join(dir, 'empty.sh');
+    await writeFile(empty, '');
+    cases.push([empty, `hodei: ${empty} is empty: nothing to run\n`]);
     for (const [file, message] of cases) {
       const r = await hodeiDone(['run', '--script', file], env);
       expect(r.code, file).toBe(1);
       expect(r.stderr).toBe(message);
     }
+    const noCommand = await hodeiDone(['run', '--command', ''], env);
+    expect([noCommand.code, noCommand.stderr]).toEqual([1, 'hodei: --command is empty: nothing to run\n']);
     expect(await jobCount()).toBe(before);
   });
 

@@ -73,16 +73,17 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
   }
   const body: Record<string, unknown> = { ...base };
   if (flags.command !== undefined) {
+    if (flags.command === '') throw new CliError('--command is empty: nothing to run');
     body.command = flags.command;
     delete body.script;
   }
   if (flags.script !== undefined) {
     const script = await readText(flags.script);
+    const what = flags.script === '-' ? 'the script on stdin' : flags.script;
+    if (script === '') throw new CliError(`${what} is empty: nothing to run`);
     // the API's limit, in characters; over it the request was refused only as a body too large
     if (script.length > MAX_SCRIPT_CHARS)
-      throw new CliError(
-        `${flags.script === '-' ? 'the script on stdin' : flags.script} holds ${script.length} characters; a script may hold up to ${MAX_SCRIPT_CHARS} (1 MiB): run a larger one from a file on the worker`,
-      );
+      throw new CliError(`${what} holds ${script.length} characters; a script may hold up to ${MAX_SCRIPT_CHARS} (1 MiB): run a larger one from a file on the worker`);
     body.script = script;
     delete body.command;
   }
