@@ -23,6 +23,32 @@ const BUSY_RETRY_MS = 10;
  */
 const START_RETRY_EVERY_MS = 1000;
 const START_RETRY_FOR_MS = 30_000;
+/**
+ * Firings whose start (the requests to worker-manager or the orchestrator) is under way at once;
+ * the others wait their turn. 300 schedules due the same second, all sent at once, made
+ * worker-manager answer most of them after the 5 s time-out: recorded failed, though they ran.
+ */
+const MAX_STARTS_AT_ONCE = 8;
+
+/** Runs at most `max` pieces of work at once, the others in the order they came. */
+class Limiter {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.active < this.max) this.active += 1;
+    else await new Promise<void>((resolve) => this.queue.push(resolve));
+    try {
+      return await work();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active -= 1;
+    }
+  }
+}
 
 interface Started {
   outcome: ScheduleFiredEvent['outcome'];
@@ -58,6 +84,7 @@ export class Firer {
   /** The launches of each schedule here, one after another: each is recorded before the next one
    *  looks for an active run, so that runs asked for at once do not all find none (overlap_policy). */
   private readonly launching = new Map<string, Promise<unknown>>();
+  private readonly starts = new Limiter(MAX_STARTS_AT_ONCE);
 
   constructor(
     private readonly store: ScheduleStore,
@@ -182,7 +209,7 @@ export class Firer {
     for (let tries = 1; ; tries++) {
       try {
         started = await this.oneAtATime(d.id, async () => {
-          const s = await this.launch(d, log);
+          const s = await this.starts.run(() => this.launch(d, log));
           await this.record(runId, s);
           return s;
         });

@@ -15,6 +15,10 @@ const slowJob = newId();
 const refusedJob = newId();
 const quickJob = newId();
 let refused = 0;
+/** Jobs of the burst test: their executes are counted while under way. */
+const burstJobs = new Set<string>();
+let burstInFlight = 0;
+let burstMaxInFlight = 0;
 
 let env: TestEnv;
 let svc: RunningService;
@@ -28,6 +32,12 @@ beforeAll(async () => {
     if (req.method === 'POST' && req.path === '/api/v1/execute') {
       const jobId = (req.body as { job_id: string }).job_id;
       if (jobId === slowJob) await new Promise((r) => setTimeout(r, SLOW_EXECUTE_MS));
+      if (burstJobs.has(jobId)) {
+        burstInFlight += 1;
+        burstMaxInFlight = Math.max(burstMaxInFlight, burstInFlight);
+        await new Promise((r) => setTimeout(r, 200)); // a worker-manager busy with the others
+        burstInFlight -= 1;
+      }
       if (jobId === refusedJob && refused < REFUSALS) {
         refused += 1;
         return { status: 503, body: { title: 'Service Unavailable', detail: 'the database is unavailable; try again' } };
@@ -80,3 +90,19 @@ it('other schedules fire on time while one firing is slow to start or asked agai
   expect(slowRuns.filter((x) => x.outcome === 'skipped')).toEqual([]);
   expect(slowRuns.some((x) => x.outcome === 'fired' && lateMs(x) > 1000)).toBe(true);
 }, 40_000);
+
+it('many schedules due the same second are started a few at a time, each fired once', async () => {
+  const n = 40;
+  for (let i = 0; i < n; i++) burstJobs.add(newId());
+  const runAt = new Date(Math.ceil((Date.now() + 2000) / 1000) * 1000).toISOString();
+  const ids = await Promise.all([...burstJobs].map((job_id) => create({ job_id, run_at: runAt })));
+  const all = await until(
+    () => Promise.all(ids.map(runs)),
+    (rs) => rs.every((r) => r.some((x) => x.outcome !== 'pending')),
+    20_000,
+  );
+  expect(all.map((r) => r.map((x) => `${x.scheduled_at} ${x.outcome}`))).toEqual(ids.map(() => [`${runAt} fired`]));
+  // all at once, worker-manager would have had every one of them to answer at the same time
+  expect(burstMaxInFlight).toBeGreaterThan(1);
+  expect(burstMaxInFlight).toBeLessThanOrEqual(8);
+}, 30_000);
