@@ -153,11 +153,17 @@ export async function connectBus(url: string, prefix: string, name: string, logg
       if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn({ nats: s.type }, `nats ${s.type}`);
     }
   })();
-  const jsm = await jetstreamManager(nc);
-  const subs = subjects(prefix);
-  await ensureStream(jsm, subs.eventsStream, subs.eventsSubjects, 7 * DAY_NS);
-  await ensureStream(jsm, subs.logsStream, subs.logsSubjects, 1 * DAY_NS);
-  return { nc, js: jetstream(nc), jsm, subjects: subs };
+  try {
+    const jsm = await jetstreamManager(nc);
+    const subs = subjects(prefix);
+    await ensureStream(jsm, subs.eventsStream, subs.eventsSubjects, 7 * DAY_NS);
+    await ensureStream(jsm, subs.logsStream, subs.logsSubjects, 1 * DAY_NS);
+    return { nc, js: jetstream(nc), jsm, subjects: subs };
+  } catch (err) {
+    // JetStream not answering yet (a server starting up): the caller may try again with a new connection
+    await nc.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 async function ensureStream(jsm: JetStreamManager, name: string, subjectList: string[], maxAgeNs: number): Promise<void> {

@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Registry } from 'prom-client';
-import { ConfigError, loadConfig, redactConfig, type Config, type Env, type ServiceName } from './config.js';
+import { ConfigError, hideDatabasePassword, hideNatsCredentials, loadConfig, redactConfig, type Config, type Env, type ServiceName } from './config.js';
 import { createPool, ensureDatabase, migrate, type Pool } from './db.js';
 import { Api } from './http/api.js';
 import { createApp } from './http/app.js';
@@ -80,15 +80,57 @@ export interface RunningService {
   stop: () => Promise<void>;
 }
 
+const START_RETRY_MS = 500;
+const START_NOTE_REPEAT_MS = 30_000;
+const NOT_LISTENING = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Why PostgreSQL or NATS does not answer (not there yet, starting up, restarting); null for a refusal
+ *  (a wrong password, a bad database name) or any other error, which stops the start-up. */
+function notAnswering(err: unknown): string | null {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  if (typeof e.code === 'string' && NOT_LISTENING.has(e.code)) return e.code;
+  // SQLSTATE class 08, and 57P01-03: shutting down, starting up, in recovery
+  if (typeof e.code === 'string' && /^(08|57P0[123]$)/.test(e.code)) return String(e.message);
+  if (typeof e.message === 'string' && e.message.startsWith('Connection terminated')) return e.message;
+  if (e.name === 'ConnectionError' || e.name === 'TimeoutError') return String(e.message);
+  return null;
+}
+
+/** Runs `attempt` until PostgreSQL or NATS answers it: a service started before them (a host booting,
+ *  a restart during their outage) waits, saying so, instead of exiting. */
+async function untilAnswers<T>(what: string, variable: string, logger: Logger, attempt: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  let notedAt = -Infinity;
+  for (;;) {
+    try {
+      const result = await attempt();
+      if (notedAt > -Infinity) logger.info({ waited_s: Math.round((performance.now() - started) / 1000) }, `${what} answers`);
+      return result;
+    } catch (err) {
+      const why = notAnswering(err);
+      if (why === null) throw err;
+      if (performance.now() - notedAt >= START_NOTE_REPEAT_MS) {
+        notedAt = performance.now();
+        logger.warn({ waited_s: Math.round((notedAt - started) / 1000) }, `${what} does not answer (${why}); waiting for it (check ${variable})`);
+      }
+      await new Promise((r) => setTimeout(r, START_RETRY_MS));
+    }
+  }
+}
+
 export async function bootService(def: ServiceDefinition, config: Config, logger = createLogger(config.service, config.logLevel)): Promise<RunningService> {
   const startedAt = Date.now();
   logger.info({ config: redactConfig(config) }, 'starting');
   if (!config.apiToken) logger.warn('HODEI_API_TOKEN is not set: listening on 127.0.0.1 only; set a token to accept remote clients');
 
-  await ensureDatabase(config.databaseUrl);
   const db = createPool(config.databaseUrl, def.schema, logger);
-  await migrate(db, def.schema, def.migrationsDir, logger);
-  const bus = await connectBus(config.natsUrl, config.natsPrefix, `hodei-${config.service}`, logger);
+  await untilAnswers(`PostgreSQL at ${hideDatabasePassword(config.databaseUrl)}`, 'DATABASE_URL', logger, async () => {
+    await ensureDatabase(config.databaseUrl);
+    await migrate(db, def.schema, def.migrationsDir, logger);
+  });
+  const bus = await untilAnswers(`NATS at ${hideNatsCredentials(config.natsUrl)}`, 'NATS_URL', logger, () =>
+    connectBus(config.natsUrl, config.natsPrefix, `hodei-${config.service}`, logger),
+  );
 
   const api = new Api();
   const metrics = createMetrics(config.service);

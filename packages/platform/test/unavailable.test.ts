@@ -1,7 +1,8 @@
 // A request that fails because PostgreSQL or NATS is down, or PostgreSQL goes away mid-query, is a
-// 503 problem+json that says so (the client may try again), never a 500.
+// 503 problem+json that says so (the client may try again), never a 500. A service started while
+// they do not answer waits for them instead of exiting.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect as tcpConnect, createServer, type Server as TcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
@@ -138,5 +139,65 @@ describe('/metrics while a metric cannot be read', () => {
     expect(text).toMatch(/^hodei_http_request_duration_seconds_count\{service="orchestrator",method="GET",route="\/health",status="\d+"\} [1-9]/m);
     expect(text).not.toMatch(/hodei_test_(rows|stalled)/);
     expect(logged.filter((l) => l.msg === 'metric left out of /metrics').map((l) => l.metric).sort()).toEqual(['hodei_test_rows', 'hodei_test_stalled']);
+  });
+});
+
+describe('start-up while PostgreSQL and NATS do not answer', () => {
+  /** Listens on `port` from now on, passing every connection through to `target`. */
+  function forward(port: number, target: URL): Promise<{ close: () => Promise<void> }> {
+    const sockets = new Set<Socket>();
+    const server: TcpServer = createServer((client) => {
+      const upstream = tcpConnect(Number(target.port), target.hostname);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => undefined).on('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    return new Promise((resolve) =>
+      server.listen(port, '127.0.0.1', () =>
+        resolve({
+          close: () => {
+            for (const s of sockets) s.destroy();
+            return new Promise((r) => server.close(() => r()));
+          },
+        }),
+      ),
+    );
+  }
+
+  it('waits for them, saying so and naming the variable, and starts once they answer', async () => {
+    const own = createTestEnv();
+    const [pgPort, natsPort] = [await closedPort(), await closedPort()];
+    const pgUrl = new URL(own.databaseUrl);
+    const natsUrl = new URL(process.env.NATS_URL ?? 'nats://127.0.0.1:4222');
+    const databaseUrl = Object.assign(new URL(own.databaseUrl), { port: String(pgPort) }).toString();
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const proxies: Array<{ close: () => Promise<void> }> = [];
+    let started: RunningService | undefined;
+    try {
+      const boot = bootService(
+        { title: 'Test service', description: 'start-up', schema: 'orchestrator', migrationsDir: dir!, setup: () => ({}) },
+        own.config('orchestrator', { databaseUrl, natsUrl: `nats://127.0.0.1:${natsPort}` }),
+        log,
+      ).then((s) => (started = s));
+      const failed = boot.then(() => null, (err: unknown) => err);
+      await new Promise((r) => setTimeout(r, 800));
+      expect(await Promise.race([failed, 'waiting'])).toBe('waiting');
+      proxies.push(await forward(pgPort, pgUrl));
+      await new Promise((r) => setTimeout(r, 800));
+      expect(await Promise.race([failed, 'waiting'])).toBe('waiting');
+      proxies.push(await forward(natsPort, natsUrl));
+      expect(await failed).toBeNull();
+      expect((await fetch(`${started!.url}/health`)).status).toBe(200);
+      const warned = lines.filter((l) => l.level === 40).map((l) => l.msg);
+      expect(warned).toContainEqual(expect.stringMatching(/^PostgreSQL at postgres:.* does not answer \(ECONNREFUSED\); waiting for it \(check DATABASE_URL\)$/));
+      expect(warned).toContainEqual(expect.stringMatching(/^NATS at nats:.* does not answer \(connection refused\); waiting for it \(check NATS_URL\)$/));
+    } finally {
+      await started?.stop();
+      for (const p of proxies) await p.close();
+      await own.cleanup();
+    }
   });
 });
