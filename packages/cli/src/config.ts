@@ -19,8 +19,9 @@ export interface CliConfig {
   urls: Record<ServiceName, string>;
   token: string | undefined;
   json: boolean;
-  /** Colour each output stream: only on a terminal, never with NO_COLOR or --no-color. */
+  /** Colour each output stream: only on a terminal, never with NO_COLOR, FORCE_COLOR=0 or --no-color. */
   color: { stdout: boolean; stderr: boolean };
+  /** Each stream is a terminal that can be drawn on (not TERM=dumb). */
   tty: { stdout: boolean; stderr: boolean };
   /** The environment `hodei worker` hands to the agent (NATS url, prefix…). */
   env: Readonly<Record<string, string | undefined>>;
@@ -77,8 +78,11 @@ export function loadCliConfig(
   env: Record<string, string | undefined> = process.env,
   streams: { stdout: { isTTY?: boolean }; stderr: { isTTY?: boolean } } = process,
 ): CliConfig {
-  const tty = { stdout: streams.stdout.isTTY === true, stderr: streams.stderr.isTTY === true };
-  const noColor = flags.color === false || (env.NO_COLOR !== undefined && env.NO_COLOR !== '');
+  // a terminal that takes no escape sequences (TERM=dumb: Emacs' shell, some CI consoles) gets neither colours nor a redrawn bar
+  const drawable = env.TERM !== 'dumb';
+  const tty = { stdout: drawable && streams.stdout.isTTY === true, stderr: drawable && streams.stderr.isTTY === true };
+  // FORCE_COLOR=0 turns colours off, as Node and most tools read it
+  const noColor = flags.color === false || (env.NO_COLOR !== undefined && env.NO_COLOR !== '') || env.FORCE_COLOR === '0';
   const force = !noColor && env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
   const token = flags.token ?? (env.HODEI_API_TOKEN || undefined);
   // quoted by fetch's error, the token went to the terminal as 'cannot reach' the service

@@ -41,4 +41,13 @@ describe('the progress bar', () => {
     expect(stderr.text).toContain(' 50% 1/2 ');
     expect(run(true)).toEqual(['[OUT] row 1\n', '[OUT] row 2\n']);
   });
+
+  it('is not drawn, nor anything coloured, on a terminal that takes no escapes (TERM=dumb); FORCE_COLOR=0 turns colours off', () => {
+    const terminals = { stdout: { isTTY: true }, stderr: { isTTY: true } };
+    const dumb = loadCliConfig({}, { TERM: 'dumb' }, terminals);
+    expect([dumb.tty, dumb.color]).toEqual([{ stdout: false, stderr: false }, { stdout: false, stderr: false }]);
+    expect(loadCliConfig({}, { TERM: 'xterm-256color', FORCE_COLOR: '0' }, terminals).color).toEqual({ stdout: false, stderr: false });
+    const coloured = loadCliConfig({}, { TERM: 'xterm-256color' }, terminals);
+    expect([coloured.tty, coloured.color]).toEqual([{ stdout: true, stderr: true }, { stdout: true, stderr: true }]);
+  });
 });
