@@ -3,7 +3,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
+import { WorkerStart } from '@hodei/types';
 import { buildProgram } from '../src/program.js';
+import { parsePositiveNumber, parseSizeBytes } from '../src/parse.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
@@ -51,5 +53,21 @@ describe('packages/cli/README.md', () => {
       return !found || !/name/.test(found.cmd.registeredArguments[0]?.description ?? '');
     });
     expect(silent).toEqual([]);
+  });
+
+  it("run --help's examples run on a worker started with the defaults (hodei workers start), not wait for a larger one", () => {
+    const run = all.find(({ words }) => words.join(' ') === 'run')!.cmd;
+    let help = '';
+    run.configureOutput({ writeOut: (s) => (help += s) });
+    run.outputHelp();
+    const examples = help.slice(help.indexOf('Examples:')).split('\n').filter((l) => l.trim().startsWith('hodei run'));
+    expect(examples.length).toBeGreaterThan(2);
+    const { capacity } = WorkerStart.parse({});
+    const tooLarge = examples.filter((l) => {
+      const memory = /--memory (\S+)/.exec(l)?.[1];
+      const cpu = /--cpu (\S+)/.exec(l)?.[1];
+      return (memory !== undefined && parseSizeBytes(memory) > capacity.memory_bytes) || (cpu !== undefined && parsePositiveNumber(cpu) > capacity.cpu_cores);
+    });
+    expect(tooLarge).toEqual([]);
   });
 });

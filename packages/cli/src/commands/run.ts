@@ -39,7 +39,7 @@ export function registerRun(program: Command): void {
     .option('--raw', 'print only the lines themselves (no timestamp, no [OUT]/[ERR])')
     .addHelpText(
       'after',
-      '\nExamples:\n  hodei run make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 2GiB\n  hodei run -f examples/jobs/long-running.yaml',
+      '\nExamples:\n  hodei run make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 512MB\n  hodei run -f examples/jobs/long-running.yaml',
     )
     .action(lazy(load, 'run'));
 }
