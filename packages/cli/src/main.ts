@@ -4,7 +4,7 @@
 import { buildProgram } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError } from './errors.js';
-import { exitWhenWritten, readerGone, visible } from './output.js';
+import { exitWhenWritten, outputFailed, readerGone, visible } from './output.js';
 
 function report(err: unknown): number {
   // the services' words (a problem's detail quotes what was sent) must not drive the terminal
@@ -22,12 +22,9 @@ function report(err: unknown): number {
   return 1;
 }
 
-// the reader went away (`hodei logs … | head`): what is left to print has nowhere to go
+// the reader went away (`hodei logs … | head`), or the disk is full: what is left to print has nowhere to go
 for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') return readerGone();
-    throw err;
-  });
+  stream.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? readerGone() : outputFailed(stream, err)));
 }
 
 try {

@@ -64,11 +64,16 @@ export function pageNote(out: Output, page: { shown: number; total: number | nul
  */
 export function exitWhenWritten(code: number): void {
   let open = 2;
-  const written = () => {
-    if (--open === 0) process.exit(code);
+  let failed: [NodeJS.WriteStream, NodeJS.ErrnoException] | null = null;
+  const written = (stream: NodeJS.WriteStream) => (err?: NodeJS.ErrnoException | null) => {
+    if (err && err.code !== 'EPIPE') failed ??= [stream, err];
+    if (--open > 0) return;
+    // a write that failed (a full disk) before the end: the output is not whole, the exit must not say 0
+    if (failed) return outputFailed(...failed);
+    process.exit(code);
   };
-  process.stdout.write('', written);
-  process.stderr.write('', written);
+  process.stdout.write('', written(process.stdout));
+  process.stderr.write('', written(process.stderr));
 }
 
 let onReaderGone: (() => Promise<number>) | null = null;
@@ -79,16 +84,27 @@ export function whenReaderGone(fn: (() => Promise<number>) | null): void {
   onReaderGone = fn;
 }
 
-/** stdout or stderr is a closed pipe: exit, after the current command's clean-up if it set one. */
-export function readerGone(): void {
+/** stdout or stderr is a closed pipe: exit, after the current command's clean-up if it set one
+ *  (`exitCode`, when given, wins over the clean-up's). */
+export function readerGone(exitCode?: number): void {
   if (readerWentAway) return;
   readerWentAway = true;
   const fn = onReaderGone;
-  if (!fn) process.exit(Number(process.exitCode ?? 0));
+  if (!fn) process.exit(exitCode ?? Number(process.exitCode ?? 0));
   void fn().then(
-    (code) => process.exit(code),
+    (code) => process.exit(exitCode ?? code),
     () => process.exit(1),
   );
+}
+
+/** A write to stdout or stderr failed otherwise (a full disk, an I/O error): what hodei prints cannot
+ *  be whole, so it says so (on stderr, if that still works) and goes as when its reader is gone, exit 1. */
+export function outputFailed(stream: NodeJS.WriteStream, err: NodeJS.ErrnoException): void {
+  if (readerWentAway) return;
+  if (stream === process.stdout && !process.stderr.errored) {
+    process.stderr.write(`hodei: cannot write to stdout: ${err.code === 'ENOSPC' ? 'no space left on device' : err.message}\n`);
+  }
+  readerGone(1);
 }
 
 export class Output {

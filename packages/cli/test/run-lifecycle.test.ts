@@ -1,9 +1,11 @@
 // How `hodei run` ends: retries followed to the last attempt, a signal's end named in the summary,
 // the job cancelled when hodei itself is killed or its reader goes away.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forwardingProxy, hodei, hodeiDone, lateAnswer } from './helpers.js';
+import { forwardingProxy, hodei, hodeiDone, lateAnswer, MAIN } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -174,6 +176,27 @@ describe('hodei run: how it ends', () => {
     const r = await run.done;
     expect(r.code).toBe(141);
     expect(await settled(await latestExecution('headed'))).toBe('cancelled');
+  }, 30_000);
+
+  it('when its output cannot be written (a full disk), says so, cancels the execution and exits 1; so does a list, not exit 0', async () => {
+    const full = openSync('/dev/full', 'w');
+    const toFullDisk = (args: string[]) =>
+      new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', ...env }, stdio: ['ignore', full, 'pipe'] });
+        let stderr = '';
+        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (code, signal) => resolve({ code, signal, stderr }));
+      });
+    try {
+      const run = await toFullDisk(['run', '--name', 'disk-full', '--', 'sh', '-c', 'echo a; sleep 30']);
+      // the summary may follow, when the execution's end arrives before the cancel's answer
+      expect({ code: run.code, signal: run.signal, first: run.stderr.split('\n')[0] }).toEqual({ code: 1, signal: null, first: 'hodei: cannot write to stdout: no space left on device' });
+      expect(await settled(await latestExecution('disk-full'))).toBe('cancelled');
+      const list = await toFullDisk(['jobs', 'list']);
+      expect([list.code, list.stderr]).toEqual([1, 'hodei: cannot write to stdout: no space left on device\n']);
+    } finally {
+      closeSync(full);
+    }
   }, 30_000);
 
   it('a Ctrl-C once the job is over, while its summary is written to a slow reader, changes nothing: the whole summary, the job\'s exit code', async () => {
