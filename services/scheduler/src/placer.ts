@@ -211,14 +211,25 @@ export class Placer {
       return entries;
     };
     const truncated = head.length === limit && limit < ROUND_LIMIT;
+    const freeSlots = (p: { slots: Slot[] }) => p.slots.filter((s) => s.slots >= 1 && !s.heldFor);
+    let read = head;
     let plan = this.plan(withArrivals(head, truncated), online, now);
     /** Every waiting entry was read (the fast path relies on knowing them all). */
     let complete = head.length < limit;
     // Only the head was read and a slot is still free: what waits behind the head may fit it.
-    if (truncated && plan.slots.some((s) => s.slots >= 1 && !s.heldFor)) {
-      const all = await this.queue.waiting(ROUND_LIMIT);
-      plan = this.plan(withArrivals(all, false), online, now);
-      complete = all.length < ROUND_LIMIT;
+    if (truncated && freeSlots(plan).length) {
+      read = await this.queue.waiting(ROUND_LIMIT);
+      complete = read.length < ROUND_LIMIT;
+      plan = this.plan(withArrivals(read, false), online, now);
+    }
+    // A slot is still free after ROUND_LIMIT entries that nothing fits now (a thousand for a label
+    // no worker has): the entries further back that it fits are read too, else they would wait
+    // behind those for ever.
+    const free = complete ? [] : freeSlots(plan);
+    if (free.length && read.length === ROUND_LIMIT) {
+      const fitting = free.map((s) => ({ labels: s.worker.labels, cpu_cores: s.cpu, memory_bytes: s.memory }));
+      const further = await this.queue.waitingFitting(read.at(-1)!.execution_id, fitting, ROUND_LIMIT);
+      if (further.length) plan = this.plan([...withArrivals(read, true), ...further], online, now);
     }
     const { chosen, waiting } = plan;
     this.saturated = online.length > 0 && plan.slots.every((s) => s.slots < 1);

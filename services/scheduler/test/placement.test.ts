@@ -224,6 +224,16 @@ describe('placement', () => {
     expect(reasons(blockers[69]!)).toEqual(['no worker with label pool=none']);
   });
 
+  it('behind more than a round reads (1000) of entries no worker fits, a free worker still takes one it fits', async () => {
+    const blockers = await Promise.all(Array.from({ length: 1001 }, () => enqueue({ priority: 10, labels: { t: 'far', pool: 'none' } })));
+    const low = await enqueue({ priority: 1, labels: { t: 'far' } });
+    await until(async () => (await svc.ctx.db.query('SELECT 1 FROM queue WHERE execution_id = $1', [low])).rowCount, (n) => n === 1);
+    const w = await fakeWorker({ t: 'far' }, { slots: 1 });
+    await until(() => w.got.length, (n) => n > 0, 5000);
+    expect(w.ids()).toEqual([low]);
+    expect(await queueState(blockers[1000]!)).toBe('waiting');
+  });
+
   it('a large execution is not starved by smaller ones queued after it: the worker it fits is held for it', async () => {
     const w = await fakeWorker({ t: 'hold' }, { slots: 2, cpu_cores: 1 });
     const small1 = await enqueue({ labels: { t: 'hold' }, cpu: 0.5 });

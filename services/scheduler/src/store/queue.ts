@@ -143,6 +143,26 @@ export class QueueStore {
     return rows.map(toEntry);
   }
 
+  /**
+   * Waiting entries after `afterId` in queue order that one of these free capacities fits (labels,
+   * cpu, memory): those a round reaches only past a long run of entries nothing fits now.
+   */
+  async waitingFitting(afterId: string, free: { labels: Record<string, string>; cpu_cores: number; memory_bytes: number }[], limit: number): Promise<QueueEntry[]> {
+    const { rows } = await this.db.query<QueueRow>(
+      `WITH last AS (SELECT priority, created_at, execution_id FROM queue WHERE execution_id = $1)
+       SELECT q.execution_id, q.job_id, q.priority, q.attempt, q.spec, q.traceparent, q.cpu_cores, q.memory_bytes::float8 AS memory_bytes,
+              q.waiting_reason, q.avoid_workers::text[] AS avoid_workers, q.created_at
+       FROM queue q, last
+       WHERE q.state = 'waiting'
+         AND (q.priority < last.priority OR (q.priority = last.priority AND (q.created_at, q.execution_id) > (last.created_at, last.execution_id)))
+         AND EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS f(labels jsonb, cpu_cores float8, memory_bytes float8)
+                     WHERE f.labels @> coalesce(q.spec->'labels', '{}') AND f.cpu_cores + 1e-9 >= q.cpu_cores AND f.memory_bytes >= q.memory_bytes)
+       ORDER BY q.priority DESC, q.created_at, q.execution_id LIMIT $3`,
+      [afterId, JSON.stringify(free), limit],
+    );
+    return rows.map(toEntry);
+  }
+
   /** Claims entries for workers; only rows still waiting are claimed (another replica may have been first). */
   async claim(pairs: { execution_id: string; worker_id: string }[]): Promise<Set<string>> {
     if (!pairs.length) return new Set();
