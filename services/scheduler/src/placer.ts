@@ -5,7 +5,7 @@ import { Batcher, contextFromTraceparent, RecentSet, decodeJson, encodeJson, pub
 import { AssignmentAck, type Assignment, type WorkerControl, type ExecutionQueuedEvent, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
 import { RequestError } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
-import { entryOf, queueOrder, type QueueEntry, type QueueStore, type Stored } from './store/queue.js';
+import { entryOf, queueOrder, type EntryKind, type QueueEntry, type QueueStore, type Stored } from './store/queue.js';
 import type { WorkerStore } from './store/workers.js';
 
 const ROUND_LIMIT = 1000;
@@ -67,7 +67,10 @@ function formatBytes(n: number): string {
   return `${n} ${units[i]}`;
 }
 
-const needs = (e: QueueEntry) => `needs 1 slot, ${e.cpu_cores} cpu_cores, ${formatBytes(e.memory_bytes)} memory`;
+/** What a waiting reason depends on. */
+type Waiter = Pick<QueueEntry, 'execution_id' | 'cpu_cores' | 'memory_bytes'> & { spec: { labels: Record<string, string> } };
+
+const needs = (e: Waiter) => `needs 1 slot, ${e.cpu_cores} cpu_cores, ${formatBytes(e.memory_bytes)} memory`;
 
 export class Placer {
   private running = false;
@@ -188,7 +191,7 @@ export class Placer {
   private async round(): Promise<void> {
     if (this.fastClaims.size) await Promise.allSettled([...this.fastClaims]);
     const arrivals = this.arrivals.splice(0);
-    let limit = this.fullWanted ? ROUND_LIMIT : HEAD_LIMIT;
+    const limit = this.fullWanted ? ROUND_LIMIT : HEAD_LIMIT;
     this.fullWanted = false;
     const [head, online, fresh] = await Promise.all([
       this.queue.waiting(limit),
@@ -226,9 +229,10 @@ export class Placer {
     // no worker has): the entries further back that it fits are read too, else they would wait
     // behind those for ever.
     const free = complete ? [] : freeSlots(plan);
+    let further: QueueEntry[] = [];
     if (free.length && read.length === ROUND_LIMIT) {
       const fitting = free.map((s) => ({ labels: s.worker.labels, cpu_cores: s.cpu, memory_bytes: s.memory }));
-      const further = await this.queue.waitingFitting(read.at(-1)!.execution_id, fitting, ROUND_LIMIT);
+      further = await this.queue.waitingFitting(read.at(-1)!.execution_id, fitting, ROUND_LIMIT);
       if (further.length) plan = this.plan([...withArrivals(read, true), ...further], online, now);
     }
     const { chosen, waiting } = plan;
@@ -249,6 +253,9 @@ export class Placer {
       (w) => w.entry.waiting_reason !== w.reason && (w.kind !== 'busy' || now - w.entry.created_ms >= BUSY_ANNOUNCE_MS),
     );
     if (changed.length) await this.announceWaiting(changed);
+    if (limit === ROUND_LIMIT && read.length === ROUND_LIMIT) {
+      await this.explainTheRest(read.at(-1)!.execution_id, further.map((e) => e.execution_id), online, now);
+    }
     this.forgetExpired(now);
   }
 
@@ -324,7 +331,7 @@ export class Placer {
     if (best) best.heldFor = entry.execution_id;
   }
 
-  private whyWaiting(entry: QueueEntry, online: RegistryWorker[], now: number): WaitReason {
+  private whyWaiting(entry: Waiter, online: RegistryWorker[], now: number): WaitReason {
     const lasting = (reason: string): WaitReason => ({ reason, kind: 'lasting' });
     if (!online.length) return lasting('no online worker');
     const want = Object.entries(entry.spec.labels);
@@ -348,6 +355,28 @@ export class Placer {
     return { reason: `all workers busy (${needs(entry)})`, kind: 'busy' };
   }
 
+  /**
+   * The reasons of the entries after those a full round read (a backlog over ROUND_LIMIT), by kind
+   * (labels and size), in one statement: else they said nothing about why they wait until they
+   * came within the first ROUND_LIMIT. Behind the ones read, those a worker fits wait for it.
+   */
+  private async explainTheRest(afterId: string, skip: string[], online: RegistryWorker[], now: number): Promise<void> {
+    let changed: { execution_id: string; job_id: string | null; traceparent: string | null; reason: string }[];
+    try {
+      const kinds = await this.queue.waitingKindsAfter(afterId);
+      if (!kinds.length) return;
+      const reasons = kinds.map((k: EntryKind) => {
+        const why = this.whyWaiting({ execution_id: '', cpu_cores: k.cpu_cores, memory_bytes: k.memory_bytes, spec: { labels: k.labels } }, online, now);
+        return { ...k, reason: why.reason, min_age_ms: why.kind === 'busy' ? BUSY_ANNOUNCE_MS : 0 };
+      });
+      changed = await this.queue.setReasonsAfter(afterId, skip, reasons);
+    } catch (err) {
+      this.logger.warn({ err }, 'could not record why the executions further back wait');
+      return;
+    }
+    await this.publishReasons(changed.map(({ reason, ...entry }) => ({ entry, reason })));
+  }
+
   /** Records the reasons in one statement and announces those that changed. */
   private async announceWaiting(waiting: { entry: QueueEntry; reason: string }[]): Promise<void> {
     let changed: Set<string>;
@@ -357,26 +386,30 @@ export class Placer {
       this.logger.warn({ err, executions: waiting.length }, 'could not record why executions wait');
       return;
     }
+    await this.publishReasons(waiting.filter((w) => changed.has(w.entry.execution_id)));
+  }
+
+  private async publishReasons(
+    waiting: { entry: Pick<QueueEntry, 'execution_id' | 'job_id' | 'traceparent'>; reason: string }[],
+  ): Promise<void> {
     const timestamp = new Date().toISOString();
     await Promise.all(
-      waiting
-        .filter((w) => changed.has(w.entry.execution_id))
-        .map(async ({ entry, reason }) => {
-          const event: ExecutionStatusEvent = {
-            execution_id: entry.execution_id,
-            job_id: entry.job_id,
-            worker_id: null,
-            status: 'queued',
-            message: reason,
-            timestamp,
-          };
-          try {
-            const subject = this.bus.subjects.forExecution(entry.job_id).status(entry.execution_id);
-            await publishTraced(this.bus.js, subject, encodeJson(event), {}, contextFromTraceparent(entry.traceparent)); // in the execution's trace
-          } catch (err) {
-            this.logger.warn({ err, execution_id: entry.execution_id }, 'could not announce why an execution waits');
-          }
-        }),
+      waiting.map(async ({ entry, reason }) => {
+        const event: ExecutionStatusEvent = {
+          execution_id: entry.execution_id,
+          job_id: entry.job_id,
+          worker_id: null,
+          status: 'queued',
+          message: reason,
+          timestamp,
+        };
+        try {
+          const subject = this.bus.subjects.forExecution(entry.job_id).status(entry.execution_id);
+          await publishTraced(this.bus.js, subject, encodeJson(event), {}, contextFromTraceparent(entry.traceparent)); // in the execution's trace
+        } catch (err) {
+          this.logger.warn({ err, execution_id: entry.execution_id }, 'could not announce why an execution waits');
+        }
+      }),
     );
   }
 

@@ -224,7 +224,7 @@ describe('placement', () => {
     expect(reasons(blockers[69]!)).toEqual(['no worker with label pool=none']);
   });
 
-  it('behind more than a round reads (1000) of entries no worker fits, a free worker still takes one it fits', async () => {
+  it('behind more than a round reads (1000) of entries no worker fits, a free worker still takes one it fits, and they all say why they wait', async () => {
     const blockers = await Promise.all(Array.from({ length: 1001 }, () => enqueue({ priority: 10, labels: { t: 'far', pool: 'none' } })));
     const low = await enqueue({ priority: 1, labels: { t: 'far' } });
     await until(async () => (await svc.ctx.db.query('SELECT 1 FROM queue WHERE execution_id = $1', [low])).rowCount, (n) => n === 1);
@@ -232,6 +232,10 @@ describe('placement', () => {
     await until(() => w.got.length, (n) => n > 0, 5000);
     expect(w.ids()).toEqual([low]);
     expect(await queueState(blockers[1000]!)).toBe('waiting');
+    // those past the first 1000 say why they wait too
+    await until(() => reasons(blockers[1000]!).at(-1), (r) => r === 'no worker with label pool=none', 5000);
+    const unexplained = await svc.ctx.db.query(`SELECT 1 FROM queue WHERE state = 'waiting' AND waiting_reason IS NULL`);
+    expect(unexplained.rowCount).toBe(0);
   });
 
   it('a large execution is not starved by smaller ones queued after it: the worker it fits is held for it', async () => {

@@ -35,6 +35,18 @@ export interface Stored {
   known: { state: string; worker_id: string | null } | null;
 }
 
+/** What placement looks at in an entry: the labels it wants and its size. */
+export interface EntryKind {
+  labels: Record<string, string>;
+  cpu_cores: number;
+  memory_bytes: number;
+}
+
+/** The queue entry `$1` (`last`), and the entries after it in queue order (`q`). */
+const LAST = 'last AS (SELECT priority, created_at, execution_id FROM queue WHERE execution_id = $1)';
+const AFTER_LAST =
+  '(q.priority < last.priority OR (q.priority = last.priority AND (q.created_at, q.execution_id) > (last.created_at, last.execution_id)))';
+
 /** The entry a queued event becomes, before (or without) reading it back. */
 export function entryOf(ev: ExecutionQueuedEvent): QueueEntry {
   return {
@@ -147,20 +159,52 @@ export class QueueStore {
    * Waiting entries after `afterId` in queue order that one of these free capacities fits (labels,
    * cpu, memory): those a round reaches only past a long run of entries nothing fits now.
    */
-  async waitingFitting(afterId: string, free: { labels: Record<string, string>; cpu_cores: number; memory_bytes: number }[], limit: number): Promise<QueueEntry[]> {
+  async waitingFitting(afterId: string, free: EntryKind[], limit: number): Promise<QueueEntry[]> {
     const { rows } = await this.db.query<QueueRow>(
-      `WITH last AS (SELECT priority, created_at, execution_id FROM queue WHERE execution_id = $1)
+      `WITH ${LAST}
        SELECT q.execution_id, q.job_id, q.priority, q.attempt, q.spec, q.traceparent, q.cpu_cores, q.memory_bytes::float8 AS memory_bytes,
               q.waiting_reason, q.avoid_workers::text[] AS avoid_workers, q.created_at
        FROM queue q, last
-       WHERE q.state = 'waiting'
-         AND (q.priority < last.priority OR (q.priority = last.priority AND (q.created_at, q.execution_id) > (last.created_at, last.execution_id)))
+       WHERE q.state = 'waiting' AND ${AFTER_LAST}
          AND EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS f(labels jsonb, cpu_cores float8, memory_bytes float8)
                      WHERE f.labels @> coalesce(q.spec->'labels', '{}') AND f.cpu_cores + 1e-9 >= q.cpu_cores AND f.memory_bytes >= q.memory_bytes)
        ORDER BY q.priority DESC, q.created_at, q.execution_id LIMIT $3`,
       [afterId, JSON.stringify(free), limit],
     );
     return rows.map(toEntry);
+  }
+
+  /** The kinds (labels and size) of the entries waiting after `afterId` in queue order. */
+  async waitingKindsAfter(afterId: string): Promise<EntryKind[]> {
+    const { rows } = await this.db.query<EntryKind>(
+      `WITH ${LAST}
+       SELECT DISTINCT coalesce(q.spec->'labels', '{}') AS labels, q.cpu_cores, q.memory_bytes::float8 AS memory_bytes
+       FROM queue q, last WHERE q.state = 'waiting' AND ${AFTER_LAST} LIMIT 1000`,
+      [afterId],
+    );
+    return rows;
+  }
+
+  /**
+   * Records one reason for all entries of a kind waiting after `afterId` (but those of `skip`), for
+   * those queued at least `min_age_ms` ago; returns the entries whose reason changed.
+   */
+  async setReasonsAfter(
+    afterId: string,
+    skip: string[],
+    kinds: (EntryKind & { reason: string; min_age_ms: number })[],
+  ): Promise<{ execution_id: string; job_id: string | null; traceparent: string | null; reason: string }[]> {
+    const { rows } = await this.db.query<{ execution_id: string; job_id: string | null; traceparent: string | null; reason: string }>(
+      `WITH ${LAST},
+            v AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS v(labels jsonb, cpu_cores float8, memory_bytes float8, reason text, min_age_ms float8))
+       UPDATE queue q SET waiting_reason = v.reason FROM v, last
+       WHERE q.state = 'waiting' AND ${AFTER_LAST} AND q.execution_id <> ALL($3::uuid[])
+         AND coalesce(q.spec->'labels', '{}') = v.labels AND q.cpu_cores = v.cpu_cores AND q.memory_bytes = v.memory_bytes
+         AND q.waiting_reason IS DISTINCT FROM v.reason AND q.created_at <= now() - make_interval(secs => v.min_age_ms / 1000)
+       RETURNING q.execution_id, q.job_id, q.traceparent, v.reason`,
+      [afterId, JSON.stringify(kinds), skip],
+    );
+    return rows;
   }
 
   /** Claims entries for workers; only rows still waiting are claimed (another replica may have been first). */
