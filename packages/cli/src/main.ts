@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // The `hodei` command: parse the command line, run one command, turn any failure into one line
 // on stderr and an exit code (1 refused, 2 unreachable), never a stack trace.
+import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError } from './errors.js';
 import { exitWhenWritten, outputFailed, readerGone, visible } from './output.js';
 
 function report(err: unknown): number {
+  // commander has written the help, the version or the usage error already
+  if (err instanceof CommanderError) return err.exitCode;
   // the services' words (a problem's detail quotes what was sent) must not drive the terminal
   const paint = (s: string) => visible(s, false);
   if (err instanceof CliError) {

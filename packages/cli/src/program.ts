@@ -45,6 +45,8 @@ export function buildProgram(): Command {
     .version(VERSION, '-V, --version')
     .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
+    // --help, --version and a usage error end through main's exit, which makes sure they were written
+    .exitOverride()
     .configureHelp({
       sortSubcommands: false,
       showGlobalOptions: true,

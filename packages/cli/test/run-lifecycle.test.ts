@@ -178,7 +178,7 @@ describe('hodei run: how it ends', () => {
     expect(await settled(await latestExecution('headed'))).toBe('cancelled');
   }, 30_000);
 
-  it('when its output cannot be written (a full disk), says so, cancels the execution and exits 1; so does a list, not exit 0', async () => {
+  it('when its output cannot be written (a full disk), says so, cancels the execution and exits 1; so do a list, --help and --version, not exit 0', async () => {
     const full = openSync('/dev/full', 'w');
     const toFullDisk = (args: string[]) =>
       new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
@@ -194,6 +194,10 @@ describe('hodei run: how it ends', () => {
       expect(await settled(await latestExecution('disk-full'))).toBe('cancelled');
       const list = await toFullDisk(['jobs', 'list']);
       expect([list.code, list.stderr]).toEqual([1, 'hodei: cannot write to stdout: no space left on device\n']);
+      for (const args of [['--version'], ['run', '--help']]) {
+        const r = await toFullDisk(args);
+        expect([r.code, r.stderr], args.join(' ')).toEqual([1, 'hodei: cannot write to stdout: no space left on device\n']);
+      }
     } finally {
       closeSync(full);
     }
