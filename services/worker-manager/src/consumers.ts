@@ -94,6 +94,8 @@ export class Consumers {
   private readonly unsettled: InProgress;
   private bufferedLines = 0;
   private flushers = 0;
+  /** Storing lines fails (the database is down): said once, not for every batch redelivered meanwhile. */
+  private storingFails = false;
   private flushed: Promise<void>[] = [];
   private roomWaiters: (() => void)[] = [];
   private backlog = 0;
@@ -266,7 +268,9 @@ export class Consumers {
         try {
           inserted = await insertLines(this.ctx.db, rows);
         } catch (err) {
-          this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered');
+          if (!this.storingFails) this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered (said again only once storing has worked)');
+          else this.ctx.logger.debug({ err, lines: n }, 'storing log lines failed; they will be redelivered');
+          this.storingFails = true;
           for (const { msg, batches, pending } of take) {
             this.unsettled.delete(msg);
             settle(msg, 'nak');
@@ -280,6 +284,8 @@ export class Consumers {
           settle(msg, 'ack');
           batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));
         }
+        if (this.storingFails) this.ctx.logger.info('storing log lines works again');
+        this.storingFails = false;
         this.metrics.linesIngested.inc(inserted);
         this.release(n);
       }
