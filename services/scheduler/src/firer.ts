@@ -293,7 +293,8 @@ export class Firer {
   private async previousStillActive(d: FiringTarget): Promise<{ id: string; cancel: () => Promise<unknown> } | null> {
     if (d.job_id) {
       const last = await this.store.lastExecution(d.id);
-      const id = last && (last.done ? await this.attemptToCome(last.execution_id) : last.execution_id);
+      // a last attempt over needs no asking worker-manager about retries (a burst of firings asked twice each)
+      const id = last && (last.done ? (last.last_attempt ? null : await this.attemptToCome(last.execution_id)) : last.execution_id);
       return id ? { id, cancel: () => this.workerManager.send('POST', `/api/v1/executions/${id}/cancel`) } : null;
     }
     const id = await this.store.lastPipelineRun(d.id);

@@ -141,6 +141,28 @@ describe('cron firing', () => {
     expect((await send(svc.url, 'POST', `/api/v1/schedules/${s.id}/run`)).status).toBe(404);
   });
 
+  it('forbid after a last attempt that ended starts the next run without asking worker-manager about retries', async () => {
+    const s = await post({ job_id: quick, cron: '0 0 1 1 *' });
+    const runNow = async () => (await (await send(svc.url, 'POST', `/api/v1/schedules/${s.id}/run`)).json()) as ScheduleRun;
+    const first = await runNow();
+    expect(first.outcome).toBe('fired');
+    await until(() => execution(first.execution_id!), (e) => e.status === 'completed');
+    const queueState = async () =>
+      (await svc.ctx.db.query<{ state: string }>('SELECT state FROM queue WHERE execution_id = $1', [first.execution_id])).rows[0]?.state;
+    await until(queueState, (state) => state === 'done');
+    /** worker-manager's answers to GET /api/v1/executions (the list that finds an execution's retry) */
+    const lists = async () => {
+      const text = await (await fetch(`${workerManager.url}/metrics`)).text();
+      return Number(/^hodei_http_request_duration_seconds_count\{[^}]*method="GET",route="\/api\/v1\/executions",[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    const before = await lists();
+    const second = await runNow();
+    expect(second).toMatchObject({ outcome: 'fired', message: null });
+    expect(await lists()).toBe(before);
+    await until(() => execution(second.execution_id!), (e) => e.status === 'completed');
+    await send(svc.url, 'DELETE', `/api/v1/schedules/${s.id}`);
+  });
+
   it('runs asked for at the same moment start one execution under overlap_policy forbid, and one after another under replace', async () => {
     const s = await post({ job_id: slow, cron: '0 0 1 1 *' });
     const burst = async () => {

@@ -281,12 +281,14 @@ export class ScheduleStore {
 
   /**
    * The execution the latest firing started, and whether it is over here (the queue's `done` rows,
-   * kept 8 days; no execution runs longer than 7). An execution over may still be retried.
+   * kept 8 days; no execution runs longer than 7). An execution over may still be retried, unless
+   * it was its job's last attempt (`last_attempt`: its attempt is over its spec's max_retries).
    */
-  async lastExecution(scheduleId: string): Promise<{ execution_id: string; done: boolean } | null> {
-    const { rows } = await this.db.query<{ execution_id: string; done: boolean }>(
-      `SELECT r.execution_id, EXISTS (SELECT 1 FROM queue q WHERE q.execution_id = r.execution_id AND q.state = 'done') AS done
-       FROM schedule_runs r
+  async lastExecution(scheduleId: string): Promise<{ execution_id: string; done: boolean; last_attempt: boolean } | null> {
+    const { rows } = await this.db.query<{ execution_id: string; done: boolean; last_attempt: boolean }>(
+      `SELECT r.execution_id, coalesce(q.state = 'done', false) AS done,
+              coalesce(q.state = 'done' AND q.attempt > (q.spec->>'max_retries')::int, false) AS last_attempt
+       FROM schedule_runs r LEFT JOIN queue q ON q.execution_id = r.execution_id
        WHERE r.schedule_id = $1 AND r.execution_id IS NOT NULL AND r.fired_at > now() - interval '8 days'
        ORDER BY r.scheduled_at DESC LIMIT 1`,
       [scheduleId],
