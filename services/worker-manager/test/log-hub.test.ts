@@ -1,7 +1,8 @@
 // A log stream's subscriber against a store and a connection the test controls: when the history it
 // read stopped at lines missing from the store (a batch a killed worker-manager had taken, or one
 // another replica stores later), the lines stored past them still reach it as soon as they can,
-// not after the final grace.
+// not after the final grace; and a line that never comes holds back neither the stream's end nor the
+// lines stored past it.
 import type { Pool, SseConnection } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { describe, expect, it } from 'vitest';
@@ -18,8 +19,8 @@ class StoreHub extends LogHub {
   hold: Promise<void> | undefined;
   reads = 0;
 
-  constructor() {
-    super({} as Pool, GRACE);
+  constructor(grace = GRACE) {
+    super({} as Pool, grace);
   }
 
   store(ls: LogLine[]): void {
@@ -127,5 +128,23 @@ describe('a log stream whose history stopped at missing lines', () => {
     release();
     await until(async () => conn.completed, 200, 'completed');
     expect(conn.seqs).toEqual(upTo(300));
+  });
+});
+
+describe('a log stream of an execution ended without one of its lines', () => {
+  it('waits the grace once, then sends the lines stored past the missing one, and completed', async () => {
+    const grace = 500;
+    const hub = new StoreHub(grace);
+    hub.store(lines(1, 49));
+    hub.store(lines(51, 300)); // 50 never came: its final status was recorded without it
+    const conn = new FakeConn();
+    const sub = hub.subscribe(ID, conn as unknown as SseConnection, 1);
+    const start = Date.now();
+    sub.setFinal(final(300)); // as a stream opened after the end: the final status, then the history
+    await sub.catchUp();
+    expect(conn.seqs).toEqual(upTo(49));
+    await until(async () => conn.completed, grace * 3, 'completed');
+    expect(Date.now() - start).toBeLessThan(grace * 2);
+    expect(conn.seqs).toEqual(upTo(300).filter((n) => n !== 50));
   });
 });

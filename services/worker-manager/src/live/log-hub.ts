@@ -39,8 +39,9 @@ const MAX_BUFFER = 20_000;
 /** A subscriber whose socket holds more than this unsent switches to reading from the store. */
 const MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
 /**
- * After the final status, how long to wait for the last lines before re-reading the store; the
- * stream completes without them only once a whole wait brought none (they are not coming).
+ * After the final status and a read of the store, how long to wait for lines still missing before
+ * reading it again; the stream completes without them only once a whole wait brought none (they are
+ * not coming), after sending the stored lines past them.
  */
 const FINAL_GRACE_MS = 10_000;
 /**
@@ -136,26 +137,35 @@ export class LogSubscriber {
     if (this.final) return;
     this.final = final;
     this.checkComplete();
-    // a final status is recorded once its lines are stored (or not coming): the rest is in the store
+    // a final status is recorded once its lines are stored (or not coming): the rest is in the store,
+    // and the wait for lines still missing starts after that read (see the end of catchUp)
     if (!this.done) this.readStore();
-    if (!this.done) {
-      let seen = this.nextSeq;
-      const arm = () => {
-        this.finalTimer = setTimeout(() => {
-          if (this.catchingUp) return arm();
-          void this.catchUp().then(() => {
-            if (this.done) return;
-            if (this.nextSeq > seen || this.hub.hasPending(this.executionId)) {
-              seen = this.nextSeq; // lines still arrive (a backlog): keep waiting for the rest
-              return arm();
-            }
-            this.complete();
-          });
-        }, this.hub.finalGraceMs);
-        this.finalTimer.unref();
-      };
-      arm();
-    }
+  }
+
+  /** The store read after the final status left lines missing: wait for them, then complete. */
+  private awaitLast(): void {
+    if (this.done || !this.final || this.finalTimer) return;
+    let seen = this.nextSeq;
+    const arm = () => {
+      this.finalTimer = setTimeout(() => {
+        if (this.catchingUp) return arm();
+        void this.catchUp().then(async () => {
+          if (this.done) return;
+          if (this.nextSeq > seen || this.hub.hasPending(this.executionId)) {
+            seen = this.nextSeq; // lines still arrive (a backlog): keep waiting for the rest
+            return arm();
+          }
+          // the missing lines are not coming: the stored ones past them are still the job's output
+          while (this.storedPast && !this.done) {
+            this.nextSeq = this.storedPast;
+            await this.catchUp();
+          }
+          this.complete();
+        });
+      }, this.hub.finalGraceMs);
+      this.finalTimer.unref();
+    };
+    arm();
   }
 
   /**
@@ -205,6 +215,7 @@ export class LogSubscriber {
     if (rest) this.conn.write(rest);
     this.watchGap();
     this.checkComplete();
+    this.awaitLast();
   }
 
   /** Reads the store now, or once more after the read under way. */
