@@ -183,17 +183,21 @@ describe('start-up while PostgreSQL and NATS do not answer', () => {
         log,
       ).then((s) => (started = s));
       const failed = boot.then(() => null, (err: unknown) => err);
-      await new Promise((r) => setTimeout(r, 800));
-      expect(await Promise.race([failed, 'waiting'])).toBe('waiting');
+      /** Waits (up to 10 s) for a line matching `re`, the start-up still waiting meanwhile. */
+      const said = async (re: RegExp) => {
+        for (let i = 0; i < 200 && !lines.some((l) => re.test(String(l.msg))); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(lines.map((l) => l.msg)).toContainEqual(expect.stringMatching(re));
+        expect(await Promise.race([failed, 'waiting'])).toBe('waiting');
+      };
+      await said(/^PostgreSQL at postgres:.* does not answer \(ECONNREFUSED\); waiting for it \(check DATABASE_URL\)$/);
+      await new Promise((r) => setTimeout(r, 600)); // a retry or two, said once
       proxies.push(await forward(pgPort, pgUrl));
-      await new Promise((r) => setTimeout(r, 800));
-      expect(await Promise.race([failed, 'waiting'])).toBe('waiting');
+      await said(/^NATS at nats:.* does not answer \(connection refused\); waiting for it \(check NATS_URL\)$/);
       proxies.push(await forward(natsPort, natsUrl));
       expect(await failed).toBeNull();
       expect((await fetch(`${started!.url}/health`)).status).toBe(200);
-      const warned = lines.filter((l) => l.level === 40).map((l) => l.msg);
-      expect(warned).toContainEqual(expect.stringMatching(/^PostgreSQL at postgres:.* does not answer \(ECONNREFUSED\); waiting for it \(check DATABASE_URL\)$/));
-      expect(warned).toContainEqual(expect.stringMatching(/^NATS at nats:.* does not answer \(connection refused\); waiting for it \(check NATS_URL\)$/));
+      expect(lines.filter((l) => l.level === 40 && / does not answer /.test(String(l.msg)))).toHaveLength(2);
+      expect(lines.map((l) => l.msg)).toContainEqual(expect.stringMatching(/^PostgreSQL at .* answers$/));
     } finally {
       await started?.stop();
       for (const p of proxies) await p.close();
