@@ -211,13 +211,34 @@ static int alone(void) {
   return result;
 }
 
+static char buf[65536];
+
+// Reads what the job's pipes hold now, as far as they are not paused. Called when it has exited:
+// what it wrote before then is all there, and goes out before its exit, which a reap may see first.
+static void drain(struct job *job) {
+  if (job->paused) return;
+  for (int k = OUT; k <= ERR; k++)
+    for (int i = 0; i < 16 && job->fd[k] >= 0; i++) {
+      ssize_t n = read(job->fd[k], buf, sizeof buf);
+      if (n > 0) {
+        emitf("D %llu %c %zd\n", job->id, k == OUT ? 'o' : 'e', n);
+        emit(buf, (size_t)n);
+        continue;
+      }
+      if (n == 0) unwatch(job, (enum kind)k);
+      break;
+    }
+}
+
 static void exited(struct job *job) {
+  drain(job);
   job->exited = 1;
   unwatch(job, PIDFD);
   int st = job->status;
   if (WIFSIGNALED(st)) emitf("X %llu -1 %d %d\n", job->id, WTERMSIG(st), alone());
   else emitf("X %llu %d 0 %d\n", job->id, WEXITSTATUS(st), alone());
-  forget(job);
+  if (job->fd[OUT] < 0 && job->fd[ERR] < 0) pipes_closed(job);
+  else forget(job);
 }
 
 static void reap_all(void) {
@@ -291,6 +312,8 @@ static void start(unsigned long long id, char *payload, size_t len, int paused) 
   posix_spawnattr_destroy(&attr);
   close(o[1]);
   close(e[1]);
+  fcntl(o[0], F_SETFL, O_NONBLOCK); // the read ends only: drain() reads what is there
+  fcntl(e[0], F_SETFL, O_NONBLOCK);
   if (err) {
     close(o[0]);
     close(e[0]);
@@ -417,7 +440,6 @@ static void ready(struct job *job, enum kind k) {
     unwatch(job, PIDFD); // it has exited: reap_all collects it
     return;
   }
-  static char buf[65536];
   ssize_t n = read(job->fd[k], buf, sizeof buf);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
   if (n > 0) {

@@ -14,7 +14,8 @@
 #   F <id> <errno>                     could not start (chdir or exec failed); nothing follows
 #   D <id> <o|e> <length>\n<bytes>     output read from stdout (o) or stderr (e)
 #   X <id> <code> <signal> <alone>     the main process ended (code -1 when killed by a signal);
-#                                      alone 1: no process of any ended job is left (below)
+#                                      alone 1: no process of any ended job is left (below); what
+#                                      it wrote before it ended is out before this (unless paused)
 #   C <id>                             both pipes reached end of file (or were closed by K)
 #   Y <pid>                            once, when the script is running
 # Exit is seen through a pidfd (Linux 5.3+) in the same wait as the pipes (epoll), so no signal can
@@ -38,11 +39,11 @@ my $linux = $^O eq 'linux';
 # struct epoll_event is packed on x86_64 (12 bytes), aligned on aarch64 (16).
 my %SYSCALLS = (
     62 => {
-        prctl => 157, clone => 56, execve => 59, setsid => 112, dup3 => 292, exit_group => 231,
+        prctl => 157, clone => 56, execve => 59, setsid => 112, dup3 => 292, exit_group => 231, fcntl => 72,
         epoll_create1 => 291, epoll_ctl => 233, epoll_pwait => 281, epoll_event => 'L Q', close => 3,
     },
     183 => {
-        prctl => 167, clone => 220, execve => 221, setsid => 157, dup3 => 24, exit_group => 94,
+        prctl => 167, clone => 220, execve => 221, setsid => 157, dup3 => 24, exit_group => 94, fcntl => 25,
         epoll_create1 => 20, epoll_ctl => 21, epoll_pwait => 22, epoll_event => 'L x4 Q', close => 57,
     },
 );
@@ -170,15 +171,33 @@ sub alone {
     return 1;
 }
 
+# What the job's pipes hold now, as far as they are not paused and can be read without waiting:
+# once it has exited, what it wrote is all there, and goes out before its exit, which a reap
+# may see first.
+sub drain {
+    my $job = shift;
+    return if $job->{paused} || !$job->{nonblocking};
+    for my $kind (qw(o e)) {
+        for (1 .. 16) {
+            my $fh = $job->{$kind} or last;
+            my $n = sysread($fh, my $data, 65536);
+            if ($n) { emit("D $job->{id} $kind $n\n$data"); next }
+            unwatch($job, $kind) if defined $n;    # end of file
+            last;
+        }
+    }
+}
+
 # once the job's S or F is out (its exit may be collected before its exec status is read)
 sub exited {
     my $job = shift;
+    drain($job) unless $job->{failed};
     $job->{exited} = 1;
     unwatch($job, 'p');
     my $status = $job->{status};
     my ($code, $signal) = ($status & 127) ? (-1, $status & 127) : ($status >> 8, 0);
     emit("X $job->{id} $code $signal " . alone() . "\n") unless $job->{failed};
-    forget($job);
+    if ($job->{o} || $job->{e}) { forget($job) } else { pipes_closed($job) }
 }
 
 sub reap_all {
@@ -231,7 +250,9 @@ sub start {
     close $ow;
     close $ew;
     close $sw;
-    my $job = { id => $id, pid => $pid, started => 0, paused => $paused ? 1 : 0 };
+    # the read ends only (F_SETFL, O_NONBLOCK): drain() reads what is there
+    my $nonblocking = $sys && !grep { syscall($sys->{fcntl}, fileno $_, 4, 0x800) != 0 } $or, $er;
+    my $job = { id => $id, pid => $pid, started => 0, paused => $paused ? 1 : 0, nonblocking => $nonblocking };
     $jobs{$id} = $job;
     $by_pid{$pid} = $job;
     watch($job, 'o', $or);

@@ -152,6 +152,23 @@ describe('process spawner', () => {
       await s.close();
     });
 
+    it(`relays what a job wrote before its exit, even when it is reaped before its pipes are read (${name})`, async () => {
+      const s = new ProcessSpawner(logger, [...command]);
+      await s.ready;
+      // 30 spawns in one request batch: the first have exited before the spawner looks at their pipes
+      const jobs = await Promise.all(Array.from({ length: 30 }, (_, i) => s.spawn(commandRequest(`echo ${i}`, [], env, undefined))));
+      const atExit = await Promise.all(
+        jobs.map(async (job) => {
+          let out = '';
+          job.onData((_, chunk) => (out += chunk.toString()));
+          await job.exited;
+          return out;
+        }),
+      );
+      expect(atExit).toEqual(jobs.map((_, i) => `${i}\n`));
+      await s.close();
+    });
+
     it(`says whether a job left processes behind, and reaps them once they end (${name})`, async () => {
       const s = new ProcessSpawner(logger, [...command]);
       await s.ready;
