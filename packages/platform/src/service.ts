@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import { ConfigError, hideDatabasePassword, hideNatsCredentials, loadConfig, redactConfig, type Config, type Env, type ServiceName } from './config.js';
 import { createPool, ensureDatabase, migrate, type Pool } from './db.js';
 import { Api } from './http/api.js';
-import { createApp } from './http/app.js';
+import { answerClientErrors, createApp } from './http/app.js';
 import { endStreams } from './http/sse.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -165,6 +165,7 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
     throw err;
   });
   server.keepAliveTimeout = 65_000;
+  answerClientErrors(server);
   const closeHttp = gracefulClose(server, app);
   const port = (server.address() as AddressInfo).port;
   await parts.start?.();

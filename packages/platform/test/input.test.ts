@@ -6,6 +6,8 @@ import { startOrchestrator } from '../../../services/orchestrator/src/service.js
 import { startScheduler } from '../../../services/scheduler/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
 import { connect } from '@nats-io/transport-node';
+import { maxHeaderSize } from 'node:http';
+import { createConnection } from 'node:net';
 import { createTestEnv, MESSAGE_HEADROOM, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
@@ -104,6 +106,23 @@ describe('request bodies', () => {
     // the same text in UTF-8 is taken
     const ok = await post('/api/v1/jobs', Buffer.from('{"name":"latin\u00ff","command":"true"}'));
     expect([ok.status, ok.body.name]).toEqual([201, 'latin\u00ff']);
+  });
+
+  it('answers what Node refuses before any route (a URL over the header limit, a malformed request) as problem+json, not a bare status', async () => {
+    const long = await fetch(`${orchestrator.url}/api/v1/jobs?name=${'x'.repeat(maxHeaderSize)}`);
+    expect(long.status).toBe(431);
+    expect(long.headers.get('content-type')).toBe('application/problem+json');
+    expect((await long.json()).detail).toBe(`the request line and headers are larger than ${maxHeaderSize} bytes: shorten the path, the query or a header`);
+    const { port } = new URL(scheduler.url);
+    const raw = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const socket = createConnection(Number(port), '127.0.0.1', () => socket.write('POST /api/v1/schedules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n'));
+      socket.on('data', (d) => (out += d)).on('close', () => resolve(out)).on('error', reject);
+    });
+    const [head, body] = raw.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1.1 400 Bad Request\r\nContent-Type: application\/problem\+json\r\n/);
+    expect(JSON.parse(body!)).toMatchObject({ status: 400, detail: expect.stringMatching(/^malformed HTTP request: .*Content-Length/i) });
+    expect((await fetch(`${orchestrator.url}/health`)).status).toBe(200);
   });
 
   it('refuses a worker that offers less than 1 MiB of memory, on worker-manager and in the scheduler\'s registry', async () => {

@@ -2,6 +2,8 @@
 // metrics, health, OpenAPI + Swagger UI, and the one error middleware that answers problem+json.
 import { isUtf8 } from 'node:buffer';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { maxHeaderSize, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import cors from 'cors';
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler } from 'express';
 import { Gauge, Histogram, type Registry } from 'prom-client';
@@ -167,6 +169,27 @@ export function createApp(o: AppOptions): Express {
   app.use((req, _res, next) => next(new NotFoundError(`route ${req.method} ${req.path}`)));
   app.use(errorHandler(o.logger, o.api));
   return app;
+}
+
+/** What Node's HTTP parser refuses before any route sees the request (a URL or headers over
+ *  --max-http-header-size, a Content-Length that is no number) is answered as problem+json too:
+ *  Node's own answer is a bare status with no body, which names nothing. */
+export function answerClientErrors(server: Server): void {
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    // a request before it on the connection may be answering already: nothing can follow
+    const answering = (socket as Duplex & { _httpMessage?: { headersSent: boolean } })._httpMessage?.headersSent;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering) return void socket.destroy();
+    const [status, title, detail] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', `the request line and headers are larger than ${maxHeaderSize} bytes: shorten the path, the query or a header`]
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'the request did not arrive in time']
+          : [400, 'Bad Request', `malformed HTTP request: ${(err as { reason?: string }).reason ?? err.message}`];
+    const body = JSON.stringify({ type: 'about:blank', title, status, detail });
+    socket.end(
+      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
 }
 
 interface BodyParserError {
