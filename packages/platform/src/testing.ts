@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { loadConfig, type Config, type ServiceName } from './config.js';
-import { dropDatabase } from './db.js';
+import { createPool, dropDatabase } from './db.js';
+import { createLogger } from './logger.js';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { subjects } from '@hodei/types';
@@ -12,6 +13,8 @@ export interface TestEnv {
   natsPrefix: string;
   /** Config for one service of this test's installation (port 0: any free port). */
   config: (service: ServiceName, overrides?: Partial<Config>) => Config;
+  /** Runs `during` while this test's database refuses connections (its sessions ended): an outage. */
+  databaseDown: (during: () => Promise<void>) => Promise<void>;
   cleanup: () => Promise<void>;
 }
 
@@ -34,6 +37,20 @@ export function createTestEnv(): TestEnv {
       port: 0,
       ...overrides,
     }),
+    databaseDown: async (during) => {
+      const admin = new URL(databaseUrl);
+      admin.pathname = '/postgres';
+      const pool = createPool(admin.toString(), 'public', createLogger('test', 'silent'), 1);
+      const db = base.pathname.slice(1);
+      try {
+        await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
+        await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [db]);
+        await during();
+      } finally {
+        await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS true`);
+        await pool.end();
+      }
+    },
     cleanup: async () => {
       await dropDatabase(databaseUrl);
       const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });

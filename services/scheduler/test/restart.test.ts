@@ -2,7 +2,7 @@
 // were never recorded, yet none is taken for dead. A job runs to the end as one attempt with every
 // line, and a job placed just after the restart runs too. The same holds when the database is down
 // for longer than the time-out: the heartbeats of that time could not be recorded either.
-import { createLogger, createPool, createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, LogLine } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -59,6 +59,17 @@ const storedLines = async (id: string) =>
 const statuses = async (url: string) =>
   Promise.all(workers.map(async (w) => ((await (await call(url, 'GET', `/api/v1/workers/${w.id}`)).json()) as { status: string }).status));
 
+/** Waits for the execution to end, noting every status the workers had meanwhile. */
+async function endedWatchingWorkers(url: string, executionId: string) {
+  const seen = new Set<string>();
+  const done = await until(async () => {
+    for (const status of await statuses(url)) seen.add(status);
+    const e = await getExecutionOn(wm.url, executionId);
+    return e.status !== 'running' && e.status !== 'queued' && e;
+  }, 20_000, 'the job to end');
+  return { seen, done };
+}
+
 it('workers heard from within one time-out after a scheduler restart stay online, and a running job completes as one attempt', async () => {
   // 40 lines, one every 200 ms: ~8 s, outlasting the scheduler's downtime and its time-out after
   const job = await executeOn(wm.url, {
@@ -77,12 +88,7 @@ it('workers heard from within one time-out after a scheduler restart stay online
   expect(sched.url).toBe(url);
   const placedAfter = await executeOn(wm.url, { command: 'echo placed-after-restart', labels: { t: 'restart' } });
 
-  const seen = new Set<string>();
-  const done = await until(async () => {
-    for (const status of await statuses(url)) seen.add(status);
-    const e = await getExecutionOn(wm.url, job.id);
-    return e.status !== 'running' && e.status !== 'queued' && e;
-  }, 20_000, 'the job to end');
+  const { seen, done } = await endedWatchingWorkers(url, job.id);
   expect(seen).toEqual(new Set(['online']));
   expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, message: 'exited with code 0', log_lines: LINES });
   expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: LINES }, (_, i) => `line-${i + 1}`));
@@ -103,27 +109,11 @@ it('a database outage longer than the time-out: workers stay online, and a runni
   });
   await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
 
-  const admin = new URL(env.databaseUrl);
-  const db = admin.pathname.slice(1);
-  admin.pathname = '/postgres';
-  const pool = createPool(admin.toString(), 'public', createLogger('test', 'silent'), 1);
-  try {
-    await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
-    await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [db]);
-    // the workers' last recorded heartbeat is older than the time-out when the database is back
-    await new Promise((r) => setTimeout(r, TIMEOUT_MS + 500));
-  } finally {
-    await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS true`);
-    await pool.end();
-  }
+  // the workers' last recorded heartbeat is older than the time-out when the database is back
+  await env.databaseDown(() => new Promise((r) => setTimeout(r, TIMEOUT_MS + 500)));
 
   const url = sched!.url;
-  const seen = new Set<string>();
-  const done = await until(async () => {
-    for (const status of await statuses(url)) seen.add(status);
-    const e = await getExecutionOn(wm.url, job.id);
-    return e.status !== 'running' && e.status !== 'queued' && e;
-  }, 20_000, 'the job to end');
+  const { seen, done } = await endedWatchingWorkers(url, job.id);
   expect(seen).toEqual(new Set(['online']));
   expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
   expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: lines }, (_, i) => `line-${i + 1}`));

@@ -2,7 +2,7 @@
 // (durable consumer, ack after insert); stop() stops the workers it started; records of workers
 // whose process is gone become `exited` at start-up.
 import { hostname } from 'node:os';
-import { connectBus, createLogger, createPool, createTestEnv, type Config, type RunningService, type TestEnv, pidGone } from '@hodei/platform';
+import { connectBus, createLogger, createTestEnv, type Config, type RunningService, type TestEnv, pidGone } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { startScheduler } from '../../scheduler/src/service.js';
@@ -65,22 +65,13 @@ it('a database outage while lines arrive: the failure to store them is logged on
   const res = await fetch(`${wm.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'x' }) });
   const id = ((await res.json()) as { id: string }).id;
 
-  const admin = new URL(env.databaseUrl);
-  const db = admin.pathname.slice(1);
-  admin.pathname = '/postgres';
-  const pool = createPool(admin.toString(), 'public', createLogger('test', 'silent'), 1);
-  try {
-    await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
-    await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [db]);
-    // a worker's batches every 100 ms for 2.5 s: each is redelivered every second while the database is down
+  // a worker's batches every 100 ms for 2.5 s: each is redelivered every second while the database is down
+  await env.databaseDown(async () => {
     for (let i = 0; i < 25; i++) {
       await publishLines(wm.ctx.bus, id, lines(i * 20 + 1, i * 20 + 20));
       await new Promise((r) => setTimeout(r, 100));
     }
-  } finally {
-    await pool.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS true`);
-    await pool.end();
-  }
+  });
   const stored = await until(async () => {
     const r = (await (await fetch(`${wm.url}/api/v1/executions/${id}/logs?limit=1000`)).json()) as { lines?: LogLine[] };
     return r.lines?.length === 500 && r.lines;
