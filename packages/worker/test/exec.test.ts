@@ -318,6 +318,12 @@ wc -c < "$HODEI_RESULT_FILE"`;
     expect(mode).toBe('700');
     expect(same).toBe('same');
     expect(existsSync(dir!)).toBe(false);
+    // a command that wrote nothing leaves it empty: removed as well
+    const quiet = await h.assign({ command: 'dirname "$HODEI_RESULT_FILE"' });
+    expect((await quiet.final).status).toBe('completed');
+    const [empty] = text(quiet.lines);
+    expect(empty).toMatch(/hodei-/);
+    expect(existsSync(empty!)).toBe(false);
   });
 
   it('writes the script to a file of its own, never through a link or file someone put at its name', async () => {
