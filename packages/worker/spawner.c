@@ -350,7 +350,10 @@ static struct job *job_of_id(unsigned long long id) {
 }
 
 static void request(char op, unsigned long long id, char *payload, size_t len) {
-  if (op == 'P' || op == 'Q') return start(id, payload, len, op == 'Q');
+  if (op == 'P' || op == 'Q') {
+    start(id, payload, len, op == 'Q');
+    return;
+  }
   struct job *job = job_of_id(id);
   if (!job) return;
   if (op == 'H' || op == 'R') {
@@ -380,7 +383,6 @@ static void read_requests(void) {
     *nl = '\n';
     size_t body = (size_t)(nl - in) + 1;
     if (in_len - body < len) break;
-    grow(&in, &in_cap, in_len + 1);
     char saved = in[body + len];
     request(op, id, in + body, len);
     in[body + len] = saved; // start() terminates the payload in place

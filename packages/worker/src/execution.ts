@@ -215,9 +215,9 @@ export class Execution {
     clearTimeout(this.timeoutTimer);
     clearTimeout(this.runningTimer); // over before it was announced: the final status says it all
     // The main process is gone; read what is already in the pipes, but do not wait for a
-    // descendant that keeps them open. A spawner process may report the exit before it relays the
-    // last output (it reaps the process before it reads the pipes), and on a busy machine that
-    // output comes later than EXIT_DRAIN_MS: when it knows that no process is left to hold the
+    // descendant that keeps them open. A spawner process relays what the pipes hold before the
+    // exit, but not while they are paused: what is left then comes after the resume above, on a
+    // busy machine later than EXIT_DRAIN_MS. When it knows that no process is left to hold the
     // pipes, their end comes, and is waited for.
     child.resume();
     let drainTimer: NodeJS.Timeout | undefined;

@@ -403,9 +403,6 @@ export const NATIVE_SPAWNER = fileURLToPath(new URL('../dist/spawner', import.me
 
 export const perlSpawner = (perl = 'perl'): string[] => [perl, SPAWNER_SCRIPT];
 
-/** The spawner process createSpawner('process') starts first. */
-export const defaultSpawnerCommand = (): string[] => (existsSync(NATIVE_SPAWNER) ? [NATIVE_SPAWNER] : perlSpawner());
-
 const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 const EMPTY: Buffer = Buffer.alloc(0);
 const OPS: Record<ControlOp, string> = { pause: 'H', resume: 'R', destroy: 'K' };
@@ -421,7 +418,8 @@ export class ProcessSpawner extends RemoteSpawner {
   private settleReady!: (err?: Error) => void;
 
   /** `killGraceMs`: should the agent die, the spawner kills the jobs it leaves (SIGTERM, then SIGKILL after this). */
-  constructor(logger: Logger, command = defaultSpawnerCommand(), killGraceMs = 5000) {
+  /** `command`: the spawner to run, `[NATIVE_SPAWNER]` or `perlSpawner()` (createSpawner picks). */
+  constructor(logger: Logger, command: string[], killGraceMs = 5000) {
     super(logger, 'spawner process');
     this.ready = new Promise((resolve, reject) => (this.settleReady = (err) => (err ? reject(err) : resolve())));
     this.ready.catch(() => undefined); // awaited by whoever cares: never an unhandled rejection

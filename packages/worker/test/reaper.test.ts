@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLogger, type Logger } from '@hodei/platform';
 import { Reaper } from '../src/reaper.js';
-import { commandRequest, ProcessSpawner } from '../src/spawn.js';
+import { commandRequest, NATIVE_SPAWNER, ProcessSpawner } from '../src/spawn.js';
 import { alive, waitFor } from './harness.js';
 
 const logged: { fields: Record<string, unknown>; msg: string }[] = [];
@@ -14,7 +14,7 @@ let spawner: ProcessSpawner;
 let reaper: Reaper;
 
 beforeAll(async () => {
-  spawner = new ProcessSpawner(createLogger('test', 'silent'));
+  spawner = new ProcessSpawner(createLogger('test', 'silent'), [NATIVE_SPAWNER]);
   await spawner.ready;
   reaper = new Reaper(300, logger, () => spawner.subreaper);
 });
