@@ -86,6 +86,8 @@ const EnvSchema = z.object({
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
   /** worker-manager purges log lines it has stored from the logs stream once it holds more than this. */
   HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
+  /** worker-manager: the database time one logs request's regular-expression search (grep_regex) may take. */
+  HODEI_LOG_GREP_TIMEOUT_MS: ms.default(10_000),
   /** The scheduler forgets a stopped worker, or an offline one whose process exited, not heard of for this long;
    *  worker-manager, a worker it started that stopped or exited this long ago. */
   HODEI_FORGET_WORKERS_AFTER_MS: ms.default(24 * 3600_000),
@@ -111,6 +113,7 @@ export interface Config {
   killGraceMs: number;
   shutdownTimeoutMs: number;
   logStreamKeepBytes: number;
+  logGrepTimeoutMs: number;
   forgetWorkersAfterMs: number;
   /** The ack wait of worker-manager's and the scheduler's durable consumers: always ACK_WAIT_MS, shorter only in tests. */
   ackWaitMs: number;
@@ -160,6 +163,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     shutdownTimeoutMs: e.HODEI_SHUTDOWN_TIMEOUT_MS,
     logStreamKeepBytes: e.HODEI_LOG_STREAM_KEEP_BYTES,
+    logGrepTimeoutMs: e.HODEI_LOG_GREP_TIMEOUT_MS,
     forgetWorkersAfterMs: e.HODEI_FORGET_WORKERS_AFTER_MS,
     ackWaitMs: ACK_WAIT_MS,
   };

@@ -35,7 +35,7 @@ export const definition: ServiceDefinition = {
 
     registerWorkerRoutes(ctx.api, ctx.db, supervisor);
     registerExecutionRoutes(ctx.api, ctx.db, executions);
-    registerLogRoutes(ctx.api, ctx.db, logHub, events);
+    registerLogRoutes(ctx.api, ctx.db, logHub, events, ctx.config.logGrepTimeoutMs);
 
     await supervisor.reconcile();
     live.start();

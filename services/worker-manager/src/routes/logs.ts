@@ -1,19 +1,19 @@
 // Logs of one execution: the stored lines (JSON or plain text), the live log stream (SSE), and
 // the status event streams.
 import type { Response } from 'express';
-import { BadRequestError, drained, lastEventIdHeader, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
+import { BadRequestError, drained, HttpError, lastEventIdHeader, NotFoundError, SseConnection, type Api, type Pool } from '@hodei/platform';
 import { IdParams, isFinalStatus, LogsQueryFull, LogsResponse, LogStreamQuery, MAX_SEQ, rawText, z, type ExecutionStatus } from '@hodei/types';
 import type { EventHub, LiveEvent } from '../live/event-hub.js';
 import { finalOf, type LogHub } from '../live/log-hub.js';
 import * as executions from '../store/executions.js';
-import { maxStoredSeq, readLines } from '../store/logs.js';
+import { maxStoredSeq, readLines, RegexTimeoutError } from '../store/logs.js';
 
 const tag = 'Logs';
 /** Size of the pieces a logs answer is sent in. */
 const CHUNK_CHARS = 256 * 1024;
 const SSE = { description: 'text/event-stream', schema: z.string(), contentType: 'text/event-stream' };
 
-export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: EventHub): void {
+export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: EventHub, grepTimeoutMs: number): void {
   const find = async (id: string) => {
     const row = await executions.getExecution(db, id);
     if (!row) throw new NotFoundError('execution', id);
@@ -27,7 +27,8 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       tag,
       summary:
         'Stored log lines in seq order. since_seq: lines after that seq; tail: the last N (after the other filters); ' +
-        'stream: stdout|stderr; grep: case-sensitive substring, or a POSIX regular expression with grep_regex=true; ' +
+        'stream: stdout|stderr; grep: case-sensitive substring, or a POSIX regular expression with grep_regex=true ' +
+        '(its search may take HODEI_LOG_GREP_TIMEOUT_MS, 10 s by default: past it, a 422 naming grep); ' +
         'limit (default 10000). next_seq: pass it as since_seq to get only the lines after this answer (the last line returned, ' +
         'or the last line stored when the answer reached the end, as with tail=0, a grep matching nothing or since_seq past the end). ' +
         'Accept: text/plain gives the lines as raw text.',
@@ -36,6 +37,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       responses: {
         200: { description: 'lines; with Accept: text/plain, the bytes the job wrote: each line followed by a newline (but a no_newline one), the pieces of a line over 64 KiB joined', schema: LogsResponse, alternatives: { 'text/plain': z.string() } },
         404: { description: 'no such execution' },
+        422: { description: 'the regular expression (grep_regex) took longer than HODEI_LOG_GREP_TIMEOUT_MS to search the log; `errors` names grep' },
       },
     },
     async ({ params, query }, req, res) => {
@@ -43,8 +45,10 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       if (query.grep_regex && query.grep) await checkRegex(db, query.grep);
       // read first: a line stored while the answer is read has a greater seq and comes next time
       const stored = await maxStoredSeq(db, params.id);
-      const pages = readLines(db, params.id, query);
-      const first = await pages.next();
+      const pages = readLines(db, params.id, query, grepTimeoutMs);
+      const first = await pages.next().catch((err: unknown) => {
+        throw grepProblem(err);
+      });
       // written a page at a time, each line on its own: the whole answer as one string could pass
       // V8's limit on a string's length (a 500), and held far more memory than the lines
       const text = req.accepts(['application/json', 'text/plain']) === 'text/plain';
@@ -66,7 +70,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         await out.end();
       } catch (err) {
         res.destroy(); // what was sent is not the whole answer: the client must not take it for one
-        throw err;
+        throw grepProblem(err);
       } finally {
         await pages.return(undefined);
       }
@@ -191,6 +195,15 @@ async function checkRegex(db: Pool, pattern: string): Promise<void> {
       throw new BadRequestError('grep is not a valid regular expression', [{ path: 'grep', message: (err as Error).message }]);
     throw err;
   }
+}
+
+/** A regex search out of time is the pattern's cost on this log: the client's to change, not a 500. */
+function grepProblem(err: unknown): unknown {
+  if (!(err instanceof RegexTimeoutError)) return err;
+  const message =
+    `the regular expression took longer than ${err.timeoutMs} ms to search this log: use a simpler pattern or a substring ` +
+    '(grep_regex=false), or search fewer lines (since_seq, stream)';
+  return new HttpError(422, 'Unprocessable Content', `grep: ${message}`, [{ path: 'grep', message }]);
 }
 
 /** Writes a response body in pieces of about CHUNK_CHARS, waiting while the client is behind. */

@@ -1,6 +1,6 @@
 // SQL of the log_lines table: batched inserts (one statement per flush, whatever the number of
 // batches it coalesces) and the reads behind the logs API and the SSE history.
-import { iso, withoutNul, type Pool } from '@hodei/platform';
+import { iso, withoutNul, withTransaction, type Pool } from '@hodei/platform';
 import type { LogLine, LogStream } from '@hodei/types';
 
 export interface StoredLine extends LogLine {
@@ -65,6 +65,17 @@ export interface LogFilter {
   limit: number;
 }
 
+/** PostgreSQL ended a statement at its statement_timeout. */
+const QUERY_CANCELED = '57014';
+
+/** A regular-expression search used up its database time (some patterns cost a fraction of a
+ *  millisecond a line: minutes on a long log). */
+export class RegexTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the regular expression search took over ${timeoutMs} ms`);
+  }
+}
+
 /** Rows of the first query (lines run to 64 KiB: 64 MiB at most); later ones take about
  *  PAGE_CHARS of text by the lines seen so far, within MAX_PAGE_LINES. */
 const FIRST_PAGE_LINES = 1000;
@@ -85,19 +96,26 @@ const MAX_SPAN = 100_000;
  * (10,000 lines of 64 KiB made one JSON string past V8's limit, a 500). With `tail`, the last
  * min(tail, limit) lines; else the first `limit`. Lines stored after the read began are left out.
  */
-export async function* readLines(db: Pool, executionId: string, f: LogFilter): AsyncGenerator<LogLine[]> {
+export async function* readLines(db: Pool, executionId: string, f: LogFilter, regexTimeoutMs: number): AsyncGenerator<LogLine[]> {
   let left = f.tail === undefined ? f.limit : Math.min(f.tail, f.limit);
   if (left <= 0) return;
   const last = await maxStoredSeq(db, executionId);
   const where = ['execution_id = $1', 'seq > $2', 'seq <= $3'];
   const args: unknown[] = [executionId, undefined, undefined]; // $2, $3: the range each query reads
   if (f.stream) where.push(`stream = $${args.push(STREAM_CODE[f.stream])}`);
-  if (f.grep !== undefined && f.grep !== '') {
-    where.push(f.grep_regex ? `line ~ $${args.push(f.grep)}` : `strpos(line, $${args.push(f.grep)}) > 0`);
+  const grep = f.grep !== undefined && f.grep !== '';
+  const regex = grep && f.grep_regex === true;
+  if (grep) {
+    where.push(regex ? `line ~ $${args.push(f.grep)}` : `strpos(line, $${args.push(f.grep)}) > 0`);
   }
   const w = where.join(' AND ');
-  const query = (after: number, upTo: number, order: string, n: number) =>
-    db.query<LogRow>(`SELECT ${COLUMNS} FROM log_lines WHERE ${w} ${order} LIMIT $${args.length + 1}`, [args[0], after, upTo, ...args.slice(3), n]);
+  // the time counted is the queries' own, not the waits for a slow client between pages
+  const clock = { leftMs: regexTimeoutMs, timeoutMs: regexTimeoutMs };
+  const query = (after: number, upTo: number, order: string, n: number) => {
+    const sql = `SELECT ${COLUMNS} FROM log_lines WHERE ${w} ${order} LIMIT $${args.length + 1}`;
+    const values = [args[0], after, upTo, ...args.slice(3), n];
+    return regex ? timedQuery(db, sql, values, clock) : db.query<LogRow>(sql, values);
+  };
   let after = f.since_seq ?? 0;
   if (f.tail !== undefined) {
     // where the last `left` lines start: the left-th line from the end
@@ -121,6 +139,24 @@ export async function* readLines(db: Pool, executionId: string, f: LogFilter): A
     after = rows[rows.length - 1]!.seq;
     const chars = rows.reduce((sum, r) => sum + r.line.length, 0);
     pageLines = Math.max(1, Math.min(MAX_PAGE_LINES, Math.floor(PAGE_CHARS / Math.max(1, chars / rows.length))));
+  }
+}
+
+/** A regex query given what is left of the search's time as its statement_timeout: PostgreSQL stops
+ *  it there (a client-side timeout would leave the backend searching). */
+async function timedQuery(db: Pool, sql: string, values: unknown[], clock: { leftMs: number; timeoutMs: number }) {
+  const started = performance.now();
+  try {
+    return await withTransaction(db, async (client) => {
+      await client.query("SELECT set_config('statement_timeout', $1, true)", [String(Math.max(1, Math.ceil(clock.leftMs)))]);
+      return client.query<LogRow>(sql, values);
+    });
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    if (e.code === QUERY_CANCELED && e.message?.includes('statement timeout')) throw new RegexTimeoutError(clock.timeoutMs);
+    throw err;
+  } finally {
+    clock.leftMs -= performance.now() - started;
   }
 }
 
