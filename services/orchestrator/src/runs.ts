@@ -402,10 +402,11 @@ export class PipelineRunner {
   }
 
   private async recordStart(runId: string, pipelineId: string, jobId: string, executionId: string): Promise<boolean> {
-    await runs.updateRunJob(this.db, runId, jobId, { status: 'queued', execution_id: executionId }, 'starting');
-    this.publish([
-      { type: 'job', run_id: runId, pipeline_id: pipelineId, job_id: jobId, status: 'queued', execution_id: executionId, timestamp: new Date().toISOString() },
-    ]);
+    // a job no longer starting (its run derived on, from an execution event that came first) has no queued to announce
+    const name = await runs.updateRunJob(this.db, runId, jobId, { status: 'queued', execution_id: executionId }, 'starting');
+    if (name !== null) {
+      this.publish([{ type: 'job', run_id: runId, pipeline_id: pipelineId, job_id: jobId, name, status: 'queued', execution_id: executionId, timestamp: new Date().toISOString() }]);
+    }
     // a cancel that came while this start was on its way did not see the execution
     const after = await runs.afterStart(this.db, runId, executionId);
     if (after.cancel_requested) await this.workerManager.cancel(executionId).catch((err: unknown) => this.logger.warn({ err, run_id: runId }, 'cancelling a just-started job failed'));

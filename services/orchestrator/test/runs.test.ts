@@ -391,6 +391,8 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     const ids = resumed.map((e) => Number(e.id));
     expect(ids[0]).toBeGreaterThan(Number(last));
     expect([...ids].sort((x, y) => x - y)).toEqual(ids);
+    // a dashboard shows each job event by name, whatever its status (queued ones came without)
+    for (const e of [...seen, ...resumed].filter((x) => x.data.type === 'job')) expect([what(e), e.data.name]).toEqual([what(e), names[e.data.job_id]]);
 
     const bad = await fetch(url, { headers: { 'Last-Event-ID': 'x' } });
     expect(bad.status).toBe(400);

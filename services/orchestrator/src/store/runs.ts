@@ -186,21 +186,24 @@ export async function latestRetry(db: Db, executionId: string): Promise<{ execut
   return rows[0] ?? null;
 }
 
+/** Sets one job of a run (only while it has `onlyIfStatus`, when given); its name when it did, else null. */
 export async function updateRunJob(
   db: Db,
   runId: string,
   jobId: string,
   v: { status: PipelineRunJobStatus; execution_id?: string | null; message?: string | null },
   onlyIfStatus?: PipelineRunJobStatus,
-): Promise<void> {
-  await db.query(
+): Promise<string | null> {
+  const { rows } = await db.query<{ name: string }>(
     `UPDATE pipeline_run_jobs SET status = $3,
        starting_at = CASE WHEN $3 = 'starting' THEN now() ELSE starting_at END,
        execution_id = CASE WHEN $4 THEN $5::uuid ELSE execution_id END,
        message = CASE WHEN $6 THEN $7 ELSE message END
-     WHERE run_id = $1 AND job_id = $2 AND ($8::text IS NULL OR status = $8)`,
+     WHERE run_id = $1 AND job_id = $2 AND ($8::text IS NULL OR status = $8)
+     RETURNING name`,
     [runId, jobId, v.status, v.execution_id !== undefined, v.execution_id ?? null, v.message !== undefined, v.message ?? null, onlyIfStatus ?? null],
   );
+  return rows[0]?.name ?? null;
 }
 
 export interface RunJobChange {
