@@ -44,8 +44,8 @@ export class ConflictError extends HttpError {
   }
 }
 export class PayloadTooLargeError extends HttpError {
-  constructor(detail: string) {
-    super(413, 'Payload Too Large', detail);
+  constructor(detail: string, errors?: FieldError[]) {
+    super(413, 'Payload Too Large', detail, errors);
   }
 }
 export class UnsupportedMediaTypeError extends HttpError {

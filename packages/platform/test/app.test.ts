@@ -180,7 +180,7 @@ describe('app factory', () => {
       [post(open.url, 'hello', 'text/plain'), 415],
       // a Content-Encoding the body does not have: zlib's 'incorrect header check' named nothing
       [post(open.url, '{"n":1}', 'application/json', { 'content-encoding': 'gzip' }), 400, 'body'],
-      [post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) })), 413],
+      [post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) })), 413, 'body'],
       [fetch(`${open.url}/api/v1/notes/not-a-uuid`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
       // not percent-encoded UTF-8: Express's own 400 named only the value
       [fetch(`${open.url}/api/v1/notes/%FF`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
@@ -197,6 +197,11 @@ describe('app factory', () => {
       if (field) expect(problem.errors.map((e: { path: string }) => e.path)).toContain(field);
     }
     expect((await fetch(`${open.url}/health`)).status).toBe(200);
+  });
+
+  it('a body over the limit is a 413 that says which limit, and where to raise it', async () => {
+    const res = await post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) }));
+    expect([res.status, (await res.json()).detail]).toEqual([413, 'the request body is larger than 4mb (HODEI_BODY_LIMIT)']);
   });
 
   it('answers a JSON body that is not an object (null, a number, a string) with a 400 saying so', async () => {

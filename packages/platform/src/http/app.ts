@@ -167,7 +167,7 @@ export function createApp(o: AppOptions): Express {
   app.use(o.api.methodNotAllowed());
 
   app.use((req, _res, next) => next(new NotFoundError(`route ${req.method} ${req.path}`)));
-  app.use(errorHandler(o.logger, o.api));
+  app.use(errorHandler(o.logger, o.api, o.config.bodyLimit));
   return app;
 }
 
@@ -237,7 +237,7 @@ function unavailable(e: { code?: string; message?: string; name?: string }): str
   return null;
 }
 
-function toHttpError(err: unknown, req: Request, api: Api): HttpError | null {
+function toHttpError(err: unknown, req: Request, api: Api, bodyLimit: string): HttpError | null {
   if (err instanceof HttpError) return err;
   const e = err as BodyParserError & { code?: string };
   // Express's decoding of a path parameter ('Failed to decode param …') names its value only
@@ -255,8 +255,10 @@ function toHttpError(err: unknown, req: Request, api: Api): HttpError | null {
       // body-parser's strict mode refuses valid JSON that is not an object or array (null, 5, "x")
       if (isJson(e.body)) return new BadRequestError('the request body must be a JSON object', [{ path: 'body', message: 'must be a JSON object' }]);
       return new HttpError(400, 'Bad Request', `malformed JSON body: ${e.message}`, [{ path: 'body', message: 'malformed JSON' }]);
-    case 'entity.too.large':
-      return new PayloadTooLargeError('the request body is larger than the limit');
+    case 'entity.too.large': {
+      const message = `is larger than ${bodyLimit} (HODEI_BODY_LIMIT)`;
+      return new PayloadTooLargeError(`the request body ${message}`, [{ path: 'body', message }]);
+    }
     case 'charset.unsupported':
     case 'encoding.unsupported':
       return new HttpError(415, 'Unsupported Media Type', e.message);
@@ -270,9 +272,9 @@ function toHttpError(err: unknown, req: Request, api: Api): HttpError | null {
   return down ? new ServiceUnavailableError(down) : null;
 }
 
-function errorHandler(logger: Logger, api: Api): ErrorRequestHandler {
+function errorHandler(logger: Logger, api: Api, bodyLimit: string): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const known = toHttpError(err, req, api);
+    const known = toHttpError(err, req, api, bodyLimit);
     const problem = known ?? new HttpError(500, 'Internal Server Error', 'an unexpected error occurred; it has been logged');
     if (problem.status >= 500) {
       const where = { path: req.path, req_id: res.getHeader('X-Request-Id') };
