@@ -1,4 +1,5 @@
 // What every command action needs, built from the global flags.
+import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
 import { loadCliConfig, type CliConfig, type GlobalFlags } from './config.js';
 import { HodeiClient } from './http.js';
@@ -32,8 +33,12 @@ export function context(cmd: Command): Ctx {
   return { config, client: new HodeiClient(config), out: new Output(config) };
 }
 
-/** The process exit code for an execution's final status. */
-export function exitCodeFor(status: string, exitCode: number | null | undefined): number {
+/**
+ * The process exit code for an execution's end, as a shell reports a local command's: its own code;
+ * 128+N when signal N killed it (137 SIGKILL, 143 SIGTERM); 124 timed out, as coreutils `timeout`;
+ * 130 cancelled, as Ctrl-C; 1 lost, or failed with nothing to tell.
+ */
+export function exitCodeFor(status: string, exitCode: number | null | undefined, signal?: string | null): number {
   switch (status) {
     case 'completed':
       return exitCode ?? 0;
@@ -41,8 +46,11 @@ export function exitCodeFor(status: string, exitCode: number | null | undefined)
       return 124;
     case 'cancelled':
       return 130;
-    case 'failed':
-      return exitCode !== null && exitCode !== undefined && exitCode !== 0 ? exitCode & 0xff || 1 : 1;
+    case 'failed': {
+      if (exitCode !== null && exitCode !== undefined && exitCode !== 0) return exitCode & 0xff || 1;
+      const number = signal ? osConstants.signals[signal as NodeJS.Signals] : undefined;
+      return number ? 128 + number : 1;
+    }
     default:
       return 1;
   }

@@ -9,6 +9,16 @@ export class CliError extends Error {
   }
 }
 
+export const USAGE_EXIT = 2;
+
+/** The command line itself is wrong (a flag's value or a combination of flags), found before anything
+ *  was sent: exit code 2, as commander's own usage errors and as shells and coreutils do. */
+export class UsageError extends CliError {
+  constructor(message: string, details: string[] = []) {
+    super(message, USAGE_EXIT, details);
+  }
+}
+
 /** The service did not answer at all: exit code 2 so scripts can tell "down" from "refused". */
 export class UnreachableError extends CliError {
   constructor(service: string, url: string, reason: string) {

@@ -26,15 +26,23 @@ function globalOptions(): Option[] {
   ];
 }
 
+/** The hint under a usage error: where that command's usage is. */
+export function usageHint(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return `run '${names.join(' ')} --help' for usage`;
+}
+
 /**
  * Each command parses its own options only up to its name (positional options), so that `run`
  * can leave everything after its command word to that command. The global options are therefore
  * declared on every command too (hidden: help lists them once, as Global Options), which keeps
- * `hodei jobs list --json` working.
+ * `hodei jobs list --json` working. A usage error names the help of the command it was made in.
  */
 function addGlobalOptions(cmd: Command): void {
   for (const sub of cmd.commands) {
     for (const option of globalOptions()) sub.addOption(option.hideHelp());
+    sub.showHelpAfterError(usageHint(sub));
     addGlobalOptions(sub);
   }
 }
@@ -44,7 +52,9 @@ export function buildProgram(): Command {
     .description('Hodei Jobs from the terminal: run jobs and watch them live, manage pipelines, schedules and workers')
     .version(VERSION, '-V, --version')
     .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
+    .showHelpAfterError("run 'hodei --help' for usage")
+    // a usage error reads as every other error of hodei's: `hodei: unknown option '--bogus'`
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'hodei: ')) })
     // --help, --version and a usage error end through main's exit, which makes sure they were written
     .exitOverride()
     .configureHelp({
@@ -56,6 +66,10 @@ export function buildProgram(): Command {
         return cmd.options.some((o) => !o.hidden) ? term : term.replace(' [options]', '');
       },
     });
+  program.addHelpText(
+    'after',
+    "\nExit codes: 0 success, 1 a refused request or bad input, 2 a usage error or a service that does not answer;\nrun and logs -f exit with the job's code, 128+N when signal N killed it, 124 timed out, 130 cancelled.",
+  );
   for (const option of globalOptions()) program.addOption(option);
   registerRun(program);
   registerLogs(program);

@@ -181,14 +181,18 @@ describe('hodei jobs cleanup --dry-run', () => {
 });
 
 describe('hodei logs -f', () => {
-  it('ends with how the execution ended: its exit code, or the signal that killed it', async () => {
+  it('ends with how the execution ended, and exits with the code run would have: its exit code, or 128 + the signal that killed it', async () => {
     const killed = JSON.parse((await hodeiDone(['run', '--json', '--command', 'echo bye; kill -KILL $$'], env)).stdout) as { execution: string };
     const r = await hodeiDone(['logs', '-f', killed.execution, '--raw'], env);
-    expect(r.code).toBe(0);
+    expect(r.code).toBe(137);
     expect(r.stdout).toBe('bye\n');
     expect(r.stderr).toMatch(/^── failed \(SIGKILL\) in \d+ms\n$/);
     const exited = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'exit 3'], env)).stdout) as { execution: string };
-    expect((await hodeiDone(['logs', '-f', exited.execution], env)).stderr).toMatch(/^── failed \(exit 3\) in \d+ms\n$/);
+    const three = await hodeiDone(['logs', '-f', exited.execution], env);
+    expect(three.code).toBe(3);
+    expect(three.stderr).toMatch(/^── failed \(exit 3\) in \d+ms\n$/);
+    // without -f, a past execution's lines: how it ended is not the command's outcome
+    expect((await hodeiDone(['logs', exited.execution], env)).code).toBe(0);
   });
 
   it('waits out a worker-manager away, then answering 503, saying so, and follows to the end', async () => {
@@ -403,8 +407,8 @@ describe('what the user got wrong, said plainly', () => {
 
   it('run --workdir with a relative path is refused naming the flag, before anything is created', async () => {
     const r = await hodeiDone(['run', '--workdir', 'build', '--', 'pwd'], { ...env, HODEI_URL: 'http://127.0.0.1:1', HODEI_ORCHESTRATOR_URL: '', HODEI_WORKER_MANAGER_URL: '' });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe('hodei: --workdir must be an absolute path: it is taken on the worker, whose own directory is not yours (/srv/app, not build)\n');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("hodei: --workdir must be an absolute path: it is taken on the worker, whose own directory is not yours (/srv/app, not build)\nrun 'hodei run --help' for usage\n");
   });
 
   it('status says which service refuses the token (its /health is open to all), exit 1; with the right one, ok', async () => {
@@ -496,7 +500,7 @@ describe('what the user got wrong, said plainly', () => {
 
   it('workers list --status offers the statuses a worker can have', async () => {
     const r = await hodeiDone(['workers', 'list', '--status', 'online'], env);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: option '--status <status>' argument 'online' is invalid\. Allowed choices are starting, running, draining, stopped, exited\.\n/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("hodei: option '--status <status>' argument 'online' is invalid. Allowed choices are starting, running, draining, stopped, exited.\nrun 'hodei workers list --help' for usage\n");
   });
 });

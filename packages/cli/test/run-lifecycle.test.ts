@@ -46,10 +46,13 @@ describe('hodei run: how it ends', () => {
     expect(await res.json()).toMatchObject({ status: 'cancelled' });
   }, 30_000);
 
-  it('names the signal that killed the job, and no message that repeats the exit code', async () => {
+  it('names the signal that killed the job and exits 128 + its number, as a shell does; no message that repeats the exit code', async () => {
     const r = await hodeiDone(['run', '--command', 'kill -TERM $$'], env);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(143);
     expect(r.stderr).toMatch(/^signal\s+SIGTERM$/m);
+    const killed = await hodeiDone(['run', '--json', '--command', 'kill -KILL $$'], env);
+    expect(killed.code).toBe(137);
+    expect(JSON.parse(killed.stdout)).toMatchObject({ status: 'failed', exit_code: null, signal: 'SIGKILL' });
     const ok = await hodeiDone(['run', '--command', 'exit 0'], env);
     expect(ok.code).toBe(0);
     expect(ok.stderr).not.toMatch(/^message/m);
@@ -256,7 +259,7 @@ describe('hodei run --script: what is not a script', () => {
       expect(r.stderr).toBe(message);
     }
     const noCommand = await hodeiDone(['run', '--command', ''], env);
-    expect([noCommand.code, noCommand.stderr]).toEqual([1, 'hodei: --command is empty: nothing to run\n']);
+    expect([noCommand.code, noCommand.stderr]).toEqual([2, "hodei: --command is empty: nothing to run\nrun 'hodei run --help' for usage\n"]);
     expect(await jobCount()).toBe(before);
   });
 
@@ -265,8 +268,8 @@ describe('hodei run --script: what is not a script', () => {
     await writeFile(script, 'echo from the script\n');
     const jobs = async () => (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?name=both`).then((r) => r.json())) as unknown[];
     const r = await hodeiDone(['run', '--name', 'both', '--command', 'echo from the command', '--script', script], env);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe('hodei: give --command or --script, not both\n');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("hodei: give --command or --script, not both\nrun 'hodei run --help' for usage\n");
     expect(r.stdout).toBe('');
     expect(await jobs()).toEqual([]);
   });

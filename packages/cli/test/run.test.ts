@@ -51,8 +51,8 @@ describe('hodei run', () => {
     expect(r.stdout).toBe("a  b|it's|$HOME||\n");
     expect(r.stderr).toMatch(/^name\s+sh$/m);
     const both = await hodeiDone(['run', '--command', 'true', '--', 'echo', 'hi'], env);
-    expect(both.code).toBe(1);
-    expect(both.stderr).toBe('hodei: give the command after -- or with --command / --script, not both\n');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toBe("hodei: give the command after -- or with --command / --script, not both\nrun 'hodei run --help' for usage\n");
   });
 
   it("takes every word after the command's name as the command's own, options and -- too", async () => {
@@ -102,8 +102,8 @@ describe('hodei run', () => {
 
   it('refuses --timeout 0 rather than make it a 1 s timeout', async () => {
     const r = await hodeiDone(['run', '--timeout', '0s', '--', 'true'], env);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe('hodei: --timeout must be longer than 0 (leave it out for no timeout)\n');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("hodei: --timeout must be longer than 0 (leave it out for no timeout)\nrun 'hodei run --help' for usage\n");
   });
 
   it('exits 124 when the job times out', async () => {
@@ -250,7 +250,7 @@ describe('errors', () => {
     expect(r.stderr).toContain('env.NOT-A-NAME');
     expect(r.stderr).not.toMatch(/\n\s+at /);
     const bad = await hodeiDone(['run', '--command', 'true', '--memory', 'lots'], env);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('"lots" is not a size');
   });
 });
@@ -305,8 +305,8 @@ describe('ids and other commands', () => {
     expect((await hodeiDone(['logs', j.execution, '--raw', '--grep', '^e[24]$'], env)).stderr).toBe('e2\ne4\n');
     expect((await hodeiDone(['logs', j.execution, '--raw', '-f', '--grep', '^o[13]$'], env)).stdout).toBe('o1\no3\n');
     const bad = await hodeiDone(['logs', j.execution, '--grep', '('], env);
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/^hodei: --grep: Invalid regular expression/);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^hodei: --grep: Invalid regular expression.*\nrun 'hodei logs --help' for usage\n$/);
     const unknown = await hodeiDone(['logs', '00000000-0000-4000-8000-000000000000'], env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toBe('hodei: no execution or job has the id 00000000-0000-4000-8000-000000000000\n');

@@ -1,8 +1,8 @@
 // `hodei logs`: an execution's (or a job's latest execution's) output, past or live.
 import type { Command } from 'commander';
 import { LogsResponse, type LogLine } from '@hodei/types';
-import { context } from '../context.js';
-import { CliError } from '../errors.js';
+import { context, exitCodeFor } from '../context.js';
+import { UsageError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { untilAnswered } from '../outage.js';
 import { statusText } from '../output.js';
@@ -26,7 +26,7 @@ function matcher(pattern: string | undefined): (line: string) => boolean {
     const re = new RegExp(pattern);
     return (l) => re.test(l);
   } catch (err) {
-    throw new CliError(`--grep: ${(err as Error).message}`);
+    throw new UsageError(`--grep: ${(err as Error).message}`);
   }
 }
 
@@ -61,6 +61,8 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
           `${statusText(out.err, done.status)}${done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : ''}` +
           (done.duration_ms !== null && done.duration_ms !== undefined ? ` in ${formatDuration(done.duration_ms)}` : ''),
       );
+    // followed to its end, as `run` would have: a detached run is waited for with its own code
+    process.exitCode = exitCodeFor(done.status, done.exit_code, done.signal);
     return;
   }
 

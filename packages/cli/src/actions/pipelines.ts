@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { Job, Pipeline, PipelineCreate } from '@hodei/types';
 import { context, type Ctx } from '../context.js';
-import { CliError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { cancelWhenAbandoned, holdSignals, type HeldSignal } from '../abandon.js';
 import { exitWhenWritten, statusText, when } from '../output.js';
 import { UUID } from '../resolve.js';
@@ -175,7 +175,7 @@ export const create = async (f: { name?: string; description?: string; file?: st
     await parsePipelineFile(f.file, text);
     p = (await c.client.request('orchestrator', 'POST', '/api/v1/pipelines', Pipeline, { raw: { text, contentType: 'application/yaml' } })).data;
   } else {
-    if (!f.name) throw new CliError('give --name NAME or -f pipeline.yaml', 1, ['name: required']);
+    if (!f.name) throw new UsageError('give --name NAME or -f pipeline.yaml', ['name: required']);
     p = await c.client.send('orchestrator', 'POST', '/api/v1/pipelines', Pipeline, { name: f.name, description: f.description });
   }
   if (c.out.json) return c.out.printJson(p);

@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
 import { context, exitCodeFor, type Ctx } from '../context.js';
-import { CliError, UnreachableError } from '../errors.js';
+import { CliError, UnreachableError, UsageError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
 import { cancelWhenAbandoned, holdSignals, SIGNAL_EXIT } from '../abandon.js';
 import { exitWhenWritten, statusText } from '../output.js';
@@ -51,7 +51,7 @@ async function retryOf(c: Ctx, jobId: string, executionId: string): Promise<z.in
 
 /** The job file (if any) with the flags laid over it. */
 export async function buildJobBody(flags: RunFlags): Promise<Record<string, unknown>> {
-  if (flags.command !== undefined && flags.script !== undefined) throw new CliError('give --command or --script, not both');
+  if (flags.command !== undefined && flags.script !== undefined) throw new UsageError('give --command or --script, not both');
   let base: Record<string, unknown> = {};
   if (flags.file) {
     const text = await readText(flags.file);
@@ -73,7 +73,7 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
   }
   const body: Record<string, unknown> = { ...base };
   if (flags.command !== undefined) {
-    if (flags.command === '') throw new CliError('--command is empty: nothing to run');
+    if (flags.command === '') throw new UsageError('--command is empty: nothing to run');
     body.command = flags.command;
     delete body.script;
   }
@@ -100,18 +100,18 @@ export async function buildJobBody(flags: RunFlags): Promise<Record<string, unkn
     body.resources = r;
   }
   if (flags.timeout !== undefined) {
-    if (!(flags.timeout > 0)) throw new CliError('--timeout must be longer than 0 (leave it out for no timeout)');
+    if (!(flags.timeout > 0)) throw new UsageError('--timeout must be longer than 0 (leave it out for no timeout)');
     body.timeout_seconds = Math.max(1, Math.ceil(flags.timeout));
   }
   if (flags.priority !== undefined) body.priority = flags.priority;
   if (flags.retries !== undefined) body.max_retries = flags.retries;
   if (flags.workdir !== undefined) {
     if (!flags.workdir.startsWith('/'))
-      throw new CliError(`--workdir must be an absolute path: it is taken on the worker, whose own directory is not yours (/srv/app, not ${flags.workdir})`);
+      throw new UsageError(`--workdir must be an absolute path: it is taken on the worker, whose own directory is not yours (/srv/app, not ${flags.workdir})`);
     body.working_dir = flags.workdir;
   }
   if (body.command === undefined && body.script === undefined)
-    throw new CliError('nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)');
+    throw new (flags.file ? CliError : UsageError)('nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)');
   if (body.name === undefined) body.name = defaultName(flags, body);
   return body;
 }
@@ -247,7 +247,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
   }
 
   const lines = out.json ? collected.length : printer.count;
-  const code = exitCodeFor(done.status, done.exit_code);
+  const code = exitCodeFor(done.status, done.exit_code, done.signal);
   // The job is over: a Ctrl-C while its summary is written (to a slow reader) changes nothing. Without
   // this, it killed hodei mid-summary, exit 130 for a job that had completed.
   process.on('SIGINT', () => exitWhenWritten(abandoned.code ?? code));
@@ -287,7 +287,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
 export const run = async (words: string[], flags: RunFlags, cmd: Command) => {
   const c = context(cmd);
   if (words.length) {
-    if (flags.command !== undefined || flags.script !== undefined) throw new CliError('give the command after -- or with --command / --script, not both');
+    if (flags.command !== undefined || flags.script !== undefined) throw new UsageError('give the command after -- or with --command / --script, not both');
     flags.command = words.map(shellWord).join(' ');
   }
   const body = await buildJobBody(flags);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { Schedule, ScheduleRun } from '@hodei/types';
 import { context } from '../context.js';
-import { CliError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { statusText, when, type Output } from '../output.js';
 import { resolveJob, resolvePipeline, resolveSchedule } from '../resources.js';
 
@@ -24,8 +24,8 @@ function showSchedule(out: Output, s: Schedule): void {
 
 export const create = async (f: { job?: string; pipeline?: string; cron?: string; at?: string; tz: string; name?: string; overlap?: string; paused?: boolean }, cmd: Command) => {
 const { client, out } = context(cmd);
-if (!f.job === !f.pipeline) throw new CliError('give --job ID or --pipeline ID', 1, ['job_id: give exactly one of --job or --pipeline']);
-if (!f.cron === !f.at) throw new CliError('give --cron EXPR or --at TIME', 1, ['cron: give exactly one of --cron or --at']);
+if (!f.job === !f.pipeline) throw new UsageError('give --job ID or --pipeline ID', ['job_id: give exactly one of --job or --pipeline']);
+if (!f.cron === !f.at) throw new UsageError('give --cron EXPR or --at TIME', ['cron: give exactly one of --cron or --at']);
 const body = {
   name: f.name,
   job_id: f.job ? await resolveJob(client, f.job) : undefined,

@@ -11,7 +11,7 @@ export function registerLogs(program: Command): void {
     .command('logs')
     .summary("print an execution's output (or a job's latest execution's)")
     .argument('<id>', 'execution or job id, unique prefix (4+ chars) or job name')
-    .option('-f, --follow', 'keep streaming new lines until the execution ends')
+    .option('-f, --follow', "keep streaming new lines until the execution ends, then exit with its code as run does (hodei run --help: Exit codes)")
     .option('--tail <n>', 'only the last N lines (0 with --follow: only new ones)', parseInteger(0, 100_000))
     .option('--since-seq <n>', 'only lines after this sequence number', parseInteger(0, Number.MAX_SAFE_INTEGER))
     .addOption(new Option('--stream <stream>', 'only one stream').choices(['stdout', 'stderr']))

@@ -8,13 +8,23 @@ import { lazy } from '../lazy.js';
 
 const load = () => import('../actions/run.js');
 
+/** How `run` (and `logs -f`, followed to the end) exits. */
+export const RUN_EXIT_CODES = `Exit codes:
+  0..255         the job's own exit code (0: it completed)
+  128+N          signal N killed the job (137 SIGKILL, 143 SIGTERM)
+  124            the job timed out
+  130            the job was cancelled
+  1              the job was lost, or failed with no code or signal; or a request was refused
+  2              a usage error, or a service that does not answer
+  143, 129, 141  SIGTERM, SIGHUP or a closed output pipe ended hodei (the job is cancelled)`;
+
 export function registerRun(program: Command): void {
   program
     .command('run')
     .summary('run a command or a script as a job and stream its output')
     .description(
       'Create a job, execute it and follow its output live. Lines go to stdout ([OUT]) and stderr ([ERR]);\n' +
-        "a summary ends on stderr and hodei exits with the job's exit code (124 timed out, 130 cancelled).\n" +
+        "a summary ends on stderr and hodei exits as a shell reports a local command (Exit codes below).\n" +
         'Ctrl-C once cancels the execution and waits for the summary; twice detaches.',
     )
     .argument('[command...]', "the command to run, instead of --command; every word after the command's name is its own, options too (each word is quoted for /bin/sh)")
@@ -39,7 +49,8 @@ export function registerRun(program: Command): void {
     .option('--raw', 'print only the lines themselves (no timestamp, no [OUT]/[ERR])')
     .addHelpText(
       'after',
-      '\nExamples:\n  hodei run make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 512MB\n  hodei run -f examples/jobs/long-running.yaml',
+      '\nExamples:\n  hodei run make test -j4\n  hodei run --name hello --command "echo hello; echo oops >&2"\n  hodei run --script ./build.sh --arg --fast --timeout 30m --memory 512MB\n  hodei run -f examples/jobs/long-running.yaml' +
+        `\n\n${RUN_EXIT_CODES}`,
     )
     .action(lazy(load, 'run'));
 }
