@@ -3,7 +3,7 @@
 import { ExecutionStatus, LogLine, z } from '@hodei/types';
 import { CliError, UnreachableError } from './errors.js';
 import { isAbort, type HodeiClient } from './http.js';
-import { GIVE_UP_MS, isOutage } from './outage.js';
+import { isOutage, Outage } from './outage.js';
 import { readSse } from './sse.js';
 import { watchWaiting } from './waiting.js';
 
@@ -16,8 +16,6 @@ export const Completed = z.object({
 });
 export type Completed = z.infer<typeof Completed>;
 
-const Connected = z.object({ execution_id: z.string().optional(), status: ExecutionStatus.optional() });
-
 export interface FollowOptions {
   executionId: string;
   /** Only lines after this seq. */
@@ -25,8 +23,7 @@ export interface FollowOptions {
   /** Only the last N lines of history (first connection only). */
   tail?: number;
   onLine: (line: LogLine) => void;
-  onConnected?: (status: ExecutionStatus | undefined, reconnect: boolean) => void;
-  /** Give up after the stream has been down this long (ms). */
+  /** Give up after the stream has been down this long (ms), counted from the start of each outage. */
   giveUpAfterMs?: number;
   /** While the execution is queued: why it waits (each new reason once). */
   onWaiting?: (reason: string) => void;
@@ -35,11 +32,9 @@ export interface FollowOptions {
   waitFromStart?: boolean;
   /** The stream broke, or the worker-manager is away (the reason): once per outage. */
   onDown?: (reason: string) => void;
-  /** Streaming again after onDown. */
+  /** Streaming again after onDown: a connection delivered. */
   onBack?: () => void;
 }
-
-const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function followLogs(client: HodeiClient, opts: FollowOptions): Promise<Completed> {
   const waiting = opts.onWaiting ? watchWaiting(client, opts.executionId, opts.onWaiting) : undefined;
@@ -52,43 +47,40 @@ export async function followLogs(client: HodeiClient, opts: FollowOptions): Prom
 
 async function follow(client: HodeiClient, opts: FollowOptions): Promise<Completed> {
   let lastSeq = opts.sinceSeq ?? 0;
-  let attempt = 0;
-  let downSince: number | null = null;
-  let down = false;
-  const giveUp = opts.giveUpAfterMs ?? GIVE_UP_MS;
+  let tries = 0;
+  // --tail applies to the history until a connection delivers it, also after a first try that failed
+  let delivered = false;
+  const outage = new Outage(opts.giveUpAfterMs);
   const path = `/api/v1/executions/${opts.executionId}/logs/stream`;
-  const wentDown = (reason: string) => {
-    downSince ??= Date.now();
-    if (!down) opts.onDown?.(reason);
-    down = true;
+  /** false once the outage has lasted too long */
+  const wentDown = (reason: string): boolean => {
+    if (!outage.active) opts.onDown?.(reason);
+    return outage.failed();
+  };
+  const delivering = () => {
+    if (!outage.active) return;
+    outage.over();
+    opts.onBack?.();
   };
   for (;;) {
-    const reconnect = attempt > 0;
-    attempt++;
+    const reconnect = tries++ > 0;
     let res: Response;
     try {
       const headers: Record<string, string> = { accept: 'text/event-stream' };
       if (lastSeq > 0) headers['last-event-id'] = String(lastSeq);
-      const query = lastSeq > 0 ? { since_seq: lastSeq } : reconnect ? {} : { tail: opts.tail };
+      const query = lastSeq > 0 ? { since_seq: lastSeq } : delivered ? {} : { tail: opts.tail };
       res = await client.fetch('worker-manager', 'GET', path, { headers, query, timeoutMs: null });
       if (!res.ok) throw await client.errorOf('worker-manager', 'GET', path, res);
     } catch (err) {
-      if (!isOutage(err) || (!reconnect && !opts.waitFromStart)) throw err;
-      if (downSince !== null && Date.now() - downSince > giveUp) throw err;
-      wentDown(err.message);
-      await pause(Math.min(2000, 200 * attempt));
+      if (!isOutage(err) || (!reconnect && !opts.waitFromStart) || !wentDown(err.message)) throw err;
+      await outage.backOff();
       continue;
     }
     if (!res.body) throw new CliError(`the worker-manager answered ${res.status} to the log stream, without a body`);
-    downSince = null;
-    if (down) opts.onBack?.();
-    down = false;
     try {
-      for await (const ev of readSse(res.body)) {
-        if (ev.event === 'connected') {
-          const c = Connected.safeParse(safeJson(ev.data));
-          opts.onConnected?.(c.success ? c.data.status : undefined, reconnect);
-        } else if (ev.event === 'log') {
+      for await (const ev of readSse(res.body, delivering)) {
+        delivered = true;
+        if (ev.event === 'log') {
           const parsed = LogLine.safeParse(safeJson(ev.data));
           if (!parsed.success) continue;
           if (parsed.data.seq <= lastSeq) continue;
@@ -104,10 +96,9 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
       // anything else is the connection breaking mid-stream: reconnect below
       if (err instanceof CliError || isAbort(err)) throw err;
     }
-    if (downSince !== null && Date.now() - downSince > giveUp)
+    if (!wentDown('the log stream broke'))
       throw new UnreachableError('worker-manager', client.config.urls['worker-manager'], 'log stream kept breaking');
-    wentDown('the log stream broke');
-    await pause(Math.min(2000, 100 * attempt));
+    await outage.backOff();
   }
 }
 

@@ -25,3 +25,38 @@ export async function untilAnswered<T>(fn: () => Promise<T>, onDown: (reason: st
     }
   }
 }
+
+/**
+ * A followed stream's outage: from the first failed try (or the stream breaking) until a connection
+ * delivers an event again. Each outage is timed and backed off on its own, so a long follow survives
+ * any number of short outages, and a service that accepts the stream but never delivers one counts
+ * as away, not back.
+ */
+export class Outage {
+  private since: number | null = null;
+  private tries = 0;
+
+  constructor(private readonly giveUpMs = GIVE_UP_MS) {}
+
+  get active(): boolean {
+    return this.since !== null;
+  }
+
+  /** Another try failed: false once the outage has lasted longer than giveUpMs. */
+  failed(): boolean {
+    this.since ??= Date.now();
+    this.tries++;
+    return Date.now() - this.since <= this.giveUpMs;
+  }
+
+  /** The wait before the next try: 100 ms after the first failure of an outage, growing to 2 s. */
+  backOff(): Promise<void> {
+    return pause(Math.min(2000, 100 * this.tries));
+  }
+
+  /** A connection delivered: the outage is over. */
+  over(): void {
+    this.since = null;
+    this.tries = 0;
+  }
+}

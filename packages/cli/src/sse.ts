@@ -6,7 +6,8 @@ export interface SseEvent {
   data: string;
 }
 
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+/** `onBytes`: called for each chunk read, keep-alive comments too (the stream is delivering). */
+export async function* readSse(body: ReadableStream<Uint8Array>, onBytes?: () => void): AsyncGenerator<SseEvent> {
   const decoder = new TextDecoder();
   let buffer = '';
   let id: string | undefined;
@@ -17,6 +18,7 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
+      onBytes?.();
       buffer += decoder.decode(value, { stream: true });
       let nl: number;
       while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {

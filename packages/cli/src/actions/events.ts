@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import { z } from '@hodei/types';
 import { context } from '../context.js';
-import { CliError } from '../errors.js';
+import { CliError, UnreachableError } from '../errors.js';
 import { isAbort } from '../http.js';
-import { GIVE_UP_MS, isOutage } from '../outage.js';
+import { isOutage, Outage } from '../outage.js';
 import { clock, exitWhenWritten, statusText, visible, type Output } from '../output.js';
 import { readSse, type SseEvent } from '../sse.js';
 
@@ -19,44 +19,41 @@ const JobEvent = z
   })
   .loose();
 
-const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 export const events = async (_f: unknown, cmd: Command) => {
   const { client, out } = context(cmd);
   const path = '/api/v1/events/stream';
   process.on('SIGINT', () => exitWhenWritten(0));
-  let downSince: number | null = null;
   // said once per outage: the stream broke, or the worker-manager is away or answers 503
-  let noted = false;
-  for (let connected = 0, tries = 0; ; tries++) {
+  const outage = new Outage();
+  let streamed = false;
+  const delivering = () => {
+    if (streamed && !outage.active) return;
+    // status events have no replay: what changed while the stream was down is not shown
+    out.note(streamed ? out.err('yellow', 'event stream back; changes while it was down are not shown') : out.err('gray', 'streaming events (Ctrl-C to stop)'));
+    streamed = true;
+    outage.over();
+  };
+  for (;;) {
     let res: Response;
     try {
       res = await client.fetch('worker-manager', 'GET', path, { headers: { accept: 'text/event-stream' }, timeoutMs: null });
       if (!res.ok) throw await client.errorOf('worker-manager', 'GET', path, res);
     } catch (err) {
-      if (!isOutage(err) || (downSince !== null && Date.now() - downSince > GIVE_UP_MS)) throw err;
-      downSince ??= Date.now();
-      if (!noted) out.note(out.err('yellow', `${err.message}; retrying…`));
-      noted = true;
-      await pause(Math.min(2000, 200 * tries));
+      if (!isOutage(err)) throw err;
+      if (!outage.active) out.note(out.err('yellow', `${err.message}; retrying…`));
+      if (!outage.failed()) throw err;
+      await outage.backOff();
       continue;
     }
     if (!res.body) throw new CliError(`the worker-manager answered ${res.status} to the event stream, without a body`);
-    if (connected++ === 0) out.note(out.err('gray', 'streaming events (Ctrl-C to stop)'));
-    // status events have no replay: what changed while the stream was down is not shown
-    else out.note(out.err('yellow', 'event stream back; changes while it was down are not shown'));
-    downSince = null;
-    noted = false;
-    tries = 0;
     try {
-      for await (const ev of readSse(res.body)) printEvent(out, ev);
+      for await (const ev of readSse(res.body, delivering)) printEvent(out, ev);
     } catch (err) {
       if (isAbort(err)) throw err;
     }
-    out.note(out.err('yellow', 'the event stream broke; reconnecting…'));
-    noted = true;
-    downSince = Date.now();
-    await pause(200);
+    if (!outage.active) out.note(out.err('yellow', 'the event stream broke; reconnecting…'));
+    if (!outage.failed()) throw new UnreachableError('worker-manager', client.config.urls['worker-manager'], 'the event stream kept breaking');
+    await outage.backOff();
   }
 };
 
