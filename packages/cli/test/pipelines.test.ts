@@ -234,8 +234,29 @@ describe('hodei apply', () => {
       'name: cli-turn\njobs:\n  - {name: a, command: echo a, depends_on: [b]}\n  - {name: b, command: echo b}\n  - {name: c, command: echo c, depends_on: [a, b]}\n',
     );
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^pipeline cli-turn updated: .* \(3 jobs updated, 0 created\)$/m);
+    expect(r.stdout).toMatch(/^pipeline cli-turn updated: .* \(2 jobs updated, 1 unchanged, 0 created\)$/m);
     expect(await depsByName('cli-turn')).toEqual({ a: ['b'], b: [], c: ['a', 'b'] });
+  }, 30_000);
+
+  it('says a file it changes nothing for is unchanged, and leaves the jobs untouched', async () => {
+    const text =
+      'name: cli-same\ndescription: same\njobs:\n' +
+      '  - {name: same-a, command: echo a, priority: high, tags: [x, x], resources: {memory_bytes: 1000000, cpu_cores: 0.5}, env: {B: "1", A: "2"}}\n' +
+      '  - {name: same-b, script: "echo b", depends_on: [same-a]}\n';
+    const { file, r } = await reapply('same.yaml', text, text);
+    const id = /^pipeline cli-same unchanged: ([0-9a-f-]{36}) \(2 jobs\)\n$/.exec(r.stdout)?.[1];
+    expect(id, r.stdout).toBeDefined();
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const updatedAt = async () => {
+      const jobs = (await (await fetch(`${fx.stack.orchestrator.url}/api/v1/jobs?pipeline_id=${id}`)).json()) as { name: string; updated_at: string }[];
+      return Object.fromEntries(jobs.map((j) => [j.name, j.updated_at]));
+    };
+    const before = await updatedAt();
+    const json = await hodeiDone(['apply', '-f', file, '--json'], env);
+    expect(JSON.parse(json.stdout)).toMatchObject({ action: 'unchanged', jobs_created: 0, jobs_updated: 0, jobs_unchanged: 2, jobs_not_in_file: [] });
+    expect(await updatedAt()).toEqual(before);
+    writeFileSync(file, text.replace('echo a', 'echo A'));
+    expect((await hodeiDone(['apply', '-f', file], env)).stdout).toMatch(/^pipeline cli-same updated: .* \(1 job updated, 1 unchanged, 0 created\)\n$/);
   }, 30_000);
 
   it('a file with a bad field in one job changes no job', async () => {

@@ -1,7 +1,7 @@
 // `hodei pipelines …` and `hodei apply -f pipeline.yaml`.
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { Job, Pipeline, PipelineCreate } from '@hodei/types';
+import { Job, Pipeline, PipelineCreate, type InlineJob } from '@hodei/types';
 import { context, type Ctx } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
 import { cancelWhenAbandoned, holdSignals, type HeldSignal } from '../abandon.js';
@@ -119,26 +119,29 @@ async function apply(c: Ctx, file: string): Promise<void> {
     const issues = checked.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
     throw new CliError(`${file}: invalid pipeline: ${[...new Set(issues.map((i) => i.path))].join(', ')}`, 1, issues.map((i) => `${i.path}: ${i.message}`));
   }
-  const current = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
+  const current = await pipelineJobs(c, existing.id);
   const inline = doc.jobs ?? [];
-  const known = new Set([...(current.jobs ?? []).map((j) => j.name), ...inline.map((j) => String(j.name ?? ''))]);
+  const known = new Set([...current.map((j) => j.name), ...inline.map((j) => String(j.name ?? ''))]);
   for (const j of inline) {
     const missing = dependsOn(j).filter((d) => !known.has(d));
     if (missing.length) throw new CliError(`${file}: job ${String(j.name)} depends on unknown job ${missing.join(', ')}`, 1, [`jobs.${String(j.name)}.depends_on: no job named ${missing[0]}`]);
   }
-  if (doc.description !== undefined && doc.description !== existing.description)
-    await client.send('orchestrator', 'PATCH', `/api/v1/pipelines/${existing.id}`, Pipeline, { description: doc.description });
-  const ids = new Map((current.jobs ?? []).map((j) => [j.name, j.id]));
-  const oldDeps = new Map((current.jobs ?? []).map((j) => [j.id, j.depends_on]));
+  // the orchestrator answers a PATCH that changes nothing as one that does: what differs is found here,
+  // and only that is sent, so an unchanged file changes nothing and says so
+  const describe = doc.description !== undefined && doc.description !== existing.description;
+  if (describe) await client.send('orchestrator', 'PATCH', `/api/v1/pipelines/${existing.id}`, Pipeline, { description: doc.description });
+  const byName = new Map(current.map((j) => [j.name, j]));
+  const ids = new Map(current.map((j) => [j.name, j.id]));
+  const changed = new Set<string>();
   let created = 0;
-  let updated = 0;
-  for (const j of inline) {
+  for (const [i, j] of inline.entries()) {
     const { depends_on: _deps, ...fields } = j;
     const name = String(fields.name ?? '');
-    const id = ids.get(name);
-    if (id) {
-      await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, fields);
-      updated++;
+    const now = byName.get(name);
+    if (now) {
+      if (!differs(checked.data.jobs![i]!, now)) continue;
+      await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${now.id}`, Job, fields);
+      changed.add(now.id);
     } else {
       const job = await client.send('orchestrator', 'POST', '/api/v1/jobs', Job, { ...fields, pipeline_id: existing.id });
       ids.set(name, job.id);
@@ -147,19 +150,62 @@ async function apply(c: Ctx, file: string): Promise<void> {
   }
   // Dependencies the file drops go first, then the ones it adds: the graph between the two steps is
   // part of the file's, so a valid file never meets a cycle of old and new edges (a → b becoming b → a).
-  const wanted = inline.map((j) => ({ id: ids.get(String(j.name)) as string, deps: dependsOn(j).map((d) => ids.get(d) as string) }));
+  const oldDeps = new Map(current.map((j) => [j.id, j.depends_on]));
+  const wanted = inline
+    .map((j) => ({ id: ids.get(String(j.name)) as string, deps: dependsOn(j).map((d) => ids.get(d) as string) }))
+    .filter(({ id, deps }) => !sameSet(deps, oldDeps.get(id) ?? []));
   for (const { id, deps } of wanted) {
     const old = oldDeps.get(id) ?? [];
     const staying = old.filter((d) => deps.includes(d));
     if (staying.length < old.length) await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, { depends_on: staying });
   }
-  for (const { id, deps } of wanted) await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, { depends_on: deps });
-  const kept = (current.jobs ?? []).filter((j) => !inline.some((i) => i.name === j.name)).map((j) => j.name);
+  for (const { id, deps } of wanted) {
+    await client.send('orchestrator', 'PATCH', `/api/v1/jobs/${id}`, Job, { depends_on: deps });
+    if (oldDeps.has(id)) changed.add(id);
+  }
+  const kept = current.filter((j) => !inline.some((i) => i.name === j.name)).map((j) => j.name);
+  const updated = changed.size;
+  const unchanged = inline.length - created - updated;
+  const action = describe || created || updated ? 'updated' : 'unchanged';
   const after = await client.get('orchestrator', `/api/v1/pipelines/${existing.id}`, Pipeline);
-  if (out.json) return out.printJson({ action: 'updated', pipeline: after, jobs_created: created, jobs_updated: updated, jobs_not_in_file: kept });
-  out.line(`pipeline ${after.name} updated: ${after.id} (${updated} job${updated === 1 ? '' : 's'} updated, ${created} created)`);
+  if (out.json)
+    return out.printJson({ action, pipeline: after, jobs_created: created, jobs_updated: updated, jobs_unchanged: unchanged, jobs_not_in_file: kept });
+  const jobs = (n: number) => `${n} job${n === 1 ? '' : 's'}`;
+  if (action === 'unchanged') out.line(`pipeline ${after.name} unchanged: ${after.id} (${jobs(inline.length)})`);
+  else out.line(`pipeline ${after.name} updated: ${after.id} (${jobs(updated)} updated, ${unchanged} unchanged, ${created} created)`);
   if (kept.length) out.note(out.err('yellow', `not in ${file}, left as they are: ${kept.join(', ')}`));
 }
+
+/** Every job of a pipeline, as the orchestrator has it. */
+async function pipelineJobs(c: Ctx, pipelineId: string): Promise<Job[]> {
+  const jobs: Job[] = [];
+  for (;;) {
+    const { items, total } = await c.client.list('orchestrator', '/api/v1/jobs', Job, { pipeline_id: pipelineId, limit: 1000, offset: jobs.length });
+    jobs.push(...items);
+    if (items.length === 0 || total === null || jobs.length >= total) return jobs;
+  }
+}
+
+/** Whether PATCHing a file's job (as parsed: priority names are numbers) onto the job would change it. */
+function differs(wanted: InlineJob, job: Job): boolean {
+  for (const [key, value] of Object.entries(wanted)) {
+    if (key === 'depends_on' || value === undefined) continue;
+    // the orchestrator keeps a tag once
+    const given = key === 'tags' ? [...new Set(value as string[])] : value;
+    if (canonical(given) !== canonical(job[key as keyof Job] ?? null)) return true;
+  }
+  // setting the command clears the script, and the other way round
+  return (wanted.command !== undefined && job.script !== null) || (wanted.script !== undefined && job.command !== null);
+}
+
+/** JSON with every object's keys in order: the orchestrator stores resources, env and labels as jsonb. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
+const sameSet = (a: string[], b: string[]) => a.length === b.length && new Set([...a, ...b]).size === new Set(a).size;
 
 function dependsOn(job: Record<string, unknown>): string[] {
   return Array.isArray(job.depends_on) ? (job.depends_on as unknown[]).map(String) : [];
