@@ -67,8 +67,11 @@ describe('real executions on a spawned worker', () => {
       return v.last_heartbeat_at && v;
     }, 5000, 'a heartbeat');
     expect(s).toMatchObject({ id: worker.id, status: 'running', pid: worker.pid, running_executions: [] });
-    const list = (await (await call(wm.url, 'GET', '/api/v1/workers')).json()) as { id: string }[];
+    const list = (await (await call(wm.url, 'GET', '/api/v1/workers')).json()) as { id: string; name: string | null }[];
     expect(list.map((w) => w.id)).toContain(worker.id);
+    // started without a name: listed under the one its agent registered with the scheduler
+    const registered = (await (await call(sched.url, 'GET', `/api/v1/workers/${worker.id}`)).json()) as { name: string };
+    expect(list.find((w) => w.id === worker.id)!.name).toBe(registered.name);
   });
 
   it('exit code 3, stdout and stderr in order', async () => {

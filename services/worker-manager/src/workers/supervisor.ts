@@ -149,10 +149,12 @@ export class Supervisor {
     }
     const c = this.ctx.config;
     const id = newId();
+    // the name the agent registers under, stored here too so that both services list it alike
+    const name = body.name ?? `worker-${id.slice(-8)}`;
     const env: Record<string, string> = {
       ...inheritedEnv(),
       HODEI_WORKER_ID: id,
-      HODEI_WORKER_NAME: body.name ?? `worker-${id.slice(-8)}`,
+      HODEI_WORKER_NAME: name,
       HODEI_WORKER_LABELS: JSON.stringify(body.labels),
       HODEI_WORKER_SLOTS: String(body.capacity.slots),
       HODEI_WORKER_CPU_CORES: String(body.capacity.cpu_cores),
@@ -203,7 +205,7 @@ export class Supervisor {
     const row = store.insertWorker(this.ctx.db, {
       id,
       type: body.type,
-      name: body.name ?? null,
+      name,
       pid,
       host: this.host,
       labels: body.labels,
