@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `make demo`: start the services if they are not up, make sure a worker runs, then run every
 # example in examples/ through the hodei CLI and print one verdict line per example.
-# Output of each run: .hodei/demo/<example>.log
+# Output of each run: $HODEI_STATE_DIR/demo/<example>.log (.hodei/demo by default)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 HODEI=(node "$ROOT/packages/cli/dist/main.js")
-LOGS="$ROOT/.hodei/demo"
+LOGS="${HODEI_STATE_DIR:-$ROOT/.hodei}/demo"
 mkdir -p "$LOGS"
 
 if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then G=$'\e[32m' R=$'\e[31m' Y=$'\e[33m' D=$'\e[2m' N=$'\e[0m'; else G='' R='' Y='' D='' N=''; fi
