@@ -21,6 +21,15 @@ export interface Bus {
   js: JetStreamClient;
   jsm: JetStreamManager;
   subjects: Subjects;
+  link: BusLink;
+}
+
+/** This process's connection to the NATS server, as the client's status events tell it. */
+export interface BusLink {
+  /** False from a disconnect until the reconnect. */
+  up: boolean;
+  /** When (`performance.now()`) it last went down or came back. */
+  since: number;
 }
 
 const DAY_NS = 24 * 3600 * 1e9;
@@ -148,9 +157,13 @@ export function natsServers(url: string): NatsServers {
 export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {
   // noAsyncTraces: no Error (with its stack) built for every request, only to be dropped when it succeeds
   const nc = await connect({ ...natsServers(url), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false, noAsyncTraces: true });
+  const link: BusLink = { up: true, since: performance.now() };
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn({ nats: s.type }, `nats ${s.type}`);
+      if (s.type !== 'disconnect' && s.type !== 'reconnect') continue;
+      link.up = s.type === 'reconnect';
+      link.since = performance.now();
+      logger.warn({ nats: s.type }, `nats ${s.type}`);
     }
   })();
   try {
@@ -158,7 +171,7 @@ export async function connectBus(url: string, prefix: string, name: string, logg
     const subs = subjects(prefix);
     await ensureStream(jsm, subs.eventsStream, subs.eventsSubjects, 7 * DAY_NS);
     await ensureStream(jsm, subs.logsStream, subs.logsSubjects, 1 * DAY_NS);
-    return { nc, js: jetstream(nc), jsm, subjects: subs };
+    return { nc, js: jetstream(nc), jsm, subjects: subs, link };
   } catch (err) {
     // JetStream not answering yet (a server starting up): the caller may try again with a new connection
     await nc.close().catch(() => undefined);

@@ -1,6 +1,6 @@
 // Isolation for tests: a database and a NATS prefix of their own per test file, dropped after.
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect as tcpConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { loadConfig, type Config, type ServiceName } from './config.js';
 import { createPool, dropDatabase } from './db.js';
 import { createLogger } from './logger.js';
@@ -94,6 +94,30 @@ export async function freePorts(n: number): Promise<number[]> {
   const ports = servers.map((srv) => (srv.address() as AddressInfo).port);
   await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
   return ports;
+}
+
+/** Listens on `port` from now on, passing every connection through to `target` (a PostgreSQL or
+ *  NATS that comes up later, or goes away for one client only: `close` cuts what passes through). */
+export function forwardTcp(port: number, target: URL): Promise<{ close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = tcpConnect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined).on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  return new Promise((resolve) =>
+    server.listen(port, '127.0.0.1', () =>
+      resolve({
+        close: () => {
+          for (const s of sockets) s.destroy();
+          return new Promise((r) => server.close(() => r()));
+        },
+      }),
+    ),
+  );
 }
 
 /** Ports for the three services of one test installation, and the URLs they call each other at:

@@ -2,14 +2,14 @@
 // 503 problem+json that says so (the client may try again), never a 500. A service started while
 // they do not answer waits for them instead of exiting.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect as tcpConnect, createServer, type Server as TcpServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootService, createLogger, createPool, createTestEnv, Gauge, type Pool, type RunningService } from '../src/index.js';
+import { bootService, createLogger, createPool, createTestEnv, forwardTcp, Gauge, type Pool, type RunningService } from '../src/index.js';
 
 const env = createTestEnv();
 let svc: RunningService;
@@ -143,29 +143,6 @@ describe('/metrics while a metric cannot be read', () => {
 });
 
 describe('start-up while PostgreSQL and NATS do not answer', () => {
-  /** Listens on `port` from now on, passing every connection through to `target`. */
-  function forward(port: number, target: URL): Promise<{ close: () => Promise<void> }> {
-    const sockets = new Set<Socket>();
-    const server: TcpServer = createServer((client) => {
-      const upstream = tcpConnect(Number(target.port), target.hostname);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => undefined).on('close', () => sockets.delete(s));
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    return new Promise((resolve) =>
-      server.listen(port, '127.0.0.1', () =>
-        resolve({
-          close: () => {
-            for (const s of sockets) s.destroy();
-            return new Promise((r) => server.close(() => r()));
-          },
-        }),
-      ),
-    );
-  }
-
   it('waits for them, saying so and naming the variable, and starts once they answer', async () => {
     const own = createTestEnv();
     const [pgPort, natsPort] = [await closedPort(), await closedPort()];
@@ -191,9 +168,9 @@ describe('start-up while PostgreSQL and NATS do not answer', () => {
       };
       await said(/^PostgreSQL at postgres:.* does not answer \(ECONNREFUSED\); waiting for it \(check DATABASE_URL\)$/);
       await new Promise((r) => setTimeout(r, 600)); // a retry or two, said once
-      proxies.push(await forward(pgPort, pgUrl));
+      proxies.push(await forwardTcp(pgPort, pgUrl));
       await said(/^NATS at nats:.* does not answer \(connection refused\); waiting for it \(check NATS_URL\)$/);
-      proxies.push(await forward(natsPort, natsUrl));
+      proxies.push(await forwardTcp(natsPort, natsUrl));
       expect(await failed).toBeNull();
       expect((await fetch(`${started!.url}/health`)).status).toBe(200);
       expect(lines.filter((l) => l.level === 40 && / does not answer /.test(String(l.msg)))).toHaveLength(2);

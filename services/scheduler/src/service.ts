@@ -113,9 +113,10 @@ export const definition: ServiceDefinition = {
         logger.warn({ err, worker_id: id }, 'a deregistered worker could not be told to drain');
       }
     };
-    // Silence is measured from this start, or from the last heartbeat that could not be recorded, at
-    // the earliest: heartbeats sent while no scheduler was listening, or while the database was down,
-    // were not recorded, and a worker gets one whole time-out to be heard again.
+    // Silence is measured from this start, from the last heartbeat that could not be recorded, or from
+    // this scheduler's reconnection to NATS, at the earliest: heartbeats sent while no scheduler was
+    // listening, while the database was down or while NATS could not bring them here were not
+    // recorded, and a worker gets one whole time-out to be heard again.
     let startedAt = Infinity;
     /** A heartbeat, over NATS or HTTP: null for a worker not registered; else the executions it
      *  lists that were recorded over or placed on another worker, which it must kill. */
@@ -202,7 +203,7 @@ export const definition: ServiceDefinition = {
       if (lost.length) logger.warn({ executions: lost.map((e) => e.execution_id) }, 'lost executions of workers gone (offline, or deregistered and silent) published');
     };
     /** Listened for one whole time-out: silence now says a worker is gone. */
-    const listening = () => performance.now() - startedAt >= config.heartbeatTimeoutMs;
+    const listening = () => bus.link.up && performance.now() - Math.max(startedAt, bus.link.since) >= config.heartbeatTimeoutMs;
     let lastCheckAt = -Infinity;
     const expireWorkers = async () => {
       // A check comes at most 200 ms after the last one ended: a longer gap means this process was

@@ -1,8 +1,9 @@
 // A scheduler restarted while real workers run: their heartbeats sent while no scheduler listened
 // were never recorded, yet none is taken for dead. A job runs to the end as one attempt with every
 // line, and a job placed just after the restart runs too. The same holds when the database is down
-// for longer than the time-out: the heartbeats of that time could not be recorded either.
-import { createTestEnv, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+// for longer than the time-out, and when the scheduler's own connection to NATS is: the heartbeats of
+// that time could not be recorded either.
+import { createTestEnv, forwardTcp, freePort, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, LogLine } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -118,3 +119,36 @@ it('a database outage longer than the time-out: workers stay online, and a runni
   expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
   expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: lines }, (_, i) => `line-${i + 1}`));
 }, 30_000);
+
+it("the scheduler's own NATS connection down for longer than the time-out: workers stay online, and a running job completes as one attempt with every line", async () => {
+  // the scheduler reaches NATS through a forwarder, the workers directly: cutting it silences their heartbeats for the scheduler only
+  const port = await freePort();
+  let link = await forwardTcp(port, new URL(schedConfig.natsUrl));
+  const url = sched!.url;
+  await sched!.stop();
+  sched = await startScheduler({ ...schedConfig, natsUrl: `nats://127.0.0.1:${port}` });
+  try {
+    for (const w of workers) await workerOnline(url, w.id, 10_000);
+    const lines = 25;
+    const job = await executeOn(wm.url, {
+      command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
+      labels: { t: 'restart' },
+      max_retries: 1,
+    });
+    await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+
+    await link.close();
+    await new Promise((r) => setTimeout(r, TIMEOUT_MS + 1000));
+    expect(await statuses(url)).toEqual(['online', 'online', 'online']);
+    link = await forwardTcp(port, new URL(schedConfig.natsUrl));
+
+    const { seen, done } = await endedWatchingWorkers(url, job.id);
+    expect(seen).toEqual(new Set(['online']));
+    expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
+    expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: lines }, (_, i) => `line-${i + 1}`));
+  } finally {
+    await sched?.stop();
+    sched = await startScheduler(schedConfig);
+    await link.close();
+  }
+}, 40_000);
