@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect as tcpConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { loadConfig, type Config, type ServiceName } from './config.js';
-import { createPool, dropDatabase } from './db.js';
+import { createPool, dropDatabase, type Pool } from './db.js';
 import { createLogger } from './logger.js';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -157,4 +157,42 @@ export function parseSseBlock(block: string): { id?: string; event: string; data
     else if (field === 'data') e.data = e.data ? `${e.data}\n${value}` : value;
   }
   return any ? e : null;
+}
+
+/**
+ * The statements with a LIMIT that `run` sends through `db` (a list route's pages), each with the
+ * plan nodes PostgreSQL runs it with (`Sort`, `Index Scan on jobs`…): a page whose ORDER BY no
+ * index serves shows a Sort over every row.
+ */
+export async function pagedPlans(db: Pool, run: () => Promise<unknown>): Promise<{ sql: string; nodes: string[] }[]> {
+  const seen: { text: string; values: unknown[] }[] = [];
+  const query = db.query;
+  db.query = ((config: string | { text: string; values?: unknown[] }, values?: unknown[]) => {
+    const text = typeof config === 'string' ? config : config.text;
+    if (/\bLIMIT\b/.test(text)) seen.push({ text, values: (typeof config === 'string' ? values : config.values) ?? [] });
+    return (query as (...args: unknown[]) => unknown).call(db, config, values);
+  }) as typeof db.query;
+  try {
+    await run();
+  } finally {
+    db.query = query;
+  }
+  const plans: { sql: string; nodes: string[] }[] = [];
+  for (const { text, values } of seen) {
+    const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${text}`, values);
+    const nodes: string[] = [];
+    const walk = (n: PlanNode) => {
+      nodes.push(n['Relation Name'] ? `${n['Node Type']} on ${n['Relation Name']}` : n['Node Type']);
+      for (const child of n.Plans ?? []) walk(child);
+    };
+    walk(rows[0]!['QUERY PLAN'][0].Plan);
+    plans.push({ sql: text, nodes });
+  }
+  return plans;
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  Plans?: PlanNode[];
 }

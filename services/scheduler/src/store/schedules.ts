@@ -158,31 +158,22 @@ export class ScheduleStore {
     if (f.pipeline_id !== undefined) where.push(`pipeline_id = $${args.push(f.pipeline_id)}`);
     if (f.enabled !== undefined) where.push(`enabled = $${args.push(f.enabled)}`);
     const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const { rows } = await this.db.query<ScheduleRow & { total: number }>(
-      `SELECT *, count(*) OVER () AS total FROM schedules ${w} ORDER BY created_at DESC, id DESC LIMIT $${args.push(f.limit)} OFFSET $${args.push(f.offset)}`,
+    // the total apart: count(*) OVER () made every page read, and hold, all the rows before the first
+    const count = await this.db.query<{ n: number }>(`SELECT count(*) AS n FROM schedules ${w}`, args);
+    const { rows } = await this.db.query<ScheduleRow>(
+      `SELECT * FROM schedules ${w} ORDER BY created_at DESC, id DESC LIMIT $${args.push(f.limit)} OFFSET $${args.push(f.offset)}`,
       args,
     );
-    const total = rows[0]?.total ?? (f.offset > 0 ? await this.count(w, args.slice(0, -2)) : 0);
-    return { items: rows.map(toSchedule), total };
-  }
-
-  private async count(where: string, args: unknown[]): Promise<number> {
-    const { rows } = await this.db.query<{ n: number }>(`SELECT count(*) AS n FROM schedules ${where}`, args);
-    return rows[0]?.n ?? 0;
+    return { items: rows.map(toSchedule), total: count.rows[0]?.n ?? 0 };
   }
 
   async runs(scheduleId: string, limit: number, offset: number): Promise<{ items: ScheduleRun[]; total: number }> {
-    const { rows } = await this.db.query<RunRow & { total: number }>(
-      `SELECT *, count(*) OVER () AS total FROM schedule_runs WHERE schedule_id = $1
-       ORDER BY scheduled_at DESC LIMIT $2 OFFSET $3`,
+    const count = await this.db.query<{ n: number }>('SELECT count(*) AS n FROM schedule_runs WHERE schedule_id = $1', [scheduleId]);
+    const { rows } = await this.db.query<RunRow>(
+      'SELECT * FROM schedule_runs WHERE schedule_id = $1 ORDER BY scheduled_at DESC LIMIT $2 OFFSET $3',
       [scheduleId, limit, offset],
     );
-    let total = rows[0]?.total ?? 0;
-    if (!rows.length && offset > 0) {
-      const c = await this.db.query<{ n: number }>('SELECT count(*) AS n FROM schedule_runs WHERE schedule_id = $1', [scheduleId]);
-      total = c.rows[0]?.n ?? 0;
-    }
-    return { items: rows.map(toRun), total };
+    return { items: rows.map(toRun), total: count.rows[0]?.n ?? 0 };
   }
 
   // ---- firing ----
