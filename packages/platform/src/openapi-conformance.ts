@@ -1,5 +1,6 @@
 // For tests: does a real response agree with the OpenAPI 3.0 document the service serves? Its
-// status must be documented for the operation, its content type too, and a JSON body must match the
+// status must be documented for the operation, its content type too, the headers a client acts on
+// (Location, X-Total-Count) as well, and a JSON body must match the
 // schema. An object schema with properties and no `additionalProperties` is taken as closed: the
 // documents come from zod objects, so a field the response has and the schema lacks is a field the
 // document forgot.
@@ -22,7 +23,7 @@ interface Schema {
 }
 
 interface Operation {
-  responses: Record<string, { content?: Record<string, { schema?: Schema }> }>;
+  responses: Record<string, { content?: Record<string, { schema?: Schema }>; headers?: Record<string, unknown> }>;
 }
 
 export interface OpenApiDocument {
@@ -38,7 +39,12 @@ export interface ObservedResponse {
   /** The Content-Type header, parameters included or not. */
   contentType: string | null;
   text: string;
+  /** The response's headers, by lower-case name; those in DOCUMENTED_HEADERS must be in the document when sent. */
+  headers?: Record<string, string>;
 }
+
+/** Response headers a client acts on: one the answer sends must be documented for its status. */
+const DOCUMENTED_HEADERS = ['Location', 'X-Total-Count'];
 
 /** What in `r` the document does not describe; empty when it conforms. */
 export function responseProblems(doc: OpenApiDocument, r: ObservedResponse): string[] {
@@ -52,6 +58,11 @@ export function responseProblems(doc: OpenApiDocument, r: ObservedResponse): str
   const documented = doc.paths[template]![method]!.responses;
   const response = documented[String(r.status)] ?? documented.default;
   if (!response) return [`${op}: status not documented (${Object.keys(documented).join(', ')})`];
+  const headers = DOCUMENTED_HEADERS.filter((h) => r.headers?.[h.toLowerCase()] !== undefined && !response.headers?.[h]).map((h) => `${op}: header ${h} not documented`);
+  return [...headers, ...bodyProblems(doc, op, response, r)];
+}
+
+function bodyProblems(doc: OpenApiDocument, op: string, response: Operation['responses'][string], r: ObservedResponse): string[] {
   if (!response.content) return r.text === '' ? [] : [`${op}: a body, where the document has none`];
   const type = (r.contentType ?? '').split(';')[0]!.trim();
   const media = response.content[type];
@@ -126,6 +137,6 @@ export async function conformingFetch(
   });
   const text = await res.text();
   const contentType = res.headers.get('content-type');
-  const problems = responseProblems(doc, { method, path, status: res.status, contentType, text });
+  const problems = responseProblems(doc, { method, path, status: res.status, contentType, text, headers: Object.fromEntries(res.headers) });
   return { status: res.status, body: contentType?.includes('json') && text ? JSON.parse(text) : text, problems };
 }

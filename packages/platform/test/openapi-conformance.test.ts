@@ -51,6 +51,17 @@ describe('responseProblems', () => {
     ]);
   });
 
+  it('names a Location or X-Total-Count the answer sends and the document does not', () => {
+    const ok = { id: 'x1', size: 3 };
+    const observed = (headers: Record<string, string>) =>
+      responseProblems(doc, { method: 'GET', path: '/api/v1/things/x1', status: 200, contentType: 'application/json', text: JSON.stringify(ok), headers });
+    expect(observed({ 'x-request-id': 'r', etag: 'W/"1"' })).toEqual([]);
+    expect(observed({ location: '/api/v1/things/x1', 'x-total-count': '1' })).toEqual([
+      'GET /api/v1/things/{id} 200: header Location not documented',
+      'GET /api/v1/things/{id} 200: header X-Total-Count not documented',
+    ]);
+  });
+
   it('names undocumented statuses, content types and paths', () => {
     expect(get(409, {})).toEqual(['GET /api/v1/things/{id} 409: status not documented (200, 404)']);
     expect(get(404, { status: 404 })).toEqual(['GET /api/v1/things/{id} 404: content type application/json not documented (application/problem+json)']);

@@ -184,5 +184,7 @@ describe('pipelines', () => {
     const doc = (await api('GET', '/openapi.json')).body;
     for (const path of ['/api/v1/pipelines', '/api/v1/pipelines/{id}', '/api/v1/jobs', '/api/v1/jobs/{id}', '/api/v1/jobs/{id}/cancel', '/api/v1/stats', '/api/v1/cleanup', '/api/v1/pipelines/{id}/runs', '/api/v1/pipeline-runs/{id}', '/api/v1/pipeline-runs/{id}/cancel'])
       expect(Object.keys(doc.paths)).toContain(path);
+    // a run answers 202 with its Location, as a created resource does
+    expect(Object.keys(doc.paths['/api/v1/pipelines/{id}/runs'].post.responses['202'].headers ?? {})).toEqual(['Location']);
   });
 });

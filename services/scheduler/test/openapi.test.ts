@@ -70,6 +70,7 @@ describe('responses match the OpenAPI documents', () => {
     expect((await call(s, 'POST', '/api/v1/schedules', { job_id: jobId, cron: 'nope' })).status).toBe(400);
     const worker = { id: newId(), type: 'shell', name: 'w', labels: {}, capacity: { slots: 2, cpu_cores: 1, memory_bytes: 1 << 30 } };
     expect((await call(s, 'POST', '/api/v1/workers', worker)).status).toBe(201);
+    expect((await call(s, 'POST', '/api/v1/workers', worker)).status).toBe(200);
     expect((await call(s, 'POST', `/api/v1/workers/${worker.id}/heartbeat`, { status: 'online', running_executions: [] })).status).toBe(200);
     expect((await call(s, 'GET', `/api/v1/workers/${worker.id}`)).status).toBe(200);
     expect((await call(s, 'GET', '/api/v1/workers')).status).toBe(200);

@@ -25,8 +25,11 @@ export interface RouteDef<P extends Schema | undefined, Q extends Schema | undef
   headers?: z.ZodObject;
   /** The body may also come as YAML (`application/yaml`, `application/x-yaml`). */
   yaml?: boolean;
-  /** `alternatives`: the same response in other content types, chosen by the request's Accept. */
-  responses: Record<number, { description: string; schema?: Schema; contentType?: string; alternatives?: Record<string, Schema> }>;
+  /**
+   * `alternatives`: the same response in other content types, chosen by the request's Accept.
+   * `location`: the answer carries the resource's `Location` (a 201 always does; a 202 of work started may).
+   */
+  responses: Record<number, { description: string; schema?: Schema; contentType?: string; alternatives?: Record<string, Schema>; location?: boolean }>;
 }
 
 export interface RouteInput<P, Q, B> {
@@ -253,7 +256,7 @@ export class Api {
       const contentType = r.contentType ?? (Number(status) >= 400 ? 'application/problem+json' : 'application/json');
       const content = schema ? { [contentType]: { schema } } : undefined;
       for (const [type, alt] of Object.entries(r.alternatives ?? {})) if (content) content[type] = { schema: alt };
-      responses[status] = { description: r.description, content, headers: responseHeaders(Number(status), r.schema) };
+      responses[status] = { description: r.description, content, headers: responseHeaders(Number(status), r.schema, r.location) };
     }
     const defaults: Array<[number, string]> = [
       [400, 'invalid request'],
@@ -306,14 +309,14 @@ export function lastEventIdHeader(description: string): z.ZodObject {
   return z.object({ 'Last-Event-ID': z.string().regex(/^\d+$/).optional().openapi({ description }) });
 }
 
-const LOCATION = z.object({ Location: z.string().openapi({ description: 'path of the created resource' }) });
+const LOCATION = z.object({ Location: z.string().openapi({ description: 'path of the resource (created, or whose work was started)' }) });
 const TOTAL_COUNT = z.object({
   'X-Total-Count': z.number().int().openapi({ description: 'number of items that match, over all pages' }),
 });
 
-/** The headers sendCreated and sendList set, so the document names them. */
-function responseHeaders(status: number, schema: Schema | undefined): typeof LOCATION | typeof TOTAL_COUNT | undefined {
-  if (status === 201) return LOCATION;
+/** The headers sendCreated, sendList and the routes that answer with `location` set, so the document names them. */
+function responseHeaders(status: number, schema: Schema | undefined, location = false): typeof LOCATION | typeof TOTAL_COUNT | undefined {
+  if (status === 201 || location) return LOCATION;
   if (status === 200 && schema instanceof z.ZodArray) return TOTAL_COUNT;
   return undefined;
 }

@@ -31,7 +31,7 @@ export function runRoutes(api: Api, deps: { db: Pool; runner: PipelineRunner; bu
       params: IdParams,
       body: PipelineRunRequest,
       responses: {
-        202: { description: 'the run as it is now', schema: PipelineRun },
+        202: { description: 'the run as it is now', schema: PipelineRun, location: true },
         404: { description: 'no such pipeline' },
         409: { description: 'the pipeline is archived, has no jobs, or has jobs with nothing to run' },
         413: { description: "the body is over HODEI_BODY_LIMIT, or a job's command + script + args + env with the run's env are over what NATS carries in one message (max_payload)" },

@@ -17,7 +17,7 @@ export function registerWorkerRoutes(api: Api, store: WorkerStore, heartbeat: He
       body: WorkerRegister,
       responses: {
         201: { description: 'registered', schema: RegistryWorker },
-        200: { description: 're-registered: the worker existed and was updated', schema: RegistryWorker },
+        200: { description: 're-registered: the worker existed and was updated', schema: RegistryWorker, location: true },
       },
     },
     async ({ body }, _req, res) => {

@@ -24,7 +24,7 @@ export function registerExecutionRoutes(api: Api, db: Pool, executions: Executio
       body: ExecuteRequest,
       yaml: true,
       responses: {
-        202: { description: 'queued', schema: Execution },
+        202: { description: 'queued', schema: Execution, location: true },
         404: { description: 'job_id names no job' },
         413: { description: 'the body is over HODEI_BODY_LIMIT, or command + script + args + env are over what NATS carries in one message (max_payload)' },
         503: { description: 'the orchestrator or the message bus is unavailable' },
