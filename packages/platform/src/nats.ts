@@ -12,6 +12,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { subjects, type Subjects } from '@hodei/types';
+import { ServiceUnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 
 export type { NatsConnection, JetStreamClient, JetStreamManager };
@@ -151,6 +152,18 @@ export function natsServers(url: string): NatsServers {
     else [out.user, out.pass] = [decodeURIComponent(auth.slice(0, colon)), decodeURIComponent(auth.slice(colon + 1))];
   }
   return out;
+}
+
+/**
+ * A 503 at once when this process's connection to NATS is known to be down, for a request that must
+ * publish: a publish would wait for its time-out (5 s) to fail, and NATS drops what the client held
+ * for it when it reconnects.
+ */
+export function requireBus(bus: Bus): void {
+  if (!bus.link.up) {
+    const downS = Math.round((performance.now() - bus.link.since) / 1000);
+    throw new ServiceUnavailableError(`the message bus (NATS) is unavailable: this service lost its connection to it ${downS} s ago and is reconnecting; nothing was done, try again`);
+  }
 }
 
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */

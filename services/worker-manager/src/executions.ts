@@ -14,6 +14,7 @@ import {
   newId,
   publishTraced,
   readResultParts,
+  requireBus,
   requestNotTaken,
   stringPath,
   unstorableCharacter,
@@ -85,6 +86,7 @@ export class Executions {
   }
 
   async execute(body: ExecuteRequest): Promise<Execution> {
+    requireBus(this.ctx.bus);
     let job: Job | null = null;
     if (body.job_id) {
       job = await this.orchestrator.find<Job>(`/api/v1/jobs/${body.job_id}`).catch((err: unknown) => {

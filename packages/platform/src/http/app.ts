@@ -286,6 +286,8 @@ function errorHandler(logger: Logger, api: Api, bodyLimit: string): ErrorRequest
       res.end();
       return;
     }
+    // a dependency away (PostgreSQL, NATS, another service): a client may try again, a second later
+    if (problem.status === 503) res.setHeader('Retry-After', '1');
     res
       .status(problem.status)
       .type('application/problem+json')
