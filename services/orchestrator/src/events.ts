@@ -3,7 +3,7 @@
 // An execution of a job deleted meanwhile is cancelled (worker-manager read the job before the
 // DELETE, which could not know of the execution yet).
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { decodeJson, ensureConsumer, InProgress, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { decodeJson, ensureConsumer, FailureLog, InProgress, withConsumedSpan, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { newestStatus, recordExecution, type ExecutionUpdate } from './store/executions.js';
@@ -79,6 +79,7 @@ export function executionConsumers(
   const running: Array<{ messages: ConsumerMessages; loop: Promise<void> }> = [];
   let stopping = false;
   let handling: InProgress | undefined;
+  const failures = new FailureLog(logger, 'handling execution events', 'they will be redelivered');
 
   const handle = async (m: JsMsg, data: unknown, spec: (typeof specs)[number], log: Logger) => {
     const { kind } = spec;
@@ -101,9 +102,10 @@ export function executionConsumers(
         log.warn({ execution_id: update.execution_id, job_id: update.job_id }, 'cancelled an execution of a job that was deleted');
       eventsCounter.inc({ kind, outcome: known ? 'applied' : 'unknown_job' });
       m.ack();
+      failures.worked();
     } catch (err) {
       // Postgres hiccup: let JetStream deliver it again shortly.
-      log.error({ err, execution_id: update.execution_id }, 'handling an execution event failed; will retry');
+      failures.failed(err, { consumer: spec.durable, execution_id: update.execution_id });
       m.nak(1000);
     }
   };

@@ -4,7 +4,7 @@
 // result. A job is started at most once per run: moving its row to `starting` under the run's row
 // lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
-import { checkDefinitionFits, ConflictError, encodeJson, HttpError, newId, NotFoundError, RecentSet, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { checkDefinitionFits, ConflictError, encodeJson, FailureLog, HttpError, newId, NotFoundError, RecentSet, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import { findCycle } from './dag.js';
 import * as jobs from './store/jobs.js';
@@ -61,6 +61,7 @@ export class PipelineRunner {
   private sweeping: Promise<void> | null = null;
   private readonly staleStartMs: number;
   private readonly sweepMs: number;
+  private readonly sweepFailures: FailureLog;
   /** Final events being handled (execution id + status) and the last ones handled, oldest first. */
   private readonly finalInFlight = new Map<string, Promise<void>>();
   private readonly handledFinal = new RecentSet<string>(HANDLED_FINAL_MAX);
@@ -76,6 +77,7 @@ export class PipelineRunner {
   ) {
     this.staleStartMs = opts.staleStartMs ?? 15_000;
     this.sweepMs = opts.sweepMs ?? 5_000;
+    this.sweepFailures = new FailureLog(logger, 'sweeping pipeline runs');
   }
 
   /** Brings every running run up to date (events handled while we were down already are), then sweeps stale starts now and then. */
@@ -442,8 +444,9 @@ export class PipelineRunner {
         await this.withFreshClaims(runId, [...ofRun.keys()], (jobId) => this.takeOver(ofRun.get(jobId)!));
         await this.sync(runId);
       }
+      this.sweepFailures.worked();
     } catch (err) {
-      this.logger.warn({ err }, 'sweeping pipeline runs failed; will try again');
+      this.sweepFailures.failed(err);
     } finally {
       this.sweeping = null;
     }

@@ -1,7 +1,7 @@
 // What the scheduler hears over NATS: queued / cancelled executions and their status events (durable
 // JetStream consumers; a final status frees the execution's slot), worker heartbeats (core NATS)
 // and worker exits (JetStream).
-import { ACK_WAIT_MS, currentTraceparent, decodeJson, encodeJson, ensureConsumer, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
+import { ACK_WAIT_MS, currentTraceparent, decodeJson, encodeJson, ensureConsumer, FailureLog, InProgress, withConsumedSpan, type Bus, type Logger } from '@hodei/platform';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { ExecutionCancelEvent, ExecutionQueuedEvent, ExecutionStatusEvent, isFinalStatus, WorkerHeartbeat, z, type HeartbeatReply } from '@hodei/types';
@@ -102,6 +102,8 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
   fallback.unref();
 
   const handling = new InProgress(ackWaitMs);
+  const handlingFailures = new FailureLog(logger, 'event handling', 'redelivered after a second');
+  const heartbeatFailures = new FailureLog(logger, 'recording heartbeats');
   const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
   for (const spec of specs) {
     const consumer = await ensureConsumer(bus, s.eventsStream, { durable: spec.durable, filter: spec.subject, maxAckPending: 10_000, ackWaitMs });
@@ -115,9 +117,9 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
       try {
         await withConsumedSpan(`scheduler ${spec.durable}`, m, () => spec.handle(m));
         m.ack();
+        handlingFailures.worked();
       } catch (err) {
-        // redelivered after a second
-        logger.error({ err, subject: m.subject }, 'event handling failed');
+        handlingFailures.failed(err, { subject: m.subject });
         m.nak(1000);
       } finally {
         handling.delete(m);
@@ -157,9 +159,10 @@ export async function startEventConsumers(bus: Bus, logger: Logger, h: EventHand
       }
       h.heartbeat(hb).then(
         (reply) => {
+          heartbeatFailures.worked();
           if (msg.reply) msg.respond(encodeJson(reply));
         },
-        (e: unknown) => logger.error({ err: e, worker_id: hb.worker_id }, 'heartbeat failed'),
+        (e: unknown) => heartbeatFailures.failed(e, { worker_id: hb.worker_id }),
       );
     },
   });

@@ -2,7 +2,7 @@
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { encodeJson, HttpError, requestNotTaken, untraced, withSpan, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
+import { encodeJson, FailureLog, HttpError, requestNotTaken, untraced, withSpan, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
 import { isFinalStatus, retryDue, type Execution, type ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
@@ -85,6 +85,7 @@ export class Firer {
    *  looks for an active run, so that runs asked for at once do not all find none (overlap_policy). */
   private readonly launching = new Map<string, Promise<unknown>>();
   private readonly starts = new Limiter(MAX_STARTS_AT_ONCE);
+  private readonly failures: FailureLog;
 
   constructor(
     private readonly store: ScheduleStore,
@@ -93,7 +94,9 @@ export class Firer {
     private readonly bus: Bus,
     private readonly metrics: FirerMetrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.failures = new FailureLog(logger, 'firing schedules');
+  }
 
   /** Fires what is due and re-arms the timer; called on start, on every schedule change and by the timer. */
   kick(): void {
@@ -113,8 +116,9 @@ export class Firer {
         this.again = false;
         try {
           await this.tick();
+          this.failures.worked();
         } catch (err) {
-          this.logger.error({ err }, 'firing schedules failed');
+          this.failures.failed(err);
           this.arm(MAX_SLEEP_MS);
         }
       } while (this.again && !this.stopped);

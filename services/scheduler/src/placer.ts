@@ -1,7 +1,7 @@
 // Placement: waiting executions (priority DESC, created_at ASC) onto online workers whose labels
 // and free capacity fit. One round at a time in this process; the claim (waiting → assigning) is a
 // conditional UPDATE, so two replicas never hand out the same execution.
-import { Batcher, contextFromTraceparent, RecentSet, decodeJson, encodeJson, publishTraced, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
+import { Batcher, contextFromTraceparent, RecentSet, decodeJson, encodeJson, FailureLog, publishTraced, traceField, traceHeaders, withSpan, type Bus, type Logger } from '@hodei/platform';
 import { AssignmentAck, type Assignment, type WorkerControl, type ExecutionQueuedEvent, type ExecutionStatusEvent, type RegistryWorker } from '@hodei/types';
 import { RequestError } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
@@ -100,6 +100,7 @@ export class Placer {
    *  count their slots free, over-fill the worker and have the assignment refused). */
   private readonly fastClaims = new Set<Promise<Stored>>();
   private readonly confirms: Batcher<{ execution_id: string; worker_id: string }>;
+  private readonly failures: FailureLog;
 
   constructor(
     private readonly bus: Bus,
@@ -110,6 +111,7 @@ export class Placer {
   ) {
     this.inserts = new Batcher((items) => queue.enqueue(items));
     this.confirms = new Batcher((pairs) => queue.confirm(pairs));
+    this.failures = new FailureLog(logger, 'placement round');
   }
 
   /** Placement starts only once the event consumers have caught up (no placing of replayed, finished work). */
@@ -174,8 +176,9 @@ export class Placer {
         this.again = false;
         try {
           await this.round();
+          this.failures.worked();
         } catch (err) {
-          this.logger.error({ err }, 'placement round failed');
+          this.failures.failed(err);
         }
       } while (this.again && !this.stopped);
     } finally {

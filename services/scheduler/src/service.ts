@@ -1,7 +1,7 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { Batcher, bootService, Counter, RecentSet, decodeJson, encodeJson, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { Batcher, bootService, Counter, RecentSet, decodeJson, encodeJson, FailureLog, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import type { ExecutionStatusEvent, WorkerControl } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
@@ -228,11 +228,12 @@ export const definition: ServiceDefinition = {
     /** Runs `fn` every `ms`, never twice at once (a publish waiting on NATS can outlast the period). */
     const every = (ms: number, fn: () => Promise<void>, what: string) => {
       let busy = false;
+      const failures = new FailureLog(logger, what);
       const t = setInterval(() => {
         if (busy) return;
         busy = true;
         void fn()
-          .catch((err: unknown) => logger.error({ err }, `${what} failed`))
+          .then(() => failures.worked(), (err: unknown) => failures.failed(err))
           .finally(() => (busy = false));
       }, ms);
       t.unref();

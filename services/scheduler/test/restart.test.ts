@@ -3,10 +3,10 @@
 // line, and a job placed just after the restart runs too. The same holds when the database is down
 // for longer than the time-out, and when the scheduler's own connection to NATS is: the heartbeats of
 // that time could not be recorded either.
-import { createTestEnv, forwardTcp, freePort, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { createLogger, createTestEnv, forwardTcp, freePort, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, LogLine } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { call, executeOn, finishedOn, getExecutionOn, until } from '../../worker-manager/test/helpers.js';
 import { startWorkerManager } from '../../worker-manager/src/service.js';
 import { startScheduler } from '../src/service.js';
@@ -118,6 +118,30 @@ it('a database outage longer than the time-out: workers stay online, and a runni
   expect(seen).toEqual(new Set(['online']));
   expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
   expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: lines }, (_, i) => `line-${i + 1}`));
+}, 30_000);
+
+it('a database outage: each background loop says its failure when it starts and when it works again, not on every retry', async () => {
+  const url = sched!.url;
+  await sched!.stop();
+  const said: { level: string; msg: string }[] = [];
+  const logger = createLogger('scheduler', 'silent');
+  vi.spyOn(logger, 'child').mockReturnValue(logger);
+  for (const level of ['error', 'warn', 'info'] as const) {
+    vi.spyOn(logger, level).mockImplementation(((...args: unknown[]) => void said.push({ level, msg: String(args.find((a) => typeof a === 'string')) })) as never);
+  }
+  sched = await startScheduler(schedConfig, logger);
+  for (const w of workers) await workerOnline(url, w.id, 10_000);
+
+  // three workers beat every second and the loops run every second: each would fail three times or more
+  await env.databaseDown(() => new Promise((r) => setTimeout(r, 3000)));
+
+  const failed = () => said.filter((s) => s.level === 'error').map((s) => s.msg);
+  expect(failed()).toEqual([...new Set(failed())]);
+  await until(async () => failed().every((m) => said.some((s) => s.msg === `${m.split(' failed; ')[0]} works again`)), 10_000, 'every failing loop to work again');
+  expect(failed()).toContain('placement safety tick failed; it is tried again (said again only once it has worked)');
+  expect(failed()).toContain('recording heartbeats failed; it is tried again (said again only once it has worked)');
+  expect(failed()).toEqual([...new Set(failed())]);
+  expect(await statuses(url)).toEqual(['online', 'online', 'online']);
 }, 30_000);
 
 it("the scheduler's own NATS connection down for longer than the time-out: workers stay online, and a running job completes as one attempt with every line", async () => {

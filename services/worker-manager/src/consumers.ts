@@ -3,7 +3,7 @@
 // by side across executions, in order within one).
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
-import { decodeJson, encodeJson, ensureConsumer, InProgress, withConsumedSpan, type ServiceContext } from '@hodei/platform';
+import { decodeJson, encodeJson, ensureConsumer, FailureLog, InProgress, withConsumedSpan, type ServiceContext } from '@hodei/platform';
 import { ExecutionStatusEvent, type LogBacklog, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
@@ -94,8 +94,8 @@ export class Consumers {
   private readonly unsettled: InProgress;
   private bufferedLines = 0;
   private flushers = 0;
-  /** Storing lines fails (the database is down): said once, not for every batch redelivered meanwhile. */
-  private storingFails = false;
+  private readonly storing: FailureLog;
+  private readonly applying: FailureLog;
   private flushed: Promise<void>[] = [];
   private roomWaiters: (() => void)[] = [];
   private backlog = 0;
@@ -115,6 +115,8 @@ export class Consumers {
     private readonly metrics: WmMetrics,
   ) {
     this.unsettled = new InProgress(ctx.config.ackWaitMs);
+    this.storing = new FailureLog(ctx.logger, 'storing log lines', 'they will be redelivered');
+    this.applying = new FailureLog(ctx.logger, 'applying status events', 'they will be redelivered');
   }
 
   async start(): Promise<void> {
@@ -268,9 +270,7 @@ export class Consumers {
         try {
           inserted = await insertLines(this.ctx.db, rows);
         } catch (err) {
-          if (!this.storingFails) this.ctx.logger.error({ err, lines: n }, 'storing log lines failed; they will be redelivered (said again only once storing has worked)');
-          else this.ctx.logger.debug({ err, lines: n }, 'storing log lines failed; they will be redelivered');
-          this.storingFails = true;
+          this.storing.failed(err, { lines: n });
           for (const { msg, batches, pending } of take) {
             this.unsettled.delete(msg);
             settle(msg, 'nak');
@@ -284,8 +284,7 @@ export class Consumers {
           settle(msg, 'ack');
           batches.forEach((b, k) => this.hub.persisted(b.execution_id, pending[k]!));
         }
-        if (this.storingFails) this.ctx.logger.info('storing log lines works again');
-        this.storingFails = false;
+        this.storing.worked();
         this.metrics.linesIngested.inc(inserted);
         this.release(n);
       }
@@ -330,8 +329,9 @@ export class Consumers {
     try {
       await withConsumedSpan('worker-manager execution.status', msg, () => this.executions.apply(event));
       settle(msg, 'ack');
+      this.applying.worked();
     } catch (err) {
-      this.ctx.logger.error({ err, execution_id: event.execution_id }, 'applying a status event failed; it will be redelivered');
+      this.applying.failed(err, { execution_id: event.execution_id });
       settle(msg, 'nak');
     } finally {
       this.unsettled.delete(msg);

@@ -3,7 +3,7 @@
 // (±20 % jitter, capped at an hour) and is then announced to the scheduler, which prefers a worker
 // other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
 // restart of this service does not lose it: start() arms the timer for whatever is due.
-import { Counter, encodeJson, Gauge, newId, publishTraced, traceField, withSpan, type ServiceContext } from '@hodei/platform';
+import { Counter, encodeJson, FailureLog, Gauge, newId, publishTraced, traceField, withSpan, type ServiceContext } from '@hodei/platform';
 import { retryDue, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import type { ExecutionRow } from './store/executions.js';
 import * as store from './store/retries.js';
@@ -35,8 +35,12 @@ export class Retries {
   private dispatching: Promise<void> | undefined;
   private again = false;
   private readonly counter: Counter<'reason'>;
+  private readonly reading: FailureLog;
+  private readonly dispatchingDue: FailureLog;
 
   constructor(private readonly ctx: ServiceContext) {
+    this.reading = new FailureLog(ctx.logger, 'reading waiting retries');
+    this.dispatchingDue = new FailureLog(ctx.logger, 'dispatching due retries');
     this.counter = new Counter({
       name: 'hodei_retries_total',
       help: 'New attempts created for executions that ended failed or lost, by reason',
@@ -130,8 +134,9 @@ export class Retries {
     try {
       const due = await store.nextDue(this.ctx.db);
       if (due) this.schedule(due.getTime());
+      this.reading.worked();
     } catch (err) {
-      this.ctx.logger.error({ err }, 'reading waiting retries failed');
+      this.reading.failed(err);
     }
   }
 
@@ -144,7 +149,10 @@ export class Retries {
     this.dispatching = (async () => {
       do {
         this.again = false;
-        await this.dispatchDue().catch((err: unknown) => this.ctx.logger.error({ err }, 'dispatching due retries failed'));
+        await this.dispatchDue().then(
+          () => this.dispatchingDue.worked(),
+          (err: unknown) => this.dispatchingDue.failed(err),
+        );
       } while (this.again && !this.stopped);
     })().finally(() => {
       this.dispatching = undefined;
