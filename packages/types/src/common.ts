@@ -118,6 +118,37 @@ export const Paging = z.object({
 });
 export type Paging = z.infer<typeof Paging>;
 
+/**
+ * Checks of fields that go together, for superRefine: every field the problem is about is named in
+ * `errors`, not only the first (both of two given: each of them; none given: all of them).
+ */
+export const fieldChoice = {
+  atMostOne:
+    (...fields: string[]) =>
+    (v: object, ctx: z.RefinementCtx): void => {
+      const given = fields.filter((f) => (v as Record<string, unknown>)[f] !== undefined);
+      if (given.length < 2) return;
+      const which = given.length === fields.length && fields.length === 2 ? 'both were given' : `${orList(given, 'and')} were given`;
+      for (const f of given) ctx.addIssue({ code: 'custom', path: [f], message: `give only one of ${orList(fields)}: ${which}` });
+    },
+  atLeastOne:
+    (...fields: string[]) =>
+    (v: object, ctx: z.RefinementCtx): void => {
+      if (fields.some((f) => (v as Record<string, unknown>)[f] !== undefined)) return;
+      const none = fields.length === 2 ? 'neither was given' : 'none was given';
+      for (const f of fields) ctx.addIssue({ code: 'custom', path: [f], message: `give ${orList(fields)}: ${none}` });
+    },
+  exactlyOne:
+    (...fields: string[]) =>
+    (v: object, ctx: z.RefinementCtx): void => {
+      fieldChoice.atMostOne(...fields)(v, ctx);
+      fieldChoice.atLeastOne(...fields)(v, ctx);
+    },
+};
+
+/** 'a', 'a or b', 'a, b or c' */
+const orList = (names: string[], last = 'or'): string => (names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} ${last} ${names.at(-1)}`);
+
 export const ProblemDetails = z
   .object({
     type: z.string(),

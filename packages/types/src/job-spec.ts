@@ -19,9 +19,6 @@ export const JobSpecFields = {
   retry_backoff_seconds: z.number().int().min(0).max(86_400).optional(),
 };
 
-export const oneOfCommandOrScript = (v: { command?: string | undefined; script?: string | undefined }) =>
-  !(v.command !== undefined && v.script !== undefined);
-export const commandOrScriptIssue = { message: 'give either command or script, not both', path: ['script'] };
 
 /** The resolved definition an execution runs with: defaults applied, nothing optional left to guess. */
 export const JobSpec = z

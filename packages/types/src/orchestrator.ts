@@ -1,5 +1,5 @@
-import { Env, ExecutionStatus, Id, Name, Paging, Priority, queryInt, queryText, Timestamp } from './common.js';
-import { commandOrScriptIssue, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
+import { Env, ExecutionStatus, fieldChoice, Id, Name, Paging, Priority, queryInt, queryText, Timestamp } from './common.js';
+import { JobSpecFields } from './job-spec.js';
 import { ExecutionCleanupCounts } from './worker-manager.js';
 import { z } from './zod.js';
 
@@ -16,7 +16,7 @@ const JobFields = {
   ...JobSpecFields,
 };
 
-export const JobCreate = z.object(JobFields).strict().refine(oneOfCommandOrScript, commandOrScriptIssue).openapi('JobCreate');
+export const JobCreate = z.object(JobFields).strict().superRefine(fieldChoice.atMostOne('command', 'script')).openapi('JobCreate');
 export type JobCreate = z.infer<typeof JobCreate>;
 /** A PATCH may also clear the optional settings that have no default: `null` removes them. */
 export const JobPatch = z
@@ -26,7 +26,7 @@ export const JobPatch = z
     working_dir: JobSpecFields.working_dir.unwrap().nullable().optional(),
   })
   .strict()
-  .refine(oneOfCommandOrScript, commandOrScriptIssue)
+  .superRefine(fieldChoice.atMostOne('command', 'script'))
   .openapi('JobPatch');
 export type JobPatch = z.infer<typeof JobPatch>;
 
@@ -87,7 +87,7 @@ const { pipeline_id: _inlineJobsTakeTheirPipeline, ...InlineJobFields } = JobFie
 export const InlineJob = z
   .object({ ...InlineJobFields, name: Name, depends_on: z.array(Name).max(1000).optional() })
   .strict()
-  .refine(oneOfCommandOrScript, commandOrScriptIssue)
+  .superRefine(fieldChoice.atMostOne('command', 'script'))
   .openapi('InlineJob');
 export type InlineJob = z.infer<typeof InlineJob>;
 

@@ -1,4 +1,4 @@
-import { Capacity, Id, Instant, Labels, Name, Paging, Timestamp } from './common.js';
+import { Capacity, fieldChoice, Id, Instant, Labels, Name, Paging, Timestamp } from './common.js';
 import { z } from './zod.js';
 
 export const OverlapPolicy = z.enum(['forbid', 'allow', 'replace']);
@@ -17,12 +17,8 @@ export const ScheduleCreate = z
     misfire_policy: MisfirePolicy.default('run_once'),
   })
   .strict()
-  .superRefine((v, ctx) => {
-    if ((v.job_id === undefined) === (v.pipeline_id === undefined))
-      ctx.addIssue({ code: 'custom', path: ['job_id'], message: 'give exactly one of job_id or pipeline_id' });
-    if ((v.cron === undefined) === (v.run_at === undefined))
-      ctx.addIssue({ code: 'custom', path: ['cron'], message: 'give exactly one of cron or run_at' });
-  })
+  .superRefine(fieldChoice.exactlyOne('job_id', 'pipeline_id'))
+  .superRefine(fieldChoice.exactlyOne('cron', 'run_at'))
   .openapi('ScheduleCreate');
 export type ScheduleCreate = z.infer<typeof ScheduleCreate>;
 
@@ -38,6 +34,7 @@ export const SchedulePatch = z
   })
   .strict()
   .partial()
+  .superRefine(fieldChoice.atMostOne('cron', 'run_at'))
   .openapi('SchedulePatch');
 export type SchedulePatch = z.infer<typeof SchedulePatch>;
 

@@ -1,5 +1,5 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, Id, Instant, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
-import { commandOrScriptIssue, JobSpec, JobSpecFields, oneOfCommandOrScript } from './job-spec.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, fieldChoice, Id, Instant, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { JobSpec, JobSpecFields } from './job-spec.js';
 import { z } from './zod.js';
 
 // ---- worker processes ----
@@ -90,11 +90,8 @@ export const ExecuteRequest = z
     env: ExecuteEnv.optional(),
   })
   .strict()
-  .refine(oneOfCommandOrScript, commandOrScriptIssue)
-  .refine((v) => v.job_id !== undefined || v.command !== undefined || v.script !== undefined, {
-    message: 'give job_id, command or script',
-    path: ['job_id'],
-  })
+  .superRefine(fieldChoice.atMostOne('command', 'script'))
+  .superRefine(fieldChoice.atLeastOne('job_id', 'command', 'script'))
   .superRefine(runEnvIssues)
   .openapi('ExecuteRequest');
 export type ExecuteRequest = z.infer<typeof ExecuteRequest>;

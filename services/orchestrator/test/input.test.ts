@@ -96,6 +96,7 @@ describe('bad input', () => {
       ['POST', '/api/v1/jobs', { command: 42 }, 'command'],
       ['POST', '/api/v1/jobs', { command: '' }, 'command'],
       ['POST', '/api/v1/jobs', { command: 'a', script: 'b' }, 'script'],
+      ['POST', '/api/v1/jobs', { command: 'a', script: 'b' }, 'command'],
       ['POST', '/api/v1/jobs', { priority: 'urgent' }, 'priority'],
       ['POST', '/api/v1/jobs', { priority: 0 }, 'priority'],
       ['POST', '/api/v1/jobs', { priority: 2.5 }, 'priority'],

@@ -222,6 +222,26 @@ describe('schedules', () => {
     );
   });
 
+  it('names both fields of a pair when the problem is about both: neither or both of job_id and pipeline_id, cron and run_at', async () => {
+    const errors = async (body: unknown) => ((await expectProblem(await post('/api/v1/schedules', body), 400)).errors ?? []);
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    expect(await errors({ cron: '* * * * *' })).toEqual([
+      { path: 'job_id', message: 'give job_id or pipeline_id: neither was given' },
+      { path: 'pipeline_id', message: 'give job_id or pipeline_id: neither was given' },
+    ]);
+    expect(await errors({ job_id: knownJob, pipeline_id: knownPipeline, cron: '* * * * *' })).toEqual([
+      { path: 'job_id', message: 'give only one of job_id or pipeline_id: both were given' },
+      { path: 'pipeline_id', message: 'give only one of job_id or pipeline_id: both were given' },
+    ]);
+    expect((await errors({ job_id: knownJob })).map((e) => e.path)).toEqual(['cron', 'run_at']);
+    expect((await errors({ job_id: knownJob, cron: '* * * * *', run_at: later })).map((e) => e.path)).toEqual(['cron', 'run_at']);
+    const detail = (await expectProblem(await post('/api/v1/schedules', {}), 400)).detail;
+    expect(detail).toBe('invalid body: job_id, pipeline_id, cron, run_at');
+    const created = (await (await post('/api/v1/schedules', { job_id: knownJob, cron: '0 0 * * *' })).json()) as { id: string };
+    const both = await expectProblem(await patch(`/api/v1/schedules/${created.id}`, { cron: '0 1 * * *', run_at: later }), 400);
+    expect(both.errors).toEqual(['cron', 'run_at'].map((path) => ({ path, message: 'give only one of cron or run_at: both were given' })));
+  });
+
   it('answers 503 when the orchestrator is unreachable', async () => {
     const dead = createTestEnv();
     const base = dead.config('scheduler');

@@ -48,12 +48,14 @@ describe('executions API', () => {
     let res = await post('/api/v1/execute', { timeout_seconds: 5 });
     expect(res.status).toBe(400);
     expect(res.headers.get('content-type')).toContain('application/problem+json');
-    expect((await res.json()).errors.map((e: { path: string }) => e.path)).toContain('job_id');
+    // each field of the choice is named, not only the first
+    expect((await res.json()).errors.map((e: { path: string }) => e.path)).toEqual(['job_id', 'command', 'script']);
     res = await post('/api/v1/execute', { command: 'true', timeout_seconds: -1 });
     expect(res.status).toBe(400);
     expect((await res.json()).errors[0].path).toBe('timeout_seconds');
     res = await post('/api/v1/execute', { command: 'true', script: 'true' });
     expect(res.status).toBe(400);
+    expect((await res.json()).errors).toEqual(['command', 'script'].map((path) => ({ path, message: 'give only one of command or script: both were given' })));
     res = await post('/api/v1/execute', { command: 'true', name: 'a\tb' });
     expect(res.status).toBe(400);
     expect((await res.json()).errors[0]).toMatchObject({ path: 'name', message: expect.stringMatching(/control characters/) });

@@ -123,8 +123,6 @@ export function registerScheduleRoutes(api: Api, store: ScheduleStore, orchestra
       responses: { 200: { description: 'the schedule', schema: Schedule }, 404: { description: 'no such schedule' } },
     },
     async ({ params, body }, _req, res) => {
-      if (body.cron !== undefined && body.run_at !== undefined)
-        throw new BadRequestError('give either cron or run_at', [{ path: 'cron', message: 'give either cron or run_at, not both' }]);
       const s = await store.edit(params.id, (cur) => {
         const next = { ...cur };
         if (body.name !== undefined) next.name = body.name;
