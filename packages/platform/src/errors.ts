@@ -5,6 +5,15 @@ export interface FieldError {
   message: string;
 }
 
+/** Longest key or value an error message repeats whole. */
+const CLIP_CHARS = 64;
+
+/** A key or value as an error names it: a long one (an env name of 5,000 characters) cut to its
+ *  start and its length, so a problem never repeats a huge input in its detail and each error. */
+export function clip(text: string): string {
+  return text.length <= CLIP_CHARS ? text : `${text.slice(0, CLIP_CHARS)}…(${text.length} characters)`;
+}
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,

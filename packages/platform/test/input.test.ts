@@ -87,6 +87,22 @@ describe('request bodies', () => {
     expect([ok.status, ok.body.name, ok.body.env]).toEqual([201, '😀', { A: '😀' }]);
   });
 
+  it('names a huge key by its start and length, not whole, in the detail and each error', async () => {
+    const key = 'K'.repeat(5000);
+    const shown = `${'K'.repeat(64)}…(5000 characters)`;
+    const cases: Array<[string, string, unknown, string, string]> = [
+      [workerManager.url, '/api/v1/execute', { command: 'true', env: { [key]: 'v' } }, `env.${shown}`, 'invalid name: is longer than 255 characters'],
+      [orchestrator.url, '/api/v1/jobs', { command: 'true', env: { [key]: 'v' } }, `env.${shown}`, 'invalid name: is longer than 255 characters'],
+      [orchestrator.url, '/api/v1/jobs', { command: 'true', [key]: 1 }, shown, `unknown field "${shown}"`],
+      [scheduler.url, '/api/v1/workers', { type: 'shell', labels: { [`${key}\u0000`]: 'v' } }, `labels.${'K'.repeat(64)}…(5001 characters)`, 'must not contain a NUL character (\\u0000)'],
+    ];
+    for (const [base, path, body, field, message] of cases) {
+      const r = await send(base, 'POST', path, body);
+      expect([r.status, r.body.detail, r.body.errors], `${path} ${field}`).toEqual([400, `invalid body: ${field}`, [{ path: field, message }]]);
+      expect(JSON.stringify(r.body).length, path).toBeLessThan(1000);
+    }
+  });
+
   it('refuses a body that is not UTF-8, naming it, instead of storing U+FFFD in its place', async () => {
     const bytes = (text: string) => Buffer.concat(text.split('\xff').flatMap((part, i) => (i ? [Buffer.from([0xff]), Buffer.from(part)] : [Buffer.from(part)])));
     const post = async (path: string, body: Buffer, type = 'application/json') => {

@@ -5,7 +5,7 @@ import { Health, ProblemDetails, z } from '@hodei/types';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
 import { parseDocument } from 'yaml';
-import { BadRequestError, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
+import { BadRequestError, clip, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
 import { stringPath, unstorableCharacter } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -48,12 +48,14 @@ function keyMessage(issues: readonly { message: string }[]): string {
   return `invalid name: ${issues.map((k) => k.message).join('; ')}`;
 }
 
+const fieldPath = (keys: readonly PropertyKey[]): string => keys.map((k) => clip(String(k))).join('.');
+
 export function zodIssuesToFields(error: z.ZodError, unknown = (key: string) => `unknown field "${key}"`): FieldError[] {
   return error.issues.flatMap((i) =>
     // a field the schema does not know is named itself, not the object holding it
     i.code === 'unrecognized_keys'
-      ? i.keys.map((k) => ({ path: [...i.path, k].map(String).join('.'), message: unknown(k) }))
-      : [{ path: i.path.map(String).join('.') || 'body', message: i.code === 'invalid_key' ? keyMessage(i.issues) : i.message }],
+      ? i.keys.map((k) => ({ path: fieldPath([...i.path, k]), message: unknown(clip(k)) }))
+      : [{ path: fieldPath(i.path) || 'body', message: i.code === 'invalid_key' ? keyMessage(i.issues) : i.message }],
   );
 }
 
