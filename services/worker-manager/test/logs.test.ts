@@ -146,6 +146,19 @@ describe('ingest contract: logs API', () => {
     expect(text).toBe('line 2498\nline 2499\nline 2500\n');
   });
 
+  it('text/plain without limit is the whole log, past the 10,000 lines a JSON page holds, its last line included', async () => {
+    const id = await newExecution();
+    const n = 10_005;
+    const all = lines(1, n);
+    all[n - 1]!.no_newline = true;
+    await insertLines(svc.ctx.db, all.map((l) => ({ ...l, execution_id: id })));
+    const text = await (await get(`/api/v1/executions/${id}/logs`, { accept: 'text/plain' })).text();
+    expect(text.split('\n').length).toBe(n);
+    expect(text.endsWith(`line ${n - 1}\nline ${n}`)).toBe(true);
+    expect(await (await get(`/api/v1/executions/${id}/logs?limit=2`, { accept: 'text/plain' })).text()).toBe('line 1\nline 2\n');
+    expect((await (await get(`/api/v1/executions/${id}/logs`)).json()).lines).toHaveLength(10_000);
+  });
+
   it('answers lines whose JSON is larger than a string can be (1,400 lines of 64 KiB control characters)', async () => {
     const id = await newExecution();
     const filler = '\u0001'.repeat(64 * 1024 - 10);

@@ -29,7 +29,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         'Stored log lines in seq order. since_seq: lines after that seq; tail: the last N (after the other filters); ' +
         'stream: stdout|stderr; grep: case-sensitive substring, or a POSIX regular expression with grep_regex=true ' +
         '(its search may take HODEI_LOG_GREP_TIMEOUT_MS, 10 s by default: past it, a 422 naming grep); ' +
-        'limit (default 10000). next_seq: pass it as since_seq to get only the lines after this answer (the last line returned, ' +
+        'limit (default 10000; with Accept: text/plain, the whole log). next_seq: pass it as since_seq to get only the lines after this answer (the last line returned, ' +
         'or the last line stored when the answer reached the end, as with tail=0, a grep matching nothing or since_seq past the end). ' +
         'Accept: text/plain gives the lines as raw text.',
       params: IdParams,
@@ -43,15 +43,17 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     async ({ params, query }, req, res) => {
       await find(params.id);
       if (query.grep_regex && query.grep) await checkRegex(db, query.grep);
+      const text = req.accepts(['application/json', 'text/plain']) === 'text/plain';
+      // the raw text is the log as a file (saved, piped to grep): it carries no next_seq to go on from, so it is all of it
+      const limit = text && req.query.limit === undefined ? Number.MAX_SAFE_INTEGER : query.limit;
       // read first: a line stored while the answer is read has a greater seq and comes next time
       const stored = await maxStoredSeq(db, params.id);
-      const pages = readLines(db, params.id, query, grepTimeoutMs);
+      const pages = readLines(db, params.id, { ...query, limit }, grepTimeoutMs);
       const first = await pages.next().catch((err: unknown) => {
         throw grepProblem(err);
       });
       // written a page at a time, each line on its own: the whole answer as one string could pass
       // V8's limit on a string's length (a 500), and held far more memory than the lines
-      const text = req.accepts(['application/json', 'text/plain']) === 'text/plain';
       const out = new BodyWriter(res.status(200).type(text ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8'));
       let next = query.since_seq ?? 0;
       let count = 0;
