@@ -68,7 +68,7 @@ export function buildProgram(): Command {
     });
   program.addHelpText(
     'after',
-    "\nExit codes: 0 success, 1 a refused request or bad input, 2 a usage error or a service that does not answer;\nrun and logs -f exit with the job's code, 128+N when signal N killed it, 124 timed out, 130 cancelled.",
+    "\nExit codes: 0 success, 1 a refused request or bad input, 2 a usage error or a service that does not answer;\nrun, logs -f and jobs show --watch exit with the job's code, 128+N when signal N killed it, 124 timed out, 130 cancelled.",
   );
   for (const option of globalOptions()) program.addOption(option);
   registerRun(program);

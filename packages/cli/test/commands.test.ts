@@ -56,6 +56,22 @@ describe('hodei jobs list --name ""', () => {
   });
 });
 
+describe('hodei jobs show --watch', () => {
+  it('exits with the code run would have once the job ends: its exit code, or 128 + the signal that killed it', async () => {
+    for (const [ending, code] of [['exit 4', 4], ['kill -KILL $$', 137]] as const) {
+      const go = join(fx.dir, `go-${code}`);
+      const command = `while [ ! -e ${go} ]; do sleep 0.05; done; ${ending}`;
+      const { job } = JSON.parse((await hodeiDone(['run', '--detach', '--json', '--command', command], env)).stdout) as { job: string };
+      const watch = hodei(['jobs', 'show', job, '--watch'], env);
+      await watch.waitFor(/^status\s+(pending|queued|running)$/);
+      writeFileSync(go, '');
+      const r = await watch.done;
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stdout).toMatch(/ failed.*  execution [0-9a-f-]{36}\n$/);
+    }
+  });
+});
+
 describe('hodei jobs cancel', () => {
   it('cancels a running job, and says there is nothing to cancel (exit 1) once it has ended', async () => {
     const run = hodei(['run', '--name', 'to-cancel', '--', 'sh', '-c', 'while :; do echo tick; sleep 0.1; done'], env);

@@ -1,8 +1,8 @@
 // `hodei jobs …`: list, show (and watch), cancel, results, stats, cleanup.
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { CleanupResult, FINAL_STATUSES, Job, Stats } from '@hodei/types';
-import { context, type Ctx } from '../context.js';
+import { CleanupResult, Execution, FINAL_STATUSES, Job, Stats } from '@hodei/types';
+import { context, exitCodeFor, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
@@ -65,8 +65,8 @@ export function showJob(out: Output, j: Job): void {
   out.fields(pairs);
 }
 
-/** Print each change of the job's status (polling once a second) until it reaches a final one. */
-async function watchJob(c: Ctx, initial: Job): Promise<void> {
+/** Print each change of the job's status (polling once a second) until it reaches a final one; that job. */
+async function watchJob(c: Ctx, initial: Job): Promise<Job> {
   const { client, out } = c;
   let last = `${initial.status}|${initial.last_execution?.id ?? ''}`;
   let sawActive = !FINAL_STATUSES.includes(initial.status);
@@ -83,8 +83,19 @@ async function watchJob(c: Ctx, initial: Job): Promise<void> {
       out.line(`${out.out('gray', clock(new Date()))} ${statusText(out.out, j.status)}${exit !== null && exit !== undefined ? ` (exit ${exit})` : ''}${j.last_execution ? `  execution ${j.last_execution.id}` : ''}`);
     }
     if (!FINAL_STATUSES.includes(j.status)) sawActive = true;
-    else if (sawActive) return;
+    else if (sawActive) return j;
   }
+}
+
+/** The exit code `run` would have ended with for the job's last execution (its signal asked for only when it failed without a code). */
+async function watchedExitCode(c: Ctx, j: Job): Promise<number> {
+  const last = j.last_execution;
+  if (!last) return 1;
+  const signal =
+    last.status === 'failed' && last.exit_code === null
+      ? (await c.client.get('worker-manager', `/api/v1/executions/${last.id}`, Execution.pick({ signal: true }))).signal
+      : null;
+  return exitCodeFor(last.status, last.exit_code, signal);
 }
 
 export const list = async (f: { status?: string; priority?: number; tag?: string; name?: string; pipeline?: string; limit: number; offset?: number }, cmd: Command) => {
@@ -105,7 +116,7 @@ export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => 
   if (c.out.json && !f.watch) return c.out.printJson(job);
   if (c.out.json) c.out.line(JSON.stringify(job));
   else showJob(c.out, job);
-  if (f.watch) await watchJob(c, job);
+  if (f.watch) process.exitCode = await watchedExitCode(c, await watchJob(c, job));
 };
 
 export const cancel = async (id: string, _f: unknown, cmd: Command) => {

@@ -27,7 +27,7 @@ export function registerJobs(program: Command): void {
     .command('show')
     .summary('a job: definition and last execution')
     .argument('<id>', 'job id or unique prefix (4+ chars) or name')
-    .option('-w, --watch', 'keep watching and print each status change until the job finishes')
+    .option('-w, --watch', 'keep watching and print each status change until the job finishes, then exit with its code as run does')
     .action(lazy(load, 'show'));
 
   jobs

@@ -8,7 +8,7 @@ import { lazy } from '../lazy.js';
 
 const load = () => import('../actions/run.js');
 
-/** How `run` (and `logs -f`, followed to the end) exits. */
+/** How `run` (and `logs -f`, `jobs show --watch`, followed to the end) exits. */
 export const RUN_EXIT_CODES = `Exit codes:
   0..255         the job's own exit code (0: it completed)
   128+N          signal N killed the job (137 SIGKILL, 143 SIGTERM)
