@@ -125,7 +125,8 @@ it('a database outage: each background loop says its failure when it starts and 
   await sched!.stop();
   const said: { level: string; msg: string }[] = [];
   const logger = createLogger('scheduler', 'silent');
-  vi.spyOn(logger, 'child').mockReturnValue(logger);
+  // what the placer's and the firer's child loggers say comes here too
+  vi.spyOn(logger, 'child').mockReturnValue(logger as never);
   for (const level of ['error', 'warn', 'info'] as const) {
     vi.spyOn(logger, level).mockImplementation(((...args: unknown[]) => void said.push({ level, msg: String(args.find((a) => typeof a === 'string')) })) as never);
   }
