@@ -52,6 +52,14 @@ describe('hodei pipelines run', () => {
   }, 60_000);
 
 
+  it('--follow says why a queued job waits, as run does', async () => {
+    await pipeline({ name: 'cli-nowhere', jobs: [{ name: 'stuck', command: 'echo never', labels: { pool: 'nowhere' } }] });
+    const run = hodei(['pipelines', 'run', 'cli-nowhere', '--follow'], env);
+    await run.waitFor(/^\d\d:\d\d:\d\d\.\d{3} stuck  waiting: no worker with label pool=nowhere$/, 10_000);
+    run.child.kill('SIGINT');
+    expect((await run.done).code).toBe(130);
+  }, 30_000);
+
   it('--follow resumes a cut event stream after the last event it saw: no snapshot again, no job line twice', async () => {
     await pipeline({
       name: 'cli-resume',

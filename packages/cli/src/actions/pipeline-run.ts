@@ -6,7 +6,6 @@ import type { Ctx } from '../context.js';
 import { CliError, UnreachableError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { isAbort } from '../http.js';
-import { isOutage, Outage } from '../outage.js';
 import { clock, statusText } from '../output.js';
 import { readSse } from '../sse.js';
 
@@ -30,6 +29,8 @@ export function runExitCode(status: string): number {
 }
 
 const ENDED = new Set(['completed', 'failed', 'cancelled', 'skipped', 'timed_out', 'lost']);
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function parse<S extends z.ZodType>(schema: S, text: string): z.infer<S> | undefined {
   try {
@@ -107,25 +108,28 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     }
   };
 
-  // an outage is over once a connection delivers (an event, or the stream's keep-alive)
-  const outage = new Outage();
-  const path = `/api/v1/pipeline-runs/${runId}/events/stream`;
+  let downSince: number | null = null;
   // a reconnect resumes after the last event seen: the jobs changed since, not a whole snapshot again
   let lastId: string | undefined;
-  for (let tries = 0; ; tries++) {
+  for (let attempt = 0; ; attempt++) {
     let res: Response;
     try {
       const headers: Record<string, string> = { accept: 'text/event-stream', ...(lastId === undefined ? {} : { 'last-event-id': lastId }) };
-      res = await client.fetch('orchestrator', 'GET', path, { headers, timeoutMs: null });
-      if (!res.ok) throw await client.errorOf('orchestrator', 'GET', path, res);
+      res = await client.fetch('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}/events/stream`, { headers, timeoutMs: null });
     } catch (err) {
-      if (!isOutage(err) || tries === 0 || !outage.failed()) throw err;
-      await outage.backOff();
+      if (!(err instanceof UnreachableError) || attempt === 0) throw err;
+      downSince ??= Date.now();
+      if (Date.now() - downSince > 60_000) throw err;
+      await pause(Math.min(2000, 200 * attempt));
       continue;
     }
-    if (!res.body) throw new CliError(`the orchestrator answered ${res.status} to the run's event stream, without a body`);
+    if (!res.ok || !res.body) {
+      await client.request('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}`, null);
+      throw new CliError(`the orchestrator answered ${res.status} to the run's event stream`);
+    }
+    downSince = null;
     try {
-      for await (const ev of readSse(res.body, () => outage.over())) {
+      for await (const ev of readSse(res.body)) {
         lastId = ev.id || lastId;
         const now = new Date().toISOString();
         if (ev.event === 'snapshot' || ev.event === 'completed') {
@@ -146,8 +150,9 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     } catch (err) {
       if (err instanceof CliError || isAbort(err)) throw err;
     }
-    if (!outage.failed()) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
-    await outage.backOff();
+    downSince ??= Date.now();
+    if (Date.now() - downSince > 60_000) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
+    await pause(Math.min(2000, 100 * (attempt + 1)));
   }
 }
 
