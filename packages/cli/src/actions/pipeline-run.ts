@@ -6,6 +6,7 @@ import type { Ctx } from '../context.js';
 import { CliError, UnreachableError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { isAbort } from '../http.js';
+import { isOutage, Outage } from '../outage.js';
 import { clock, statusText } from '../output.js';
 import { readSse } from '../sse.js';
 
@@ -29,8 +30,6 @@ export function runExitCode(status: string): number {
 }
 
 const ENDED = new Set(['completed', 'failed', 'cancelled', 'skipped', 'timed_out', 'lost']);
-
-const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function parse<S extends z.ZodType>(schema: S, text: string): z.infer<S> | undefined {
   try {
@@ -71,6 +70,10 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     const stream = followLogs(client, {
       executionId: id,
       onLine: (l: LogLine) => (held ? held.push(l) : print(l)),
+      // a job queued with no worker to take it says why, as `hodei run` does
+      onWaiting: (reason) => {
+        if (!out.json) out.note(`${out.err('gray', clock(new Date()))} ${job.name.padEnd(width.name)}  ${out.err('yellow', `waiting: ${reason}`)}`);
+      },
     })
       .then(() => released)
       .then(
@@ -108,28 +111,25 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     }
   };
 
-  let downSince: number | null = null;
+  // an outage is over once a connection delivers (an event, or the stream's keep-alive)
+  const outage = new Outage();
+  const path = `/api/v1/pipeline-runs/${runId}/events/stream`;
   // a reconnect resumes after the last event seen: the jobs changed since, not a whole snapshot again
   let lastId: string | undefined;
-  for (let attempt = 0; ; attempt++) {
+  for (let tries = 0; ; tries++) {
     let res: Response;
     try {
       const headers: Record<string, string> = { accept: 'text/event-stream', ...(lastId === undefined ? {} : { 'last-event-id': lastId }) };
-      res = await client.fetch('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}/events/stream`, { headers, timeoutMs: null });
+      res = await client.fetch('orchestrator', 'GET', path, { headers, timeoutMs: null });
+      if (!res.ok) throw await client.errorOf('orchestrator', 'GET', path, res);
     } catch (err) {
-      if (!(err instanceof UnreachableError) || attempt === 0) throw err;
-      downSince ??= Date.now();
-      if (Date.now() - downSince > 60_000) throw err;
-      await pause(Math.min(2000, 200 * attempt));
+      if (!isOutage(err) || tries === 0 || !outage.failed()) throw err;
+      await outage.backOff();
       continue;
     }
-    if (!res.ok || !res.body) {
-      await client.request('orchestrator', 'GET', `/api/v1/pipeline-runs/${runId}`, null);
-      throw new CliError(`the orchestrator answered ${res.status} to the run's event stream`);
-    }
-    downSince = null;
+    if (!res.body) throw new CliError(`the orchestrator answered ${res.status} to the run's event stream, without a body`);
     try {
-      for await (const ev of readSse(res.body)) {
+      for await (const ev of readSse(res.body, () => outage.over())) {
         lastId = ev.id || lastId;
         const now = new Date().toISOString();
         if (ev.event === 'snapshot' || ev.event === 'completed') {
@@ -150,9 +150,8 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     } catch (err) {
       if (err instanceof CliError || isAbort(err)) throw err;
     }
-    downSince ??= Date.now();
-    if (Date.now() - downSince > 60_000) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
-    await pause(Math.min(2000, 100 * (attempt + 1)));
+    if (!outage.failed()) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
+    await outage.backOff();
   }
 }
 
