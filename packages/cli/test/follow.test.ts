@@ -1,5 +1,5 @@
-// followLogs against a worker-manager whose log stream keeps breaking: each outage is timed and
-// backed off on its own, and a stream that is accepted but delivers nothing is not "back".
+// The followers against a service whose stream keeps breaking: each outage is timed and backed off
+// on its own, a stream that is accepted but delivers nothing is not "back", and a 503 is waited out.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,6 +7,8 @@ import { loadCliConfig } from '../src/config.js';
 import { UnreachableError } from '../src/errors.js';
 import { followLogs } from '../src/follow.js';
 import { HodeiClient } from '../src/http.js';
+import { Output } from '../src/output.js';
+import { followRun } from '../src/actions/pipeline-run.js';
 
 const EXECUTION = '01a23460-eb60-700b-814e-8735d2cf6bf5';
 let server: Server | undefined;
@@ -17,13 +19,15 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function workerManager(answer: (req: IncomingMessage, res: ServerResponse, nth: number) => void): Promise<HodeiClient> {
+/** A stand-in for every service: `answer` gets each request and how many came before it, plus one. */
+async function service(answer: (req: IncomingMessage, res: ServerResponse, nth: number) => void) {
   let nth = 0;
   server = createServer((req, res) => answer(req, res, ++nth));
   await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return new HodeiClient(loadCliConfig({}, { HODEI_WORKER_MANAGER_URL: url }, { stdout: {}, stderr: {} }));
+  return loadCliConfig({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, json: true }, {}, { stdout: {}, stderr: {} });
 }
+
+const workerManager = async (answer: Parameters<typeof service>[0]) => new HodeiClient(await service(answer));
 
 const event = (name: string, data: unknown, id?: number) => `${id === undefined ? '' : `id: ${id}\n`}event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
 
@@ -67,5 +71,28 @@ describe('followLogs', () => {
     await expect(followed).rejects.toThrow(/log stream kept breaking/);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(accepted).toBeGreaterThan(2);
+  }, 20_000);
+});
+
+describe('followRun (pipelines follow)', () => {
+  it('waits out an orchestrator answering 503 on a reconnect, and resumes after the last event', async () => {
+    const RUN = '01a2347c-93b1-7221-8abc-1e525b7482fe';
+    const run = (status: string) => ({ id: RUN, pipeline_id: EXECUTION, status, jobs: [{ job_id: EXECUTION, name: 'only', status: status === 'running' ? 'queued' : status, execution_id: null }] });
+    const resumedFrom: (string | undefined)[] = [];
+    const config = await service((req, res, nth) => {
+      resumedFrom.push(req.headers['last-event-id'] as string | undefined);
+      if (nth === 2 || nth === 3) {
+        res.writeHead(503, { 'content-type': 'application/problem+json' });
+        return void res.end(JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'the database is unavailable; try again' }));
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (nth === 1) {
+        res.write(event('snapshot', run('running'), 7));
+        setTimeout(() => res.destroy(), 20);
+      } else res.end(event('completed', run('completed'), 8));
+    });
+    const done = await followRun({ config, client: new HodeiClient(config), out: new Output(config) }, RUN, { timestamps: false });
+    expect(done.status).toBe('completed');
+    expect(resumedFrom).toEqual([undefined, '7', '7', '7']);
   }, 20_000);
 });
