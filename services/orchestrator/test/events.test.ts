@@ -2,10 +2,11 @@
 // hand: job status follows the events' exact fields, including orderings a real installation does
 // not produce on demand (late, out of order, unknown job, junk); cancel asks worker-manager for
 // each queued and running execution, one of them already gone (409); events published while the
-// orchestrator is down are picked up after a restart. Real services: stack.test.ts.
-import { ACK_WAIT_MS, createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
+// orchestrator is down are picked up after a restart, and those that come while its database is down
+// once it is back, their failure said once. Real services: stack.test.ts.
+import { ACK_WAIT_MS, createLogger, createTestEnv, encodeJson, newId, type RunningService, type TestEnv } from '@hodei/platform';
 import type { ExecutionQueuedEvent, ExecutionStatusEvent } from '@hodei/types';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startOrchestrator } from '../src/service.js';
 import { call, deadUrl, eventually, fakeWorkerManager, withWorkerManager, type FakeWorkerManager } from './helpers.js';
 
@@ -304,5 +305,30 @@ describe('restart (contract)', () => {
     svc = await startOrchestrator(withWorkerManager(env.config('orchestrator'), wm.url));
     await eventually(jobStatus(job.id, 'running'), 20_000);
     expect(Date.now() - restarted).toBeLessThan(ACK_WAIT_MS + 5000);
+  }, 30_000);
+
+  it('events arriving while the database is down are applied once it is back, their failure said once, not on every redelivery', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { name: 'during-an-outage', command: 'true' })).body;
+    await svc.stop();
+    const said: { level: string; msg: string }[] = [];
+    const logger = createLogger('orchestrator', 'silent');
+    // what the consumers' child loggers say comes here too
+    vi.spyOn(logger, 'child').mockReturnValue(logger as never);
+    for (const level of ['error', 'warn', 'info'] as const) {
+      vi.spyOn(logger, level).mockImplementation(((...args: unknown[]) => void said.push({ level, msg: String(args.find((a) => typeof a === 'string')) })) as never);
+    }
+    svc = await startOrchestrator(withWorkerManager(env.config('orchestrator'), wm.url), logger);
+
+    // redelivered every second while the database is down
+    await env.databaseDown(async () => {
+      await publishStatus({ execution_id: newId(), job_id: job.id, status: 'running', started_at: now() });
+      await new Promise((r) => setTimeout(r, 3000));
+    });
+
+    await eventually(jobStatus(job.id, 'running'), 20_000);
+    const failed = said.filter((s) => s.level === 'error').map((s) => s.msg);
+    expect(failed).toContain('handling execution events failed; they will be redelivered (said again only once it has worked)');
+    expect(failed).toEqual([...new Set(failed)]);
+    expect(said.map((s) => s.msg)).toContain('handling execution events works again');
   }, 30_000);
 });
