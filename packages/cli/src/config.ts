@@ -27,7 +27,15 @@ export interface CliConfig {
   env: Readonly<Record<string, string | undefined>>;
 }
 
-export class ConfigError extends Error {}
+/** `usage`: a flag's value is at fault (a usage error, exit 2), not the environment's. */
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly usage = false,
+  ) {
+    super(message);
+  }
+}
 
 /** What an Authorization header can carry, as the services' ApiToken (@hodei/types, not loaded here for --help's sake). */
 const HEADER_TOKEN = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/;
@@ -40,7 +48,7 @@ function withScheme(raw: string, what: string): URL {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
     return url;
   } catch {
-    throw new ConfigError(`${what}: "${raw}" is not an http(s) URL`);
+    throw new ConfigError(`${what}: "${raw}" is not an http(s) URL`, what.startsWith('--'));
   }
 }
 
@@ -87,7 +95,7 @@ export function loadCliConfig(
   const token = flags.token ?? (env.HODEI_API_TOKEN || undefined);
   // quoted by fetch's error, the token went to the terminal as 'cannot reach' the service
   if (token !== undefined && !HEADER_TOKEN.test(token)) {
-    throw new ConfigError(`${flags.token === undefined ? 'HODEI_API_TOKEN' : '--token'}: ${TOKEN_RULE}`);
+    throw new ConfigError(`${flags.token === undefined ? 'HODEI_API_TOKEN' : '--token'}: ${TOKEN_RULE}`, flags.token !== undefined);
   }
   return {
     urls: resolveUrls(flags, env),

@@ -21,7 +21,9 @@ function report(err: unknown, command: Command): number {
   }
   if (err instanceof ConfigError) {
     process.stderr.write(`hodei: ${err.message}\n`);
-    return 1;
+    if (!err.usage) return 1;
+    process.stderr.write(`${usageHint(command)}\n`);
+    return USAGE_EXIT;
   }
   process.stderr.write(`hodei: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
   return 1;

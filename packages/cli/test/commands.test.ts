@@ -452,8 +452,8 @@ describe('what the user got wrong, said plainly', () => {
     expect(fromEnv.code).toBe(1);
     expect(fromEnv.stderr).toBe(`hodei: HODEI_API_TOKEN: ${rule}\n`);
     const fromFlag = await hodeiDone(['jobs', 'list', '--token', 's3cret\nsecond line'], env);
-    expect(fromFlag.code).toBe(1);
-    expect(fromFlag.stderr).toBe(`hodei: --token: ${rule}\n`);
+    expect(fromFlag.code).toBe(2);
+    expect(fromFlag.stderr).toBe(`hodei: --token: ${rule}\nrun 'hodei jobs list --help' for usage\n`);
   });
 
   it('pipelines follow wants a whole run id, and says so before anything else', async () => {

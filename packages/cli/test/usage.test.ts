@@ -14,6 +14,7 @@ describe('a usage error', () => {
     [['jobs', 'show'], "hodei: missing required argument 'id'\nrun 'hodei jobs show --help' for usage\n"],
     [['jobs', 'list', '--limit', 'many'], `hodei: option '--limit <n>' argument 'many' is invalid. "many" is not a whole number\nrun 'hodei jobs list --help' for usage\n`],
     [['logs', 'x', 'y'], "hodei: too many arguments for 'logs'. Expected 1 argument but got 2.\nrun 'hodei logs --help' for usage\n"],
+    [['--url', 'ftp://x', 'jobs', 'list'], `hodei: --url: "ftp://x" is not an http(s) URL\nrun 'hodei jobs list --help' for usage\n`],
     [['run'], 'hodei: nothing to run: give --command "…" or --script FILE (or a job file with command: or script:)\nrun \'hodei run --help\' for usage\n'],
     [['schedules', 'create', '--cron', '* * * * *'], "hodei: give --job ID or --pipeline ID\n  job_id: give exactly one of --job or --pipeline\nrun 'hodei schedules create --help' for usage\n"],
   ])('%j exits 2 with hodei: and where the help is', async (args, stderr) => {
