@@ -209,7 +209,7 @@ describe('jobs', () => {
     expect(y.body).toMatchObject({ command: 'echo c', script: null });
     const both = await api('PATCH', `/api/v1/jobs/${j.id}`, { command: 'a', script: 'b' });
     expect(both.status).toBe(400);
-    expect(fieldPaths(both)).toEqual(['script']);
+    expect(fieldPaths(both)).toEqual(['command', 'script']);
     expect((await api('PATCH', `/api/v1/jobs/${MISSING}`, { name: 'x' })).status).toBe(404);
   });
 
