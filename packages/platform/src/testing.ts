@@ -160,11 +160,12 @@ export function parseSseBlock(block: string): { id?: string; event: string; data
 }
 
 /**
- * The statements with a LIMIT that `run` sends through `db` (a list route's pages), each with the
- * plan nodes PostgreSQL runs it with (`Sort`, `Index Scan on jobs`…): a page whose ORDER BY no
- * index serves shows a Sort over every row.
+ * The statements with a LIMIT that `run` sends through `db` (a list route's pages, read-only: each is
+ * run again under EXPLAIN ANALYZE), each with the plan nodes PostgreSQL runs it with (`Sort`,
+ * `Index Scan on jobs`…) and how many times each table was scanned: a page whose ORDER BY no index
+ * serves shows a Sort over every row; a lookup made for the rows an offset skips, as many loops.
  */
-export async function pagedPlans(db: Pool, run: () => Promise<unknown>): Promise<{ sql: string; nodes: string[] }[]> {
+export async function pagedPlans(db: Pool, run: () => Promise<unknown>): Promise<{ sql: string; nodes: string[]; loops: Record<string, number> }[]> {
   const seen: { text: string; values: unknown[] }[] = [];
   const query = db.query;
   db.query = ((config: string | { text: string; values?: unknown[] }, values?: unknown[]) => {
@@ -177,16 +178,19 @@ export async function pagedPlans(db: Pool, run: () => Promise<unknown>): Promise
   } finally {
     db.query = query;
   }
-  const plans: { sql: string; nodes: string[] }[] = [];
+  const plans: { sql: string; nodes: string[]; loops: Record<string, number> }[] = [];
   for (const { text, values } of seen) {
-    const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${text}`, values);
+    const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, values);
     const nodes: string[] = [];
+    const loops: Record<string, number> = {};
     const walk = (n: PlanNode) => {
-      nodes.push(n['Relation Name'] ? `${n['Node Type']} on ${n['Relation Name']}` : n['Node Type']);
+      const table = n['Relation Name'];
+      nodes.push(table ? `${n['Node Type']} on ${table}` : n['Node Type']);
+      if (table) loops[table] = Math.max(loops[table] ?? 0, n['Actual Loops']);
       for (const child of n.Plans ?? []) walk(child);
     };
     walk(rows[0]!['QUERY PLAN'][0].Plan);
-    plans.push({ sql: text, nodes });
+    plans.push({ sql: text, nodes, loops });
   }
   return plans;
 }
@@ -194,5 +198,6 @@ export async function pagedPlans(db: Pool, run: () => Promise<unknown>): Promise
 interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
+  'Actual Loops': number;
   Plans?: PlanNode[];
 }

@@ -76,13 +76,15 @@ function toJob(r: JobRow): Job {
 /** The unique index on (pipeline_id, name): a pipeline's jobs have distinct names. */
 export const NAME_IN_PIPELINE_KEY = 'jobs_pipeline_name_key';
 
-const SELECT_JOB = `
+/** Jobs of `from` (a table or a subquery, named j) with their last execution. */
+const selectJobs = (from: string) => `
   SELECT j.*, e.execution_id AS e_id, e.status AS e_status, e.exit_code AS e_exit_code,
          e.started_at AS e_started_at, e.finished_at AS e_finished_at, e.duration_ms AS e_duration_ms
-  FROM jobs j
+  FROM ${from} j
   LEFT JOIN LATERAL (
     SELECT * FROM job_executions x WHERE x.job_id = j.id ORDER BY x.execution_id DESC LIMIT 1
   ) e ON true`;
+const SELECT_JOB = selectJobs('jobs');
 
 const COLUMNS = [
   'name', 'description', 'pipeline_id', 'command', 'script', 'args', 'env', 'working_dir', 'timeout_seconds',
@@ -133,7 +135,9 @@ export async function listJobs(db: Db, q: JobListQuery): Promise<{ items: Job[];
   const count = await db.query<{ n: number }>(`SELECT count(*) AS n FROM jobs j ${w}`, w.values);
   const limit = w.param(q.limit);
   const offset = w.param(q.offset);
-  const { rows } = await db.query<JobRow>(`${SELECT_JOB} ${w} ORDER BY j.created_at DESC, j.id DESC LIMIT ${limit} OFFSET ${offset}`, w.values);
+  // the page first: the last execution is looked up for its jobs only, not for those an offset skips
+  const page = `(SELECT * FROM jobs j ${w} ORDER BY j.created_at DESC, j.id DESC LIMIT ${limit} OFFSET ${offset})`;
+  const { rows } = await db.query<JobRow>(`${selectJobs(page)} ORDER BY j.created_at DESC, j.id DESC`, w.values);
   return { items: rows.map(toJob), total: count.rows[0]?.n ?? 0 };
 }
 

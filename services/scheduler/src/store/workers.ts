@@ -45,15 +45,17 @@ function toWorker(r: WorkerRow): RegistryWorker {
   };
 }
 
-const SELECT_WITH_USAGE = `
+/** Workers of `from` (a table or a subquery, named w) with what their running executions use. */
+const selectWithUsage = (from: string) => `
   SELECT w.*, coalesce(u.n, 0)::int AS used_slots, coalesce(u.cpu, 0)::float8 AS used_cpu,
          coalesce(u.mem, 0)::float8 AS used_memory, coalesce(u.ids, '{}') AS running
-  FROM workers w
+  FROM ${from} w
   LEFT JOIN LATERAL (
     SELECT count(*) AS n, sum(q.cpu_cores) AS cpu, sum(q.memory_bytes) AS mem,
            array_agg(q.execution_id::text ORDER BY q.claimed_at, q.execution_id) AS ids
     FROM queue q WHERE q.worker_id = w.id AND q.state IN ('assigning', 'assigned')
   ) u ON true`;
+const SELECT_WITH_USAGE = selectWithUsage('workers');
 
 export interface HeartbeatResult {
   id: string;
@@ -88,10 +90,9 @@ export class WorkerStore {
   async list(f: { status?: RegistryWorkerStatus | undefined; limit: number; offset: number }): Promise<{ items: RegistryWorker[]; total: number }> {
     const args: unknown[] = [];
     const where = f.status ? `WHERE w.status = $${args.push(f.status)}` : '';
-    const { rows } = await this.db.query<WorkerRow>(
-      `${SELECT_WITH_USAGE} ${where} ORDER BY w.registered_at DESC, w.id DESC LIMIT $${args.push(f.limit)} OFFSET $${args.push(f.offset)}`,
-      args,
-    );
+    // the page first: the usage is summed for its workers only, not for those an offset skips
+    const page = `(SELECT * FROM workers w ${where} ORDER BY w.registered_at DESC, w.id DESC LIMIT $${args.push(f.limit)} OFFSET $${args.push(f.offset)})`;
+    const { rows } = await this.db.query<WorkerRow>(`${selectWithUsage(page)} ORDER BY w.registered_at DESC, w.id DESC`, args);
     const c = await this.db.query<{ n: number }>(`SELECT count(*) AS n FROM workers w ${where}`, args.slice(0, f.status ? 1 : 0));
     return { items: rows.map(toWorker), total: c.rows[0]?.n ?? 0 };
   }
