@@ -106,6 +106,15 @@ describe('hodei run', () => {
     expect(r.stderr).toBe("hodei: --timeout must be longer than 0 (leave it out for no timeout)\nrun 'hodei run --help' for usage\n");
   });
 
+  it("tells a job's own exit 2 from hodei's usage error (also 2) by the --json object on stdout", async () => {
+    const job = await hodeiDone(['run', '--json', '--', 'sh', '-c', 'exit 2'], env);
+    expect(job.code).toBe(2);
+    expect(JSON.parse(job.stdout)).toMatchObject({ status: 'failed', exit_code: 2 });
+    const usage = await hodeiDone(['run', '--json', '--bogus', '--', 'sh', '-c', 'exit 2'], env);
+    expect([usage.code, usage.stdout]).toEqual([2, '']);
+    expect(usage.stderr).toBe("hodei: unknown option '--bogus'\nrun 'hodei run --help' for usage\n");
+  });
+
   it('exits 124 when the job times out', async () => {
     const started = Date.now();
     const r = await hodeiDone(['run', '--name', 'slow', '--command', 'echo start; sleep 30', '--timeout', '1s'], env);
