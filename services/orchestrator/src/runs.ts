@@ -4,7 +4,7 @@
 // result. A job is started at most once per run: moving its row to `starting` under the run's row
 // lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
-import { checkDefinitionFits, ConflictError, encodeJson, FailureLog, HttpError, newId, NotFoundError, RecentSet, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { checkDefinitionFits, ConflictError, encodeJson, FailureLog, HttpError, newId, NotFoundError, RecentSet, requestNotTaken, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import { findCycle } from './dag.js';
 import * as jobs from './store/jobs.js';
@@ -394,7 +394,9 @@ export class PipelineRunner {
       executionId = await this.workerManager.execute(jobId, this.runEnv(runId, run));
     } catch (err) {
       if (this.stopping) return false;
+      // worker-manager away, or answering 503 (its NATS down): it did nothing, and neither does the run's creation
       if (failIfUnreachable && err instanceof ServiceUnavailableError) throw err;
+      if (failIfUnreachable && requestNotTaken(err)) throw new ServiceUnavailableError((err as Error).message);
       const message = `could not start: ${err instanceof HttpError ? err.message : String(err)}`;
       this.logger.warn({ err, run_id: runId, job_id: jobId }, 'starting a pipeline job failed');
       await runs.updateRunJob(this.db, runId, jobId, { status: 'failed', message }, 'starting');

@@ -515,6 +515,17 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     await api('POST', `/api/v1/pipeline-runs/${fits.body.id}/cancel`);
   });
 
+  it('answers 503 and keeps no run when worker-manager answers 503 to the first start (its message bus down)', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'bus-down', jobs: [{ name: 'a', command: 'true' }] })).body;
+    const detail = 'the message bus (NATS) is unavailable: this service lost its connection to it 1 s ago and is reconnecting; nothing was done, try again';
+    wm.handler = (req) => (req.path === '/api/v1/execute' ? { status: 503, body: { title: 'Service Unavailable', status: 503, detail } } : undefined);
+    const r = await call(svc.url, 'POST', `/api/v1/pipelines/${p.id}/runs`);
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(r.body.detail).toBe(`${wm.url}/api/v1/execute answered 503: ${detail}`);
+    expect((await api('GET', `/api/v1/pipelines/${p.id}/runs`)).body).toEqual([]);
+  });
+
   it('answers 503 and keeps no run when worker-manager is down', async () => {
     const base = env.config('orchestrator');
     const lonely = await startOrchestrator(withWorkerManager(base, await deadUrl()));
