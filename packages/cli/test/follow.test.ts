@@ -2,7 +2,7 @@
 // on its own, a stream that is accepted but delivers nothing is not "back", and a 503 is waited out.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadCliConfig } from '../src/config.js';
 import { UnreachableError } from '../src/errors.js';
 import { followLogs } from '../src/follow.js';
@@ -91,8 +91,16 @@ describe('followRun (pipelines follow)', () => {
         setTimeout(() => res.destroy(), 20);
       } else res.end(event('completed', run('completed'), 8));
     });
-    const done = await followRun({ config, client: new HodeiClient(config), out: new Output(config) }, RUN, { timestamps: false });
-    expect(done.status).toBe('completed');
+    const said: string[] = [];
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((text) => (said.push(String(text)), true));
+    try {
+      const done = await followRun({ config, client: new HodeiClient(config), out: new Output(config) }, RUN, { timestamps: false });
+      expect(done.status).toBe('completed');
+    } finally {
+      stderr.mockRestore();
+    }
     expect(resumedFrom).toEqual([undefined, '7', '7', '7']);
+    // once per outage, also with --json: the break, then that it is back
+    expect(said).toEqual(["the run's event stream broke; retrying…\n", "the run's event stream is back\n"]);
   }, 20_000);
 });

@@ -111,8 +111,18 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     }
   };
 
-  // an outage is over once a connection delivers (an event, or the stream's keep-alive)
+  // an outage is over once a connection delivers (an event, or the stream's keep-alive); said on
+  // stderr once each, also with --json, as logs -f and run say theirs
   const outage = new Outage();
+  const down = (reason: string) => {
+    if (!outage.active) out.note(out.err('yellow', `${reason}; retrying…`));
+    return outage.failed();
+  };
+  const delivering = () => {
+    if (!outage.active) return;
+    outage.over();
+    out.note(out.err('yellow', "the run's event stream is back"));
+  };
   const path = `/api/v1/pipeline-runs/${runId}/events/stream`;
   // a reconnect resumes after the last event seen: the jobs changed since, not a whole snapshot again
   let lastId: string | undefined;
@@ -123,13 +133,13 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
       res = await client.fetch('orchestrator', 'GET', path, { headers, timeoutMs: null });
       if (!res.ok) throw await client.errorOf('orchestrator', 'GET', path, res);
     } catch (err) {
-      if (!isOutage(err) || tries === 0 || !outage.failed()) throw err;
+      if (!isOutage(err) || tries === 0 || !down(err.message)) throw err;
       await outage.backOff();
       continue;
     }
     if (!res.body) throw new CliError(`the orchestrator answered ${res.status} to the run's event stream, without a body`);
     try {
-      for await (const ev of readSse(res.body, () => outage.over())) {
+      for await (const ev of readSse(res.body, delivering)) {
         lastId = ev.id || lastId;
         const now = new Date().toISOString();
         if (ev.event === 'snapshot' || ev.event === 'completed') {
@@ -150,7 +160,7 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     } catch (err) {
       if (err instanceof CliError || isAbort(err)) throw err;
     }
-    if (!outage.failed()) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
+    if (!down("the run's event stream broke")) throw new UnreachableError('orchestrator', client.config.urls.orchestrator, "the run's event stream kept breaking");
     await outage.backOff();
   }
 }
