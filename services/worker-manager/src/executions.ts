@@ -170,6 +170,7 @@ export class Executions {
     const subject = this.ctx.bus.subjects.forExecution(row.job_id).status(row.id);
     let msg;
     try {
+      requireBus(this.ctx.bus);
       msg = await this.ctx.bus.jsm.streams.getMessage(this.ctx.bus.subjects.eventsStream, { last_by_subj: subject });
     } catch (err) {
       throw new ServiceUnavailableError(`whether a worker took the execution could not be checked (${(err as Error).message}); try again`);
@@ -183,11 +184,13 @@ export class Executions {
   private async cancelOnWorker(row: ExecutionRow, workerId: string): Promise<Execution> {
     const id = row.id;
     try {
+      requireBus(this.ctx.bus);
       await this.ctx.bus.nc.request(this.ctx.bus.subjects.control(workerId), cancelControl(id), { timeout: 3000 });
       return store.toExecution(row);
     } catch (err) {
       const gone = await this.workerGone(workerId);
       if (!gone) {
+        if (err instanceof ServiceUnavailableError) throw err;
         throw new ServiceUnavailableError(
           `worker ${workerId} did not answer the cancel request (${(err as Error).message}) and is still registered; try again ` +
             '(a worker silent for the heartbeat time-out goes offline, and its executions end)',
