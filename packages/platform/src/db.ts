@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Logger } from './logger.js';
-import { clip } from './errors.js';
+import { fieldPath } from './errors.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -54,7 +54,7 @@ export function stringPath(value: unknown, bad: (s: string) => boolean): string 
   const pathOf = (node: Node, last?: string): string => {
     const keys = last === undefined ? [] : [last];
     for (let at: Node | undefined = node; at?.parent; at = at.parent) keys.push(at.key);
-    return keys.reverse().map(clip).join('.');
+    return fieldPath(keys.reverse());
   };
   const stack: Node[] = [{ value, key: '', parent: undefined }];
   const seen = new Set<object>(); // a value built from YAML aliases can hold itself

@@ -7,11 +7,20 @@ export interface FieldError {
 
 /** Longest key or value an error message repeats whole. */
 const CLIP_CHARS = 64;
+/** Most keys of a field path an error names: bodies nest deeper only to probe. */
+const PATH_KEYS = 16;
 
 /** A key or value as an error names it: a long one (an env name of 5,000 characters) cut to its
  *  start and its length, so a problem never repeats a huge input in its detail and each error. */
 export function clip(text: string): string {
   return text.length <= CLIP_CHARS ? text : `${text.slice(0, CLIP_CHARS)}…(${text.length} characters)`;
+}
+
+/** A field path as an error names it (`env.NAME`, `jobs.0.depends_on`): each key clipped, and a
+ *  path deeper than PATH_KEYS cut after its first keys. */
+export function fieldPath(keys: readonly PropertyKey[]): string {
+  const shown = keys.slice(0, PATH_KEYS).map((k) => clip(String(k))).join('.');
+  return keys.length > PATH_KEYS ? `${shown}…(${keys.length} keys deep)` : shown;
 }
 
 export class HttpError extends Error {

@@ -87,14 +87,16 @@ describe('request bodies', () => {
     expect([ok.status, ok.body.name, ok.body.env]).toEqual([201, '😀', { A: '😀' }]);
   });
 
-  it('names a huge key by its start and length, not whole, in the detail and each error', async () => {
+  it('names a huge key by its start and length, and a deep path by its first keys, not whole, in the detail and each error', async () => {
     const key = 'K'.repeat(5000);
+    const deep = `{"command":"true","labels":${'{"a":'.repeat(20_000)}"x\\u0000"${'}'.repeat(20_000)}}`;
     const shown = `${'K'.repeat(64)}…(5000 characters)`;
     const cases: Array<[string, string, unknown, string, string]> = [
       [workerManager.url, '/api/v1/execute', { command: 'true', env: { [key]: 'v' } }, `env.${shown}`, 'invalid name: is longer than 255 characters'],
       [orchestrator.url, '/api/v1/jobs', { command: 'true', env: { [key]: 'v' } }, `env.${shown}`, 'invalid name: is longer than 255 characters'],
       [orchestrator.url, '/api/v1/jobs', { command: 'true', [key]: 1 }, shown, `unknown field "${shown}"`],
       [scheduler.url, '/api/v1/workers', { type: 'shell', labels: { [`${key}\u0000`]: 'v' } }, `labels.${'K'.repeat(64)}…(5001 characters)`, 'must not contain a NUL character (\\u0000)'],
+      [workerManager.url, '/api/v1/execute', deep, `labels${'.a'.repeat(15)}…(20001 keys deep)`, 'must not contain a NUL character (\\u0000)'],
     ];
     for (const [base, path, body, field, message] of cases) {
       const r = await send(base, 'POST', path, body);

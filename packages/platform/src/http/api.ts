@@ -5,7 +5,7 @@ import { Health, ProblemDetails, z } from '@hodei/types';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
 import { parseDocument } from 'yaml';
-import { BadRequestError, clip, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
+import { BadRequestError, clip, fieldPath, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
 import { stringPath, unstorableCharacter } from '../db.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -47,8 +47,6 @@ export const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml'
 function keyMessage(issues: readonly { message: string }[]): string {
   return `invalid name: ${issues.map((k) => k.message).join('; ')}`;
 }
-
-const fieldPath = (keys: readonly PropertyKey[]): string => keys.map((k) => clip(String(k))).join('.');
 
 export function zodIssuesToFields(error: z.ZodError, unknown = (key: string) => `unknown field "${key}"`): FieldError[] {
   return error.issues.flatMap((i) =>
