@@ -166,6 +166,18 @@ export function requireBus(bus: Bus): void {
   }
 }
 
+/** Whether the server answers this connection (a PING's PONG) within `ms`: a network gone silent
+ *  shows no disconnect until the client's own pings time out, minutes later. */
+export async function busAnswers(bus: Bus, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([bus.nc.flush().then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */
 export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {
   // noAsyncTraces: no Error (with its stack) built for every request, only to be dropped when it succeeds

@@ -96,17 +96,30 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+export interface TcpForwarder {
+  /** Cuts what passes through and stops listening. */
+  close: () => Promise<void>;
+  /** Holds back what either side sends, the connections kept open (a network gone silent)… */
+  hold: () => void;
+  /** …and delivers it now. */
+  release: () => void;
+}
+
 /** Listens on `port` from now on, passing every connection through to `target` (a PostgreSQL or
- *  NATS that comes up later, or goes away for one client only: `close` cuts what passes through). */
-export function forwardTcp(port: number, target: URL): Promise<{ close: () => Promise<void> }> {
+ *  NATS that comes up later, or goes away or falls silent for one client only). */
+export function forwardTcp(port: number, target: URL): Promise<TcpForwarder> {
   const sockets = new Set<Socket>();
+  let held: (() => void)[] | null = null;
+  const relay = (from: Socket, to: Socket) =>
+    from.on('data', (chunk) => (held ? held.push(() => to.write(chunk)) : to.write(chunk))).on('end', () => to.end());
   const server = createServer((client) => {
     const upstream = tcpConnect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('error', () => undefined).on('close', () => sockets.delete(s));
     }
-    client.pipe(upstream).pipe(client);
+    relay(client, upstream);
+    relay(upstream, client);
   });
   return new Promise((resolve) =>
     server.listen(port, '127.0.0.1', () =>
@@ -114,6 +127,12 @@ export function forwardTcp(port: number, target: URL): Promise<{ close: () => Pr
         close: () => {
           for (const s of sockets) s.destroy();
           return new Promise((r) => server.close(() => r()));
+        },
+        hold: () => void (held ??= []),
+        release: () => {
+          const writes = held ?? [];
+          held = null;
+          for (const write of writes) write();
         },
       }),
     ),

@@ -1,7 +1,7 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { Batcher, bootService, Counter, RecentSet, decodeJson, encodeJson, FailureLog, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { Batcher, bootService, busAnswers, Counter, RecentSet, decodeJson, encodeJson, FailureLog, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import type { ExecutionStatusEvent, WorkerControl } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
@@ -216,6 +216,13 @@ export const definition: ServiceDefinition = {
       }
       try {
         if (!listening()) return;
+        // Over a connection gone silent (a network cut) no heartbeat comes either: the silence is
+        // this scheduler's, and once it answers again the heartbeats held up come first.
+        if (!(await busAnswers(bus, config.heartbeatTimeoutMs / 4))) {
+          logger.warn({ timeout_ms: config.heartbeatTimeoutMs }, 'NATS does not answer this scheduler: workers get one whole time-out to be heard again once it does');
+          startedAt = performance.now();
+          return;
+        }
         const gone = await workers.expire(config.heartbeatTimeoutMs);
         for (const id of gone) {
           logger.warn({ worker_id: id, timeout_ms: config.heartbeatTimeoutMs }, 'worker missed its heartbeats: offline');

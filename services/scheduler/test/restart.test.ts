@@ -177,3 +177,36 @@ it("the scheduler's own NATS connection down for longer than the time-out: worke
     await link.close();
   }
 }, 40_000);
+
+it("the scheduler's connection to NATS gone silent (no disconnect) for longer than the time-out: workers stay online, and a running job completes as one attempt with every line", async () => {
+  const port = await freePort();
+  const link = await forwardTcp(port, new URL(schedConfig.natsUrl));
+  const url = sched!.url;
+  await sched!.stop();
+  sched = await startScheduler({ ...schedConfig, natsUrl: `nats://127.0.0.1:${port}` });
+  try {
+    for (const w of workers) await workerOnline(url, w.id, 10_000);
+    const lines = 25;
+    const job = await executeOn(wm.url, {
+      command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
+      labels: { t: 'restart' },
+      max_retries: 1,
+    });
+    await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+
+    // what NATS sends the scheduler, and what it sends NATS, is held up: its client sees no disconnect
+    link.hold();
+    await new Promise((r) => setTimeout(r, TIMEOUT_MS + 1000));
+    expect(await statuses(url)).toEqual(['online', 'online', 'online']);
+    link.release();
+
+    const { seen, done } = await endedWatchingWorkers(url, job.id);
+    expect(seen).toEqual(new Set(['online']));
+    expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
+  } finally {
+    link.release();
+    await sched?.stop();
+    sched = await startScheduler(schedConfig);
+    await link.close();
+  }
+}, 40_000);
