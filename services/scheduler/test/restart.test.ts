@@ -3,7 +3,7 @@
 // line, and a job placed just after the restart runs too. The same holds when the database is down
 // for longer than the time-out, and when the scheduler's own connection to NATS is: the heartbeats of
 // that time could not be recorded either.
-import { createLogger, createTestEnv, forwardTcp, freePort, serviceAddresses, workerOnline, type Config, type RunningService, type TestEnv } from '@hodei/platform';
+import { createLogger, createTestEnv, forwardTcp, freePort, serviceAddresses, workerOnline, type Config, type TcpForwarder, type RunningService, type TestEnv } from '@hodei/platform';
 import type { Execution, LogLine } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
@@ -145,8 +145,12 @@ it('a database outage: each background loop says its failure when it starts and 
   expect(await statuses(url)).toEqual(['online', 'online', 'online']);
 }, 30_000);
 
-it("the scheduler's own NATS connection down for longer than the time-out: workers stay online, and a running job completes as one attempt with every line", async () => {
-  // the scheduler reaches NATS through a forwarder, the workers directly: cutting it silences their heartbeats for the scheduler only
+/**
+ * The scheduler reaches NATS through a forwarder, the workers directly: `silence` cuts what the
+ * scheduler hears of their heartbeats for longer than the time-out, `restore` ends it. The workers
+ * stay online and a job running meanwhile completes as one attempt with every line.
+ */
+async function schedulerCutOffFromNats(silence: (link: TcpForwarder) => Promise<void> | void, restore: (link: TcpForwarder, port: number) => Promise<TcpForwarder> | TcpForwarder): Promise<void> {
   const port = await freePort();
   let link = await forwardTcp(port, new URL(schedConfig.natsUrl));
   const url = sched!.url;
@@ -162,51 +166,34 @@ it("the scheduler's own NATS connection down for longer than the time-out: worke
     });
     await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
 
-    await link.close();
+    await silence(link);
     await new Promise((r) => setTimeout(r, TIMEOUT_MS + 1000));
     expect(await statuses(url)).toEqual(['online', 'online', 'online']);
-    link = await forwardTcp(port, new URL(schedConfig.natsUrl));
+    link = await restore(link, port);
 
     const { seen, done } = await endedWatchingWorkers(url, job.id);
     expect(seen).toEqual(new Set(['online']));
     expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
     expect((await storedLines(job.id)).map((l) => l.line)).toEqual(Array.from({ length: lines }, (_, i) => `line-${i + 1}`));
   } finally {
+    link.release();
     await sched?.stop();
     sched = await startScheduler(schedConfig);
     await link.close();
   }
+}
+
+it("the scheduler's own NATS connection down for longer than the time-out: workers stay online, and a running job completes as one attempt with every line", async () => {
+  await schedulerCutOffFromNats(
+    (link) => link.close(),
+    (_link, port) => forwardTcp(port, new URL(schedConfig.natsUrl)),
+  );
 }, 40_000);
 
 it("the scheduler's connection to NATS gone silent (no disconnect) for longer than the time-out: workers stay online, and a running job completes as one attempt with every line", async () => {
-  const port = await freePort();
-  const link = await forwardTcp(port, new URL(schedConfig.natsUrl));
-  const url = sched!.url;
-  await sched!.stop();
-  sched = await startScheduler({ ...schedConfig, natsUrl: `nats://127.0.0.1:${port}` });
-  try {
-    for (const w of workers) await workerOnline(url, w.id, 10_000);
-    const lines = 25;
-    const job = await executeOn(wm.url, {
-      command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
-      labels: { t: 'restart' },
-      max_retries: 1,
-    });
-    await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
-
-    // what NATS sends the scheduler, and what it sends NATS, is held up: its client sees no disconnect
-    link.hold();
-    await new Promise((r) => setTimeout(r, TIMEOUT_MS + 1000));
-    expect(await statuses(url)).toEqual(['online', 'online', 'online']);
-    link.release();
-
-    const { seen, done } = await endedWatchingWorkers(url, job.id);
-    expect(seen).toEqual(new Set(['online']));
-    expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1, log_lines: lines });
-  } finally {
-    link.release();
-    await sched?.stop();
-    sched = await startScheduler(schedConfig);
-    await link.close();
-  }
+  // what NATS sends the scheduler, and what it sends NATS, is held up: its client sees no disconnect
+  await schedulerCutOffFromNats(
+    (link) => link.hold(),
+    (link) => (link.release(), link),
+  );
 }, 40_000);
