@@ -23,6 +23,13 @@ export function fieldPath(keys: readonly PropertyKey[]): string {
   return keys.length > PATH_KEYS ? `${shown}…(${keys.length} keys deep)` : shown;
 }
 
+/** The request a problem names in `instance`: its path whole, a long query clipped like any value
+ *  (a 3,000-character parameter is not repeated back). */
+export function requestInstance(url: string): string {
+  const at = url.indexOf('?');
+  return at < 0 ? url : `${url.slice(0, at)}?${clip(url.slice(at + 1))}`;
+}
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,

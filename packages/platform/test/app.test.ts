@@ -199,6 +199,14 @@ describe('app factory', () => {
     expect((await fetch(`${open.url}/health`)).status).toBe(200);
   });
 
+  it('names the request in `instance` by its path, a long query cut to its start and length', async () => {
+    const long = `n=${'x'.repeat(3000)}`;
+    const res = await fetch(`${open.url}/api/v1/notes/not-a-uuid?${long}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
+    expect((await res.json()).instance).toBe(`/api/v1/notes/not-a-uuid?${long.slice(0, 64)}…(3002 characters)`);
+    const short = await fetch(`${open.url}/api/v1/notes/not-a-uuid?a=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
+    expect((await short.json()).instance).toBe('/api/v1/notes/not-a-uuid?a=1');
+  });
+
   it('a body over the limit is a 413 that says which limit, and where to raise it', async () => {
     const res = await post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) }));
     expect([res.status, (await res.json()).detail]).toEqual([413, 'the request body is larger than 4mb (HODEI_BODY_LIMIT)']);

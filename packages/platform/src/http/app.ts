@@ -9,7 +9,7 @@ import express, { type ErrorRequestHandler, type Express, type Request, type Req
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
-import { BadRequestError, HttpError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
+import { BadRequestError, HttpError, NotFoundError, PayloadTooLargeError, requestInstance, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { YAML_TYPES, type Api } from './api.js';
 import { openStreams } from './sse.js';
@@ -296,7 +296,7 @@ function errorHandler(logger: Logger, api: Api, bodyLimit: string): ErrorRequest
         title: problem.title,
         status: problem.status,
         detail: problem.message,
-        instance: req.originalUrl,
+        instance: requestInstance(req.originalUrl),
         ...(problem.errors ? { errors: problem.errors } : {}),
       });
   };
