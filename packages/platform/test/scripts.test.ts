@@ -1,7 +1,7 @@
 // scripts/lib.sh, which `make start-services` / `stop-services` / `status` use to tell whether a
 // service of a pid file runs.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,4 +29,19 @@ it('live_pid takes a running process for running, and a zombie (exited, not reap
   parent.kill('SIGKILL');
   await new Promise((r) => parent.once('exit', r));
   expect(livePid(parent.pid!)).toBe('');
+});
+
+it('`make clean` removes the demo logs under HODEI_STATE_DIR with the services\' logs', () => {
+  // a copy of the scripts, so ROOT (the dist/ it removes) is a scratch directory, not this checkout
+  const root = mkdtempSync(join(tmpdir(), 'hodei-clean-'));
+  onTestFinished(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'scripts'));
+  for (const script of ['lib.sh', 'clean.sh']) copyFileSync(fileURLToPath(new URL(`../../../scripts/${script}`, import.meta.url)), join(root, 'scripts', script));
+  const state = join(root, 'state');
+  for (const dir of ['logs', 'demo']) {
+    mkdirSync(join(state, dir), { recursive: true });
+    writeFileSync(join(state, dir, 'x.log'), 'output\n');
+  }
+  execFileSync('bash', [join(root, 'scripts', 'clean.sh')], { env: { ...process.env, HODEI_STATE_DIR: state }, stdio: 'pipe' });
+  expect(readdirSync(state)).toEqual([]);
 });
