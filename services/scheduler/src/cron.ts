@@ -81,11 +81,29 @@ const FIELDS: Record<string, [name: string, range: string, shift: number]> = {
   dayOfWeek: ['day of week', '0-7 or SUN-SAT', 0],
 };
 
-function cronError(err: Error): string {
+/** croner's entries in order: it puts a second in front of a 5-field pattern. */
+const ENTRIES = ['second', 'minute', 'hour', 'day', 'month', 'dayOfWeek'] as const;
+const NAMES = /JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT/gi;
+
+/** What a field croner calls 'illegal characters' holds that no field takes: `W` (Quartz's nearest
+ *  weekday, which croner 9 lacks) by its meaning, anything else by its characters. */
+function unsupportedToken(name: string, text: string): string {
+  if (name === 'day' && /W/i.test(text)) return 'W (the weekday nearest a day) is not supported';
+  const left = [...new Set(text.replace(NAMES, '').replace(/[\d*,\-/?L#]/gi, ''))].join('');
+  return `${left || text} is not supported (digits, names, * , - / ? L #)`;
+}
+
+function cronError(err: Error, pattern: string): string {
   const message = err.message.replace(/^CronPattern: /, '');
   const out = /^Invalid value for (\w+): (-?\d+)$/.exec(message);
   const field = out && FIELDS[out[1]!];
-  return field ? `${field[0]} ${Number(out[2]) + field[2]} is out of range (${field[1]})` : message;
+  if (field) return `${field[0]} ${Number(out[2]) + field[2]} is out of range (${field[1]})`;
+  const illegal = /^configuration entry (\d) \(.*\) contains illegal characters/.exec(message);
+  if (!illegal) return message;
+  const fields = pattern.split(' ');
+  const name = ENTRIES[Number(illegal[1])]!;
+  const text = fields[Number(illegal[1]) - (fields.length === 5 ? 1 : 0)]!;
+  return `${FIELDS[name]![0]} "${text}": ${unsupportedToken(name, text)}`;
 }
 
 /** A pattern croner accepts, normalized, or a 400 naming `cron`. */
@@ -102,7 +120,7 @@ function parseCron(pattern: string, timezone: string): string {
     new Cron(normalized, { timezone, paused: true });
     return normalized;
   } catch (err) {
-    const message = cronError(err as Error);
+    const message = cronError(err as Error, normalized);
     throw new BadRequestError(`invalid cron expression: ${message}`, [{ path: 'cron', message }]);
   }
 }

@@ -188,6 +188,18 @@ describe('schedules', () => {
       const problem = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron }), 400, 'cron');
       expect(problem.errors, cron).toEqual([{ path: 'cron', message }]);
     }
+    // croner 9 takes no W (nearest weekday) and said only 'configuration entry 3 (15W) contains illegal characters'
+    const unsupported: Array<[string, string]> = [
+      ['0 0 15W * *', 'day of month "15W": W (the weekday nearest a day) is not supported'],
+      ['0 0 LW * *', 'day of month "LW": W (the weekday nearest a day) is not supported'],
+      ['0 0 H * *', 'day of month "H": H is not supported (digits, names, * , - / ? L #)'],
+      ['0 x * * *', 'hour "x": x is not supported (digits, names, * , - / ? L #)'],
+      ['0 0 0 * * MON%2', 'day of week "MON%2": % is not supported (digits, names, * , - / ? L #)'],
+    ];
+    for (const [cron, message] of unsupported) {
+      const problem = await expectProblem(await post('/api/v1/schedules', { job_id: knownJob, cron }), 400, 'cron');
+      expect(problem.errors, cron).toEqual([{ path: 'cron', message }]);
+    }
     // croner reads a pattern holding ':' as a date to fire once at; one in year 275760 held the
     // scheduler's event loop for hours (its health too), one in 2099 was taken as a cron
     const dated = 'is a date-time, not a cron expression (5 or 6 fields): give run_at for one run at a date';
