@@ -22,6 +22,8 @@ interface ReceivedSpan {
   parentSpanId: string;
   name: string;
   kind: number;
+  /** OTLP status code: 0 unset, 1 ok, 2 error */
+  status: number;
 }
 
 /** A minimal OTLP/HTTP receiver (JSON encoding): POST /v1/traces. */
@@ -40,13 +42,13 @@ async function startReceiver(): Promise<{ server: Server; url: string; spans: Re
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
         resourceSpans: {
           resource: { attributes: { key: string; value: { stringValue?: string } }[] };
-          scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number }[] }[];
+          scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; status?: { code?: number } }[] }[];
         }[];
       };
       for (const rs of body.resourceSpans) {
         const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
         for (const ss of rs.scopeSpans) {
-          for (const s of ss.spans) spans.push({ service, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind });
+          for (const s of ss.spans) spans.push({ service, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind, status: s.status?.code ?? 0 });
         }
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
@@ -304,4 +306,58 @@ describe('one execution, one trace across the services and the worker', () => {
       expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(['scheduler scheduler fire']);
     }
   }, 180_000);
+
+  it('a pipeline run is one trace: each of its jobs runs in the trace of the request that started the run', async () => {
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string; jobs: { id: string; name: string }[] }>;
+    await post(`${urls['worker-manager']}/api/v1/workers`, { type: 'shell', capacity: { slots: 1, cpu_cores: 1, memory_bytes: 268435456 } });
+    const pipeline = await post(`${urls.orchestrator}/api/v1/pipelines`, {
+      name: 'traced-pipeline',
+      jobs: [
+        { name: 'first', command: 'echo "tp=$TRACEPARENT"' },
+        { name: 'second', command: 'echo "tp=$TRACEPARENT"', depends_on: ['first'] },
+      ],
+    });
+    const run = await post(`${urls.orchestrator}/api/v1/pipelines/${pipeline.id}/runs`, {});
+    const done = await waitFor('the run to complete', async () => {
+      const r = (await (await fetch(`${urls.orchestrator}/api/v1/pipeline-runs/${run.id}`)).json()) as { status: string; jobs: { execution_id: string | null }[] };
+      return r.status === 'completed' ? r : undefined;
+    }, 90_000);
+    const traceIds = new Set<string>();
+    for (const j of done.jobs) {
+      const logs = (await (await fetch(`${urls['worker-manager']}/api/v1/executions/${j.execution_id}/logs`)).json()) as { lines: { line: string }[] };
+      traceIds.add(/^tp=00-([0-9a-f]{32})-/.exec(logs.lines[0]?.line ?? '')?.[1] ?? `none in ${JSON.stringify(logs.lines)}`);
+    }
+    expect(traceIds.size).toBe(1);
+    const [traceId] = [...traceIds];
+    const spans = await waitFor('both runs in the trace', () => {
+      const inTrace = receiver.spans.filter((s) => s.traceId === traceId);
+      return inTrace.filter((s) => s.name === 'worker run').length === 2 ? inTrace : undefined;
+    });
+    const roots = spans.filter((s) => !s.parentSpanId);
+    expect(roots.map((s) => `${s.service} ${s.kind === 2 ? 'server' : s.kind}`)).toEqual(['orchestrator server']);
+    expect(roots[0]!.name).toMatch(/^POST/);
+  }, 180_000);
+
+  it('a run that fails or times out is an error span; a cancelled one is ended (exported) without being an error', async () => {
+    const wm = urls['worker-manager'];
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;
+    await post(`${wm}/api/v1/workers`, { type: 'shell', capacity: { slots: 3, cpu_cores: 1, memory_bytes: 268435456 } });
+    const runs = {
+      failed: await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"; exit 3' }),
+      timed_out: await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"; sleep 30', timeout_seconds: 1 }),
+      cancelled: await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"; sleep 30' }),
+    };
+    const traceOf = async (id: string) => {
+      const logs = (await (await fetch(`${wm}/api/v1/executions/${id}/logs`)).json()) as { lines: { line: string }[] };
+      return /^tp=00-([0-9a-f]{32})-/.exec(logs.lines[0]?.line ?? '')?.[1];
+    };
+    const cancelTrace = await waitFor('the job to be running', () => traceOf(runs.cancelled.id), 30_000);
+    await post(`${wm}/api/v1/executions/${runs.cancelled.id}/cancel`, {});
+    for (const [status, { id }] of Object.entries(runs)) {
+      await waitFor(`${status}`, async () => ((await (await fetch(`${wm}/api/v1/executions/${id}`)).json()) as { status: string }).status === status || undefined, 30_000);
+      const traceId = status === 'cancelled' ? cancelTrace : await traceOf(id);
+      const run = await waitFor(`the ${status} run's span`, () => receiver.spans.find((s) => s.traceId === traceId && s.name === 'worker run'), 30_000);
+      expect(run.status, status).toBe(status === 'cancelled' ? 0 : 2);
+    }
+  }, 120_000);
 });

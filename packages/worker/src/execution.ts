@@ -12,6 +12,7 @@ import {
   publishTraced,
   resultPartBytes,
   SpanKind,
+  SpanStatusCode,
   splitResult,
   startSpan,
   type Context as TraceContext,
@@ -438,6 +439,8 @@ export class Execution {
     }
     await this.statusChain;
     this.trace.span.setAttributes({ 'hodei.status': status, ...(exitCode !== null ? { 'process.exit.code': exitCode } : {}) });
+    // a cancel is the user's choice, not a failure of the run
+    if (status === 'failed' || status === 'timed_out') this.trace.span.setStatus({ code: SpanStatusCode.ERROR, message });
     this.trace.span.end();
     this.log.debug({ status, exit_code: exitCode, signal, last_seq: this.seq }, 'execution finished');
     this.resolveFinished({ status, exitCode, signal });

@@ -17,7 +17,7 @@ import {
 import type { JetStreamClient, JetStreamPublishOptions, PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 
-export { SpanKind, type Span, type Context };
+export { SpanKind, SpanStatusCode, type Span, type Context };
 
 /** The preload to pass as `node --import <this> main.js` (the built file, from src or dist alike). */
 export const TELEMETRY_REGISTER = fileURLToPath(new URL('../../dist/telemetry/register.js', import.meta.url));
