@@ -101,8 +101,14 @@ export const WorkerControl = z.discriminatedUnion('action', [
   z.object({ action: z.literal('cancel'), execution_id: Id, reason: z.enum(['cancelled', 'timed_out']).default('cancelled') }),
   z.object({ action: z.literal('drain') }),
   z.object({ action: z.literal('stop'), force: z.boolean() }),
+  /** Who holds this worker id: asked by an agent starting with that id (two would each run every job placed on it). */
+  z.object({ action: z.literal('identify') }),
 ]);
 export type WorkerControl = z.infer<typeof WorkerControl>;
+
+/** An agent's answer to `WorkerControl{identify}`. */
+export const WorkerIdentity = z.object({ ok: z.literal(true), pid: z.number().int(), host: z.string(), draining: z.boolean() });
+export type WorkerIdentity = z.infer<typeof WorkerIdentity>;
 
 export const LogBatch = z.object({
   execution_id: Id,

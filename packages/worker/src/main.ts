@@ -4,6 +4,7 @@ import { createLogger, flushTelemetry } from '@hodei/platform';
 import { loadWorkerConfig, redactWorkerConfig, type WorkerConfig } from './config.js';
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.js';
 import { NatsWaitAborted } from './connect.js';
+import { WorkerIdInUse } from './sole.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 let config: WorkerConfig;
@@ -53,6 +54,10 @@ try {
   if (err instanceof NatsWaitAborted) {
     logger.info(err.message);
     process.exit(0);
+  }
+  if (err instanceof WorkerIdInUse) {
+    logger.fatal(err.message);
+    process.exit(1);
   }
   logger.fatal({ err }, 'worker failed');
   process.exit(1);

@@ -3,12 +3,13 @@
 import os from 'node:os';
 import { jetstream } from '@nats-io/jetstream';
 import { NoRespondersError, RequestError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat } from '@hodei/types';
+import { Assignment, HeartbeatReply, LogBacklog, subjects as makeSubjects, WorkerControl, type AssignmentAck, type WorkerHeartbeat, type WorkerIdentity } from '@hodei/types';
 import { createLogger, decodeJson, encodeJson, RecentSet, silenceCheckMs, type Logger } from '@hodei/platform';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './config.js';
 import { connectNats } from './connect.js';
 import { Execution } from './execution.js';
 import { Reaper } from './reaper.js';
+import { identity, waitForOwnId } from './sole.js';
 import { createSpawner, type Spawner } from './spawn.js';
 import type { WorkerMetrics } from './metrics.js';
 import { MAX_LINE_BYTES } from './lines.js';
@@ -49,6 +50,12 @@ export async function startWorker(options: StartWorkerOptions = {}): Promise<Wor
     throw new Error(
       `NATS at ${config.natsUrl} takes messages of at most ${maxPayload} bytes (max_payload); a worker needs ${MIN_MAX_PAYLOAD} to ship a ${MAX_LINE_BYTES}-byte log line: raise max_payload in the server's configuration (default 1 MiB)`,
     );
+  }
+  try {
+    await waitForOwnId(nc, makeSubjects(config.natsPrefix).control(config.id), config.id, logger, signal);
+  } catch (err) {
+    await nc.close();
+    throw err;
   }
   const agent = new WorkerAgent(config, nc, await createSpawner(config.spawner, logger, { killGraceMs: config.killGraceMs }), logger, metrics);
   await agent.begin();
@@ -206,7 +213,7 @@ class WorkerAgent {
   }
 
   private onControl(msg: Msg): void {
-    let reply: { ok: boolean; reason?: string };
+    let reply: { ok: boolean; reason?: string } | WorkerIdentity;
     let after: (() => void) | undefined;
     try {
       const parsed = WorkerControl.safeParse(decodeJson(msg.data));
@@ -219,6 +226,8 @@ class WorkerAgent {
           if (!execution) reply = { ok: false, reason: 'execution is not running on this worker' };
           else if (execution.kill(c.reason)) reply = { ok: true };
           else reply = { ok: false, reason: ENDED };
+        } else if (c.action === 'identify') {
+          reply = identity(this.draining || this.shuttingDown);
         } else if (c.action === 'drain' || (c.action === 'stop' && !c.force)) {
           reply = { ok: true };
           after = () => void this.drain();

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -73,6 +73,37 @@ describe('drain and stop', () => {
     await run.running;
     await w.stop();
     expect((await run.final).status).toBe('completed');
+  });
+});
+
+describe('one agent per worker id', () => {
+  it('a second agent given the id of a running one refuses to start, saying so, and the job placed on that id runs once', async () => {
+    const w = await h.start();
+    await expect(h.start({ id: w.id })).rejects.toThrow(
+      new RegExp(`another worker agent already runs as worker ${w.id} \\(pid ${process.pid} on ${os.hostname()}\\)`),
+    );
+    const marker = path.join(scratch, `once-${w.id}`);
+    const run = await h.assign({ command: `echo run >> ${marker}` }, { to: w });
+    expect((await run.final).status).toBe('completed');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readFileSync(marker, 'utf8')).toBe('run\n');
+  });
+
+  it('a second agent given the id of one that drains waits for it to exit, then takes over', async () => {
+    const w = await h.start();
+    const release = path.join(scratch, `release-${w.id}`);
+    const run = await h.assign({ command: `while [ ! -e ${release} ]; do sleep 0.05; done` }, { to: w });
+    await run.running;
+    void w.drain();
+    let started = false;
+    const next = h.start({ id: w.id }).then((n) => ((started = true), n));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(started).toBe(false);
+    writeFileSync(release, '');
+    expect((await run.final).status).toBe('completed');
+    const successor = await next;
+    const after = await h.assign({ command: 'true' }, { to: successor });
+    expect((await after.final).status).toBe('completed');
   });
 });
 
