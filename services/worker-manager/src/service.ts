@@ -1,7 +1,7 @@
 // worker-manager: the worker agent processes it starts, executions and their logs, results and
 // live streams.
 import { fileURLToPath } from 'node:url';
-import { bootService, decodeJson, type Config, type Logger, type ServiceDefinition } from '@hodei/platform';
+import { bootService, decodeJson, FailureLog, type Config, type Logger, type ServiceDefinition } from '@hodei/platform';
 import { WorkerHeartbeat } from '@hodei/types';
 import { Consumers } from './consumers.js';
 import { Executions } from './executions.js';
@@ -53,12 +53,13 @@ export const definition: ServiceDefinition = {
 
     // a row per worker ever started: the history would only grow
     let forgetting: Promise<void> | undefined;
+    const forgetEveryMs = Math.max(FORGET_CHECK_MS.min, Math.min(FORGET_CHECK_MS.max, ctx.config.forgetWorkersAfterMs));
+    const forgetFailures = new FailureLog(ctx.logger, 'forgetting workers long gone', `it is tried again every ${forgetEveryMs / 1000} s`);
     const forget = () =>
       (forgetting ??= supervisor
         .forgetGone()
-        .catch((err: unknown) => ctx.logger.warn({ err }, 'forgetting workers long gone failed'))
+        .then(() => forgetFailures.worked(), (err: unknown) => forgetFailures.failed(err))
         .finally(() => (forgetting = undefined)));
-    const forgetEveryMs = Math.max(FORGET_CHECK_MS.min, Math.min(FORGET_CHECK_MS.max, ctx.config.forgetWorkersAfterMs));
     let forgetTimer: NodeJS.Timeout | undefined;
 
     return {

@@ -81,6 +81,31 @@ it('a database outage while lines arrive: the failure to store them is logged on
   expect(said.filter((m) => m === 'storing log lines works again').length).toBe(1);
 }, 60_000);
 
+it('a database outage: forgetting workers long gone (each second here) and recording worker exits say their failure once, and when forgetting works again', async () => {
+  await wm.stop();
+  const said: string[] = [];
+  const logger = createLogger('worker-manager', 'silent');
+  for (const level of ['error', 'warn', 'info'] as const) {
+    vi.spyOn(logger, level).mockImplementation(((...args: unknown[]) => void said.push(String(args.find((a) => typeof a === 'string')))) as never);
+  }
+  wm = await startWorkerManager({ ...wmConfig, forgetWorkersAfterMs: 1000 }, logger);
+  const pids: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const res = await fetch(`${wm.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'shell' }) });
+    pids.push(((await res.json()) as { pid: number }).pid);
+  }
+  await env.databaseDown(async () => {
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await until(async () => pids.every(pidGone));
+    await new Promise((r) => setTimeout(r, 2500));
+  });
+  await until(async () => said.includes('forgetting workers long gone works again'), 5000, 'forgetting works again');
+  await wm.stop();
+  wm = await startWorkerManager(wmConfig);
+  expect(said.filter((m) => m.startsWith('forgetting workers long gone failed')).length).toBe(1);
+  expect(said.filter((m) => m.startsWith('recording a worker exit failed')).length).toBe(1);
+}, 60_000);
+
 it('stop() stops the workers it started; a record whose process is gone becomes exited at start-up', async () => {
   const res = await fetch(`${wm.url}/api/v1/workers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'shell' }) });
   expect(res.status).toBe(201);

@@ -8,7 +8,7 @@ import { closeSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { RequestError, type Subscription } from '@nats-io/nats-core';
-import { decodeJson, encodeJson, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type Logger, type ServiceContext } from '@hodei/platform';
+import { decodeJson, encodeJson, FailureLog, newId, ServiceUnavailableError, TELEMETRY_REGISTER, telemetryActive, type Logger, type ServiceContext } from '@hodei/platform';
 import type { ManagedWorker, WorkerStart } from '@hodei/types';
 import { inheritedEnv } from '../config.js';
 import type { WmMetrics } from '../metrics.js';
@@ -56,11 +56,14 @@ export class Supervisor {
   private readonly children = new Map<string, Managed>();
   readonly host = hostname();
   private readonly heartbeats = new Map<string, string>();
+  private readonly exitRecording: FailureLog;
 
   constructor(
     private readonly ctx: ServiceContext,
     private readonly metrics: WmMetrics,
-  ) {}
+  ) {
+    this.exitRecording = new FailureLog(ctx.logger, 'recording a worker exit', 'a worker left live is recorded exited at the next start');
+  }
 
   lastHeartbeat(id: string): string | null {
     return this.heartbeats.get(id) ?? null;
@@ -265,8 +268,9 @@ export class Supervisor {
         this.ctx.bus.subjects.workerEvent(id, 'exited'),
         encodeJson({ worker_id: id, exit_code: code, signal, stopping, timestamp: new Date().toISOString() }),
       );
+      this.exitRecording.worked();
     } catch (err) {
-      this.ctx.logger.error({ err, worker_id: id }, 'recording a worker exit failed');
+      this.exitRecording.failed(err, { worker_id: id });
     }
   }
 
