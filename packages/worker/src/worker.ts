@@ -461,7 +461,10 @@ class WorkerAgent {
         }
         if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
           // no work ever comes to a worker the registry does not know: stop rather than idle for ever
-          this.failure = registrationRefusal(res.status, text, Boolean(this.config.apiToken));
+          const other = await otherServiceAt(this.config.schedulerUrl);
+          this.failure = other
+            ? `${this.config.schedulerUrl} is the ${other}, not the scheduler: point HODEI_SCHEDULER_URL (hodei worker --scheduler) at the scheduler (port 8081 by default)`
+            : registrationRefusal(res.status, text, Boolean(this.config.apiToken));
           this.logger.error({ status: res.status, body: text.slice(0, 500) }, 'the scheduler refused the registration; stopping');
           void this.shutdown();
           return;
@@ -477,6 +480,17 @@ class WorkerAgent {
       }
       await delay(Math.min(5000, 200 * 2 ** Math.min(attempt, 5)));
     }
+  }
+}
+
+/** The Hodei service other than the scheduler that answers at `url` (its /health says which), if one does. */
+async function otherServiceAt(url: string): Promise<string | undefined> {
+  try {
+    const res = await fetch(new URL('/health', url), { signal: AbortSignal.timeout(2000) });
+    const service = ((await res.json()) as { service?: unknown }).service;
+    return typeof service === 'string' && service !== 'scheduler' ? service : undefined;
+  } catch {
+    return undefined; // not a Hodei service: its refusal says what there is to say
   }
 }
 

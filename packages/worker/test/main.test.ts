@@ -148,6 +148,30 @@ describe('dist/main.js', () => {
     }
   });
 
+  it('given the URL of another service as the scheduler\'s, exits 1 naming that service', async () => {
+    // worker-manager has a POST /api/v1/workers too, and refuses the agent's body
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.url === '/health') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok","service":"worker-manager"}');
+        res.writeHead(400, { 'content-type': 'application/problem+json' }).end('{"title":"Bad Request","status":400,"detail":"invalid body: id, host, pid"}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    let agent: ReturnType<typeof startAgent> | undefined;
+    try {
+      agent = startAgent(newId(), { HODEI_SCHEDULER_URL: url });
+      expect(await Promise.race([agent.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(1);
+      expect(agent.stdout()).toContain(
+        `${url} is the worker-manager, not the scheduler: point HODEI_SCHEDULER_URL (hodei worker --scheduler) at the scheduler (port 8081 by default)`,
+      );
+    } finally {
+      agent?.proc.kill('SIGKILL');
+      server.close();
+    }
+  });
+
   it('exits 1 when the scheduler refuses its registration (a wrong token), instead of idling unregistered', async () => {
     const server = http.createServer((req, res) => {
       req.resume();
