@@ -1,7 +1,7 @@
 // Prometheus metrics of a standalone worker agent, served on HODEI_WORKER_METRICS_PORT (off by default).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, createMetrics, Gauge, type Logger, type Registry } from '@hodei/platform';
+import { Counter, createMetrics, Gauge, startAtZero, type Logger, type Registry } from '@hodei/platform';
 
 export interface WorkerMetrics {
   registry: Registry;
@@ -21,11 +21,11 @@ export function createWorkerMetrics(state: { running: () => number; slots: numbe
     },
   });
   new Gauge({ name: 'hodei_worker_capacity_slots', help: 'Executions this worker may run at once', registers }).set(state.slots);
-  return {
-    registry,
-    assignments: new Counter({ name: 'hodei_worker_assignments_total', help: 'Assignments received, by outcome', labelNames: ['outcome'], registers }),
-    finished: new Counter({ name: 'hodei_worker_executions_finished_total', help: 'Executions this worker ended, by final status', labelNames: ['status'], registers }),
-  };
+  const assignments = new Counter({ name: 'hodei_worker_assignments_total', help: 'Assignments received, by outcome', labelNames: ['outcome'], registers });
+  const finished = new Counter({ name: 'hodei_worker_executions_finished_total', help: 'Executions this worker ended, by final status', labelNames: ['status'], registers });
+  startAtZero(assignments, 'outcome', ['accepted', 'refused']);
+  startAtZero(finished, 'status', ['completed', 'failed', 'timed_out', 'cancelled']);
+  return { registry, assignments, finished };
 }
 
 /** GET /metrics (Prometheus text) on `port`; anything else 404. */

@@ -47,6 +47,9 @@ describe('worker /metrics', () => {
     const text0 = await before.text();
     expect(sample(text0, 'hodei_worker_capacity_slots{service="worker"}')).toBe(2);
     expect(sample(text0, 'hodei_worker_executions_running{service="worker"}')).toBe(0);
+    // every series there from the start, so that rate() and increase() count the first of each
+    for (const outcome of ['accepted', 'refused']) expect(sample(text0, `hodei_worker_assignments_total{outcome="${outcome}",service="worker"}`)).toBe(0);
+    for (const status of ['completed', 'failed', 'timed_out', 'cancelled']) expect(sample(text0, `hodei_worker_executions_finished_total{status="${status}",service="worker"}`)).toBe(0);
     expect(text0).toContain('hodei_process_cpu_seconds_total');
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
 

@@ -28,6 +28,10 @@ export const definition: ServiceDefinition = {
         registers,
       }),
     };
+    // every series at 0 from the start, so that rate() and increase() count the first of each
+    for (const kind of ['queued', 'status']) {
+      for (const outcome of ['applied', 'ignored', 'unknown_job', 'invalid']) metrics.events.inc({ kind, outcome }, 0);
+    }
     const workerManager = new WorkerManagerClient(ctx.config.urls['worker-manager'], ctx.config.apiToken, ctx.logger);
     const maxPayload = () => ctx.bus.nc.info?.max_payload;
     pipelineRoutes(ctx.api, { db: ctx.db, metrics, maxPayload });

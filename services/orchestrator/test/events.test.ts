@@ -50,6 +50,15 @@ afterAll(async () => {
 });
 
 describe('job status from execution events (contract)', () => {
+  it('shows every kind and outcome of an execution event at 0 before the first one, so rate() and increase() count that first one', async () => {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    for (const kind of ['queued', 'status']) {
+      for (const outcome of ['applied', 'ignored', 'unknown_job', 'invalid']) {
+        expect(text, `${kind} ${outcome}`).toMatch(new RegExp(`^hodei_orchestrator_execution_events_total\\{kind="${kind}",outcome="${outcome}",[^}]*\\} \\d+$`, 'm'));
+      }
+    }
+  });
+
   it('follows queued → running → completed with exit code and duration', async () => {
     const job = (await api('POST', '/api/v1/jobs', { name: 'follows', command: 'true' })).body;
     const eid = newId();

@@ -1,7 +1,7 @@
 // The scheduler: cron schedules, the worker registry (REST + NATS heartbeats) and the placement of
 // queued executions on workers.
 import { fileURLToPath } from 'node:url';
-import { Batcher, bootService, busAnswers, Counter, RecentSet, decodeJson, encodeJson, FailureLog, Gauge, Histogram, ServiceClient, silenceCheckMs, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
+import { Batcher, bootService, busAnswers, Counter, RecentSet, decodeJson, encodeJson, FailureLog, Gauge, Histogram, ServiceClient, silenceCheckMs, startAtZero, type Config, type Logger, type RunningService, type ServiceDefinition } from '@hodei/platform';
 import type { ExecutionStatusEvent, WorkerControl } from '@hodei/types';
 import { startEventConsumers } from './events.js';
 import { Firer } from './firer.js';
@@ -39,6 +39,7 @@ export const definition: ServiceDefinition = {
       labelNames: ['outcome'] as const,
       registers: [metrics],
     });
+    startAtZero(placements, 'outcome', ['accepted', 'refused', 'no_answer']);
     new Gauge({
       name: 'hodei_queue_depth',
       help: 'Executions waiting for a worker',
@@ -81,6 +82,13 @@ export const definition: ServiceDefinition = {
       },
     });
 
+    const firings = new Counter({
+      name: 'hodei_schedule_firings_total',
+      help: 'Schedule firings by outcome (fired, skipped, failed, missed)',
+      labelNames: ['outcome'] as const,
+      registers: [metrics],
+    });
+    startAtZero(firings, 'outcome', ['fired', 'skipped', 'failed', 'missed']);
     const firer = new Firer(
       schedules,
       new ServiceClient(config.urls['worker-manager'], config.apiToken),
@@ -93,12 +101,7 @@ export const definition: ServiceDefinition = {
           buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 60],
           registers: [metrics],
         }),
-        firings: new Counter({
-          name: 'hodei_schedule_firings_total',
-          help: 'Schedule firings by outcome (fired, skipped, failed, missed)',
-          labelNames: ['outcome'] as const,
-          registers: [metrics],
-        }),
+        firings,
       },
       logger.child({ component: 'cron' }),
     );

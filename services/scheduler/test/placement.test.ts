@@ -142,6 +142,12 @@ afterAll(async () => {
 });
 
 describe('placement', () => {
+  it('shows every placement and firing outcome at 0 before the first one, so rate() and increase() count that first one', async () => {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    for (const outcome of ['accepted', 'refused', 'no_answer']) expect(text, outcome).toMatch(new RegExp(`^hodei_placements_total\\{outcome="${outcome}",[^}]*\\} \\d+$`, 'm'));
+    for (const outcome of ['fired', 'skipped', 'failed', 'missed']) expect(text, outcome).toMatch(new RegExp(`^hodei_schedule_firings_total\\{outcome="${outcome}",[^}]*\\} \\d+$`, 'm'));
+  });
+
   it('waits with "no online worker", then places on a worker as soon as one registers', async () => {
     const id = await enqueue();
     expect(await until(() => reasons(id), (r) => r.length > 0)).toEqual(['no online worker']);

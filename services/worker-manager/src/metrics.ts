@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from '@hodei/platform';
+import { Counter, Gauge, Histogram, startAtZero, type Registry } from '@hodei/platform';
+import { FINAL_STATUSES } from '@hodei/types';
 
 export interface WmMetrics {
   finished: Counter<'status'>;
@@ -9,7 +10,7 @@ export interface WmMetrics {
 }
 
 export function createWmMetrics(registry: Registry): WmMetrics {
-  return {
+  const metrics: WmMetrics = {
     finished: new Counter({
       name: 'hodei_executions_finished_total',
       help: 'Executions that reached a final status, by status',
@@ -31,4 +32,7 @@ export function createWmMetrics(registry: Registry): WmMetrics {
     }),
     workerProcesses: new Gauge({ name: 'hodei_worker_processes', help: 'Worker agent processes this service runs', registers: [registry] }),
   };
+  startAtZero(metrics.finished, 'status', FINAL_STATUSES);
+  startAtZero(metrics.duration, 'status', FINAL_STATUSES);
+  return metrics;
 }

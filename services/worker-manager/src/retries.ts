@@ -3,7 +3,7 @@
 // (±20 % jitter, capped at an hour) and is then announced to the scheduler, which prefers a worker
 // other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
 // restart of this service does not lose it: start() arms the timer for whatever is due.
-import { Counter, encodeJson, FailureLog, Gauge, newId, publishTraced, traceField, withSpan, type ServiceContext } from '@hodei/platform';
+import { Counter, encodeJson, FailureLog, Gauge, newId, publishTraced, startAtZero, traceField, withSpan, type ServiceContext } from '@hodei/platform';
 import { retryDue, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import type { ExecutionRow } from './store/executions.js';
 import * as store from './store/retries.js';
@@ -47,6 +47,7 @@ export class Retries {
       labelNames: ['reason'] as const,
       registers: [ctx.metrics],
     });
+    startAtZero(this.counter, 'reason', ['failed', 'lost']);
     new Gauge({
       name: 'hodei_retries_waiting',
       help: 'Retries waiting out their back-off',

@@ -53,6 +53,15 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
+it('shows every final status and retry reason at 0 before the first one, so rate() and increase() count that first one', async () => {
+  const text = await (await call(wm.url, 'GET', '/metrics')).text();
+  for (const status of ['completed', 'failed', 'timed_out', 'cancelled', 'lost']) {
+    expect(text, status).toMatch(new RegExp(`^hodei_executions_finished_total\\{status="${status}",[^}]*\\} \\d+$`, 'm'));
+    expect(text, status).toMatch(new RegExp(`^hodei_execution_duration_seconds_count\\{[^}]*status="${status}"[^}]*\\} \\d+$`, 'm'));
+  }
+  for (const reason of ['failed', 'lost']) expect(text, reason).toMatch(new RegExp(`^hodei_retries_total\\{reason="${reason}",[^}]*\\} \\d+$`, 'm'));
+});
+
 describe('real executions on a spawned worker', () => {
   let worker: { id: string; pid: number };
 
