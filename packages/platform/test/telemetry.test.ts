@@ -360,4 +360,18 @@ describe('one execution, one trace across the services and the worker', () => {
       expect(run.status, status).toBe(status === 'cancelled' ? 0 : 2);
     }
   }, 120_000);
+
+  it("a force-stopped worker still ends and exports its runs' spans", async () => {
+    const wm = urls['worker-manager'];
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;
+    const worker = await post(`${wm}/api/v1/workers`, { type: 'shell', labels: { pool: 'forced' }, capacity: { slots: 1, cpu_cores: 1, memory_bytes: 268435456 } });
+    const exec = await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"; sleep 30', labels: { pool: 'forced' } });
+    const traceId = await waitFor('the job to be running', async () => {
+      const logs = (await (await fetch(`${wm}/api/v1/executions/${exec.id}/logs`)).json()) as { lines: { line: string }[] };
+      return /^tp=00-([0-9a-f]{32})-/.exec(logs.lines[0]?.line ?? '')?.[1];
+    }, 30_000);
+    expect((await fetch(`${wm}/api/v1/workers/${worker.id}?force=true`, { method: 'DELETE' })).status).toBe(200);
+    const run = await waitFor('the run span', () => receiver.spans.find((s) => s.traceId === traceId && s.name === 'worker run'), 20_000);
+    expect(run.status).toBe(0);
+  }, 60_000);
 });
