@@ -177,11 +177,8 @@ export const LogsQueryFull = LogsQuery.extend({
 });
 export type LogsQueryFull = z.infer<typeof LogsQueryFull>;
 
-/** Query of the log SSE stream: history from `since_seq` (exclusive, like `Last-Event-ID`) or the last `tail` lines. */
-export const LogStreamQuery = z.object({
-  since_seq: queryInt(0, MAX_SEQ).optional(),
-  tail: queryInt(0, 1_000_000).optional(),
-});
+/** Query of the log SSE stream: history from `since_seq` (exclusive, like `Last-Event-ID`), the last `tail` of those lines, as on GET …/logs. */
+export const LogStreamQuery = LogsQuery.pick({ since_seq: true, tail: true });
 
 // ---- storage and cleanup (used by the orchestrator's stats and cleanup) ----
 

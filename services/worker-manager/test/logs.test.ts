@@ -304,6 +304,18 @@ describe('ingest contract: log stream (SSE)', () => {
     await tail.ended;
     expect(seqs(logEvents(tail))).toEqual(range(96, 100));
 
+    // since_seq and tail together as GET …/logs takes them: the last N of the lines after since_seq
+    for (const [query, from] of [['since_seq=50&tail=5', 96], ['since_seq=97&tail=5', 98]] as const) {
+      const both = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream?${query}`);
+      await both.ended;
+      expect(seqs(logEvents(both)), query).toEqual(range(from, 100));
+      expect(seqs(((await (await get(`/api/v1/executions/${id}/logs?${query}`)).json()) as { lines: LogLine[] }).lines), query).toEqual(range(from, 100));
+    }
+    // an EventSource reconnecting to a ?tail= URL resumes after its last line: tail no longer cuts
+    const resumedTail = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream?tail=5`, { 'last-event-id': '50' });
+    await resumedTail.ended;
+    expect(seqs(logEvents(resumedTail))).toEqual(range(51, 100));
+
     const replay = await openSse(`${svc.url}/api/v1/executions/${id}/logs/stream`);
     await replay.ended;
     expect(seqs(logEvents(replay))).toEqual(range(1, 100));
@@ -318,6 +330,9 @@ describe('ingest contract: log stream (SSE)', () => {
     for (const [path, headers, field] of [
       ['logs/stream?since_seq=2147483648', {}, 'since_seq'],
       ['logs?since_seq=2147483648', {}, 'since_seq'],
+      // the same largest tail as GET …/logs (the stream took up to 1,000,000)
+      ['logs/stream?tail=100001', {}, 'tail'],
+      ['logs?tail=100001', {}, 'tail'],
       ['logs/stream', { 'last-event-id': '1e99' }, 'Last-Event-ID'],
       ['logs/stream', { 'last-event-id': '2147483648' }, 'Last-Event-ID'],
     ] as const) {

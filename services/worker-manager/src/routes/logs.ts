@@ -85,7 +85,8 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       path: '/api/v1/executions/:id/logs/stream',
       tag,
       summary:
-        'Live log lines (SSE): `connected`, history (all, ?tail=N, or after ?since_seq= / Last-Event-ID), live lines ' +
+        'Live log lines (SSE): `connected`, history (all, after ?since_seq=, its last ?tail=N lines as on GET …/logs, or after ' +
+        'Last-Event-ID, which resumes with no line cut whatever tail says), live lines ' +
         'with no gap and no duplicate (`id` = seq), then `completed` and the stream closes.',
       params: IdParams,
       query: LogStreamQuery,
@@ -95,8 +96,9 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
     async ({ params, query }, req, res) => {
       const head = await find(params.id);
       const lastEventId = req.get('last-event-id');
+      const resumed = lastEventId !== undefined && lastEventId !== '';
       let since = query.since_seq;
-      if (lastEventId !== undefined && lastEventId !== '') {
+      if (resumed) {
         const n = /^\d{1,10}$/.test(lastEventId) ? Number(lastEventId) : NaN;
         if (!(n <= MAX_SEQ)) throw new BadRequestError('Last-Event-ID must be a seq', [{ path: 'Last-Event-ID', message: `must be an integer from 0 to ${MAX_SEQ}` }]);
         since = n;
@@ -106,9 +108,11 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
       // register before reading anything, so no live line can fall between history and live
       const sub = hub.subscribe(params.id, conn, (since ?? 0) + 1);
       const row = await executions.getExecution(db, params.id);
-      if (since === undefined && query.tail !== undefined) {
+      // tail cuts the history as on GET …/logs (the last N of the lines after since_seq); a reconnecting
+      // EventSource still sends its URL's ?tail=, but resumes after its last line with nothing cut
+      if (!resumed && query.tail !== undefined) {
         const max = Math.max(row?.last_seq ?? 0, await maxStoredSeq(db, params.id), hub.pendingMax(params.id));
-        sub.nextSeq = Math.max(1, max - query.tail + 1);
+        sub.nextSeq = Math.max((since ?? 0) + 1, max - query.tail + 1);
       }
       if (row && isFinalStatus(row.status)) {
         sub.setFinal(finalOf(row));
