@@ -24,6 +24,8 @@ interface ReceivedSpan {
   kind: number;
   /** OTLP status code: 0 unset, 1 ok, 2 error */
   status: number;
+  /** its string attributes */
+  attributes: Record<string, string>;
 }
 
 /** A minimal OTLP/HTTP receiver (JSON encoding): POST /v1/traces. */
@@ -42,13 +44,13 @@ async function startReceiver(): Promise<{ server: Server; url: string; spans: Re
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
         resourceSpans: {
           resource: { attributes: { key: string; value: { stringValue?: string } }[] };
-          scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; status?: { code?: number } }[] }[];
+          scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; status?: { code?: number }; attributes?: { key: string; value: { stringValue?: string } }[] }[] }[];
         }[];
       };
       for (const rs of body.resourceSpans) {
         const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
         for (const ss of rs.scopeSpans) {
-          for (const s of ss.spans) spans.push({ service, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind, status: s.status?.code ?? 0 });
+          for (const s of ss.spans) spans.push({ service, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind, status: s.status?.code ?? 0, attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, a.value.stringValue ?? ''])) });
         }
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
@@ -373,5 +375,16 @@ describe('one execution, one trace across the services and the worker', () => {
     expect((await fetch(`${wm}/api/v1/workers/${worker.id}?force=true`, { method: 'DELETE' })).status).toBe(200);
     const run = await waitFor('the run span', () => receiver.spans.find((s) => s.traceId === traceId && s.name === 'worker run'), 20_000);
     expect(run.status).toBe(0);
+  }, 60_000);
+
+  it('a firing that fails (its job deleted) is an error span, with its outcome', async () => {
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;
+    const job = await post(`${urls.orchestrator}/api/v1/jobs`, { name: 'deleted-before-firing', command: 'true' });
+    const schedule = await post(`${urls.scheduler}/api/v1/schedules`, { job_id: job.id, cron: '* * * * * *' });
+    expect((await fetch(`${urls.orchestrator}/api/v1/jobs/${job.id}`, { method: 'DELETE' })).status).toBe(204);
+    const fire = await waitFor('the failed firing\'s span', () =>
+      receiver.spans.find((s) => s.name === 'scheduler fire' && s.attributes['hodei.schedule_id'] === schedule.id && s.attributes['hodei.outcome'] === 'failed'), 30_000);
+    expect(fire.status).toBe(2);
+    await fetch(`${urls.scheduler}/api/v1/schedules/${schedule.id}`, { method: 'DELETE' });
   }, 60_000);
 });

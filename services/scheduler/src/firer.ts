@@ -2,7 +2,7 @@
 // schedule_runs row under UNIQUE (schedule_id, scheduled_at); only the process whose insert won
 // asks worker-manager (or the orchestrator, for a pipeline) to run it, so replicas never double-fire.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { encodeJson, FailureLog, HttpError, requestNotTaken, untraced, withSpan, type Bus, type Logger, type ServiceClient } from '@hodei/platform';
+import { encodeJson, FailureLog, HttpError, requestNotTaken, SpanStatusCode, untraced, withSpan, type Bus, type Logger, type ServiceClient, type Span } from '@hodei/platform';
 import { isFinalStatus, retryDue, type Execution, type ScheduleFiredEvent } from '@hodei/types';
 import type { Counter, Histogram } from 'prom-client';
 import { nextCronRun } from './cron.js';
@@ -188,7 +188,12 @@ export class Firer {
     this.metrics.lateness.observe(Math.max(0, Date.now() - scheduledAt.getTime()) / 1000);
     const attributes = { 'hodei.schedule_id': d.id, 'hodei.scheduled_at': scheduledAt.toISOString() };
     const began = Date.now();
-    const starting = withSpan('scheduler fire', () => this.start(d, runId, scheduledAt, log, START_RETRY_FOR_MS), { parent: null, attributes })
+    const fire = async (span: Span) => {
+      const { outcome, message } = await this.start(d, runId, scheduledAt, log, START_RETRY_FOR_MS);
+      span.setAttribute('hodei.outcome', outcome);
+      if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: message ?? undefined });
+    };
+    const starting = withSpan('scheduler fire', fire, { parent: null, attributes })
       .catch((err: unknown) => log.error({ err, run_id: runId }, 'recording a firing failed'))
       .finally(() => {
         this.starting.delete(d.id);
@@ -207,7 +212,7 @@ export class Firer {
   }
 
   /** Starts what a claimed firing runs, unless overlap_policy forbids it, then records and announces the outcome. */
-  private async start(d: FiringTarget, runId: string, scheduledAt: Date, log: Logger, retryForMs = 0): Promise<void> {
+  private async start(d: FiringTarget, runId: string, scheduledAt: Date, log: Logger, retryForMs = 0): Promise<Started> {
     let started: Started;
     const giveUpAt = Date.now() + retryForMs;
     for (let tries = 1; ; tries++) {
@@ -255,6 +260,7 @@ export class Firer {
       log.warn({ err }, 'could not publish schedule.fired');
     });
     log.debug({ scheduled_at: event.scheduled_at, outcome, execution_id: executionId, pipeline_run_id: pipelineRunId }, 'schedule fired');
+    return started;
   }
 
   private record(runId: string, s: Started): Promise<void> {
