@@ -425,7 +425,7 @@ export class Executions {
           job_id: row.job_id,
           status: row.status,
           message,
-          timestamp: new Date().toISOString(),
+          timestamp: store.statusTimestamp(row),
         },
       },
       final,

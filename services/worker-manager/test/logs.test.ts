@@ -399,6 +399,11 @@ describe('ingest contract: events streams', () => {
     all.close();
     const exec = await (await get(`/api/v1/executions/${id}`)).json();
     expect(exec.progress).toMatchObject({ current: 3, total: 10 });
+    // a client reconnecting after the end is told the same event: its time is the recorded finished_at, live and replayed
+    const replay = await openSse(`${svc.url}/api/v1/executions/${id}/events/stream`);
+    await replay.ended;
+    const completedAt = (s: typeof c) => s.events.filter((e) => e.event === 'job_event').map((e) => JSON.parse(e.data).timestamp).at(-1);
+    expect([completedAt(c), JSON.parse(mine.data).timestamp, completedAt(replay)]).toEqual([exec.finished_at, exec.finished_at, exec.finished_at]);
   });
 
   it('per execution: a status that arrives while the stream reads the row is sent once, not again after it', async () => {

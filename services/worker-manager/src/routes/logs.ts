@@ -156,7 +156,7 @@ export function registerLogRoutes(api: Api, db: Pool, hub: LogHub, events: Event
         job_id: row.job_id,
         status: row.status,
         message: row.status === 'queued' ? row.waiting : row.message,
-        timestamp: (row.finished_at ?? row.started_at ?? row.created_at).toISOString(),
+        timestamp: executions.statusTimestamp(row),
       });
       if (row.progress) conn.event('progress', { execution_id: row.id, ...row.progress });
       if (final) {

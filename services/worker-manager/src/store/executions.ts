@@ -33,6 +33,13 @@ export const COLUMNS = `id, job_id, name, worker_id, attempt, retry_of, status, 
   progress, spec, created_at, started_at, finished_at, duration_ms, last_seq, has_result, result_error,
   COALESCE(last_seq, (SELECT max(seq) FROM log_lines l WHERE l.execution_id = executions.id), 0) AS log_lines`;
 
+/** When the execution took its current status, as recorded (finished_at, started_at, created_at): the
+ *  `timestamp` of its status events, so one sent live and the same one replayed to a client that
+ *  connects later agree. */
+export function statusTimestamp(r: ExecutionRow): string {
+  return (r.finished_at ?? r.started_at ?? r.created_at).toISOString();
+}
+
 export function toExecution(r: ExecutionRow): Execution {
   return {
     id: r.id,
