@@ -1,6 +1,6 @@
 // hodei going away while it follows an execution or a run (killed, its terminal closed, its reader
 // gone) takes what it follows with it, as the end of a local pipeline would: nobody would see the rest.
-import { exitWhenWritten, whenReaderGone, type Output } from './output.js';
+import { exitWhenWritten, READER_GONE_EXIT, whenReaderGone, type Output } from './output.js';
 
 export interface Abandonment {
   /** 143 (SIGTERM), 129 (SIGHUP) or 141 (reader gone) once hodei was told to go: it wins over the followed one's code. */
@@ -52,7 +52,7 @@ export function cancelWhenAbandoned(
     void abandon(SIGNAL_EXIT[signal === 'SIGTERM' ? 'SIGTERM' : 'SIGHUP']).then(exitWhenWritten);
   };
   process.on('SIGTERM', onTerm).on('SIGHUP', onTerm);
-  whenReaderGone(() => abandon(141));
+  whenReaderGone(() => abandon(READER_GONE_EXIT));
   return {
     get code() {
       return code;

@@ -55,3 +55,15 @@ export function exitCodeFor(status: string, exitCode: number | null | undefined,
       return 1;
   }
 }
+
+/** An execution's end in a field: its code, `signal SIGKILL (exit 137)` (what hodei exits with), or `-`. */
+export function exitField(status: string, exitCode: number | null | undefined, signal?: string | null): string {
+  if (exitCode !== null && exitCode !== undefined) return String(exitCode);
+  return signal ? `signal ${signal} (exit ${exitCodeFor(status, exitCode, signal)})` : '-';
+}
+
+/** The same after a status, in parentheses: ` (exit 3)`, ` (signal SIGKILL, exit 137)`, or nothing. */
+export function exitNote(status: string, exitCode: number | null | undefined, signal?: string | null): string {
+  if (exitCode !== null && exitCode !== undefined) return ` (exit ${exitCode})`;
+  return signal ? ` (signal ${signal}, exit ${exitCodeFor(status, exitCode, signal)})` : '';
+}

@@ -26,12 +26,22 @@ export class UnreachableError extends CliError {
   }
 }
 
+/** The service began to answer, then the connection closed before the end of its answer. */
+export class CutOffError extends UnreachableError {
+  constructor(service: string, url: string, route: string, reason: string) {
+    super(service, url, reason);
+    this.message = `the ${service} at ${url} closed the connection in the middle of its answer to ${route} (${reason})`;
+  }
+}
+
 /** The service answered with a problem (4xx/5xx). */
 export class ApiError extends CliError {
   constructor(
     readonly status: number,
     message: string,
     readonly fieldErrors: { path: string; message: string }[] = [],
+    /** A 503's Retry-After, in ms: the service did nothing and asks to be tried again after it. */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message, status >= 500 ? 2 : 1, fieldErrors.map((e) => `${e.path || '(body)'}: ${e.message}`));
   }

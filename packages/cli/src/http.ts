@@ -2,7 +2,7 @@
 // every response body checked against the zod schema it is supposed to match.
 import { z } from '@hodei/types';
 import type { CliConfig, ServiceName } from './config.js';
-import { ApiError, CliError, UnreachableError } from './errors.js';
+import { ApiError, CliError, CutOffError, UnreachableError } from './errors.js';
 
 export type Query = Record<string, string | number | boolean | undefined | null>;
 
@@ -97,7 +97,7 @@ export class HodeiClient {
   ): Promise<ApiResponse<z.infer<S>>> {
     const res = await this.fetch(service, method, path, opts);
     const text = await res.text().catch((err: unknown) => {
-      throw new UnreachableError(service, this.config.urls[service], networkReason(err));
+      throw new CutOffError(service, this.config.urls[service], `${method} ${path}`, networkReason(err));
     });
     if (!res.ok) throw problemError(service, this.config.urls[service], res, text, { route: `${method} ${path}`, token: this.config.token !== undefined });
     let json: unknown = undefined;
@@ -163,7 +163,15 @@ function problemError(service: ServiceName, baseUrl: string, res: Response, text
     return new ApiError(404, `${baseUrl} has no ${sent.route}: is it the ${service}? (check --url / --${service}-url)`);
   if (res.status >= 500) {
     const what = problem.detail ?? problem.title ?? res.statusText;
-    return new ApiError(res.status, `the ${service} at ${baseUrl} answered ${res.status}: ${what}`);
+    return new ApiError(res.status, `the ${service} at ${baseUrl} answered ${res.status}: ${what}`, [], res.status === 503 ? retryAfterMs(res.headers.get('retry-after')) : null);
   }
   return new ApiError(res.status, problem.detail ?? problem.title ?? `${res.status} ${res.statusText}`, fields);
+}
+
+/** Retry-After as seconds or an HTTP date, in ms from now; null when absent or unreadable. */
+function retryAfterMs(value: string | null): number | null {
+  if (value === null || value.trim() === '') return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
 }

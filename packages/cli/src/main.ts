@@ -5,14 +5,14 @@ import { CommanderError, type Command } from 'commander';
 import { buildProgram, usageHint } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError, USAGE_EXIT, UsageError } from './errors.js';
-import { exitWhenWritten, outputFailed, readerGone, visible } from './output.js';
+import { exitWhenWritten, inline, outputFailed, readerGone } from './output.js';
 
 function report(err: unknown, command: Command): number {
   // commander has written the help, the version or the usage error already (a command
   // given without its subcommand, `hodei jobs`, is one: the help went to stderr)
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_EXIT;
   // the services' words (a problem's detail quotes what was sent) must not drive the terminal
-  const paint = (s: string) => visible(s, false);
+  const paint = (s: string) => inline(s, false);
   if (err instanceof CliError) {
     process.stderr.write(`hodei: ${paint(err.message)}\n`);
     for (const d of err.details) process.stderr.write(`  ${paint(d)}\n`);

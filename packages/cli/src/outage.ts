@@ -60,3 +60,23 @@ export class Outage {
     this.tries = 0;
   }
 }
+
+/**
+ * `fn` (a creation), again while the service answers 503 with Retry-After: it did nothing and asks
+ * to be tried again then. Waits as long as a follower does at most; `onWait` hears the first reason.
+ * Any other failure, a 503 without Retry-After among them, may have done something: not retried.
+ */
+export async function whileNothingDone<T>(fn: () => Promise<T>, onWait: (reason: string) => void, giveUpMs = GIVE_UP_MS): Promise<T> {
+  const since = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 503 || err.retryAfterMs === null) throw err;
+      const wait = Math.min(Math.max(err.retryAfterMs, 100), 10_000);
+      if (Date.now() - since + wait > giveUpMs) throw err;
+      if (attempt === 1) onWait(err.message);
+      await pause(wait);
+    }
+  }
+}

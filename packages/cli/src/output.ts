@@ -26,6 +26,17 @@ export function visible(line: string, colour: boolean): string {
   });
 }
 
+const LAYOUT = /[\t\n]/g;
+
+/**
+ * Text the services sent inside a line hodei lays out (a field, a table cell, an error): as `visible`,
+ * and a tab or a newline shown too (`^I`, `^J`), so that a label value or a description holding one
+ * does not break the layout. A job's log lines keep their tabs.
+ */
+export function inline(text: string, colour: boolean): string {
+  return visible(text, colour).replace(LAYOUT, (c) => `^${String.fromCharCode(c.charCodeAt(0) + 0x40)}`);
+}
+
 /** `HH:MM:SS.mmm` of an ISO timestamp, in local time. */
 export function clock(iso: string | Date): string {
   const d = typeof iso === 'string' ? new Date(iso) : iso;
@@ -84,13 +95,16 @@ export function whenReaderGone(fn: (() => Promise<number>) | null): void {
   onReaderGone = fn;
 }
 
-/** stdout or stderr is a closed pipe: exit, after the current command's clean-up if it set one
+/** Exit code of a command whose reader went away: 128 + SIGPIPE, as a shell reports `yes | head`. */
+export const READER_GONE_EXIT = 141;
+
+/** stdout or stderr is a closed pipe: exit 141, after the current command's clean-up if it set one
  *  (`exitCode`, when given, wins over the clean-up's). */
 export function readerGone(exitCode?: number): void {
   if (readerWentAway) return;
   readerWentAway = true;
   const fn = onReaderGone;
-  if (!fn) process.exit(exitCode ?? Number(process.exitCode ?? 0));
+  if (!fn) process.exit(exitCode ?? READER_GONE_EXIT);
   void fn().then(
     (code) => process.exit(exitCode ?? code),
     () => process.exit(1),
@@ -137,6 +151,7 @@ export class Output {
       this.note(empty);
       return;
     }
+    rows = rows.map((r) => r.map((c) => inline(c, this.config.color.stdout)));
     const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i] ?? ''))));
     const fmt = (cells: string[]) =>
       cells
@@ -144,14 +159,14 @@ export class Output {
         .join('  ')
         .trimEnd();
     this.line(this.out('bold', fmt(headers)));
-    for (const r of rows) this.line(visible(fmt(r), this.config.color.stdout));
+    for (const r of rows) this.line(fmt(r));
   }
 
   /** Aligned `key  value` lines. */
   fields(pairs: [string, string][], stream: 'stdout' | 'stderr' = 'stdout', indent = ''): void {
     const w = Math.max(...pairs.map(([k]) => k.length));
     const paint = stream === 'stdout' ? this.out : this.err;
-    const text = pairs.map(([k, v]) => `${indent}${paint('gray', k.padEnd(w))}  ${visible(v, this.config.color[stream])}`).join('\n');
+    const text = pairs.map(([k, v]) => `${indent}${paint('gray', k.padEnd(w))}  ${inline(v, this.config.color[stream])}`).join('\n');
     (stream === 'stdout' ? process.stdout : process.stderr).write(`${text}\n`);
   }
 }

@@ -202,7 +202,7 @@ describe('hodei logs -f', () => {
     const r = await hodeiDone(['logs', '-f', killed.execution, '--raw'], env);
     expect(r.code).toBe(137);
     expect(r.stdout).toBe('bye\n');
-    expect(r.stderr).toMatch(/^── failed \(SIGKILL\) in \d+ms\n$/);
+    expect(r.stderr).toMatch(/^── failed \(signal SIGKILL, exit 137\) in \d+ms\n$/);
     const exited = JSON.parse((await hodeiDone(['run', '--json', '--', 'sh', '-c', 'exit 3'], env)).stdout) as { execution: string };
     const three = await hodeiDone(['logs', '-f', exited.execution], env);
     expect(three.code).toBe(3);
@@ -250,7 +250,7 @@ describe('hodei events -f', () => {
       expect(events.stderrLines.map((l) => l.text)).toEqual(['streaming events (Ctrl-C to stop)', 'the event stream broke; reconnecting…', 'event stream back; changes while it was down are not shown']);
       expect(proxy.streams).toHaveLength(2);
       events.child.kill('SIGINT');
-      expect((await events.done).code).toBe(0);
+      expect((await events.done).code).toBe(130);
     } finally {
       events.child.kill('SIGKILL');
       await proxy.close();
@@ -270,7 +270,7 @@ describe('hodei events -f', () => {
         'streaming events (Ctrl-C to stop)',
       ]);
       events.child.kill('SIGINT');
-      expect((await events.done).code).toBe(0);
+      expect((await events.done).code).toBe(130);
     } finally {
       events.child.kill('SIGKILL');
       await proxy.close();

@@ -49,7 +49,7 @@ describe('hodei run: how it ends', () => {
   it('names the signal that killed the job and exits 128 + its number, as a shell does; no message that repeats the exit code', async () => {
     const r = await hodeiDone(['run', '--command', 'kill -TERM $$'], env);
     expect(r.code).toBe(143);
-    expect(r.stderr).toMatch(/^signal\s+SIGTERM$/m);
+    expect(r.stderr).toMatch(/^exit code\s+signal SIGTERM \(exit 143\)$/m);
     const killed = await hodeiDone(['run', '--json', '--command', 'kill -KILL $$'], env);
     expect(killed.code).toBe(137);
     expect(JSON.parse(killed.stdout)).toMatchObject({ status: 'failed', exit_code: null, signal: 'SIGKILL' });

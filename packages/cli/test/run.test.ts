@@ -76,6 +76,30 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/exit code\s+3/);
   });
 
+  it('shows the signal that killed a job, and the 137 hodei exits with, in the summary, executions show and jobs show', async () => {
+    const r = await hodeiDone(['run', '--name', 'killed', '--command', 'kill -9 $$'], env);
+    expect(r.code).toBe(137);
+    expect(r.stderr).toMatch(/^exit code\s+signal SIGKILL \(exit 137\)$/m);
+    const execution = /^execution\s+(\S+)$/m.exec(r.stderr)?.[1] ?? '';
+    const job = /^job\s+(\S+)$/m.exec(r.stderr)?.[1] ?? '';
+    const shown = await hodeiDone(['executions', 'show', execution], env);
+    expect(shown.stdout).toMatch(/^exit code\s+signal SIGKILL \(exit 137\)$/m);
+    expect(shown.stdout).not.toMatch(/^signal\s/m);
+    const jobShown = await hodeiDone(['jobs', 'show', job], env);
+    expect(jobShown.stdout).toMatch(/^ {2}status\s+failed \(signal SIGKILL, exit 137\)$/m);
+  });
+
+  it("shows a tab or newline in the services' words (a description, a command) escaped as other control characters, one line per field", async () => {
+    const r = await hodeiDone(['run', '--description', 'two\nlines\there', '--command', 'true\n\ttrue'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const job = /^job\s+(\S+)$/m.exec(r.stderr)?.[1] ?? '';
+    const execution = /^execution\s+(\S+)$/m.exec(r.stderr)?.[1] ?? '';
+    const jobShown = await hodeiDone(['jobs', 'show', job], env);
+    expect(jobShown.stdout).toMatch(/^description\s+two\^Jlines\^Ihere$/m);
+    const executionShown = await hodeiDone(['executions', 'show', execution], env);
+    expect(executionShown.stdout).toMatch(/^command\s+true\^J\^Itrue$/m);
+  });
+
   it("shows a job's control characters instead of letting them drive the terminal; --raw passes them", async () => {
     const printf = ['printf', 'x\\033]0;pwned\\007\\033[2Jy\\033[31mred\\033[0m\\r\\tz\\n'];
     const shown = await hodeiDone(['run', '--no-timestamps', '--', ...printf], env);

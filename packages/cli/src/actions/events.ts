@@ -1,6 +1,7 @@
 // `hodei events -f`: every execution status change, live.
 import type { Command } from 'commander';
 import { z } from '@hodei/types';
+import { SIGNAL_EXIT } from '../abandon.js';
 import { context } from '../context.js';
 import { CliError, UnreachableError } from '../errors.js';
 import { isAbort } from '../http.js';
@@ -22,7 +23,8 @@ const JobEvent = z
 export const events = async (_f: unknown, cmd: Command) => {
   const { client, out } = context(cmd);
   const path = '/api/v1/events/stream';
-  process.on('SIGINT', () => exitWhenWritten(0));
+  // it cancels nothing: Ctrl-C ends it as a shell reports a command it interrupted
+  process.on('SIGINT', () => exitWhenWritten(SIGNAL_EXIT.SIGINT));
   // said once per outage: the stream broke, or the worker-manager is away or answers 503
   const outage = new Outage();
   let streamed = false;

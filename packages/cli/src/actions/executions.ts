@@ -1,7 +1,7 @@
 // `hodei executions list|show|cancel`.
 import type { Command } from 'commander';
 import { Execution } from '@hodei/types';
-import { context } from '../context.js';
+import { context, exitField } from '../context.js';
 import { labelsText, pageNote, statusText, when } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveExecution, resolveJob, resolveWorker } from '../resources.js';
@@ -38,9 +38,8 @@ export const show = async (id: string, _f: unknown, cmd: Command) => {
     ['name', e.name],
     ['job', e.job_id ?? '-'],
     ['status', statusText(out.out, e.status)],
-    ['exit code', e.exit_code === null ? '-' : String(e.exit_code)],
+    ['exit code', exitField(e.status, e.exit_code, e.signal)],
   ];
-  if (e.signal) pairs.push(['signal', e.signal]);
   if (e.message) pairs.push(['message', e.message]);
   if (e.waiting) pairs.push(['waiting', e.waiting]);
   if (e.progress)

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CleanupResult, Execution, FINAL_STATUSES, Job, Stats } from '@hodei/types';
-import { context, exitCodeFor, type Ctx } from '../context.js';
+import { context, exitCodeFor, exitNote, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
@@ -25,7 +25,8 @@ export function jobRow(out: Output, j: Job): string[] {
 }
 export const JOB_HEADERS = ['ID', 'NAME', 'STATUS', 'PRIO', 'LAST RUN', 'DURATION', 'TAGS', 'CREATED'];
 
-export function showJob(out: Output, j: Job): void {
+/** `signal`: the one that killed the last execution, when it ended without a code (see lastSignal). */
+export function showJob(out: Output, j: Job, signal: string | null = null): void {
   const last = j.last_execution;
   const pairs: [string, string][] = [
     ['id', j.id],
@@ -57,7 +58,7 @@ export function showJob(out: Output, j: Job): void {
   if (last) {
     pairs.push(
       ['last execution', last.id],
-      ['  status', statusText(out.out, last.status) + (last.exit_code !== null ? ` (exit ${last.exit_code})` : '')],
+      ['  status', statusText(out.out, last.status) + exitNote(last.status, last.exit_code, signal)],
       ['  started', when(last.started_at)],
       ['  duration', formatDuration(last.duration_ms)],
     );
@@ -87,15 +88,18 @@ async function watchJob(c: Ctx, initial: Job): Promise<Job> {
   }
 }
 
-/** The exit code `run` would have ended with for the job's last execution (its signal asked for only when it failed without a code). */
+/** The signal that killed the job's last execution, asked for only when it failed without a code. */
+async function lastSignal(c: Ctx, j: Job): Promise<string | null> {
+  const last = j.last_execution;
+  if (!last || last.status !== 'failed' || last.exit_code !== null) return null;
+  return (await c.client.get('worker-manager', `/api/v1/executions/${last.id}`, Execution.pick({ signal: true }))).signal;
+}
+
+/** The exit code `run` would have ended with for the job's last execution. */
 async function watchedExitCode(c: Ctx, j: Job): Promise<number> {
   const last = j.last_execution;
   if (!last) return 1;
-  const signal =
-    last.status === 'failed' && last.exit_code === null
-      ? (await c.client.get('worker-manager', `/api/v1/executions/${last.id}`, Execution.pick({ signal: true }))).signal
-      : null;
-  return exitCodeFor(last.status, last.exit_code, signal);
+  return exitCodeFor(last.status, last.exit_code, await lastSignal(c, j));
 }
 
 export const list = async (f: { status?: string; priority?: number; tag?: string; name?: string; pipeline?: string; limit: number; offset?: number }, cmd: Command) => {
@@ -115,7 +119,7 @@ export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => 
   const job = await c.client.get('orchestrator', `/api/v1/jobs/${jobId}`, Job);
   if (c.out.json && !f.watch) return c.out.printJson(job);
   if (c.out.json) c.out.line(JSON.stringify(job));
-  else showJob(c.out, job);
+  else showJob(c.out, job, await lastSignal(c, job));
   if (f.watch) process.exitCode = await watchedExitCode(c, await watchJob(c, job));
 };
 

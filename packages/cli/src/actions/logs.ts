@@ -1,8 +1,8 @@
 // `hodei logs`: an execution's (or a job's latest execution's) output, past or live.
 import type { Command } from 'commander';
 import { LogsResponse, type LogLine } from '@hodei/types';
-import { context, exitCodeFor } from '../context.js';
-import { UsageError } from '../errors.js';
+import { context, exitCodeFor, exitNote } from '../context.js';
+import { ApiError, CliError, CutOffError, UsageError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { untilAnswered } from '../outage.js';
 import { statusText } from '../output.js';
@@ -58,7 +58,7 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
     if (!out.json)
       out.note(
         out.err('gray', '── ') +
-          `${statusText(out.err, done.status)}${done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : ''}` +
+          `${statusText(out.err, done.status)}${exitNote(done.status, done.exit_code, done.signal)}` +
           (done.duration_ms !== null && done.duration_ms !== undefined ? ` in ${formatDuration(done.duration_ms)}` : ''),
       );
     // followed to its end, as `run` would have: a detached run is waited for with its own code
@@ -67,11 +67,12 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
   }
 
   // each page printed as it comes: the first lines of a long log show at once, and memory stays flat
-  const json = out.json ? new JsonLines(executionId) : null;
+  // the --json object is begun with the first page: an answer that fails leaves nothing half-printed
+  let json: JsonLines | null = null;
   let since = flags.sinceSeq;
   const limit = 10_000;
   for (;;) {
-    const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, {
+    const query = {
       since_seq: since,
       tail: flags.tail,
       stream: flags.stream,
@@ -79,7 +80,11 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
       grep_regex: flags.grep === undefined ? undefined : 'true',
       // the API answers the last min(tail, limit) lines: a tail past one page is asked for whole
       limit: Math.max(limit, flags.tail ?? 0),
+    };
+    const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, query).catch((err: unknown) => {
+      throw grepStopped(err, flags.grep);
     });
+    if (out.json) json ??= new JsonLines(executionId);
     for (const l of page.lines) {
       if (json) json.add(l);
       else printer.print(l);
@@ -90,6 +95,21 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
   }
   json?.end();
 };
+
+/** The worker-manager stops a search past its time budget (HODEI_LOG_GREP_TIMEOUT_MS): with a 422
+ *  naming grep before any line is sent, by closing the connection after. Either is one line in the
+ *  CLI's words (its API's advice names query parameters), exit 1: the pattern is the user's to change. */
+function grepStopped(err: unknown, grep: string | undefined): unknown {
+  if (grep === undefined) return err;
+  const advice = 'use a simpler pattern, or search fewer lines (--since-seq, --stream)';
+  if (err instanceof ApiError && err.status === 422 && err.fieldErrors.some((e) => e.path === 'grep')) {
+    const budget = /(\d+) ms/.exec(err.message)?.[1];
+    return new CliError(`--grep: the search took longer than the worker-manager allows${budget ? ` (${budget} ms, HODEI_LOG_GREP_TIMEOUT_MS)` : ''}: ${advice}`);
+  }
+  if (err instanceof CutOffError)
+    return new CliError(`${err.message}: the --grep search was likely stopped at the worker-manager's time limit (HODEI_LOG_GREP_TIMEOUT_MS): ${advice}`);
+  return err;
+}
 
 /** `{execution_id, lines}` as `--json` prints it (indented by 2), written a line at a time. */
 class JsonLines {

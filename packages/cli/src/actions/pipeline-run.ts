@@ -126,14 +126,15 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
   const path = `/api/v1/pipeline-runs/${runId}/events/stream`;
   // a reconnect resumes after the last event seen: the jobs changed since, not a whole snapshot again
   let lastId: string | undefined;
-  for (let tries = 0; ; tries++) {
+  for (;;) {
     let res: Response;
     try {
       const headers: Record<string, string> = { accept: 'text/event-stream', ...(lastId === undefined ? {} : { 'last-event-id': lastId }) };
       res = await client.fetch('orchestrator', 'GET', path, { headers, timeoutMs: null });
       if (!res.ok) throw await client.errorOf('orchestrator', 'GET', path, res);
     } catch (err) {
-      if (!isOutage(err) || tries === 0 || !down(err.message)) throw err;
+      // also on the first connection: an orchestrator away when the follow starts is waited out, as logs -f does
+      if (!isOutage(err) || !down(err.message)) throw err;
       await outage.backOff();
       continue;
     }

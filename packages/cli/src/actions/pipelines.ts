@@ -6,6 +6,7 @@ import { context, type Ctx } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
 import { cancelWhenAbandoned, holdSignals, type HeldSignal } from '../abandon.js';
 import { exitWhenWritten, statusText, when } from '../output.js';
+import { untilAnswered } from '../outage.js';
 import { UUID } from '../resolve.js';
 import { resolvePipeline } from '../resources.js';
 import { followRun, PipelineRun, printRunSummary, runExitCode } from './pipeline-run.js';
@@ -275,7 +276,11 @@ function runIdOf(arg: string): string {
 
 export const follow = async (runId: string, f: { timestamps: boolean }, cmd: Command) => {
   const c = context(cmd);
-  const run = await c.client.get('orchestrator', `/api/v1/pipeline-runs/${runIdOf(runId)}`, PipelineRun);
+  const id = runIdOf(runId);
+  const run = await untilAnswered(
+    () => c.client.get('orchestrator', `/api/v1/pipeline-runs/${id}`, PipelineRun),
+    (reason) => c.out.note(c.out.err('yellow', `${reason}; retrying…`)),
+  );
   process.exitCode = await followToEnd(c, run.id, f.timestamps);
 };
 

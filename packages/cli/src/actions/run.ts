@@ -3,10 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
-import { context, exitCodeFor, type Ctx } from '../context.js';
+import { context, exitCodeFor, exitField, exitNote, type Ctx } from '../context.js';
 import { CliError, UnreachableError, UsageError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
 import { cancelWhenAbandoned, holdSignals, SIGNAL_EXIT } from '../abandon.js';
+import { GIVE_UP_MS, whileNothingDone } from '../outage.js';
 import { exitWhenWritten, statusText } from '../output.js';
 import { formatDuration } from '../parse.js';
 import { LogPrinter } from '../printer.js';
@@ -164,7 +165,14 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       return new CliError(`${message} (the job was not run; ${removed})`, code, details);
     };
     if (early?.signal) throw await notRun(early.signal === 'SIGINT' ? 'interrupted' : `got ${early.signal}`, SIGNAL_EXIT[early.signal]);
-    execution = await client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id }).catch(async (err: unknown) => {
+    // a 503 with Retry-After created nothing: the same job is sent again, for up to a minute
+    const waitNote = (reason: string) => out.note(out.err('yellow', `${reason}; retrying for up to ${GIVE_UP_MS / 1000}s…`));
+    const execute = () => {
+      // a signal while it waits ends the waiting, as it would the request
+      if (early?.signal) throw new CliError(early.signal === 'SIGINT' ? 'interrupted' : `got ${early.signal}`, SIGNAL_EXIT[early.signal]);
+      return client.send('worker-manager', 'POST', '/api/v1/execute', ExecutionRef, { job_id: job.id });
+    };
+    execution = await whileNothingDone(execute, waitNote).catch(async (err: unknown) => {
       if (err instanceof CliError) throw await notRun(err.message, err.exitCode, err.details);
       throw err;
     });
@@ -228,8 +236,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       });
       const retry = retryDue(done.status, current.attempt, job.max_retries) ? await retryOf(c, job.id, current.id) : undefined;
       if (!retry) break;
-      const how = done.exit_code !== null && done.exit_code !== undefined ? ` (exit ${done.exit_code})` : done.signal ? ` (${done.signal})` : '';
-      printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${how}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
+      printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${exitNote(done.status, done.exit_code, done.signal)}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
       current = { id: retry.id, attempt: retry.attempt };
       collected = [];
       printer.count = 0;
@@ -272,11 +279,10 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       ['job', job.id],
       ['execution', current.id],
       ['status', statusText(out.err, done.status)],
-      ['exit code', done.exit_code === null || done.exit_code === undefined ? '-' : String(done.exit_code)],
+      ['exit code', exitField(done.status, done.exit_code, done.signal)],
       ['lines', String(lines)],
       ['duration', duration === null ? '-' : formatDuration(duration)],
     ];
-    if (done.signal) pairs.splice(5, 0, ['signal', done.signal]);
     if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
     if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
     out.fields(pairs, 'stderr');
