@@ -366,7 +366,9 @@ class WorkerAgent {
     clearInterval(this.heartbeatTimer);
     clearInterval(this.cutOffTimer);
     this.abortRegistration.abort();
-    for (const sub of this.subs) sub.unsubscribe();
+    // Drained, not just unsubscribed: an assignment the server sent before it saw the unsubscribe is
+    // still answered (refused), where dropped unanswered the scheduler would count it taken and lost.
+    for (const sub of this.subs) sub.drain().catch(() => undefined);
     // Executions still running here means a forced path without NATS: do not leave processes behind.
     for (const execution of this.executions.values()) {
       execution.kill('stopped');

@@ -4,8 +4,9 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '@hodei/platform';
-import { setup, waitFor } from './harness.js';
+import { decodeJson, encodeJson, newId } from '@hodei/platform';
+import type { AssignmentAck } from '@hodei/types';
+import { setup, spec, startAgentProcess, waitFor } from './harness.js';
 
 let h: Awaited<ReturnType<typeof setup>>;
 /** Where the tests leave files for their jobs; removed with everything in it after the file. */
@@ -65,6 +66,33 @@ describe('drain and stop', () => {
     expect(fa).toMatchObject({ status: 'cancelled', message: 'cancelled: its worker was stopped with force' });
     expect(fb).toMatchObject({ status: 'cancelled', signal: 'SIGKILL', message: 'cancelled: its worker was stopped with force' });
     await w.done;
+  });
+
+  it('every assignment sent while it stops gets an answer or finds nobody subscribed, none goes unanswered (the scheduler would count it taken)', async () => {
+    const id = newId();
+    const w = startAgentProcess(h.env.natsPrefix, id);
+    await w.ready;
+    const outcomes: string[] = [];
+    let sending = true;
+    const flood = (async () => {
+      while (sending) {
+        for (let i = 0; i < 20; i++) {
+          const ask = h.bus.nc
+            .request(h.bus.subjects.assign(id), encodeJson({ execution_id: newId(), job_id: null, attempt: 1, spec: spec({ command: 'sleep 5' }) }), { timeout: 1000 })
+            .then((m) => ((decodeJson(m.data) as AssignmentAck).accepted ? 'accepted' : 'refused'), (err: Error) => (/no responders/i.test(err.message) ? 'nobody' : err.message));
+          void ask.then((o) => outcomes.push(o));
+        }
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    await h.bus.nc.request(h.bus.subjects.control(id), encodeJson({ action: 'stop', force: true }), { timeout: 5000 });
+    await w.exit;
+    sending = false;
+    await flood;
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(outcomes.filter((o) => o !== 'refused' && o !== 'nobody' && o !== 'accepted')).toEqual([]);
+    expect(outcomes).toContain('nobody');
   });
 
   it('stop() without force drains', async () => {
