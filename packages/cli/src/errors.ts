@@ -26,11 +26,11 @@ export class UnreachableError extends CliError {
   }
 }
 
-/** The service began to answer, then the connection closed before the end of its answer. */
+/** The service took the request, then closed the connection before the end of its answer. */
 export class CutOffError extends UnreachableError {
   constructor(service: string, url: string, route: string, reason: string) {
     super(service, url, reason);
-    this.message = `the ${service} at ${url} closed the connection in the middle of its answer to ${route} (${reason})`;
+    this.message = `the ${service} at ${url} closed the connection before the end of its answer to ${route} (${reason})`;
   }
 }
 

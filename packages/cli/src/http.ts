@@ -83,7 +83,10 @@ export class HodeiClient {
       });
     } catch (err) {
       if (isAbort(err)) throw err;
-      throw new UnreachableError(service, this.config.urls[service], networkReason(err));
+      const reason = networkReason(err);
+      // the service took the request and closed the connection without answering it (it stopped a search past its time)
+      if (reason === REASONS.UND_ERR_SOCKET) throw new CutOffError(service, this.config.urls[service], `${method} ${path}`, reason);
+      throw new UnreachableError(service, this.config.urls[service], reason);
     }
   }
 

@@ -148,19 +148,22 @@ describe('logs --grep stopped by the server', () => {
     );
   }, 30_000);
 
-  it('an answer cut off after lines were sent is an error naming the cut, not a partial answer with exit 0', async () => {
+  it('an answer cut off (lines sent, or not even the headers) is an error naming the cut, not a partial answer with exit 0', async () => {
+    let headersFirst = true;
     const env = await standIn((route, _req, res) => {
       if (route === `GET /api/v1/executions/${EXECUTION}`) return json(res, 200, { id: EXECUTION, job_id: JOB });
+      if (!headersFirst) return void setTimeout(() => res.destroy(), 50);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write(`{"execution_id":"${EXECUTION}","lines":[${JSON.stringify(line(1))},`);
       setTimeout(() => res.destroy(), 50);
     });
-    for (const args of [[], ['--json']]) {
+    for (const [first, args] of [[true, []], [true, ['--json']], [false, []]] as const) {
+      headersFirst = first;
       const r = await hodeiDone(['logs', EXECUTION, '--grep', 'line', ...args], env);
       expect(r.code).toBe(1);
       expect(r.stdout).toBe('');
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(/^hodei: the worker-manager at \S+ closed the connection in the middle of its answer to GET \S+ \(connection closed\): the --grep search was likely stopped/);
+      expect(r.stderr).toMatch(/^hodei: the worker-manager at \S+ closed the connection before the end of its answer to GET \S+ \(connection closed\): the --grep search was likely stopped/);
     }
   }, 30_000);
 });
