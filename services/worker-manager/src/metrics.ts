@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, startAtZero, type Registry } from '@hodei/platform';
-import { FINAL_STATUSES } from '@hodei/types';
+import { FINAL_STATUSES, MAX_TIMEOUT_SECONDS } from '@hodei/types';
 
 export interface WmMetrics {
   finished: Counter<'status'>;
@@ -21,7 +21,8 @@ export function createWmMetrics(registry: Registry): WmMetrics {
       name: 'hodei_execution_duration_seconds',
       help: 'Duration of finished executions (started to finished)',
       labelNames: ['status'],
-      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
+      // from a job that only starts and exits to MAX_TIMEOUT_SECONDS
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600, MAX_TIMEOUT_SECONDS],
       registers: [registry],
     }),
     linesIngested: new Counter({ name: 'hodei_log_lines_ingested_total', help: 'Log lines stored', registers: [registry] }),

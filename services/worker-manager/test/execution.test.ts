@@ -62,6 +62,12 @@ it('shows every final status and retry reason at 0 before the first one, so rate
   for (const reason of ['failed', 'lost']) expect(text, reason).toMatch(new RegExp(`^hodei_retries_total\\{reason="${reason}",[^}]*\\} \\d+$`, 'm'));
 });
 
+it('buckets execution durations from a millisecond to the longest timeout (7 days), not all jobs over 4 h in +Inf', async () => {
+  const text = await (await call(wm.url, 'GET', '/metrics')).text();
+  const bounds = [...text.matchAll(/^hodei_execution_duration_seconds_bucket\{le="([^"]+)",[^}]*status="completed"[^}]*\}/gm)].map((m) => m[1]);
+  expect(bounds).toEqual(['0.001', '0.005', '0.01', '0.05', '0.1', '0.5', '1', '5', '15', '60', '300', '900', '3600', '14400', '43200', '86400', '604800', '+Inf']);
+});
+
 describe('real executions on a spawned worker', () => {
   let worker: { id: string; pid: number };
 
