@@ -76,7 +76,7 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/exit code\s+3/);
   });
 
-  it('shows the signal that killed a job, and the 137 hodei exits with, in the summary, executions show and jobs show', async () => {
+  it('shows the signal that killed a job, and the 137 hodei exits with, in the summary, executions show, executions list and jobs show', async () => {
     const r = await hodeiDone(['run', '--name', 'killed', '--command', 'kill -9 $$'], env);
     expect(r.code).toBe(137);
     expect(r.stderr).toMatch(/^exit code\s+signal SIGKILL \(exit 137\)$/m);
@@ -85,6 +85,8 @@ describe('hodei run', () => {
     const shown = await hodeiDone(['executions', 'show', execution], env);
     expect(shown.stdout).toMatch(/^exit code\s+signal SIGKILL \(exit 137\)$/m);
     expect(shown.stdout).not.toMatch(/^signal\s/m);
+    const listed = await hodeiDone(['executions', 'list', '--job', job], env);
+    expect(listed.stdout).toMatch(new RegExp(`^${execution}\\s+killed\\s+failed\\s+SIGKILL\\s+1\\s`, 'm'));
     const jobShown = await hodeiDone(['jobs', 'show', job], env);
     expect(jobShown.stdout).toMatch(/^ {2}status\s+failed \(signal SIGKILL, exit 137\)$/m);
   });

@@ -18,7 +18,7 @@ export const list = async (f: { job?: string; status?: string; worker?: string; 
       e.id,
       e.name,
       statusText(out.out, e.status),
-      e.exit_code === null ? '-' : String(e.exit_code),
+      e.exit_code !== null ? String(e.exit_code) : (e.signal ?? '-'),
       String(e.attempt),
       when(e.started_at),
       formatDuration(e.duration_ms),
