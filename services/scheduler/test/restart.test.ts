@@ -71,14 +71,20 @@ async function endedWatchingWorkers(url: string, executionId: string) {
   return { seen, done };
 }
 
-it('workers heard from within one time-out after a scheduler restart stay online, and a running job completes as one attempt', async () => {
-  // 40 lines, one every 200 ms: ~8 s, outlasting the scheduler's downtime and its time-out after
+/** A job printing `lines` lines, one every 200 ms (retried once), once its first lines are stored. */
+async function printingJob(lines: number): Promise<Execution> {
   const job = await executeOn(wm.url, {
-    command: `for i in $(seq 1 ${LINES}); do echo line-$i; sleep 0.2; done`,
+    command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
     labels: { t: 'restart' },
     max_retries: 1,
   });
   await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+  return job;
+}
+
+it('workers heard from within one time-out after a scheduler restart stay online, and a running job completes as one attempt', async () => {
+  // 40 lines, one every 200 ms: ~8 s, outlasting the scheduler's downtime and its time-out after
+  const job = await printingJob(LINES);
 
   const url = sched!.url;
   await sched!.stop();
@@ -103,12 +109,7 @@ it('workers heard from within one time-out after a scheduler restart stay online
 it('a database outage longer than the time-out: workers stay online, and a running job completes as one attempt with every line', async () => {
   const lines = 25;
   // 25 lines, one every 200 ms: ~5 s, outlasting the outage and one time-out after it
-  const job = await executeOn(wm.url, {
-    command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
-    labels: { t: 'restart' },
-    max_retries: 1,
-  });
-  await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+  const job = await printingJob(lines);
 
   // the workers' last recorded heartbeat is older than the time-out when the database is back
   await env.databaseDown(() => new Promise((r) => setTimeout(r, TIMEOUT_MS + 500)));
@@ -159,12 +160,7 @@ async function schedulerCutOffFromNats(silence: (link: TcpForwarder) => Promise<
   try {
     for (const w of workers) await workerOnline(url, w.id, 10_000);
     const lines = 25;
-    const job = await executeOn(wm.url, {
-      command: `for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done`,
-      labels: { t: 'restart' },
-      max_retries: 1,
-    });
-    await until(async () => (await storedLines(job.id)).length >= 2, 10_000, 'the first lines');
+    const job = await printingJob(lines);
 
     await silence(link);
     await new Promise((r) => setTimeout(r, TIMEOUT_MS + 1000));
