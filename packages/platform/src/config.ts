@@ -1,7 +1,7 @@
 // The one place that reads the environment: parsed once at start-up, defaults applied, secrets
 // kept out of what gets logged.
 import { ApiToken, z } from '@hodei/types';
-import { ACK_WAIT_MS, NATS_CREDENTIALS } from './nats.js';
+import { ACK_WAIT_MS, LOG_STREAM_MAX_BYTES, NATS_CREDENTIALS } from './nats.js';
 
 export const SERVICES = ['orchestrator', 'scheduler', 'worker-manager'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -86,12 +86,24 @@ const EnvSchema = z.object({
   HODEI_SHUTDOWN_TIMEOUT_MS: ms.default(10_000),
   /** worker-manager purges log lines it has stored from the logs stream once it holds more than this. */
   HODEI_LOG_STREAM_KEEP_BYTES: z.coerce.number().int().min(0).default(256 * 1024 * 1024),
+  /** The logs stream's size limit: full, it refuses the workers' lines (their jobs pause) until worker-manager stores some. */
+  HODEI_LOG_STREAM_MAX_BYTES: z.coerce.number().int().min(1).default(LOG_STREAM_MAX_BYTES),
   /** worker-manager: the database time one logs request's regular-expression search (grep_regex) may take. */
   HODEI_LOG_GREP_TIMEOUT_MS: ms.default(10_000),
   /** The scheduler forgets a stopped worker, or an offline one whose process exited, not heard of for this long;
    *  worker-manager, a worker it started that stopped or exited this long ago. */
   HODEI_FORGET_WORKERS_AFTER_MS: ms.default(24 * 3600_000),
-}).superRefine(checkHeartbeatTimeout);
+  /** orchestrator: how long a pipeline run's job waits for worker-manager to take its start (it is
+   *  restarting, or answers 503 while its NATS is away) before it fails; 0 fails it at once. */
+  HODEI_PIPELINE_START_WAIT_MS: z.coerce.number().int().min(0).default(5 * 60_000),
+})
+  .superRefine(checkHeartbeatTimeout)
+  .superRefine((e, ctx) => {
+    // at or under what is kept, nothing stored is ever purged, and a full stream stays full
+    if (e.HODEI_LOG_STREAM_MAX_BYTES <= e.HODEI_LOG_STREAM_KEEP_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['HODEI_LOG_STREAM_MAX_BYTES'], message: `must be greater than HODEI_LOG_STREAM_KEEP_BYTES (${e.HODEI_LOG_STREAM_KEEP_BYTES})` });
+    }
+  });
 
 export type Env = Record<string, string | undefined>;
 
@@ -113,8 +125,10 @@ export interface Config {
   killGraceMs: number;
   shutdownTimeoutMs: number;
   logStreamKeepBytes: number;
+  logStreamMaxBytes: number;
   logGrepTimeoutMs: number;
   forgetWorkersAfterMs: number;
+  pipelineStartWaitMs: number;
   /** The ack wait of worker-manager's and the scheduler's durable consumers: always ACK_WAIT_MS, shorter only in tests. */
   ackWaitMs: number;
   /** How long a log stream waits for an ended execution's last lines (worker-manager's FINAL_GRACE_MS when unset); set only in tests. */
@@ -163,8 +177,10 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     killGraceMs: e.HODEI_KILL_GRACE_MS,
     shutdownTimeoutMs: e.HODEI_SHUTDOWN_TIMEOUT_MS,
     logStreamKeepBytes: e.HODEI_LOG_STREAM_KEEP_BYTES,
+    logStreamMaxBytes: e.HODEI_LOG_STREAM_MAX_BYTES,
     logGrepTimeoutMs: e.HODEI_LOG_GREP_TIMEOUT_MS,
     forgetWorkersAfterMs: e.HODEI_FORGET_WORKERS_AFTER_MS,
+    pipelineStartWaitMs: e.HODEI_PIPELINE_START_WAIT_MS,
     ackWaitMs: ACK_WAIT_MS,
   };
 }

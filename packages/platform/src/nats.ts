@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  DiscardPolicy,
   jetstream,
   jetstreamManager,
   RetentionPolicy,
@@ -178,8 +179,16 @@ export async function busAnswers(bus: Bus, ms: number): Promise<boolean> {
   }
 }
 
+/** The logs stream's byte limit unless given (HODEI_LOG_STREAM_MAX_BYTES's default). */
+export const LOG_STREAM_MAX_BYTES = 1024 * 1024 * 1024;
+
+export interface BusOptions {
+  /** HODEI_LOG_STREAM_MAX_BYTES: the logs stream refuses publishes beyond it. */
+  logStreamMaxBytes?: number;
+}
+
 /** Connects to NATS (reconnecting forever) and makes sure the event and log streams exist. */
-export async function connectBus(url: string, prefix: string, name: string, logger: Logger): Promise<Bus> {
+export async function connectBus(url: string, prefix: string, name: string, logger: Logger, options: BusOptions = {}): Promise<Bus> {
   // noAsyncTraces: no Error (with its stack) built for every request, only to be dropped when it succeeds
   const nc = await connect({ ...natsServers(url), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, waitOnFirstConnect: false, noAsyncTraces: true });
   const link: BusLink = { up: true, since: performance.now() };
@@ -194,8 +203,18 @@ export async function connectBus(url: string, prefix: string, name: string, logg
   try {
     const jsm = await jetstreamManager(nc);
     const subs = subjects(prefix);
-    await ensureStream(jsm, subs.eventsStream, subs.eventsSubjects, 7 * DAY_NS);
-    await ensureStream(jsm, subs.logsStream, subs.logsSubjects, 1 * DAY_NS);
+    await ensureStream(jsm, subs.eventsStream, subs.eventsSubjects, { max_age: 7 * DAY_NS }, logger);
+    // Lines worker-manager has not stored yet are never deleted, by age or to make room: when full,
+    // the stream refuses a publish and the worker holds its lines back (the job pauses) until
+    // worker-manager stores and purges. Without a limit, a worker-manager down for an hour let a
+    // flood take the disk (2M lines were 220 MB in seconds); with a day's max_age, one down longer lost lines.
+    const maxBytes = options.logStreamMaxBytes ?? LOG_STREAM_MAX_BYTES;
+    await ensureStream(jsm, subs.logsStream, subs.logsSubjects, { max_age: 0, max_bytes: maxBytes, discard: DiscardPolicy.New }, logger).catch((err: unknown) => {
+      if (!String(err).includes('insufficient storage')) throw err;
+      throw new Error(
+        `the NATS server has no room to reserve HODEI_LOG_STREAM_MAX_BYTES (${maxBytes} bytes) for the logs stream ${subs.logsStream} (${(err as Error).message}): lower it, or raise nats-server's max_file_store`,
+      );
+    });
     return { nc, js: jetstream(nc), jsm, subjects: subs, link };
   } catch (err) {
     // JetStream not answering yet (a server starting up): the caller may try again with a new connection
@@ -204,18 +223,33 @@ export async function connectBus(url: string, prefix: string, name: string, logg
   }
 }
 
-async function ensureStream(jsm: JetStreamManager, name: string, subjectList: string[], maxAgeNs: number): Promise<void> {
-  const config = { name, subjects: subjectList, retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: maxAgeNs };
+interface StreamLimits {
+  max_age: number;
+  max_bytes?: number;
+  discard?: DiscardPolicy;
+}
+
+async function ensureStream(jsm: JetStreamManager, name: string, subjectList: string[], limits: StreamLimits, logger: Logger): Promise<void> {
+  let info;
   try {
-    await jsm.streams.info(name);
-    await jsm.streams.update(name, { subjects: subjectList, max_age: maxAgeNs });
+    info = await jsm.streams.info(name);
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    await jsm.streams.add(config).catch(async (addErr: unknown) => {
+    await jsm.streams.add({ name, subjects: subjectList, retention: RetentionPolicy.Limits, storage: StorageType.File, ...limits }).catch(async (addErr: unknown) => {
       // a sibling service created it between our two calls
       if (!String(addErr).includes('already in use')) throw addErr;
     });
+    return;
   }
+  const update = { subjects: subjectList, ...limits };
+  // nats-server deletes the oldest messages to fit a lowered max_bytes, whatever the discard policy:
+  // lines not stored yet. Over it now, the stream keeps room for what it holds, and the configured
+  // limit applies at a start when it holds less (worker-manager purges what it stored).
+  if (limits.max_bytes !== undefined && info.state.bytes >= limits.max_bytes) {
+    update.max_bytes = 2 * info.state.bytes;
+    logger.warn({ stream: name, bytes: info.state.bytes, max_bytes: limits.max_bytes }, `stream ${name} holds more than its byte limit: kept at twice what it holds for now`);
+  }
+  await jsm.streams.update(name, update);
 }
 
 function isNotFound(err: unknown): boolean {

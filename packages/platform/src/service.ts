@@ -129,7 +129,7 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
     await migrate(db, def.schema, def.migrationsDir, logger);
   });
   const bus = await untilAnswers(`NATS at ${hideNatsCredentials(config.natsUrl)}`, 'NATS_URL', logger, () =>
-    connectBus(config.natsUrl, config.natsPrefix, `hodei-${config.service}`, logger),
+    connectBus(config.natsUrl, config.natsPrefix, `hodei-${config.service}`, logger, { logStreamMaxBytes: config.logStreamMaxBytes }),
   );
 
   const api = new Api();

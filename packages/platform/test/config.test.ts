@@ -64,6 +64,15 @@ describe('loadConfig', () => {
     expect([c.heartbeatIntervalMs, c.heartbeatTimeoutMs]).toEqual([10, 11]);
   });
 
+  it('takes a logs stream byte limit above what worker-manager keeps of stored lines, naming the variable otherwise', () => {
+    // at or under it, nothing stored would ever be purged: once full, the stream would stay full
+    expect(() => loadConfig('worker-manager', { HODEI_LOG_STREAM_KEEP_BYTES: '1000', HODEI_LOG_STREAM_MAX_BYTES: '1000' })).toThrow(
+      /HODEI_LOG_STREAM_MAX_BYTES: must be greater than HODEI_LOG_STREAM_KEEP_BYTES \(1000\)/,
+    );
+    expect(loadConfig('scheduler', {}).logStreamMaxBytes).toBe(1024 ** 3);
+    expect(loadConfig('scheduler', { HODEI_LOG_STREAM_MAX_BYTES: '300000000' }).logStreamMaxBytes).toBe(300_000_000);
+  });
+
   it('takes an empty variable (`NAME=` in a .env file) as unset, as the CLI does', () => {
     // HODEI_API_TOKEN= stopped every service with 'HODEI_API_TOKEN: Too small'; an empty port was
     // port 0 (a random one), an empty HODEI_CORS_ORIGINS refused every browser

@@ -12,7 +12,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { LogBatch, LogMessage, LogStream } from '@hodei/types';
 import { MESSAGE_HEADROOM, type Logger } from '@hodei/platform';
 import { MAX_LINE_BYTES } from './lines.js';
-import { PublishOutage } from './outage.js';
+import { isStreamFull, PublishOutage, STREAM_FULL } from './outage.js';
 
 export const MAX_BATCH_LINES = 200;
 export const MAX_BATCH_BYTES = 256 * 1024;
@@ -157,6 +157,7 @@ export class LogShipper {
   private aborted = false;
   private sent = 0;
   private readonly encoder = new TextEncoder();
+  private readonly full: PublishOutage;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -166,7 +167,9 @@ export class LogShipper {
     /** The largest message the server takes (its `max_payload`); a message over it fails every time. */
     private readonly maxPayload: () => number,
     private readonly outage = new PublishOutage(logger),
-  ) {}
+  ) {
+    this.full = new PublishOutage(logger, STREAM_FULL);
+  }
 
   open(executionId: string, onPressure: (pause: boolean) => void): ExecutionLog {
     const log = new ExecutionLog(this, executionId, onPressure);
@@ -282,10 +285,15 @@ export class LogShipper {
     const attempt = (n: number): Promise<void> => {
       const startedAt = performance.now();
       return this.js.publish(this.subject, payload, { msgID }).then(
-        () => this.outage.succeeded(startedAt),
+        () => {
+          this.outage.succeeded(startedAt);
+          this.full.succeeded(startedAt);
+        },
         async (err: unknown) => {
           if (this.aborted) return;
-          this.outage.failed(err, startedAt);
+          // refused by a full stream: NATS answers, and the statuses still go out
+          if (isStreamFull(err)) this.full.failed(err, startedAt);
+          else this.outage.failed(err, startedAt);
           this.logger.debug({ error: (err as Error).message, msg_id: msgID, attempt: n }, 'log message publish failed; retrying');
           await delay(Math.min(1000, 25 * 2 ** Math.min(n, 6)));
           return attempt(n + 1);
