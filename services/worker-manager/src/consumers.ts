@@ -8,7 +8,7 @@ import { ExecutionStatusEvent, type LogBacklog, type LogLine } from '@hodei/type
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
-import { insertLines, type StoredLine } from './store/logs.js';
+import { insertLines } from './store/logs.js';
 import { settledWithin } from './wait.js';
 
 /** At most this many lines per INSERT; more waiting lines go in the next one. */
@@ -54,21 +54,53 @@ interface Buffered {
   lines: number;
 }
 
-/** Cheap structural check of one execution's batch (a million lines go through here; no schema walk per line). */
-function validBatch(v: Partial<Batch> | null | undefined): v is Batch {
-  if (!v || typeof v.execution_id !== 'string' || !Array.isArray(v.lines)) return false;
-  for (const l of v.lines) {
-    if (!l || typeof l.seq !== 'number' || typeof l.line !== 'string' || typeof l.timestamp !== 'string') return false;
-    if (l.stream !== 'stdout' && l.stream !== 'stderr') return false;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_SEQ = 2 ** 31 - 1;
+/** A time PostgreSQL reads as given (what workers send: `Date#toISOString`). */
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$/;
+
+const validLine = (l: Partial<LogLine> | null | undefined): l is LogLine =>
+  !!l && Number.isInteger(l.seq) && l.seq! >= 1 && l.seq! <= MAX_SEQ && typeof l.line === 'string' && typeof l.timestamp === 'string' && (l.stream === 'stdout' || l.stream === 'stderr');
+
+/**
+ * One execution's batch as it can be stored, or null when it names no execution. A line that cannot
+ * be stored (no whole seq, no stream) is left out, and a time PostgreSQL would refuse becomes the
+ * time it was received: one bad line would otherwise fail the insert of every line stored with it,
+ * again at each redelivery. Cheap: a million lines go through here, no schema walk per line.
+ */
+function storableBatch(v: Partial<Batch> | null | undefined, receivedAt: () => string): Batch | null {
+  if (!v || typeof v.execution_id !== 'string' || !UUID.test(v.execution_id) || !Array.isArray(v.lines)) return null;
+  let lines = v.lines;
+  let lastTime = '';
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i];
+    if (!validLine(l)) {
+      lines = lines.filter(validLine);
+      return storableBatch({ execution_id: v.execution_id, lines }, receivedAt);
+    }
+    if (l.timestamp === lastTime) continue;
+    if (!ISO_TIME.test(l.timestamp) || Number.isNaN(Date.parse(l.timestamp))) l.timestamp = receivedAt();
+    lastTime = l.timestamp;
   }
-  return true;
+  return { execution_id: v.execution_id, lines };
 }
 
-/** A worker's `LogMessage` (batches of several executions) or a single `LogBatch`; null when malformed. */
-function parseLogMessage(data: Uint8Array): Batch[] | null {
+/**
+ * A worker's `LogMessage` (batches of several executions) or a single `LogBatch`, as far as it can
+ * be stored; null when it is not one at all. `dropped`: batches that name no execution.
+ */
+function parseLogMessage(data: Uint8Array): { batches: Batch[]; dropped: number } | null {
   const v = decodeJson(data) as { batches?: unknown } & Partial<Batch>;
-  if (v && Array.isArray(v.batches)) return v.batches.every((b) => validBatch(b as Partial<Batch>)) ? (v.batches as Batch[]) : null;
-  return validBatch(v) ? [v] : null;
+  let now: string | undefined;
+  const receivedAt = () => (now ??= new Date().toISOString());
+  const given = v && Array.isArray(v.batches) ? (v.batches as Partial<Batch>[]) : [v];
+  const batches: Batch[] = [];
+  for (const b of given) {
+    const batch = storableBatch(b, receivedAt);
+    if (batch) batches.push(batch);
+  }
+  if (batches.length === 0 && !(v && Array.isArray(v.batches) && v.batches.length === 0)) return null;
+  return { batches, dropped: given.length - batches.length };
 }
 
 /** Acks, or naks for a redelivery in a second; a connection already closing (work left at the
@@ -137,7 +169,7 @@ export class Consumers {
       callback: (err, msg) => {
         if (err || !this.hub.listening()) return;
         try {
-          for (const batch of parseLogMessage(msg.data) ?? []) this.hub.live(batch.execution_id, batch.lines);
+          for (const batch of parseLogMessage(msg.data)?.batches ?? []) this.hub.live(batch.execution_id, batch.lines);
         } catch {
           // malformed: the durable consumer reports it
         }
@@ -166,17 +198,19 @@ export class Consumers {
 
   private async logLoop(messages: ConsumerMessages): Promise<void> {
     for await (const msg of messages) {
-      let batches: Batch[] | null = null;
+      let parsed: ReturnType<typeof parseLogMessage> = null;
       try {
-        batches = parseLogMessage(msg.data);
+        parsed = parseLogMessage(msg.data);
       } catch {
-        batches = null;
+        parsed = null;
       }
-      if (!batches) {
+      if (!parsed) {
         this.ctx.logger.warn({ subject: msg.subject }, 'dropping a malformed log message');
         msg.term('malformed log message');
         continue;
       }
+      const { batches, dropped } = parsed;
+      if (dropped) this.ctx.logger.warn({ subject: msg.subject, dropped }, 'dropping log batches that name no execution; storing the rest of the message');
       const pending = batches.map((b) => this.hub.publish(b.execution_id, b.lines));
       const lines = batches.reduce((n, b) => n + b.lines.length, 0);
       this.buffered.push({ msg, batches, pending, lines });
@@ -255,20 +289,9 @@ export class Consumers {
           take.push(b);
           n += b.lines;
         }
-        const rows: StoredLine[] = new Array(n);
-        let i = 0;
-        for (const { batches } of take) {
-          for (const batch of batches) {
-            for (const l of batch.lines) {
-              rows[i++] = l.no_newline === true
-                ? { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp, no_newline: true }
-                : { execution_id: batch.execution_id, seq: l.seq, stream: l.stream, line: l.line, timestamp: l.timestamp };
-            }
-          }
-        }
         let inserted: number;
         try {
-          inserted = await insertLines(this.ctx.db, rows);
+          inserted = await insertLines(this.ctx.db, take.flatMap((b) => b.batches), take.some((b) => b.msg.redelivered));
         } catch (err) {
           this.storing.failed(err, { lines: n });
           for (const { msg, batches, pending } of take) {

@@ -161,7 +161,7 @@ export async function finishedWithStoredLines(svc: RunningService, n: number, te
   const { id } = await executeOn(svc.url, { command: 'true' });
   for (let from = 1; from <= n; from += 20_000) {
     const batch = lines(from, Math.min(from + 19_999, n), 'stdout', text);
-    await insertLines(svc.ctx.db, batch.map((l) => ({ ...l, execution_id: id })));
+    await insertLines(svc.ctx.db, [{ execution_id: id, lines: batch }]);
   }
   await consumedUpTo(svc.ctx.bus, 'status', await publishStatus(svc.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: n, duration_ms: 1 }));
   return id;

@@ -1,6 +1,6 @@
 // Ingest contract: log ingestion, the logs API and the SSE streams, fed by the test the way a worker
 // feeds them (log batches and status events published on JetStream); no worker runs here.
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
+import { createTestEnv, encodeJson, type RunningService, type TestEnv } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
@@ -102,7 +102,7 @@ describe('ingest contract: logs API', () => {
 
   it('next_seq, passed back as since_seq, gives only the lines stored after the answer, whatever it held', async () => {
     const id = await newExecution();
-    await insertLines(svc.ctx.db, lines(1, 8).map((l) => ({ ...l, execution_id: id })));
+    await insertLines(svc.ctx.db, [{ execution_id: id, lines: lines(1, 8) }]);
     const q = async (qs: string) => (await (await get(`/api/v1/executions/${id}/logs?${qs}`)).json()) as { lines: LogLine[]; next_seq: number };
     const cases: Array<[string, number[], number]> = [
       ['tail=0', [], 8],
@@ -122,13 +122,13 @@ describe('ingest contract: logs API', () => {
     }
     // a poller that starts with tail=0 then gets the new lines only
     const start = await q('tail=0');
-    await insertLines(svc.ctx.db, lines(9, 10).map((l) => ({ ...l, execution_id: id })));
+    await insertLines(svc.ctx.db, [{ execution_id: id, lines: lines(9, 10) }]);
     expect(seqs((await q(`since_seq=${start.next_seq}`)).lines)).toEqual([9, 10]);
   });
 
   it('pages through thousands of lines: since_seq, tail and limit across pages', async () => {
     const id = await newExecution();
-    await insertLines(svc.ctx.db, lines(1, 2500).map((l) => ({ ...l, execution_id: id })));
+    await insertLines(svc.ctx.db, [{ execution_id: id, lines: lines(1, 2500) }]);
     const q = async (qs: string) => (await (await get(`/api/v1/executions/${id}/logs?${qs}`)).json()) as { lines: LogLine[]; next_seq: number };
     let r = await q('');
     expect(seqs(r.lines)).toEqual(range(1, 2500));
@@ -151,7 +151,7 @@ describe('ingest contract: logs API', () => {
     const n = 10_005;
     const all = lines(1, n);
     all[n - 1]!.no_newline = true;
-    await insertLines(svc.ctx.db, all.map((l) => ({ ...l, execution_id: id })));
+    await insertLines(svc.ctx.db, [{ execution_id: id, lines: all }]);
     const text = await (await get(`/api/v1/executions/${id}/logs`, { accept: 'text/plain' })).text();
     expect(text.split('\n').length).toBe(n);
     expect(text.endsWith(`line ${n - 1}\nline ${n}`)).toBe(true);
@@ -163,7 +163,7 @@ describe('ingest contract: logs API', () => {
     const id = await newExecution();
     const filler = '\u0001'.repeat(64 * 1024 - 10);
     for (let from = 1; from <= 1400; from += 100) {
-      await insertLines(svc.ctx.db, lines(from, from + 99, 'stdout', (n) => `${n}:${filler}`).map((l) => ({ ...l, execution_id: id })));
+      await insertLines(svc.ctx.db, [{ execution_id: id, lines: lines(from, from + 99, 'stdout', (n) => `${n}:${filler}`) }]);
     }
     const res = await get(`/api/v1/executions/${id}/logs`);
     expect(res.status).toBe(200);
@@ -201,6 +201,28 @@ describe('ingest contract: logs API', () => {
     expect(seqs(all)).toEqual(range(1, 10));
     expect(seqs(again)).toEqual(range(1, 10));
     expect(await ingested()).toBe(before + 10);
+  });
+
+  it('a malformed batch or line costs only itself: the rest of its message is stored, and nothing is held back', async () => {
+    const [a, b] = [await newExecution(), await newExecution()];
+    const good = lines(1, 3);
+    const badTime = { ...lines(4, 4)[0]!, timestamp: 'yesterday' };
+    const message = {
+      worker_id: '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11',
+      batches: [
+        { execution_id: 'not-an-id', lines: lines(1, 2) },
+        { execution_id: b, lines: [{ ...lines(1, 1)[0]!, seq: 1.5 }] },
+        { execution_id: a, lines: [...good, badTime] },
+        { execution_id: b, lines: lines(2, 3) },
+      ],
+    };
+    const sent = Date.now();
+    await svc.ctx.bus.js.publish(svc.ctx.bus.subjects.logs(a), encodeJson(message));
+    const storedA = await stored(a, 4);
+    expect(storedA.map((l) => l.line)).toEqual(['line 1', 'line 2', 'line 3', 'line 4']);
+    // a time PostgreSQL cannot read is the time the line was received
+    expect(Math.abs(Date.parse(storedA[3]!.timestamp) - sent)).toBeLessThan(10_000);
+    expect(seqs(await stored(b, 2))).toEqual([2, 3]);
   });
 });
 

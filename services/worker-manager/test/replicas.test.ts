@@ -57,7 +57,7 @@ describe('worker-manager replicas', () => {
     await publishLines(a.ctx.bus, id, lines(1, 5));
     await c.waitFor((e) => e.event === 'log' && e.id === '5');
     await publishLines(a.ctx.bus, id, lines(11, 15));
-    await insertLines(a.ctx.db, lines(6, 10).map((l) => ({ ...l, execution_id: id })));
+    await insertLines(a.ctx.db, [{ execution_id: id, lines: lines(6, 10) }]);
     await c.waitFor((e) => e.event === 'log' && e.id === '15', 5000);
     expect(logEvents(c).map((l) => l.seq)).toEqual(range(1, 15));
     await publishStatus(a.ctx.bus, { execution_id: id, status: 'completed', exit_code: 0, last_seq: 15 });
