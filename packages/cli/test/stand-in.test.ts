@@ -54,6 +54,30 @@ describe('pipelines follow', () => {
     expect(r.stderr).toContain('the database is unavailable; try again; retrying…');
     expect(r.code).toBe(0);
   }, 30_000);
+
+  it('says why a job waits to start while worker-manager is unavailable, once, then follows it on', async () => {
+    const B = '01a2347c-93b1-7221-8abc-1e525b7482ff';
+    const why = 'worker-manager unavailable, retrying every 5 s for up to 5 min: http://127.0.0.1:8082 did not answer (connection refused)';
+    const job = (status: string, message: string | null = null) => ({ job_id: B, name: 'b', status, execution_id: null, message });
+    const run = (status: string, b: ReturnType<typeof job>) => ({ id: RUN, pipeline_id: JOB, status, jobs: [b] });
+    const jobEvent = (b: ReturnType<typeof job>, id: number) => event('job', { type: 'job', run_id: RUN, pipeline_id: JOB, timestamp: new Date().toISOString(), ...b }, id);
+    const env = await standIn((route, _req, res) => {
+      if (route === `GET /api/v1/pipeline-runs/${RUN}`) return json(res, 200, run('running', job('starting')));
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(event('snapshot', run('running', job('starting')), 1));
+      res.write(jobEvent(job('starting', why), 2));
+      res.write(jobEvent(job('starting', why), 3));
+      res.end(event('completed', run('failed', job('failed', 'could not start: worker-manager was unavailable for over 5 min (HODEI_PIPELINE_START_WAIT_MS): …')), 4));
+    });
+    const r = await hodeiDone(['pipelines', 'follow', RUN, '--no-timestamps'], env);
+    const lines = r.stderr.split('\n').filter((l) => / b {2}/.test(l));
+    expect(lines.map((l) => l.replace(/^\d\d:\d\d:\d\d\.\d{3} /, ''))).toEqual([
+      'b  starting',
+      `b  starting (${why})`,
+      'b  failed (could not start: worker-manager was unavailable for over 5 min (HODEI_PIPELINE_START_WAIT_MS): …)',
+    ]);
+    expect(r.code).toBe(1);
+  }, 30_000);
 });
 
 describe('followers and their reader', () => {

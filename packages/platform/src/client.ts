@@ -48,8 +48,9 @@ export class ServiceClient {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      const e = new ServiceUnavailableError(`${this.baseUrl} did not answer (${(err as Error).message})`);
-      if ((err as { cause?: { code?: unknown } }).cause?.code === 'ECONNREFUSED') notTaken.add(e);
+      const refused = (err as { cause?: { code?: unknown } }).cause?.code === 'ECONNREFUSED';
+      const e = new ServiceUnavailableError(`${this.baseUrl} did not answer (${refused ? 'connection refused' : (err as Error).message})`);
+      if (refused) notTaken.add(e);
       throw e;
     }
   }

@@ -3,7 +3,9 @@
 // changes (sync), so events arriving in any order, or twice, or after a restart, lead to the same
 // result. A job is started at most once per run: moving its row to `starting` under the run's row
 // lock is the claim, and a claim left behind by a stopped orchestrator is taken over only after
-// checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID).
+// checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID). A start
+// worker-manager surely did not take (it is restarting, or its NATS is away) gives the claim up:
+// the sweep tries it again until worker-manager has been unavailable for startWaitMs.
 import { checkDefinitionFits, ConflictError, encodeJson, FailureLog, HttpError, newId, NotFoundError, RecentSet, requestNotTaken, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import { findCycle } from './dag.js';
@@ -52,8 +54,17 @@ interface Derived {
 export interface RunnerOptions {
   /** A start claimed longer ago than this without an execution is taken over (above the 10 s execute timeout). */
   staleStartMs?: number;
-  /** How often stale starts are looked for. */
+  /** How often stale starts are looked for, and starts worker-manager did not take tried again. */
   sweepMs?: number;
+  /** How long a job's start is tried again while worker-manager is unavailable before the job fails. */
+  startWaitMs?: number;
+}
+
+/** A wait as a user reads it: 800 ms, 5 s, 5 min. */
+function duration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 120_000 || ms % 60_000) return `${Math.round(ms / 1000)} s`;
+  return `${ms / 60_000} min`;
 }
 
 export class PipelineRunner {
@@ -61,6 +72,7 @@ export class PipelineRunner {
   private sweeping: Promise<void> | null = null;
   private readonly staleStartMs: number;
   private readonly sweepMs: number;
+  private readonly startWaitMs: number;
   private readonly sweepFailures: FailureLog;
   /** Final events being handled (execution id + status) and the last ones handled, oldest first. */
   private readonly finalInFlight = new Map<string, Promise<void>>();
@@ -77,6 +89,7 @@ export class PipelineRunner {
   ) {
     this.staleStartMs = opts.staleStartMs ?? 15_000;
     this.sweepMs = opts.sweepMs ?? 5_000;
+    this.startWaitMs = opts.startWaitMs ?? 5 * 60_000;
     this.sweepFailures = new FailureLog(logger, 'sweeping pipeline runs');
   }
 
@@ -286,8 +299,9 @@ export class PipelineRunner {
           }
         }
         status.set(r.job_id, s === 'pending' ? 'queued' : s);
-      } else if (r.status === 'starting' || (r.status === 'failed' && r.message)) {
-        status.set(r.job_id, r.status); // being started, or could not be started
+      } else if ((r.status === 'starting' && !(r.unclaimed && run.cancel_requested)) || (r.status === 'failed' && r.message)) {
+        // being started, or could not be started; a start waiting for worker-manager is skipped by a cancel
+        status.set(r.job_id, r.status);
       } else {
         derived.push(r.job_id);
         status.set(r.job_id, 'waiting');
@@ -397,17 +411,48 @@ export class PipelineRunner {
       // worker-manager away, or answering 503 (its NATS down): it did nothing, and neither does the run's creation
       if (failIfUnreachable && err instanceof ServiceUnavailableError) throw err;
       if (failIfUnreachable && requestNotTaken(err)) throw new ServiceUnavailableError((err as Error).message);
+      // a later job waits for worker-manager instead; anything else (a 4xx, a time-out: it may have acted) fails it
+      if (requestNotTaken(err)) return this.waitForWorkerManager(runId, run.pipeline_id, jobId, err as Error);
       const message = `could not start: ${err instanceof HttpError ? err.message : String(err)}`;
       this.logger.warn({ err, run_id: runId, job_id: jobId }, 'starting a pipeline job failed');
-      await runs.updateRunJob(this.db, runId, jobId, { status: 'failed', message }, 'starting');
+      const name = await runs.updateRunJob(this.db, runId, jobId, { status: 'failed', message }, 'starting');
+      if (name !== null) this.publishJob(runId, run.pipeline_id, jobId, name, 'failed', message);
       return true;
     }
     return this.recordStart(runId, run.pipeline_id, jobId, executionId);
   }
 
+  /**
+   * worker-manager did not take the job's start (or could not say whether it has it): the job stays
+   * `starting`, saying why, for the sweep to try again; it fails once worker-manager has been
+   * unavailable for startWaitMs. True when it failed (the run must be derived again).
+   */
+  private async waitForWorkerManager(runId: string, pipelineId: string, jobId: string, err: Error): Promise<boolean> {
+    const log = this.logger.child({ run_id: runId, job_id: jobId });
+    const r = await runs.startUnavailable(this.db, runId, jobId, this.startWaitMs, {
+      waiting: `worker-manager unavailable, retrying every ${duration(this.sweepMs)} for up to ${duration(this.startWaitMs)}: ${err.message}`,
+      failed: `could not start: worker-manager was unavailable for over ${duration(this.startWaitMs)} (HODEI_PIPELINE_START_WAIT_MS): ${err.message}`,
+    });
+    if (!r) return false;
+    if (r.status === 'failed') {
+      log.warn({ err }, 'worker-manager stayed unavailable: the pipeline job failed');
+      this.publishJob(runId, pipelineId, jobId, r.name, 'failed', r.message);
+      return true;
+    }
+    if (r.first) {
+      log.warn({ err, retry_for_ms: this.startWaitMs }, 'worker-manager unavailable: the pipeline job waits for it');
+      this.publishJob(runId, pipelineId, jobId, r.name, 'starting', r.message);
+    }
+    return false;
+  }
+
+  private publishJob(runId: string, pipelineId: string, jobId: string, name: string, status: 'starting' | 'failed', message: string): void {
+    this.publish([{ type: 'job', run_id: runId, pipeline_id: pipelineId, job_id: jobId, name, status, execution_id: null, exit_code: null, message, timestamp: new Date().toISOString() }]);
+  }
+
   private async recordStart(runId: string, pipelineId: string, jobId: string, executionId: string): Promise<boolean> {
     // a job no longer starting (its run derived on, from an execution event that came first) has no queued to announce
-    const name = await runs.updateRunJob(this.db, runId, jobId, { status: 'queued', execution_id: executionId }, 'starting');
+    const name = await runs.updateRunJob(this.db, runId, jobId, { status: 'queued', execution_id: executionId, message: null }, 'starting');
     if (name !== null) {
       this.publish([{ type: 'job', run_id: runId, pipeline_id: pipelineId, job_id: jobId, name, status: 'queued', execution_id: executionId, timestamp: new Date().toISOString() }]);
     }
@@ -420,7 +465,15 @@ export class PipelineRunner {
   /** A start left behind by a stopped orchestrator: follows the execution it made, or starts the job. */
   private async takeOver(claim: runs.StaleClaim): Promise<void> {
     const log = this.logger.child({ run_id: claim.run_id, job_id: claim.job_id });
-    const existing = await this.workerManager.findExecutionWithEnv(claim.job_id, RUN_ID_ENV, claim.run_id);
+    let existing: string | null;
+    try {
+      existing = await this.workerManager.findExecutionWithEnv(claim.job_id, RUN_ID_ENV, claim.run_id);
+    } catch (err) {
+      // whether it started is not known: nothing starts now
+      if (this.stopping) return;
+      await this.waitForWorkerManager(claim.run_id, claim.pipeline_id, claim.job_id, err as Error);
+      return;
+    }
     if (existing) {
       log.info({ execution_id: existing }, 'a start left behind had reached worker-manager: following its execution');
       await this.recordStart(claim.run_id, claim.pipeline_id, claim.job_id, existing);

@@ -36,7 +36,7 @@ export const definition: ServiceDefinition = {
     const maxPayload = () => ctx.bus.nc.info?.max_payload;
     pipelineRoutes(ctx.api, { db: ctx.db, metrics, maxPayload });
     jobRoutes(ctx.api, { db: ctx.db, workerManager, metrics, maxPayload });
-    const runner = new PipelineRunner(ctx.db, workerManager, ctx.bus, ctx.logger.child({ component: 'pipeline-runs' }));
+    const runner = new PipelineRunner(ctx.db, workerManager, ctx.bus, ctx.logger.child({ component: 'pipeline-runs' }), { startWaitMs: ctx.config.pipelineStartWaitMs });
     runRoutes(ctx.api, { db: ctx.db, runner, bus: ctx.bus, logger: ctx.logger });
     const scheduler = new SchedulerClient(ctx.config.urls.scheduler, ctx.config.apiToken);
     statsRoutes(ctx.api, { db: ctx.db, workerManager, scheduler });

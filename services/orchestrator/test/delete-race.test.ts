@@ -39,9 +39,11 @@ async function orchestratorProxy(target: string): Promise<Server> {
 }
 
 beforeAll(async () => {
-  stack = await startRealStack('delete-race', async (url) => {
-    proxy = await orchestratorProxy(url);
-    return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  stack = await startRealStack('delete-race', {
+    orchestratorFor: async (url) => {
+      proxy = await orchestratorProxy(url);
+      return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    },
   });
   ({ orchestrator, workerManager } = stack);
 }, 60_000);

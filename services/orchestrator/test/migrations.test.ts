@@ -37,7 +37,7 @@ describe('migrations', () => {
       expect(second).toBe(0);
       expect(await schemaShape(db)).toEqual(before);
       const { rows } = await db.query('SELECT id FROM orchestrator.migrations ORDER BY id');
-      expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     } finally {
       await db.end();
     }

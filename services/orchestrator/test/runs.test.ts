@@ -242,6 +242,103 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     expect(byName(r.body).b).toMatchObject({ status: 'skipped', message: 'skipped: it depends on a, which ended failed' });
   });
 
+  it('a later job worker-manager did not take (503) waits in starting, saying why once on the event stream, and starts when it takes it', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'wm-503', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const detail = 'the message bus (NATS) is unavailable: this service lost its connection to it 1 s ago and is reconnecting; nothing was done, try again';
+    const startsOfB = () => wm.requests.filter((q) => q.path === '/api/v1/execute' && (q.body as { job_id: string }).job_id === ids.b).length;
+    let unavailable = true;
+    wm.handler = (req) => {
+      // asked again, the sweep first looks for an execution of the run that worker-manager has: none
+      if (req.method === 'GET' && req.path === '/api/v1/executions') return { status: 200, body: [] };
+      if (unavailable && req.path === '/api/v1/execute' && (req.body as { job_id: string }).job_id === ids.b) return { status: 503, body: { title: 'Service Unavailable', status: 503, detail } };
+      return executeHandler(req);
+    };
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    const seen: any[] = [];
+    const sub = svc.ctx.bus.nc.subscribe(svc.ctx.bus.subjects.pipelineRun(r.id), { callback: (_e, m) => seen.push(m.json()) });
+    try {
+      const before = startsOfB();
+      await publish(executed.get(ids.a)![0]!, ids.a, 'completed');
+      const waiting = await eventually(async () => {
+        const x = (await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body;
+        return byName(x).b.message ? x : undefined;
+      }, 10_000);
+      expect(waiting.status).toBe('running');
+      expect(byName(waiting).b).toMatchObject({
+        status: 'starting',
+        execution_id: null,
+        message: `worker-manager unavailable, retrying every 5 s for up to 5 min: ${wm.url}/api/v1/execute answered 503: ${detail}`,
+      });
+      // the sweep asks again, and again waits
+      await eventually(async () => (startsOfB() - before >= 2 ? true : undefined), 15_000);
+      expect(byName((await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body).b.status).toBe('starting');
+      unavailable = false;
+      const run = await eventually(async () => {
+        const x = (await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body;
+        return byName(x).b.status === 'queued' ? x : undefined;
+      }, 15_000);
+      expect(byName(run).b).toMatchObject({ execution_id: executed.get(ids.b)![0], message: null });
+      expect(executed.get(ids.b)).toHaveLength(1);
+      await eventually(async () => (seen.some((x) => x.job_id === ids.b && x.status === 'queued') ? true : undefined));
+      expect(seen.filter((x) => x.type === 'job' && x.job_id === ids.b).map((x) => [x.status, x.message ?? null])).toEqual([
+        ['starting', null],
+        ['starting', byName(waiting).b.message],
+        ['queued', null],
+      ]);
+      await publish(executed.get(ids.b)![0]!, ids.b, 'completed');
+      expect((await runState(r.id, (x) => x.status !== 'running')).status).toBe('completed');
+    } finally {
+      sub.unsubscribe();
+    }
+  }, 40_000);
+
+  it('a later job worker-manager refuses (4xx), or answers 500 to (it may have acted), fails at once with the reason and is not asked again', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', {
+      name: 'wm-refuses-later',
+      jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }, { name: 'c', command: 'true', depends_on: ['a'] }],
+    })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const startsOf = (name: string) => wm.requests.filter((q) => q.path === '/api/v1/execute' && (q.body as { job_id: string }).job_id === ids[name]).length;
+    wm.handler = (req) => {
+      const jobId = req.path === '/api/v1/execute' ? (req.body as { job_id: string }).job_id : undefined;
+      if (jobId === ids.b) return { status: 400, body: { title: 'Bad Request', status: 400, detail: 'the job cannot run: no command' } };
+      if (jobId === ids.c) return { status: 500, body: { title: 'Internal Server Error', status: 500, detail: 'database went away mid-insert' } };
+      return executeHandler(req);
+    };
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    await publish(executed.get(ids.a)![0]!, ids.a, 'completed');
+    const run = await runState(r.id, (x) => x.status !== 'running');
+    expect(run.status).toBe('failed');
+    expect(byName(run).b).toMatchObject({ status: 'failed', execution_id: null, message: 'could not start: the job cannot run: no command' });
+    expect(byName(run).c).toMatchObject({ status: 'failed', execution_id: null, message: `could not start: ${wm.url}/api/v1/execute answered 500: database went away mid-insert` });
+    await new Promise((resolve) => setTimeout(resolve, 6000)); // over one sweep
+    expect([startsOf('b'), startsOf('c')]).toEqual([1, 1]);
+  }, 20_000);
+
+  it('a run cancelled while a job waits for worker-manager: the job is skipped and never started', async () => {
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'wm-away-cancel', jobs: [{ name: 'a', command: 'true' }, { name: 'b', command: 'true', depends_on: ['a'] }] })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    wm.handler = (req) => {
+      if (req.method === 'GET' && req.path === '/api/v1/executions') return { status: 200, body: [] };
+      if (req.path === '/api/v1/execute' && (req.body as { job_id: string }).job_id === ids.b) return { status: 503, body: { title: 'Service Unavailable', status: 503 } };
+      return executeHandler(req);
+    };
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    await publish(executed.get(ids.a)![0]!, ids.a, 'completed');
+    await eventually(async () => (byName((await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body).b.message ? true : undefined), 10_000);
+    expect((await api('POST', `/api/v1/pipeline-runs/${r.id}/cancel`)).status).toBe(202);
+    const run = await eventually(async () => {
+      const x = (await api('GET', `/api/v1/pipeline-runs/${r.id}`)).body;
+      return x.status !== 'running' ? x : undefined;
+    }, 15_000);
+    expect(run.status).toBe('cancelled');
+    expect(byName(run).b).toMatchObject({ status: 'skipped', execution_id: null, message: 'skipped: the run was cancelled' });
+    wm.handler = (req) => (req.method === 'GET' && req.path === '/api/v1/executions' ? { status: 200, body: [] } : executeHandler(req)); // worker-manager back
+    await new Promise((resolve) => setTimeout(resolve, 6000)); // over one sweep
+    expect(executed.get(ids.b)).toBeUndefined();
+  }, 40_000);
+
   it('cancels a run: waiting jobs are skipped, active executions are cancelled', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { ...diamond, name: 'to-cancel' })).body;
     const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));

@@ -86,7 +86,8 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     logs.push(stream);
   };
   const onJob = (job: RunJob, at: string) => {
-    const key = `${job.status}|${job.execution_id ?? ''}`;
+    // a job starting says so again when it comes to wait for worker-manager (its message says why)
+    const key = `${job.status}|${job.execution_id ?? ''}|${job.status === 'starting' ? (job.message ?? '') : ''}`;
     if (shown.get(job.job_id) !== key) {
       shown.set(job.job_id, key);
       if (!out.json) {
@@ -100,7 +101,9 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
                 : ''
             : job.status === 'skipped' && job.message
               ? ` (${job.message.replace(/^skipped: /, '')})`
-              : '';
+              : job.status === 'starting' && job.message
+                ? ` (${job.message})`
+                : '';
         out.note(`${out.err('gray', clock(at))} ${job.name.padEnd(width.name)}  ${statusText(out.err, job.status)}${extra}`);
       }
     }

@@ -27,6 +27,8 @@ export interface RunJobRow {
   duration_ms: string | number | null;
   /** Status of the recorded execution as its events said (null before the first one). */
   execution_status: ExecutionStatus | null;
+  /** Nobody holds the start's claim: its last try found worker-manager unavailable, the sweep tries again. */
+  unclaimed: boolean;
 }
 
 function toRun(r: RunRow, jobs: RunJobRow[]): PipelineRun {
@@ -72,7 +74,7 @@ export async function insertRun(
 export async function runJobs(db: Db, runId: string): Promise<RunJobRow[]> {
   const { rows } = await db.query<RunJobRow>(
     `SELECT j.job_id, j.name, j.depends_on, j.status, j.execution_id, j.message,
-            e.exit_code, e.started_at, e.finished_at, e.duration_ms, e.status AS execution_status
+            e.exit_code, e.started_at, e.finished_at, e.duration_ms, e.status AS execution_status, j.starting_at IS NULL AS unclaimed
      FROM pipeline_run_jobs j LEFT JOIN job_executions e ON e.execution_id = j.execution_id
      WHERE j.run_id = $1 ORDER BY j.position`,
     [runId],
@@ -206,6 +208,41 @@ export async function updateRunJob(
   return rows[0]?.name ?? null;
 }
 
+/**
+ * A start worker-manager surely did not take: the job stays `starting`, unclaimed (the sweep tries
+ * it again), with `waiting` as its message; once worker-manager has been unavailable for `waitMs`
+ * since the first such try, the job is `failed` with `failed` instead. Null when the job is no
+ * longer starting; `first`: this was the first such try.
+ */
+export async function startUnavailable(
+  db: Db,
+  runId: string,
+  jobId: string,
+  waitMs: number,
+  messages: { waiting: string; failed: string },
+): Promise<{ name: string; status: 'starting' | 'failed'; message: string; first: boolean } | null> {
+  const { rows } = await db.query<{ name: string; status: 'starting' | 'failed'; message: string; first: boolean }>(
+    `WITH old AS (
+       SELECT start_unavailable_since FROM pipeline_run_jobs
+       WHERE run_id = $1 AND job_id = $2 AND status = 'starting' AND execution_id IS NULL FOR UPDATE
+     ), next AS (
+       SELECT start_unavailable_since IS NULL AS first,
+              coalesce(start_unavailable_since, now()) <= now() - make_interval(secs => $3::double precision / 1000) AS over
+       FROM old
+     )
+     UPDATE pipeline_run_jobs j SET
+       start_unavailable_since = coalesce(j.start_unavailable_since, now()),
+       starting_at = NULL,
+       status = CASE WHEN next.over THEN 'failed' ELSE 'starting' END,
+       message = CASE WHEN next.over THEN $5 ELSE $4 END
+     FROM next
+     WHERE j.run_id = $1 AND j.job_id = $2
+     RETURNING j.name, j.status, j.message, next.first`,
+    [runId, jobId, waitMs, messages.waiting, messages.failed],
+  );
+  return rows[0] ?? null;
+}
+
 export interface RunJobChange {
   job_id: string;
   status: PipelineRunJobStatus;
@@ -239,7 +276,8 @@ export async function setRunStatus(db: Db, runId: string, status: PipelineRunSta
 
 /**
  * Takes over starts claimed more than `staleMs` ago that never recorded an execution (whoever
- * claimed them stopped mid-start); each returned row is claimed again, for `staleMs` more.
+ * claimed them stopped mid-start), and those nobody claims (worker-manager was unavailable); each
+ * returned row is claimed again, for `staleMs` more.
  */
 export interface StaleClaim {
   run_id: string;
