@@ -206,7 +206,7 @@ export class Consumers {
       }
       if (!parsed) {
         this.ctx.logger.warn({ subject: msg.subject }, 'dropping a malformed log message');
-        msg.term('malformed log message');
+        msg.term(); // no reason: nats-server 2.9 takes '+TERM <reason>' for no answer and delivers it again at every ack wait, holding the ack floor
         continue;
       }
       const { batches, dropped } = parsed;
@@ -328,7 +328,7 @@ export class Consumers {
         event = ExecutionStatusEvent.parse(decodeJson(msg.data));
       } catch (err) {
         this.ctx.logger.warn({ err, subject: msg.subject }, 'dropping a malformed status event');
-        msg.term('malformed status event');
+        msg.term(); // no reason, as above
         continue;
       }
       const id = event.execution_id;
