@@ -13,6 +13,7 @@ import { identity, waitForOwnId } from './sole.js';
 import { createSpawner, type Spawner } from './spawn.js';
 import type { WorkerMetrics } from './metrics.js';
 import { MAX_LINE_BYTES } from './lines.js';
+import { LEFTOVER_SWEEP_MS, removeLeftovers } from './leftovers.js';
 import { PublishOutage } from './outage.js';
 import { delay, LogShipper, MIN_MAX_PAYLOAD } from './shipper.js';
 
@@ -95,6 +96,7 @@ class WorkerAgent {
   private lastContact = performance.now();
   private cutOff = false;
   private cutOffTimer: NodeJS.Timeout | undefined;
+  private leftoverTimer: NodeJS.Timeout | undefined;
   private readonly abortRegistration = new AbortController();
   private registered = false;
   private registering = false;
@@ -137,6 +139,16 @@ class WorkerAgent {
     void this.watchConnection();
     await this.nc.flush();
     this.logger.info({ slots: this.config.capacity.slots, labels: this.config.labels }, 'worker started');
+    this.removeLeftovers();
+    this.leftoverTimer = setInterval(() => this.removeLeftovers(), LEFTOVER_SWEEP_MS).unref();
+  }
+
+  private removeLeftovers(): void {
+    const removed = removeLeftovers(this.config.tmpDir, (id) => this.executions.has(id));
+    if (removed.length) {
+      const n = removed.length;
+      this.logger.info({ dir: this.config.tmpDir, removed }, `removed ${n} folder${n === 1 ? '' : 's'} left by executions whose agent was killed`);
+    }
   }
 
   private onAssign(msg: Msg): void {
@@ -365,6 +377,7 @@ class WorkerAgent {
     this.shuttingDown = true;
     clearInterval(this.heartbeatTimer);
     clearInterval(this.cutOffTimer);
+    clearInterval(this.leftoverTimer);
     this.abortRegistration.abort();
     // Drained, not just unsubscribed: an assignment the server sent before it saw the unsubscribe is
     // still answered (refused), where dropped unanswered the scheduler would count it taken and lost.
