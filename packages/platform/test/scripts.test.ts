@@ -1,7 +1,7 @@
 // scripts/lib.sh, which `make start-services` / `stop-services` / `status` use to tell whether a
 // service of a pid file runs.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,4 +44,23 @@ it('`make clean` removes the demo logs under HODEI_STATE_DIR with the services\'
   }
   execFileSync('bash', [join(root, 'scripts', 'clean.sh')], { env: { ...process.env, HODEI_STATE_DIR: state }, stdio: 'pipe' });
   expect(readdirSync(state)).toEqual([]);
+});
+
+it('a service log survives logrotate copytruncate: after the truncate, the service writes from the start, with no hole', async () => {
+  // spawn_bg opens the log for appending (>>), so a write after the truncate goes to the new end
+  const dir = mkdtempSync(join(tmpdir(), 'hodei-logrotate-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  const log = join(dir, 'svc.log');
+  const pidFile = join(dir, 'svc.pid');
+  execFileSync('bash', ['-c', `source "$1"; spawn_bg "$2" "$3" bash -c 'for i in $(seq 1 400); do echo "line $i of the service log"; sleep 0.01; done'`, 'bash', LIB, pidFile, log]);
+  const pid = Number(readFileSync(pidFile, 'utf8'));
+  onTestFinished(() => void (() => { try { process.kill(pid, 'SIGKILL'); } catch { /* ended */ } })());
+  await expect.poll(() => statSync(log).size, { timeout: 5000 }).toBeGreaterThan(2000);
+  truncateSync(log, 0); // what copytruncate does once it copied the file
+  await new Promise((r) => setTimeout(r, 300));
+  const after = readFileSync(log);
+  expect(after.length).toBeGreaterThan(0);
+  expect(after.length).toBeLessThan(2000);
+  expect(after.includes(0)).toBe(false); // no hole of NUL bytes where the old content was
+  expect(after.toString()).toMatch(/^line \d+ of the service log\n/);
 });
