@@ -115,6 +115,13 @@ describe('hodei pipelines run', () => {
     expect(r.stderr).toMatch(/^run [0-9a-f-]{36} completed$/m);
   }, 60_000);
 
+  it("--follow shows a job's control characters instead of letting them drive the terminal, as run does", async () => {
+    await pipeline({ name: 'cli-escapes', jobs: [{ name: 'title', command: "printf 'x\\033]0;pwned\\007\\033[2Jy\\033[31mred\\033[0m\\r\\tz\\n'" }] });
+    const r = await hodeiDone(['pipelines', 'run', 'cli-escapes', '--follow', '--no-timestamps'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('[title] x^[]0;pwned^G^[[2Jyred^M\tz\n'); // no colour without a terminal
+  }, 60_000);
+
   it('--follow exits 1 when the run fails; the dependent job shows as skipped', async () => {
     await pipeline({
       name: 'cli-broken',

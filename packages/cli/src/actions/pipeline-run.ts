@@ -7,7 +7,7 @@ import { CliError, UnreachableError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { isAbort } from '../http.js';
 import { isOutage, Outage } from '../outage.js';
-import { clock, statusText } from '../output.js';
+import { clock, statusText, visible } from '../output.js';
 import { readSse } from '../sse.js';
 
 export const RunJob = z
@@ -59,7 +59,8 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     let held: LogLine[] | null = ended.size ? [] : null;
     const print = (l: LogLine) => {
       if (out.json) return;
-      (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${prefix(job.name, l.timestamp)} ${l.line}\n`);
+      const err = l.stream === 'stderr';
+      (err ? process.stderr : process.stdout).write(`${prefix(job.name, l.timestamp)} ${visible(l.line, out.config.color[err ? 'stderr' : 'stdout'])}\n`);
     };
     const released = held
       ? Promise.all(ended).then(() => {
