@@ -12,10 +12,12 @@
 // With --rounds R every benchmark runs R times; the table shows the best round and the spread.
 // PROF_DIR=<dir> with --processes: each service writes a V8 CPU profile to <dir>/<service> when it
 // stops (node --cpu-prof), for Chrome DevTools or a script.
+// LAT_DIR=<dir>: the logs benchmark also writes every line's latency (ms, in the order received)
+// to <dir>/logs-1.json and <dir>/logs-50.json, to see where a tail comes from.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -689,6 +691,11 @@ async function benchLogs(seconds: number): Promise<Figure[]> {
     const fifty = await runJobs(50);
     const wallMs = performance.now() - t0;
     const cpu = cpuSpent(cpu0, cpuByRole(), (ms) => `${Math.round((100 * ms) / wallMs)}%`); // of one core
+    if (process.env.LAT_DIR) {
+      mkdirSync(process.env.LAT_DIR, { recursive: true });
+      writeFileSync(`${process.env.LAT_DIR}/logs-1.json`, JSON.stringify(one.lat));
+      writeFileSync(`${process.env.LAT_DIR}/logs-50.json`, JSON.stringify(fifty.lat));
+    }
     await stack.stopWorker(worker);
     const base = (q: number) => ({ label: `raw NATS publish → another idle Node process at ${perSecond}/s p${q * 100}`, value: quantile(oneWay, q) });
     const roundTrip = (q: number) => `raw NATS request/reply back to back p${q * 100}: ${quantile(rtt, q).toFixed(2)} ms`;
