@@ -203,6 +203,15 @@ describe('ingest contract: logs API', () => {
     expect(await ingested()).toBe(before + 10);
   });
 
+  it('stores every line as written: quotes, backslashes, braces, commas, NULL, spaces, empty, non-ASCII', async () => {
+    const id = await newExecution();
+    const texts = ['say "hi"', 'C:\\dir\\"x"\\', '{a,b}', 'NULL', '\\N', '  padded  ', '', 'ünïcødé ✓ 日本', '"', '\\', 'a,b', '}{'];
+    await publishLines(svc.ctx.bus, id, texts.map((t, i) => ({ ...lines(i + 1, i + 1)[0]!, line: t, ...(i === 5 ? { no_newline: true } : {}) })));
+    const got = await stored(id, texts.length);
+    expect(got.map((l) => l.line)).toEqual(texts);
+    expect(got.map((l) => l.no_newline === true)).toEqual(texts.map((_, i) => i === 5));
+  });
+
   it('a malformed batch or line costs only itself: the rest of its message is stored, and nothing is held back', async () => {
     const [a, b] = [await newExecution(), await newExecution()];
     const good = lines(1, 3);

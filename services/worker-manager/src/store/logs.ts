@@ -27,6 +27,21 @@ export function toLogLine(r: LogRow): LogLine {
 
 const COLUMNS = 'seq, stream, line, ts, no_newline';
 
+/** A PostgreSQL array literal of whole numbers (pg's own conversion quotes and escapes each one). */
+const intArray = (values: number[]): string => `{${values.join(',')}}`;
+
+const QUOTED = /["\\]/;
+const ESCAPED = /["\\]/g;
+/** A PostgreSQL array literal of texts: each quoted, a double quote or a backslash escaped only where a text holds one. */
+function textArray(values: string[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    out += `${i ? ',' : ''}"${QUOTED.test(v) ? v.replace(ESCAPED, '\\$&') : v}"`;
+  }
+  return `${out}}`;
+}
+
 /** unique_violation: a line already stored. */
 const UNIQUE_VIOLATION = '23505';
 
@@ -51,7 +66,7 @@ export async function insertLines(db: Pool, batches: LinesOf[], redelivered = fa
   const streams = new Array<number>(n);
   const texts = new Array<string>(n);
   const timeOf = new Array<number>(n);
-  const noNewline = new Array<boolean | null>(n);
+  const noNewline = new Array<string>(n);
   let i = 0;
   for (const b of batches) {
     const id = ids.push(b.execution_id);
@@ -63,7 +78,7 @@ export async function insertLines(db: Pool, batches: LinesOf[], redelivered = fa
       streams[i] = STREAM_CODE[l.stream];
       texts[i] = withoutNul(l.line);
       timeOf[i] = t;
-      noNewline[i++] = l.no_newline === true ? true : null;
+      noNewline[i++] = l.no_newline === true ? 't' : 'NULL';
     }
   }
   const insert = (skipStored: boolean) =>
@@ -72,7 +87,7 @@ export async function insertLines(db: Pool, batches: LinesOf[], redelivered = fa
        SELECT ($1::uuid[])[e], s, st, l, ($2::timestamptz[])[t], nn
        FROM unnest($3::int[], $4::int[], $5::smallint[], $6::text[], $7::int[], $8::boolean[]) AS u(e, s, st, l, t, nn)
        ${skipStored ? 'ON CONFLICT (execution_id, seq) DO NOTHING' : ''}`,
-      [ids, times, idOf, seqs, streams, texts, timeOf, noNewline],
+      [textArray(ids), textArray(times), intArray(idOf), intArray(seqs), intArray(streams), textArray(texts), intArray(timeOf), `{${noNewline.join(',')}}`],
     );
   if (redelivered) return (await insert(true)).rowCount ?? 0;
   try {
