@@ -99,8 +99,9 @@ export async function freePorts(n: number): Promise<number[]> {
 export interface TcpForwarder {
   /** Cuts what passes through and stops listening. */
   close: () => Promise<void>;
-  /** Holds back what either side sends, the connections kept open (a network gone silent)… */
-  hold: () => void;
+  /** Holds back what either side sends, the connections kept open (a network gone silent), or with
+   *  `'replies'` only what the server sends (what the client sends arrives: a late answer)… */
+  hold: (what?: 'both' | 'replies') => void;
   /** …and delivers it now. */
   release: () => void;
 }
@@ -110,16 +111,17 @@ export interface TcpForwarder {
 export function forwardTcp(port: number, target: URL): Promise<TcpForwarder> {
   const sockets = new Set<Socket>();
   let held: (() => void)[] | null = null;
-  const relay = (from: Socket, to: Socket) =>
-    from.on('data', (chunk) => (held ? held.push(() => to.write(chunk)) : to.write(chunk))).on('end', () => to.end());
+  let heldBoth = true;
+  const relay = (from: Socket, to: Socket, reply: boolean) =>
+    from.on('data', (chunk) => (held && (reply || heldBoth) ? held.push(() => to.write(chunk)) : to.write(chunk))).on('end', () => to.end());
   const server = createServer((client) => {
     const upstream = tcpConnect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('error', () => undefined).on('close', () => sockets.delete(s));
     }
-    relay(client, upstream);
-    relay(upstream, client);
+    relay(client, upstream, false);
+    relay(upstream, client, true);
   });
   return new Promise((resolve) =>
     server.listen(port, '127.0.0.1', () =>
@@ -128,7 +130,10 @@ export function forwardTcp(port: number, target: URL): Promise<TcpForwarder> {
           for (const s of sockets) s.destroy();
           return new Promise((r) => server.close(() => r()));
         },
-        hold: () => void (held ??= []),
+        hold: (what = 'both') => {
+          heldBoth = what === 'both';
+          held ??= [];
+        },
         release: () => {
           const writes = held ?? [];
           held = null;

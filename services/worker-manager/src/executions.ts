@@ -33,6 +33,7 @@ import {
   type RegistryWorker,
   type WorkerControl,
 } from '@hodei/types';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import { finalOf, type FinalInfo, type LogHub } from './live/log-hub.js';
 import type { LiveRelay } from './live/relay.js';
 import type { WmMetrics } from './metrics.js';
@@ -50,6 +51,14 @@ const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for an answer to the cancel sent to every worker; then a queued
  *  execution ends where it is, and a running one's worker is asked on its own subject. */
 const CANCEL_ANYWHERE_MS = 25;
+
+/** How long POST /execute waits for NATS to confirm the queued execution: within the 5 s its
+ *  callers (the scheduler's firings) wait for the answer. Unconfirmed, it is sent again. */
+const QUEUED_ACK_MS = 2000;
+
+/** NATS answered the publish with a refusal (no stream for the subject, a full stream): nothing was
+ *  stored. Any other failure (a time-out, a connection lost) leaves it unknown. */
+const refusedByBus = (err: unknown): boolean => err instanceof JetStreamApiError || (err as Error | undefined)?.name === 'JetStreamNotEnabled';
 
 const cancelControl = (executionId: string) =>
   encodeJson({ action: 'cancel', execution_id: executionId, reason: 'cancelled' } satisfies WorkerControl);
@@ -125,13 +134,27 @@ export class Executions {
       ...traceField(),
     };
     try {
-      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(row.job_id).queued, encodeJson(event), { msgID: row.id });
+      const subject = this.ctx.bus.subjects.forExecution(row.job_id).queued;
+      await publishTraced(this.ctx.bus.js, subject, encodeJson(event), { msgID: row.id, timeout: QUEUED_ACK_MS });
     } catch (err) {
-      await store.deleteExecution(this.ctx.db, row.id).catch(() => undefined);
-      this.ctx.logger.error({ err, execution_id: row.id }, 'publishing the queued execution failed');
-      throw new ServiceUnavailableError('the message bus did not accept the execution; try again');
+      if (refusedByBus(err)) {
+        await store.deleteExecution(this.ctx.db, row.id).catch(() => undefined);
+        this.ctx.logger.warn({ err, execution_id: row.id }, 'NATS refused the queued execution');
+        throw new ServiceUnavailableError(`the message bus did not accept the execution (${(err as Error).message}); nothing was done, try again`);
+      }
+      // NATS may have stored it (only its acknowledgement missing): a worker may run it already, so
+      // it stays, and is sent again under the same message id, which NATS drops when it has it.
+      const waiting = `the message bus has not confirmed that it took the execution (${(err as Error).message}); sending it again`;
+      this.ctx.logger.warn({ err, execution_id: row.id }, 'NATS did not confirm the queued execution; sending it again');
+      const kept = await this.retries.announceAgain(row.id, waiting);
+      // no longer queued: its worker's statuses came meanwhile (NATS had it)
+      return kept ? this.queued(kept) : store.toExecution(await this.get(row.id));
     }
-    this.emitStatus(row, 'queued');
+    return this.queued(row);
+  }
+
+  private queued(row: ExecutionRow): Execution {
+    this.emitStatus(row, row.waiting ?? 'queued');
     return store.toExecution(row);
   }
 
@@ -260,6 +283,12 @@ export class Executions {
         // Cancelled while the scheduler was handing it to a worker: the worker started it anyway,
         // so it is stopped where it runs (the recorded status stays cancelled).
         const now = await store.getExecution(db, e.execution_id);
+        if (!now && e.worker_id) {
+          // nothing here tracks it (its row deleted): stopped, rather than run unseen and unlogged
+          this.ctx.logger.warn({ execution_id: e.execution_id, worker_id: e.worker_id }, 'a worker started an execution that is not recorded here; stopping it');
+          this.stopOnWorker(e.execution_id, e.worker_id);
+          return;
+        }
         if (now?.status === 'cancelled' && e.worker_id) {
           this.stopOnWorker(e.execution_id, e.worker_id);
           await store.startedAfterCancel(db, e.execution_id, e.worker_id, e.started_at ?? null, 'stopped where it runs');

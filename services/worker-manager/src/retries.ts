@@ -2,7 +2,8 @@
 // gets a new execution (attempt + 1, retry_of) that waits out retry_backoff_seconds × 2^(attempt-1)
 // (±20 % jitter, capped at an hour) and is then announced to the scheduler, which prefers a worker
 // other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
-// restart of this service does not lose it: start() arms the timer for whatever is due.
+// restart of this service does not lose it: start() arms the timer for whatever is due. A new
+// execution whose queued event NATS did not confirm is announced again the same way.
 import { Counter, encodeJson, FailureLog, Gauge, newId, publishTraced, startAtZero, traceField, withSpan, type ServiceContext } from '@hodei/platform';
 import { retryDue, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import type { ExecutionRow } from './store/executions.js';
@@ -117,6 +118,17 @@ export class Retries {
     return { retry, row: created.previous };
   }
 
+  /**
+   * A new execution whose queued event NATS did not confirm (it may have it): announced again by the
+   * loop that announces due retries, under the same message id until NATS confirms it, also after a
+   * restart. Returns the execution as it is now; null when it is not queued any more.
+   */
+  async announceAgain(id: string, waiting: string): Promise<ExecutionRow | null> {
+    const row = await store.announceAgain(this.ctx.db, id, waiting);
+    if (row) this.schedule(Date.now());
+    return row;
+  }
+
   /** Sets the timer for `at` unless it already fires sooner. */
   private schedule(at: number): void {
     if (this.stopped || at >= this.timerAt) return;
@@ -161,14 +173,15 @@ export class Retries {
     });
   }
 
-  /** Announces every retry whose back-off is over (ExecutionQueuedEvent, like a new execution). */
+  /** Announces every retry whose back-off is over (ExecutionQueuedEvent, like a new execution), and
+   *  every new execution whose announcement NATS did not confirm. */
   private async dispatchDue(): Promise<void> {
     for (;;) {
       const due = await store.claimDue(this.ctx.db, CLAIM_BATCH);
       // each attempt is a trace of its own, rooted here as a new execution is at POST /api/v1/execute
       for (const r of due) {
         const attributes = { 'hodei.execution_id': r.id, 'hodei.attempt': r.attempt, ...(r.retry_of ? { 'hodei.retry_of': r.retry_of } : {}) };
-        await withSpan('worker-manager retry', () => this.announce(r), { parent: null, attributes });
+        await withSpan(r.retry_of ? 'worker-manager retry' : 'worker-manager announce again', () => this.announce(r), { parent: null, attributes });
       }
       if (due.length < CLAIM_BATCH) return;
     }
@@ -187,10 +200,13 @@ export class Retries {
       ...traceField(),
     };
     try {
-      await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });
-      this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt }, 'retry queued');
+      // the message id the first announcement had: NATS drops a copy of what it has (within the
+      // events stream's duplicate window; the scheduler ignores an execution it knows after that)
+      const ack = await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });
+      this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt, duplicate: ack.duplicate }, 'execution announced');
+      if (r.retry_of === null && r.waiting !== null) await store.announced(this.ctx.db, r.id, r.waiting);
     } catch (err) {
-      this.ctx.logger.warn({ err, execution_id: r.id }, 'queueing a retry failed; trying again shortly');
+      this.ctx.logger.warn({ err, execution_id: r.id }, 'announcing a queued execution failed; trying again shortly');
       await store.unclaim(this.ctx.db, r.id, new Date(Date.now() + REPUBLISH_MS));
     }
   }

@@ -1,5 +1,6 @@
 // SQL of retries: the next attempt of a failed or lost execution, waiting out its back-off in
 // `queued` with `retry_due_at` set, then claimed (once, whichever replica is first) to be announced.
+// A new execution whose queued event NATS did not confirm waits here the same way to be announced again.
 import { withTransaction, type Pool } from '@hodei/platform';
 import { COLUMNS, type ExecutionRow } from './executions.js';
 
@@ -75,10 +76,25 @@ export async function unclaim(db: Pool, id: string, at: Date): Promise<void> {
   await db.query(`UPDATE executions SET retry_due_at = $2 WHERE id = $1 AND status = 'queued'`, [id, at]);
 }
 
+/** A queued execution whose queued event NATS did not confirm: due to be announced again now (as a
+ *  due retry is), `waiting` saying so. Null when it is not queued any more. */
+export async function announceAgain(db: Pool, id: string, waiting: string): Promise<RetryRow | null> {
+  const { rows } = await db.query<RetryRow>(
+    `UPDATE executions SET retry_due_at = now(), waiting = $2 WHERE id = $1 AND status = 'queued' RETURNING ${RETRY_COLUMNS}`,
+    [id, waiting],
+  );
+  return rows[0] ?? null;
+}
+
+/** Its announcement confirmed: the note that it was not (`waiting`) goes, unless something replaced it. */
+export async function announced(db: Pool, id: string, waiting: string): Promise<void> {
+  await db.query(`UPDATE executions SET waiting = NULL WHERE id = $1 AND status = 'queued' AND waiting = $2`, [id, waiting]);
+}
+
 /** Retries waiting out their back-off. */
 export async function countWaiting(db: Pool): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM executions WHERE retry_due_at IS NOT NULL AND status = 'queued'`,
+    `SELECT count(*)::int AS n FROM executions WHERE retry_due_at IS NOT NULL AND status = 'queued' AND retry_of IS NOT NULL`,
   );
   return rows[0]?.n ?? 0;
 }
