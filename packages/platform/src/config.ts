@@ -133,6 +133,8 @@ export interface Config {
   ackWaitMs: number;
   /** How long a log stream waits for an ended execution's last lines (worker-manager's FINAL_GRACE_MS when unset); set only in tests. */
   logFinalGraceMs?: number;
+  /** How long after it is recorded worker-manager announces a still-queued execution again (its ANNOUNCE_GRACE_MS when unset); set only in tests. */
+  announceGraceMs?: number;
 }
 
 export class ConfigError extends Error {}

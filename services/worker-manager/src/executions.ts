@@ -82,7 +82,7 @@ export class Executions {
   ) {
     this.orchestrator = new ServiceClient(ctx.config.urls.orchestrator, ctx.config.apiToken);
     this.scheduler = new ServiceClient(ctx.config.urls.scheduler, ctx.config.apiToken);
-    this.inserts = new Batcher((items) => store.insertExecutions(ctx.db, items));
+    this.inserts = new Batcher((items) => store.insertExecutions(ctx.db, items, retries.graceMs));
     this.waits = new Batcher((items) => store.setWaiting(ctx.db, items));
     this.starts = new Batcher((items) => store.markRunning(ctx.db, items));
     this.finals = new Batcher((items) => store.markFinals(ctx.db, items));
@@ -124,6 +124,7 @@ export class Executions {
       spec,
       attempt: 1,
     });
+    this.retries.recorded();
     const event: ExecutionQueuedEvent = {
       execution_id: row.id,
       job_id: row.job_id,
@@ -146,7 +147,15 @@ export class Executions {
       // it stays, and is sent again under the same message id, which NATS drops when it has it.
       const waiting = `the message bus has not confirmed that it took the execution (${(err as Error).message}); sending it again`;
       this.ctx.logger.warn({ err, execution_id: row.id }, 'NATS did not confirm the queued execution; sending it again');
-      const kept = await this.retries.announceAgain(row.id, waiting);
+      let kept: ExecutionRow | null;
+      try {
+        kept = await this.retries.announceAgain(row.id, waiting);
+      } catch (dbErr) {
+        // recorded all the same, due to be announced again at the end of its grace: a 503 would have
+        // the caller queue it a second time
+        this.ctx.logger.warn({ err: dbErr, execution_id: row.id }, 'marking the unconfirmed execution failed; it is announced again after its grace');
+        return this.queued({ ...row, waiting });
+      }
       // no longer queued: its worker's statuses came meanwhile (NATS had it)
       return kept ? this.queued(kept) : store.toExecution(await this.get(row.id));
     }

@@ -3,7 +3,10 @@
 // (±20 % jitter, capped at an hour) and is then announced to the scheduler, which prefers a worker
 // other than the ones earlier attempts ran on. The wait is in the database (retry_due_at), so a
 // restart of this service does not lose it: start() arms the timer for whatever is due. A new
-// execution whose queued event NATS did not confirm is announced again the same way.
+// execution is recorded due to be announced again after ANNOUNCE_GRACE_MS, so one whose queued event
+// was never sent (a crash, a database failure when its publish was not confirmed) is announced then;
+// one whose publish NATS did not confirm is due at once. A claimed row stays due after the grace
+// until its announcement is confirmed: nothing claimed is lost with the process.
 import { Counter, encodeJson, FailureLog, Gauge, newId, publishTraced, startAtZero, traceField, withSpan, type ServiceContext } from '@hodei/platform';
 import { retryDue, type ExecutionQueuedEvent, type ExecutionStatusEvent } from '@hodei/types';
 import type { ExecutionRow } from './store/executions.js';
@@ -17,6 +20,10 @@ const POLL_MS = 10_000;
 /** An announcement that failed is tried again after this long. */
 const REPUBLISH_MS = 1000;
 const CLAIM_BATCH = 500;
+/** A queued execution whose announcement is not known to be confirmed is announced (again) this
+ *  long after it was recorded or claimed. A copy is harmless: JetStream drops it within its 2 min
+ *  duplicate window, and the scheduler ignores an execution it has queued before. */
+const ANNOUNCE_GRACE_MS = 30_000;
 
 /** The back-off before attempt `attempt + 1`, jitter included (`random` in [0, 1)). */
 export function backoffMs(backoffSeconds: number, attempt: number, random = Math.random()): number {
@@ -38,8 +45,10 @@ export class Retries {
   private readonly counter: Counter<'reason'>;
   private readonly reading: FailureLog;
   private readonly dispatchingDue: FailureLog;
+  readonly graceMs: number;
 
   constructor(private readonly ctx: ServiceContext) {
+    this.graceMs = ctx.config.announceGraceMs ?? ANNOUNCE_GRACE_MS;
     this.reading = new FailureLog(ctx.logger, 'reading waiting retries');
     this.dispatchingDue = new FailureLog(ctx.logger, 'dispatching due retries');
     this.counter = new Counter({
@@ -129,6 +138,11 @@ export class Retries {
     return row;
   }
 
+  /** A new execution was recorded, due to be announced again at the end of its grace. */
+  recorded(): void {
+    this.schedule(Date.now() + this.graceMs);
+  }
+
   /** Sets the timer for `at` unless it already fires sooner. */
   private schedule(at: number): void {
     if (this.stopped || at >= this.timerAt) return;
@@ -177,7 +191,7 @@ export class Retries {
    *  every new execution whose announcement NATS did not confirm. */
   private async dispatchDue(): Promise<void> {
     for (;;) {
-      const due = await store.claimDue(this.ctx.db, CLAIM_BATCH);
+      const due = await store.claimDue(this.ctx.db, CLAIM_BATCH, this.graceMs);
       // each attempt is a trace of its own, rooted here as a new execution is at POST /api/v1/execute
       for (const r of due) {
         const attributes = { 'hodei.execution_id': r.id, 'hodei.attempt': r.attempt, ...(r.retry_of ? { 'hodei.retry_of': r.retry_of } : {}) };
@@ -199,15 +213,17 @@ export class Retries {
       ...(r.retry_of ? { retry_of: r.retry_of } : {}),
       ...traceField(),
     };
+    let duplicate: boolean;
     try {
       // the message id the first announcement had: NATS drops a copy of what it has (within the
       // events stream's duplicate window; the scheduler ignores an execution it knows after that)
-      const ack = await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id });
-      this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt, duplicate: ack.duplicate }, 'execution announced');
-      if (r.retry_of === null && r.waiting !== null) await store.announced(this.ctx.db, r.id, r.waiting);
+      ({ duplicate } = await publishTraced(this.ctx.bus.js, this.ctx.bus.subjects.forExecution(r.job_id).queued, encodeJson(event), { msgID: r.id }));
     } catch (err) {
       this.ctx.logger.warn({ err, execution_id: r.id }, 'announcing a queued execution failed; trying again shortly');
       await store.unclaim(this.ctx.db, r.id, new Date(Date.now() + REPUBLISH_MS));
+      return;
     }
+    this.ctx.logger.debug({ execution_id: r.id, attempt: r.attempt, duplicate }, 'execution announced');
+    await store.announced(this.ctx.db, r);
   }
 }

@@ -73,14 +73,15 @@ export interface NewExecution {
   attempt: number;
 }
 
-/** Many inserts in one statement; the rows in the order given. */
-export async function insertExecutions(db: Pool, es: NewExecution[]): Promise<ExecutionRow[]> {
+/** Many inserts in one statement; the rows in the order given. Each is due to be announced again
+ *  `announceAfterMs` from now (retry_due_at): its announcement may never be made (a crash before it). */
+export async function insertExecutions(db: Pool, es: NewExecution[], announceAfterMs: number): Promise<ExecutionRow[]> {
   const { rows } = await db.query<ExecutionRow>(
-    `INSERT INTO executions (id, job_id, name, status, priority, spec, attempt)
-     SELECT v_id, v_job, v_name, 'queued', v_priority, v_spec, v_attempt
+    `INSERT INTO executions (id, job_id, name, status, priority, spec, attempt, retry_due_at)
+     SELECT v_id, v_job, v_name, 'queued', v_priority, v_spec, v_attempt, now() + $2 * interval '1 millisecond'
      FROM jsonb_to_recordset($1::jsonb) AS v(v_id uuid, v_job uuid, v_name text, v_priority integer, v_spec jsonb, v_attempt integer)
      RETURNING ${COLUMNS}`,
-    [JSON.stringify(es.map((e) => ({ v_id: e.id, v_job: e.job_id, v_name: e.name, v_priority: e.priority, v_spec: e.spec, v_attempt: e.attempt })))],
+    [JSON.stringify(es.map((e) => ({ v_id: e.id, v_job: e.job_id, v_name: e.name, v_priority: e.priority, v_spec: e.spec, v_attempt: e.attempt }))), announceAfterMs],
   );
   // an insert without ON CONFLICT returns every row or fails as a whole
   return inOrder(es, rows).map((r) => r!);
@@ -157,7 +158,7 @@ export async function markRunning(db: Pool, items: RunningUpdate[]): Promise<Arr
   const { rows } = await db.query<ExecutionRow & { was_running: boolean }>(
     `WITH v AS (SELECT v.* FROM ${fromRecords('$1', 'v_id uuid, v_worker uuid, v_started timestamptz, v_progress jsonb')}),
           before AS (SELECT e.id AS b_id, e.status AS b_status FROM executions e JOIN v ON e.id = v.v_id FOR UPDATE OF e)
-     UPDATE executions SET status = 'running', waiting = NULL,
+     UPDATE executions SET status = 'running', waiting = NULL, retry_due_at = NULL,
        worker_id = COALESCE(v_worker, worker_id), started_at = COALESCE(started_at, v_started, now()),
        progress = COALESCE(v_progress, progress)
      FROM v JOIN before ON b_id = v_id
@@ -184,7 +185,7 @@ export interface FinalUpdate {
   from?: ExecutionStatus[];
 }
 
-const FINAL_SET = `status = v_status, waiting = NULL,
+const FINAL_SET = `status = v_status, waiting = NULL, retry_due_at = NULL,
        worker_id = COALESCE(v_worker, worker_id), exit_code = v_exit, signal = v_signal, message = v_message,
        started_at = COALESCE(started_at, v_started),
        finished_at = COALESCE(v_finished, now()),

@@ -1,6 +1,6 @@
 // SQL of retries: the next attempt of a failed or lost execution, waiting out its back-off in
 // `queued` with `retry_due_at` set, then claimed (once, whichever replica is first) to be announced.
-// A new execution whose queued event NATS did not confirm waits here the same way to be announced again.
+// A new execution waits here the same way to be announced again should its announcement not be confirmed.
 import { withTransaction, type Pool } from '@hodei/platform';
 import { COLUMNS, type ExecutionRow } from './executions.js';
 
@@ -59,14 +59,15 @@ export async function nextDue(db: Pool): Promise<Date | null> {
   return rows[0]?.due ?? null;
 }
 
-/** Claims every retry whose back-off is over (cancelled ones are left alone). */
-export async function claimDue(db: Pool, limit: number): Promise<RetryRow[]> {
+/** Claims every queued execution due to be announced (cancelled ones are left alone): each is due
+ *  again `graceMs` from now, unless its announcement is confirmed (`announced`) before. */
+export async function claimDue(db: Pool, limit: number, graceMs: number): Promise<RetryRow[]> {
   const { rows } = await db.query<RetryRow>(
-    `UPDATE executions SET retry_due_at = NULL
+    `UPDATE executions SET retry_due_at = date_trunc('milliseconds', now() + $2 * interval '1 millisecond')
      WHERE id IN (SELECT id FROM executions WHERE retry_due_at <= now() AND status = 'queued'
                   ORDER BY retry_due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
      RETURNING ${RETRY_COLUMNS}`,
-    [limit],
+    [limit, graceMs],
   );
   return rows;
 }
@@ -86,9 +87,15 @@ export async function announceAgain(db: Pool, id: string, waiting: string): Prom
   return rows[0] ?? null;
 }
 
-/** Its announcement confirmed: the note that it was not (`waiting`) goes, unless something replaced it. */
-export async function announced(db: Pool, id: string, waiting: string): Promise<void> {
-  await db.query(`UPDATE executions SET waiting = NULL WHERE id = $1 AND status = 'queued' AND waiting = $2`, [id, waiting]);
+/** The announcement of a claimed execution confirmed: it is due no more (unless claimed or marked
+ *  again meanwhile), and a new execution's note that it was not (`waiting`) goes, unless replaced. */
+export async function announced(db: Pool, r: RetryRow): Promise<void> {
+  await db.query(
+    `UPDATE executions SET retry_due_at = CASE WHEN retry_due_at = $2 THEN NULL ELSE retry_due_at END,
+       waiting = CASE WHEN retry_of IS NULL AND waiting = $3 THEN NULL ELSE waiting END
+     WHERE id = $1 AND status = 'queued'`,
+    [r.id, r.retry_due_at, r.waiting],
+  );
 }
 
 /** Retries waiting out their back-off. */
