@@ -17,6 +17,11 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Two test files at a time on 2 cores: most of a test's time is waiting (processes, restarts,
+    // time-outs), so the whole suite takes about 0.6 of the time one at a time takes (622 s
+    // against 993 s here, every test passing).
+    maxWorkers: 2,
+    minWorkers: 1,
     globalSetup: ['./scripts/vitest-global-setup.ts'],
   },
 });

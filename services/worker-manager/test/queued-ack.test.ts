@@ -3,18 +3,15 @@
 // 202, and sent again under the same message id (NATS drops a copy it already has), so it runs once,
 // tracked. Only a refusal by NATS is a 503 with nothing recorded. worker-manager reaches NATS
 // through a relay that can hold back or cut what passes; the scheduler and a real worker do not.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestEnv, encodeJson, forwardTcp, freePort, newId, serviceAddresses, workerOnline, type RunningService, type TcpForwarder, type TestEnv } from '@hodei/platform';
+import { encodeJson, forwardTcp, newId, type RunningService, type TcpForwarder, type TestEnv } from '@hodei/platform';
 import type { Execution, ExecutionQueuedEvent } from '@hodei/types';
-import { startWorker, type WorkerHandle } from '@hodei/worker';
+import type { WorkerHandle } from '@hodei/worker';
 import { DiscardPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
 import { resolveSpec } from '../src/executions.js';
-import { startWorkerManager } from '../src/service.js';
 import { call, finishedOn, getExecutionOn, until } from './helpers.js';
+import { runs, startRelayedStack, stopRelayedStack } from './relayed-stack.js';
 
 const LABELS = { t: 'queued-ack' };
 
@@ -28,30 +25,10 @@ let natsUrl: URL;
 let scratch = '';
 
 beforeAll(async () => {
-  scratch = mkdtempSync(join(tmpdir(), 'hodei-queued-ack-'));
-  env = createTestEnv();
-  const { ports, urls } = await serviceAddresses();
-  const schedConfig = env.config('scheduler', { urls, port: ports.scheduler });
-  natsUrl = new URL(schedConfig.natsUrl);
-  sched = await startScheduler(schedConfig);
-  relayPort = await freePort();
-  link = await forwardTcp(relayPort, natsUrl);
-  wm = await startWorkerManager(env.config('worker-manager', { urls, port: ports['worker-manager'], natsUrl: `nats://127.0.0.1:${relayPort}` }));
-  worker = await startWorker({ natsUrl: schedConfig.natsUrl, natsPrefix: env.natsPrefix, schedulerUrl: sched.url, labels: LABELS, logLevel: 'silent' });
-  await workerOnline(sched.url, worker.id, 15_000);
+  ({ env, sched, wm, worker, link, relayPort, natsUrl, scratch } = await startRelayedStack('queued-ack', LABELS));
 }, 60_000);
 
-afterAll(async () => {
-  await worker?.stop({ force: true });
-  await wm?.stop();
-  await sched?.stop();
-  await link?.close();
-  await env?.cleanup();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-}, 60_000);
-
-/** How many times the job writing to `marker` ran. */
-const runs = (marker: string) => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean).length : 0);
+afterAll(() => stopRelayedStack({ worker, wm, sched, link, env, scratch }), 60_000);
 
 const executions = async () => (await (await call(wm.url, 'GET', '/api/v1/executions')).json()) as Execution[];
 

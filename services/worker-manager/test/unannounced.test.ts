@@ -3,19 +3,17 @@
 // sent again, or the retries loop stopped between claiming a row and publishing it. The row itself
 // says when to announce it again (retry_due_at, a grace after it is recorded or claimed), so it
 // runs once, a grace later. worker-manager reaches NATS through a relay that can be cut.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, createPool, createTestEnv, forwardTcp, freePort, newId, serviceAddresses, workerOnline, type Config, type Pool, type RunningService, type TcpForwarder, type TestEnv } from '@hodei/platform';
+import { createLogger, createPool, forwardTcp, newId, type Config, type Pool, type RunningService, type TcpForwarder, type TestEnv } from '@hodei/platform';
 import type { Execution } from '@hodei/types';
-import { startWorker, type WorkerHandle } from '@hodei/worker';
+import type { WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
 import { resolveSpec } from '../src/executions.js';
 import { startWorkerManager } from '../src/service.js';
 import * as store from '../src/store/executions.js';
 import { claimDue } from '../src/store/retries.js';
-import { call, finishedOn, getExecutionOn, until } from './helpers.js';
+import { call, finishedOn, getExecutionOn } from './helpers.js';
+import { runs, startRelayedStack, stopRelayedStack } from './relayed-stack.js';
 
 const LABELS = { t: 'unannounced' };
 const GRACE = 3000;
@@ -31,31 +29,10 @@ let natsUrl: URL;
 let scratch = '';
 
 beforeAll(async () => {
-  scratch = mkdtempSync(join(tmpdir(), 'hodei-unannounced-'));
-  env = createTestEnv();
-  const { ports, urls } = await serviceAddresses();
-  const schedConfig = env.config('scheduler', { urls, port: ports.scheduler });
-  natsUrl = new URL(schedConfig.natsUrl);
-  sched = await startScheduler(schedConfig);
-  relayPort = await freePort();
-  link = await forwardTcp(relayPort, natsUrl);
-  wmConfig = env.config('worker-manager', { urls, port: ports['worker-manager'], natsUrl: `nats://127.0.0.1:${relayPort}`, announceGraceMs: GRACE });
-  wm = await startWorkerManager(wmConfig);
-  worker = await startWorker({ natsUrl: schedConfig.natsUrl, natsPrefix: env.natsPrefix, schedulerUrl: sched.url, labels: LABELS, logLevel: 'silent' });
-  await workerOnline(sched.url, worker.id, 15_000);
+  ({ env, sched, wm, worker, link, relayPort, natsUrl, scratch, wmConfig } = await startRelayedStack('unannounced', LABELS, { announceGraceMs: GRACE }));
 }, 60_000);
 
-afterAll(async () => {
-  await worker?.stop({ force: true });
-  await wm?.stop();
-  await sched?.stop();
-  await link?.close();
-  await env?.cleanup();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-}, 60_000);
-
-/** How many times the job writing to `marker` ran. */
-const runs = (marker: string) => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean).length : 0);
+afterAll(() => stopRelayedStack({ worker, wm, sched, link, env, scratch }), 60_000);
 
 /** Runs `fn` on worker-manager's database while worker-manager is stopped (as after a kill -9:
  *  what it does is what the stopped process left), then starts it again. */
