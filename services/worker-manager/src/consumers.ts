@@ -4,7 +4,7 @@
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
 import { decodeJson, encodeJson, ensureConsumer, FailureLog, InProgress, withConsumedSpan, type ServiceContext } from '@hodei/platform';
-import { ExecutionStatusEvent, type LogBacklog, type LogLine } from '@hodei/types';
+import { ExecutionStatusEvent, Id, type LogBacklog, type LogLine } from '@hodei/types';
 import type { Executions } from './executions.js';
 import type { LogHub, PendingBatch } from './live/log-hub.js';
 import type { WmMetrics } from './metrics.js';
@@ -54,7 +54,6 @@ interface Buffered {
   lines: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_SEQ = 2 ** 31 - 1;
 /** A time PostgreSQL reads as given (what workers send: `Date#toISOString`). */
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$/;
@@ -69,20 +68,15 @@ const validLine = (l: Partial<LogLine> | null | undefined): l is LogLine =>
  * again at each redelivery. Cheap: a million lines go through here, no schema walk per line.
  */
 function storableBatch(v: Partial<Batch> | null | undefined, receivedAt: () => string): Batch | null {
-  if (!v || typeof v.execution_id !== 'string' || !UUID.test(v.execution_id) || !Array.isArray(v.lines)) return null;
-  let lines = v.lines;
+  if (!v || !Id.safeParse(v.execution_id).success || !Array.isArray(v.lines)) return null;
+  const lines = v.lines.every((l) => validLine(l)) ? v.lines : v.lines.filter(validLine);
   let lastTime = '';
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i];
-    if (!validLine(l)) {
-      lines = lines.filter(validLine);
-      return storableBatch({ execution_id: v.execution_id, lines }, receivedAt);
-    }
+  for (const l of lines) {
     if (l.timestamp === lastTime) continue;
     if (!ISO_TIME.test(l.timestamp) || Number.isNaN(Date.parse(l.timestamp))) l.timestamp = receivedAt();
     lastTime = l.timestamp;
   }
-  return { execution_id: v.execution_id, lines };
+  return { execution_id: v.execution_id!, lines };
 }
 
 /**
@@ -99,7 +93,7 @@ function parseLogMessage(data: Uint8Array): { batches: Batch[]; dropped: number 
     const batch = storableBatch(b, receivedAt);
     if (batch) batches.push(batch);
   }
-  if (batches.length === 0 && !(v && Array.isArray(v.batches) && v.batches.length === 0)) return null;
+  if (batches.length === 0 && given.length > 0) return null;
   return { batches, dropped: given.length - batches.length };
 }
 
