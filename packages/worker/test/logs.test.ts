@@ -207,6 +207,31 @@ describe('log shipper', () => {
     expect(aLines).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
     expect(messages.every((m) => m.batches.reduce((n, x) => n + x.lines.length, 0) <= MAX_BATCH_LINES)).toBe(true);
   });
+  it('lines that keep coming leave together in a few messages; a line after a quiet spell leaves alone', async () => {
+    const subject = h.bus.subjects.logs(h.worker.id + '-coalesce');
+    const messages: LogMessage[] = [];
+    const sub = h.bus.nc.subscribe(subject, { callback: (_e, m) => messages.push(decodeJson(m.data) as LogMessage) });
+    await h.bus.nc.flush();
+    const shipper = new LogShipper(h.bus.js, subject, newId(), createLogger('test', 'silent'), () => 1024 * 1024);
+    const log = shipper.open(newId(), () => undefined);
+    // one line per turn of the event loop, as a job printing without pause is read
+    for (let i = 1; i <= 400; i++) {
+      log.add(i, 'stdout', `line ${i}`, nowIso());
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await log.flush();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    log.add(401, 'stdout', 'after a pause', nowIso());
+    await log.flush();
+    await h.bus.nc.flush();
+    sub.unsubscribe();
+    const seqs = messages.flatMap((m) => m.batches.flatMap((b) => b.lines.map((l) => l.seq)));
+    expect(seqs).toEqual(Array.from({ length: 401 }, (_, i) => i + 1));
+    // one message per line read (401) before; now at most one each COALESCE_MS while they came
+    expect(messages.length).toBeLessThan(400 / 4);
+    expect(messages.at(-1)!.batches.flatMap((b) => b.lines.map((l) => l.line))).toEqual(['after a pause']);
+  });
+
   it('keeps every message under the server\'s max_payload, whatever the escaping costs', async () => {
     const subject = h.bus.subjects.logs(h.worker.id + '-small-payload');
     const sizes: number[] = [];
