@@ -53,8 +53,16 @@ static int owners_len;
 static int epfd, devnull, subreaper;
 static long grace_ms = 5000;
 
+// Output that keeps coming goes to the agent at most once a millisecond, so that fifty jobs each
+// printing a line now and then wake it a thousand times a second, not five thousand; output after
+// a quiet spell, and any news of a start or an exit, goes at once.
+#define COALESCE_NS 1000000LL
+#define COALESCE_MAX (64 * 1024)
+
 static char *out;
 static size_t out_len, out_cap;
+static int urgent; // out holds more than output
+static long long flushed_at = -COALESCE_NS; // CLOCK_MONOTONIC, ns
 static char *in;
 static size_t in_len, in_cap;
 
@@ -78,6 +86,7 @@ static void emit(const char *data, size_t len) {
 
 static void emitf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void emitf(const char *fmt, ...) {
+  if (fmt[0] != 'D') urgent = 1;
   char line[128];
   va_list ap;
   va_start(ap, fmt);
@@ -86,7 +95,16 @@ static void emitf(const char *fmt, ...) {
   emit(line, (size_t)n);
 }
 
+static long long monotonic_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 static void flush_out(void) {
+  if (!out_len) return;
+  urgent = 0;
+  flushed_at = monotonic_ns();
   size_t at = 0;
   while (at < out_len) {
     ssize_t n = write(STDOUT_FILENO, out + at, out_len - at);
@@ -476,7 +494,8 @@ int main(int argc, char **argv) {
   flush_out();
   struct epoll_event events[256];
   for (;;) {
-    int n = epoll_pwait(epfd, events, 256, 1000, &waiting);
+    // output held back waits at most until the next millisecond
+    int n = epoll_pwait(epfd, events, 256, out_len ? 1 : 1000, &waiting);
     int request_ready = 0;
     // a job's output before its exit
     for (int pass = 0; pass < 2; pass++)
@@ -492,6 +511,6 @@ int main(int argc, char **argv) {
       }
     if (request_ready) read_requests();
     reap_all();
-    flush_out();
+    if (urgent || out_len >= COALESCE_MAX || monotonic_ns() - flushed_at >= COALESCE_NS) flush_out();
   }
 }

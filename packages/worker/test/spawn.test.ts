@@ -104,6 +104,33 @@ describe('process spawner', () => {
     await s.close();
   });
 
+  it('relays output that keeps coming at most once a millisecond, and a line after a quiet spell at once', async () => {
+    const s = new ProcessSpawner(logger, [NATIVE_SPAWNER]);
+    // 300 lines about 0.2 ms apart, then one more after 300 ms
+    const job = await s.spawn(
+      commandRequest(`perl -MTime::HiRes=usleep -e '$|=1; for (1..300) { print "$_\\n"; usleep 200 } usleep 300000; print "late\\n"'`, [], env, undefined),
+    );
+    const arrivals: Array<{ at: number; text: string }> = [];
+    let sameTurn = false;
+    job.onData((_stream, chunk) => {
+      // the records of one read of the spawner's pipe come in the same turn: one arrival
+      if (!sameTurn) arrivals.push({ at: performance.now(), text: '' });
+      arrivals.at(-1)!.text += chunk.toString();
+      sameTurn = true;
+      queueMicrotask(() => (sameTurn = false));
+    });
+    await job.exited;
+    await job.closed;
+    job.destroy();
+    expect(arrivals.map((a) => a.text).join('')).toBe(Array.from({ length: 300 }, (_, i) => `${i + 1}\n`).join('') + 'late\n');
+    const [late, ...rest] = [arrivals.at(-1)!, ...arrivals.slice(0, -1)];
+    expect(late.text).toBe('late\n');
+    // one relay per line (300) before; at most one per millisecond they took now (generous margin)
+    const tookMs = rest.at(-1)!.at - rest[0]!.at;
+    expect(rest.length).toBeLessThanOrEqual(tookMs + 5);
+    await s.close();
+  });
+
   it('falls back to spawner.pl when the compiled one cannot run, and to a thread without perl', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hodei-spawner-'));
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
