@@ -314,14 +314,18 @@ export class LogHub {
     }
   }
 
-  /** Fans a batch out at once and keeps it in memory until `persisted`; frames are only built when someone listens. */
+  /**
+   * Fans a batch out at once and keeps it in memory until `persisted`; frames are only built for
+   * a subscriber that has not had all of its lines yet (usually they came first on the fast path).
+   */
   publish(executionId: string, lines: LogLine[]): PendingBatch {
     const ch = this.channel(executionId);
     const batch: PendingBatch = { lines };
     ch.pending.add(batch);
     if (ch.subs.size) {
-      const framed = framedOf(batch);
-      for (const sub of ch.subs) sub.deliver(framed);
+      let last = 0;
+      for (const l of lines) if (l.seq > last) last = l.seq;
+      for (const sub of ch.subs) if (sub.nextSeq <= last) sub.deliver(framedOf(batch));
     }
     return batch;
   }
