@@ -72,6 +72,26 @@ type Waiter = Pick<QueueEntry, 'execution_id' | 'cpu_cores' | 'memory_bytes'> & 
 
 const needs = (e: Waiter) => `needs 1 slot, ${e.cpu_cores} cpu_cores, ${formatBytes(e.memory_bytes)} memory`;
 
+const labelList = (labels: Record<string, string>) => {
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+  return `${pairs.length === 1 ? 'label' : 'labels'} ${pairs.join(', ')}`;
+};
+
+/** What an entry needs that none of `workers` (those with its labels) has: the resource short on all of them and the most any has. */
+function shortfall(e: Waiter, workers: RegistryWorker[], withLabels: string): string {
+  const maxCpu = Math.max(...workers.map((w) => w.capacity.cpu_cores));
+  const maxMemory = Math.max(...workers.map((w) => w.capacity.memory_bytes));
+  const cpuShort = maxCpu + EPSILON < e.cpu_cores;
+  const memoryShort = maxMemory < e.memory_bytes;
+  const cpu = `${e.cpu_cores} cpu_cores`;
+  const memory = `${formatBytes(e.memory_bytes)} memory`;
+  const have = `the workers${withLabels} have at most`;
+  if (cpuShort && memoryShort) return `needs ${cpu} and ${memory}, ${have} ${maxCpu} cpu_cores and ${formatBytes(maxMemory)}`;
+  if (cpuShort) return `needs ${cpu}, ${have} ${maxCpu}`;
+  if (memoryShort) return `needs ${memory}, ${have} ${formatBytes(maxMemory)}`;
+  return `needs ${cpu} and ${memory} on one worker, and no worker${withLabels} has both`;
+}
+
 export class Placer {
   private running = false;
   private again = false;
@@ -322,16 +342,18 @@ export class Placer {
     return { chosen, waiting, slots };
   }
 
-  /** Holds, for an entry that only waits for capacity to free, the worker it fits with the most free now. */
+  /**
+   * Holds, for an entry that only waits for capacity to free, every worker it fits once enough of
+   * it frees: it runs on the first of them that has room. Holding one (say, the one with the most
+   * free slots) left it waiting behind that one's long job while small ones kept the others full.
+   */
   private hold(entry: QueueEntry, slots: Slot[], now: number): void {
-    let best: Slot | undefined;
     for (const s of slots) {
       if (s.heldFor || !labelsMatch(entry.spec.labels, s.worker.labels)) continue;
       if (s.worker.capacity.cpu_cores + EPSILON < entry.cpu_cores || s.worker.capacity.memory_bytes < entry.memory_bytes) continue;
       if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
-      if (!best || s.slots > best.slots || (s.slots === best.slots && s.cpu > best.cpu)) best = s;
+      s.heldFor = entry.execution_id;
     }
-    if (best) best.heldFor = entry.execution_id;
   }
 
   private whyWaiting(entry: Waiter, online: RegistryWorker[], now: number): WaitReason {
@@ -350,12 +372,20 @@ export class Placer {
     const bigEnough = labelled.filter(
       (w) => w.capacity.cpu_cores + EPSILON >= entry.cpu_cores && w.capacity.memory_bytes >= entry.memory_bytes,
     );
-    if (!bigEnough.length) return lasting(`no worker large enough (${needs(entry)})`);
+    const withLabels = want.length ? ` with ${labelList(entry.spec.labels)}` : '';
+    if (!bigEnough.length) return lasting(`no worker large enough: ${shortfall(entry, labelled, withLabels)}`);
     const avoided = bigEnough.every(
       (w) => (this.unresponsive.get(w.id) ?? 0) > now || (this.refused.get(`${entry.execution_id}:${w.id}`) ?? 0) > now,
     );
     if (avoided) return { reason: 'no worker accepted the assignment yet; retrying', kind: 'retrying' };
-    return { reason: `all workers busy (${needs(entry)})`, kind: 'busy' };
+    // which workers it waits for, when not every online one would do
+    const which =
+      bigEnough.length === online.length
+        ? 'all workers busy'
+        : bigEnough.length === labelled.length
+          ? `all workers${withLabels} are busy`
+          : `all workers${withLabels} that are large enough are busy`;
+    return { reason: `${which} (${needs(entry)})`, kind: 'busy' };
   }
 
   /**

@@ -292,12 +292,25 @@ describe('placement', () => {
     const huge = await enqueue({ labels: { t: 'cap' }, memory: 1024 ** 3 });
     await until(() => reasons(third).length + reasons(huge).length, (n) => n >= 2);
     expect(reasons(third)).toEqual(['all workers busy (needs 1 slot, 1 cpu_cores, 64 MiB memory)']);
-    expect(reasons(huge)).toEqual(['no worker large enough (needs 1 slot, 0.1 cpu_cores, 1 GiB memory)']);
+    expect(reasons(huge)).toEqual(['no worker large enough: needs 1 GiB memory, the workers with label t=cap have at most 512 MiB']);
     expect(big.got.length + small.got.length).toBe(2);
     await finish(first, big.id);
     await until(() => big.got.length, (n) => n > 1);
     expect(big.ids()).toEqual([first, third]);
     expect((await getWorker(big.id)).free).toMatchObject({ slots: 2, cpu_cores: 1 });
+  });
+
+  it('says which workers a waiting execution needs: none with cpu and memory together, or only some of them large enough', async () => {
+    const cpuRich = await fakeWorker({ t: 'size' }, { slots: 1, cpu_cores: 8, memory_bytes: 512 * 1024 ** 2 });
+    await fakeWorker({ t: 'size' }, { slots: 1, cpu_cores: 1, memory_bytes: 4 * 1024 ** 3 });
+    const both = await enqueue({ labels: { t: 'size' }, cpu: 4, memory: 2 * 1024 ** 3 });
+    const first = await enqueue({ cpu: 4 });
+    await until(() => cpuRich.got.length, (n) => n > 0);
+    const second = await enqueue({ cpu: 4 });
+    await until(() => reasons(both).length + reasons(second).length, (n) => n >= 2);
+    expect(reasons(both)).toEqual(['no worker large enough: needs 4 cpu_cores and 2 GiB memory on one worker, and no worker with label t=size has both']);
+    expect(reasons(second)).toEqual(['all workers that are large enough are busy (needs 1 slot, 4 cpu_cores, 64 MiB memory)']);
+    expect(cpuRich.ids()).toEqual([first]);
   });
 
   it('places on another worker when the first refuses or is gone; one that does not answer is asked again', async () => {
