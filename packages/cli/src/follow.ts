@@ -4,6 +4,7 @@ import { ExecutionStatus, LogLine, z } from '@hodei/types';
 import { CliError, UnreachableError } from './errors.js';
 import { isAbort, type HodeiClient } from './http.js';
 import { isOutage, Outage } from './outage.js';
+import { backlog } from './output.js';
 import { readSse } from './sse.js';
 import { watchWaiting } from './waiting.js';
 
@@ -86,6 +87,9 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
           if (parsed.data.seq <= lastSeq) continue;
           lastSeq = parsed.data.seq;
           opts.onLine(parsed.data);
+          // the stream is read no further than the reader of hodei's output has taken
+          const written = backlog();
+          if (written) await written;
         } else if (ev.event === 'completed') {
           const done = Completed.safeParse(safeJson(ev.data));
           if (!done.success) throw new CliError('unexpected completed event on the log stream', 1, done.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));

@@ -87,6 +87,26 @@ export function exitWhenWritten(code: number): void {
   process.stderr.write('', written(process.stderr));
 }
 
+/**
+ * Resolves once stdout and stderr have taken what was written to them, or undefined when they have
+ * already. A reader slower than the job (`hodei run … | less`) is waited for, as `cat` would: without
+ * this, what it had not read yet piled up in hodei's memory (a 50 MB log held 170 MB).
+ */
+export function backlog(): Promise<void> | undefined {
+  const full = [process.stdout, process.stderr].filter((s) => s.writableNeedDrain && !s.destroyed);
+  if (full.length === 0) return undefined;
+  // a reader gone instead (EPIPE) ends hodei through readerGone: this only has to stop waiting
+  const emptied = (s: NodeJS.WriteStream) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        s.off('drain', done).off('close', done).off('error', done);
+        resolve();
+      };
+      s.on('drain', done).on('close', done).on('error', done);
+    });
+  return Promise.all(full.map(emptied)).then(() => undefined);
+}
+
 let onReaderGone: (() => Promise<number>) | null = null;
 let readerWentAway = false;
 

@@ -5,7 +5,7 @@ import { context, exitCodeFor, exitNote } from '../context.js';
 import { ApiError, CliError, CutOffError, UsageError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { untilAnswered } from '../outage.js';
-import { statusText } from '../output.js';
+import { backlog, statusText } from '../output.js';
 import { formatDuration } from '../parse.js';
 import { LogPrinter } from '../printer.js';
 import { resolveExecutionOrJob } from '../resources.js';
@@ -88,6 +88,8 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
     for (const l of page.lines) {
       if (json) json.add(l);
       else printer.print(l);
+      const written = backlog();
+      if (written) await written;
     }
     if (flags.tail !== undefined || page.lines.length < limit) break;
     // since_seq is exclusive: continue after the last line of this page
