@@ -53,6 +53,13 @@ describe('hodei run: how it ends', () => {
     const killed = await hodeiDone(['run', '--json', '--command', 'kill -KILL $$'], env);
     expect(killed.code).toBe(137);
     expect(JSON.parse(killed.stdout)).toMatchObject({ status: 'failed', exit_code: null, signal: 'SIGKILL' });
+    // signals with two names (6 SIGABRT/SIGIOT, 29 SIGIO/SIGPOLL): the one kill -l and a core dump's note use
+    const aborted = await hodeiDone(['run', '--command', 'kill -ABRT $$'], env);
+    expect(aborted.code).toBe(134);
+    expect(aborted.stderr).toMatch(/^exit code\s+signal SIGABRT \(exit 134\)$/m); // was SIGIOT
+    const polled = await hodeiDone(['run', '--json', '--command', 'kill -IO $$'], env);
+    expect(polled.code).toBe(157);
+    expect(JSON.parse(polled.stdout)).toMatchObject({ signal: 'SIGIO' }); // was SIGPOLL
     const ok = await hodeiDone(['run', '--command', 'exit 0'], env);
     expect(ok.code).toBe(0);
     expect(ok.stderr).not.toMatch(/^message/m);

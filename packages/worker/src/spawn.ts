@@ -403,7 +403,8 @@ export const NATIVE_SPAWNER = fileURLToPath(new URL('../dist/spawner', import.me
 
 export const perlSpawner = (perl = 'perl'): string[] => [perl, SPAWNER_SCRIPT];
 
-const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+// a number with two names (6 SIGABRT/SIGIOT, 29 SIGIO/SIGPOLL) gets the first, the one Node and kill -l use
+const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).reverse().map(([name, n]) => [n, name as NodeJS.Signals]));
 const EMPTY: Buffer = Buffer.alloc(0);
 const OPS: Record<ControlOp, string> = { pause: 'H', resume: 'R', destroy: 'K' };
 
