@@ -28,8 +28,17 @@ interface ReceivedSpan {
   attributes: Record<string, string>;
 }
 
+interface Receiver {
+  server: Server;
+  url: string;
+  spans: ReceivedSpan[];
+  requests: () => number;
+  /** A collector that takes the export requests and never answers them. */
+  hang: boolean;
+}
+
 /** A minimal OTLP/HTTP receiver (JSON encoding): POST /v1/traces. */
-async function startReceiver(): Promise<{ server: Server; url: string; spans: ReceivedSpan[]; requests: () => number }> {
+async function startReceiver(port = 0): Promise<Receiver> {
   const spans: ReceivedSpan[] = [];
   let requests = 0;
   const server = createServer((req, res) => {
@@ -37,6 +46,7 @@ async function startReceiver(): Promise<{ server: Server; url: string; spans: Re
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       requests += 1;
+      if (receiver.hang) return;
       if (req.method !== 'POST' || req.url !== '/v1/traces' || !String(req.headers['content-type']).includes('json')) {
         res.writeHead(415).end();
         return;
@@ -56,8 +66,16 @@ async function startReceiver(): Promise<{ server: Server; url: string; spans: Re
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests };
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const receiver: Receiver = { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests, hang: false };
+  return receiver;
+}
+
+/** Stops the receiver, cutting the requests it holds. */
+function closeReceiver(r: Receiver | undefined): Promise<void> {
+  if (!r) return Promise.resolve();
+  r.server.closeAllConnections();
+  return new Promise((resolve) => r.server.close(() => resolve()));
 }
 
 
@@ -120,10 +138,28 @@ describe('telemetry config', () => {
 
 describe('one execution, one trace across the services and the worker', () => {
   let env: TestEnv;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: Receiver;
   const procs = new Map<Svc, ChildProcess>();
   const output = new Map<Svc, string>();
   const urls = {} as Record<Svc, string>;
+  let base: Record<string, string | undefined>;
+
+  async function startService(svc: Svc): Promise<void> {
+    const p = spawn(process.execPath, ['--import', TELEMETRY_REGISTER, `${ROOT}services/${svc}/dist/main.js`], {
+      env: base,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    output.set(svc, '');
+    const keep = (c: Buffer) => output.set(svc, ((output.get(svc) ?? '') + c.toString()).slice(-4000));
+    p.stdout?.on('data', keep);
+    p.stderr?.on('data', keep);
+    procs.set(svc, p);
+    await waitFor(`${svc} /health`, async () => {
+      if (p.exitCode !== null) throw new Error(`${svc} exited ${p.exitCode}: ${output.get(svc)}`);
+      const r = await fetch(`${urls[svc]}/health`);
+      return r.status === 200 ? true : undefined;
+    });
+  }
 
   beforeAll(async () => {
     for (const svc of SERVICES) {
@@ -135,7 +171,7 @@ describe('one execution, one trace across the services and the worker', () => {
     receiver = await startReceiver();
     const { ports } = await serviceAddresses();
     for (const svc of SERVICES) urls[svc] = `http://127.0.0.1:${ports[svc]}`;
-    const base: Record<string, string | undefined> = {
+    base = {
       // nothing of the caller's own installation (an API token, a heartbeat time-out, OTEL_*)
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(HODEI_|OTEL_)/.test(k))),
       DATABASE_URL: env.databaseUrl,
@@ -152,28 +188,13 @@ describe('one execution, one trace across the services and the worker', () => {
       OTEL_BSP_SCHEDULE_DELAY: '200',
     };
     // one at a time: they share a fresh database, and each creates its own schema
-    for (const svc of SERVICES) {
-      const p = spawn(process.execPath, ['--import', TELEMETRY_REGISTER, `${ROOT}services/${svc}/dist/main.js`], {
-        env: base,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      output.set(svc, '');
-      const keep = (c: Buffer) => output.set(svc, ((output.get(svc) ?? '') + c.toString()).slice(-4000));
-      p.stdout?.on('data', keep);
-      p.stderr?.on('data', keep);
-      procs.set(svc, p);
-      await waitFor(`${svc} /health`, async () => {
-        if (p.exitCode !== null) throw new Error(`${svc} exited ${p.exitCode}: ${output.get(svc)}`);
-        const r = await fetch(`${urls[svc]}/health`);
-        return r.status === 200 ? true : undefined;
-      });
-    }
+    for (const svc of SERVICES) await startService(svc);
   }, 120_000);
 
   afterAll(async () => {
     // worker-manager stops the workers it started
     await Promise.all([...procs.values()].map(stopProcess));
-    await new Promise((r) => receiver?.server.close(r));
+    await closeReceiver(receiver);
     await env?.cleanup();
   }, 60_000);
 
@@ -236,6 +257,18 @@ describe('one execution, one trace across the services and the worker', () => {
     expect(lookup?.name).toMatch(/^GET/);
     // pg queries are traced too (within a request or consumer span)
     expect(inTrace.some((s) => s.service === 'worker-manager' && /INSERT|SELECT|pg/i.test(s.name))).toBe(true);
+    // one tree: every span's parent is in the trace (a parent may be exported a batch after its children)
+    const connected = await waitFor('every parent of the trace', () => {
+      const spans = receiver.spans.filter((s) => s.traceId === traceId);
+      const ids = new Set(spans.map((s) => s.spanId));
+      return spans.every((s) => !s.parentSpanId || ids.has(s.parentSpanId)) ? spans : undefined;
+    }, 10_000).catch(() => receiver.spans.filter((s) => s.traceId === traceId));
+    const ids = new Set(connected.map((s) => s.spanId));
+    expect(connected.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId)).map((s) => `${s.service} ${s.name}`)).toEqual([]);
+    // a span names only the routes the requests took: Express' router span was named after the
+    // first route registered on the API router ('router - /api/v1/workers' in every execute request)
+    const routes = connected.filter((s) => s.name.includes('/api/')).map((s) => `${s.service} ${s.name}`);
+    expect(new Set(routes)).toEqual(new Set(['worker-manager POST /api/v1/execute', 'orchestrator GET /api/v1/jobs/:id']));
   }, 180_000);
 
   it('a retry is one trace too: rooted in worker-manager, through the scheduler, the worker and the orchestrator', async () => {
@@ -387,4 +420,75 @@ describe('one execution, one trace across the services and the worker', () => {
     expect(fire.status).toBe(2);
     await fetch(`${urls.scheduler}/api/v1/schedules/${schedule.id}`, { method: 'DELETE' });
   }, 60_000);
+
+  it('a collector that takes the spans and never answers, or is not there, slows no execution; spans flow again once it answers', async () => {
+    const wm = urls['worker-manager'];
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string }>;
+    await post(`${wm}/api/v1/workers`, { type: 'shell', labels: { pool: 'collector' }, capacity: { slots: 1, cpu_cores: 1, memory_bytes: 268435456 } });
+    /** Milliseconds from POST /execute to the final status of each of `n` executions, one after another. */
+    const timings = async (n: number) => {
+      const ms: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const started = Date.now();
+        const { id } = await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"', labels: { pool: 'collector' } });
+        const done = await waitFor('the execution to end', async () => {
+          const e = (await (await fetch(`${wm}/api/v1/executions/${id}`)).json()) as { status: string };
+          return ['completed', 'failed', 'timed_out', 'cancelled', 'lost'].includes(e.status) ? e : undefined;
+        }, 30_000);
+        expect(done.status).toBe('completed');
+        ms.push(Date.now() - started);
+      }
+      return ms;
+    };
+    const held = receiver.requests();
+    receiver.hang = true;
+    // a blocked export would cost the SDK's export time-out (10 s) somewhere in the path
+    expect(Math.max(...(await timings(6)))).toBeLessThan(4000);
+    expect(receiver.requests()).toBeGreaterThan(held); // the exports did reach it, and wait there
+    const port = Number(new URL(receiver.url).port);
+    const spans = receiver.spans;
+    await closeReceiver(receiver);
+    expect(Math.max(...(await timings(6)))).toBeLessThan(4000);
+    // back on the same address: the next execution's trace arrives whole
+    receiver = await startReceiver(port);
+    receiver.spans.push(...spans);
+    const { id } = await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"', labels: { pool: 'collector' } });
+    const traceId = await waitFor('the job to print its TRACEPARENT', async () => {
+      const logs = (await (await fetch(`${wm}/api/v1/executions/${id}/logs`)).json()) as { lines: { line: string }[] };
+      return /^tp=00-([0-9a-f]{32})-/.exec(logs.lines[0]?.line ?? '')?.[1];
+    }, 30_000);
+    await waitFor('its spans from worker-manager, the scheduler and the worker', () => {
+      const names = receiver.spans.filter((s) => s.traceId === traceId).map((s) => `${s.service} ${s.name}`);
+      return ['worker-manager POST /api/v1/execute', 'scheduler scheduler place', 'hodei-worker worker run'].every((n) => names.includes(n)) || undefined;
+    }, 30_000);
+  }, 120_000);
+
+  it('an execution that waited through a scheduler killed with SIGKILL is still one trace, from the request to the run', async () => {
+    const wm = urls['worker-manager'];
+    const post = async (url: string, body: unknown) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<{ id: string; status?: string }>;
+    const exec = await post(`${wm}/api/v1/execute`, { command: 'echo "tp=$TRACEPARENT"', labels: { pool: 'after-restart' } });
+    await waitFor('the scheduler to say why it waits', async () => ((await (await fetch(`${wm}/api/v1/executions/${exec.id}`)).json()) as { waiting: string | null }).waiting ?? undefined, 30_000);
+    const scheduler = procs.get('scheduler')!;
+    const gone = new Promise((r) => scheduler.once('exit', r));
+    scheduler.kill('SIGKILL');
+    await gone;
+    await startService('scheduler');
+    await post(`${wm}/api/v1/workers`, { type: 'shell', labels: { pool: 'after-restart' }, capacity: { slots: 1, cpu_cores: 1, memory_bytes: 268435456 } });
+    const logs = await waitFor('the execution to run', async () => {
+      const l = (await (await fetch(`${wm}/api/v1/executions/${exec.id}/logs`)).json()) as { lines: { line: string }[] };
+      return l.lines.length ? l.lines : undefined;
+    }, 60_000);
+    const m = /^tp=00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(logs[0]!.line);
+    expect(m, JSON.stringify(logs)).not.toBeNull();
+    const spans = await waitFor('the trace, every parent in it', () => {
+      const inTrace = receiver.spans.filter((s) => s.traceId === m![1]);
+      const ids = new Set(inTrace.map((s) => s.spanId));
+      const whole = inTrace.some((s) => s.name === 'worker run') && inTrace.every((s) => !s.parentSpanId || ids.has(s.parentSpanId));
+      return whole ? inTrace : undefined;
+    }, 30_000);
+    expect(spans.filter((s) => !s.parentSpanId).map((s) => `${s.service} ${s.name}`)).toEqual(['worker-manager POST /api/v1/execute']);
+    const run = spans.find((s) => s.name === 'worker run')!;
+    expect(run.spanId).toBe(m![2]);
+    expect(spans.find((s) => s.spanId === run.parentSpanId)?.name).toBe('scheduler place');
+  }, 120_000);
 });
