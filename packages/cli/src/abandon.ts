@@ -1,6 +1,6 @@
 // hodei going away while it follows an execution or a run (killed, its terminal closed, its reader
 // gone) takes what it follows with it, as the end of a local pipeline would: nobody would see the rest.
-import { exitWhenWritten, READER_GONE_EXIT, whenReaderGone, type Output } from './output.js';
+import { exitWhenTold, READER_GONE_EXIT, whenReaderGone, type Output } from './output.js';
 
 export interface Abandonment {
   /** 143 (SIGTERM), 129 (SIGHUP) or 141 (reader gone) once hodei was told to go: it wins over the followed one's code. */
@@ -22,7 +22,7 @@ export type HeldSignal = keyof typeof SIGNAL_EXIT;
 export function holdSignals(): { readonly signal: HeldSignal | null; release(): void } {
   let signal: HeldSignal | null = null;
   const on = (s: NodeJS.Signals) => {
-    if (s === 'SIGINT' && signal === 'SIGINT') return exitWhenWritten(130);
+    if (s === 'SIGINT' && signal === 'SIGINT') return exitWhenTold(130);
     signal ??= s as HeldSignal;
   };
   process.on('SIGINT', on).on('SIGTERM', on).on('SIGHUP', on);
@@ -49,7 +49,7 @@ export function cancelWhenAbandoned(
   const onTerm = (signal: NodeJS.Signals) => {
     opts.beforeNote?.();
     if (signal === 'SIGTERM') out.note(`hodei got SIGTERM: cancelling ${opts.what()}`);
-    void abandon(SIGNAL_EXIT[signal === 'SIGTERM' ? 'SIGTERM' : 'SIGHUP']).then(exitWhenWritten);
+    void abandon(SIGNAL_EXIT[signal === 'SIGTERM' ? 'SIGTERM' : 'SIGHUP']).then(exitWhenTold);
   };
   process.on('SIGTERM', onTerm).on('SIGHUP', onTerm);
   whenReaderGone(() => abandon(READER_GONE_EXIT));

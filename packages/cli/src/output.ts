@@ -73,7 +73,8 @@ export function pageNote(out: Output, page: { shown: number; total: number | nul
  * Exits once everything written to stdout and stderr has left the process. Output to a pipe is
  * written asynchronously: process.exit() alone cut `hodei logs … | grep` off at 64 KiB.
  */
-export function exitWhenWritten(code: number): void {
+export function exitWhenWritten(code: number, waitMs?: number): void {
+  if (waitMs !== undefined) setTimeout(() => process.exit(code), waitMs);
   let open = 2;
   let failed: [NodeJS.WriteStream, NodeJS.ErrnoException] | null = null;
   const written = (stream: NodeJS.WriteStream) => (err?: NodeJS.ErrnoException | null) => {
@@ -106,6 +107,13 @@ export function backlog(): Promise<void> | undefined {
     });
   return Promise.all(full.map(emptied)).then(() => undefined);
 }
+
+/** How long an exit hodei was told to make (a signal, a second Ctrl-C) waits for a reader that does
+ *  not take what was written: a stalled one must not keep a cancelled `hodei run` alive. */
+const TOLD_TO_GO_WAIT_MS = 2000;
+
+/** Exit as soon as the output is written, or after TOLD_TO_GO_WAIT_MS without it. */
+export const exitWhenTold = (code: number): void => exitWhenWritten(code, TOLD_TO_GO_WAIT_MS);
 
 let onReaderGone: (() => Promise<number>) | null = null;
 let readerWentAway = false;

@@ -77,3 +77,66 @@ describe('a slow reader', () => {
     expect(rss, `execution ${execution.id}`).toBeLessThan(100 * 1024 * 1024);
   }, 240_000);
 });
+
+describe('a reader that stopped reading', () => {
+  /** hodei running `args`, its stdout a pipe nobody reads, once the job has printed every line. */
+  async function stalled(args: string[], name: string) {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pause();
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.on('exit', (code) => resolve({ code, at: Date.now() })));
+    const execution = await until('the execution', () => executionOf(name), 20_000);
+    await until(
+      'every line stored',
+      async () => {
+        const e = (await (await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${execution.id}`)).json()) as { log_lines: number };
+        return e.log_lines >= 200_000 ? true : undefined;
+      },
+      60_000,
+    );
+    return { child, execution, exited, stderr: () => stderr };
+  }
+  const PRINT_THEN_WAIT = 'seq 1 200000; sleep 600';
+
+  it('SIGTERM (a CI step cancelled) cancels the job and ends hodei within seconds, not when the reader reads again', async () => {
+    const name = 'stalled-term';
+    const { child, execution, exited, stderr } = await stalled(['run', '--name', name, '--command', PRINT_THEN_WAIT], name);
+    const sent = Date.now();
+    child.kill('SIGTERM');
+    const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000));
+    const end = await Promise.race([exited, timeout]);
+    child.kill('SIGKILL');
+    expect(end, stderr()).not.toBeNull(); // was still waiting for its reader
+    expect(end!.code).toBe(143);
+    expect(end!.at - sent).toBeLessThan(8000);
+    expect((await executionOf(name))?.status, execution.id).toBe('cancelled');
+  }, 120_000);
+
+  it('a second Ctrl-C detaches within seconds; logs -f ends on Ctrl-C', async () => {
+    const name = 'stalled-int';
+    const { child, execution, exited } = await stalled(['run', '--name', name, '--command', PRINT_THEN_WAIT], name);
+    const follower = spawn(process.execPath, [MAIN, 'logs', '-f', execution.id], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    follower.stdout.pause();
+    // 130, or the death by SIGINT a shell reports as 130
+    const followerExited = new Promise<number | string | null>((resolve) => follower.on('exit', (code, signal) => resolve(code ?? signal)));
+    await new Promise((r) => setTimeout(r, 2000)); // the follower has filled its pipe
+    const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000));
+    follower.kill('SIGINT');
+    child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGINT');
+    const [end, followerEnd] = await Promise.all([Promise.race([exited, timeout]), Promise.race([followerExited, timeout])]);
+    child.kill('SIGKILL');
+    follower.kill('SIGKILL');
+    expect(end?.code).toBe(130); // was still waiting for its reader
+    expect([130, 'SIGINT']).toContain(followerEnd);
+    await until('the cancel', async () => ((await executionOf(name))?.status === 'cancelled' ? true : undefined), 10_000);
+  }, 120_000);
+});

@@ -6,7 +6,7 @@ import { context } from '../context.js';
 import { CliError, UnreachableError } from '../errors.js';
 import { isAbort } from '../http.js';
 import { isOutage, Outage } from '../outage.js';
-import { clock, exitWhenWritten, statusText, visible, type Output } from '../output.js';
+import { clock, exitWhenTold, statusText, visible, type Output } from '../output.js';
 import { readSse, type SseEvent } from '../sse.js';
 
 const JobEvent = z
@@ -24,7 +24,7 @@ export const events = async (_f: unknown, cmd: Command) => {
   const { client, out } = context(cmd);
   const path = '/api/v1/events/stream';
   // it cancels nothing: Ctrl-C ends it as a shell reports a command it interrupted
-  process.on('SIGINT', () => exitWhenWritten(SIGNAL_EXIT.SIGINT));
+  process.on('SIGINT', () => exitWhenTold(SIGNAL_EXIT.SIGINT));
   // said once per outage: the stream broke, or the worker-manager is away or answers 503
   const outage = new Outage();
   let streamed = false;

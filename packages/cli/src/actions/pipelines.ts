@@ -5,7 +5,7 @@ import { Job, Pipeline, PipelineCreate, type InlineJob } from '@hodei/types';
 import { context, type Ctx } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
 import { cancelWhenAbandoned, holdSignals, type HeldSignal } from '../abandon.js';
-import { exitWhenWritten, statusText, when } from '../output.js';
+import { exitWhenTold, statusText, when } from '../output.js';
 import { untilAnswered } from '../outage.js';
 import { UUID } from '../resolve.js';
 import { resolvePipeline } from '../resources.js';
@@ -27,7 +27,7 @@ async function followToEnd(c: Ctx, runId: string, timestamps: boolean, early: He
       return;
     }
     out.note(`detached; the run goes on: hodei pipelines follow ${runId}`);
-    exitWhenWritten(130);
+    exitWhenTold(130);
   };
   process.on('SIGINT', onSigint);
   const abandoned = cancelWhenAbandoned(out, {

@@ -8,7 +8,7 @@ import { CliError, UnreachableError, UsageError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
 import { cancelWhenAbandoned, holdSignals, SIGNAL_EXIT } from '../abandon.js';
 import { GIVE_UP_MS, whileNothingDone } from '../outage.js';
-import { exitWhenWritten, statusText } from '../output.js';
+import { exitWhenTold, exitWhenWritten, statusText } from '../output.js';
 import { formatDuration } from '../parse.js';
 import { LogPrinter } from '../printer.js';
 import { ProgressBar } from '../progress.js';
@@ -210,7 +210,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     }
     bar?.stop();
     out.note(`detached; the cancel of execution ${current.id} goes on without hodei: hodei logs -f ${current.id}`);
-    exitWhenWritten(130);
+    exitWhenTold(130);
   };
   process.on('SIGINT', onSigint);
   const abandoned = cancelWhenAbandoned(out, {
