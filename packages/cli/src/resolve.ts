@@ -58,12 +58,15 @@ export function pick(input: string, kind: string, candidates: Candidate[], share
     matches.sort((a, b) => (b.created_at ?? '').localeCompare(a.created_at ?? ''));
     if (matches.length > 1 && sharedName === 'newest') return matches[0] as Candidate;
     if (matches.length > 1)
-      throw new CliError(`"${input}" is the name of ${matches.length} ${kind}s; give the id (or a unique prefix) of the one you mean`, 1, listed(matches));
+      throw new CliError(`"${input}" is the name of ${matches.length} ${plural(kind)}; give the id (or a unique prefix) of the one you mean`, 1, listed(matches));
   }
   if (matches.length === 1) return matches[0] as Candidate;
   if (matches.length === 0) throw new CliError(`no ${kind} matches "${input}"`);
-  throw new CliError(`"${input}" is ambiguous: it matches ${matches.length} ${kind}s; give more characters`, 1, listed(matches));
+  throw new CliError(`"${input}" is ambiguous: it matches ${matches.length} ${plural(kind)}; give more characters`, 1, listed(matches));
 }
+
+/** 'job' → 'jobs', 'execution or job' → 'executions or jobs'. */
+const plural = (kind: string) => kind.replace(/\w+/g, (w) => (w === 'or' ? w : `${w}s`));
 
 function listed(matches: Candidate[]): string[] {
   const shown = matches.slice(0, 20).map((c) => `${c.id}  ${c.kind.padEnd(9)}  ${c.label}`);

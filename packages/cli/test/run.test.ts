@@ -303,6 +303,10 @@ describe('ids and other commands', () => {
     expect(amb.stderr).toMatch(/ambiguous/);
     expect(amb.stderr).toContain(a.job);
     expect(amb.stderr).toContain(b.job);
+    // executions and jobs both match: 'it matches 4 executions or jobs' (was '4 execution or jobs')
+    const both = await hodeiDone(['logs', common], env);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/^hodei: "[0-9a-f-]+" is ambiguous: it matches \d+ executions or jobs; give more characters$/m);
 
     const unique = a.job.slice(0, Math.max(n, 4) + 2);
     const show = await hodeiDone(['jobs', 'show', unique, '--json'], env);
