@@ -1,5 +1,6 @@
 // deploy/ stays in step with the code: every metric the Grafana dashboard queries is one a service
-// (or the worker agent) declares, and the provisioning points at the datasource the panels use.
+// (or the worker agent) declares, and the provisioning points at the datasource the panels use;
+// docs/telemetry.md names every metric declared, with its type.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,5 +102,31 @@ describe('deploy/grafana', () => {
     };
     const targets = prom.scrape_configs.flatMap((j) => j.static_configs.flatMap((s) => s.targets));
     expect(targets).toEqual(expect.arrayContaining(['orchestrator:8080', 'scheduler:8081', 'worker-manager:8082']));
+  });
+});
+
+describe('docs/telemetry.md', () => {
+  const doc = readFileSync(join(ROOT, 'docs/telemetry.md'), 'utf8');
+
+  it('names every metric the code declares and no other, each row of its table with the type the code gives it', () => {
+    const types = new Map<string, string>();
+    for (const root of ['packages', 'services']) {
+      for (const file of sources(join(ROOT, root))) {
+        for (const m of readFileSync(file, 'utf8').matchAll(/new (Counter|Gauge|Histogram)(?:<[^>]*>)?\(\{\s*name:\s*'(hodei_[a-z0-9_]+)'/g)) types.set(m[2]!, m[1]!.toLowerCase());
+      }
+    }
+    const declared = [...declarations().keys()].sort();
+    expect([...types.keys()].sort()).toEqual(declared); // the scan sees each declaration's type
+    const named = new Set([...doc.matchAll(/`(hodei_[a-z0-9_]+)[`{]/g)].map((m) => m[1]!));
+    expect(declared.filter((n) => !named.has(n))).toEqual([]);
+    expect([...named].filter((n) => !types.has(n))).toEqual([]);
+    const rows = doc.split('\n').filter((l) => l.startsWith('| `hodei_'));
+    const wrong: string[] = [];
+    for (const row of rows) {
+      const [names, type] = row.split('|').slice(1, 3).map((c) => c.trim());
+      for (const m of names!.matchAll(/`(hodei_[a-z0-9_]+)`/g)) if (types.has(m[1]!) && types.get(m[1]!) !== type) wrong.push(`${m[1]}: ${type}, declared ${types.get(m[1]!)}`);
+    }
+    expect(rows.length).toBeGreaterThan(15);
+    expect(wrong).toEqual([]);
   });
 });
