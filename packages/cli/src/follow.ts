@@ -24,6 +24,8 @@ export interface FollowOptions {
   /** Only the last N lines of history (first connection only). */
   tail?: number;
   onLine: (line: LogLine) => void;
+  /** The lines at hand were all given to onLine (the stream waits for more): write what was held back. */
+  flush?: () => void;
   /** Give up after the stream has been down this long (ms), counted from the start of each outage. */
   giveUpAfterMs?: number;
   /** While the execution is queued: why it waits (each new reason once). */
@@ -42,6 +44,7 @@ export async function followLogs(client: HodeiClient, opts: FollowOptions): Prom
   try {
     return await follow(client, { ...opts, onLine: (l) => (waiting?.stop(), opts.onLine(l)) });
   } finally {
+    opts.flush?.();
     waiting?.stop();
   }
 }
@@ -53,6 +56,12 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
   let delivered = false;
   const outage = new Outage(opts.giveUpAfterMs);
   const path = `/api/v1/executions/${opts.executionId}/logs/stream`;
+  // the lines read so far are written, and the stream is read no further than the reader of hodei's output has taken
+  const printed = async () => {
+    opts.flush?.();
+    const written = backlog();
+    if (written) await written;
+  };
   /** false once the outage has lasted too long */
   const wentDown = (reason: string): boolean => {
     if (!outage.active) opts.onDown?.(reason);
@@ -79,7 +88,7 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
     }
     if (!res.body) throw new CliError(`the worker-manager answered ${res.status} to the log stream, without a body`);
     try {
-      for await (const ev of readSse(res.body, delivering)) {
+      for await (const ev of readSse(res.body, delivering, printed)) {
         delivered = true;
         if (ev.event === 'log') {
           const parsed = LogLine.safeParse(safeJson(ev.data));
@@ -87,9 +96,6 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
           if (parsed.data.seq <= lastSeq) continue;
           lastSeq = parsed.data.seq;
           opts.onLine(parsed.data);
-          // the stream is read no further than the reader of hodei's output has taken
-          const written = backlog();
-          if (written) await written;
         } else if (ev.event === 'completed') {
           const done = Completed.safeParse(safeJson(ev.data));
           if (!done.success) throw new CliError('unexpected completed event on the log stream', 1, done.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));

@@ -6,8 +6,9 @@ export interface SseEvent {
   data: string;
 }
 
-/** `onBytes`: called for each chunk read, keep-alive comments too (the stream is delivering). */
-export async function* readSse(body: ReadableStream<Uint8Array>, onBytes?: () => void): AsyncGenerator<SseEvent> {
+/** `onBytes`: called for each chunk read, keep-alive comments too (the stream is delivering).
+ *  `beforeRead`: awaited once every event read so far was handed out, before the next read. */
+export async function* readSse(body: ReadableStream<Uint8Array>, onBytes?: () => void, beforeRead?: () => Promise<void>): AsyncGenerator<SseEvent> {
   const decoder = new TextDecoder();
   let buffer = '';
   let id: string | undefined;
@@ -16,6 +17,7 @@ export async function* readSse(body: ReadableStream<Uint8Array>, onBytes?: () =>
   const reader = body.getReader();
   try {
     for (;;) {
+      await beforeRead?.();
       const { value, done } = await reader.read();
       if (done) break;
       onBytes?.();

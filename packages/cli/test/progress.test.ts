@@ -34,12 +34,13 @@ describe('the progress bar', () => {
       const bar = new ProgressBar(stderr, painter(false), Date.now());
       const printer = new LogPrinter(new Output(config), { timestamps: false, raw: false, bar });
       for (const [i, text] of ['row 1', '::progress 1/2 half', 'row 2', '::progress 2/2'].entries()) printer.print(line(i + 1, text));
+      printer.flush();
       bar.stop();
-      return [...written];
+      return written.join('');
     };
-    expect(run(false)).toEqual(['[OUT] row 1\n', '[OUT] ::progress 1/2 half\n', '[OUT] row 2\n', '[OUT] ::progress 2/2\n']);
+    expect(run(false)).toBe('[OUT] row 1\n[OUT] ::progress 1/2 half\n[OUT] row 2\n[OUT] ::progress 2/2\n');
     expect(stderr.text).toContain(' 50% 1/2 ');
-    expect(run(true)).toEqual(['[OUT] row 1\n', '[OUT] row 2\n']);
+    expect(run(true)).toBe('[OUT] row 1\n[OUT] row 2\n');
   });
 
   it('is not drawn, nor anything coloured, on a terminal that takes no escapes (TERM=dumb); FORCE_COLOR=0 turns colours off', () => {

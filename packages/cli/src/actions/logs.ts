@@ -50,6 +50,7 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
         if (!grep(l.line)) return;
         emit(l);
       },
+      flush: () => printer.flush(),
       onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
       waitFromStart: true,
       onDown,
@@ -91,6 +92,7 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
       const written = backlog();
       if (written) await written;
     }
+    printer.flush();
     if (flags.tail !== undefined || page.lines.length < limit) break;
     // since_seq is exclusive: continue after the last line of this page
     since = page.lines[page.lines.length - 1]?.seq ?? since;

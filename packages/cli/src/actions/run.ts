@@ -230,6 +230,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
           if (out.json) collected.push(l);
           else printer.print(l);
         },
+        flush: () => printer.flush(),
         onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
         onDown: (reason) => printer.note(out.err('yellow', `${reason}; retrying…`)),
         onBack: () => printer.note(out.err('yellow', 'log stream back')),
