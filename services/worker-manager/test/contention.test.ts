@@ -15,7 +15,13 @@ const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const execute = (body: Record<string, unknown>) => executeOn(wm.url, { max_retries: 0, ...body });
 const getExecution = (id: string) => getExecutionOn(wm.url, id);
-const finished = (id: string, ms = 30_000) => finishedOn(wm.url, id, ms);
+/** The execution once it ended; when it does not, the error says where it stands in worker-manager and in the scheduler's queue. */
+const finished = (id: string, ms = 30_000) =>
+  finishedOn(wm.url, id, ms).catch(async (err: unknown) => {
+    const { status, worker_id, waiting } = await getExecution(id);
+    const queue = (await sched.ctx.db.query('SELECT state, worker_id, waiting_reason FROM queue WHERE execution_id = $1', [id])).rows[0];
+    throw new Error(`${(err as Error).message}: ${JSON.stringify({ status, worker_id, waiting, queue })}`);
+  });
 const startedAt = (e: Execution) => Date.parse(e.started_at!);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -94,7 +100,7 @@ it('an execution no worker can ever take waits naming the resource that is short
   await waitsWith(both.id, 'no worker large enough: needs 3 GiB memory, the workers with label area=fit have at most 2 GiB');
 
   // it goes: what only it fitted says so again
-  const held = await execute({ command: 'sleep 2', labels: { area: 'fit' }, resources: { cpu_cores: 8, memory_bytes: 64 * MiB } });
+  const held = await execute({ command: 'sleep 5', labels: { area: 'fit' }, resources: { cpu_cores: 8, memory_bytes: 64 * MiB } });
   await running(held.id);
   const next = await execute({ command: 'echo next', labels: { area: 'fit' }, resources: { cpu_cores: 8, memory_bytes: 64 * MiB } });
   await waitsWith(next.id, 'all workers with label area=fit that are large enough are busy (needs 1 slot, 8 cpu_cores, 64 MiB memory)');
@@ -158,7 +164,7 @@ it('a worker killed -9 or drained while executions wait for it: they say so, and
   const lost = await execute({ command: 'sleep 30', labels: { area: 'gone' } });
   await running(lost.id);
   const queued: { priority: number; e: Execution }[] = [];
-  for (const priority of [1, 5, 9, 5, 1, 9]) queued.push({ priority, e: await execute({ command: 'true', priority, labels: { area: 'gone' } }) });
+  for (const priority of [1, 5, 9, 5, 1, 9]) queued.push({ priority, e: await execute({ command: 'sleep 0.5', priority, labels: { area: 'gone' } }) });
   const busy = 'all workers with label area=gone are busy (needs 1 slot, 0.1 cpu_cores, 64 MiB memory)';
   for (const q of queued) await waitsWith(q.e.id, busy);
 
@@ -193,6 +199,7 @@ it('a worker drained while a burst is being placed: every execution runs once, n
       for (let i = 0; i < 10; i++) {
         const { id } = await execute({ command: 'sleep 0.1; echo $HODEI_EXECUTION_ID', labels: { area: 'burst' } });
         submitted.push({ id, at: Date.now() });
+        await sleep(50);
       }
     }),
   );
@@ -206,4 +213,30 @@ it('a worker drained while a burst is being placed: every execution runs once, n
   expect(after.size).toBeGreaterThan(0);
   expect(done.filter((d) => after.has(d.id) && d.worker_id !== staying.id)).toEqual([]);
   for (const d of done) expect(d.log_lines).toBe(1);
+}, 60_000);
+
+it('a worker killed -9 while a burst is being placed: nothing hangs, only what it had taken is lost, the rest completes elsewhere', async () => {
+  const doomed = await startWorker({ area: 'burst-kill' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
+  const staying = await startWorker({ area: 'burst-kill' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
+  const submitted: { id: string; at: number }[] = [];
+  const submit = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = 0; i < 10; i++) {
+        const { id } = await execute({ command: 'sleep 0.3', labels: { area: 'burst-kill' } });
+        submitted.push({ id, at: Date.now() });
+        await sleep(50);
+      }
+    }),
+  );
+  await until(async () => submitted.length >= 12 || undefined, 10_000, 'a third of the burst');
+  process.kill(doomed.pid, 'SIGKILL');
+  const killed = Date.now();
+  await submit;
+  const done = await Promise.all(submitted.map((s) => finished(s.id, 20_000)));
+  const outcome = (d: Execution) => `${d.status} on ${d.worker_id === doomed.id ? 'doomed' : d.worker_id === staying.id ? 'staying' : d.worker_id}`;
+  const allowed = ['completed on staying', 'completed on doomed', 'lost on doomed'];
+  expect(done.map(outcome).filter((o) => !allowed.includes(o))).toEqual([]);
+  const after = new Set(submitted.filter((s) => s.at > killed + 300).map((s) => s.id));
+  expect(after.size).toBeGreaterThan(0);
+  expect(done.filter((d) => after.has(d.id)).map(outcome).filter((o) => o !== 'completed on staying')).toEqual([]);
 }, 60_000);
