@@ -32,6 +32,13 @@ const VIEW_MS = 1000;
  * event and worker-manager's update per job. The safety tick's full round announces the rest.
  */
 const BUSY_ANNOUNCE_MS = 1000;
+/**
+ * How long an execution waiting for room holds every worker it fits; after that, only the one
+ * with the most free slots. It starts on the first worker that drains (a stream of small jobs on
+ * the others no longer starves it), and long jobs on every worker it fits do not keep small jobs
+ * off all of them for as long as they run.
+ */
+const HOLD_ALL_MS = 10_000;
 
 interface WaitReason {
   reason: string;
@@ -121,6 +128,8 @@ export class Placer {
   private readonly fastClaims = new Set<Promise<Stored>>();
   private readonly confirms: Batcher<{ execution_id: string; worker_id: string }>;
   private readonly failures: FailureLog;
+  /** Since when each execution waiting for room has held workers (the rounds that read it). */
+  private holding = new Map<string, number>();
 
   constructor(
     private readonly bus: Bus,
@@ -259,6 +268,7 @@ export class Placer {
       if (further.length) plan = this.plan([...withArrivals(read, true), ...further], online, now);
     }
     const { chosen, waiting } = plan;
+    this.rememberHolds(plan, complete, now);
     this.saturated = online.length > 0 && plan.slots.every((s) => s.slots < 1);
     this.view =
       complete && waiting.every((w) => w.kind === 'lasting') && this.arrivals.length === 0
@@ -306,6 +316,7 @@ export class Placer {
       .map((w) => ({ worker: w, slots: w.free.slots, cpu: w.free.cpu_cores, memory: w.free.memory_bytes }));
     const chosen: { entry: QueueEntry; worker: RegistryWorker }[] = [];
     const waiting: ({ entry: QueueEntry } & WaitReason)[] = [];
+    const held = new Set<string>();
     for (const entry of entries) {
       let best: Slot | undefined;
       let behindHeld = false;
@@ -335,25 +346,42 @@ export class Placer {
         const why = behindHeld
           ? { reason: `the worker with room is held for an earlier execution (${needs(entry)})`, kind: 'busy' as const }
           : this.whyWaiting(entry, online, now);
-        if (why.kind === 'busy') this.hold(entry, slots, now);
+        if (why.kind === 'busy' && this.hold(entry, slots, now)) held.add(entry.execution_id);
         waiting.push({ entry, ...why });
       }
     }
-    return { chosen, waiting, slots };
+    return { chosen, waiting, slots, entries, held };
+  }
+
+  /** Keeps when each holding entry began to hold; forgets those a round read that hold nothing, and after a round that read every entry, those it did not read. */
+  private rememberHolds(plan: { entries: QueueEntry[]; held: Set<string> }, complete: boolean, now: number): void {
+    const next = complete ? new Map<string, number>() : this.holding;
+    for (const { execution_id: id } of plan.entries) {
+      if (plan.held.has(id)) next.set(id, this.holding.get(id) ?? now);
+      else next.delete(id);
+    }
+    this.holding = next;
   }
 
   /**
-   * Holds, for an entry that only waits for capacity to free, every worker it fits once enough of
-   * it frees: it runs on the first of them that has room. Holding one (say, the one with the most
-   * free slots) left it waiting behind that one's long job while small ones kept the others full.
+   * Holds, for an entry that only waits for capacity to free, the workers it fits once enough of
+   * them frees: all of them for its first HOLD_ALL_MS of holding, then the one with the most free
+   * slots. Whether it held any.
    */
-  private hold(entry: QueueEntry, slots: Slot[], now: number): void {
-    for (const s of slots) {
-      if (s.heldFor || !labelsMatch(entry.spec.labels, s.worker.labels)) continue;
-      if (s.worker.capacity.cpu_cores + EPSILON < entry.cpu_cores || s.worker.capacity.memory_bytes < entry.memory_bytes) continue;
-      if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
-      s.heldFor = entry.execution_id;
-    }
+  private hold(entry: QueueEntry, slots: Slot[], now: number): boolean {
+    const fitting = slots.filter(
+      (s) =>
+        !s.heldFor &&
+        labelsMatch(entry.spec.labels, s.worker.labels) &&
+        s.worker.capacity.cpu_cores + EPSILON >= entry.cpu_cores &&
+        s.worker.capacity.memory_bytes >= entry.memory_bytes &&
+        (this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) <= now,
+    );
+    const since = this.holding.get(entry.execution_id) ?? now;
+    const most = (a: Slot, b: Slot) => (b.slots > a.slots || (b.slots === a.slots && b.cpu > a.cpu) ? b : a);
+    const chosen = now - since < HOLD_ALL_MS || !fitting.length ? fitting : [fitting.reduce(most)];
+    for (const s of chosen) s.heldFor = entry.execution_id;
+    return chosen.length > 0;
   }
 
   private whyWaiting(entry: Waiter, online: RegistryWorker[], now: number): WaitReason {

@@ -13,6 +13,8 @@ let wm: RunningService;
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
+/** How long a large execution waiting for room holds every worker it fits (the scheduler's HOLD_ALL_MS). */
+const HOLD_ALL_MS = 10_000;
 const execute = (body: Record<string, unknown>) => executeOn(wm.url, { max_retries: 0, ...body });
 const getExecution = (id: string) => getExecutionOn(wm.url, id);
 /** The execution once it ended; when it does not, the error says where it stands in worker-manager and in the scheduler's queue. */
@@ -239,4 +241,22 @@ it('a worker killed -9 while a burst is being placed: nothing hangs, only what i
   const after = new Set(submitted.filter((s) => s.at > killed + 300).map((s) => s.id));
   expect(after.size).toBeGreaterThan(0);
   expect(done.filter((d) => after.has(d.id)).map(outcome).filter((o) => o !== 'completed on staying')).toEqual([]);
+}, 60_000);
+
+it('a large execution that waits for long jobs to end does not keep the workers it fits from small ones for long', async () => {
+  await startWorker({ area: 'stall', host: 'x' }, { slots: 4, cpu_cores: 2, memory_bytes: GiB });
+  await startWorker({ area: 'stall', host: 'y' }, { slots: 4, cpu_cores: 2, memory_bytes: GiB });
+  const longs = [];
+  for (const host of ['x', 'y']) longs.push(await execute({ command: 'sleep 60', labels: { area: 'stall', host }, resources: { cpu_cores: 1.5, memory_bytes: 64 * MiB } }));
+  for (const l of longs) await running(l.id);
+  const t0 = Date.now();
+  const big = await execute({ command: 'true', labels: { area: 'stall' }, resources: { cpu_cores: 2, memory_bytes: 64 * MiB } });
+  const small = await execute({ command: 'true', labels: { area: 'stall' }, resources: { cpu_cores: 0.5, memory_bytes: 64 * MiB } });
+  // both workers have room for it: at first they are held for the large one, then one of them is let go
+  const done = await finished(small.id, 20_000);
+  expect(done.status).toBe('completed');
+  expect(startedAt(done) - t0).toBeGreaterThan(HOLD_ALL_MS - 1000);
+  expect(startedAt(done) - t0).toBeLessThan(HOLD_ALL_MS + 3000);
+  expect((await getExecution(big.id)).status).toBe('queued');
+  for (const e of [big, ...longs]) expect((await call(wm.url, 'POST', `/api/v1/executions/${e.id}/cancel`)).status).toBe(202);
 }, 60_000);
