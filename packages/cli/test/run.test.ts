@@ -170,6 +170,15 @@ describe('hodei run', () => {
     expect(r.stderr).toMatch(/name\s+bashy\.sh/);
   });
 
+  it('runs a script saved with a byte order mark (a Windows editor) by its shebang', async () => {
+    const file = join(dir, 'bom.sh');
+    await writeFile(file, '\uFEFF#!/usr/bin/env bash\nwords=(a b)\necho "bash: ${#words[@]} words, args: $*"\n');
+    const r = await hodeiDone(['run', '--script', file, '--arg', 'x', '--no-timestamps'], env);
+    // was run by /bin/sh: '1: \uFEFF#!/usr/bin/env: not found', 'Syntax error: "(" unexpected', exit 2
+    expect(r.stdout, r.stderr).toBe('[OUT] bash: 2 words, args: x\n');
+    expect(r.code).toBe(0);
+  });
+
   it('--json prints one JSON object with the job, execution, status, exit code and lines', async () => {
     const r = await hodeiDone(['run', '--json', '--name', 'json', '--command', 'echo a; echo b >&2; exit 2'], env);
     expect(r.code).toBe(2);

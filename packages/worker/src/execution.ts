@@ -168,16 +168,17 @@ export class Execution {
 
     let req: SpawnRequest;
     if (spec.script !== null) {
+      const script = scriptText(spec.script);
       // "#!/usr/bin/env bash\r" starts, and env says only that it found no 'bash\r' (exit 127)
-      const unrunnable = unrunnableShebang(spec.script);
+      const unrunnable = unrunnableShebang(script);
       if (unrunnable) return this.failBeforeStart(unrunnable);
       const file = path.join(this.dir, 'script');
       try {
-        await writeFile(file, spec.script, { mode: 0o700, flag: 'wx' });
+        await writeFile(file, script, { mode: 0o700, flag: 'wx' });
       } catch (err) {
         return this.failBeforeStart(`cannot write the script file ${file}: ${(err as Error).message}`);
       }
-      req = scriptRequest(file, spec.script, spec.args, env, cwd);
+      req = scriptRequest(file, script, spec.args, env, cwd);
     } else if (spec.command !== null) {
       req = commandRequest(spec.command, spec.args, env, cwd);
     } else {
@@ -332,7 +333,7 @@ export class Execution {
 
   private async describeSpawnError(error: NodeJS.ErrnoException, req: SpawnRequest): Promise<string> {
     const script = this.assignment.spec.script;
-    const line = script === null ? undefined : shebang(script)?.trim();
+    const line = script === null ? undefined : shebang(scriptText(script))?.trim();
     if (error.code === 'ENOENT' || error.code === 'ENOTDIR' || error.code === 'EACCES') {
       if (req.cwd !== undefined) {
         const dir = await stat(req.cwd).catch(() => null);
@@ -507,6 +508,12 @@ async function executable(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** The script as it is run: without a byte order mark (Windows editors save one), which would hide its
+ *  shebang from the system and have /bin/sh run it. */
+function scriptText(script: string): string {
+  return script.startsWith('\uFEFF') ? script.slice(1) : script;
 }
 
 /** The script's first line when it is a shebang (`#!…`, without its newline). */
