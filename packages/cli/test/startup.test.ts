@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ExecutionStatus, ManagedWorkerStatus } from '@hodei/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXECUTION_STATUSES, WORKER_STATUSES } from '../src/choices.js';
+import { VERSION } from '../src/program.js';
 import { buildCli, MAIN, ROOT } from './helpers.js';
 
 const TRACE = fileURLToPath(new URL('./trace-loads.mjs', import.meta.url));
@@ -44,6 +45,21 @@ describe('hodei start-up', () => {
     expect(run.status).toBe(2); // nothing listens at HODEI_URL
     expect(run.modules.some((m) => SCHEMAS.test(m))).toBe(true);
     expect(run.modules.filter((m) => YAML.test(m))).toEqual([]);
+  });
+
+  it('the READMEs run it from the root as `pnpm -s hodei`: stdout is hodei\'s alone and a job\'s exit code comes through', () => {
+    // plain `pnpm hodei` writes '> hodei-jobs@0.1.0 hodei …' on stdout (a --json or --raw pipe gets it) and 'ELIFECYCLE' on stderr
+    const readmes = ['README.md', 'packages/cli/README.md'].map((f) => readFileSync(join(ROOT, f), 'utf8'));
+    for (const text of readmes) {
+      expect(text).toContain('pnpm -s hodei');
+      expect(text.match(/`pnpm hodei[ `]/g) ?? []).toEqual([]);
+    }
+    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HODEI_URL: 'http://127.0.0.1:1' };
+    const version = spawnSync('pnpm', ['-s', 'hodei', '--version'], { cwd: ROOT, env, encoding: 'utf8' });
+    expect(version.stdout).toBe(`${VERSION}\n`);
+    const down = spawnSync('pnpm', ['-s', 'hodei', 'jobs', 'list', '--json'], { cwd: ROOT, env, encoding: 'utf8' });
+    expect([down.status, down.stdout]).toEqual([2, '']);
+    expect(down.stderr).toBe('hodei: cannot reach the orchestrator at http://127.0.0.1:1 (bad port)\n');
   });
 
   it('offers the statuses @hodei/types knows as --status choices', () => {
