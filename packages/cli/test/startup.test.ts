@@ -47,7 +47,7 @@ describe('hodei start-up', () => {
     expect(run.modules.filter((m) => YAML.test(m))).toEqual([]);
   });
 
-  it('the READMEs run it from the root as `pnpm -s hodei`: stdout is hodei\'s alone and a job\'s exit code comes through', () => {
+  it('the READMEs run it from the root as `pnpm -s hodei`: stdout is hodei\'s alone and its exit code comes through', () => {
     // plain `pnpm hodei` writes '> hodei-jobs@0.1.0 hodei …' on stdout (a --json or --raw pipe gets it) and 'ELIFECYCLE' on stderr
     const readmes = ['README.md', 'packages/cli/README.md'].map((f) => readFileSync(join(ROOT, f), 'utf8'));
     for (const text of readmes) {
