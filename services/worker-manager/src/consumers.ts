@@ -17,6 +17,12 @@ const MAX_INSERT_LINES = 5000;
 const MAX_BUFFERED_LINES = 40_000;
 /** Inserts running at once under a flood of lines (each on its own pooled connection). */
 const INSERT_CONCURRENCY = 3;
+/**
+ * The least time between the starts of two inserts while less than a statement's worth waits.
+ * Lines that keep coming otherwise went in back to back, a statement (and a commit) every 2-3 ms
+ * for a few lines each; live subscribers get lines before they are stored, so none waits for this.
+ */
+const INSERT_COALESCE_MS = 10;
 /** Executions whose status events are being applied at once (a final one may wait for its last log lines). */
 const MAX_FINALS_IN_FLIGHT = 200;
 /**
@@ -120,6 +126,8 @@ export class Consumers {
   private readonly unsettled: InProgress;
   private bufferedLines = 0;
   private flushers = 0;
+  /** When the last insert started (performance.now()). */
+  private lastInsertAt = -Infinity;
   private readonly storing: FailureLog;
   private readonly applying: FailureLog;
   private flushed: Promise<void>[] = [];
@@ -276,6 +284,9 @@ export class Consumers {
   private async flushAll(): Promise<void> {
     try {
       while (this.buffered.length) {
+        const wait = this.lastInsertAt + INSERT_COALESCE_MS - performance.now();
+        if (wait > 0 && this.bufferedLines < MAX_INSERT_LINES) await new Promise((resolve) => setTimeout(resolve, wait));
+        this.lastInsertAt = performance.now();
         const take: Buffered[] = [];
         let n = 0;
         while (this.buffered.length && (n === 0 || n + this.buffered[0]!.lines <= MAX_INSERT_LINES)) {

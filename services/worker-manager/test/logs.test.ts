@@ -203,6 +203,25 @@ describe('ingest contract: logs API', () => {
     expect(await ingested()).toBe(before + 10);
   });
 
+  it('lines that keep coming are stored together, at most one statement each 10 ms', async () => {
+    const db = svc.ctx.db;
+    await db.query(`CREATE TABLE IF NOT EXISTS insert_statements (n bigint NOT NULL);
+      CREATE OR REPLACE FUNCTION count_insert_statement() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO insert_statements VALUES (1); RETURN NULL; END $$;
+      CREATE TRIGGER count_insert_statement AFTER INSERT ON worker_manager.log_lines FOR EACH STATEMENT EXECUTE FUNCTION count_insert_statement();`);
+    try {
+      const id = await newExecution();
+      const t0 = performance.now();
+      // 300 messages of one line each, one after the other, as a worker sends a job printing without pause
+      for (let seq = 1; seq <= 300; seq++) await publishLines(svc.ctx.bus, id, lines(seq, seq));
+      expect(seqs(await stored(id, 300))).toEqual(range(1, 300));
+      const tookMs = performance.now() - t0;
+      const statements = Number((await db.query('SELECT count(*) AS n FROM insert_statements')).rows[0].n);
+      expect(statements).toBeLessThanOrEqual(tookMs / 10 + 5);
+    } finally {
+      await db.query('DROP TRIGGER count_insert_statement ON worker_manager.log_lines; DROP TABLE insert_statements');
+    }
+  });
+
   it('stores every line as written: quotes, backslashes, braces, commas, NULL, spaces, empty, non-ASCII', async () => {
     const id = await newExecution();
     const texts = ['say "hi"', 'C:\\dir\\"x"\\', '{a,b}', 'NULL', '\\N', '  padded  ', '', 'ünïcødé ✓ 日本', '"', '\\', 'a,b', '}{'];
