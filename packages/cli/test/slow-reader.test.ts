@@ -73,8 +73,9 @@ describe('a slow reader', () => {
     expect(lines.pop()).toBe('');
     expect(lines.length).toBe(LINES);
     expect(lines.every((l, i) => l === `${i + 1} ${'0'.repeat(WIDTH)}`)).toBe(true);
-    // the 50 MB it could not write were held in memory: over 150 MB before
-    expect(rss, `execution ${execution.id}`).toBeLessThan(100 * 1024 * 1024);
+    // the 50 MB it could not write were held in memory: 170-193 MB before; 112 MB seen since, with
+    // the whole suite running beside it (the garbage collector lagging)
+    expect(rss, `execution ${execution.id}`).toBeLessThan(140 * 1024 * 1024);
   }, 240_000);
 });
 
