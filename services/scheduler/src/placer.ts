@@ -64,6 +64,13 @@ const withFree = (slots: Slot[]): RegistryWorker[] =>
 const labelsMatch = (want: Record<string, string>, have: Record<string, string>) =>
   Object.entries(want).every(([k, v]) => have[k] === v);
 
+type Size = { cpu_cores: number; memory_bytes: number };
+/** A worker of this capacity can ever run the entry (not counting what runs on it now). */
+const largeEnough = (capacity: Size, e: Size) => capacity.cpu_cores + EPSILON >= e.cpu_cores && capacity.memory_bytes >= e.memory_bytes;
+
+/** b has more room left than a: more free slots, then more free cpu. */
+const roomier = (a: Slot, b: Slot) => b.slots > a.slots || (b.slots === a.slots && b.cpu > a.cpu);
+
 function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
@@ -323,7 +330,7 @@ export class Placer {
       for (const s of slots) {
         if (s.slots < 1 || s.cpu + EPSILON < entry.cpu_cores || s.memory < entry.memory_bytes) continue;
         if (!labelsMatch(entry.spec.labels, s.worker.labels)) continue;
-        if ((this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) > now) continue;
+        if (this.refusedBy(entry, s.worker.id, now)) continue;
         if (s.heldFor) {
           behindHeld = true;
           continue;
@@ -335,7 +342,7 @@ export class Placer {
           best = s;
           continue;
         }
-        if (!best || s.slots > best.slots || (s.slots === best.slots && s.cpu > best.cpu)) best = s;
+        if (!best || roomier(best, s)) best = s;
       }
       if (best) {
         best.slots -= 1;
@@ -373,15 +380,18 @@ export class Placer {
       (s) =>
         !s.heldFor &&
         labelsMatch(entry.spec.labels, s.worker.labels) &&
-        s.worker.capacity.cpu_cores + EPSILON >= entry.cpu_cores &&
-        s.worker.capacity.memory_bytes >= entry.memory_bytes &&
-        (this.refused.get(`${entry.execution_id}:${s.worker.id}`) ?? 0) <= now,
+        largeEnough(s.worker.capacity, entry) &&
+        !this.refusedBy(entry, s.worker.id, now),
     );
     const since = this.holding.get(entry.execution_id) ?? now;
-    const most = (a: Slot, b: Slot) => (b.slots > a.slots || (b.slots === a.slots && b.cpu > a.cpu) ? b : a);
-    const chosen = now - since < HOLD_ALL_MS || !fitting.length ? fitting : [fitting.reduce(most)];
+    const chosen = now - since < HOLD_ALL_MS || !fitting.length ? fitting : [fitting.reduce((a, b) => (roomier(a, b) ? b : a))];
     for (const s of chosen) s.heldFor = entry.execution_id;
     return chosen.length > 0;
+  }
+
+  /** The worker refused this execution a moment ago: it is not offered to it again yet. */
+  private refusedBy(entry: Pick<Waiter, 'execution_id'>, workerId: string, now: number): boolean {
+    return (this.refused.get(`${entry.execution_id}:${workerId}`) ?? 0) > now;
   }
 
   private whyWaiting(entry: Waiter, online: RegistryWorker[], now: number): WaitReason {
@@ -394,16 +404,14 @@ export class Placer {
       return lasting(
         missing
           ? `no worker with label ${missing[0]}=${missing[1]}`
-          : `no worker with labels ${want.map(([k, v]) => `${k}=${v}`).join(', ')}`,
+          : `no worker with ${labelList(entry.spec.labels)}`,
       );
     }
-    const bigEnough = labelled.filter(
-      (w) => w.capacity.cpu_cores + EPSILON >= entry.cpu_cores && w.capacity.memory_bytes >= entry.memory_bytes,
-    );
+    const bigEnough = labelled.filter((w) => largeEnough(w.capacity, entry));
     const withLabels = want.length ? ` with ${labelList(entry.spec.labels)}` : '';
     if (!bigEnough.length) return lasting(`no worker large enough: ${shortfall(entry, labelled, withLabels)}`);
     const avoided = bigEnough.every(
-      (w) => (this.unresponsive.get(w.id) ?? 0) > now || (this.refused.get(`${entry.execution_id}:${w.id}`) ?? 0) > now,
+      (w) => (this.unresponsive.get(w.id) ?? 0) > now || this.refusedBy(entry, w.id, now),
     );
     if (avoided) return { reason: 'no worker accepted the assignment yet; retrying', kind: 'retrying' };
     // which workers it waits for, when not every online one would do
