@@ -7,9 +7,9 @@ import { createTestEnv, workerOnline, type Config, type RunningService, type Tes
 import { FINAL_STATUSES, type Execution } from '@hodei/types';
 import { startWorker, type WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../src/service.js';
 import { call, consumedUpTo, executeOn, finishedOn, getExecutionOn, publishStatus, until } from './helpers.js';
+import { startSchedulerAndManager } from './manager-stack.js';
 
 let env: TestEnv;
 let sched: RunningService;
@@ -19,9 +19,7 @@ let agent: WorkerHandle | undefined;
 
 beforeAll(async () => {
   env = createTestEnv();
-  sched = await startScheduler(env.config('scheduler', { heartbeatIntervalMs: 300 }));
-  wmConfig = env.config('worker-manager', { heartbeatIntervalMs: 300, killGraceMs: 500, urls: { ...env.config('worker-manager').urls, scheduler: sched.url } });
-  wm = await startWorkerManager(wmConfig);
+  ({ sched, wm, wmConfig } = await startSchedulerAndManager(env));
 }, 120_000);
 
 afterAll(async () => {

@@ -5,9 +5,9 @@ import { hostname } from 'node:os';
 import { connectBus, createLogger, createTestEnv, type Config, type RunningService, type TestEnv, pidGone } from '@hodei/platform';
 import type { LogLine } from '@hodei/types';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { startScheduler } from '../../scheduler/src/service.js';
 import { startWorkerManager } from '../src/service.js';
 import { lines, publishLines, publishStatus, until } from './helpers.js';
+import { startSchedulerAndManager } from './manager-stack.js';
 
 let env: TestEnv;
 let sched: RunningService;
@@ -16,9 +16,7 @@ let wmConfig: Config;
 
 beforeAll(async () => {
   env = createTestEnv();
-  sched = await startScheduler(env.config('scheduler', { heartbeatIntervalMs: 300 }));
-  wmConfig = env.config('worker-manager', { heartbeatIntervalMs: 300, killGraceMs: 500, urls: { ...env.config('worker-manager').urls, scheduler: sched.url } });
-  wm = await startWorkerManager(wmConfig);
+  ({ sched, wm, wmConfig } = await startSchedulerAndManager(env));
 }, 120_000);
 
 afterAll(async () => {
