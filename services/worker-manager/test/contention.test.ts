@@ -192,20 +192,29 @@ it('a worker killed -9 or drained while executions wait for it: they say so, and
   expect(order[0]!.at - online).toBeLessThan(2000);
 }, 90_000);
 
-it('a worker drained while a burst is being placed: every execution runs once, none queued after the drain on it', async () => {
-  const leaving = await startWorker({ area: 'burst' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
-  const staying = await startWorker({ area: 'burst' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
+/**
+ * 40 executions of `command` from 4 clients, 50 ms apart each (some come after what the test does
+ * next); resolves once a third of them is submitted, `submit` once all are.
+ */
+async function burst(command: string, labels: Record<string, string>) {
   const submitted: { id: string; at: number }[] = [];
   const submit = Promise.all(
     Array.from({ length: 4 }, async () => {
       for (let i = 0; i < 10; i++) {
-        const { id } = await execute({ command: 'sleep 0.1; echo $HODEI_EXECUTION_ID', labels: { area: 'burst' } });
+        const { id } = await execute({ command, labels });
         submitted.push({ id, at: Date.now() });
         await sleep(50);
       }
     }),
   );
   await until(async () => submitted.length >= 12 || undefined, 10_000, 'a third of the burst');
+  return { submitted, submit };
+}
+
+it('a worker drained while a burst is being placed: every execution runs once, none queued after the drain on it', async () => {
+  const leaving = await startWorker({ area: 'burst' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
+  const staying = await startWorker({ area: 'burst' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
+  const { submitted, submit } = await burst('sleep 0.1; echo $HODEI_EXECUTION_ID', { area: 'burst' });
   await stopWorker(leaving.id);
   const drained = Date.now();
   await submit;
@@ -220,17 +229,7 @@ it('a worker drained while a burst is being placed: every execution runs once, n
 it('a worker killed -9 while a burst is being placed: nothing hangs, only what it had taken is lost, the rest completes elsewhere', async () => {
   const doomed = await startWorker({ area: 'burst-kill' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
   const staying = await startWorker({ area: 'burst-kill' }, { slots: 4, cpu_cores: 4, memory_bytes: GiB });
-  const submitted: { id: string; at: number }[] = [];
-  const submit = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      for (let i = 0; i < 10; i++) {
-        const { id } = await execute({ command: 'sleep 0.3', labels: { area: 'burst-kill' } });
-        submitted.push({ id, at: Date.now() });
-        await sleep(50);
-      }
-    }),
-  );
-  await until(async () => submitted.length >= 12 || undefined, 10_000, 'a third of the burst');
+  const { submitted, submit } = await burst('sleep 0.3', { area: 'burst-kill' });
   process.kill(doomed.pid, 'SIGKILL');
   const killed = Date.now();
   await submit;
