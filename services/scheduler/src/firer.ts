@@ -170,15 +170,17 @@ export class Firer {
     if (lateMs > MISFIRE_GRACE_MS && d.misfire_policy === 'skip' && (paused || !heldUp)) {
       // missed while no scheduler ran, or while it was paused: skip it (and everything else missed),
       // resume on time. The firing is recorded skipped, so that a one-shot schedule completed without
-      // a run says why.
+      // a run says why; before the schedule advances, so that it is never read completed beside a
+      // run still pending (nor left so by a crash between the two).
       const skippedId = await this.store.claimRun(d.id, scheduledAt);
+      if (skippedId) {
+        const why = paused ? 'the schedule was paused' : 'no scheduler was running';
+        const message = `missed: ${why} at ${scheduledAt.toISOString()} (misfire_policy skip)`;
+        await this.store.finishRun(skippedId, 'skipped', { execution_id: null, pipeline_run_id: null }, message);
+        this.metrics.firings.inc({ outcome: 'missed' });
+        log.warn({ scheduled_at: scheduledAt.toISOString(), late_ms: lateMs }, 'missed firing skipped (misfire_policy skip)');
+      }
       await this.store.advance(d.id, scheduledAt, next, null);
-      if (!skippedId) return;
-      const why = paused ? 'the schedule was paused' : 'no scheduler was running';
-      const message = `missed: ${why} at ${scheduledAt.toISOString()} (misfire_policy skip)`;
-      await this.store.finishRun(skippedId, 'skipped', { execution_id: null, pipeline_run_id: null }, message);
-      this.metrics.firings.inc({ outcome: 'missed' });
-      log.warn({ scheduled_at: scheduledAt.toISOString(), late_ms: lateMs }, 'missed firing skipped (misfire_policy skip)');
       return;
     }
     const runId = await this.store.claimRun(d.id, scheduledAt);
