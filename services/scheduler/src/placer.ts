@@ -232,11 +232,13 @@ export class Placer {
     const arrivals = this.arrivals.splice(0);
     const limit = this.fullWanted ? ROUND_LIMIT : HEAD_LIMIT;
     this.fullWanted = false;
-    const [head, online, fresh] = await Promise.all([
+    const [head, active, fresh] = await Promise.all([
       this.queue.waiting(limit),
-      this.workers.placeable(),
+      this.workers.active(),
       Promise.all(arrivals.map((a) => a.inserted.catch(() => false))),
     ]);
+    const online = active.filter((w) => w.status === 'online');
+    const draining = active.filter((w) => w.status === 'draining');
     const now = Date.now();
     /** The stored entries plus the fresh arrivals; after a truncated read, only arrivals that sort
      *  before its last entry (one behind it must not overtake the unread entries ahead of it). */
@@ -255,14 +257,14 @@ export class Placer {
     const truncated = head.length === limit && limit < ROUND_LIMIT;
     const freeSlots = (p: { slots: Slot[] }) => p.slots.filter((s) => s.slots >= 1 && !s.heldFor);
     let read = head;
-    let plan = this.plan(withArrivals(head, truncated), online, now);
+    let plan = this.plan(withArrivals(head, truncated), online, now, draining);
     /** Every waiting entry was read (the fast path relies on knowing them all). */
     let complete = head.length < limit;
     // Only the head was read and a slot is still free: what waits behind the head may fit it.
     if (truncated && freeSlots(plan).length) {
       read = await this.queue.waiting(ROUND_LIMIT);
       complete = read.length < ROUND_LIMIT;
-      plan = this.plan(withArrivals(read, false), online, now);
+      plan = this.plan(withArrivals(read, false), online, now, draining);
     }
     // A slot is still free after ROUND_LIMIT entries that nothing fits now (a thousand for a label
     // no worker has): the entries further back that it fits are read too, else they would wait
@@ -272,7 +274,7 @@ export class Placer {
     if (free.length && read.length === ROUND_LIMIT) {
       const fitting = free.map((s) => ({ labels: s.worker.labels, cpu_cores: s.cpu, memory_bytes: s.memory }));
       further = await this.queue.waitingFitting(read.at(-1)!.execution_id, fitting, ROUND_LIMIT);
-      if (further.length) plan = this.plan([...withArrivals(read, true), ...further], online, now);
+      if (further.length) plan = this.plan([...withArrivals(read, true), ...further], online, now, draining);
     }
     const { chosen, waiting } = plan;
     this.rememberHolds(plan, complete, now);
@@ -294,7 +296,7 @@ export class Placer {
     );
     if (changed.length) await this.announceWaiting(changed);
     if (limit === ROUND_LIMIT && read.length === ROUND_LIMIT) {
-      await this.explainTheRest(read.at(-1)!.execution_id, further.map((e) => e.execution_id), online, now);
+      await this.explainTheRest(read.at(-1)!.execution_id, further.map((e) => e.execution_id), online, draining, now);
     }
     this.forgetExpired(now);
   }
@@ -317,7 +319,7 @@ export class Placer {
   }
 
   /** Best-fit of the entries (in queue order) onto the free capacity of the online workers. */
-  private plan(entries: QueueEntry[], online: RegistryWorker[], now: number) {
+  private plan(entries: QueueEntry[], online: RegistryWorker[], now: number, draining: RegistryWorker[] = []) {
     const slots: Slot[] = online
       .filter((w) => (this.unresponsive.get(w.id) ?? 0) <= now)
       .map((w) => ({ worker: w, slots: w.free.slots, cpu: w.free.cpu_cores, memory: w.free.memory_bytes }));
@@ -352,7 +354,7 @@ export class Placer {
       } else {
         const why = behindHeld
           ? { reason: `the worker with room is held for an earlier execution (${needs(entry)})`, kind: 'busy' as const }
-          : this.whyWaiting(entry, online, now);
+          : this.whyWaiting(entry, online, draining, now);
         if (why.kind === 'busy' && this.hold(entry, slots, now)) held.add(entry.execution_id);
         waiting.push({ entry, ...why });
       }
@@ -394,18 +396,21 @@ export class Placer {
     return (this.refused.get(`${entry.execution_id}:${workerId}`) ?? 0) > now;
   }
 
-  private whyWaiting(entry: Waiter, online: RegistryWorker[], now: number): WaitReason {
+  /** `draining`: workers that take no new work; when only they have the entry's labels, it says so. */
+  private whyWaiting(entry: Waiter, online: RegistryWorker[], draining: RegistryWorker[], now: number): WaitReason {
     const lasting = (reason: string): WaitReason => ({ reason, kind: 'lasting' });
-    if (!online.length) return lasting('no online worker');
     const want = Object.entries(entry.spec.labels);
+    if (!online.length && !draining.length) return lasting('no online worker');
+    if (!online.length && !want.length) return lasting('every worker is draining');
     const labelled = online.filter((w) => labelsMatch(entry.spec.labels, w.labels));
     if (!labelled.length) {
-      const missing = want.find(([k, v]) => !online.some((w) => w.labels[k] === v));
-      return lasting(
-        missing
-          ? `no worker with label ${missing[0]}=${missing[1]}`
-          : `no worker with ${labelList(entry.spec.labels)}`,
-      );
+      const has = (workers: RegistryWorker[], [k, v]: [string, string]) => workers.some((w) => w.labels[k] === v);
+      const nowhere = want.find((l) => !has(online, l) && !has(draining, l));
+      if (nowhere) return lasting(`no worker with label ${nowhere[0]}=${nowhere[1]}`);
+      if (draining.some((w) => labelsMatch(entry.spec.labels, w.labels))) return lasting(`every worker with ${labelList(entry.spec.labels)} is draining`);
+      const onlyDraining = want.find((l) => !has(online, l));
+      if (onlyDraining) return lasting(`every worker with label ${onlyDraining[0]}=${onlyDraining[1]} is draining`);
+      return lasting(`no worker with ${labelList(entry.spec.labels)}`);
     }
     const bigEnough = labelled.filter((w) => largeEnough(w.capacity, entry));
     const withLabels = want.length ? ` with ${labelList(entry.spec.labels)}` : '';
@@ -429,13 +434,13 @@ export class Placer {
    * (labels and size), in one statement: else they said nothing about why they wait until they
    * came within the first ROUND_LIMIT. Behind the ones read, those a worker fits wait for it.
    */
-  private async explainTheRest(afterId: string, skip: string[], online: RegistryWorker[], now: number): Promise<void> {
+  private async explainTheRest(afterId: string, skip: string[], online: RegistryWorker[], draining: RegistryWorker[], now: number): Promise<void> {
     let changed: { execution_id: string; job_id: string | null; traceparent: string | null; reason: string }[];
     try {
       const kinds = await this.queue.waitingKindsAfter(afterId);
       if (!kinds.length) return;
       const reasons = kinds.map((k: EntryKind) => {
-        const why = this.whyWaiting({ execution_id: '', cpu_cores: k.cpu_cores, memory_bytes: k.memory_bytes, spec: { labels: k.labels } }, online, now);
+        const why = this.whyWaiting({ execution_id: '', cpu_cores: k.cpu_cores, memory_bytes: k.memory_bytes, spec: { labels: k.labels } }, online, draining, now);
         return { ...k, reason: why.reason, min_age_ms: why.kind === 'busy' ? BUSY_ANNOUNCE_MS : 0 };
       });
       changed = await this.queue.setReasonsAfter(afterId, skip, reasons);

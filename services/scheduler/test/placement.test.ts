@@ -405,7 +405,7 @@ describe('placement', () => {
     expect(await queueState(b)).toBe('waiting');
   });
 
-  it('an execution queued just after its only worker said it drains (a REST heartbeat) waits; it is not sent to that worker', async () => {
+  it('an execution queued just after its only worker said it drains (a REST heartbeat) waits, saying that worker drains; it is not sent to it', async () => {
     const w = await fakeWorker({ t: 'drains' }, { slots: 3 });
     await fakeWorker({ t: 'other' });
     const a = await enqueue({ labels: { t: 'drains' } });
@@ -414,9 +414,25 @@ describe('placement', () => {
     expect(hb.status).toBe(200);
     const b = await enqueue({ labels: { t: 'drains' } });
     await handled('scheduler-queue-adhoc');
-    await until(() => reasons(b), (r) => r.includes('no worker with label t=drains'));
+    await until(() => reasons(b), (r) => r.includes('every worker with label t=drains is draining'));
     expect(w.ids()).toEqual([a]);
     expect(await queueState(b)).toBe('waiting');
+  });
+
+  it('executions waiting for a worker that starts draining say it drains, and no worker with the label once it is deregistered', async () => {
+    const w = await fakeWorker({ t: 'drain-wait' }, { slots: 1 });
+    await fakeWorker({ t: 'other' });
+    const a = await enqueue({ labels: { t: 'drain-wait' } });
+    await recorded(w);
+    const waiting = [await enqueue({ labels: { t: 'drain-wait' } }), await enqueue({ labels: { t: 'drain-wait', zone: 'z' } })];
+    await handled('scheduler-queue-adhoc');
+    const hb = await fetch(`${svc.url}/api/v1/workers/${w.id}/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'draining' }) });
+    expect(hb.status).toBe(200);
+    await until(() => reasons(waiting[0]!).at(-1), (r) => r === 'every worker with label t=drain-wait is draining', 5000);
+    expect(reasons(waiting[1]!).at(-1)).toBe('no worker with label zone=z');
+    expect((await fetch(`${svc.url}/api/v1/workers/${w.id}`, { method: 'DELETE' })).status).toBe(200);
+    await until(() => reasons(waiting[0]!).at(-1), (r) => r === 'no worker with label t=drain-wait', 5000);
+    expect(w.ids()).toEqual([a]);
   });
 
   it('a cancel of an execution already placed (worker-manager still saw it queued) goes to its worker', async () => {

@@ -97,9 +97,10 @@ export class WorkerStore {
     return { items: rows.map(toWorker), total: c.rows[0]?.n ?? 0 };
   }
 
-  /** Online workers with what they have left, for the placer. */
-  async placeable(): Promise<RegistryWorker[]> {
-    const { rows } = await this.db.query<WorkerRow>(`${SELECT_WITH_USAGE} WHERE w.status = 'online'`);
+  /** Online and draining workers with what they have left, for the placer: it places on the
+   *  online ones; the draining ones tell why an execution only they would take waits. */
+  async active(): Promise<RegistryWorker[]> {
+    const { rows } = await this.db.query<WorkerRow>(`${SELECT_WITH_USAGE} WHERE w.status IN ('online', 'draining')`);
     return rows.map(toWorker);
   }
 
