@@ -159,6 +159,7 @@ export class Executions {
       // no longer queued: its worker's statuses came meanwhile (NATS had it)
       return kept ? this.queued(kept) : store.toExecution(await this.get(row.id));
     }
+    this.retries.confirmed(row.id);
     return this.queued(row);
   }
 

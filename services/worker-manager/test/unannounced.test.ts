@@ -4,8 +4,8 @@
 // says when to announce it again (retry_due_at, a grace after it is recorded or claimed), so it
 // runs once, a grace later. worker-manager reaches NATS through a relay that can be cut.
 import { join } from 'node:path';
-import { createLogger, createPool, forwardTcp, newId, type Config, type Pool, type RunningService, type TcpForwarder, type TestEnv } from '@hodei/platform';
-import type { Execution } from '@hodei/types';
+import { connectBus, createLogger, createPool, decodeJson, forwardTcp, newId, type Config, type Pool, type RunningService, type TcpForwarder, type TestEnv } from '@hodei/platform';
+import type { Execution, ExecutionQueuedEvent } from '@hodei/types';
 import type { WorkerHandle } from '@hodei/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { resolveSpec } from '../src/executions.js';
@@ -117,3 +117,31 @@ it('worker-manager gone between claiming a due execution and publishing it: once
   expect({ status: done.status, runs: runs(marker) }).toEqual({ status: 'completed', runs: 1 });
   expect(ms).toBeLessThan(GRACE + 5000);
 }, 40_000);
+
+it('executions whose announcement NATS confirmed are not announced again while they wait for a worker past the grace', async () => {
+  const bus = await connectBus(natsUrl.toString(), env.natsPrefix, 'unannounced-test', createLogger('test', 'silent'));
+  // a plain subscriber sees every publish, also a copy JetStream drops as a duplicate
+  const announced = new Map<string, number>();
+  const sub = bus.nc.subscribe(bus.subjects.forExecution(null).queued, {
+    callback: (_err, m) => {
+      const id = (decodeJson(m.data) as ExecutionQueuedEvent).execution_id;
+      announced.set(id, (announced.get(id) ?? 0) + 1);
+    },
+  });
+  await bus.nc.flush();
+  const ids: string[] = [];
+  try {
+    for (let i = 0; i < 20; i++) {
+      const res = await call(wm.url, 'POST', '/api/v1/execute', { command: 'true', labels: { t: 'no-such-worker' } });
+      expect(res.status).toBe(202);
+      ids.push(((await res.json()) as Execution).id);
+    }
+    await new Promise((r) => setTimeout(r, GRACE + 2000));
+    expect(ids.map((id) => announced.get(id) ?? 0)).toEqual(ids.map(() => 1));
+    expect((await Promise.all(ids.map((id) => getExecutionOn(wm.url, id)))).map((e) => e.status)).toEqual(ids.map(() => 'queued'));
+  } finally {
+    sub.unsubscribe();
+    await bus.nc.close();
+    for (const id of ids) await call(wm.url, 'POST', `/api/v1/executions/${id}/cancel`);
+  }
+}, 30_000);

@@ -98,6 +98,11 @@ export async function announced(db: Pool, r: RetryRow): Promise<void> {
   );
 }
 
+/** New executions whose announcement NATS confirmed: not due to be announced again. */
+export async function confirmed(db: Pool, ids: string[]): Promise<void> {
+  await db.query(`UPDATE executions SET retry_due_at = NULL WHERE id = ANY($1::uuid[]) AND retry_of IS NULL AND retry_due_at IS NOT NULL`, [ids]);
+}
+
 /** Retries waiting out their back-off. */
 export async function countWaiting(db: Pool): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
