@@ -37,6 +37,7 @@ afterAll(async () => {
 
 /** What each page's plan must not hold: a sort, or a window count, of every row. */
 const WHOLE = ['Sort', 'WindowAgg', 'Seq Scan on schedules', 'Seq Scan on workers'];
+const LISTED = /\b(schedules|schedule_runs|workers)\b/;
 
 it.each([
   ['/api/v1/schedules?limit=20', WHOLE],
@@ -50,7 +51,9 @@ it.each([
   ['/api/v1/workers?limit=20&offset=100', WHOLE],
 ])('%s reads its page by index, with no sort nor count of every row', async (path, forbidden) => {
   const url = `${svc.url}${path.replace(':id', scheduleId)}`;
-  const plans = await pagedPlans(svc.ctx.db, async () => expect((await fetch(url)).status).toBe(200));
+  // the placer's own tick (it pages the waiting queue) may land in the same moment: only the
+  // statements reading what the page lists are the request's
+  const plans = (await pagedPlans(svc.ctx.db, async () => expect((await fetch(url)).status).toBe(200))).filter((p) => LISTED.test(p.sql));
   expect(plans.length).toBeGreaterThan(0);
   for (const p of plans) {
     for (const node of forbidden) expect(p.nodes, p.sql).not.toContain(node);
