@@ -266,27 +266,57 @@ export async function storageUsage(db: Pool): Promise<{ executions: { rows: numb
   return { executions: { rows: r.er, bytes: r.eb }, logs: { rows: r.lr, bytes: r.lb } };
 }
 
-/** Deletes the executions of these jobs and, with `finishedBefore`, every execution over before
- *  then that is not its job's newest (one of no job too: POST /execute with a command), with their
- *  log lines; returns how many executions went, of which how many of jobs that stay and of no job.
- *  With `dryRun`, counts them and deletes nothing. */
+/** Executions one cleanup pass picks, and log lines one of its statements deletes, at most: each
+ *  statement holds its rows' locks, and PostgreSQL's memory and WAL, for a bounded moment. */
+export const CLEANUP_EXECUTIONS = 1000;
+export const CLEANUP_LINES = 50_000;
+
+/** An execution (alias e) that a cleanup of the jobs $1 with finished_before $2 deletes ($3: FINAL_STATUSES). */
+const DOOMED = `(e.job_id = ANY($1::uuid[])
+  OR (e.status = ANY($3::text[]) AND e.finished_at < $2
+      AND (e.job_id IS NULL OR EXISTS (SELECT 1 FROM executions n WHERE n.job_id = e.job_id AND n.created_at > e.created_at))))`;
+
+/**
+ * Deletes the executions of these jobs and, with `finishedBefore`, every execution over before
+ * then that is not its job's newest (one of no job too: POST /execute with a command), with their
+ * log lines; returns how many executions went, of which how many of jobs that stay and of no job.
+ * With `dryRun`, counts them and deletes nothing. Oldest first, CLEANUP_EXECUTIONS at a time, each
+ * one's lines before it, CLEANUP_LINES per statement (a month of logs was one statement of minutes
+ * that held every row it deleted): the service answers meanwhile, and a cleanup cut short leaves
+ * only whole executions, of which the next one deletes the rest.
+ */
 export async function deleteForJobs(db: Pool, jobIds: string[], finishedBefore?: Date, dryRun = false): Promise<ExecutionCleanupCounts> {
-  if (jobIds.length === 0 && !finishedBefore) return { executions: 0, older_executions: 0, adhoc_executions: 0 };
-  const doomed = `SELECT id, job_id FROM executions e WHERE job_id = ANY($1::uuid[])
-      OR (status = ANY($3::text[]) AND finished_at < $2
-          AND (job_id IS NULL OR EXISTS (SELECT 1 FROM executions n WHERE n.job_id = e.job_id AND n.created_at > e.created_at)))`;
-  const counts = (from: string) => `SELECT count(*)::int AS executions,
+  const counts: ExecutionCleanupCounts = { executions: 0, older_executions: 0, adhoc_executions: 0 };
+  if (jobIds.length === 0 && !finishedBefore) return counts;
+  const args = [jobIds, finishedBefore ?? null, FINAL_STATUSES];
+  const tally = `count(*)::int AS executions,
       count(*) FILTER (WHERE job_id IS NOT NULL AND job_id <> ALL($1::uuid[]))::int AS older_executions,
-      count(*) FILTER (WHERE job_id IS NULL)::int AS adhoc_executions FROM ${from}`;
-  // one statement, one snapshot: the lines go with exactly the executions that go
-  const { rows } = await db.query<ExecutionCleanupCounts>(
-    dryRun
-      ? `WITH doomed AS (${doomed}) ${counts('doomed')}`
-      : `WITH doomed AS (${doomed}),
-           lines AS (DELETE FROM log_lines WHERE execution_id IN (SELECT id FROM doomed)),
-           gone AS (DELETE FROM executions WHERE id IN (SELECT id FROM doomed) RETURNING job_id)
-         ${counts('gone')}`,
-    [jobIds, finishedBefore ?? null, FINAL_STATUSES],
-  );
-  return rows[0]!;
+      count(*) FILTER (WHERE job_id IS NULL)::int AS adhoc_executions`;
+  if (dryRun) return (await db.query<ExecutionCleanupCounts>(`SELECT ${tally} FROM executions e WHERE ${DOOMED}`, args)).rows[0]!;
+  // the index on (created_at, id) walked once, from where the last pass stopped
+  let after: [Date | string, string] = ['-infinity', '00000000-0000-0000-0000-000000000000'];
+  for (;;) {
+    const { rows } = await db.query<{ id: string; created_at: Date }>(
+      `SELECT id, created_at FROM executions e WHERE (e.created_at, e.id) > ($4::timestamptz, $5::uuid) AND ${DOOMED}
+       ORDER BY e.created_at, e.id LIMIT $6`,
+      [...args, ...after, CLEANUP_EXECUTIONS],
+    );
+    if (rows.length === 0) return counts;
+    const ids = rows.map((r) => r.id);
+    let deleted: number | null;
+    do {
+      ({ rowCount: deleted } = await db.query(
+        'DELETE FROM log_lines WHERE ctid = ANY (ARRAY(SELECT ctid FROM log_lines WHERE execution_id = ANY($1::uuid[]) LIMIT $2))',
+        [ids, CLEANUP_LINES],
+      ));
+    } while ((deleted ?? 0) >= CLEANUP_LINES);
+    const gone = await db.query<ExecutionCleanupCounts>(
+      `WITH gone AS (DELETE FROM executions WHERE id = ANY($2::uuid[]) RETURNING job_id) SELECT ${tally} FROM gone`,
+      [jobIds, ids],
+    );
+    for (const k of ['executions', 'older_executions', 'adhoc_executions'] as const) counts[k] += gone.rows[0]![k];
+    if (rows.length < CLEANUP_EXECUTIONS) return counts;
+    const last = rows[rows.length - 1]!;
+    after = [last.created_at, last.id];
+  }
 }
