@@ -1,4 +1,5 @@
 // Aggregates for GET /api/v1/stats.
+import { tableSize } from '@hodei/platform';
 import { FINAL_EXECUTION, type Db } from './db.js';
 
 export interface JobStats {
@@ -34,13 +35,6 @@ const TABLES = ['pipelines', 'jobs', 'job_executions', 'pipeline_runs', 'pipelin
 /** Rows and on-disk bytes (table + indexes + toast) of the orchestrator's tables. */
 export async function tableStorage(db: Db): Promise<Record<string, { rows: number; bytes: number }>> {
   const out: Record<string, { rows: number; bytes: number }> = {};
-  for (const t of TABLES) {
-    // table names come from the constant list above, never from input
-    const { rows } = await db.query<{ rows: number; bytes: number }>(
-      `SELECT (SELECT count(*) FROM ${t}) AS rows, pg_total_relation_size($1::regclass) AS bytes`,
-      [t],
-    );
-    out[t] = { rows: rows[0]?.rows ?? 0, bytes: rows[0]?.bytes ?? 0 };
-  }
+  for (const t of TABLES) out[t] = await tableSize(db, t);
   return out;
 }

@@ -1,5 +1,5 @@
 // SQL of the executions table: one row per run of a job (or of an inline definition).
-import { fromRecords, iso, records, type Pool } from '@hodei/platform';
+import { fromRecords, iso, records, tableSize, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type Execution, type ExecutionCleanupCounts, type ExecutionStatus, type JobSpec, type Progress } from '@hodei/types';
 
 export interface ExecutionRow {
@@ -258,12 +258,7 @@ export async function getResult(db: Pool, id: string): Promise<{ has_result: boo
 }
 
 export async function storageUsage(db: Pool): Promise<{ executions: { rows: number; bytes: number }; logs: { rows: number; bytes: number } }> {
-  const { rows } = await db.query<{ er: number; eb: number; lr: number; lb: number }>(
-    `SELECT (SELECT count(*) FROM executions) AS er, pg_total_relation_size('executions') AS eb,
-            (SELECT count(*) FROM log_lines) AS lr, pg_total_relation_size('log_lines') AS lb`,
-  );
-  const r = rows[0]!;
-  return { executions: { rows: r.er, bytes: r.eb }, logs: { rows: r.lr, bytes: r.lb } };
+  return { executions: await tableSize(db, 'executions'), logs: await tableSize(db, 'log_lines') };
 }
 
 /** Executions one cleanup pass picks, and log lines one of its statements deletes, at most: each
