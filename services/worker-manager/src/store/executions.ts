@@ -120,8 +120,12 @@ export async function listExecutions(db: Pool, f: ExecutionFilter): Promise<{ ro
   if (f.retry_of) where.push(`retry_of = $${args.push(f.retry_of)}`);
   const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
   const count = await db.query<{ n: number }>(`SELECT count(*) AS n FROM executions ${w}`, args);
+  // the page's ids first, from an index alone: an offset then skips index entries, not rows whose
+  // columns (and log_lines) were each read and computed only to be dropped
   const { rows } = await db.query<ExecutionRow>(
-    `SELECT ${COLUMNS} FROM executions ${w} ORDER BY created_at DESC, id DESC LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
+    `SELECT ${COLUMNS} FROM executions
+     WHERE id = ANY (ARRAY(SELECT id FROM executions ${w} ORDER BY created_at DESC, id DESC LIMIT $${args.length + 1} OFFSET $${args.length + 2}))
+     ORDER BY created_at DESC, id DESC`,
     [...args, f.limit, f.offset],
   );
   return { rows, total: count.rows[0]?.n ?? 0 };
