@@ -5,7 +5,7 @@ import { CommanderError, type Command } from 'commander';
 import { buildProgram, usageHint } from './program.js';
 import { ConfigError } from './config.js';
 import { CliError, USAGE_EXIT, UsageError } from './errors.js';
-import { exitWhenWritten, inline, outputFailed, readerGone } from './output.js';
+import { exitWhenWritten, inline, outputFailed, readerGone, stderr } from './output.js';
 
 function report(err: unknown, command: Command): number {
   // commander has written the help, the version or the usage error already (a command
@@ -14,18 +14,18 @@ function report(err: unknown, command: Command): number {
   // the services' words (a problem's detail quotes what was sent) must not drive the terminal
   const paint = (s: string) => inline(s, false);
   if (err instanceof CliError) {
-    process.stderr.write(`hodei: ${paint(err.message)}\n`);
-    for (const d of err.details) process.stderr.write(`  ${paint(d)}\n`);
-    if (err instanceof UsageError) process.stderr.write(`${usageHint(command)}\n`);
+    stderr.write(`hodei: ${paint(err.message)}\n`);
+    for (const d of err.details) stderr.write(`  ${paint(d)}\n`);
+    if (err instanceof UsageError) stderr.write(`${usageHint(command)}\n`);
     return err.exitCode;
   }
   if (err instanceof ConfigError) {
-    process.stderr.write(`hodei: ${err.message}\n`);
+    stderr.write(`hodei: ${err.message}\n`);
     if (!err.usage) return 1;
-    process.stderr.write(`${usageHint(command)}\n`);
+    stderr.write(`${usageHint(command)}\n`);
     return USAGE_EXIT;
   }
-  process.stderr.write(`hodei: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
+  stderr.write(`hodei: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
   return 1;
 }
 

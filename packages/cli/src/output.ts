@@ -1,10 +1,29 @@
 // Terminal output: colours (only when allowed), local timestamps, aligned tables, key/value views.
+import { fstatSync } from 'node:fs';
 import type { CliConfig } from './config.js';
 
 const CODES = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, gray: 90, bold: 1, dim: 2 } as const;
 export type Colour = keyof typeof CODES;
 
 export type Paint = (c: Colour, text: string) => string;
+
+/** fd 1 and fd 2 are the same pipe or file (`hodei … 2>&1 | less`). */
+function oneOutput(): boolean {
+  try {
+    const out = fstatSync(1);
+    const err = fstatSync(2);
+    return out.dev === err.dev && out.ino === err.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where hodei writes what belongs on stderr: stderr, or stdout when both are one pipe. Two writers
+ * on one pipe keep no order between them once the pipe is full: an `[ERR]` line overtook the
+ * `[OUT]` lines printed before it, as soon as the reader was slower than hodei.
+ */
+export const stderr: NodeJS.WriteStream = oneOutput() ? process.stdout : process.stderr;
 export const painter = (enabled: boolean): Paint => (c, text) => (enabled ? `\x1b[${CODES[c]}m${text}\x1b[0m` : text);
 
 const VISIBLE = /\x1b\[[0-9;]*m/g;
@@ -166,7 +185,7 @@ export class Output {
   }
 
   note(text: string): void {
-    process.stderr.write(`${visible(text, this.config.color.stderr)}\n`);
+    stderr.write(`${visible(text, this.config.color.stderr)}\n`);
   }
 
   printJson(value: unknown): void {
@@ -195,7 +214,7 @@ export class Output {
     const w = Math.max(...pairs.map(([k]) => k.length));
     const paint = stream === 'stdout' ? this.out : this.err;
     const text = pairs.map(([k, v]) => `${indent}${paint('gray', k.padEnd(w))}  ${inline(v, this.config.color[stream])}`).join('\n');
-    (stream === 'stdout' ? process.stdout : process.stderr).write(`${text}\n`);
+    (stream === 'stdout' ? process.stdout : stderr).write(`${text}\n`);
   }
 }
 

@@ -1,6 +1,6 @@
 // How one log line looks: `HH:MM:SS.mmm [OUT] line` on stdout, `[ERR]` on stderr.
 import { rawText, type LogLine } from '@hodei/types';
-import { clock, visible, type Output } from './output.js';
+import { clock, stderr, visible, type Output } from './output.js';
 import { parseProgress, type ProgressBar } from './progress.js';
 
 export interface PrintOptions {
@@ -48,7 +48,7 @@ export class LogPrinter {
       const line = visible(l.line, err ? this.out.config.color.stderr : this.out.config.color.stdout);
       text = `${this.opts.timestamps ? `${paint('gray', clock(l.timestamp))} ${tag} ${line}` : `${tag} ${line}`}\n`;
     }
-    const stream = err ? process.stderr : process.stdout;
+    const stream = err ? stderr : process.stdout;
     // stdout and stderr lines stay in the order they came
     if (stream !== this.heldFor) this.flush();
     this.heldFor = stream;

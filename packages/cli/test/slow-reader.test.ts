@@ -141,3 +141,28 @@ describe('a reader that stopped reading', () => {
     await until('the cancel', async () => ((await executionOf(name))?.status === 'cancelled' ? true : undefined), 10_000);
   }, 120_000);
 });
+
+describe('stdout and stderr into one pipe (2>&1) read slower than hodei writes', () => {
+  it('keeps the lines in the order the worker read them', async () => {
+    // long [OUT] lines fill the pipe; each is followed by a short [ERR] line
+    const job = `for i in $(seq 1 2000); do printf 'out %d %02000d\\n' $i 0; echo "err $i" >&2; done`;
+    const child = spawn('/bin/sh', ['-c', 'exec "$0" "$@" 2>&1', process.execPath, MAIN, 'run', '--raw', '--name', 'one-pipe', '--command', job], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let text = '';
+    // a reader a little slower than hodei: the pipe stays nearly full
+    child.stdout.on('data', (c: Buffer) => {
+      text += c.toString();
+      child.stdout.pause();
+      setTimeout(() => child.stdout.resume(), 1);
+    });
+    expect(await new Promise((resolve) => child.on('close', resolve)), text.slice(-2000)).toBe(0);
+    const execution = /^execution\s+([0-9a-f-]{36})$/m.exec(text)![1]!;
+    const stored = (await (await fetch(`${fx.stack.workerManager.url}/api/v1/executions/${execution}/logs?limit=10000`)).json()) as { lines: { line: string }[] };
+    expect(stored.lines).toHaveLength(4000);
+    const printed = text.split('\n').slice(0, 4000);
+    // was: [ERR] lines ahead of the [OUT] lines printed before them
+    expect(printed.findIndex((l, i) => l !== stored.lines[i]!.line)).toBe(-1);
+  }, 120_000);
+});

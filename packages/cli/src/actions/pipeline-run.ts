@@ -7,7 +7,7 @@ import { CliError, UnreachableError } from '../errors.js';
 import { followLogs } from '../follow.js';
 import { isAbort } from '../http.js';
 import { isOutage, Outage } from '../outage.js';
-import { clock, statusText, visible } from '../output.js';
+import { clock, statusText, stderr, visible } from '../output.js';
 import { readSse } from '../sse.js';
 
 export const RunJob = z
@@ -60,7 +60,7 @@ export async function followRun(c: Ctx, runId: string, opts: { timestamps: boole
     const print = (l: LogLine) => {
       if (out.json) return;
       const err = l.stream === 'stderr';
-      (err ? process.stderr : process.stdout).write(`${prefix(job.name, l.timestamp)} ${visible(l.line, out.config.color[err ? 'stderr' : 'stdout'])}\n`);
+      (err ? stderr : process.stdout).write(`${prefix(job.name, l.timestamp)} ${visible(l.line, out.config.color[err ? 'stderr' : 'stdout'])}\n`);
     };
     const released = held
       ? Promise.all(ended).then(() => {
