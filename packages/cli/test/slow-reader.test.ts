@@ -79,6 +79,39 @@ describe('a slow reader', () => {
   }, 240_000);
 });
 
+describe('run --json of a long log', () => {
+  it('holds no more of it than a page, and prints it whole once the job has ended', async () => {
+    const lines = 300_000;
+    const child = spawn(process.execPath, [MAIN, 'run', '--json', '--name', 'json-long', '--command', `seq 1 ${lines}`], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    let rss = 0;
+    const sampler = setInterval(() => {
+      try {
+        const now = rssBytes(child.pid!); // NaN once it has exited
+        if (now > rss) rss = now;
+      } catch {
+        // gone
+      }
+    }, 100);
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    clearInterval(sampler);
+    expect(code, stderr).toBe(0);
+    const doc = JSON.parse(stdout) as { status: string; line_count: number; lines: { seq: number; line: string }[] };
+    expect(stdout).toBe(`${JSON.stringify(doc, null, 2)}\n`);
+    expect(doc).toMatchObject({ status: 'completed', line_count: lines });
+    expect(doc.lines.length).toBe(lines);
+    expect(doc.lines.every((l, i) => l.seq === i + 1 && l.line === String(i + 1))).toBe(true);
+    // every line held until the end: 1,000,000 lines took 650 MB
+    expect(rss).toBeLessThan(150 * 1024 * 1024);
+  }, 240_000);
+});
+
 describe('a reader that stopped reading', () => {
   /** hodei running `args`, its stdout a pipe nobody reads, once the job has printed every line. */
   async function stalled(args: string[], name: string) {

@@ -4,6 +4,7 @@ import { LogsResponse, type LogLine } from '@hodei/types';
 import { context, exitCodeFor, exitNote } from '../context.js';
 import { ApiError, CliError, CutOffError, UsageError } from '../errors.js';
 import { followLogs } from '../follow.js';
+import { JsonLines } from '../json-lines.js';
 import { untilAnswered } from '../outage.js';
 import { backlog, statusText } from '../output.js';
 import { formatDuration } from '../parse.js';
@@ -85,7 +86,7 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
     const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, query).catch((err: unknown) => {
       throw grepStopped(err, flags.grep);
     });
-    if (out.json) json ??= new JsonLines(executionId);
+    if (out.json) json ??= new JsonLines({ execution_id: executionId });
     for (const l of page.lines) {
       if (json) json.add(l);
       else printer.print(l);
@@ -113,22 +114,4 @@ function grepStopped(err: unknown, grep: string | undefined): unknown {
   if (err instanceof CutOffError)
     return new CliError(`${err.message}: the --grep search was likely stopped at the worker-manager's time limit (HODEI_LOG_GREP_TIMEOUT_MS): ${advice}`);
   return err;
-}
-
-/** `{execution_id, lines}` as `--json` prints it (indented by 2), written a line at a time. */
-class JsonLines {
-  private count = 0;
-
-  constructor(executionId: string) {
-    process.stdout.write(`{\n  "execution_id": ${JSON.stringify(executionId)},\n  "lines": [`);
-  }
-
-  add(l: LogLine): void {
-    const item = JSON.stringify(l, null, 2).replace(/^/gm, '    ');
-    process.stdout.write(`${this.count++ ? ',' : ''}\n${item}`);
-  }
-
-  end(): void {
-    process.stdout.write(this.count ? '\n  ]\n}\n' : ']\n}\n');
-  }
 }

@@ -2,13 +2,15 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { Execution, Job, retryDue, z, type LogLine } from '@hodei/types';
+import { Execution, Job, retryDue, z } from '@hodei/types';
 import { context, exitCodeFor, exitField, exitNote, type Ctx } from '../context.js';
 import { CliError, UnreachableError, UsageError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
 import { cancelWhenAbandoned, holdSignals, SIGNAL_EXIT } from '../abandon.js';
 import { GIVE_UP_MS, whileNothingDone } from '../outage.js';
-import { exitWhenTold, exitWhenWritten, statusText } from '../output.js';
+import { JsonLines } from '../json-lines.js';
+import { backlog, exitWhenTold, exitWhenWritten, statusText } from '../output.js';
+import { storedLines } from '../stored.js';
 import { formatDuration } from '../parse.js';
 import { LogPrinter } from '../printer.js';
 import { ProgressBar } from '../progress.js';
@@ -193,7 +195,8 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
   const started = Date.now();
   const bar = !out.json && !flags.raw && config.tty.stderr ? new ProgressBar(process.stderr, out.err, started) : null;
   const printer = new LogPrinter(out, { timestamps: flags.timestamps, raw: flags.raw === true, bar });
-  let collected: LogLine[] = [];
+  // --json: the lines are read back from the worker-manager once the job has ended, not held meanwhile
+  let lastSeq = 0;
   let current = { id: execution.id, attempt: 1 };
 
   let interrupts = 0;
@@ -227,8 +230,10 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       done = await followLogs(client, {
         executionId: current.id,
         onLine: (l) => {
-          if (out.json) collected.push(l);
-          else printer.print(l);
+          if (out.json) {
+            printer.count++;
+            lastSeq = l.seq;
+          } else printer.print(l);
         },
         flush: () => printer.flush(),
         onWaiting: (reason) => printer.note(out.err('yellow', `waiting: ${reason}`)),
@@ -239,7 +244,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       if (!retry) break;
       printer.note(out.err('yellow', `attempt ${current.attempt} ${done.status}${exitNote(done.status, done.exit_code, done.signal)}; retried as execution ${retry.id} (attempt ${retry.attempt} of ${job.max_retries + 1})`));
       current = { id: retry.id, attempt: retry.attempt };
-      collected = [];
+      lastSeq = 0;
       printer.count = 0;
       // Ctrl-C came as the attempt ended: the retry is cancelled too
       if (interrupts > 0) await cancel();
@@ -254,14 +259,14 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     abandoned.release();
   }
 
-  const lines = out.json ? collected.length : printer.count;
+  const lines = printer.count;
   const code = exitCodeFor(done.status, done.exit_code, done.signal);
   // The job is over: a Ctrl-C while its summary is written (to a slow reader) changes nothing. Without
   // this, it killed hodei mid-summary, exit 130 for a job that had completed.
   process.on('SIGINT', () => exitWhenWritten(abandoned.code ?? code));
   const duration = done.duration_ms ?? null; // null: it never started (cancelled while queued)
   if (out.json) {
-    out.printJson({
+    const head = {
       job: job.id,
       execution: current.id,
       attempt: current.attempt,
@@ -271,8 +276,17 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       signal: done.signal ?? null,
       duration_ms: duration,
       line_count: lines,
-      lines: collected,
-    });
+    };
+    let json: JsonLines | null = lastSeq === 0 ? new JsonLines(head) : null;
+    const onDown = (reason: string) => out.note(out.err('yellow', `${reason}; retrying…`));
+    for await (const page of storedLines(client, current.id, lastSeq, onDown)) {
+      // begun with the first page: a worker-manager that does not answer leaves nothing half-printed
+      json ??= new JsonLines(head);
+      for (const l of page) json.add(l);
+      const written = backlog();
+      if (written) await written;
+    }
+    json?.end();
   } else {
     out.note(out.err('gray', '─'.repeat(40)));
     const pairs: [string, string][] = [
