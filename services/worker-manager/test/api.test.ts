@@ -2,26 +2,22 @@
 // worker and the scheduler publish.
 import { connect } from 'node:net';
 import { createTestEnv, encodeJson, newId, splitResult, type RunningService, type TestEnv } from '@hodei/platform';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startWorkerManager } from '../src/service.js';
 import { insertWorker, markWorkerGone } from '../src/store/workers.js';
 import { fakeWorkerManager } from '../../orchestrator/test/helpers.js';
+import { workerManagerAlone } from './alone.js';
 import { consumedUpTo, lines, nextMessage, publishLines, publishStatus, until } from './helpers.js';
 
+const alone = workerManagerAlone();
 let env: TestEnv;
 let svc: RunningService;
 const post = (path: string, body: unknown) =>
   fetch(`${svc.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const get = (path: string, headers: Record<string, string> = {}) => fetch(`${svc.url}${path}`, { headers });
 
-beforeAll(async () => {
-  env = createTestEnv();
-  // no orchestrator listens on this port: job_id lookups must fail cleanly
-  svc = await startWorkerManager(env.config('worker-manager', { urls: { orchestrator: 'http://127.0.0.1:1', scheduler: 'http://127.0.0.1:1', 'worker-manager': '' } }));
-});
-afterAll(async () => {
-  await svc?.stop();
-  await env?.cleanup();
+beforeAll(() => {
+  ({ env, svc } = alone);
 });
 
 async function execute(body: unknown) {

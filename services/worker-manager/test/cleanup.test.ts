@@ -1,21 +1,10 @@
 // POST /api/v1/executions/cleanup on more executions and lines than one of its statements takes:
 // what goes and what stays, and no statement deleting more than its bounded batch.
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorkerManager } from '../src/service.js';
+import { describe, expect, it } from 'vitest';
+import { workerManagerAlone } from './alone.js';
 import { CLEANUP_EXECUTIONS, CLEANUP_LINES } from '../src/store/executions.js';
 
-let env: TestEnv;
-let svc: RunningService;
-
-beforeAll(async () => {
-  env = createTestEnv();
-  svc = await startWorkerManager(env.config('worker-manager', { urls: { orchestrator: 'http://127.0.0.1:1', scheduler: 'http://127.0.0.1:1', 'worker-manager': '' } }));
-});
-afterAll(async () => {
-  await svc?.stop();
-  await env?.cleanup();
-});
+const alone = workerManagerAlone();
 
 const JOB_A = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11';
 const JOB_B = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a22';
@@ -24,7 +13,7 @@ const JOB_GONE = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a33';
 /** `n` executions named `name`, the i-th created `daysAgo` days ago plus i ms, finished a second later unless still going. */
 async function insert(name: string, jobId: string | null, status: string, n: number, daysAgo: number): Promise<void> {
   const final = status !== 'running' && status !== 'queued';
-  await svc.ctx.db.query(
+  await alone.svc.ctx.db.query(
     `INSERT INTO executions (id, job_id, name, status, priority, spec, created_at, started_at, finished_at, last_seq)
      SELECT gen_random_uuid(), $1, $2, $3, 5, '{}', c, c, CASE WHEN $4 THEN c + interval '1 second' END, CASE WHEN $4 THEN 0 END
      FROM (SELECT now() - $6 * interval '1 day' + i * interval '1 millisecond' AS c FROM generate_series(1, $5) i) s`,
@@ -34,7 +23,7 @@ async function insert(name: string, jobId: string | null, status: string, n: num
 
 /** `n` lines for each execution named `name`. */
 async function addLines(name: string, n: number): Promise<void> {
-  await svc.ctx.db.query(
+  await alone.svc.ctx.db.query(
     `INSERT INTO log_lines (execution_id, seq, stream, line, ts)
      SELECT e.id, s, 1, 'line ' || s, now() FROM executions e, generate_series(1, $2) s WHERE e.name = $1`,
     [name, n],
@@ -42,14 +31,14 @@ async function addLines(name: string, n: number): Promise<void> {
 }
 
 const post = async (body: unknown) => {
-  const res = await fetch(`${svc.url}/api/v1/executions/cleanup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${alone.svc.url}/api/v1/executions/cleanup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   expect(res.status).toBe(200);
   return res.json();
 };
 
 describe('cleanup of many executions', () => {
   it('deletes what is over and not its job\'s newest, with its lines, in statements of bounded size; keeps the rest whole', async () => {
-    const db = svc.ctx.db;
+    const db = alone.svc.ctx.db;
     await insert('a-old', JOB_A, 'completed', 1500, 10);
     await insert('a-newest', JOB_A, 'failed', 1, 9); // over, but job A's newest
     await insert('b-old', JOB_B, 'failed', 3, 10);

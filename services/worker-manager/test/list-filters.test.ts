@@ -1,35 +1,24 @@
 // GET /api/v1/executions with each filter it offers, paged with limit/offset: the right rows in the
 // list's order with the right X-Total-Count, and each filter served by an index in that order (a
 // month of executions read whole for a worker's page or its count took seconds).
-import { createTestEnv, type RunningService, type TestEnv } from '@hodei/platform';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorkerManager } from '../src/service.js';
+import { describe, expect, it } from 'vitest';
+import { workerManagerAlone } from './alone.js';
 
-let env: TestEnv;
-let svc: RunningService;
-
-beforeAll(async () => {
-  env = createTestEnv();
-  svc = await startWorkerManager(env.config('worker-manager', { urls: { orchestrator: 'http://127.0.0.1:1', scheduler: 'http://127.0.0.1:1', 'worker-manager': '' } }));
-});
-afterAll(async () => {
-  await svc?.stop();
-  await env?.cleanup();
-});
+const alone = workerManagerAlone();
 
 const WORKERS = ['01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a01', '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a02', '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a03'];
 const JOBS = ['01936f9e-3b7a-7c4e-9a51-2f1d8e0b6b01', '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6b02'];
 const STATUSES = ['completed', 'failed', 'cancelled', 'running'];
 
 async function list(query: string): Promise<{ ids: string[]; total: number }> {
-  const res = await fetch(`${svc.url}/api/v1/executions?${query}`);
+  const res = await fetch(`${alone.svc.url}/api/v1/executions?${query}`);
   expect(res.status).toBe(200);
   return { ids: ((await res.json()) as { id: string }[]).map((e) => e.id), total: Number(res.headers.get('x-total-count')) };
 }
 
 describe('executions list filters', () => {
   it('each filter and pairs of them, page by page with offset: the rows of a walk of the whole list, newest first, with their total', async () => {
-    const db = svc.ctx.db;
+    const db = alone.svc.ctx.db;
     // 1,200 executions, several in the same millisecond (the id breaks the tie)
     await db.query(
       `INSERT INTO executions (id, job_id, name, worker_id, status, priority, spec, created_at)
