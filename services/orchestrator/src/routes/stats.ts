@@ -20,7 +20,7 @@ export function statsRoutes(api: Api, deps: { db: Pool; workerManager: WorkerMan
       method: 'get',
       path: '/api/v1/stats',
       tag: 'stats',
-      summary: "Job counts by status and priority, success rate, mean duration, and storage (worker-manager's when it answers)",
+      summary: "Job counts by status and priority, success rate, mean duration, and storage (worker-manager's when it answers; a table's rows past 100,000 as PostgreSQL estimates them)",
       responses: { 200: { description: 'statistics', schema: Stats } },
     },
     async (_input, _req, res) => {

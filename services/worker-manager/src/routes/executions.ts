@@ -115,7 +115,7 @@ export function registerExecutionRoutes(api: Api, db: Pool, executions: Executio
       method: 'get',
       path: '/api/v1/storage',
       tag: 'Storage',
-      summary: 'Rows and bytes of executions and log lines (for the orchestrator\'s stats)',
+      summary: 'Rows and bytes of executions and log lines (for the orchestrator\'s stats); past 100,000 rows, the rows as PostgreSQL estimates them',
       responses: { 200: { description: 'usage', schema: WorkerManagerStorage } },
     },
     async (_input, _req, res) => {
