@@ -198,6 +198,18 @@ describe('hodei run', () => {
     expect(logs.stdout).toBe('later\n');
   });
 
+  it('logs -f --json ends with how the execution ended, as run --json tells it', async () => {
+    const r = await hodeiDone(['run', '--detach', '--json', '--name', 'detached-json', '--command', 'sleep 0.5; echo later; kill -TERM $$'], env);
+    const { execution } = JSON.parse(r.stdout) as { execution: string };
+    const logs = await hodeiDone(['logs', '-f', '--json', execution], env);
+    expect(logs.code).toBe(143);
+    const [line, end, ...rest] = logs.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(line).toMatchObject({ seq: 1, stream: 'stdout', line: 'later' });
+    // was: the log lines only
+    expect(end).toEqual({ execution_id: execution, status: 'failed', exit_code: null, signal: 'SIGTERM', message: expect.any(String), duration_ms: expect.any(Number) });
+    expect(rest).toEqual([]);
+  });
+
   it('Ctrl-C cancels the execution on the server and exits 130 after the summary', async () => {
     const run = hodei(['run', '--name', 'interrupted', '--command', 'for i in $(seq 1 100); do echo n $i; sleep 0.2; done'], env);
     await run.waitFor(/\[OUT\] n 2$/);

@@ -57,7 +57,10 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
       onDown,
       onBack: () => printer.note(out.err('yellow', 'log stream back')),
     });
-    if (!out.json)
+    // --json: how it ended, as the last line (no seq: `select(.seq)` keeps the log lines)
+    const { status, exit_code = null, signal = null, message = null, duration_ms = null } = done;
+    if (out.json) out.line(JSON.stringify({ execution_id: executionId, status, exit_code, signal, message, duration_ms }));
+    else
       out.note(
         out.err('gray', '── ') +
           `${statusText(out.err, done.status)}${exitNote(done.status, done.exit_code, done.signal)}` +
