@@ -189,6 +189,20 @@ describe('hodei run', () => {
     expect(doc.lines.map((l: { stream: string; line: string }) => `${l.stream}:${l.line}`).sort()).toEqual(['stderr:b', 'stdout:a']);
   });
 
+  it("the summary shows the result the job wrote to $HODEI_RESULT_FILE, or why it is unusable, and none when it wrote none", async () => {
+    const summaryResult = async (command: string) => {
+      const r = await hodeiDone(['run', '--command', command], env);
+      expect(r.code, r.stderr).toBe(0);
+      return /^result\s+(.*)$/m.exec(r.stderr)?.[1] ?? null;
+    };
+    // was: no word of it; only `hodei jobs results` told
+    expect(await summaryResult(`printf '{"rows": [1, 2, 3]}' > "$HODEI_RESULT_FILE"`)).toBe('{"rows":[1,2,3]}');
+    expect(await summaryResult(`echo '{bad' > "$HODEI_RESULT_FILE"`)).toMatch(/^unusable: result file is not valid JSON/);
+    expect(await summaryResult('true')).toBeNull();
+    const long = await summaryResult(`printf '"%0300d"' 0 > "$HODEI_RESULT_FILE"`);
+    expect(long).toMatch(new RegExp(`^"0{199}… \\(whole: hodei jobs results [0-9a-f-]{36}\\)$`));
+  });
+
   it('--detach prints the ids and exits 0 at once; logs -f follows it to the end', async () => {
     const r = await hodeiDone(['run', '--detach', '--json', '--name', 'detached', '--command', 'sleep 0.5; echo later'], env);
     expect(r.code).toBe(0);

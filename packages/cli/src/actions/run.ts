@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { Execution, Job, retryDue, z } from '@hodei/types';
 import { context, exitCodeFor, exitField, exitNote, type Ctx } from '../context.js';
-import { CliError, UnreachableError, UsageError } from '../errors.js';
+import { ApiError, CliError, UnreachableError, UsageError } from '../errors.js';
 import { followLogs, type Completed } from '../follow.js';
 import { cancelWhenAbandoned, holdSignals, SIGNAL_EXIT } from '../abandon.js';
 import { GIVE_UP_MS, whileNothingDone } from '../outage.js';
@@ -147,6 +147,21 @@ async function readText(file: string): Promise<string> {
   }
   if (bytes.includes(0)) throw new CliError(`${file === '-' ? 'stdin' : file} is a binary file, not a script or a job file (it holds a NUL byte)`);
   return bytes.toString('utf8');
+}
+
+/** What the summary shows of a result longer than this: the start, and how to get it whole. */
+const RESULT_CHARS = 200;
+
+/** The JSON the job wrote to $HODEI_RESULT_FILE, on one line; null when it wrote none. */
+async function resultLine({ client }: Ctx, executionId: string): Promise<string | null> {
+  try {
+    const { data } = await client.request('worker-manager', 'GET', `/api/v1/executions/${executionId}/result`, null, { timeoutMs: 5000 });
+    const text = JSON.stringify(data);
+    return text.length <= RESULT_CHARS ? text : `${text.slice(0, RESULT_CHARS)}… (whole: hodei jobs results ${executionId})`;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 422) return `unusable: ${err.fieldErrors.find((e) => e.path === 'result')?.message ?? err.message}`;
+    return null;
+  }
 }
 
 /** Create + execute + follow. Returns the exit code. */
@@ -300,6 +315,8 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     ];
     if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
     if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
+    const result = await resultLine(c, current.id);
+    if (result !== null) pairs.push(['result', result]);
     out.fields(pairs, 'stderr');
   }
   return abandoned.code ?? code;
