@@ -1,11 +1,12 @@
 // The commands around `run` as a user meets them: lists paged, cancel of what is not running.
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createTestEnv, freePort } from '@hodei/platform';
 import { startOrchestrator } from '../../../services/orchestrator/src/service.js';
 import { startWorkerManager } from '../../../services/worker-manager/src/service.js';
-import { cuttingProxy, forwardingProxy, hodei, hodeiDone, recoveringProxy } from './helpers.js';
+import { cuttingProxy, forwardingProxy, hodei, hodeiDone, MAIN, recoveringProxy } from './helpers.js';
 import { useStack } from './fixture.js';
 
 const fx = useStack();
@@ -193,6 +194,39 @@ describe('hodei jobs cleanup --dry-run', () => {
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toBe('would delete 0 jobs, 2 executions (1 older of jobs that stay, 1 of no job) with their logs, and 0 pipeline runs\n');
     for (const id of ids) expect(await status(id)).toBe('completed');
+  }, 30_000);
+
+  it('at a terminal, shows what would go and deletes it only once told yes', async () => {
+    const { workerManager } = fx.stack;
+    const res = await fetch(`${workerManager.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'true' }) });
+    const { id } = (await res.json()) as { id: string };
+    const shown = () => fetch(`${workerManager.url}/api/v1/executions/${id}`);
+    for (let i = 0; i < 100 && ((await (await shown()).json()) as { status: string }).status !== 'completed'; i++) await new Promise((r) => setTimeout(r, 100));
+    await workerManager.ctx.db.query("UPDATE executions SET finished_at = now() - interval '2 days' WHERE id = $1", [id]);
+    // `script` gives hodei a terminal; what it is sent is the answer typed
+    const atTerminal = (answer: string) =>
+      new Promise<{ code: number | null; text: string }>((resolve) => {
+        const child = spawn('script', ['-qec', `"${process.execPath}" "${MAIN}" jobs cleanup --older-than 1d`, '/dev/null'], {
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', TERM: 'dumb', ...env },
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let text = '';
+        child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+        child.stdin.end(answer);
+        child.on('close', (code) => resolve({ code, text }));
+      });
+
+    const no = await atTerminal('n\n');
+    expect(no.text).toMatch(/would delete \d+ jobs?, \d+ executions? \([^)]*\d+ of no job\) with their logs/);
+    expect(no.text).toMatch(/delete them\? \[y\/N\]/);
+    expect(no.text).toMatch(/hodei: nothing deleted/);
+    expect(no.code).toBe(1);
+    expect((await shown()).status).toBe(200); // was: deleted without a question
+
+    const yes = await atTerminal('y\n');
+    expect(yes.text).toMatch(/\bdeleted \d+ jobs?, \d+ executions?/);
+    expect(yes.code).toBe(0);
+    expect((await shown()).status).toBe(404);
   }, 30_000);
 });
 

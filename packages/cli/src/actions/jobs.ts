@@ -2,6 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CleanupResult, Execution, FINAL_STATUSES, Job, Stats } from '@hodei/types';
+import { confirm } from '../confirm.js';
 import { context, exitCodeFor, exitNote, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
 import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
@@ -165,22 +166,34 @@ export const stats = async (_f: unknown, cmd: Command) => {
   out.table(['STORAGE', 'ROWS', 'SIZE'], Object.entries(s.storage).map(([k, v]) => [k, String(v.rows), formatBytes(v.bytes)]));
 };
 
-export const cleanup = async (f: { olderThan: number; dryRun?: boolean }, cmd: Command) => {
+export const cleanup = async (f: { olderThan: number; dryRun?: boolean; yes?: boolean }, cmd: Command) => {
   const { client, out } = context(cmd);
   const days = Math.round((f.olderThan / 86_400) * 1e6) / 1e6;
   // the orchestrator waits up to 10 minutes for worker-manager to delete large logs
-  const r = (
-    await client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: f.dryRun === true }, timeoutMs: 11 * 60_000 })
-  ).data;
+  const clean = async (dryRun: boolean) =>
+    (await client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: dryRun }, timeoutMs: 11 * 60_000 })).data;
+  // at a terminal, what would go is shown first, and goes only once the user says so
+  if (!f.dryRun && !f.yes && process.stdin.isTTY) {
+    const plan = await clean(true);
+    if (plan.jobs + plan.executions + plan.pipeline_runs === 0) return out.note('nothing to delete');
+    for (const line of cleanupText(plan)) out.note(line);
+    await confirm('delete them?', 'nothing deleted');
+  }
+  const r = await clean(f.dryRun === true);
   if (out.json) return out.printJson(r);
+  for (const line of cleanupText(r)) out.line(line);
+};
+
+/** `deleted 1 job, 3 executions (…) with their logs, and 0 pipeline runs`, then the jobs' ids. */
+function cleanupText(r: CleanupResult): string[] {
   const verb = r.dry_run ? 'would delete' : 'deleted';
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const kinds = [
     r.older_executions ? `${r.older_executions} older of jobs that stay` : '',
     r.adhoc_executions ? `${r.adhoc_executions} of no job` : '',
   ].filter(Boolean);
-  out.line(
+  return [
     `${verb} ${count(r.jobs, 'job')}, ${count(r.executions, 'execution')}${kinds.length ? ` (${kinds.join(', ')})` : ''} with their logs, and ${count(r.pipeline_runs, 'pipeline run')}`,
-  );
-  for (const id of r.job_ids) out.line(`  ${id}`);
-};
+    ...r.job_ids.map((id) => `  ${id}`),
+  ];
+}

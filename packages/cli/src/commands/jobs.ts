@@ -54,5 +54,6 @@ export function registerJobs(program: Command): void {
     .summary('delete finished jobs, old executions (with their logs) and old pipeline runs')
     .requiredOption('--older-than <duration>', 'age, e.g. 7d, 12h', parseDurationSeconds)
     .option('--dry-run', 'delete nothing; count what would be deleted')
+    .option('-y, --yes', 'do not ask first (at a terminal, cleanup shows what would go and asks)')
     .action(lazy(load, 'cleanup'));
 }
