@@ -1,5 +1,6 @@
 // What happens to executions: created (execute), cancelled, and moved along by the status events
 // workers and the scheduler publish. Routes and the status consumer both go through here.
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   Batcher,
   BadRequestError,
@@ -51,6 +52,11 @@ const LOG_RECHECK_MS = 50;
 /** How long a cancel waits for an answer to the cancel sent to every worker; then a queued
  *  execution ends where it is, and a running one's worker is asked on its own subject. */
 const CANCEL_ANYWHERE_MS = 25;
+/** An execution that reads cancelled, ended within ENDED_LATELY_MS: how long a cancel still waits
+ *  for the answer that tells whether it was this cancel's (a job that died at once on SIGTERM is
+ *  recorded before its worker's answer comes when that worker is busy). */
+const CANCEL_LATE_ANSWER_MS = 1000;
+const ENDED_LATELY_MS = 10_000;
 
 /** How long POST /execute waits for NATS to confirm the queued execution: within the 5 s its
  *  callers (the scheduler's firings) wait for the answer. Unconfirmed, it is sent again. */
@@ -168,20 +174,28 @@ export class Executions {
     return store.toExecution(row);
   }
 
-  async cancel(id: string): Promise<Execution> {
+  /** `askedBefore`: this request already sent a cancel to every worker (this is a second pass). */
+  async cancel(id: string, askedBefore = false): Promise<Execution> {
     // The worker running it (if any) is asked while the row is read: it stops the processes at
     // once and reports the final status itself. A finished or unknown execution runs nowhere, so
-    // nobody answers and the read decides (409 / 404).
+    // nobody answers and the read decides (409 / 404). Cancelled by this request (its worker's
+    // answer says so, however late) is a 202.
     const anywhere = this.cancelWherever(id);
     const row = await this.get(id);
+    if (isFinalStatus(row.status) && row.status !== 'cancelled') throw new ConflictError(`execution ${id} already ended (${row.status})`);
+    let answer = await Promise.race([anywhere, delay(CANCEL_ANYWHERE_MS, null)]);
+    const endedLately = row.status === 'cancelled' && row.finished_at !== null && Date.now() - row.finished_at.getTime() < ENDED_LATELY_MS;
+    if (!answer && endedLately && !askedBefore) answer = await anywhere;
+    if (answer?.ok || (row.status === 'cancelled' && askedBefore)) return store.toExecution(row);
     if (isFinalStatus(row.status)) throw new ConflictError(`execution ${id} already ended (${row.status})`);
-    const answer = await anywhere;
-    if (answer?.ok) return store.toExecution(row);
     if (answer) throw new ConflictError(`execution ${id}: its worker says ${answer.reason ?? 'it cannot be cancelled'}`);
     if (row.status === 'queued') {
       // A worker took it when it published a status this service has not applied yet (a short job
       // goes from queued straight to its final status, held back until its log lines are stored).
+      // Cancelled: by a cancel whose worker answered too late for the ask above, this one's or
+      // one sent together with it; it is what was asked.
       const sent = await this.statusOnItsWay(row);
+      if (sent?.status === 'cancelled') return store.toExecution(row);
       if (sent && isFinalStatus(sent.status)) throw new ConflictError(`execution ${id} already ended (${sent.status}); its final status is being recorded`);
       if (sent?.status === 'running' && sent.worker_id) return this.cancelOnWorker(row, sent.worker_id);
       // Not running anywhere (a job reports running only after HODEI_WORKER_RUNNING_AFTER_MS):
@@ -192,7 +206,7 @@ export class Executions {
         return store.toExecution(done);
       }
       // it started (or ended) meanwhile: cancel it where it runs
-      return this.cancel(id);
+      return this.cancel(id, true);
     }
     if (!row.worker_id) throw new ConflictError(`execution ${id} is ${row.status} on no known worker`);
     return this.cancelOnWorker(row, row.worker_id);
@@ -235,7 +249,7 @@ export class Executions {
         message: `cancelled; its worker ${workerId} ${gone}, so none of its processes runs any more`,
         from: ['queued', 'running'],
       });
-      if (!done) return this.cancel(id); // it ended meanwhile
+      if (!done) return this.cancel(id, true); // it ended meanwhile
       await this.cancelled(done, workerId);
       return store.toExecution(done);
     }
@@ -258,7 +272,7 @@ export class Executions {
       const reply = await this.ctx.bus.nc.request(
         this.ctx.bus.subjects.cancelAnywhere,
         cancelControl(id),
-        { timeout: CANCEL_ANYWHERE_MS },
+        { timeout: CANCEL_LATE_ANSWER_MS },
       );
       const r = decodeJson(reply.data) as { ok?: unknown; reason?: unknown };
       return { ok: r.ok === true, reason: typeof r.reason === 'string' ? r.reason : undefined };

@@ -161,6 +161,31 @@ describe('executions API', () => {
     expect((await (await get(`/api/v1/executions/${body.id}`)).json()).status).toBe('queued');
   });
 
+  it('a cancel whose worker answers late, the job it stopped recorded cancelled meanwhile, is a 202, not "already ended"', async () => {
+    const bus = svc.ctx.bus;
+    const w = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a25';
+    const { body } = await execute({ command: 'sleep 100' });
+    const at = new Date().toISOString();
+    // a worker under load: the job dies at once on SIGTERM and its final status goes out, but its
+    // answer comes after worker-manager stopped waiting for one
+    const sub = bus.nc.subscribe(bus.subjects.cancelAnywhere, {
+      callback: (_err, m) => {
+        void publishStatus(bus, { execution_id: body.id, status: 'cancelled', worker_id: w, started_at: at, finished_at: at, signal: 'SIGTERM', message: 'cancelled' })
+          .then(() => new Promise((r) => setTimeout(r, 300)))
+          .then(() => m.respond(encodeJson({ ok: true })));
+      },
+    });
+    await bus.nc.flush();
+    const res = await post(`/api/v1/executions/${body.id}/cancel`, {});
+    sub.unsubscribe();
+    expect(res.status).toBe(202);
+    const ended = await until(async () => {
+      const e = await (await get(`/api/v1/executions/${body.id}`)).json();
+      return e.status !== 'queued' && e;
+    }, 10_000, 'the final status');
+    expect(ended).toMatchObject({ status: 'cancelled', worker_id: w, signal: 'SIGTERM' });
+  });
+
   it('a cancel that reached no worker in time, of an execution a worker then reports started, says so instead of "before it started"', async () => {
     const bus = svc.ctx.bus;
     const w = '01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a24';
