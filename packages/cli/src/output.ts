@@ -10,8 +10,10 @@ export type Paint = (c: Colour, text: string) => string;
 /** fd 1 and fd 2 are the same pipe or file (`hodei … 2>&1 | less`). */
 function oneOutput(): boolean {
   try {
-    const out = fstatSync(1);
-    const err = fstatSync(2);
+    // bigint: on Node 20 a plain fstatSync of a socket (stdio of a spawned child) here left the
+    // ESM resolver unable to find the dependencies of @nats-io/* for `hodei worker`
+    const out = fstatSync(1, { bigint: true });
+    const err = fstatSync(2, { bigint: true });
     return out.dev === err.dev && out.ino === err.ino;
   } catch {
     return false;
