@@ -276,9 +276,14 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
 
   const lines = printer.count;
   const code = exitCodeFor(done.status, done.exit_code, done.signal);
-  // The job is over: a Ctrl-C while its summary is written (to a slow reader) changes nothing. Without
-  // this, it killed hodei mid-summary, exit 130 for a job that had completed.
-  process.on('SIGINT', () => exitWhenWritten(abandoned.code ?? code));
+  // The job is over: a Ctrl-C while its summary is read back (its result, --json's lines) and written
+  // (to a slow reader) changes nothing; a second one stops there. Without this, it killed hodei
+  // mid-summary, exit 130 for a job that had completed.
+  let summarized = false;
+  let interruptsAfter = 0;
+  process.on('SIGINT', () => {
+    if (summarized || ++interruptsAfter > 1) exitWhenWritten(abandoned.code ?? code);
+  });
   const duration = done.duration_ms ?? null; // null: it never started (cancelled while queued)
   if (out.json) {
     const head = {
@@ -319,6 +324,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     if (result !== null) pairs.push(['result', result]);
     out.fields(pairs, 'stderr');
   }
+  summarized = true;
   return abandoned.code ?? code;
 }
 
