@@ -85,6 +85,9 @@ async function completedOnce(runId: string, ids: Record<string, string>): Promis
   const jobs = Object.fromEntries(run.jobs.map((j: { name: string }) => [j.name, j]));
   expect({ run: run.status, a: jobs.a.status, b: jobs.b.status, message: jobs.b.message }).toEqual({ run: 'completed', a: 'completed', b: 'completed', message: null });
   for (const name of ['a', 'b']) expect(await executionsOf(ids[name]!), name).toEqual([jobs[name].execution_id]);
+  // the run follows the worker's events; worker-manager records the execution ended once its lines
+  // are stored (just restarted, its log consumer may take a moment)
+  await eventually(async () => ((await execution(jobs.b.execution_id)).status === 'completed' ? true : undefined), 30_000);
   expect(await logLines(jobs.b.execution_id)).toEqual(['b']);
 }
 
