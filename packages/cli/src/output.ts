@@ -99,7 +99,7 @@ export function exitWhenWritten(code: number, waitMs?: number): void {
   let open = 2;
   let failed: [NodeJS.WriteStream, NodeJS.ErrnoException] | null = null;
   const written = (stream: NodeJS.WriteStream) => (err?: NodeJS.ErrnoException | null) => {
-    if (err && err.code !== 'EPIPE') failed ??= [stream, err];
+    if (err && err.code !== 'EPIPE' && !outputIsOnlyALog) failed ??= [stream, err];
     if (--open > 0) return;
     // a write that failed (a full disk) before the end: the output is not whole, the exit must not say 0
     if (failed) return outputFailed(...failed);
@@ -138,6 +138,16 @@ export const exitWhenTold = (code: number): void => exitWhenWritten(code, TOLD_T
 
 let onReaderGone: (() => Promise<number>) | null = null;
 let readerWentAway = false;
+let outputIsOnlyALog = false;
+
+/**
+ * For a command that runs until told to stop and whose output is only its log (`hodei worker`):
+ * its reader going away (`| head -1`, a supervisor that died) or a failed write drops what it writes
+ * from then on, and the command goes on. Ending it there cut the worker's running jobs short.
+ */
+export function outputOnlyALog(): void {
+  outputIsOnlyALog = true;
+}
 
 /** While set, what to do when the reader of hodei's output goes away (`hodei run … | head`); it returns the exit code. */
 export function whenReaderGone(fn: (() => Promise<number>) | null): void {
@@ -150,7 +160,7 @@ export const READER_GONE_EXIT = 141;
 /** stdout or stderr is a closed pipe: exit 141, after the current command's clean-up if it set one
  *  (`exitCode`, when given, wins over the clean-up's). */
 export function readerGone(exitCode?: number): void {
-  if (readerWentAway) return;
+  if (readerWentAway || outputIsOnlyALog) return;
   readerWentAway = true;
   const fn = onReaderGone;
   if (!fn) process.exit(exitCode ?? READER_GONE_EXIT);
@@ -163,7 +173,7 @@ export function readerGone(exitCode?: number): void {
 /** A write to stdout or stderr failed otherwise (a full disk, an I/O error): what hodei prints cannot
  *  be whole, so it says so (on stderr, if that still works) and goes as when its reader is gone, exit 1. */
 export function outputFailed(stream: NodeJS.WriteStream, err: NodeJS.ErrnoException): void {
-  if (readerWentAway) return;
+  if (readerWentAway || outputIsOnlyALog) return;
   if (stream === process.stdout && !process.stderr.errored) {
     process.stderr.write(`hodei: cannot write to stdout: ${err.code === 'ENOSPC' ? 'no space left on device' : err.message}\n`);
   }

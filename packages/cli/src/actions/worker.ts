@@ -4,6 +4,7 @@ import { createWorkerMetrics, resolveWorkerConfig, serveMetrics, startWorker, ty
 import { createLogger } from '@hodei/platform';
 import { context } from '../context.js';
 import { CliError } from '../errors.js';
+import { outputOnlyALog } from '../output.js';
 
 async function runWorkerAgent(
   config: ReturnType<typeof context>['config'],
@@ -19,6 +20,7 @@ async function runWorkerAgent(
   if (f.slots !== undefined) env.HODEI_WORKER_SLOTS = String(f.slots);
   if (f.cpu !== undefined) env.HODEI_WORKER_CPU_CORES = String(f.cpu);
   if (f.memory !== undefined) env.HODEI_WORKER_MEMORY_BYTES = String(f.memory);
+  outputOnlyALog();
   const options = { env, name: f.name, ...(f.label ? { labels: f.label } : {}) };
   let worker: WorkerHandle | undefined;
   try {
