@@ -3,6 +3,11 @@
 import { BadGatewayError, HttpError, ServiceClient, type Logger } from '@hodei/platform';
 import type { Execution, ExecutionCleanupCounts } from '@hodei/types';
 
+/** Executions of one status a job cancel reads at a time. */
+const ACTIVE_PAGE = 1000;
+/** Cancels a job cancel has worker-manager work on at once. */
+const CANCEL_CONCURRENCY = 16;
+
 /** How long a cleanup waits for worker-manager to delete the executions and logs. */
 export const CLEANUP_TIMEOUT_MS = 10 * 60_000;
 
@@ -19,17 +24,31 @@ export class WorkerManagerClient {
     this.slow = new ServiceClient(baseUrl, token, CLEANUP_TIMEOUT_MS);
   }
 
-  /** The job's queued and running executions. */
-  async activeExecutions(jobId: string): Promise<Execution[]> {
-    const out: Execution[] = [];
-    for (const status of ['queued', 'running'] as const) {
-      const page = await this.upstream(() =>
-        this.client.find<Execution[]>(`/api/v1/executions?job_id=${encodeURIComponent(jobId)}&status=${status}&limit=1000`),
-      );
-      if (!Array.isArray(page)) throw new BadGatewayError('worker-manager answered executions with something that is not a list');
-      out.push(...page);
+  /**
+   * Cancels every queued and running execution of the job, however many (a page of each status at a
+   * time, until a page holds none not asked already), CANCEL_CONCURRENCY at once; how many this
+   * cancelled. One by one, 1,500 queued took 16.6 s (a queued one waits for a worker's answer).
+   */
+  async cancelActive(jobId: string): Promise<number> {
+    const asked = new Set<string>();
+    let cancelled = 0;
+    for (;;) {
+      const ids: string[] = [];
+      for (const status of ['queued', 'running'] as const) {
+        const page = await this.upstream(() =>
+          this.client.find<Execution[]>(`/api/v1/executions?job_id=${encodeURIComponent(jobId)}&status=${status}&limit=${ACTIVE_PAGE}`),
+        );
+        if (!Array.isArray(page)) throw new BadGatewayError('worker-manager answered executions with something that is not a list');
+        for (const e of page) if (!asked.has(e.id)) ids.push(e.id);
+      }
+      if (ids.length === 0) return cancelled;
+      for (const id of ids) asked.add(id);
+      const next = ids.values();
+      const cancelling = async () => {
+        for (const id of next) if (await this.cancel(id)) cancelled += 1;
+      };
+      await Promise.all(Array.from({ length: Math.min(CANCEL_CONCURRENCY, ids.length) }, cancelling));
     }
-    return out;
   }
 
   /** The job's newest execution, or null when it never ran. */

@@ -68,4 +68,28 @@ describe('with the real services', () => {
     }, 15_000);
     expect(done.last_execution.id).toBe(e.body.id);
   }, 30_000);
+
+  it('cancels every queued execution of a job, more than worker-manager lists in one page (1,000)', async () => {
+    const j = (await api('POST', '/api/v1/jobs', { name: 'backlog', command: 'echo never', labels: { pool: 'nowhere' } })).body;
+    const count = async (status: string) =>
+      Number((await call(workerManager.url, 'GET', `/api/v1/executions?job_id=${j.id}&status=${status}&limit=1`)).headers.get('x-total-count'));
+    const total = 1010;
+    let submitted = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (submitted < total) {
+          submitted += 1;
+          expect((await call(workerManager.url, 'POST', '/api/v1/execute', { job_id: j.id })).status).toBe(202);
+        }
+      }),
+    );
+    expect(await count('queued')).toBe(total);
+
+    const c = await api('POST', `/api/v1/jobs/${j.id}/cancel`);
+    expect(c.status).toBe(202);
+    expect(await count('queued')).toBe(0);
+    expect(await count('cancelled')).toBe(total);
+    await eventually(async () => ((await job(j.id)).status === 'cancelled' ? true : undefined), 30_000);
+    expect((await api('POST', `/api/v1/jobs/${j.id}/cancel`)).status).toBe(409);
+  }, 120_000);
 });

@@ -124,11 +124,14 @@ export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => 
   if (f.watch) process.exitCode = await watchedExitCode(c, await watchJob(c, job));
 };
 
+const JOB_CANCEL_TIMEOUT_MS = 10 * 60_000;
+
 export const cancel = async (id: string, _f: unknown, cmd: Command) => {
   const { client, out } = context(cmd);
   const jobId = await resolveJob(client, id);
-  // the orchestrator answers 409 "nothing to cancel: …" when nothing is queued or running
-  const res = await client.send('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null);
+  // the orchestrator answers 409 "nothing to cancel: …" when nothing is queued or running; it
+  // answers once every execution is cancelled (about 150 a second: a backlog of thousands takes a while)
+  const res = (await client.request('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null, { timeoutMs: JOB_CANCEL_TIMEOUT_MS })).data;
   if (out.json) return out.printJson(res ?? { id: jobId });
   out.line(`cancel requested for job ${jobId}`);
 };

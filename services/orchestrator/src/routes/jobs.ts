@@ -272,9 +272,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
     async ({ params }, _req, res) => {
       const job = await jobs.getJob(db, params.id);
       if (!job) throw new NotFoundError('job', params.id);
-      const active = await workerManager.activeExecutions(params.id);
-      let cancelled = 0;
-      for (const e of active) if (await workerManager.cancel(e.id)) cancelled += 1;
+      const cancelled = await workerManager.cancelActive(params.id);
       deps.metrics.jobsCancelled.inc(cancelled);
       if (cancelled === 0) {
         // none queued or running, or every one ended before its cancel arrived
