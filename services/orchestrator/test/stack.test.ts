@@ -1,5 +1,7 @@
 // The orchestrator with the real worker-manager, scheduler and a worker process: pipeline runs,
 // job status and cancel end to end (stats and cleanup: stats.test.ts).
+import { setTimeout } from 'node:timers/promises';
+import pg from 'pg';
 import type { RunningService } from '@hodei/platform';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, eventually, runEnded } from './helpers.js';
@@ -85,11 +87,31 @@ describe('with the real services', () => {
     );
     expect(await count('queued')).toBe(total);
 
+    // meanwhile the orchestrator applies the job's 1,010 execution events: one at a time per job,
+    // not side by side, each waiting for the job's row lock with a connection of the pool held
+    const db = new pg.Client({ connectionString: stack!.env.databaseUrl });
+    await db.connect();
+    let lockWaits = 0;
+    let cancelled = false;
+    const sampling = (async () => {
+      while (!cancelled) {
+        const { rows } = await db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'hodei-orchestrator' AND wait_event_type = 'Lock'",
+        );
+        lockWaits = Math.max(lockWaits, rows[0].n);
+        await setTimeout(20);
+      }
+    })();
     const c = await api('POST', `/api/v1/jobs/${j.id}/cancel`);
+    await eventually(async () => ((await job(j.id)).status === 'cancelled' ? true : undefined), 30_000);
+    cancelled = true;
+    await sampling;
+    await db.end();
+    // three consumers (queued, status, finished) may each hold one event of the job
+    expect(lockWaits).toBeLessThanOrEqual(2);
     expect(c.status).toBe(202);
     expect(await count('queued')).toBe(0);
     expect(await count('cancelled')).toBe(total);
-    await eventually(async () => ((await job(j.id)).status === 'cancelled' ? true : undefined), 30_000);
     expect((await api('POST', `/api/v1/jobs/${j.id}/cancel`)).status).toBe(409);
   }, 120_000);
 });
