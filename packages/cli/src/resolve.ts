@@ -35,6 +35,29 @@ export async function listAll<S extends z.ZodType>(
   return all;
 }
 
+/** Ambiguous matches listed, at most. */
+const SHOWN = 20;
+
+/** Could be the start of an id (hex digits and dashes): what `?id_prefix=` takes. */
+export const ID_PREFIX = /^[0-9a-f-]{1,36}$/;
+
+/**
+ * The items of a list endpoint whose id begins with `text`, found by the service (`?id_prefix=`,
+ * from an index), not among pages of a listing: up to SHOWN + 1 of them, and how many in all.
+ * None when `text` cannot begin an id.
+ */
+export async function idMatches<S extends z.ZodType>(
+  client: HodeiClient,
+  service: ServiceName,
+  path: string,
+  item: S,
+  text: string,
+): Promise<{ items: z.infer<S>[]; total: number }> {
+  if (!ID_PREFIX.test(text) || text.replaceAll('-', '').length === 0) return { items: [], total: 0 };
+  const { items, total } = await client.list(service, path, item, { id_prefix: text, limit: SHOWN + 1 });
+  return { items, total: total ?? items.length };
+}
+
 export function checkPrefix(input: string, kind: string): string {
   const text = input.trim().toLowerCase();
   if (UUID.test(text)) return text;
@@ -48,7 +71,14 @@ export function checkPrefix(input: string, kind: string): string {
  * name. A name several candidates share means the newest, or, with `sharedName: 'refuse'` (where
  * acting on the wrong one is harmful), an error listing them.
  */
-export function pick(input: string, kind: string, candidates: Candidate[], sharedName: 'newest' | 'refuse' = 'newest'): Candidate {
+export function pick(
+  input: string,
+  kind: string,
+  candidates: Candidate[],
+  sharedName: 'newest' | 'refuse' = 'newest',
+  /** How many ids begin with the input, when the candidates are only the first of them (idMatches). */
+  idMatchCount?: number,
+): Candidate {
   const text = input.trim().toLowerCase();
   const exact = candidates.find((c) => c.id.toLowerCase() === text);
   if (exact) return exact;
@@ -58,18 +88,19 @@ export function pick(input: string, kind: string, candidates: Candidate[], share
     matches.sort((a, b) => (b.created_at ?? '').localeCompare(a.created_at ?? ''));
     if (matches.length > 1 && sharedName === 'newest') return matches[0] as Candidate;
     if (matches.length > 1)
-      throw new CliError(`"${input}" is the name of ${matches.length} ${plural(kind)}; give the id (or a unique prefix) of the one you mean`, 1, listed(matches));
+      throw new CliError(`"${input}" is the name of ${matches.length} ${plural(kind)}; give the id (or a unique prefix) of the one you mean`, 1, listed(matches, matches.length));
   }
   if (matches.length === 1) return matches[0] as Candidate;
   if (matches.length === 0) throw new CliError(`no ${kind} matches "${input}"`);
-  throw new CliError(`"${input}" is ambiguous: it matches ${matches.length} ${plural(kind)}; give more characters`, 1, listed(matches));
+  const count = Math.max(matches.length, idMatchCount ?? 0);
+  throw new CliError(`"${input}" is ambiguous: it matches ${count} ${plural(kind)}; give more characters`, 1, listed(matches, count));
 }
 
 /** 'job' → 'jobs', 'execution or job' → 'executions or jobs'. */
 const plural = (kind: string) => kind.replace(/\w+/g, (w) => (w === 'or' ? w : `${w}s`));
 
-function listed(matches: Candidate[]): string[] {
-  const shown = matches.slice(0, 20).map((c) => `${c.id}  ${c.kind.padEnd(9)}  ${c.label}`);
-  if (matches.length > 20) shown.push(`… and ${matches.length - 20} more`);
+function listed(matches: Candidate[], count: number): string[] {
+  const shown = matches.slice(0, SHOWN).map((c) => `${c.id}  ${c.kind.padEnd(9)}  ${c.label}`);
+  if (count > SHOWN) shown.push(`… and ${count - SHOWN} more`);
   return shown;
 }

@@ -4,13 +4,21 @@ import { CliError } from './errors.js';
 import { ApiError } from './errors.js';
 import { when } from './output.js';
 import type { HodeiClient } from './http.js';
-import { checkPrefix, listAll, pick, UUID, type Candidate } from './resolve.js';
+import { checkPrefix, idMatches, listAll, pick, UUID, type Candidate } from './resolve.js';
+
+/** The jobs `input` can mean: those whose id begins with it, else those it names. */
+async function jobMatches(client: HodeiClient, input: string, text: string): Promise<{ items: Job[]; total: number }> {
+  const byId = await idMatches(client, 'orchestrator', '/api/v1/jobs', Job, text);
+  if (byId.items.length > 0) return byId;
+  const byName = await listAll(client, 'orchestrator', '/api/v1/jobs', Job, { name: input.trim() }, 1);
+  return { items: byName, total: 0 };
+}
 
 export async function resolveJob(client: HodeiClient, input: string): Promise<string> {
   const text = checkPrefix(input, 'job');
   if (UUID.test(text)) return text;
-  const jobs = await listAll(client, 'orchestrator', '/api/v1/jobs', Job);
-  return pick(input, 'job', jobs.map(jobCandidate)).id;
+  const jobs = await jobMatches(client, input, text);
+  return pick(input, 'job', jobs.items.map(jobCandidate), 'newest', jobs.total).id;
 }
 
 export async function resolvePipeline(client: HodeiClient, input: string): Promise<string> {
@@ -47,8 +55,8 @@ export async function resolveWorker(client: HodeiClient, input: string, opts: { 
 export async function resolveExecution(client: HodeiClient, input: string): Promise<string> {
   const text = checkPrefix(input, 'execution');
   if (UUID.test(text)) return text;
-  const all = await listAll(client, 'worker-manager', '/api/v1/executions', Execution);
-  return pick(input, 'execution', all.map(executionCandidate)).id;
+  const matches = await idMatches(client, 'worker-manager', '/api/v1/executions', Execution, text);
+  return pick(input, 'execution', matches.items.map(executionCandidate), 'newest', matches.total).id;
 }
 
 const jobCandidate = (j: Job): Candidate => ({ id: j.id, kind: 'job', label: `${j.name} (${j.status})`, name: j.name, created_at: j.created_at });
@@ -82,11 +90,14 @@ export async function resolveExecutionOrJob(client: HodeiClient, input: string):
     }
     return { executionId: await latestExecutionOf(client, text), jobId: text };
   }
-  const [executions, jobs] = await Promise.all([
-    listAll(client, 'worker-manager', '/api/v1/executions', Execution),
-    listAll(client, 'orchestrator', '/api/v1/jobs', Job),
-  ]);
-  const chosen = pick(input, 'execution or job', [...executions.map(executionCandidate), ...jobs.map(jobCandidate)]);
-  if (chosen.kind === 'execution') return { executionId: chosen.id, jobId: executions.find((e) => e.id === chosen.id)?.job_id ?? null };
+  const [executions, jobs] = await Promise.all([idMatches(client, 'worker-manager', '/api/v1/executions', Execution, text), jobMatches(client, input, text)]);
+  const chosen = pick(
+    input,
+    'execution or job',
+    [...executions.items.map(executionCandidate), ...jobs.items.map(jobCandidate)],
+    'newest',
+    executions.total + jobs.total,
+  );
+  if (chosen.kind === 'execution') return { executionId: chosen.id, jobId: executions.items.find((e) => e.id === chosen.id)?.job_id ?? null };
   return { executionId: await latestExecutionOf(client, chosen.id), jobId: chosen.id };
 }

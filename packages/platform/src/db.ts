@@ -84,6 +84,17 @@ function recordText(item: object): string {
 export const records = (items: readonly object[]): string[] => items.map(recordText);
 
 /** A pool whose connections work inside `schema` (search_path), with an error handler. */
+/**
+ * A condition on `column` (a uuid) for the ids that begin with `prefix` (as IdPrefix checked it):
+ * a range the primary key's index answers, and the text pattern that keeps a dash typed where no
+ * id has one from matching. `param` adds a value and returns its placeholder.
+ */
+export function idPrefixCondition(column: string, prefix: string, param: (value: string) => string): string {
+  const hex = prefix.replaceAll('-', '');
+  const uuid = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return `(${column} BETWEEN ${param(uuid(hex.padEnd(32, '0')))}::uuid AND ${param(uuid(hex.padEnd(32, 'f')))}::uuid AND ${column}::text LIKE ${param(`${prefix}%`)})`;
+}
+
 export function createPool(databaseUrl: string, schema: string, logger: Logger, max = 10): Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,

@@ -110,6 +110,12 @@ export const queryInt = (min: number, max: number) => {
 };
 /** A text filter of a list: `?name=` is a 400 naming the parameter, not a filter silently left out. */
 export const queryText = () => z.string().min(1, 'must not be empty: leave the parameter out to list everything');
+/** `?id_prefix=`: the ids that begin with these characters (as `hodei` resolves a short id). */
+export const IdPrefix = z
+  .string()
+  .transform((v) => v.toLowerCase())
+  .pipe(z.string().regex(/^(?=(?:-*[0-9a-f]){1,32}-*$)[0-9a-f-]{1,36}$/, 'must be the start of an id: hex digits and dashes, e.g. 01a2375b-62d6'))
+  .openapi({ type: 'string', example: '01a2375b-62d6', description: 'ids beginning with these characters (any case)' });
 /** A `true`/`false` query parameter, false when not given (the OpenAPI document's default is 'false'). */
 export const queryFlag = () => z.enum(['true', 'false']).default('false').transform((v) => v === 'true');
 export const Paging = z.object({

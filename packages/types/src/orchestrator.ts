@@ -1,4 +1,4 @@
-import { Env, ExecutionStatus, fieldChoice, Id, Name, Paging, Priority, queryInt, queryText, Timestamp } from './common.js';
+import { Env, ExecutionStatus, fieldChoice, Id, IdPrefix, Name, Paging, Priority, queryInt, queryText, Timestamp } from './common.js';
 import { JobSpecFields } from './job-spec.js';
 import { ExecutionCleanupCounts } from './worker-manager.js';
 import { z } from './zod.js';
@@ -70,6 +70,7 @@ export const Job = z
 export type Job = z.infer<typeof Job>;
 
 export const JobListQuery = Paging.extend({
+  id_prefix: IdPrefix.optional(),
   status: ExecutionStatus.optional(),
   pipeline_id: Id.optional(),
   tag: queryText().optional(),

@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, fieldChoice, Id, Instant, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, fieldChoice, Id, IdPrefix, Instant, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
 import { JobSpec, JobSpecFields } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -133,6 +133,7 @@ export const Execution = z
 export type Execution = z.infer<typeof Execution>;
 
 export const ExecutionListQuery = Paging.extend({
+  id_prefix: IdPrefix.optional(),
   job_id: Id.optional(),
   status: ExecutionStatus.optional(),
   worker_id: Id.optional(),

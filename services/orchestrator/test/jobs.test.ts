@@ -249,6 +249,10 @@ describe('jobs', () => {
     expect(await ids('name=l-c')).toEqual([made[2]]);
     expect(await ids('status=pending')).toHaveLength(4);
     expect(await ids('status=running')).toEqual([]);
+    // UUIDv7: made a moment apart, they share their first characters and differ in the last ones
+    expect(await ids(`id_prefix=${made[1]!.slice(0, 8)}`)).toEqual([...made].reverse());
+    expect(await ids(`id_prefix=${made[1]!.toUpperCase()}`)).toEqual([made[1]]);
+    expect(await ids(`id_prefix=${made[1]!.slice(0, 30)}&tag=blue`)).toEqual([made[1]]);
 
     const page = await api('GET', `/api/v1/jobs?pipeline_id=${pid}&limit=2&offset=1`);
     expect(page.body.map((j: { id: string }) => j.id)).toEqual([made[2], made[1]]);
@@ -267,6 +271,7 @@ describe('jobs', () => {
       ['limit=1001', 'limit'],
       ['offset=-1', 'offset'],
       ['pipeline_id=nope', 'pipeline_id'],
+      ['id_prefix=job', 'id_prefix'],
     ] as const) {
       const r = await api('GET', `/api/v1/jobs?${q}`);
       expect(r.status, q).toBe(400);

@@ -82,4 +82,42 @@ describe('executions list filters', () => {
       }
     }
   });
+
+  it('id_prefix: the executions whose id begins with it (any case, dashes where ids have them), from the primary key; a prefix no id can have is a 400 naming it', async () => {
+    const db = alone.svc.ctx.db;
+    await db.query(
+      `INSERT INTO executions (id, name, status, priority, spec) SELECT gen_random_uuid(), 'p' || i, 'completed', 5, '{}' FROM generate_series(1, 600) i`,
+    );
+    const { rows } = await db.query<{ id: string }>('SELECT id FROM executions ORDER BY created_at DESC, id DESC');
+    const all = rows.map((r) => r.id);
+    const some = all[123]!;
+    for (const prefix of [some.slice(0, 1), some.slice(0, 2), some.slice(0, 3), some.slice(0, 9), some.slice(0, 14).toUpperCase(), some.slice(0, 20), some, '0', 'f']) {
+      const expected = all.filter((id) => id.startsWith(prefix.toLowerCase()));
+      const got = await list(new URLSearchParams({ id_prefix: prefix, limit: '1000' }).toString());
+      expect(got, prefix).toEqual({ ids: expected, total: expected.length });
+    }
+    expect((await list(`id_prefix=${some.slice(0, 4)}-${some.slice(4, 8)}`)).total).toBe(0);
+    expect((await list(`id_prefix=${some.slice(0, 8)}&job_id=${JOBS[0]}`)).total).toBe(0);
+
+    for (const bad of ['xyz', '-', `${some.replaceAll('-', '')}0`, '']) {
+      const res = await fetch(`${alone.svc.url}/api/v1/executions?id_prefix=${encodeURIComponent(bad)}`);
+      expect(res.status, bad).toBe(400);
+      expect(((await res.json()) as { errors: { path: string }[] }).errors.map((e) => e.path), bad).toEqual(['id_prefix']);
+    }
+
+    await db.query('VACUUM ANALYZE executions');
+    const client = await db.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL enable_seqscan = off');
+      const { rows: plan } = await client.query<{ 'QUERY PLAN': unknown }>(
+        `EXPLAIN (FORMAT JSON) SELECT count(*) FROM executions WHERE id BETWEEN $1::uuid AND $2::uuid AND id::text LIKE $3`,
+        ['01a20000-0000-0000-0000-000000000000', '01a2ffff-ffff-ffff-ffff-ffffffffffff', '01a2%'],
+      );
+      await client.query('ROLLBACK');
+      expect(JSON.stringify(plan[0]!['QUERY PLAN'])).toMatch(/"Index Name":"executions_pkey"/);
+    } finally {
+      client.release();
+    }
+  });
 });

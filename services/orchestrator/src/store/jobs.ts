@@ -1,5 +1,5 @@
 // SQL for job definitions and their current status.
-import { iso } from '@hodei/platform';
+import { idPrefixCondition, iso } from '@hodei/platform';
 import { PRIORITY_NAMES, type ExecutionStatus, type Job, type JobListQuery } from '@hodei/types';
 import type { Db } from './db.js';
 import { ACTIVE_EXECUTION, FINAL_EXECUTION, UNFINISHED_RUN_JOB, Where } from './db.js';
@@ -127,6 +127,7 @@ export async function lockJob(db: Db, id: string): Promise<{ id: string; pipelin
 
 export async function listJobs(db: Db, q: JobListQuery): Promise<{ items: Job[]; total: number }> {
   const w = new Where();
+  if (q.id_prefix) w.clauses.push(idPrefixCondition('j.id', q.id_prefix, (v) => w.param(v)));
   if (q.status) w.add((p) => `j.status = ${p}`, q.status);
   if (q.pipeline_id) w.add((p) => `j.pipeline_id = ${p}`, q.pipeline_id);
   if (q.tag) w.add((p) => `${p} = ANY (j.tags)`, q.tag);

@@ -1,5 +1,5 @@
 // SQL of the executions table: one row per run of a job (or of an inline definition).
-import { fromRecords, iso, records, tableSize, type Pool } from '@hodei/platform';
+import { fromRecords, idPrefixCondition, iso, records, tableSize, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type Execution, type ExecutionCleanupCounts, type ExecutionStatus, type JobSpec, type Progress } from '@hodei/types';
 
 export interface ExecutionRow {
@@ -103,6 +103,7 @@ export async function getExecution(db: Pool, id: string): Promise<ExecutionRow |
 }
 
 export interface ExecutionFilter {
+  id_prefix?: string | undefined;
   job_id?: string | undefined;
   status?: ExecutionStatus | undefined;
   worker_id?: string | undefined;
@@ -114,6 +115,7 @@ export interface ExecutionFilter {
 export async function listExecutions(db: Pool, f: ExecutionFilter): Promise<{ rows: ExecutionRow[]; total: number }> {
   const where: string[] = [];
   const args: unknown[] = [];
+  if (f.id_prefix) where.push(idPrefixCondition('id', f.id_prefix, (v) => `$${args.push(v)}`));
   if (f.job_id) where.push(`job_id = $${args.push(f.job_id)}`);
   if (f.status) where.push(`status = $${args.push(f.status)}`);
   if (f.worker_id) where.push(`worker_id = $${args.push(f.worker_id)}`);
