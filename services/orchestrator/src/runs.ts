@@ -22,6 +22,7 @@ export const PIPELINE_ID_ENV = 'HODEI_PIPELINE_ID';
 /** Executions asked for at once when many jobs become ready together (a fan-out). */
 const START_CONCURRENCY = 16;
 const FINAL = new Set<string>(FINAL_STATUSES);
+const CANCELLED_SKIP = 'skipped: the run was cancelled';
 /** How many handled final events are remembered, so their second copy is skipped. */
 const HANDLED_FINAL_MAX = 10_000;
 
@@ -321,7 +322,7 @@ export class PipelineRunner {
           skippedBecause.set(
             jobId,
             run.cancel_requested
-              ? 'skipped: the run was cancelled'
+              ? CANCELLED_SKIP
               : `skipped: it depends on ${byId.get(blocker!)!.name}, which ${status.get(blocker!) === 'skipped' ? 'was skipped' : `ended ${status.get(blocker!)}`}`,
           );
         if (next !== status.get(jobId)) {
@@ -403,6 +404,12 @@ export class PipelineRunner {
     // A stopping orchestrator no longer answers worker-manager's request for the job's definition:
     // the start stays claimed, and the sweep of whoever runs next takes it over.
     if (this.stopping) return false;
+    // a fan-out sends its starts a few at a time: those not sent when the run is cancelled never are
+    const skipped = await runs.skipStartOfCancelled(this.db, runId, jobId, CANCELLED_SKIP);
+    if (skipped !== null) {
+      this.publish([{ type: 'job', run_id: runId, pipeline_id: run.pipeline_id, job_id: jobId, name: skipped, status: 'skipped', execution_id: null, exit_code: null, message: CANCELLED_SKIP, timestamp: new Date().toISOString() }]);
+      return true;
+    }
     let executionId: string;
     try {
       executionId = await this.workerManager.execute(jobId, this.runEnv(runId, run));

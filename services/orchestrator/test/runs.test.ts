@@ -546,6 +546,50 @@ describe('pipeline runs against a stand-in worker-manager (contract)', () => {
     await eventually(async () => ((await subscribers()) === before ? true : undefined));
   });
 
+  it('a run cancelled while its fan-out is being started: the starts not sent yet never are, the jobs are skipped', async () => {
+    const fan = Array.from({ length: 40 }, (_, i) => ({ name: `f${i}`, command: 'true', depends_on: ['root'] }));
+    const p = (await api('POST', '/api/v1/pipelines', { name: 'fan-cancel', jobs: [{ name: 'root', command: 'true' }, ...fan] })).body;
+    const ids = Object.fromEntries(p.jobs.map((j: { name: string; id: string }) => [j.name, j.id]));
+    const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;
+    // worker-manager holds the fan-out's executes until the cancel has been answered
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const held: string[] = [];
+    wm.handler = async (req) => {
+      if (req.path.endsWith('/cancel')) return { status: 202, body: {} };
+      if (req.path === '/api/v1/execute') {
+        held.push((req.body as { job_id: string }).job_id);
+        await gate;
+      }
+      return executeHandler(req);
+    };
+    wm.requests.length = 0;
+    await publish(executed.get(ids.root)![0]!, ids.root, 'completed');
+    // every start sent at once has arrived: none came for a second
+    for (let seen = -1; seen !== held.length; ) {
+      seen = held.length;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    expect((await api('POST', `/api/v1/pipeline-runs/${r.id}/cancel`)).status).toBe(202);
+    const inFlight = held.length;
+    expect(inFlight).toBeGreaterThan(0);
+    expect(inFlight).toBeLessThan(fan.length);
+    release();
+    const cancelled = () => wm.requests.filter((q) => q.path.endsWith('/cancel')).map((q) => q.path.split('/')[4]);
+    await eventually(async () => (cancelled().length >= inFlight ? true : undefined));
+    const started = fan.flatMap((f) => executed.get(ids[f.name]) ?? []);
+    expect(started.length).toBe(inFlight);
+    expect(new Set(cancelled())).toEqual(new Set(started));
+    for (const f of fan) for (const id of executed.get(ids[f.name]) ?? []) await publish(id, ids[f.name], 'cancelled');
+    const run = await runState(r.id, (x) => x.status !== 'running');
+    expect(run.status).toBe('cancelled');
+    const jobs = byName(run);
+    const skipped = fan.filter((f) => jobs[f.name].status === 'skipped');
+    expect(skipped.length).toBe(fan.length - inFlight);
+    for (const f of skipped) expect(jobs[f.name]).toMatchObject({ execution_id: null, message: 'skipped: the run was cancelled' });
+    expect(fan.filter((f) => jobs[f.name].status === 'cancelled').length).toBe(inFlight);
+  }, 30_000);
+
   it('a cancel cut short (worker-manager failing mid-way) is finished by the next orchestrator start', async () => {
     const p = (await api('POST', '/api/v1/pipelines', { name: 'cut-short', jobs: ['x', 'y', 'z'].map((name) => ({ name, command: 'sleep 60' })) })).body;
     const r = (await api('POST', `/api/v1/pipelines/${p.id}/runs`)).body;

@@ -209,6 +209,21 @@ export async function updateRunJob(
 }
 
 /**
+ * A claimed start not sent yet, of a run asked to cancel: the job is `skipped` instead; its name
+ * when it was, else null (the run goes on: start it).
+ */
+export async function skipStartOfCancelled(db: Db, runId: string, jobId: string, message: string): Promise<string | null> {
+  const { rows } = await db.query<{ name: string }>(
+    `UPDATE pipeline_run_jobs j SET status = 'skipped', message = $3
+     FROM pipeline_runs r
+     WHERE r.id = j.run_id AND r.cancel_requested AND j.run_id = $1 AND j.job_id = $2 AND j.status = 'starting' AND j.execution_id IS NULL
+     RETURNING j.name`,
+    [runId, jobId, message],
+  );
+  return rows[0]?.name ?? null;
+}
+
+/**
  * A start worker-manager surely did not take: the job stays `starting`, unclaimed (the sweep tries
  * it again), with `waiting` as its message; once worker-manager has been unavailable for `waitMs`
  * since the first such try, the job is `failed` with `failed` instead. Null when the job is no
