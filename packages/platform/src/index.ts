@@ -15,6 +15,7 @@ export * from './client.js';
 export * from './ids.js';
 export * from './telemetry/trace.js';
 export * from './batch.js';
+export * from './each-limited.js';
 export * from './failure-log.js';
 export * from './result-parts.js';
 export * from './message-size.js';

@@ -6,7 +6,7 @@
 // checking worker-manager for an execution carrying the run's id (HODEI_PIPELINE_RUN_ID). A start
 // worker-manager surely did not take (it is restarting, or its NATS is away) gives the claim up:
 // the sweep tries it again until worker-manager has been unavailable for startWaitMs.
-import { checkDefinitionFits, ConflictError, encodeJson, FailureLog, HttpError, newId, NotFoundError, RecentSet, requestNotTaken, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
+import { checkDefinitionFits, ConflictError, eachLimited, encodeJson, FailureLog, HttpError, newId, NotFoundError, RecentSet, requestNotTaken, ServiceUnavailableError, withTransaction, type Bus, type Logger, type Pool } from '@hodei/platform';
 import { FINAL_STATUSES, type ExecutionStatus, type PipelineRun, type PipelineRunEvent, type PipelineRunJobStatus, type PipelineRunStatus } from '@hodei/types';
 import { findCycle } from './dag.js';
 import * as jobs from './store/jobs.js';
@@ -25,17 +25,6 @@ const FINAL = new Set<string>(FINAL_STATUSES);
 const CANCELLED_SKIP = 'skipped: the run was cancelled';
 /** How many handled final events are remembered, so their second copy is skipped. */
 const HANDLED_FINAL_MAX = 10_000;
-
-/** Calls `fn` on every item, `limit` at a time; once all are done, rejects with the first error if any. */
-async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const queue = [...items];
-  const worker = async () => {
-    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
-  };
-  const results = await Promise.allSettled(Array.from({ length: Math.min(limit, queue.length) }, worker));
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-}
 
 function runStatus(statuses: PipelineRunJobStatus[]): PipelineRunStatus {
   if (statuses.some((s) => ACTIVE.has(s))) return 'running';

@@ -1,6 +1,6 @@
 // What the orchestrator asks worker-manager: a job's live executions, cancelling them, the size of
 // its tables, and deleting the executions and logs of cleaned-up jobs.
-import { BadGatewayError, HttpError, ServiceClient, type Logger } from '@hodei/platform';
+import { BadGatewayError, eachLimited, HttpError, ServiceClient, type Logger } from '@hodei/platform';
 import type { Execution, ExecutionCleanupCounts } from '@hodei/types';
 
 /** Executions of one status a job cancel reads at a time. */
@@ -43,11 +43,9 @@ export class WorkerManagerClient {
       }
       if (ids.length === 0) return cancelled;
       for (const id of ids) asked.add(id);
-      const next = ids.values();
-      const cancelling = async () => {
-        for (const id of next) if (await this.cancel(id)) cancelled += 1;
-      };
-      await Promise.all(Array.from({ length: Math.min(CANCEL_CONCURRENCY, ids.length) }, cancelling));
+      await eachLimited(ids, CANCEL_CONCURRENCY, async (id) => {
+        if (await this.cancel(id)) cancelled += 1;
+      });
     }
   }
 
