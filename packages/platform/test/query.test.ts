@@ -60,7 +60,7 @@ describe('query parameters', () => {
       expect(res.body.errors).toEqual([{ path: 'stauts', message: `unknown parameter "stauts": ${takes}` }]);
     }
     const executions = await call({ service: 'worker-manager', method: 'get', path: '/api/v1/executions', query: [] }, 'stauts=failed');
-    expect(executions.body.errors?.[0]?.message).toBe('unknown parameter "stauts": this route takes limit, offset, job_id, status, worker_id, retry_of');
+    expect(executions.body.errors?.[0]?.message).toBe('unknown parameter "stauts": this route takes limit, offset, id_prefix, job_id, status, worker_id, retry_of');
   });
 
   it('every whole-number parameter is an integer in the OpenAPI document, and empty or not a whole number is a 400 naming it', async () => {
