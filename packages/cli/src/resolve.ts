@@ -53,7 +53,8 @@ export async function idMatches<S extends z.ZodType>(
   item: S,
   text: string,
 ): Promise<{ items: z.infer<S>[]; total: number }> {
-  if (!ID_PREFIX.test(text) || text.replaceAll('-', '').length === 0) return { items: [], total: 0 };
+  const digits = text.replaceAll('-', '').length;
+  if (!ID_PREFIX.test(text) || digits === 0 || digits > 32) return { items: [], total: 0 };
   const { items, total } = await client.list(service, path, item, { id_prefix: text, limit: SHOWN + 1 });
   return { items, total: total ?? items.length };
 }

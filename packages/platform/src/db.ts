@@ -83,7 +83,6 @@ function recordText(item: object): string {
 /** The parameter for `fromRecords`: one JSON text per record (NUL characters and lone surrogates replaced). */
 export const records = (items: readonly object[]): string[] => items.map(recordText);
 
-/** A pool whose connections work inside `schema` (search_path), with an error handler. */
 /**
  * A condition on `column` (a uuid) for the ids that begin with `prefix` (as IdPrefix checked it):
  * a range the primary key's index answers, and the text pattern that keeps a dash typed where no
@@ -95,6 +94,7 @@ export function idPrefixCondition(column: string, prefix: string, param: (value:
   return `(${column} BETWEEN ${param(uuid(hex.padEnd(32, '0')))}::uuid AND ${param(uuid(hex.padEnd(32, 'f')))}::uuid AND ${column}::text LIKE ${param(`${prefix}%`)})`;
 }
 
+/** A pool whose connections work inside `schema` (search_path), with an error handler. */
 export function createPool(databaseUrl: string, schema: string, logger: Logger, max = 10): Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
