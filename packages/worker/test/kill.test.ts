@@ -156,9 +156,15 @@ describe('timeout and cancel', () => {
   });
 
   it('answers a cancel sent to every worker for an execution that ended while its final status is not stored yet: not ok', async () => {
-    // without the events stream the final status is published (seen here) but not stored: retried
+    // without the events stream the final status is published (seen here) but not stored: retried.
+    // The stream goes once the running status is stored: statuses go out in order, so a running
+    // status not stored held the final one back (a short job that, under load, reported running).
+    const jobId = newId();
+    const run = await h.assign({ command: 'sleep 3; echo done' }, { jobId });
+    const subject = h.bus.subjects.forExecution(jobId).status(run.id);
+    const stored = async () => (await h.bus.jsm.streams.getMessage(h.bus.subjects.eventsStream, { last_by_subj: subject }).catch(() => null)) !== null;
+    for (const until = Date.now() + 10_000; !(await stored()); await new Promise((r) => setTimeout(r, 20))) expect(Date.now()).toBeLessThan(until);
     await h.bus.jsm.streams.delete(h.bus.subjects.eventsStream);
-    const run = await h.assign({ command: 'echo done' });
     try {
       expect(await run.final).toMatchObject({ status: 'completed' });
       expect(h.worker.running()).toContain(run.id);
