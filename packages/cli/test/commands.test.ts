@@ -80,10 +80,10 @@ describe('hodei jobs cancel', () => {
     const job = /^job\s+([0-9a-f-]{36})$/m;
     const cancel = await hodeiDone(['jobs', 'cancel', 'to-cancel'], env);
     expect(cancel.code, cancel.stderr).toBe(0);
-    expect(cancel.stdout).toMatch(/^cancel requested for job [0-9a-f-]{36}\n$/);
     const r = await run.done;
     expect(r.code).toBe(130);
     const jobId = job.exec(r.stderr)![1];
+    expect(cancel.stdout).toBe(`cancelled 1 execution of job ${jobId}: 1 running (being stopped)\n`);
 
     const again = await hodeiDone(['jobs', 'cancel', 'to-cancel'], env);
     expect(again.code).toBe(1);
@@ -97,6 +97,37 @@ describe('hodei jobs cancel', () => {
     expect(done.stdout).toBe('');
     expect(done.stderr).toMatch(/^hodei: nothing to cancel: the job's last execution [0-9a-f-]{36} ended \(completed\)\n$/);
   }, 30_000);
+});
+
+describe('hodei jobs cancel of a backlog', () => {
+  it('says how many executions it cancelled, queued and running; --json has the counts', async () => {
+    // 5 of the worker's 8 cores each: one runs, the others queue behind it
+    const started = await hodeiDone(['run', '--detach', '--json', '--name', 'backlog', '--cpu', '5', '--', 'sleep', '30'], env);
+    expect(started.code, started.stderr).toBe(0);
+    const { job, execution } = JSON.parse(started.stdout) as { job: string; execution: string };
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${fx.stack.workerManager.url}/api/v1/execute`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ job_id: job }),
+      });
+      expect(res.status).toBe(202);
+    }
+    const status = async () => (JSON.parse((await hodeiDone(['executions', 'show', execution, '--json'], env)).stdout) as { status: string }).status;
+    for (let t = Date.now(); (await status()) !== 'running'; ) {
+      if (Date.now() - t > 15_000) throw new Error('the first execution never ran');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const cancel = await hodeiDone(['jobs', 'cancel', job.slice(0, 13)], env);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stdout).toBe(`cancelled 3 executions of job ${job}: 2 queued, 1 running (being stopped)\n`);
+
+    const again = await hodeiDone(['run', '--detach', '--json', '--name', 'backlog', '--cpu', '5', '--label', 'pool=nowhere', '--', 'true'], env);
+    const queuedJob = (JSON.parse(again.stdout) as { job: string }).job;
+    const json = await hodeiDone(['jobs', 'cancel', queuedJob, '--json'], env);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ id: queuedJob, cancelled: { executions: 1, queued: 1, running: 0 } });
+  }, 60_000);
 });
 
 describe('hodei schedules run', () => {

@@ -69,6 +69,16 @@ export const Job = z
   .openapi('Job');
 export type Job = z.infer<typeof Job>;
 
+/** The answer to a job cancel: the job, and how many executions the cancel stopped. */
+export const JobCancelled = Job.extend({
+  cancelled: z.object({
+    executions: z.number().int(),
+    queued: z.number().int(),
+    running: z.number().int(),
+  }),
+}).openapi('JobCancelled');
+export type JobCancelled = z.infer<typeof JobCancelled>;
+
 export const JobListQuery = Paging.extend({
   id_prefix: IdPrefix.optional(),
   status: ExecutionStatus.optional(),

@@ -228,6 +228,8 @@ describe('cancel against a stand-in worker-manager (contract)', () => {
     const r = await api('POST', `/api/v1/jobs/${job.id}/cancel`);
     expect(r.status).toBe(202);
     expect(r.body).toMatchObject({ id: job.id, name: 'to-cancel' });
+    // the one that had ended (409) is not counted
+    expect(r.body.cancelled).toEqual({ executions: 2, queued: 1, running: 1 });
     const cancels = wm.requests.filter((q) => q.method === 'POST').map((q) => q.path).sort();
     expect(cancels).toEqual([queued, running, gone].map((id) => `/api/v1/executions/${id}/cancel`).sort());
   });

@@ -64,6 +64,7 @@ describe('with the real services', () => {
     await eventually(async () => ((await job(j.id)).status === 'running' ? true : undefined), 15_000);
     const c = await api('POST', `/api/v1/jobs/${j.id}/cancel`);
     expect(c.status).toBe(202);
+    expect(c.body.cancelled).toEqual({ executions: 1, queued: 0, running: 1 });
     const done = await eventually(async () => {
       const x = await job(j.id);
       return x.status === 'cancelled' ? x : undefined;
@@ -110,6 +111,7 @@ describe('with the real services', () => {
     // three consumers (queued, status, finished) may each hold one event of the job
     expect(lockWaits).toBeLessThanOrEqual(2);
     expect(c.status).toBe(202);
+    expect(c.body.cancelled).toEqual({ executions: total, queued: total, running: 0 });
     expect(await count('queued')).toBe(0);
     expect(await count('cancelled')).toBe(total);
     expect((await api('POST', `/api/v1/jobs/${j.id}/cancel`)).status).toBe(409);

@@ -1,7 +1,7 @@
 // `hodei jobs …`: list, show (and watch), cancel, results, stats, cleanup.
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { CleanupResult, Execution, FINAL_STATUSES, Job, Stats } from '@hodei/types';
+import { CleanupResult, Execution, FINAL_STATUSES, Job, JobCancelled, Stats } from '@hodei/types';
 import { confirm } from '../confirm.js';
 import { context, exitCodeFor, exitNote, type Ctx } from '../context.js';
 import { CliError } from '../errors.js';
@@ -133,8 +133,17 @@ export const cancel = async (id: string, _f: unknown, cmd: Command) => {
   // answers once every execution is cancelled (about 150 a second: a backlog of thousands takes a while)
   const res = (await client.request('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null, { timeoutMs: JOB_CANCEL_TIMEOUT_MS })).data;
   if (out.json) return out.printJson(res ?? { id: jobId });
-  out.line(`cancel requested for job ${jobId}`);
+  out.line(cancelText(jobId, CancelCounts.safeParse(res).data?.cancelled));
 };
+
+const CancelCounts = JobCancelled.pick({ cancelled: true });
+
+/** `cancelled 3 executions of job …: 2 queued, 1 running (being stopped)`; an orchestrator that counts nothing: the request. */
+function cancelText(jobId: string, n: JobCancelled['cancelled'] | undefined): string {
+  if (!n) return `cancel requested for job ${jobId}`;
+  const parts = [n.queued ? `${n.queued} queued` : '', n.running ? `${n.running} running (being stopped)` : ''].filter(Boolean);
+  return `cancelled ${n.executions} execution${n.executions === 1 ? '' : 's'} of job ${jobId}: ${parts.join(', ')}`;
+}
 
 export const results = async (id: string, f: { output?: string }, cmd: Command) => {
   const { client, out } = context(cmd);

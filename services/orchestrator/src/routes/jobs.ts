@@ -12,7 +12,7 @@ import {
   type Api,
   type Pool,
 } from '@hodei/platform';
-import { DEFAULT_SPEC, IdParams, Job, JobCreate, JobListQuery, JobPatch, z } from '@hodei/types';
+import { DEFAULT_SPEC, IdParams, Job, JobCancelled, JobCreate, JobListQuery, JobPatch, z } from '@hodei/types';
 import type { Counter } from 'prom-client';
 import { findCycle } from '../dag.js';
 import type { Db } from '../store/db.js';
@@ -262,7 +262,10 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       summary: "Cancel the job's queued and running executions (through worker-manager)",
       params: IdParams,
       responses: {
-        202: { description: 'the job as it is now; its status follows once the executions stop', schema: Job },
+        202: {
+          description: 'the job as it is now (its status follows once the executions stop), and `cancelled`: how many executions this cancel stopped, by the status each had when it was asked',
+          schema: JobCancelled,
+        },
         404: { description: 'no such job' },
         409: { description: 'nothing to cancel: the job never ran or its last execution ended' },
         502: { description: 'worker-manager answered badly' },
@@ -272,9 +275,9 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
     async ({ params }, _req, res) => {
       const job = await jobs.getJob(db, params.id);
       if (!job) throw new NotFoundError('job', params.id);
-      const cancelled = await workerManager.cancelActive(params.id);
-      deps.metrics.jobsCancelled.inc(cancelled);
-      if (cancelled === 0) {
+      const { queued, running } = await workerManager.cancelActive(params.id);
+      deps.metrics.jobsCancelled.inc(queued + running);
+      if (queued + running === 0) {
         // none queued or running, or every one ended before its cancel arrived
         const last = await workerManager.lastExecution(params.id);
         throw new ConflictError(
@@ -283,7 +286,8 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
             : `nothing to cancel: job ${params.id} has never run`,
         );
       }
-      res.status(202).json((await jobs.getJob(db, params.id)) ?? job);
+      const now = (await jobs.getJob(db, params.id)) ?? job;
+      res.status(202).json({ ...now, cancelled: { executions: queued + running, queued, running } } satisfies JobCancelled);
     },
   );
 }
