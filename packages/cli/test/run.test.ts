@@ -203,6 +203,26 @@ describe('hodei run', () => {
     expect(long).toMatch(new RegExp(`^"0{199}… \\(whole: hodei jobs results [0-9a-f-]{36}\\)$`));
   });
 
+  it('--json has the result the job wrote to $HODEI_RESULT_FILE, result_error when it is unusable, neither when it wrote none', async () => {
+    const runJson = async (command: string) => {
+      const r = await hodeiDone(['run', '--json', '--command', command], env);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    // was: no key for it; a script had to call hodei jobs results with the execution's id
+    const written = await runJson(`echo row; printf '{"rows": [1, 2, 3]}' > "$HODEI_RESULT_FILE"`);
+    expect(written).toMatchObject({ status: 'completed', line_count: 1, result: { rows: [1, 2, 3] } });
+    expect(Object.keys(written).slice(-2)).toEqual(['result', 'lines']);
+    expect(written).not.toHaveProperty('result_error');
+    expect(await runJson(`echo null > "$HODEI_RESULT_FILE"`)).toHaveProperty('result', null);
+    const none = await runJson('true');
+    expect(none).not.toHaveProperty('result');
+    expect(none).not.toHaveProperty('result_error');
+    const bad = await runJson(`echo '{bad' > "$HODEI_RESULT_FILE"`);
+    expect(bad).not.toHaveProperty('result');
+    expect(bad.result_error).toMatch(/^unusable: result file is not valid JSON/);
+  });
+
   it('--detach prints the ids and exits 0 at once; logs -f follows it to the end', async () => {
     const r = await hodeiDone(['run', '--detach', '--json', '--name', 'detached', '--command', 'sleep 0.5; echo later'], env);
     expect(r.code).toBe(0);

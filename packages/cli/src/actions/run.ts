@@ -152,16 +152,32 @@ async function readText(file: string): Promise<string> {
 /** What the summary shows of a result longer than this: the start, and how to get it whole. */
 const RESULT_CHARS = 200;
 
-/** The JSON the job wrote to $HODEI_RESULT_FILE, on one line; null when it wrote none. */
-async function resultLine({ client }: Ctx, executionId: string): Promise<string | null> {
+/** The JSON the job wrote to $HODEI_RESULT_FILE: none, its value, or why there is none to use. */
+type Result = { written: false } | { written: true; value: unknown } | { written: true; error: string };
+
+async function readResult({ client }: Ctx, executionId: string): Promise<Result> {
   try {
     const { data } = await client.request('worker-manager', 'GET', `/api/v1/executions/${executionId}/result`, null, { timeoutMs: 5000 });
-    const text = JSON.stringify(data);
-    return text.length <= RESULT_CHARS ? text : `${text.slice(0, RESULT_CHARS)}… (whole: hodei jobs results ${executionId})`;
+    return { written: true, value: data };
   } catch (err) {
-    if (err instanceof ApiError && err.status === 422) return `unusable: ${err.fieldErrors.find((e) => e.path === 'result')?.message ?? err.message}`;
-    return null;
+    if (err instanceof ApiError && err.status === 404) return { written: false };
+    if (err instanceof ApiError && err.status === 422) return { written: true, error: `unusable: ${err.fieldErrors.find((e) => e.path === 'result')?.message ?? err.message}` };
+    return { written: true, error: `could not be read: ${(err as Error).message}` };
   }
+}
+
+/** The result on one summary line (the start of a long one); null when the job wrote none. */
+function resultLine(r: Result, executionId: string): string | null {
+  if (!r.written) return null;
+  if ('error' in r) return r.error;
+  const text = JSON.stringify(r.value);
+  return text.length <= RESULT_CHARS ? text : `${text.slice(0, RESULT_CHARS)}… (whole: hodei jobs results ${executionId})`;
+}
+
+/** `--json`'s `result` (absent when the job wrote none) or `result_error` (when it cannot be used). */
+function resultFields(r: Result): Record<string, unknown> {
+  if (!r.written) return {};
+  return 'error' in r ? { result_error: r.error } : { result: r.value };
 }
 
 /** Create + execute + follow. Returns the exit code. */
@@ -296,6 +312,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
       signal: done.signal ?? null,
       duration_ms: duration,
       line_count: lines,
+      ...resultFields(await readResult(c, current.id)),
     };
     let json: JsonLines | null = lastSeq === 0 ? new JsonLines(head) : null;
     const onDown = (reason: string) => out.note(out.err('yellow', `${reason}; retrying…`));
@@ -320,7 +337,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     ];
     if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
     if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
-    const result = await resultLine(c, current.id);
+    const result = resultLine(await readResult(c, current.id), current.id);
     if (result !== null) pairs.push(['result', result]);
     out.fields(pairs, 'stderr');
   }
