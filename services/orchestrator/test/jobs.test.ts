@@ -125,6 +125,26 @@ describe('jobs', () => {
     expect(p.body.jobs).toEqual([{ id: b.body.id, name: 'b', depends_on: [], status: 'pending' }]);
   });
 
+  it('moving a job that depends on others out of its pipeline without depends_on → 409 naming pipeline_id, nothing changed', async () => {
+    const pid = await pipeline('move-deps');
+    const other = await pipeline('move-deps-target');
+    const a = (await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'a', command: 'true' })).body;
+    const b = (await api('POST', '/api/v1/jobs', { pipeline_id: pid, name: 'b', command: 'true', depends_on: [a.id] })).body;
+    for (const target of [null, other]) {
+      const r = await api('PATCH', `/api/v1/jobs/${b.id}`, { pipeline_id: target });
+      expect([r.status, fieldPaths(r)], JSON.stringify(r.body)).toEqual([409, ['pipeline_id']]);
+      expect(r.headers.get('content-type')).toContain('application/problem+json');
+      expect(r.body.detail).toBe(r.body.errors[0].message);
+      expect(r.body.detail).toContain(`depends on 1 job of pipeline ${pid} (depends_on: ${a.id})`);
+      expect(r.body.detail).toContain(target ? `send depends_on (jobs of pipeline ${other}, or [])` : 'send "depends_on": []');
+    }
+    const kept = await api('GET', `/api/v1/jobs/${b.id}`);
+    expect([kept.body.pipeline_id, kept.body.depends_on]).toEqual([pid, [a.id]]);
+    // with depends_on given too it moves
+    const moved = await api('PATCH', `/api/v1/jobs/${b.id}`, { pipeline_id: null, depends_on: [] });
+    expect([moved.status, moved.body.pipeline_id, moved.body.depends_on]).toEqual([200, null, []]);
+  });
+
   it('deleting a job in the middle of a chain keeps its dependants after what it depended on', async () => {
     const p = await api('POST', '/api/v1/pipelines', {
       name: 'chain',

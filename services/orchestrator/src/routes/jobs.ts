@@ -66,6 +66,21 @@ async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
   if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived: it takes no new jobs`);
 }
 
+/**
+ * A job moved to another pipeline (or out of any) by a PATCH that leaves depends_on as it was: the
+ * jobs it depends on stay behind, so the move is refused naming pipeline_id, the field that was sent,
+ * and saying what to send with it.
+ */
+function checkMoveKeepsDependencies(from: string | null, to: string | null, dependsOn: string[]): void {
+  if (!dependsOn.length) return;
+  const named = dependsOn.slice(0, 3).join(', ') + (dependsOn.length > 3 ? ` and ${dependsOn.length - 3} more` : '');
+  const jobsOf = `${dependsOn.length} job${dependsOn.length === 1 ? '' : 's'} of pipeline ${from} (depends_on: ${named})`;
+  const message = to
+    ? `the job depends on ${jobsOf}, which would not be in pipeline ${to}: send depends_on (jobs of pipeline ${to}, or []) with pipeline_id`
+    : `the job depends on ${jobsOf}, and a job outside any pipeline depends on none: send "depends_on": [] with pipeline_id`;
+  throw new HttpError(409, 'Conflict', message, [{ path: 'pipeline_id', message }]);
+}
+
 /** depends_on names jobs of the same pipeline, and (for an existing job) closes no cycle. */
 async function checkDependsOn(db: Db, jobId: string, pipelineId: string | null, dependsOn: string[]): Promise<void> {
   if (!dependsOn.length) return;
@@ -183,7 +198,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
       responses: {
         200: { description: 'the job', schema: Job },
         404: { description: 'no such job, or pipeline_id names no pipeline' },
-        409: { description: 'other jobs depend on it and it would leave their pipeline, the target pipeline is archived, or its pipeline has another job of this name' },
+        409: { description: 'other jobs depend on it and it would leave their pipeline, it depends on jobs of its pipeline and moves without a new depends_on, the target pipeline is archived, or its pipeline has another job of this name' },
         413: { description: 'the body is over HODEI_BODY_LIMIT, or the changed command + script + args + env are over what NATS carries in one message (max_payload)' },
       },
     },
@@ -198,6 +213,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
           if (pipelineId) await checkPipeline(c, pipelineId);
           if ((await jobs.dependents(c, params.id, existing.pipeline_id)).length)
             throw new ConflictError('other jobs of its pipeline depend on this job: it cannot move to another pipeline');
+          if (body.depends_on === undefined) checkMoveKeepsDependencies(existing.pipeline_id, pipelineId, existing.depends_on);
         }
         const dependsOn = body.depends_on !== undefined ? [...new Set(body.depends_on)] : existing.depends_on;
         if (body.depends_on !== undefined || movesPipeline) await checkDependsOn(c, params.id, pipelineId, dependsOn);
