@@ -85,6 +85,24 @@ describe('query parameters', () => {
     }
   });
 
+  it('a parameter given twice is a 400 saying so, on every route and parameter (not "expected string, received array" or a wrong value)', async () => {
+    const all = (await routes()).flatMap((r) => r.query.map((p) => ({ r, p })));
+    expect(all.length).toBeGreaterThan(40);
+    for (const { r, p } of all) {
+      const res = await call(r, `${p.name}=1&${p.name}=1`);
+      expect([r.path, p.name, res.status, res.type, res.body.detail, res.body.errors]).toEqual([
+        r.path, p.name, 400, expect.stringContaining('application/problem+json'), `invalid query: ${p.name}`,
+        [{ path: p.name, message: 'is given 2 times: give it once' }],
+      ]);
+    }
+    // next to a parameter the route does not take, each is named for what is wrong with it
+    const both = await call({ service: 'orchestrator', method: 'get', path: '/api/v1/jobs', query: [] }, 'status=failed&status=lost&stauts=x');
+    expect(both.body.errors).toEqual([
+      { path: 'status', message: 'is given 2 times: give it once' },
+      { path: 'stauts', message: expect.stringMatching(/^unknown parameter "stauts"/) },
+    ]);
+  });
+
   it('documents each default as a value the parameter takes (force and grep_regex: \'false\', not the boolean)', async () => {
     const withDefault = (await routes()).flatMap((r) => r.query.filter((p) => p.schema.default !== undefined).map((p) => ({ r, p })));
     expect(withDefault.map(({ r, p }) => `${r.path} ${p.name}`)).toEqual(expect.arrayContaining(['/api/v1/workers/{id} force', '/api/v1/executions/{id}/logs grep_regex']));

@@ -67,6 +67,16 @@ function strictQuery(schema: Schema | undefined): { schema: Schema; unknown: (ke
   return { schema: object.strict(), unknown: (k) => `unknown parameter "${k}": ${takes}` };
 }
 
+/** A query parameter given more than once (`?status=failed&status=lost`) arrives as an array, which
+ *  no query schema takes: said as such, not as a wrong type or value of the parameter. */
+function repeatedParams(query: unknown): Map<string, string> {
+  const repeated = new Map<string, string>();
+  for (const [key, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    if (Array.isArray(value)) repeated.set(key, `is given ${value.length} times: give it once`);
+  }
+  return repeated;
+}
+
 function parseOrThrow<S extends Schema>(
   schema: S,
   value: unknown,
@@ -81,7 +91,19 @@ function parseOrThrow<S extends Schema>(
   }
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const errors = zodIssuesToFields(result.error, unknown);
+  let errors = zodIssuesToFields(result.error, unknown);
+  if (where === 'query') {
+    const repeated = repeatedParams(value);
+    const seen = new Set<string>();
+    // one error per repeated parameter; one the route does not take keeps its 'unknown parameter'
+    errors = errors.flatMap((e) => {
+      const message = repeated.get(e.path);
+      if (!message || e.message.startsWith('unknown parameter')) return [e];
+      if (seen.has(e.path)) return [];
+      seen.add(e.path);
+      return [{ path: e.path, message }];
+    });
+  }
   const names = [...new Set(errors.map((e) => e.path))].join(', ');
   throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${names}`, errors);
 }
