@@ -261,6 +261,78 @@ describe('hodei jobs cleanup --dry-run', () => {
   }, 30_000);
 });
 
+describe('hodei jobs cleanup while the orchestrator counts or deletes', () => {
+  /** hodei given a terminal by `script`, as a user at one runs it; all it wrote there. */
+  const atTerminal = (args: string[], extra: Record<string, string>) =>
+    new Promise<{ code: number | null; text: string }>((resolve) => {
+      const child = spawn('script', ['-qec', [process.execPath, MAIN, ...args].map((w) => `"${w}"`).join(' '), '/dev/null'], {
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', TERM: 'xterm', ...env, ...extra },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+      child.stdin.end();
+      child.on('close', (code) => resolve({ code, text }));
+    });
+
+  it('at a terminal, says what it waits for and for how long; nothing of it through a pipe or with --json', async () => {
+    // an installation where counting takes a while: the orchestrator's answer comes 2.2 s late
+    const slow = await forwardingProxy(fx.stack.orchestrator.url, (req, res, upRes) => {
+      setTimeout(() => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res)), req.url === '/api/v1/cleanup' ? 2200 : 0);
+    });
+    try {
+      const dry = await atTerminal(['jobs', 'cleanup', '--older-than', '30d', '--dry-run'], { HODEI_ORCHESTRATOR_URL: slow.url });
+      expect(dry.code, dry.text).toBe(0);
+      // was: nothing at all until the answer
+      expect(dry.text).toContain('\r\x1b[2Kcounting what would be deleted… 0s\r\x1b[2Kcounting what would be deleted… 1s');
+      expect(dry.text).toMatch(/\r\x1b\[2Kcounted in 2\.\d\ds\r\nwould delete \d+ jobs?, /);
+
+      const real = await atTerminal(['jobs', 'cleanup', '--older-than', '30d', '--yes'], { HODEI_ORCHESTRATOR_URL: slow.url });
+      expect(real.code, real.text).toBe(0);
+      expect(real.text).toContain('\r\x1b[2Kdeleting (Ctrl-C stops waiting, not the cleanup)… 1s');
+      expect(real.text).toMatch(/\r\x1b\[2Kdeleted in 2\.\d\ds\r\ndeleted \d+ jobs?, /);
+
+      const json = await atTerminal(['jobs', 'cleanup', '--older-than', '30d', '--dry-run', '--json'], { HODEI_ORCHESTRATOR_URL: slow.url });
+      expect(json.code, json.text).toBe(0);
+      expect(JSON.parse(json.text)).toMatchObject({ dry_run: true });
+
+      const piped = await hodeiDone(['jobs', 'cleanup', '--older-than', '30d', '--dry-run'], { ...env, HODEI_ORCHESTRATOR_URL: slow.url });
+      expect(piped.code, piped.stderr).toBe(0);
+      expect(piped.stderr).toBe('');
+      expect(piped.stdout).toMatch(/^would delete \d+ jobs?, [^\n]*\n$/);
+    } finally {
+      await slow.close();
+    }
+  }, 30_000);
+
+  it('Ctrl-C stops the waiting (exit 130) and says the orchestrator goes on with the cleanup, which it does', async () => {
+    const { workerManager } = fx.stack;
+    const res = await fetch(`${workerManager.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'true' }) });
+    const { id } = (await res.json()) as { id: string };
+    const shown = () => fetch(`${workerManager.url}/api/v1/executions/${id}`);
+    for (let i = 0; i < 100 && ((await (await shown()).json()) as { status: string }).status !== 'completed'; i++) await new Promise((r) => setTimeout(r, 100));
+    await workerManager.ctx.db.query("UPDATE executions SET finished_at = now() - interval '40 days' WHERE id = $1", [id]);
+    let asked: () => void = () => undefined;
+    const cleanupAsked = new Promise<void>((resolve) => (asked = resolve));
+    const held = await forwardingProxy(fx.stack.orchestrator.url, (req, res, upRes) => {
+      if (req.url !== '/api/v1/cleanup') return void (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res));
+      asked(); // the orchestrator has done the cleanup; its answer never reaches hodei
+    });
+    try {
+      const run = hodei(['jobs', 'cleanup', '--older-than', '30d', '--yes'], { ...env, HODEI_ORCHESTRATOR_URL: held.url });
+      await cleanupAsked;
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      expect(r.code).toBe(130);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe('hodei: interrupted: the orchestrator goes on with the cleanup (hodei jobs stats shows what is left)\n');
+      expect((await shown()).status).toBe(404);
+    } finally {
+      await held.close();
+    }
+  }, 30_000);
+});
+
 describe('hodei logs -f', () => {
   it('ends with how the execution ended, and exits with the code run would have: its exit code, or 128 + the signal that killed it', async () => {
     const killed = JSON.parse((await hodeiDone(['run', '--json', '--command', 'echo bye; kill -KILL $$'], env)).stdout) as { execution: string };

@@ -8,6 +8,7 @@ import { CliError } from '../errors.js';
 import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveExecutionOrJob, resolveJob, resolvePipeline } from '../resources.js';
+import { NO_TICKER, startTicker } from '../ticker.js';
 
 const firstLine = (s: string | null) => (s === null ? '-' : s.split('\n').length > 1 ? `${s.split('\n')[0]} …` : s);
 
@@ -179,11 +180,21 @@ export const stats = async (_f: unknown, cmd: Command) => {
 };
 
 export const cleanup = async (f: { olderThan: number; dryRun?: boolean; yes?: boolean }, cmd: Command) => {
-  const { client, out } = context(cmd);
+  const { client, out, config } = context(cmd);
   const days = Math.round((f.olderThan / 86_400) * 1e6) / 1e6;
-  // the orchestrator waits up to 10 minutes for worker-manager to delete large logs
-  const clean = async (dryRun: boolean) =>
-    (await client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: dryRun }, timeoutMs: 11 * 60_000 })).data;
+  // the orchestrator waits up to 10 minutes for worker-manager to delete large logs; it answers only
+  // at the end, so a terminal is shown what hodei waits for and for how long
+  const clean = async (dryRun: boolean) => {
+    const ticker = out.json || !config.tty.stderr ? NO_TICKER : startTicker(process.stderr, dryRun ? 'counting what would be deleted' : 'deleting (Ctrl-C stops waiting, not the cleanup)');
+    try {
+      const asked = client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: dryRun }, timeoutMs: 11 * 60_000 });
+      const r = (await untilInterrupted(asked, dryRun ? 'interrupted' : 'interrupted: the orchestrator goes on with the cleanup (hodei jobs stats shows what is left)')).data;
+      ticker.stop(dryRun ? 'counted' : 'deleted');
+      return r;
+    } finally {
+      ticker.stop();
+    }
+  };
   // at a terminal, what would go is shown first, and goes only once the user says so
   if (!f.dryRun && !f.yes && process.stdin.isTTY) {
     const plan = await clean(true);
@@ -195,6 +206,16 @@ export const cleanup = async (f: { olderThan: number; dryRun?: boolean; yes?: bo
   if (out.json) return out.printJson(r);
   for (const line of cleanupText(r)) out.line(line);
 };
+
+/** Resolves as `work` does, or fails with `message` (exit 130) at a Ctrl-C meanwhile. */
+function untilInterrupted<T>(work: Promise<T>, message: string): Promise<T> {
+  let onSigint = () => {};
+  const interrupted = new Promise<never>((_resolve, reject) => {
+    onSigint = () => reject(new CliError(message, 130));
+  });
+  process.once('SIGINT', onSigint);
+  return Promise.race([work, interrupted]).finally(() => process.off('SIGINT', onSigint));
+}
 
 /** `deleted 1 job, 3 executions (…) with their logs, and 0 pipeline runs`, then the jobs' ids. */
 function cleanupText(r: CleanupResult): string[] {
