@@ -126,6 +126,28 @@ describe('request bodies', () => {
     expect([ok.status, ok.body.name]).toEqual([201, 'latin\u00ff']);
   });
 
+  it('refuses a query parameter that is not percent-encoded UTF-8, naming it, instead of filtering on U+FFFD', async () => {
+    const named = (await fetch(`${orchestrator.url}/api/v1/jobs`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x\ufffd', command: 'true' }),
+    }).then((res) => res.json())) as { id: string };
+    for (const [base, path, field] of [
+      [orchestrator.url, '/api/v1/jobs?name=x%FF', 'name'],
+      [orchestrator.url, '/api/v1/jobs?limit=5&tag=%ED%A0%80', 'tag'],
+      [scheduler.url, '/api/v1/workers?status=%C3', 'status'],
+      [workerManager.url, '/api/v1/executions/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11/logs?grep=%FE', 'grep'],
+      [orchestrator.url, '/api/v1/jobs?na%FFme=x', 'query'],
+    ] as const) {
+      const res = await fetch(`${base}${path}`);
+      const body = await res.json();
+      expect([path, res.status, res.headers.get('content-type'), body.errors], JSON.stringify(body)).toEqual([
+        path, 400, expect.stringContaining('application/problem+json'), [{ path: field, message: 'is not valid percent-encoded UTF-8' }],
+      ]);
+    }
+    // the same character encoded in UTF-8 is taken
+    const found = (await fetch(`${orchestrator.url}/api/v1/jobs?name=x%EF%BF%BD`).then((res) => res.json())) as Array<{ id: string }>;
+    expect(found.map((j) => j.id)).toEqual([named.id]);
+  });
+
   it('answers what Node refuses before any route (a URL over the header limit, a malformed request) as problem+json, not a bare status', async () => {
     const long = await fetch(`${orchestrator.url}/api/v1/jobs?name=${'x'.repeat(maxHeaderSize)}`);
     expect(long.status).toBe(431);

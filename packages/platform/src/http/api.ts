@@ -139,6 +139,19 @@ function decodes(segment: string): boolean {
   }
 }
 
+/** The query parameter of `url` (`query` when it is its name) that is not valid percent-encoded
+ *  UTF-8: Node's parser reads it as U+FFFD, a filter on text other than what was sent. */
+function undecodableQueryParam(url: string): string | undefined {
+  const at = url.indexOf('?');
+  if (at < 0) return undefined;
+  for (const pair of url.slice(at + 1).split('&')) {
+    const [key = '', value = ''] = pair.replace(/\+/g, ' ').split(/=(.*)/s);
+    if (!decodes(key)) return 'query';
+    if (!decodes(value)) return clip(decodeURIComponent(key));
+  }
+  return undefined;
+}
+
 function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
@@ -187,6 +200,8 @@ export class Api {
     const run: RequestHandler = async (req: Request, res: Response, next: NextFunction) => {
       try {
         const params = def.params ? parseOrThrow(def.params, req.params, 'path') : undefined;
+        const undecodable = undecodableQueryParam(req.originalUrl);
+        if (undecodable) throw new BadRequestError(`invalid query: ${undecodable}`, [{ path: undecodable, message: 'is not valid percent-encoded UTF-8' }]);
         const parsedQuery = parseOrThrow(query.schema, req.query, 'query', query.unknown);
         let body: unknown;
         if (def.body) {
