@@ -406,6 +406,28 @@ describe('ids and other commands', () => {
     expect(unknown.stderr).toBe('hodei: no execution or job has the id 00000000-0000-4000-8000-000000000000\n');
   });
 
+  it('logs --grep selects the same lines in a past log (searched by the worker-manager) as followed (-f): \\b, \\B, [[:digit:]]', async () => {
+    const lines = ['foo bar', 'xfoo', 'food', 'a7', 'b', 'back\\slash'];
+    const command = lines.map((l) => `printf '%s\\n' '${l}'`).join('; ');
+    const j = JSON.parse((await hodeiDone(['run', '--json', '--name', 'words', '--command', command], env)).stdout) as { execution: string };
+    const both = async (pattern: string) => {
+      const past = await hodeiDone(['logs', j.execution, '--raw', '--grep', pattern], env);
+      const followed = await hodeiDone(['logs', j.execution, '--raw', '-f', '--grep', pattern], env);
+      expect([past.code, followed.code], past.stderr + followed.stderr).toEqual([0, 0]);
+      expect(past.stdout, `--grep '${pattern}' past and followed`).toBe(followed.stdout);
+      return past.stdout;
+    };
+    // was: nothing in a past log (PostgreSQL read \b as a backspace, \B as a backslash), the lines live
+    expect(await both('\\bfoo\\b')).toBe('foo bar\n');
+    expect(await both('o\\B')).toBe('foo bar\nxfoo\nfood\n');
+    expect(await both('k\\\\s')).toBe('back\\slash\n');
+    expect(await both('[\\b]')).toBe('');
+    // was: no line followed (JavaScript read a set of '[:digt' and then ']'), 'a7' in a past log
+    expect(await both('[[:digit:]]')).toBe('a7\n');
+    expect(await both('^[^[:alpha:][:space:]]*$')).toBe('');
+    expect(await both('^[[:alpha:]]$')).toBe('b\n');
+  });
+
   it('output through a pipe arrives whole before hodei exits: 100,000 log lines, a 1 MiB result', async () => {
     const command = `seq 1 100000; { printf '"'; head -c 1048574 /dev/zero | tr '\\0' r; printf '"'; } > "$HODEI_RESULT_FILE"`;
     const j = JSON.parse((await hodeiDone(['run', '--json', '--name', 'big-output', '--command', command], env)).stdout) as { execution: string; status: string };

@@ -2,8 +2,9 @@
 import type { Command } from 'commander';
 import { LogsResponse, type LogLine } from '@hodei/types';
 import { context, exitCodeFor, exitNote } from '../context.js';
-import { ApiError, CliError, CutOffError, UsageError } from '../errors.js';
+import { ApiError, CliError, CutOffError } from '../errors.js';
 import { followLogs } from '../follow.js';
+import { matcher, serverPattern } from '../grep.js';
 import { JsonLines } from '../json-lines.js';
 import { untilAnswered } from '../outage.js';
 import { backlog, statusText } from '../output.js';
@@ -19,16 +20,6 @@ interface LogsFlags {
   grep?: string;
   timestamps: boolean;
   raw?: boolean;
-}
-
-function matcher(pattern: string | undefined): (line: string) => boolean {
-  if (!pattern) return () => true;
-  try {
-    const re = new RegExp(pattern);
-    return (l) => re.test(l);
-  } catch (err) {
-    throw new UsageError(`--grep: ${(err as Error).message}`);
-  }
 }
 
 export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
@@ -81,7 +72,7 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
       since_seq: since,
       tail: flags.tail,
       stream: flags.stream,
-      grep: flags.grep,
+      grep: flags.grep === undefined ? undefined : serverPattern(flags.grep),
       grep_regex: flags.grep === undefined ? undefined : 'true',
       // the API answers the last min(tail, limit) lines: a tail past one page is asked for whole
       limit: Math.max(limit, flags.tail ?? 0),
