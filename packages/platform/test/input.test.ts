@@ -126,6 +126,35 @@ describe('request bodies', () => {
     expect([ok.status, ok.body.name]).toEqual([201, 'latin\u00ff']);
   });
 
+  it('refuses YAML nested deeper than 64 levels with a 400 saying so, and the service lives on (a 20 KB body of [ killed it)', async () => {
+    const post = async (body: string, type: string, path = '/api/v1/jobs') => {
+      const res = await fetch(`${orchestrator.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+      return { status: res.status, body: await res.json() };
+    };
+    const nested = (n: number) => `name: x\nlabels: ${'['.repeat(n)}${']'.repeat(n)}\n`;
+    // the requests that made a real orchestrator abort (V8: 'RegExpCompiler Allocation failed - process out of memory')
+    for (const n of [1000, 10_000]) {
+      await post(`{"name":${'['.repeat(n)}${']'.repeat(n)}}`, 'application/json');
+      await post(`{"env":${'{"a":'.repeat(n)}1${'}'.repeat(n)}}`, 'application/json');
+      for (const yaml of [`name: ${'['.repeat(n)}${']'.repeat(n)}`, `name:\n${Array.from({ length: Math.min(n, 2000) }, (_, i) => `${' '.repeat(i)}- `).join('\n')}\n`]) {
+        const r = await post(yaml, 'application/yaml');
+        expect([r.status, r.body.errors]).toEqual([400, [{ path: 'body', message: 'nests collections deeper than 64 levels' }]]);
+      }
+    }
+    for (const [yaml, path] of [
+      [nested(65), '/api/v1/jobs'],
+      [`name: p\njobs:\n${'  '.repeat(0)}- name: a\n    labels: ${'{a: '.repeat(70)}b${'}'.repeat(70)}\n`, '/api/v1/pipelines'],
+      [`name: x\nargs:\n${Array.from({ length: 70 }, (_, i) => `${' '.repeat(2 * i + 2)}-`).join('\n')} a\n`, '/api/v1/jobs'],
+    ] as const) {
+      const r = await post(yaml, 'application/yaml', path);
+      expect([path, r.status, r.body.detail, r.body.errors]).toEqual([path, 400, 'the YAML body nests collections deeper than 64 levels', [{ path: 'body', message: 'nests collections deeper than 64 levels' }]]);
+    }
+    // 64 levels are parsed (and refused by the schema, naming the field)
+    const deepest = await post(nested(63), 'application/yaml');
+    expect([deepest.status, deepest.body.errors[0].path]).toEqual([400, 'labels']);
+    expect((await fetch(`${orchestrator.url}/health`)).status).toBe(200);
+  });
+
   it('refuses a query parameter that is not percent-encoded UTF-8, naming it, instead of filtering on U+FFFD', async () => {
     const named = (await fetch(`${orchestrator.url}/api/v1/jobs`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x\ufffd', command: 'true' }),

@@ -4,7 +4,7 @@ import { OpenApiGeneratorV3, OpenAPIRegistry, type RouteConfig } from '@asteasol
 import { Health, ProblemDetails, z } from '@hodei/types';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
-import { parseDocument } from 'yaml';
+import { parseDocument, Parser } from 'yaml';
 import { BadRequestError, clip, fieldPath, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
 import { stringPath, unstorableCharacter } from '../db.js';
 
@@ -108,8 +108,39 @@ function parseOrThrow<S extends Schema>(
   throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${names}`, errors);
 }
 
+/** Deeper than any Hodei body goes (a pipeline's jobs' env is 4 levels), and far from the stack's end. */
+export const MAX_YAML_DEPTH = 64;
+
+type CstToken = { type?: string; value?: CstToken; items?: Array<{ key?: CstToken | null; value?: CstToken | null }> };
+
+/**
+ * How deep the collections of a YAML text nest, from its CST: the lexer and parser go without
+ * recursion, but the composer recurses once per level, and a stack overflow there can land in V8
+ * compiling a regular expression, which aborts the process (a 20 KB body of `[` took a service down).
+ */
+function yamlDepth(text: string, max: number): number {
+  let deepest = 0;
+  const stack: Array<[CstToken, number]> = [];
+  for (const doc of new Parser().parse(text)) stack.push([doc as CstToken, 0]);
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [token, above] = next;
+    const depth = token.items ? above + 1 : above;
+    if (depth > deepest && (deepest = depth) > max) break;
+    if (token.value) stack.push([token.value, depth]);
+    for (const item of token.items ?? []) {
+      if (item.key) stack.push([item.key, depth]);
+      if (item.value) stack.push([item.value, depth]);
+    }
+  }
+  return deepest;
+}
+
 /** Parses a YAML text body; a syntax error becomes a 400 that gives line and column. */
 export function parseYamlBody(text: string): unknown {
+  if (yamlDepth(text, MAX_YAML_DEPTH) > MAX_YAML_DEPTH) {
+    const message = `nests collections deeper than ${MAX_YAML_DEPTH} levels`;
+    throw new BadRequestError(`the YAML body ${message}`, [{ path: 'body', message }]);
+  }
   const doc = parseDocument(text, { prettyErrors: true });
   const err = doc.errors[0];
   if (err) {
