@@ -180,6 +180,8 @@ describe('app factory', () => {
       [post(open.url, 'hello', 'text/plain'), 415],
       // a Content-Encoding the body does not have: zlib's 'incorrect header check' named nothing
       [post(open.url, '{"n":1}', 'application/json', { 'content-encoding': 'gzip' }), 400, 'body'],
+      // brotli's 'Decompression failed' came as a bare 400 with no errors
+      [post(open.url, '{"n":1}', 'application/json', { 'content-encoding': 'br' }), 400, 'body'],
       [post(open.url, JSON.stringify({ n: 1, pad: 'x'.repeat(4 * 1024 * 1024) })), 413, 'body'],
       [fetch(`${open.url}/api/v1/notes/not-a-uuid`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' }), 400, 'id'],
       // not percent-encoded UTF-8: Express's own 400 named only the value

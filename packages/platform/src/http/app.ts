@@ -245,8 +245,8 @@ function toHttpError(err: unknown, req: Request, api: Api, bodyLimit: string): H
     const name = api.undecodableParam(req.path) ?? 'path';
     return new BadRequestError(`invalid path parameter: ${name}`, [{ path: name, message: 'is not valid percent-encoded UTF-8' }]);
   }
-  // zlib's own words ('incorrect header check') named neither the body nor its encoding
-  if (typeof e?.code === 'string' && e.code.startsWith('Z_') && e.status === 400) {
+  // zlib's own words ('incorrect header check', brotli's 'Decompression failed') named neither the body nor its encoding
+  if (typeof e?.code === 'string' && /^(Z_|ERR__ERROR_)/.test(e.code) && e.status === 400) {
     const message = `is not valid ${req.headers['content-encoding'] ?? 'compressed'} data (${e.message})`;
     return new BadRequestError(`the request body ${message}`, [{ path: 'body', message }]);
   }
