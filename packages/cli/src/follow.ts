@@ -77,8 +77,10 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
     let res: Response;
     try {
       const headers: Record<string, string> = { accept: 'text/event-stream' };
-      if (lastSeq > 0) headers['last-event-id'] = String(lastSeq);
-      const query = lastSeq > 0 ? { since_seq: lastSeq } : delivered ? {} : { tail: opts.tail };
+      // a Last-Event-ID resumes with nothing cut: until a connection delivered, since_seq and tail both apply
+      if (lastSeq > 0 && delivered) headers['last-event-id'] = String(lastSeq);
+      const since = lastSeq > 0 ? lastSeq : undefined;
+      const query = delivered ? { since_seq: since } : { since_seq: since, tail: opts.tail };
       res = await client.fetch('worker-manager', 'GET', path, { headers, query, timeoutMs: null });
       if (!res.ok) throw await client.errorOf('worker-manager', 'GET', path, res);
     } catch (err) {

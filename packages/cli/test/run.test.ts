@@ -428,6 +428,37 @@ describe('ids and other commands', () => {
     expect(await both('^[[:alpha:]]$')).toBe('b\n');
   });
 
+  it('logs -f --tail N begins with the lines logs --tail N prints: with --since-seq, --grep or --stream', async () => {
+    const command = 'for i in $(seq 1 10); do if [ $((i % 2)) = 0 ]; then echo $i; else echo $i >&2; fi; done';
+    const j = JSON.parse((await hodeiDone(['run', '--json', '--name', 'evens', '--command', command], env)).stdout) as { execution: string };
+    /** The lines logs -f prints, once checked against what logs prints. */
+    const seqs = async (args: string[]) => {
+      const past = await hodeiDone(['logs', j.execution, '--json', ...args], env);
+      const followed = await hodeiDone(['logs', j.execution, '-f', '--json', ...args], env);
+      expect([past.code, followed.code], past.stderr + followed.stderr).toEqual([0, 0]);
+      const events = followed.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { seq?: number; line: string });
+      const live = events.filter((e) => e.seq !== undefined);
+      expect(live, `logs -f ${args.join(' ')}`).toEqual((JSON.parse(past.stdout) as { lines: unknown[] }).lines);
+      return live.map((e) => e.line);
+    };
+    // was (-f): seq 4 to 10 for the first, the tail dropped for --since-seq; the last 2 lines then filtered for the others
+    expect(await seqs(['--tail', '2', '--since-seq', '3'])).toHaveLength(2);
+    expect(await seqs(['--grep', '^[0-9]$', '--tail', '2'])).toHaveLength(2);
+    expect(await seqs(['--stream', 'stderr', '--tail', '2'])).toEqual(['7', '9']);
+    expect(await seqs(['--stream', 'stdout', '--grep', '^[0-9]$', '--tail', '3'])).toEqual(['4', '6', '8']);
+    expect(await seqs(['--stream', 'stdout', '--tail', '0'])).toEqual([]);
+
+    // a job still running: the selected tail, then what it prints from then on
+    const go = join(dir, 'go-on');
+    const running = JSON.parse((await hodeiDone(['run', '--detach', '--json', '--command', `echo a1; echo b1; echo a2; echo b2; while [ ! -e ${go} ]; do sleep 0.05; done; echo b3; echo a3`], env)).stdout) as { execution: string };
+    const follow = hodei(['logs', '-f', running.execution, '--raw', '--grep', '^b', '--tail', '1'], env);
+    await follow.waitFor(/^b2$/);
+    await writeFile(go, '');
+    const r = await follow.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('b2\nb3\n');
+  });
+
   it('output through a pipe arrives whole before hodei exits: 100,000 log lines, a 1 MiB result', async () => {
     const command = `seq 1 100000; { printf '"'; head -c 1048574 /dev/zero | tr '\\0' r; printf '"'; } > "$HODEI_RESULT_FILE"`;
     const j = JSON.parse((await hodeiDone(['run', '--json', '--name', 'big-output', '--command', command], env)).stdout) as { execution: string; status: string };

@@ -33,10 +33,22 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
 
   const grep = matcher(flags.grep);
   if (flags.follow) {
+    // the stream's tail counts every line, and --grep and --stream select from what it sends: the last N
+    // lines they select are read as without -f, then followed from there
+    let sinceSeq = flags.sinceSeq;
+    const tailRead = flags.tail !== undefined && (flags.grep !== undefined || flags.stream !== undefined);
+    if (tailRead) {
+      const page = await untilAnswered(() => client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, logsQuery(flags, flags.sinceSeq)), onDown).catch((err: unknown) => {
+        throw grepStopped(err, flags.grep);
+      });
+      for (const l of page.lines) emit(l);
+      printer.flush();
+      sinceSeq = page.next_seq;
+    }
     const done = await followLogs(client, {
       executionId,
-      sinceSeq: flags.sinceSeq,
-      tail: flags.tail,
+      sinceSeq,
+      tail: tailRead ? undefined : flags.tail,
       onLine: (l) => {
         if (flags.stream && l.stream !== flags.stream) return;
         if (!grep(l.line)) return;
@@ -68,16 +80,7 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
   let since = flags.sinceSeq;
   const limit = 10_000;
   for (;;) {
-    const query = {
-      since_seq: since,
-      tail: flags.tail,
-      stream: flags.stream,
-      grep: flags.grep === undefined ? undefined : serverPattern(flags.grep),
-      grep_regex: flags.grep === undefined ? undefined : 'true',
-      // the API answers the last min(tail, limit) lines: a tail past one page is asked for whole
-      limit: Math.max(limit, flags.tail ?? 0),
-    };
-    const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, query).catch((err: unknown) => {
+    const page = await client.get('worker-manager', `/api/v1/executions/${executionId}/logs`, LogsResponse, logsQuery(flags, since, limit)).catch((err: unknown) => {
       throw grepStopped(err, flags.grep);
     });
     if (out.json) json ??= new JsonLines({ execution_id: executionId });
@@ -94,6 +97,19 @@ export const logs = async (id: string, flags: LogsFlags, cmd: Command) => {
   }
   json?.end();
 };
+
+/** GET …/logs's query for the lines the flags select after `since`, `limit` a page. */
+function logsQuery(flags: LogsFlags, since: number | undefined, limit = 10_000) {
+  return {
+    since_seq: since,
+    tail: flags.tail,
+    stream: flags.stream,
+    grep: flags.grep === undefined ? undefined : serverPattern(flags.grep),
+    grep_regex: flags.grep === undefined ? undefined : 'true',
+    // the API answers the last min(tail, limit) lines: a tail past one page is asked for whole
+    limit: Math.max(limit, flags.tail ?? 0),
+  };
+}
 
 /** The worker-manager stops a search past its time budget (HODEI_LOG_GREP_TIMEOUT_MS): with a 422
  *  naming grep before any line is sent, by closing the connection after. Either is one line in the
