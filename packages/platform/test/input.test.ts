@@ -126,6 +126,23 @@ describe('request bodies', () => {
     expect([ok.status, ok.body.name]).toEqual([201, 'latin\u00ff']);
   });
 
+  it('a required field left out is named as such, not "expected string, received undefined" (JSON has no undefined)', async () => {
+    for (const [base, path, body, field] of [
+      [orchestrator.url, '/api/v1/pipelines', {}, 'name'],
+      [orchestrator.url, '/api/v1/pipelines', { name: 'p', jobs: [{ command: 'true' }] }, 'jobs.0.name'],
+      [orchestrator.url, '/api/v1/cleanup', { dry_run: true }, 'older_than_days'],
+      [workerManager.url, '/api/v1/executions/cleanup', {}, 'job_ids'],
+    ] as const) {
+      const r = await send(base, 'POST', path, body);
+      expect([path, r.status, r.body.errors]).toEqual([path, 400, [{ path: field, message: 'is required' }]]);
+    }
+    const yaml = await fetch(`${orchestrator.url}/api/v1/pipelines`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: 'description: no name\n' });
+    expect((await yaml.json()).errors).toEqual([{ path: 'name', message: 'is required' }]);
+    // a value of the wrong type still says what it is
+    const wrong = await send(orchestrator.url, 'POST', '/api/v1/pipelines', { name: 5 });
+    expect(wrong.body.errors).toEqual([{ path: 'name', message: 'Invalid input: expected string, received number' }]);
+  });
+
   it('refuses YAML nested deeper than 64 levels with a 400 saying so, and the service lives on (a 20 KB body of [ killed it)', async () => {
     const post = async (body: string, type: string, path = '/api/v1/jobs') => {
       const res = await fetch(`${orchestrator.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
