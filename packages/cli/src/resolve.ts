@@ -54,16 +54,19 @@ export async function idMatches<S extends z.ZodType>(
   text: string,
 ): Promise<{ items: z.infer<S>[]; total: number }> {
   const digits = text.replaceAll('-', '').length;
-  if (!ID_PREFIX.test(text) || digits === 0 || digits > 32) return { items: [], total: 0 };
+  if (!ID_PREFIX.test(text) || text.length < MIN_PREFIX || digits === 0 || digits > 32) return { items: [], total: 0 };
   const { items, total } = await client.list(service, path, item, { id_prefix: text, limit: SHOWN + 1 });
   return { items, total: total ?? items.length };
 }
 
-export function checkPrefix(input: string, kind: string): string {
+/** Too short for an id prefix, and made only of what one holds (`db`, `add`): a name, if anything. */
+const shortHex = (text: string) => text.length < MIN_PREFIX && !/[^0-9a-f-]/.test(text);
+
+/** What the user typed, lower case; refused when it is too short for an id prefix and `kind` has no names. */
+export function checkPrefix(input: string, kind: string, named = true): string {
   const text = input.trim().toLowerCase();
   if (UUID.test(text)) return text;
-  if (text.length < MIN_PREFIX && !/[^0-9a-f-]/.test(text))
-    throw new CliError(`"${input}" is too short: give at least ${MIN_PREFIX} characters of the ${kind} id`);
+  if (!named && shortHex(text)) throw new CliError(`"${input}" is too short: give at least ${MIN_PREFIX} characters of the ${kind} id`);
   return text;
 }
 
@@ -92,6 +95,7 @@ export function pick(
       throw new CliError(`"${input}" is the name of ${matches.length} ${plural(kind)}; give the id (or a unique prefix) of the one you mean`, 1, listed(matches, matches.length));
   }
   if (matches.length === 1) return matches[0] as Candidate;
+  if (matches.length === 0 && shortHex(text)) throw new CliError(`no ${kind} is named "${input}", and an id prefix needs at least ${MIN_PREFIX} characters`);
   if (matches.length === 0) throw new CliError(`no ${kind} matches "${input}"`);
   const count = Math.max(matches.length, idMatchCount ?? 0);
   throw new CliError(`"${input}" is ambiguous: it matches ${count} ${plural(kind)}; give more characters`, 1, listed(matches, count));

@@ -53,7 +53,7 @@ export async function resolveWorker(client: HodeiClient, input: string, opts: { 
 }
 
 export async function resolveExecution(client: HodeiClient, input: string): Promise<string> {
-  const text = checkPrefix(input, 'execution');
+  const text = checkPrefix(input, 'execution', false);
   if (UUID.test(text)) return text;
   const matches = await idMatches(client, 'worker-manager', '/api/v1/executions', Execution, text);
   return pick(input, 'execution', matches.items.map(executionCandidate), 'newest', matches.total).id;

@@ -130,6 +130,27 @@ describe('hodei jobs cancel of a backlog', () => {
   }, 60_000);
 });
 
+describe('a name shorter than an id prefix (4 characters)', () => {
+  it('names its job wherever a job is asked for, when it is only hex digits too (db, add); else says what it is missing', async () => {
+    for (const name of ['db', 'add']) {
+      const ran = await hodeiDone(['run', '--json', '--name', name, '--', 'echo', `I am ${name}`], env);
+      expect(ran.code, ran.stderr).toBe(0);
+      const { job } = JSON.parse(ran.stdout) as { job: string };
+      // was: hodei: "db" is too short: give at least 4 characters of the job id
+      const show = await hodeiDone(['jobs', 'show', name, '--json'], env);
+      expect(show.code, show.stderr).toBe(0);
+      expect((JSON.parse(show.stdout) as { id: string }).id).toBe(job);
+      const logs = await hodeiDone(['logs', name, '--raw'], env);
+      expect([logs.code, logs.stdout], logs.stderr).toEqual([0, `I am ${name}\n`]);
+    }
+    const none = await hodeiDone(['jobs', 'show', 'fed'], env);
+    expect([none.code, none.stdout]).toEqual([1, '']);
+    expect(none.stderr).toBe('hodei: no job is named "fed", and an id prefix needs at least 4 characters\n');
+    const execution = await hodeiDone(['executions', 'show', 'db'], env);
+    expect([execution.code, execution.stderr]).toEqual([1, 'hodei: "db" is too short: give at least 4 characters of the execution id\n']);
+  });
+});
+
 describe('hodei schedules run', () => {
   it('fires a paused schedule now, named by its name, and show marks the firing manual; an unknown one: exit 1', async () => {
     const created = await hodeiDone(['run', '--json', '--name', 'by-hand', '--', 'true'], env);
