@@ -285,6 +285,16 @@ describe('app factory', () => {
     const ui = await fetch(`${open.url}/swagger-ui/`);
     expect(ui.status).toBe(200);
     expect(await ui.text()).toContain('swagger-ui');
+    for (const asset of ['/swagger-ui/swagger-ui.css', '/swagger-ui/swagger-ui-init.js']) expect((await fetch(`${open.url}${asset}`)).status, asset).toBe(200);
+    // swagger-ui-dist's index.html showed the petstore example
+    const index = await fetch(`${open.url}/swagger-ui/index.html`);
+    expect([index.status, index.url, await index.text()]).toEqual([200, `${open.url}/swagger-ui/`, expect.stringContaining('swagger-ui-init.js')]);
+    // the page answered any method and any path under it with its HTML, 200
+    for (const [method, path, status] of [['POST', '/swagger-ui/', 405], ['DELETE', '/swagger-ui/swagger-ui.css', 405], ['GET', '/swagger-ui/nope', 404]] as const) {
+      const res = await fetch(`${open.url}${path}`, { method });
+      expect([method, path, res.status, res.headers.get('content-type')]).toEqual([method, path, status, expect.stringContaining('application/problem+json')]);
+      if (status === 405) expect(res.headers.get('allow')).toBe('GET, HEAD');
+    }
   });
 
   it('counts requests by route in /metrics', async () => {

@@ -9,7 +9,7 @@ import express, { type ErrorRequestHandler, type Express, type Request, type Req
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../config.js';
-import { BadRequestError, HttpError, NotFoundError, PayloadTooLargeError, requestInstance, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
+import { BadRequestError, HttpError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, requestInstance, ServiceUnavailableError, UnauthorizedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { YAML_TYPES, type Api } from './api.js';
 import { openStreams } from './sse.js';
@@ -158,7 +158,19 @@ export function createApp(o: AppOptions): Express {
   app.get('/openapi.json', (_req, res) => {
     res.json(doc);
   });
-  app.use('/swagger-ui', swaggerUi.serve, swaggerUi.setup(doc, { customSiteTitle: o.title }));
+  const docsPage = swaggerUi.setup(doc, { customSiteTitle: o.title });
+  const docsGetOnly: RequestHandler = (req, res, next) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      return next(new MethodNotAllowedError(req.method, req.originalUrl.split('?')[0]!, ['GET', 'HEAD']));
+    }
+    // swagger-ui-dist's own index.html shows the petstore example, not this service
+    if (req.path === '/index.html') return res.redirect(301, './');
+    next();
+  };
+  // the page at /swagger-ui/ only: another path under it is a 404, not the page again
+  const docsPageOnly: RequestHandler = (req, res, next) => (req.path === '/' ? docsPage(req, res, next) : next());
+  app.use('/swagger-ui', docsGetOnly, ...swaggerUi.serve, docsPageOnly);
 
   app.use('/api/v1', o.config.apiToken ? bearerAuth(o.config.apiToken) : loopbackHostOnly);
   app.use(express.json({ limit: o.config.bodyLimit, type: ['application/json', 'application/*+json'], verify: utf8Only }));
