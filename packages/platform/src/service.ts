@@ -1,5 +1,5 @@
 // Start-up and shutdown shared by the three services: db (migrated) → bus → app → listen.
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Registry } from 'prom-client';
@@ -156,8 +156,13 @@ export async function bootService(def: ServiceDefinition, config: Config, logger
     },
   });
   const server = await new Promise<Server>((resolve, reject) => {
-    // Express 5 calls back with the error (EADDRINUSE…) instead of emitting it
-    const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+    // the app answers an HTTP/1.1 request without Host itself: Node's own 400 has an empty body
+    const s = createServer({ requireHostHeader: false }, app);
+    s.once('error', reject);
+    s.listen(config.port, config.host, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
   }).catch(async (err: unknown) => {
     // the port is taken (or not ours): nothing started yet, so nothing is left open either
     await bus.nc.close().catch(() => undefined);

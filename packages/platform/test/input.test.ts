@@ -200,15 +200,25 @@ describe('request bodies', () => {
     expect(long.headers.get('content-type')).toBe('application/problem+json');
     expect((await long.json()).detail).toBe(`the request line and headers are larger than ${maxHeaderSize} bytes: shorten the path, the query or a header`);
     const { port } = new URL(scheduler.url);
-    const raw = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const socket = createConnection(Number(port), '127.0.0.1', () => socket.write('POST /api/v1/schedules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n'));
-      socket.on('data', (d) => (out += d)).on('close', () => resolve(out)).on('error', reject);
-    });
+    const rawRequest = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        let out = '';
+        const socket = createConnection(Number(port), '127.0.0.1', () => socket.write(request));
+        socket.on('data', (d) => (out += d)).on('close', () => resolve(out)).on('error', reject);
+      });
+    const raw = await rawRequest('POST /api/v1/schedules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n');
     const [head, body] = raw.split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1.1 400 Bad Request\r\nContent-Type: application\/problem\+json\r\n/);
     expect(JSON.parse(body!)).toMatchObject({ status: 400, detail: expect.stringMatching(/^malformed HTTP request: .*Content-Length/i) });
+    // an HTTP/1.1 request without Host: Node's own 400 had an empty body; a CONNECT got no answer at all
+    const noHost = await rawRequest('GET /api/v1/schedules HTTP/1.1\r\nConnection: close\r\n\r\n');
+    expect(noHost).toMatch(/^HTTP\/1.1 400 Bad Request\r\n[^]*Content-Type: application\/problem\+json/);
+    expect(JSON.parse(noHost.split('\r\n\r\n')[1]!)).toMatchObject({ status: 400, errors: [{ path: 'Host', message: 'is required in an HTTP/1.1 request' }] });
+    const connect = await rawRequest(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    expect(connect).toMatch(/^HTTP\/1.1 405 Method Not Allowed\r\nContent-Type: application\/problem\+json\r\n/);
+    expect(JSON.parse(connect.split('\r\n\r\n')[1]!)).toMatchObject({ status: 405, detail: 'CONNECT is not allowed: this is no proxy' });
     expect((await fetch(`${orchestrator.url}/health`)).status).toBe(200);
+    expect((await fetch(`${scheduler.url}/health`)).status).toBe(200);
   });
 
   it('refuses a worker that offers less than 1 MiB of memory, on worker-manager and in the scheduler\'s registry', async () => {

@@ -123,6 +123,12 @@ export function createApp(o: AppOptions): Express {
     next();
   });
 
+  // RFC 9112: a server answers 400 to an HTTP/1.1 request without Host
+  app.use((req, _res, next) => {
+    if (req.httpVersion !== '1.1' || req.headers.host !== undefined) return next();
+    next(new BadRequestError('the request has no Host header', [{ path: 'Host', message: 'is required in an HTTP/1.1 request' }]));
+  });
+
   const corsHandler = cors({
     origin: (origin, cb) => cb(null, !origin || (o.config.corsOrigins ? o.config.corsOrigins.includes(origin) : LOCALHOST_ORIGIN.test(origin))),
     exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id'],
@@ -187,6 +193,11 @@ export function createApp(o: AppOptions): Express {
  *  --max-http-header-size, a Content-Length that is no number) is answered as problem+json too:
  *  Node's own answer is a bare status with no body, which names nothing. */
 export function answerClientErrors(server: Server): void {
+  // a proxy request (CONNECT host:port) had its socket closed with no answer at all
+  server.on('connect', (_req, socket: Duplex) => {
+    const body = JSON.stringify({ type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'CONNECT is not allowed: this is no proxy' });
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     // a request before it on the connection may be answering already: nothing can follow
     const answering = (socket as Duplex & { _httpMessage?: { headersSent: boolean } })._httpMessage?.headersSent;
