@@ -42,10 +42,11 @@ export function unstorableCharacter(s: string): string | undefined {
 }
 
 /**
- * The path (`a.b.0`) of the first string or key in a JSON value that `bad` is true of ('' for the
- * value itself). Without recursion: a request body may nest deeper than the call stack goes.
+ * The path (`a.b.0`) of the first string or key in a JSON value that `bad` (`badKey` for keys) is
+ * true of ('' for the value itself). Without recursion: a request body may nest deeper than the call
+ * stack goes.
  */
-export function stringPath(value: unknown, bad: (s: string) => boolean): string | undefined {
+export function stringPath(value: unknown, bad: (s: string) => boolean, badKey: (k: string) => boolean = bad): string | undefined {
   interface Node {
     value: unknown;
     key: string;
@@ -65,7 +66,7 @@ export function stringPath(value: unknown, bad: (s: string) => boolean): string 
     } else if (typeof v === 'object' && v !== null && !seen.has(v)) {
       seen.add(v);
       for (const [k, child] of Object.entries(v)) {
-        if (bad(k)) return pathOf(node, k);
+        if (badKey(k)) return pathOf(node, k);
         stack.push({ value: child, key: k, parent: node });
       }
     }

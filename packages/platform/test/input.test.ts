@@ -143,6 +143,26 @@ describe('request bodies', () => {
     expect(wrong.body.errors).toEqual([{ path: 'name', message: 'Invalid input: expected string, received number' }]);
   });
 
+  it('refuses __proto__ as an env or label name, naming it, instead of accepting the body and dropping it', async () => {
+    const body = (fields: Record<string, unknown>) => `{${Object.entries(fields).map(([k, v]) => `"${k}":${typeof v === 'string' ? v : JSON.stringify(v)}`).join(',')}}`;
+    const proto = '{"__proto__":"x","A":"1"}';
+    for (const [base, path, text, field] of [
+      [orchestrator.url, '/api/v1/jobs', body({ command: '"true"', env: proto }), 'env.__proto__'],
+      [orchestrator.url, '/api/v1/jobs', body({ command: '"true"', labels: proto }), 'labels.__proto__'],
+      [orchestrator.url, '/api/v1/pipelines', body({ name: '"p"', jobs: `[{"name":"a","command":"true","env":${proto}}]` }), 'jobs.0.env.__proto__'],
+      [orchestrator.url, '/api/v1/pipelines/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a11/runs', body({ env: proto }), 'env.__proto__'],
+      [workerManager.url, '/api/v1/execute', body({ command: '"true"', env: proto }), 'env.__proto__'],
+      [workerManager.url, '/api/v1/execute', body({ command: '"true"', labels: proto }), 'labels.__proto__'],
+      [scheduler.url, '/api/v1/workers', body({ labels: proto }), 'labels.__proto__'],
+    ] as const) {
+      const r = await send(base, 'POST', path, text);
+      expect([path, r.status, r.body.errors], text).toEqual([path, 400, [{ path: field, message: 'invalid name: __proto__ cannot be a name here (it would be dropped)' }]]);
+    }
+    // where the body takes no such field it stays an unknown one
+    const top = await send(orchestrator.url, 'POST', '/api/v1/jobs', '{"__proto__":{"command":"x"}}');
+    expect([top.status, top.body.errors]).toEqual([400, [{ path: '__proto__', message: 'unknown field "__proto__"' }]]);
+  });
+
   it('refuses YAML nested deeper than 64 levels with a 400 saying so, and the service lives on (a 20 KB body of [ killed it)', async () => {
     const post = async (body: string, type: string, path = '/api/v1/jobs') => {
       const res = await fetch(`${orchestrator.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });

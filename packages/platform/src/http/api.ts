@@ -90,7 +90,13 @@ function parseOrThrow<S extends Schema>(
     throw new BadRequestError(`invalid ${where === 'path' ? 'path parameter' : where}: ${field}`, [{ path: field, message: `must not contain ${what}` }]);
   }
   const result = schema.safeParse(value);
-  if (result.success) return result.data;
+  if (result.success) {
+    // JSON.parse and YAML keep a "__proto__" key, which zod skips in a record (a strict object names
+    // it unknown): env or labels were taken without it and its value
+    const dropped = where === 'body' ? stringPath(value, () => false, (k) => k === '__proto__') : undefined;
+    if (dropped !== undefined) throw new BadRequestError(`invalid body: ${dropped}`, [{ path: dropped, message: 'invalid name: __proto__ cannot be a name here (it would be dropped)' }]);
+    return result.data;
+  }
   let errors = zodIssuesToFields(result.error, unknown);
   if (where === 'query') {
     const repeated = repeatedParams(value);
