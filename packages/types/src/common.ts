@@ -47,6 +47,15 @@ export const Labels = z.record(z.string().min(1).max(100), z.string().max(500));
 export const MAX_ARG_BYTES = 128 * 1024 - 1;
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
 
+/** The labels reach the worker process as one environment entry, `HODEI_WORKER_LABELS=<JSON>`. */
+const MAX_WORKER_LABELS_BYTES = MAX_ARG_BYTES - 'HODEI_WORKER_LABELS='.length;
+/** A worker's labels (worker-manager starting one, the scheduler registering one): no more than its process can be given. */
+export const WorkerLabels = Labels.superRefine((labels, ctx) => {
+  const bytes = utf8Bytes(JSON.stringify(labels));
+  if (bytes > MAX_WORKER_LABELS_BYTES)
+    ctx.addIssue({ code: 'custom', message: `are ${bytes} bytes as JSON; a worker process takes at most ${MAX_WORKER_LABELS_BYTES}: give fewer or shorter labels` });
+});
+
 /** A string that reaches the job as one argument (with `reserve` bytes of it taken by a `NAME=`);
  *  longer ones could never start (E2BIG). */
 export const argString = (instead: string, reserve = 0) =>

@@ -1,4 +1,4 @@
-import { Capacity, fieldChoice, Id, Instant, Labels, Name, Paging, Timestamp } from './common.js';
+import { Capacity, fieldChoice, Id, Instant, Name, Paging, Timestamp, WorkerLabels } from './common.js';
 import { z } from './zod.js';
 
 export const OverlapPolicy = z.enum(['forbid', 'allow', 'replace']);
@@ -90,7 +90,7 @@ export const WorkerRegister = z
     id: Id.optional().openapi({ description: 'an agent registers under the id worker-manager gave it' }),
     type: z.enum(['shell']).default('shell'),
     name: Name.optional(),
-    labels: Labels.default({}),
+    labels: WorkerLabels.default({}),
     capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
     host: z.string().min(1).max(255).optional(),
     pid: z.number().int().positive().max(2 ** 31 - 1).optional(),

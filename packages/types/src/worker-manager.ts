@@ -1,4 +1,4 @@
-import { Capacity, ExecuteEnv, ExecutionStatus, fieldChoice, Id, IdPrefix, Instant, Labels, MAX_ARG_BYTES, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp } from './common.js';
+import { Capacity, ExecuteEnv, ExecutionStatus, fieldChoice, Id, IdPrefix, Instant, Labels, Name, Paging, queryFlag, queryInt, RUN_ENV, Timestamp, WorkerLabels } from './common.js';
 import { JobSpec, JobSpecFields } from './job-spec.js';
 import { z } from './zod.js';
 
@@ -7,18 +7,11 @@ import { z } from './zod.js';
 export const ManagedWorkerStatus = z.enum(['starting', 'running', 'draining', 'stopped', 'exited']);
 export type ManagedWorkerStatus = z.infer<typeof ManagedWorkerStatus>;
 
-/** The labels reach the worker process as one environment entry, `HODEI_WORKER_LABELS=<JSON>`. */
-const MAX_WORKER_LABELS_BYTES = MAX_ARG_BYTES - 'HODEI_WORKER_LABELS='.length;
-
 export const WorkerStart = z
   .object({
     type: z.enum(['shell']).default('shell'),
     name: Name.optional(),
-    labels: Labels.superRefine((labels, ctx) => {
-      const bytes = new TextEncoder().encode(JSON.stringify(labels)).length;
-      if (bytes > MAX_WORKER_LABELS_BYTES)
-        ctx.addIssue({ code: 'custom', message: `are ${bytes} bytes as JSON; a worker process takes at most ${MAX_WORKER_LABELS_BYTES}: give fewer or shorter labels` });
-    }).default({}),
+    labels: WorkerLabels.default({}),
     capacity: Capacity.default({ slots: 4, cpu_cores: 1, memory_bytes: 1024 ** 3 }),
   })
   .strict()

@@ -87,12 +87,17 @@ describe('worker registry', () => {
       [{ capacity: { memory: '4GiB' } }, 'capacity.memory'],
       [{ pid: 99_999_999_999 }, 'pid'],
       [{ host: '' }, 'host'],
+      // 200,000 labels (3 MB) were stored, and returned by every list of workers: no worker process
+      // takes more than its HODEI_WORKER_LABELS entry holds, as worker-manager already says
+      [{ labels: Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`l${i}`, 'v'])) }, 'labels'],
     ];
     for (const [body, field] of cases) {
       const res = await post('/api/v1/workers', body);
       expect(res.status, field).toBe(400);
       expect((await res.json()).errors.map((e: { path: string }) => e.path), field).toEqual([field]);
     }
+    const many = await post('/api/v1/workers', { labels: Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`label${i}`, 'value'])) });
+    expect((await many.json()).errors).toEqual([{ path: 'labels', message: expect.stringMatching(/^are \d+ bytes as JSON; a worker process takes at most 131051: give fewer or shorter labels$/) }]);
     const id = newId();
     expect((await fetch(`${svc.url}/api/v1/workers/${id}`)).status).toBe(404);
     expect((await post(`/api/v1/workers/${id}/heartbeat`)).status).toBe(404);
