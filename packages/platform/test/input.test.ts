@@ -143,6 +143,19 @@ describe('request bodies', () => {
     expect(wrong.body.errors).toEqual([{ path: 'name', message: 'Invalid input: expected string, received number' }]);
   });
 
+  it('a number past 2^53 is refused once, by the bound of its field, not also by "<=9007199254740991"', async () => {
+    for (const [base, path, body, field, message] of [
+      [orchestrator.url, '/api/v1/jobs', { priority: 1e20 }, 'priority', 'Too big: expected number to be <=15'],
+      [orchestrator.url, '/api/v1/jobs', { timeout_seconds: 1e20 }, 'timeout_seconds', 'Too big: expected number to be <=604800'],
+      [orchestrator.url, '/api/v1/jobs', { max_retries: -1e20 }, 'max_retries', 'Too small: expected number to be >=0'],
+      [workerManager.url, '/api/v1/execute', { command: 'true', resources: { memory_bytes: 1e300 } }, 'resources.memory_bytes', 'Too big: expected number to be <=1125899906842624'],
+      [scheduler.url, '/api/v1/workers', { capacity: { slots: 2 ** 53 + 2 } }, 'capacity.slots', 'Too big: expected number to be <=1024'],
+    ] as const) {
+      const r = await send(base, 'POST', path, body);
+      expect([path, r.status, r.body.errors]).toEqual([path, 400, [{ path: field, message }]]);
+    }
+  });
+
   it('refuses __proto__ as an env or label name, naming it, instead of accepting the body and dropping it', async () => {
     const body = (fields: Record<string, unknown>) => `{${Object.entries(fields).map(([k, v]) => `"${k}":${typeof v === 'string' ? v : JSON.stringify(v)}`).join(',')}}`;
     const proto = '{"__proto__":"x","A":"1"}';

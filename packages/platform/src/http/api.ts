@@ -48,8 +48,25 @@ function keyMessage(issues: readonly { message: string }[]): string {
   return `invalid name: ${issues.map((k) => k.message).join('; ')}`;
 }
 
+type Issue = z.ZodError['issues'][number];
+
+/** A number past 2^53 fails int()'s safe range (±9007199254740991) as well as its field's own
+ *  bound: of the bounds of one kind a field fails, only the tightest is said. */
+function tightestBounds(issues: readonly Issue[]): Issue[] {
+  const bound = (i: Issue) => (i.code === 'too_big' ? Number(i.maximum) : i.code === 'too_small' ? -Number(i.minimum) : undefined);
+  const tightest = new Map<string, Issue>();
+  for (const i of issues) {
+    const b = bound(i);
+    if (b === undefined) continue;
+    const key = `${i.code} ${JSON.stringify(i.path)}`;
+    const kept = tightest.get(key);
+    if (!kept || b < bound(kept)!) tightest.set(key, i);
+  }
+  return issues.filter((i) => bound(i) === undefined || tightest.get(`${i.code} ${JSON.stringify(i.path)}`) === i);
+}
+
 export function zodIssuesToFields(error: z.ZodError, unknown = (key: string) => `unknown field "${key}"`): FieldError[] {
-  return error.issues.flatMap((i) =>
+  return tightestBounds(error.issues).flatMap((i) =>
     // a field the schema does not know is named itself, not the object holding it
     i.code === 'unrecognized_keys'
       ? i.keys.map((k) => ({ path: fieldPath([...i.path, k]), message: unknown(clip(k)) }))
