@@ -248,6 +248,9 @@ describe('app factory', () => {
     const bad = await post(open.url, 'n: 1\nkind: [a\n', 'application/yaml');
     expect(bad.status).toBe(400);
     expect((await bad.json()).detail).toMatch(/line \d+, column \d+/);
+    // the yaml library's own advice ('please use YAML.parseAllDocuments()') is no use to a client
+    const two = await post(open.url, 'n: 1\n---\nn: 2\n', 'application/yaml');
+    expect([two.status, (await two.json()).errors]).toEqual([400, [{ path: 'body', message: 'line 2, column 1: a second YAML document starts here (---): send one document' }]]);
     const good = await fetch(`${open.url}/api/v1/notes/01936f9e-3b7a-7c4e-9a51-2f1d8e0b6a12`, {
       method: 'POST',
       headers: { 'content-type': 'application/yaml' },

@@ -169,7 +169,11 @@ export function parseYamlBody(text: string): unknown {
   if (err) {
     const pos = err.linePos?.[0];
     const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
-    const message = (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    // the library's own words for a second document advise a call of its API
+    const message =
+      err.code === 'MULTIPLE_DOCS'
+        ? 'a second YAML document starts here (---): send one document'
+        : (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
     throw new BadRequestError(`YAML error at ${where}: ${message}`, [{ path: 'body', message: `${where}: ${message}` }]);
   }
   try {
