@@ -1,5 +1,5 @@
 // Resolving what the user typed (full id, unique prefix, name) to the resource it means.
-import { Execution, Id, Job, ManagedWorker, Pipeline, Schedule, z } from '@hodei/types';
+import { Execution, Id, Job, ManagedWorker, Pipeline, RegistryWorker, Schedule, z } from '@hodei/types';
 import { CliError } from './errors.js';
 import { ApiError } from './errors.js';
 import { when } from './output.js';
@@ -50,6 +50,26 @@ export async function resolveWorker(client: HodeiClient, input: string, opts: { 
   }
   const candidates = all.map((w) => ({ id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at }));
   return pick(input, 'worker', candidates, 'refuse').id;
+}
+
+/**
+ * Any worker that runs executions: the scheduler's registry holds the agents started with `hodei
+ * worker` as well as the worker-manager's, which it keeps until the scheduler forgets them.
+ */
+export async function resolveAnyWorker(client: HodeiClient, input: string): Promise<string> {
+  const text = checkPrefix(input, 'worker');
+  if (UUID.test(text)) return text;
+  const [registry, managed] = await Promise.allSettled([
+    listAll(client, 'scheduler', '/api/v1/workers', RegistryWorker),
+    listAll(client, 'worker-manager', '/api/v1/workers', ManagedWorker),
+  ]);
+  if (registry.status === 'rejected' && managed.status === 'rejected') throw registry.reason;
+  const byId = new Map<string, Candidate>();
+  for (const w of managed.status === 'fulfilled' ? managed.value : [])
+    byId.set(w.id, { id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at });
+  for (const w of registry.status === 'fulfilled' ? registry.value : [])
+    if (!byId.has(w.id)) byId.set(w.id, { id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, registered ${when(w.registered_at)})`, name: w.name, created_at: w.registered_at });
+  return pick(input, 'worker', [...byId.values()], 'refuse').id;
 }
 
 export async function resolveExecution(client: HodeiClient, input: string): Promise<string> {

@@ -151,6 +151,31 @@ describe('a name shorter than an id prefix (4 characters)', () => {
   });
 });
 
+describe('hodei executions list --worker', () => {
+  it('takes the name of an agent started with hodei worker (in the scheduler\'s registry, not the worker-manager\'s list)', async () => {
+    const nats = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+    const agent = hodei(['worker', '--nats', nats, '--prefix', fx.stack.env.natsPrefix, '--scheduler', fx.stack.scheduler.url, '--name', 'agent-x', '--label', 'pool=agent-x'], env);
+    try {
+      await agent.waitFor(/running with \d+ slots/, 20_000);
+      const ran = await hodeiDone(['run', '--json', '--label', 'pool=agent-x', '--', 'echo', 'on the agent'], env);
+      expect(ran.code, ran.stderr).toBe(0);
+      const { execution } = JSON.parse(ran.stdout) as { execution: string };
+      // was: hodei: no worker matches "agent-x"
+      const listed = await hodeiDone(['executions', 'list', '--worker', 'agent-x', '--json'], env);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect((JSON.parse(listed.stdout) as { id: string }[]).map((e) => e.id)).toEqual([execution]);
+      const managed = await hodeiDone(['executions', 'list', '--worker', 'cli-test', '--json', '--limit', '1000'], env);
+      expect(managed.code, managed.stderr).toBe(0);
+      expect((JSON.parse(managed.stdout) as { id: string }[]).map((e) => e.id)).not.toContain(execution);
+      const unknown = await hodeiDone(['executions', 'list', '--worker', 'nobody'], env);
+      expect([unknown.code, unknown.stderr]).toEqual([1, 'hodei: no worker matches "nobody"\n']);
+    } finally {
+      agent.child.kill('SIGINT');
+      await agent.done;
+    }
+  }, 40_000);
+});
+
 describe('hodei schedules run', () => {
   it('fires a paused schedule now, named by its name, and show marks the firing manual; an unknown one: exit 1', async () => {
     const created = await hodeiDone(['run', '--json', '--name', 'by-hand', '--', 'true'], env);

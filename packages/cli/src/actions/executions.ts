@@ -4,12 +4,12 @@ import { Execution } from '@hodei/types';
 import { context, exitField } from '../context.js';
 import { labelsText, pageNote, statusText, when } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
-import { resolveExecution, resolveJob, resolveWorker } from '../resources.js';
+import { resolveAnyWorker, resolveExecution, resolveJob } from '../resources.js';
 
 export const list = async (f: { job?: string; status?: string; worker?: string; limit: number; offset?: number }, cmd: Command) => {
   const { client, out } = context(cmd);
   const job_id = f.job ? await resolveJob(client, f.job) : undefined;
-  const worker_id = f.worker ? await resolveWorker(client, f.worker) : undefined;
+  const worker_id = f.worker ? await resolveAnyWorker(client, f.worker) : undefined;
   const { items, total } = await client.list('worker-manager', '/api/v1/executions', Execution, { job_id, worker_id, status: f.status, limit: f.limit, offset: f.offset });
   if (out.json) return out.printJson(items);
   out.table(

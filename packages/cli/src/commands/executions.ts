@@ -15,7 +15,7 @@ export function registerExecutions(program: Command): void {
     .summary('executions, newest first')
     .option('--job <id>', 'only executions of this job')
     .addOption(new Option('--status <status>', 'only this status').choices(EXECUTION_STATUSES))
-    .option('--worker <id>', 'only executions on this worker')
+    .option('--worker <id>', 'only executions on this worker (id, unique prefix or name; an agent started with hodei worker too)')
     .option('--limit <n>', 'at most N', parseInteger(1, 1000), 50)
     .option('--offset <n>', 'skip N executions', parseInteger(0, Number.MAX_SAFE_INTEGER))
     .action(lazy(load, 'list'));
