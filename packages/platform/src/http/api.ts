@@ -4,7 +4,7 @@ import { OpenApiGeneratorV3, OpenAPIRegistry, type RouteConfig } from '@asteasol
 import { Health, ProblemDetails, z } from '@hodei/types';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
-import { parseDocument, Parser } from 'yaml';
+import { Composer, LineCounter, Parser } from 'yaml';
 import { BadRequestError, clip, fieldPath, MethodNotAllowedError, UnsupportedMediaTypeError, type FieldError } from '../errors.js';
 import { stringPath, unstorableCharacter } from '../db.js';
 
@@ -137,14 +137,13 @@ export const MAX_YAML_DEPTH = 64;
 type CstToken = { type?: string; value?: CstToken; items?: Array<{ key?: CstToken | null; value?: CstToken | null }> };
 
 /**
- * How deep the collections of a YAML text nest, from its CST: the lexer and parser go without
+ * How deep the collections of YAML documents nest, from their CST: the lexer and parser go without
  * recursion, but the composer recurses once per level, and a stack overflow there can land in V8
  * compiling a regular expression, which aborts the process (a 20 KB body of `[` took a service down).
  */
-function yamlDepth(text: string, max: number): number {
+function yamlDepth(docs: readonly CstToken[], max: number): number {
   let deepest = 0;
-  const stack: Array<[CstToken, number]> = [];
-  for (const doc of new Parser().parse(text)) stack.push([doc as CstToken, 0]);
+  const stack: Array<[CstToken, number]> = docs.map((doc) => [doc, 0]);
   for (let next = stack.pop(); next; next = stack.pop()) {
     const [token, above] = next;
     const depth = token.items ? above + 1 : above;
@@ -158,26 +157,25 @@ function yamlDepth(text: string, max: number): number {
   return deepest;
 }
 
-/** Parses a YAML text body; a syntax error becomes a 400 that gives line and column. */
+/** Parses a YAML text body (read once: the CST is checked, then composed); a syntax error becomes a 400 that gives line and column. */
 export function parseYamlBody(text: string): unknown {
-  if (yamlDepth(text, MAX_YAML_DEPTH) > MAX_YAML_DEPTH) {
+  const lines = new LineCounter();
+  const tokens = [...new Parser(lines.addNewLine).parse(text)];
+  if (yamlDepth(tokens as CstToken[], MAX_YAML_DEPTH) > MAX_YAML_DEPTH) {
     const message = `nests collections deeper than ${MAX_YAML_DEPTH} levels`;
     throw new BadRequestError(`the YAML body ${message}`, [{ path: 'body', message }]);
   }
-  const doc = parseDocument(text, { prettyErrors: true });
-  const err = doc.errors[0];
-  if (err) {
-    const pos = err.linePos?.[0];
-    const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
-    // the library's own words for a second document advise a call of its API
-    const message =
-      err.code === 'MULTIPLE_DOCS'
-        ? 'a second YAML document starts here (---): send one document'
-        : (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-    throw new BadRequestError(`YAML error at ${where}: ${message}`, [{ path: 'body', message: `${where}: ${message}` }]);
-  }
+  const [doc, second] = new Composer().compose(tokens, true, text.length);
+  const yamlError = (offset: number, message: string) => {
+    const pos = lines.linePos(offset);
+    const where = `line ${pos.line}, column ${pos.col}`;
+    return new BadRequestError(`YAML error at ${where}: ${message}`, [{ path: 'body', message: `${where}: ${message}` }]);
+  };
+  if (second) throw yamlError(second.range[0], 'a second YAML document starts here (---): send one document');
+  const err = doc!.errors[0];
+  if (err) throw yamlError(err.pos[0], err.message.split('\n')[0] ?? '');
   try {
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    const value: unknown = doc!.toJS({ maxAliasCount: 100 });
     JSON.stringify(value); // throws on an alias that contains itself
     return value;
   } catch (e) {
