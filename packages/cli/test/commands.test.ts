@@ -152,7 +152,7 @@ describe('a name shorter than an id prefix (4 characters)', () => {
 });
 
 describe('hodei executions list --worker', () => {
-  it('takes the name of an agent started with hodei worker (in the scheduler\'s registry, not the worker-manager\'s list)', async () => {
+  it('takes the name of an agent started with hodei worker (in the scheduler\'s registry, not the worker-manager\'s list); workers list names the agent under its list', async () => {
     const nats = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
     const agent = hodei(['worker', '--nats', nats, '--prefix', fx.stack.env.natsPrefix, '--scheduler', fx.stack.scheduler.url, '--name', 'agent-x', '--label', 'pool=agent-x'], env);
     try {
@@ -169,6 +169,11 @@ describe('hodei executions list --worker', () => {
       expect((JSON.parse(managed.stdout) as { id: string }[]).map((e) => e.id)).not.toContain(execution);
       const unknown = await hodeiDone(['executions', 'list', '--worker', 'nobody'], env);
       expect([unknown.code, unknown.stderr]).toEqual([1, 'hodei: no worker matches "nobody"\n']);
+      // workers list (the worker-manager's) says there is one more, instead of leaving it out unsaid
+      const workers = await hodeiDone(['workers', 'list'], env);
+      expect(workers.code, workers.stderr).toBe(0);
+      expect(workers.stdout).not.toContain('agent-x');
+      expect(workers.stderr).toMatch(/^and 1 agent started with hodei worker \(in the scheduler's registry\): agent-x \(online, \d+ slots\)\n$/);
     } finally {
       agent.child.kill('SIGINT');
       await agent.done;

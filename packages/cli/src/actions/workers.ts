@@ -4,9 +4,10 @@ import { ManagedWorker, RegistryWorker, WorkerStatusView } from '@hodei/types';
 import { context } from '../context.js';
 import { ApiError, CliError, UnreachableError } from '../errors.js';
 import type { HodeiClient } from '../http.js';
-import { labelsText, statusText, when } from '../output.js';
+import { labelsText, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveWorker } from '../resources.js';
+import { listAll } from '../resolve.js';
 
 export const list = async (f: { status?: string; limit: number }, cmd: Command) => {
   const { client, out } = context(cmd);
@@ -25,9 +26,27 @@ export const list = async (f: { status?: string; limit: number }, cmd: Command) 
       labelsText(w.labels),
       when(w.started_at),
     ]),
-    'no workers',
+    'no workers started by the worker-manager',
   );
+  if (f.status === undefined) await noteAgents(client, out);
 };
+
+/**
+ * Under the list: the agents started with `hodei worker`, which run executions too but are known only
+ * to the scheduler's registry (a user saw `no workers` while jobs ran). Nothing when it does not answer.
+ */
+async function noteAgents(client: HodeiClient, out: Output): Promise<void> {
+  const [registry, managed] = await Promise.all([
+    listAll(client, 'scheduler', '/api/v1/workers', RegistryWorker).catch(() => []),
+    listAll(client, 'worker-manager', '/api/v1/workers', ManagedWorker.pick({ id: true })).catch(() => null),
+  ]);
+  if (!managed) return;
+  const ids = new Set(managed.map((w) => w.id));
+  const agents = registry.filter((w) => !ids.has(w.id) && w.status !== 'stopped');
+  if (agents.length === 0) return;
+  const named = agents.map((w) => `${w.name ?? w.id} (${w.status}, ${w.capacity.slots} slots)`).join(', ');
+  out.note(out.err('gray', `and ${agents.length} agent${agents.length === 1 ? '' : 's'} started with hodei worker (in the scheduler's registry): ${named}`));
+}
 
 export const show = async (id: string, _f: unknown, cmd: Command) => {
   const { client, out } = context(cmd);
