@@ -12,6 +12,19 @@ import { useStack } from './fixture.js';
 const fx = useStack();
 const { env } = fx;
 
+/** hodei given a terminal by `script`, as a user at one runs it; all it wrote there. */
+const atTerminal = (args: string[], extra: Record<string, string>) =>
+  new Promise<{ code: number | null; text: string }>((resolve) => {
+    const child = spawn('script', ['-qec', [process.execPath, MAIN, ...args].map((w) => `"${w}"`).join(' '), '/dev/null'], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', TERM: 'xterm', ...env, ...extra },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let text = '';
+    child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    child.stdin.end();
+    child.on('close', (code) => resolve({ code, text }));
+  });
+
 describe('hodei executions list', () => {
   it('pages with --limit and --offset, newest first, and says how many there are', async () => {
     for (let i = 1; i <= 3; i++) expect((await hodeiDone(['run', '--name', 'paged', '--', 'echo', String(i)], env)).code).toBe(0);
@@ -128,6 +141,24 @@ describe('hodei jobs cancel of a backlog', () => {
     expect(json.code, json.stderr).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({ id: queuedJob, cancelled: { executions: 1, queued: 1, running: 0 } });
   }, 60_000);
+
+  it('at a terminal, says what it waits for while the orchestrator cancels, and for how long', async () => {
+    const queued = await hodeiDone(['run', '--detach', '--json', '--name', 'slow-cancel', '--label', 'pool=nowhere', '--', 'true'], env);
+    const { job } = JSON.parse(queued.stdout) as { job: string };
+    // a backlog the orchestrator takes a while to cancel: its answer comes 1.5 s late
+    const slow = await forwardingProxy(fx.stack.orchestrator.url, (req, res, upRes) => {
+      setTimeout(() => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res)), req.url?.endsWith('/cancel') ? 1500 : 0);
+    });
+    try {
+      const r = await atTerminal(['jobs', 'cancel', job], { HODEI_ORCHESTRATOR_URL: slow.url });
+      expect(r.code, r.text).toBe(0);
+      // was: nothing until the answer
+      expect(r.text).toContain(`\r\x1b[2Kcancelling the executions of job ${job} (Ctrl-C stops waiting, not the cancel)… 1s\r\x1b[2K`);
+      expect(r.text).toMatch(new RegExp(`\\r\\x1b\\[2Kcancelled 1 execution of job ${job}: 1 queued\\r\\n$`));
+    } finally {
+      await slow.close();
+    }
+  }, 30_000);
 });
 
 describe('a name shorter than an id prefix (4 characters)', () => {
@@ -313,19 +344,6 @@ describe('hodei jobs cleanup --dry-run', () => {
 });
 
 describe('hodei jobs cleanup while the orchestrator counts or deletes', () => {
-  /** hodei given a terminal by `script`, as a user at one runs it; all it wrote there. */
-  const atTerminal = (args: string[], extra: Record<string, string>) =>
-    new Promise<{ code: number | null; text: string }>((resolve) => {
-      const child = spawn('script', ['-qec', [process.execPath, MAIN, ...args].map((w) => `"${w}"`).join(' '), '/dev/null'], {
-        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', TERM: 'xterm', ...env, ...extra },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let text = '';
-      child.stdout.on('data', (c: Buffer) => (text += c.toString()));
-      child.stdin.end();
-      child.on('close', (code) => resolve({ code, text }));
-    });
-
   it('at a terminal, says what it waits for and for how long; nothing of it through a pipe or with --json', async () => {
     // an installation where counting takes a while: the orchestrator's answer comes 2.2 s late
     const slow = await forwardingProxy(fx.stack.orchestrator.url, (req, res, upRes) => {

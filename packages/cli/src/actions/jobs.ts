@@ -128,11 +128,18 @@ export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => 
 const JOB_CANCEL_TIMEOUT_MS = 10 * 60_000;
 
 export const cancel = async (id: string, _f: unknown, cmd: Command) => {
-  const { client, out } = context(cmd);
+  const { client, out, config } = context(cmd);
   const jobId = await resolveJob(client, id);
   // the orchestrator answers 409 "nothing to cancel: …" when nothing is queued or running; it
   // answers once every execution is cancelled (about 150 a second: a backlog of thousands takes a while)
-  const res = (await client.request('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null, { timeoutMs: JOB_CANCEL_TIMEOUT_MS })).data;
+  const ticker = out.json || !config.tty.stderr ? NO_TICKER : startTicker(process.stderr, `cancelling the executions of job ${jobId} (Ctrl-C stops waiting, not the cancel)`);
+  let res: unknown;
+  try {
+    const asked = client.request('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null, { timeoutMs: JOB_CANCEL_TIMEOUT_MS });
+    res = (await untilInterrupted(asked, `interrupted: the orchestrator goes on cancelling them (hodei executions list --job ${jobId} --status queued shows what is left)`)).data;
+  } finally {
+    ticker.stop();
+  }
   if (out.json) return out.printJson(res ?? { id: jobId });
   out.line(cancelText(jobId, CancelCounts.safeParse(res).data?.cancelled));
 };
