@@ -114,9 +114,10 @@ describe('jobs', () => {
     expect(self.status).toBe(400);
     expect(fieldPaths(self)).toEqual(['depends_on.0']);
 
-    // a moves away while b depends on it → conflict
+    // a moves away while b depends on it → conflict naming pipeline_id and b
     const move = await api('PATCH', `/api/v1/jobs/${a.id}`, { pipeline_id: other });
-    expect(move.status).toBe(409);
+    expect([move.status, fieldPaths(move)]).toEqual([409, ['pipeline_id']]);
+    expect(move.body.detail).toBe(`job ${b.body.id} of pipeline ${pid} depends on this job: it cannot move to another pipeline (change their depends_on first)`);
 
     // deleting a drops it from b's depends_on
     expect((await api('DELETE', `/api/v1/jobs/${a.id}`)).status).toBe(204);

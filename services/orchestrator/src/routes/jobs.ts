@@ -66,6 +66,9 @@ async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
   if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived: it takes no new jobs`);
 }
 
+/** `job a` / `jobs a, b, c and 4 more`: the jobs a message is about, not a thousand ids. */
+const listIds = (ids: string[]) => `job${ids.length === 1 ? '' : 's'} ${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ` and ${ids.length - 3} more` : ''}`;
+
 /**
  * A job moved to another pipeline (or out of any) by a PATCH that leaves depends_on as it was: the
  * jobs it depends on stay behind, so the move is refused naming pipeline_id, the field that was sent,
@@ -73,8 +76,7 @@ async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
  */
 function checkMoveKeepsDependencies(from: string | null, to: string | null, dependsOn: string[]): void {
   if (!dependsOn.length) return;
-  const named = dependsOn.slice(0, 3).join(', ') + (dependsOn.length > 3 ? ` and ${dependsOn.length - 3} more` : '');
-  const jobsOf = `${dependsOn.length} job${dependsOn.length === 1 ? '' : 's'} of pipeline ${from} (depends_on: ${named})`;
+  const jobsOf = `${dependsOn.length} job${dependsOn.length === 1 ? '' : 's'} of pipeline ${from} (depends_on: ${listIds(dependsOn).replace(/^jobs? /, '')})`;
   const message = to
     ? `the job depends on ${jobsOf}, which would not be in pipeline ${to}: send depends_on (jobs of pipeline ${to}, or []) with pipeline_id`
     : `the job depends on ${jobsOf}, and a job outside any pipeline depends on none: send "depends_on": [] with pipeline_id`;
@@ -211,8 +213,12 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
         const movesPipeline = pipelineId !== existing.pipeline_id;
         if (movesPipeline) {
           if (pipelineId) await checkPipeline(c, pipelineId);
-          if ((await jobs.dependents(c, params.id, existing.pipeline_id)).length)
-            throw new ConflictError('other jobs of its pipeline depend on this job: it cannot move to another pipeline');
+          const dependents = await jobs.dependents(c, params.id, existing.pipeline_id);
+          if (dependents.length) {
+            const depend = dependents.length === 1 ? 'depends' : 'depend';
+            const message = `${listIds(dependents)} of pipeline ${existing.pipeline_id} ${depend} on this job: it cannot move to another pipeline (change their depends_on first)`;
+            throw new HttpError(409, 'Conflict', message, [{ path: 'pipeline_id', message }]);
+          }
           if (body.depends_on === undefined) checkMoveKeepsDependencies(existing.pipeline_id, pipelineId, existing.depends_on);
         }
         const dependsOn = body.depends_on !== undefined ? [...new Set(body.depends_on)] : existing.depends_on;
