@@ -1,5 +1,6 @@
 // The line a terminal shows while hodei waits for one long answer (a cleanup takes seconds to tens of
 // seconds and the API tells nothing before it ends): what it waits for, and for how long so far.
+import type { Output } from './output.js';
 import { formatDuration } from './parse.js';
 
 /** How long a wait must last for its end to be told (`counted in 8.20s`): a quick one says nothing more. */
@@ -28,5 +29,7 @@ export function startTicker(stream: NodeJS.WriteStream, text: string, startedAt 
   };
 }
 
-/** No line at all: not a terminal, or --json. */
-export const NO_TICKER: Ticker = { stop: () => undefined };
+/** The line on a terminal's stderr; none at all through a pipe or with --json. */
+export function tickerFor(out: Output, text: string): Ticker {
+  return out.json || !out.config.tty.stderr ? { stop: () => undefined } : startTicker(process.stderr, text);
+}

@@ -8,7 +8,7 @@ import { CliError } from '../errors.js';
 import { clock, labelsText, pageNote, statusText, when, type Output } from '../output.js';
 import { formatBytes, formatDuration } from '../parse.js';
 import { resolveExecutionOrJob, resolveJob, resolvePipeline } from '../resources.js';
-import { NO_TICKER, startTicker } from '../ticker.js';
+import { tickerFor } from '../ticker.js';
 
 const firstLine = (s: string | null) => (s === null ? '-' : s.split('\n').length > 1 ? `${s.split('\n')[0]} …` : s);
 
@@ -128,11 +128,11 @@ export const show = async (id: string, f: { watch?: boolean }, cmd: Command) => 
 const JOB_CANCEL_TIMEOUT_MS = 10 * 60_000;
 
 export const cancel = async (id: string, _f: unknown, cmd: Command) => {
-  const { client, out, config } = context(cmd);
+  const { client, out } = context(cmd);
   const jobId = await resolveJob(client, id);
   // the orchestrator answers 409 "nothing to cancel: …" when nothing is queued or running; it
   // answers once every execution is cancelled (about 150 a second: a backlog of thousands takes a while)
-  const ticker = out.json || !config.tty.stderr ? NO_TICKER : startTicker(process.stderr, `cancelling the executions of job ${jobId} (Ctrl-C stops waiting, not the cancel)`);
+  const ticker = tickerFor(out, `cancelling the executions of job ${jobId} (Ctrl-C stops waiting, not the cancel)`);
   let res: unknown;
   try {
     const asked = client.request('orchestrator', 'POST', `/api/v1/jobs/${jobId}/cancel`, null, { timeoutMs: JOB_CANCEL_TIMEOUT_MS });
@@ -187,12 +187,12 @@ export const stats = async (_f: unknown, cmd: Command) => {
 };
 
 export const cleanup = async (f: { olderThan: number; dryRun?: boolean; yes?: boolean }, cmd: Command) => {
-  const { client, out, config } = context(cmd);
+  const { client, out } = context(cmd);
   const days = Math.round((f.olderThan / 86_400) * 1e6) / 1e6;
   // the orchestrator waits up to 10 minutes for worker-manager to delete large logs; it answers only
   // at the end, so a terminal is shown what hodei waits for and for how long
   const clean = async (dryRun: boolean) => {
-    const ticker = out.json || !config.tty.stderr ? NO_TICKER : startTicker(process.stderr, dryRun ? 'counting what would be deleted' : 'deleting (Ctrl-C stops waiting, not the cleanup)');
+    const ticker = tickerFor(out, dryRun ? 'counting what would be deleted' : 'deleting (Ctrl-C stops waiting, not the cleanup)');
     try {
       const asked = client.request('orchestrator', 'POST', '/api/v1/cleanup', CleanupResult, { body: { older_than_days: days, dry_run: dryRun }, timeoutMs: 11 * 60_000 });
       const r = (await untilInterrupted(asked, dryRun ? 'interrupted' : 'interrupted: the orchestrator goes on with the cleanup (hodei jobs stats shows what is left)')).data;
