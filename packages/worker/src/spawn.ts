@@ -74,7 +74,7 @@ export async function createSpawner(kind: SpawnerKind, logger: Logger, options: 
     const spawner = new ProcessSpawner(logger, command, killGraceMs);
     try {
       await spawner.ready;
-      return spawner;
+      return new RespawningSpawner(spawner, () => new ProcessSpawner(logger, command, killGraceMs), logger);
     } catch (err) {
       logger.warn({ err, spawner: command.join(' ') }, 'cannot run this spawner process: trying the next (spawner.pl needs perl; at last a thread of the agent forks the jobs)');
     }
@@ -283,6 +283,8 @@ abstract class RemoteSpawner implements Spawner {
   private readonly jobs = new Map<number, Relay>();
   protected down = false;
   protected closing = false;
+  /** What happens to the jobs that start after it died, for the log. */
+  protected afterDown = 'spawning on the main thread from now on';
   private readonly fallback = new InlineSpawner();
 
   /** `where` names the elsewhere in errors and logs ("spawner thread"). */
@@ -349,7 +351,7 @@ abstract class RemoteSpawner implements Spawner {
   protected onDown(err: unknown): void {
     if (this.down) return;
     this.down = true;
-    if (!this.closing) this.logger.error({ err }, `${this.where} died; spawning on the main thread from now on`);
+    if (!this.closing) this.logger.error({ err }, `${this.where} died; ${this.afterDown}`);
     // Never re-spawn these: they may have started already.
     for (const { reject } of this.starting.values()) reject(new Error(`the ${this.where} stopped before confirming the start`));
     this.starting.clear();
@@ -422,6 +424,7 @@ export class ProcessSpawner extends RemoteSpawner {
   /** `command`: the spawner to run, `[NATIVE_SPAWNER]` or `perlSpawner()` (createSpawner picks). */
   constructor(logger: Logger, command: string[], killGraceMs = 5000) {
     super(logger, 'spawner process');
+    this.afterDown = 'a new one starts the next job (if none can start, the agent does)';
     this.ready = new Promise((resolve, reject) => (this.settleReady = (err) => (err ? reject(err) : resolve())));
     this.ready.catch(() => undefined); // awaited by whoever cares: never an unhandled rejection
     // A session of its own: Ctrl-C in a terminal (SIGINT to the agent's process group) or a hang-up
@@ -436,6 +439,10 @@ export class ProcessSpawner extends RemoteSpawner {
 
   get subreaper(): number | undefined {
     return this.down ? undefined : this.proc.pid;
+  }
+
+  get isDown(): boolean {
+    return this.down;
   }
 
   protected override onDown(err: unknown): void {
@@ -501,5 +508,49 @@ export class ProcessSpawner extends RemoteSpawner {
       } else if (type === 'C') this.ended(id, 'closed');
     }
     this.pending = at < buf.length ? buf.subarray(at) : EMPTY;
+  }
+}
+
+/** A spawner process that died (`kill -9`, the OOM killer) is replaced by a new one for the jobs that
+ *  start after: jobs spawned from the agent itself would outlive a later `kill -9` of the agent, as
+ *  only a spawner process kills what the agent leaves. Inline only when no new one starts. */
+export class RespawningSpawner implements Spawner {
+  private restarting: Promise<void> | undefined;
+  private gaveUp = false;
+  private closed = false;
+
+  constructor(
+    private current: ProcessSpawner,
+    private readonly next: () => ProcessSpawner,
+    private readonly logger: Logger,
+  ) {}
+
+  get subreaper(): number | undefined {
+    return this.current.subreaper;
+  }
+
+  async spawn(req: SpawnRequest): Promise<JobHandle> {
+    if (this.current.isDown && !this.gaveUp && !this.closed) await (this.restarting ??= this.restart());
+    return this.current.spawn(req);
+  }
+
+  private async restart(): Promise<void> {
+    const spawner = this.next();
+    try {
+      await spawner.ready;
+      this.current = spawner;
+      this.logger.warn({ pid: spawner.subreaper }, 'a new spawner process starts the jobs');
+    } catch (err) {
+      this.gaveUp = true;
+      this.logger.error({ err }, 'cannot start a new spawner process: spawning on the main thread from now on');
+    } finally {
+      this.restarting = undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.restarting;
+    await this.current.close();
   }
 }

@@ -1,6 +1,6 @@
 // A worker agent killed with SIGKILL (OOM killer, a crash, `kill -9`) leaves no job running: nobody
 // would watch it any more, and the scheduler may run it again on another worker.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,11 +10,14 @@ import { alive, setup, startAgentProcess, waitFor } from './harness.js';
 let h: Awaited<ReturnType<typeof setup>>;
 /** Where the jobs write their pids; removed with everything in it after the file. */
 let scratch = '';
+/** Processes a failed test may have left running. */
+const leftovers = new Set<number>();
 beforeAll(async () => {
   scratch = mkdtempSync(path.join(os.tmpdir(), 'hodei-agent-death-'));
   h = await setup();
 });
 afterAll(async () => {
+  for (const pid of leftovers) if (alive(pid)) process.kill(pid, 'SIGKILL');
   await h.teardown();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
@@ -86,4 +89,52 @@ describe('an agent killed with SIGKILL', () => {
     // it got SIGTERM with the rest and carried on: SIGKILL came once the grace had passed
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(GRACE_MS - 100);
   });
+
+  it('after its spawner process was killed: the next job is started by a new spawner process, and dies with the agent', async () => {
+    const id = newId();
+    const agent = startAgentProcess(h.env.natsPrefix, id, { HODEI_KILL_GRACE_MS: '1000' });
+    await agent.ready;
+    const spawnerOf = (pid: number) => childrenOf(pid).find((c) => readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('spawner'));
+    const first = spawnerOf(agent.proc.pid!);
+    expect(first).toBeDefined();
+    const before = await h.assign({ command: 'sleep 30' }, { to: { id } });
+    expect(before.ack.accepted).toBe(true);
+    await before.running;
+    process.kill(first!, 'SIGKILL');
+    expect((await before.final).status).toBe('failed');
+
+    const pidFile = path.join(scratch, `pids-${newId()}`);
+    const loop = (name: string) => `sh -c 'echo "${name} $$" >> ${pidFile}; while :; do sleep 0.1; done'`;
+    const command = [`${loop('bg')} &`, `setsid ${loop('setsid')} > /dev/null 2>&1 &`, `echo "shell $$" >> ${pidFile}`, 'wait'].join('\n');
+    const after = await h.assign({ command }, { to: { id } });
+    expect(after.ack.accepted).toBe(true);
+    expect(await waitFor(() => Object.keys(readPids(pidFile)).length === 3, 5000)).toBe(true);
+    const pids = readPids(pidFile);
+    for (const pid of Object.values(pids)) leftovers.add(pid);
+    const second = spawnerOf(agent.proc.pid!);
+    const parentOfShell = second === undefined ? agent.proc.pid : second;
+
+    agent.proc.kill('SIGKILL');
+    await agent.exit;
+    expect(await waitFor(() => Object.values(pids).every((p) => !alive(p)), 15_000)).toBe(true);
+    // it was started by a spawner process again, not by the agent
+    expect(second).not.toBe(first);
+    expect(parentOfShell).not.toBe(agent.proc.pid);
+  });
 });
+
+/** Pids whose parent is `pid`, from /proc. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
