@@ -1,11 +1,11 @@
 // Following an execution's log stream (SSE): history then live lines, reconnecting with
 // Last-Event-ID when the connection breaks, never delivering a seq twice.
-import { ExecutionStatus, LogLine, z } from '@hodei/types';
+import { ExecutionStatus, type LogLine, z } from '@hodei/types';
 import { CliError, UnreachableError } from './errors.js';
 import { isAbort, type HodeiClient } from './http.js';
 import { isOutage, Outage } from './outage.js';
 import { backlog } from './output.js';
-import { readSse } from './sse.js';
+import { readSseBatches } from './sse.js';
 import { watchWaiting } from './waiting.js';
 
 export const Completed = z.object({
@@ -90,18 +90,19 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
     }
     if (!res.body) throw new CliError(`the worker-manager answered ${res.status} to the log stream, without a body`);
     try {
-      for await (const ev of readSse(res.body, delivering, printed)) {
+      for await (const events of readSseBatches(res.body, delivering, printed)) {
         delivered = true;
-        if (ev.event === 'log') {
-          const parsed = LogLine.safeParse(safeJson(ev.data));
-          if (!parsed.success) continue;
-          if (parsed.data.seq <= lastSeq) continue;
-          lastSeq = parsed.data.seq;
-          opts.onLine(parsed.data);
-        } else if (ev.event === 'completed') {
-          const done = Completed.safeParse(safeJson(ev.data));
-          if (!done.success) throw new CliError('unexpected completed event on the log stream', 1, done.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
-          return done.data;
+        for (const ev of events) {
+          if (ev.event === 'log') {
+            const line = asLogLine(safeJson(ev.data));
+            if (!line || line.seq <= lastSeq) continue;
+            lastSeq = line.seq;
+            opts.onLine(line);
+          } else if (ev.event === 'completed') {
+            const done = Completed.safeParse(safeJson(ev.data));
+            if (!done.success) throw new CliError('unexpected completed event on the log stream', 1, done.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+            return done.data;
+          }
         }
       }
     } catch (err) {
@@ -112,6 +113,16 @@ async function follow(client: HodeiClient, opts: FollowOptions): Promise<Complet
       throw new UnreachableError('worker-manager', client.config.urls['worker-manager'], 'log stream kept breaking');
     await outage.backOff();
   }
+}
+
+/** A LogLine, checked without zod: its parse of every line was a tenth of `logs -f`'s CPU on a job
+ *  printing fast. The same rules as the LogLine schema; keys it does not know are left out. */
+function asLogLine(v: unknown): LogLine | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { seq, stream, line, timestamp, no_newline } = v as Record<string, unknown>;
+  if (!Number.isInteger(seq) || (seq as number) < 1 || (stream !== 'stdout' && stream !== 'stderr')) return undefined;
+  if (typeof line !== 'string' || typeof timestamp !== 'string' || (no_newline !== undefined && no_newline !== true)) return undefined;
+  return no_newline ? { seq: seq as number, stream, line, timestamp, no_newline } : { seq: seq as number, stream, line, timestamp };
 }
 
 function safeJson(text: string): unknown {
