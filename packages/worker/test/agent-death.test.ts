@@ -1,5 +1,6 @@
 // A worker agent killed with SIGKILL (OOM killer, a crash, `kill -9`) leaves no job running: nobody
 // would watch it any more, and the scheduler may run it again on another worker.
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,12 +13,15 @@ let h: Awaited<ReturnType<typeof setup>>;
 let scratch = '';
 /** Processes a failed test may have left running. */
 const leftovers = new Set<number>();
+/** Agents a failed test may have left running. */
+const agents: ChildProcess[] = [];
 beforeAll(async () => {
   scratch = mkdtempSync(path.join(os.tmpdir(), 'hodei-agent-death-'));
   h = await setup();
 });
 afterAll(async () => {
   for (const pid of leftovers) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const agent of agents) agent.kill('SIGKILL');
   await h.teardown();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
@@ -51,6 +55,7 @@ describe('an agent killed with SIGKILL', () => {
   it('takes its jobs with it: SIGTERM to the shell, a background child, a setsid child and a double-forked daemon, and SIGKILL after the grace to one that carries on after SIGTERM', async () => {
     const id = newId();
     const agent = startAgentProcess(h.env.natsPrefix, id, { HODEI_KILL_GRACE_MS: String(GRACE_MS) });
+    agents.push(agent.proc);
     await agent.ready;
     const pidFile = path.join(scratch, `pids-${newId()}`);
     const terms = `${pidFile}.term`;
@@ -93,6 +98,7 @@ describe('an agent killed with SIGKILL', () => {
   it('after its spawner process was killed: the next job is started by a new spawner process, and dies with the agent', async () => {
     const id = newId();
     const agent = startAgentProcess(h.env.natsPrefix, id, { HODEI_KILL_GRACE_MS: '1000' });
+    agents.push(agent.proc);
     await agent.ready;
     const spawnerOf = (pid: number) => childrenOf(pid).find((c) => readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('spawner'));
     const first = spawnerOf(agent.proc.pid!);
