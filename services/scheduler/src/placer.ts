@@ -71,14 +71,20 @@ const largeEnough = (capacity: Size, e: Size) => capacity.cpu_cores + EPSILON >=
 /** b has more room left than a: more free slots, then more free cpu. */
 const roomier = (a: Slot, b: Slot) => b.slots > a.slots || (b.slots === a.slots && b.cpu > a.cpu);
 
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+/** Exact in the largest unit that divides it (`1536 MiB`), unless that takes five digits or more
+ *  (`--memory 1000GB` was `976562500 KiB`): then rounded, with the bytes (`931.3 GiB (1000000000000 bytes)`). */
+function formatBytes(bytes: number): string {
+  let n = bytes;
   let i = 0;
-  while (n >= 1024 && i < units.length - 1 && n % 1024 === 0) {
+  while (n >= 1024 && i < UNITS.length - 1 && n % 1024 === 0) {
     n /= 1024;
     i += 1;
   }
-  return `${n} ${units[i]}`;
+  if (n < 10_000) return `${n} ${UNITS[i]}`;
+  for (n = bytes, i = 0; n >= 1024 && i < UNITS.length - 1; i += 1) n /= 1024;
+  return `${n.toFixed(1)} ${UNITS[i]} (${bytes} bytes)`;
 }
 
 /** What a waiting reason depends on. */

@@ -304,11 +304,14 @@ describe('placement', () => {
     const cpuRich = await fakeWorker({ t: 'size' }, { slots: 1, cpu_cores: 8, memory_bytes: 512 * 1024 ** 2 });
     await fakeWorker({ t: 'size' }, { slots: 1, cpu_cores: 1, memory_bytes: 4 * 1024 ** 3 });
     const both = await enqueue({ labels: { t: 'size' }, cpu: 4, memory: 2 * 1024 ** 3 });
+    // asked as `--memory 1000GB`: no unit divides it into fewer than five digits
+    const vast = await enqueue({ labels: { t: 'size' }, memory: 1e12 });
     const first = await enqueue({ cpu: 4 });
     await until(() => cpuRich.got.length, (n) => n > 0);
     const second = await enqueue({ cpu: 4 });
-    await until(() => reasons(both).length + reasons(second).length, (n) => n >= 2);
+    await until(() => reasons(both).length + reasons(second).length + reasons(vast).length, (n) => n >= 3);
     expect(reasons(both)).toEqual(['no worker large enough: needs 4 cpu_cores and 2 GiB memory on one worker, and no worker with label t=size has both']);
+    expect(reasons(vast)).toEqual(['no worker large enough: needs 931.3 GiB (1000000000000 bytes) memory, the workers with label t=size have at most 4 GiB']);
     expect(reasons(second)).toEqual(['all workers that are large enough are busy (needs 1 slot, 4 cpu_cores, 64 MiB memory)']);
     expect(cpuRich.ids()).toEqual([first]);
   });
