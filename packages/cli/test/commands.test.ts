@@ -287,6 +287,17 @@ describe('hodei executions cancel', () => {
   }, 30_000);
 });
 
+/** A `true` execution of no job, completed and finished `age` ago (an interval); what asks for it. */
+async function finishedExecution(age: string): Promise<() => Promise<Response>> {
+  const { workerManager } = fx.stack;
+  const res = await fetch(`${workerManager.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'true' }) });
+  const { id } = (await res.json()) as { id: string };
+  const shown = () => fetch(`${workerManager.url}/api/v1/executions/${id}`);
+  for (let i = 0; i < 100 && ((await (await shown()).json()) as { status: string }).status !== 'completed'; i++) await new Promise((r) => setTimeout(r, 100));
+  await workerManager.ctx.db.query(`UPDATE executions SET finished_at = now() - $2::interval WHERE id = $1`, [id, age]);
+  return shown;
+}
+
 describe('hodei jobs cleanup --dry-run', () => {
   it('says how many of each kind would go, and deletes none of it', async () => {
     const { orchestrator, workerManager } = fx.stack;
@@ -310,12 +321,7 @@ describe('hodei jobs cleanup --dry-run', () => {
   }, 30_000);
 
   it('at a terminal, shows what would go and deletes it only once told yes', async () => {
-    const { workerManager } = fx.stack;
-    const res = await fetch(`${workerManager.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'true' }) });
-    const { id } = (await res.json()) as { id: string };
-    const shown = () => fetch(`${workerManager.url}/api/v1/executions/${id}`);
-    for (let i = 0; i < 100 && ((await (await shown()).json()) as { status: string }).status !== 'completed'; i++) await new Promise((r) => setTimeout(r, 100));
-    await workerManager.ctx.db.query("UPDATE executions SET finished_at = now() - interval '2 days' WHERE id = $1", [id]);
+    const shown = await finishedExecution('2 days');
     // `script` gives hodei a terminal; what it is sent is the answer typed
     const atTerminal = (answer: string) =>
       new Promise<{ code: number | null; text: string }>((resolve) => {
@@ -375,12 +381,7 @@ describe('hodei jobs cleanup while the orchestrator counts or deletes', () => {
   }, 30_000);
 
   it('Ctrl-C stops the waiting (exit 130) and says the orchestrator goes on with the cleanup, which it does', async () => {
-    const { workerManager } = fx.stack;
-    const res = await fetch(`${workerManager.url}/api/v1/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'true' }) });
-    const { id } = (await res.json()) as { id: string };
-    const shown = () => fetch(`${workerManager.url}/api/v1/executions/${id}`);
-    for (let i = 0; i < 100 && ((await (await shown()).json()) as { status: string }).status !== 'completed'; i++) await new Promise((r) => setTimeout(r, 100));
-    await workerManager.ctx.db.query("UPDATE executions SET finished_at = now() - interval '40 days' WHERE id = $1", [id]);
+    const shown = await finishedExecution('40 days');
     let asked: () => void = () => undefined;
     const cleanupAsked = new Promise<void>((resolve) => (asked = resolve));
     const held = await forwardingProxy(fx.stack.orchestrator.url, (req, res, upRes) => {
