@@ -21,7 +21,11 @@ export class UsageError extends CliError {
 
 /** The service did not answer at all: exit code 2 so scripts can tell "down" from "refused". */
 export class UnreachableError extends CliError {
-  constructor(service: string, url: string, reason: string) {
+  constructor(
+    service: string,
+    url: string,
+    readonly reason: string,
+  ) {
     super(`cannot reach the ${service} at ${url} (${reason})`, 2);
   }
 }
