@@ -167,6 +167,22 @@ describe('hodei run: how it ends', () => {
     expect(await settled(await latestExecution('terminated'))).toBe('cancelled');
   }, 30_000);
 
+  it('SIGTERM whose cancel is answered after the execution ended: exit 143 with no summary begun (a rule line alone was seen)', async () => {
+    const lateCancel = await forwardingProxy(fx.stack.workerManager.url, (req, res, upRes) => {
+      setTimeout(() => (res.writeHead(upRes.statusCode ?? 502, upRes.headers), upRes.pipe(res)), /\/cancel$/.test(req.url ?? '') ? 1000 : 0);
+    });
+    try {
+      const run = hodei(['run', '--name', 'term-at-end', '--', 'sh', '-c', 'echo up; sleep 20'], { ...env, HODEI_WORKER_MANAGER_URL: lateCancel.url });
+      await run.waitFor(/\[OUT\] up$/);
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      expect(r.code).toBe(143);
+      expect(r.stderr).toBe(`hodei got SIGTERM: cancelling execution ${await latestExecution('term-at-end')}\n`);
+    } finally {
+      await lateCancel.close();
+    }
+  }, 30_000);
+
   it('SIGTERM exits 143 also when the cancel ends the execution at once (a retry waiting out its back-off)', async () => {
     const file = join(dir, 'terminated-retry.yaml');
     await writeFile(file, 'name: terminated-retry\nretry_backoff_seconds: 60\nmax_retries: 1\ncommand: exit 3\n');

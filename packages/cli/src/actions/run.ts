@@ -290,6 +290,9 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     abandoned.release();
   }
 
+  // told to go (SIGTERM, SIGHUP, its reader gone) as the execution ended: the cancel under way exits
+  // with that code; a summary begun now was cut off by it (seen: the rule line alone)
+  if (abandoned.code !== null) return abandoned.code;
   const lines = printer.count;
   const code = exitCodeFor(done.status, done.exit_code, done.signal);
   // The job is over: a Ctrl-C while its summary is read back (its result, --json's lines) and written
@@ -298,7 +301,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
   let summarized = false;
   let interruptsAfter = 0;
   process.on('SIGINT', () => {
-    if (summarized || ++interruptsAfter > 1) exitWhenWritten(abandoned.code ?? code);
+    if (summarized || ++interruptsAfter > 1) exitWhenWritten(code);
   });
   const duration = done.duration_ms ?? null; // null: it never started (cancelled while queued)
   if (out.json) {
@@ -325,6 +328,7 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     }
     json?.end();
   } else {
+    const result = resultLine(await readResult(c, current.id), current.id);
     out.note(out.err('gray', '─'.repeat(40)));
     const pairs: [string, string][] = [
       ['name', job.name],
@@ -337,12 +341,11 @@ export async function runJob(c: Ctx, body: Record<string, unknown>, flags: Pick<
     ];
     if (current.attempt > 1) pairs.splice(3, 0, ['attempt', `${current.attempt} of ${job.max_retries + 1}`]);
     if (done.message && !/^(exited with code -?\d+|killed by signal \w+)$/.test(done.message)) pairs.push(['message', done.message]);
-    const result = resultLine(await readResult(c, current.id), current.id);
     if (result !== null) pairs.push(['result', result]);
     out.fields(pairs, 'stderr');
   }
   summarized = true;
-  return abandoned.code ?? code;
+  return code;
 }
 
 export const run = async (words: string[], flags: RunFlags, cmd: Command) => {
