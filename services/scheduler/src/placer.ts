@@ -406,7 +406,7 @@ export class Placer {
   private whyWaiting(entry: Waiter, online: RegistryWorker[], draining: RegistryWorker[], now: number): WaitReason {
     const lasting = (reason: string): WaitReason => ({ reason, kind: 'lasting' });
     const want = Object.entries(entry.spec.labels);
-    if (!online.length && !draining.length) return lasting('no online worker');
+    if (!online.length && !draining.length) return lasting(want.length ? `no online worker (it needs one with ${labelList(entry.spec.labels)})` : 'no online worker');
     if (!online.length && !want.length) return lasting('every worker is draining');
     const labelled = online.filter((w) => labelsMatch(entry.spec.labels, w.labels));
     if (!labelled.length) {

@@ -153,6 +153,9 @@ describe('placement', () => {
     expect(await until(() => reasons(id), (r) => r.length > 0)).toEqual(['no online worker']);
     const depth = await (await fetch(`${svc.url}/metrics`)).text();
     expect(depth).toMatch(/^hodei_queue_depth\{[^}]*\} 1$/m);
+    // one that wants labels says which, so that the worker to start is known
+    const gpu = await enqueue({ labels: { pool: 'gpu', zone: 'a' } });
+    expect(await until(() => reasons(gpu), (r) => r.length > 0)).toEqual(['no online worker (it needs one with labels pool=gpu, zone=a)']);
     const w = await fakeWorker({});
     await until(() => w.got.length, (n) => n > 0);
     expect(w.got[0]).toMatchObject({ execution_id: id, job_id: null, attempt: 1, spec: { command: 'true' } });
