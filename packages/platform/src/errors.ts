@@ -64,8 +64,8 @@ export class MethodNotAllowedError extends HttpError {
   }
 }
 export class ConflictError extends HttpError {
-  constructor(detail: string) {
-    super(409, 'Conflict', detail);
+  constructor(detail: string, errors?: FieldError[]) {
+    super(409, 'Conflict', detail, errors);
   }
 }
 export class PayloadTooLargeError extends HttpError {

@@ -3,7 +3,6 @@ import {
   checkDefinitionFits,
   BadRequestError,
   ConflictError,
-  HttpError,
   newId,
   NotFoundError,
   sendCreated,
@@ -40,7 +39,7 @@ async function uniqueInPipeline<T>(pipelineId: string | null, name: string, writ
   } catch (err) {
     if ((err as { constraint?: unknown }).constraint !== jobs.NAME_IN_PIPELINE_KEY) throw err;
     const message = `pipeline ${pipelineId} already has a job named "${name}": dependencies and runs tell jobs apart by name`;
-    throw new HttpError(409, 'Conflict', message, [{ path: 'name', message }]);
+    throw new ConflictError(message, [{ path: 'name', message }]);
   }
 }
 
@@ -66,8 +65,10 @@ async function checkPipeline(db: Db, pipelineId: string): Promise<void> {
   if (p.status === 'archived') throw new ConflictError(`pipeline ${pipelineId} is archived: it takes no new jobs`);
 }
 
-/** `job a` / `jobs a, b, c and 4 more`: the jobs a message is about, not a thousand ids. */
-const listIds = (ids: string[]) => `job${ids.length === 1 ? '' : 's'} ${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ` and ${ids.length - 3} more` : ''}`;
+/** `a` / `a, b, c and 4 more`: the jobs a message is about, not a thousand ids. */
+const idList = (ids: string[]) => `${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ` and ${ids.length - 3} more` : ''}`;
+/** `job a` / `jobs a, b, c and 4 more`. */
+const listIds = (ids: string[]) => `job${ids.length === 1 ? '' : 's'} ${idList(ids)}`;
 
 /**
  * A job moved to another pipeline (or out of any) by a PATCH that leaves depends_on as it was: the
@@ -76,11 +77,11 @@ const listIds = (ids: string[]) => `job${ids.length === 1 ? '' : 's'} ${ids.slic
  */
 function checkMoveKeepsDependencies(from: string | null, to: string | null, dependsOn: string[]): void {
   if (!dependsOn.length) return;
-  const jobsOf = `${dependsOn.length} job${dependsOn.length === 1 ? '' : 's'} of pipeline ${from} (depends_on: ${listIds(dependsOn).replace(/^jobs? /, '')})`;
+  const jobsOf = `${dependsOn.length} job${dependsOn.length === 1 ? '' : 's'} of pipeline ${from} (depends_on: ${idList(dependsOn)})`;
   const message = to
     ? `the job depends on ${jobsOf}, which would not be in pipeline ${to}: send depends_on (jobs of pipeline ${to}, or []) with pipeline_id`
     : `the job depends on ${jobsOf}, and a job outside any pipeline depends on none: send "depends_on": [] with pipeline_id`;
-  throw new HttpError(409, 'Conflict', message, [{ path: 'pipeline_id', message }]);
+  throw new ConflictError(message, [{ path: 'pipeline_id', message }]);
 }
 
 /** depends_on names jobs of the same pipeline, and (for an existing job) closes no cycle. */
@@ -217,7 +218,7 @@ export function jobRoutes(api: Api, deps: JobRouteDeps): void {
           if (dependents.length) {
             const depend = dependents.length === 1 ? 'depends' : 'depend';
             const message = `${listIds(dependents)} of pipeline ${existing.pipeline_id} ${depend} on this job: it cannot move to another pipeline (change their depends_on first)`;
-            throw new HttpError(409, 'Conflict', message, [{ path: 'pipeline_id', message }]);
+            throw new ConflictError(message, [{ path: 'pipeline_id', message }]);
           }
           if (body.depends_on === undefined) checkMoveKeepsDependencies(existing.pipeline_id, pipelineId, existing.depends_on);
         }
