@@ -48,8 +48,7 @@ export async function resolveWorker(client: HodeiClient, input: string, opts: { 
     const ended = (w: ManagedWorker) => w.name === input.trim() && (w.status === 'stopped' || w.status === 'exited');
     if (all.some((w) => w.name === input.trim() && !ended(w))) all = all.filter((w) => !ended(w));
   }
-  const candidates = all.map((w) => ({ id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at }));
-  return pick(input, 'worker', candidates, 'refuse').id;
+  return pick(input, 'worker', all.map(managedCandidate), 'refuse').id;
 }
 
 /**
@@ -65,8 +64,7 @@ export async function resolveAnyWorker(client: HodeiClient, input: string): Prom
   ]);
   if (registry.status === 'rejected' && managed.status === 'rejected') throw registry.reason;
   const byId = new Map<string, Candidate>();
-  for (const w of managed.status === 'fulfilled' ? managed.value : [])
-    byId.set(w.id, { id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at });
+  for (const w of managed.status === 'fulfilled' ? managed.value : []) byId.set(w.id, managedCandidate(w));
   for (const w of registry.status === 'fulfilled' ? registry.value : [])
     if (!byId.has(w.id)) byId.set(w.id, { id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, registered ${when(w.registered_at)})`, name: w.name, created_at: w.registered_at });
   return pick(input, 'worker', [...byId.values()], 'refuse').id;
@@ -79,6 +77,7 @@ export async function resolveExecution(client: HodeiClient, input: string): Prom
   return pick(input, 'execution', matches.items.map(executionCandidate), 'newest', matches.total).id;
 }
 
+const managedCandidate = (w: ManagedWorker): Candidate => ({ id: w.id, kind: 'worker', label: `${w.name ?? '-'} (${w.status}, started ${when(w.started_at)})`, name: w.name, created_at: w.started_at });
 const jobCandidate = (j: Job): Candidate => ({ id: j.id, kind: 'job', label: `${j.name} (${j.status})`, name: j.name, created_at: j.created_at });
 const executionCandidate = (e: Execution): Candidate => ({ id: e.id, kind: 'execution', label: `${e.name} (${e.status})`, created_at: e.created_at });
 
