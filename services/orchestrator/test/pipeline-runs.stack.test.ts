@@ -158,7 +158,10 @@ describe('pipeline runs on a real worker', () => {
         }
       }
     })();
-    await eventually(async () => (events.some((e) => e.event === 'job' && e.data.name === 'long' && e.data.status === 'running') ? true : undefined), 30_000);
+    // long's statuses as the stream told them: in the snapshot (running already when the stream opened) or in job events
+    const longStatuses = () =>
+      events.flatMap((e) => (e.event === 'snapshot' ? e.data.jobs.filter((j: { name: string }) => j.name === 'long') : e.event === 'job' && e.data.name === 'long' ? [e.data] : [])).map((j: { status: string }) => j.status);
+    await eventually(async () => (longStatuses().includes('running') ? true : undefined), 30_000);
     const c = await api('POST', `/api/v1/pipeline-runs/${r.body.id}/cancel`);
     expect(c.status).toBe(202);
     const run = await finished(r.body.id, 30_000);
@@ -170,9 +173,8 @@ describe('pipeline runs on a real worker', () => {
     const last = events.at(-1)!;
     expect(last.event).toBe('completed');
     expect(last.data.status).toBe('cancelled');
-    const longStatuses = events.filter((e) => e.event === 'job' && e.data.name === 'long').map((e) => e.data.status);
-    expect(longStatuses.at(-1)).toBe('cancelled');
-    expect(longStatuses).toContain('running');
+    expect(longStatuses().at(-1)).toBe('cancelled');
+    expect(longStatuses()).toContain('running');
     expect((await api('POST', `/api/v1/pipeline-runs/${r.body.id}/cancel`)).status).toBe(409);
   }, 90_000);
 
